@@ -1,0 +1,121 @@
+//! Alert refs: live provenance links of the form `am://<gateway>/<topic>/<partition>/<offset>`.
+
+use std::fmt;
+use std::str::FromStr;
+
+use crate::{Error, Result};
+
+const SCHEME: &str = "am://";
+
+/// A link to one Kafka record behind one gateway.
+///
+/// Gateway names and Kafka topic names never contain `/` (Kafka allows only
+/// `[a-zA-Z0-9._-]`), so the four parts split unambiguously.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct AlertRef {
+    /// The gateway that serves the record.
+    pub gateway: String,
+    /// The gateway's exposed topic.
+    pub topic: String,
+    /// Kafka partition.
+    pub partition: i32,
+    /// Kafka offset within the partition.
+    pub offset: i64,
+}
+
+impl AlertRef {
+    /// Builds a ref, checking that each part can be written and read back.
+    pub fn new(gateway: &str, topic: &str, partition: i32, offset: i64) -> Result<Self> {
+        let text = format!("{SCHEME}{gateway}/{topic}/{partition}/{offset}");
+        text.parse()
+    }
+}
+
+impl fmt::Display for AlertRef {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{SCHEME}{}/{}/{}/{}",
+            self.gateway, self.topic, self.partition, self.offset
+        )
+    }
+}
+
+impl FromStr for AlertRef {
+    type Err = Error;
+
+    fn from_str(input: &str) -> Result<Self> {
+        let bad = |reason| Error::InvalidRef {
+            input: input.chars().take(200).collect(),
+            reason,
+        };
+        let rest = input
+            .strip_prefix(SCHEME)
+            .ok_or_else(|| bad("it does not start with am://"))?;
+        let parts: Vec<&str> = rest.split('/').collect();
+        let [gateway, topic, partition, offset] = parts[..] else {
+            return Err(bad("it does not have exactly four parts"));
+        };
+        if gateway.is_empty() || !gateway.chars().all(is_name_char) {
+            return Err(bad("the gateway name is empty or has characters other than [a-zA-Z0-9._-]"));
+        }
+        if topic.is_empty() || topic.len() > 249 || !topic.chars().all(is_name_char) {
+            return Err(bad("the topic is not a valid Kafka topic name"));
+        }
+        let partition: i32 = partition
+            .parse()
+            .ok()
+            .filter(|p| *p >= 0)
+            .ok_or_else(|| bad("the partition is not a non-negative integer"))?;
+        let offset: i64 = offset
+            .parse()
+            .ok()
+            .filter(|o| *o >= 0)
+            .ok_or_else(|| bad("the offset is not a non-negative integer"))?;
+        Ok(AlertRef {
+            gateway: gateway.to_owned(),
+            topic: topic.to_owned(),
+            partition,
+            offset,
+        })
+    }
+}
+
+/// Characters Kafka allows in topic names; gateway names follow the same rule.
+pub fn is_name_char(c: char) -> bool {
+    c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-')
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ref_round_trips() {
+        let r: AlertRef = "am://lasair/ztf.alerts/2/12345".parse().unwrap();
+        assert_eq!(r.gateway, "lasair");
+        assert_eq!(r.topic, "ztf.alerts");
+        assert_eq!(r.partition, 2);
+        assert_eq!(r.offset, 12345);
+        assert_eq!(r.to_string(), "am://lasair/ztf.alerts/2/12345");
+        assert_eq!(AlertRef::new("lasair", "ztf.alerts", 2, 12345).unwrap(), r);
+    }
+
+    #[test]
+    fn malformed_refs_say_what_is_wrong() {
+        for (input, needle) in [
+            ("http://lasair/t/0/1", "am://"),
+            ("am://lasair/t/0", "four parts"),
+            ("am://lasair/t/0/1/2", "four parts"),
+            ("am:///t/0/1", "gateway"),
+            ("am://lasair/t t/0/1", "topic"),
+            ("am://lasair/t/-1/1", "partition"),
+            ("am://lasair/t/0/x", "offset"),
+            ("am://lasair/t/0/99999999999999999999", "offset"),
+        ] {
+            let err = input.parse::<AlertRef>().unwrap_err().to_string();
+            assert!(err.contains(needle), "{input}: {err}");
+            assert!(err.contains("expected am://"), "{input}: {err}");
+        }
+    }
+}

@@ -1,0 +1,75 @@
+//! Kafka record conventions inside the mesh: `am-*` header names and payload formats.
+
+use std::fmt;
+use std::str::FromStr;
+
+use crate::{Error, Result};
+
+/// Namespace of the record's key.
+pub const NAMESPACE: &str = "am-ns";
+/// Payload format, one of [`Format`].
+pub const FORMAT: &str = "am-format";
+/// Schema fingerprint or registry id.
+pub const SCHEMA: &str = "am-schema";
+/// Alert ref of the record where the alert entered the mesh.
+pub const ORIGIN: &str = "am-origin";
+/// Comma-separated names of the gateways the record has traversed.
+pub const HOPS: &str = "am-hops";
+/// Alert refs a derived record was computed from.
+pub const DERIVED_FROM: &str = "am-derived-from";
+
+/// How an alert payload is encoded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Format {
+    /// Avro Object Container File with the writer schema embedded (ZTF).
+    AvroOcf,
+    /// Confluent wire format: 0x00, 4-byte schema id, Avro binary (LSST).
+    AvroConfluent,
+    /// A JSON document.
+    Json,
+}
+
+impl Format {
+    /// Every format, in the order they are documented.
+    pub const ALL: [Format; 3] = [Format::AvroOcf, Format::AvroConfluent, Format::Json];
+
+    /// The name used in configs and in the `am-format` header.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Format::AvroOcf => "avro-ocf",
+            Format::AvroConfluent => "avro-confluent",
+            Format::Json => "json",
+        }
+    }
+}
+
+impl fmt::Display for Format {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for Format {
+    type Err = Error;
+
+    fn from_str(s: &str) -> Result<Self> {
+        Format::ALL
+            .into_iter()
+            .find(|f| f.as_str() == s)
+            .ok_or_else(|| Error::UnknownFormat(s.chars().take(100).collect()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn formats_round_trip_and_unknown_names_list_the_choices() {
+        for f in Format::ALL {
+            assert_eq!(f.as_str().parse::<Format>().unwrap(), f);
+        }
+        let err = "avro".parse::<Format>().unwrap_err().to_string();
+        assert!(err.contains("avro-ocf, avro-confluent, json"), "{err}");
+    }
+}
