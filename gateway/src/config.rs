@@ -1,0 +1,297 @@
+//! The gateway's typed configuration: one TOML file, a few environment overrides, and a
+//! validation pass that reports every problem at once with its key path.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::time::Duration;
+
+use alertmesh_alert::alert_ref::is_name_char;
+use alertmesh_alert::Format;
+
+mod reader;
+
+use reader::Reader;
+
+/// Exit code for a configuration that cannot be used (sysexits `EX_USAGE`).
+pub const EXIT_CONFIG: i32 = 64;
+
+/// A whole gateway configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub gateway: GatewayConfig,
+    pub kafka: KafkaConfig,
+    pub limits: Limits,
+    pub topics: Vec<TopicConfig>,
+}
+
+/// `[gateway]`: who this gateway is and where it listens.
+#[derive(Debug, Clone)]
+pub struct GatewayConfig {
+    /// Unique name in the mesh; the `<gateway>` of every alert ref it hands out.
+    pub name: String,
+    /// gRPC listen address.
+    pub listen: SocketAddr,
+    /// HTTP side port: `/metrics`, `/healthz`.
+    pub http_listen: SocketAddr,
+    /// URL peers and users reach the gRPC port at; defaults to `http://<listen>`.
+    pub advertised_url: String,
+    /// How long open streams get to finish on shutdown.
+    pub shutdown_grace: Duration,
+}
+
+/// `[kafka]`: the local cluster.
+#[derive(Debug, Clone)]
+pub struct KafkaConfig {
+    pub bootstrap: String,
+    /// Topic that holds durable cursors (created when missing).
+    pub cursor_topic: String,
+    /// Upper bound for any single Kafka request the gateway waits on.
+    pub timeout: Duration,
+    /// Extra librdkafka properties (e.g. `security.protocol`, `sasl.*`). Never logged.
+    pub properties: BTreeMap<String, String>,
+}
+
+/// `[limits]`: per-subscriber and per-topic memory and batch bounds.
+#[derive(Debug, Clone)]
+pub struct Limits {
+    pub max_subscriptions: usize,
+    /// Default and maximum size of one `AlertBatch`, in bytes.
+    pub max_batch_bytes: usize,
+    /// Default and maximum number of alerts in one `AlertBatch`.
+    pub max_batch_alerts: usize,
+    /// librdkafka prefetch buffer of a subscriber that reads on its own, in KiB.
+    pub reader_buffer_kib: usize,
+    /// Bytes of recent alerts the shared per-topic tail keeps for live subscribers.
+    pub tail_buffer_bytes: usize,
+}
+
+/// `[[topics]]`: one exposed local Kafka topic.
+#[derive(Debug, Clone)]
+pub struct TopicConfig {
+    pub name: String,
+    pub namespace: String,
+    pub format: Format,
+    pub description: String,
+}
+
+impl Config {
+    /// Reads and validates a config file, applying `ALERTMESH_*` environment overrides.
+    ///
+    /// The error lists every problem found, one per line.
+    pub fn load(path: &Path) -> Result<Config, Vec<String>> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| vec![format!("cannot read config {}: {e}", path.display())])?;
+        let env: Vec<(String, String)> = std::env::vars()
+            .filter(|(k, _)| k.starts_with("ALERTMESH_"))
+            .collect();
+        Config::parse(&text, &env)
+    }
+
+    /// Parses and validates config text; `env` holds `ALERTMESH_*` overrides.
+    pub fn parse(text: &str, env: &[(String, String)]) -> Result<Config, Vec<String>> {
+        let mut table: toml::Table = text.parse().map_err(|e: toml::de::Error| {
+            vec![format!("config is not valid TOML: {}", e.message().trim())]
+        })?;
+        apply_env(&mut table, env)?;
+        let mut r = Reader::default();
+        let config = Config::read(&mut r, table);
+        match config {
+            Some(c) if r.errors.is_empty() => Ok(c),
+            _ => Err(r.errors),
+        }
+    }
+
+    fn read(r: &mut Reader, mut root: toml::Table) -> Option<Config> {
+        let mut gw = r.table(&mut root, "", "gateway", true);
+        let name = r.string(&mut gw, "gateway", "name", None);
+        if let Some(n) = &name {
+            if n.is_empty() || !n.chars().all(is_name_char) {
+                r.error(
+                    "gateway.name",
+                    "must be non-empty and use only [a-zA-Z0-9._-]",
+                );
+            }
+        }
+        let listen = r.addr(&mut gw, "gateway", "listen", None);
+        let http_listen = r.addr(&mut gw, "gateway", "http_listen", None);
+        if let (Some(a), Some(b)) = (listen, http_listen) {
+            if a == b && a.port() != 0 {
+                r.error("gateway.http_listen", "must differ from gateway.listen");
+            }
+        }
+        let advertised = r.string(&mut gw, "gateway", "advertised_url", Some(String::new()));
+        let grace = r.uint(&mut gw, "gateway", "shutdown_grace_ms", 10_000, 0, 600_000);
+        r.unknown(gw, "gateway");
+
+        let mut kafka = r.table(&mut root, "", "kafka", true);
+        let bootstrap = r.string(&mut kafka, "kafka", "bootstrap", None);
+        if bootstrap.as_deref() == Some("") {
+            r.error("kafka.bootstrap", "must list at least one host:port");
+        }
+        let cursor_topic = r.string(
+            &mut kafka,
+            "kafka",
+            "cursor_topic",
+            Some("_alertmesh.cursors".to_owned()),
+        );
+        if let Some(t) = &cursor_topic {
+            check_topic_name(r, "kafka.cursor_topic", t);
+        }
+        let timeout = r.uint(&mut kafka, "kafka", "timeout_ms", 5_000, 100, 300_000);
+        let properties = r.string_map(&mut kafka, "kafka", "properties");
+        r.unknown(kafka, "kafka");
+
+        let mut lim = r.table(&mut root, "", "limits", false);
+        let limits = Limits {
+            max_subscriptions: r.uint(&mut lim, "limits", "max_subscriptions", 1_000, 1, 1_000_000)
+                as usize,
+            max_batch_bytes: r.uint(
+                &mut lim,
+                "limits",
+                "max_batch_bytes",
+                1 << 20,
+                1 << 10,
+                64 << 20,
+            ) as usize,
+            max_batch_alerts: r.uint(&mut lim, "limits", "max_batch_alerts", 1_000, 1, 100_000)
+                as usize,
+            reader_buffer_kib: r.uint(&mut lim, "limits", "reader_buffer_kib", 8_192, 64, 1 << 20)
+                as usize,
+            tail_buffer_bytes: r.uint(
+                &mut lim,
+                "limits",
+                "tail_buffer_bytes",
+                64 << 20,
+                1 << 20,
+                16 << 30,
+            ) as usize,
+        };
+        r.unknown(lim, "limits");
+
+        let topics = r.array_of_tables(&mut root, "topics");
+        let mut seen = BTreeMap::new();
+        let mut out = Vec::new();
+        for (i, mut t) in topics.into_iter().enumerate() {
+            let path = format!("topics[{i}]");
+            let name = r.string(&mut t, &path, "name", None);
+            if let Some(n) = &name {
+                check_topic_name(r, &format!("{path}.name"), n);
+                if let Some(first) = seen.insert(n.clone(), i) {
+                    r.error(
+                        &format!("{path}.name"),
+                        &format!("{n:?} is already exposed by topics[{first}]"),
+                    );
+                }
+            }
+            let namespace = r.string(&mut t, &path, "namespace", None);
+            if let Some(ns) = &namespace {
+                if ns.is_empty()
+                    || !ns
+                        .chars()
+                        .all(|c| c.is_ascii_alphanumeric() || matches!(c, ':' | '_' | '.' | '-'))
+                {
+                    r.error(
+                        &format!("{path}.namespace"),
+                        "must be non-empty and use only [A-Za-z0-9:_.-], e.g. ZTF or LSST:dia",
+                    );
+                }
+            }
+            let format =
+                r.string(&mut t, &path, "format", None)
+                    .and_then(|f| match f.parse::<Format>() {
+                        Ok(f) => Some(f),
+                        Err(e) => {
+                            r.error(&format!("{path}.format"), &e.to_string());
+                            None
+                        }
+                    });
+            let description = r.string(&mut t, &path, "description", Some(String::new()));
+            r.unknown(t, &path);
+            if let (Some(name), Some(namespace), Some(format), Some(description)) =
+                (name, namespace, format, description)
+            {
+                out.push(TopicConfig {
+                    name,
+                    namespace,
+                    format,
+                    description,
+                });
+            }
+        }
+        r.unknown(root, "");
+
+        let listen = listen?;
+        Some(Config {
+            gateway: GatewayConfig {
+                name: name?,
+                advertised_url: match advertised? {
+                    u if u.is_empty() => format!("http://{listen}"),
+                    u => u,
+                },
+                listen,
+                http_listen: http_listen?,
+                shutdown_grace: Duration::from_millis(grace),
+            },
+            kafka: KafkaConfig {
+                bootstrap: bootstrap?,
+                cursor_topic: cursor_topic?,
+                timeout: Duration::from_millis(timeout),
+                properties,
+            },
+            limits,
+            topics: out,
+        })
+    }
+
+    /// The exposed topic called `name`, if any.
+    pub fn topic(&self, name: &str) -> Option<&TopicConfig> {
+        self.topics.iter().find(|t| t.name == name)
+    }
+}
+
+fn check_topic_name(r: &mut Reader, path: &str, name: &str) {
+    if name.is_empty()
+        || name.len() > 249
+        || !name.chars().all(is_name_char)
+        || name == "."
+        || name == ".."
+    {
+        r.error(
+            path,
+            "is not a valid Kafka topic name (1-249 characters of [a-zA-Z0-9._-])",
+        );
+    }
+}
+
+/// Environment overrides for runtime knobs, so one file serves several replicas.
+const ENV_OVERRIDES: [(&str, &str, &str); 4] = [
+    ("ALERTMESH_GATEWAY_LISTEN", "gateway", "listen"),
+    ("ALERTMESH_GATEWAY_HTTP_LISTEN", "gateway", "http_listen"),
+    (
+        "ALERTMESH_GATEWAY_ADVERTISED_URL",
+        "gateway",
+        "advertised_url",
+    ),
+    ("ALERTMESH_KAFKA_BOOTSTRAP", "kafka", "bootstrap"),
+];
+
+fn apply_env(root: &mut toml::Table, env: &[(String, String)]) -> Result<(), Vec<String>> {
+    for (var, section, key) in ENV_OVERRIDES {
+        if let Some((_, value)) = env.iter().find(|(k, _)| k == var) {
+            let entry = root
+                .entry(section)
+                .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+            match entry {
+                toml::Value::Table(t) => {
+                    t.insert(key.to_owned(), toml::Value::String(value.clone()));
+                }
+                _ => return Err(vec![format!("{section}: must be a table (to apply {var})")]),
+            }
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,90 @@
+use super::*;
+
+const MINIMAL: &str = r#"
+[gateway]
+name = "lasair"
+listen = "127.0.0.1:50051"       # gRPC
+http_listen = "127.0.0.1:9464"   # /metrics, /healthz
+[kafka]
+bootstrap = "127.0.0.1:9092"
+[[topics]]
+name = "ztf.alerts"              # local Kafka topic that is exposed
+namespace = "ZTF"
+format = "avro-ocf"
+"#;
+
+#[test]
+fn minimal_config_from_the_readme_loads_with_defaults() {
+    let c = Config::parse(MINIMAL, &[]).unwrap();
+    assert_eq!(c.gateway.name, "lasair");
+    assert_eq!(c.gateway.listen.to_string(), "127.0.0.1:50051");
+    assert_eq!(c.gateway.advertised_url, "http://127.0.0.1:50051");
+    assert_eq!(c.kafka.cursor_topic, "_alertmesh.cursors");
+    assert_eq!(c.kafka.timeout, Duration::from_secs(5));
+    assert_eq!(c.topics.len(), 1);
+    assert_eq!(c.topics[0].format, Format::AvroOcf);
+    assert_eq!(c.topic("ztf.alerts").unwrap().namespace, "ZTF");
+}
+
+#[test]
+fn every_problem_is_reported_with_its_key_path() {
+    let broken = r#"
+[gateway]
+name = "la sair"
+listen = "nowhere"
+colour = "blue"
+[kafka]
+timeout_ms = 5
+[[topics]]
+name = "ztf.alerts"
+namespace = ""
+format = "avro"
+[[topics]]
+name = "ztf.alerts"
+namespace = "ZTF"
+format = "json"
+"#;
+    let errors = Config::parse(broken, &[]).unwrap_err();
+    let all = errors.join("\n");
+    for needle in [
+        "gateway.name: must be non-empty",
+        "gateway.listen: \"nowhere\" is not an ip:port",
+        "gateway.http_listen: missing key",
+        "gateway.colour: unknown key",
+        "kafka.bootstrap: missing key",
+        "kafka.timeout_ms: 5 is out of range",
+        "topics[0].namespace: must be non-empty",
+        "topics[0].format: unknown format \"avro\"; expected one of avro-ocf, avro-confluent, json",
+        "topics[1].name: \"ztf.alerts\" is already exposed by topics[0]",
+    ] {
+        assert!(all.contains(needle), "missing {needle:?} in:\n{all}");
+    }
+    assert_eq!(errors.len(), 9, "{all}");
+}
+
+#[test]
+fn environment_overrides_runtime_knobs() {
+    let env = vec![
+        (
+            "ALERTMESH_KAFKA_BOOTSTRAP".to_owned(),
+            "10.0.0.1:9092".to_owned(),
+        ),
+        (
+            "ALERTMESH_GATEWAY_LISTEN".to_owned(),
+            "127.0.0.1:6000".to_owned(),
+        ),
+    ];
+    let c = Config::parse(MINIMAL, &env).unwrap();
+    assert_eq!(c.kafka.bootstrap, "10.0.0.1:9092");
+    assert_eq!(c.gateway.listen.port(), 6000);
+}
+
+#[test]
+fn invalid_toml_is_one_clear_error() {
+    let errors = Config::parse("[gateway\nname=", &[]).unwrap_err();
+    assert_eq!(errors.len(), 1);
+    assert!(
+        errors[0].starts_with("config is not valid TOML"),
+        "{errors:?}"
+    );
+}

@@ -1,0 +1,71 @@
+//! The gateway's error type and its one mapping to gRPC status codes.
+
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+
+/// Everything a gateway request can fail with.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The caller asked for something that does not exist (topic, record, cursor).
+    #[error("{0}")]
+    NotFound(String),
+    /// The request is malformed; the message says what is accepted.
+    #[error("{0}")]
+    InvalidArgument(String),
+    /// Kafka cannot be reached or did not answer in time.
+    #[error("kafka unavailable: {0}")]
+    Unavailable(String),
+    /// Too many subscriptions or similar overload.
+    #[error("{0}")]
+    ResourceExhausted(String),
+    /// The gateway is stopping.
+    #[error("gateway is shutting down")]
+    ShuttingDown,
+    /// Kafka answered with an error the caller cannot fix.
+    #[error("kafka error: {0}")]
+    Kafka(#[from] KafkaError),
+    /// A bug or an unexpected condition inside the gateway.
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+/// Result alias for the gateway.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl Error {
+    /// Classifies a Kafka error: transport problems are `Unavailable`, the rest stays Kafka.
+    pub fn from_kafka(e: KafkaError) -> Error {
+        match e.rdkafka_error_code() {
+            Some(code) if is_transport(code) => Error::Unavailable(e.to_string()),
+            _ => Error::Kafka(e),
+        }
+    }
+}
+
+/// librdkafka codes that mean "the cluster cannot be reached right now".
+pub fn is_transport(code: RDKafkaErrorCode) -> bool {
+    matches!(
+        code,
+        RDKafkaErrorCode::AllBrokersDown
+            | RDKafkaErrorCode::BrokerTransportFailure
+            | RDKafkaErrorCode::OperationTimedOut
+            | RDKafkaErrorCode::RequestTimedOut
+            | RDKafkaErrorCode::Resolve
+            | RDKafkaErrorCode::BrokerNotAvailable
+            | RDKafkaErrorCode::NetworkException
+            | RDKafkaErrorCode::LeaderNotAvailable
+            | RDKafkaErrorCode::NotLeaderForPartition
+    )
+}
+
+impl From<Error> for tonic::Status {
+    fn from(e: Error) -> tonic::Status {
+        let msg = e.to_string();
+        match e {
+            Error::NotFound(_) => tonic::Status::not_found(msg),
+            Error::InvalidArgument(_) => tonic::Status::invalid_argument(msg),
+            Error::Unavailable(_) | Error::ShuttingDown => tonic::Status::unavailable(msg),
+            Error::ResourceExhausted(_) => tonic::Status::resource_exhausted(msg),
+            Error::Kafka(_) | Error::Internal(_) => tonic::Status::internal(msg),
+        }
+    }
+}

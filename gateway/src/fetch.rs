@@ -1,0 +1,88 @@
+//! `Fetch`: resolves an alert ref to the one record it names.
+
+use std::time::Instant;
+
+use alertmesh_alert::AlertRef;
+use alertmesh_proto::v1;
+use rdkafka::consumer::Consumer;
+use rdkafka::error::KafkaError;
+use rdkafka::{Offset, TopicPartitionList};
+
+use crate::error::{Error, Result};
+use crate::record::{AlertContext, Record};
+use crate::server::State;
+use crate::subscription::describe_partitions;
+
+pub async fn fetch(state: &State, text: &str) -> Result<v1::Alert> {
+    let r: AlertRef = text
+        .parse()
+        .map_err(|e: alertmesh_alert::Error| Error::InvalidArgument(e.to_string()))?;
+    let me = &state.config.gateway.name;
+    if &r.gateway != me {
+        return Err(Error::NotFound(format!(
+            "ref names gateway {:?}; this gateway is {me:?}: ask that gateway",
+            r.gateway
+        )));
+    }
+    let topic = state.exposed(&r.topic)?.clone();
+    let partitions = state.partitions(&topic.name).await?;
+    if !partitions.contains(&r.partition) {
+        return Err(Error::NotFound(format!(
+            "partition {} does not exist; topic {:?} has partitions {}",
+            r.partition,
+            topic.name,
+            describe_partitions(&partitions)
+        )));
+    }
+    let consumer = state.kafka.consumer(1024)?;
+    let timeout = state.kafka.timeout();
+    let (t, p, o) = (topic.name.clone(), r.partition, r.offset);
+    let record = tokio::task::spawn_blocking(move || -> Result<Record> {
+        // Past the high watermark a broker may answer fetches with nothing at all (no
+        // end-of-partition either), so read from the watermark instead and let the end
+        // of the partition say the offset does not exist yet. Some brokers report a
+        // watermark short of the true end, which this also covers.
+        let (_, high) = consumer
+            .fetch_watermarks(&t, p, timeout)
+            .map_err(|e| Error::Unavailable(format!("cannot read offsets of partition {p} of topic {t:?}: {e}")))?;
+        let mut tpl = TopicPartitionList::new();
+        tpl.add_partition_offset(&t, p, Offset::Offset(o.min(high)))
+            .map_err(Error::from_kafka)?;
+        consumer.assign(&tpl).map_err(Error::from_kafka)?;
+        let started = Instant::now();
+        while started.elapsed() < timeout {
+            match consumer.poll(timeout.saturating_sub(started.elapsed())) {
+                Some(Ok(m)) => {
+                    let rec = Record::from_kafka(&m);
+                    if rec.offset == o {
+                        return Ok(rec);
+                    }
+                    if rec.offset > o {
+                        return Err(Error::NotFound(format!(
+                            "no record at offset {o} of partition {p}: it was removed by retention or compaction"
+                        )));
+                    }
+                }
+                Some(Err(KafkaError::PartitionEOF(_))) => {
+                    return Err(Error::NotFound(format!(
+                        "offset {o} is beyond the end of partition {p} of topic {t:?}"
+                    )))
+                }
+                Some(Err(e)) => tracing::debug!(error = %e, "fetch read error"),
+                None => {}
+            }
+        }
+        Err(Error::Unavailable(format!(
+            "no answer from kafka for partition {p} of topic {t:?} within {timeout:?}"
+        )))
+    })
+    .await
+    .map_err(|e| Error::Internal(e.to_string()))??;
+    let ctx = AlertContext {
+        gateway: me.clone(),
+        topic: topic.name.clone(),
+        format: topic.format.to_string(),
+        namespace: topic.namespace.clone(),
+    };
+    Ok(ctx.alert(&record))
+}

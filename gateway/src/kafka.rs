@@ -1,0 +1,144 @@
+//! The gateway's Kafka side: client settings, metadata look-ups, and readers that run on
+//! their own threads (librdkafka polling blocks, so it never runs on the async runtime).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::{Offset, TopicPartitionList};
+
+use crate::config::KafkaConfig;
+use crate::error::{Error, Result};
+
+pub mod reader;
+
+/// Builds librdkafka settings shared by every client of this gateway.
+#[derive(Debug, Clone)]
+pub struct Kafka {
+    config: Arc<KafkaConfig>,
+    client_id: String,
+}
+
+impl Kafka {
+    pub fn new(config: KafkaConfig, gateway: &str) -> Self {
+        Kafka {
+            config: Arc::new(config),
+            client_id: format!("alertmesh-{gateway}"),
+        }
+    }
+
+    pub fn timeout(&self) -> Duration {
+        self.config.timeout
+    }
+
+    pub fn cursor_topic(&self) -> &str {
+        &self.config.cursor_topic
+    }
+
+    /// Common settings; operator properties come last so they can override ours.
+    pub fn client_config(&self) -> ClientConfig {
+        let mut c = ClientConfig::new();
+        let timeout_ms = self.config.timeout.as_millis().to_string();
+        c.set("bootstrap.servers", &self.config.bootstrap)
+            .set("client.id", &self.client_id)
+            .set("socket.timeout.ms", &timeout_ms)
+            .set("log_level", "3");
+        for (k, v) in &self.config.properties {
+            c.set(k, v);
+        }
+        c
+    }
+
+    /// A consumer for `assign()`-only use: no group membership, no offset commits.
+    pub fn consumer(&self, buffer_kib: usize) -> Result<BaseConsumer> {
+        let mut c = self.client_config();
+        c.set("group.id", &self.client_id)
+            .set("enable.auto.commit", "false")
+            .set("enable.auto.offset.store", "false")
+            .set("enable.partition.eof", "true")
+            // A position older than the oldest retained record resumes at the oldest.
+            .set("auto.offset.reset", "earliest")
+            .set("fetch.wait.max.ms", "100")
+            .set("queued.max.messages.kbytes", buffer_kib.to_string());
+        c.create().map_err(Error::from_kafka)
+    }
+
+    /// Partition ids of `topic`, or NotFound / Unavailable.
+    pub fn partitions(&self, consumer: &BaseConsumer, topic: &str) -> Result<Vec<i32>> {
+        let md = consumer
+            .fetch_metadata(Some(topic), self.config.timeout)
+            .map_err(|e| match e.rdkafka_error_code() {
+                Some(
+                    RDKafkaErrorCode::UnknownTopicOrPartition | RDKafkaErrorCode::UnknownTopic,
+                ) => Error::NotFound(format!(
+                    "topic {topic:?} is exposed but does not exist in kafka"
+                )),
+                _ => Error::Unavailable(format!("cannot read metadata of topic {topic:?}: {e}")),
+            })?;
+        let t = md
+            .topics()
+            .iter()
+            .find(|t| t.name() == topic)
+            .ok_or_else(|| {
+                Error::NotFound(format!(
+                    "topic {topic:?} is exposed but does not exist in kafka"
+                ))
+            })?;
+        if let Some(err) = t.error() {
+            let code: RDKafkaErrorCode = err.into();
+            return Err(match code {
+                RDKafkaErrorCode::UnknownTopicOrPartition | RDKafkaErrorCode::UnknownTopic => {
+                    Error::NotFound(format!(
+                        "topic {topic:?} is exposed but does not exist in kafka"
+                    ))
+                }
+                c if crate::error::is_transport(c) => {
+                    Error::Unavailable(format!("topic {topic:?}: {c}"))
+                }
+                c => Error::Kafka(KafkaError::MetadataFetch(c)),
+            });
+        }
+        let mut ids: Vec<i32> = t.partitions().iter().map(|p| p.id()).collect();
+        ids.sort_unstable();
+        if ids.is_empty() {
+            return Err(Error::NotFound(format!(
+                "topic {topic:?} has no partitions in kafka"
+            )));
+        }
+        Ok(ids)
+    }
+
+    /// Per partition, the first offset whose timestamp is at or after `ms`, or `None` when
+    /// no such record exists yet. (Some brokers answer with the earliest offset instead;
+    /// readers skip older records, so both are correct.)
+    pub fn offsets_for_time(
+        &self,
+        consumer: &BaseConsumer,
+        topic: &str,
+        partitions: &[i32],
+        ms: i64,
+    ) -> Result<Vec<(i32, Option<i64>)>> {
+        let mut tpl = TopicPartitionList::new();
+        for p in partitions {
+            tpl.add_partition_offset(topic, *p, Offset::Offset(ms))
+                .map_err(Error::from_kafka)?;
+        }
+        let found = consumer
+            .offsets_for_times(tpl, self.config.timeout)
+            .map_err(Error::from_kafka)?;
+        Ok(partitions
+            .iter()
+            .map(|p| {
+                let off = found
+                    .find_partition(topic, *p)
+                    .and_then(|e| match e.offset() {
+                        Offset::Offset(o) if o >= 0 => Some(o),
+                        _ => None,
+                    });
+                (*p, off)
+            })
+            .collect())
+    }
+}

@@ -1,0 +1,196 @@
+//! A Kafka reader on a dedicated thread: polls an assigned consumer and hands batches of
+//! records to async code through a small bounded channel, so memory stays bounded in
+//! bytes (librdkafka's prefetch buffer plus at most two batches in flight).
+
+use std::thread;
+use std::time::Duration;
+
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::error::KafkaError;
+use rdkafka::{Offset, TopicPartitionList};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use crate::error::{is_transport, Error};
+use crate::metrics::Metrics;
+use crate::record::Record;
+use std::sync::Arc;
+
+/// What a reader reports, in the order it saw it.
+#[derive(Debug)]
+pub enum ReaderEvent {
+    Records(Vec<Record>),
+    /// The reader reached the current end of `partition`; `position` is the next offset.
+    Eof {
+        partition: i32,
+        position: Option<i64>,
+    },
+    /// The reader stopped: Kafka is unreachable or refused the read.
+    Failed(Error),
+}
+
+/// Where a reader starts in one partition.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StartAt {
+    Beginning,
+    End,
+    Offset(i64),
+}
+
+/// Bounds of one batch handed over by a reader.
+#[derive(Debug, Clone, Copy)]
+pub struct BatchBounds {
+    pub max_records: usize,
+    pub max_bytes: usize,
+}
+
+/// Who a reader reports to, and what ends it.
+#[derive(Debug, Clone)]
+pub struct ReaderCtx {
+    pub metrics: Arc<Metrics>,
+    pub kind: crate::metrics::ReaderKind,
+    pub cancel: CancellationToken,
+}
+
+/// Starts a reader thread for `topic` at the given positions. The thread ends when the
+/// receiver is dropped, when `cancel` fires, or after reporting `Failed`.
+pub fn spawn(
+    name: String,
+    consumer: BaseConsumer,
+    topic: &str,
+    starts: &[(i32, StartAt)],
+    bounds: BatchBounds,
+    ctx: ReaderCtx,
+) -> Result<mpsc::Receiver<ReaderEvent>, Error> {
+    let mut tpl = TopicPartitionList::new();
+    for (p, start) in starts {
+        let offset = match start {
+            StartAt::Beginning => Offset::Beginning,
+            StartAt::End => Offset::End,
+            StartAt::Offset(o) => Offset::Offset(*o),
+        };
+        tpl.add_partition_offset(topic, *p, offset)
+            .map_err(Error::from_kafka)?;
+    }
+    consumer.assign(&tpl).map_err(Error::from_kafka)?;
+    ctx.metrics
+        .reader(&ctx.metrics.readers_started, ctx.kind)
+        .inc();
+    let (tx, rx) = mpsc::channel(2);
+    let topic = topic.to_owned();
+    thread::Builder::new()
+        .name(name)
+        .spawn(move || run(consumer, topic, bounds, tx, ctx))
+        .map_err(|e| Error::Internal(format!("cannot start reader thread: {e}")))?;
+    Ok(rx)
+}
+
+fn run(
+    consumer: BaseConsumer,
+    topic: String,
+    bounds: BatchBounds,
+    tx: mpsc::Sender<ReaderEvent>,
+    ctx: ReaderCtx,
+) {
+    let ReaderCtx {
+        metrics,
+        kind,
+        cancel,
+    } = ctx;
+    let bytes_read = metrics.reader(&metrics.kafka_bytes_read, kind);
+    let mut batch: Vec<Record> = Vec::new();
+    let mut batch_bytes = 0usize;
+    let send = |ev: ReaderEvent| tx.blocking_send(ev).is_ok();
+    loop {
+        if cancel.is_cancelled() || tx.is_closed() {
+            return;
+        }
+        // Block only while the batch is empty; otherwise take what is already buffered.
+        let wait = if batch.is_empty() {
+            Duration::from_millis(100)
+        } else {
+            Duration::ZERO
+        };
+        match consumer.poll(wait) {
+            Some(Ok(m)) => {
+                let r = Record::from_kafka(&m);
+                bytes_read.inc_by(r.payload.len() as u64);
+                batch_bytes += r.size();
+                batch.push(r);
+                if batch.len() >= bounds.max_records || batch_bytes >= bounds.max_bytes {
+                    batch_bytes = 0;
+                    if !send(ReaderEvent::Records(std::mem::take(&mut batch))) {
+                        return;
+                    }
+                }
+            }
+            None => {
+                if !batch.is_empty() {
+                    batch_bytes = 0;
+                    if !send(ReaderEvent::Records(std::mem::take(&mut batch))) {
+                        return;
+                    }
+                }
+            }
+            Some(Err(KafkaError::PartitionEOF(partition))) => {
+                if !batch.is_empty() {
+                    batch_bytes = 0;
+                    if !send(ReaderEvent::Records(std::mem::take(&mut batch))) {
+                        return;
+                    }
+                }
+                let position = eof_position(&consumer, &topic, partition);
+                if !send(ReaderEvent::Eof {
+                    partition,
+                    position,
+                }) {
+                    return;
+                }
+            }
+            Some(Err(e)) => {
+                metrics.kafka_errors.inc();
+                tracing::warn!(topic = %topic, error = %e, "kafka read error");
+                if let Some(failure) = classify(&consumer, &topic, e) {
+                    let _ = send(ReaderEvent::Failed(failure));
+                    return;
+                }
+            }
+        }
+    }
+}
+
+/// Decides whether a read error ends the reader. librdkafka retries transport errors by
+/// itself, so one only ends the read when a metadata probe confirms the cluster is gone:
+/// a subscriber then gets UNAVAILABLE within seconds instead of waiting forever.
+fn classify(consumer: &BaseConsumer, topic: &str, e: KafkaError) -> Option<Error> {
+    use rdkafka::types::RDKafkaErrorCode as C;
+    match e.rdkafka_error_code() {
+        Some(code) if is_transport(code) => consumer
+            .fetch_metadata(Some(topic), Duration::from_secs(3))
+            .err()
+            .map(|probe| Error::Unavailable(format!("cannot read topic {topic:?}: {e}; {probe}"))),
+        Some(C::UnknownTopicOrPartition | C::UnknownPartition | C::TopicAuthorizationFailed) => {
+            Some(Error::from_kafka(e))
+        }
+        _ => None,
+    }
+}
+
+/// The next offset of a partition whose end was just reached. librdkafka knows it only
+/// after consuming a record; before that (an empty partition, or a start at the end) the
+/// fetch position is where it began, which is the high watermark it was given, and since
+/// fetching from there returned nothing, that watermark was the true end.
+fn eof_position(consumer: &BaseConsumer, topic: &str, partition: i32) -> Option<i64> {
+    let consumed = consumer.position().ok().and_then(|tpl| {
+        match tpl.find_partition(topic, partition).map(|e| e.offset()) {
+            Some(Offset::Offset(o)) => Some(o),
+            _ => None,
+        }
+    });
+    consumed.or_else(|| {
+        consumer
+            .fetch_watermarks(topic, partition, Duration::from_secs(3))
+            .ok()
+            .map(|(_, high)| high)
+    })
+}

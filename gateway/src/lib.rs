@@ -1,0 +1,30 @@
+//! The alertmesh gateway: serves the topics of its local Kafka cluster as gRPC streams.
+//!
+//! - [`config`]: the typed TOML configuration and its validation.
+//! - [`server`]: wiring and [`server::run`], the entry point of `alertmesh serve`.
+//! - [`service`]: the `alertmesh.v1.AlertMesh` gRPC handlers.
+//! - [`subscription`]: `Subscribe` planning and streaming; [`tail`]: the shared live tail
+//!   per topic that all caught-up subscribers read from.
+//! - [`kafka`]: librdkafka clients and reader threads; [`record`]: owned records.
+//! - [`cursor`]: durable cursors in Kafka; [`fetch`]: alert ref resolution.
+//! - [`http`]: `/metrics` and `/healthz`; [`metrics`]: what is counted.
+//! - [`cli`]: the `alertmesh` command line (server and client commands).
+//! - [`error`]: the error type and its mapping to gRPC status codes.
+
+pub mod cli;
+pub mod config;
+pub mod cursor;
+pub mod error;
+pub mod fetch;
+pub mod http;
+pub mod kafka;
+pub mod metrics;
+pub mod record;
+pub mod server;
+pub mod service;
+pub mod subscription;
+pub mod tail;
+
+pub use config::Config;
+pub use error::{Error, Result};
+pub use server::run;

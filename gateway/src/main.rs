@@ -1,0 +1,95 @@
+//! `alertmesh`: sets up logging, parses the command line and runs the command.
+
+use std::process::ExitCode;
+
+use alertmesh_gateway::cli::{self, Cli, Command};
+use alertmesh_gateway::config::{Config, EXIT_CONFIG};
+use clap::Parser;
+use tokio_util::sync::CancellationToken;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let serving = matches!(cli.command, Command::Serve { .. });
+    init_tracing(if serving { "info" } else { "warn" });
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match cli.command {
+        Command::Serve { config, check } => {
+            let config = match Config::load(&config) {
+                Ok(c) => c,
+                Err(problems) => {
+                    eprintln!("error: invalid configuration {}:", config.display());
+                    for p in problems {
+                        eprintln!("  {p}");
+                    }
+                    return ExitCode::from(EXIT_CONFIG as u8);
+                }
+            };
+            if check {
+                println!(
+                    "configuration ok: gateway {}, {} topic(s)",
+                    config.gateway.name,
+                    config.topics.len()
+                );
+                return ExitCode::SUCCESS;
+            }
+            runtime.block_on(async {
+                let shutdown = CancellationToken::new();
+                tokio::spawn(on_signal(shutdown.clone()));
+                match alertmesh_gateway::run(config, shutdown).await {
+                    Ok(()) => ExitCode::SUCCESS,
+                    Err(e) => {
+                        eprintln!("error: {e:#}");
+                        ExitCode::FAILURE
+                    }
+                }
+            })
+        }
+        other => runtime.block_on(cli::run_client(other)),
+    }
+}
+
+/// Logs go to stderr; `RUST_LOG` (or `ALERTMESH_LOG`) filters them.
+fn init_tracing(default: &str) {
+    let filter = std::env::var("ALERTMESH_LOG")
+        .or_else(|_| std::env::var("RUST_LOG"))
+        .unwrap_or_else(|_| format!("{default},librdkafka=warn"));
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
+        .with_writer(std::io::stderr)
+        .init();
+}
+
+/// Cancels `shutdown` on SIGINT or SIGTERM.
+async fn on_signal(shutdown: CancellationToken) {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot listen for SIGTERM");
+                    let _ = ctrl_c.await;
+                    shutdown.cancel();
+                    return;
+                }
+            };
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
+    tracing::info!("signal received");
+    shutdown.cancel();
+}

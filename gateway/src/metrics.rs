@@ -1,0 +1,117 @@
+//! Prometheus metrics, with low-cardinality labels (topic names are bounded by the config).
+
+use prometheus_client::encoding::{EncodeLabelSet, EncodeLabelValue};
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::registry::Registry;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct TopicLabels {
+    pub topic: String,
+}
+
+/// Which kind of Kafka reader the gateway started.
+#[derive(Clone, Copy, Debug, Hash, PartialEq, Eq, EncodeLabelValue)]
+#[allow(non_camel_case_types)]
+pub enum ReaderKind {
+    /// The one shared reader per topic at the live tail.
+    tail,
+    /// A subscriber reading on its own (from the past, or after falling behind).
+    own,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ReaderLabels {
+    pub kind: ReaderKind,
+}
+
+/// Every metric the gateway exports.
+#[derive(Debug, Default)]
+pub struct Metrics {
+    pub alerts_served: Family<TopicLabels, Counter>,
+    pub bytes_served: Family<TopicLabels, Counter>,
+    pub open_subscriptions: Gauge,
+    pub kafka_errors: Counter,
+    pub readers_started: Family<ReaderLabels, Counter>,
+    pub kafka_bytes_read: Family<ReaderLabels, Counter>,
+    pub fallbacks: Counter,
+    pub cursor_commits: Counter,
+}
+
+impl Metrics {
+    /// Registers every metric under the `alertmesh_` prefix.
+    pub fn register(&self, registry: &mut Registry) {
+        let r = registry.sub_registry_with_prefix("alertmesh");
+        r.register(
+            "alerts_served",
+            "Alerts sent to subscribers",
+            self.alerts_served.clone(),
+        );
+        r.register(
+            "bytes_served",
+            "Payload bytes sent to subscribers",
+            self.bytes_served.clone(),
+        );
+        r.register(
+            "open_subscriptions",
+            "Subscribe streams currently open",
+            self.open_subscriptions.clone(),
+        );
+        r.register(
+            "kafka_errors",
+            "Errors reported by Kafka clients",
+            self.kafka_errors.clone(),
+        );
+        r.register(
+            "kafka_readers_started",
+            "Kafka consumers started: one shared tail per topic, or one per subscriber reading on its own",
+            self.readers_started.clone(),
+        );
+        r.register(
+            "kafka_bytes_read",
+            "Payload bytes read from Kafka, by reader kind",
+            self.kafka_bytes_read.clone(),
+        );
+        r.register(
+            "subscriber_fallbacks",
+            "Live subscribers that fell behind the shared tail and went back to reading on their own",
+            self.fallbacks.clone(),
+        );
+        r.register(
+            "cursor_commits",
+            "Durable cursor commits stored in Kafka",
+            self.cursor_commits.clone(),
+        );
+    }
+
+    pub fn topic(&self, family: &Family<TopicLabels, Counter>, topic: &str) -> Counter {
+        family
+            .get_or_create(&TopicLabels {
+                topic: topic.to_owned(),
+            })
+            .clone()
+    }
+
+    pub fn reader(&self, family: &Family<ReaderLabels, Counter>, kind: ReaderKind) -> Counter {
+        family.get_or_create(&ReaderLabels { kind }).clone()
+    }
+}
+
+/// Keeps `open_subscriptions` exact: incremented on creation, decremented on drop, so a
+/// stream that ends in any way (client gone, error, shutdown) is counted out.
+#[derive(Debug)]
+pub struct OpenGuard(Gauge);
+
+impl OpenGuard {
+    pub fn new(gauge: &Gauge) -> Self {
+        gauge.inc();
+        OpenGuard(gauge.clone())
+    }
+}
+
+impl Drop for OpenGuard {
+    fn drop(&mut self) {
+        self.0.dec();
+    }
+}

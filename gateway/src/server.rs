@@ -1,0 +1,190 @@
+//! Wires the gateway together and runs it until shutdown: the gRPC server, the HTTP side
+//! port, and the shared state their handlers use.
+
+use std::sync::Arc;
+
+use rdkafka::consumer::BaseConsumer;
+use tokio::net::TcpListener;
+use tokio::sync::{mpsc, Semaphore};
+use tokio_stream::wrappers::TcpListenerStream;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::{Config, TopicConfig};
+use crate::cursor::CursorStore;
+use crate::error::{Error, Result};
+use crate::kafka::reader::{self, BatchBounds, ReaderCtx, ReaderEvent, StartAt};
+use crate::kafka::Kafka;
+use crate::metrics::{Metrics, ReaderKind};
+use crate::service::GatewayService;
+use crate::tail::Tails;
+use crate::{http, service};
+
+/// Everything request handlers share.
+pub struct State {
+    pub config: Config,
+    pub kafka: Kafka,
+    /// A long-lived client for metadata and offset look-ups.
+    meta: Arc<BaseConsumer>,
+    pub tails: Tails,
+    pub cursors: CursorStore,
+    pub metrics: Arc<Metrics>,
+    pub cancel: CancellationToken,
+    pub permits: Arc<Semaphore>,
+}
+
+impl std::fmt::Debug for State {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("State")
+            .field("gateway", &self.config.gateway.name)
+            .finish_non_exhaustive()
+    }
+}
+
+impl State {
+    pub fn new(config: Config, cancel: CancellationToken) -> Result<Self> {
+        let kafka = Kafka::new(config.kafka.clone(), &config.gateway.name);
+        let metrics = Arc::new(Metrics::default());
+        let meta = Arc::new(kafka.consumer(64)?);
+        Ok(State {
+            tails: Tails::new(
+                kafka.clone(),
+                Arc::clone(&metrics),
+                config.limits.tail_buffer_bytes,
+                config.limits.reader_buffer_kib,
+                cancel.clone(),
+            ),
+            cursors: CursorStore::new(kafka.clone(), cancel.clone()),
+            permits: Arc::new(Semaphore::new(config.limits.max_subscriptions)),
+            meta,
+            kafka,
+            metrics,
+            cancel,
+            config,
+        })
+    }
+
+    /// The exposed topic `name`, or NotFound listing what is exposed.
+    pub fn exposed(&self, name: &str) -> Result<&TopicConfig> {
+        self.config.topic(name).ok_or_else(|| {
+            let names: Vec<&str> = self.config.topics.iter().map(|t| t.name.as_str()).collect();
+            Error::NotFound(format!(
+                "topic {name:?} is not exposed by gateway {}; exposed topics: {}",
+                self.config.gateway.name,
+                if names.is_empty() {
+                    "none".to_owned()
+                } else {
+                    names.join(", ")
+                }
+            ))
+        })
+    }
+
+    pub async fn partitions(&self, topic: &str) -> Result<Vec<i32>> {
+        let (meta, kafka, topic) = (Arc::clone(&self.meta), self.kafka.clone(), topic.to_owned());
+        tokio::task::spawn_blocking(move || kafka.partitions(&meta, &topic))
+            .await
+            .map_err(|e| Error::Internal(e.to_string()))?
+    }
+
+    pub async fn offsets_for_time(
+        &self,
+        topic: &str,
+        partitions: &[i32],
+        ms: i64,
+    ) -> Result<Vec<(i32, Option<i64>)>> {
+        let (meta, kafka) = (Arc::clone(&self.meta), self.kafka.clone());
+        let (topic, partitions) = (topic.to_owned(), partitions.to_vec());
+        tokio::task::spawn_blocking(move || kafka.offsets_for_time(&meta, &topic, &partitions, ms))
+            .await
+            .map_err(|e| Error::Internal(e.to_string()))?
+    }
+
+    /// Starts a subscriber's own Kafka reader.
+    pub fn spawn_reader(
+        &self,
+        topic: &str,
+        starts: &[(i32, StartAt)],
+        bounds: BatchBounds,
+    ) -> Result<mpsc::Receiver<ReaderEvent>> {
+        let consumer = self.kafka.consumer(self.config.limits.reader_buffer_kib)?;
+        reader::spawn(
+            format!("read-{topic}"),
+            consumer,
+            topic,
+            starts,
+            bounds,
+            ReaderCtx {
+                metrics: Arc::clone(&self.metrics),
+                kind: ReaderKind::own,
+                cancel: self.cancel.clone(),
+            },
+        )
+    }
+}
+
+/// Runs a gateway until `shutdown` is cancelled, then drains open streams for the
+/// configured grace period.
+pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<()> {
+    let grpc = TcpListener::bind(config.gateway.listen)
+        .await
+        .map_err(|e| {
+            anyhow::anyhow!(
+                "cannot listen on gateway.listen {}: {e}",
+                config.gateway.listen
+            )
+        })?;
+    let http_listener = TcpListener::bind(config.gateway.http_listen)
+        .await
+        .map_err(|e| {
+            anyhow::anyhow!(
+                "cannot listen on gateway.http_listen {}: {e}",
+                config.gateway.http_listen
+            )
+        })?;
+    let grace = config.gateway.shutdown_grace;
+    // Streams are ended through this child token, before the server's own drain starts.
+    let streams = shutdown.child_token();
+    let state = Arc::new(State::new(config, streams.clone())?);
+    tracing::info!(
+        gateway = %state.config.gateway.name,
+        grpc = %grpc.local_addr()?,
+        http = %http_listener.local_addr()?,
+        topics = state.config.topics.len(),
+        "gateway serving"
+    );
+
+    let (health_reporter, health_service) = tonic_health::server::health_reporter();
+    health_reporter
+        .set_serving::<alertmesh_proto::v1::alert_mesh_server::AlertMeshServer<GatewayService>>()
+        .await;
+
+    let http_task = tokio::spawn(http::serve(
+        http_listener,
+        Arc::clone(&state),
+        shutdown.clone(),
+    ));
+    let server = tonic::transport::Server::builder()
+        .add_service(health_service)
+        .add_service(service::server(Arc::clone(&state)))
+        .serve_with_incoming_shutdown(
+            TcpListenerStream::new(grpc),
+            shutdown.clone().cancelled_owned(),
+        );
+
+    let server = tokio::spawn(server);
+    shutdown.cancelled().await;
+    tracing::info!(grace = ?grace, "shutting down: ending open streams");
+    health_reporter
+        .set_not_serving::<alertmesh_proto::v1::alert_mesh_server::AlertMeshServer<GatewayService>>(
+        )
+        .await;
+    match tokio::time::timeout(grace, server).await {
+        Ok(Ok(Ok(()))) => {}
+        Ok(Ok(Err(e))) => tracing::warn!(error = %e, "grpc server ended with an error"),
+        Ok(Err(e)) => tracing::warn!(error = %e, "grpc server task failed"),
+        Err(_) => tracing::warn!("grace period over; closing remaining connections"),
+    }
+    let _ = tokio::time::timeout(grace, http_task).await;
+    tracing::info!("gateway stopped");
+    Ok(())
+}

@@ -1,0 +1,208 @@
+//! Per-subscription bookkeeping: which records to deliver, where each partition stands,
+//! and when the stream is complete. Pure and synchronous, shared by both read modes.
+
+use std::collections::{HashMap, HashSet};
+
+use crate::record::Record;
+
+/// Where a bounded stream stops.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EndAt {
+    /// A live stream.
+    Never,
+    /// The end of each partition as the reader reaches it.
+    Now,
+    /// The last record whose timestamp is at or before this time (ms since the epoch).
+    Time(i64),
+}
+
+#[derive(Debug)]
+pub struct Progress {
+    partitions: Vec<i32>,
+    /// Next offset to deliver per partition, once known.
+    pub next: HashMap<i32, i64>,
+    /// Skip records older than this until a partition reaches it (start at a time).
+    skip_before: Option<i64>,
+    started: HashSet<i32>,
+    end: EndAt,
+    end_passed: bool,
+    done: HashSet<i32>,
+    at_eof: HashSet<i32>,
+    remaining: Option<u64>,
+}
+
+impl Progress {
+    pub fn new(
+        partitions: Vec<i32>,
+        next: HashMap<i32, i64>,
+        skip_before: Option<i64>,
+        end: EndAt,
+        limit: Option<u64>,
+    ) -> Self {
+        Progress {
+            partitions,
+            next,
+            skip_before,
+            started: HashSet::new(),
+            end,
+            end_passed: false,
+            done: HashSet::new(),
+            at_eof: HashSet::new(),
+            remaining: limit,
+        }
+    }
+
+    pub fn partitions(&self) -> &[i32] {
+        &self.partitions
+    }
+
+    /// Whether `r` is delivered; updates the partition's position either way.
+    pub fn accept(&mut self, r: &Record) -> bool {
+        let p = r.partition;
+        if !self.partitions.contains(&p) || self.done.contains(&p) || self.remaining == Some(0) {
+            return false;
+        }
+        // Already delivered, or older than the position asked for (a broker may answer a
+        // fetch with the whole batch that contains the asked offset).
+        if self.next.get(&p).is_some_and(|n| r.offset < *n) {
+            return false;
+        }
+        self.next.insert(p, r.offset + 1);
+        self.at_eof.remove(&p);
+        if let (Some(t), Some(ts)) = (self.skip_before, r.timestamp_ms) {
+            if !self.started.contains(&p) {
+                if ts < t {
+                    return false;
+                }
+                self.started.insert(p);
+            }
+        }
+        if let (EndAt::Time(t), Some(ts)) = (self.end, r.timestamp_ms) {
+            if ts > t {
+                self.done.insert(p);
+                return false;
+            }
+        }
+        if let Some(n) = self.remaining.as_mut() {
+            *n -= 1;
+        }
+        true
+    }
+
+    /// The reader reached the current end of `p`; `position` is its next offset.
+    pub fn eof(&mut self, p: i32, position: Option<i64>, now_ms: i64) {
+        if let Some(pos) = position {
+            let next = self.next.entry(p).or_insert(pos);
+            *next = (*next).max(pos);
+        }
+        self.at_eof.insert(p);
+        match self.end {
+            EndAt::Now => {
+                self.done.insert(p);
+            }
+            EndAt::Time(t) if now_ms > t || self.end_passed => {
+                self.done.insert(p);
+            }
+            _ => {}
+        }
+    }
+
+    /// The wall clock passed the end time: partitions already at their end are complete;
+    /// at the shared tail every partition is (it only sees what arrives from now on).
+    pub fn end_time_passed(&mut self, at_tail: bool) {
+        self.end_passed = true;
+        for p in &self.partitions {
+            if at_tail || self.at_eof.contains(p) {
+                self.done.insert(*p);
+            }
+        }
+    }
+
+    pub fn end(&self) -> EndAt {
+        self.end
+    }
+
+    /// Every partition is at its current end (the moment to try joining the shared tail).
+    pub fn all_at_eof(&self) -> bool {
+        self.partitions
+            .iter()
+            .all(|p| self.at_eof.contains(p) || self.done.contains(p))
+    }
+
+    /// The stream has delivered everything it was asked for.
+    pub fn finished(&self) -> bool {
+        self.remaining == Some(0)
+            || (self.end != EndAt::Never && self.partitions.iter().all(|p| self.done.contains(p)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rec(partition: i32, offset: i64, ts: i64) -> Record {
+        Record {
+            partition,
+            offset,
+            timestamp_ms: Some(ts),
+            key: None,
+            headers: Vec::new(),
+            payload: bytes::Bytes::new(),
+        }
+    }
+
+    #[test]
+    fn skips_records_before_the_asked_offset_and_duplicates() {
+        let mut p = Progress::new(vec![0], HashMap::from([(0, 5)]), None, EndAt::Never, None);
+        assert!(!p.accept(&rec(0, 3, 0)));
+        assert!(p.accept(&rec(0, 5, 0)));
+        assert!(!p.accept(&rec(0, 5, 0)));
+        assert!(p.accept(&rec(0, 6, 0)));
+        assert_eq!(p.next[&0], 7);
+        assert!(!p.accept(&rec(1, 0, 0)), "partition not subscribed");
+    }
+
+    #[test]
+    fn start_time_skips_only_until_the_first_later_record() {
+        let mut p = Progress::new(vec![0], HashMap::new(), Some(100), EndAt::Never, None);
+        assert!(!p.accept(&rec(0, 0, 50)));
+        assert!(p.accept(&rec(0, 1, 100)));
+        // Kafka semantics: once started, later records are delivered whatever their time.
+        assert!(p.accept(&rec(0, 2, 90)));
+    }
+
+    #[test]
+    fn end_time_and_limit_finish_the_stream() {
+        let mut p = Progress::new(vec![0, 1], HashMap::new(), None, EndAt::Time(100), None);
+        assert!(p.accept(&rec(0, 0, 100)));
+        assert!(!p.accept(&rec(0, 1, 101)));
+        assert!(!p.finished());
+        p.eof(1, Some(0), 200);
+        assert!(p.finished());
+
+        let mut p = Progress::new(vec![0], HashMap::new(), None, EndAt::Never, Some(2));
+        assert!(p.accept(&rec(0, 0, 0)));
+        assert!(p.accept(&rec(0, 1, 0)));
+        assert!(p.finished());
+        assert!(!p.accept(&rec(0, 2, 0)));
+    }
+
+    #[test]
+    fn end_now_completes_at_each_partition_end() {
+        let mut p = Progress::new(vec![0, 1], HashMap::new(), None, EndAt::Now, None);
+        p.eof(0, Some(10), 0);
+        assert!(!p.finished());
+        p.eof(1, Some(3), 0);
+        assert!(p.finished());
+        assert_eq!(p.next[&0], 10);
+    }
+
+    #[test]
+    fn future_end_time_waits_at_eof_until_the_clock_passes_it() {
+        let mut p = Progress::new(vec![0], HashMap::new(), None, EndAt::Time(1_000), None);
+        p.eof(0, Some(4), 500);
+        assert!(!p.finished());
+        p.end_time_passed(false);
+        assert!(p.finished());
+    }
+}

@@ -1,0 +1,250 @@
+//! The running side of a subscription: moves records from its reader (its own, or the
+//! shared tail) through [`Progress`] into byte-bounded batches on the gRPC stream.
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use alertmesh_proto::v1;
+use prometheus_client::metrics::counter::Counter;
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+use tonic::Status;
+
+use super::progress::{EndAt, Progress};
+use crate::error::Error;
+use crate::kafka::reader::{BatchBounds, ReaderEvent, StartAt};
+use crate::metrics::OpenGuard;
+use crate::record::{AlertContext, Record};
+use crate::server::State;
+use crate::tail::{Tail, TailRead};
+
+/// Where the subscription currently reads from.
+#[derive(Debug)]
+pub(super) enum Mode {
+    /// Its own Kafka reader.
+    Own(mpsc::Receiver<ReaderEvent>),
+    /// The topic's shared tail, at this sequence number.
+    Tail { seq: u64 },
+    /// Nothing to read (e.g. `latest` up to `now`).
+    Done,
+}
+
+/// Why a stream stopped early.
+enum Stop {
+    /// The client went away: nothing to send.
+    ClientGone,
+    Failed(Error),
+}
+
+pub(super) struct Subscription {
+    state: Arc<State>,
+    ctx: AlertContext,
+    progress: Progress,
+    tail: Option<Arc<Tail>>,
+    bounds: BatchBounds,
+    out: mpsc::Sender<Result<v1::AlertBatch, Status>>,
+    alerts_served: Counter,
+    bytes_served: Counter,
+    _open: OpenGuard,
+}
+
+impl Subscription {
+    pub(super) fn new(
+        state: Arc<State>,
+        ctx: AlertContext,
+        progress: Progress,
+        tail: Option<Arc<Tail>>,
+        bounds: BatchBounds,
+        out: mpsc::Sender<Result<v1::AlertBatch, Status>>,
+    ) -> Self {
+        let m = &state.metrics;
+        Subscription {
+            alerts_served: m.topic(&m.alerts_served, &ctx.topic),
+            bytes_served: m.topic(&m.bytes_served, &ctx.topic),
+            _open: OpenGuard::new(&m.open_subscriptions),
+            state,
+            ctx,
+            progress,
+            tail,
+            bounds,
+            out,
+        }
+    }
+
+    pub(super) async fn run(mut self, mode: Mode) {
+        tracing::debug!("subscription started");
+        match self.drive(mode).await {
+            Ok(()) => tracing::debug!("subscription complete"),
+            Err(Stop::ClientGone) => tracing::debug!("client gone"),
+            Err(Stop::Failed(e)) => {
+                tracing::info!(error = %e, "subscription failed");
+                let _ = self.out.send(Err(e.into())).await;
+            }
+        }
+    }
+
+    async fn drive(&mut self, mut mode: Mode) -> Result<(), Stop> {
+        let deadline = match self.progress.end() {
+            EndAt::Time(t) => Some(instant_at(t)),
+            _ => None,
+        };
+        let mut deadline_passed = false;
+        let cancel = self.state.cancel.clone();
+        loop {
+            if self.progress.finished() {
+                return Ok(());
+            }
+            let timer = async {
+                match deadline {
+                    Some(d) if !deadline_passed => tokio::time::sleep_until(d).await,
+                    _ => std::future::pending().await,
+                }
+            };
+            mode = match mode {
+                Mode::Done => return Ok(()),
+                Mode::Own(mut rx) => {
+                    tokio::select! {
+                        ev = rx.recv() => self.on_reader_event(ev, rx).await?,
+                        _ = self.out.closed() => return Err(Stop::ClientGone),
+                        _ = cancel.cancelled() => return Err(Stop::Failed(Error::ShuttingDown)),
+                        _ = timer => {
+                            deadline_passed = true;
+                            self.progress.end_time_passed(false);
+                            Mode::Own(rx)
+                        }
+                    }
+                }
+                Mode::Tail { mut seq } => {
+                    let Some(tail) = self.tail.clone() else {
+                        return Err(Stop::Failed(Error::Internal(
+                            "tail mode without a tail".into(),
+                        )));
+                    };
+                    let mut head = tail.head();
+                    head.borrow_and_update();
+                    match tail.read(&mut seq, self.bounds) {
+                        TailRead::Records(rs) => {
+                            self.deliver(rs.iter().map(|r| &**r)).await?;
+                            Mode::Tail { seq }
+                        }
+                        TailRead::Lagged => {
+                            self.state.metrics.fallbacks.inc();
+                            tracing::debug!("fell behind the shared tail; reading on its own");
+                            Mode::Own(self.own_reader()?)
+                        }
+                        TailRead::Empty => {
+                            tokio::select! {
+                                _ = head.changed() => {}
+                                _ = self.out.closed() => return Err(Stop::ClientGone),
+                                _ = cancel.cancelled() => return Err(Stop::Failed(Error::ShuttingDown)),
+                                _ = timer => {
+                                    deadline_passed = true;
+                                    self.progress.end_time_passed(true);
+                                }
+                            }
+                            Mode::Tail { seq }
+                        }
+                    }
+                }
+            };
+        }
+    }
+
+    async fn on_reader_event(
+        &mut self,
+        ev: Option<ReaderEvent>,
+        rx: mpsc::Receiver<ReaderEvent>,
+    ) -> Result<Mode, Stop> {
+        match ev {
+            Some(ReaderEvent::Records(rs)) => {
+                self.deliver(rs.iter()).await?;
+                Ok(Mode::Own(rx))
+            }
+            Some(ReaderEvent::Eof {
+                partition,
+                position,
+            }) => {
+                self.progress.eof(partition, position, now_ms());
+                if self.progress.all_at_eof() && !self.progress.finished() {
+                    if let Some(tail) = &self.tail {
+                        if let Some(seq) =
+                            tail.try_join(self.progress.partitions(), &self.progress.next)
+                        {
+                            tracing::debug!("caught up; joined the shared tail");
+                            // Dropping `rx` stops the own reader.
+                            return Ok(Mode::Tail { seq });
+                        }
+                    }
+                }
+                Ok(Mode::Own(rx))
+            }
+            Some(ReaderEvent::Failed(e)) => Err(Stop::Failed(e)),
+            None => Err(Stop::Failed(Error::Internal("kafka reader stopped".into()))),
+        }
+    }
+
+    /// Reads on its own from the positions reached so far.
+    fn own_reader(&self) -> Result<mpsc::Receiver<ReaderEvent>, Stop> {
+        let starts: Vec<(i32, StartAt)> = self
+            .progress
+            .partitions()
+            .iter()
+            .map(|p| {
+                (
+                    *p,
+                    self.progress
+                        .next
+                        .get(p)
+                        .map_or(StartAt::End, |o| StartAt::Offset(*o)),
+                )
+            })
+            .collect();
+        self.state
+            .spawn_reader(&self.ctx.topic, &starts, self.bounds)
+            .map_err(Stop::Failed)
+    }
+
+    /// Sends the accepted records in batches bounded by count and bytes.
+    async fn deliver<'a>(&mut self, records: impl Iterator<Item = &'a Record>) -> Result<(), Stop> {
+        let mut batch = Vec::new();
+        let mut bytes = 0;
+        for r in records {
+            if !self.progress.accept(r) {
+                continue;
+            }
+            bytes += r.payload.len();
+            batch.push(self.ctx.alert(r));
+            if batch.len() >= self.bounds.max_records || bytes >= self.bounds.max_bytes {
+                self.send(std::mem::take(&mut batch), std::mem::take(&mut bytes))
+                    .await?;
+            }
+        }
+        if !batch.is_empty() {
+            self.send(batch, bytes).await?;
+        }
+        Ok(())
+    }
+
+    async fn send(&mut self, alerts: Vec<v1::Alert>, bytes: usize) -> Result<(), Stop> {
+        let n = alerts.len() as u64;
+        self.out
+            .send(Ok(v1::AlertBatch { alerts }))
+            .await
+            .map_err(|_| Stop::ClientGone)?;
+        self.alerts_served.inc_by(n);
+        self.bytes_served.inc_by(bytes as u64);
+        Ok(())
+    }
+}
+
+fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
+/// The monotonic instant at which the wall clock reads `ms`.
+fn instant_at(ms: i64) -> Instant {
+    let wait = ms.saturating_sub(now_ms()).max(0) as u64;
+    Instant::now() + Duration::from_millis(wait.min(100 * 365 * 24 * 3600 * 1000))
+}

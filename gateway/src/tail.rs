@@ -1,0 +1,319 @@
+//! The shared live tail of one topic: a single Kafka reader whose recent records are kept
+//! in a byte-bounded log that every live subscriber reads from. A subscriber that falls
+//! out of the log's window goes back to reading Kafka on its own, so a slow client never
+//! holds the others back or grows the gateway's memory.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+
+use crate::error::{Error, Result};
+use crate::kafka::reader::{self, BatchBounds, ReaderCtx, ReaderEvent, StartAt};
+use crate::kafka::Kafka;
+use crate::metrics::{Metrics, ReaderKind};
+use crate::record::Record;
+
+/// One topic's shared tail.
+#[derive(Debug)]
+pub struct Tail {
+    topic: String,
+    partitions: Vec<i32>,
+    inner: Mutex<Inner>,
+    /// Sequence number of the next record to be appended; bumped on every append and
+    /// whenever the tail becomes ready.
+    head: watch::Sender<u64>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    records: VecDeque<Arc<Record>>,
+    first_seq: u64,
+    bytes: usize,
+    cap_bytes: usize,
+    /// Per partition: every record at or above this offset that the tail has read is
+    /// still in the log.
+    low: HashMap<i32, i64>,
+    /// Per partition: the next offset the tail will read.
+    pos: HashMap<i32, i64>,
+    /// Partitions whose end the tail has reached at least once.
+    caught_up: Vec<i32>,
+}
+
+/// What a subscriber gets from one read of the log.
+#[derive(Debug)]
+pub enum TailRead {
+    Records(Vec<Arc<Record>>),
+    /// Nothing new yet; wait for the head to move.
+    Empty,
+    /// The subscriber's position was evicted: it must read on its own.
+    Lagged,
+}
+
+impl Tail {
+    fn lock(&self) -> MutexGuard<'_, Inner> {
+        // A panic while holding the lock cannot leave the log inconsistent in a way that
+        // matters more than stopping service, so a poisoned lock is simply taken over.
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub fn partitions(&self) -> &[i32] {
+        &self.partitions
+    }
+
+    pub fn head(&self) -> watch::Receiver<u64> {
+        self.head.subscribe()
+    }
+
+    fn is_ready(&self) -> bool {
+        let inner = self.lock();
+        self.partitions.iter().all(|p| inner.caught_up.contains(p))
+    }
+
+    /// Waits until the tail has reached the end of every partition once.
+    pub async fn wait_ready(&self, timeout: Duration) -> Result<()> {
+        let mut head = self.head();
+        let wait = async {
+            loop {
+                head.borrow_and_update();
+                if self.is_ready() {
+                    return;
+                }
+                if head.changed().await.is_err() {
+                    return;
+                }
+            }
+        };
+        match tokio::time::timeout(timeout, wait).await {
+            Ok(()) if self.is_ready() => Ok(()),
+            _ => Err(Error::Unavailable(format!(
+                "cannot reach the end of topic {:?} in kafka",
+                self.topic
+            ))),
+        }
+    }
+
+    /// Joins at the head: returns the sequence to read from and, per partition, the next
+    /// offset (so only records that arrive from now on are delivered).
+    pub fn join_at_head(&self) -> (u64, HashMap<i32, i64>) {
+        let inner = self.lock();
+        (
+            inner.first_seq + inner.records.len() as u64,
+            inner.pos.clone(),
+        )
+    }
+
+    /// Joins a subscriber whose next offsets are `next`, if the log holds every record it
+    /// still needs for `partitions`. It then reads from the oldest record in the log and
+    /// skips what it already has.
+    pub fn try_join(&self, partitions: &[i32], next: &HashMap<i32, i64>) -> Option<u64> {
+        let inner = self.lock();
+        let covered = partitions
+            .iter()
+            .all(|p| match (next.get(p), inner.low.get(p)) {
+                (Some(n), Some(low)) => n >= low,
+                _ => false,
+            });
+        covered.then_some(inner.first_seq)
+    }
+
+    /// Reads records from `*seq` on, up to the bounds, and advances `*seq`.
+    pub fn read(&self, seq: &mut u64, bounds: BatchBounds) -> TailRead {
+        let inner = self.lock();
+        if *seq < inner.first_seq {
+            return TailRead::Lagged;
+        }
+        let start = (*seq - inner.first_seq) as usize;
+        let mut out = Vec::new();
+        let mut bytes = 0;
+        for r in inner.records.range(start.min(inner.records.len())..) {
+            if out.len() >= bounds.max_records || bytes >= bounds.max_bytes {
+                break;
+            }
+            bytes += r.size();
+            out.push(Arc::clone(r));
+        }
+        *seq += out.len() as u64;
+        if out.is_empty() {
+            TailRead::Empty
+        } else {
+            TailRead::Records(out)
+        }
+    }
+
+    fn append(&self, records: Vec<Record>) {
+        let mut inner = self.lock();
+        for r in records {
+            inner.low.entry(r.partition).or_insert(r.offset);
+            inner.pos.insert(r.partition, r.offset + 1);
+            inner.bytes += r.size();
+            inner.records.push_back(Arc::new(r));
+        }
+        while inner.bytes > inner.cap_bytes && inner.records.len() > 1 {
+            let Some(old) = inner.records.pop_front() else {
+                break;
+            };
+            inner.bytes -= old.size();
+            inner.first_seq += 1;
+            inner.low.insert(old.partition, old.offset + 1);
+        }
+        let head = inner.first_seq + inner.records.len() as u64;
+        drop(inner);
+        self.head.send_replace(head);
+    }
+
+    fn reached_end(&self, partition: i32, position: Option<i64>) {
+        let mut inner = self.lock();
+        if let Some(p) = position {
+            let pos = inner.pos.entry(partition).or_insert(p);
+            *pos = (*pos).max(p);
+            inner.low.entry(partition).or_insert(p);
+        }
+        if inner.pos.contains_key(&partition) && !inner.caught_up.contains(&partition) {
+            inner.caught_up.push(partition);
+        }
+        let head = inner.first_seq + inner.records.len() as u64;
+        drop(inner);
+        // Wake readiness waiters even though no record was added.
+        self.head.send_replace(head);
+    }
+
+    /// Where to (re)start reading each partition: after what was read, else at the end.
+    fn restart_positions(&self) -> Vec<(i32, StartAt)> {
+        let inner = self.lock();
+        self.partitions
+            .iter()
+            .map(|p| {
+                (
+                    *p,
+                    inner
+                        .pos
+                        .get(p)
+                        .map_or(StartAt::End, |o| StartAt::Offset(*o)),
+                )
+            })
+            .collect()
+    }
+}
+
+/// Every topic's tail, started on first use.
+#[derive(Debug)]
+pub struct Tails {
+    kafka: Kafka,
+    metrics: Arc<Metrics>,
+    cap_bytes: usize,
+    buffer_kib: usize,
+    cancel: CancellationToken,
+    map: Mutex<HashMap<String, Arc<Tail>>>,
+}
+
+impl Tails {
+    pub fn new(
+        kafka: Kafka,
+        metrics: Arc<Metrics>,
+        cap_bytes: usize,
+        buffer_kib: usize,
+        cancel: CancellationToken,
+    ) -> Self {
+        Tails {
+            kafka,
+            metrics,
+            cap_bytes,
+            buffer_kib,
+            cancel,
+            map: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// The tail of `topic`, starting its reader if it is not running yet.
+    pub fn get_or_start(&self, topic: &str, partitions: &[i32]) -> Arc<Tail> {
+        let mut map = self.map.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(t) = map.get(topic) {
+            return Arc::clone(t);
+        }
+        let tail = Arc::new(Tail {
+            topic: topic.to_owned(),
+            partitions: partitions.to_vec(),
+            inner: Mutex::new(Inner {
+                records: VecDeque::new(),
+                first_seq: 0,
+                bytes: 0,
+                cap_bytes: self.cap_bytes,
+                low: HashMap::new(),
+                pos: HashMap::new(),
+                caught_up: Vec::new(),
+            }),
+            head: watch::Sender::new(0),
+        });
+        map.insert(topic.to_owned(), Arc::clone(&tail));
+        tokio::spawn(feed(
+            Arc::clone(&tail),
+            self.kafka.clone(),
+            Arc::clone(&self.metrics),
+            self.buffer_kib,
+            self.cancel.clone(),
+        ));
+        tail
+    }
+}
+
+/// Keeps the tail's reader running: restarts it with capped backoff when Kafka fails,
+/// resuming after the last record read so the log has no gap.
+async fn feed(
+    tail: Arc<Tail>,
+    kafka: Kafka,
+    metrics: Arc<Metrics>,
+    buffer_kib: usize,
+    cancel: CancellationToken,
+) {
+    let bounds = BatchBounds {
+        max_records: 1_000,
+        max_bytes: 1 << 20,
+    };
+    let mut backoff = Duration::from_millis(200);
+    while !cancel.is_cancelled() {
+        let starts = tail.restart_positions();
+        let rx = kafka.consumer(buffer_kib).and_then(|c| {
+            reader::spawn(
+                format!("tail-{}", tail.topic),
+                c,
+                &tail.topic,
+                &starts,
+                bounds,
+                ReaderCtx {
+                    metrics: Arc::clone(&metrics),
+                    kind: ReaderKind::tail,
+                    cancel: cancel.clone(),
+                },
+            )
+        });
+        match rx {
+            Ok(mut rx) => {
+                while let Some(ev) = rx.recv().await {
+                    match ev {
+                        ReaderEvent::Records(rs) => {
+                            backoff = Duration::from_millis(200);
+                            tail.append(rs);
+                        }
+                        ReaderEvent::Eof {
+                            partition,
+                            position,
+                        } => tail.reached_end(partition, position),
+                        ReaderEvent::Failed(e) => {
+                            tracing::warn!(topic = %tail.topic, error = %e, "tail reader stopped; restarting");
+                            break;
+                        }
+                    }
+                }
+            }
+            Err(e) => tracing::warn!(topic = %tail.topic, error = %e, "cannot start tail reader"),
+        }
+        tokio::select! {
+            _ = cancel.cancelled() => return,
+            _ = tokio::time::sleep(backoff) => {}
+        }
+        backoff = (backoff * 2).min(Duration::from_secs(10));
+    }
+}

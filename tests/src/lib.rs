@@ -1,0 +1,35 @@
+//! End-to-end harness for alertmesh: real Tansu brokers and real `alertmesh` gateway
+//! processes on 127.0.0.1, each on free ports, each killed and reaped on drop.
+//!
+//! Parts:
+//! - [`bench`]: measurements for the `bench_subscribe` binary.
+//! - [`process`]: owned child processes (stderr to a file, kill on drop), free ports, polling.
+//! - [`broker`]: a Tansu broker, topic creation and producing records.
+//! - [`gateway`]: a gateway config, the `alertmesh serve` process, its client and metrics,
+//!   restart, SIGTERM and the CLI.
+//! - [`metrics`]: HTTP GET and a Prometheus text parser.
+//! - [`fixtures`]: the 45 real ZTF alerts and synthetic records.
+//! - [`client`]: Subscribe request builders, stream collection, alert checks.
+//! - [`mesh`]: the `Mesh::new("lasair").topic(..).ztf_alerts().start()` builder.
+//! - [`kafka`]: direct Kafka reads, the baseline for the benchmark.
+
+pub mod bench;
+pub mod broker;
+pub mod client;
+pub mod fixtures;
+pub mod gateway;
+pub mod kafka;
+pub mod mesh;
+pub mod metrics;
+pub mod process;
+
+pub use broker::{Broker, Produced, Record};
+pub use gateway::{Gateway, GatewaySpec, Ready};
+pub use mesh::{Mesh, Site};
+pub use metrics::Metrics;
+
+/// The fixture topic used by most tests.
+pub const ZTF_TOPIC: &str = "ztf.alerts";
+
+/// Generous deadline for anything a test waits on (a noisy 2-core machine).
+pub const WAIT: std::time::Duration = std::time::Duration::from_secs(20);

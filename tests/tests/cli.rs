@@ -1,0 +1,245 @@
+//! The `alertmesh` CLI against a running gateway: JSON lines, raw payload files, topics,
+//! fetch, and one-line errors with a non-zero exit.
+
+use std::collections::HashMap;
+
+use alertmesh_tests::client::alert_ref;
+use alertmesh_tests::gateway::run_cli;
+use alertmesh_tests::process::free_port;
+use alertmesh_tests::{Mesh, Site, ZTF_TOPIC};
+use anyhow::{ensure, Context, Result};
+use base64::Engine as _;
+use serde_json::Value;
+
+fn b64(v: &Value) -> Option<Vec<u8>> {
+    base64::engine::general_purpose::STANDARD
+        .decode(v.as_str()?)
+        .ok()
+}
+
+/// A JSON key is the mesh key as text (or, for binary keys, base64).
+fn key_matches(v: &Value, want: &[u8]) -> bool {
+    v.as_str().is_some_and(|s| s.as_bytes() == want) || b64(v).is_some_and(|k| k == want)
+}
+
+fn check_json_line(line: &str, site: &Site) -> Result<(i32, i64)> {
+    let v: Value = serde_json::from_str(line).with_context(|| format!("not JSON: {line:.200}"))?;
+    let partition = v["partition"].as_i64().context("partition")? as i32;
+    let offset = v["offset"].as_i64().context("offset")?;
+    let p = site
+        .produced
+        .iter()
+        .find(|p| p.record.partition == partition && p.offset == offset)
+        .context("unknown position")?;
+    ensure!(
+        v["ref"] == alert_ref("lasair", ZTF_TOPIC, partition, offset),
+        "ref {}",
+        v["ref"]
+    );
+    ensure!(v["topic"] == ZTF_TOPIC, "topic {}", v["topic"]);
+    ensure!(!v["timestamp"].is_null(), "timestamp missing");
+    ensure!(!v["headers"].is_null(), "headers missing");
+    let key = p.record.key.as_deref().unwrap_or_default();
+    ensure!(key_matches(&v["key"], key), "key {}", v["key"]);
+    ensure!(
+        b64(&v["payload"]).as_deref() == Some(p.record.payload.as_ref()),
+        "payload differs"
+    );
+    Ok((partition, offset))
+}
+
+async fn site() -> Result<Site> {
+    Mesh::new("lasair")
+        .topic(ZTF_TOPIC, 3)
+        .ztf_alerts()
+        .start()
+        .await
+}
+
+#[tokio::test]
+async fn cli_subscribe_json_prints_one_object_per_alert() -> Result<()> {
+    let site = site().await?;
+    let args = [
+        "subscribe",
+        "--topic",
+        ZTF_TOPIC,
+        "--from",
+        "earliest",
+        "--until",
+        "now",
+        "--format",
+        "json",
+    ];
+    let out = site.gateway.cli(&args).await?;
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success(),
+        "exit {}; stderr:\n{stderr}",
+        out.status
+    );
+    let stdout = String::from_utf8(out.stdout)?;
+    let mut seen = HashMap::new();
+    for line in stdout.lines() {
+        let pos = check_json_line(line, &site)?;
+        ensure!(seen.insert(pos, ()).is_none(), "{pos:?} printed twice");
+    }
+    assert_eq!(seen.len(), 45);
+
+    let limited = [
+        "subscribe",
+        "--topic",
+        ZTF_TOPIC,
+        "--from",
+        "1:10",
+        "--until",
+        "now",
+        "--limit",
+        "3",
+        "--format",
+        "json",
+    ];
+    let out = site.gateway.cli(&limited).await?;
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let lines: Vec<(i32, i64)> = String::from_utf8(out.stdout)?
+        .lines()
+        .map(|l| check_json_line(l, &site))
+        .collect::<Result<_>>()?;
+    assert_eq!(lines, vec![(1, 10), (1, 11), (1, 12)]);
+    Ok(())
+}
+
+#[tokio::test]
+async fn cli_subscribe_raw_writes_each_payload_to_a_file() -> Result<()> {
+    let site = site().await?;
+    let dir = site.gateway.dir().join("raw-out");
+    let dir_arg = dir.to_string_lossy().into_owned();
+    let args = [
+        "subscribe",
+        "--topic",
+        ZTF_TOPIC,
+        "--from",
+        "earliest",
+        "--until",
+        "now",
+        "--format",
+        "raw",
+        "--out",
+        &dir_arg,
+    ];
+    let out = site.gateway.cli(&args).await?;
+    assert!(
+        out.status.success(),
+        "exit {}; stderr:\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mut files: Vec<Vec<u8>> = std::fs::read_dir(&dir)?
+        .map(|e| std::fs::read(e?.path()).map_err(Into::into))
+        .collect::<Result<_>>()?;
+    let mut want: Vec<Vec<u8>> = site
+        .produced
+        .iter()
+        .map(|p| p.record.payload.to_vec())
+        .collect();
+    files.sort();
+    want.sort();
+    assert_eq!(files.len(), 45, "one file per alert");
+    assert!(
+        files == want,
+        "file contents are not the 45 payloads byte for byte"
+    );
+    Ok(())
+}
+
+#[tokio::test]
+async fn cli_topics_and_fetch_show_what_the_gateway_serves() -> Result<()> {
+    let site = site().await?;
+    let out = site.gateway.cli(&["topics"]).await?;
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let line = stdout
+        .lines()
+        .find(|l| l.contains(ZTF_TOPIC))
+        .context("topic listed")?;
+    assert!(
+        line.contains("ZTF") && line.contains("avro-ocf"),
+        "topics line {line:?}"
+    );
+
+    let p = site
+        .produced
+        .iter()
+        .find(|p| p.record.partition == 2 && p.offset == 4)
+        .unwrap();
+    let r = alert_ref("lasair", ZTF_TOPIC, 2, 4);
+    let out = site.gateway.cli(&["fetch", &r]).await?;
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // JSON like `subscribe --format json` or the raw payload.
+    if out.stdout != p.record.payload.as_ref() {
+        let text = String::from_utf8(out.stdout).context("fetch output is neither raw nor JSON")?;
+        assert_eq!(check_json_line(text.trim(), &site)?, (2, 4));
+    }
+    Ok(())
+}
+
+#[tokio::test]
+async fn cli_errors_are_one_line_with_a_failing_exit() -> Result<()> {
+    let site = site().await?;
+    let missing_ref = alert_ref("lasair", ZTF_TOPIC, 0, 999);
+    let failing: Vec<Vec<&str>> = vec![
+        vec![
+            "subscribe",
+            "--topic",
+            "not.exposed",
+            "--from",
+            "earliest",
+            "--until",
+            "now",
+        ],
+        vec![
+            "subscribe",
+            "--topic",
+            ZTF_TOPIC,
+            "--from",
+            "7:0",
+            "--until",
+            "now",
+        ],
+        vec!["fetch", &missing_ref],
+        vec!["fetch", "not-a-ref"],
+    ];
+    for args in failing {
+        let out = site.gateway.cli(&args).await?;
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{args:?} succeeded");
+        assert_eq!(
+            stderr.trim_end().lines().count(),
+            1,
+            "{args:?}: stderr is not one line:\n{stderr}"
+        );
+        assert!(
+            out.stdout.is_empty(),
+            "{args:?}: stdout {:?}",
+            String::from_utf8_lossy(&out.stdout)
+        );
+    }
+    // No gateway at all.
+    let nowhere = format!("http://127.0.0.1:{}", free_port());
+    let out = run_cli(&["topics", "--gateway", &nowhere]).await?;
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "topics against nothing succeeded");
+    assert_eq!(stderr.trim_end().lines().count(), 1, "stderr:\n{stderr}");
+    Ok(())
+}

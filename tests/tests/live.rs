@@ -1,0 +1,90 @@
+//! Live streams: `start = latest` sees only what arrives after subscribing, promptly.
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use alertmesh_tests::client::{check_exactly, latest, request};
+use alertmesh_tests::fixtures::{now_ms, ztf_records};
+use alertmesh_tests::{Mesh, Produced, Site, WAIT, ZTF_TOPIC};
+use anyhow::{bail, ensure, Result};
+
+#[tokio::test]
+async fn latest_delivers_only_new_alerts_each_within_one_second() -> Result<()> {
+    let site = Mesh::new("lasair")
+        .topic(ZTF_TOPIC, 3)
+        .ztf_alerts()
+        .start()
+        .await?;
+    expect_live_delivery(&site).await
+}
+
+#[tokio::test]
+async fn latest_on_an_empty_topic_delivers_the_first_alerts() -> Result<()> {
+    let site = Mesh::new("lasair").topic(ZTF_TOPIC, 3).start().await?;
+    expect_live_delivery(&site).await
+}
+
+/// Subscribes at `latest`, produces 30 alerts one by one and checks that exactly those
+/// arrive, each within 1 s of being produced.
+async fn expect_live_delivery(site: &Site) -> Result<()> {
+    let mut client = site.gateway.client().await?;
+    let mut req = request(ZTF_TOPIC);
+    req.start = latest();
+    let mut stream = client.subscribe(req).await?.into_inner();
+    site.gateway
+        .wait_metrics("one open subscription", |m| {
+            m.value("alertmesh_open_subscriptions", &[]) == 1.0
+        })
+        .await?;
+
+    const NEW: usize = 30;
+    let reader = tokio::spawn(async move {
+        let mut got = Vec::new();
+        let deadline = tokio::time::Instant::now() + WAIT;
+        while got.len() < NEW {
+            match tokio::time::timeout_at(deadline, stream.message()).await {
+                Err(_) => bail!("timed out with {} of {NEW} live alerts", got.len()),
+                Ok(Err(status)) => bail!("live stream failed: {status}"),
+                Ok(Ok(None)) => bail!("live stream ended after {} alerts", got.len()),
+                Ok(Ok(Some(batch))) => {
+                    let at = Instant::now();
+                    got.extend(batch.alerts.into_iter().map(|a| (a, at)));
+                }
+            }
+        }
+        Ok((got, stream))
+    });
+
+    // Produce one by one, like a survey does, remembering when each was sent.
+    let records = ztf_records(3, now_ms(), 1)?;
+    let mut sent_at: HashMap<(i32, i64), Instant> = HashMap::new();
+    let mut produced: Vec<Produced> = Vec::new();
+    for record in records.iter().take(NEW) {
+        let sent = Instant::now();
+        let p = site.broker.produce(ZTF_TOPIC, record).await?;
+        sent_at.insert((record.partition, p.offset), sent);
+        produced.push(p);
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let (got, mut stream) = reader.await??;
+    let alerts: Vec<_> = got.iter().map(|(a, _)| a.clone()).collect();
+    let want: Vec<&Produced> = produced.iter().collect();
+    // Exactly the new records: none of the 45 that were there before subscribing.
+    check_exactly(&alerts, &want, "lasair")?;
+    for (alert, received) in &got {
+        let sent = sent_at[&(alert.partition, alert.offset)];
+        let latency = received.duration_since(sent);
+        ensure!(
+            latency < Duration::from_secs(1),
+            "{} arrived {latency:?} after it was produced",
+            alert.r#ref
+        );
+    }
+    // Nothing more arrives.
+    let extra = tokio::time::timeout(Duration::from_millis(500), stream.message()).await;
+    ensure!(
+        extra.is_err(),
+        "unexpected message after the new alerts: {extra:?}"
+    );
+    Ok(())
+}

@@ -1,0 +1,206 @@
+//! Subscribe over the 45 ZTF fixture alerts in a 3-partition topic: where a stream starts,
+//! where it ends, and that every alert is the Kafka record byte for byte.
+
+use std::collections::HashMap;
+
+use alertmesh_tests::client::{
+    check_exactly, earliest, request, start_offsets, start_time, subscribe_all, until_now,
+    until_time,
+};
+use alertmesh_tests::mesh::FIXTURE_STEP_MS;
+use alertmesh_tests::{Mesh, Site, WAIT, ZTF_TOPIC};
+use anyhow::{ensure, Result};
+
+async fn ztf_site(name: &str) -> Result<Site> {
+    Mesh::new(name)
+        .topic(ZTF_TOPIC, 3)
+        .ztf_alerts()
+        .start()
+        .await
+}
+
+#[tokio::test]
+async fn earliest_until_now_returns_every_alert_byte_identical() -> Result<()> {
+    let site = ztf_site("lasair").await?;
+    let mut client = site.gateway.client().await?;
+    let mut req = request(ZTF_TOPIC);
+    req.start = earliest();
+    req.end = until_now();
+    let got = subscribe_all(&mut client, req, WAIT).await;
+    ensure!(
+        matches!(got.end, Some(Ok(()))),
+        "stream end {:?} after {} alerts",
+        got.end,
+        got.alerts.len()
+    );
+    assert_eq!(got.alerts.len(), 45);
+    check_exactly(&got.alerts, &site.all_produced(), "lasair")?;
+    for a in &got.alerts {
+        assert_eq!(a.format, "avro-ocf", "format of {}", a.r#ref);
+        assert_eq!(a.namespace, "ZTF", "namespace of {}", a.r#ref);
+        assert_eq!(a.schema, "ztf-3.3", "schema from am-schema of {}", a.r#ref);
+    }
+    let metrics = site.gateway.metrics().await?;
+    let served = metrics.value("alertmesh_alerts_served_total", &[("topic", ZTF_TOPIC)]);
+    assert_eq!(served, 45.0, "alerts served metric");
+    let bytes: usize = site.produced.iter().map(|p| p.record.payload.len()).sum();
+    let served_bytes = metrics.value("alertmesh_bytes_served_total", &[("topic", ZTF_TOPIC)]);
+    assert!(
+        served_bytes >= bytes as f64,
+        "bytes served {served_bytes} < {bytes}"
+    );
+    Ok(())
+}
+
+#[tokio::test]
+async fn start_time_skips_alerts_before_it() -> Result<()> {
+    // Tansu answers ListOffsets-by-time with the earliest offset, so this checks that the
+    // gateway itself skips the earlier records.
+    let site = ztf_site("lasair").await?;
+    let mut client = site.gateway.client().await?;
+    for (cut, label) in [(20, "exact"), (20, "between")] {
+        let mut ms = site.base_ms + cut * FIXTURE_STEP_MS;
+        if label == "between" {
+            ms -= FIXTURE_STEP_MS / 2;
+        }
+        let mut req = request(ZTF_TOPIC);
+        req.start = start_time(ms);
+        req.end = until_now();
+        let got = subscribe_all(&mut client, req, WAIT).await;
+        ensure!(
+            matches!(got.end, Some(Ok(()))),
+            "{label}: end {:?}",
+            got.end
+        );
+        let want = site.produced_where(|p| p.record.timestamp_ms >= ms);
+        assert_eq!(want.len(), 25);
+        check_exactly(&got.alerts, &want, "lasair").map_err(|e| e.context(label))?;
+    }
+    Ok(())
+}
+
+#[tokio::test]
+async fn end_time_bounds_the_stream_inclusively() -> Result<()> {
+    let site = ztf_site("lasair").await?;
+    let mut client = site.gateway.client().await?;
+    let end_ms = site.base_ms + 29 * FIXTURE_STEP_MS;
+    let mut req = request(ZTF_TOPIC);
+    req.start = earliest();
+    req.end = until_time(end_ms);
+    let got = subscribe_all(&mut client, req, WAIT).await;
+    ensure!(
+        matches!(got.end, Some(Ok(()))),
+        "end {:?} after {} alerts",
+        got.end,
+        got.alerts.len()
+    );
+    let want = site.produced_where(|p| p.record.timestamp_ms <= end_ms);
+    assert_eq!(want.len(), 30);
+    check_exactly(&got.alerts, &want, "lasair")?;
+
+    // A window from a start time to an end time.
+    let start_ms = site.base_ms + 10 * FIXTURE_STEP_MS;
+    let mut req = request(ZTF_TOPIC);
+    req.start = start_time(start_ms);
+    req.end = until_time(end_ms);
+    let got = subscribe_all(&mut client, req, WAIT).await;
+    ensure!(matches!(got.end, Some(Ok(()))), "window end {:?}", got.end);
+    let want = site.produced_where(|p| (start_ms..=end_ms).contains(&p.record.timestamp_ms));
+    assert_eq!(want.len(), 20);
+    check_exactly(&got.alerts, &want, "lasair")
+}
+
+#[tokio::test]
+async fn limit_stops_after_that_many_alerts() -> Result<()> {
+    let site = ztf_site("lasair").await?;
+    let mut client = site.gateway.client().await?;
+    // Bounded and live streams both end with OK after `limit` alerts.
+    for bounded in [true, false] {
+        let mut req = request(ZTF_TOPIC);
+        req.start = earliest();
+        req.limit = Some(10);
+        if bounded {
+            req.end = until_now();
+        }
+        let got = subscribe_all(&mut client, req, WAIT).await;
+        ensure!(
+            matches!(got.end, Some(Ok(()))),
+            "bounded={bounded}: end {:?}",
+            got.end
+        );
+        assert_eq!(got.alerts.len(), 10, "bounded={bounded}");
+        // Each partition's alerts are a prefix of that partition, in order.
+        let mut next: HashMap<i32, i64> = HashMap::new();
+        for a in &got.alerts {
+            let want = next.entry(a.partition).or_insert(0);
+            assert_eq!(
+                a.offset, *want,
+                "bounded={bounded}: partition {}",
+                a.partition
+            );
+            *want += 1;
+        }
+        let want: Vec<_> = site.produced_where(|p| {
+            next.get(&p.record.partition)
+                .is_some_and(|end| p.offset < *end)
+        });
+        check_exactly(&got.alerts, &want, "lasair")?;
+    }
+    Ok(())
+}
+
+#[tokio::test]
+async fn explicit_offsets_stream_only_the_listed_partitions() -> Result<()> {
+    let site = ztf_site("lasair").await?;
+    let mut client = site.gateway.client().await?;
+    let mut req = request(ZTF_TOPIC);
+    req.start = start_offsets(&[(1, 5), (2, 14)]);
+    req.end = until_now();
+    let got = subscribe_all(&mut client, req, WAIT).await;
+    ensure!(matches!(got.end, Some(Ok(()))), "end {:?}", got.end);
+    let want = site.produced_where(|p| {
+        (p.record.partition == 1 && p.offset >= 5) || (p.record.partition == 2 && p.offset >= 14)
+    });
+    assert_eq!(want.len(), 11);
+    check_exactly(&got.alerts, &want, "lasair")
+}
+
+#[tokio::test]
+async fn small_batches_still_deliver_everything_in_order() -> Result<()> {
+    let site = ztf_site("lasair").await?;
+    let mut client = site.gateway.client().await?;
+    let mut req = request(ZTF_TOPIC);
+    req.start = earliest();
+    req.end = until_now();
+    req.max_batch_alerts = 2;
+    req.max_batch_bytes = 1024;
+    let mut stream = client.subscribe(req).await?.into_inner();
+    let mut alerts = Vec::new();
+    while let Some(batch) = tokio::time::timeout(WAIT, stream.message()).await?? {
+        // A 60 KB alert exceeds 1 KB, so it travels alone.
+        assert_eq!(
+            batch.alerts.len(),
+            1,
+            "batch over max_batch_bytes holds one alert"
+        );
+        alerts.extend(batch.alerts);
+    }
+    check_exactly(&alerts, &site.all_produced(), "lasair")
+}
+
+#[tokio::test]
+async fn earliest_until_now_on_an_empty_topic_ends_at_once() -> Result<()> {
+    let site = Mesh::new("lasair").topic(ZTF_TOPIC, 3).start().await?;
+    let mut client = site.gateway.client().await?;
+    let mut req = request(ZTF_TOPIC);
+    req.start = earliest();
+    req.end = until_now();
+    let got = subscribe_all(&mut client, req, WAIT).await;
+    ensure!(matches!(got.end, Some(Ok(()))), "end {:?}", got.end);
+    assert!(
+        got.alerts.is_empty(),
+        "{} alerts from an empty topic",
+        got.alerts.len()
+    );
+    Ok(())
+}
