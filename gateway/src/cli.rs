@@ -12,6 +12,9 @@ use tonic::transport::{Channel, Endpoint};
 mod commands;
 pub mod output;
 pub mod positions;
+mod replay;
+
+pub use replay::ReplayArgs;
 
 /// Largest message the CLI accepts from a gateway (one batch, or one large alert).
 const MAX_MESSAGE_BYTES: usize = 256 << 20;
@@ -62,6 +65,8 @@ pub enum Command {
         #[arg(long, value_name = "FILE")]
         out: Option<PathBuf>,
     },
+    /// Produce alert files into a Kafka topic, once or as a steady live feed.
+    Replay(ReplayArgs),
     /// Describe a gateway: name, version, endpoints, topics, authentication.
     Describe {
         #[command(flatten)]
@@ -183,6 +188,7 @@ pub async fn run_client(command: Command) -> ExitCode {
             out,
         } => commands::fetch(&gateway.url, &alert_ref, format, out).await,
         Command::Describe { gateway } => commands::describe(&gateway.url).await,
+        Command::Replay(args) => replay::replay(args).await,
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
