@@ -1,4 +1,5 @@
-//! The HTTP side port: `/metrics` (Prometheus text) and `/healthz`.
+//! The HTTP side port: `/metrics` (Prometheus text), `/healthz` (liveness) and `/readyz`
+//! (Kafka reachable).
 
 use std::sync::Arc;
 
@@ -25,6 +26,7 @@ pub async fn serve(listener: TcpListener, state: Arc<State>, shutdown: Cancellat
     let app = Router::new()
         .route("/metrics", get(metrics))
         .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
         .with_state(shared);
     if let Err(e) = axum::serve(listener, app)
         .with_graceful_shutdown(shutdown.cancelled_owned())
@@ -58,5 +60,20 @@ async fn healthz(Axum(http): Axum<Arc<Http>>) -> impl IntoResponse {
         (StatusCode::SERVICE_UNAVAILABLE, "shutting down\n")
     } else {
         (StatusCode::OK, "ok\n")
+    }
+}
+
+/// Ready to serve: not shutting down, and Kafka answered the last probe.
+async fn readyz(Axum(http): Axum<Arc<Http>>) -> impl IntoResponse {
+    if http.state.cancel.is_cancelled() {
+        (StatusCode::SERVICE_UNAVAILABLE, "shutting down\n")
+    } else if !http
+        .state
+        .kafka_ready
+        .load(std::sync::atomic::Ordering::Relaxed)
+    {
+        (StatusCode::SERVICE_UNAVAILABLE, "kafka unreachable\n")
+    } else {
+        (StatusCode::OK, "ready\n")
     }
 }

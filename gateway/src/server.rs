@@ -1,9 +1,11 @@
 //! Wires the gateway together and runs it until shutdown: the gRPC server, the HTTP side
 //! port, and the shared state their handlers use.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
+use std::time::Duration;
 
-use rdkafka::consumer::BaseConsumer;
+use rdkafka::consumer::{BaseConsumer, Consumer};
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, Semaphore};
 use tokio_stream::wrappers::TcpListenerStream;
@@ -30,6 +32,8 @@ pub struct State {
     pub metrics: Arc<Metrics>,
     pub cancel: CancellationToken,
     pub permits: Arc<Semaphore>,
+    /// Whether the last probe reached Kafka (drives `/readyz` and gRPC health).
+    pub kafka_ready: AtomicBool,
 }
 
 impl std::fmt::Debug for State {
@@ -55,6 +59,7 @@ impl State {
             ),
             cursors: CursorStore::new(kafka.clone(), cancel.clone()),
             permits: Arc::new(Semaphore::new(config.limits.max_subscriptions)),
+            kafka_ready: AtomicBool::new(false),
             meta,
             kafka,
             metrics,
@@ -97,6 +102,16 @@ impl State {
         tokio::task::spawn_blocking(move || kafka.offsets_for_time(&meta, &topic, &partitions, ms))
             .await
             .map_err(|e| Error::Internal(e.to_string()))?
+    }
+
+    /// Asks Kafka for cluster metadata: can the gateway reach its cluster right now?
+    pub async fn probe_kafka(&self) -> bool {
+        let (meta, timeout) = (Arc::clone(&self.meta), self.kafka.timeout());
+        let ok = tokio::task::spawn_blocking(move || meta.fetch_metadata(None, timeout).is_ok())
+            .await
+            .unwrap_or(false);
+        self.kafka_ready.store(ok, Ordering::Relaxed);
+        ok
     }
 
     /// Starts a subscriber's own Kafka reader.
@@ -154,10 +169,8 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
     );
 
     let (health_reporter, health_service) = tonic_health::server::health_reporter();
-    health_reporter
-        .set_serving::<alertmesh_proto::v1::alert_mesh_server::AlertMeshServer<GatewayService>>()
-        .await;
 
+    tokio::spawn(watch_kafka(Arc::clone(&state), health_reporter.clone()));
     let http_task = tokio::spawn(http::serve(
         http_listener,
         Arc::clone(&state),
@@ -187,4 +200,28 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
     let _ = tokio::time::timeout(grace, http_task).await;
     tracing::info!("gateway stopped");
     Ok(())
+}
+
+/// Keeps readiness current: the AlertMesh service reports NOT_SERVING in gRPC health (and
+/// `/readyz` 503) while Kafka cannot be reached; liveness (`/healthz`) is unaffected.
+async fn watch_kafka(state: Arc<State>, health: tonic_health::server::HealthReporter) {
+    type Svc = alertmesh_proto::v1::alert_mesh_server::AlertMeshServer<GatewayService>;
+    let mut was = None;
+    while !state.cancel.is_cancelled() {
+        let ok = state.probe_kafka().await;
+        if was != Some(ok) {
+            if ok {
+                tracing::info!("kafka reachable");
+                health.set_serving::<Svc>().await;
+            } else {
+                tracing::warn!(bootstrap = %state.config.kafka.bootstrap, "kafka unreachable");
+                health.set_not_serving::<Svc>().await;
+            }
+            was = Some(ok);
+        }
+        tokio::select! {
+            _ = state.cancel.cancelled() => return,
+            _ = tokio::time::sleep(Duration::from_secs(5)) => {}
+        }
+    }
 }
