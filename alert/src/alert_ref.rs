@@ -57,7 +57,9 @@ impl FromStr for AlertRef {
             return Err(bad("it does not have exactly four parts"));
         };
         if gateway.is_empty() || !gateway.chars().all(is_name_char) {
-            return Err(bad("the gateway name is empty or has characters other than [a-zA-Z0-9._-]"));
+            return Err(bad(
+                "the gateway name is empty or has characters other than [a-zA-Z0-9._-]",
+            ));
         }
         if topic.is_empty() || topic.len() > 249 || !topic.chars().all(is_name_char) {
             return Err(bad("the topic is not a valid Kafka topic name"));

@@ -3,14 +3,21 @@
 //! - [`alert_ref`]: `am://<gateway>/<topic>/<partition>/<offset>` provenance links.
 //! - [`mesh_key`]: `<namespace>:<id>` record keys.
 //! - [`headers`]: the `am-*` Kafka header conventions and payload formats.
+//! - [`namespace`]: the namespace registry (`namespaces.toml`): id types, patterns, and
+//!   where each alert family keeps its object id and position.
+//! - [`path`]: dotted field paths into decoded alerts and their schemas.
 
 pub mod alert_ref;
 pub mod headers;
 pub mod mesh_key;
+pub mod namespace;
+pub mod path;
 
 pub use alert_ref::AlertRef;
 pub use headers::Format;
 pub use mesh_key::MeshKey;
+pub use namespace::{Family, IdType, Namespace, Registry};
+pub use path::FieldPath;
 
 /// Everything that can go wrong when reading alert-model values.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -19,11 +26,35 @@ pub enum Error {
     #[error("invalid alert ref {input:?}: {reason}; expected am://<gateway>/<topic>/<partition>/<offset>")]
     InvalidRef { input: String, reason: &'static str },
     /// A mesh key that does not have the shape `<namespace>:<id>`.
-    #[error("invalid mesh key {input:?}: {reason}; expected <namespace>:<id>, e.g. ZTF:ZTF18aabcdef")]
+    #[error(
+        "invalid mesh key {input:?}: {reason}; expected <namespace>:<id>, e.g. ZTF:ZTF18aabcdef"
+    )]
     InvalidKey { input: String, reason: &'static str },
     /// A payload format name that is not one of the known formats.
     #[error("unknown format {0:?}; expected one of avro-ocf, avro-confluent, json")]
     UnknownFormat(String),
+    /// A dotted field path that is not well formed.
+    #[error("invalid field path {path:?}; expected dotted field names like candidate.magpsf")]
+    InvalidPath { path: String },
+    /// A field path that names no field of the schema.
+    #[error("unknown field {field:?}")]
+    UnknownField { field: String },
+    /// A namespace registry file that is not valid.
+    #[error("invalid namespace registry: {reason}")]
+    Registry { reason: String },
+    /// A mesh key whose namespace is not registered.
+    #[error("unknown namespace {0:?}; register it in the gateway's namespaces")]
+    UnknownNamespace(String),
+    /// An id that does not fit its namespace.
+    #[error("invalid id {id:?} in namespace {namespace}; expected {expected}")]
+    InvalidId {
+        namespace: String,
+        id: String,
+        expected: String,
+    },
+    /// An alert in which none of the family's id paths holds an id.
+    #[error("no object id in {family} alert; tried {tried}")]
+    NoKey { family: String, tried: String },
 }
 
 /// Result alias for this crate.
