@@ -5,19 +5,29 @@
 //! - [`headers`]: the `am-*` Kafka header conventions and payload formats.
 //! - [`namespace`]: the namespace registry (`namespaces.toml`): id types, patterns, and
 //!   where each alert family keeps its object id and position.
+//! - [`schema`]: writer schemas prepared once and cached; split schema files combined.
+//! - [`codec`]: payload codecs (Avro OCF, Confluent wire, bare Avro, JSON), [`Decoder`]
+//!   and [`encode`].
+//! - [`json`]: alert JSON with exact int64, explicit NaN/Infinity and optional cutouts.
 //! - [`path`]: dotted field paths into decoded alerts and their schemas.
 
 pub mod alert_ref;
+pub mod codec;
 pub mod headers;
+pub mod json;
 pub mod mesh_key;
 pub mod namespace;
 pub mod path;
+pub mod schema;
 
 pub use alert_ref::AlertRef;
+pub use codec::{decode_bare, encode, Alert, Decoder, SchemaDir, SchemaResolver, Target};
 pub use headers::Format;
+pub use json::{BytesMode, JsonOptions};
 pub use mesh_key::MeshKey;
 pub use namespace::{Family, IdType, Namespace, Registry};
 pub use path::FieldPath;
+pub use schema::{SchemaCache, WriterSchema};
 
 /// Everything that can go wrong when reading alert-model values.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -55,6 +65,24 @@ pub enum Error {
     /// An alert in which none of the family's id paths holds an id.
     #[error("no object id in {family} alert; tried {tried}")]
     NoKey { family: String, tried: String },
+    /// A payload that cannot be decoded in its format.
+    #[error("malformed {format} payload: {reason}")]
+    Decode {
+        format: &'static str,
+        reason: String,
+    },
+    /// A schema that cannot be parsed or prepared.
+    #[error("invalid avro schema: {reason}")]
+    Schema { reason: String },
+    /// A Confluent schema id that the resolver does not know.
+    #[error("unknown schema id {0}; LSST ids are major*100+minor, e.g. 701, 900, 1100")]
+    UnknownSchemaId(u32),
+    /// A value that cannot be encoded in the requested format.
+    #[error("cannot encode alert: {reason}")]
+    Encode { reason: String },
+    /// A file the caller named could not be read.
+    #[error("cannot read {path}: {reason}")]
+    Io { path: String, reason: String },
 }
 
 /// Result alias for this crate.
