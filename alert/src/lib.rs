@@ -21,6 +21,8 @@ pub mod path;
 pub mod schema;
 
 pub use alert_ref::AlertRef;
+/// The Avro library this crate's values and schemas come from.
+pub use apache_avro;
 pub use codec::{decode_bare, encode, Alert, Decoder, SchemaDir, SchemaResolver, Target};
 pub use headers::Format;
 pub use json::{BytesMode, JsonOptions};
