@@ -9,10 +9,12 @@
 //! - [`codec`]: payload codecs (Avro OCF, Confluent wire, bare Avro, JSON), [`Decoder`]
 //!   and [`encode`].
 //! - [`json`]: alert JSON with exact int64, explicit NaN/Infinity and optional cutouts.
+//! - [`filter`]: composable filters: object ids, cones, parsed field predicates.
 //! - [`path`]: dotted field paths into decoded alerts and their schemas.
 
 pub mod alert_ref;
 pub mod codec;
+pub mod filter;
 pub mod headers;
 pub mod json;
 pub mod mesh_key;
@@ -24,6 +26,7 @@ pub use alert_ref::AlertRef;
 /// The Avro library this crate's values and schemas come from.
 pub use apache_avro;
 pub use codec::{decode_bare, encode, Alert, Decoder, SchemaDir, SchemaResolver, Target};
+pub use filter::{Cone, Filter, Predicate, Subject};
 pub use headers::Format;
 pub use json::{BytesMode, JsonOptions};
 pub use mesh_key::MeshKey;
@@ -85,6 +88,22 @@ pub enum Error {
     /// A file the caller named could not be read.
     #[error("cannot read {path}: {reason}")]
     Io { path: String, reason: String },
+    /// Filter text that does not parse.
+    #[error(
+        "invalid filter at byte {offset} (column {column}): expected {expected}, found {found}"
+    )]
+    FilterSyntax {
+        offset: usize,
+        column: usize,
+        expected: String,
+        found: String,
+    },
+    /// A predicate comparing a field with a literal of the wrong kind.
+    #[error("invalid filter on field {field:?}: {reason}")]
+    FilterType { field: String, reason: String },
+    /// A cone with out-of-range parameters.
+    #[error("invalid cone: {reason}")]
+    InvalidCone { reason: String },
 }
 
 /// Result alias for this crate.
