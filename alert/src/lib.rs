@@ -10,6 +10,7 @@
 //!   and [`encode`].
 //! - [`json`]: alert JSON with exact int64, explicit NaN/Infinity and optional cutouts.
 //! - [`filter`]: composable filters: object ids, cones, parsed field predicates.
+//! - [`translate`]: re-keying, named schema mappings (Avro resolution), format conversion.
 //! - [`path`]: dotted field paths into decoded alerts and their schemas.
 
 pub mod alert_ref;
@@ -21,6 +22,7 @@ pub mod mesh_key;
 pub mod namespace;
 pub mod path;
 pub mod schema;
+pub mod translate;
 
 pub use alert_ref::AlertRef;
 /// The Avro library this crate's values and schemas come from.
@@ -33,6 +35,7 @@ pub use mesh_key::MeshKey;
 pub use namespace::{Family, IdType, Namespace, Registry};
 pub use path::FieldPath;
 pub use schema::{SchemaCache, WriterSchema};
+pub use translate::{mesh_key, translate, Mapping, Mappings, Translated};
 
 /// Everything that can go wrong when reading alert-model values.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -104,6 +107,9 @@ pub enum Error {
     /// A cone with out-of-range parameters.
     #[error("invalid cone: {reason}")]
     InvalidCone { reason: String },
+    /// An alert that cannot be translated (no family, mapping mismatch).
+    #[error("cannot translate alert: {reason}")]
+    Translate { reason: String },
 }
 
 /// Result alias for this crate.
