@@ -7,6 +7,7 @@ use std::process::Command;
 use std::sync::Arc;
 
 use alertmesh_alert::apache_avro::types::Value;
+use alertmesh_alert::Filter;
 use alertmesh_alert::{
     encode, Alert, BytesMode, Decoder, FieldPath, Format, JsonOptions, Registry, SchemaDir, Target,
 };
@@ -294,5 +295,58 @@ fn every_record_matches_fastavro_field_by_field() {
             .map(|a| serde_json::from_slice(&a.to_json(JsonOptions::default())).unwrap())
             .collect();
         same(&Json::from(ours), &reference, &rel(&path)).unwrap();
+    }
+}
+
+#[test]
+fn filters_work_on_real_alerts_and_schemas() {
+    let registry = Registry::builtin();
+    let expected: Json =
+        serde_json::from_slice(&std::fs::read(dir().join("expected.json")).unwrap()).unwrap();
+    let decoder = Decoder::new();
+    let ztf_bright = Filter::predicate(
+        "candidate.magpsf < 18.5 && candidate.ndethist >= 1 && candidate.isdiffpos is not null",
+    )
+    .unwrap();
+    let lsst_bright =
+        Filter::predicate("diaSource.psfFlux > 1e4 || diaObject.diaObjectId is null").unwrap();
+    for path in avro_files() {
+        let name = rel(&path);
+        let alerts = decoder
+            .decode_all(Format::AvroOcf, &std::fs::read(&path).unwrap())
+            .unwrap();
+        for (alert, e) in alerts.iter().zip(expected[&name].as_array().unwrap()) {
+            let schema = alert.schema().unwrap().schema();
+            let (ra, dec) = (e["ra"].as_f64().unwrap(), e["dec"].as_f64().unwrap());
+            let near = Filter::cone(ra + 0.5 / 3600.0, dec, 1.0 / 3600.0).unwrap();
+            let far = Filter::cone(ra + 180.0, -dec, 1.0).unwrap();
+            assert!(
+                near.matches_alert(alert, &registry) && !far.matches_alert(alert, &registry),
+                "{name}"
+            );
+            let ids = Filter::object_ids(&[expected_key(e)], &registry).unwrap();
+            assert!(ids.matches_alert(alert, &registry), "{name}");
+            let (bright, other, want) = if e["family"] == "ztf" {
+                (
+                    &ztf_bright,
+                    &lsst_bright,
+                    e["magpsf"].as_f64().unwrap() < 18.5,
+                )
+            } else {
+                let flux = e["psf_flux"].as_f64().unwrap_or(f64::NAN);
+                (
+                    &lsst_bright,
+                    &ztf_bright,
+                    flux > 1e4 || e["dia_object_id"].is_null(),
+                )
+            };
+            bright.check_schema(schema).unwrap();
+            assert_eq!(bright.matches_alert(alert, &registry), want, "{name}");
+            let err = other.check_schema(schema).unwrap_err();
+            assert!(
+                matches!(err, alertmesh_alert::Error::UnknownField { .. }),
+                "{name}: {err}"
+            );
+        }
     }
 }

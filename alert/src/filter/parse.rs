@@ -72,16 +72,12 @@ impl<'a> Parser<'a> {
     /// Eats a keyword only when it is a whole word.
     fn eat_word(&mut self, word: &str) -> bool {
         self.skip_ws();
-        let rest = self.rest();
-        let boundary = rest[word.len().min(rest.len())..]
-            .chars()
-            .next()
-            .is_none_or(|c| !is_ident(c));
-        if rest.starts_with(word) && boundary {
-            self.pos += word.len();
-            true
-        } else {
-            false
+        match self.rest().strip_prefix(word) {
+            Some(after) if after.chars().next().is_none_or(|c| !is_ident(c)) => {
+                self.pos += word.len();
+                true
+            }
+            _ => false,
         }
     }
 
