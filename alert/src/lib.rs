@@ -1,7 +1,7 @@
 //! The alertmesh alert model: pure, I/O-free types shared by every part of the mesh.
 //!
 //! - [`alert_ref`]: `am://<gateway>/<topic>/<partition>/<offset>` provenance links.
-//! - [`mesh_key`]: `<namespace>:<id>` record keys.
+//! - [`mesh_key`](mod@mesh_key): `<namespace>:<id>` record keys.
 //! - [`headers`]: the `am-*` Kafka header conventions and payload formats.
 //! - [`namespace`]: the namespace registry (`namespaces.toml`): id types, patterns, and
 //!   where each alert family keeps its object id and position.
@@ -10,7 +10,7 @@
 //!   and [`encode`].
 //! - [`json`]: alert JSON with exact int64, explicit NaN/Infinity and optional cutouts.
 //! - [`filter`]: composable filters: object ids, cones, parsed field predicates.
-//! - [`translate`]: re-keying, named schema mappings (Avro resolution), format conversion.
+//! - [`translate`](mod@translate): re-keying, named schema mappings (Avro resolution), format conversion.
 //! - [`path`]: dotted field paths into decoded alerts and their schemas.
 
 pub mod alert_ref;
