@@ -101,7 +101,17 @@ pub fn fingerprint(schema: &Schema) -> u64 {
 #[derive(Debug)]
 pub struct SchemaCache {
     capacity: usize,
-    by_text: RwLock<HashMap<Vec<u8>, Arc<WriterSchema>>>,
+    // Keyed by a cheap digest of the text (length and its ends), then compared in full:
+    // hashing a 20 KB schema text per payload with SipHash would cost more than decoding.
+    by_text: RwLock<HashMap<(usize, u64), Vec<(Vec<u8>, Arc<WriterSchema>)>>>,
+}
+
+fn quick_key(text: &[u8]) -> (usize, u64) {
+    let ends = text.iter().take(256).chain(text.iter().rev().take(256));
+    let fnv = ends.fold(0xcbf2_9ce4_8422_2325_u64, |h, &b| {
+        (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3)
+    });
+    (text.len(), fnv)
 }
 
 impl Default for SchemaCache {
@@ -121,7 +131,15 @@ impl SchemaCache {
 
     /// The schema whose JSON text is `text`, parsed on first use.
     pub fn get_or_parse(&self, text: &[u8]) -> Result<Arc<WriterSchema>> {
-        if let Some(hit) = self.by_text.read().ok().and_then(|m| m.get(text).cloned()) {
+        let key = quick_key(text);
+        let hit = self.by_text.read().ok().and_then(|m| {
+            let bucket = m.get(&key)?;
+            bucket
+                .iter()
+                .find(|(t, _)| t.as_slice() == text)
+                .map(|(_, s)| s.clone())
+        });
+        if let Some(hit) = hit {
             return Ok(hit);
         }
         let json = std::str::from_utf8(text).map_err(|_| Error::Schema {
@@ -132,14 +150,19 @@ impl SchemaCache {
             if map.len() >= self.capacity {
                 map.clear();
             }
-            map.insert(text.to_vec(), parsed.clone());
+            map.entry(key)
+                .or_default()
+                .push((text.to_vec(), parsed.clone()));
         }
         Ok(parsed)
     }
 
     /// How many schemas are cached.
     pub fn len(&self) -> usize {
-        self.by_text.read().map(|m| m.len()).unwrap_or(0)
+        self.by_text
+            .read()
+            .map(|m| m.values().map(Vec::len).sum())
+            .unwrap_or(0)
     }
 
     /// Whether the cache is empty.
