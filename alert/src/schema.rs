@@ -103,8 +103,11 @@ pub struct SchemaCache {
     capacity: usize,
     // Keyed by a cheap digest of the text (length and its ends), then compared in full:
     // hashing a 20 KB schema text per payload with SipHash would cost more than decoding.
-    by_text: RwLock<HashMap<(usize, u64), Vec<(Vec<u8>, Arc<WriterSchema>)>>>,
+    by_text: RwLock<HashMap<(usize, u64), Bucket>>,
 }
+
+/// Schemas whose texts share a quick key, with their full texts.
+type Bucket = Vec<(Vec<u8>, Arc<WriterSchema>)>;
 
 fn quick_key(text: &[u8]) -> (usize, u64) {
     let ends = text.iter().take(256).chain(text.iter().rev().take(256));
