@@ -1,0 +1,113 @@
+use apache_avro::schema::Schema;
+
+use super::*;
+use crate::json::BytesMode;
+
+const SCHEMA: &str = r#"{"type":"record","name":"alert","namespace":"t","fields":[
+    {"name":"id","type":"long"},{"name":"ra","type":"double"},{"name":"cutout","type":["null","bytes"]}]}"#;
+
+fn alert(id: i64) -> Alert {
+    let schema = Arc::new(WriterSchema::parse(SCHEMA).unwrap());
+    let value = Value::Record(vec![
+        ("id".into(), Value::Long(id)),
+        ("ra".into(), Value::Double(359.99)),
+        (
+            "cutout".into(),
+            Value::Union(1, Box::new(Value::Bytes(vec![7; 100]))),
+        ),
+    ]);
+    Alert::new(value, Some(schema))
+}
+
+#[derive(Debug)]
+struct One(Arc<Schema>);
+
+impl SchemaResolver for One {
+    fn resolve(&self, id: u32) -> Result<Arc<Schema>> {
+        if id == 1100 {
+            Ok(self.0.clone())
+        } else {
+            Err(Error::UnknownSchemaId(id))
+        }
+    }
+}
+
+#[test]
+fn ocf_round_trips_with_every_codec_and_reuses_the_schema() {
+    let decoder = Decoder::new();
+    let codecs = [
+        Codec::Null,
+        Codec::Deflate(Default::default()),
+        Codec::Snappy,
+        Codec::Zstandard(Default::default()),
+        Codec::Bzip2(Default::default()),
+        Codec::Xz(Default::default()),
+    ];
+    let mut first = None;
+    for codec in codecs {
+        let bytes = encode(&alert(i64::MIN), Target::Ocf(codec)).unwrap();
+        let back = decoder.decode(Format::AvroOcf, &bytes).unwrap();
+        assert_eq!(back.value(), alert(i64::MIN).value(), "{codec:?}");
+        let schema = back.schema().unwrap().clone();
+        assert!(
+            Arc::ptr_eq(first.get_or_insert(schema.clone()), &schema),
+            "schema not cached"
+        );
+    }
+}
+
+#[test]
+fn confluent_payloads_resolve_their_schema_once() {
+    let schema = Arc::new(Schema::parse_str(SCHEMA).unwrap());
+    let decoder = Decoder::with_resolver(Arc::new(One(schema)));
+    let bytes = encode(&alert(42), Target::Confluent(1100)).unwrap();
+    assert_eq!(&bytes[..5], &[0, 0, 0, 4, 0x4c]);
+    let a = decoder.decode(Format::AvroConfluent, &bytes).unwrap();
+    let b = decoder.decode(Format::AvroConfluent, &bytes).unwrap();
+    assert_eq!(a.value(), alert(42).value());
+    assert!(Arc::ptr_eq(a.schema().unwrap(), b.schema().unwrap()));
+    let other = encode(&alert(42), Target::Confluent(900)).unwrap();
+    assert_eq!(
+        decoder.decode(Format::AvroConfluent, &other).unwrap_err(),
+        Error::UnknownSchemaId(900)
+    );
+    assert!(Decoder::new()
+        .decode(Format::AvroConfluent, &bytes)
+        .is_err());
+}
+
+#[test]
+fn bare_and_json_round_trip() {
+    let a = alert(-1);
+    let bare = encode(&a, Target::Bare).unwrap();
+    let back = decode_bare(a.schema().unwrap(), &bare).unwrap();
+    assert_eq!(back.value(), a.value());
+    let mut longer = bare.clone();
+    longer.push(0);
+    assert!(decode_bare(a.schema().unwrap(), &longer).is_err());
+
+    let json = encode(
+        &a,
+        Target::Json(JsonOptions {
+            bytes: BytesMode::OmitCutouts,
+        }),
+    )
+    .unwrap();
+    let decoded = Decoder::new().decode(Format::Json, &json).unwrap();
+    assert!(decoded.schema().is_none());
+    assert!(encode(&decoded, Target::Bare).is_err());
+}
+
+#[test]
+fn truncated_and_garbage_payloads_are_errors() {
+    let decoder = Decoder::new();
+    let bytes = encode(&alert(5), Target::Ocf(Codec::Deflate(Default::default()))).unwrap();
+    for n in 0..bytes.len() {
+        assert!(
+            decoder.decode(Format::AvroOcf, &bytes[..n]).is_err(),
+            "prefix {n}"
+        );
+    }
+    assert!(decoder.decode(Format::AvroOcf, b"Obj\x01\x02\x00").is_err());
+    assert!(decoder.decode(Format::Json, b"{").is_err());
+}

@@ -1,0 +1,199 @@
+//! Writer schemas, parsed once and cached.
+//!
+//! Parsing an Avro schema and resolving its named types costs far more than decoding one
+//! alert, so every schema is wrapped once in a [`WriterSchema`] (schema, Rabin fingerprint,
+//! and a decoder with its names pre-resolved) and shared through [`SchemaCache`].
+
+mod split;
+
+use std::collections::HashMap;
+use std::fmt;
+use std::sync::{Arc, RwLock};
+
+use apache_avro::headers::HeaderBuilder;
+use apache_avro::schema::Schema;
+use apache_avro::types::Value;
+use apache_avro::GenericSingleObjectReader;
+
+pub use self::split::combine_split_schemas;
+use crate::{Error, Result};
+
+/// A parsed writer schema with everything needed to decode records written with it.
+pub struct WriterSchema {
+    schema: Schema,
+    fingerprint: u64,
+    decoder: GenericSingleObjectReader,
+}
+
+/// The empty header: records are bare Avro datums.
+struct NoHeader;
+
+impl HeaderBuilder for NoHeader {
+    fn build_header(&self) -> Vec<u8> {
+        Vec::new()
+    }
+}
+
+impl WriterSchema {
+    /// Prepares `schema` for decoding (resolves its named types once).
+    pub fn new(schema: Schema) -> Result<Self> {
+        let fingerprint = fingerprint(&schema);
+        let decoder = GenericSingleObjectReader::new_with_header_builder(schema.clone(), NoHeader)
+            .map_err(|e| Error::Schema {
+                reason: e.to_string(),
+            })?;
+        Ok(WriterSchema {
+            schema,
+            fingerprint,
+            decoder,
+        })
+    }
+
+    /// Parses a JSON schema text.
+    pub fn parse(json: &str) -> Result<Self> {
+        let schema = Schema::parse_str(json).map_err(|e| Error::Schema {
+            reason: e.to_string(),
+        })?;
+        WriterSchema::new(schema)
+    }
+
+    /// The schema.
+    pub fn schema(&self) -> &Schema {
+        &self.schema
+    }
+
+    /// The 64-bit Rabin fingerprint of the schema's parsing canonical form (Avro spec),
+    /// as used in the `am-schema` header (written as 16 hex digits).
+    pub fn fingerprint(&self) -> u64 {
+        self.fingerprint
+    }
+
+    /// Decodes one bare Avro datum from the front of `input`, advancing it.
+    pub(crate) fn decode_datum(&self, input: &mut &[u8]) -> std::result::Result<Value, String> {
+        self.decoder.read_value(input).map_err(|e| e.to_string())
+    }
+}
+
+impl fmt::Debug for WriterSchema {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("WriterSchema")
+            .field("name", &self.schema.name().map(|n| n.fullname(None)))
+            .field("fingerprint", &format_args!("{:016x}", self.fingerprint))
+            .finish_non_exhaustive()
+    }
+}
+
+/// The Rabin fingerprint (CRC-64-AVRO) of the parsing canonical form.
+pub fn fingerprint(schema: &Schema) -> u64 {
+    let bytes = schema.fingerprint::<apache_avro::rabin::Rabin>().bytes;
+    let mut le = [0u8; 8];
+    for (dst, src) in le.iter_mut().zip(bytes) {
+        *dst = src;
+    }
+    u64::from_le_bytes(le)
+}
+
+/// A bounded, thread-safe cache of writer schemas keyed by their JSON text.
+///
+/// OCF payloads embed their schema as text; the text is the key, so a cache hit costs one
+/// hash of it and no parsing. When full, the cache is cleared (a hostile peer sending an
+/// endless stream of distinct schemas cannot grow memory without bound).
+#[derive(Debug)]
+pub struct SchemaCache {
+    capacity: usize,
+    // Keyed by a cheap digest of the text (length and its ends), then compared in full:
+    // hashing a 20 KB schema text per payload with SipHash would cost more than decoding.
+    by_text: RwLock<HashMap<(usize, u64), Bucket>>,
+}
+
+/// Schemas whose texts share a quick key, with their full texts.
+type Bucket = Vec<(Vec<u8>, Arc<WriterSchema>)>;
+
+fn quick_key(text: &[u8]) -> (usize, u64) {
+    let ends = text.iter().take(256).chain(text.iter().rev().take(256));
+    let fnv = ends.fold(0xcbf2_9ce4_8422_2325_u64, |h, &b| {
+        (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3)
+    });
+    (text.len(), fnv)
+}
+
+impl Default for SchemaCache {
+    fn default() -> Self {
+        SchemaCache::new(256)
+    }
+}
+
+impl SchemaCache {
+    /// A cache holding at most `capacity` schemas.
+    pub fn new(capacity: usize) -> Self {
+        SchemaCache {
+            capacity: capacity.max(1),
+            by_text: RwLock::new(HashMap::new()),
+        }
+    }
+
+    /// The schema whose JSON text is `text`, parsed on first use.
+    pub fn get_or_parse(&self, text: &[u8]) -> Result<Arc<WriterSchema>> {
+        let key = quick_key(text);
+        let hit = self.by_text.read().ok().and_then(|m| {
+            let bucket = m.get(&key)?;
+            bucket
+                .iter()
+                .find(|(t, _)| t.as_slice() == text)
+                .map(|(_, s)| s.clone())
+        });
+        if let Some(hit) = hit {
+            return Ok(hit);
+        }
+        let json = std::str::from_utf8(text).map_err(|_| Error::Schema {
+            reason: "schema text is not utf-8".into(),
+        })?;
+        let parsed = Arc::new(WriterSchema::parse(json)?);
+        if let Ok(mut map) = self.by_text.write() {
+            if map.len() >= self.capacity {
+                map.clear();
+            }
+            map.entry(key)
+                .or_default()
+                .push((text.to_vec(), parsed.clone()));
+        }
+        Ok(parsed)
+    }
+
+    /// How many schemas are cached.
+    pub fn len(&self) -> usize {
+        self.by_text
+            .read()
+            .map(|m| m.values().map(Vec::len).sum())
+            .unwrap_or(0)
+    }
+
+    /// Whether the cache is empty.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fingerprint_matches_the_avro_spec_value_for_a_primitive() {
+        // CRC-64-AVRO of the canonical form `"int"` (from the Avro spec test suite).
+        assert_eq!(fingerprint(&Schema::Int), 0x7275d51a3f395c8f);
+    }
+
+    #[test]
+    fn cache_parses_once_and_stays_bounded() {
+        let cache = SchemaCache::new(2);
+        let a = cache.get_or_parse(br#""long""#).unwrap();
+        let b = cache.get_or_parse(br#""long""#).unwrap();
+        assert!(Arc::ptr_eq(&a, &b));
+        cache.get_or_parse(br#""int""#).unwrap();
+        cache.get_or_parse(br#""string""#).unwrap();
+        assert!(cache.len() <= 2);
+        assert!(cache.get_or_parse(b"{nope").is_err());
+        assert!(cache.get_or_parse(&[0xff]).is_err());
+    }
+}
