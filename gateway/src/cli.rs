@@ -10,10 +10,12 @@ use clap::{Parser, Subcommand, ValueEnum};
 use tonic::transport::{Channel, Endpoint};
 
 mod commands;
+mod inspect;
 pub mod output;
 pub mod positions;
 mod replay;
 
+pub use inspect::InspectArgs;
 pub use replay::ReplayArgs;
 
 /// Largest message the CLI accepts from a gateway (one batch, or one large alert).
@@ -58,13 +60,17 @@ pub enum Command {
         alert_ref: String,
         #[command(flatten)]
         gateway: GatewayArg,
-        /// `json`: one JSON line; `raw`: the payload bytes, to --out or stdout.
-        #[arg(long, value_enum, default_value_t = OutputFormat::Json)]
+        /// `native` (or `json`): one JSON line, payload as base64; `raw`: the payload
+        /// bytes, to --out or stdout.
+        #[arg(long, value_enum, default_value_t = OutputFormat::Native)]
         format: OutputFormat,
         /// File to write the raw payload to.
         #[arg(long, value_name = "FILE")]
         out: Option<PathBuf>,
     },
+    /// Decode alert files locally: one JSON line per alert with key, namespace, schema,
+    /// position and the alert.
+    Inspect(InspectArgs),
     /// Produce alert files into a Kafka topic, once or as a steady live feed.
     Replay(ReplayArgs),
     /// Describe a gateway: name, version, endpoints, topics, authentication.
@@ -88,8 +94,10 @@ pub struct GatewayArg {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum OutputFormat {
-    /// One JSON object per line; the payload is base64.
+    /// One JSON object per line, the alert decoded by the gateway under "alert".
     Json,
+    /// One JSON object per line, the payload bytes as base64 under "payload".
+    Native,
     /// Payload bytes only, one file per alert.
     Raw,
 }
@@ -113,6 +121,18 @@ pub struct SubscribeArgs {
     /// Named durable cursor: resume from it, and commit progress to it.
     #[arg(long, value_name = "NAME")]
     pub cursor: Option<String>,
+    /// Predicate over alert fields, e.g. 'candidate.magpsf < 18.5 && candidate.ndethist >= 3'.
+    #[arg(long, value_name = "EXPR")]
+    pub filter: Option<String>,
+    /// Only alerts within this cone: RA,DEC,RADIUS in degrees.
+    #[arg(long, value_name = "RA,DEC,RADIUS")]
+    pub cone: Option<String>,
+    /// Only alerts of these objects: mesh keys, e.g. ZTF:ZTF20aabaesm,ZTF:ZTF18acqsson.
+    #[arg(long, value_name = "KEY,...", value_delimiter = ',')]
+    pub ids: Vec<String>,
+    /// With --format json: write cutout images as null.
+    #[arg(long)]
+    pub omit_cutouts: bool,
     #[arg(long, value_enum, default_value_t = OutputFormat::Json)]
     pub format: OutputFormat,
     /// Directory for --format raw: one `<topic>-<partition>-<offset>.avro` per alert.
@@ -189,6 +209,7 @@ pub async fn run_client(command: Command) -> ExitCode {
         } => commands::fetch(&gateway.url, &alert_ref, format, out).await,
         Command::Describe { gateway } => commands::describe(&gateway.url).await,
         Command::Replay(args) => replay::replay(args).await,
+        Command::Inspect(args) => inspect::inspect(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -3,11 +3,12 @@
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use alertmesh_alert::alert_ref::is_name_char;
-use alertmesh_alert::Format;
+use alertmesh_alert::{Format, Registry};
 
 mod reader;
 
@@ -22,7 +23,19 @@ pub struct Config {
     pub gateway: GatewayConfig,
     pub kafka: KafkaConfig,
     pub limits: Limits,
+    pub alert: AlertConfig,
     pub topics: Vec<TopicConfig>,
+}
+
+/// `[alert]`: how the gateway understands payloads.
+#[derive(Debug, Clone)]
+pub struct AlertConfig {
+    /// The built-in namespaces (`ZTF`, `LSST:dia`, `LSST:ss`, `LS4`) plus those of
+    /// `namespaces_file`, a TOML file in the format of `alert/namespaces.toml`.
+    pub registry: Arc<Registry>,
+    /// Avro schemas for Confluent-framed payloads, as `<dir>/<major>/<minor>/*.avsc`
+    /// (schema id = major*100+minor, the LSST convention).
+    pub schema_dir: Option<PathBuf>,
 }
 
 /// `[gateway]`: who this gateway is and where it listens.
@@ -85,24 +98,35 @@ impl Config {
         let env: Vec<(String, String)> = std::env::vars()
             .filter(|(k, _)| k.starts_with("ALERTMESH_"))
             .collect();
-        Config::parse(&text, &env)
+        let base = path.parent().unwrap_or(Path::new("."));
+        Config::parse_at(&text, &env, base)
     }
 
-    /// Parses and validates config text; `env` holds `ALERTMESH_*` overrides.
+    /// Parses and validates config text; `env` holds `ALERTMESH_*` overrides. Relative
+    /// paths are taken from the current directory.
     pub fn parse(text: &str, env: &[(String, String)]) -> Result<Config, Vec<String>> {
+        Config::parse_at(text, env, Path::new("."))
+    }
+
+    /// Like [`Config::parse`], with relative paths taken from `base` (the config's folder).
+    pub fn parse_at(
+        text: &str,
+        env: &[(String, String)],
+        base: &Path,
+    ) -> Result<Config, Vec<String>> {
         let mut table: toml::Table = text.parse().map_err(|e: toml::de::Error| {
             vec![format!("config is not valid TOML: {}", e.message().trim())]
         })?;
         apply_env(&mut table, env)?;
         let mut r = Reader::default();
-        let config = Config::read(&mut r, table);
+        let config = Config::read(&mut r, table, base);
         match config {
             Some(c) if r.errors.is_empty() => Ok(c),
             _ => Err(r.errors),
         }
     }
 
-    fn read(r: &mut Reader, mut root: toml::Table) -> Option<Config> {
+    fn read(r: &mut Reader, mut root: toml::Table, base: &Path) -> Option<Config> {
         let mut gw = r.table(&mut root, "", "gateway", true);
         let name = r.string(&mut gw, "gateway", "name", None);
         if let Some(n) = &name {
@@ -169,6 +193,8 @@ impl Config {
         };
         r.unknown(lim, "limits");
 
+        let alert = read_alert(r, &mut root, base);
+
         let topics = r.array_of_tables(&mut root, "topics");
         let mut seen = BTreeMap::new();
         let mut out = Vec::new();
@@ -185,15 +211,20 @@ impl Config {
                 }
             }
             let namespace = r.string(&mut t, &path, "namespace", None);
-            if let Some(ns) = &namespace {
-                if ns.is_empty()
-                    || !ns
-                        .chars()
-                        .all(|c| c.is_ascii_alphanumeric() || matches!(c, ':' | '_' | '.' | '-'))
-                {
+            if let (Some(ns), Some(alert)) = (&namespace, &alert) {
+                if alert.registry.namespace(ns).is_none() {
+                    let known: Vec<&str> = alert
+                        .registry
+                        .namespaces()
+                        .iter()
+                        .map(|n| n.name())
+                        .collect();
                     r.error(
                         &format!("{path}.namespace"),
-                        "must be non-empty and use only [A-Za-z0-9:_.-], e.g. ZTF or LSST:dia",
+                        &format!(
+                            "unknown namespace {ns:?}; registered: {} (add others with alert.namespaces_file)",
+                            known.join(", ")
+                        ),
                     );
                 }
             }
@@ -240,6 +271,7 @@ impl Config {
                 properties,
             },
             limits,
+            alert: alert?,
             topics: out,
         })
     }
@@ -248,6 +280,53 @@ impl Config {
     pub fn topic(&self, name: &str) -> Option<&TopicConfig> {
         self.topics.iter().find(|t| t.name == name)
     }
+}
+
+fn read_alert(r: &mut Reader, root: &mut toml::Table, base: &Path) -> Option<AlertConfig> {
+    let mut t = r.table(root, "", "alert", false);
+    let namespaces = r.string(&mut t, "alert", "namespaces_file", Some(String::new()));
+    let schema_dir = r.string(&mut t, "alert", "schema_dir", Some(String::new()));
+    r.unknown(t, "alert");
+    let registry = match namespaces.as_deref() {
+        None => None,
+        Some("") => Some(Registry::builtin()),
+        Some(file) => {
+            let path = base.join(file);
+            match std::fs::read_to_string(&path) {
+                Ok(text) => match Registry::builtin().extended(&text) {
+                    Ok(reg) => Some(reg),
+                    Err(e) => {
+                        r.error("alert.namespaces_file", &e.to_string());
+                        None
+                    }
+                },
+                Err(e) => {
+                    r.error(
+                        "alert.namespaces_file",
+                        &format!("cannot read {}: {e}", path.display()),
+                    );
+                    None
+                }
+            }
+        }
+    };
+    let schema_dir = match schema_dir? {
+        d if d.is_empty() => None,
+        d => {
+            let path = base.join(d);
+            if !path.is_dir() {
+                r.error(
+                    "alert.schema_dir",
+                    &format!("{} is not a directory", path.display()),
+                );
+            }
+            Some(path)
+        }
+    };
+    Some(AlertConfig {
+        registry: Arc::new(registry?),
+        schema_dir,
+    })
 }
 
 fn check_topic_name(r: &mut Reader, path: &str, name: &str) {

@@ -31,6 +31,8 @@ pub struct ReaderLabels {
 pub struct Metrics {
     pub alerts_served: Family<TopicLabels, Counter>,
     pub bytes_served: Family<TopicLabels, Counter>,
+    pub alerts_filtered: Family<TopicLabels, Counter>,
+    pub alerts_skipped: Family<TopicLabels, Counter>,
     pub open_subscriptions: Gauge,
     pub kafka_errors: Counter,
     pub readers_started: Family<ReaderLabels, Counter>,
@@ -52,6 +54,16 @@ impl Metrics {
             "bytes_served",
             "Payload bytes sent to subscribers",
             self.bytes_served.clone(),
+        );
+        r.register(
+            "alerts_filtered",
+            "Alerts a subscriber's filter left out",
+            self.alerts_filtered.clone(),
+        );
+        r.register(
+            "alerts_skipped",
+            "Alerts skipped because they could not be decoded for a filter or JSON output",
+            self.alerts_skipped.clone(),
         );
         r.register(
             "open_subscriptions",

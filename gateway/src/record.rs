@@ -68,6 +68,13 @@ pub struct AlertContext {
 }
 
 impl AlertContext {
+    pub fn alert_ref(&self, r: &Record) -> String {
+        format!(
+            "am://{}/{}/{}/{}",
+            self.gateway, self.topic, r.partition, r.offset
+        )
+    }
+
     /// Builds the wire alert; the payload and key are shared, not copied.
     pub fn alert(&self, r: &Record) -> v1::Alert {
         let schema = r
@@ -96,6 +103,14 @@ impl AlertContext {
             format: self.format.clone(),
             namespace: self.namespace.clone(),
             schema,
+            json: Bytes::new(),
+            // Inside the mesh the Kafka key is the mesh key.
+            mesh_key: r
+                .key
+                .as_ref()
+                .and_then(|k| std::str::from_utf8(k).ok())
+                .map(str::to_owned)
+                .unwrap_or_default(),
         }
     }
 }

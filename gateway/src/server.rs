@@ -18,8 +18,12 @@ use crate::kafka::reader::{self, BatchBounds, ReaderCtx, ReaderEvent, StartAt};
 use crate::kafka::Kafka;
 use crate::metrics::{Metrics, ReaderKind};
 use crate::service::GatewayService;
+use crate::subscription::select::SeenSchema;
 use crate::tail::Tails;
 use crate::{http, service};
+use alertmesh_alert::{Decoder, SchemaDir};
+use std::collections::HashMap;
+use std::sync::Mutex;
 
 /// Everything request handlers share.
 pub struct State {
@@ -32,6 +36,10 @@ pub struct State {
     pub metrics: Arc<Metrics>,
     pub cancel: CancellationToken,
     pub permits: Arc<Semaphore>,
+    /// Payload decoding with cached schemas, shared by every subscription.
+    pub decoder: Arc<Decoder>,
+    /// Per topic, the latest writer schema seen (to check filters at subscribe time).
+    seen_schemas: Mutex<HashMap<String, SeenSchema>>,
     /// Whether the last probe reached Kafka (drives `/readyz` and gRPC health).
     pub kafka_ready: AtomicBool,
 }
@@ -60,6 +68,8 @@ impl State {
             cursors: CursorStore::new(kafka.clone(), cancel.clone()),
             permits: Arc::new(Semaphore::new(config.limits.max_subscriptions)),
             kafka_ready: AtomicBool::new(false),
+            decoder: Arc::new(decoder(&config)?),
+            seen_schemas: Mutex::new(HashMap::new()),
             meta,
             kafka,
             metrics,
@@ -104,6 +114,11 @@ impl State {
             .map_err(|e| Error::Internal(e.to_string()))?
     }
 
+    pub fn seen_schema(&self, topic: &str) -> SeenSchema {
+        let mut map = self.seen_schemas.lock().unwrap_or_else(|p| p.into_inner());
+        Arc::clone(map.entry(topic.to_owned()).or_default())
+    }
+
     /// Asks Kafka for cluster metadata: can the gateway reach its cluster right now?
     pub async fn probe_kafka(&self) -> bool {
         let (meta, timeout) = (Arc::clone(&self.meta), self.kafka.timeout());
@@ -134,6 +149,18 @@ impl State {
                 cancel: self.cancel.clone(),
             },
         )
+    }
+}
+
+/// The payload decoder: Confluent schema ids resolve from `alert.schema_dir` when set.
+fn decoder(config: &Config) -> Result<Decoder> {
+    match &config.alert.schema_dir {
+        None => Ok(Decoder::new()),
+        Some(dir) => {
+            let schemas = SchemaDir::load(dir)
+                .map_err(|e| Error::Internal(format!("alert.schema_dir: {e}")))?;
+            Ok(Decoder::with_resolver(Arc::new(schemas)))
+        }
     }
 }
 

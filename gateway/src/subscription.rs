@@ -16,6 +16,7 @@ use crate::record::{ms_from_timestamp, AlertContext};
 use crate::server::State;
 
 pub mod progress;
+pub mod select;
 mod stream;
 
 use progress::{EndAt, Progress};
@@ -66,6 +67,14 @@ pub async fn open(
             )
         })?),
     };
+    let selection = select::Selection::from_request(
+        &req,
+        &topic.name,
+        topic.format,
+        Arc::clone(&state.decoder),
+        Arc::clone(&state.config.alert.registry),
+        state.seen_schema(&topic.name),
+    )?;
     let partitions = state.partitions(&topic.name).await?;
     let start = req.start.and_then(|s| s.position);
     let mut skip_before = None;
@@ -151,7 +160,7 @@ pub async fn open(
     let (tx, rx) = mpsc::channel(2);
     let span =
         tracing::info_span!("subscription", topic = %topic.name, principal = %principal.name);
-    let sub = stream::Subscription::new(state, ctx, progress, tail, bounds, tx);
+    let sub = stream::Subscription::new(state, ctx, progress, tail, bounds, tx, selection);
     tokio::spawn(tracing::Instrument::instrument(
         async move {
             let _permit = permit;

@@ -2,19 +2,21 @@
 //! processes on 127.0.0.1, each on free ports, each killed and reaped on drop.
 //!
 //! Parts:
-//! - [`bench`]: measurements for the `bench_subscribe` binary.
+//! - [`bench`](mod@bench): measurements for the `bench_subscribe` binary.
 //! - [`process`]: owned child processes (stderr to a file, kill on drop), free ports, polling.
 //! - [`broker`]: a Tansu broker, topic creation and producing records.
 //! - [`gateway`]: a gateway config, the `alertmesh serve` process, its client and metrics,
 //!   restart, SIGTERM and the CLI.
 //! - [`metrics`]: HTTP GET and a Prometheus text parser.
 //! - [`fixtures`]: the 45 real ZTF alerts and synthetic records.
+//! - [`cli`]: the `alertmesh` binary's path and one-shot CLI runs.
 //! - [`client`]: Subscribe request builders, stream collection, alert checks.
 //! - [`mesh`]: the `Mesh::new("lasair").topic(..).ztf_alerts().start()` builder.
 //! - [`kafka`]: direct Kafka reads, the baseline for the benchmark.
 
 pub mod bench;
 pub mod broker;
+pub mod cli;
 pub mod client;
 pub mod fixtures;
 pub mod gateway;

@@ -3,8 +3,8 @@
 
 use std::collections::HashMap;
 
+use alertmesh_tests::cli::run_cli;
 use alertmesh_tests::client::alert_ref;
-use alertmesh_tests::gateway::run_cli;
 use alertmesh_tests::process::free_port;
 use alertmesh_tests::{Mesh, Site, ZTF_TOPIC};
 use anyhow::{ensure, Context, Result};
@@ -57,7 +57,7 @@ async fn site() -> Result<Site> {
 }
 
 #[tokio::test]
-async fn cli_subscribe_json_prints_one_object_per_alert() -> Result<()> {
+async fn cli_subscribe_native_prints_one_object_per_alert_with_its_payload() -> Result<()> {
     let site = site().await?;
     let args = [
         "subscribe",
@@ -68,7 +68,7 @@ async fn cli_subscribe_json_prints_one_object_per_alert() -> Result<()> {
         "--until",
         "now",
         "--format",
-        "json",
+        "native",
     ];
     let out = site.gateway.cli(&args).await?;
     let stderr = String::from_utf8_lossy(&out.stderr);
@@ -96,7 +96,7 @@ async fn cli_subscribe_json_prints_one_object_per_alert() -> Result<()> {
         "--limit",
         "3",
         "--format",
-        "json",
+        "native",
     ];
     let out = site.gateway.cli(&limited).await?;
     assert!(

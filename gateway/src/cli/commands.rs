@@ -6,8 +6,8 @@ use std::path::PathBuf;
 
 use alertmesh_proto::v1;
 
-use super::output::{alert_json, raw_path};
-use super::positions::{parse_from, parse_until};
+use super::output::{alert_json, decoded_json, raw_path};
+use super::positions::{parse_cone, parse_from, parse_until};
 use super::{connect, status_line, OutputFormat, SubscribeArgs};
 
 /// Writing to a closed pipe (`| head`) ends the command quietly.
@@ -30,6 +30,14 @@ pub(super) async fn subscribe(args: SubscribeArgs) -> Result<(), String> {
         cursor: args.cursor.clone().unwrap_or_default(),
         max_batch_alerts: 0,
         max_batch_bytes: 0,
+        ids: args.ids.clone(),
+        cone: args.cone.as_deref().map(parse_cone).transpose()?,
+        filter: args.filter.clone().unwrap_or_default(),
+        output: match args.format {
+            OutputFormat::Json => v1::Output::Json,
+            OutputFormat::Native | OutputFormat::Raw => v1::Output::Native,
+        } as i32,
+        omit_cutouts: args.omit_cutouts,
     };
     if let Some(dir) = &args.out {
         std::fs::create_dir_all(dir)
@@ -53,6 +61,9 @@ pub(super) async fn subscribe(args: SubscribeArgs) -> Result<(), String> {
             }
         };
         let mut next: BTreeMap<i32, i64> = BTreeMap::new();
+        for s in &batch.skipped {
+            eprintln!("warning: skipped {}: {}", s.r#ref, s.reason);
+        }
         for a in &batch.alerts {
             match (&args.format, &args.out) {
                 (OutputFormat::Raw, Some(dir)) => {
@@ -61,7 +72,11 @@ pub(super) async fn subscribe(args: SubscribeArgs) -> Result<(), String> {
                         .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
                 }
                 _ => {
-                    if let Err(e) = writeln!(out, "{}", alert_json(a)) {
+                    let line = match args.format {
+                        OutputFormat::Json => decoded_json(a),
+                        _ => alert_json(a).to_string(),
+                    };
+                    if let Err(e) = writeln!(out, "{line}") {
                         return write_err(e).map_or(Ok(()), Err);
                     }
                 }
@@ -154,7 +169,7 @@ pub(super) async fn fetch(
                 .map_err(|e| format!("cannot write {}: {e}", path.display()))
         }
         (OutputFormat::Raw, None) => io::stdout().lock().write_all(&alert.payload),
-        (OutputFormat::Json, _) => writeln!(io::stdout().lock(), "{}", alert_json(&alert)),
+        (_, _) => writeln!(io::stdout().lock(), "{}", alert_json(&alert)),
     };
     written.or_else(|e| write_err(e).map_or(Ok(()), Err))
 }

@@ -53,6 +53,31 @@ pub fn alert_json(a: &v1::Alert) -> Value {
     })
 }
 
+/// The JSON line for a decoded alert (OUTPUT_JSON): the envelope, the mesh key under
+/// "key", and the gateway's JSON document under "alert", embedded as is so that 64-bit
+/// integers and floats keep every digit.
+pub fn decoded_json(a: &v1::Alert) -> String {
+    let mut envelope = alert_json(a);
+    if let Some(obj) = envelope.as_object_mut() {
+        obj.remove("payload");
+        let key = match a.mesh_key.as_str() {
+            "" => Value::Null,
+            k => Value::String(k.to_owned()),
+        };
+        obj.insert("key".into(), key);
+    }
+    let alert = std::str::from_utf8(&a.json)
+        .ok()
+        .and_then(|j| serde_json::value::RawValue::from_string(j.to_owned()).ok());
+    let mut line = envelope.to_string();
+    // The envelope is an object: reopen it to append the raw document.
+    line.pop();
+    line.push_str(",\"alert\":");
+    line.push_str(alert.as_ref().map_or("null", |r| r.get()));
+    line.push('}');
+    line
+}
+
 /// `<dir>/<topic>-<partition>-<offset>.<ext>`, the extension following the format.
 pub fn raw_path(dir: &Path, a: &v1::Alert) -> PathBuf {
     let ext = if a.format == "json" { "json" } else { "avro" };
@@ -93,6 +118,8 @@ mod tests {
             format: "avro-ocf".into(),
             namespace: "ZTF".into(),
             schema: String::new(),
+            json: r#"{"objectId":"ZTF20aabaesm","candid":1095578115815010001,"x":0.1}"#.into(),
+            mesh_key: "ZTF:ZTF20aabaesm".into(),
         };
         let v = alert_json(&a);
         assert_eq!(v["timestamp"], "2020-01-01T00:00:00.005Z");

@@ -52,6 +52,17 @@ fn parse_offsets(s: &str) -> Result<v1::PartitionOffsets, String> {
     Ok(v1::PartitionOffsets { offsets })
 }
 
+/// `RA,DEC,RADIUS` in degrees.
+pub fn parse_cone(s: &str) -> Result<v1::Cone, String> {
+    let parts: Vec<Option<f64>> = s.split(',').map(|p| p.trim().parse().ok()).collect();
+    match parts[..] {
+        [Some(ra), Some(dec), Some(radius)] => Ok(v1::Cone { ra, dec, radius }),
+        _ => Err(format!(
+            "invalid --cone {s:?}: expected RA,DEC,RADIUS in degrees, e.g. 197.5,7.3,0.5"
+        )),
+    }
+}
+
 pub fn parse_time(s: &str) -> Option<prost_types::Timestamp> {
     let t = OffsetDateTime::parse(s, &Rfc3339).ok()?;
     Some(prost_types::Timestamp {
@@ -99,6 +110,10 @@ mod tests {
             assert!(e.contains("expected earliest, latest"), "{e}");
         }
         assert!(parse_until("later").unwrap_err().contains("expected now"));
+        assert!(parse_cone("1,2")
+            .unwrap_err()
+            .contains("expected RA,DEC,RADIUS"));
+        assert_eq!(parse_cone("197.5, 7.3,0.5").unwrap().radius, 0.5);
         assert!(matches!(
             parse_until("now").unwrap().position,
             Some(end::Position::Now(_))

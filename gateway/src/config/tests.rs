@@ -37,7 +37,7 @@ colour = "blue"
 timeout_ms = 5
 [[topics]]
 name = "ztf.alerts"
-namespace = ""
+namespace = "PTF"
 format = "avro"
 [[topics]]
 name = "ztf.alerts"
@@ -53,7 +53,7 @@ format = "json"
         "gateway.colour: unknown key",
         "kafka.bootstrap: missing key",
         "kafka.timeout_ms: 5 is out of range",
-        "topics[0].namespace: must be non-empty",
+        "topics[0].namespace: unknown namespace \"PTF\"; registered: ZTF, LSST:dia, LSST:ss, LS4",
         "topics[0].format: unknown format \"avro\"; expected one of avro-ocf, avro-confluent, json",
         "topics[1].name: \"ztf.alerts\" is already exposed by topics[0]",
     ] {
@@ -87,4 +87,26 @@ fn invalid_toml_is_one_clear_error() {
         errors[0].starts_with("config is not valid TOML"),
         "{errors:?}"
     );
+}
+
+#[test]
+fn a_namespaces_file_adds_a_brokers_own_namespace() {
+    let dir = std::env::temp_dir().join(format!("alertmesh-config-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(
+        dir.join("ns.toml"),
+        "[[namespace]]\nname = \"FINK\"\ndescription = \"Fink objects\"\nid_type = \"string\"\n",
+    )
+    .unwrap();
+    let text = MINIMAL.replace("namespace = \"ZTF\"", "namespace = \"FINK\"")
+        + "[alert]\nnamespaces_file = \"ns.toml\"\n";
+    let c = Config::parse_at(&text, &[], &dir).unwrap();
+    assert!(c.alert.registry.namespace("FINK").is_some());
+    assert!(c.alert.registry.namespace("ZTF").is_some());
+    let missing = Config::parse_at(&text, &[], Path::new("/nonexistent")).unwrap_err();
+    assert!(
+        missing[0].starts_with("alert.namespaces_file: cannot read"),
+        "{missing:?}"
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
 }

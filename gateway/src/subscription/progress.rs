@@ -56,8 +56,14 @@ impl Progress {
         &self.partitions
     }
 
-    /// Whether `r` is delivered; updates the partition's position either way.
+    /// Whether `r` is delivered, filters aside: [`Progress::admit`] then [`Progress::take`].
     pub fn accept(&mut self, r: &Record) -> bool {
+        self.admit(r) && self.take()
+    }
+
+    /// Whether `r` is within the asked positions, start and end; updates the partition's
+    /// position either way.
+    pub fn admit(&mut self, r: &Record) -> bool {
         let p = r.partition;
         if !self.partitions.contains(&p) || self.done.contains(&p) || self.remaining == Some(0) {
             return false;
@@ -83,10 +89,19 @@ impl Progress {
                 return false;
             }
         }
-        if let Some(n) = self.remaining.as_mut() {
-            *n -= 1;
-        }
         true
+    }
+
+    /// Counts one delivered alert against the limit; false once the limit is reached.
+    pub fn take(&mut self) -> bool {
+        match self.remaining.as_mut() {
+            Some(0) => false,
+            Some(n) => {
+                *n -= 1;
+                true
+            }
+            None => true,
+        }
     }
 
     /// The reader reached the current end of `p`; `position` is its next offset.

@@ -11,6 +11,7 @@ use tokio::time::Instant;
 use tonic::Status;
 
 use super::progress::{EndAt, Progress};
+use super::select::{Outcome, Selection};
 use crate::error::Error;
 use crate::kafka::reader::{BatchBounds, ReaderEvent, StartAt};
 use crate::metrics::OpenGuard;
@@ -43,8 +44,11 @@ pub(super) struct Subscription {
     tail: Option<Arc<Tail>>,
     bounds: BatchBounds,
     out: mpsc::Sender<Result<v1::AlertBatch, Status>>,
+    selection: Option<Arc<Selection>>,
     alerts_served: Counter,
     bytes_served: Counter,
+    alerts_filtered: Counter,
+    alerts_skipped: Counter,
     _open: OpenGuard,
 }
 
@@ -56,11 +60,15 @@ impl Subscription {
         tail: Option<Arc<Tail>>,
         bounds: BatchBounds,
         out: mpsc::Sender<Result<v1::AlertBatch, Status>>,
+        selection: Option<Selection>,
     ) -> Self {
         let m = &state.metrics;
         Subscription {
             alerts_served: m.topic(&m.alerts_served, &ctx.topic),
             bytes_served: m.topic(&m.bytes_served, &ctx.topic),
+            alerts_filtered: m.topic(&m.alerts_filtered, &ctx.topic),
+            alerts_skipped: m.topic(&m.alerts_skipped, &ctx.topic),
+            selection: selection.map(Arc::new),
             _open: OpenGuard::new(&m.open_subscriptions),
             state,
             ctx,
@@ -124,7 +132,7 @@ impl Subscription {
                     head.borrow_and_update();
                     match tail.read(&mut seq, self.bounds) {
                         TailRead::Records(rs) => {
-                            self.deliver(rs.iter().map(|r| &**r)).await?;
+                            self.deliver(rs).await?;
                             Mode::Tail { seq }
                         }
                         TailRead::Lagged => {
@@ -157,7 +165,7 @@ impl Subscription {
     ) -> Result<Mode, Stop> {
         match ev {
             Some(ReaderEvent::Records(rs)) => {
-                self.deliver(rs.iter()).await?;
+                self.deliver(rs.into_iter().map(Arc::new).collect()).await?;
                 Ok(Mode::Own(rx))
             }
             Some(ReaderEvent::Eof {
@@ -204,31 +212,85 @@ impl Subscription {
             .map_err(Stop::Failed)
     }
 
-    /// Sends the accepted records in batches bounded by count and bytes.
-    async fn deliver<'a>(&mut self, records: impl Iterator<Item = &'a Record>) -> Result<(), Stop> {
-        let mut batch = Vec::new();
-        let mut bytes = 0;
-        for r in records {
-            if !self.progress.accept(r) {
-                continue;
+    /// Sends the records this subscriber asked for, in batches bounded by count and bytes.
+    async fn deliver(&mut self, records: Vec<Arc<Record>>) -> Result<(), Stop> {
+        let admitted: Vec<Arc<Record>> = records
+            .into_iter()
+            .filter(|r| self.progress.admit(r))
+            .collect();
+        if admitted.is_empty() {
+            return Ok(());
+        }
+        let outcomes = match &self.selection {
+            None => None,
+            Some(sel) => {
+                let (sel, rs) = (Arc::clone(sel), admitted.clone());
+                let evaluated = tokio::task::spawn_blocking(move || sel.evaluate(&rs))
+                    .await
+                    .map_err(|e| {
+                        Stop::Failed(Error::Internal(format!("filter task failed: {e}")))
+                    })?;
+                Some(evaluated.map_err(Stop::Failed)?)
             }
-            bytes += r.payload.len();
-            batch.push(self.ctx.alert(r));
+        };
+        let mut batch = Vec::new();
+        let mut skipped = Vec::new();
+        let mut bytes = 0;
+        for (i, r) in admitted.iter().enumerate() {
+            let (json, mesh_key) = match outcomes.as_ref().and_then(|o| o.get(i)) {
+                None => (None, None),
+                Some(Outcome::Drop) => {
+                    self.alerts_filtered.inc();
+                    continue;
+                }
+                Some(Outcome::Skip(reason)) => {
+                    self.alerts_skipped.inc();
+                    skipped.push(v1::Skipped {
+                        r#ref: self.ctx.alert_ref(r),
+                        reason: reason.clone(),
+                    });
+                    continue;
+                }
+                Some(Outcome::Keep { json, mesh_key }) => (json.clone(), mesh_key.clone()),
+            };
+            if !self.progress.take() {
+                break;
+            }
+            let mut alert = self.ctx.alert(r);
+            if let Some(json) = json {
+                alert.json = json;
+                alert.payload = bytes::Bytes::new();
+            }
+            if let Some(key) = mesh_key.filter(|_| alert.mesh_key.is_empty()) {
+                alert.mesh_key = key;
+            }
+            bytes += alert.payload.len() + alert.json.len();
+            batch.push(alert);
             if batch.len() >= self.bounds.max_records || bytes >= self.bounds.max_bytes {
-                self.send(std::mem::take(&mut batch), std::mem::take(&mut bytes))
-                    .await?;
+                let full = std::mem::take(&mut batch);
+                self.send(
+                    full,
+                    std::mem::take(&mut skipped),
+                    std::mem::take(&mut bytes),
+                )
+                .await?;
             }
         }
-        if !batch.is_empty() {
-            self.send(batch, bytes).await?;
+        if !batch.is_empty() || !skipped.is_empty() {
+            self.send(batch, skipped, bytes).await?;
         }
         Ok(())
     }
 
-    async fn send(&mut self, alerts: Vec<v1::Alert>, bytes: usize) -> Result<(), Stop> {
+    async fn send(
+        &mut self,
+        alerts: Vec<v1::Alert>,
+        skipped: Vec<v1::Skipped>,
+        bytes: usize,
+    ) -> Result<(), Stop> {
         let n = alerts.len() as u64;
         self.out
-            .send(Ok(v1::AlertBatch { alerts }))
+            .send(Ok(v1::AlertBatch { alerts, skipped }))
             .await
             .map_err(|_| Stop::ClientGone)?;
         self.alerts_served.inc_by(n);

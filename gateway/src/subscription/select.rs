@@ -1,0 +1,165 @@
+//! What a subscriber asked to see, and how: filters evaluated on the decoded alert (object
+//! ids, cone, field predicate) and JSON output. Runs on blocking threads: decoding a 60 KB
+//! alert takes far longer than an async task may hold the runtime.
+
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
+
+use alertmesh_alert::{
+    BytesMode, Decoder, Filter, Format, JsonOptions, Registry, Subject, WriterSchema,
+};
+use alertmesh_proto::v1;
+use bytes::Bytes;
+
+use crate::error::{Error, Result};
+use crate::record::Record;
+
+/// The latest writer schema seen on a topic, so filters can be checked at subscribe time.
+pub type SeenSchema = Arc<Mutex<Option<Arc<WriterSchema>>>>;
+
+/// One subscriber's selection; `None` from [`Selection::from_request`] means "everything,
+/// native bytes", which needs no decoding at all.
+#[derive(Debug)]
+pub struct Selection {
+    topic: String,
+    filter: Option<Filter>,
+    json: Option<JsonOptions>,
+    format: Format,
+    decoder: Arc<Decoder>,
+    registry: Arc<Registry>,
+    seen: SeenSchema,
+    /// Fingerprints of writer schemas the filter was checked against.
+    checked: Mutex<HashSet<u64>>,
+}
+
+/// What happens to one record.
+#[derive(Debug)]
+pub enum Outcome {
+    Keep {
+        json: Option<Bytes>,
+        mesh_key: Option<String>,
+    },
+    /// Filtered out.
+    Drop,
+    /// Could not be decoded: reported to the subscriber, then skipped.
+    Skip(String),
+}
+
+impl Selection {
+    pub fn from_request(
+        req: &v1::SubscribeRequest,
+        topic: &str,
+        format: Format,
+        decoder: Arc<Decoder>,
+        registry: Arc<Registry>,
+        seen: SeenSchema,
+    ) -> Result<Option<Selection>> {
+        let invalid = |e: alertmesh_alert::Error| Error::InvalidArgument(e.to_string());
+        let mut parts = Vec::new();
+        if !req.ids.is_empty() {
+            parts.push(Filter::object_ids(&req.ids, &registry).map_err(invalid)?);
+        }
+        if let Some(c) = &req.cone {
+            parts.push(Filter::cone(c.ra, c.dec, c.radius).map_err(invalid)?);
+        }
+        if !req.filter.trim().is_empty() {
+            parts.push(Filter::predicate(&req.filter).map_err(invalid)?);
+        }
+        let filter = match parts.len() {
+            0 => None,
+            1 => parts.pop(),
+            _ => Some(Filter::And(parts)),
+        };
+        let json = match v1::Output::try_from(req.output) {
+            Ok(v1::Output::Native) => None,
+            Ok(v1::Output::Json) => Some(JsonOptions {
+                bytes: if req.omit_cutouts {
+                    BytesMode::OmitCutouts
+                } else {
+                    BytesMode::Base64
+                },
+            }),
+            Err(_) => {
+                return Err(Error::InvalidArgument(format!(
+                    "unknown output {}; expected OUTPUT_NATIVE or OUTPUT_JSON",
+                    req.output
+                )))
+            }
+        };
+        if filter.is_none() && json.is_none() {
+            return Ok(None);
+        }
+        let selection = Selection {
+            topic: topic.to_owned(),
+            filter,
+            json,
+            format,
+            decoder,
+            registry,
+            seen,
+            checked: Mutex::new(HashSet::new()),
+        };
+        // Check against what the topic carried last, so a filter on a field that does not
+        // exist fails now rather than at the first alert.
+        let known = selection
+            .seen
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        if let Some(schema) = known {
+            selection.check(&schema)?;
+        }
+        Ok(Some(selection))
+    }
+
+    fn check(&self, schema: &Arc<WriterSchema>) -> Result<()> {
+        let Some(filter) = &self.filter else {
+            return Ok(());
+        };
+        let fp = schema.fingerprint();
+        let mut checked = self.checked.lock().unwrap_or_else(|p| p.into_inner());
+        if checked.contains(&fp) {
+            return Ok(());
+        }
+        filter.check_schema(schema.schema()).map_err(|e| {
+            Error::InvalidArgument(format!(
+                "filter does not apply to topic {:?}: {e}",
+                self.topic
+            ))
+        })?;
+        checked.insert(fp);
+        Ok(())
+    }
+
+    /// Decides each record's fate; fails when the filter does not fit a writer schema.
+    pub fn evaluate(&self, records: &[Arc<Record>]) -> Result<Vec<Outcome>> {
+        records.iter().map(|r| self.one(r)).collect()
+    }
+
+    fn one(&self, r: &Record) -> Result<Outcome> {
+        let alert = match self.decoder.decode(self.format, &r.payload) {
+            Ok(a) => a,
+            Err(e) => return Ok(Outcome::Skip(e.to_string())),
+        };
+        if let Some(schema) = alert.schema() {
+            self.check(schema)?;
+            let mut seen = self.seen.lock().unwrap_or_else(|p| p.into_inner());
+            if seen
+                .as_ref()
+                .is_none_or(|s| s.fingerprint() != schema.fingerprint())
+            {
+                *seen = Some(Arc::clone(schema));
+            }
+        }
+        let subject = Subject::new(&alert, &self.registry);
+        if let Some(f) = &self.filter {
+            if !f.matches(&subject) {
+                return Ok(Outcome::Drop);
+            }
+        }
+        Ok(Outcome::Keep {
+            json: self.json.map(|o| Bytes::from(alert.to_json(o))),
+            mesh_key: subject.key.map(|k| k.to_string()),
+        })
+    }
+}
