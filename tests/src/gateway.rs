@@ -10,6 +10,7 @@ use anyhow::{bail, Context, Result};
 use tempfile::TempDir;
 use tonic::transport::Channel;
 
+use crate::cli::{alertmesh_bin, run_cli};
 use crate::metrics::{http_get, Metrics};
 use crate::process::{free_port, wait_until, Child};
 
@@ -287,29 +288,4 @@ impl Gateway {
         all.extend(["--gateway".to_owned(), self.grpc_url()]);
         run_cli(&all).await
     }
-}
-
-/// Runs the `alertmesh` binary with `args`, failing if it does not exit within 30 s.
-pub async fn run_cli<S: AsRef<std::ffi::OsStr>>(args: &[S]) -> Result<Output> {
-    let mut command = tokio::process::Command::new(alertmesh_bin());
-    command.args(args).kill_on_drop(true);
-    let output = tokio::time::timeout(Duration::from_secs(30), command.output())
-        .await
-        .context("alertmesh did not exit within 30 s")?
-        .context("run alertmesh")?;
-    Ok(output)
-}
-
-/// The `alertmesh` binary: `$ALERTMESH_BIN`, else the one next to the running test binary
-/// (`target/<profile>/deps/<test>` → `target/<profile>/alertmesh`).
-pub fn alertmesh_bin() -> PathBuf {
-    if let Some(path) = std::env::var_os("ALERTMESH_BIN") {
-        return PathBuf::from(path);
-    }
-    let exe = std::env::current_exe().expect("current exe");
-    let mut dir = exe.parent().expect("exe dir").to_path_buf();
-    if dir.ends_with("deps") {
-        dir.pop();
-    }
-    dir.join("alertmesh")
 }

@@ -29,6 +29,7 @@ pub fn assigned_consumer(
         .set("group.id", "alertmesh-tests-direct")
         .set("enable.auto.commit", "false")
         .set("enable.partition.eof", "true")
+        .set("fetch.wait.max.ms", "10")
         .set("fetch.max.bytes", "52428800")
         .set("max.partition.fetch.bytes", "10485760")
         .create()

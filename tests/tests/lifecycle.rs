@@ -3,8 +3,8 @@
 
 use std::time::{Duration, Instant};
 
+use alertmesh_tests::cli::run_cli;
 use alertmesh_tests::client::{latest, request};
-use alertmesh_tests::gateway::run_cli;
 use alertmesh_tests::{Mesh, ZTF_TOPIC};
 use anyhow::Result;
 use tonic::Code;

@@ -12,8 +12,8 @@
 use std::collections::BTreeMap;
 
 use alertmesh_tests::bench::{direct_past, gateway_past, live_fanout, median, peak_rss_kib, Run};
+use alertmesh_tests::cli::alertmesh_bin;
 use alertmesh_tests::fixtures::{now_ms, synthetic_records};
-use alertmesh_tests::gateway::alertmesh_bin;
 use alertmesh_tests::{Broker, Gateway, GatewaySpec};
 use anyhow::{bail, Context, Result};
 
@@ -30,10 +30,10 @@ struct Args {
 fn args() -> Result<Args> {
     let mut values: BTreeMap<String, u64> = BTreeMap::new();
     for (flag, env, default) in [
-        ("--n-1k", "BENCH_N_1K", 50_000),
-        ("--n-64k", "BENCH_N_64K", 2_000),
-        ("--live-1k", "BENCH_LIVE_1K", 2_000),
-        ("--live-64k", "BENCH_LIVE_64K", 100),
+        ("--n-1k", "BENCH_N_1K", 150_000),
+        ("--n-64k", "BENCH_N_64K", 5_000),
+        ("--live-1k", "BENCH_LIVE_1K", 10_000),
+        ("--live-64k", "BENCH_LIVE_64K", 300),
         ("--subscribers", "BENCH_SUBSCRIBERS", 100),
         ("--rounds", "BENCH_ROUNDS", 3),
     ] {
@@ -78,7 +78,7 @@ impl Row {
             .direct
             .iter()
             .zip(&self.gateway)
-            .map(|(d, g)| d.elapsed.as_secs_f64() / g.elapsed.as_secs_f64())
+            .map(|(d, g)| g.rate() / d.rate())
             .collect();
         println!(
             "{:<26} {:>12.0} {:>9.1} {:>12.0} {:>9.1} {:>7.2}  {}",
@@ -202,8 +202,12 @@ async fn main() -> Result<()> {
         row.print();
     }
     println!();
-    println!("ratio = gateway rate / direct rate (live: direct time / time until all subscribers are done)");
-    println!("live gateway rates count every subscriber's copy (subscribers x N)");
+    println!("ratio = gateway alerts/s / direct alerts/s, per round, then the median");
+    println!(
+        "live: timed from the first produce until all {} subscribers (or the direct consumer) \
+         have all N; gateway rates count every subscriber's copy ({} x N)",
+        args.subscribers, args.subscribers
+    );
     println!(
         "gateway peak RSS: {} MiB",
         peak_rss_kib(pid).map_or("?".to_owned(), |k| format!("{:.1}", k as f64 / 1024.0))
