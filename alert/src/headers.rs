@@ -17,6 +17,11 @@ pub const ORIGIN: &str = "am-origin";
 pub const HOPS: &str = "am-hops";
 /// Alert refs a derived record was computed from.
 pub const DERIVED_FROM: &str = "am-derived-from";
+/// Where a mirror copied the record from: the source alert ref for a gateway source,
+/// `kafka://<topic>/<partition>/<offset>` for a raw Kafka source. Mirrors resume from it.
+pub const SOURCE: &str = "am-source";
+/// Why a record went to a dead-letter topic.
+pub const ERROR: &str = "am-error";
 
 /// How an alert payload is encoded.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

@@ -149,7 +149,16 @@ impl v1::alert_mesh_server::AlertMesh for GatewayService {
                 kind: "none".into(),
                 params: HashMap::new(),
             }],
+            peers: Vec::new(),
         }))
+    }
+
+    async fn mirror_status(
+        &self,
+        _req: Request<v1::MirrorStatusRequest>,
+    ) -> Result<Response<v1::MirrorStatusResponse>, Status> {
+        // No mirror jobs are configured on this gateway yet.
+        Ok(Response::new(v1::MirrorStatusResponse { mirrors: Vec::new() }))
     }
 
     async fn fetch(&self, req: Request<v1::FetchRequest>) -> Result<Response<v1::Alert>, Status> {

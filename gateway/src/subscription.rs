@@ -113,6 +113,21 @@ pub async fn open(
             Begin::Positions(explicit_offsets(&list, &partitions)?)
         }
     };
+    if !req.resume.is_empty() {
+        let mut saved = HashMap::new();
+        for po in &req.resume {
+            if !partitions.contains(&po.partition) || po.offset < 0 {
+                return Err(Error::InvalidArgument(format!(
+                    "cannot resume partition {} at offset {}: partitions are {} and offsets start at 0",
+                    po.partition,
+                    po.offset,
+                    describe_partitions(&partitions)
+                )));
+            }
+            saved.insert(po.partition, po.offset);
+        }
+        begin = apply_cursor(&state, &topic.name, &partitions, begin, &saved).await?;
+    }
     if !req.cursor.is_empty() {
         let saved = state
             .cursors

@@ -38,6 +38,7 @@ pub(super) async fn subscribe(args: SubscribeArgs) -> Result<(), String> {
             OutputFormat::Native | OutputFormat::Raw => v1::Output::Native,
         } as i32,
         omit_cutouts: args.omit_cutouts,
+        resume: Vec::new(),
     };
     if let Some(dir) = &args.out {
         std::fs::create_dir_all(dir)
