@@ -3,19 +3,51 @@
 //! - [`principal`]: the authenticated caller of an RPC.
 //! - [`scope`]: scopes carried by tokens (`subscribe:<topic glob>`, `fetch:<topic glob>`,
 //!   `mirror`, `admin`) and the topic globs they grant.
+//! - [`keys`]: the gateway's signing keys (Ed25519 or ES256), the keys directory with
+//!   rotation, and JWKS documents.
+//!
+//! Time is always passed in as unix seconds (`now`), never read from the clock here, so
+//! callers and tests control it.
 
+mod encoding;
+mod files;
+pub mod keys;
 pub mod principal;
 pub mod scope;
 
+use std::path::PathBuf;
+
+pub use keys::{Algorithm, Jwk, Jwks, KeyRing, SigningKey, VerifyingKey};
 pub use principal::Principal;
 pub use scope::{Action, Scope};
 
-/// Everything that can go wrong in this crate.
-#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+/// Everything that can go wrong in this crate. Messages never contain tokens or key
+/// material.
+#[derive(Debug, thiserror::Error)]
 pub enum Error {
     /// A scope string that is not one of the known forms.
     #[error("invalid scope {input:?}: {reason}; expected subscribe:<topic glob>, fetch:<topic glob>, mirror or admin")]
     InvalidScope { input: String, reason: &'static str },
+    /// A file could not be read or written.
+    #[error("cannot {action} {path}: {source}")]
+    Io {
+        action: &'static str,
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    /// A private key file that others may read.
+    #[error("{path} has mode {mode:o} but holds a private key; run chmod 600 on it")]
+    InsecureKeyFile { path: PathBuf, mode: u32 },
+    /// A key that cannot be used (malformed file, unknown algorithm, ...).
+    #[error("{0}")]
+    Key(String),
+    /// A JWKS document that cannot be used.
+    #[error("{0}")]
+    Jwks(String),
+    /// The cryptographic library failed (no randomness, ...).
+    #[error("cryptographic failure: {0}")]
+    Crypto(&'static str),
 }
 
 /// Result alias for this crate.
