@@ -5,6 +5,8 @@
 //!   `mirror`, `admin`) and the topic globs they grant.
 //! - [`keys`]: the gateway's signing keys (Ed25519 or ES256), the keys directory with
 //!   rotation, and JWKS documents.
+//! - [`token`]: issuing and verifying JWTs ([`Issuer`], [`Verifier`], [`TokenError`]).
+//! - [`revocation`]: credential records, revocations and the revocation list.
 //!
 //! Time is always passed in as unix seconds (`now`), never read from the clock here, so
 //! callers and tests control it.
@@ -13,13 +15,21 @@ mod encoding;
 mod files;
 pub mod keys;
 pub mod principal;
+pub mod revocation;
 pub mod scope;
+pub mod token;
 
 use std::path::PathBuf;
 
 pub use keys::{Algorithm, Jwk, Jwks, KeyRing, SigningKey, VerifyingKey};
 pub use principal::Principal;
+pub use revocation::{
+    CredentialRecord, MemoryRevocations, NoRevocations, Revocation, RevocationList, RevokedBy,
+};
 pub use scope::{Action, Scope};
+pub use token::{
+    bearer_token, Claims, IssuedToken, Issuer, TokenError, TokenRequest, VerifiedToken, Verifier,
+};
 
 /// Everything that can go wrong in this crate. Messages never contain tokens or key
 /// material.
@@ -45,6 +55,18 @@ pub enum Error {
     /// A JWKS document that cannot be used.
     #[error("{0}")]
     Jwks(String),
+    /// A token was refused (maps to `Unauthenticated`).
+    #[error(transparent)]
+    Token(#[from] TokenError),
+    /// The caller lacks a scope (maps to `PermissionDenied`).
+    #[error("{principal} may not do this: it needs the scope {needed}; ask the gateway admin for a token with it")]
+    NotPermitted { principal: String, needed: String },
+    /// A token request that cannot be issued.
+    #[error("{0}")]
+    InvalidRequest(String),
+    /// A stored credential record or revocation that cannot be decoded.
+    #[error("{0}")]
+    Record(String),
     /// The cryptographic library failed (no randomness, ...).
     #[error("cryptographic failure: {0}")]
     Crypto(&'static str),
