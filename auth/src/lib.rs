@@ -7,6 +7,8 @@
 //!   rotation, and JWKS documents.
 //! - [`token`]: issuing and verifying JWTs ([`Issuer`], [`Verifier`], [`TokenError`]).
 //! - [`revocation`]: credential records, revocations and the revocation list.
+//! - [`tls`]: development mesh CA and certificates, rustls server/client configurations,
+//!   and the identity in a peer certificate.
 //!
 //! Time is always passed in as unix seconds (`now`), never read from the clock here, so
 //! callers and tests control it.
@@ -17,6 +19,7 @@ pub mod keys;
 pub mod principal;
 pub mod revocation;
 pub mod scope;
+pub mod tls;
 pub mod token;
 
 use std::path::PathBuf;
@@ -67,6 +70,15 @@ pub enum Error {
     /// A stored credential record or revocation that cannot be decoded.
     #[error("{0}")]
     Record(String),
+    /// A certificate or PEM file that cannot be used.
+    #[error("{0}")]
+    Certificate(String),
+    /// A TLS configuration that cannot be built.
+    #[error("tls: {0}")]
+    Tls(String),
+    /// The peer's certificate names someone else than its token (maps to `Unauthenticated`).
+    #[error("the peer certificate is for {certificate:?} but its token is for {token:?}; use the certificate and token of one gateway")]
+    IdentityMismatch { certificate: String, token: String },
     /// The cryptographic library failed (no randomness, ...).
     #[error("cryptographic failure: {0}")]
     Crypto(&'static str),
