@@ -10,6 +10,45 @@
 //! - [`tls`]: development mesh CA and certificates, rustls server/client configurations,
 //!   and the identity in a peer certificate.
 //!
+//! The gateway's flow:
+//!
+//! ```
+//! use alertmesh_auth::{
+//!     Action, Algorithm, Issuer, KeyRing, MemoryRevocations, Scope, TokenRequest, Verifier,
+//! };
+//!
+//! # fn main() -> alertmesh_auth::Result<()> {
+//! let now = 1_700_000_000;
+//! let dir = tempfile::tempdir().unwrap();
+//! let keys = KeyRing::init(dir.path(), Algorithm::EdDsa, now)?; // or KeyRing::load
+//! let jwks_json = keys.jwks().to_json(); // serve at /.well-known/jwks.json
+//!
+//! let mut verifier = Verifier::new("lasair");
+//! verifier.trust_keyring("lasair", &keys);
+//! // verifier.trust_jwks("fink", &Jwks::from_json(&fetched_bytes)?);
+//!
+//! let issuer = Issuer::new("lasair", keys);
+//! let issued = issuer.issue(
+//!     &TokenRequest {
+//!         sub: "alice".into(),
+//!         aud: "lasair".into(),
+//!         scopes: vec!["subscribe:ztf.*".parse()?],
+//!         ttl: 3600,
+//!         not_before: None,
+//!     },
+//!     now,
+//! )?;
+//! // Store issued.record() in the credentials topic; hand issued.token to alice.
+//!
+//! let revocations = MemoryRevocations::new();
+//! let verified = verifier.verify(&issued.token, now + 5, &revocations)?;
+//! verified.principal.require(Action::Subscribe, "ztf.alerts")?;
+//! assert!(!verified.principal.has(&Scope::Admin));
+//! # assert!(jwks_json.contains(r#""kty":"OKP""#));
+//! # Ok(())
+//! # }
+//! ```
+//!
 //! Time is always passed in as unix seconds (`now`), never read from the clock here, so
 //! callers and tests control it.
 
@@ -31,7 +70,8 @@ pub use revocation::{
 };
 pub use scope::{Action, Scope};
 pub use token::{
-    bearer_token, Claims, IssuedToken, Issuer, TokenError, TokenRequest, VerifiedToken, Verifier,
+    bearer_token, Claims, IssuedToken, Issuer, JwksRefreshLimiter, TokenError, TokenRequest,
+    VerifiedToken, Verifier,
 };
 
 /// Everything that can go wrong in this crate. Messages never contain tokens or key
@@ -82,6 +122,38 @@ pub enum Error {
     /// The cryptographic library failed (no randomness, ...).
     #[error("cryptographic failure: {0}")]
     Crypto(&'static str),
+}
+
+/// The class of an [`Error`], for mapping to a protocol status (gRPC codes in brackets).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorKind {
+    /// A bad, expired or revoked token, or a certificate/token mismatch (`Unauthenticated`).
+    Unauthenticated,
+    /// A valid caller lacking a scope (`PermissionDenied`).
+    PermissionDenied,
+    /// A bad request or input, such as an unknown scope string (`InvalidArgument`).
+    InvalidArgument,
+    /// Files, keys, certificates, TLS or crypto on this side (`Internal`).
+    Internal,
+}
+
+impl Error {
+    /// How a protocol layer should report this error.
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            Error::Token(_) | Error::IdentityMismatch { .. } => ErrorKind::Unauthenticated,
+            Error::NotPermitted { .. } => ErrorKind::PermissionDenied,
+            Error::InvalidScope { .. } | Error::InvalidRequest(_) => ErrorKind::InvalidArgument,
+            Error::Io { .. }
+            | Error::InsecureKeyFile { .. }
+            | Error::Key(_)
+            | Error::Jwks(_)
+            | Error::Record(_)
+            | Error::Certificate(_)
+            | Error::Tls(_)
+            | Error::Crypto(_) => ErrorKind::Internal,
+        }
+    }
 }
 
 /// Result alias for this crate.

@@ -5,17 +5,21 @@
 //!   JWKS) and yields a [`VerifiedToken`] holding the caller's [`crate::Principal`].
 //! - [`TokenError`]: one variant per way a token can be bad, each with a message that
 //!   says what to do and never contains the token or key material.
+//! - [`JwksRefreshLimiter`]: at most one JWKS refresh per issuer per interval, for
+//!   [`TokenError::UnknownKey`].
 //! - [`bearer_token`]: the token in an `authorization: Bearer ...` value.
 
 mod claims;
 mod issuer;
 mod jws;
+mod refresh;
 #[cfg(test)]
 mod tests;
 mod verifier;
 
 pub use claims::Claims;
 pub use issuer::{IssuedToken, Issuer, TokenRequest, DEFAULT_MAX_TTL};
+pub use refresh::JwksRefreshLimiter;
 pub use verifier::{VerifiedToken, Verifier, DEFAULT_LEEWAY, MAX_LEEWAY, MAX_TOKEN_BYTES};
 
 use crate::keys::Algorithm;
