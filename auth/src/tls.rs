@@ -15,5 +15,7 @@ pub mod pem;
 pub use config::{client_config, crypto_provider, server_config, server_config_from_files};
 pub use creds::{creds_init, creds_issue, CertifiedPem, CredsPaths, MeshCa};
 pub use identity::{check_peer_identity, peer_identity};
-pub use pem::{certs_from_pem, key_from_pem, load_certs, load_key};
+pub use pem::{
+    certs_from_pem, key_from_pem, load_certs, load_key, load_pem_certs, load_pem_identity,
+};
 pub use rustls::pki_types::{CertificateDer, PrivateKeyDer};

@@ -39,9 +39,47 @@ pub fn load_key(path: &Path) -> Result<PrivateKeyDer<'static>> {
     key_from_pem(&files::read(path)?).map_err(|e| in_file(e, path))
 }
 
+/// The raw PEM of a certificate file and a key file, checked to parse, for APIs that take
+/// PEM text such as tonic's `Identity::from_pem(cert, key)`.
+pub fn load_pem_identity(cert: &Path, key: &Path) -> Result<(Vec<u8>, Vec<u8>)> {
+    let cert_pem = files::read(cert)?;
+    certs_from_pem(&cert_pem).map_err(|e| in_file(e, cert))?;
+    let key_pem = files::read(key)?;
+    key_from_pem(&key_pem).map_err(|e| in_file(e, key))?;
+    Ok((cert_pem, key_pem))
+}
+
+/// The raw PEM of a CA certificate file, checked to parse, for APIs that take PEM text
+/// such as tonic's `Certificate::from_pem(ca)`.
+pub fn load_pem_certs(path: &Path) -> Result<Vec<u8>> {
+    let pem = files::read(path)?;
+    certs_from_pem(&pem).map_err(|e| in_file(e, path))?;
+    Ok(pem)
+}
+
 fn in_file(e: Error, path: &Path) -> Error {
     match e {
         Error::Certificate(m) => Error::Certificate(format!("{}: {m}", path.display())),
         other => other,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pem_files_load_for_rustls_and_as_raw_text() {
+        let tmp = tempfile::tempdir().unwrap();
+        let paths = crate::tls::creds_init(tmp.path(), "lasair", 1_700_000_000).unwrap();
+        let (cert, key) = load_pem_identity(&paths.cert, &paths.key).unwrap();
+        assert!(cert.starts_with(b"-----BEGIN CERTIFICATE-----"));
+        assert!(key.starts_with(b"-----BEGIN PRIVATE KEY-----"));
+        assert!(load_pem_certs(&paths.ca_cert).is_ok());
+        let err = load_pem_certs(&paths.key).unwrap_err().to_string();
+        assert!(err.contains("lasair.key: no CERTIFICATE block"), "{err}");
+        assert!(!err.contains("PRIVATE KEY-----"));
+        let err = key_from_pem(b"garbage").unwrap_err().to_string();
+        assert!(err.starts_with("no PRIVATE KEY block"), "{err}");
     }
 }
