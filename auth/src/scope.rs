@@ -70,11 +70,33 @@ impl FromStr for Scope {
 impl fmt::Display for Scope {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Scope::Topic(Action::Subscribe, g) => write!(f, "subscribe:{g}"),
-            Scope::Topic(Action::Fetch, g) => write!(f, "fetch:{g}"),
+            Scope::Topic(action, g) => write!(f, "{action}:{g}"),
             Scope::Mirror => f.write_str("mirror"),
             Scope::Admin => f.write_str("admin"),
         }
+    }
+}
+
+/// Scopes are stored (credential records) as their string form.
+impl serde::Serialize for Scope {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(self)
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for Scope {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(deserializer)?;
+        s.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+impl fmt::Display for Action {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Action::Subscribe => "subscribe",
+            Action::Fetch => "fetch",
+        })
     }
 }
 
