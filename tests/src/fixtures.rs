@@ -79,7 +79,7 @@ pub fn ztf_records(partitions: i32, base_ms: i64, step_ms: i64) -> Result<Vec<Re
         .collect())
 }
 
-/// Synthetic records of `size` bytes each (for load), spread round-robin over partitions.
+/// Synthetic ZTF-keyed records of `size` bytes each (for load), round-robin over partitions.
 pub fn synthetic_records(n: usize, size: usize, partitions: i32, base_ms: i64) -> Vec<Record> {
     (0..n)
         .map(|i| {
@@ -89,9 +89,9 @@ pub fn synthetic_records(n: usize, size: usize, partitions: i32, base_ms: i64) -
             }
             Record {
                 partition: i as i32 % partitions,
-                key: Some(Bytes::from(format!("TEST:{i}"))),
+                key: Some(Bytes::from(format!("ZTF:ZTF99bench{i}"))),
                 payload: Bytes::from(payload),
-                headers: vec![("am-ns".to_owned(), Some(Bytes::from_static(b"TEST")))],
+                headers: vec![("am-ns".to_owned(), Some(Bytes::from_static(b"ZTF")))],
                 timestamp_ms: base_ms + i as i64,
             }
         })

@@ -3,7 +3,7 @@
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitStatus, Output};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use alertmesh_proto::v1::alert_mesh_client::AlertMeshClient;
 use anyhow::{bail, Context, Result};
@@ -46,6 +46,8 @@ pub struct GatewaySpec {
     pub cursor_topic: Option<String>,
     pub timeout_ms: Option<u64>,
     pub ready: Ready,
+    /// Raw TOML appended to the config (sections such as `[auth]` or `[[mirrors]]`).
+    pub extra: Vec<String>,
 }
 
 impl GatewaySpec {
@@ -58,7 +60,14 @@ impl GatewaySpec {
             cursor_topic: None,
             timeout_ms: None,
             ready: Ready::Healthz,
+            extra: Vec::new(),
         }
+    }
+
+    /// Appends raw TOML to the config.
+    pub fn extra(mut self, toml: &str) -> Self {
+        self.extra.push(toml.to_owned());
+        self
     }
 
     /// Exposes `name` with the given namespace and payload format.
@@ -102,6 +111,11 @@ impl GatewaySpec {
                 "\n[[topics]]\nname = {:?}\nnamespace = {:?}\nformat = {:?}\n",
                 t.name, t.namespace, t.format
             );
+        }
+        for extra in &self.extra {
+            toml.push('\n');
+            toml.push_str(extra);
+            toml.push('\n');
         }
         toml
     }
@@ -152,30 +166,33 @@ impl Gateway {
         let name = format!("gateway-{}", self.spec.name);
         self.child = Some(Child::spawn(&name, &mut command, self.dir.path())?);
         let (http, grpc) = (self.http_addr(), self.grpc_addr());
-        let ready = self.spec.ready;
-        let waited = wait_until("gateway ready", READY_TIMEOUT, || {
-            let (http, grpc) = (http.clone(), grpc.clone());
-            async move {
-                match ready {
-                    Ready::Healthz => http_get(&http, "/healthz")
-                        .await
-                        .ok()
-                        .filter(|(status, _)| *status == 200)
-                        .map(drop),
-                    Ready::GrpcPort => tokio::net::TcpStream::connect(&grpc).await.ok().map(drop),
-                }
+        let deadline = Instant::now() + READY_TIMEOUT;
+        let child = self.child.as_mut().expect("spawned");
+        loop {
+            let ready = match self.spec.ready {
+                Ready::Healthz => http_get(&http, "/healthz")
+                    .await
+                    .is_ok_and(|(status, _)| status == 200),
+                Ready::GrpcPort => tokio::net::TcpStream::connect(&grpc).await.is_ok(),
+            };
+            if ready {
+                return Ok(());
             }
-        })
-        .await;
-        if let Err(e) = waited {
-            let child = self.child.as_mut().expect("spawned");
-            let exit = child.try_exit();
-            bail!(
-                "{e}; exit {exit:?}; stderr tail:\n{}",
-                child.stderr_tail(30)
-            );
+            // A gateway that exited (e.g. a config it refuses) will not become ready.
+            if let Some(exit) = child.try_exit() {
+                bail!(
+                    "gateway exited with {exit} before it was ready; stderr tail:\n{}",
+                    child.stderr_tail(30)
+                );
+            }
+            if Instant::now() > deadline {
+                bail!(
+                    "gateway not ready after {READY_TIMEOUT:?}; stderr tail:\n{}",
+                    child.stderr_tail(30)
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
         }
-        Ok(())
     }
 
     /// `http://127.0.0.1:<grpc port>`.

@@ -10,7 +10,11 @@ const SUBSCRIBERS: usize = 50;
 #[tokio::test]
 async fn fifty_live_subscribers_all_receive_everything_from_one_tail_reader() -> Result<()> {
     // The topic already holds the fixtures; live subscribers must see only the new ones.
-    let site = Mesh::new("lasair").topic(ZTF_TOPIC, 3).start().await?;
+    let site = Mesh::new("lasair")
+        .topic(ZTF_TOPIC, 3)
+        .ztf_alerts()
+        .start()
+        .await?;
     // A few connections, many streams each, like real clients behind a few hosts.
     let mut clients = Vec::new();
     for _ in 0..5 {

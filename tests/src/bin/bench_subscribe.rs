@@ -114,7 +114,7 @@ async fn main() -> Result<()> {
         for kind in ["past", "live"] {
             let topic = format!("bench.{kind}.{}k", size / 1024);
             broker.create_topic(&topic, PARTITIONS).await?;
-            spec = spec.topic(&topic, "TEST", "json");
+            spec = spec.topic(&topic, "ZTF", "avro-ocf");
         }
     }
     let gateway = Gateway::start(&spec).await?;
