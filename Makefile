@@ -11,10 +11,11 @@ export TANSU_BIN
 demo: tansu build
 	./deploy/demo/run.sh
 
-## Install Tansu if missing, build, lint, and run every test (unit and end-to-end).
+## Install Tansu if missing, build, lint, and run every test (unit, end-to-end, Python client, notebook).
 test: tansu lint
 	$(CARGO) build --workspace --all-targets
 	$(CARGO) test --workspace --no-fail-fast
+	ALERTMESH_BIN=$(CURDIR)/target/debug/alertmesh ./clients/python/run-tests.sh
 
 build:
 	$(CARGO) build --workspace --bins

@@ -150,6 +150,10 @@ pub async fn connect(url: &str) -> Result<AlertMeshClient<Channel>, String> {
     let endpoint = Endpoint::from_shared(url.clone())
         .map_err(|e| format!("invalid gateway URL {url:?}: {e}"))?
         .connect_timeout(Duration::from_secs(5))
+        // A stream of 60 KB alerts needs windows far above HTTP/2's 64 KiB default, or
+        // every megabyte waits on a dozen window updates.
+        .initial_stream_window_size(8 << 20)
+        .initial_connection_window_size(32 << 20)
         .tcp_nodelay(true);
     let channel = endpoint
         .connect()

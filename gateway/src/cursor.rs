@@ -11,7 +11,9 @@ use std::time::Duration;
 
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
-use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::consumer::Consumer;
+
+use crate::kafka::GatewayConsumer;
 use rdkafka::error::KafkaError;
 use rdkafka::message::Message;
 use rdkafka::producer::{FutureProducer, FutureRecord};
@@ -209,7 +211,7 @@ impl CursorStore {
 /// Follows the cursor topic for the life of the gateway, so commits made by other
 /// replicas become visible here.
 fn follow(
-    consumer: BaseConsumer,
+    consumer: GatewayConsumer,
     loaded: Arc<Loaded>,
     ready: watch::Sender<bool>,
     cancel: CancellationToken,

@@ -77,7 +77,11 @@ pub async fn fetch(state: &State, text: &str) -> Result<v1::Alert> {
         )))
     })
     .await
-    .map_err(|e| Error::Internal(e.to_string()))??;
+    .map_err(|e| Error::Internal(e.to_string()))?;
+    if let Err(Error::Unavailable(_)) = &record {
+        state.kafka.count_error();
+    }
+    let record = record?;
     let ctx = AlertContext {
         gateway: me.clone(),
         topic: topic.name.clone(),

@@ -4,29 +4,77 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use rdkafka::config::ClientConfig;
-use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::client::ClientContext;
+use rdkafka::config::{ClientConfig, RDKafkaLogLevel};
+use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::{Offset, TopicPartitionList};
 
 use crate::config::KafkaConfig;
 use crate::error::{Error, Result};
+use crate::metrics::Metrics;
 
 pub mod reader;
+
+/// A consumer of this gateway: librdkafka's errors and logs go to tracing and metrics.
+pub type GatewayConsumer = BaseConsumer<KafkaContext>;
+
+/// Routes librdkafka's client-level errors and logs: errors are counted in
+/// `alertmesh_kafka_errors_total` and logged as warnings; reaching the end of a partition
+/// is an event the readers use, not an error.
+#[derive(Debug, Clone)]
+pub struct KafkaContext {
+    metrics: Arc<Metrics>,
+}
+
+impl ClientContext for KafkaContext {
+    fn log(&self, level: RDKafkaLogLevel, fac: &str, message: &str) {
+        match level {
+            RDKafkaLogLevel::Emerg
+            | RDKafkaLogLevel::Alert
+            | RDKafkaLogLevel::Critical
+            | RDKafkaLogLevel::Error => tracing::error!(target: "librdkafka", fac, "{message}"),
+            RDKafkaLogLevel::Warning => tracing::warn!(target: "librdkafka", fac, "{message}"),
+            RDKafkaLogLevel::Notice | RDKafkaLogLevel::Info => {
+                tracing::info!(target: "librdkafka", fac, "{message}")
+            }
+            RDKafkaLogLevel::Debug => tracing::debug!(target: "librdkafka", fac, "{message}"),
+        }
+    }
+
+    fn error(&self, error: KafkaError, reason: &str) {
+        if matches!(error, KafkaError::PartitionEOF(_))
+            || error.rdkafka_error_code() == Some(RDKafkaErrorCode::PartitionEOF)
+        {
+            return;
+        }
+        self.metrics.kafka_errors.inc();
+        tracing::warn!(error = %error, reason, "kafka client error");
+    }
+}
+
+impl ConsumerContext for KafkaContext {}
 
 /// Builds librdkafka settings shared by every client of this gateway.
 #[derive(Debug, Clone)]
 pub struct Kafka {
     config: Arc<KafkaConfig>,
     client_id: String,
+    context: KafkaContext,
 }
 
 impl Kafka {
-    pub fn new(config: KafkaConfig, gateway: &str) -> Self {
+    pub fn new(config: KafkaConfig, gateway: &str, metrics: Arc<Metrics>) -> Self {
         Kafka {
             config: Arc::new(config),
             client_id: format!("alertmesh-{gateway}"),
+            context: KafkaContext { metrics },
         }
+    }
+
+    /// Counts an error met outside librdkafka's callbacks (e.g. a failed look-up).
+    pub fn count_error(&self) {
+        self.context.metrics.kafka_errors.inc();
     }
 
     pub fn timeout(&self) -> Duration {
@@ -52,7 +100,7 @@ impl Kafka {
     }
 
     /// A consumer for `assign()`-only use: no group membership, no offset commits.
-    pub fn consumer(&self, buffer_kib: usize) -> Result<BaseConsumer> {
+    pub fn consumer(&self, buffer_kib: usize) -> Result<GatewayConsumer> {
         let mut c = self.client_config();
         c.set("group.id", &self.client_id)
             .set("enable.auto.commit", "false")
@@ -62,11 +110,12 @@ impl Kafka {
             .set("auto.offset.reset", "earliest")
             .set("fetch.wait.max.ms", "100")
             .set("queued.max.messages.kbytes", buffer_kib.to_string());
-        c.create().map_err(Error::from_kafka)
+        c.create_with_context(self.context.clone())
+            .map_err(Error::from_kafka)
     }
 
     /// Partition ids of `topic`, or NotFound / Unavailable.
-    pub fn partitions(&self, consumer: &BaseConsumer, topic: &str) -> Result<Vec<i32>> {
+    pub fn partitions(&self, consumer: &GatewayConsumer, topic: &str) -> Result<Vec<i32>> {
         let md = consumer
             .fetch_metadata(Some(topic), self.config.timeout)
             .map_err(|e| match e.rdkafka_error_code() {
@@ -115,7 +164,7 @@ impl Kafka {
     /// readers skip older records, so both are correct.)
     pub fn offsets_for_time(
         &self,
-        consumer: &BaseConsumer,
+        consumer: &GatewayConsumer,
         topic: &str,
         partitions: &[i32],
         ms: i64,

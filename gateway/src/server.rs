@@ -5,10 +5,13 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::consumer::Consumer;
+
+use crate::kafka::GatewayConsumer;
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, Semaphore};
 use tokio_stream::wrappers::TcpListenerStream;
+use tokio_stream::StreamExt as _;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::{Config, TopicConfig};
@@ -30,7 +33,7 @@ pub struct State {
     pub config: Config,
     pub kafka: Kafka,
     /// A long-lived client for metadata and offset look-ups.
-    meta: Arc<BaseConsumer>,
+    meta: Arc<GatewayConsumer>,
     pub tails: Tails,
     pub cursors: CursorStore,
     pub metrics: Arc<Metrics>,
@@ -54,8 +57,12 @@ impl std::fmt::Debug for State {
 
 impl State {
     pub fn new(config: Config, cancel: CancellationToken) -> Result<Self> {
-        let kafka = Kafka::new(config.kafka.clone(), &config.gateway.name);
         let metrics = Arc::new(Metrics::default());
+        let kafka = Kafka::new(
+            config.kafka.clone(),
+            &config.gateway.name,
+            Arc::clone(&metrics),
+        );
         let meta = Arc::new(kafka.consumer(64)?);
         Ok(State {
             tails: Tails::new(
@@ -96,9 +103,16 @@ impl State {
 
     pub async fn partitions(&self, topic: &str) -> Result<Vec<i32>> {
         let (meta, kafka, topic) = (Arc::clone(&self.meta), self.kafka.clone(), topic.to_owned());
-        tokio::task::spawn_blocking(move || kafka.partitions(&meta, &topic))
-            .await
-            .map_err(|e| Error::Internal(e.to_string()))?
+        let found = tokio::task::spawn_blocking({
+            let kafka = kafka.clone();
+            move || kafka.partitions(&meta, &topic)
+        })
+        .await
+        .map_err(|e| Error::Internal(e.to_string()))?;
+        if let Err(Error::Unavailable(_)) = &found {
+            kafka.count_error();
+        }
+        found
     }
 
     pub async fn offsets_for_time(
@@ -207,7 +221,13 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
         .add_service(health_service)
         .add_service(service::server(Arc::clone(&state)))
         .serve_with_incoming_shutdown(
-            TcpListenerStream::new(grpc),
+            // Small alerts should not wait for Nagle's algorithm.
+            TcpListenerStream::new(grpc).map(|conn| {
+                if let Ok(c) = &conn {
+                    let _ = c.set_nodelay(true);
+                }
+                conn
+            }),
             shutdown.clone().cancelled_owned(),
         );
 

@@ -158,7 +158,9 @@ impl v1::alert_mesh_server::AlertMesh for GatewayService {
         _req: Request<v1::MirrorStatusRequest>,
     ) -> Result<Response<v1::MirrorStatusResponse>, Status> {
         // No mirror jobs are configured on this gateway yet.
-        Ok(Response::new(v1::MirrorStatusResponse { mirrors: Vec::new() }))
+        Ok(Response::new(v1::MirrorStatusResponse {
+            mirrors: Vec::new(),
+        }))
     }
 
     async fn fetch(&self, req: Request<v1::FetchRequest>) -> Result<Response<v1::Alert>, Status> {

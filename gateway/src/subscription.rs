@@ -113,6 +113,16 @@ pub async fn open(
             Begin::Positions(explicit_offsets(&list, &partitions)?)
         }
     };
+    // A cursor's positions first, then explicit resume positions, which win.
+    if !req.cursor.is_empty() {
+        let saved = state
+            .cursors
+            .get(&principal.name, &req.cursor, &topic.name)
+            .await?;
+        if !saved.is_empty() {
+            begin = apply_cursor(&state, &topic.name, &partitions, begin, &saved).await?;
+        }
+    }
     if !req.resume.is_empty() {
         let mut saved = HashMap::new();
         for po in &req.resume {
@@ -127,15 +137,6 @@ pub async fn open(
             saved.insert(po.partition, po.offset);
         }
         begin = apply_cursor(&state, &topic.name, &partitions, begin, &saved).await?;
-    }
-    if !req.cursor.is_empty() {
-        let saved = state
-            .cursors
-            .get(&principal.name, &req.cursor, &topic.name)
-            .await?;
-        if !saved.is_empty() {
-            begin = apply_cursor(&state, &topic.name, &partitions, begin, &saved).await?;
-        }
     }
 
     // Subscriptions that may go live get the shared tail started now, so it is ready by

@@ -106,10 +106,13 @@ where
     F: FnOnce() -> Fut,
     Fut: std::future::Future<Output = Result<u64>>,
 {
-    let open_before = gateway
-        .metrics()
-        .await?
-        .value("alertmesh_open_subscriptions", &[]);
+    // Subscribers of an earlier round are counted out once the gateway sees them gone.
+    gateway
+        .wait_metrics("earlier subscribers closed", |m| {
+            m.value("alertmesh_open_subscriptions", &[]) == 0.0
+        })
+        .await?;
+    let open_before = 0.0;
     let mut clients = Vec::new();
     for _ in 0..subscribers.div_ceil(10) {
         clients.push(gateway.client().await?);

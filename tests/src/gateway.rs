@@ -28,6 +28,10 @@ pub struct TopicSpec {
     pub format: String,
 }
 
+/// HTTP/2 flow-control windows of test clients (as the CLI uses).
+const STREAM_WINDOW: u32 = 8 << 20;
+const CONNECTION_WINDOW: u32 = 32 << 20;
+
 /// When a started gateway counts as ready.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Ready {
@@ -232,9 +236,16 @@ impl Gateway {
 
     /// A new gRPC client connected to the gateway.
     pub async fn client(&self) -> Result<AlertMeshClient<Channel>> {
-        let client = AlertMeshClient::connect(self.grpc_url())
+        // Streams of 60 KB alerts need HTTP/2 windows far above the 64 KiB default, or
+        // every megabyte waits on a dozen window updates.
+        let channel = tonic::transport::Endpoint::from_shared(self.grpc_url())?
+            .initial_stream_window_size(STREAM_WINDOW)
+            .initial_connection_window_size(CONNECTION_WINDOW)
+            .tcp_nodelay(true)
+            .connect()
             .await
             .context("connect to gateway")?;
+        let client = AlertMeshClient::new(channel);
         Ok(client
             .max_decoding_message_size(MAX_MESSAGE)
             .max_encoding_message_size(MAX_MESSAGE))

@@ -5,7 +5,9 @@
 use std::thread;
 use std::time::Duration;
 
-use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::consumer::Consumer;
+
+use crate::kafka::GatewayConsumer;
 use rdkafka::error::KafkaError;
 use rdkafka::{Offset, TopicPartitionList};
 use tokio::sync::mpsc;
@@ -56,7 +58,7 @@ pub struct ReaderCtx {
 /// receiver is dropped, when `cancel` fires, or after reporting `Failed`.
 pub fn spawn(
     name: String,
-    consumer: BaseConsumer,
+    consumer: GatewayConsumer,
     topic: &str,
     starts: &[(i32, StartAt)],
     bounds: BatchBounds,
@@ -86,7 +88,7 @@ pub fn spawn(
 }
 
 fn run(
-    consumer: BaseConsumer,
+    consumer: GatewayConsumer,
     topic: String,
     bounds: BatchBounds,
     tx: mpsc::Sender<ReaderEvent>,
@@ -162,7 +164,7 @@ fn run(
 /// Decides whether a read error ends the reader. librdkafka retries transport errors by
 /// itself, so one only ends the read when a metadata probe confirms the cluster is gone:
 /// a subscriber then gets UNAVAILABLE within seconds instead of waiting forever.
-fn classify(consumer: &BaseConsumer, topic: &str, e: KafkaError) -> Option<Error> {
+fn classify(consumer: &GatewayConsumer, topic: &str, e: KafkaError) -> Option<Error> {
     use rdkafka::types::RDKafkaErrorCode as C;
     match e.rdkafka_error_code() {
         Some(code) if is_transport(code) => consumer
@@ -180,7 +182,7 @@ fn classify(consumer: &BaseConsumer, topic: &str, e: KafkaError) -> Option<Error
 /// after consuming a record; before that (an empty partition, or a start at the end) the
 /// fetch position is where it began, which is the high watermark it was given, and since
 /// fetching from there returned nothing, that watermark was the true end.
-fn eof_position(consumer: &BaseConsumer, topic: &str, partition: i32) -> Option<i64> {
+fn eof_position(consumer: &GatewayConsumer, topic: &str, partition: i32) -> Option<i64> {
     let consumed = consumer.position().ok().and_then(|tpl| {
         match tpl.find_partition(topic, partition).map(|e| e.offset()) {
             Some(Offset::Offset(o)) => Some(o),

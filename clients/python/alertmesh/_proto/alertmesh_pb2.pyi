@@ -1,0 +1,295 @@
+import datetime
+
+from google.protobuf import timestamp_pb2 as _timestamp_pb2
+from google.protobuf.internal import containers as _containers
+from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
+from google.protobuf import descriptor as _descriptor
+from google.protobuf import message as _message
+from collections.abc import Iterable as _Iterable, Mapping as _Mapping
+from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
+
+DESCRIPTOR: _descriptor.FileDescriptor
+
+class Output(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    OUTPUT_NATIVE: _ClassVar[Output]
+    OUTPUT_JSON: _ClassVar[Output]
+OUTPUT_NATIVE: Output
+OUTPUT_JSON: Output
+
+class SubscribeRequest(_message.Message):
+    __slots__ = ("topic", "start", "end", "limit", "cursor", "max_batch_alerts", "max_batch_bytes", "ids", "cone", "filter", "output", "omit_cutouts", "resume")
+    TOPIC_FIELD_NUMBER: _ClassVar[int]
+    START_FIELD_NUMBER: _ClassVar[int]
+    END_FIELD_NUMBER: _ClassVar[int]
+    LIMIT_FIELD_NUMBER: _ClassVar[int]
+    CURSOR_FIELD_NUMBER: _ClassVar[int]
+    MAX_BATCH_ALERTS_FIELD_NUMBER: _ClassVar[int]
+    MAX_BATCH_BYTES_FIELD_NUMBER: _ClassVar[int]
+    IDS_FIELD_NUMBER: _ClassVar[int]
+    CONE_FIELD_NUMBER: _ClassVar[int]
+    FILTER_FIELD_NUMBER: _ClassVar[int]
+    OUTPUT_FIELD_NUMBER: _ClassVar[int]
+    OMIT_CUTOUTS_FIELD_NUMBER: _ClassVar[int]
+    RESUME_FIELD_NUMBER: _ClassVar[int]
+    topic: str
+    start: Start
+    end: End
+    limit: int
+    cursor: str
+    max_batch_alerts: int
+    max_batch_bytes: int
+    ids: _containers.RepeatedScalarFieldContainer[str]
+    cone: Cone
+    filter: str
+    output: Output
+    omit_cutouts: bool
+    resume: _containers.RepeatedCompositeFieldContainer[PartitionOffset]
+    def __init__(self, topic: _Optional[str] = ..., start: _Optional[_Union[Start, _Mapping]] = ..., end: _Optional[_Union[End, _Mapping]] = ..., limit: _Optional[int] = ..., cursor: _Optional[str] = ..., max_batch_alerts: _Optional[int] = ..., max_batch_bytes: _Optional[int] = ..., ids: _Optional[_Iterable[str]] = ..., cone: _Optional[_Union[Cone, _Mapping]] = ..., filter: _Optional[str] = ..., output: _Optional[_Union[Output, str]] = ..., omit_cutouts: bool = ..., resume: _Optional[_Iterable[_Union[PartitionOffset, _Mapping]]] = ...) -> None: ...
+
+class Cone(_message.Message):
+    __slots__ = ("ra", "dec", "radius")
+    RA_FIELD_NUMBER: _ClassVar[int]
+    DEC_FIELD_NUMBER: _ClassVar[int]
+    RADIUS_FIELD_NUMBER: _ClassVar[int]
+    ra: float
+    dec: float
+    radius: float
+    def __init__(self, ra: _Optional[float] = ..., dec: _Optional[float] = ..., radius: _Optional[float] = ...) -> None: ...
+
+class Start(_message.Message):
+    __slots__ = ("earliest", "latest", "time", "offsets")
+    EARLIEST_FIELD_NUMBER: _ClassVar[int]
+    LATEST_FIELD_NUMBER: _ClassVar[int]
+    TIME_FIELD_NUMBER: _ClassVar[int]
+    OFFSETS_FIELD_NUMBER: _ClassVar[int]
+    earliest: Earliest
+    latest: Latest
+    time: _timestamp_pb2.Timestamp
+    offsets: PartitionOffsets
+    def __init__(self, earliest: _Optional[_Union[Earliest, _Mapping]] = ..., latest: _Optional[_Union[Latest, _Mapping]] = ..., time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., offsets: _Optional[_Union[PartitionOffsets, _Mapping]] = ...) -> None: ...
+
+class Earliest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class Latest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class End(_message.Message):
+    __slots__ = ("time", "now")
+    TIME_FIELD_NUMBER: _ClassVar[int]
+    NOW_FIELD_NUMBER: _ClassVar[int]
+    time: _timestamp_pb2.Timestamp
+    now: Now
+    def __init__(self, time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., now: _Optional[_Union[Now, _Mapping]] = ...) -> None: ...
+
+class Now(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class PartitionOffsets(_message.Message):
+    __slots__ = ("offsets",)
+    OFFSETS_FIELD_NUMBER: _ClassVar[int]
+    offsets: _containers.RepeatedCompositeFieldContainer[PartitionOffset]
+    def __init__(self, offsets: _Optional[_Iterable[_Union[PartitionOffset, _Mapping]]] = ...) -> None: ...
+
+class PartitionOffset(_message.Message):
+    __slots__ = ("partition", "offset")
+    PARTITION_FIELD_NUMBER: _ClassVar[int]
+    OFFSET_FIELD_NUMBER: _ClassVar[int]
+    partition: int
+    offset: int
+    def __init__(self, partition: _Optional[int] = ..., offset: _Optional[int] = ...) -> None: ...
+
+class AlertBatch(_message.Message):
+    __slots__ = ("alerts", "skipped")
+    ALERTS_FIELD_NUMBER: _ClassVar[int]
+    SKIPPED_FIELD_NUMBER: _ClassVar[int]
+    alerts: _containers.RepeatedCompositeFieldContainer[Alert]
+    skipped: _containers.RepeatedCompositeFieldContainer[Skipped]
+    def __init__(self, alerts: _Optional[_Iterable[_Union[Alert, _Mapping]]] = ..., skipped: _Optional[_Iterable[_Union[Skipped, _Mapping]]] = ...) -> None: ...
+
+class Skipped(_message.Message):
+    __slots__ = ("ref", "reason")
+    REF_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    ref: str
+    reason: str
+    def __init__(self, ref: _Optional[str] = ..., reason: _Optional[str] = ...) -> None: ...
+
+class Alert(_message.Message):
+    __slots__ = ("ref", "topic", "partition", "offset", "timestamp", "key", "headers", "payload", "format", "namespace", "schema", "json", "mesh_key")
+    REF_FIELD_NUMBER: _ClassVar[int]
+    TOPIC_FIELD_NUMBER: _ClassVar[int]
+    PARTITION_FIELD_NUMBER: _ClassVar[int]
+    OFFSET_FIELD_NUMBER: _ClassVar[int]
+    TIMESTAMP_FIELD_NUMBER: _ClassVar[int]
+    KEY_FIELD_NUMBER: _ClassVar[int]
+    HEADERS_FIELD_NUMBER: _ClassVar[int]
+    PAYLOAD_FIELD_NUMBER: _ClassVar[int]
+    FORMAT_FIELD_NUMBER: _ClassVar[int]
+    NAMESPACE_FIELD_NUMBER: _ClassVar[int]
+    SCHEMA_FIELD_NUMBER: _ClassVar[int]
+    JSON_FIELD_NUMBER: _ClassVar[int]
+    MESH_KEY_FIELD_NUMBER: _ClassVar[int]
+    ref: str
+    topic: str
+    partition: int
+    offset: int
+    timestamp: _timestamp_pb2.Timestamp
+    key: bytes
+    headers: _containers.RepeatedCompositeFieldContainer[Header]
+    payload: bytes
+    format: str
+    namespace: str
+    schema: str
+    json: bytes
+    mesh_key: str
+    def __init__(self, ref: _Optional[str] = ..., topic: _Optional[str] = ..., partition: _Optional[int] = ..., offset: _Optional[int] = ..., timestamp: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., key: _Optional[bytes] = ..., headers: _Optional[_Iterable[_Union[Header, _Mapping]]] = ..., payload: _Optional[bytes] = ..., format: _Optional[str] = ..., namespace: _Optional[str] = ..., schema: _Optional[str] = ..., json: _Optional[bytes] = ..., mesh_key: _Optional[str] = ...) -> None: ...
+
+class Header(_message.Message):
+    __slots__ = ("key", "value")
+    KEY_FIELD_NUMBER: _ClassVar[int]
+    VALUE_FIELD_NUMBER: _ClassVar[int]
+    key: str
+    value: bytes
+    def __init__(self, key: _Optional[str] = ..., value: _Optional[bytes] = ...) -> None: ...
+
+class CommitCursorRequest(_message.Message):
+    __slots__ = ("name", "topic", "offsets")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    TOPIC_FIELD_NUMBER: _ClassVar[int]
+    OFFSETS_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    topic: str
+    offsets: _containers.RepeatedCompositeFieldContainer[PartitionOffset]
+    def __init__(self, name: _Optional[str] = ..., topic: _Optional[str] = ..., offsets: _Optional[_Iterable[_Union[PartitionOffset, _Mapping]]] = ...) -> None: ...
+
+class CommitCursorResponse(_message.Message):
+    __slots__ = ("offsets",)
+    OFFSETS_FIELD_NUMBER: _ClassVar[int]
+    offsets: _containers.RepeatedCompositeFieldContainer[PartitionOffset]
+    def __init__(self, offsets: _Optional[_Iterable[_Union[PartitionOffset, _Mapping]]] = ...) -> None: ...
+
+class ListTopicsRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class ListTopicsResponse(_message.Message):
+    __slots__ = ("topics",)
+    TOPICS_FIELD_NUMBER: _ClassVar[int]
+    topics: _containers.RepeatedCompositeFieldContainer[TopicInfo]
+    def __init__(self, topics: _Optional[_Iterable[_Union[TopicInfo, _Mapping]]] = ...) -> None: ...
+
+class TopicInfo(_message.Message):
+    __slots__ = ("name", "namespace", "format", "description", "partitions")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    NAMESPACE_FIELD_NUMBER: _ClassVar[int]
+    FORMAT_FIELD_NUMBER: _ClassVar[int]
+    DESCRIPTION_FIELD_NUMBER: _ClassVar[int]
+    PARTITIONS_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    namespace: str
+    format: str
+    description: str
+    partitions: int
+    def __init__(self, name: _Optional[str] = ..., namespace: _Optional[str] = ..., format: _Optional[str] = ..., description: _Optional[str] = ..., partitions: _Optional[int] = ...) -> None: ...
+
+class DescribeGatewayRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class GatewayDescription(_message.Message):
+    __slots__ = ("name", "version", "endpoints", "topics", "auth", "peers")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    ENDPOINTS_FIELD_NUMBER: _ClassVar[int]
+    TOPICS_FIELD_NUMBER: _ClassVar[int]
+    AUTH_FIELD_NUMBER: _ClassVar[int]
+    PEERS_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    version: str
+    endpoints: _containers.RepeatedCompositeFieldContainer[Endpoint]
+    topics: _containers.RepeatedCompositeFieldContainer[TopicInfo]
+    auth: _containers.RepeatedCompositeFieldContainer[AuthMethod]
+    peers: _containers.RepeatedCompositeFieldContainer[Peer]
+    def __init__(self, name: _Optional[str] = ..., version: _Optional[str] = ..., endpoints: _Optional[_Iterable[_Union[Endpoint, _Mapping]]] = ..., topics: _Optional[_Iterable[_Union[TopicInfo, _Mapping]]] = ..., auth: _Optional[_Iterable[_Union[AuthMethod, _Mapping]]] = ..., peers: _Optional[_Iterable[_Union[Peer, _Mapping]]] = ...) -> None: ...
+
+class Peer(_message.Message):
+    __slots__ = ("name", "url", "relation")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    URL_FIELD_NUMBER: _ClassVar[int]
+    RELATION_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    url: str
+    relation: str
+    def __init__(self, name: _Optional[str] = ..., url: _Optional[str] = ..., relation: _Optional[str] = ...) -> None: ...
+
+class Endpoint(_message.Message):
+    __slots__ = ("kind", "url")
+    KIND_FIELD_NUMBER: _ClassVar[int]
+    URL_FIELD_NUMBER: _ClassVar[int]
+    kind: str
+    url: str
+    def __init__(self, kind: _Optional[str] = ..., url: _Optional[str] = ...) -> None: ...
+
+class AuthMethod(_message.Message):
+    __slots__ = ("kind", "params")
+    class ParamsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    KIND_FIELD_NUMBER: _ClassVar[int]
+    PARAMS_FIELD_NUMBER: _ClassVar[int]
+    kind: str
+    params: _containers.ScalarMap[str, str]
+    def __init__(self, kind: _Optional[str] = ..., params: _Optional[_Mapping[str, str]] = ...) -> None: ...
+
+class FetchRequest(_message.Message):
+    __slots__ = ("ref",)
+    REF_FIELD_NUMBER: _ClassVar[int]
+    ref: str
+    def __init__(self, ref: _Optional[str] = ...) -> None: ...
+
+class MirrorStatusRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class MirrorStatusResponse(_message.Message):
+    __slots__ = ("mirrors",)
+    MIRRORS_FIELD_NUMBER: _ClassVar[int]
+    mirrors: _containers.RepeatedCompositeFieldContainer[MirrorInfo]
+    def __init__(self, mirrors: _Optional[_Iterable[_Union[MirrorInfo, _Mapping]]] = ...) -> None: ...
+
+class MirrorInfo(_message.Message):
+    __slots__ = ("name", "source", "destination", "state", "error", "positions", "lag_seconds", "copied", "cycles_dropped", "dead_lettered", "errors", "reconnects")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    SOURCE_FIELD_NUMBER: _ClassVar[int]
+    DESTINATION_FIELD_NUMBER: _ClassVar[int]
+    STATE_FIELD_NUMBER: _ClassVar[int]
+    ERROR_FIELD_NUMBER: _ClassVar[int]
+    POSITIONS_FIELD_NUMBER: _ClassVar[int]
+    LAG_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    COPIED_FIELD_NUMBER: _ClassVar[int]
+    CYCLES_DROPPED_FIELD_NUMBER: _ClassVar[int]
+    DEAD_LETTERED_FIELD_NUMBER: _ClassVar[int]
+    ERRORS_FIELD_NUMBER: _ClassVar[int]
+    RECONNECTS_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    source: str
+    destination: str
+    state: str
+    error: str
+    positions: _containers.RepeatedCompositeFieldContainer[PartitionOffset]
+    lag_seconds: float
+    copied: int
+    cycles_dropped: int
+    dead_lettered: int
+    errors: int
+    reconnects: int
+    def __init__(self, name: _Optional[str] = ..., source: _Optional[str] = ..., destination: _Optional[str] = ..., state: _Optional[str] = ..., error: _Optional[str] = ..., positions: _Optional[_Iterable[_Union[PartitionOffset, _Mapping]]] = ..., lag_seconds: _Optional[float] = ..., copied: _Optional[int] = ..., cycles_dropped: _Optional[int] = ..., dead_lettered: _Optional[int] = ..., errors: _Optional[int] = ..., reconnects: _Optional[int] = ...) -> None: ...

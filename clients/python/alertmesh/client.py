@@ -1,0 +1,254 @@
+"""The :class:`Gateway` client: one gRPC channel to one alertmesh gateway."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, TypeVar
+from urllib.parse import urlsplit
+
+import grpc
+
+from alertmesh._proto import alertmesh_pb2 as pb
+from alertmesh._proto import alertmesh_pb2_grpc as pb_grpc
+from alertmesh.decode import decode_payload, mesh_key
+from alertmesh.errors import from_rpc_error
+from alertmesh.models import Alert, GatewayInfo, Skipped, TopicInfo
+from alertmesh.positions import EndSpec, StartSpec, offsets_pb, to_end, to_start
+from alertmesh.stream import Backoff, Decode, Subscription
+
+if TYPE_CHECKING:
+    import pandas
+
+T = TypeVar("T")
+
+#: Keep reconnecting quickly after a gateway restart (gRPC's own default backs off to 2 min).
+_CHANNEL_OPTIONS: list[tuple[str, Any]] = [
+    ("grpc.initial_reconnect_backoff_ms", 200),
+    ("grpc.min_reconnect_backoff_ms", 200),
+    ("grpc.max_reconnect_backoff_ms", 5000),
+    ("grpc.max_receive_message_length", 64 * 1024 * 1024),
+]
+
+DEFAULT_URL = "http://127.0.0.1:50051"
+
+PathLike = str | os.PathLike[str]
+
+
+def _read(path: PathLike | None) -> bytes | None:
+    return Path(path).read_bytes() if path is not None else None
+
+
+def _token(token: str | os.PathLike[str] | None) -> str | None:
+    """A token given inline, or the contents of the file it names."""
+    if token is None:
+        return None
+    if isinstance(token, os.PathLike) or (len(str(token)) < 4096 and Path(str(token)).is_file()):
+        return Path(token).read_text().strip()
+    return str(token).strip()
+
+
+class Gateway:
+    """A client of one alertmesh gateway.
+
+    Args:
+        url: ``http://host:port`` (plaintext) or ``https://host:port`` (TLS). Without a
+            scheme, plaintext is assumed. Default: ``$ALERTMESH_GATEWAY``, else
+            ``http://127.0.0.1:50051`` (as the ``alertmesh`` command line).
+        token: a bearer token (JWT), or the path of a file holding one; sent as
+            ``authorization: Bearer <token>`` with every call.
+        ca: PEM file of the CA that signed the gateway's certificate (default: system roots).
+        cert, key: PEM files of a client certificate and its key, for mutual TLS.
+        timeout: seconds allowed for each unary call (streams have no deadline).
+        options: extra gRPC channel options.
+
+    Giving ``ca``, ``cert`` or ``key`` implies TLS. Use as a context manager, or call
+    :meth:`close`, to release the channel.
+    """
+
+    def __init__(
+        self,
+        url: str | None = None,
+        token: str | os.PathLike[str] | None = None,
+        ca: PathLike | None = None,
+        cert: PathLike | None = None,
+        key: PathLike | None = None,
+        *,
+        timeout: float = 30.0,
+        options: Sequence[tuple[str, Any]] = (),
+    ) -> None:
+        url = url or os.environ.get("ALERTMESH_GATEWAY") or DEFAULT_URL
+        parts = urlsplit(url if "://" in url else f"http://{url}")
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError(f"invalid gateway URL {url!r}: expected http://host:port or https://host:port")
+        if (cert is None) != (key is None):
+            raise ValueError("a client certificate needs both cert and key")
+        secure = parts.scheme == "https" or ca is not None or cert is not None
+        port = parts.port or (443 if secure else 80)
+        target = f"{parts.hostname}:{port}" if ":" not in parts.hostname else f"[{parts.hostname}]:{port}"
+        opts = [*_CHANNEL_OPTIONS, *options]
+        if secure:
+            creds = grpc.ssl_channel_credentials(
+                root_certificates=_read(ca), private_key=_read(key), certificate_chain=_read(cert)
+            )
+            self._channel = grpc.secure_channel(target, creds, options=opts)
+        else:
+            self._channel = grpc.insecure_channel(target, options=opts)
+        self.url = url
+        self.timeout = timeout
+        tok = _token(token)
+        self._metadata: tuple[tuple[str, str], ...] = (("authorization", f"Bearer {tok}"),) if tok else ()
+        self._stub = pb_grpc.AlertMeshStub(self._channel)  # type: ignore[no-untyped-call]
+
+    def __repr__(self) -> str:
+        return f"Gateway({self.url!r})"
+
+    def __enter__(self) -> Gateway:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Closes the channel; open subscriptions end."""
+        self._channel.close()
+
+    def _unary(self, method: Callable[..., T], request: Any) -> T:
+        try:
+            return method(request, metadata=self._metadata, timeout=self.timeout)
+        except grpc.RpcError as err:
+            raise from_rpc_error(err) from None
+
+    def topics(self) -> list[TopicInfo]:
+        """The topics this gateway exposes."""
+        resp = self._unary(self._stub.ListTopics, pb.ListTopicsRequest())
+        return [TopicInfo.from_pb(t) for t in resp.topics]
+
+    def describe(self) -> GatewayInfo:
+        """The gateway's name, version, endpoints, topics, auth methods and peers."""
+        return GatewayInfo.from_pb(self._unary(self._stub.DescribeGateway, pb.DescribeGatewayRequest()))
+
+    def fetch(self, ref: str, *, decode: bool = True) -> Alert:
+        """Resolves an alert ref ``am://<gateway>/<topic>/<partition>/<offset>``.
+
+        The payload is returned as is; with ``decode`` (the default) an Avro OCF or JSON
+        payload is also decoded locally into ``record``.
+
+        Raises:
+            NotFound: no such record on this gateway. InvalidArgument: a malformed ref.
+        """
+        alert = Alert.from_pb(self._unary(self._stub.Fetch, pb.FetchRequest(ref=ref)))
+        if decode and alert.payload is not None and alert.format in ("avro-ocf", "json"):
+            alert.record = decode_payload(alert.payload, alert.format)
+            if alert.key is None:
+                alert.key = mesh_key(alert.namespace, alert.record)
+        return alert
+
+    def commit_cursor(self, name: str, topic: str, offsets: Mapping[int, int]) -> dict[int, int]:
+        """Stores the durable cursor ``name`` of ``topic``: per partition, the next offset to read.
+
+        Positions merge per partition with those already stored; returns the full state.
+        A later ``subscribe(..., cursor=name)`` resumes there.
+        """
+        req = pb.CommitCursorRequest(name=name, topic=topic, offsets=offsets_pb(offsets))
+        resp = self._unary(self._stub.CommitCursor, req)
+        return {po.partition: po.offset for po in resp.offsets}
+
+    def subscribe(
+        self,
+        topic: str,
+        start: StartSpec = "latest",
+        end: EndSpec = None,
+        *,
+        cone: tuple[float, float, float] | None = None,
+        where: str | None = None,
+        ids: Iterable[str] | str | None = None,
+        limit: int | None = None,
+        cursor: str | None = None,
+        omit_cutouts: bool = False,
+        decode: Decode = "gateway",
+        reconnect: bool = True,
+        max_batch_alerts: int = 0,
+        max_batch_bytes: int = 0,
+        backoff: Backoff | None = None,
+        on_skipped: Callable[[Skipped], None] | None = None,
+    ) -> Subscription:
+        """Streams the alerts of ``topic``, in offset order per partition.
+
+        Args:
+            topic: an exposed topic (see :meth:`topics`).
+            start: ``"earliest"``, ``"latest"``, a ``datetime`` or RFC 3339 text (the first
+                alert per partition at or after it), or ``{partition: offset}`` (only those
+                partitions).
+            end: ``None`` for a live stream, ``"now"`` for what is stored, or a time.
+            cone: ``(ra, dec, radius)`` in degrees: only alerts inside.
+            where: a gateway filter expression, e.g. ``"candidate.magpsf < 18"``.
+            ids: only alerts of these mesh keys, e.g. ``["ZTF:ZTF20aabaesm"]`` (one key may
+                be given as a string).
+            limit: stop after this many alerts.
+            cursor: a durable cursor name; its partitions resume where it was committed.
+            omit_cutouts: leave cutout images out (``None``).
+            decode: ``"gateway"`` (JSON decoded by the gateway, the default), ``"local"``
+                (native payload, decoded here with fastavro) or ``"none"`` (payload only).
+            reconnect: reopen a live or time-bounded stream after a transient failure,
+                without gaps or repeats.
+            max_batch_alerts, max_batch_bytes: batch bounds asked of the gateway (0: its default).
+            backoff: reconnection delays (default 0.2 s doubling up to 10 s).
+            on_skipped: called for each record the gateway could not decode (default: a
+                logged warning); they are also collected in ``Subscription.skipped``.
+
+        The request is sent when iteration starts; errors such as an unknown topic
+        (:class:`NotFound`) or a bad filter (:class:`InvalidArgument`) are raised then.
+        """
+        if decode not in ("gateway", "local", "none"):
+            raise ValueError(f"invalid decode {decode!r}: expected 'gateway', 'local' or 'none'")
+        req = pb.SubscribeRequest(
+            topic=topic,
+            start=to_start(start),
+            cursor=cursor or "",
+            ids=[ids] if isinstance(ids, str) else list(ids or ()),
+            filter=where or "",
+            output=pb.OUTPUT_JSON if decode == "gateway" else pb.OUTPUT_NATIVE,
+            omit_cutouts=omit_cutouts,
+            max_batch_alerts=max_batch_alerts,
+            max_batch_bytes=max_batch_bytes,
+        )
+        end_pb = to_end(end)
+        if end_pb is not None:
+            req.end.CopyFrom(end_pb)
+        if limit is not None:
+            req.limit = limit
+        if cone is not None:
+            ra, dec, radius = cone
+            req.cone.CopyFrom(pb.Cone(ra=ra, dec=dec, radius=radius))
+        return Subscription(
+            self._stub,
+            req,
+            metadata=self._metadata,
+            decode=decode,
+            reconnect=reconnect,
+            backoff=backoff,
+            on_skipped=on_skipped,
+        )
+
+    def to_pandas(
+        self,
+        topic: str,
+        start: StartSpec = "earliest",
+        end: EndSpec = "now",
+        **kwargs: Any,
+    ) -> pandas.DataFrame:
+        """A bounded subscription as a DataFrame: one row per alert, no cutouts.
+
+        Columns: ``ref``, ``partition``, ``offset``, ``timestamp``, ``key``, the alert's
+        scalar top-level fields, and the fields of its ``candidate`` (ZTF) or ``diaSource``
+        (LSST) record as ``candidate.<name>``. 64-bit ids are exact (``int64`` columns).
+        Needs ``pip install alertmesh[pandas]``. Other arguments as in :meth:`subscribe`.
+        """
+        from alertmesh.frames import alerts_to_frame
+
+        if end is None:
+            raise ValueError("to_pandas needs a bounded stream: give end='now' or a time")
+        kwargs.setdefault("omit_cutouts", True)
+        return alerts_to_frame(self.subscribe(topic, start, end, **kwargs))

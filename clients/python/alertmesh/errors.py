@@ -1,0 +1,88 @@
+"""Exceptions raised for gateway errors, one class per gRPC status the gateway uses."""
+
+from __future__ import annotations
+
+import grpc
+
+
+class AlertmeshError(Exception):
+    """A call to a gateway failed.
+
+    Attributes:
+        code: the gRPC status code name, e.g. ``"NOT_FOUND"``.
+        message: the gateway's explanation, unchanged.
+    """
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(f"{code}: {message}")
+        self.code = code
+        self.message = message
+
+
+class NotFound(AlertmeshError):
+    """The topic is not exposed, or the alert ref names no record of this gateway."""
+
+
+class InvalidArgument(AlertmeshError):
+    """A bad start, end, limit, offsets, filter, cone, mesh key or ref; the message says which."""
+
+
+class Unavailable(AlertmeshError):
+    """The gateway (or its Kafka) cannot be reached, or it is shutting down."""
+
+
+class Unauthenticated(AlertmeshError):
+    """The gateway needs a (valid) token or client certificate."""
+
+
+class PermissionDenied(AlertmeshError):
+    """The credentials are valid but do not allow this call (e.g. a topic outside their scope)."""
+
+
+class ResourceExhausted(AlertmeshError):
+    """The gateway serves too many subscriptions at once; retry later."""
+
+
+class DecodeError(AlertmeshError):
+    """A payload could not be decoded on the client."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__("DECODE", message)
+
+
+_BY_CODE: dict[grpc.StatusCode, type[AlertmeshError]] = {
+    grpc.StatusCode.NOT_FOUND: NotFound,
+    grpc.StatusCode.INVALID_ARGUMENT: InvalidArgument,
+    grpc.StatusCode.UNAVAILABLE: Unavailable,
+    grpc.StatusCode.UNAUTHENTICATED: Unauthenticated,
+    grpc.StatusCode.PERMISSION_DENIED: PermissionDenied,
+    grpc.StatusCode.RESOURCE_EXHAUSTED: ResourceExhausted,
+}
+
+
+def from_rpc_error(err: grpc.RpcError) -> AlertmeshError:
+    """Converts a failed gRPC call into the matching :class:`AlertmeshError` subclass."""
+    code = err.code() if isinstance(err, grpc.Call) else grpc.StatusCode.UNKNOWN
+    details = err.details() if isinstance(err, grpc.Call) else str(err)
+    cls = _BY_CODE.get(code, AlertmeshError)
+    return cls(code.name, details or "")
+
+
+def is_transient(err: grpc.RpcError) -> bool:
+    """Whether a failed stream is worth reopening: the gateway went away or restarted.
+
+    ``UNAVAILABLE`` covers refused connections and gateway shutdowns; a connection reset
+    mid-stream surfaces as ``INTERNAL`` or ``UNKNOWN`` with an HTTP/2 or socket message.
+    """
+    if not isinstance(err, grpc.Call):
+        return False
+    code = err.code()
+    if code == grpc.StatusCode.UNAVAILABLE:
+        return True
+    if code in (grpc.StatusCode.INTERNAL, grpc.StatusCode.UNKNOWN):
+        details = (err.details() or "").lower()
+        return any(
+            s in details
+            for s in ("rst_stream", "reset", "socket closed", "goaway", "connection", "stream removed", "eof")
+        )
+    return False

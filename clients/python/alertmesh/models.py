@@ -1,0 +1,142 @@
+"""Plain data classes for what a gateway returns (converted from the protobuf messages)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any
+
+from alertmesh._proto import alertmesh_pb2 as pb
+
+
+@dataclass(frozen=True)
+class TopicInfo:
+    """One topic a gateway exposes."""
+
+    name: str
+    namespace: str
+    format: str
+    description: str
+    #: Partition count as Kafka reports it; 0 when the gateway cannot reach Kafka.
+    partitions: int
+
+    @classmethod
+    def from_pb(cls, m: pb.TopicInfo) -> TopicInfo:
+        return cls(m.name, m.namespace, m.format, m.description, m.partitions)
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """Where a gateway listens: ``kind`` is ``grpc`` or ``http``."""
+
+    kind: str
+    url: str
+
+
+@dataclass(frozen=True)
+class AuthMethod:
+    """How to authenticate: ``kind`` is ``none``, ``jwt`` or ``mtls``."""
+
+    kind: str
+    params: dict[str, str]
+
+
+@dataclass(frozen=True)
+class Peer:
+    """A gateway this one knows (a mirror source or a trusted peer)."""
+
+    name: str
+    url: str
+    relation: str
+
+
+@dataclass(frozen=True)
+class GatewayInfo:
+    """A gateway's self-description (``DescribeGateway``)."""
+
+    name: str
+    version: str
+    endpoints: list[Endpoint]
+    topics: list[TopicInfo]
+    auth: list[AuthMethod]
+    peers: list[Peer]
+
+    @classmethod
+    def from_pb(cls, m: pb.GatewayDescription) -> GatewayInfo:
+        return cls(
+            name=m.name,
+            version=m.version,
+            endpoints=[Endpoint(e.kind, e.url) for e in m.endpoints],
+            topics=[TopicInfo.from_pb(t) for t in m.topics],
+            auth=[AuthMethod(a.kind, dict(a.params)) for a in m.auth],
+            peers=[Peer(p.name, p.url, p.relation) for p in m.peers],
+        )
+
+
+@dataclass(frozen=True)
+class Skipped:
+    """A record the gateway could not decode (for a filter or JSON output) and left out."""
+
+    ref: str
+    reason: str
+
+
+@dataclass
+class Alert:
+    """One alert: a Kafka record as the mesh sees it, with its decoded content.
+
+    Attributes:
+        ref: the provenance link ``am://<gateway>/<topic>/<partition>/<offset>``.
+        key: the mesh key (``ZTF:ZTF20aabaesm``): the gateway's ``mesh_key``, else the Kafka
+            key as text, else (for ZTF and LSST alerts decoded on the client) built from the
+            record's object id; ``None`` when unknown.
+        record: the decoded alert (``None`` with ``decode="none"``). Integers are exact;
+            ``NaN`` and infinities are floats; with gateway decoding, bytes are base64 text.
+        payload: the Kafka value, byte for byte (``None`` with gateway decoding).
+        kafka_key: the Kafka key as bytes, ``None`` when the record has none.
+        headers: Kafka headers in order, values ``None`` when null.
+    """
+
+    ref: str
+    topic: str
+    partition: int
+    offset: int
+    timestamp: datetime | None
+    key: str | None
+    format: str
+    namespace: str
+    schema: str
+    record: dict[str, Any] | None = None
+    payload: bytes | None = None
+    kafka_key: bytes | None = None
+    headers: list[tuple[str, bytes | None]] = field(default_factory=list)
+
+    @classmethod
+    def from_pb(cls, m: pb.Alert) -> Alert:
+        """Builds an alert from the wire message, without decoding its content."""
+        kafka_key = m.key if m.HasField("key") else None
+        key = m.mesh_key or None
+        if key is None and kafka_key is not None:
+            try:
+                key = kafka_key.decode("utf-8")
+            except UnicodeDecodeError:
+                key = None
+        ts = None
+        if m.HasField("timestamp"):
+            ts = datetime.fromtimestamp(m.timestamp.seconds, tz=timezone.utc).replace(
+                microsecond=m.timestamp.nanos // 1000
+            )
+        return cls(
+            ref=m.ref,
+            topic=m.topic,
+            partition=m.partition,
+            offset=m.offset,
+            timestamp=ts,
+            key=key,
+            format=m.format,
+            namespace=m.namespace,
+            schema=m.schema,
+            payload=m.payload if m.payload else None,
+            kafka_key=kafka_key,
+            headers=[(h.key, h.value if h.HasField("value") else None) for h in m.headers],
+        )

@@ -1,0 +1,90 @@
+"""Client-side pieces that need no gateway: positions, decoding, errors, metadata."""
+
+from __future__ import annotations
+
+import math
+from concurrent import futures
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import grpc
+import pytest
+
+from alertmesh import Gateway, NotFound
+from alertmesh._proto import alertmesh_pb2 as pb
+from alertmesh._proto import alertmesh_pb2_grpc as pb_grpc
+from alertmesh.decode import from_gateway_json, omit_cutouts
+from alertmesh.positions import to_end, to_start
+
+
+def test_start_positions() -> None:
+    assert to_start("earliest").WhichOneof("position") == "earliest"
+    assert to_start("latest").WhichOneof("position") == "latest"
+    t = to_start("2020-01-01T00:00:00Z").time
+    assert (t.seconds, t.nanos) == (1577836800, 0)
+    aware = datetime(2020, 1, 1, 1, 0, 0, 500, tzinfo=timezone(timedelta(hours=1)))
+    t = to_start(aware).time
+    assert (t.seconds, t.nanos) == (1577836800, 500_000)
+    offs = to_start({2: 7, 0: 3}).offsets.offsets
+    assert [(o.partition, o.offset) for o in offs] == [(0, 3), (2, 7)]
+    with pytest.raises(ValueError, match="invalid start 'yesterday'"):
+        to_start("yesterday")
+
+
+def test_end_positions() -> None:
+    assert to_end(None) is None
+    assert to_end("now").WhichOneof("position") == "now"  # type: ignore[union-attr]
+    assert to_end(datetime(2020, 1, 1)).time.seconds == 1577836800  # type: ignore[union-attr]
+    with pytest.raises(ValueError, match="invalid end"):
+        to_end("soon")
+
+
+def test_gateway_json_is_exact_and_restores_nonfinite() -> None:
+    rec = from_gateway_json(b'{"candid":1095578115815010001,"x":"NaN","y":["Infinity","-Infinity",1.5],"s":"t"}')
+    assert rec["candid"] == 1095578115815010001
+    assert math.isnan(rec["x"])
+    assert rec["y"] == [math.inf, -math.inf, 1.5]
+    assert rec["s"] == "t"
+
+
+def test_local_omit_cutouts_matches_gateway_rule() -> None:
+    rec = {"cutoutScience": {"stampData": b"x"}, "candidate": {"ra": 1.0}, "other": b"y"}
+    assert omit_cutouts(rec) == {"cutoutScience": None, "candidate": {"ra": 1.0}, "other": b"y"}
+
+
+class _Recorder(pb_grpc.AlertMeshServicer):
+    def __init__(self) -> None:
+        self.metadata: list[dict[str, str]] = []
+
+    def ListTopics(self, request: pb.ListTopicsRequest, context: grpc.ServicerContext) -> pb.ListTopicsResponse:
+        self.metadata.append({m.key: m.value for m in context.invocation_metadata()})
+        return pb.ListTopicsResponse(topics=[pb.TopicInfo(name="t", partitions=1)])
+
+    def Fetch(self, request: pb.FetchRequest, context: grpc.ServicerContext) -> pb.Alert:
+        context.abort(grpc.StatusCode.NOT_FOUND, f"no record {request.ref}")
+        raise AssertionError  # abort raises
+
+
+def test_token_is_sent_as_bearer_metadata(tmp_path: Path) -> None:
+    recorder = _Recorder()
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=2))
+    pb_grpc.add_AlertMeshServicer_to_server(recorder, server)  # type: ignore[no-untyped-call]
+    port = server.add_insecure_port("127.0.0.1:0")
+    server.start()
+    try:
+        token_file = tmp_path / "token"
+        token_file.write_text("from-file\n")
+        for token, sent in (("inline-jwt", "Bearer inline-jwt"), (str(token_file), "Bearer from-file"), (None, None)):
+            with Gateway(f"http://127.0.0.1:{port}", token=token) as gw:
+                assert [t.name for t in gw.topics()] == ["t"]
+            assert recorder.metadata[-1].get("authorization") == sent
+        with Gateway(f"127.0.0.1:{port}") as gw, pytest.raises(NotFound) as e:
+            gw.fetch("am://x/t/0/0")
+        assert e.value.code == "NOT_FOUND" and e.value.message == "no record am://x/t/0/0"
+    finally:
+        server.stop(None)
+
+
+def test_bad_url() -> None:
+    with pytest.raises(ValueError, match="invalid gateway URL"):
+        Gateway("ftp://x:1")
