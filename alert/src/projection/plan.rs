@@ -115,7 +115,7 @@ impl Plan {
             }
             Step::Map(keys, values) => {
                 let mut entries = HashMap::new();
-                super::shape::decode_blocks(w, |w| {
+                super::shape::decode_blocks(w, |w, _| {
                     let key = w.bytes()?;
                     match keys.iter().find(|(k, _)| k.as_bytes() == key) {
                         Some((k, step)) => {

@@ -174,15 +174,17 @@ impl Shapes {
                     .ok_or_else(|| Fail::from("bad union branch"))?;
                 Value::Union(i as u32, Box::new(self.decode(branch, w, depth + 1)?))
             }
-            Shape::Record(fields) => Value::Record(
-                fields
-                    .iter()
-                    .map(|(name, f)| Ok((name.clone(), self.decode(*f, w, depth + 1)?)))
-                    .collect::<Result<_, Fail>>()?,
-            ),
+            Shape::Record(fields) => {
+                let mut out = Vec::with_capacity(fields.len());
+                for (name, f) in fields.iter() {
+                    out.push((name.clone(), self.decode(*f, w, depth + 1)?));
+                }
+                Value::Record(out)
+            }
             Shape::Array(item) => {
                 let mut items = Vec::new();
-                decode_blocks(w, |w| {
+                decode_blocks(w, |w, hint| {
+                    items.reserve(hint);
                     items.push(self.decode(*item, w, depth + 1)?);
                     Ok(items.len())
                 })?;
@@ -191,7 +193,8 @@ impl Shapes {
             Shape::Map(value) => {
                 let mut entries = std::collections::HashMap::new();
                 let mut n = 0;
-                decode_blocks(w, |w| {
+                decode_blocks(w, |w, hint| {
+                    entries.reserve(hint);
                     let key = w.string()?.to_owned();
                     entries.insert(key, self.decode(*value, w, depth + 1)?);
                     n += 1;
@@ -212,20 +215,24 @@ impl Shapes {
     }
 }
 
-/// Reads the blocks of an array or map, calling `item` per item (it returns the items so
-/// far); zero-byte items are capped so a huge count cannot exhaust memory.
+/// Reads the blocks of an array or map, calling `item` per item with a capacity hint (the
+/// block's count, at most the bytes left, for its first item; else 0); `item` returns the
+/// items so far. Zero-byte items are capped so a huge count cannot exhaust memory.
 pub(crate) fn decode_blocks<'a>(
     w: &mut Wire<'a>,
-    mut item: impl FnMut(&mut Wire<'a>) -> Result<usize, Fail>,
+    mut item: impl FnMut(&mut Wire<'a>, usize) -> Result<usize, Fail>,
 ) -> Result<(), Fail> {
     loop {
         let (count, _) = w.block()?;
         if count == 0 {
             return Ok(());
         }
+        let mut hint = usize::try_from(count)
+            .unwrap_or(usize::MAX)
+            .min(w.remaining());
         for _ in 0..count {
             let before = w.remaining();
-            let n = item(w)?;
+            let n = item(w, std::mem::take(&mut hint))?;
             if w.remaining() == before && n > MAX_EMPTY_ITEMS {
                 return Err(Fail::from("too many empty items in an array or map"));
             }
