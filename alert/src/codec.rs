@@ -17,6 +17,7 @@ use apache_avro::Codec;
 pub use self::confluent::SchemaResolver;
 pub use self::schema_dir::SchemaDir;
 use crate::json::{self, JsonOptions};
+use crate::projection::Projection;
 use crate::schema::{SchemaCache, WriterSchema};
 use crate::{Error, Format, Result};
 
@@ -79,28 +80,44 @@ impl Decoder {
 
     /// Decodes a payload holding exactly one alert.
     pub fn decode(&self, format: Format, payload: &[u8]) -> Result<Alert> {
-        let mut alerts = self.decode_all(format, payload)?;
-        match (alerts.pop(), alerts.is_empty()) {
-            (Some(alert), true) => Ok(alert),
-            (None, _) => Err(Error::Decode {
-                format: format.as_str(),
-                reason: "no record in payload; expected exactly one".into(),
-            }),
-            (Some(_), false) => Err(Error::Decode {
-                format: format.as_str(),
-                reason: format!(
-                    "{} records in payload; expected exactly one",
-                    alerts.len() + 1
-                ),
-            }),
-        }
+        exactly_one(format, self.decode_all(format, payload)?)
     }
 
     /// Decodes every alert of a payload (an OCF file may hold many records).
     pub fn decode_all(&self, format: Format, payload: &[u8]) -> Result<Vec<Alert>> {
+        self.decode_with(format, payload, None)
+    }
+
+    /// Decodes a payload holding exactly one alert, only the fields of `projection`
+    /// (see [`crate::projection`]); JSON payloads are decoded in full.
+    pub fn decode_projected(
+        &self,
+        format: Format,
+        payload: &[u8],
+        projection: &Projection,
+    ) -> Result<Alert> {
+        exactly_one(format, self.decode_with(format, payload, Some(projection))?)
+    }
+
+    /// Decodes every alert of a payload, only the fields of `projection`.
+    pub fn decode_all_projected(
+        &self,
+        format: Format,
+        payload: &[u8],
+        projection: &Projection,
+    ) -> Result<Vec<Alert>> {
+        self.decode_with(format, payload, Some(projection))
+    }
+
+    fn decode_with(
+        &self,
+        format: Format,
+        payload: &[u8],
+        projection: Option<&Projection>,
+    ) -> Result<Vec<Alert>> {
         match format {
             Format::AvroOcf => {
-                let (schema, values) = ocf::decode(payload, &self.ocf_schemas)?;
+                let (schema, values) = ocf::decode(payload, &self.ocf_schemas, projection)?;
                 Ok(values
                     .into_iter()
                     .map(|v| Alert::new(v, Some(schema.clone())))
@@ -109,7 +126,7 @@ impl Decoder {
             Format::AvroConfluent => {
                 let (id, body) = confluent::split(payload)?;
                 let schema = self.schema_for_id(id)?;
-                Ok(vec![decode_bare(&schema, body)?])
+                Ok(vec![read_bare(&schema, body, projection)?])
             }
             Format::Json => {
                 let json: serde_json::Value =
@@ -136,15 +153,51 @@ impl Decoder {
     }
 }
 
+fn exactly_one(format: Format, mut alerts: Vec<Alert>) -> Result<Alert> {
+    match (alerts.pop(), alerts.is_empty()) {
+        (Some(alert), true) => Ok(alert),
+        (None, _) => Err(Error::Decode {
+            format: format.as_str(),
+            reason: "no record in payload; expected exactly one".into(),
+        }),
+        (Some(_), false) => Err(Error::Decode {
+            format: format.as_str(),
+            reason: format!(
+                "{} records in payload; expected exactly one",
+                alerts.len() + 1
+            ),
+        }),
+    }
+}
+
 /// Decodes one bare Avro datum (LS4 style: no header at all) written with `schema`.
 pub fn decode_bare(schema: &Arc<WriterSchema>, body: &[u8]) -> Result<Alert> {
+    read_bare(schema, body, None)
+}
+
+/// Decodes only the fields of `projection` from one bare Avro datum written with `schema`.
+pub fn decode_bare_projected(
+    schema: &Arc<WriterSchema>,
+    body: &[u8],
+    projection: &Projection,
+) -> Result<Alert> {
+    read_bare(schema, body, Some(projection))
+}
+
+fn read_bare(
+    schema: &Arc<WriterSchema>,
+    body: &[u8],
+    projection: Option<&Projection>,
+) -> Result<Alert> {
     let mut rest = body;
-    let value = schema
-        .decode_datum(&mut rest)
-        .map_err(|reason| Error::Decode {
-            format: "avro",
-            reason,
-        })?;
+    let read = match projection {
+        Some(p) => schema.plan(p)?.read(&mut rest).map_err(String::from),
+        None => schema.decode_datum(&mut rest),
+    };
+    let value = read.map_err(|reason| Error::Decode {
+        format: "avro",
+        reason,
+    })?;
     if !rest.is_empty() {
         return Err(Error::Decode {
             format: "avro",

@@ -28,7 +28,7 @@ use apache_avro::types::Value;
 
 pub use self::cone::{angular_distance, Cone};
 pub use self::expr::{Expr, Literal, Op};
-use crate::path::SchemaNames;
+use crate::path::{FieldPath, SchemaNames};
 use crate::{Alert, MeshKey, Registry, Result};
 
 /// A parsed field predicate, keeping its source text.
@@ -55,6 +55,13 @@ impl Predicate {
     /// The syntax tree.
     pub fn expr(&self) -> &Expr {
         &self.expr
+    }
+
+    /// The field paths it reads, each once, in order of appearance.
+    pub fn fields(&self) -> Vec<&FieldPath> {
+        let mut out = Vec::new();
+        self.expr.fields(&mut out);
+        out
     }
 
     /// Evaluates on an alert value.
@@ -126,6 +133,25 @@ impl Filter {
             .map(|k| registry.parse_key(k.as_ref()))
             .collect::<Result<_>>()?;
         Ok(Filter::ObjectIds(keys))
+    }
+
+    /// The field paths its predicates read, each once, in order of appearance (object-id
+    /// and cone filters read the subject's key and position, not fields).
+    pub fn fields(&self) -> Vec<&FieldPath> {
+        let mut out = Vec::new();
+        self.collect_fields(&mut out);
+        out
+    }
+
+    fn collect_fields<'a>(&'a self, out: &mut Vec<&'a FieldPath>) {
+        match self {
+            Filter::Predicate(p) => p.expr.fields(out),
+            Filter::And(parts) | Filter::Or(parts) => {
+                parts.iter().for_each(|f| f.collect_fields(out))
+            }
+            Filter::Not(inner) => inner.collect_fields(out),
+            Filter::All | Filter::ObjectIds(_) | Filter::Cone(_) => {}
+        }
     }
 
     /// Whether the subject passes.

@@ -12,6 +12,8 @@
 //! - [`filter`]: composable filters: object ids, cones, parsed field predicates.
 //! - [`translate`](mod@translate): re-keying, named schema mappings (Avro resolution), format conversion.
 //! - [`path`]: dotted field paths into decoded alerts and their schemas.
+//! - [`projection`]: projected decoding: only the fields a filter and re-keying need,
+//!   everything else skipped on the wire.
 
 pub mod alert_ref;
 pub mod codec;
@@ -21,19 +23,23 @@ pub mod json;
 pub mod mesh_key;
 pub mod namespace;
 pub mod path;
+pub mod projection;
 pub mod schema;
 pub mod translate;
 
 pub use alert_ref::AlertRef;
 /// The Avro library this crate's values and schemas come from.
 pub use apache_avro;
-pub use codec::{decode_bare, encode, Alert, Decoder, SchemaDir, SchemaResolver, Target};
+pub use codec::{
+    decode_bare, decode_bare_projected, encode, Alert, Decoder, SchemaDir, SchemaResolver, Target,
+};
 pub use filter::{Cone, Filter, Predicate, Subject};
 pub use headers::Format;
 pub use json::{BytesMode, JsonOptions};
 pub use mesh_key::MeshKey;
 pub use namespace::{Family, IdType, Namespace, Registry};
 pub use path::FieldPath;
+pub use projection::Projection;
 pub use schema::{SchemaCache, WriterSchema};
 pub use translate::{mesh_key, translate, Mapping, Mappings, Translated};
 

@@ -16,6 +16,7 @@ use apache_avro::types::Value;
 use apache_avro::GenericSingleObjectReader;
 
 pub use self::split::combine_split_schemas;
+use crate::projection::{Plan, Projection};
 use crate::{Error, Result};
 
 /// A parsed writer schema with everything needed to decode records written with it.
@@ -23,7 +24,12 @@ pub struct WriterSchema {
     schema: Schema,
     fingerprint: u64,
     decoder: GenericSingleObjectReader,
+    /// Compiled projection plans, by projection id (bounded: cleared when full).
+    plans: RwLock<Vec<(u64, Arc<Plan>)>>,
 }
+
+/// Most projection plans kept per schema.
+const MAX_PLANS: usize = 64;
 
 /// The empty header: records are bare Avro datums.
 struct NoHeader;
@@ -46,6 +52,7 @@ impl WriterSchema {
             schema,
             fingerprint,
             decoder,
+            plans: RwLock::default(),
         })
     }
 
@@ -71,6 +78,32 @@ impl WriterSchema {
     /// Decodes one bare Avro datum from the front of `input`, advancing it.
     pub(crate) fn decode_datum(&self, input: &mut &[u8]) -> std::result::Result<Value, String> {
         self.decoder.read_value(input).map_err(|e| e.to_string())
+    }
+
+    /// The plan of `projection` for this schema, compiled on first use.
+    pub(crate) fn plan(&self, projection: &Projection) -> Result<Arc<Plan>> {
+        let id = projection.id();
+        let hit = self.plans.read().ok().and_then(|plans| {
+            plans
+                .iter()
+                .find(|(p, _)| *p == id)
+                .map(|(_, plan)| plan.clone())
+        });
+        if let Some(hit) = hit {
+            return Ok(hit);
+        }
+        let plan = Arc::new(
+            projection
+                .compile(&self.schema)
+                .map_err(|reason| Error::Schema { reason })?,
+        );
+        if let Ok(mut plans) = self.plans.write() {
+            if plans.len() >= MAX_PLANS {
+                plans.clear();
+            }
+            plans.push((id, plan.clone()));
+        }
+        Ok(plan)
     }
 }
 

@@ -10,8 +10,8 @@ use alertmesh_alert::filter::{angular_distance, Cone};
 use alertmesh_alert::json::from_json;
 use alertmesh_alert::schema::SchemaCache;
 use alertmesh_alert::{
-    decode_bare, encode, Alert, Decoder, Format, JsonOptions, Predicate, SchemaResolver, Target,
-    WriterSchema,
+    decode_bare, decode_bare_projected, encode, Alert, Decoder, FieldPath, Format, JsonOptions,
+    Predicate, Projection, SchemaResolver, Target, WriterSchema,
 };
 use proptest::prelude::*;
 
@@ -120,6 +120,27 @@ proptest! {
     }
 
     #[test]
+    fn projected_lookups_equal_full_lookups(value in record(), pick in proptest::collection::vec(0usize..14, 0..5)) {
+        let all = ["id", "n", "f", "d", "s", "b", "flag", "band", "src", "prv", "tags", "tags.a", "d.x", "nope"];
+        let paths: Vec<FieldPath> = pick.iter().map(|&i| FieldPath::parse(all[i]).unwrap()).collect();
+        let ws = schema();
+        let bare = encode(&Alert::new(value, Some(ws.clone())), Target::Bare).unwrap();
+        let full = decode_bare(&ws, &bare).unwrap();
+        let projection = Projection::new(paths.iter().cloned());
+        let part = decode_bare_projected(&ws, &bare, &projection).unwrap();
+        for p in &paths {
+            // Canonical JSON: values may hold NaN and maps have no order.
+            let json = |v: Option<&Value>| v.map(|v| Alert::new(v.clone(), None).to_json(JsonOptions::default()));
+            prop_assert_eq!(json(p.lookup(part.value())), json(p.lookup(full.value())), "{}", p);
+        }
+        for cut in [0, bare.len() / 2, bare.len().saturating_sub(1)] {
+            if cut < bare.len() {
+                prop_assert!(decode_bare_projected(&ws, &bare[..cut], &projection).is_err());
+            }
+        }
+    }
+
+    #[test]
     fn cone_agrees_with_brute_force_great_circle_distance(
         ra in -720.0..720.0f64, dec in -90.0..=90.0f64, radius in 0.0..=180.0f64,
         pra in 0.0..360.0f64, pdec in -90.0..=90.0f64,
@@ -171,6 +192,9 @@ proptest! {
         ocf.extend_from_slice(&bytes);
         let _ = decoder.decode_all(Format::AvroOcf, &ocf);
         let _ = decode_bare(&schema(), &bytes);
+        let projection = Projection::new(["id", "tags.a", "prv"].map(|p| FieldPath::parse(p).unwrap()));
+        let _ = decode_bare_projected(&schema(), &bytes, &projection);
+        let _ = decoder.decode_all_projected(Format::AvroOcf, &ocf, &projection);
         let _ = SchemaCache::default().get_or_parse(&bytes);
     }
 }

@@ -8,6 +8,7 @@ use std::sync::Arc;
 use apache_avro::types::Value;
 use apache_avro::Codec;
 
+use crate::projection::Projection;
 use crate::schema::{SchemaCache, WriterSchema};
 use crate::{Error, Result};
 
@@ -115,14 +116,17 @@ fn read_header<'a>(input: &mut Bytes<'a>) -> Result<Header<'a>> {
     })
 }
 
-/// Decodes every record of a container file.
+/// Decodes every record of a container file, in full or (with a projection) only the
+/// projected fields.
 pub(crate) fn decode(
     payload: &[u8],
     cache: &SchemaCache,
+    projection: Option<&Projection>,
 ) -> Result<(Arc<WriterSchema>, Vec<Value>)> {
     let mut input = Bytes { rest: payload };
     let header = read_header(&mut input)?;
     let schema = cache.get_or_parse(header.schema)?;
+    let plan = projection.map(|p| schema.plan(p)).transpose()?;
     let mut records = Vec::new();
     while !input.rest.is_empty() {
         let count =
@@ -135,7 +139,10 @@ pub(crate) fn decode(
         let data = decompress(header.codec, block)?;
         let mut rest: &[u8] = &data;
         for _ in 0..count {
-            records.push(schema.decode_datum(&mut rest).map_err(malformed)?);
+            records.push(match &plan {
+                Some(plan) => plan.read(&mut rest).map_err(malformed)?,
+                None => schema.decode_datum(&mut rest).map_err(malformed)?,
+            });
         }
         if !rest.is_empty() {
             return Err(malformed(format!(

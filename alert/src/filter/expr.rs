@@ -96,6 +96,19 @@ impl Expr {
         }
     }
 
+    /// Appends the field paths it reads to `out`, skipping those already there.
+    pub fn fields<'a>(&'a self, out: &mut Vec<&'a FieldPath>) {
+        match self {
+            Expr::Compare { path, .. } | Expr::IsNull { path, .. } => {
+                if !out.contains(&path) {
+                    out.push(path);
+                }
+            }
+            Expr::And(items) | Expr::Or(items) => items.iter().for_each(|e| e.fields(out)),
+            Expr::Not(inner) => inner.fields(out),
+        }
+    }
+
     /// Checks every field path and literal type against `schema`.
     pub fn check(&self, schema: &Schema, names: &SchemaNames<'_>) -> Result<()> {
         match self {
