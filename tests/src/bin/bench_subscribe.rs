@@ -110,6 +110,11 @@ async fn main() -> Result<()> {
     eprintln!("gateway binary: {}; {args:?}", bin.display());
     let broker = Broker::start("bench").await?;
     let mut spec = GatewaySpec::new("bench", &broker.bootstrap());
+    // Extra gateway configuration to compare settings, e.g. `[limits]` or
+    // `[kafka.properties]` tables.
+    if let Ok(extra) = std::env::var("BENCH_GATEWAY_TOML") {
+        spec = spec.extra(&extra);
+    }
     for (size, _) in args.n {
         for kind in ["past", "live"] {
             let topic = format!("bench.{kind}.{}k", size / 1024);
