@@ -2,7 +2,9 @@
 
 use std::time::Instant;
 
-use alertmesh_alert::AlertRef;
+use std::sync::Arc;
+
+use alertmesh_alert::{AlertRef, Subject};
 use alertmesh_proto::v1;
 use rdkafka::consumer::Consumer;
 use rdkafka::error::KafkaError;
@@ -88,5 +90,22 @@ pub async fn fetch(state: &State, text: &str) -> Result<v1::Alert> {
         format: topic.format.to_string(),
         namespace: topic.namespace.clone(),
     };
-    Ok(ctx.alert(&record))
+    let mut alert = ctx.alert(&record);
+    if alert.mesh_key.is_empty() {
+        // A record published without a key (as ZTF does): its mesh key is in the payload.
+        let (decoder, registry) = (
+            Arc::clone(&state.decoder),
+            Arc::clone(&state.config.alert.registry),
+        );
+        let (format, payload) = (topic.format, record.payload.clone());
+        let key = tokio::task::spawn_blocking(move || {
+            let decoded = decoder.decode(format, &payload).ok()?;
+            Subject::new(&decoded, &registry).key.map(|k| k.to_string())
+        })
+        .await
+        .ok()
+        .flatten();
+        alert.mesh_key = key.unwrap_or_default();
+    }
+    Ok(alert)
 }

@@ -342,3 +342,21 @@ async fn inspect_prints_key_namespace_schema_and_position_of_each_alert() -> Res
     assert!(String::from_utf8_lossy(&out.stderr).contains("not an alert file"));
     Ok(())
 }
+
+#[tokio::test]
+async fn fetch_of_a_keyless_record_carries_the_mesh_key_from_its_payload() -> Result<()> {
+    let site = keyless_site().await?;
+    let mut client = site.gateway.client().await?;
+    let alert = client
+        .fetch(v1::FetchRequest {
+            r#ref: "am://lasair/ztf.alerts/0/0".into(),
+        })
+        .await?
+        .into_inner();
+    assert!(alert.key.is_none(), "published without a key");
+    // Alert 0 of the manifest went to partition 0 at offset 0.
+    let first = &ztf_alerts()?[0];
+    assert_eq!(alert.mesh_key, first.mesh_key());
+    assert_eq!(alert.payload, first.payload);
+    Ok(())
+}
