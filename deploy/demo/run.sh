@@ -38,7 +38,7 @@ pids+=($!)
 sleep 1
 
 step "loading 45 real ZTF alerts into topic ztf.alerts (3 partitions)"
-"$am" replay --bootstrap 127.0.0.1:19092 --topic ztf.alerts --partitions 3 tests/fixtures/ztf/*.avro
+"$am" replay --bootstrap 127.0.0.1:19092 --topic ztf.alerts --partitions 3 alert/tests/fixtures/ztf/fink-ztf-public-2020-01-01/*.avro
 
 step "starting gateway lasair (gRPC 127.0.0.1:50051, metrics http://127.0.0.1:9464/metrics)"
 "$am" serve --config deploy/demo/lasair.toml >"$work/gateway.log" 2>&1 &
@@ -59,8 +59,8 @@ step "alertmesh subscribe --from latest --limit 3   (live), while 3 new alerts a
 sub=$!
 sleep 1
 "$am" replay --bootstrap 127.0.0.1:19092 --topic ztf.alerts --rate 2 \
-  tests/fixtures/ztf/1095578116015010001.avro tests/fixtures/ztf/1095578116115010003.avro \
-  tests/fixtures/ztf/1095578116215010002.avro
+  alert/tests/fixtures/ztf/fink-ztf-public-2020-01-01/1095578116015010001.avro alert/tests/fixtures/ztf/fink-ztf-public-2020-01-01/1095578116115010003.avro \
+  alert/tests/fixtures/ztf/fink-ztf-public-2020-01-01/1095578116215010002.avro
 wait "$sub"
 
 step "served so far (from /metrics)"

@@ -1,4 +1,5 @@
-//! The 45 real ZTF alerts in `tests/fixtures/ztf/`, and records built from them.
+//! The 45 real ZTF alerts in `alert/tests/fixtures/ztf/fink-ztf-public-2020-01-01/`
+//! (Apache-2.0, see the README there), and records built from them.
 
 use std::path::PathBuf;
 
@@ -23,9 +24,9 @@ impl ZtfAlert {
     }
 }
 
-/// `tests/fixtures/ztf`.
+/// The fixture folder (shared with the alert model's tests).
 pub fn ztf_dir() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("fixtures/ztf")
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../alert/tests/fixtures/ztf/fink-ztf-public-2020-01-01")
 }
 
 /// All fixture alerts in manifest order.

@@ -114,7 +114,7 @@ async fn cone_filter_returns_exactly_the_alerts_inside_it() -> Result<()> {
 async fn predicate_and_ids_filters_match_an_independent_reading() -> Result<()> {
     let site = keyless_site().await?;
     let expected: Value = serde_json::from_str(&std::fs::read_to_string(
-        ztf_dir().join("../../../alert/tests/fixtures/expected.json"),
+        ztf_dir().join("../../expected.json"),
     )?)?;
     let bright: BTreeSet<String> = expected
         .as_object()
@@ -299,7 +299,7 @@ async fn cli_json_lines_carry_the_decoded_alert_and_its_mesh_key() -> Result<()>
 
 #[tokio::test]
 async fn inspect_prints_key_namespace_schema_and_position_of_each_alert() -> Result<()> {
-    let dir = ztf_dir().join("../../../alert/tests/fixtures");
+    let dir = ztf_dir().join("../..");
     let files = [
         dir.join("ztf/fink-ztf-public-2020-01-01/1095578115815010001.avro"),
         dir.join("lsst/ampel_usdf_dev_v7_1/schema_701.avro"),
