@@ -112,7 +112,7 @@ impl std::fmt::Debug for Auth {
 
 impl Auth {
     /// Loads the keys, builds peer fetchers and loads the credentials topic. Trusted peers'
-    /// JWKS are fetched by [`Auth::refresh_peers_forever`].
+    /// JWKS are fetched by [`Auth::refresh_forever`].
     pub async fn start(config: &Config, kafka: Kafka, cancel: CancellationToken) -> Result<Self> {
         let auth = config
             .auth

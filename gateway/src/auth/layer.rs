@@ -1,6 +1,6 @@
 //! The tower layer that authenticates every gRPC call once, before any handler runs: it
 //! verifies the bearer token (and, for mutual TLS, the client certificate) and puts the
-//! [`Caller`] into the request extensions. A bad token ends the call with UNAUTHENTICATED.
+//! [`Caller`](super::Caller) into the request extensions. A bad token ends the call with UNAUTHENTICATED.
 //! The gRPC health service is not checked.
 
 use std::future::Future;

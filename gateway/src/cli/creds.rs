@@ -20,7 +20,7 @@ use crate::kafka::Kafka;
 #[derive(Debug, Subcommand)]
 pub enum CredsCommand {
     /// Create the signing key in auth.keys_dir (and with --dev-tls a mesh CA and this
-    /// gateway's certificate at the [tls] paths).
+    /// gateway's certificate at the `[tls]` paths).
     Init {
         #[arg(long, value_name = "FILE")]
         config: PathBuf,
@@ -38,7 +38,7 @@ pub enum CredsCommand {
         /// Who the token is for: a user, or a peer gateway's name.
         #[arg(long, value_name = "NAME")]
         sub: String,
-        /// subscribe:<topic glob>, fetch:<topic glob>, mirror or admin (repeatable).
+        /// `subscribe:<topic glob>`, `fetch:<topic glob>`, `mirror` or `admin` (repeatable).
         #[arg(long = "scope", value_name = "SCOPE", required = true)]
         scopes: Vec<String>,
         /// Lifetime: 90s, 30m, 12h, 7d (or seconds).
@@ -80,7 +80,7 @@ pub enum CredsCommand {
         alg: String,
     },
     /// Sign a development TLS certificate for a client or peer with the mesh CA of
-    /// `creds init --dev-tls`; writes <NAME>.pem and <NAME>.key into the mesh CA folder.
+    /// `creds init --dev-tls`; writes `<NAME>.pem` and `<NAME>.key` into the mesh CA folder.
     Cert {
         #[arg(long, value_name = "FILE")]
         config: PathBuf,
