@@ -254,6 +254,67 @@ async fn scoped_token_subscribes_and_public_topics_need_no_token() -> Result<()>
         .await?
         .into_inner();
     ensure!(alert.offset == 0);
+    // The CLI with --token, --ca, --cert and --key over https.
+    let token_file = gw.keys_dir.with_file_name("alice.jwt");
+    std::fs::write(&token_file, &token)?;
+    let url = gw.url();
+    let (ca, crt, key) = (
+        gw.ca.display().to_string(),
+        alice.cert.display().to_string(),
+        alice.key.display().to_string(),
+    );
+    let tf = token_file.display().to_string();
+    let out = alertmesh_tests::cli::run_cli(&[
+        "subscribe",
+        "--gateway",
+        &url,
+        "--topic",
+        ZTF_TOPIC,
+        "--from",
+        "earliest",
+        "--until",
+        "now",
+        "--format",
+        "native",
+        "--token",
+        &tf,
+        "--ca",
+        &ca,
+        "--cert",
+        &crt,
+        "--key",
+        &key,
+    ])
+    .await?;
+    ensure!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    ensure!(String::from_utf8(out.stdout)?.lines().count() == 45);
+    let out = alertmesh_tests::cli::run_cli(&[
+        "topics",
+        "--gateway",
+        &url,
+        "--json",
+        "--ca",
+        &ca,
+        "--cert",
+        &crt,
+        "--key",
+        &key,
+    ])
+    .await?;
+    ensure!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8(out.stdout)?;
+    ensure!(
+        text.lines().count() == 1 && text.contains(PUBLIC_TOPIC),
+        "{text}"
+    );
     // Not an admin.
     let err = client
         .list_credentials(ListCredentialsRequest::default())
