@@ -3,13 +3,12 @@
 
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::time::Duration;
 
-use alertmesh_proto::v1::alert_mesh_client::AlertMeshClient;
 use clap::{Parser, Subcommand, ValueEnum};
-use tonic::transport::{Channel, Endpoint};
 
+pub mod client;
 mod commands;
+pub mod creds;
 mod inspect;
 pub mod output;
 pub mod positions;
@@ -17,9 +16,6 @@ mod replay;
 
 pub use inspect::InspectArgs;
 pub use replay::ReplayArgs;
-
-/// Largest message the CLI accepts from a gateway (one batch, or one large alert).
-const MAX_MESSAGE_BYTES: usize = 256 << 20;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -78,6 +74,9 @@ pub enum Command {
         #[command(flatten)]
         gateway: GatewayArg,
     },
+    /// Manage this gateway's keys and credentials (tokens, revocations, dev TLS).
+    #[command(subcommand)]
+    Creds(creds::CredsCommand),
 }
 
 #[derive(Debug, clap::Args)]
@@ -90,6 +89,8 @@ pub struct GatewayArg {
         value_name = "URL"
     )]
     pub url: String,
+    #[command(flatten)]
+    pub auth: client::ClientAuthArgs,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -140,28 +141,9 @@ pub struct SubscribeArgs {
     pub out: Option<PathBuf>,
 }
 
-/// Connects to a gateway, failing within seconds when nothing answers.
-pub async fn connect(url: &str) -> Result<AlertMeshClient<Channel>, String> {
-    let url = if url.contains("://") {
-        url.to_owned()
-    } else {
-        format!("http://{url}")
-    };
-    let endpoint = Endpoint::from_shared(url.clone())
-        .map_err(|e| format!("invalid gateway URL {url:?}: {e}"))?
-        .connect_timeout(Duration::from_secs(5))
-        // A stream of 60 KB alerts needs windows far above HTTP/2's 64 KiB default, or
-        // every megabyte waits on a dozen window updates.
-        .initial_stream_window_size(8 << 20)
-        .initial_connection_window_size(32 << 20)
-        .tcp_nodelay(true);
-    let channel = endpoint
-        .connect()
-        .await
-        .map_err(|e| format!("cannot connect to gateway {url}: {}", source_chain(&e)))?;
-    Ok(AlertMeshClient::new(channel)
-        .max_decoding_message_size(MAX_MESSAGE_BYTES)
-        .max_encoding_message_size(MAX_MESSAGE_BYTES))
+/// Connects to a gateway with the command's TLS and token options.
+pub async fn connect(gateway: &GatewayArg) -> Result<client::Client, String> {
+    client::connect(&gateway.url, &gateway.auth).await
 }
 
 fn source_chain(e: &dyn std::error::Error) -> String {
@@ -204,14 +186,15 @@ pub async fn run_client(command: Command) -> ExitCode {
     let result = match command {
         Command::Serve { .. } => Err("serve is not a client command".to_owned()),
         Command::Subscribe(args) => commands::subscribe(args).await,
-        Command::Topics { gateway, json } => commands::topics(&gateway.url, json).await,
+        Command::Topics { gateway, json } => commands::topics(&gateway, json).await,
         Command::Fetch {
             alert_ref,
             gateway,
             format,
             out,
-        } => commands::fetch(&gateway.url, &alert_ref, format, out).await,
-        Command::Describe { gateway } => commands::describe(&gateway.url).await,
+        } => commands::fetch(&gateway, &alert_ref, format, out).await,
+        Command::Describe { gateway } => commands::describe(&gateway).await,
+        Command::Creds(cmd) => creds::run(cmd).await,
         Command::Replay(args) => replay::replay(args).await,
         Command::Inspect(args) => inspect::inspect(args),
     };

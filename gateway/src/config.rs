@@ -11,8 +11,10 @@ use alertmesh_alert::alert_ref::is_name_char;
 use alertmesh_alert::{Format, Registry};
 
 mod reader;
+mod security;
 
 use reader::Reader;
+pub use security::{AuthConfig, TlsConfig, TrustedPeer};
 
 /// Exit code for a configuration that cannot be used (sysexits `EX_USAGE`).
 pub const EXIT_CONFIG: i32 = 64;
@@ -25,6 +27,10 @@ pub struct Config {
     pub limits: Limits,
     pub alert: AlertConfig,
     pub topics: Vec<TopicConfig>,
+    /// `[auth]`: token authentication; `None` serves everyone as anonymous.
+    pub auth: Option<AuthConfig>,
+    /// `[tls]`: TLS (and mutual TLS) on both ports; `None` serves plaintext.
+    pub tls: Option<TlsConfig>,
 }
 
 /// `[alert]`: how the gateway understands payloads.
@@ -51,6 +57,8 @@ pub struct GatewayConfig {
     pub advertised_url: String,
     /// How long open streams get to finish on shutdown.
     pub shutdown_grace: Duration,
+    /// Serve plaintext on a non-loopback address (without `[tls]`).
+    pub allow_plaintext: bool,
 }
 
 /// `[kafka]`: the local cluster.
@@ -59,6 +67,8 @@ pub struct KafkaConfig {
     pub bootstrap: String,
     /// Topic that holds durable cursors (created when missing).
     pub cursor_topic: String,
+    /// Compacted topic holding issued-credential records and revocations.
+    pub credentials_topic: String,
     /// Upper bound for any single Kafka request the gateway waits on.
     pub timeout: Duration,
     /// Extra librdkafka properties (e.g. `security.protocol`, `sasl.*`). Never logged.
@@ -86,6 +96,8 @@ pub struct TopicConfig {
     pub namespace: String,
     pub format: Format,
     pub description: String,
+    /// Readable (subscribe, fetch) without a token.
+    pub public: bool,
 }
 
 impl Config {
@@ -146,6 +158,7 @@ impl Config {
         }
         let advertised = r.string(&mut gw, "gateway", "advertised_url", Some(String::new()));
         let grace = r.uint(&mut gw, "gateway", "shutdown_grace_ms", 10_000, 0, 600_000);
+        let allow_plaintext = r.bool(&mut gw, "gateway", "allow_plaintext", false);
         r.unknown(gw, "gateway");
 
         let mut kafka = r.table(&mut root, "", "kafka", true);
@@ -161,6 +174,15 @@ impl Config {
         );
         if let Some(t) = &cursor_topic {
             check_topic_name(r, "kafka.cursor_topic", t);
+        }
+        let credentials_topic = r.string(
+            &mut kafka,
+            "kafka",
+            "credentials_topic",
+            Some("_alertmesh.credentials".to_owned()),
+        );
+        if let Some(t) = &credentials_topic {
+            check_topic_name(r, "kafka.credentials_topic", t);
         }
         let timeout = r.uint(&mut kafka, "kafka", "timeout_ms", 5_000, 100, 300_000);
         let properties = r.string_map(&mut kafka, "kafka", "properties");
@@ -194,6 +216,7 @@ impl Config {
         r.unknown(lim, "limits");
 
         let alert = read_alert(r, &mut root, base);
+        let (auth, tls) = security::read(r, &mut root, base, listen, allow_plaintext);
 
         let topics = r.array_of_tables(&mut root, "topics");
         let mut seen = BTreeMap::new();
@@ -238,6 +261,7 @@ impl Config {
                         }
                     });
             let description = r.string(&mut t, &path, "description", Some(String::new()));
+            let public = r.bool(&mut t, &path, "public", false);
             r.unknown(t, &path);
             if let (Some(name), Some(namespace), Some(format), Some(description)) =
                 (name, namespace, format, description)
@@ -247,6 +271,7 @@ impl Config {
                     namespace,
                     format,
                     description,
+                    public,
                 });
             }
         }
@@ -263,16 +288,20 @@ impl Config {
                 listen,
                 http_listen: http_listen?,
                 shutdown_grace: Duration::from_millis(grace),
+                allow_plaintext,
             },
             kafka: KafkaConfig {
                 bootstrap: bootstrap?,
                 cursor_topic: cursor_topic?,
+                credentials_topic: credentials_topic?,
                 timeout: Duration::from_millis(timeout),
                 properties,
             },
             limits,
             alert: alert?,
             topics: out,
+            auth,
+            tls,
         })
     }
 

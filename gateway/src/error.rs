@@ -17,6 +17,13 @@ pub enum Error {
     /// Too many subscriptions or similar overload.
     #[error("{0}")]
     ResourceExhausted(String),
+    /// No token, or a bad, expired or revoked one, or a client certificate that does not
+    /// fit the token.
+    #[error("{0}")]
+    Unauthenticated(String),
+    /// A valid caller lacking the scope the call needs.
+    #[error("{0}")]
+    PermissionDenied(String),
     /// The gateway is stopping.
     #[error("gateway is shutting down")]
     ShuttingDown,
@@ -38,6 +45,25 @@ impl Error {
             Some(code) if is_transport(code) => Error::Unavailable(e.to_string()),
             _ => Error::Kafka(e),
         }
+    }
+}
+
+impl From<alertmesh_auth::Error> for Error {
+    fn from(e: alertmesh_auth::Error) -> Error {
+        use alertmesh_auth::ErrorKind;
+        let msg = e.to_string();
+        match e.kind() {
+            ErrorKind::Unauthenticated => Error::Unauthenticated(msg),
+            ErrorKind::PermissionDenied => Error::PermissionDenied(msg),
+            ErrorKind::InvalidArgument => Error::InvalidArgument(msg),
+            ErrorKind::Internal => Error::Internal(msg),
+        }
+    }
+}
+
+impl From<alertmesh_auth::TokenError> for Error {
+    fn from(e: alertmesh_auth::TokenError) -> Error {
+        Error::Unauthenticated(e.to_string())
     }
 }
 
@@ -65,6 +91,8 @@ impl From<Error> for tonic::Status {
             Error::InvalidArgument(_) => tonic::Status::invalid_argument(msg),
             Error::Unavailable(_) | Error::ShuttingDown => tonic::Status::unavailable(msg),
             Error::ResourceExhausted(_) => tonic::Status::resource_exhausted(msg),
+            Error::Unauthenticated(_) => tonic::Status::unauthenticated(msg),
+            Error::PermissionDenied(_) => tonic::Status::permission_denied(msg),
             Error::Kafka(_) | Error::Internal(_) => tonic::Status::internal(msg),
         }
     }

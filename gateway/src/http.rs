@@ -1,5 +1,5 @@
 //! The HTTP side port: `/metrics` (Prometheus text), `/healthz` (liveness) and `/readyz`
-//! (Kafka reachable).
+//! (Kafka reachable), `/.well-known/jwks.json` (this gateway's public keys, with `[auth]`).
 
 use std::sync::Arc;
 
@@ -9,7 +9,6 @@ use axum::response::IntoResponse;
 use axum::routing::get;
 use axum::Router;
 use prometheus_client::registry::Registry;
-use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 use crate::server::State;
@@ -19,7 +18,11 @@ struct Http {
     registry: Registry,
 }
 
-pub async fn serve(listener: TcpListener, state: Arc<State>, shutdown: CancellationToken) {
+pub async fn serve<L>(listener: L, state: Arc<State>, shutdown: CancellationToken)
+where
+    L: axum::serve::Listener,
+    L::Addr: std::fmt::Debug,
+{
     let mut registry = Registry::default();
     state.metrics.register(&mut registry);
     let shared = Arc::new(Http { state, registry });
@@ -27,6 +30,7 @@ pub async fn serve(listener: TcpListener, state: Arc<State>, shutdown: Cancellat
         .route("/metrics", get(metrics))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
+        .route("/.well-known/jwks.json", get(jwks))
         .with_state(shared);
     if let Err(e) = axum::serve(listener, app)
         .with_graceful_shutdown(shutdown.cancelled_owned())
@@ -75,5 +79,21 @@ async fn readyz(Axum(http): Axum<Arc<Http>>) -> impl IntoResponse {
         (StatusCode::SERVICE_UNAVAILABLE, "kafka unreachable\n")
     } else {
         (StatusCode::OK, "ready\n")
+    }
+}
+
+/// This gateway's public signing keys; 404 without `[auth]`.
+async fn jwks(Axum(http): Axum<Arc<Http>>) -> impl IntoResponse {
+    match &http.state.auth {
+        Some(auth) => (
+            StatusCode::OK,
+            [(header::CONTENT_TYPE, "application/jwk-set+json")],
+            auth.jwks_json(),
+        ),
+        None => (
+            StatusCode::NOT_FOUND,
+            [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
+            "this gateway has no [auth] section, so no keys\n".to_owned(),
+        ),
     }
 }

@@ -85,6 +85,10 @@ impl Kafka {
         &self.config.cursor_topic
     }
 
+    pub fn credentials_topic(&self) -> &str {
+        &self.config.credentials_topic
+    }
+
     /// Common settings; operator properties come last so they can override ours.
     pub fn client_config(&self) -> ClientConfig {
         let mut c = ClientConfig::new();

@@ -9,10 +9,15 @@
 //! - [`cursor`]: durable cursors in Kafka; [`fetch`]: alert ref resolution.
 //! - [`http`]: `/metrics` and `/healthz`; [`metrics`]: what is counted.
 //! - [`cli`]: the `alertmesh` command line (server and client commands).
+//! - [`auth`]: token and mutual-TLS authentication, scope checks, stream revocation;
+//!   [`creds`]: issued credentials and revocations in Kafka; [`tls`]: TLS on both ports.
 //! - [`error`]: the error type and its mapping to gRPC status codes.
 
+pub mod admin;
+pub mod auth;
 pub mod cli;
 pub mod config;
+pub mod creds;
 pub mod cursor;
 pub mod error;
 pub mod fetch;
@@ -24,6 +29,7 @@ pub mod server;
 pub mod service;
 pub mod subscription;
 pub mod tail;
+pub mod tls;
 
 pub use config::Config;
 pub use error::{Error, Result};

@@ -45,6 +45,8 @@ pub struct State {
     seen_schemas: Mutex<HashMap<String, SeenSchema>>,
     /// Whether the last probe reached Kafka (drives `/readyz` and gRPC health).
     pub kafka_ready: AtomicBool,
+    /// Token authentication, when `[auth]` is configured.
+    pub auth: Option<Arc<crate::auth::Auth>>,
 }
 
 impl std::fmt::Debug for State {
@@ -56,8 +58,7 @@ impl std::fmt::Debug for State {
 }
 
 impl State {
-    pub fn new(config: Config, cancel: CancellationToken) -> Result<Self> {
-        let metrics = Arc::new(Metrics::default());
+    pub fn new(config: Config, metrics: Arc<Metrics>, cancel: CancellationToken) -> Result<Self> {
         let kafka = Kafka::new(
             config.kafka.clone(),
             &config.gateway.name,
@@ -77,6 +78,7 @@ impl State {
             kafka_ready: AtomicBool::new(false),
             decoder: Arc::new(decoder(&config)?),
             seen_schemas: Mutex::new(HashMap::new()),
+            auth: None,
             meta,
             kafka,
             metrics,
@@ -181,6 +183,11 @@ fn decoder(config: &Config) -> Result<Decoder> {
 /// Runs a gateway until `shutdown` is cancelled, then drains open streams for the
 /// configured grace period.
 pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<()> {
+    // Streams are ended through this child token, before the server's own drain starts.
+    let streams = shutdown.child_token();
+    // Keys and the revocation list are loaded before the ports open.
+    let metrics = Arc::new(Metrics::default());
+    let auth = crate::auth::start(&config, Arc::clone(&metrics), streams.clone()).await?;
     let grpc = TcpListener::bind(config.gateway.listen)
         .await
         .map_err(|e| {
@@ -198,9 +205,10 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
             )
         })?;
     let grace = config.gateway.shutdown_grace;
-    // Streams are ended through this child token, before the server's own drain starts.
-    let streams = shutdown.child_token();
-    let state = Arc::new(State::new(config, streams.clone())?);
+    let tls = config.tls.clone();
+    let mut state = State::new(config, metrics, streams.clone())?;
+    state.auth = auth;
+    let state = Arc::new(state);
     tracing::info!(
         gateway = %state.config.gateway.name,
         grpc = %grpc.local_addr()?,
@@ -212,12 +220,24 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
     let (health_reporter, health_service) = tonic_health::server::health_reporter();
 
     tokio::spawn(watch_kafka(Arc::clone(&state), health_reporter.clone()));
-    let http_task = tokio::spawn(http::serve(
-        http_listener,
-        Arc::clone(&state),
-        shutdown.clone(),
-    ));
-    let server = tonic::transport::Server::builder()
+    let http_task = match &tls {
+        Some(tls) => tokio::spawn(http::serve(
+            crate::tls::TlsListener::new(http_listener, tls, shutdown.clone())?,
+            Arc::clone(&state),
+            shutdown.clone(),
+        )),
+        None => tokio::spawn(http::serve(
+            http_listener,
+            Arc::clone(&state),
+            shutdown.clone(),
+        )),
+    };
+    let mut builder = tonic::transport::Server::builder();
+    if let Some(tls) = &tls {
+        builder = builder.tls_config(crate::tls::grpc_server_config(tls)?)?;
+    }
+    let server = builder
+        .layer(crate::auth::layer::AuthLayer::new(state.auth.clone()))
         .add_service(health_service)
         .add_service(service::server(Arc::clone(&state)))
         .serve_with_incoming_shutdown(

@@ -3,14 +3,15 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use alertmesh_auth::Principal;
+use alertmesh_auth::Action;
 use alertmesh_proto::v1::{self, alert_mesh_server::AlertMeshServer};
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
 
+use crate::auth::{authorize_topic, caller, require_admin};
 use crate::error::Error;
 use crate::server::State;
-use crate::{fetch, subscription};
+use crate::{admin, fetch, subscription};
 
 /// Messages up to this size are accepted from clients (requests are small).
 const MAX_REQUEST_BYTES: usize = 1 << 20;
@@ -28,14 +29,6 @@ pub fn server(state: Arc<State>) -> AlertMeshServer<GatewayService> {
         .max_encoding_message_size(usize::MAX)
 }
 
-/// The caller: set by an authentication layer when one is configured, else anonymous.
-fn principal<T>(req: &Request<T>) -> Principal {
-    req.extensions()
-        .get::<Principal>()
-        .cloned()
-        .unwrap_or_else(Principal::anonymous)
-}
-
 fn topic_info(state: &State, t: &crate::config::TopicConfig, partitions: i32) -> v1::TopicInfo {
     let _ = state;
     v1::TopicInfo {
@@ -48,9 +41,16 @@ fn topic_info(state: &State, t: &crate::config::TopicConfig, partitions: i32) ->
 }
 
 impl GatewayService {
-    async fn topics(&self) -> Vec<v1::TopicInfo> {
+    /// The exposed topics; a caller without a token on a gateway that requires one only
+    /// sees the public ones.
+    async fn topics(&self, caller: &crate::auth::Caller) -> Vec<v1::TopicInfo> {
+        let auth = self.state.auth.as_deref();
         let mut out = Vec::new();
         for t in &self.state.config.topics {
+            if auth.is_some_and(|a| a.require() && caller.token.is_none() && !a.is_public(&t.name))
+            {
+                continue;
+            }
             // A topic Kafka cannot describe right now is still listed, with 0 partitions.
             let n = self
                 .state
@@ -71,8 +71,17 @@ impl v1::alert_mesh_server::AlertMesh for GatewayService {
         &self,
         req: Request<v1::SubscribeRequest>,
     ) -> Result<Response<Self::SubscribeStream>, Status> {
-        let who = principal(&req);
-        let rx = subscription::open(Arc::clone(&self.state), &who, req.into_inner()).await?;
+        let who = caller(&req);
+        let auth = self.state.auth.clone();
+        authorize_topic(
+            auth.as_deref(),
+            &who,
+            Action::Subscribe,
+            &req.get_ref().topic,
+        )?;
+        let rx =
+            subscription::open(Arc::clone(&self.state), &who.principal, req.into_inner()).await?;
+        let rx = crate::auth::stream::guard(auth, &who, rx);
         Ok(Response::new(ReceiverStream::new(rx)))
     }
 
@@ -80,8 +89,15 @@ impl v1::alert_mesh_server::AlertMesh for GatewayService {
         &self,
         req: Request<v1::CommitCursorRequest>,
     ) -> Result<Response<v1::CommitCursorResponse>, Status> {
-        let who = principal(&req);
+        let who = caller(&req);
         let req = req.into_inner();
+        authorize_topic(
+            self.state.auth.as_deref(),
+            &who,
+            Action::Subscribe,
+            &req.topic,
+        )?;
+        let who = who.principal;
         let topic = self.state.exposed(&req.topic)?.name.clone();
         if req.offsets.is_empty() {
             return Err(Error::InvalidArgument(
@@ -119,18 +135,23 @@ impl v1::alert_mesh_server::AlertMesh for GatewayService {
 
     async fn list_topics(
         &self,
-        _req: Request<v1::ListTopicsRequest>,
+        req: Request<v1::ListTopicsRequest>,
     ) -> Result<Response<v1::ListTopicsResponse>, Status> {
         Ok(Response::new(v1::ListTopicsResponse {
-            topics: self.topics().await,
+            topics: self.topics(&caller(&req)).await,
         }))
     }
 
     async fn describe_gateway(
         &self,
-        _req: Request<v1::DescribeGatewayRequest>,
+        req: Request<v1::DescribeGatewayRequest>,
     ) -> Result<Response<v1::GatewayDescription>, Status> {
         let gw = &self.state.config.gateway;
+        let http_scheme = if self.state.config.tls.is_some() {
+            "https"
+        } else {
+            "http"
+        };
         Ok(Response::new(v1::GatewayDescription {
             name: gw.name.clone(),
             version: env!("CARGO_PKG_VERSION").to_owned(),
@@ -141,22 +162,22 @@ impl v1::alert_mesh_server::AlertMesh for GatewayService {
                 },
                 v1::Endpoint {
                     kind: "http".into(),
-                    url: format!("http://{}", gw.http_listen),
+                    url: format!("{http_scheme}://{}", gw.http_listen),
                 },
             ],
-            topics: self.topics().await,
-            auth: vec![v1::AuthMethod {
-                kind: "none".into(),
-                params: HashMap::new(),
-            }],
+            topics: self.topics(&caller(&req)).await,
+            auth: admin::auth_methods(&self.state),
             peers: Vec::new(),
         }))
     }
 
     async fn mirror_status(
         &self,
-        _req: Request<v1::MirrorStatusRequest>,
+        req: Request<v1::MirrorStatusRequest>,
     ) -> Result<Response<v1::MirrorStatusResponse>, Status> {
+        if self.state.auth.is_some() {
+            require_admin(self.state.auth.as_deref(), &caller(&req))?;
+        }
         // No mirror jobs are configured on this gateway yet.
         Ok(Response::new(v1::MirrorStatusResponse {
             mirrors: Vec::new(),
@@ -164,7 +185,44 @@ impl v1::alert_mesh_server::AlertMesh for GatewayService {
     }
 
     async fn fetch(&self, req: Request<v1::FetchRequest>) -> Result<Response<v1::Alert>, Status> {
-        let alert = fetch::fetch(&self.state, &req.into_inner().r#ref).await?;
+        let who = caller(&req);
+        let text = req.into_inner().r#ref;
+        // A ref that does not parse is reported by fetch itself, after the scope check of
+        // what can be read from it.
+        if let Ok(r) = text.parse::<alertmesh_alert::AlertRef>() {
+            authorize_topic(self.state.auth.as_deref(), &who, Action::Fetch, &r.topic)?;
+        } else if self.state.auth.as_ref().is_some_and(|a| a.require()) && who.token.is_none() {
+            authorize_topic(self.state.auth.as_deref(), &who, Action::Fetch, "")?;
+        }
+        let alert = fetch::fetch(&self.state, &text).await?;
         Ok(Response::new(alert))
+    }
+
+    async fn issue_credential(
+        &self,
+        req: Request<v1::IssueCredentialRequest>,
+    ) -> Result<Response<v1::IssueCredentialResponse>, Status> {
+        require_admin(self.state.auth.as_deref(), &caller(&req))?;
+        Ok(Response::new(
+            admin::issue(&self.state, req.into_inner()).await?,
+        ))
+    }
+
+    async fn list_credentials(
+        &self,
+        req: Request<v1::ListCredentialsRequest>,
+    ) -> Result<Response<v1::ListCredentialsResponse>, Status> {
+        require_admin(self.state.auth.as_deref(), &caller(&req))?;
+        Ok(Response::new(admin::list(&self.state, &req.into_inner())?))
+    }
+
+    async fn revoke_credential(
+        &self,
+        req: Request<v1::RevokeCredentialRequest>,
+    ) -> Result<Response<v1::RevokeCredentialResponse>, Status> {
+        let who = caller(&req);
+        require_admin(self.state.auth.as_deref(), &who)?;
+        admin::revoke(&self.state, &who, req.into_inner()).await?;
+        Ok(Response::new(v1::RevokeCredentialResponse {}))
     }
 }

@@ -26,7 +26,8 @@ impl ZtfAlert {
 
 /// The fixture folder (shared with the alert model's tests).
 pub fn ztf_dir() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../alert/tests/fixtures/ztf/fink-ztf-public-2020-01-01")
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../alert/tests/fixtures/ztf/fink-ztf-public-2020-01-01")
 }
 
 /// All fixture alerts in manifest order.

@@ -2,6 +2,8 @@
 //! processes on 127.0.0.1, each on free ports, each killed and reaped on drop.
 //!
 //! Parts:
+//! - [`auth`]: a development PKI, gateways with `[auth]` and `[tls]`, TLS clients with
+//!   tokens, hand-made JWTs.
 //! - [`bench`](mod@bench): measurements for the `bench_subscribe` binary.
 //! - [`process`]: owned child processes (stderr to a file, kill on drop), free ports, polling.
 //! - [`broker`]: a Tansu broker, topic creation and producing records.
@@ -14,6 +16,7 @@
 //! - [`mesh`]: the `Mesh::new("lasair").topic(..).ztf_alerts().start()` builder.
 //! - [`kafka`]: direct Kafka reads, the baseline for the benchmark.
 
+pub mod auth;
 pub mod bench;
 pub mod broker;
 pub mod cli;

@@ -8,7 +8,7 @@ use alertmesh_proto::v1;
 
 use super::output::{alert_json, decoded_json, raw_path};
 use super::positions::{parse_cone, parse_from, parse_until};
-use super::{connect, status_line, OutputFormat, SubscribeArgs};
+use super::{connect, status_line, GatewayArg, OutputFormat, SubscribeArgs};
 
 /// Writing to a closed pipe (`| head`) ends the command quietly.
 fn write_err(e: io::Error) -> Option<String> {
@@ -44,7 +44,7 @@ pub(super) async fn subscribe(args: SubscribeArgs) -> Result<(), String> {
         std::fs::create_dir_all(dir)
             .map_err(|e| format!("cannot create --out {}: {e}", dir.display()))?;
     }
-    let mut client = connect(&args.gateway.url).await?;
+    let mut client = connect(&args.gateway).await?;
     let mut stream = client
         .subscribe(req)
         .await
@@ -106,8 +106,8 @@ pub(super) async fn subscribe(args: SubscribeArgs) -> Result<(), String> {
     Ok(())
 }
 
-pub(super) async fn topics(url: &str, json: bool) -> Result<(), String> {
-    let mut client = connect(url).await?;
+pub(super) async fn topics(gateway: &GatewayArg, json: bool) -> Result<(), String> {
+    let mut client = connect(gateway).await?;
     let topics = client
         .list_topics(v1::ListTopicsRequest {})
         .await
@@ -151,12 +151,12 @@ pub(super) async fn topics(url: &str, json: bool) -> Result<(), String> {
 }
 
 pub(super) async fn fetch(
-    url: &str,
+    gateway: &GatewayArg,
     alert_ref: &str,
     format: OutputFormat,
     out: Option<PathBuf>,
 ) -> Result<(), String> {
-    let mut client = connect(url).await?;
+    let mut client = connect(gateway).await?;
     let alert = client
         .fetch(v1::FetchRequest {
             r#ref: alert_ref.to_owned(),
@@ -175,8 +175,8 @@ pub(super) async fn fetch(
     written.or_else(|e| write_err(e).map_or(Ok(()), Err))
 }
 
-pub(super) async fn describe(url: &str) -> Result<(), String> {
-    let mut client = connect(url).await?;
+pub(super) async fn describe(gateway: &GatewayArg) -> Result<(), String> {
+    let mut client = connect(gateway).await?;
     let d = client
         .describe_gateway(v1::DescribeGatewayRequest {})
         .await

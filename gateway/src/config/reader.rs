@@ -126,6 +126,26 @@ impl Reader {
         }
     }
 
+    pub(super) fn bool(
+        &mut self,
+        t: &mut toml::Table,
+        path: &str,
+        key: &str,
+        default: bool,
+    ) -> bool {
+        match t.remove(key) {
+            None => default,
+            Some(toml::Value::Boolean(b)) => b,
+            Some(other) => {
+                self.error(
+                    &join(path, key),
+                    &format!("must be true or false, found {}", type_name(&other)),
+                );
+                default
+            }
+        }
+    }
+
     pub(super) fn string_map(
         &mut self,
         t: &mut toml::Table,

@@ -110,3 +110,67 @@ fn a_namespaces_file_adds_a_brokers_own_namespace() {
     );
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+#[test]
+fn auth_and_tls_sections_load_with_paths_relative_to_the_config() {
+    let text = format!(
+        "{MINIMAL}public = true\n{}",
+        r#"
+[auth]
+keys_dir = "keys"
+require = true
+trusted_peers = [{ name = "fink", jwks_url = "https://127.0.0.1:9465/.well-known/jwks.json" }]
+[tls]
+cert = "keys/gateway.crt"
+key = "keys/gateway.key"
+client_ca = "keys/mesh-ca.crt"
+"#
+    );
+    let c = Config::parse_at(&text, &[], Path::new("/etc/alertmesh")).unwrap();
+    let auth = c.auth.unwrap();
+    assert_eq!(auth.keys_dir, Path::new("/etc/alertmesh/keys"));
+    assert!(auth.require);
+    assert_eq!(auth.trusted_peers[0].name, "fink");
+    let tls = c.tls.unwrap();
+    assert_eq!(
+        tls.client_ca.unwrap(),
+        Path::new("/etc/alertmesh/keys/mesh-ca.crt")
+    );
+    assert!(c.topics[0].public);
+    assert_eq!(c.kafka.credentials_topic, "_alertmesh.credentials");
+}
+
+#[test]
+fn bad_auth_keys_and_public_plaintext_are_reported_with_their_paths() {
+    let text = r#"
+[gateway]
+name = "lasair"
+listen = "0.0.0.0:50051"
+http_listen = "127.0.0.1:9464"
+[kafka]
+bootstrap = "127.0.0.1:9092"
+[auth]
+require = "yes"
+trusted_peers = [{ name = "fink", jwks_url = "http://fink/jwks.json" }]
+colour = 1
+[[topics]]
+name = "ztf.alerts"
+namespace = "ZTF"
+format = "avro-ocf"
+public = 1
+"#;
+    let all = Config::parse(text, &[]).unwrap_err().join("\n");
+    for needle in [
+        "gateway.listen: 0.0.0.0:50051 is not a loopback address, so it needs [tls]",
+        "auth.require: must be true or false",
+        "auth.trusted_peers[0].jwks_url: \"http://fink/jwks.json\" is not an https:// URL",
+        "auth.trusted_peers[0].ca: missing key",
+        "auth.colour: unknown key",
+        "topics[0].public: must be true or false",
+    ] {
+        assert!(all.contains(needle), "missing {needle:?} in:\n{all}");
+    }
+    let ok = text.replace("0.0.0.0:50051\"", "0.0.0.0:50051\"\nallow_plaintext = true");
+    let all = Config::parse(&ok, &[]).unwrap_err().join("\n");
+    assert!(!all.contains("gateway.listen"), "{all}");
+}

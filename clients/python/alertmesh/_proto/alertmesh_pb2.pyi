@@ -293,3 +293,67 @@ class MirrorInfo(_message.Message):
     errors: int
     reconnects: int
     def __init__(self, name: _Optional[str] = ..., source: _Optional[str] = ..., destination: _Optional[str] = ..., state: _Optional[str] = ..., error: _Optional[str] = ..., positions: _Optional[_Iterable[_Union[PartitionOffset, _Mapping]]] = ..., lag_seconds: _Optional[float] = ..., copied: _Optional[int] = ..., cycles_dropped: _Optional[int] = ..., dead_lettered: _Optional[int] = ..., errors: _Optional[int] = ..., reconnects: _Optional[int] = ...) -> None: ...
+
+class IssueCredentialRequest(_message.Message):
+    __slots__ = ("subject", "scopes", "ttl_seconds", "audience")
+    SUBJECT_FIELD_NUMBER: _ClassVar[int]
+    SCOPES_FIELD_NUMBER: _ClassVar[int]
+    TTL_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    AUDIENCE_FIELD_NUMBER: _ClassVar[int]
+    subject: str
+    scopes: _containers.RepeatedScalarFieldContainer[str]
+    ttl_seconds: int
+    audience: str
+    def __init__(self, subject: _Optional[str] = ..., scopes: _Optional[_Iterable[str]] = ..., ttl_seconds: _Optional[int] = ..., audience: _Optional[str] = ...) -> None: ...
+
+class IssueCredentialResponse(_message.Message):
+    __slots__ = ("token", "credential")
+    TOKEN_FIELD_NUMBER: _ClassVar[int]
+    CREDENTIAL_FIELD_NUMBER: _ClassVar[int]
+    token: str
+    credential: Credential
+    def __init__(self, token: _Optional[str] = ..., credential: _Optional[_Union[Credential, _Mapping]] = ...) -> None: ...
+
+class Credential(_message.Message):
+    __slots__ = ("jti", "subject", "scopes", "audience", "issued_at", "expires_at", "issued_by", "revoked")
+    JTI_FIELD_NUMBER: _ClassVar[int]
+    SUBJECT_FIELD_NUMBER: _ClassVar[int]
+    SCOPES_FIELD_NUMBER: _ClassVar[int]
+    AUDIENCE_FIELD_NUMBER: _ClassVar[int]
+    ISSUED_AT_FIELD_NUMBER: _ClassVar[int]
+    EXPIRES_AT_FIELD_NUMBER: _ClassVar[int]
+    ISSUED_BY_FIELD_NUMBER: _ClassVar[int]
+    REVOKED_FIELD_NUMBER: _ClassVar[int]
+    jti: str
+    subject: str
+    scopes: _containers.RepeatedScalarFieldContainer[str]
+    audience: str
+    issued_at: int
+    expires_at: int
+    issued_by: str
+    revoked: bool
+    def __init__(self, jti: _Optional[str] = ..., subject: _Optional[str] = ..., scopes: _Optional[_Iterable[str]] = ..., audience: _Optional[str] = ..., issued_at: _Optional[int] = ..., expires_at: _Optional[int] = ..., issued_by: _Optional[str] = ..., revoked: bool = ...) -> None: ...
+
+class ListCredentialsRequest(_message.Message):
+    __slots__ = ("subject",)
+    SUBJECT_FIELD_NUMBER: _ClassVar[int]
+    subject: str
+    def __init__(self, subject: _Optional[str] = ...) -> None: ...
+
+class ListCredentialsResponse(_message.Message):
+    __slots__ = ("credentials",)
+    CREDENTIALS_FIELD_NUMBER: _ClassVar[int]
+    credentials: _containers.RepeatedCompositeFieldContainer[Credential]
+    def __init__(self, credentials: _Optional[_Iterable[_Union[Credential, _Mapping]]] = ...) -> None: ...
+
+class RevokeCredentialRequest(_message.Message):
+    __slots__ = ("jti", "subject")
+    JTI_FIELD_NUMBER: _ClassVar[int]
+    SUBJECT_FIELD_NUMBER: _ClassVar[int]
+    jti: str
+    subject: str
+    def __init__(self, jti: _Optional[str] = ..., subject: _Optional[str] = ...) -> None: ...
+
+class RevokeCredentialResponse(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...

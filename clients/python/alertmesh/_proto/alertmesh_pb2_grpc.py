@@ -65,6 +65,21 @@ class AlertMeshStub(object):
                 request_serializer=alertmesh_dot___proto_dot_alertmesh__pb2.MirrorStatusRequest.SerializeToString,
                 response_deserializer=alertmesh_dot___proto_dot_alertmesh__pb2.MirrorStatusResponse.FromString,
                 _registered_method=True)
+        self.IssueCredential = channel.unary_unary(
+                '/alertmesh.v1.AlertMesh/IssueCredential',
+                request_serializer=alertmesh_dot___proto_dot_alertmesh__pb2.IssueCredentialRequest.SerializeToString,
+                response_deserializer=alertmesh_dot___proto_dot_alertmesh__pb2.IssueCredentialResponse.FromString,
+                _registered_method=True)
+        self.ListCredentials = channel.unary_unary(
+                '/alertmesh.v1.AlertMesh/ListCredentials',
+                request_serializer=alertmesh_dot___proto_dot_alertmesh__pb2.ListCredentialsRequest.SerializeToString,
+                response_deserializer=alertmesh_dot___proto_dot_alertmesh__pb2.ListCredentialsResponse.FromString,
+                _registered_method=True)
+        self.RevokeCredential = channel.unary_unary(
+                '/alertmesh.v1.AlertMesh/RevokeCredential',
+                request_serializer=alertmesh_dot___proto_dot_alertmesh__pb2.RevokeCredentialRequest.SerializeToString,
+                response_deserializer=alertmesh_dot___proto_dot_alertmesh__pb2.RevokeCredentialResponse.FromString,
+                _registered_method=True)
 
 
 class AlertMeshServicer(object):
@@ -116,6 +131,29 @@ class AlertMeshServicer(object):
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def IssueCredential(self, request, context):
+        """Admin (scope `admin`): signs a token with this gateway's current key and records the
+        credential (not the token) in the credentials topic.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListCredentials(self, request, context):
+        """Admin (scope `admin`): the credentials this gateway issued, with their revocation state.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RevokeCredential(self, request, context):
+        """Admin (scope `admin`): revokes one token (`jti`) or every token of a subject issued
+        until now. Open streams of revoked tokens end within seconds with UNAUTHENTICATED.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_AlertMeshServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -148,6 +186,21 @@ def add_AlertMeshServicer_to_server(servicer, server):
                     servicer.MirrorStatus,
                     request_deserializer=alertmesh_dot___proto_dot_alertmesh__pb2.MirrorStatusRequest.FromString,
                     response_serializer=alertmesh_dot___proto_dot_alertmesh__pb2.MirrorStatusResponse.SerializeToString,
+            ),
+            'IssueCredential': grpc.unary_unary_rpc_method_handler(
+                    servicer.IssueCredential,
+                    request_deserializer=alertmesh_dot___proto_dot_alertmesh__pb2.IssueCredentialRequest.FromString,
+                    response_serializer=alertmesh_dot___proto_dot_alertmesh__pb2.IssueCredentialResponse.SerializeToString,
+            ),
+            'ListCredentials': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListCredentials,
+                    request_deserializer=alertmesh_dot___proto_dot_alertmesh__pb2.ListCredentialsRequest.FromString,
+                    response_serializer=alertmesh_dot___proto_dot_alertmesh__pb2.ListCredentialsResponse.SerializeToString,
+            ),
+            'RevokeCredential': grpc.unary_unary_rpc_method_handler(
+                    servicer.RevokeCredential,
+                    request_deserializer=alertmesh_dot___proto_dot_alertmesh__pb2.RevokeCredentialRequest.FromString,
+                    response_serializer=alertmesh_dot___proto_dot_alertmesh__pb2.RevokeCredentialResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -313,6 +366,87 @@ class AlertMesh(object):
             '/alertmesh.v1.AlertMesh/MirrorStatus',
             alertmesh_dot___proto_dot_alertmesh__pb2.MirrorStatusRequest.SerializeToString,
             alertmesh_dot___proto_dot_alertmesh__pb2.MirrorStatusResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def IssueCredential(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/alertmesh.v1.AlertMesh/IssueCredential',
+            alertmesh_dot___proto_dot_alertmesh__pb2.IssueCredentialRequest.SerializeToString,
+            alertmesh_dot___proto_dot_alertmesh__pb2.IssueCredentialResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListCredentials(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/alertmesh.v1.AlertMesh/ListCredentials',
+            alertmesh_dot___proto_dot_alertmesh__pb2.ListCredentialsRequest.SerializeToString,
+            alertmesh_dot___proto_dot_alertmesh__pb2.ListCredentialsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RevokeCredential(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/alertmesh.v1.AlertMesh/RevokeCredential',
+            alertmesh_dot___proto_dot_alertmesh__pb2.RevokeCredentialRequest.SerializeToString,
+            alertmesh_dot___proto_dot_alertmesh__pb2.RevokeCredentialResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -1,0 +1,237 @@
+//! Issued-credential records and revocations, kept in a compacted Kafka topic
+//! (`kafka.credentials_topic`) so every replica of a gateway, and the `alertmesh creds`
+//! CLI, see the same credentials.
+//!
+//! Record keys: `cred:<jti>` → a [`CredentialRecord`] (JSON, never the token itself);
+//! `jti:<jti>` or `sub:<sub>` → a [`Revocation`] (JSON). Like the cursor store, the topic
+//! is followed by a background thread for the life of the process, and every applied
+//! revocation bumps a watch channel so open streams re-check their tokens at once.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, RwLock};
+use std::thread;
+use std::time::Duration;
+
+use alertmesh_auth::{CredentialRecord, MemoryRevocations, Revocation, RevocationList, RevokedBy};
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::consumer::Consumer;
+
+use crate::kafka::GatewayConsumer;
+use rdkafka::error::KafkaError;
+use rdkafka::message::Message;
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::types::RDKafkaErrorCode;
+use rdkafka::{Offset, TopicPartitionList};
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+
+use crate::error::{Error, Result};
+use crate::kafka::Kafka;
+
+const CREDENTIAL_PREFIX: &str = "cred:";
+
+#[derive(Debug, Default)]
+struct Known {
+    records: BTreeMap<String, CredentialRecord>,
+    revocations: MemoryRevocations,
+}
+
+/// The credentials topic of one gateway, loaded and followed.
+pub struct CredentialStore {
+    kafka: Kafka,
+    producer: FutureProducer,
+    known: Arc<RwLock<Known>>,
+    changes: watch::Receiver<u64>,
+}
+
+impl std::fmt::Debug for CredentialStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CredentialStore")
+            .field("topic", &self.kafka.credentials_topic())
+            .finish_non_exhaustive()
+    }
+}
+
+/// A stored credential and whether it has been revoked.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Listed {
+    pub record: CredentialRecord,
+    pub revoked: bool,
+}
+
+impl CredentialStore {
+    /// Creates the topic when missing, reads it to its end, and keeps following it until
+    /// `cancel`.
+    pub async fn open(kafka: Kafka, cancel: CancellationToken) -> Result<Self> {
+        let topic = kafka.credentials_topic().to_owned();
+        ensure_topic(&kafka, &topic).await?;
+        let producer: FutureProducer = kafka
+            .client_config()
+            .set("acks", "all")
+            .set(
+                "message.timeout.ms",
+                kafka.timeout().as_millis().to_string(),
+            )
+            .create()
+            .map_err(Error::from_kafka)?;
+        let consumer = kafka.consumer(1024)?;
+        let mut tpl = TopicPartitionList::new();
+        tpl.add_partition_offset(&topic, 0, Offset::Beginning)
+            .map_err(Error::from_kafka)?;
+        consumer.assign(&tpl).map_err(Error::from_kafka)?;
+        let known = Arc::new(RwLock::new(Known::default()));
+        let (ready_tx, mut ready_rx) = watch::channel(false);
+        let (changes_tx, changes) = watch::channel(0u64);
+        let k = Arc::clone(&known);
+        thread::Builder::new()
+            .name("credentials".into())
+            .spawn(move || follow(consumer, k, ready_tx, changes_tx, cancel))
+            .map_err(|e| Error::Internal(format!("cannot start the credentials reader: {e}")))?;
+        let ready = tokio::time::timeout(kafka.timeout() * 2, ready_rx.wait_for(|r| *r))
+            .await
+            .is_ok_and(|r| r.is_ok());
+        if !ready {
+            return Err(Error::Unavailable(format!(
+                "cannot load credentials and revocations from topic {topic:?}"
+            )));
+        }
+        Ok(CredentialStore {
+            kafka,
+            producer,
+            known,
+            changes,
+        })
+    }
+
+    /// Changes whenever a revocation is applied (from this process or another replica).
+    pub fn changes(&self) -> watch::Receiver<u64> {
+        self.changes.clone()
+    }
+
+    /// Stores the record of a newly issued credential.
+    pub async fn record(&self, record: &CredentialRecord) -> Result<()> {
+        let key = format!("{CREDENTIAL_PREFIX}{}", record.key());
+        self.produce(&key, &record.to_json()).await?;
+        self.write()
+            .records
+            .insert(record.jti.clone(), record.clone());
+        Ok(())
+    }
+
+    /// Stores a revocation and applies it here at once.
+    pub async fn revoke(&self, revocation: &Revocation) -> Result<()> {
+        self.produce(&revocation.key(), &revocation.to_json())
+            .await?;
+        self.write().revocations.apply(revocation);
+        Ok(())
+    }
+
+    /// Every known credential, oldest first, with its revocation state.
+    pub fn list(&self) -> Vec<Listed> {
+        let known = self.known.read().unwrap_or_else(|p| p.into_inner());
+        let mut out: Vec<Listed> = known
+            .records
+            .values()
+            .map(|r| Listed {
+                revoked: known.revocations.is_revoked(&r.jti, &r.sub, r.iat),
+                record: r.clone(),
+            })
+            .collect();
+        out.sort_by(|a, b| (a.record.iat, &a.record.jti).cmp(&(b.record.iat, &b.record.jti)));
+        out
+    }
+
+    fn write(&self) -> std::sync::RwLockWriteGuard<'_, Known> {
+        self.known.write().unwrap_or_else(|p| p.into_inner())
+    }
+
+    async fn produce(&self, key: &str, value: &[u8]) -> Result<()> {
+        let record = FutureRecord::to(self.kafka.credentials_topic())
+            .key(key)
+            .payload(value);
+        self.producer
+            .send(record, self.kafka.timeout())
+            .await
+            .map_err(|(e, _)| Error::from_kafka(e))?;
+        Ok(())
+    }
+}
+
+impl RevocationList for CredentialStore {
+    fn check(&self, jti: &str, sub: &str, iat: u64) -> Option<RevokedBy> {
+        let known = self.known.read().unwrap_or_else(|p| p.into_inner());
+        known.revocations.check(jti, sub, iat)
+    }
+}
+
+async fn ensure_topic(kafka: &Kafka, topic: &str) -> Result<()> {
+    let admin: AdminClient<DefaultClientContext> =
+        kafka.client_config().create().map_err(Error::from_kafka)?;
+    let new = NewTopic::new(topic, 1, TopicReplication::Fixed(1)).set("cleanup.policy", "compact");
+    let opts = AdminOptions::new().operation_timeout(Some(kafka.timeout()));
+    let results = admin.create_topics([&new], &opts).await.map_err(|e| {
+        Error::Unavailable(format!("cannot create credentials topic {topic:?}: {e}"))
+    })?;
+    for r in results {
+        match r {
+            Ok(_) | Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
+            Err((_, code)) => {
+                return Err(Error::Unavailable(format!(
+                    "cannot create credentials topic {topic:?}: {code}"
+                )))
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Applies every record of the topic, then keeps following it.
+fn follow(
+    consumer: GatewayConsumer,
+    known: Arc<RwLock<Known>>,
+    ready: watch::Sender<bool>,
+    changes: watch::Sender<u64>,
+    cancel: CancellationToken,
+) {
+    while !cancel.is_cancelled() {
+        match consumer.poll(Duration::from_millis(200)) {
+            Some(Ok(m)) => {
+                let (Some(key), Some(value)) = (m.key(), m.payload()) else {
+                    continue;
+                };
+                let key = String::from_utf8_lossy(key);
+                if key.starts_with(CREDENTIAL_PREFIX) {
+                    match CredentialRecord::from_json(value) {
+                        Ok(r) => {
+                            let mut k = known.write().unwrap_or_else(|p| p.into_inner());
+                            k.records.insert(r.jti.clone(), r);
+                        }
+                        Err(e) => {
+                            tracing::warn!(offset = m.offset(), error = %e, "skipping unreadable credential record")
+                        }
+                    }
+                } else {
+                    match Revocation::from_json(value) {
+                        Ok(r) => {
+                            known
+                                .write()
+                                .unwrap_or_else(|p| p.into_inner())
+                                .revocations
+                                .apply(&r);
+                            changes.send_modify(|n| *n += 1);
+                        }
+                        Err(e) => {
+                            tracing::warn!(offset = m.offset(), error = %e, "skipping unreadable revocation")
+                        }
+                    }
+                }
+            }
+            Some(Err(KafkaError::PartitionEOF(_))) => {
+                ready.send_replace(true);
+            }
+            Some(Err(e)) => tracing::debug!(error = %e, "credentials topic read error"),
+            None => {}
+        }
+    }
+}

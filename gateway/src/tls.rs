@@ -1,0 +1,107 @@
+//! TLS on the gateway's two ports, on rustls with the ring provider.
+//!
+//! - gRPC: tonic's rustls acceptor with the `[tls]` certificate; with `client_ca`, client
+//!   certificates are verified against it in the handshake and their presence is enforced
+//!   per call by [`crate::auth`] (so a missing certificate gets UNAUTHENTICATED with a
+//!   message, not a bare handshake failure).
+//! - HTTP side port: [`TlsListener`], an axum listener that serves `/metrics`, health and
+//!   `/.well-known/jwks.json` over HTTPS (no client certificate asked).
+
+use std::io;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::mpsc;
+use tokio_rustls::server::TlsStream;
+use tokio_rustls::TlsAcceptor;
+use tokio_util::sync::CancellationToken;
+use tonic::transport::{Certificate, Identity, ServerTlsConfig};
+
+use crate::config::TlsConfig;
+use crate::error::{Error, Result};
+
+/// A handshake that takes longer than this is dropped.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The tonic TLS configuration of the gRPC port.
+pub fn grpc_server_config(tls: &TlsConfig) -> Result<ServerTlsConfig> {
+    let (cert, key) = alertmesh_auth::tls::load_pem_identity(&tls.cert, &tls.key)
+        .map_err(|e| Error::Internal(format!("tls.cert/tls.key: {e}")))?;
+    let mut config = ServerTlsConfig::new()
+        .identity(Identity::from_pem(cert, key))
+        .timeout(HANDSHAKE_TIMEOUT);
+    if let Some(ca) = &tls.client_ca {
+        let pem = alertmesh_auth::tls::load_pem_certs(ca)
+            .map_err(|e| Error::Internal(format!("tls.client_ca: {e}")))?;
+        config = config
+            .client_ca_root(Certificate::from_pem(pem))
+            .client_auth_optional(true);
+    }
+    Ok(config)
+}
+
+/// An HTTPS listener for axum: handshakes run concurrently, off the accept loop.
+#[derive(Debug)]
+pub struct TlsListener {
+    local: SocketAddr,
+    rx: mpsc::Receiver<(TlsStream<TcpStream>, SocketAddr)>,
+}
+
+impl TlsListener {
+    /// Wraps `listener` with the `[tls]` certificate (ALPN `http/1.1`).
+    pub fn new(listener: TcpListener, tls: &TlsConfig, cancel: CancellationToken) -> Result<Self> {
+        let mut config = alertmesh_auth::tls::server_config_from_files(&tls.cert, &tls.key, None)
+            .map_err(|e| Error::Internal(format!("tls: {e}")))?;
+        config.alpn_protocols = vec![b"http/1.1".to_vec()];
+        let acceptor = TlsAcceptor::from(Arc::new(config));
+        let local = listener
+            .local_addr()
+            .map_err(|e| Error::Internal(e.to_string()))?;
+        let (tx, rx) = mpsc::channel(64);
+        tokio::spawn(async move {
+            loop {
+                let (tcp, addr) = tokio::select! {
+                    _ = cancel.cancelled() => return,
+                    accepted = listener.accept() => match accepted {
+                        Ok(a) => a,
+                        Err(e) => {
+                            tracing::debug!(error = %e, "http accept failed");
+                            tokio::time::sleep(Duration::from_millis(50)).await;
+                            continue;
+                        }
+                    },
+                };
+                let (acceptor, tx) = (acceptor.clone(), tx.clone());
+                tokio::spawn(async move {
+                    match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
+                        Ok(Ok(stream)) => {
+                            let _ = tx.send((stream, addr)).await;
+                        }
+                        Ok(Err(e)) => tracing::debug!(%addr, error = %e, "https handshake failed"),
+                        Err(_) => tracing::debug!(%addr, "https handshake timed out"),
+                    }
+                });
+            }
+        });
+        Ok(TlsListener { local, rx })
+    }
+}
+
+impl axum::serve::Listener for TlsListener {
+    type Io = TlsStream<TcpStream>;
+    type Addr = SocketAddr;
+
+    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
+        match self.rx.recv().await {
+            Some(conn) => conn,
+            // The accept loop ended (shutdown): wait for axum's graceful shutdown.
+            None => std::future::pending().await,
+        }
+    }
+
+    fn local_addr(&self) -> io::Result<Self::Addr> {
+        Ok(self.local)
+    }
+}
