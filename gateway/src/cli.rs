@@ -10,6 +10,7 @@ pub mod client;
 mod commands;
 pub mod creds;
 mod inspect;
+mod mesh;
 pub mod output;
 pub mod positions;
 mod replay;
@@ -71,6 +72,27 @@ pub enum Command {
     Replay(ReplayArgs),
     /// Describe a gateway: name, version, endpoints, topics, authentication.
     Describe {
+        #[command(flatten)]
+        gateway: GatewayArg,
+    },
+    /// Mirror jobs of a gateway.
+    #[command(subcommand)]
+    Mirror(mesh::MirrorCommand),
+    /// Walk the mesh from a gateway through its peers, printing each gateway's endpoints,
+    /// topics, namespaces, formats and authentication.
+    Directory {
+        #[command(flatten)]
+        gateway: GatewayArg,
+        /// One JSON object per gateway.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Follow an alert back across gateways to the record where it entered the mesh.
+    Provenance {
+        /// `am://<gateway>/<topic>/<partition>/<offset>`
+        #[arg(value_name = "REF")]
+        alert_ref: String,
+        /// Where to start looking up gateways (the mesh directory is walked from here).
         #[command(flatten)]
         gateway: GatewayArg,
     },
@@ -195,6 +217,9 @@ pub async fn run_client(command: Command) -> ExitCode {
         } => commands::fetch(&gateway, &alert_ref, format, out).await,
         Command::Describe { gateway } => commands::describe(&gateway).await,
         Command::Creds(cmd) => creds::run(cmd).await,
+        Command::Mirror(cmd) => mesh::mirror(cmd).await,
+        Command::Directory { gateway, json } => mesh::directory(gateway, json).await,
+        Command::Provenance { alert_ref, gateway } => mesh::provenance(gateway, &alert_ref).await,
         Command::Replay(args) => replay::replay(args).await,
         Command::Inspect(args) => inspect::inspect(args),
     };

@@ -10,9 +10,11 @@ use std::time::Duration;
 use alertmesh_alert::alert_ref::is_name_char;
 use alertmesh_alert::{Format, Registry};
 
+mod mirrors;
 mod reader;
 mod security;
 
+pub use mirrors::MirrorConfig;
 use reader::Reader;
 pub use security::{AuthConfig, TlsConfig, TrustedPeer};
 
@@ -26,6 +28,8 @@ pub struct Config {
     pub kafka: KafkaConfig,
     pub limits: Limits,
     pub alert: AlertConfig,
+    /// Streams copied into local Kafka.
+    pub mirrors: Vec<MirrorConfig>,
     pub topics: Vec<TopicConfig>,
     /// `[auth]`: token authentication; `None` serves everyone as anonymous.
     pub auth: Option<AuthConfig>,
@@ -216,6 +220,7 @@ impl Config {
         r.unknown(lim, "limits");
 
         let alert = read_alert(r, &mut root, base);
+        let mirrors = mirrors::read(r, &mut root, base, alert.as_ref().map(|a| &*a.registry));
         let (auth, tls) = security::read(r, &mut root, base, listen, allow_plaintext);
 
         let topics = r.array_of_tables(&mut root, "topics");
@@ -299,6 +304,7 @@ impl Config {
             },
             limits,
             alert: alert?,
+            mirrors,
             topics: out,
             auth,
             tls,

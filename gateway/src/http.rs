@@ -25,6 +25,7 @@ where
 {
     let mut registry = Registry::default();
     state.metrics.register(&mut registry);
+    state.mirror_metrics.register(&mut registry);
     let shared = Arc::new(Http { state, registry });
     let app = Router::new()
         .route("/metrics", get(metrics))

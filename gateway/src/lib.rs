@@ -7,6 +7,8 @@
 //!   per topic that all caught-up subscribers read from.
 //! - [`kafka`]: librdkafka clients and reader threads; [`record`]: owned records.
 //! - [`cursor`]: durable cursors in Kafka; [`fetch`]: alert ref resolution.
+//! - [`mirrors`]: the mirror jobs of `[[mirrors]]` (the `alertmesh-mirror` crate) as the
+//!   gateway runs and reports them.
 //! - [`http`]: `/metrics` and `/healthz`; [`metrics`]: what is counted.
 //! - [`cli`]: the `alertmesh` command line (server and client commands).
 //! - [`auth`]: token and mutual-TLS authentication, scope checks, stream revocation;
@@ -24,6 +26,7 @@ pub mod fetch;
 pub mod http;
 pub mod kafka;
 pub mod metrics;
+pub mod mirrors;
 pub mod record;
 pub mod server;
 pub mod service;

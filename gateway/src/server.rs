@@ -47,6 +47,9 @@ pub struct State {
     pub kafka_ready: AtomicBool,
     /// Token authentication, when `[auth]` is configured.
     pub auth: Option<Arc<crate::auth::Auth>>,
+    /// Running mirror jobs, in `[[mirrors]]` order.
+    pub mirrors: Vec<alertmesh_mirror::MirrorHandle>,
+    pub mirror_metrics: crate::mirrors::MirrorMetrics,
 }
 
 impl std::fmt::Debug for State {
@@ -79,6 +82,8 @@ impl State {
             decoder: Arc::new(decoder(&config)?),
             seen_schemas: Mutex::new(HashMap::new()),
             auth: None,
+            mirrors: Vec::new(),
+            mirror_metrics: crate::mirrors::MirrorMetrics::default(),
             meta,
             kafka,
             metrics,
@@ -208,7 +213,9 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
     let tls = config.tls.clone();
     let mut state = State::new(config, metrics, streams.clone())?;
     state.auth = auth;
+    state.mirrors = crate::mirrors::start(&state, &streams)?;
     let state = Arc::new(state);
+    tokio::spawn(crate::mirrors::export(Arc::clone(&state)));
     tracing::info!(
         gateway = %state.config.gateway.name,
         grpc = %grpc.local_addr()?,
@@ -265,6 +272,11 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
         Err(_) => tracing::warn!("grace period over; closing remaining connections"),
     }
     let _ = tokio::time::timeout(grace, http_task).await;
+    // Mirrors finish their in-flight produces before the process exits.
+    let deadline = tokio::time::Instant::now() + grace;
+    while state.mirrors.iter().any(|m| !m.is_finished()) && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     tracing::info!("gateway stopped");
     Ok(())
 }

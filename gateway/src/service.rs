@@ -167,7 +167,7 @@ impl v1::alert_mesh_server::AlertMesh for GatewayService {
             ],
             topics: self.topics(&caller(&req)).await,
             auth: admin::auth_methods(&self.state),
-            peers: Vec::new(),
+            peers: crate::mirrors::peers(&self.state),
         }))
     }
 
@@ -178,9 +178,13 @@ impl v1::alert_mesh_server::AlertMesh for GatewayService {
         if self.state.auth.is_some() {
             require_admin(self.state.auth.as_deref(), &caller(&req))?;
         }
-        // No mirror jobs are configured on this gateway yet.
         Ok(Response::new(v1::MirrorStatusResponse {
-            mirrors: Vec::new(),
+            mirrors: self
+                .state
+                .mirrors
+                .iter()
+                .map(crate::mirrors::info)
+                .collect(),
         }))
     }
 

@@ -1,41 +1,102 @@
-//! Resume positions recovered from the last records of a destination topic.
+//! Resume positions recovered from the `am-source` headers of a destination topic.
+//!
+//! A mirror names each copied record's source in `am-source`: the source alert ref
+//! `am://<gateway>/<topic>/<partition>/<offset>` for a gateway source, or
+//! `kafka://<topic>/<partition>/<offset>` for a raw Kafka source. Both are a *source
+//! prefix* followed by `/<partition>/<offset>`, so one parser serves both, and records of
+//! other sources (another mirror sharing the topic, a local producer) are ignored.
 
 use std::collections::BTreeMap;
 
-use alertmesh_alert::AlertRef;
+/// The `am-source` value of one source record: `<prefix>/<partition>/<offset>`.
+pub fn source_ref(prefix: &str, partition: i32, offset: i64) -> String {
+    format!("{prefix}/{partition}/{offset}")
+}
+
+/// The source prefix of a gateway source: `am://<gateway>/<topic>`.
+pub fn gateway_prefix(gateway: &str, topic: &str) -> String {
+    format!("am://{gateway}/{topic}")
+}
+
+/// The source prefix of a raw Kafka source: `kafka://<topic>`.
+pub fn kafka_prefix(topic: &str) -> String {
+    format!("kafka://{topic}")
+}
+
+/// Splits an `am-source` value of the source `prefix` into (partition, offset); `None` for
+/// another source's value or a malformed one.
+pub fn parse_source(prefix: &str, value: &[u8]) -> Option<(i32, i64)> {
+    let text = std::str::from_utf8(value).ok()?;
+    let rest = text.strip_prefix(prefix)?.strip_prefix('/')?;
+    let (partition, offset) = rest.split_once('/')?;
+    let partition: i32 = partition.parse().ok().filter(|p| *p >= 0)?;
+    let offset: i64 = offset.parse().ok().filter(|o| *o >= 0)?;
+    Some((partition, offset))
+}
 
 /// Per source partition, the next source offset a mirror must copy.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ResumePositions {
-    next: BTreeMap<(String, String, i32), i64>,
+    prefix: String,
+    next: BTreeMap<i32, i64>,
 }
 
 impl ResumePositions {
-    /// An empty set: the mirror starts where its configuration says.
-    pub fn new() -> Self {
-        Self::default()
+    /// No positions yet for the source `prefix` (see [`gateway_prefix`], [`kafka_prefix`]):
+    /// the mirror starts where its configuration says.
+    pub fn new(prefix: &str) -> Self {
+        ResumePositions {
+            prefix: prefix.to_owned(),
+            next: BTreeMap::new(),
+        }
     }
 
-    /// Records that the destination holds the source record `origin`.
+    /// The source prefix these positions are for.
+    pub fn prefix(&self) -> &str {
+        &self.prefix
+    }
+
+    /// Records that the destination holds the record whose `am-source` is `value`; returns
+    /// whether the value names this source.
     ///
     /// Feed it the destination's records in any order: the highest source offset per source
     /// partition wins, since a mirror copies each source partition in offset order.
-    pub fn observe(&mut self, origin: &AlertRef) {
-        let key = (
-            origin.gateway.clone(),
-            origin.topic.clone(),
-            origin.partition,
-        );
-        let next = origin.offset + 1;
-        let slot = self.next.entry(key).or_insert(next);
+    pub fn observe(&mut self, value: &[u8]) -> bool {
+        match parse_source(&self.prefix, value) {
+            Some((partition, offset)) => {
+                self.advance(partition, offset + 1);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Moves `partition`'s next offset forward to `next` (never backwards).
+    pub fn advance(&mut self, partition: i32, next: i64) {
+        let slot = self.next.entry(partition).or_insert(next);
         *slot = (*slot).max(next);
     }
 
-    /// The next offset to copy from `partition` of `gateway`'s `topic`, if any was copied.
-    pub fn next_offset(&self, gateway: &str, topic: &str, partition: i32) -> Option<i64> {
-        self.next
-            .get(&(gateway.to_owned(), topic.to_owned(), partition))
-            .copied()
+    /// Takes, per partition, the further of both positions.
+    pub fn merge(&mut self, other: &ResumePositions) {
+        for (p, o) in &other.next {
+            self.advance(*p, *o);
+        }
+    }
+
+    /// The next offset to copy from `partition`, if any record of it was copied.
+    pub fn next_offset(&self, partition: i32) -> Option<i64> {
+        self.next.get(&partition).copied()
+    }
+
+    /// Every (partition, next offset), by partition.
+    pub fn positions(&self) -> Vec<(i32, i64)> {
+        self.next.iter().map(|(p, o)| (*p, *o)).collect()
+    }
+
+    /// Whether no position is known.
+    pub fn is_empty(&self) -> bool {
+        self.next.is_empty()
     }
 }
 
@@ -45,18 +106,52 @@ mod tests {
 
     #[test]
     fn highest_copied_offset_per_partition_sets_the_resume_point() {
-        let mut r = ResumePositions::new();
+        let mut r = ResumePositions::new(&gateway_prefix("survey", "ztf.alerts"));
         for text in [
             "am://survey/ztf.alerts/0/7",
             "am://survey/ztf.alerts/0/9",
             "am://survey/ztf.alerts/0/8",
             "am://survey/ztf.alerts/1/3",
         ] {
-            r.observe(&text.parse().unwrap());
+            assert!(r.observe(text.as_bytes()));
         }
-        assert_eq!(r.next_offset("survey", "ztf.alerts", 0), Some(10));
-        assert_eq!(r.next_offset("survey", "ztf.alerts", 1), Some(4));
-        assert_eq!(r.next_offset("survey", "ztf.alerts", 2), None);
-        assert_eq!(r.next_offset("other", "ztf.alerts", 0), None);
+        assert_eq!(r.next_offset(0), Some(10));
+        assert_eq!(r.next_offset(1), Some(4));
+        assert_eq!(r.next_offset(2), None);
+        assert_eq!(r.positions(), vec![(0, 10), (1, 4)]);
+    }
+
+    #[test]
+    fn other_sources_and_malformed_values_are_ignored() {
+        let mut r = ResumePositions::new(&kafka_prefix("ztf"));
+        for text in [
+            "kafka://ztf2/0/5",
+            "kafka://ztf/0",
+            "kafka://ztf/x/1",
+            "kafka://ztf/0/-1",
+            "kafka://ztf/0/1/2",
+            "am://gw/ztf/0/99",
+            "",
+        ] {
+            assert!(!r.observe(text.as_bytes()), "{text}");
+        }
+        assert!(!r.observe(&[0xff, 0xfe]));
+        assert!(r.is_empty());
+        assert!(r.observe(source_ref("kafka://ztf", 2, 41).as_bytes()));
+        assert_eq!(r.next_offset(2), Some(42));
+    }
+
+    #[test]
+    fn merge_keeps_the_further_position_per_partition() {
+        let mut a = ResumePositions::new("kafka://t");
+        a.advance(0, 5);
+        a.advance(1, 9);
+        let mut b = ResumePositions::new("kafka://t");
+        b.advance(0, 7);
+        b.advance(2, 1);
+        a.merge(&b);
+        assert_eq!(a.positions(), vec![(0, 7), (1, 9), (2, 1)]);
+        a.advance(0, 3);
+        assert_eq!(a.next_offset(0), Some(7), "never moves backwards");
     }
 }

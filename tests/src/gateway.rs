@@ -161,6 +161,21 @@ impl Gateway {
         Ok(gateway)
     }
 
+    /// Stops the gateway (SIGTERM), rewrites its config from `spec` on the same ports, and
+    /// starts it again: how peers that must know each other's URLs are wired up.
+    pub async fn reconfigure(&mut self, spec: GatewaySpec) -> Result<()> {
+        if self.child.is_some() {
+            self.sigterm().await?;
+        }
+        let text = spec.to_toml(
+            &format!("127.0.0.1:{}", self.grpc_port),
+            &format!("127.0.0.1:{}", self.http_port),
+        );
+        std::fs::write(&self.config, text)?;
+        self.spec = spec;
+        self.spawn().await
+    }
+
     async fn spawn(&mut self) -> Result<()> {
         let mut command = Command::new(alertmesh_bin());
         command.arg("serve").arg("--config").arg(&self.config).env(
@@ -283,6 +298,18 @@ impl Gateway {
     /// SIGTERM, then the same config again (same ports), waiting until ready.
     pub async fn restart(&mut self) -> Result<()> {
         self.sigterm().await?;
+        self.spawn().await
+    }
+
+    /// SIGKILL, then start again on the same ports with the same config (a crash and a
+    /// supervisor's restart).
+    pub async fn kill_and_restart(&mut self) -> Result<()> {
+        self.kill();
+        self.spawn().await
+    }
+
+    /// Starts a gateway that was killed or stopped, on the same ports.
+    pub async fn start_again(&mut self) -> Result<()> {
         self.spawn().await
     }
 

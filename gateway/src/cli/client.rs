@@ -97,8 +97,10 @@ impl ClientAuthArgs {
     }
 }
 
-/// Connects to a gateway, failing within seconds when nothing answers.
-pub async fn connect(url: &str, auth: &ClientAuthArgs) -> Result<Client, String> {
+/// The endpoint of a gateway URL with the TLS options of `auth`: large HTTP/2 windows
+/// (a stream of 60 KB alerts needs far more than the 64 KiB default, or every megabyte
+/// waits on a dozen window updates), TCP_NODELAY, a 5 s connect timeout.
+pub fn endpoint(url: &str, auth: &ClientAuthArgs) -> Result<(String, Endpoint), String> {
     let url = if url.contains("://") {
         url.to_owned()
     } else {
@@ -107,8 +109,6 @@ pub async fn connect(url: &str, auth: &ClientAuthArgs) -> Result<Client, String>
     let mut endpoint = Endpoint::from_shared(url.clone())
         .map_err(|e| format!("invalid gateway URL {url:?}: {e}"))?
         .connect_timeout(Duration::from_secs(5))
-        // A stream of 60 KB alerts needs windows far above HTTP/2's 64 KiB default, or
-        // every megabyte waits on a dozen window updates.
         .initial_stream_window_size(8 << 20)
         .initial_connection_window_size(32 << 20)
         .tcp_nodelay(true);
@@ -121,6 +121,12 @@ pub async fn connect(url: &str, auth: &ClientAuthArgs) -> Result<Client, String>
             "--ca/--cert need an https:// gateway URL, not {url}"
         ));
     }
+    Ok((url, endpoint))
+}
+
+/// Connects to a gateway, failing within seconds when nothing answers.
+pub async fn connect(url: &str, auth: &ClientAuthArgs) -> Result<Client, String> {
+    let (url, endpoint) = endpoint(url, auth)?;
     let bearer = auth.bearer()?;
     let channel = endpoint.connect().await.map_err(|e| {
         format!(

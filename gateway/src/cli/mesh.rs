@@ -1,0 +1,230 @@
+//! Mesh-wide client commands: `mirror status`, `directory` (a breadth-first walk over
+//! every gateway reachable through peers) and `provenance` (an alert's path back to where
+//! it entered the mesh).
+
+use std::collections::{BTreeMap, VecDeque};
+use std::io::Write;
+
+use alertmesh_alert::headers;
+use alertmesh_alert::AlertRef;
+use alertmesh_proto::v1;
+use serde_json::json;
+
+use super::client::connect;
+use super::{status_line, GatewayArg};
+
+/// `alertmesh mirror ...`
+#[derive(Debug, clap::Subcommand)]
+pub enum MirrorCommand {
+    /// State, positions, lag and counters of a gateway's mirror jobs.
+    Status {
+        #[command(flatten)]
+        gateway: GatewayArg,
+        /// One JSON object per mirror.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+pub(super) async fn mirror(cmd: MirrorCommand) -> Result<(), String> {
+    let MirrorCommand::Status { gateway, json } = cmd;
+    let mut client = connect(&gateway.url, &gateway.auth).await?;
+    let mirrors = client
+        .mirror_status(v1::MirrorStatusRequest {})
+        .await
+        .map_err(|s| status_line(&s))?
+        .into_inner()
+        .mirrors;
+    let mut out = std::io::stdout().lock();
+    let mut lines = Vec::new();
+    if json {
+        for m in &mirrors {
+            let positions: BTreeMap<String, i64> = m
+                .positions
+                .iter()
+                .map(|p| (p.partition.to_string(), p.offset))
+                .collect();
+            lines.push(
+                json!({
+                    "name": m.name, "state": m.state, "source": m.source,
+                    "destination": m.destination, "positions": positions,
+                    "lag_seconds": m.lag_seconds, "copied": m.copied,
+                    "cycles_dropped": m.cycles_dropped, "dead_lettered": m.dead_lettered,
+                    "errors": m.errors, "reconnects": m.reconnects, "error": m.error,
+                })
+                .to_string(),
+            );
+        }
+    } else {
+        lines.push(format!(
+            "{:<20} {:<10} {:>9} {:>8} {:>6} {:>6}  SOURCE -> DESTINATION",
+            "MIRROR", "STATE", "COPIED", "LAG(s)", "DLQ", "ERRORS"
+        ));
+        for m in &mirrors {
+            lines.push(format!(
+                "{:<20} {:<10} {:>9} {:>8.1} {:>6} {:>6}  {} -> {}",
+                m.name,
+                m.state,
+                m.copied,
+                m.lag_seconds,
+                m.dead_lettered,
+                m.errors,
+                m.source,
+                m.destination
+            ));
+            if !m.error.is_empty() {
+                lines.push(format!("  last error: {}", m.error));
+            }
+        }
+    }
+    for l in lines {
+        if writeln!(out, "{l}").is_err() {
+            break;
+        }
+    }
+    Ok(())
+}
+
+/// Walks the mesh breadth-first from `start`, through every gateway's mirror sources.
+/// Returns each reachable gateway's description with the URL it was reached at, and the
+/// gateways that could not be reached with the reason.
+async fn walk(
+    start: &GatewayArg,
+) -> Result<(Vec<(String, v1::GatewayDescription)>, Vec<(String, String)>), String> {
+    let mut queue = VecDeque::from([start.url.clone()]);
+    let mut seen = vec![start.url.clone()];
+    let (mut found, mut failed) = (Vec::new(), Vec::new());
+    while let Some(url) = queue.pop_front() {
+        let described = async {
+            let mut c = connect(&url, &start.auth).await?;
+            c.describe_gateway(v1::DescribeGatewayRequest {})
+                .await
+                .map(|r| r.into_inner())
+                .map_err(|s| status_line(&s))
+        }
+        .await;
+        match described {
+            Ok(d) => {
+                for p in d.peers.iter().filter(|p| p.relation == "mirror-source") {
+                    if !seen.contains(&p.url) {
+                        seen.push(p.url.clone());
+                        queue.push_back(p.url.clone());
+                    }
+                }
+                found.push((url, d));
+            }
+            Err(e) if found.is_empty() => return Err(e),
+            Err(e) => failed.push((url, e)),
+        }
+    }
+    Ok((found, failed))
+}
+
+pub(super) async fn directory(gateway: GatewayArg, as_json: bool) -> Result<(), String> {
+    let (found, failed) = walk(&gateway).await?;
+    let mut out = std::io::stdout().lock();
+    for (url, d) in &found {
+        let text = if as_json {
+            json!({
+                "name": d.name, "reached_at": url, "version": d.version,
+                "endpoints": d.endpoints.iter().map(|e| json!({"kind": e.kind, "url": e.url})).collect::<Vec<_>>(),
+                "topics": d.topics.iter().map(|t| json!({
+                    "name": t.name, "namespace": t.namespace, "format": t.format, "partitions": t.partitions,
+                })).collect::<Vec<_>>(),
+                "auth": d.auth.iter().map(|a| json!({"kind": a.kind, "params": a.params})).collect::<Vec<_>>(),
+                "peers": d.peers.iter().map(|p| json!({"name": p.name, "url": p.url, "relation": p.relation})).collect::<Vec<_>>(),
+            })
+            .to_string()
+        } else {
+            let mut s = format!("{} ({url}, alertmesh {})\n", d.name, d.version);
+            for e in &d.endpoints {
+                s.push_str(&format!("  endpoint {:<5} {}\n", e.kind, e.url));
+            }
+            for a in &d.auth {
+                let params: Vec<String> =
+                    a.params.iter().map(|(k, v)| format!("{k}={v}")).collect();
+                s.push_str(&format!("  auth     {} {}\n", a.kind, params.join(" ")));
+            }
+            for t in &d.topics {
+                s.push_str(&format!(
+                    "  topic    {} ({} {}, {} partitions)\n",
+                    t.name, t.namespace, t.format, t.partitions
+                ));
+            }
+            for p in &d.peers {
+                s.push_str(&format!(
+                    "  peer     {} {} ({})\n",
+                    p.name, p.url, p.relation
+                ));
+            }
+            s
+        };
+        if writeln!(out, "{text}").is_err() {
+            return Ok(());
+        }
+    }
+    for (url, e) in &failed {
+        eprintln!("warning: cannot reach {url}: {e}");
+    }
+    Ok(())
+}
+
+pub(super) async fn provenance(gateway: GatewayArg, alert_ref: &str) -> Result<(), String> {
+    let (found, _) = walk(&gateway).await?;
+    let url_of: BTreeMap<String, String> =
+        found.into_iter().map(|(url, d)| (d.name, url)).collect();
+    let mut next: AlertRef = alert_ref
+        .parse()
+        .map_err(|e: alertmesh_alert::Error| e.to_string())?;
+    let mut out = std::io::stdout().lock();
+    let mut origin_claimed: Option<String> = None;
+    for hop in 0.. {
+        if hop > 64 {
+            return Err("more than 64 hops: the provenance chain loops".into());
+        }
+        let url = url_of.get(&next.gateway).ok_or_else(|| {
+            format!(
+                "gateway {:?} is not reachable from {} in the mesh directory",
+                next.gateway, gateway.url
+            )
+        })?;
+        let mut c = connect(url, &gateway.auth).await?;
+        let a = c
+            .fetch(v1::FetchRequest {
+                r#ref: next.to_string(),
+            })
+            .await
+            .map_err(|s| format!("{next}: {}", status_line(&s)))?
+            .into_inner();
+        let header = |name: &str| {
+            a.headers
+                .iter()
+                .find(|h| h.key == name)
+                .and_then(|h| h.value.as_ref())
+                .map(|v| String::from_utf8_lossy(v).into_owned())
+        };
+        if origin_claimed.is_none() {
+            origin_claimed = header(headers::ORIGIN);
+        }
+        let source = header(headers::SOURCE);
+        let line = json!({
+            "hop": hop, "ref": a.r#ref, "key": a.mesh_key, "hops": header(headers::HOPS),
+            "source": source, "timestamp": a.timestamp.map(|t| t.seconds * 1000 + i64::from(t.nanos) / 1_000_000),
+        });
+        let _ = writeln!(out, "{line}");
+        match source.as_deref().map(str::parse::<AlertRef>) {
+            Some(Ok(r)) => next = r,
+            // No gateway source: the alert entered the mesh here (from a survey's Kafka).
+            _ => {
+                if let Some(claimed) = origin_claimed.filter(|o| *o != a.r#ref) {
+                    return Err(format!(
+                        "the chain ends at {} but am-origin names {claimed}",
+                        a.r#ref
+                    ));
+                }
+                return Ok(());
+            }
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,224 @@
+//! `[[mirrors]]`: streams this gateway copies into its local Kafka, from a peer gateway or
+//! from a raw Kafka cluster (a survey's).
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use alertmesh_alert::alert_ref::is_name_char;
+use alertmesh_alert::{Format, Registry};
+use alertmesh_mirror::{GatewaySource, KafkaSource, MirrorSpec, Source, Start};
+use time::format_description::well_known::Rfc3339;
+use time::OffsetDateTime;
+
+use super::reader::Reader;
+
+/// One mirror job, with the files its gateway source authenticates with.
+#[derive(Debug, Clone)]
+pub struct MirrorConfig {
+    /// The job; a gateway source's token and TLS endpoint are filled in at startup.
+    pub spec: MirrorSpec,
+    /// Bearer token for a gateway source (a JWT as printed by `creds issue`).
+    pub token_file: Option<PathBuf>,
+    /// CA that signs the source gateway's certificate (https:// sources).
+    pub ca: Option<PathBuf>,
+    /// Client certificate and key, for sources that require mutual TLS.
+    pub cert: Option<PathBuf>,
+    pub key: Option<PathBuf>,
+}
+
+fn path(base: &Path, p: Option<String>) -> Option<PathBuf> {
+    p.filter(|s| !s.is_empty()).map(|s| base.join(s))
+}
+
+/// Reads every `[[mirrors]]` table; problems are recorded in `r` with their key paths.
+pub(super) fn read(
+    r: &mut Reader,
+    root: &mut toml::Table,
+    base: &Path,
+    registry: Option<&Registry>,
+) -> Vec<MirrorConfig> {
+    let mut out: Vec<MirrorConfig> = Vec::new();
+    for (i, mut t) in r.array_of_tables(root, "mirrors").into_iter().enumerate() {
+        let at = format!("mirrors[{i}]");
+        let name = r.string(&mut t, &at, "name", None);
+        if let Some(n) = &name {
+            if n.is_empty() || !n.chars().all(is_name_char) {
+                r.error(
+                    &format!("{at}.name"),
+                    "must be non-empty and use only [a-zA-Z0-9._-]",
+                );
+            }
+            if let Some(j) = out.iter().position(|m| &m.spec.name == n) {
+                r.error(
+                    &format!("{at}.name"),
+                    &format!("{n:?} is already used by mirrors[{j}]"),
+                );
+            }
+        }
+        let destination = r.string(&mut t, &at, "destination", Some(String::new()));
+        let destination = destination.filter(|d| !d.is_empty());
+        if let Some(d) = &destination {
+            if d.len() > 249 || !d.chars().all(is_name_char) {
+                r.error(
+                    &format!("{at}.destination"),
+                    "is not a valid Kafka topic name",
+                );
+            }
+            if let Some(j) = out
+                .iter()
+                .position(|m| m.spec.destination.as_deref() == Some(d))
+            {
+                r.error(
+                    &format!("{at}.destination"),
+                    &format!("{d:?} is already the destination of mirrors[{j}]; each mirror needs its own topic"),
+                );
+            }
+        }
+        let start = r
+            .string(&mut t, &at, "start", Some("earliest".into()))
+            .and_then(|s| {
+                parse_start(&s).or_else(|| {
+                    r.error(
+                        &format!("{at}.start"),
+                        &format!("{s:?} is not earliest, latest or an RFC 3339 time"),
+                    );
+                    None
+                })
+            });
+        let mut src = r.table(&mut t, &at, "source", true);
+        let sat = format!("{at}.source");
+        let topic = r.string(&mut src, &sat, "topic", None);
+        let gateway = r
+            .string(&mut src, &sat, "gateway", Some(String::new()))
+            .filter(|s| !s.is_empty());
+        let kafka = r
+            .string(&mut src, &sat, "kafka", Some(String::new()))
+            .filter(|s| !s.is_empty());
+        let filter = r
+            .string(&mut src, &sat, "filter", Some(String::new()))
+            .filter(|s| !s.is_empty());
+        let token_file = path(
+            base,
+            r.string(&mut src, &sat, "token_file", Some(String::new())),
+        );
+        let ca = path(base, r.string(&mut src, &sat, "ca", Some(String::new())));
+        let cert = path(base, r.string(&mut src, &sat, "cert", Some(String::new())));
+        let key = path(base, r.string(&mut src, &sat, "key", Some(String::new())));
+        if cert.is_some() != key.is_some() {
+            r.error(&format!("{sat}.cert"), "cert and key go together");
+        }
+        let source = match (gateway, kafka) {
+            (Some(url), None) => {
+                if !(url.starts_with("http://") || url.starts_with("https://")) {
+                    r.error(
+                        &format!("{sat}.gateway"),
+                        "must be an http:// or https:// URL",
+                    );
+                }
+                if url.starts_with("http://") && (ca.is_some() || cert.is_some()) {
+                    r.error(
+                        &format!("{sat}.ca"),
+                        "ca/cert/key need an https:// gateway URL",
+                    );
+                }
+                let mut unused = src.clone();
+                for k in ["namespace", "format", "properties"] {
+                    if unused.remove(k).is_some() {
+                        r.error(&format!("{sat}.{k}"), "applies to kafka sources only");
+                    }
+                }
+                src = unused;
+                topic.clone().map(|topic| {
+                    Source::Gateway(GatewaySource {
+                        url,
+                        topic,
+                        filter,
+                        token: None,
+                        endpoint: None,
+                    })
+                })
+            }
+            (None, Some(bootstrap)) => {
+                let namespace = r.string(&mut src, &sat, "namespace", None);
+                if let (Some(ns), Some(reg)) = (&namespace, registry) {
+                    if reg.namespace(ns).is_none() {
+                        r.error(
+                            &format!("{sat}.namespace"),
+                            &format!("unknown namespace {ns:?}"),
+                        );
+                    }
+                }
+                let format = r.string(&mut src, &sat, "format", None).and_then(|f| {
+                    f.parse::<Format>()
+                        .map_err(|e| r.error(&format!("{sat}.format"), &e.to_string()))
+                        .ok()
+                });
+                let properties: BTreeMap<String, String> =
+                    r.string_map(&mut src, &sat, "properties");
+                if filter.is_some() {
+                    r.error(
+                        &format!("{sat}.filter"),
+                        "applies to gateway sources only (they filter at the source)",
+                    );
+                }
+                if token_file.is_some() || ca.is_some() || cert.is_some() {
+                    r.error(
+                        &format!("{sat}.token_file"),
+                        "gateway-source options; put librdkafka TLS/SASL settings in properties",
+                    );
+                }
+                match (topic.clone(), namespace, format) {
+                    (Some(topic), Some(namespace), Some(format)) => {
+                        Some(Source::Kafka(KafkaSource {
+                            bootstrap,
+                            topic,
+                            namespace,
+                            format,
+                            properties,
+                        }))
+                    }
+                    _ => None,
+                }
+            }
+            (Some(_), Some(_)) => {
+                r.error(&sat, "set either gateway (a peer gateway's URL) or kafka (bootstrap servers), not both");
+                None
+            }
+            (None, None) => {
+                r.error(
+                    &sat,
+                    "set gateway (a peer gateway's URL) or kafka (bootstrap servers)",
+                );
+                None
+            }
+        };
+        r.unknown(src, &sat);
+        r.unknown(t, &at);
+        if let (Some(name), Some(start), Some(source)) = (name, start, source) {
+            out.push(MirrorConfig {
+                spec: MirrorSpec {
+                    name,
+                    destination,
+                    start,
+                    source,
+                },
+                token_file,
+                ca,
+                cert,
+                key,
+            });
+        }
+    }
+    out
+}
+
+fn parse_start(s: &str) -> Option<Start> {
+    match s {
+        "earliest" => Some(Start::Earliest),
+        "latest" => Some(Start::Latest),
+        _ => {
+            let t = OffsetDateTime::parse(s, &Rfc3339).ok()?;
+            Some(Start::Time((t.unix_timestamp_nanos() / 1_000_000) as i64))
+        }
+    }
+}

@@ -1,0 +1,192 @@
+//! One source record → what to produce: a copy into the destination, a dead letter into
+//! `<destination>.dlq`, or nothing (a cycle).
+//!
+//! Keys: a source key that is a valid mesh key is kept byte for byte (so is the
+//! gateway-reported mesh key of a keyless gateway record); otherwise (a raw survey record,
+//! keyless as ZTF publishes, or keyed with something that is not a mesh key) the payload is
+//! decoded, projected to the registry's key paths only, and re-keyed with
+//! [`mesh_key()`]. A payload that cannot be decoded or holds no object id is dead-lettered
+//! with the reason; it never stops the mirror.
+
+use std::sync::Arc;
+
+use alertmesh_alert::codec::confluent;
+use alertmesh_alert::{mesh_key, Decoder, Format, MeshKey, Projection, Registry};
+use bytes::Bytes;
+
+use crate::provenance::{self, Headers, Stamp};
+
+/// One record read from the source, in the source's terms.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SourceRecord {
+    /// Source partition (the destination partition too).
+    pub partition: i32,
+    /// Source offset.
+    pub offset: i64,
+    /// Kafka timestamp (ms since the epoch), reused for the copy.
+    pub timestamp: Option<i64>,
+    /// The Kafka key.
+    pub key: Option<Vec<u8>>,
+    /// The Kafka value, copied byte for byte.
+    pub payload: Bytes,
+    /// The Kafka headers.
+    pub headers: Headers,
+    /// The `am-source` of the copy (see [`crate::resume`]).
+    pub source_ref: String,
+    /// For a gateway source: the source gateway's name (from the ref).
+    pub gateway: Option<String>,
+    /// Payload format; `None` when the source named one this gateway does not know.
+    pub format: Option<Format>,
+    /// The source topic's namespace.
+    pub namespace: String,
+    /// Schema reference reported by the source (`am-schema`), if any.
+    pub schema: Option<String>,
+    /// For a gateway source: the mesh key the gateway reported, if any.
+    pub mesh_key: Option<String>,
+}
+
+/// A record to produce.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Outgoing {
+    /// Destination partition (= source partition).
+    pub partition: i32,
+    /// Kafka timestamp to produce with.
+    pub timestamp: Option<i64>,
+    /// Kafka key.
+    pub key: Option<Vec<u8>>,
+    /// Kafka value.
+    pub payload: Bytes,
+    /// Kafka headers.
+    pub headers: Headers,
+}
+
+/// What to do with one source record.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// Produce to the destination.
+    Copy(Outgoing),
+    /// Produce to `<destination>.dlq`; the string is the `am-error` reason.
+    DeadLetter(Outgoing, String),
+    /// Skip: the record already passed this gateway.
+    Cycle,
+}
+
+/// Converts source records for the gateway called `gateway`. Cheap to share; decoding
+/// happens only for records without a usable key.
+#[derive(Debug)]
+pub struct Converter {
+    gateway: String,
+    registry: Arc<Registry>,
+    decoder: Arc<Decoder>,
+    keys_only: Projection,
+}
+
+impl Converter {
+    /// A converter for this gateway's registry and decoder.
+    pub fn new(gateway: &str, registry: Arc<Registry>, decoder: Arc<Decoder>) -> Self {
+        // Every family's key paths: paths a schema lacks are simply absent in its alerts.
+        let paths = registry
+            .families()
+            .iter()
+            .flat_map(|f| f.key_rules().iter().map(|(_, p)| p.clone()))
+            .collect::<Vec<_>>();
+        Converter {
+            gateway: gateway.to_owned(),
+            registry,
+            decoder,
+            keys_only: Projection::new(paths),
+        }
+    }
+
+    /// Whether converting `record` needs a decode (the slow path, run off the runtime).
+    pub fn needs_decode(&self, record: &SourceRecord) -> bool {
+        self.usable_key(record).is_none()
+    }
+
+    /// Decides what to produce for `record`.
+    pub fn convert(&self, record: SourceRecord) -> Outcome {
+        let hops = provenance::source_hops(&record.headers, record.gateway.as_deref());
+        if provenance::is_cycle(&hops, &self.gateway) {
+            return Outcome::Cycle;
+        }
+        let Some(format) = record.format else {
+            return dead_letter(record, "unknown payload format".into());
+        };
+        let (key, computed_schema) = match self.usable_key(&record) {
+            Some(key) => (key, None),
+            None => match self.extract_key(format, &record) {
+                Ok(found) => found,
+                Err(reason) => return dead_letter(record, reason),
+            },
+        };
+        let gateway_ref = record.gateway.as_ref().map(|_| record.source_ref.as_str());
+        let stamp = Stamp {
+            namespace: key.namespace().to_owned(),
+            format,
+            schema: record.schema.clone().or(computed_schema),
+            origin: provenance::origin(&record.headers, gateway_ref),
+            hops: hops.into_iter().chain([self.gateway.clone()]).collect(),
+            source: record.source_ref.clone(),
+        };
+        let key_bytes = match record.key {
+            Some(k) if k == key.to_string().as_bytes() => k,
+            _ => key.to_string().into_bytes(),
+        };
+        Outcome::Copy(Outgoing {
+            partition: record.partition,
+            timestamp: record.timestamp,
+            key: Some(key_bytes),
+            payload: record.payload,
+            headers: provenance::copy_headers(record.headers, &stamp),
+        })
+    }
+
+    /// The source key, or the gateway-reported mesh key, when it is a valid mesh key.
+    fn usable_key(&self, record: &SourceRecord) -> Option<MeshKey> {
+        let parse = |text: &str| self.registry.parse_key(text).ok();
+        record
+            .key
+            .as_deref()
+            .and_then(|k| std::str::from_utf8(k).ok())
+            .and_then(parse)
+            .or_else(|| record.mesh_key.as_deref().and_then(parse))
+    }
+
+    /// Decodes only the key paths and derives the mesh key (and, having decoded, the schema).
+    fn extract_key(
+        &self,
+        format: Format,
+        record: &SourceRecord,
+    ) -> Result<(MeshKey, Option<String>), String> {
+        let alert = self
+            .decoder
+            .decode_projected(format, &record.payload, &self.keys_only)
+            .map_err(|e| format!("cannot decode the payload: {e}"))?;
+        let key = mesh_key(&alert, &self.registry)
+            .map_err(|e| format!("cannot extract a mesh key: {e}"))?;
+        let schema = match format {
+            Format::AvroConfluent => confluent::split(&record.payload)
+                .ok()
+                .map(|(id, _)| id.to_string()),
+            _ => alert.schema().map(|s| format!("{:016x}", s.fingerprint())),
+        };
+        Ok((key, schema))
+    }
+}
+
+fn dead_letter(record: SourceRecord, reason: String) -> Outcome {
+    let headers = provenance::dead_letter_headers(record.headers, &record.source_ref, &reason);
+    Outcome::DeadLetter(
+        Outgoing {
+            partition: record.partition,
+            timestamp: record.timestamp,
+            key: record.key,
+            payload: record.payload,
+            headers,
+        },
+        reason,
+    )
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,156 @@
+//! The local Kafka side of a mirror: the destination and dead-letter topics, the producer,
+//! and (in [`recover`]) resume positions read back from the destination's tail.
+
+mod recover;
+
+use std::time::{Duration, Instant};
+
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::producer::FutureProducer;
+use rdkafka::types::RDKafkaErrorCode;
+use rdkafka::ClientConfig;
+
+pub(crate) use self::recover::recover;
+use crate::{Error, MirrorEnv, Result};
+
+/// The dead-letter topic of `destination`.
+pub(crate) fn dlq_topic(destination: &str) -> String {
+    format!("{destination}.dlq")
+}
+
+/// Sets `key` unless the operator's settings already do.
+fn default(config: &mut ClientConfig, key: &str, value: &str) {
+    if config.get(key).is_none() {
+        config.set(key, value);
+    }
+}
+
+/// A producer for one cycle. Idempotence plus one request in flight keeps each partition's
+/// records in order with no gap, which recovery relies on (it resumes after the highest
+/// source offset found); a fatal producer error ends the cycle and the next one starts
+/// with a fresh producer.
+pub(crate) fn producer(env: &MirrorEnv, destination: &str) -> Result<FutureProducer> {
+    let mut config = env.kafka.clone();
+    default(&mut config, "enable.idempotence", "true");
+    default(&mut config, "acks", "all");
+    default(&mut config, "max.in.flight.requests.per.connection", "1");
+    default(&mut config, "enable.gapless.guarantee", "true");
+    default(&mut config, "linger.ms", "5");
+    default(&mut config, "message.max.bytes", "10000000");
+    let timeout_ms = (env.timeout.as_millis() * 3).max(1000).to_string();
+    default(&mut config, "message.timeout.ms", &timeout_ms);
+    config
+        .create()
+        .map_err(|e| destination_error(destination, format!("cannot create a producer: {e}")))
+}
+
+/// Settings for `assign()`-only reads: no group membership, no commits, EOF events.
+pub(crate) fn reader_config(mut config: ClientConfig) -> ClientConfig {
+    config
+        .set("group.id", "alertmesh-mirror")
+        .set("enable.auto.commit", "false")
+        .set("enable.auto.offset.store", "false")
+        .set("enable.partition.eof", "true")
+        .set("auto.offset.reset", "earliest");
+    config
+}
+
+pub(crate) fn destination_error(topic: &str, reason: String) -> Error {
+    Error::Destination {
+        topic: topic.to_owned(),
+        reason,
+    }
+}
+
+/// Creates `destination` and its dead-letter topic with `partitions` partitions when
+/// missing, and checks that existing ones have at least that many.
+pub(crate) async fn ensure_topics(
+    env: &MirrorEnv,
+    destination: &str,
+    partitions: usize,
+) -> Result<()> {
+    let admin: AdminClient<DefaultClientContext> = env.kafka.create().map_err(|e| {
+        destination_error(destination, format!("cannot create an admin client: {e}"))
+    })?;
+    let dlq = dlq_topic(destination);
+    let count = i32::try_from(partitions).unwrap_or(i32::MAX);
+    let new: Vec<NewTopic<'_>> = [destination, dlq.as_str()]
+        .into_iter()
+        .map(|t| NewTopic::new(t, count, TopicReplication::Fixed(-1)))
+        .collect();
+    let options = AdminOptions::new()
+        .operation_timeout(Some(env.timeout))
+        .request_timeout(Some(env.timeout));
+    let results = admin
+        .create_topics(new.iter(), &options)
+        .await
+        .map_err(|e| destination_error(destination, format!("cannot create topics: {e}")))?;
+    for result in results {
+        match result {
+            Ok(_) | Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
+            Err((topic, code)) => {
+                return Err(destination_error(
+                    &topic,
+                    format!("cannot create the topic: {code}"),
+                ))
+            }
+        }
+    }
+    for topic in [destination.to_owned(), dlq] {
+        let (config, timeout, t) = (env.kafka.clone(), env.timeout, topic.clone());
+        let has = tokio::task::spawn_blocking(move || wait_for_partitions(config, &t, timeout))
+            .await
+            .map_err(|e| destination_error(&topic, format!("metadata task failed: {e}")))??;
+        if has < partitions {
+            return Err(Error::TooFewPartitions {
+                topic,
+                has,
+                needs: partitions,
+            });
+        }
+    }
+    Ok(())
+}
+
+/// The partition count of `topic`, waiting (bounded) for a new topic to show in metadata.
+/// Blocking: librdkafka metadata requests block.
+fn wait_for_partitions(config: ClientConfig, topic: &str, timeout: Duration) -> Result<usize> {
+    let consumer: BaseConsumer = reader_config(config)
+        .create()
+        .map_err(|e| destination_error(topic, format!("cannot create a consumer: {e}")))?;
+    let deadline = Instant::now() + timeout.max(Duration::from_secs(1)) * 2;
+    loop {
+        match partition_count(&consumer, topic, timeout) {
+            Ok(n) if n > 0 => return Ok(n),
+            _ if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(100)),
+            Ok(_) => {
+                return Err(destination_error(
+                    topic,
+                    "the topic has no partitions".into(),
+                ))
+            }
+            Err(e) => return Err(destination_error(topic, e)),
+        }
+    }
+}
+
+pub(crate) fn partition_count(
+    consumer: &BaseConsumer,
+    topic: &str,
+    timeout: Duration,
+) -> std::result::Result<usize, String> {
+    let md = consumer
+        .fetch_metadata(Some(topic), timeout)
+        .map_err(|e| format!("cannot read metadata: {e}"))?;
+    let t = md
+        .topics()
+        .iter()
+        .find(|t| t.name() == topic)
+        .ok_or_else(|| "the topic does not exist".to_owned())?;
+    if let Some(err) = t.error() {
+        return Err(format!("metadata error: {}", RDKafkaErrorCode::from(err)));
+    }
+    Ok(t.partitions().len())
+}

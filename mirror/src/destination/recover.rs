@@ -1,0 +1,163 @@
+//! Recovery: where to resume, read back from the destination's own tail.
+//!
+//! Per partition of the destination (and of its dead-letter topic, so a dead letter is not
+//! written twice), read the last `W` records up to the partition's end and keep the
+//! highest `am-source` offset of this mirror's source. If none of them names this source
+//! and the window did not reach the partition's start, widen it and read again. The end is
+//! found by reading to partition EOF rather than trusting the high watermark, which some
+//! brokers report as the base offset of the last batch.
+
+use std::time::{Duration, Instant};
+
+use alertmesh_alert::headers;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::error::KafkaError;
+use rdkafka::message::{Headers, Message};
+use rdkafka::{ClientConfig, Offset, TopicPartitionList};
+
+use super::destination_error;
+use crate::{Result, ResumePositions};
+
+/// Records read first from the end of each partition; most mirrors find their position in
+/// the last record.
+const FIRST_WINDOW: i64 = 16;
+/// Each widening reads this many times more records.
+const WIDEN: i64 = 16;
+
+/// One partition still being searched.
+struct Search {
+    topic: String,
+    partition: i32,
+    low: i64,
+    high: i64,
+    window: i64,
+}
+
+impl Search {
+    fn from(&self) -> i64 {
+        self.low.max(self.high.saturating_sub(self.window))
+    }
+}
+
+/// Resume positions of the source `prefix` in `topics` (each with `partitions`
+/// partitions). Every partition is read at once, in rounds that widen the window of the
+/// partitions still without a record of this source. Blocking: run it on a blocking thread.
+pub(crate) fn recover(
+    config: ClientConfig,
+    topics: &[String],
+    partitions: usize,
+    prefix: &str,
+    timeout: Duration,
+) -> Result<ResumePositions> {
+    let mut config = super::reader_config(config);
+    // Reaching the end of a partition should not wait for the broker's long poll.
+    config.set("fetch.wait.max.ms", "50");
+    let mut positions = ResumePositions::new(prefix);
+    // One consumer per topic: partition EOF events name only the partition.
+    for topic in topics {
+        let consumer: BaseConsumer = config
+            .create()
+            .map_err(|e| destination_error(topic, format!("cannot create a consumer: {e}")))?;
+        recover_topic(&consumer, topic, partitions, timeout, &mut positions)?;
+    }
+    Ok(positions)
+}
+
+fn recover_topic(
+    consumer: &BaseConsumer,
+    topic: &str,
+    partitions: usize,
+    timeout: Duration,
+    positions: &mut ResumePositions,
+) -> Result<()> {
+    let mut todo = Vec::new();
+    for partition in 0..i32::try_from(partitions).unwrap_or(i32::MAX) {
+        let (low, high) = consumer
+            .fetch_watermarks(topic, partition, timeout)
+            .map_err(|e| {
+                destination_error(
+                    topic,
+                    format!("cannot read offsets of partition {partition}: {e}"),
+                )
+            })?;
+        todo.push(Search {
+            topic: topic.to_owned(),
+            partition,
+            low,
+            high,
+            window: FIRST_WINDOW,
+        });
+    }
+    while !todo.is_empty() {
+        let found = read_round(consumer, &todo, timeout, positions)?;
+        todo = todo
+            .into_iter()
+            .zip(found)
+            .filter(|(s, found)| !found && s.from() > s.low)
+            .map(|(mut s, _)| {
+                s.window = s.window.saturating_mul(WIDEN);
+                s
+            })
+            .collect();
+    }
+    Ok(())
+}
+
+/// Reads every searched partition from its window's start to its end; returns, per
+/// search, whether a record named the source.
+fn read_round(
+    consumer: &BaseConsumer,
+    todo: &[Search],
+    timeout: Duration,
+    positions: &mut ResumePositions,
+) -> Result<Vec<bool>> {
+    let name = todo[0].topic.as_str();
+    let fail = |reason: String| destination_error(name, reason);
+    let mut tpl = TopicPartitionList::new();
+    for s in todo {
+        tpl.add_partition_offset(&s.topic, s.partition, Offset::Offset(s.from()))
+            .map_err(|e| fail(e.to_string()))?;
+    }
+    consumer
+        .assign(&tpl)
+        .map_err(|e| fail(format!("cannot assign partitions: {e}")))?;
+    let index = |topic: &str, partition: i32| {
+        todo.iter()
+            .position(|s| s.topic == topic && s.partition == partition)
+    };
+    let mut found = vec![false; todo.len()];
+    let mut at_end = vec![false; todo.len()];
+    // A stall (no record, no EOF) longer than the timeout means the cluster is not
+    // answering; a long read that keeps progressing is fine.
+    let mut last_progress = Instant::now();
+    while at_end.iter().any(|e| !e) {
+        if last_progress.elapsed() > timeout {
+            return Err(fail(format!(
+                "reading the destination stalled for {timeout:?}"
+            )));
+        }
+        match consumer.poll(Duration::from_millis(100)) {
+            None => {}
+            Some(Err(KafkaError::PartitionEOF(p))) => {
+                if let Some(i) = todo.iter().position(|s| s.partition == p) {
+                    at_end[i] = true;
+                    last_progress = Instant::now();
+                }
+            }
+            Some(Err(e)) => return Err(fail(format!("cannot read the destination: {e}"))),
+            Some(Ok(m)) => {
+                last_progress = Instant::now();
+                let Some(i) = index(m.topic(), m.partition()) else {
+                    continue;
+                };
+                let Some(hs) = m.headers() else { continue };
+                for h in hs.iter().filter(|h| h.key == headers::SOURCE) {
+                    if let Some(v) = h.value {
+                        found[i] |= positions.observe(v);
+                    }
+                }
+            }
+        }
+    }
+    Ok(found)
+}

@@ -1,0 +1,269 @@
+//! The copy loop: source batches in, produces out, deliveries acknowledged in order.
+//!
+//! Deliveries are awaited in the order records were read, so status positions only move
+//! over records the destination holds. In-flight work is bounded by records and bytes. On
+//! the first failed delivery the producer's queue is purged, so no later record of the
+//! partition can land after the gap; the next cycle's recovery then resumes right after the
+//! last record that did land.
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::time::Duration;
+
+use rdkafka::message::{Header, OwnedHeaders};
+use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord, Producer, PurgeConfig};
+use rdkafka::types::RDKafkaErrorCode;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use crate::convert::{Converter, Outcome, Outgoing, SourceRecord};
+use crate::destination::destination_error;
+use crate::source::Batches;
+use crate::status::{Handled, StatusCell};
+use crate::{Error, Result};
+
+/// Bounds on records produced but not yet acknowledged.
+const MAX_PENDING_RECORDS: usize = 10_000;
+const MAX_PENDING_BYTES: usize = 64 << 20;
+
+/// Where copies and dead letters go.
+#[derive(Debug)]
+pub(super) struct Topics {
+    pub(super) destination: String,
+    pub(super) dlq: String,
+}
+
+/// One handled source record awaiting its delivery (none for a dropped record).
+struct Pending {
+    delivery: Option<DeliveryFuture>,
+    partition: i32,
+    offset: i64,
+    handled: Handled,
+    bytes: usize,
+}
+
+#[derive(Default)]
+struct Queue {
+    items: VecDeque<Pending>,
+    bytes: usize,
+}
+
+impl Queue {
+    fn has_room(&self) -> bool {
+        self.items.len() < MAX_PENDING_RECORDS && self.bytes < MAX_PENDING_BYTES
+    }
+
+    /// Waits for the oldest delivery; never completes when nothing is pending.
+    async fn next(&mut self) -> std::result::Result<(), String> {
+        let Some(front) = self.items.front_mut() else {
+            return std::future::pending().await;
+        };
+        match front.delivery.as_mut() {
+            None => Ok(()),
+            Some(delivery) => match delivery.await {
+                Ok(Ok(_)) => Ok(()),
+                Ok(Err((e, _))) => Err(e.to_string()),
+                Err(_) => Err("the producer was dropped".into()),
+            },
+        }
+    }
+
+    /// Records the oldest as done.
+    fn pop_done(&mut self, status: &StatusCell) {
+        if let Some(p) = self.items.pop_front() {
+            self.bytes -= p.bytes;
+            status.handled(p.partition, p.offset, p.handled);
+        }
+    }
+}
+
+/// Copies until cancelled (`Ok`) or an error (`Err`, after in-flight deliveries finished).
+pub(super) async fn run(
+    producer: &FutureProducer,
+    topics: &Topics,
+    mut batches: Batches,
+    converter: &Arc<Converter>,
+    status: &StatusCell,
+    cancel: &CancellationToken,
+    timeout: Duration,
+) -> Result<()> {
+    let mut queue = Queue::default();
+    let failed = |reason: String| destination_error(&topics.destination, reason);
+    loop {
+        let room = queue.has_room();
+        tokio::select! {
+            biased;
+            _ = cancel.cancelled() => {
+                drain(producer, &mut queue, status, timeout, &topics.destination).await?;
+                return Ok(());
+            }
+            done = queue.next() => match done {
+                Ok(()) => queue.pop_done(status),
+                Err(reason) => {
+                    // Nothing after a failed record may land: purge what is still queued.
+                    producer.purge(PurgeConfig::default().queue());
+                    let _ = drain(producer, &mut queue, status, timeout, &topics.destination).await;
+                    return Err(failed(format!("delivery failed: {reason}")));
+                }
+            },
+            batch = batches.recv(), if room => {
+                let records = match batch {
+                    Some(Ok(records)) => records,
+                    Some(Err(e)) => {
+                        drain(producer, &mut queue, status, timeout, &topics.destination).await?;
+                        return Err(e);
+                    }
+                    None => {
+                        drain(producer, &mut queue, status, timeout, &topics.destination).await?;
+                        return Err(Error::Source {
+                            source_name: "source".into(),
+                            reason: "the reader stopped".into(),
+                        });
+                    }
+                };
+                for (partition, offset, outcome) in convert(converter, records).await? {
+                    let pending = send(producer, topics, &mut queue, status, partition, offset, outcome).await?;
+                    queue.bytes += pending.bytes;
+                    queue.items.push_back(pending);
+                }
+            }
+        }
+    }
+}
+
+/// Converts a batch, off the runtime when any record needs decoding.
+async fn convert(
+    converter: &Arc<Converter>,
+    records: Vec<SourceRecord>,
+) -> Result<Vec<(i32, i64, Outcome)>> {
+    let all = |c: &Converter, records: Vec<SourceRecord>| {
+        records
+            .into_iter()
+            .map(|r| (r.partition, r.offset, c.convert(r)))
+            .collect::<Vec<_>>()
+    };
+    if !records.iter().any(|r| converter.needs_decode(r)) {
+        return Ok(all(converter, records));
+    }
+    let c = converter.clone();
+    tokio::task::spawn_blocking(move || all(&c, records))
+        .await
+        .map_err(|e| Error::Source {
+            source_name: "source".into(),
+            reason: format!("conversion task failed: {e}"),
+        })
+}
+
+/// Enqueues one outcome with the producer (waiting for deliveries while its queue is full).
+async fn send(
+    producer: &FutureProducer,
+    topics: &Topics,
+    queue: &mut Queue,
+    status: &StatusCell,
+    partition: i32,
+    offset: i64,
+    outcome: Outcome,
+) -> Result<Pending> {
+    let (topic, out, handled) = match outcome {
+        Outcome::Cycle => {
+            return Ok(Pending {
+                delivery: None,
+                partition,
+                offset,
+                handled: Handled::Cycle,
+                bytes: 0,
+            })
+        }
+        Outcome::Copy(out) => (&topics.destination, out, Handled::Copied(None)),
+        Outcome::DeadLetter(out, reason) => {
+            tracing::warn!(partition, offset, reason = %reason, "dead-lettered a source record");
+            (&topics.dlq, out, Handled::DeadLettered)
+        }
+    };
+    let handled = match handled {
+        Handled::Copied(_) => Handled::Copied(out.timestamp),
+        other => other,
+    };
+    let bytes = out.payload.len();
+    let headers = headers(&out);
+    loop {
+        let mut record = FutureRecord::to(topic)
+            .partition(out.partition)
+            .payload(out.payload.as_ref())
+            .headers(headers.clone());
+        if let Some(key) = &out.key {
+            record = record.key(key.as_slice());
+        }
+        if let Some(ts) = out.timestamp {
+            record = record.timestamp(ts);
+        }
+        match producer.send_result(record) {
+            Ok(delivery) => {
+                return Ok(Pending {
+                    delivery: Some(delivery),
+                    partition,
+                    offset,
+                    handled,
+                    bytes,
+                })
+            }
+            Err((e, _)) if e.rdkafka_error_code() == Some(RDKafkaErrorCode::QueueFull) => {
+                if queue.items.is_empty() {
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                } else {
+                    queue
+                        .next()
+                        .await
+                        .map_err(|r| destination_error(topic, format!("delivery failed: {r}")))?;
+                    queue.pop_done(status);
+                }
+            }
+            Err((e, _)) => return Err(destination_error(topic, format!("cannot produce: {e}"))),
+        }
+    }
+}
+
+fn headers(out: &Outgoing) -> OwnedHeaders {
+    out.headers.iter().fold(
+        OwnedHeaders::new_with_capacity(out.headers.len()),
+        |acc, (key, value)| {
+            acc.insert(Header {
+                key,
+                value: value.as_deref(),
+            })
+        },
+    )
+}
+
+/// Waits (bounded by `timeout`) for every pending delivery, recording the acknowledged ones.
+async fn drain(
+    producer: &FutureProducer,
+    queue: &mut Queue,
+    status: &StatusCell,
+    timeout: Duration,
+    destination: &str,
+) -> Result<()> {
+    let deadline = Instant::now() + timeout;
+    while !queue.items.is_empty() {
+        match tokio::time::timeout_at(deadline, queue.next()).await {
+            Ok(Ok(())) => queue.pop_done(status),
+            Ok(Err(reason)) => {
+                producer.purge(PurgeConfig::default().queue());
+                return Err(destination_error(
+                    destination,
+                    format!("delivery failed: {reason}"),
+                ));
+            }
+            Err(_) => {
+                return Err(destination_error(
+                    destination,
+                    format!(
+                        "{} deliveries still pending after {timeout:?}",
+                        queue.items.len()
+                    ),
+                ))
+            }
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,97 @@
+//! One mirror cycle: connect, prepare the destination, recover, copy.
+
+use std::sync::Arc;
+
+use alertmesh_alert::alert_ref::is_name_char;
+use tokio_util::sync::CancellationToken;
+
+use super::copy;
+use crate::convert::Converter;
+use crate::destination::{self, dlq_topic};
+use crate::status::StatusCell;
+use crate::{source, Error, MirrorEnv, MirrorSpec, MirrorState, Result};
+
+/// Runs one cycle: `Ok` when cancelled, `Err` when the cycle must be retried.
+pub(super) async fn run(
+    spec: &MirrorSpec,
+    env: &MirrorEnv,
+    converter: &Arc<Converter>,
+    status: &StatusCell,
+    cancel: &CancellationToken,
+) -> Result<()> {
+    // Nothing has been produced before copying starts, so a cancel there just returns.
+    let prepared = tokio::select! {
+        _ = cancel.cancelled() => return Ok(()),
+        prepared = prepare(spec, env, status) => prepared?,
+    };
+    let (batches, destination) = prepared;
+    let producer = destination::producer(env, &destination)?;
+    status.update(|s| {
+        s.state = MirrorState::Running;
+        s.error.clear();
+    });
+    tracing::info!(destination = %destination, "mirror running");
+    let topics = copy::Topics {
+        dlq: dlq_topic(&destination),
+        destination,
+    };
+    copy::run(
+        &producer,
+        &topics,
+        batches,
+        converter,
+        status,
+        cancel,
+        env.timeout,
+    )
+    .await
+}
+
+/// Connects, creates missing topics, recovers positions and opens the source stream.
+async fn prepare(
+    spec: &MirrorSpec,
+    env: &MirrorEnv,
+    status: &StatusCell,
+) -> Result<(source::Batches, String)> {
+    let (connected, info) = source::connect(spec, env).await?;
+    let destination = spec
+        .destination
+        .clone()
+        .unwrap_or_else(|| info.default_destination.clone());
+    if destination.is_empty() || destination.len() > 245 || !destination.chars().all(is_name_char) {
+        return Err(Error::Spec {
+            name: spec.name.clone(),
+            reason: format!(
+                "destination {destination:?} is not a valid kafka topic name ([a-zA-Z0-9._-], \
+                 at most 245 characters so that <destination>.dlq fits)"
+            ),
+        });
+    }
+    status.update(|s| {
+        s.source = spec.source_label(info.gateway_name.as_deref());
+        s.destination = destination.clone();
+        if let (Some((name, _)), Some(known)) = (s.source_gateway.as_mut(), &info.gateway_name) {
+            name.clone_from(known);
+        }
+        s.state = MirrorState::Recovering;
+    });
+    destination::ensure_topics(env, &destination, info.partitions).await?;
+    let (config, topics, prefix, timeout, partitions) = (
+        env.kafka.clone(),
+        vec![destination.clone(), dlq_topic(&destination)],
+        info.prefix.clone(),
+        env.timeout,
+        info.partitions,
+    );
+    let positions = tokio::task::spawn_blocking(move || {
+        destination::recover(config, &topics, partitions, &prefix, timeout)
+    })
+    .await
+    .map_err(|e| {
+        destination::destination_error(&destination, format!("recovery task failed: {e}"))
+    })??;
+    tracing::info!(positions = ?positions.positions(), "recovered positions from the destination");
+    status.set_positions(&positions.positions());
+    let batches = connected.stream(spec, &positions).await?;
+    Ok((batches, destination))
+}

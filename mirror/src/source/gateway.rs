@@ -1,0 +1,214 @@
+//! A peer gateway's exposed topic as a mirror source: `DescribeGateway` gives its name (the
+//! `<gateway>` of its alert refs), `ListTopics` the partition count, and `Subscribe` with
+//! `resume` positions streams from exactly where the destination ends.
+
+use std::time::Duration;
+
+use alertmesh_alert::Format;
+use alertmesh_proto::v1::alert_mesh_client::AlertMeshClient;
+use alertmesh_proto::v1::{self as pb, start::Position};
+use tokio::sync::mpsc;
+use tonic::metadata::MetadataValue;
+use tonic::transport::{Channel, Endpoint};
+
+use super::{Batches, SourceInfo, CHANNEL_BATCHES};
+use crate::convert::SourceRecord;
+use crate::resume::{gateway_prefix, source_ref};
+use crate::{Error, GatewaySource, MirrorEnv, MirrorSpec, Result, ResumePositions, Start};
+
+/// A connected peer gateway.
+#[derive(Debug)]
+pub(crate) struct Peer {
+    client: AlertMeshClient<Channel>,
+    source: GatewaySource,
+    name: String,
+    label: String,
+    timeout: Duration,
+}
+
+fn failure(label: &str, reason: String) -> Error {
+    Error::Source {
+        source_name: label.to_owned(),
+        reason,
+    }
+}
+
+/// Connects, learns the peer's name and the topic's partition count.
+pub(crate) async fn connect(
+    spec: &MirrorSpec,
+    source: &GatewaySource,
+    env: &MirrorEnv,
+) -> Result<(Peer, SourceInfo)> {
+    let label = spec.source_label(None);
+    let endpoint = match &source.endpoint {
+        Some(e) => (**e).clone(),
+        None => Endpoint::from_shared(source.url.clone()).map_err(|e| Error::Spec {
+            name: spec.name.clone(),
+            reason: format!("invalid source gateway url {:?}: {e}", source.url),
+        })?,
+    };
+    let channel =
+        tokio::time::timeout(env.timeout, endpoint.connect_timeout(env.timeout).connect())
+            .await
+            .map_err(|_| failure(&label, "connect timed out".into()))?
+            .map_err(|e| failure(&label, format!("cannot connect: {e}")))?;
+    let mut peer = Peer {
+        client: AlertMeshClient::new(channel).max_decoding_message_size(64 << 20),
+        source: source.clone(),
+        name: String::new(),
+        label,
+        timeout: env.timeout,
+    };
+    let description = peer
+        .call(
+            |mut c, r| async move { c.describe_gateway(r).await },
+            pb::DescribeGatewayRequest {},
+        )
+        .await?;
+    peer.name = description.name;
+    peer.label = spec.source_label(Some(&peer.name));
+    let topics = peer
+        .call(
+            |mut c, r| async move { c.list_topics(r).await },
+            pb::ListTopicsRequest {},
+        )
+        .await?;
+    let topic = topics
+        .topics
+        .iter()
+        .find(|t| t.name == source.topic)
+        .ok_or_else(|| failure(&peer.label, "the gateway does not expose this topic".into()))?;
+    if topic.partitions <= 0 {
+        return Err(failure(
+            &peer.label,
+            "the gateway reports no partitions (its kafka is unreachable)".into(),
+        ));
+    }
+    let info = SourceInfo {
+        partitions: topic.partitions as usize,
+        prefix: gateway_prefix(&peer.name, &source.topic),
+        default_destination: format!("{}.{}", peer.name, source.topic),
+        gateway_name: Some(peer.name.clone()),
+    };
+    Ok((peer, info))
+}
+
+impl Peer {
+    /// A request carrying the bearer token, if any.
+    fn request<T>(&self, message: T) -> Result<tonic::Request<T>> {
+        let mut request = tonic::Request::new(message);
+        if let Some(token) = &self.source.token {
+            // Never echo the token: a bad one is reported without its value.
+            let value = MetadataValue::try_from(format!("Bearer {token}")).map_err(|_| {
+                failure(&self.label, "the token is not a valid header value".into())
+            })?;
+            request.metadata_mut().insert("authorization", value);
+        }
+        Ok(request)
+    }
+
+    /// One unary call, bounded by the timeout.
+    async fn call<T, R, F, Fut>(&self, f: F, message: T) -> Result<R>
+    where
+        F: FnOnce(AlertMeshClient<Channel>, tonic::Request<T>) -> Fut,
+        Fut: std::future::Future<Output = Result<tonic::Response<R>, tonic::Status>>,
+    {
+        let request = self.request(message)?;
+        tokio::time::timeout(self.timeout, f(self.client.clone(), request))
+            .await
+            .map_err(|_| failure(&self.label, "request timed out".into()))?
+            .map(tonic::Response::into_inner)
+            .map_err(|s| failure(&self.label, format!("{:?}: {}", s.code(), s.message())))
+    }
+
+    /// Subscribes at `positions`, else at `start`, and forwards batches until the stream
+    /// ends, fails, or the receiver is dropped.
+    pub(crate) async fn stream(self, start: Start, positions: &ResumePositions) -> Result<Batches> {
+        let position = match start {
+            Start::Earliest => Position::Earliest(pb::Earliest {}),
+            Start::Latest => Position::Latest(pb::Latest {}),
+            Start::Time(ms) => Position::Time(prost_types::Timestamp {
+                seconds: ms.div_euclid(1000),
+                nanos: (ms.rem_euclid(1000) * 1_000_000) as i32,
+            }),
+        };
+        let message = pb::SubscribeRequest {
+            topic: self.source.topic.clone(),
+            start: Some(pb::Start {
+                position: Some(position),
+            }),
+            filter: self.source.filter.clone().unwrap_or_default(),
+            output: pb::Output::Native as i32,
+            resume: positions
+                .positions()
+                .into_iter()
+                .map(|(partition, offset)| pb::PartitionOffset { partition, offset })
+                .collect(),
+            ..Default::default()
+        };
+        let mut stream = self
+            .call(|mut c, r| async move { c.subscribe(r).await }, message)
+            .await?;
+        let (tx, rx) = mpsc::channel(CHANNEL_BATCHES);
+        let prefix = gateway_prefix(&self.name, &self.source.topic);
+        tokio::spawn(async move {
+            loop {
+                let next = tokio::select! {
+                    _ = tx.closed() => return,
+                    next = stream.message() => next,
+                };
+                let sent = match next {
+                    Ok(Some(batch)) => {
+                        for skipped in &batch.skipped {
+                            tracing::warn!(source_ref = %skipped.r#ref, reason = %skipped.reason, "source skipped a record");
+                        }
+                        let records = batch
+                            .alerts
+                            .into_iter()
+                            .map(|a| record(a, &self.name, &prefix))
+                            .collect();
+                        tx.send(Ok(records)).await
+                    }
+                    Ok(None) => {
+                        tx.send(Err(failure(&self.label, "the stream ended".into())))
+                            .await
+                    }
+                    Err(s) => {
+                        let reason = format!("stream failed: {:?}: {}", s.code(), s.message());
+                        tx.send(Err(failure(&self.label, reason))).await
+                    }
+                };
+                if sent.is_err() || tx.is_closed() {
+                    return;
+                }
+            }
+        });
+        Ok(rx)
+    }
+}
+
+/// A streamed alert in the mirror's terms. `am-source` is rebuilt from the peer's name,
+/// topic, partition and offset so it always matches the prefix recovery looks for.
+fn record(alert: pb::Alert, gateway: &str, prefix: &str) -> SourceRecord {
+    let timestamp = alert
+        .timestamp
+        .map(|t| t.seconds * 1000 + i64::from(t.nanos) / 1_000_000);
+    SourceRecord {
+        partition: alert.partition,
+        offset: alert.offset,
+        timestamp,
+        key: alert.key.map(|k| k.to_vec()),
+        payload: alert.payload,
+        headers: alert
+            .headers
+            .into_iter()
+            .map(|h| (h.key, h.value.map(|v| v.to_vec())))
+            .collect(),
+        source_ref: source_ref(prefix, alert.partition, alert.offset),
+        gateway: Some(gateway.to_owned()),
+        format: alert.format.parse::<Format>().ok(),
+        namespace: alert.namespace,
+        schema: Some(alert.schema).filter(|s| !s.is_empty()),
+        mesh_key: Some(alert.mesh_key).filter(|k| !k.is_empty()),
+    }
+}

@@ -1,0 +1,227 @@
+//! A remote Kafka topic as a mirror source. librdkafka polling blocks, so the reader is a
+//! `BaseConsumer` on its own thread, assigned explicit offsets (no consumer group: the
+//! destination is the checkpoint), feeding a bounded channel.
+
+use std::time::Duration;
+
+use alertmesh_alert::headers;
+use bytes::Bytes;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::error::KafkaError;
+use rdkafka::message::{Headers, Message};
+use rdkafka::{ClientConfig, Offset, TopicPartitionList};
+use tokio::sync::mpsc;
+
+use super::{Batches, SourceInfo, CHANNEL_BATCHES, MAX_BATCH_BYTES, MAX_BATCH_RECORDS};
+use crate::convert::SourceRecord;
+use crate::provenance;
+use crate::resume::{kafka_prefix, source_ref};
+use crate::{Error, KafkaSource, MirrorEnv, MirrorSpec, Result, ResumePositions, Start};
+
+/// A connected remote Kafka topic.
+#[derive(Debug)]
+pub(crate) struct Remote {
+    source: KafkaSource,
+    partitions: usize,
+    label: String,
+    timeout: Duration,
+}
+
+fn failure(label: &str, reason: String) -> Error {
+    Error::Source {
+        source_name: label.to_owned(),
+        reason,
+    }
+}
+
+fn client_config(source: &KafkaSource, mirror: &str) -> ClientConfig {
+    let mut c = ClientConfig::new();
+    c.set("bootstrap.servers", &source.bootstrap)
+        .set("client.id", format!("alertmesh-mirror-{mirror}"))
+        .set("group.id", format!("alertmesh-mirror-{mirror}"))
+        .set("enable.auto.commit", "false")
+        .set("enable.auto.offset.store", "false")
+        .set("auto.offset.reset", "earliest")
+        // Mirrors are latency-sensitive: do not let an idle partition hold a fetch long.
+        .set("fetch.wait.max.ms", "100")
+        .set("log_level", "3");
+    // Operator properties (SASL, TLS) come last so they can override ours.
+    for (k, v) in &source.properties {
+        c.set(k, v);
+    }
+    c
+}
+
+/// Reads the topic's partition count.
+pub(crate) async fn connect(
+    spec: &MirrorSpec,
+    source: &KafkaSource,
+    env: &MirrorEnv,
+) -> Result<(Remote, SourceInfo)> {
+    let label = spec.source_label(None);
+    let (config, topic, timeout, l) = (
+        client_config(source, &spec.name),
+        source.topic.clone(),
+        env.timeout,
+        label.clone(),
+    );
+    let partitions = tokio::task::spawn_blocking(move || {
+        let consumer: BaseConsumer = config
+            .create()
+            .map_err(|e| failure(&l, format!("cannot create a consumer: {e}")))?;
+        crate::destination::partition_count(&consumer, &topic, timeout).map_err(|e| failure(&l, e))
+    })
+    .await
+    .map_err(|e| failure(&label, format!("metadata task failed: {e}")))??;
+    if partitions == 0 {
+        return Err(failure(&label, "the topic has no partitions".into()));
+    }
+    let info = SourceInfo {
+        partitions,
+        prefix: kafka_prefix(&source.topic),
+        default_destination: source.topic.clone(),
+        gateway_name: None,
+    };
+    let remote = Remote {
+        source: source.clone(),
+        partitions,
+        label,
+        timeout: env.timeout,
+    };
+    Ok((remote, info))
+}
+
+impl Remote {
+    /// Starts the reader thread at `positions`, else at `start`.
+    pub(crate) fn stream(self, start: Start, positions: &ResumePositions) -> Result<Batches> {
+        let (tx, rx) = mpsc::channel(CHANNEL_BATCHES);
+        let positions = positions.clone();
+        let name = format!("mirror-{}", self.source.topic);
+        std::thread::Builder::new()
+            .name(name.chars().take(15).collect())
+            .spawn(move || {
+                if let Err(e) = self.read(start, &positions, &tx) {
+                    let _ = tx.blocking_send(Err(e));
+                }
+            })
+            .map_err(|e| failure("kafka", format!("cannot start a reader thread: {e}")))?;
+        Ok(rx)
+    }
+
+    fn read(
+        &self,
+        start: Start,
+        positions: &ResumePositions,
+        tx: &mpsc::Sender<Result<Vec<SourceRecord>>>,
+    ) -> Result<()> {
+        let fail = |reason: String| failure(&self.label, reason);
+        let topic = &self.source.topic;
+        let consumer: BaseConsumer = client_config(&self.source, "reader")
+            .create()
+            .map_err(|e| fail(format!("cannot create a consumer: {e}")))?;
+        let partitions = 0..i32::try_from(self.partitions).unwrap_or(i32::MAX);
+        // Per partition: records older than this are skipped (a time start that the broker
+        // may have answered with an earlier offset).
+        let mut skip_before = vec![None; self.partitions];
+        let mut tpl = TopicPartitionList::new();
+        let by_time = match start {
+            Start::Time(ms) => self.offsets_for_time(&consumer, ms)?,
+            _ => Vec::new(),
+        };
+        for p in partitions {
+            let offset = match (positions.next_offset(p), start) {
+                (Some(next), _) => Offset::Offset(next),
+                (None, Start::Earliest) => Offset::Beginning,
+                (None, Start::Latest) => Offset::End,
+                (None, Start::Time(ms)) => {
+                    skip_before[p as usize] = Some(ms);
+                    by_time
+                        .get(p as usize)
+                        .copied()
+                        .flatten()
+                        .map_or(Offset::End, Offset::Offset)
+                }
+            };
+            tpl.add_partition_offset(topic, p, offset)
+                .map_err(|e| fail(e.to_string()))?;
+        }
+        consumer
+            .assign(&tpl)
+            .map_err(|e| fail(format!("cannot assign partitions: {e}")))?;
+        let prefix = kafka_prefix(topic);
+        while !tx.is_closed() {
+            let mut batch = Vec::new();
+            let mut bytes = 0;
+            let mut wait = Duration::from_millis(100);
+            while batch.len() < MAX_BATCH_RECORDS && bytes < MAX_BATCH_BYTES {
+                let Some(polled) = consumer.poll(wait) else {
+                    break;
+                };
+                wait = Duration::ZERO;
+                let m = match polled {
+                    Ok(m) => m,
+                    Err(KafkaError::PartitionEOF(_)) => continue,
+                    Err(e) => return Err(fail(format!("cannot read: {e}"))),
+                };
+                let timestamp = m.timestamp().to_millis();
+                let p = m.partition();
+                if let Some(Some(ms)) = skip_before.get_mut(p as usize).map(|s| s.as_mut()) {
+                    if timestamp.is_some_and(|t| t < *ms) {
+                        continue;
+                    }
+                    skip_before[p as usize] = None;
+                }
+                let payload = Bytes::copy_from_slice(m.payload().unwrap_or_default());
+                bytes += payload.len();
+                let headers: provenance::Headers = m
+                    .headers()
+                    .map(|hs| {
+                        hs.iter()
+                            .map(|h| (h.key.to_owned(), h.value.map(<[u8]>::to_vec)))
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                let schema = provenance::header(&headers, headers::SCHEMA).map(str::to_owned);
+                batch.push(SourceRecord {
+                    partition: p,
+                    offset: m.offset(),
+                    timestamp,
+                    key: m.key().map(<[u8]>::to_vec),
+                    payload,
+                    headers,
+                    source_ref: source_ref(&prefix, p, m.offset()),
+                    gateway: None,
+                    format: Some(self.source.format),
+                    namespace: self.source.namespace.clone(),
+                    schema,
+                    mesh_key: None,
+                });
+            }
+            if !batch.is_empty() && tx.blocking_send(Ok(batch)).is_err() {
+                break;
+            }
+        }
+        Ok(())
+    }
+
+    /// Per partition, the broker's offset for time `ms` (`None`: no record that recent yet).
+    fn offsets_for_time(&self, consumer: &BaseConsumer, ms: i64) -> Result<Vec<Option<i64>>> {
+        let topic = &self.source.topic;
+        let mut tpl = TopicPartitionList::new();
+        for p in 0..i32::try_from(self.partitions).unwrap_or(i32::MAX) {
+            tpl.add_partition_offset(topic, p, Offset::Offset(ms))
+                .map_err(|e| failure(&self.label, e.to_string()))?;
+        }
+        let found = consumer
+            .offsets_for_times(tpl, self.timeout)
+            .map_err(|e| failure(&self.label, format!("cannot look up offsets by time: {e}")))?;
+        Ok((0..self.partitions as i32)
+            .map(
+                |p| match found.find_partition(topic, p).map(|e| e.offset()) {
+                    Some(Offset::Offset(o)) if o >= 0 => Some(o),
+                    _ => None,
+                },
+            )
+            .collect())
+    }
+}

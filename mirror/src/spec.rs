@@ -1,0 +1,141 @@
+//! What a mirror copies ([`MirrorSpec`]) and where it runs ([`MirrorEnv`]).
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use alertmesh_alert::{Decoder, Format, Registry};
+use rdkafka::ClientConfig;
+use tokio_util::sync::CancellationToken;
+
+/// One mirror job, as the gateway config's `[[mirrors]]` describes it.
+#[derive(Debug, Clone)]
+pub struct MirrorSpec {
+    /// Unique among the gateway's mirrors; names its status and log span.
+    pub name: String,
+    /// Local topic to copy into; `None` for the default: `<source gateway name>.<topic>`
+    /// for a gateway source, the source topic for a Kafka source.
+    pub destination: Option<String>,
+    /// Where to start when the destination holds nothing of this source yet.
+    pub start: Start,
+    /// Where to copy from.
+    pub source: Source,
+}
+
+/// Where a mirror starts reading a source partition of which nothing was copied yet.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Start {
+    /// The oldest record the source still holds.
+    Earliest,
+    /// Only records that arrive after the mirror (re)starts.
+    Latest,
+    /// The first record whose Kafka timestamp is at or after this time (ms since the epoch).
+    Time(i64),
+}
+
+/// The stream a mirror copies.
+#[derive(Debug, Clone)]
+pub enum Source {
+    /// An exposed topic of another alertmesh gateway, over gRPC.
+    Gateway(GatewaySource),
+    /// A topic of a remote Kafka cluster (a survey's raw stream).
+    Kafka(KafkaSource),
+}
+
+/// A peer gateway's exposed topic.
+#[derive(Clone)]
+pub struct GatewaySource {
+    /// The peer's gRPC URL, e.g. `https://127.0.0.1:50061`.
+    pub url: String,
+    /// Its exposed topic.
+    pub topic: String,
+    /// A filter evaluated at the source, e.g. `candidate.magpsf < 19`.
+    pub filter: Option<String>,
+    /// A bearer token sent as `authorization: Bearer <token>` on every call.
+    pub token: Option<String>,
+    /// A ready endpoint (TLS, timeouts) for `url`; `None` connects to `url` as given
+    /// (plain text for `http://`). Boxed: an endpoint is large.
+    pub endpoint: Option<Box<tonic::transport::Endpoint>>,
+}
+
+impl fmt::Debug for GatewaySource {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // The token is a secret: show only whether there is one.
+        f.debug_struct("GatewaySource")
+            .field("url", &self.url)
+            .field("topic", &self.topic)
+            .field("filter", &self.filter)
+            .field("token", &self.token.as_ref().map(|_| "<redacted>"))
+            .field("endpoint", &self.endpoint.is_some())
+            .finish()
+    }
+}
+
+/// A remote Kafka topic.
+#[derive(Clone)]
+pub struct KafkaSource {
+    /// Its bootstrap servers.
+    pub bootstrap: String,
+    /// The topic.
+    pub topic: String,
+    /// The objectId namespace of its alerts, e.g. `ZTF`.
+    pub namespace: String,
+    /// Payload format.
+    pub format: Format,
+    /// Extra librdkafka properties (SASL, TLS) by their librdkafka names.
+    pub properties: BTreeMap<String, String>,
+}
+
+impl fmt::Debug for KafkaSource {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // Property values may be passwords: show only their names.
+        f.debug_struct("KafkaSource")
+            .field("bootstrap", &self.bootstrap)
+            .field("topic", &self.topic)
+            .field("namespace", &self.namespace)
+            .field("format", &self.format)
+            .field("properties", &self.properties.keys().collect::<Vec<_>>())
+            .finish()
+    }
+}
+
+/// What every mirror of one gateway shares.
+#[derive(Clone)]
+pub struct MirrorEnv {
+    /// This gateway's name: added to `am-hops`, and records naming it are not copied.
+    pub gateway: String,
+    /// Settings for clients of the local Kafka cluster (at least `bootstrap.servers`).
+    pub kafka: ClientConfig,
+    /// Namespaces and alert families, for re-keying keyless records.
+    pub registry: Arc<Registry>,
+    /// Payload decoder (with the gateway's Confluent schema resolver).
+    pub decoder: Arc<Decoder>,
+    /// Bound on each request to Kafka or to the source gateway.
+    pub timeout: Duration,
+    /// Cancelled at shutdown: mirrors finish in-flight produces and exit.
+    pub cancel: CancellationToken,
+}
+
+impl fmt::Debug for MirrorEnv {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // The Kafka settings may hold credentials.
+        f.debug_struct("MirrorEnv")
+            .field("gateway", &self.gateway)
+            .field("timeout", &self.timeout)
+            .finish_non_exhaustive()
+    }
+}
+
+impl MirrorSpec {
+    /// `am://<gateway>/<topic>` (the gateway's name once known, else its URL) or
+    /// `kafka://<bootstrap>/<topic>`.
+    pub fn source_label(&self, gateway_name: Option<&str>) -> String {
+        match &self.source {
+            Source::Gateway(g) => {
+                format!("am://{}/{}", gateway_name.unwrap_or(&g.url), g.topic)
+            }
+            Source::Kafka(k) => format!("kafka://{}/{}", k.bootstrap, k.topic),
+        }
+    }
+}

@@ -1,0 +1,529 @@
+//! Mirrors across a mesh of real gateways, each beside its own Tansu broker: a survey
+//! relay → broker `lasair` → broker `fink` chain with provenance, crashes of the mirroring
+//! gateway at random moments, loss of the source, active-active and ring topologies, and a
+//! dead-letter topic for records that cannot be keyed.
+
+use std::collections::{BTreeMap, HashMap};
+use std::time::{Duration, Instant};
+
+use alertmesh_proto::v1::MirrorStatusRequest;
+use alertmesh_tests::fixtures::{now_ms, ztf_alerts};
+use alertmesh_tests::kafka::{assigned_consumer, read_to_eof_with};
+use alertmesh_tests::{Broker, Gateway, GatewaySpec, Record};
+use anyhow::{bail, ensure, Context, Result};
+use bytes::Bytes;
+use rdkafka::message::{Headers, Message};
+use rdkafka::Offset;
+
+const RAW: &str = "ztf.raw";
+const ALERTS: &str = "ztf.alerts";
+
+/// One record as found in a topic.
+#[derive(Debug, Clone)]
+struct Found {
+    partition: i32,
+    offset: i64,
+    key: Option<String>,
+    payload: Bytes,
+    headers: HashMap<String, String>,
+}
+
+/// Every record of `topic`, read straight from Kafka.
+async fn dump(broker: &Broker, topic: &str, partitions: i32) -> Result<Vec<Found>> {
+    let bootstrap = broker.bootstrap();
+    let topic = topic.to_owned();
+    tokio::task::spawn_blocking(move || {
+        let consumer = assigned_consumer(&bootstrap, &topic, partitions, Offset::Beginning)?;
+        let mut out = Vec::new();
+        read_to_eof_with(&consumer, partitions, 0, Duration::from_secs(20), |m| {
+            let headers = m
+                .headers()
+                .map(|hs| {
+                    hs.iter()
+                        .map(|h| {
+                            let v = h.value.map(|v| String::from_utf8_lossy(v).into_owned());
+                            (h.key.to_owned(), v.unwrap_or_default())
+                        })
+                        .collect()
+                })
+                .unwrap_or_default();
+            out.push(Found {
+                partition: m.partition(),
+                offset: m.offset(),
+                key: m.key().map(|k| String::from_utf8_lossy(k).into_owned()),
+                payload: Bytes::copy_from_slice(m.payload().unwrap_or_default()),
+                headers,
+            });
+        })?;
+        Ok(out)
+    })
+    .await?
+}
+
+/// Waits until `topic` holds at least `n` records, then a little longer to catch extras.
+async fn settle(broker: &Broker, topic: &str, partitions: i32, n: usize) -> Result<Vec<Found>> {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let found = dump(broker, topic, partitions).await.unwrap_or_default();
+        if found.len() >= n {
+            tokio::time::sleep(Duration::from_millis(1500)).await;
+            return dump(broker, topic, partitions).await;
+        }
+        if Instant::now() > deadline {
+            bail!("{topic} holds {} records, want {n}", found.len());
+        }
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+}
+
+/// The 45 ZTF alerts as the survey publishes them: no key, no headers, 3 partitions.
+fn survey_records(first: usize, count: usize) -> Result<Vec<Record>> {
+    let alerts = ztf_alerts()?;
+    let base = now_ms() - 60_000;
+    Ok((first..first + count)
+        .map(|i| {
+            let a = &alerts[i % alerts.len()];
+            Record {
+                partition: (i % 3) as i32,
+                key: None,
+                payload: a.payload.clone(),
+                headers: Vec::new(),
+                timestamp_ms: base + i as i64,
+            }
+        })
+        .collect())
+}
+
+fn gateway_mirror(name: &str, url: &str, topic: &str, destination: Option<&str>) -> String {
+    let dest = destination.map_or(String::new(), |d| format!("destination = {d:?}\n"));
+    format!(
+        "[[mirrors]]\nname = {name:?}\n{dest}start = \"earliest\"\n[mirrors.source]\ngateway = {url:?}\ntopic = {topic:?}\n"
+    )
+}
+
+struct Site {
+    broker: Broker,
+    gateway: Gateway,
+}
+
+async fn site(name: &str, topics: &[&str], mirrors: &[String]) -> Result<Site> {
+    let broker = Broker::start(name).await?;
+    let mut spec = GatewaySpec::new(name, &broker.bootstrap());
+    for t in topics {
+        spec = spec.topic(t, "ZTF", "avro-ocf");
+    }
+    for m in mirrors {
+        spec = spec.extra(m);
+    }
+    let gateway = Gateway::start(&spec).await?;
+    Ok(Site { broker, gateway })
+}
+
+/// Every source record appears once in `copied`, in source order per partition, with the
+/// same payload, a mesh key, and `am-source` naming it.
+fn check_exactly_once(source: &[Found], source_ref: &str, copied: &[Found]) -> Result<()> {
+    let mut by_source: BTreeMap<(i32, i64), usize> = BTreeMap::new();
+    let mut last_per_partition: HashMap<i32, i64> = HashMap::new();
+    for c in copied {
+        let s = c.headers.get("am-source").context("am-source missing")?;
+        let rest = s
+            .strip_prefix(source_ref)
+            .with_context(|| format!("am-source {s}"))?;
+        let (p, o) = rest
+            .trim_start_matches('/')
+            .split_once('/')
+            .context("am-source shape")?;
+        let (p, o): (i32, i64) = (p.parse()?, o.parse()?);
+        ensure!(
+            c.partition == p,
+            "copied into partition {} from {p}",
+            c.partition
+        );
+        *by_source.entry((p, o)).or_default() += 1;
+        if let Some(prev) = last_per_partition.insert(p, o) {
+            ensure!(o > prev, "partition {p}: source offset {o} after {prev}");
+        }
+        let src = source
+            .iter()
+            .find(|r| r.partition == p && r.offset == o)
+            .with_context(|| format!("no source record {p}/{o}"))?;
+        ensure!(c.payload == src.payload, "payload of {p}/{o} differs");
+        ensure!(
+            c.key.as_deref().is_some_and(|k| k.starts_with("ZTF:ZTF")),
+            "key {:?}",
+            c.key
+        );
+    }
+    for r in source {
+        let n = by_source
+            .get(&(r.partition, r.offset))
+            .copied()
+            .unwrap_or(0);
+        ensure!(
+            n == 1,
+            "source {}/{} copied {n} times",
+            r.partition,
+            r.offset
+        );
+    }
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_chain_of_three_gateways_copies_every_alert_with_provenance() -> Result<()> {
+    let survey = site("survey", &[RAW], &[]).await?;
+    survey.broker.create_topic(RAW, 3).await?;
+    survey
+        .broker
+        .produce_all(RAW, &survey_records(0, 45)?)
+        .await?;
+    let lasair = site(
+        "lasair",
+        &[ALERTS],
+        &[gateway_mirror(
+            "from-survey",
+            &survey.gateway.grpc_url(),
+            RAW,
+            Some(ALERTS),
+        )],
+    )
+    .await?;
+    // Default destination: <source gateway>.<topic>.
+    let fink = site(
+        "fink",
+        &["lasair.ztf.alerts"],
+        &[gateway_mirror(
+            "from-lasair",
+            &lasair.gateway.grpc_url(),
+            ALERTS,
+            None,
+        )],
+    )
+    .await?;
+
+    let source = dump(&survey.broker, RAW, 3).await?;
+    let at_lasair = settle(&lasair.broker, ALERTS, 3, 45).await?;
+    check_exactly_once(&source, "am://survey/ztf.raw", &at_lasair)?;
+    let at_fink = settle(&fink.broker, "lasair.ztf.alerts", 3, 45).await?;
+    check_exactly_once(&at_lasair, "am://lasair/ztf.alerts", &at_fink)?;
+    let alerts = ztf_alerts()?;
+    for f in &at_fink {
+        let origin = f.headers.get("am-origin").context("am-origin")?;
+        ensure!(
+            origin.starts_with("am://survey/ztf.raw/"),
+            "origin {origin}"
+        );
+        ensure!(f.headers.get("am-hops").map(String::as_str) == Some("survey,lasair,fink"));
+        ensure!(f.headers.get("am-ns").map(String::as_str) == Some("ZTF"));
+        ensure!(f.headers.get("am-format").map(String::as_str) == Some("avro-ocf"));
+        let a = alerts
+            .iter()
+            .find(|a| a.payload == f.payload)
+            .context("a fixture")?;
+        ensure!(f.key.as_deref() == Some(a.mesh_key().as_str()));
+    }
+
+    // Status over the admin RPC and the CLI.
+    let mut client = fink.gateway.client().await?;
+    let status = client
+        .mirror_status(MirrorStatusRequest {})
+        .await?
+        .into_inner();
+    ensure!(status.mirrors.len() == 1);
+    let m = &status.mirrors[0];
+    ensure!(m.state == "running" && m.copied == 45, "{m:?}");
+    ensure!(
+        m.source == "am://lasair/ztf.alerts" && m.destination == "lasair.ztf.alerts",
+        "{m:?}"
+    );
+    let out = fink.gateway.cli(&["mirror", "status"]).await?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    ensure!(
+        out.status.success() && text.contains("from-lasair") && text.contains("running"),
+        "{text}"
+    );
+
+    // The directory walks fink → lasair → survey.
+    let out = fink.gateway.cli(&["directory", "--json"]).await?;
+    ensure!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let names: Vec<String> = String::from_utf8(out.stdout)?
+        .lines()
+        .map(|l| {
+            serde_json::from_str::<serde_json::Value>(l)
+                .map(|v| v["name"].as_str().unwrap_or("").to_owned())
+        })
+        .collect::<Result<_, _>>()?;
+    ensure!(names == ["fink", "lasair", "survey"], "{names:?}");
+
+    // Provenance from fink's copy back to the survey's record.
+    let f = &at_fink[0];
+    let start = format!("am://fink/lasair.ztf.alerts/{}/{}", f.partition, f.offset);
+    let out = fink.gateway.cli(&["provenance", &start]).await?;
+    ensure!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let hops: Vec<serde_json::Value> = String::from_utf8(out.stdout)?
+        .lines()
+        .map(serde_json::from_str)
+        .collect::<Result<_, _>>()?;
+    ensure!(hops.len() == 3, "{hops:?}");
+    ensure!(
+        hops[2]["ref"].as_str() == f.headers.get("am-origin").map(String::as_str),
+        "{hops:?}"
+    );
+    Ok(())
+}
+
+#[tokio::test]
+async fn killing_the_mirroring_gateway_at_random_moments_loses_and_repeats_nothing() -> Result<()> {
+    let survey = site("survey", &[RAW], &[]).await?;
+    survey.broker.create_topic(RAW, 3).await?;
+    let mut lasair = site(
+        "lasair",
+        &[ALERTS],
+        &[gateway_mirror(
+            "from-survey",
+            &survey.gateway.grpc_url(),
+            RAW,
+            Some(ALERTS),
+        )],
+    )
+    .await?;
+    let mut produced = 0;
+    // Pseudo-random kill moments, reproducible from the seed printed on failure.
+    let seed = now_ms() as u64;
+    let mut x = seed | 1;
+    for round in 0..6 {
+        survey
+            .broker
+            .produce_all(RAW, &survey_records(produced, 40)?)
+            .await?;
+        produced += 40;
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        tokio::time::sleep(Duration::from_millis(50 + x % 700)).await;
+        lasair
+            .gateway
+            .kill_and_restart()
+            .await
+            .with_context(|| format!("round {round}, seed {seed}"))?;
+    }
+    let source = dump(&survey.broker, RAW, 3).await?;
+    ensure!(source.len() == produced);
+    let copied = settle(&lasair.broker, ALERTS, 3, produced).await?;
+    check_exactly_once(&source, "am://survey/ztf.raw", &copied)
+        .with_context(|| format!("seed {seed}"))?;
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_mirror_backs_off_while_its_source_is_gone_and_catches_up_after() -> Result<()> {
+    let mut survey = site("survey", &[RAW], &[]).await?;
+    survey.broker.create_topic(RAW, 3).await?;
+    survey
+        .broker
+        .produce_all(RAW, &survey_records(0, 20)?)
+        .await?;
+    let lasair = site(
+        "lasair",
+        &[ALERTS],
+        &[gateway_mirror(
+            "from-survey",
+            &survey.gateway.grpc_url(),
+            RAW,
+            Some(ALERTS),
+        )],
+    )
+    .await?;
+    settle(&lasair.broker, ALERTS, 3, 20).await?;
+    survey.gateway.kill();
+    survey
+        .broker
+        .produce_all(RAW, &survey_records(20, 25)?)
+        .await?;
+    // While the source gateway is down the mirror says so, with its last positions.
+    let mut client = lasair.gateway.client().await?;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let m = client
+            .mirror_status(MirrorStatusRequest {})
+            .await?
+            .into_inner()
+            .mirrors;
+        if m[0].state == "backoff" && !m[0].error.is_empty() {
+            ensure!(
+                m[0].copied >= 20 && !m[0].positions.is_empty(),
+                "{:?}",
+                m[0]
+            );
+            break;
+        }
+        ensure!(Instant::now() < deadline, "no backoff reported: {:?}", m[0]);
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    survey.gateway.start_again().await?;
+    let source = dump(&survey.broker, RAW, 3).await?;
+    let copied = settle(&lasair.broker, ALERTS, 3, 45).await?;
+    check_exactly_once(&source, "am://survey/ztf.raw", &copied)
+}
+
+/// Sites that each hold `local` alerts of their own in `ztf.alerts` and mirror the listed
+/// peers' `ztf.alerts` into it.
+async fn mesh_of(names: &[&str], sources: &[(usize, usize)], local: usize) -> Result<Vec<Site>> {
+    let mut brokers = Vec::new();
+    for n in names {
+        let b = Broker::start(n).await?;
+        b.create_topic(ALERTS, 3).await?;
+        brokers.push(b);
+    }
+    // Gateways start without mirrors to learn their URLs, then get their mirrors.
+    let mut sites = Vec::new();
+    for (i, b) in brokers.into_iter().enumerate() {
+        let first = i * local;
+        let mut recs = survey_records(first, local)?;
+        for r in &mut recs {
+            r.key = Some(Bytes::from(format!(
+                "ZTF:ZTF20{:07}",
+                first + r.timestamp_ms as usize % 1000
+            )));
+        }
+        b.produce_all(ALERTS, &recs).await?;
+        let spec = GatewaySpec::new(names[i], &b.bootstrap()).topic(ALERTS, "ZTF", "avro-ocf");
+        let gateway = Gateway::start(&spec).await?;
+        sites.push(Site { broker: b, gateway });
+    }
+    let urls: Vec<String> = sites.iter().map(|s| s.gateway.grpc_url()).collect();
+    for (to, from) in sources {
+        let spec = GatewaySpec::new(names[*to], &sites[*to].broker.bootstrap())
+            .topic(ALERTS, "ZTF", "avro-ocf")
+            .extra(&gateway_mirror(
+                &format!("from-{}", names[*from]),
+                &urls[*from],
+                ALERTS,
+                Some(ALERTS),
+            ));
+        // Same broker and ports, now with its mirror.
+        sites[*to].gateway.reconfigure(spec).await?;
+    }
+    Ok(sites)
+}
+
+#[tokio::test]
+async fn active_active_mirrors_never_loop() -> Result<()> {
+    let sites = mesh_of(&["lasair", "fink"], &[(0, 1), (1, 0)], 10).await?;
+    for s in &sites {
+        let found = settle(&s.broker, ALERTS, 3, 20).await?;
+        ensure!(
+            found.len() == 20,
+            "{} holds {}",
+            s.gateway.name(),
+            found.len()
+        );
+    }
+    // Long enough for a loop to show.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    for s in &sites {
+        let found = dump(&s.broker, ALERTS, 3).await?;
+        ensure!(
+            found.len() == 20,
+            "{} grew to {}",
+            s.gateway.name(),
+            found.len()
+        );
+        let mut client = s.gateway.client().await?;
+        let m = client
+            .mirror_status(MirrorStatusRequest {})
+            .await?
+            .into_inner()
+            .mirrors;
+        ensure!(m[0].cycles_dropped == 10 && m[0].copied == 10, "{:?}", m[0]);
+    }
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_ring_of_three_mirrors_never_loops() -> Result<()> {
+    // b ← a, c ← b, a ← c.
+    let sites = mesh_of(&["a", "b", "c"], &[(1, 0), (2, 1), (0, 2)], 5).await?;
+    for s in &sites {
+        settle(&s.broker, ALERTS, 3, 15).await?;
+    }
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    for s in &sites {
+        let found = dump(&s.broker, ALERTS, 3).await?;
+        ensure!(
+            found.len() == 15,
+            "{} holds {}",
+            s.gateway.name(),
+            found.len()
+        );
+        for f in found.iter().filter(|f| f.headers.contains_key("am-hops")) {
+            let hops: Vec<&str> = f.headers["am-hops"].split(',').collect();
+            let mut unique = hops.clone();
+            unique.sort_unstable();
+            unique.dedup();
+            ensure!(unique.len() == hops.len(), "a gateway twice in {hops:?}");
+        }
+    }
+    Ok(())
+}
+
+#[tokio::test]
+async fn records_that_cannot_be_keyed_go_to_the_dead_letter_topic() -> Result<()> {
+    let survey = Broker::start("survey").await?;
+    survey.create_topic(RAW, 3).await?;
+    let mut records = survey_records(0, 45)?;
+    records.push(Record {
+        partition: 1,
+        key: None,
+        payload: Bytes::from_static(b"Obj\x01 not an avro container at all"),
+        headers: vec![("x-trace".into(), Some(Bytes::from_static(b"abc")))],
+        timestamp_ms: now_ms(),
+    });
+    survey.produce_all(RAW, &records).await?;
+    // lasair reads the survey's Kafka directly (a raw survey source).
+    let mirror = format!(
+        "[[mirrors]]\nname = \"ztf-raw\"\ndestination = {ALERTS:?}\n[mirrors.source]\nkafka = {:?}\ntopic = {RAW:?}\nnamespace = \"ZTF\"\nformat = \"avro-ocf\"\n",
+        survey.bootstrap()
+    );
+    let lasair = site("lasair", &[ALERTS], &[mirror]).await?;
+    let copied = settle(&lasair.broker, ALERTS, 3, 45).await?;
+    ensure!(copied.len() == 45, "{}", copied.len());
+    for c in &copied {
+        ensure!(
+            c.headers
+                .get("am-source")
+                .is_some_and(|s| s.starts_with("kafka://")),
+            "{:?}",
+            c.headers
+        );
+        ensure!(c.headers.get("am-hops").map(String::as_str) == Some("lasair"));
+        ensure!(c.key.as_deref().is_some_and(|k| k.starts_with("ZTF:")));
+    }
+    let dead = settle(&lasair.broker, &format!("{ALERTS}.dlq"), 3, 1).await?;
+    ensure!(dead.len() == 1, "{}", dead.len());
+    ensure!(
+        dead[0]
+            .headers
+            .get("am-error")
+            .is_some_and(|e| !e.is_empty()),
+        "{:?}",
+        dead[0].headers
+    );
+    ensure!(dead[0].headers.get("x-trace").map(String::as_str) == Some("abc"));
+    let mut client = lasair.gateway.client().await?;
+    let m = client
+        .mirror_status(MirrorStatusRequest {})
+        .await?
+        .into_inner()
+        .mirrors;
+    ensure!(m[0].dead_lettered == 1 && m[0].copied == 45, "{:?}", m[0]);
+    Ok(())
+}
