@@ -527,3 +527,81 @@ async fn records_that_cannot_be_keyed_go_to_the_dead_letter_topic() -> Result<()
     ensure!(m[0].dead_lettered == 1 && m[0].copied == 45, "{:?}", m[0]);
     Ok(())
 }
+
+#[tokio::test]
+async fn a_mirror_authenticates_to_its_source_with_a_token_and_a_client_certificate() -> Result<()>
+{
+    use alertmesh_tests::auth::{Pki, Secure, SecureSpec};
+    let pki = Pki::new()?;
+    let lasair_broker = Broker::start("lasair").await?;
+    lasair_broker.create_topic(ALERTS, 3).await?;
+    lasair_broker
+        .produce_all(ALERTS, &survey_records(0, 45)?)
+        .await?;
+    let lasair = Secure::start(
+        &pki,
+        SecureSpec::new("lasair", &lasair_broker.bootstrap()).topic(ALERTS, false),
+    )
+    .await?;
+    let token = lasair.issue("fink", &["subscribe:ztf.*"], "1h").await?;
+    let weak = lasair.issue("fink", &["subscribe:lsst.*"], "1h").await?;
+    let dir = pki.dir().join("fink-mirror");
+    std::fs::create_dir_all(&dir)?;
+    std::fs::write(dir.join("good.jwt"), &token)?;
+    std::fs::write(dir.join("weak.jwt"), &weak)?;
+    let cert = pki.client("fink")?;
+    let secure_mirror = |name: &str, dest: &str, token_file: &str| {
+        format!(
+            "[[mirrors]]\nname = {name:?}\ndestination = {dest:?}\n[mirrors.source]\ngateway = {:?}\ntopic = {ALERTS:?}\ntoken_file = {:?}\nca = {:?}\ncert = {:?}\nkey = {:?}\n",
+            lasair.url(),
+            dir.join(token_file).display().to_string(),
+            pki.ca().display().to_string(),
+            cert.cert.display().to_string(),
+            cert.key.display().to_string(),
+        )
+    };
+    let fink = site(
+        "fink",
+        &[ALERTS],
+        &[
+            secure_mirror("from-lasair", ALERTS, "good.jwt"),
+            secure_mirror("not-allowed", "denied.copy", "weak.jwt"),
+        ],
+    )
+    .await?;
+    let source = dump(&lasair_broker, ALERTS, 3).await?;
+    let copied = settle(&fink.broker, ALERTS, 3, 45).await?;
+    check_exactly_once(&source, "am://lasair/ztf.alerts", &copied)?;
+    ensure!(copied
+        .iter()
+        .all(|c| c.headers.get("am-hops").map(String::as_str) == Some("lasair,fink")));
+
+    // The token without the topic's scope copies nothing and says why.
+    let mut client = fink.gateway.client().await?;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let m = client
+            .mirror_status(MirrorStatusRequest {})
+            .await?
+            .into_inner()
+            .mirrors;
+        let denied = m
+            .iter()
+            .find(|m| m.name == "not-allowed")
+            .context("second mirror")?;
+        if denied.state == "backoff" && denied.error.to_lowercase().contains("permission") {
+            ensure!(denied.copied == 0, "{denied:?}");
+            ensure!(
+                !denied.error.contains(&weak),
+                "the token must not appear in status"
+            );
+            break;
+        }
+        ensure!(
+            Instant::now() < deadline,
+            "no permission error reported: {denied:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    Ok(())
+}
