@@ -4,18 +4,20 @@
 CARGO ?= cargo
 TANSU_BIN := $(shell ./scripts/devenv.sh)
 export TANSU_BIN
+# Where cargo puts binaries (CARGO_TARGET_DIR may move it out of the tree).
+TARGET_DIR := $(shell $(CARGO) metadata --format-version 1 --no-deps 2>/dev/null | python3 -c 'import json, sys; print(json.load(sys.stdin)["target_directory"])')
 
 .PHONY: demo test lint build bench tansu
 
 ## Start a local Tansu and a gateway over the real ZTF fixture alerts, subscribe, print JSON lines.
 demo: tansu build
-	./deploy/demo/run.sh
+	ALERTMESH_BIN=$(TARGET_DIR)/debug/alertmesh ./deploy/demo/run.sh
 
 ## Install Tansu if missing, build, lint, and run every test (unit, end-to-end, Python client, notebook).
 test: tansu lint
 	$(CARGO) build --workspace --all-targets
 	$(CARGO) test --workspace --no-fail-fast
-	ALERTMESH_BIN=$(CURDIR)/target/debug/alertmesh ./clients/python/run-tests.sh
+	ALERTMESH_BIN=$(TARGET_DIR)/debug/alertmesh ./clients/python/run-tests.sh
 
 build:
 	$(CARGO) build --workspace --bins
