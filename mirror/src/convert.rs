@@ -10,8 +10,12 @@
 
 use std::sync::Arc;
 
+use alertmesh_alert::apache_avro::Codec;
 use alertmesh_alert::codec::confluent;
-use alertmesh_alert::{mesh_key, Decoder, Format, MeshKey, Projection, Registry};
+use alertmesh_alert::{
+    mesh_key, translate, Decoder, Format, Mapping, MeshKey, Projection, Registry, Target,
+    Translated,
+};
 use bytes::Bytes;
 
 use crate::provenance::{self, Headers, Stamp};
@@ -79,6 +83,7 @@ pub struct Converter {
     registry: Arc<Registry>,
     decoder: Arc<Decoder>,
     keys_only: Projection,
+    mapping: Option<Arc<Mapping>>,
 }
 
 impl Converter {
@@ -95,12 +100,21 @@ impl Converter {
             registry,
             decoder,
             keys_only: Projection::new(paths),
+            mapping: None,
         }
+    }
+
+    /// Translates every copied alert through `mapping` (see [`MirrorSpec::translate`]).
+    ///
+    /// [`MirrorSpec::translate`]: crate::MirrorSpec::translate
+    pub fn with_mapping(mut self, mapping: Option<Arc<Mapping>>) -> Self {
+        self.mapping = mapping;
+        self
     }
 
     /// Whether converting `record` needs a decode (the slow path, run off the runtime).
     pub fn needs_decode(&self, record: &SourceRecord) -> bool {
-        self.usable_key(record).is_none()
+        self.mapping.is_some() || self.usable_key(record).is_none()
     }
 
     /// Decides what to produce for `record`.
@@ -112,9 +126,21 @@ impl Converter {
         let Some(format) = record.format else {
             return dead_letter(record, "unknown payload format".into());
         };
-        let (key, computed_schema) = match self.usable_key(&record) {
-            Some(key) => (key, None),
-            None => match self.extract_key(format, &record) {
+        let mut record = record;
+        let mut format = format;
+        let (key, computed_schema) = match (&self.mapping, self.usable_key(&record)) {
+            (Some(mapping), kept) => match self.translate(mapping, format, &record) {
+                Ok(t) => {
+                    record.payload = Bytes::from(t.payload);
+                    // The translated payload has a new schema: the source's no longer applies.
+                    record.schema = None;
+                    format = t.format.unwrap_or(format);
+                    (kept.unwrap_or(t.key), t.schema)
+                }
+                Err(reason) => return dead_letter(record, reason),
+            },
+            (None, Some(key)) => (key, None),
+            (None, None) => match self.extract_key(format, &record) {
                 Ok(found) => found,
                 Err(reason) => return dead_letter(record, reason),
             },
@@ -150,6 +176,27 @@ impl Converter {
             .and_then(|k| std::str::from_utf8(k).ok())
             .and_then(parse)
             .or_else(|| record.mesh_key.as_deref().and_then(parse))
+    }
+
+    /// Decodes the whole alert and re-shapes it into the mapping's schema, as an Avro
+    /// container with that schema embedded.
+    fn translate(
+        &self,
+        mapping: &Mapping,
+        format: Format,
+        record: &SourceRecord,
+    ) -> Result<Translated, String> {
+        let alert = self
+            .decoder
+            .decode(format, &record.payload)
+            .map_err(|e| format!("cannot decode the payload: {e}"))?;
+        translate(
+            &alert,
+            &self.registry,
+            Some(mapping),
+            Target::Ocf(Codec::Null),
+        )
+        .map_err(|e| format!("cannot translate: {e}"))
     }
 
     /// Decodes only the key paths and derives the mesh key (and, having decoded, the schema).

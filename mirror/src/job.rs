@@ -110,11 +110,10 @@ impl MirrorHandle {
 }
 
 async fn run(spec: MirrorSpec, env: MirrorEnv, status: StatusCell, cancel: CancellationToken) {
-    let converter = Arc::new(Converter::new(
-        &env.gateway,
-        env.registry.clone(),
-        env.decoder.clone(),
-    ));
+    let converter = Arc::new(
+        Converter::new(&env.gateway, env.registry.clone(), env.decoder.clone())
+            .with_mapping(spec.translate.clone()),
+    );
     let mut backoff = Backoff::new(RandomState::new().hash_one(&spec.name));
     let mut first = true;
     while !cancel.is_cancelled() {

@@ -12,6 +12,9 @@ use tokio_util::sync::CancellationToken;
 /// One mirror job, as the gateway config's `[[mirrors]]` describes it.
 #[derive(Debug, Clone)]
 pub struct MirrorSpec {
+    /// Re-shape every copied alert into this mapping's schema (Avro schema resolution:
+    /// aliases rename, defaults fill, promotions widen) and write it as an Avro container.
+    pub translate: Option<Arc<alertmesh_alert::Mapping>>,
     /// Unique among the gateway's mirrors; names its status and log span.
     pub name: String,
     /// Local topic to copy into; `None` for the default: `<source gateway name>.<topic>`

@@ -1,11 +1,13 @@
 //! `[[mirrors]]`: streams this gateway copies into its local Kafka, from a peer gateway or
-//! from a raw Kafka cluster (a survey's).
+//! from a raw Kafka cluster (a survey's); `[[mappings]]`: named target schemas a mirror can
+//! translate alerts into.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use alertmesh_alert::alert_ref::is_name_char;
-use alertmesh_alert::{Format, Registry};
+use alertmesh_alert::{Format, Mapping, Registry};
 use alertmesh_mirror::{GatewaySource, KafkaSource, MirrorSpec, Source, Start};
 use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
@@ -37,6 +39,7 @@ pub(super) fn read(
     base: &Path,
     registry: Option<&Registry>,
 ) -> Vec<MirrorConfig> {
+    let mappings = read_mappings(r, root, base);
     let mut out: Vec<MirrorConfig> = Vec::new();
     for (i, mut t) in r.array_of_tables(root, "mirrors").into_iter().enumerate() {
         let at = format!("mirrors[{i}]");
@@ -85,6 +88,30 @@ pub(super) fn read(
                     None
                 })
             });
+        let translate = {
+            let mut tr = r.table(&mut t, &at, "translate", false);
+            let name = r.string(
+                &mut tr,
+                &format!("{at}.translate"),
+                "mapping",
+                Some(String::new()),
+            );
+            r.unknown(tr, &format!("{at}.translate"));
+            match name.filter(|n| !n.is_empty()) {
+                None => None,
+                Some(n) => match mappings.get(&n) {
+                    Some(m) => Some(Arc::clone(m)),
+                    None => {
+                        let known: Vec<&String> = mappings.keys().collect();
+                        r.error(
+                            &format!("{at}.translate.mapping"),
+                            &format!("unknown mapping {n:?}; defined in [[mappings]]: {known:?}"),
+                        );
+                        None
+                    }
+                },
+            }
+        };
         let mut src = r.table(&mut t, &at, "source", true);
         let sat = format!("{at}.source");
         let topic = r.string(&mut src, &sat, "topic", None);
@@ -197,6 +224,7 @@ pub(super) fn read(
         if let (Some(name), Some(start), Some(source)) = (name, start, source) {
             out.push(MirrorConfig {
                 spec: MirrorSpec {
+                    translate,
                     name,
                     destination,
                     start,
@@ -221,4 +249,34 @@ fn parse_start(s: &str) -> Option<Start> {
             Some(Start::Time((t.unix_timestamp_nanos() / 1_000_000) as i64))
         }
     }
+}
+
+/// Reads every `[[mappings]]` table: `name` and `schema`, an Avro schema file (JSON).
+fn read_mappings(
+    r: &mut Reader,
+    root: &mut toml::Table,
+    base: &Path,
+) -> BTreeMap<String, Arc<Mapping>> {
+    let mut out = BTreeMap::new();
+    for (i, mut t) in r.array_of_tables(root, "mappings").into_iter().enumerate() {
+        let at = format!("mappings[{i}]");
+        let name = r.string(&mut t, &at, "name", None);
+        let schema = r.string(&mut t, &at, "schema", None);
+        r.unknown(t, &at);
+        let (Some(name), Some(schema)) = (name, schema) else {
+            continue;
+        };
+        let file = base.join(&schema);
+        let parsed = std::fs::read_to_string(&file)
+            .map_err(|e| format!("cannot read {}: {e}", file.display()))
+            .and_then(|text| Mapping::new(&name, &text).map_err(|e| e.to_string()));
+        match parsed {
+            Ok(m) if !out.contains_key(&name) => {
+                out.insert(name, Arc::new(m));
+            }
+            Ok(_) => r.error(&format!("{at}.name"), &format!("{name:?} is defined twice")),
+            Err(e) => r.error(&format!("{at}.schema"), &e),
+        }
+    }
+    out
 }

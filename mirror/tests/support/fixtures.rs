@@ -75,6 +75,7 @@ pub fn kafka_spec_at(
     destination: Option<&str>,
 ) -> MirrorSpec {
     MirrorSpec {
+        translate: None,
         name: name.to_owned(),
         destination: destination.map(str::to_owned),
         start: Start::Earliest,
