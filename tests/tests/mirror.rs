@@ -605,3 +605,73 @@ async fn a_mirror_authenticates_to_its_source_with_a_token_and_a_client_certific
     }
     Ok(())
 }
+
+#[tokio::test]
+async fn a_mirror_translates_alerts_into_a_named_mapping() -> Result<()> {
+    use alertmesh_alert::apache_avro::types::Value;
+    use alertmesh_alert::{Decoder, Format};
+    let survey = Broker::start("survey").await?;
+    survey.create_topic(RAW, 3).await?;
+    survey.produce_all(RAW, &survey_records(0, 45)?).await?;
+    // A slim ZTF schema: two ids, three candidate fields renamed or kept, and a default.
+    let dir = tempfile::tempdir()?;
+    let schema = dir.path().join("ztf-lite.avsc");
+    std::fs::write(
+        &schema,
+        r#"{"type": "record", "name": "alert", "namespace": "ztf", "fields": [
+            {"name": "objectId", "type": "string"},
+            {"name": "candid", "type": "long"},
+            {"name": "candidate", "type": {"type": "record", "name": "candidate",
+             "namespace": "ztf.alert", "fields": [
+                {"name": "ra", "type": "double"},
+                {"name": "dec", "type": "double"},
+                {"name": "mag", "aliases": ["magpsf"], "type": "double"}]}},
+            {"name": "broker", "type": "string", "default": "lasair"}]}"#,
+    )?;
+    let config = format!(
+        "[[mappings]]\nname = \"ztf-lite\"\nschema = {:?}\n\n[[mirrors]]\nname = \"lite\"\ndestination = \"ztf.lite\"\n[mirrors.source]\nkafka = {:?}\ntopic = {RAW:?}\nnamespace = \"ZTF\"\nformat = \"avro-ocf\"\n[mirrors.translate]\nmapping = \"ztf-lite\"\n",
+        schema.display().to_string(),
+        survey.bootstrap()
+    );
+    let lasair = site("lasair", &["ztf.lite"], &[config]).await?;
+    let copied = settle(&lasair.broker, "ztf.lite", 3, 45).await?;
+    ensure!(copied.len() == 45);
+    let decoder = Decoder::new();
+    let alerts = ztf_alerts()?;
+    for c in &copied {
+        let alert = decoder.decode(Format::AvroOcf, &c.payload)?;
+        let Value::Record(fields) = alert.value() else {
+            bail!("not a record")
+        };
+        let names: Vec<&str> = fields.iter().map(|(n, _)| n.as_str()).collect();
+        ensure!(
+            names == ["objectId", "candid", "candidate", "broker"],
+            "{names:?}"
+        );
+        let Value::String(object_id) = &fields[0].1 else {
+            bail!("objectId")
+        };
+        let fixture = alerts
+            .iter()
+            .find(|a| &a.object_id == object_id)
+            .context("a fixture")?;
+        ensure!(fields[1].1 == Value::Long(fixture.candid));
+        ensure!(fields[3].1 == Value::String("lasair".into()));
+        let Value::Record(cand) = &fields[2].1 else {
+            bail!("candidate")
+        };
+        ensure!(
+            cand[2].0 == "mag" && matches!(cand[2].1, Value::Double(m) if m > 10.0),
+            "{cand:?}"
+        );
+        ensure!(c.key.as_deref() == Some(fixture.mesh_key().as_str()));
+        let fp = format!("{:016x}", alert.schema().context("schema")?.fingerprint());
+        ensure!(
+            c.headers.get("am-schema") == Some(&fp),
+            "{:?}",
+            c.headers.get("am-schema")
+        );
+        ensure!(c.headers.get("am-format").map(String::as_str) == Some("avro-ocf"));
+    }
+    Ok(())
+}
