@@ -13,15 +13,12 @@ use std::thread;
 use std::time::Duration;
 
 use alertmesh_auth::{CredentialRecord, MemoryRevocations, Revocation, RevocationList, RevokedBy};
-use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
-use rdkafka::client::DefaultClientContext;
 use rdkafka::consumer::Consumer;
 
 use crate::kafka::GatewayConsumer;
 use rdkafka::error::KafkaError;
 use rdkafka::message::Message;
 use rdkafka::producer::{FutureProducer, FutureRecord};
-use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::{Offset, TopicPartitionList};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
@@ -65,7 +62,7 @@ impl CredentialStore {
     /// `cancel`.
     pub async fn open(kafka: Kafka, cancel: CancellationToken) -> Result<Self> {
         let topic = kafka.credentials_topic().to_owned();
-        ensure_topic(&kafka, &topic).await?;
+        kafka.ensure_state_topic(&topic, "credentials").await?;
         let producer: FutureProducer = kafka
             .client_config()
             .set("acks", "all")
@@ -163,27 +160,6 @@ impl RevocationList for CredentialStore {
         let known = self.known.read().unwrap_or_else(|p| p.into_inner());
         known.revocations.check(jti, sub, iat)
     }
-}
-
-async fn ensure_topic(kafka: &Kafka, topic: &str) -> Result<()> {
-    let admin: AdminClient<DefaultClientContext> =
-        kafka.client_config().create().map_err(Error::from_kafka)?;
-    let new = NewTopic::new(topic, 1, TopicReplication::Fixed(1)).set("cleanup.policy", "compact");
-    let opts = AdminOptions::new().operation_timeout(Some(kafka.timeout()));
-    let results = admin.create_topics([&new], &opts).await.map_err(|e| {
-        Error::Unavailable(format!("cannot create credentials topic {topic:?}: {e}"))
-    })?;
-    for r in results {
-        match r {
-            Ok(_) | Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
-            Err((_, code)) => {
-                return Err(Error::Unavailable(format!(
-                    "cannot create credentials topic {topic:?}: {code}"
-                )))
-            }
-        }
-    }
-    Ok(())
 }
 
 /// Applies every record of the topic, then keeps following it.

@@ -9,15 +9,12 @@ use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::Duration;
 
-use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
-use rdkafka::client::DefaultClientContext;
 use rdkafka::consumer::Consumer;
 
 use crate::kafka::GatewayConsumer;
 use rdkafka::error::KafkaError;
 use rdkafka::message::Message;
 use rdkafka::producer::{FutureProducer, FutureRecord};
-use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::{Offset, TopicPartitionList};
 use serde::{Deserialize, Serialize};
 use tokio::sync::{watch, OnceCell};
@@ -143,7 +140,7 @@ impl CursorStore {
 
     async fn load(&self) -> Result<Arc<Loaded>> {
         let topic = self.kafka.cursor_topic().to_owned();
-        self.ensure_topic(&topic).await?;
+        self.kafka.ensure_state_topic(&topic, "cursor").await?;
         let producer: FutureProducer = self
             .kafka
             .client_config()
@@ -180,31 +177,6 @@ impl CursorStore {
                 "cannot load cursors from topic {topic:?}"
             )))
         }
-    }
-
-    async fn ensure_topic(&self, topic: &str) -> Result<()> {
-        let admin: AdminClient<DefaultClientContext> = self
-            .kafka
-            .client_config()
-            .create()
-            .map_err(Error::from_kafka)?;
-        let new =
-            NewTopic::new(topic, 1, TopicReplication::Fixed(1)).set("cleanup.policy", "compact");
-        let opts = AdminOptions::new().operation_timeout(Some(self.kafka.timeout()));
-        let results = admin.create_topics([&new], &opts).await.map_err(|e| {
-            Error::Unavailable(format!("cannot create cursor topic {topic:?}: {e}"))
-        })?;
-        for r in results {
-            match r {
-                Ok(_) | Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
-                Err((_, code)) => {
-                    return Err(Error::Unavailable(format!(
-                        "cannot create cursor topic {topic:?}: {code}"
-                    )))
-                }
-            }
-        }
-        Ok(())
     }
 }
 

@@ -125,6 +125,31 @@ impl Kafka {
             .map_err(Error::from_kafka)
     }
 
+    /// Creates a single-partition compacted topic for gateway state (cursors,
+    /// credentials) unless it exists; `what` names it in errors.
+    pub async fn ensure_state_topic(&self, topic: &str, what: &str) -> Result<()> {
+        use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+        let admin: AdminClient<rdkafka::client::DefaultClientContext> =
+            self.client_config().create().map_err(Error::from_kafka)?;
+        let new =
+            NewTopic::new(topic, 1, TopicReplication::Fixed(1)).set("cleanup.policy", "compact");
+        let opts = AdminOptions::new().operation_timeout(Some(self.config.timeout));
+        let results = admin.create_topics([&new], &opts).await.map_err(|e| {
+            Error::Unavailable(format!("cannot create {what} topic {topic:?}: {e}"))
+        })?;
+        for r in results {
+            match r {
+                Ok(_) | Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
+                Err((_, code)) => {
+                    return Err(Error::Unavailable(format!(
+                        "cannot create {what} topic {topic:?}: {code}"
+                    )))
+                }
+            }
+        }
+        Ok(())
+    }
+
     /// Partition ids of `topic`, or NotFound / Unavailable.
     pub fn partitions(&self, consumer: &GatewayConsumer, topic: &str) -> Result<Vec<i32>> {
         let md = consumer
