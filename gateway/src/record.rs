@@ -76,6 +76,47 @@ impl AlertContext {
     }
 
     /// Builds the wire alert; the payload and key are shared, not copied.
+    /// Builds the wire alert from a record this subscription alone holds by moving its
+    /// key, headers and payload (no copy, no reference-count promotion); a record shared
+    /// with other subscribers (the live tail) is shared, not copied.
+    pub fn alert_owned(&self, r: std::sync::Arc<Record>) -> v1::Alert {
+        let r = match std::sync::Arc::try_unwrap(r) {
+            Ok(r) => r,
+            Err(shared) => return self.alert(&shared),
+        };
+        let mut alert = v1::Alert {
+            r#ref: self.alert_ref(&r),
+            topic: self.topic.clone(),
+            partition: r.partition,
+            offset: r.offset,
+            timestamp: r.timestamp_ms.map(timestamp_from_ms),
+            schema: r
+                .header(am::SCHEMA)
+                .map(|v| String::from_utf8_lossy(v).into_owned())
+                .unwrap_or_default(),
+            mesh_key: r
+                .key
+                .as_ref()
+                .and_then(|k| std::str::from_utf8(k).ok())
+                .map(str::to_owned)
+                .unwrap_or_default(),
+            key: None,
+            headers: Vec::new(),
+            payload: Bytes::new(),
+            format: self.format.clone(),
+            namespace: self.namespace.clone(),
+            json: Bytes::new(),
+        };
+        alert.key = r.key;
+        alert.payload = r.payload;
+        alert.headers = r
+            .headers
+            .into_iter()
+            .map(|(key, value)| v1::Header { key, value })
+            .collect();
+        alert
+    }
+
     pub fn alert(&self, r: &Record) -> v1::Alert {
         let schema = r
             .header(am::SCHEMA)

@@ -236,7 +236,7 @@ impl Subscription {
         let mut batch = Vec::new();
         let mut skipped = Vec::new();
         let mut bytes = 0;
-        for (i, r) in admitted.iter().enumerate() {
+        for (i, r) in admitted.into_iter().enumerate() {
             let (json, mesh_key) = match outcomes.as_ref().and_then(|o| o.get(i)) {
                 None => (None, None),
                 Some(Outcome::Drop) => {
@@ -246,7 +246,7 @@ impl Subscription {
                 Some(Outcome::Skip(reason)) => {
                     self.alerts_skipped.inc();
                     skipped.push(v1::Skipped {
-                        r#ref: self.ctx.alert_ref(r),
+                        r#ref: self.ctx.alert_ref(&r),
                         reason: reason.clone(),
                     });
                     continue;
@@ -256,7 +256,7 @@ impl Subscription {
             if !self.progress.take() {
                 break;
             }
-            let mut alert = self.ctx.alert(r);
+            let mut alert = self.ctx.alert_owned(r);
             if let Some(json) = json {
                 alert.json = json;
                 alert.payload = bytes::Bytes::new();
