@@ -9,7 +9,8 @@ TARGET_DIR := $(shell $(CARGO) metadata --format-version 1 --no-deps 2>/dev/null
 
 .PHONY: demo test lint build bench tansu
 
-## Start a local Tansu and a gateway over the real ZTF fixture alerts, subscribe, print JSON lines.
+## A mesh of three institutions on this machine (survey -> lasair -> fink, each a Tansu and a gateway)
+## fed live with the real ZTF fixture alerts; prints a live summary until Ctrl-C (deploy/demo/run.sh).
 demo: tansu build
 	ALERTMESH_BIN=$(TARGET_DIR)/debug/alertmesh ./deploy/demo/run.sh
 

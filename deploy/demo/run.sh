@@ -1,70 +1,173 @@
 #!/usr/bin/env bash
-# The local demo: one Tansu broker and one gateway on 127.0.0.1, loaded with the real ZTF
-# fixture alerts; then a bounded replay from storage and a live subscription.
+# The demo mesh: three institutions on this machine, each with its own Tansu broker and
+# gateway on 127.0.0.1 (configurations in this folder):
+#
+#   replay --rate R --rounds 0 (real ZTF alerts, forever)
+#     -> survey  ztf.raw                                   Kafka 19091  gRPC 29051  HTTP 29461
+#     -> lasair  ztf.alerts, ztf.bright (filtered at the survey)
+#                served with JWT + mutual TLS              Kafka 19092  gRPC 29052  HTTPS 29462
+#     -> fink    ztf.alerts (mirrored from lasair with a token
+#                and a client certificate lasair issued)   Kafka 19093  gRPC 29053  HTTP 29463
+#
+# Then a live summary every 2 s until Ctrl-C (or SIGTERM), which stops everything.
+# Environment: DEMO_SECONDS=N stops by itself after about N seconds and exits 0 only if
+# every hop copied alerts; DEMO_RATE (alerts/s, default 10); ALERTMESH_BIN; TANSU_BIN.
+# Generated keys, certificates, tokens and logs go to .demo/ (git-ignored).
 set -euo pipefail
 root=$(cd "$(dirname "$0")/../.." && pwd)
 cd "$root"
 am=${ALERTMESH_BIN:-$root/target/debug/alertmesh}
 tansu=${TANSU_BIN:-$(./scripts/devenv.sh)}
+seconds=${DEMO_SECONDS:-0}
+rate=${DEMO_RATE:-10}
+demo=deploy/demo
 work=$root/.demo
-mkdir -p "$work"
-pids=()
-cleanup() {
-  for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
-  wait 2>/dev/null || true
-}
-trap cleanup EXIT INT TERM
+# survey, lasair, fink (keep in step with the .toml files)
+kafka_ports=(19091 19092 19093)
+grpc_ports=(29051 29052 29053)
+http_ports=(29461 29462 29463)
+names=(survey lasair fink)
+ztf=(alert/tests/fixtures/ztf/fink-ztf-public-2020-01-01/*.avro)
 
-for port in 19092 50051 9464; do
-  if (exec 3<>/dev/tcp/127.0.0.1/$port) 2>/dev/null; then
-    echo "error: port $port on 127.0.0.1 is in use; stop what listens there and retry" >&2
+[ -x "$am" ] || { echo "error: $am not found; run 'make build' first" >&2; exit 1; }
+for port in "${kafka_ports[@]}" "${grpc_ports[@]}" "${http_ports[@]}"; do
+  if (exec 3<>/dev/tcp/127.0.0.1/"$port") 2>/dev/null; then
+    echo "error: port $port on 127.0.0.1 is in use (another demo running?); stop what listens there and retry" >&2
+    exit 2
+  fi
+done
+
+pids=()
+cleaned=
+cleanup() {
+  [ -n "$cleaned" ] && return
+  cleaned=1
+  trap '' INT TERM
+  [ ${#pids[@]} -eq 0 ] && return
+  echo "stopping the demo mesh ..." >&2
+  # Mirroring gateways first, then their sources, then the brokers (reverse start order).
+  for ((i = ${#pids[@]} - 1; i >= 0; i--)); do kill -TERM "${pids[i]}" 2>/dev/null || true; done
+  for _ in $(seq 50); do
+    alive=
+    for pid in "${pids[@]}"; do kill -0 "$pid" 2>/dev/null && alive=1; done
+    [ -z "$alive" ] && break
+    sleep 0.1
+  done
+  for pid in "${pids[@]}"; do kill -KILL "$pid" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+  echo "stopped; logs in .demo/*.log" >&2
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+step() { printf '\033[1m== %s\033[0m\n' "$*"; }
+# Waits until $1 answers (an http(s) URL; https is checked against the CA in $2).
+wait_http() {
+  python3 - "$1" "${2:-}" <<'EOF'
+import ssl, sys, time, urllib.request
+url, ca = sys.argv[1], sys.argv[2]
+ctx = ssl.create_default_context(cafile=ca) if ca else None
+for _ in range(150):
+    try:
+        urllib.request.urlopen(url, timeout=1, context=ctx).read()
+        sys.exit(0)
+    except Exception:
+        time.sleep(0.1)
+sys.exit(1)
+EOF
+}
+# Waits until a Kafka listener accepts connections.
+wait_port() {
+  for _ in $(seq 100); do
+    (exec 3<>/dev/tcp/127.0.0.1/"$1") 2>/dev/null && return 0
+    sleep 0.1
+  done
+  echo "error: nothing listens on 127.0.0.1:$1; see .demo/*.log" >&2
+  return 1
+}
+
+rm -rf "$work"
+mkdir -p "$work/fink"
+
+step "three Tansu brokers (Kafka-compatible, in memory): survey :19091, lasair :19092, fink :19093"
+for i in 0 1 2; do
+  url=tcp://127.0.0.1:${kafka_ports[i]}
+  "$tansu" broker --listener-url "$url" --advertised-listener-url "$url" \
+    --storage-engine memory://tansu/ --cluster-id "demo-${names[i]}" >"$work/tansu-${names[i]}.log" 2>&1 &
+  pids+=($!)
+done
+for p in "${kafka_ports[@]}"; do wait_port "$p"; done
+
+step "lasair's credentials (.demo/lasair/keys): signing key, dev mesh CA, gateway certificate"
+"$am" creds init --config $demo/lasair.toml --dev-tls 2>>"$work/creds.log"
+ca=$work/lasair/keys/mesh-ca.crt
+# For fink's mirror: a token lasair signs for subject fink (lasair trusts its own keys, so
+# no trusted_peers entry is needed) and a client certificate from lasair's mesh CA; they are
+# handed to fink (here: copied into .demo/fink, which fink.toml names).
+"$am" creds issue --config $demo/lasair.toml --sub fink --scope 'subscribe:ztf.*' --aud lasair --ttl 12h \
+  >"$work/fink/lasair.jwt" 2>>"$work/creds.log"
+"$am" creds cert --config $demo/lasair.toml --name fink 2>>"$work/creds.log"
+install -m 600 "$work/lasair/keys/mesh-ca/fink.key" "$work/fink/fink.key"
+install -m 644 "$work/lasair/keys/mesh-ca/fink.pem" "$work/fink/fink.pem"
+install -m 644 "$ca" "$work/fink/lasair-ca.crt"
+# For you (Python, CLI): alice reads ztf.*; the operator (this script) reads mirror status.
+"$am" creds issue --config $demo/lasair.toml --sub alice --scope 'subscribe:ztf.*' --scope 'fetch:ztf.*' --ttl 12h \
+  >"$work/alice.jwt" 2>>"$work/creds.log"
+"$am" creds cert --config $demo/lasair.toml --name alice 2>>"$work/creds.log"
+"$am" creds issue --config $demo/lasair.toml --sub operator --scope admin --ttl 12h \
+  >"$work/operator.jwt" 2>>"$work/creds.log"
+"$am" creds cert --config $demo/lasair.toml --name operator 2>>"$work/creds.log"
+for who in alice operator; do
+  install -m 600 "$work/lasair/keys/mesh-ca/$who.key" "$work/$who.key"
+  install -m 644 "$work/lasair/keys/mesh-ca/$who.pem" "$work/$who.pem"
+done
+
+step "survey: live feed of ${#ztf[@]} real ZTF alerts at $rate alerts/s into ztf.raw (alertmesh replay --rounds 0)"
+"$am" replay --bootstrap 127.0.0.1:${kafka_ports[0]} --topic ztf.raw --partitions 3 --rate "$rate" --rounds 0 \
+  "${ztf[@]}" >"$work/replay.log" 2>&1 &
+pids+=($!)
+
+step "gateways, each once its source is up: survey :29051, lasair :29052 (JWT + mTLS), fink :29053"
+for i in 0 1 2; do
+  "$am" serve --config "$demo/${names[i]}.toml" >"$work/gateway-${names[i]}.log" 2>&1 &
+  pids+=($!)
+  scheme=http cafile=
+  [ "${names[i]}" = lasair ] && scheme=https cafile=$ca
+  if ! wait_http "$scheme://127.0.0.1:${http_ports[i]}/healthz" "$cafile"; then
+    echo "error: gateway ${names[i]} did not become healthy; see .demo/gateway-${names[i]}.log:" >&2
+    tail -n 20 "$work/gateway-${names[i]}.log" >&2
     exit 1
   fi
 done
 
-step() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
-# JSON lines with the (base64, ~60 KB) payload shortened, to keep the terminal readable.
-short() { python3 -c '
-import json, sys
-for line in sys.stdin:
-    a = json.loads(line)
-    a["payload"] = "<%d bytes of base64>" % len(a["payload"])
-    print(json.dumps(a), flush=True)'; }
+cat <<EOF
 
-step "starting Tansu (Kafka-compatible, in memory) on 127.0.0.1:19092"
-"$tansu" broker --listener-url tcp://127.0.0.1:19092 --advertised-listener-url tcp://127.0.0.1:19092 \
-  --storage-engine memory://tansu/ --cluster-id demo >"$work/tansu.log" 2>&1 &
-pids+=($!)
-sleep 1
+Subscribe from Python (pip install ./clients/python):
 
-step "loading 45 real ZTF alerts into topic ztf.alerts (3 partitions)"
-"$am" replay --bootstrap 127.0.0.1:19092 --topic ztf.alerts --partitions 3 alert/tests/fixtures/ztf/fink-ztf-public-2020-01-01/*.avro
+    from alertmesh import Gateway
+    gw = Gateway("http://127.0.0.1:29053")                  # fink: open
+    next(iter(gw.subscribe("ztf.alerts"))).record["objectId"]
 
-step "starting gateway lasair (gRPC 127.0.0.1:50051, metrics http://127.0.0.1:9464/metrics)"
-"$am" serve --config deploy/demo/lasair.toml >"$work/gateway.log" 2>&1 &
-pids+=($!)
-for _ in $(seq 50); do
-  python3 -c 'import urllib.request; urllib.request.urlopen("http://127.0.0.1:9464/healthz", timeout=1)' 2>/dev/null && break
-  sleep 0.2
-done
+  lasair's filtered topic needs alice's token and client certificate:
+    gw = Gateway("https://127.0.0.1:29052", token=".demo/alice.jwt", ca=".demo/lasair/keys/mesh-ca.crt",
+                 cert=".demo/alice.pem", key=".demo/alice.key"); next(iter(gw.subscribe("ztf.bright")))
 
-step "alertmesh topics"
-"$am" topics --gateway http://127.0.0.1:50051
+  or the CLI: $am subscribe --gateway http://127.0.0.1:29053 --topic ztf.alerts --omit-cutouts
+  metrics: http://127.0.0.1:29461/metrics (survey), https://127.0.0.1:29462/metrics (lasair), http://127.0.0.1:29463/metrics (fink)
 
-step "alertmesh subscribe --from earliest --until now --limit 5   (a stream generated from stored data)"
-"$am" subscribe --gateway http://127.0.0.1:50051 --topic ztf.alerts --from earliest --until now --limit 5 | short
-
-step "alertmesh subscribe --from latest --limit 3   (live), while 3 new alerts arrive"
-"$am" subscribe --gateway http://127.0.0.1:50051 --topic ztf.alerts --from latest --limit 3 | short &
-sub=$!
-sleep 1
-"$am" replay --bootstrap 127.0.0.1:19092 --topic ztf.alerts --rate 2 \
-  alert/tests/fixtures/ztf/fink-ztf-public-2020-01-01/1095578116015010001.avro alert/tests/fixtures/ztf/fink-ztf-public-2020-01-01/1095578116115010003.avro \
-  alert/tests/fixtures/ztf/fink-ztf-public-2020-01-01/1095578116215010002.avro
-wait "$sub"
-
-step "served so far (from /metrics)"
-python3 -c 'import urllib.request; print(urllib.request.urlopen("http://127.0.0.1:9464/metrics").read().decode())' \
-  | grep -E '^alertmesh_(alerts_served|open_subscriptions|kafka_readers_started)'
-echo
-echo "done; logs in .demo/. Try: $am subscribe --topic ztf.alerts --from earliest --until now --format raw --out /tmp/alerts"
+EOF
+if [ "$seconds" -gt 0 ]; then
+  step "live summary every 2 s for ${seconds}s"
+else
+  step "live summary every 2 s (Ctrl-C stops the mesh)"
+fi
+export ALERTMESH_BIN=$am DEMO_WORK=$work DEMO_RATE=$rate
+export DEMO_HTTP_PORTS="${http_ports[*]}" DEMO_GRPC_PORTS="${grpc_ports[*]}"
+# In the background and waited for, so that SIGTERM reaches the trap at once.
+python3 $demo/summary.py "$seconds" &
+summary=$!
+pids+=("$summary")
+status=0
+wait "$summary" || status=$?
+exit "$status"

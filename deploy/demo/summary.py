@@ -1,0 +1,139 @@
+#!/usr/bin/env python3
+"""The live summary of the demo mesh (started by run.sh): every 2 s, alerts/s per hop from
+each gateway's /metrics, mirror lag, and the mirrors' states from `alertmesh mirror status`.
+
+Usage: summary.py SECONDS (0 = until interrupted). Everything else comes from the
+environment run.sh sets (DEMO_* variables). With SECONDS > 0 it exits 0 only if every hop
+copied alerts (and the survey served some), else 1.
+"""
+
+import json
+import os
+import re
+import ssl
+import subprocess
+import sys
+import time
+import urllib.request
+
+E = os.environ
+AM = E["ALERTMESH_BIN"]
+WORK = E["DEMO_WORK"]
+RATE = E["DEMO_RATE"]
+SURVEY_HTTP, LASAIR_HTTP, FINK_HTTP = E["DEMO_HTTP_PORTS"].split()
+SURVEY_GRPC, LASAIR_GRPC, FINK_GRPC = E["DEMO_GRPC_PORTS"].split()
+LASAIR_CA = os.path.join(WORK, "lasair", "keys", "mesh-ca.crt")
+OPERATOR = os.path.join(WORK, "operator")  # admin token + client certificate for lasair
+
+# (hop, gateway that runs the mirror, mirror name)
+HOPS = [
+    ("survey ztf.raw    -> lasair ztf.alerts", "lasair", "survey-ztf"),
+    ("survey ztf.raw    -> lasair ztf.bright", "lasair", "survey-ztf-bright"),
+    ("lasair ztf.alerts -> fink  ztf.alerts", "fink", "lasair-ztf"),
+]
+METRICS = {
+    "survey": f"http://127.0.0.1:{SURVEY_HTTP}/metrics",
+    "lasair": f"https://127.0.0.1:{LASAIR_HTTP}/metrics",  # lasair's side port speaks HTTPS
+    "fink": f"http://127.0.0.1:{FINK_HTTP}/metrics",
+}
+STATUS = {
+    "lasair": [
+        "--gateway", f"https://127.0.0.1:{LASAIR_GRPC}",
+        "--token", f"{OPERATOR}.jwt", "--ca", LASAIR_CA,
+        "--cert", f"{OPERATOR}.pem", "--key", f"{OPERATOR}.key",
+    ],
+    "fink": ["--gateway", f"http://127.0.0.1:{FINK_GRPC}"],
+}
+LINE = re.compile(r'^(alertmesh_[a-z_]+)(?:\{([^}]*)\})? ([-+0-9.eEinfNa]+)$')
+
+
+def scrape(gateway):
+    """{(metric, label value): number} of one gateway, or {} when it does not answer."""
+    ctx = ssl.create_default_context(cafile=LASAIR_CA) if gateway == "lasair" else None
+    try:
+        with urllib.request.urlopen(METRICS[gateway], timeout=1.5, context=ctx) as r:
+            text = r.read().decode()
+    except Exception:
+        return {}
+    out = {}
+    for line in text.splitlines():
+        m = LINE.match(line)
+        if m:
+            labels = dict(re.findall(r'(\w+)="([^"]*)"', m.group(2) or ""))
+            label = labels.get("mirror") or labels.get("topic") or ""
+            out[(m.group(1), label)] = float(m.group(3))
+    return out
+
+
+def states(gateway):
+    """{mirror: (state, error)} from `alertmesh mirror status --json`."""
+    try:
+        p = subprocess.run([AM, "mirror", "status", "--json", *STATUS[gateway]],
+                           capture_output=True, text=True, timeout=5)
+    except Exception as e:  # noqa: BLE001 - shown in the summary
+        return {"?": ("unreachable", str(e))}
+    if p.returncode != 0:
+        return {"?": ("error", p.stderr.strip())}
+    out = {}
+    for line in p.stdout.splitlines():
+        m = json.loads(line)
+        out[m["name"]] = (m["state"], m.get("error", ""))
+    return out
+
+
+def main():
+    seconds = float(sys.argv[1]) if len(sys.argv) > 1 else 0.0
+    tty = sys.stdout.isatty()
+    started = time.monotonic()
+    copied = {name: 0.0 for _, _, name in HOPS}
+    served = 0.0
+    shown = 0
+    prev, prev_t = {g: scrape(g) for g in METRICS}, started  # the baseline of the rates
+    while True:
+        time.sleep(max(0.0, prev_t + 2.0 - time.monotonic()))
+        now = time.monotonic()
+        snap = {g: scrape(g) for g in METRICS}
+        st = {g: states(g) for g in STATUS}
+        dt = now - prev_t
+
+        def per_s(gw, key):
+            if not snap[gw]:
+                return "  down"
+            return f"{max(0.0, snap[gw].get(key, 0.0) - prev[gw].get(key, 0.0)) / dt:6.1f}"
+
+        lines = [f"-- t={now - started:5.1f}s " + "-" * 78]
+        key_s = ("alertmesh_alerts_served_total", "ztf.raw")
+        served_now = snap["survey"].get(key_s, 0.0)
+        served = max(served, served_now)
+        lines.append(f"  {'replay            -> survey ztf.raw':<39} {RATE:>6}/s (replay --rate)"
+                     f"   survey served {served_now:.0f} ({per_s('survey', key_s).strip()}/s) to lasair")
+        for label, gw, name in HOPS:
+            key_c = ("alertmesh_mirror_alerts_copied", name)
+            c = snap[gw].get(key_c, 0.0)
+            lag = snap[gw].get(("alertmesh_mirror_lag_seconds", name), 0.0)
+            state, err = st[gw].get(name, st[gw].get("?", ("-", "")))
+            copied[name] = max(copied[name], c)
+            lines.append(f"  {label:<39} {per_s(gw, key_c)}/s  copied {c:7.0f}  lag {lag:5.2f}s"
+                         f"  [{name}: {state}]")
+            if err:
+                lines.append(f"      last error: {err[:160]}")
+        if tty and shown:
+            # Redraw the summary in place: up over the previous one, clear to the end.
+            sys.stdout.write(f"\033[{shown}F\033[J")
+        print("\n".join(lines), flush=True)
+        shown = len(lines)
+        prev, prev_t = snap, now
+        if seconds and now - started >= seconds:
+            break
+    ok = served > 0 and all(v > 0 for v in copied.values())
+    print(f"demo: {'every hop copied alerts' if ok else 'NOT every hop copied alerts'}: "
+          f"survey served {served:.0f}, "
+          + ", ".join(f"{n} copied {v:.0f}" for n, v in copied.items()), flush=True)
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    try:
+        sys.exit(main())
+    except KeyboardInterrupt:
+        sys.exit(130)
