@@ -7,7 +7,9 @@ use std::time::{Duration, Instant};
 
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
-use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::consumer::Consumer as _;
+
+use crate::quiet::{Consumer, QuietContext};
 use rdkafka::producer::FutureProducer;
 use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::ClientConfig;
@@ -117,8 +119,8 @@ pub(crate) async fn ensure_topics(
 /// The partition count of `topic`, waiting (bounded) for a new topic to show in metadata.
 /// Blocking: librdkafka metadata requests block.
 fn wait_for_partitions(config: ClientConfig, topic: &str, timeout: Duration) -> Result<usize> {
-    let consumer: BaseConsumer = reader_config(config)
-        .create()
+    let consumer: Consumer = reader_config(config)
+        .create_with_context(QuietContext)
         .map_err(|e| destination_error(topic, format!("cannot create a consumer: {e}")))?;
     let deadline = Instant::now() + timeout.max(Duration::from_secs(1)) * 2;
     loop {
@@ -137,7 +139,7 @@ fn wait_for_partitions(config: ClientConfig, topic: &str, timeout: Duration) -> 
 }
 
 pub(crate) fn partition_count(
-    consumer: &BaseConsumer,
+    consumer: &Consumer,
     topic: &str,
     timeout: Duration,
 ) -> std::result::Result<usize, String> {

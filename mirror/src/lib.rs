@@ -21,6 +21,7 @@ pub mod convert;
 mod destination;
 pub mod job;
 pub mod provenance;
+mod quiet;
 pub mod resume;
 mod source;
 pub mod spec;

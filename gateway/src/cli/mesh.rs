@@ -10,7 +10,7 @@ use alertmesh_alert::AlertRef;
 use alertmesh_proto::v1;
 use serde_json::json;
 
-use super::client::connect;
+use super::client::{connect, ClientAuthArgs};
 use super::{status_line, GatewayArg};
 
 /// `alertmesh mirror ...`
@@ -96,7 +96,8 @@ async fn walk(
     let (mut found, mut failed) = (Vec::new(), Vec::new());
     while let Some(url) = queue.pop_front() {
         let described = async {
-            let mut c = connect(&url, &start.auth).await?;
+            // DescribeGateway is open: no token leaves for a gateway it was not issued for.
+            let mut c = connect(&url, &for_gateway(&url, None, &start.auth)?).await?;
             c.describe_gateway(v1::DescribeGatewayRequest {})
                 .await
                 .map(|r| r.into_inner())
@@ -188,7 +189,7 @@ pub(super) async fn provenance(gateway: GatewayArg, alert_ref: &str) -> Result<(
                 next.gateway, gateway.url
             )
         })?;
-        let mut c = connect(url, &gateway.auth).await?;
+        let mut c = connect(url, &for_gateway(url, Some(&next.gateway), &gateway.auth)?).await?;
         let a = c
             .fetch(v1::FetchRequest {
                 r#ref: next.to_string(),
@@ -227,4 +228,86 @@ pub(super) async fn provenance(gateway: GatewayArg, alert_ref: &str) -> Result<(
         }
     }
     Ok(())
+}
+
+/// The options to reach one gateway of a walk: TLS files only for https:// URLs (a walk
+/// crosses open and TLS gateways), and the token only for the gateway it was issued for
+/// (its `aud`), so a bearer token never reaches another gateway.
+fn for_gateway(
+    url: &str,
+    name: Option<&str>,
+    auth: &ClientAuthArgs,
+) -> Result<ClientAuthArgs, String> {
+    let mut a = auth.clone();
+    if !url.starts_with("https://") {
+        a.ca = None;
+        a.cert = None;
+        a.key = None;
+    }
+    let token = auth.token()?;
+    let meant_here = match (name, token.as_deref().and_then(audience)) {
+        (Some(n), Some(aud)) => aud.iter().any(|x| x == n),
+        _ => false,
+    };
+    if !meant_here {
+        a.token_file = None;
+        a.token_env = None;
+    }
+    Ok(a)
+}
+
+/// The `aud` claim of a JWT, read without verifying it (only to choose where to send it).
+fn audience(token: &str) -> Option<Vec<String>> {
+    use base64::Engine as _;
+    let payload = token.split('.').nth(1)?;
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(payload)
+        .ok()?;
+    let claims: serde_json::Value = serde_json::from_slice(&bytes).ok()?;
+    match &claims["aud"] {
+        serde_json::Value::String(s) => Some(vec![s.clone()]),
+        serde_json::Value::Array(a) => Some(
+            a.iter()
+                .filter_map(|v| v.as_str().map(str::to_owned))
+                .collect(),
+        ),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tokens_go_only_to_their_audience_and_tls_files_only_to_https() {
+        use base64::Engine as _;
+        let enc = |v: serde_json::Value| {
+            base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(v.to_string())
+        };
+        let token = format!(
+            "{}.{}.sig",
+            enc(json!({"alg": "EdDSA"})),
+            enc(json!({"aud": "lasair"}))
+        );
+        assert_eq!(audience(&token), Some(vec!["lasair".to_owned()]));
+        let dir = std::env::temp_dir().join(format!("am-mesh-test-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("t.jwt");
+        std::fs::write(&file, &token).unwrap();
+        let auth = ClientAuthArgs {
+            token_file: Some(file),
+            ca: Some("ca.pem".into()),
+            ..ClientAuthArgs::default()
+        };
+        let to_lasair = for_gateway("https://x:1", Some("lasair"), &auth).unwrap();
+        assert!(to_lasair.token_file.is_some() && to_lasair.ca.is_some());
+        let to_fink = for_gateway("http://x:2", Some("fink"), &auth).unwrap();
+        assert!(to_fink.token_file.is_none() && to_fink.ca.is_none());
+        assert!(for_gateway("https://x:1", None, &auth)
+            .unwrap()
+            .token_file
+            .is_none());
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 }

@@ -10,7 +10,9 @@
 use std::time::{Duration, Instant};
 
 use alertmesh_alert::headers;
-use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::consumer::Consumer as _;
+
+use crate::quiet::{Consumer, QuietContext};
 use rdkafka::error::KafkaError;
 use rdkafka::message::{Headers, Message};
 use rdkafka::{ClientConfig, Offset, TopicPartitionList};
@@ -55,8 +57,8 @@ pub(crate) fn recover(
     let mut positions = ResumePositions::new(prefix);
     // One consumer per topic: partition EOF events name only the partition.
     for topic in topics {
-        let consumer: BaseConsumer = config
-            .create()
+        let consumer: Consumer = config
+            .create_with_context(QuietContext)
             .map_err(|e| destination_error(topic, format!("cannot create a consumer: {e}")))?;
         recover_topic(&consumer, topic, partitions, timeout, &mut positions)?;
     }
@@ -64,7 +66,7 @@ pub(crate) fn recover(
 }
 
 fn recover_topic(
-    consumer: &BaseConsumer,
+    consumer: &Consumer,
     topic: &str,
     partitions: usize,
     timeout: Duration,
@@ -106,7 +108,7 @@ fn recover_topic(
 /// Reads every searched partition from its window's start to its end; returns, per
 /// search, whether a record named the source.
 fn read_round(
-    consumer: &BaseConsumer,
+    consumer: &Consumer,
     todo: &[Search],
     timeout: Duration,
     positions: &mut ResumePositions,

@@ -6,7 +6,9 @@ use std::time::Duration;
 
 use alertmesh_alert::headers;
 use bytes::Bytes;
-use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::consumer::Consumer as _;
+
+use crate::quiet::{Consumer, QuietContext};
 use rdkafka::error::KafkaError;
 use rdkafka::message::{Headers, Message};
 use rdkafka::{ClientConfig, Offset, TopicPartitionList};
@@ -66,8 +68,8 @@ pub(crate) async fn connect(
         label.clone(),
     );
     let partitions = tokio::task::spawn_blocking(move || {
-        let consumer: BaseConsumer = config
-            .create()
+        let consumer: Consumer = config
+            .create_with_context(QuietContext)
             .map_err(|e| failure(&l, format!("cannot create a consumer: {e}")))?;
         crate::destination::partition_count(&consumer, &topic, timeout).map_err(|e| failure(&l, e))
     })
@@ -116,8 +118,8 @@ impl Remote {
     ) -> Result<()> {
         let fail = |reason: String| failure(&self.label, reason);
         let topic = &self.source.topic;
-        let consumer: BaseConsumer = client_config(&self.source, "reader")
-            .create()
+        let consumer: Consumer = client_config(&self.source, "reader")
+            .create_with_context(QuietContext)
             .map_err(|e| fail(format!("cannot create a consumer: {e}")))?;
         let partitions = 0..i32::try_from(self.partitions).unwrap_or(i32::MAX);
         // Per partition: records older than this are skipped (a time start that the broker
@@ -205,7 +207,7 @@ impl Remote {
     }
 
     /// Per partition, the broker's offset for time `ms` (`None`: no record that recent yet).
-    fn offsets_for_time(&self, consumer: &BaseConsumer, ms: i64) -> Result<Vec<Option<i64>>> {
+    fn offsets_for_time(&self, consumer: &Consumer, ms: i64) -> Result<Vec<Option<i64>>> {
         let topic = &self.source.topic;
         let mut tpl = TopicPartitionList::new();
         for p in 0..i32::try_from(self.partitions).unwrap_or(i32::MAX) {
