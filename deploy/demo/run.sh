@@ -127,6 +127,10 @@ step "survey: live feed of ${#ztf[@]} real ZTF alerts at $rate alerts/s into ztf
 "$am" replay --bootstrap 127.0.0.1:${kafka_ports[0]} --topic ztf.raw --partitions 3 --rate "$rate" --rounds 0 \
   "${ztf[@]}" >"$work/replay.log" 2>&1 &
 pids+=($!)
+step "survey: live feed of 10 real Rubin alerts (schema 7.1) in Confluent wire format into lsst.raw"
+"$am" replay --bootstrap 127.0.0.1:${kafka_ports[0]} --topic lsst.raw --partitions 3 --rate 2 --rounds 0 \
+  --confluent alert/tests/fixtures/lsst/ampel_usdf_dev_v7_1/schema_701.avro >"$work/replay-lsst.log" 2>&1 &
+pids+=($!)
 
 step "gateways, each once its source is up: survey :29051, lasair :29052 (JWT + mTLS), fink :29053"
 for i in 0 1 2; do

@@ -29,6 +29,7 @@ OPERATOR = os.path.join(WORK, "operator")  # admin token + client certificate fo
 HOPS = [
     ("survey ztf.raw    -> lasair ztf.alerts", "lasair", "survey-ztf"),
     ("survey ztf.raw    -> lasair ztf.bright", "lasair", "survey-ztf-bright"),
+    ("survey lsst.raw   -> lasair lsst.alerts", "lasair", "survey-lsst"),
     ("lasair ztf.alerts -> fink  ztf.alerts", "fink", "lasair-ztf"),
 ]
 METRICS = {

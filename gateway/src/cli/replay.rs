@@ -32,7 +32,15 @@ pub struct ReplayArgs {
     /// Go round the files this many times (0 = forever).
     #[arg(long, default_value_t = 1)]
     pub rounds: u64,
-    /// Alert files; each file's bytes become one record value, unchanged.
+    /// Send every alert of each Avro container file as its own record in Confluent wire
+    /// format (as Rubin publishes LSST alerts). The schema id follows the LSST convention
+    /// (major*100+minor, from the record's namespace `lsst.vX_Y`) unless --schema-id is set.
+    #[arg(long)]
+    pub confluent: bool,
+    /// Confluent schema id for --confluent.
+    #[arg(long, requires = "confluent")]
+    pub schema_id: Option<u32>,
+    /// Alert files; each file's bytes become one record value, unchanged (see --confluent).
     #[arg(required = true, value_name = "FILE")]
     pub files: Vec<PathBuf>,
 }
@@ -46,7 +54,15 @@ pub(super) async fn replay(args: ReplayArgs) -> Result<(), String> {
     }
     let mut payloads = Vec::with_capacity(args.files.len());
     for f in &args.files {
-        payloads.push(std::fs::read(f).map_err(|e| format!("cannot read {}: {e}", f.display()))?);
+        let bytes = std::fs::read(f).map_err(|e| format!("cannot read {}: {e}", f.display()))?;
+        if args.confluent {
+            payloads.extend(
+                confluent_records(&bytes, args.schema_id)
+                    .map_err(|e| format!("{}: {e}", f.display()))?,
+            );
+        } else {
+            payloads.push(bytes);
+        }
     }
     let mut config = ClientConfig::new();
     config
@@ -109,4 +125,52 @@ async fn create_topic(config: &ClientConfig, topic: &str, partitions: i32) -> Re
         }
     }
     Ok(())
+}
+
+/// Every alert of an Avro container file, re-encoded in Confluent wire format.
+fn confluent_records(ocf: &[u8], schema_id: Option<u32>) -> Result<Vec<Vec<u8>>, String> {
+    use alertmesh_alert::apache_avro::Schema;
+    use alertmesh_alert::{encode, Decoder, Format, Target};
+    let alerts = Decoder::new()
+        .decode_all(Format::AvroOcf, ocf)
+        .map_err(|e| e.to_string())?;
+    alerts
+        .iter()
+        .map(|a| {
+            let id = match schema_id {
+                Some(id) => id,
+                None => {
+                    let namespace = match a.schema().map(|s| s.schema()) {
+                        Some(Schema::Record(r)) => r.name.namespace.clone().unwrap_or_default(),
+                        _ => String::new(),
+                    };
+                    lsst_id(&namespace).ok_or_else(|| {
+                        format!("cannot derive a schema id from namespace {namespace:?}; pass --schema-id")
+                    })?
+                }
+            };
+            encode(a, Target::Confluent(id)).map_err(|e| e.to_string())
+        })
+        .collect()
+}
+
+/// `lsst.v7_1` → 701 (major*100+minor, the LSST registry convention).
+fn lsst_id(namespace: &str) -> Option<u32> {
+    let (major, minor) = namespace.strip_prefix("lsst.v")?.split_once('_')?;
+    Some(alertmesh_alert::codec::confluent::lsst_schema_id(
+        major.parse().ok()?,
+        minor.parse().ok()?,
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lsst_namespaces_give_registry_ids() {
+        assert_eq!(lsst_id("lsst.v7_1"), Some(701));
+        assert_eq!(lsst_id("lsst.v11_0"), Some(1100));
+        assert_eq!(lsst_id("ztf.alert"), None);
+    }
 }
