@@ -287,6 +287,7 @@ impl Config {
             gateway: GatewayConfig {
                 name: name?,
                 advertised_url: match advertised? {
+                    u if u.is_empty() && tls.is_some() => format!("https://{listen}"),
                     u if u.is_empty() => format!("http://{listen}"),
                     u => u,
                 },
