@@ -116,7 +116,11 @@ impl Kafka {
             .set("queued.max.messages.kbytes", buffer_kib.to_string())
             // librdkafka otherwise pauses a partition's fetches for a whole second each
             // time the bounded prefetch queue fills, which starved fast readers.
-            .set("fetch.queue.backoff.ms", "5");
+            .set("fetch.queue.backoff.ms", "5")
+            // Fewer, larger fetches: a reader of small alerts spends less per alert on
+            // round trips (measured: 1 KB alerts +5-10 % through the gateway).
+            .set("max.partition.fetch.bytes", (4 << 20).to_string())
+            .set("fetch.max.bytes", (16 << 20).to_string());
         // The operator's properties have the last word.
         for (k, v) in &self.config.properties {
             c.set(k, v);

@@ -18,6 +18,7 @@
 
 pub mod auth;
 pub mod bench;
+pub mod bench_mirror;
 pub mod broker;
 pub mod cli;
 pub mod client;
