@@ -46,6 +46,11 @@ fn client_config(source: &KafkaSource, mirror: &str) -> ClientConfig {
         .set("auto.offset.reset", "earliest")
         // Mirrors are latency-sensitive: do not let an idle partition hold a fetch long.
         .set("fetch.wait.max.ms", "100")
+        // When the destination is the bottleneck the prefetch queue fills; librdkafka would
+        // then pause fetching for fetch.queue.backoff.ms (1 s by default), a stall.
+        .set("fetch.queue.backoff.ms", "5")
+        .set("queued.max.messages.kbytes", "16384")
+        .set("max.partition.fetch.bytes", (4 << 20).to_string())
         .set("log_level", "3");
     // Operator properties (SASL, TLS) come last so they can override ours.
     for (k, v) in &source.properties {
