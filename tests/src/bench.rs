@@ -246,3 +246,28 @@ pub fn peak_rss_kib(pid: u32) -> Option<u64> {
     let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
     line.split_whitespace().nth(1)?.parse().ok()
 }
+
+/// Numeric benchmark options: each `(flag, environment variable, default)`, overridden by
+/// the variable, then by `--flag N` on the command line.
+pub fn numeric_args(spec: &[(&str, &str, u64)]) -> Result<BTreeMap<String, u64>> {
+    let mut values: BTreeMap<String, u64> = BTreeMap::new();
+    for (flag, env, default) in spec {
+        let v = std::env::var(env).ok().map(|v| v.parse()).transpose()?;
+        values.insert((*flag).to_owned(), v.unwrap_or(*default));
+    }
+    let mut it = std::env::args().skip(1);
+    while let Some(flag) = it.next() {
+        if !values.contains_key(&flag) {
+            bail!(
+                "unknown argument {flag:?}; expected one of {:?}",
+                values.keys()
+            );
+        }
+        let v = it
+            .next()
+            .with_context(|| format!("{flag} needs a number"))?;
+        let parsed = v.parse().with_context(|| format!("{flag} {v:?}"))?;
+        values.insert(flag, parsed);
+    }
+    Ok(values)
+}

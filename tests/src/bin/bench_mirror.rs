@@ -50,32 +50,14 @@ struct Args {
 }
 
 fn args() -> Result<Args> {
-    let mut values: BTreeMap<String, u64> = BTreeMap::new();
-    for (flag, env, default) in [
+    let values = alertmesh_tests::bench::numeric_args(&[
         ("--n", "BENCH_MIRROR_N", 10_000),
         ("--size-kib", "BENCH_MIRROR_SIZE_KIB", 64),
         ("--rounds", "BENCH_MIRROR_ROUNDS", 3),
         ("--lag-seconds", "BENCH_MIRROR_LAG_SECONDS", 10),
         ("--lag-rate-1k", "BENCH_MIRROR_LAG_RATE_1K", 5_000),
         ("--lag-rate-64k", "BENCH_MIRROR_LAG_RATE_64K", 0),
-    ] {
-        let v = std::env::var(env).ok().map(|v| v.parse()).transpose()?;
-        values.insert(flag.to_owned(), v.unwrap_or(default));
-    }
-    let mut it = std::env::args().skip(1);
-    while let Some(flag) = it.next() {
-        if !values.contains_key(&flag) {
-            bail!(
-                "unknown argument {flag:?}; expected one of {:?}",
-                values.keys()
-            );
-        }
-        let v = it
-            .next()
-            .with_context(|| format!("{flag} needs a number"))?;
-        let parsed = v.parse().with_context(|| format!("{flag} {v:?}"))?;
-        values.insert(flag, parsed);
-    }
+    ])?;
     Ok(Args {
         n: values["--n"].max(1),
         size: (values["--size-kib"].max(1) * 1024) as usize,

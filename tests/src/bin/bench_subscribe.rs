@@ -28,32 +28,14 @@ struct Args {
 }
 
 fn args() -> Result<Args> {
-    let mut values: BTreeMap<String, u64> = BTreeMap::new();
-    for (flag, env, default) in [
+    let values = alertmesh_tests::bench::numeric_args(&[
         ("--n-1k", "BENCH_N_1K", 150_000),
         ("--n-64k", "BENCH_N_64K", 5_000),
         ("--live-1k", "BENCH_LIVE_1K", 10_000),
         ("--live-64k", "BENCH_LIVE_64K", 300),
         ("--subscribers", "BENCH_SUBSCRIBERS", 100),
         ("--rounds", "BENCH_ROUNDS", 3),
-    ] {
-        let v = std::env::var(env).ok().map(|v| v.parse()).transpose()?;
-        values.insert(flag.to_owned(), v.unwrap_or(default));
-    }
-    let mut it = std::env::args().skip(1);
-    while let Some(flag) = it.next() {
-        if !values.contains_key(&flag) {
-            bail!(
-                "unknown argument {flag:?}; expected one of {:?}",
-                values.keys()
-            );
-        }
-        let v = it
-            .next()
-            .with_context(|| format!("{flag} needs a number"))?;
-        let parsed = v.parse().with_context(|| format!("{flag} {v:?}"))?;
-        values.insert(flag, parsed);
-    }
+    ])?;
     Ok(Args {
         n: [(1024, values["--n-1k"]), (64 * 1024, values["--n-64k"])],
         live: [values["--live-1k"], values["--live-64k"]],
