@@ -29,8 +29,7 @@ pub fn server(state: Arc<State>) -> AlertMeshServer<GatewayService> {
         .max_encoding_message_size(usize::MAX)
 }
 
-fn topic_info(state: &State, t: &crate::config::TopicConfig, partitions: i32) -> v1::TopicInfo {
-    let _ = state;
+fn topic_info(t: &crate::config::TopicConfig, partitions: i32) -> v1::TopicInfo {
     v1::TopicInfo {
         name: t.name.clone(),
         namespace: t.namespace.clone(),
@@ -45,20 +44,40 @@ impl GatewayService {
     /// sees the public ones.
     async fn topics(&self, caller: &crate::auth::Caller) -> Vec<v1::TopicInfo> {
         let auth = self.state.auth.as_deref();
-        let mut out = Vec::new();
-        for t in &self.state.config.topics {
-            if auth.is_some_and(|a| a.require() && caller.token.is_none() && !a.is_public(&t.name))
-            {
-                continue;
-            }
-            // A topic Kafka cannot describe right now is still listed, with 0 partitions.
-            let n = self
-                .state
-                .partitions(&t.name)
-                .await
-                .map_or(0, |p| p.len() as i32);
-            out.push(topic_info(&self.state, t, n));
+        let visible: Vec<&crate::config::TopicConfig> = self
+            .state
+            .config
+            .topics
+            .iter()
+            .filter(|t| {
+                !auth
+                    .is_some_and(|a| a.require() && caller.token.is_none() && !a.is_public(&t.name))
+            })
+            .collect();
+        // Look the partition counts up concurrently: with Kafka down each look-up waits for
+        // kafka.timeout_ms, and the answer should not take that once per topic.
+        let mut lookups = tokio::task::JoinSet::new();
+        for (i, t) in visible.iter().enumerate() {
+            let (state, name) = (Arc::clone(&self.state), t.name.clone());
+            lookups.spawn(async move {
+                (
+                    i,
+                    state.partitions(&name).await.map_or(0, |p| p.len() as i32),
+                )
+            });
         }
+        let mut counts = vec![0; visible.len()];
+        while let Some(done) = lookups.join_next().await {
+            // A topic Kafka cannot describe right now is still listed, with 0 partitions.
+            if let Ok((i, n)) = done {
+                counts[i] = n;
+            }
+        }
+        let out: Vec<v1::TopicInfo> = visible
+            .iter()
+            .zip(counts)
+            .map(|(t, n)| topic_info(t, n))
+            .collect();
         out
     }
 }

@@ -223,3 +223,36 @@ async fn killed_broker_makes_requests_unavailable_within_seconds() -> Result<()>
         .await?;
     Ok(())
 }
+
+#[tokio::test]
+async fn listing_topics_with_kafka_down_answers_once_not_once_per_topic() -> Result<()> {
+    let closed = format!("127.0.0.1:{}", free_port());
+    let mut spec = GatewaySpec::new("lasair", &closed)
+        .timeout_ms(2000)
+        .ready(Ready::GrpcPort);
+    for i in 0..6 {
+        spec = spec.topic(&format!("ztf.alerts.{i}"), "ZTF", "avro-ocf");
+    }
+    let gateway = Gateway::start(&spec).await?;
+    let mut client = gateway.client().await?;
+    let began = Instant::now();
+    let topics = client
+        .list_topics(alertmesh_proto::v1::ListTopicsRequest {})
+        .await?
+        .into_inner()
+        .topics;
+    // Six look-ups of 2 s each one after the other would take 12 s.
+    ensure!(
+        began.elapsed() < Duration::from_secs(8),
+        "took {:?}",
+        began.elapsed()
+    );
+    ensure!(topics.len() == 6, "{topics:?}");
+    ensure!(topics.iter().all(|t| t.partitions == 0), "{topics:?}");
+    let names: Vec<&str> = topics.iter().map(|t| t.name.as_str()).collect();
+    ensure!(
+        names[0] == "ztf.alerts.0" && names[5] == "ztf.alerts.5",
+        "{names:?}"
+    );
+    Ok(())
+}
