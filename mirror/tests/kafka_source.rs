@@ -151,31 +151,31 @@ async fn abrupt_restarts_while_the_source_grows_copy_every_alert_exactly_once() 
     );
     source.create_topic("ztf", 3).await?;
     let payloads: Vec<Vec<u8>> = ztf_alerts()?.into_iter().map(|a| a.payload).collect();
-    const ROUNDS: usize = 4;
-
-    // The source keeps growing in the background: ROUNDS × 45 alerts, 30 ms apart.
+    // The source keeps growing in the background, an alert every 30 ms, for as long as the
+    // mirror is being restarted (so every restart can land mid-copy, on any machine speed).
     let bootstrap = source.bootstrap();
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let grower = tokio::spawn({
         let payloads = payloads.clone();
         async move {
             let producer = broker::producer_for(&bootstrap)?;
-            for round in 0..ROUNDS {
-                for (i, payload) in payloads.iter().enumerate() {
-                    let n = round * payloads.len() + i;
-                    produce(
-                        &producer,
-                        "ztf",
-                        n as i32 % 3,
-                        None,
-                        payload,
-                        &[],
-                        1_700_000_000_000 + n as i64,
-                    )
-                    .await?;
-                    tokio::time::sleep(Duration::from_millis(30)).await;
-                }
+            let mut n = 0usize;
+            while !*stop_rx.borrow() {
+                let payload = &payloads[n % payloads.len()];
+                produce(
+                    &producer,
+                    "ztf",
+                    n as i32 % 3,
+                    None,
+                    payload,
+                    &[],
+                    1_700_000_000_000 + n as i64,
+                )
+                .await?;
+                n += 1;
+                tokio::time::sleep(Duration::from_millis(30)).await;
             }
-            anyhow::Ok(())
+            anyhow::Ok(n)
         }
     });
 
@@ -197,12 +197,12 @@ async fn abrupt_restarts_while_the_source_grows_copy_every_alert_exactly_once() 
         // A restarted process needs a moment too; requests already on the wire land first.
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    grower.await??;
+    stop_tx.send(true)?;
+    let total = grower.await??;
     assert!(
         killed_while_copying >= 3,
         "only {killed_while_copying} restarts hit a copying mirror"
     );
-    let total = ROUNDS * payloads.len();
 
     let (env, cancel) = env(GATEWAY, &local);
     let mirror = Mirror::start(
