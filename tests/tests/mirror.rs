@@ -169,25 +169,29 @@ fn check_exactly_once(source: &[Found], source_ref: &str, copied: &[Found]) -> R
     Ok(())
 }
 
-#[tokio::test]
-async fn a_chain_of_three_gateways_copies_every_alert_with_provenance() -> Result<()> {
+/// A survey relay: its broker holds `n` keyless ZTF alerts in `ztf.raw`, its gateway serves them.
+async fn survey_with(n: usize) -> Result<Site> {
     let survey = site("survey", &[RAW], &[]).await?;
     survey.broker.create_topic(RAW, 3).await?;
-    survey
-        .broker
-        .produce_all(RAW, &survey_records(0, 45)?)
-        .await?;
-    let lasair = site(
-        "lasair",
-        &[ALERTS],
-        &[gateway_mirror(
-            "from-survey",
-            &survey.gateway.grpc_url(),
-            RAW,
-            Some(ALERTS),
-        )],
-    )
-    .await?;
+    if n > 0 {
+        survey
+            .broker
+            .produce_all(RAW, &survey_records(0, n)?)
+            .await?;
+    }
+    Ok(survey)
+}
+
+/// Broker `lasair`, mirroring the survey's `ztf.raw` into `ztf.alerts` over gRPC.
+async fn lasair_from(survey: &Site) -> Result<Site> {
+    let mirror = gateway_mirror("from-survey", &survey.gateway.grpc_url(), RAW, Some(ALERTS));
+    site("lasair", &[ALERTS], &[mirror]).await
+}
+
+#[tokio::test]
+async fn a_chain_of_three_gateways_copies_every_alert_with_provenance() -> Result<()> {
+    let survey = survey_with(45).await?;
+    let lasair = lasair_from(&survey).await?;
     // Default destination: <source gateway>.<topic>.
     let fink = site(
         "fink",
@@ -282,19 +286,8 @@ async fn a_chain_of_three_gateways_copies_every_alert_with_provenance() -> Resul
 
 #[tokio::test]
 async fn killing_the_mirroring_gateway_at_random_moments_loses_and_repeats_nothing() -> Result<()> {
-    let survey = site("survey", &[RAW], &[]).await?;
-    survey.broker.create_topic(RAW, 3).await?;
-    let mut lasair = site(
-        "lasair",
-        &[ALERTS],
-        &[gateway_mirror(
-            "from-survey",
-            &survey.gateway.grpc_url(),
-            RAW,
-            Some(ALERTS),
-        )],
-    )
-    .await?;
+    let survey = survey_with(0).await?;
+    let mut lasair = lasair_from(&survey).await?;
     let mut produced = 0;
     // Pseudo-random kill moments, reproducible from the seed printed on failure.
     let seed = now_ms() as u64;
@@ -325,23 +318,8 @@ async fn killing_the_mirroring_gateway_at_random_moments_loses_and_repeats_nothi
 
 #[tokio::test]
 async fn a_mirror_backs_off_while_its_source_is_gone_and_catches_up_after() -> Result<()> {
-    let mut survey = site("survey", &[RAW], &[]).await?;
-    survey.broker.create_topic(RAW, 3).await?;
-    survey
-        .broker
-        .produce_all(RAW, &survey_records(0, 20)?)
-        .await?;
-    let lasair = site(
-        "lasair",
-        &[ALERTS],
-        &[gateway_mirror(
-            "from-survey",
-            &survey.gateway.grpc_url(),
-            RAW,
-            Some(ALERTS),
-        )],
-    )
-    .await?;
+    let mut survey = survey_with(20).await?;
+    let lasair = lasair_from(&survey).await?;
     settle(&lasair.broker, ALERTS, 3, 20).await?;
     survey.gateway.kill();
     survey
