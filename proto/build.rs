@@ -7,6 +7,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     tonic_prost_build::configure()
         // Payloads and keys are handed from Kafka to the wire without copying.
         .bytes(".")
+        // Written by hand (src/batch.rs) so the gateway can send pre-encoded alerts.
+        .extern_path(".alertmesh.v1.AlertBatch", "crate::batch::AlertBatch")
         .compile_fds(descriptors)?;
     Ok(())
 }

@@ -39,6 +39,8 @@ pub async fn fetch(state: &State, text: &str) -> Result<v1::Alert> {
     let consumer = state.kafka.consumer(1024)?;
     let timeout = state.kafka.timeout();
     let (t, p, o) = (topic.name.clone(), r.partition, r.offset);
+    let ctx = AlertContext::new(me, &topic);
+    let record_ctx = Arc::clone(&ctx);
     let record = tokio::task::spawn_blocking(move || -> Result<Record> {
         // Past the high watermark a broker may answer fetches with nothing at all (no
         // end-of-partition either), so read from the watermark instead and let the end
@@ -55,7 +57,7 @@ pub async fn fetch(state: &State, text: &str) -> Result<v1::Alert> {
         while started.elapsed() < timeout {
             match consumer.poll(timeout.saturating_sub(started.elapsed())) {
                 Some(Ok(m)) => {
-                    let rec = Record::from_kafka(&m);
+                    let rec = Record::from_kafka(&m, &record_ctx);
                     if rec.offset == o {
                         return Ok(rec);
                     }
@@ -84,12 +86,6 @@ pub async fn fetch(state: &State, text: &str) -> Result<v1::Alert> {
         state.kafka.count_error();
     }
     let record = record?;
-    let ctx = AlertContext {
-        gateway: me.clone(),
-        topic: topic.name.clone(),
-        format: topic.format.to_string(),
-        namespace: topic.namespace.clone(),
-    };
     let mut alert = ctx.alert(&record);
     if alert.mesh_key.is_empty() {
         // A record published without a key (as ZTF does): its mesh key is in the payload.

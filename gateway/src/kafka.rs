@@ -105,6 +105,18 @@ impl Kafka {
 
     /// A consumer for `assign()`-only use: no group membership, no offset commits.
     pub fn consumer(&self, buffer_kib: usize) -> Result<GatewayConsumer> {
+        self.consumer_waiting(buffer_kib, Duration::from_millis(100))
+    }
+
+    /// A consumer that reads stored records to their end: a partition at its end answers
+    /// after `fetch_wait` (Kafka's long poll), and a reader that must see where the end is
+    /// (for `end = now`, or to join the live tail) waits that long, so catch-up readers
+    /// use a short one. The live tail keeps the long poll: it is idle most of the time.
+    pub fn consumer_waiting(
+        &self,
+        buffer_kib: usize,
+        fetch_wait: Duration,
+    ) -> Result<GatewayConsumer> {
         let mut c = self.client_config();
         c.set("group.id", &self.client_id)
             .set("enable.auto.commit", "false")
@@ -112,7 +124,7 @@ impl Kafka {
             .set("enable.partition.eof", "true")
             // A position older than the oldest retained record resumes at the oldest.
             .set("auto.offset.reset", "earliest")
-            .set("fetch.wait.max.ms", "100")
+            .set("fetch.wait.max.ms", fetch_wait.as_millis().to_string())
             .set("queued.max.messages.kbytes", buffer_kib.to_string())
             // librdkafka otherwise pauses a partition's fetches for a whole second each
             // time the bounded prefetch queue fills, which starved fast readers.

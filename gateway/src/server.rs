@@ -20,6 +20,7 @@ use crate::error::{Error, Result};
 use crate::kafka::reader::{self, BatchBounds, ReaderCtx, ReaderEvent, StartAt};
 use crate::kafka::Kafka;
 use crate::metrics::{Metrics, ReaderKind};
+use crate::record::AlertContext;
 use crate::service::GatewayService;
 use crate::subscription::select::SeenSchema;
 use crate::tail::Tails;
@@ -153,21 +154,25 @@ impl State {
     /// Starts a subscriber's own Kafka reader.
     pub fn spawn_reader(
         &self,
-        topic: &str,
+        ctx: &Arc<AlertContext>,
         starts: &[(i32, StartAt)],
         bounds: BatchBounds,
     ) -> Result<mpsc::Receiver<ReaderEvent>> {
-        let consumer = self.kafka.consumer(self.config.limits.reader_buffer_kib)?;
+        let consumer = self.kafka.consumer_waiting(
+            self.config.limits.reader_buffer_kib,
+            Duration::from_millis(10),
+        )?;
         reader::spawn(
-            format!("read-{topic}"),
+            format!("read-{}", ctx.topic),
             consumer,
-            topic,
+            &ctx.topic,
             starts,
             bounds,
             ReaderCtx {
                 metrics: Arc::clone(&self.metrics),
                 kind: ReaderKind::own,
                 cancel: self.cancel.clone(),
+                alert: Arc::clone(ctx),
             },
         )
     }

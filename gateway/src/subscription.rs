@@ -40,6 +40,7 @@ pub async fn open(
     req: v1::SubscribeRequest,
 ) -> Result<Outbound> {
     let topic = state.exposed(&req.topic)?.clone();
+    let ctx = AlertContext::new(&state.config.gateway.name, &topic);
     if req.limit == Some(0) {
         return Err(Error::InvalidArgument(
             "limit must be at least 1; leave it unset for no limit".into(),
@@ -120,7 +121,7 @@ pub async fn open(
             .get(&principal.name, &req.cursor, &topic.name)
             .await?;
         if !saved.is_empty() {
-            begin = apply_cursor(&state, &topic.name, &partitions, begin, &saved).await?;
+            begin = apply_cursor(&state, &ctx, &partitions, begin, &saved).await?;
         }
     }
     if !req.resume.is_empty() {
@@ -136,19 +137,19 @@ pub async fn open(
             }
             saved.insert(po.partition, po.offset);
         }
-        begin = apply_cursor(&state, &topic.name, &partitions, begin, &saved).await?;
+        begin = apply_cursor(&state, &ctx, &partitions, begin, &saved).await?;
     }
 
     // Subscriptions that may go live get the shared tail started now, so it is ready by
     // the time they reach the end of what is stored.
-    let tail = (end != EndAt::Now).then(|| state.tails.get_or_start(&topic.name, &partitions));
+    let tail = (end != EndAt::Now).then(|| state.tails.get_or_start(&ctx, &partitions));
     let (mode, streamed, next) = match begin {
         // `latest` up to `now` is empty by definition.
         Begin::Head if end == EndAt::Now => {
             (stream::Mode::Done, partitions.clone(), HashMap::new())
         }
         Begin::Head => {
-            let tail = state.tails.get_or_start(&topic.name, &partitions);
+            let tail = state.tails.get_or_start(&ctx, &partitions);
             tail.wait_ready(state.kafka.timeout() * 2).await?;
             let (seq, next) = tail.join_at_head();
             (stream::Mode::Tail { seq }, partitions.clone(), next)
@@ -162,17 +163,11 @@ pub async fn open(
                 })
                 .collect();
             let parts = starts.iter().map(|(p, _)| *p).collect();
-            let rx = state.spawn_reader(&topic.name, &starts, bounds)?;
+            let rx = state.spawn_reader(&ctx, &starts, bounds)?;
             (stream::Mode::Own(rx), parts, next)
         }
     };
     let progress = Progress::new(streamed, next, skip_before, end, req.limit);
-    let ctx = AlertContext {
-        gateway: state.config.gateway.name.clone(),
-        topic: topic.name.clone(),
-        format: topic.format.to_string(),
-        namespace: topic.namespace.clone(),
-    };
     let (tx, rx) = mpsc::channel(2);
     let span =
         tracing::info_span!("subscription", topic = %topic.name, principal = %principal.name);
@@ -246,7 +241,7 @@ pub fn describe_partitions(partitions: &[i32]) -> String {
 /// Partitions with a saved cursor position resume there; the others keep their start.
 async fn apply_cursor(
     state: &State,
-    topic: &str,
+    ctx: &Arc<AlertContext>,
     partitions: &[i32],
     begin: Begin,
     saved: &HashMap<i32, i64>,
@@ -254,7 +249,7 @@ async fn apply_cursor(
     let mut starts = match begin {
         Begin::Positions(s) => s,
         Begin::Head => {
-            let tail = state.tails.get_or_start(topic, partitions);
+            let tail = state.tails.get_or_start(ctx, partitions);
             tail.wait_ready(state.kafka.timeout() * 2).await?;
             let (_, pos) = tail.join_at_head();
             partitions

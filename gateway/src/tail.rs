@@ -14,12 +14,14 @@ use crate::error::{Error, Result};
 use crate::kafka::reader::{self, BatchBounds, ReaderCtx, ReaderEvent, StartAt};
 use crate::kafka::Kafka;
 use crate::metrics::{Metrics, ReaderKind};
-use crate::record::Record;
+use crate::record::{AlertContext, Record};
 
 /// One topic's shared tail.
 #[derive(Debug)]
 pub struct Tail {
     topic: String,
+    /// How the topic's records are encoded for the wire.
+    alert: Arc<AlertContext>,
     partitions: Vec<i32>,
     inner: Mutex<Inner>,
     /// Sequence number of the next record to be appended; bumped on every append and
@@ -228,13 +230,15 @@ impl Tails {
     }
 
     /// The tail of `topic`, starting its reader if it is not running yet.
-    pub fn get_or_start(&self, topic: &str, partitions: &[i32]) -> Arc<Tail> {
+    pub fn get_or_start(&self, ctx: &Arc<AlertContext>, partitions: &[i32]) -> Arc<Tail> {
+        let topic = ctx.topic.as_str();
         let mut map = self.map.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(t) = map.get(topic) {
             return Arc::clone(t);
         }
         let tail = Arc::new(Tail {
             topic: topic.to_owned(),
+            alert: Arc::clone(ctx),
             partitions: partitions.to_vec(),
             inner: Mutex::new(Inner {
                 records: VecDeque::new(),
@@ -286,6 +290,7 @@ async fn feed(
                     metrics: Arc::clone(&metrics),
                     kind: ReaderKind::tail,
                     cancel: cancel.clone(),
+                    alert: Arc::clone(&tail.alert),
                 },
             )
         });

@@ -7,7 +7,11 @@
 #[allow(unreachable_pub, missing_debug_implementations, clippy::all)]
 pub mod v1 {
     tonic::include_proto!("alertmesh.v1");
+
+    pub use crate::batch::AlertBatch;
 }
+
+mod batch;
 
 /// The `.proto` source this crate was built from.
 pub const FILE_DESCRIPTOR_PROTO: &str = include_str!("../proto/alertmesh/v1/alertmesh.proto");

@@ -15,7 +15,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::error::{is_transport, Error};
 use crate::metrics::Metrics;
-use crate::record::Record;
+use crate::record::{AlertContext, Record};
 use std::sync::Arc;
 
 /// What a reader reports, in the order it saw it.
@@ -52,6 +52,8 @@ pub struct ReaderCtx {
     pub metrics: Arc<Metrics>,
     pub kind: crate::metrics::ReaderKind,
     pub cancel: CancellationToken,
+    /// The topic's wire context: records are encoded as alerts as they are read.
+    pub alert: Arc<AlertContext>,
 }
 
 /// Starts a reader thread for `topic` at the given positions. The thread ends when the
@@ -74,7 +76,6 @@ pub fn spawn(
         tpl.add_partition_offset(topic, *p, offset)
             .map_err(Error::from_kafka)?;
     }
-    consumer.assign(&tpl).map_err(Error::from_kafka)?;
     ctx.metrics
         .reader(&ctx.metrics.readers_started, ctx.kind)
         .inc();
@@ -82,10 +83,29 @@ pub fn spawn(
     let topic = topic.to_owned();
     thread::Builder::new()
         .name(name)
-        .spawn(move || run(consumer, topic, bounds, tx, ctx))
+        .spawn(move || {
+            // A fresh client that does not know the partition leaders yet when it is
+            // assigned postpones each start position lookup by librdkafka's 500 ms offset
+            // query timer; looking the topic up first lets the read start at once. The
+            // lookup is also the read's first sign of an unreachable cluster.
+            if let Err(e) = consumer.fetch_metadata(Some(&topic), METADATA_TIMEOUT) {
+                let _ = tx.blocking_send(ReaderEvent::Failed(Error::Unavailable(format!(
+                    "cannot read topic {topic:?}: {e}"
+                ))));
+                return;
+            }
+            if let Err(e) = consumer.assign(&tpl) {
+                let _ = tx.blocking_send(ReaderEvent::Failed(Error::from_kafka(e)));
+                return;
+            }
+            run(consumer, topic, bounds, tx, ctx)
+        })
         .map_err(|e| Error::Internal(format!("cannot start reader thread: {e}")))?;
     Ok(rx)
 }
+
+/// How long a reader waits for the topic's metadata before assigning its partitions.
+const METADATA_TIMEOUT: Duration = Duration::from_secs(3);
 
 fn run(
     consumer: GatewayConsumer,
@@ -98,6 +118,7 @@ fn run(
         metrics,
         kind,
         cancel,
+        alert,
     } = ctx;
     let bytes_read = metrics.reader(&metrics.kafka_bytes_read, kind);
     let mut batch: Vec<Record> = Vec::new();
@@ -115,7 +136,7 @@ fn run(
         };
         match consumer.poll(wait) {
             Some(Ok(m)) => {
-                let r = Record::from_kafka(&m);
+                let r = Record::from_kafka(&m, &alert);
                 bytes_read.inc_by(r.payload.len() as u64);
                 batch_bytes += r.size();
                 batch.push(r);

@@ -163,6 +163,7 @@ mod tests {
             key: None,
             headers: Vec::new(),
             payload: bytes::Bytes::new(),
+            wire: bytes::Bytes::new(),
         }
     }
 

@@ -5,7 +5,9 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use alertmesh_proto::v1;
+use bytes::Bytes;
 use prometheus_client::metrics::counter::Counter;
+use prost::Message as _;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tonic::Status;
@@ -39,7 +41,7 @@ enum Stop {
 
 pub(super) struct Subscription {
     state: Arc<State>,
-    ctx: AlertContext,
+    ctx: Arc<AlertContext>,
     progress: Progress,
     tail: Option<Arc<Tail>>,
     bounds: BatchBounds,
@@ -55,7 +57,7 @@ pub(super) struct Subscription {
 impl Subscription {
     pub(super) fn new(
         state: Arc<State>,
-        ctx: AlertContext,
+        ctx: Arc<AlertContext>,
         progress: Progress,
         tail: Option<Arc<Tail>>,
         bounds: BatchBounds,
@@ -208,7 +210,7 @@ impl Subscription {
             })
             .collect();
         self.state
-            .spawn_reader(&self.ctx.topic, &starts, self.bounds)
+            .spawn_reader(&self.ctx, &starts, self.bounds)
             .map_err(Stop::Failed)
     }
 
@@ -256,16 +258,27 @@ impl Subscription {
             if !self.progress.take() {
                 break;
             }
-            let mut alert = self.ctx.alert_owned(r);
-            if let Some(json) = json {
-                alert.json = json;
-                alert.payload = bytes::Bytes::new();
+            let mesh_key = mesh_key.filter(|_| {
+                r.key
+                    .as_ref()
+                    .is_none_or(|k| std::str::from_utf8(k).is_err())
+            });
+            if json.is_none() && mesh_key.is_none() {
+                // As read: the record's encoding is the alert.
+                bytes += r.payload.len();
+                batch.push(r.wire.clone());
+            } else {
+                let mut alert = self.ctx.alert(&r);
+                if let Some(json) = json {
+                    alert.json = json;
+                    alert.payload = bytes::Bytes::new();
+                }
+                if let Some(key) = mesh_key {
+                    alert.mesh_key = key;
+                }
+                bytes += alert.payload.len() + alert.json.len();
+                batch.push(alert.encode_to_vec().into());
             }
-            if let Some(key) = mesh_key.filter(|_| alert.mesh_key.is_empty()) {
-                alert.mesh_key = key;
-            }
-            bytes += alert.payload.len() + alert.json.len();
-            batch.push(alert);
             if batch.len() >= self.bounds.max_records || bytes >= self.bounds.max_bytes {
                 let full = std::mem::take(&mut batch);
                 self.send(
@@ -282,15 +295,20 @@ impl Subscription {
         Ok(())
     }
 
+    /// Sends encoded alerts (in order) and the records skipped among them.
     async fn send(
         &mut self,
-        alerts: Vec<v1::Alert>,
+        encoded: Vec<Bytes>,
         skipped: Vec<v1::Skipped>,
         bytes: usize,
     ) -> Result<(), Stop> {
-        let n = alerts.len() as u64;
+        let n = encoded.len() as u64;
         self.out
-            .send(Ok(v1::AlertBatch { alerts, skipped }))
+            .send(Ok(v1::AlertBatch {
+                alerts: Vec::new(),
+                skipped,
+                encoded,
+            }))
             .await
             .map_err(|_| Stop::ClientGone)?;
         self.alerts_served.inc_by(n);

@@ -10,8 +10,11 @@
 //! The gateway binary comes from `$ALERTMESH_BIN` or sits next to this one.
 
 use std::collections::BTreeMap;
+use std::time::Duration;
 
-use alertmesh_tests::bench::{direct_past, gateway_past, live_fanout, median, peak_rss_kib, Run};
+use alertmesh_tests::bench::{
+    cpu_time, direct_past, gateway_past, live_fanout, median, peak_rss_kib, Run,
+};
 use alertmesh_tests::cli::alertmesh_bin;
 use alertmesh_tests::fixtures::{now_ms, synthetic_records};
 use alertmesh_tests::{Broker, Gateway, GatewaySpec};
@@ -79,6 +82,31 @@ impl Row {
     }
 }
 
+/// CPU seconds used by the broker, the gateway and this process (the reader) over a run.
+#[derive(Debug, Clone, Copy)]
+struct Cpu {
+    broker: u32,
+    gateway: u32,
+}
+
+impl Cpu {
+    fn sample(&self) -> [Duration; 3] {
+        let t = |pid| cpu_time(pid).unwrap_or_default();
+        [t(Some(self.broker)), t(Some(self.gateway)), t(None)]
+    }
+
+    fn since(&self, before: [Duration; 3]) -> String {
+        let now = self.sample();
+        let s = |i: usize| now[i].saturating_sub(before[i]).as_secs_f64();
+        format!(
+            "broker {:.2} s, gateway {:.2} s, reader {:.2} s",
+            s(0),
+            s(1),
+            s(2)
+        )
+    }
+}
+
 #[tokio::main]
 async fn main() -> Result<()> {
     let args = args()?;
@@ -120,19 +148,30 @@ async fn main() -> Result<()> {
             direct: Vec::new(),
             gateway: Vec::new(),
         };
+        let cpu = Cpu {
+            broker: broker.pid(),
+            gateway: pid,
+        };
         for round in 0..args.rounds {
-            let (d, g) = if round % 2 == 0 {
+            let direct = || async {
+                let before = cpu.sample();
                 let d = direct_past(&broker.bootstrap(), &topic, PARTITIONS, n).await?;
-                (d, gateway_past(&gateway, &topic, n).await?)
-            } else {
+                anyhow::Ok((d, cpu.since(before)))
+            };
+            let through_gateway = || async {
+                let before = cpu.sample();
                 let g = gateway_past(&gateway, &topic, n).await?;
-                (
-                    direct_past(&broker.bootstrap(), &topic, PARTITIONS, n).await?,
-                    g,
-                )
+                anyhow::Ok((g, cpu.since(before)))
+            };
+            let ((d, d_cpu), (g, g_cpu)) = if round % 2 == 0 {
+                let d = direct().await?;
+                (d, through_gateway().await?)
+            } else {
+                let g = through_gateway().await?;
+                (direct().await?, g)
             };
             eprintln!(
-                "{}: round {round}: direct {:?}, gateway {:?}",
+                "{}: round {round}: direct {:?} (cpu {d_cpu}), gateway {:?} (cpu {g_cpu})",
                 row.what, d.elapsed, g.elapsed
             );
             row.direct.push(d);
