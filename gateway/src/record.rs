@@ -1,10 +1,10 @@
 //! An owned Kafka record, encoded once as the wire `Alert` it becomes.
 
-use std::io::Write;
 use std::sync::Arc;
 
 use bytes::Bytes;
 use prost::encoding::{self, WireType};
+use prost::Message as _;
 use rdkafka::message::{BorrowedMessage, Headers, Message};
 
 use alertmesh_alert::headers as am;
@@ -18,7 +18,8 @@ use crate::config::TopicConfig;
 /// Reading a record serialises it at once as the `alertmesh.v1.Alert` this gateway sends
 /// ([`wire`](Self::wire)); key, payload and header values are views into that buffer. So a
 /// record costs one copy out of librdkafka, and serving it to any number of subscribers
-/// costs no further encoding.
+/// costs no further encoding. Its headers are only in `wire`: nothing on the serving path
+/// reads them.
 #[derive(Debug, Clone)]
 pub struct Record {
     pub partition: i32,
@@ -26,7 +27,6 @@ pub struct Record {
     /// Kafka timestamp in milliseconds since the epoch, when the record has one.
     pub timestamp_ms: Option<i64>,
     pub key: Option<Bytes>,
-    pub headers: Vec<(String, Option<Bytes>)>,
     pub payload: Bytes,
     /// The record as an encoded `alertmesh.v1.Alert` (no JSON): what a subscriber that
     /// asked for native output receives, byte for byte.
@@ -36,16 +36,17 @@ pub struct Record {
 impl Record {
     /// Copies a librdkafka message, encoding it for `ctx`'s topic.
     pub fn from_kafka(m: &BorrowedMessage<'_>, ctx: &AlertContext) -> Record {
-        let headers: Vec<(&str, Option<&[u8]>)> = m
-            .headers()
-            .map(|hs| hs.iter().map(|h| (h.key, h.value)).collect())
-            .unwrap_or_default();
+        let headers = m.headers();
         ctx.record(
             m.partition(),
             m.offset(),
             m.timestamp().to_millis(),
             m.key(),
-            &headers,
+            || {
+                headers
+                    .into_iter()
+                    .flat_map(|hs| hs.iter().map(|h| (h.key, h.value)))
+            },
             m.payload().unwrap_or_default(),
         )
     }
@@ -53,18 +54,6 @@ impl Record {
     /// Approximate memory held by the record, used for byte-bounded buffers.
     pub fn size(&self) -> usize {
         64 + self.wire.len()
-            + self
-                .headers
-                .iter()
-                .map(|(k, _)| k.len() + 32)
-                .sum::<usize>()
-    }
-
-    fn header(&self, name: &str) -> Option<&Bytes> {
-        self.headers
-            .iter()
-            .find(|(k, _)| k == name)
-            .and_then(|(_, v)| v.as_ref())
     }
 }
 
@@ -112,34 +101,37 @@ impl AlertContext {
     }
 
     /// A record of this topic from borrowed parts: one buffer holds its encoded `Alert`,
-    /// and the record's key, payload and header values point into it. Fields are written
-    /// as prost writes them (default values omitted), so the bytes decode to exactly
-    /// [`alert`](Self::alert) of the record.
-    pub fn record(
+    /// and the record's key and payload point into it. Fields are written as prost writes
+    /// them (in field order, default values omitted), so the bytes are exactly prost's
+    /// encoding of the alert. `headers` lists the Kafka headers (it is called twice: once
+    /// to size the buffer, once to write them).
+    pub fn record<'h, H>(
         &self,
         partition: i32,
         offset: i64,
         timestamp_ms: Option<i64>,
         key: Option<&[u8]>,
-        headers: &[(&str, Option<&[u8]>)],
+        headers: impl Fn() -> H,
         payload: &[u8],
-    ) -> Record {
+    ) -> Record
+    where
+        H: Iterator<Item = (&'h str, Option<&'h [u8]>)>,
+    {
         let ref_len = "am://".len()
             + self.gateway.len()
             + self.topic.len()
             + 3
             + decimal_len(i64::from(partition))
             + decimal_len(offset);
-        let schema = headers
-            .iter()
-            .find(|(k, _)| *k == am::SCHEMA)
-            .and_then(|(_, v)| *v)
-            .map(String::from_utf8_lossy);
+        let mut schema = None;
+        let mut header_lens = 0;
+        for (k, v) in headers() {
+            header_lens += 12 + k.len() + v.map_or(0, |v| v.len() + 6);
+            if k == am::SCHEMA && schema.is_none() {
+                schema = v.map(String::from_utf8_lossy);
+            }
+        }
         let mesh_key = key.and_then(|k| std::str::from_utf8(k).ok());
-        let header_lens: usize = headers
-            .iter()
-            .map(|(k, v)| 12 + k.len() + v.map_or(0, |v| v.len() + 6))
-            .sum();
         // An upper bound: each field's tag and length prefix fit in 6 bytes, the
         // timestamp in 24.
         let capacity = 13 * 6
@@ -160,11 +152,14 @@ impl AlertContext {
         encoding::encode_key(REF, WireType::LengthDelimited, &mut buf);
         encoding::encode_varint(ref_len as u64, &mut buf);
         let before = buf.len();
-        let _ = write!(
-            buf,
-            "am://{}/{}/{partition}/{offset}",
-            self.gateway, self.topic
-        );
+        buf.extend_from_slice(b"am://");
+        buf.extend_from_slice(self.gateway.as_bytes());
+        buf.push(b'/');
+        buf.extend_from_slice(self.topic.as_bytes());
+        buf.push(b'/');
+        push_decimal(i64::from(partition), &mut buf);
+        buf.push(b'/');
+        push_decimal(offset, &mut buf);
         debug_assert_eq!(buf.len() - before, ref_len);
         put_str(TOPIC, &self.topic, &mut buf);
         if partition != 0 {
@@ -177,8 +172,7 @@ impl AlertContext {
             encoding::message::encode(TIMESTAMP, &timestamp_from_ms(ms), &mut buf);
         }
         let key_at = key.map(|k| put_field(KEY, k, &mut buf));
-        let mut header_at = Vec::with_capacity(headers.len());
-        for (k, v) in headers {
+        for (k, v) in headers() {
             let inner = if k.is_empty() {
                 0
             } else {
@@ -187,7 +181,9 @@ impl AlertContext {
             encoding::encode_key(HEADERS, WireType::LengthDelimited, &mut buf);
             encoding::encode_varint(inner as u64, &mut buf);
             put_str(HEADER_KEY, k, &mut buf);
-            header_at.push(v.map(|v| put_field(HEADER_VALUE, v, &mut buf)));
+            if let Some(v) = v {
+                put_field(HEADER_VALUE, v, &mut buf);
+            }
         }
         let payload_at = (!payload.is_empty()).then(|| put_field(PAYLOAD, payload, &mut buf));
         put_str(FORMAT, &self.format, &mut buf);
@@ -206,51 +202,28 @@ impl AlertContext {
             offset,
             timestamp_ms,
             key: key_at.map(view),
-            headers: headers
-                .iter()
-                .zip(header_at)
-                .map(|((k, _), at)| ((*k).to_owned(), at.map(view)))
-                .collect(),
             payload: payload_at.map(view).unwrap_or_default(),
             wire,
         }
     }
 
     /// The record as a wire alert, for the paths that change it (JSON output, keys found
-    /// by decoding) or read it field by field; the payload and key are shared, not copied.
+    /// by decoding) or read it field by field. Decoded from [`Record::wire`], so it is
+    /// what native output sends; bytes fields share the buffer, nothing is copied.
     pub fn alert(&self, r: &Record) -> v1::Alert {
-        let schema = r
-            .header(am::SCHEMA)
-            .map(|v| String::from_utf8_lossy(v).into_owned())
-            .unwrap_or_default();
-        v1::Alert {
-            r#ref: self.alert_ref(r),
-            topic: self.topic.clone(),
-            partition: r.partition,
-            offset: r.offset,
-            timestamp: r.timestamp_ms.map(timestamp_from_ms),
-            key: r.key.clone(),
-            headers: r
-                .headers
-                .iter()
-                .map(|(k, v)| v1::Header {
-                    key: k.clone(),
-                    value: v.clone(),
-                })
-                .collect(),
-            payload: r.payload.clone(),
-            format: self.format.clone(),
-            namespace: self.namespace.clone(),
-            schema,
-            json: Bytes::new(),
-            // Inside the mesh the Kafka key is the mesh key.
-            mesh_key: r
-                .key
-                .as_ref()
-                .and_then(|k| std::str::from_utf8(k).ok())
-                .map(str::to_owned)
-                .unwrap_or_default(),
-        }
+        // The bytes were written by `record` above; a failure would be a bug there, and an
+        // alert that names its record is still the most useful answer.
+        v1::Alert::decode(r.wire.clone()).unwrap_or_else(|e| {
+            tracing::error!(error = %e, "cannot decode an encoded alert");
+            v1::Alert {
+                r#ref: self.alert_ref(r),
+                topic: self.topic.clone(),
+                partition: r.partition,
+                offset: r.offset,
+                payload: r.payload.clone(),
+                ..v1::Alert::default()
+            }
+        })
     }
 }
 
@@ -273,6 +246,25 @@ fn put_str(tag: u32, value: &str, buf: &mut Vec<u8>) {
     if !value.is_empty() {
         put_field(tag, value.as_bytes(), buf);
     }
+}
+
+/// Appends `v` in decimal (the alert ref's numbers, without formatter machinery).
+fn push_decimal(v: i64, buf: &mut Vec<u8>) {
+    if v < 0 {
+        buf.push(b'-');
+    }
+    let mut digits = [0u8; 20];
+    let mut n = v.unsigned_abs();
+    let mut i = digits.len();
+    loop {
+        i -= 1;
+        digits[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    buf.extend_from_slice(&digits[i..]);
 }
 
 /// Characters of `v` in decimal.
@@ -304,7 +296,6 @@ pub fn ms_from_timestamp(t: &prost_types::Timestamp) -> Option<i64> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use prost::Message as _;
 
     fn ctx() -> AlertContext {
         AlertContext {
@@ -362,25 +353,56 @@ mod tests {
             ),
         ];
         for (p, o, ts, key, headers, payload) in cases {
-            let r = ctx.record(p, o, ts, key, &headers, payload);
-            let decoded = v1::Alert::decode(r.wire.clone()).expect("decodes");
-            assert_eq!(decoded, ctx.alert(&r), "partition {p} offset {o}");
+            let r = ctx.record(p, o, ts, key, || headers.iter().copied(), payload);
+            // The alert as the generated code builds it, field by field.
+            let expected = v1::Alert {
+                r#ref: format!("am://lasair/ztf.alerts/{p}/{o}"),
+                topic: "ztf.alerts".into(),
+                partition: p,
+                offset: o,
+                timestamp: ts.map(timestamp_from_ms),
+                key: key.map(Bytes::copy_from_slice),
+                headers: headers
+                    .iter()
+                    .map(|(k, v)| v1::Header {
+                        key: (*k).to_owned(),
+                        value: v.map(Bytes::copy_from_slice),
+                    })
+                    .collect(),
+                payload: Bytes::copy_from_slice(payload),
+                format: "avro-ocf".into(),
+                namespace: "ZTF".into(),
+                schema: headers
+                    .iter()
+                    .find(|(k, _)| *k == am::SCHEMA)
+                    .and_then(|(_, v)| *v)
+                    .map(|v| String::from_utf8_lossy(v).into_owned())
+                    .unwrap_or_default(),
+                json: Bytes::new(),
+                mesh_key: key
+                    .and_then(|k| std::str::from_utf8(k).ok())
+                    .unwrap_or_default()
+                    .to_owned(),
+            };
             assert_eq!(
-                decoded.encode_to_vec(),
                 r.wire.to_vec(),
-                "same bytes as prost"
+                expected.encode_to_vec(),
+                "prost's bytes, partition {p} offset {o}"
             );
+            assert_eq!(ctx.alert(&r), expected);
             assert_eq!(r.payload.as_ref(), payload);
             assert_eq!(r.key.as_deref(), key);
-            assert_eq!(r.headers.len(), headers.len());
             assert!(r.wire.len() <= r.size());
         }
     }
 
     #[test]
-    fn decimal_lengths() {
+    fn decimals() {
         for v in [0, 1, 9, 10, 99, 100, 12345, i64::MAX, -1, -10, i64::MIN] {
             assert_eq!(decimal_len(v), v.to_string().len(), "{v}");
+            let mut buf = b"x".to_vec();
+            push_decimal(v, &mut buf);
+            assert_eq!(buf, format!("x{v}").into_bytes());
         }
     }
 

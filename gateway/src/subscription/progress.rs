@@ -161,7 +161,6 @@ mod tests {
             offset,
             timestamp_ms: Some(ts),
             key: None,
-            headers: Vec::new(),
             payload: bytes::Bytes::new(),
             wire: bytes::Bytes::new(),
         }
