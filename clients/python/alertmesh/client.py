@@ -29,6 +29,8 @@ _CHANNEL_OPTIONS: list[tuple[str, Any]] = [
     ("grpc.min_reconnect_backoff_ms", 200),
     ("grpc.max_reconnect_backoff_ms", 5000),
     ("grpc.max_receive_message_length", 64 * 1024 * 1024),
+    # Batches arrive in a few large HTTP/2 frames rather than many of 16 KiB.
+    ("grpc.http2.max_frame_size", 1024 * 1024),
 ]
 
 DEFAULT_URL = "http://127.0.0.1:50051"
