@@ -24,6 +24,7 @@ use crate::config::{AuthConfig, Config, TrustedPeer};
 use crate::creds::CredentialStore;
 use crate::error::{Error, Result};
 use crate::kafka::Kafka;
+use crate::metrics::RefusalReason;
 
 pub mod jwks;
 pub mod layer;
@@ -43,8 +44,12 @@ pub async fn start(
     if config.auth.is_none() {
         return Ok(None);
     }
-    let kafka = Kafka::new(config.kafka.clone(), &config.gateway.name, metrics);
-    let auth = Arc::new(Auth::start(config, kafka, cancel.clone()).await?);
+    let kafka = Kafka::new(
+        config.kafka.clone(),
+        &config.gateway.name,
+        Arc::clone(&metrics),
+    );
+    let auth = Arc::new(Auth::start(config, kafka, metrics, cancel.clone()).await?);
     tokio::spawn(Arc::clone(&auth).refresh_forever(cancel));
     Ok(Some(auth))
 }
@@ -102,6 +107,7 @@ pub struct Auth {
     limiter: Mutex<JwksRefreshLimiter>,
     peers: Vec<(TrustedPeer, Arc<jwks::Fetcher>)>,
     pub store: CredentialStore,
+    metrics: Arc<crate::metrics::Metrics>,
 }
 
 impl std::fmt::Debug for Auth {
@@ -117,7 +123,12 @@ impl std::fmt::Debug for Auth {
 impl Auth {
     /// Loads the keys, builds peer fetchers and loads the credentials topic. Trusted peers'
     /// JWKS are fetched by [`Auth::refresh_forever`].
-    pub async fn start(config: &Config, kafka: Kafka, cancel: CancellationToken) -> Result<Self> {
+    pub async fn start(
+        config: &Config,
+        kafka: Kafka,
+        metrics: Arc<crate::metrics::Metrics>,
+        cancel: CancellationToken,
+    ) -> Result<Self> {
         let auth = config
             .auth
             .clone()
@@ -155,7 +166,14 @@ impl Auth {
             config: auth,
             peers,
             store,
+            metrics,
         })
+    }
+
+    /// Counts a refusal (by reason, for `/metrics`) and passes its error on.
+    fn refuse(&self, reason: RefusalReason, e: Error) -> Error {
+        self.metrics.refused(reason);
+        e
     }
 
     /// Whether every call needs a token (except public topics and open methods).
@@ -204,30 +222,38 @@ impl Auth {
         client_cert: Option<&[u8]>,
     ) -> Result<Caller> {
         if self.mtls && client_cert.is_none() {
-            return Err(Error::Unauthenticated(format!(
-                "gateway {} requires a client certificate signed by its mesh ca; pass --cert and --key",
-                self.gateway
-            )));
+            return Err(self.refuse(
+                RefusalReason::client_certificate,
+                Error::Unauthenticated(format!(
+                    "gateway {} requires a client certificate signed by its mesh ca; pass --cert and --key",
+                    self.gateway
+                )),
+            ));
         }
         let token = match bearer_token(authorization) {
             Ok(t) => t,
             Err(TokenError::Missing) => return Ok(Caller::without_token(self.config.require)),
-            Err(e) => return Err(e.into()),
+            Err(e) => return Err(self.refuse(token_refusal(&e), e.into())),
         };
         let verified = match self.verify(token) {
             Err(TokenError::UnknownKey { issuer, .. }) if self.refresh_issuer(&issuer).await => {
-                self.verify(token)?
+                self.verify(token)
             }
-            other => other?,
-        };
+            other => other,
+        }
+        .map_err(|e| self.refuse(token_refusal(&e), e.into()))?;
         if verified.issuer != self.gateway {
             let Some(cert) = client_cert else {
-                return Err(Error::Unauthenticated(format!(
-                    "a token issued by peer {:?} must come with that peer's client certificate (mutual tls)",
-                    verified.issuer
-                )));
+                return Err(self.refuse(
+                    RefusalReason::peer_identity,
+                    Error::Unauthenticated(format!(
+                        "a token issued by peer {:?} must come with that peer's client certificate (mutual tls)",
+                        verified.issuer
+                    )),
+                ));
             };
-            alertmesh_auth::tls::check_peer_identity(cert, &verified.principal.name)?;
+            alertmesh_auth::tls::check_peer_identity(cert, &verified.principal.name)
+                .map_err(|e| self.refuse(RefusalReason::peer_identity, e.into()))?;
         }
         if !verified.ignored_scopes.is_empty() {
             tracing::debug!(sub = %verified.principal.name, ignored = ?verified.ignored_scopes, "token has unknown scopes");
@@ -368,28 +394,54 @@ pub fn authorize_topic(
         return Ok(());
     }
     if caller.token.is_none() && auth.require() {
-        return Err(Error::Unauthenticated(format!(
-            "topic {topic:?} is not public: {}",
-            TokenError::Missing
-        )));
+        return Err(auth.refuse(
+            RefusalReason::token_missing,
+            Error::Unauthenticated(format!(
+                "topic {topic:?} is not public: {}",
+                TokenError::Missing
+            )),
+        ));
     }
-    Ok(caller.principal.require(action, topic)?)
+    caller
+        .principal
+        .require(action, topic)
+        .map_err(|e| auth.refuse(RefusalReason::scope, e.into()))
 }
 
 /// Checks that `caller` holds `admin`. Without `[auth]` no one does.
 pub fn require_admin(auth: Option<&Auth>, caller: &Caller) -> Result<()> {
-    let Some(_) = auth else {
+    let Some(auth) = auth else {
         return Err(Error::PermissionDenied(
             "this gateway has no [auth] section, so it has no admin; configure auth first".into(),
         ));
     };
     if caller.token.is_none() {
-        return Err(Error::Unauthenticated(format!(
-            "admin calls need a token with the admin scope: {}",
-            TokenError::Missing
-        )));
+        return Err(auth.refuse(
+            RefusalReason::token_missing,
+            Error::Unauthenticated(format!(
+                "admin calls need a token with the admin scope: {}",
+                TokenError::Missing
+            )),
+        ));
     }
-    Ok(caller.principal.require_scope(&Scope::Admin)?)
+    caller
+        .principal
+        .require_scope(&Scope::Admin)
+        .map_err(|e| auth.refuse(RefusalReason::scope, e.into()))
+}
+
+/// The refusal reason of a token that failed verification.
+fn token_refusal(e: &TokenError) -> RefusalReason {
+    match e {
+        TokenError::Missing => RefusalReason::token_missing,
+        TokenError::Expired { .. }
+        | TokenError::NotYetValid { .. }
+        | TokenError::IssuedInFuture { .. } => RefusalReason::token_time,
+        TokenError::Revoked { .. } | TokenError::SubjectRevoked { .. } => {
+            RefusalReason::token_revoked
+        }
+        _ => RefusalReason::token_invalid,
+    }
 }
 
 /// The caller of a request: set by [`layer`], else an open gateway's anonymous reader.

@@ -26,6 +26,32 @@ pub struct ReaderLabels {
     pub kind: ReaderKind,
 }
 
+/// Why the gateway refused a call (authentication or authorization).
+#[derive(Clone, Copy, Debug, Hash, PartialEq, Eq, EncodeLabelValue)]
+#[allow(non_camel_case_types)]
+pub enum RefusalReason {
+    /// Mutual TLS is required and the client presented no certificate.
+    client_certificate,
+    /// A token was needed (a non-public topic, an admin call) and none was sent.
+    token_missing,
+    /// The token is malformed, badly signed, of an unknown key or issuer, or for
+    /// another audience.
+    token_invalid,
+    /// The token is expired, not yet valid, or issued in the future.
+    token_time,
+    /// The token, or every token of its subject, was revoked.
+    token_revoked,
+    /// A peer's token came without that peer's certificate, or with another's.
+    peer_identity,
+    /// The token is valid but lacks the scope the call needs.
+    scope,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RefusalLabels {
+    pub reason: RefusalReason,
+}
+
 /// Every metric the gateway exports.
 #[derive(Debug, Default)]
 pub struct Metrics {
@@ -39,6 +65,7 @@ pub struct Metrics {
     pub kafka_bytes_read: Family<ReaderLabels, Counter>,
     pub fallbacks: Counter,
     pub cursor_commits: Counter,
+    pub auth_refused: Family<RefusalLabels, Counter>,
 }
 
 impl Metrics {
@@ -95,6 +122,18 @@ impl Metrics {
             "Durable cursor commits stored in Kafka",
             self.cursor_commits.clone(),
         );
+        r.register(
+            "auth_refused",
+            "Calls refused by authentication or authorization, by reason",
+            self.auth_refused.clone(),
+        );
+    }
+
+    /// Counts one refused call.
+    pub fn refused(&self, reason: RefusalReason) {
+        self.auth_refused
+            .get_or_create(&RefusalLabels { reason })
+            .inc();
     }
 
     pub fn topic(&self, family: &Family<TopicLabels, Counter>, topic: &str) -> Counter {

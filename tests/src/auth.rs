@@ -18,7 +18,7 @@ use std::time::Duration;
 
 use alertmesh_auth::{KeyRing, SigningKey};
 use alertmesh_proto::v1::alert_mesh_client::AlertMeshClient;
-use anyhow::{bail, Context, Result};
+use anyhow::{bail, ensure, Context, Result};
 use base64::Engine as _;
 use tempfile::TempDir;
 use tonic::metadata::AsciiMetadataValue;
@@ -27,6 +27,7 @@ use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity
 
 use crate::cli::run_cli;
 use crate::gateway::{Gateway, GatewaySpec, Ready};
+use crate::metrics::{https_get, Metrics};
 
 /// A development mesh PKI: a CA (the mesh CA) and certificates it signs.
 #[derive(Debug)]
@@ -248,6 +249,20 @@ impl Secure {
     /// A TLS client trusting the mesh CA, with an optional client certificate and token.
     pub async fn client(&self, cert: Option<&CertFiles>, token: Option<&str>) -> Result<Client> {
         client(&self.url(), &self.ca, cert, token).await
+    }
+
+    /// Scrapes `/metrics` over HTTPS, presenting `cert` (the side port takes the same
+    /// client certificates as the gRPC port).
+    pub async fn metrics(&self, cert: &CertFiles) -> Result<Metrics> {
+        let ca = alertmesh_auth::tls::load_certs(&self.ca)?;
+        let identity = (
+            alertmesh_auth::tls::load_certs(&cert.cert)?,
+            alertmesh_auth::tls::load_key(&cert.key)?,
+        );
+        let tls = alertmesh_auth::tls::client_config(&ca, Some(identity))?;
+        let (status, body) = https_get(&self.gateway.http_addr(), "/metrics", tls).await?;
+        ensure!(status == 200, "GET /metrics returned {status}: {body}");
+        Ok(Metrics::parse(&body))
     }
 }
 

@@ -9,12 +9,40 @@ use tokio::net::TcpStream;
 
 /// Sends `GET path` to `addr` and returns the status code and body.
 pub async fn http_get(addr: &str, path: &str) -> Result<(u16, String)> {
+    get(addr, path, None).await
+}
+
+/// [`http_get`] over TLS with `tls` (its ALPN is set to HTTP/1.1 here).
+pub async fn https_get(addr: &str, path: &str, tls: rustls::ClientConfig) -> Result<(u16, String)> {
+    get(addr, path, Some(tls)).await
+}
+
+async fn get(addr: &str, path: &str, tls: Option<rustls::ClientConfig>) -> Result<(u16, String)> {
     let exchange = async {
-        let mut stream = TcpStream::connect(addr).await?;
+        let tcp = TcpStream::connect(addr).await?;
         let request = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
-        stream.write_all(request.as_bytes()).await?;
         let mut raw = Vec::new();
-        stream.read_to_end(&mut raw).await?;
+        match tls {
+            None => {
+                let mut stream = tcp;
+                stream.write_all(request.as_bytes()).await?;
+                stream.read_to_end(&mut raw).await?;
+            }
+            Some(mut config) => {
+                config.alpn_protocols = vec![b"http/1.1".to_vec()];
+                let name = rustls::pki_types::ServerName::try_from("127.0.0.1")?.to_owned();
+                let mut stream = tokio_rustls::TlsConnector::from(std::sync::Arc::new(config))
+                    .connect(name, tcp)
+                    .await?;
+                stream.write_all(request.as_bytes()).await?;
+                // A server may close without a TLS close_notify once the body is sent.
+                if let Err(e) = stream.read_to_end(&mut raw).await {
+                    if raw.is_empty() {
+                        return Err(e.into());
+                    }
+                }
+            }
+        }
         anyhow::Ok(raw)
     };
     let raw = tokio::time::timeout(Duration::from_secs(5), exchange)

@@ -218,6 +218,7 @@ async fn bad_tokens_are_refused_with_the_right_code_and_a_helpful_message() -> R
             "needs the scope subscribe:ztf.alerts",
         ),
     ];
+    let before = gw.metrics(&alice).await?;
     for (what, token, code, needle) in &cases {
         let mut client = gw.client(Some(&alice), token.as_deref()).await?;
         let result = read_all(&mut client, ZTF_TOPIC).await;
@@ -226,6 +227,29 @@ async fn bad_tokens_are_refused_with_the_right_code_and_a_helpful_message() -> R
     // The same valid token does get in.
     let mut client = gw.client(Some(&alice), Some(&valid)).await?;
     ensure!(read_all(&mut client, ZTF_TOPIC).await? == 45);
+
+    // Every refusal is counted once, under its reason.
+    let after = gw.metrics(&alice).await?;
+    let refused = |reason| {
+        let labels = [("reason", reason)];
+        after.value("alertmesh_auth_refused_total", &labels)
+            - before.value("alertmesh_auth_refused_total", &labels)
+    };
+    for (reason, want) in [
+        ("token_missing", 1.0),
+        ("token_invalid", 10.0),
+        ("token_time", 2.0),
+        ("token_revoked", 1.0),
+        ("scope", 1.0),
+        ("client_certificate", 0.0),
+        ("peer_identity", 0.0),
+    ] {
+        ensure!(
+            refused(reason) == want,
+            "alertmesh_auth_refused_total{{reason={reason:?}}} rose by {}, want {want}",
+            refused(reason)
+        );
+    }
     Ok(())
 }
 
@@ -428,6 +452,13 @@ async fn mutual_tls_needs_a_mesh_certificate_and_peer_tokens_need_the_peers_cert
     let fink_cert = pki.client("fink")?;
     let mut client = lasair.client(Some(&fink_cert), Some(&peer_token)).await?;
     ensure!(read_all(&mut client, ZTF_TOPIC).await? == 45);
+
+    // Both refusals by identity are counted under their reasons.
+    let metrics = lasair.metrics(&fink_cert).await?;
+    for reason in ["client_certificate", "peer_identity"] {
+        let n = metrics.value("alertmesh_auth_refused_total", &[("reason", reason)]);
+        ensure!(n == 1.0, "{reason}: {n} refusals counted, want 1");
+    }
     Ok(())
 }
 
