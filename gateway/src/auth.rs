@@ -176,6 +176,14 @@ impl Auth {
         e
     }
 
+    /// Refuses a call that needs a token and came without one; `why` says what needs it.
+    fn token_missing(&self, why: &str) -> Error {
+        self.refuse(
+            RefusalReason::token_missing,
+            Error::Unauthenticated(format!("{why}: {}", TokenError::Missing)),
+        )
+    }
+
     /// Whether every call needs a token (except public topics and open methods).
     pub fn require(&self) -> bool {
         self.config.require
@@ -394,13 +402,7 @@ pub fn authorize_topic(
         return Ok(());
     }
     if caller.token.is_none() && auth.require() {
-        return Err(auth.refuse(
-            RefusalReason::token_missing,
-            Error::Unauthenticated(format!(
-                "topic {topic:?} is not public: {}",
-                TokenError::Missing
-            )),
-        ));
+        return Err(auth.token_missing(&format!("topic {topic:?} is not public")));
     }
     caller
         .principal
@@ -416,13 +418,7 @@ pub fn require_admin(auth: Option<&Auth>, caller: &Caller) -> Result<()> {
         ));
     };
     if caller.token.is_none() {
-        return Err(auth.refuse(
-            RefusalReason::token_missing,
-            Error::Unauthenticated(format!(
-                "admin calls need a token with the admin scope: {}",
-                TokenError::Missing
-            )),
-        ));
+        return Err(auth.token_missing("admin calls need a token with the admin scope"));
     }
     caller
         .principal
