@@ -546,6 +546,15 @@ async fn creds_cli_round_trip_and_rotation_keeps_old_tokens_valid() -> Result<()
     );
     let new = gw.issue("carol", &["subscribe:ztf.*"], "1h").await?;
     ensure!(auth_kid(&old)? != auth_kid(&new)?, "rotate kept the kid");
+    // Tokens of the retired key are still valid, so prune keeps it.
+    let out = gw.creds(&["prune"]).await?;
+    let said = String::from_utf8_lossy(&out.stderr);
+    ensure!(
+        out.status.success()
+            && said.contains("deleted 0 retired key(s)")
+            && said.contains("2 key(s) remain"),
+        "prune: {said}"
+    );
     for (what, token) in [("old key", &old), ("new key", &new)] {
         let mut client = gw.client(Some(&cert), Some(token)).await?;
         let n = read_all(&mut client, ZTF_TOPIC)

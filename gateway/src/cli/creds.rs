@@ -79,6 +79,12 @@ pub enum CredsCommand {
         #[arg(long, default_value = "ed25519")]
         alg: String,
     },
+    /// Delete retired signing keys once every token they signed has expired (retired
+    /// longer ago than `auth.max_ttl_secs` plus `auth.leeway_secs`).
+    Prune {
+        #[arg(long, value_name = "FILE")]
+        config: PathBuf,
+    },
     /// Sign a development TLS certificate for a client or peer with the mesh CA of
     /// `creds init --dev-tls`; writes `<NAME>.pem` and `<NAME>.key` into the mesh CA folder.
     Cert {
@@ -108,6 +114,14 @@ pub async fn run(cmd: CredsCommand) -> Result<(), String> {
         CredsCommand::List { config, sub, json } => list(&config, sub.as_deref(), json).await,
         CredsCommand::Revoke { config, jti, sub } => revoke(&config, jti, sub).await,
         CredsCommand::Rotate { config, alg } => rotate(&config, &alg),
+        CredsCommand::Prune { config } => {
+            let (_, auth) = load(&config)?;
+            let (pruned, kept) = prune(&auth, unix_now())?;
+            eprintln!(
+                "deleted {pruned} retired key(s) whose tokens have all expired; {kept} key(s) remain"
+            );
+            Ok(())
+        }
         CredsCommand::Cert { config, name } => cert(&config, &name),
     }
 }
@@ -343,6 +357,24 @@ fn rotate(path: &Path, alg: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// Prunes the keyring at `now`; returns how many keys were deleted and how many remain.
+/// A retired key is kept while a token it signed can still verify: tokens live at most
+/// `max_ttl_secs`, and verification tolerates `leeway_secs` past `exp`.
+fn prune(auth: &AuthConfig, now: u64) -> Result<(usize, usize), String> {
+    let before = KeyRing::load(&auth.keys_dir)
+        .map_err(|e| e.to_string())?
+        .keys()
+        .count();
+    let ring = KeyRing::prune(
+        &auth.keys_dir,
+        now,
+        auth.max_ttl_secs.saturating_add(auth.leeway_secs),
+    )
+    .map_err(|e| e.to_string())?;
+    let kept = ring.keys().count();
+    Ok((before - kept, kept))
+}
+
 fn cert(path: &Path, name: &str) -> Result<(), String> {
     let (_, auth) = load(path)?;
     let paths = alertmesh_auth::tls::creds_issue(&mesh_ca_dir(&auth), name, unix_now())
@@ -358,7 +390,37 @@ fn cert(path: &Path, name: &str) -> Result<(), String> {
 
 #[cfg(test)]
 mod tests {
-    use super::parse_ttl;
+    use super::*;
+
+    #[test]
+    fn prune_keeps_retired_keys_until_their_tokens_cannot_verify() {
+        let dir = tempfile::tempdir().unwrap();
+        let auth = AuthConfig {
+            keys_dir: dir.path().join("keys"),
+            require: true,
+            trusted_peers: Vec::new(),
+            leeway_secs: 10,
+            max_ttl_secs: 3600,
+            jwks_refresh_secs: 300,
+        };
+        KeyRing::init(&auth.keys_dir, Algorithm::EdDsa, 100).unwrap();
+        let retired = KeyRing::load(&auth.keys_dir)
+            .unwrap()
+            .current()
+            .kid()
+            .to_owned();
+        KeyRing::rotate(&auth.keys_dir, Algorithm::EdDsa, 1_000).unwrap();
+        // A token signed just before the rotation may live until 4600, and verify until 4610.
+        assert_eq!(prune(&auth, 4_609).unwrap(), (0, 2));
+        let ring = KeyRing::load(&auth.keys_dir).unwrap();
+        assert!(ring.get(&retired).is_some());
+        assert_eq!(prune(&auth, 4_610).unwrap(), (1, 1));
+        let ring = KeyRing::load(&auth.keys_dir).unwrap();
+        assert!(ring.get(&retired).is_none());
+        assert_ne!(ring.current().kid(), retired);
+        // The current key is never pruned.
+        assert_eq!(prune(&auth, u64::MAX).unwrap(), (0, 1));
+    }
 
     #[test]
     fn ttl_units() {
