@@ -1,9 +1,11 @@
 //! Many subscribers, one Kafka read; and subscriptions are freed when clients leave.
 
+use alertmesh_proto::v1::alert_mesh_client::AlertMeshClient;
 use alertmesh_tests::client::{check_exactly, earliest, latest, request, take, until_time};
-use alertmesh_tests::fixtures::{now_ms, ztf_records};
-use alertmesh_tests::{Mesh, Produced, WAIT, ZTF_TOPIC};
-use anyhow::{Context, Result};
+use alertmesh_tests::fixtures::{now_ms, synthetic_records, ztf_records};
+use alertmesh_tests::{Broker, Gateway, GatewaySpec, Mesh, Produced, WAIT, ZTF_TOPIC};
+use anyhow::{ensure, Context, Result};
+use tonic::transport::Endpoint;
 
 const SUBSCRIBERS: usize = 50;
 
@@ -123,5 +125,57 @@ async fn client_disconnect_frees_its_subscriptions() -> Result<()> {
     again.start = earliest();
     let mut s = client.subscribe(again).await?.into_inner();
     take(&mut s, 45, WAIT).await?;
+    Ok(())
+}
+
+/// A live subscriber that stops reading while alerts keep arriving falls off the shared
+/// tail (whose buffer is bounded in bytes), reads on its own from where it stood, and still
+/// receives every alert exactly once, in order; a subscriber that keeps up is unaffected.
+#[tokio::test]
+async fn a_stalled_subscriber_falls_behind_the_tail_and_catches_up_on_its_own() -> Result<()> {
+    const N: usize = 192;
+    let broker = Broker::start("lasair").await?;
+    broker.create_topic(ZTF_TOPIC, 3).await?;
+    // A 1 MiB tail and one 64 KB alert per batch: a stalled stream holds little.
+    let spec = GatewaySpec::new("lasair", &broker.bootstrap())
+        .topic(ZTF_TOPIC, "ZTF", "avro-ocf")
+        .extra("[limits]\ntail_buffer_bytes = 1048576\nmax_batch_bytes = 65536\n");
+    let gateway = Gateway::start(&spec).await?;
+    // HTTP/2's default 64 KiB windows: a subscriber that does not read stalls its stream
+    // after a few alerts.
+    let channel = Endpoint::from_shared(gateway.grpc_url())?.connect().await?;
+    let mut slow_client = AlertMeshClient::new(channel).max_decoding_message_size(64 << 20);
+    let mut fast_client = gateway.client().await?;
+    let mut req = request(ZTF_TOPIC);
+    req.start = latest();
+    let mut slow = slow_client.subscribe(req.clone()).await?.into_inner();
+    let mut fast = fast_client.subscribe(req).await?.into_inner();
+    gateway
+        .wait_metrics("2 open subscriptions", |m| {
+            m.value("alertmesh_open_subscriptions", &[]) == 2.0
+        })
+        .await?;
+
+    // 12 MB of 64 KB alerts, twelve times what the tail keeps.
+    let records = synthetic_records(N, 64 * 1024, 3, now_ms());
+    let fast_reader = tokio::spawn(async move { take(&mut fast, N, WAIT * 4).await });
+    let produced = broker.produce_all(ZTF_TOPIC, &records).await?;
+    let fast_alerts = fast_reader.await??;
+    let want: Vec<&Produced> = produced.iter().collect();
+    check_exactly(&fast_alerts, &want, "lasair").context("the subscriber that kept up")?;
+
+    // Only now does the stalled subscriber read: the tail no longer holds what it missed.
+    let slow_alerts = take(&mut slow, N, WAIT * 4).await?;
+    check_exactly(&slow_alerts, &want, "lasair").context("the stalled subscriber")?;
+    let m = gateway.metrics().await?;
+    let fallbacks = m.value("alertmesh_subscriber_fallbacks_total", &[]);
+    ensure!(
+        fallbacks >= 1.0,
+        "the stalled subscriber never fell back to its own reader"
+    );
+    ensure!(
+        m.value("alertmesh_kafka_readers_started_total", &[("kind", "tail")]) == 1.0,
+        "one tail reader"
+    );
     Ok(())
 }
