@@ -10,7 +10,7 @@ use tokio::task::JoinSet;
 
 use crate::client::{earliest, latest, request, until_now};
 use crate::gateway::Gateway;
-use crate::kafka::{assigned_consumer, read_to_eof};
+use crate::kafka::{assigned_consumer, read_to_eof_with};
 
 /// How long any single measurement may take before the benchmark gives up.
 const MEASURE_TIMEOUT: Duration = Duration::from_secs(300);
@@ -35,29 +35,40 @@ impl Run {
     }
 }
 
-/// Reads `n` records of `topic` from the beginning with a plain rdkafka consumer.
-pub async fn direct_past(bootstrap: &str, topic: &str, partitions: i32, n: u64) -> Result<Run> {
+/// Reads `n` records of `topic` from the beginning with a plain rdkafka consumer; also
+/// returns how long the first record took (client and connection setup included).
+pub async fn direct_past(
+    bootstrap: &str,
+    topic: &str,
+    partitions: i32,
+    n: u64,
+) -> Result<(Run, Duration)> {
     let (bootstrap, topic) = (bootstrap.to_owned(), topic.to_owned());
     tokio::task::spawn_blocking(move || {
         let began = Instant::now();
         let consumer = assigned_consumer(&bootstrap, &topic, partitions, Offset::Beginning)?;
-        let stats = read_to_eof(&consumer, partitions, n, MEASURE_TIMEOUT)?;
+        let mut first = None;
+        let stats = read_to_eof_with(&consumer, partitions, n, MEASURE_TIMEOUT, |_| {
+            first.get_or_insert_with(|| began.elapsed());
+        })?;
         ensure!(
             stats.records == n,
             "direct read {} records, want {n}",
             stats.records
         );
-        Ok(Run {
+        let run = Run {
             records: stats.records,
             bytes: stats.payload_bytes,
             elapsed: began.elapsed(),
-        })
+        };
+        Ok((run, first.unwrap_or_default()))
     })
     .await?
 }
 
-/// Reads `topic` through one gRPC `Subscribe(earliest, end = now)`, expecting `n` alerts.
-pub async fn gateway_past(gateway: &Gateway, topic: &str, n: u64) -> Result<Run> {
+/// Reads `topic` through one gRPC `Subscribe(earliest, end = now)`, expecting `n` alerts;
+/// also returns how long the first alert took (connection and subscription included).
+pub async fn gateway_past(gateway: &Gateway, topic: &str, n: u64) -> Result<(Run, Duration)> {
     let began = Instant::now();
     let mut client = gateway.client().await?;
     let mut req = request(topic);
@@ -65,7 +76,11 @@ pub async fn gateway_past(gateway: &Gateway, topic: &str, n: u64) -> Result<Run>
     req.end = until_now();
     let mut stream = client.subscribe(req).await?.into_inner();
     let (mut records, mut bytes) = (0u64, 0u64);
+    let mut first = None;
     while let Some(batch) = tokio::time::timeout(MEASURE_TIMEOUT, stream.message()).await?? {
+        if !batch.alerts.is_empty() {
+            first.get_or_insert_with(|| began.elapsed());
+        }
         records += batch.alerts.len() as u64;
         bytes += batch
             .alerts
@@ -74,11 +89,12 @@ pub async fn gateway_past(gateway: &Gateway, topic: &str, n: u64) -> Result<Run>
             .sum::<u64>();
     }
     ensure!(records == n, "gateway streamed {records} alerts, want {n}");
-    Ok(Run {
+    let run = Run {
         records,
         bytes,
         elapsed: began.elapsed(),
-    })
+    };
+    Ok((run, first.unwrap_or_default()))
 }
 
 /// A live fan-out measurement: the slowest of the subscribers and a direct consumer.

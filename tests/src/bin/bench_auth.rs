@@ -89,11 +89,11 @@ async fn main() -> Result<()> {
             secure_past(&mut client, n).await
         };
         let (a, b) = if round % 2 == 0 {
-            let a = gateway_past(&plain, TOPIC, n).await?;
+            let a = gateway_past(&plain, TOPIC, n).await?.0;
             (a, measure_secure().await?)
         } else {
             let b = measure_secure().await?;
-            (gateway_past(&plain, TOPIC, n).await?, b)
+            (gateway_past(&plain, TOPIC, n).await?.0, b)
         };
         eprintln!(
             "round {round}: plaintext {:?} ({:.0}/s), jwt+mtls {:?} ({:.0}/s), ratio {:.3}",

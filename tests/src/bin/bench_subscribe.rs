@@ -155,13 +155,13 @@ async fn main() -> Result<()> {
         for round in 0..args.rounds {
             let direct = || async {
                 let before = cpu.sample();
-                let d = direct_past(&broker.bootstrap(), &topic, PARTITIONS, n).await?;
-                anyhow::Ok((d, cpu.since(before)))
+                let (d, first) = direct_past(&broker.bootstrap(), &topic, PARTITIONS, n).await?;
+                anyhow::Ok((d, format!("first {first:.0?}, cpu {}", cpu.since(before))))
             };
             let through_gateway = || async {
                 let before = cpu.sample();
-                let g = gateway_past(&gateway, &topic, n).await?;
-                anyhow::Ok((g, cpu.since(before)))
+                let (g, first) = gateway_past(&gateway, &topic, n).await?;
+                anyhow::Ok((g, format!("first {first:.0?}, cpu {}", cpu.since(before))))
             };
             let ((d, d_cpu), (g, g_cpu)) = if round % 2 == 0 {
                 let d = direct().await?;
@@ -171,7 +171,7 @@ async fn main() -> Result<()> {
                 (direct().await?, g)
             };
             eprintln!(
-                "{}: round {round}: direct {:?} (cpu {d_cpu}), gateway {:?} (cpu {g_cpu})",
+                "{}: round {round}: direct {:.0?} ({d_cpu}), gateway {:.0?} ({g_cpu})",
                 row.what, d.elapsed, g.elapsed
             );
             row.direct.push(d);
