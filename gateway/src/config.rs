@@ -206,7 +206,7 @@ impl Config {
             ) as usize,
             max_batch_alerts: r.uint(&mut lim, "limits", "max_batch_alerts", 1_000, 1, 100_000)
                 as usize,
-            reader_buffer_kib: r.uint(&mut lim, "limits", "reader_buffer_kib", 16_384, 64, 1 << 20)
+            reader_buffer_kib: r.uint(&mut lim, "limits", "reader_buffer_kib", 8_192, 64, 1 << 20)
                 as usize,
             tail_buffer_bytes: r.uint(
                 &mut lim,
