@@ -134,7 +134,7 @@ impl Kafka {
             // Fewer, larger fetches: a reader of small alerts spends less per alert on
             // round trips; but never more per fetch than the prefetch queue holds, or
             // reads stall and the broker does more work per byte (measured with
-            // bench_subscribe: 1 KB alerts 0.72x -> 0.84x a direct consumer).
+            // bench_subscribe: 1 KB alerts about 0.72x -> 0.8x a direct consumer).
             .set(
                 "max.partition.fetch.bytes",
                 fetch_max.min(4 << 20).to_string(),
