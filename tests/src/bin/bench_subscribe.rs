@@ -37,7 +37,7 @@ fn args() -> Result<Args> {
         ("--live-1k", "BENCH_LIVE_1K", 10_000),
         ("--live-64k", "BENCH_LIVE_64K", 300),
         ("--subscribers", "BENCH_SUBSCRIBERS", 100),
-        ("--rounds", "BENCH_ROUNDS", 3),
+        ("--rounds", "BENCH_ROUNDS", 5),
     ])?;
     Ok(Args {
         n: [(1024, values["--n-1k"]), (64 * 1024, values["--n-64k"])],
