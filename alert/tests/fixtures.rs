@@ -13,27 +13,9 @@ use alertmesh_alert::{
 };
 use serde_json::Value as Json;
 
-fn dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures")
-}
+mod common;
 
-fn avro_files() -> Vec<PathBuf> {
-    fn walk(p: &Path, out: &mut Vec<PathBuf>) {
-        for e in std::fs::read_dir(p).unwrap() {
-            let path = e.unwrap().path();
-            if path.is_dir() {
-                walk(&path, out);
-            } else if path.extension().is_some_and(|x| x == "avro") {
-                out.push(path);
-            }
-        }
-    }
-    let mut out = Vec::new();
-    walk(&dir(), &mut out);
-    out.sort();
-    assert!(out.len() >= 72, "fixtures missing: {}", out.len());
-    out
-}
+use common::{avro_files, dir};
 
 fn rel(path: &Path) -> String {
     path.strip_prefix(dir())

@@ -2,7 +2,6 @@
 //! verdicts, keys, positions and needed values, in OCF (every codec, several blocks),
 //! Confluent wire and bare Avro; truncated input is an error, never a panic.
 
-use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use alertmesh_alert::apache_avro::{Codec, Writer};
@@ -11,27 +10,9 @@ use alertmesh_alert::{
     Registry, SchemaDir, Subject, Target,
 };
 
-fn dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures")
-}
+mod common;
 
-fn avro_files() -> Vec<PathBuf> {
-    fn walk(p: &Path, out: &mut Vec<PathBuf>) {
-        for e in std::fs::read_dir(p).unwrap() {
-            let path = e.unwrap().path();
-            if path.is_dir() {
-                walk(&path, out);
-            } else if path.extension().is_some_and(|x| x == "avro") {
-                out.push(path);
-            }
-        }
-    }
-    let mut out = Vec::new();
-    walk(&dir(), &mut out);
-    out.sort();
-    assert!(out.len() >= 72, "fixtures missing: {}", out.len());
-    out
-}
+use common::{avro_files, dir};
 
 /// Filters over ZTF and LSST fields, nulls, whole arrays and cutouts, ids and cones.
 fn filters(full: &Alert, registry: &Registry) -> Vec<Filter> {
