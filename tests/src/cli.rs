@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use anyhow::{Context, Result};
+use anyhow::{ensure, Context, Result};
 
 /// Runs the `alertmesh` binary with `args`, failing if it does not exit within 30 s.
 pub async fn run_cli<S: AsRef<std::ffi::OsStr>>(args: &[S]) -> Result<std::process::Output> {
@@ -14,6 +14,20 @@ pub async fn run_cli<S: AsRef<std::ffi::OsStr>>(args: &[S]) -> Result<std::proce
         .context("alertmesh did not exit within 30 s")?
         .context("run alertmesh")?;
     Ok(output)
+}
+
+/// The JSON lines a CLI run printed; an error with its stderr if the run failed.
+pub fn json_lines(out: &std::process::Output) -> Result<Vec<serde_json::Value>> {
+    ensure!(
+        out.status.success(),
+        "alertmesh failed ({}): {}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    std::str::from_utf8(&out.stdout)?
+        .lines()
+        .map(|l| serde_json::from_str(l).with_context(|| format!("not a JSON line: {l}")))
+        .collect()
 }
 
 /// The `alertmesh` binary: `$ALERTMESH_BIN`, else the one next to the running test binary

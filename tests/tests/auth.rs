@@ -8,6 +8,7 @@ use alertmesh_proto::v1::{
     ListCredentialsRequest, ListTopicsRequest, RevokeCredentialRequest,
 };
 use alertmesh_tests::auth::{self, Pki, Secure, SecureSpec};
+use alertmesh_tests::cli::json_lines;
 use alertmesh_tests::client::{collect, earliest, latest, request, until_now};
 use alertmesh_tests::fixtures::{now_ms, ztf_records};
 use alertmesh_tests::{Broker, ZTF_TOPIC};
@@ -564,16 +565,7 @@ async fn creds_cli_round_trip_and_rotation_keeps_old_tokens_valid() -> Result<()
     }
 
     // list shows both, revoke --sub revokes both.
-    let out = gw.creds(&["list", "--sub", "carol", "--json"]).await?;
-    ensure!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let lines: Vec<serde_json::Value> = String::from_utf8(out.stdout)?
-        .lines()
-        .map(serde_json::from_str)
-        .collect::<Result<_, _>>()?;
+    let lines = json_lines(&gw.creds(&["list", "--sub", "carol", "--json"]).await?)?;
     ensure!(lines.len() == 2, "{lines:?}");
     ensure!(lines.iter().all(|l| l["revoked"] == false));
     let out = gw.creds(&["revoke", "--sub", "carol"]).await?;

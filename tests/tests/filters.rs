@@ -6,6 +6,7 @@
 use std::collections::BTreeSet;
 
 use alertmesh_proto::v1::{self, Cone, Output, SubscribeRequest};
+use alertmesh_tests::cli::json_lines;
 use alertmesh_tests::client::{earliest, request, subscribe_all, until_now};
 use alertmesh_tests::fixtures::{now_ms, ztf_alerts, ztf_dir};
 use alertmesh_tests::{Broker, Gateway, GatewaySpec, Record, WAIT, ZTF_TOPIC};
@@ -263,10 +264,7 @@ async fn cli_json_lines_carry_the_decoded_alert_and_its_mesh_key() -> Result<()>
         stderr.contains("skipped am://lasair/ztf.alerts/1/"),
         "the bad record is reported: {stderr}"
     );
-    let lines: Vec<Value> = String::from_utf8(out.stdout)?
-        .lines()
-        .map(serde_json::from_str)
-        .collect::<Result<_, _>>()?;
+    let lines = json_lines(&out)?;
     let inside = manifest()?
         .into_iter()
         .filter(|(_, r, d)| distance(197.6, 7.0, *r, *d) <= 0.35)
@@ -309,15 +307,7 @@ async fn inspect_prints_key_namespace_schema_and_position_of_each_alert() -> Res
     let out = std::process::Command::new(alertmesh_tests::cli::alertmesh_bin())
         .args(&args)
         .output()?;
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let lines: Vec<Value> = String::from_utf8(out.stdout)?
-        .lines()
-        .map(serde_json::from_str)
-        .collect::<Result<_, _>>()?;
+    let lines = json_lines(&out)?;
     assert_eq!(
         lines.len(),
         11,

@@ -7,6 +7,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::time::{Duration, Instant};
 
 use alertmesh_proto::v1::MirrorStatusRequest;
+use alertmesh_tests::cli::json_lines;
 use alertmesh_tests::fixtures::{now_ms, ztf_alerts};
 use alertmesh_tests::kafka::{assigned_consumer, read_to_eof_with};
 use alertmesh_tests::{Broker, Gateway, GatewaySpec, Record};
@@ -266,16 +267,7 @@ async fn a_chain_of_three_gateways_copies_every_alert_with_provenance() -> Resul
     // Provenance from fink's copy back to the survey's record.
     let f = &at_fink[0];
     let start = format!("am://fink/lasair.ztf.alerts/{}/{}", f.partition, f.offset);
-    let out = fink.gateway.cli(&["provenance", &start]).await?;
-    ensure!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let hops: Vec<serde_json::Value> = String::from_utf8(out.stdout)?
-        .lines()
-        .map(serde_json::from_str)
-        .collect::<Result<_, _>>()?;
+    let hops = json_lines(&fink.gateway.cli(&["provenance", &start]).await?)?;
     ensure!(hops.len() == 3, "{hops:?}");
     ensure!(
         hops[2]["ref"].as_str() == f.headers.get("am-origin").map(String::as_str),
@@ -730,15 +722,7 @@ async fn a_raw_lsst_stream_in_confluent_wire_format_is_mirrored_with_mesh_keys()
             "--omit-cutouts",
         ])
         .await?;
-    ensure!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let lines: Vec<serde_json::Value> = String::from_utf8(out.stdout)?
-        .lines()
-        .map(serde_json::from_str)
-        .collect::<Result<_, _>>()?;
+    let lines = json_lines(&out)?;
     ensure!(lines.len() == 10);
     let path = alertmesh_alert::FieldPath::parse("diaSource.diaSourceId")?;
     let mut want_ids: Vec<i64> = alerts
