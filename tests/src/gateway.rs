@@ -270,6 +270,15 @@ impl Gateway {
             .max_encoding_message_size(MAX_MESSAGE))
     }
 
+    /// Every mirror's status, from the `MirrorStatus` RPC.
+    pub async fn mirror_status(&self) -> Result<Vec<alertmesh_proto::v1::MirrorInfo>> {
+        let mut client = self.client().await?;
+        let status = client
+            .mirror_status(alertmesh_proto::v1::MirrorStatusRequest {})
+            .await?;
+        Ok(status.into_inner().mirrors)
+    }
+
     /// Scrapes `/metrics`.
     pub async fn metrics(&self) -> Result<Metrics> {
         let (status, body) = http_get(&self.http_addr(), "/metrics").await?;

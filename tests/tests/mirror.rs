@@ -6,7 +6,6 @@
 use std::collections::{BTreeMap, HashMap};
 use std::time::{Duration, Instant};
 
-use alertmesh_proto::v1::MirrorStatusRequest;
 use alertmesh_tests::cli::json_lines;
 use alertmesh_tests::fixtures::{now_ms, ztf_alerts};
 use alertmesh_tests::kafka::{assigned_consumer, read_to_eof_with};
@@ -229,13 +228,9 @@ async fn a_chain_of_three_gateways_copies_every_alert_with_provenance() -> Resul
     }
 
     // Status over the admin RPC and the CLI.
-    let mut client = fink.gateway.client().await?;
-    let status = client
-        .mirror_status(MirrorStatusRequest {})
-        .await?
-        .into_inner();
-    ensure!(status.mirrors.len() == 1);
-    let m = &status.mirrors[0];
+    let mirrors = fink.gateway.mirror_status().await?;
+    ensure!(mirrors.len() == 1);
+    let m = &mirrors[0];
     ensure!(m.state == "running" && m.copied == 45, "{m:?}");
     ensure!(
         m.source == "am://lasair/ztf.alerts" && m.destination == "lasair.ztf.alerts",
@@ -319,14 +314,9 @@ async fn a_mirror_backs_off_while_its_source_is_gone_and_catches_up_after() -> R
         .produce_all(RAW, &survey_records(20, 25)?)
         .await?;
     // While the source gateway is down the mirror says so, with its last positions.
-    let mut client = lasair.gateway.client().await?;
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
-        let m = client
-            .mirror_status(MirrorStatusRequest {})
-            .await?
-            .into_inner()
-            .mirrors;
+        let m = lasair.gateway.mirror_status().await?;
         if m[0].state == "backoff" && !m[0].error.is_empty() {
             ensure!(
                 m[0].copied >= 20 && !m[0].positions.is_empty(),
@@ -407,12 +397,7 @@ async fn active_active_mirrors_never_loop() -> Result<()> {
             s.gateway.name(),
             found.len()
         );
-        let mut client = s.gateway.client().await?;
-        let m = client
-            .mirror_status(MirrorStatusRequest {})
-            .await?
-            .into_inner()
-            .mirrors;
+        let m = s.gateway.mirror_status().await?;
         ensure!(m[0].cycles_dropped == 10 && m[0].copied == 10, "{:?}", m[0]);
     }
     Ok(())
@@ -488,12 +473,7 @@ async fn records_that_cannot_be_keyed_go_to_the_dead_letter_topic() -> Result<()
         dead[0].headers
     );
     ensure!(dead[0].headers.get("x-trace").map(String::as_str) == Some("abc"));
-    let mut client = lasair.gateway.client().await?;
-    let m = client
-        .mirror_status(MirrorStatusRequest {})
-        .await?
-        .into_inner()
-        .mirrors;
+    let m = lasair.gateway.mirror_status().await?;
     ensure!(m[0].dead_lettered == 1 && m[0].copied == 45, "{:?}", m[0]);
     Ok(())
 }
@@ -547,14 +527,9 @@ async fn a_mirror_authenticates_to_its_source_with_a_token_and_a_client_certific
         .all(|c| c.headers.get("am-hops").map(String::as_str) == Some("lasair,fink")));
 
     // The token without the topic's scope copies nothing and says why.
-    let mut client = fink.gateway.client().await?;
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
-        let m = client
-            .mirror_status(MirrorStatusRequest {})
-            .await?
-            .into_inner()
-            .mirrors;
+        let m = fink.gateway.mirror_status().await?;
         let denied = m
             .iter()
             .find(|m| m.name == "not-allowed")
