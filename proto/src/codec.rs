@@ -51,7 +51,9 @@ impl<T: Message> Encoder for ReservingEncoder<T> {
 
     fn encode(&mut self, item: T, buf: &mut EncodeBuf<'_>) -> Result<(), Status> {
         buf.reserve(item.encoded_len());
-        item.encode(buf)
-            .map_err(|e| Status::internal(format!("cannot encode a response: {e}")))
+        // `encode` would measure the message again to check for room; the buffer grows, and
+        // now has it.
+        item.encode_raw(buf);
+        Ok(())
     }
 }
