@@ -11,7 +11,7 @@ use rdkafka::error::KafkaError;
 use rdkafka::{Offset, TopicPartitionList};
 
 use crate::error::{Error, Result};
-use crate::record::{AlertContext, Record};
+use crate::record::{AlertContext, Arena, Record};
 use crate::server::State;
 use crate::subscription::describe_partitions;
 
@@ -57,7 +57,7 @@ pub async fn fetch(state: &State, text: &str) -> Result<v1::Alert> {
         while started.elapsed() < timeout {
             match consumer.poll(timeout.saturating_sub(started.elapsed())) {
                 Some(Ok(m)) => {
-                    let rec = Record::from_kafka(&m, &record_ctx);
+                    let rec = Record::from_kafka(&m, &record_ctx, &mut Arena::default());
                     if rec.offset == o {
                         return Ok(rec);
                     }
@@ -93,7 +93,7 @@ pub async fn fetch(state: &State, text: &str) -> Result<v1::Alert> {
             Arc::clone(&state.decoder),
             Arc::clone(&state.config.alert.registry),
         );
-        let (format, payload) = (topic.format, record.payload.clone());
+        let (format, payload) = (topic.format, record.payload_bytes());
         let key = tokio::task::spawn_blocking(move || {
             let decoded = decoder.decode(format, &payload).ok()?;
             Subject::new(&decoded, &registry).key.map(|k| k.to_string())

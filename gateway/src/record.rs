@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use bytes::Bytes;
+use bytes::{BufMut, Bytes, BytesMut};
 use prost::encoding::{self, WireType};
 use prost::Message as _;
 use rdkafka::message::{BorrowedMessage, Headers, Message};
@@ -16,28 +16,42 @@ use crate::config::TopicConfig;
 /// shared by many subscribers.
 ///
 /// Reading a record serialises it at once as the `alertmesh.v1.Alert` this gateway sends
-/// ([`wire`](Self::wire)); key, payload and header values are views into that buffer. So a
-/// record costs one copy out of librdkafka, and serving it to any number of subscribers
-/// costs no further encoding. Its headers are only in `wire`: nothing on the serving path
-/// reads them.
+/// ([`wire`](Self::wire)); key and payload are ranges of that buffer. So a record costs one
+/// copy out of librdkafka, and serving it to any number of subscribers costs no further
+/// encoding. Cloning it is one reference count, like an `Arc`. Its headers are only in
+/// `wire`: nothing on the serving path reads them.
 #[derive(Debug, Clone)]
 pub struct Record {
     pub partition: i32,
     pub offset: i64,
     /// Kafka timestamp in milliseconds since the epoch, when the record has one.
     pub timestamp_ms: Option<i64>,
-    pub key: Option<Bytes>,
-    pub payload: Bytes,
     /// The record as an encoded `alertmesh.v1.Alert` (no JSON): what a subscriber that
     /// asked for native output receives, byte for byte.
     pub wire: Bytes,
+    key: Option<Span>,
+    payload: Span,
+}
+
+/// Where a field's bytes are in [`Record::wire`].
+#[derive(Debug, Clone, Copy, Default)]
+struct Span {
+    at: u32,
+    len: u32,
+}
+
+impl Span {
+    fn of(span: Option<Span>, wire: &[u8]) -> &[u8] {
+        span.map_or(&[], |s| &wire[s.at as usize..(s.at + s.len) as usize])
+    }
 }
 
 impl Record {
-    /// Copies a librdkafka message, encoding it for `ctx`'s topic.
-    pub fn from_kafka(m: &BorrowedMessage<'_>, ctx: &AlertContext) -> Record {
+    /// Copies a librdkafka message into `arena`, encoding it for `ctx`'s topic.
+    pub fn from_kafka(m: &BorrowedMessage<'_>, ctx: &AlertContext, arena: &mut Arena) -> Record {
         let headers = m.headers();
-        ctx.record(
+        ctx.record_in(
+            arena,
             m.partition(),
             m.offset(),
             m.timestamp().to_millis(),
@@ -51,9 +65,60 @@ impl Record {
         )
     }
 
+    /// The Kafka key, if the record has one.
+    pub fn key(&self) -> Option<&[u8]> {
+        self.key.map(|k| Span::of(Some(k), &self.wire))
+    }
+
+    /// The payload, unchanged.
+    pub fn payload(&self) -> &[u8] {
+        Span::of(Some(self.payload), &self.wire)
+    }
+
+    /// The payload as shared bytes (no copy).
+    pub fn payload_bytes(&self) -> Bytes {
+        let Span { at, len } = self.payload;
+        self.wire.slice(at as usize..(at + len) as usize)
+    }
+
     /// Approximate memory held by the record, used for byte-bounded buffers.
     pub fn size(&self) -> usize {
         64 + self.wire.len()
+    }
+
+    /// A record with no key, payload or encoding, for bookkeeping tests.
+    #[cfg(test)]
+    pub(crate) fn bare(partition: i32, offset: i64, timestamp_ms: Option<i64>) -> Record {
+        Record {
+            partition,
+            offset,
+            timestamp_ms,
+            wire: Bytes::new(),
+            key: None,
+            payload: Span::default(),
+        }
+    }
+}
+
+/// The buffer a reader encodes records into. Records are cut from shared chunks, so
+/// reading costs an allocation per chunk rather than one per record; a chunk is freed
+/// when the last record cut from it is.
+#[derive(Debug, Default)]
+pub struct Arena {
+    spare: BytesMut,
+}
+
+impl Arena {
+    /// Chunk size: small enough that a few records kept long (a slow subscriber, the tail
+    /// buffer's oldest) pin little memory, large enough to amortise the allocation.
+    const CHUNK: usize = 256 << 10;
+
+    /// An empty buffer with room for at least `n` bytes.
+    fn take(&mut self, n: usize) -> &mut BytesMut {
+        if self.spare.capacity() < n {
+            self.spare = BytesMut::with_capacity(n.max(Self::CHUNK));
+        }
+        &mut self.spare
     }
 }
 
@@ -117,6 +182,33 @@ impl AlertContext {
     where
         H: Iterator<Item = (&'h str, Option<&'h [u8]>)>,
     {
+        let mut own = Arena::default();
+        self.record_in(
+            &mut own,
+            partition,
+            offset,
+            timestamp_ms,
+            key,
+            headers,
+            payload,
+        )
+    }
+
+    /// [`record`](Self::record), cut from `arena`.
+    #[allow(clippy::too_many_arguments)]
+    pub fn record_in<'h, H>(
+        &self,
+        arena: &mut Arena,
+        partition: i32,
+        offset: i64,
+        timestamp_ms: Option<i64>,
+        key: Option<&[u8]>,
+        headers: impl Fn() -> H,
+        payload: &[u8],
+    ) -> Record
+    where
+        H: Iterator<Item = (&'h str, Option<&'h [u8]>)>,
+    {
         let ref_len = "am://".len()
             + self.gateway.len()
             + self.topic.len()
@@ -146,63 +238,67 @@ impl AlertContext {
             + self.namespace.len()
             + schema.as_ref().map_or(0, |s| s.len())
             + mesh_key.map_or(0, str::len);
-        let mut buf: Vec<u8> = Vec::with_capacity(capacity);
+        let buf = arena.take(capacity);
 
         // ref: written in place, so it needs its length first.
-        encoding::encode_key(REF, WireType::LengthDelimited, &mut buf);
-        encoding::encode_varint(ref_len as u64, &mut buf);
+        encoding::encode_key(REF, WireType::LengthDelimited, buf);
+        encoding::encode_varint(ref_len as u64, buf);
         let before = buf.len();
         buf.extend_from_slice(b"am://");
         buf.extend_from_slice(self.gateway.as_bytes());
-        buf.push(b'/');
+        buf.put_u8(b'/');
         buf.extend_from_slice(self.topic.as_bytes());
-        buf.push(b'/');
-        push_decimal(i64::from(partition), &mut buf);
-        buf.push(b'/');
-        push_decimal(offset, &mut buf);
+        buf.put_u8(b'/');
+        push_decimal(i64::from(partition), buf);
+        buf.put_u8(b'/');
+        push_decimal(offset, buf);
         debug_assert_eq!(buf.len() - before, ref_len);
-        put_str(TOPIC, &self.topic, &mut buf);
+        put_str(TOPIC, &self.topic, buf);
         if partition != 0 {
-            encoding::int32::encode(PARTITION, &partition, &mut buf);
+            encoding::int32::encode(PARTITION, &partition, buf);
         }
         if offset != 0 {
-            encoding::int64::encode(OFFSET, &offset, &mut buf);
+            encoding::int64::encode(OFFSET, &offset, buf);
         }
         if let Some(ms) = timestamp_ms {
-            encoding::message::encode(TIMESTAMP, &timestamp_from_ms(ms), &mut buf);
+            encoding::message::encode(TIMESTAMP, &timestamp_from_ms(ms), buf);
         }
-        let key_at = key.map(|k| put_field(KEY, k, &mut buf));
+        let key_at = key.map(|k| put_field(KEY, k, buf));
         for (k, v) in headers() {
             let inner = if k.is_empty() {
                 0
             } else {
                 field_len(HEADER_KEY, k.len())
             } + v.map_or(0, |v| field_len(HEADER_VALUE, v.len()));
-            encoding::encode_key(HEADERS, WireType::LengthDelimited, &mut buf);
-            encoding::encode_varint(inner as u64, &mut buf);
-            put_str(HEADER_KEY, k, &mut buf);
+            encoding::encode_key(HEADERS, WireType::LengthDelimited, buf);
+            encoding::encode_varint(inner as u64, buf);
+            put_str(HEADER_KEY, k, buf);
             if let Some(v) = v {
-                put_field(HEADER_VALUE, v, &mut buf);
+                put_field(HEADER_VALUE, v, buf);
             }
         }
-        let payload_at = (!payload.is_empty()).then(|| put_field(PAYLOAD, payload, &mut buf));
-        put_str(FORMAT, &self.format, &mut buf);
-        put_str(NAMESPACE, &self.namespace, &mut buf);
+        let payload_at = (!payload.is_empty()).then(|| put_field(PAYLOAD, payload, buf));
+        put_str(FORMAT, &self.format, buf);
+        put_str(NAMESPACE, &self.namespace, buf);
         if let Some(schema) = &schema {
-            put_str(SCHEMA, schema, &mut buf);
+            put_str(SCHEMA, schema, buf);
         }
         if let Some(mesh_key) = mesh_key {
-            put_str(MESH_KEY, mesh_key, &mut buf);
+            put_str(MESH_KEY, mesh_key, buf);
         }
 
-        let wire = Bytes::from(buf);
-        let view = |(at, len): (usize, usize)| wire.slice(at..at + len);
+        let wire = buf.split().freeze();
+        // Offsets fit in u32: a Kafka record is far below 4 GiB.
+        let span = |(at, len): (usize, usize)| Span {
+            at: at as u32,
+            len: len as u32,
+        };
         Record {
             partition,
             offset,
             timestamp_ms,
-            key: key_at.map(view),
-            payload: payload_at.map(view).unwrap_or_default(),
+            key: key_at.map(span),
+            payload: payload_at.map(span).unwrap_or_default(),
             wire,
         }
     }
@@ -220,7 +316,7 @@ impl AlertContext {
                 topic: self.topic.clone(),
                 partition: r.partition,
                 offset: r.offset,
-                payload: r.payload.clone(),
+                payload: r.payload_bytes(),
                 ..v1::Alert::default()
             }
         })
@@ -233,7 +329,7 @@ fn field_len(tag: u32, len: usize) -> usize {
 }
 
 /// Writes a length-delimited field; returns where its value starts and its length.
-fn put_field(tag: u32, value: &[u8], buf: &mut Vec<u8>) -> (usize, usize) {
+fn put_field(tag: u32, value: &[u8], buf: &mut BytesMut) -> (usize, usize) {
     encoding::encode_key(tag, WireType::LengthDelimited, buf);
     encoding::encode_varint(value.len() as u64, buf);
     let at = buf.len();
@@ -242,16 +338,16 @@ fn put_field(tag: u32, value: &[u8], buf: &mut Vec<u8>) -> (usize, usize) {
 }
 
 /// Writes a proto3 string field, omitted when empty as prost does.
-fn put_str(tag: u32, value: &str, buf: &mut Vec<u8>) {
+fn put_str(tag: u32, value: &str, buf: &mut BytesMut) {
     if !value.is_empty() {
         put_field(tag, value.as_bytes(), buf);
     }
 }
 
 /// Appends `v` in decimal (the alert ref's numbers, without formatter machinery).
-fn push_decimal(v: i64, buf: &mut Vec<u8>) {
+fn push_decimal(v: i64, buf: &mut BytesMut) {
     if v < 0 {
-        buf.push(b'-');
+        buf.put_u8(b'-');
     }
     let mut digits = [0u8; 20];
     let mut n = v.unsigned_abs();
@@ -390,9 +486,47 @@ mod tests {
                 "prost's bytes, partition {p} offset {o}"
             );
             assert_eq!(ctx.alert(&r), expected);
-            assert_eq!(r.payload.as_ref(), payload);
-            assert_eq!(r.key.as_deref(), key);
+            assert_eq!(r.payload(), payload);
+            assert_eq!(r.payload_bytes().as_ref(), payload);
+            assert_eq!(r.key(), key);
             assert!(r.wire.len() <= r.size());
+        }
+    }
+
+    #[test]
+    fn records_cut_from_one_arena_stay_whole() {
+        let ctx = ctx();
+        let mut arena = Arena::default();
+        // Enough to fill several chunks, with one record larger than a chunk.
+        let payloads: Vec<Vec<u8>> = (0..600u32)
+            .map(|i| {
+                let len = if i == 300 { Arena::CHUNK + 1 } else { 1000 };
+                vec![(i % 251) as u8; len]
+            })
+            .collect();
+        let records: Vec<Record> = payloads
+            .iter()
+            .enumerate()
+            .map(|(i, p)| {
+                let key = format!("ZTF:{i}");
+                ctx.record_in(
+                    &mut arena,
+                    0,
+                    i as i64,
+                    None,
+                    Some(key.as_bytes()),
+                    std::iter::empty,
+                    p,
+                )
+            })
+            .collect();
+        for (i, (r, p)) in records.iter().zip(&payloads).enumerate() {
+            assert_eq!(r.payload(), &p[..], "record {i}");
+            assert_eq!(r.key(), Some(format!("ZTF:{i}").as_bytes()));
+            let alert = ctx.alert(r);
+            assert_eq!(alert.offset, i as i64);
+            assert_eq!(alert.payload.as_ref(), &p[..]);
+            assert_eq!(alert.r#ref, format!("am://lasair/ztf.alerts/0/{i}"));
         }
     }
 
@@ -400,9 +534,9 @@ mod tests {
     fn decimals() {
         for v in [0, 1, 9, 10, 99, 100, 12345, i64::MAX, -1, -10, i64::MIN] {
             assert_eq!(decimal_len(v), v.to_string().len(), "{v}");
-            let mut buf = b"x".to_vec();
+            let mut buf = BytesMut::from(&b"x"[..]);
             push_decimal(v, &mut buf);
-            assert_eq!(buf, format!("x{v}").into_bytes());
+            assert_eq!(buf.as_ref(), format!("x{v}").as_bytes());
         }
     }
 

@@ -31,7 +31,7 @@ pub struct Tail {
 
 #[derive(Debug)]
 struct Inner {
-    records: VecDeque<Arc<Record>>,
+    records: VecDeque<Record>,
     first_seq: u64,
     bytes: usize,
     cap_bytes: usize,
@@ -47,7 +47,7 @@ struct Inner {
 /// What a subscriber gets from one read of the log.
 #[derive(Debug)]
 pub enum TailRead {
-    Records(Vec<Arc<Record>>),
+    Records(Vec<Record>),
     /// Nothing new yet; wait for the head to move.
     Empty,
     /// The subscriber's position was evicted: it must read on its own.
@@ -135,7 +135,7 @@ impl Tail {
                 break;
             }
             bytes += r.size();
-            out.push(Arc::clone(r));
+            out.push(r.clone());
         }
         *seq += out.len() as u64;
         if out.is_empty() {
@@ -151,7 +151,7 @@ impl Tail {
             inner.low.entry(r.partition).or_insert(r.offset);
             inner.pos.insert(r.partition, r.offset + 1);
             inner.bytes += r.size();
-            inner.records.push_back(Arc::new(r));
+            inner.records.push_back(r);
         }
         while inner.bytes > inner.cap_bytes && inner.records.len() > 1 {
             let Some(old) = inner.records.pop_front() else {

@@ -15,7 +15,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::error::{is_transport, Error};
 use crate::metrics::Metrics;
-use crate::record::{AlertContext, Record};
+use crate::record::{AlertContext, Arena, Record};
 use std::sync::Arc;
 
 /// What a reader reports, in the order it saw it.
@@ -121,7 +121,10 @@ fn run(
         alert,
     } = ctx;
     let bytes_read = metrics.reader(&metrics.kafka_bytes_read, kind);
+    let mut arena = Arena::default();
+    // Sized like the last batch, so filling one rarely reallocates.
     let mut batch: Vec<Record> = Vec::new();
+    let mut last_len = 0;
     let mut batch_bytes = 0usize;
     let send = |ev: ReaderEvent| tx.blocking_send(ev).is_ok();
     loop {
@@ -136,13 +139,16 @@ fn run(
         };
         match consumer.poll(wait) {
             Some(Ok(m)) => {
-                let r = Record::from_kafka(&m, &alert);
-                bytes_read.inc_by(r.payload.len() as u64);
+                if batch.capacity() == 0 {
+                    batch.reserve(last_len.max(16));
+                }
+                let r = Record::from_kafka(&m, &alert, &mut arena);
+                bytes_read.inc_by(r.payload().len() as u64);
                 batch_bytes += r.size();
                 batch.push(r);
                 if batch.len() >= bounds.max_records || batch_bytes >= bounds.max_bytes {
                     batch_bytes = 0;
-                    if !send(ReaderEvent::Records(std::mem::take(&mut batch))) {
+                    if !send(ReaderEvent::Records(take_batch(&mut batch, &mut last_len))) {
                         return;
                     }
                 }
@@ -150,7 +156,7 @@ fn run(
             None => {
                 if !batch.is_empty() {
                     batch_bytes = 0;
-                    if !send(ReaderEvent::Records(std::mem::take(&mut batch))) {
+                    if !send(ReaderEvent::Records(take_batch(&mut batch, &mut last_len))) {
                         return;
                     }
                 }
@@ -158,7 +164,7 @@ fn run(
             Some(Err(KafkaError::PartitionEOF(partition))) => {
                 if !batch.is_empty() {
                     batch_bytes = 0;
-                    if !send(ReaderEvent::Records(std::mem::take(&mut batch))) {
+                    if !send(ReaderEvent::Records(take_batch(&mut batch, &mut last_len))) {
                         return;
                     }
                 }
@@ -180,6 +186,13 @@ fn run(
             }
         }
     }
+}
+
+/// The batch to send, leaving an empty one behind; remembers its length as the next
+/// batch's capacity.
+fn take_batch(batch: &mut Vec<Record>, last_len: &mut usize) -> Vec<Record> {
+    *last_len = batch.len();
+    std::mem::take(batch)
 }
 
 /// Decides whether a read error ends the reader. librdkafka retries transport errors by

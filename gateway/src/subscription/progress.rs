@@ -1,7 +1,7 @@
 //! Per-subscription bookkeeping: which records to deliver, where each partition stands,
 //! and when the stream is complete. Pure and synchronous, shared by both read modes.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 
 use crate::record::Record;
 
@@ -19,16 +19,24 @@ pub enum EndAt {
 #[derive(Debug)]
 pub struct Progress {
     partitions: Vec<i32>,
-    /// Next offset to deliver per partition, once known.
-    pub next: HashMap<i32, i64>,
+    /// One per subscribed partition, in `partitions` order. Looked up per record, so a
+    /// small vector rather than hash maps.
+    parts: Vec<Part>,
     /// Skip records older than this until a partition reaches it (start at a time).
     skip_before: Option<i64>,
-    started: HashSet<i32>,
     end: EndAt,
     end_passed: bool,
-    done: HashSet<i32>,
-    at_eof: HashSet<i32>,
     remaining: Option<u64>,
+}
+
+#[derive(Debug, Clone, Copy, Default)]
+struct Part {
+    /// Next offset to deliver, once known.
+    next: Option<i64>,
+    /// A record at or after `skip_before` was seen.
+    started: bool,
+    done: bool,
+    at_eof: bool,
 }
 
 impl Progress {
@@ -39,21 +47,49 @@ impl Progress {
         end: EndAt,
         limit: Option<u64>,
     ) -> Self {
+        let parts = partitions
+            .iter()
+            .map(|p| Part {
+                next: next.get(p).copied(),
+                ..Part::default()
+            })
+            .collect();
         Progress {
             partitions,
-            next,
+            parts,
             skip_before,
-            started: HashSet::new(),
             end,
             end_passed: false,
-            done: HashSet::new(),
-            at_eof: HashSet::new(),
             remaining: limit,
         }
     }
 
     pub fn partitions(&self) -> &[i32] {
         &self.partitions
+    }
+
+    /// The slot of partition `p`: partitions are usually 0..n in order, so `p` itself
+    /// is tried first.
+    fn slot(&self, p: i32) -> Option<usize> {
+        let guess = usize::try_from(p).ok()?;
+        if self.partitions.get(guess) == Some(&p) {
+            return Some(guess);
+        }
+        self.partitions.iter().position(|q| *q == p)
+    }
+
+    /// Next offset to deliver in partition `p`, once known.
+    pub fn next(&self, p: i32) -> Option<i64> {
+        self.slot(p).and_then(|i| self.parts[i].next)
+    }
+
+    /// Next offset to deliver per partition, for the partitions where it is known.
+    pub fn next_positions(&self) -> HashMap<i32, i64> {
+        self.partitions
+            .iter()
+            .zip(&self.parts)
+            .filter_map(|(p, s)| s.next.map(|n| (*p, n)))
+            .collect()
     }
 
     /// Whether `r` is delivered, filters aside: [`Progress::admit`] then [`Progress::take`].
@@ -64,28 +100,31 @@ impl Progress {
     /// Whether `r` is within the asked positions, start and end; updates the partition's
     /// position either way.
     pub fn admit(&mut self, r: &Record) -> bool {
-        let p = r.partition;
-        if !self.partitions.contains(&p) || self.done.contains(&p) || self.remaining == Some(0) {
+        let Some(i) = self.slot(r.partition) else {
+            return false;
+        };
+        let part = &mut self.parts[i];
+        if part.done || self.remaining == Some(0) {
             return false;
         }
         // Already delivered, or older than the position asked for (a broker may answer a
         // fetch with the whole batch that contains the asked offset).
-        if self.next.get(&p).is_some_and(|n| r.offset < *n) {
+        if part.next.is_some_and(|n| r.offset < n) {
             return false;
         }
-        self.next.insert(p, r.offset + 1);
-        self.at_eof.remove(&p);
+        part.next = Some(r.offset + 1);
+        part.at_eof = false;
         if let (Some(t), Some(ts)) = (self.skip_before, r.timestamp_ms) {
-            if !self.started.contains(&p) {
+            if !part.started {
                 if ts < t {
                     return false;
                 }
-                self.started.insert(p);
+                part.started = true;
             }
         }
         if let (EndAt::Time(t), Some(ts)) = (self.end, r.timestamp_ms) {
             if ts > t {
-                self.done.insert(p);
+                part.done = true;
                 return false;
             }
         }
@@ -106,18 +145,18 @@ impl Progress {
 
     /// The reader reached the current end of `p`; `position` is its next offset.
     pub fn eof(&mut self, p: i32, position: Option<i64>, now_ms: i64) {
+        let Some(i) = self.slot(p) else {
+            return;
+        };
+        let (end, end_passed) = (self.end, self.end_passed);
+        let part = &mut self.parts[i];
         if let Some(pos) = position {
-            let next = self.next.entry(p).or_insert(pos);
-            *next = (*next).max(pos);
+            part.next = Some(part.next.map_or(pos, |n| n.max(pos)));
         }
-        self.at_eof.insert(p);
-        match self.end {
-            EndAt::Now => {
-                self.done.insert(p);
-            }
-            EndAt::Time(t) if now_ms > t || self.end_passed => {
-                self.done.insert(p);
-            }
+        part.at_eof = true;
+        match end {
+            EndAt::Now => part.done = true,
+            EndAt::Time(t) if now_ms > t || end_passed => part.done = true,
             _ => {}
         }
     }
@@ -126,9 +165,9 @@ impl Progress {
     /// at the shared tail every partition is (it only sees what arrives from now on).
     pub fn end_time_passed(&mut self, at_tail: bool) {
         self.end_passed = true;
-        for p in &self.partitions {
-            if at_tail || self.at_eof.contains(p) {
-                self.done.insert(*p);
+        for part in &mut self.parts {
+            if at_tail || part.at_eof {
+                part.done = true;
             }
         }
     }
@@ -139,15 +178,12 @@ impl Progress {
 
     /// Every partition is at its current end (the moment to try joining the shared tail).
     pub fn all_at_eof(&self) -> bool {
-        self.partitions
-            .iter()
-            .all(|p| self.at_eof.contains(p) || self.done.contains(p))
+        self.parts.iter().all(|s| s.at_eof || s.done)
     }
 
     /// The stream has delivered everything it was asked for.
     pub fn finished(&self) -> bool {
-        self.remaining == Some(0)
-            || (self.end != EndAt::Never && self.partitions.iter().all(|p| self.done.contains(p)))
+        self.remaining == Some(0) || (self.end != EndAt::Never && self.parts.iter().all(|s| s.done))
     }
 }
 
@@ -156,14 +192,7 @@ mod tests {
     use super::*;
 
     fn rec(partition: i32, offset: i64, ts: i64) -> Record {
-        Record {
-            partition,
-            offset,
-            timestamp_ms: Some(ts),
-            key: None,
-            payload: bytes::Bytes::new(),
-            wire: bytes::Bytes::new(),
-        }
+        Record::bare(partition, offset, Some(ts))
     }
 
     #[test]
@@ -173,7 +202,7 @@ mod tests {
         assert!(p.accept(&rec(0, 5, 0)));
         assert!(!p.accept(&rec(0, 5, 0)));
         assert!(p.accept(&rec(0, 6, 0)));
-        assert_eq!(p.next[&0], 7);
+        assert_eq!(p.next(0), Some(7));
         assert!(!p.accept(&rec(1, 0, 0)), "partition not subscribed");
     }
 
@@ -209,7 +238,8 @@ mod tests {
         assert!(!p.finished());
         p.eof(1, Some(3), 0);
         assert!(p.finished());
-        assert_eq!(p.next[&0], 10);
+        assert_eq!(p.next(0), Some(10));
+        assert_eq!(p.next_positions(), HashMap::from([(0, 10), (1, 3)]));
     }
 
     #[test]

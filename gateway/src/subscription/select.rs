@@ -140,14 +140,14 @@ impl Selection {
     }
 
     /// Decides each record's fate; fails when the filter does not fit a writer schema.
-    pub fn evaluate(&self, records: &[Arc<Record>]) -> Result<Vec<Outcome>> {
+    pub fn evaluate(&self, records: &[Record]) -> Result<Vec<Outcome>> {
         records.iter().map(|r| self.one(r)).collect()
     }
 
     fn one(&self, r: &Record) -> Result<Outcome> {
         let decoded = match &self.projection {
-            Some(p) => self.decoder.decode_projected(self.format, &r.payload, p),
-            None => self.decoder.decode(self.format, &r.payload),
+            Some(p) => self.decoder.decode_projected(self.format, r.payload(), p),
+            None => self.decoder.decode(self.format, r.payload()),
         };
         let alert = match decoded {
             Ok(a) => a,

@@ -167,7 +167,7 @@ impl Subscription {
     ) -> Result<Mode, Stop> {
         match ev {
             Some(ReaderEvent::Records(rs)) => {
-                self.deliver(rs.into_iter().map(Arc::new).collect()).await?;
+                self.deliver(rs).await?;
                 Ok(Mode::Own(rx))
             }
             Some(ReaderEvent::Eof {
@@ -177,8 +177,8 @@ impl Subscription {
                 self.progress.eof(partition, position, now_ms());
                 if self.progress.all_at_eof() && !self.progress.finished() {
                     if let Some(tail) = &self.tail {
-                        if let Some(seq) =
-                            tail.try_join(self.progress.partitions(), &self.progress.next)
+                        if let Some(seq) = tail
+                            .try_join(self.progress.partitions(), &self.progress.next_positions())
                         {
                             tracing::debug!("caught up; joined the shared tail");
                             // Dropping `rx` stops the own reader.
@@ -202,10 +202,7 @@ impl Subscription {
             .map(|p| {
                 (
                     *p,
-                    self.progress
-                        .next
-                        .get(p)
-                        .map_or(StartAt::End, |o| StartAt::Offset(*o)),
+                    self.progress.next(*p).map_or(StartAt::End, StartAt::Offset),
                 )
             })
             .collect();
@@ -215,8 +212,8 @@ impl Subscription {
     }
 
     /// Sends the records this subscriber asked for, in batches bounded by count and bytes.
-    async fn deliver(&mut self, records: Vec<Arc<Record>>) -> Result<(), Stop> {
-        let admitted: Vec<Arc<Record>> = records
+    async fn deliver(&mut self, records: Vec<Record>) -> Result<(), Stop> {
+        let admitted: Vec<Record> = records
             .into_iter()
             .filter(|r| self.progress.admit(r))
             .collect();
@@ -258,14 +255,11 @@ impl Subscription {
             if !self.progress.take() {
                 break;
             }
-            let mesh_key = mesh_key.filter(|_| {
-                r.key
-                    .as_ref()
-                    .is_none_or(|k| std::str::from_utf8(k).is_err())
-            });
+            let mesh_key =
+                mesh_key.filter(|_| r.key().is_none_or(|k| std::str::from_utf8(k).is_err()));
             if json.is_none() && mesh_key.is_none() {
                 // As read: the record's encoding is the alert.
-                bytes += r.payload.len();
+                bytes += r.payload().len();
                 batch.push(r.wire.clone());
             } else {
                 let mut alert = self.ctx.alert(&r);
