@@ -89,6 +89,8 @@ pub struct Limits {
     pub max_batch_alerts: usize,
     /// librdkafka prefetch buffer of a subscriber that reads on its own, in KiB.
     pub reader_buffer_kib: usize,
+    /// Kafka connections a subscriber reading on its own splits its partitions over.
+    pub reader_connections: usize,
     /// Bytes of recent alerts the shared per-topic tail keeps for live subscribers.
     pub tail_buffer_bytes: usize,
 }
@@ -208,6 +210,7 @@ impl Config {
                 as usize,
             reader_buffer_kib: r.uint(&mut lim, "limits", "reader_buffer_kib", 8_192, 64, 1 << 20)
                 as usize,
+            reader_connections: r.uint(&mut lim, "limits", "reader_connections", 3, 1, 64) as usize,
             tail_buffer_bytes: r.uint(
                 &mut lim,
                 "limits",

@@ -104,7 +104,7 @@ impl Metrics {
         );
         r.register(
             "kafka_readers_started",
-            "Kafka consumers started: one shared tail per topic, or one per subscriber reading on its own",
+            "Kafka reads started: one shared tail per topic, or one per subscriber reading on its own (over up to limits.reader_connections consumers)",
             self.readers_started.clone(),
         );
         r.register(

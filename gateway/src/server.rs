@@ -151,30 +151,47 @@ impl State {
         ok
     }
 
-    /// Starts a subscriber's own Kafka reader.
+    /// Starts a subscriber's own Kafka read: its partitions split over up to
+    /// `limits.reader_connections` consumers, each with its own connection and thread, all
+    /// reporting into one channel. One connection has one fetch in flight, so the broker
+    /// would wait while the gateway decodes each response; with several, it prepares the
+    /// next while the gateway works (bench_subscribe: 64 KB alerts 0.84x -> 0.94x a direct
+    /// consumer). They share the read's prefetch budget, so memory stays as bounded.
     pub fn spawn_reader(
         &self,
         ctx: &Arc<AlertContext>,
         starts: &[(i32, StartAt)],
         bounds: BatchBounds,
     ) -> Result<mpsc::Receiver<ReaderEvent>> {
-        let consumer = self.kafka.consumer_waiting(
-            self.config.limits.reader_buffer_kib,
-            Duration::from_millis(10),
-        )?;
-        reader::spawn(
-            format!("read-{}", ctx.topic),
-            consumer,
-            &ctx.topic,
-            starts,
-            bounds,
-            ReaderCtx {
-                metrics: Arc::clone(&self.metrics),
-                kind: ReaderKind::own,
-                cancel: self.cancel.clone(),
-                alert: Arc::clone(ctx),
-            },
-        )
+        let limits = &self.config.limits;
+        let n = limits.reader_connections.clamp(1, starts.len().max(1));
+        let rctx = ReaderCtx {
+            metrics: Arc::clone(&self.metrics),
+            kind: ReaderKind::own,
+            cancel: self.cancel.clone(),
+            alert: Arc::clone(ctx),
+        };
+        rctx.metrics
+            .reader(&rctx.metrics.readers_started, rctx.kind)
+            .inc();
+        // Each reader has at most two batches in flight, as a single reader would.
+        let (tx, rx) = mpsc::channel(2 * n);
+        for i in 0..n {
+            let share: Vec<(i32, StartAt)> = starts.iter().skip(i).step_by(n).copied().collect();
+            let consumer = self
+                .kafka
+                .consumer_waiting(limits.reader_buffer_kib / n, Duration::from_millis(10))?;
+            reader::spawn_into(
+                format!("read-{}", ctx.topic),
+                consumer,
+                &ctx.topic,
+                &share,
+                bounds,
+                rctx.clone(),
+                tx.clone(),
+            )?;
+        }
+        Ok(rx)
     }
 }
 

@@ -5,6 +5,7 @@
 use std::thread;
 use std::time::Duration;
 
+use prometheus_client::metrics::counter::Counter;
 use rdkafka::consumer::Consumer;
 
 use crate::kafka::GatewayConsumer;
@@ -66,6 +67,25 @@ pub fn spawn(
     bounds: BatchBounds,
     ctx: ReaderCtx,
 ) -> Result<mpsc::Receiver<ReaderEvent>, Error> {
+    ctx.metrics
+        .reader(&ctx.metrics.readers_started, ctx.kind)
+        .inc();
+    let (tx, rx) = mpsc::channel(2);
+    spawn_into(name, consumer, topic, starts, bounds, ctx, tx)?;
+    Ok(rx)
+}
+
+/// [`spawn`] as one of several readers of one read, all reporting into `tx`; the caller
+/// counts the read in `alertmesh_kafka_readers_started_total`.
+pub fn spawn_into(
+    name: String,
+    consumer: GatewayConsumer,
+    topic: &str,
+    starts: &[(i32, StartAt)],
+    bounds: BatchBounds,
+    ctx: ReaderCtx,
+    tx: mpsc::Sender<ReaderEvent>,
+) -> Result<(), Error> {
     let mut tpl = TopicPartitionList::new();
     for (p, start) in starts {
         let offset = match start {
@@ -76,10 +96,6 @@ pub fn spawn(
         tpl.add_partition_offset(topic, *p, offset)
             .map_err(Error::from_kafka)?;
     }
-    ctx.metrics
-        .reader(&ctx.metrics.readers_started, ctx.kind)
-        .inc();
-    let (tx, rx) = mpsc::channel(2);
     let topic = topic.to_owned();
     thread::Builder::new()
         .name(name)
@@ -101,7 +117,7 @@ pub fn spawn(
             run(consumer, topic, bounds, tx, ctx)
         })
         .map_err(|e| Error::Internal(format!("cannot start reader thread: {e}")))?;
-    Ok(rx)
+    Ok(())
 }
 
 /// How long a reader waits for the topic's metadata before assigning its partitions.
@@ -126,9 +142,13 @@ fn run(
     let mut batch: Vec<Record> = Vec::new();
     let mut last_len = 0;
     let mut batch_bytes = 0usize;
+    // Counted into the shared metric once per batch rather than per record.
+    let mut payload_bytes = 0u64;
     let send = |ev: ReaderEvent| tx.blocking_send(ev).is_ok();
     loop {
-        if cancel.is_cancelled() || tx.is_closed() {
+        // Checked between batches: a batch fills in well under a millisecond, and the
+        // token takes a lock.
+        if batch.is_empty() && (cancel.is_cancelled() || tx.is_closed()) {
             return;
         }
         // Block only while the batch is empty; otherwise take what is already buffered.
@@ -143,12 +163,17 @@ fn run(
                     batch.reserve(last_len.max(16));
                 }
                 let r = Record::from_kafka(&m, &alert, &mut arena);
-                bytes_read.inc_by(r.payload().len() as u64);
+                payload_bytes += r.payload().len() as u64;
                 batch_bytes += r.size();
                 batch.push(r);
                 if batch.len() >= bounds.max_records || batch_bytes >= bounds.max_bytes {
                     batch_bytes = 0;
-                    if !send(ReaderEvent::Records(take_batch(&mut batch, &mut last_len))) {
+                    if !send(ReaderEvent::Records(take_batch(
+                        &mut batch,
+                        &mut last_len,
+                        &bytes_read,
+                        &mut payload_bytes,
+                    ))) {
                         return;
                     }
                 }
@@ -156,7 +181,12 @@ fn run(
             None => {
                 if !batch.is_empty() {
                     batch_bytes = 0;
-                    if !send(ReaderEvent::Records(take_batch(&mut batch, &mut last_len))) {
+                    if !send(ReaderEvent::Records(take_batch(
+                        &mut batch,
+                        &mut last_len,
+                        &bytes_read,
+                        &mut payload_bytes,
+                    ))) {
                         return;
                     }
                 }
@@ -164,7 +194,12 @@ fn run(
             Some(Err(KafkaError::PartitionEOF(partition))) => {
                 if !batch.is_empty() {
                     batch_bytes = 0;
-                    if !send(ReaderEvent::Records(take_batch(&mut batch, &mut last_len))) {
+                    if !send(ReaderEvent::Records(take_batch(
+                        &mut batch,
+                        &mut last_len,
+                        &bytes_read,
+                        &mut payload_bytes,
+                    ))) {
                         return;
                     }
                 }
@@ -189,8 +224,14 @@ fn run(
 }
 
 /// The batch to send, leaving an empty one behind; remembers its length as the next
-/// batch's capacity.
-fn take_batch(batch: &mut Vec<Record>, last_len: &mut usize) -> Vec<Record> {
+/// batch's capacity, and counts its payload bytes.
+fn take_batch(
+    batch: &mut Vec<Record>,
+    last_len: &mut usize,
+    bytes_read: &Counter,
+    payload_bytes: &mut u64,
+) -> Vec<Record> {
+    bytes_read.inc_by(std::mem::take(payload_bytes));
     *last_len = batch.len();
     std::mem::take(batch)
 }
