@@ -1,7 +1,7 @@
 //! An owned Kafka record, encoded once as the wire `Alert` it becomes.
 
 use std::collections::VecDeque;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use bytes::{BufMut, Bytes, BytesMut};
 use prost::encoding::{self, WireType};
@@ -103,23 +103,43 @@ impl Record {
 
 /// The buffer a reader encodes records into. Records are cut from shared chunks, so
 /// reading costs an allocation per chunk rather than one per record. A chunk is reused
-/// once every record cut from it is gone (served and dropped): fresh memory would cost
-/// a page fault and zeroing per 4 KiB, as much as the copy into it.
-#[derive(Debug, Default)]
+/// once every record cut from it is gone (served and dropped), by this reader or, through
+/// [`ChunkPool`], by the next: fresh memory costs a page fault and zeroing per page, as
+/// much as the copy into it, and every catch-up subscription starts new readers.
+#[derive(Debug)]
 pub struct Arena {
     spare: Option<BytesMut>,
     /// Exhausted chunks, oldest first, waiting for their records to go.
     used: VecDeque<BytesMut>,
-    /// Chunks allocated so far.
-    allocated: u64,
+    pool: &'static ChunkPool,
+    /// Chunks taken from the pool or allocated so far.
+    fetched: u64,
+}
+
+impl Default for Arena {
+    fn default() -> Self {
+        Arena::with_pool(&POOL)
+    }
 }
 
 impl Arena {
     /// Chunk size: small enough that a few records kept long (a slow subscriber, the tail
     /// buffer's oldest) pin little memory, large enough to amortise the allocation.
     const CHUNK: usize = 256 << 10;
-    /// Exhausted chunks kept for reuse; older ones are left to their records.
-    const KEEP: usize = 8;
+    /// Exhausted chunks kept for reuse (older ones are left to their records): enough
+    /// to cover what a reader has in flight (batches queued to its subscriber, the one
+    /// being sent), or the oldest is never free yet when it is looked at. Only chunks that
+    /// were in flight are kept, so this adds no memory beyond that.
+    const KEEP: usize = 48;
+
+    fn with_pool(pool: &'static ChunkPool) -> Arena {
+        Arena {
+            spare: None,
+            used: VecDeque::new(),
+            pool,
+            fetched: 0,
+        }
+    }
 
     /// An empty buffer with room for at least `n` bytes.
     fn take(&mut self, n: usize) -> &mut BytesMut {
@@ -131,17 +151,69 @@ impl Arena {
                 None
             };
             let next = reused.unwrap_or_else(|| {
-                self.allocated += 1;
-                BytesMut::with_capacity(n.max(Self::CHUNK))
+                self.fetched += 1;
+                (n <= Self::CHUNK)
+                    .then(|| self.pool.take())
+                    .flatten()
+                    .unwrap_or_else(|| BytesMut::with_capacity(n.max(Self::CHUNK)))
             });
             if let Some(exhausted) = self.spare.replace(next) {
                 self.used.push_back(exhausted);
                 if self.used.len() > Self::KEEP {
-                    self.used.pop_front();
+                    if let Some(oldest) = self.used.pop_front() {
+                        self.pool.give(oldest);
+                    }
                 }
             }
         }
         self.spare.get_or_insert_with(BytesMut::new)
+    }
+}
+
+impl Drop for Arena {
+    fn drop(&mut self) {
+        for chunk in self.used.drain(..).chain(self.spare.take()) {
+            self.pool.give(chunk);
+        }
+    }
+}
+
+/// Free chunks between readers, bounded: a reader that ends leaves the chunks whose
+/// records are all gone for the next one.
+#[derive(Debug)]
+pub struct ChunkPool {
+    free: Mutex<Vec<BytesMut>>,
+}
+
+/// The gateway's pool: at most [`ChunkPool::MAX`] chunks (16 MiB) kept idle.
+static POOL: ChunkPool = ChunkPool::new();
+
+impl ChunkPool {
+    const MAX: usize = 64;
+
+    const fn new() -> ChunkPool {
+        ChunkPool {
+            free: Mutex::new(Vec::new()),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Vec<BytesMut>> {
+        // The list stays valid whatever a panicking holder did.
+        self.free.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn take(&self) -> Option<BytesMut> {
+        self.lock().pop()
+    }
+
+    /// Keeps `chunk` if nothing else uses it any more and there is room.
+    fn give(&self, mut chunk: BytesMut) {
+        if chunk.try_reclaim(Arena::CHUNK) && chunk.capacity() == Arena::CHUNK {
+            let mut free = self.lock();
+            if free.len() < Self::MAX {
+                free.push(chunk);
+            }
+        }
     }
 }
 
@@ -556,25 +628,58 @@ mod tests {
     #[test]
     fn an_arena_reuses_a_chunk_once_its_records_are_gone() {
         let ctx = ctx();
-        let mut arena = Arena::default();
+        let mut arena = Arena::with_pool(Box::leak(Box::new(ChunkPool::new())));
         let payload = vec![7u8; 1000];
         let cut =
             |arena: &mut Arena| ctx.record_in(arena, 0, 1, None, None, std::iter::empty, &payload);
         let per_chunk = Arena::CHUNK / cut(&mut Arena::default()).wire.len();
         // Records kept alive pin their chunks: each chunk's worth needs a new one.
         let kept: Vec<Record> = (0..3 * per_chunk).map(|_| cut(&mut arena)).collect();
-        assert_eq!(arena.allocated, 3);
+        assert_eq!(arena.fetched, 3);
         let first = kept[0].wire.as_ptr();
         assert!(kept.iter().all(|r| r.payload() == &payload[..]));
         drop(kept);
         // Once they are gone, the same chunks serve again.
         let again: Vec<Record> = (0..3 * per_chunk).map(|_| cut(&mut arena)).collect();
-        assert_eq!(
-            arena.allocated, 3,
-            "chunks were allocated instead of reused"
-        );
+        assert_eq!(arena.fetched, 3, "chunks were allocated instead of reused");
         assert!(again.iter().any(|r| r.wire.as_ptr() == first));
         assert!(again.iter().all(|r| r.payload() == &payload[..]));
+    }
+
+    #[test]
+    fn a_new_arena_takes_the_free_chunks_an_ended_one_left() {
+        let ctx = ctx();
+        let pool: &'static ChunkPool = Box::leak(Box::new(ChunkPool::new()));
+        let payload = vec![1u8; 1000];
+        let cut =
+            |arena: &mut Arena| ctx.record_in(arena, 0, 1, None, None, std::iter::empty, &payload);
+        let mut first = Arena::with_pool(pool);
+        let kept: Vec<Record> = (0..1000).map(|_| cut(&mut first)).collect();
+        let chunks = first.fetched as usize;
+        assert!(chunks >= 3);
+        drop(first);
+        assert_eq!(pool.lock().len(), 0, "chunks still in use are not pooled");
+        let mut second = Arena::with_pool(pool);
+        drop(cut(&mut second));
+        drop(second);
+        let pooled = pool.lock().len();
+        assert_eq!(pooled, 1, "a free chunk goes back");
+        drop(kept);
+
+        let mut third = Arena::with_pool(pool);
+        let r = cut(&mut third);
+        assert_eq!(pool.lock().len(), 0, "the new arena took the pooled chunk");
+        assert_eq!(r.payload(), &payload[..]);
+        // Never more than the bound.
+        let many: Vec<Arena> = (0..ChunkPool::MAX + 5)
+            .map(|_| {
+                let mut a = Arena::with_pool(pool);
+                drop(cut(&mut a));
+                a
+            })
+            .collect();
+        drop(many);
+        assert_eq!(pool.lock().len(), ChunkPool::MAX);
     }
 
     #[test]
