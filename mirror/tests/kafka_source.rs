@@ -181,15 +181,28 @@ async fn abrupt_restarts_while_the_source_grows_copy_every_alert_exactly_once() 
 
     let mut rng = fixtures::Rng::seeded();
     let mut killed_while_copying = 0;
-    for _ in 0..8 {
+    for cycle in 0..8 {
         let (env, _cancel) = env(GATEWAY, &local);
         let mirror = Mirror::start(
             kafka_spec("ztf-raw", &source, "ztf", Some("ztf.alerts")),
             env,
         );
-        // A cycle needs about a second to connect, recover and deliver its first batch,
-        // so most restarts land mid-copy, some during recovery.
-        tokio::time::sleep(Duration::from_millis(rng.below(1800) + 1200)).await;
+        if cycle % 3 == 2 {
+            // Killed while connecting or recovering.
+            tokio::time::sleep(Duration::from_millis(rng.below(800))).await;
+        } else {
+            // Killed mid-copy: once it has copied, after a random moment more (however
+            // long connecting and recovering took on this machine).
+            let copying = tokio::time::timeout(Duration::from_secs(30), async {
+                while mirror.status().copied == 0 {
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                }
+            })
+            .await;
+            if copying.is_ok() {
+                tokio::time::sleep(Duration::from_millis(rng.below(500))).await;
+            }
+        }
         if mirror.status().copied > 0 {
             killed_while_copying += 1;
         }
