@@ -13,6 +13,7 @@ pub mod v1 {
 
 mod batch;
 pub mod codec;
+pub mod view;
 
 /// The `.proto` source this crate was built from.
 pub const FILE_DESCRIPTOR_PROTO: &str = include_str!("../proto/alertmesh/v1/alertmesh.proto");

@@ -4,6 +4,7 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
+use alertmesh_proto::view::subscribe_views;
 use anyhow::{bail, ensure, Context, Result};
 use rdkafka::Offset;
 use tokio::task::JoinSet;
@@ -68,25 +69,38 @@ pub async fn direct_past(
 
 /// Reads `topic` through one gRPC `Subscribe(earliest, end = now)`, expecting `n` alerts;
 /// also returns how long the first alert took (connection and subscription included).
+///
+/// Like the direct consumer, which reads librdkafka's views of each message, it reads
+/// each alert's fields where they arrived ([`alertmesh_proto::view`]), checking that
+/// offsets rise per partition.
 pub async fn gateway_past(gateway: &Gateway, topic: &str, n: u64) -> Result<(Run, Duration)> {
     let began = Instant::now();
-    let mut client = gateway.client().await?;
+    let mut grpc = gateway.grpc().await?;
     let mut req = request(topic);
     req.start = earliest();
     req.end = until_now();
-    let mut stream = client.subscribe(req).await?.into_inner();
+    let mut stream = subscribe_views(&mut grpc, req).await?.into_inner();
     let (mut records, mut bytes) = (0u64, 0u64);
+    let mut next: BTreeMap<i32, i64> = BTreeMap::new();
     let mut first = None;
     while let Some(batch) = tokio::time::timeout(MEASURE_TIMEOUT, stream.message()).await?? {
         if !batch.alerts.is_empty() {
             first.get_or_insert_with(|| began.elapsed());
         }
-        records += batch.alerts.len() as u64;
-        bytes += batch
-            .alerts
-            .iter()
-            .map(|a| a.payload.len() as u64)
-            .sum::<u64>();
+        for alert in &batch.alerts {
+            let f = alert.fields()?;
+            let expected = next.entry(f.partition).or_default();
+            ensure!(
+                f.offset >= *expected,
+                "partition {} went back to offset {} after {}",
+                f.partition,
+                f.offset,
+                *expected - 1
+            );
+            *expected = f.offset + 1;
+            records += 1;
+            bytes += f.payload.len() as u64;
+        }
     }
     ensure!(records == n, "gateway streamed {records} alerts, want {n}");
     let run = Run {

@@ -254,20 +254,32 @@ impl Gateway {
 
     /// A new gRPC client connected to the gateway.
     pub async fn client(&self) -> Result<AlertMeshClient<Channel>> {
+        let client = AlertMeshClient::new(self.channel().await?);
+        Ok(client
+            .max_decoding_message_size(MAX_MESSAGE)
+            .max_encoding_message_size(MAX_MESSAGE))
+    }
+
+    /// A raw gRPC client, for calls made without the generated client (e.g.
+    /// [`alertmesh_proto::view::subscribe_views`]).
+    pub async fn grpc(&self) -> Result<tonic::client::Grpc<Channel>> {
+        Ok(tonic::client::Grpc::new(self.channel().await?)
+            .max_decoding_message_size(MAX_MESSAGE)
+            .max_encoding_message_size(MAX_MESSAGE))
+    }
+
+    /// A new connection to the gateway.
+    pub async fn channel(&self) -> Result<Channel> {
         // Streams of 60 KB alerts need HTTP/2 windows far above the 64 KiB default, or
         // every megabyte waits on a dozen window updates.
-        let channel = tonic::transport::Endpoint::from_shared(self.grpc_url())?
+        tonic::transport::Endpoint::from_shared(self.grpc_url())?
             .initial_stream_window_size(STREAM_WINDOW)
             .initial_connection_window_size(CONNECTION_WINDOW)
             .max_frame_size(MAX_FRAME)
             .tcp_nodelay(true)
             .connect()
             .await
-            .context("connect to gateway")?;
-        let client = AlertMeshClient::new(channel);
-        Ok(client
-            .max_decoding_message_size(MAX_MESSAGE)
-            .max_encoding_message_size(MAX_MESSAGE))
+            .context("connect to gateway")
     }
 
     /// Every mirror's status, from the `MirrorStatus` RPC.

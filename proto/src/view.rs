@@ -1,0 +1,373 @@
+//! Reading `Subscribe` streams without decoding every alert into owned fields.
+//!
+//! [`AlertBatchView`] has the wire format of `alertmesh.v1.AlertBatch`, but decoding it
+//! keeps each alert as the bytes it arrived in (slices of the received buffer, no copy);
+//! [`AlertView::fields`] then reads an alert's fields in place. A subscriber that needs
+//! only some fields (a payload and its position, say) pays no allocation per alert, as a
+//! Kafka consumer reading librdkafka's message views does not. [`AlertView::to_alert`]
+//! gives the full [`Alert`] when one is wanted.
+//!
+//! [`subscribe_views`] opens such a stream on any tonic channel.
+
+use prost::bytes::{Buf, BufMut, Bytes};
+use prost::encoding::{self, DecodeContext, WireType};
+use prost::{DecodeError, Message};
+
+use tonic::codegen::{http, Body, StdError};
+
+use crate::v1::{Alert, Header, Skipped, SubscribeRequest};
+
+/// An `AlertBatch` whose alerts stay encoded until read.
+#[derive(Clone, PartialEq, Default, Debug)]
+pub struct AlertBatchView {
+    pub alerts: Vec<AlertView>,
+    /// Records the gateway had to decode (for a filter or JSON output) but could not.
+    pub skipped: Vec<Skipped>,
+}
+
+/// Why an alert's fields cannot be read.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum ViewError {
+    #[error(transparent)]
+    Decode(#[from] DecodeError),
+    #[error("alert field {0} is not UTF-8")]
+    NotUtf8(&'static str),
+    #[error("alert field {tag} has wire type {wire_type:?}, not its type's")]
+    WireType { tag: u32, wire_type: WireType },
+    #[error("an alert field is longer than the alert")]
+    Truncated,
+}
+
+/// One encoded `alertmesh.v1.Alert`.
+#[derive(Clone, PartialEq, Debug)]
+pub struct AlertView {
+    bytes: Bytes,
+}
+
+/// An alert's fields, borrowed from its [`AlertView`]; absent fields have their proto3
+/// defaults (empty, zero), as in [`Alert`].
+#[derive(Clone, Copy, PartialEq, Debug, Default)]
+pub struct AlertFields<'a> {
+    pub r#ref: &'a str,
+    pub topic: &'a str,
+    pub partition: i32,
+    pub offset: i64,
+    /// Kafka timestamp, milliseconds since the epoch, when the record has one.
+    pub timestamp_ms: Option<i64>,
+    pub key: Option<&'a [u8]>,
+    pub payload: &'a [u8],
+    pub format: &'a str,
+    pub namespace: &'a str,
+    pub schema: &'a str,
+    pub json: &'a [u8],
+    pub mesh_key: &'a str,
+    /// The alert's bytes, to read headers from ([`AlertFields::headers`]).
+    raw: &'a [u8],
+}
+
+// Field numbers of `alertmesh.v1.Alert` (see alertmesh.proto).
+const REF: u32 = 1;
+const TOPIC: u32 = 2;
+const PARTITION: u32 = 3;
+const OFFSET: u32 = 4;
+const TIMESTAMP: u32 = 5;
+const KEY: u32 = 6;
+const HEADERS: u32 = 7;
+const PAYLOAD: u32 = 8;
+const FORMAT: u32 = 9;
+const NAMESPACE: u32 = 10;
+const SCHEMA: u32 = 11;
+const JSON: u32 = 12;
+const MESH_KEY: u32 = 13;
+
+impl AlertView {
+    /// The alert as it arrived: an encoded `alertmesh.v1.Alert`.
+    pub fn bytes(&self) -> &Bytes {
+        &self.bytes
+    }
+
+    /// The alert's fields, read in one pass without copying.
+    pub fn fields(&self) -> Result<AlertFields<'_>, ViewError> {
+        let raw: &[u8] = &self.bytes;
+        let mut f = AlertFields {
+            raw,
+            ..AlertFields::default()
+        };
+        let mut buf = raw;
+        while !buf.is_empty() {
+            let (tag, wire_type) = encoding::decode_key(&mut buf)?;
+            match (tag, wire_type) {
+                (PARTITION, WireType::Varint) => {
+                    f.partition = encoding::decode_varint(&mut buf)? as i32
+                }
+                (OFFSET, WireType::Varint) => f.offset = encoding::decode_varint(&mut buf)? as i64,
+                (_, WireType::LengthDelimited) => {
+                    let value = take(&mut buf)?;
+                    match tag {
+                        REF => f.r#ref = text(value, "ref")?,
+                        TOPIC => f.topic = text(value, "topic")?,
+                        TIMESTAMP => {
+                            let t = prost_types::Timestamp::decode(value)?;
+                            f.timestamp_ms =
+                                Some(t.seconds * 1000 + i64::from(t.nanos) / 1_000_000);
+                        }
+                        KEY => f.key = Some(value),
+                        PAYLOAD => f.payload = value,
+                        FORMAT => f.format = text(value, "format")?,
+                        NAMESPACE => f.namespace = text(value, "namespace")?,
+                        SCHEMA => f.schema = text(value, "schema")?,
+                        JSON => f.json = value,
+                        MESH_KEY => f.mesh_key = text(value, "mesh_key")?,
+                        // Headers are read on demand; unknown fields are skipped.
+                        _ => {}
+                    }
+                }
+                (
+                    PARTITION | OFFSET | REF | TOPIC | TIMESTAMP | KEY | HEADERS | PAYLOAD | FORMAT
+                    | NAMESPACE | SCHEMA | JSON | MESH_KEY,
+                    _,
+                ) => {
+                    return Err(ViewError::WireType { tag, wire_type });
+                }
+                _ => encoding::skip_field(wire_type, tag, &mut buf, DecodeContext::default())?,
+            }
+        }
+        Ok(f)
+    }
+
+    /// The alert decoded into an owned message.
+    pub fn to_alert(&self) -> Result<Alert, DecodeError> {
+        Alert::decode(self.bytes.clone())
+    }
+}
+
+impl<'a> AlertFields<'a> {
+    /// The alert's Kafka headers, in order.
+    pub fn headers(&self) -> impl Iterator<Item = Result<Header, ViewError>> + 'a {
+        let mut buf = self.raw;
+        std::iter::from_fn(move || loop {
+            if buf.is_empty() {
+                return None;
+            }
+            let next = (|| -> Result<Option<Header>, ViewError> {
+                let (tag, wire_type) = encoding::decode_key(&mut buf)?;
+                if tag == HEADERS && wire_type == WireType::LengthDelimited {
+                    Ok(Some(Header::decode(take(&mut buf)?)?))
+                } else {
+                    encoding::skip_field(wire_type, tag, &mut buf, DecodeContext::default())?;
+                    Ok(None)
+                }
+            })();
+            match next {
+                Ok(None) => continue,
+                Ok(Some(h)) => return Some(Ok(h)),
+                Err(e) => {
+                    buf = &[];
+                    return Some(Err(e));
+                }
+            }
+        })
+    }
+}
+
+/// Takes a length-delimited value off `buf`.
+fn take<'a>(buf: &mut &'a [u8]) -> Result<&'a [u8], ViewError> {
+    let len = encoding::decode_varint(buf)?;
+    let len = usize::try_from(len)
+        .ok()
+        .filter(|l| *l <= buf.len())
+        .ok_or(ViewError::Truncated)?;
+    let (value, rest) = buf.split_at(len);
+    *buf = rest;
+    Ok(value)
+}
+
+fn text<'a>(value: &'a [u8], field: &'static str) -> Result<&'a str, ViewError> {
+    std::str::from_utf8(value).map_err(|_| ViewError::NotUtf8(field))
+}
+
+const ALERTS: u32 = 1;
+const SKIPPED: u32 = 2;
+
+impl Message for AlertBatchView {
+    fn encode_raw(&self, buf: &mut impl BufMut) {
+        for alert in &self.alerts {
+            encoding::bytes::encode(ALERTS, &alert.bytes, buf);
+        }
+        for skipped in &self.skipped {
+            encoding::message::encode(SKIPPED, skipped, buf);
+        }
+    }
+
+    fn merge_field(
+        &mut self,
+        tag: u32,
+        wire_type: WireType,
+        buf: &mut impl Buf,
+        ctx: DecodeContext,
+    ) -> Result<(), DecodeError> {
+        match tag {
+            ALERTS => {
+                let mut bytes = Bytes::new();
+                // On a `Bytes`-backed buffer (as tonic's) this is a slice, not a copy.
+                encoding::bytes::merge(wire_type, &mut bytes, buf, ctx).map_err(|mut e| {
+                    e.push("AlertBatch", "alerts");
+                    e
+                })?;
+                self.alerts.push(AlertView { bytes });
+                Ok(())
+            }
+            SKIPPED => encoding::message::merge_repeated(wire_type, &mut self.skipped, buf, ctx)
+                .map_err(|mut e| {
+                    e.push("AlertBatch", "skipped");
+                    e
+                }),
+            _ => encoding::skip_field(wire_type, tag, buf, ctx),
+        }
+    }
+
+    fn encoded_len(&self) -> usize {
+        self.alerts
+            .iter()
+            .map(|a| encoding::bytes::encoded_len(ALERTS, &a.bytes))
+            .sum::<usize>()
+            + encoding::message::encoded_len_repeated(SKIPPED, &self.skipped)
+    }
+
+    fn clear(&mut self) {
+        self.alerts.clear();
+        self.skipped.clear();
+    }
+}
+
+/// `Subscribe` on `channel`, answered as [`AlertBatchView`]s. Any tonic channel works
+/// (plain, TLS, with an interceptor adding a token); set message size limits on the
+/// returned [`Grpc`](tonic::client::Grpc) settings through `configure`.
+pub async fn subscribe_views<T>(
+    grpc: &mut tonic::client::Grpc<T>,
+    request: impl tonic::IntoRequest<SubscribeRequest>,
+) -> Result<tonic::Response<tonic::codec::Streaming<AlertBatchView>>, tonic::Status>
+where
+    T: tonic::client::GrpcService<tonic::body::Body>,
+    T::Error: Into<StdError>,
+    T::ResponseBody: Body<Data = Bytes> + Send + 'static,
+    <T::ResponseBody as Body>::Error: Into<StdError> + Send,
+{
+    grpc.ready()
+        .await
+        .map_err(|e| tonic::Status::unavailable(format!("gateway not ready: {}", e.into())))?;
+    let path = http::uri::PathAndQuery::from_static("/alertmesh.v1.AlertMesh/Subscribe");
+    let mut req = request.into_request();
+    req.extensions_mut().insert(tonic::GrpcMethod::new(
+        "alertmesh.v1.AlertMesh",
+        "Subscribe",
+    ));
+    grpc.server_streaming(req, path, crate::codec::MeshCodec::default())
+        .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::v1::AlertBatch;
+
+    fn alert(offset: i64, headers: Vec<Header>) -> Alert {
+        Alert {
+            r#ref: format!("am://lasair/ztf/2/{offset}"),
+            topic: "ztf".into(),
+            partition: 2,
+            offset,
+            timestamp: Some(prost_types::Timestamp {
+                seconds: 1_700_000_000,
+                nanos: 123_000_000,
+            }),
+            key: Some(Bytes::from_static(b"ZTF:ZTF18abc")),
+            headers,
+            payload: Bytes::from(vec![offset as u8; 100]),
+            format: "avro-ocf".into(),
+            namespace: "ZTF".into(),
+            schema: "ztf-4.02".into(),
+            json: Bytes::new(),
+            mesh_key: "ZTF:ZTF18abc".into(),
+        }
+    }
+
+    #[test]
+    fn views_read_what_the_batch_carries() {
+        let headers = vec![
+            Header {
+                key: "am-schema".into(),
+                value: Some(Bytes::from_static(b"ztf-4.02")),
+            },
+            Header {
+                key: "empty".into(),
+                value: None,
+            },
+        ];
+        let alerts = vec![alert(0, vec![]), alert(7, headers.clone())];
+        let batch = AlertBatch {
+            alerts: alerts.clone(),
+            skipped: vec![Skipped {
+                r#ref: "am://lasair/ztf/0/3".into(),
+                reason: "not Avro".into(),
+            }],
+            encoded: vec![],
+        };
+        let wire = Bytes::from(batch.encode_to_vec());
+        let view = AlertBatchView::decode(wire.clone()).unwrap();
+        assert_eq!(view.alerts.len(), 2);
+        assert_eq!(view.skipped, batch.skipped);
+        for (v, a) in view.alerts.iter().zip(&alerts) {
+            let f = v.fields().unwrap();
+            assert_eq!(f.r#ref, a.r#ref);
+            assert_eq!(f.topic, a.topic);
+            assert_eq!((f.partition, f.offset), (a.partition, a.offset));
+            assert_eq!(f.timestamp_ms, Some(1_700_000_000_123));
+            assert_eq!(f.key, a.key.as_deref());
+            assert_eq!(f.payload, &a.payload[..]);
+            assert_eq!(
+                (f.format, f.namespace, f.schema),
+                ("avro-ocf", "ZTF", "ztf-4.02")
+            );
+            assert_eq!(f.mesh_key, a.mesh_key);
+            let hs: Vec<Header> = f.headers().collect::<Result<_, _>>().unwrap();
+            assert_eq!(hs, a.headers);
+            assert_eq!(&v.to_alert().unwrap(), a);
+        }
+        // The payload is a view into the received buffer, not a copy.
+        let payload = view.alerts[1].fields().unwrap().payload;
+        assert!(wire.as_ptr_range().contains(&payload.as_ptr()));
+        // Re-encoding gives the same bytes.
+        assert_eq!(view.encode_to_vec(), wire.to_vec());
+    }
+
+    #[test]
+    fn a_damaged_alert_is_an_error_not_a_panic() {
+        let good = alert(1, vec![]).encode_to_vec();
+        let payload_at = good
+            .windows(100)
+            .position(|w| w.iter().all(|b| *b == 1))
+            .unwrap();
+        // Each cut falls inside a field: the ref's tag, the ref, the payload, the mesh key.
+        for cut in [1, 5, payload_at + 50, good.len() - 1] {
+            let view = AlertView {
+                bytes: Bytes::copy_from_slice(&good[..cut]),
+            };
+            assert!(view.fields().is_err(), "cut at {cut}");
+        }
+        // A string field that is not UTF-8.
+        let mut bad = Vec::new();
+        encoding::bytes::encode(REF, &vec![0xff, 0xfe], &mut bad);
+        let view = AlertView {
+            bytes: Bytes::from(bad),
+        };
+        assert!(view.fields().unwrap_err().to_string().contains("ref"));
+        // A field with the wrong wire type.
+        let mut bad = Vec::new();
+        encoding::int64::encode(PAYLOAD, &5, &mut bad);
+        let view = AlertView {
+            bytes: Bytes::from(bad),
+        };
+        assert!(view.fields().is_err());
+    }
+}
