@@ -232,7 +232,7 @@ impl Subscription {
                 Some(evaluated.map_err(Stop::Failed)?)
             }
         };
-        let mut batch = Vec::new();
+        let mut batch = Vec::with_capacity(admitted.len().min(self.bounds.max_records));
         let mut skipped = Vec::new();
         let mut bytes = 0;
         for (i, r) in admitted.into_iter().enumerate() {
@@ -260,7 +260,7 @@ impl Subscription {
             if json.is_none() && mesh_key.is_none() {
                 // As read: the record's encoding is the alert.
                 bytes += r.payload().len();
-                batch.push(r.wire.clone());
+                batch.push(r.wire);
             } else {
                 let mut alert = self.ctx.alert(&r);
                 if let Some(json) = json {
