@@ -302,6 +302,14 @@ pub fn numeric_args(spec: &[(&str, &str, u64)]) -> Result<BTreeMap<String, u64>>
     }
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
+        if flag == "--help" || flag == "-h" {
+            let flags: Vec<String> = spec
+                .iter()
+                .map(|(f, env, default)| format!("  {f} N  (or {env}; default {default})"))
+                .collect();
+            println!("options:\n{}", flags.join("\n"));
+            std::process::exit(0);
+        }
         if !values.contains_key(&flag) {
             bail!(
                 "unknown argument {flag:?}; expected one of {:?}",

@@ -6,7 +6,8 @@
 //!
 //! Run: `cargo build --release -p alertmesh-gateway && cargo run --release -p
 //! alertmesh-tests --bin bench_subscribe -- [--n-1k N] [--n-64k N] [--live-1k N]
-//! [--live-64k N] [--subscribers S] [--rounds R]` (or `BENCH_N_1K`, ... env variables).
+//! [--live-64k N] [--subscribers S] [--rounds R] [--warmup W]` (or `BENCH_N_1K`, ... env
+//! variables). Past reads run W unmeasured rounds of each reader first.
 //! The gateway binary comes from `$ALERTMESH_BIN` or sits next to this one.
 
 use std::collections::BTreeMap;
@@ -28,6 +29,7 @@ struct Args {
     live: [u64; 2],
     subscribers: usize,
     rounds: usize,
+    warmup: usize,
 }
 
 fn args() -> Result<Args> {
@@ -37,13 +39,15 @@ fn args() -> Result<Args> {
         ("--live-1k", "BENCH_LIVE_1K", 10_000),
         ("--live-64k", "BENCH_LIVE_64K", 300),
         ("--subscribers", "BENCH_SUBSCRIBERS", 100),
-        ("--rounds", "BENCH_ROUNDS", 5),
+        ("--rounds", "BENCH_ROUNDS", 9),
+        ("--warmup", "BENCH_WARMUP", 1),
     ])?;
     Ok(Args {
         n: [(1024, values["--n-1k"]), (64 * 1024, values["--n-64k"])],
         live: [values["--live-1k"], values["--live-64k"]],
         subscribers: values["--subscribers"] as usize,
         rounds: values["--rounds"].max(1) as usize,
+        warmup: values["--warmup"] as usize,
     })
 }
 
@@ -152,6 +156,12 @@ async fn main() -> Result<()> {
             broker: broker.pid(),
             gateway: pid,
         };
+        // Unmeasured rounds first: both readers then start warm (allocator, page cache,
+        // the gateway's buffer pool), as a long-running service is.
+        for _ in 0..args.warmup {
+            direct_past(&broker.bootstrap(), &topic, PARTITIONS, n).await?;
+            gateway_past(&gateway, &topic, n).await?;
+        }
         for round in 0..args.rounds {
             let direct = || async {
                 let before = cpu.sample();
