@@ -51,7 +51,7 @@ impl Record {
     /// Copies a librdkafka message into `arena`, encoding it for `ctx`'s topic.
     pub fn from_kafka(m: &BorrowedMessage<'_>, ctx: &AlertContext, arena: &mut Arena) -> Record {
         let headers = m.headers();
-        ctx.record_in(
+        ctx.record(
             arena,
             m.partition(),
             m.offset(),
@@ -224,23 +224,14 @@ pub struct AlertContext {
     pub namespace: String,
 }
 
-// Field numbers of `alertmesh.v1.Alert` and `Header` (see alertmesh.proto).
-const REF: u32 = 1;
-const TOPIC: u32 = 2;
-const PARTITION: u32 = 3;
-const OFFSET: u32 = 4;
-const TIMESTAMP: u32 = 5;
-const KEY: u32 = 6;
-const HEADERS: u32 = 7;
-const PAYLOAD: u32 = 8;
-const FORMAT: u32 = 9;
-const NAMESPACE: u32 = 10;
-const SCHEMA: u32 = 11;
-const MESH_KEY: u32 = 13;
-const HEADER_KEY: u32 = 1;
+use alertmesh_proto::tags::alert::{
+    FORMAT, HEADERS, KEY, MESH_KEY, NAMESPACE, OFFSET, PARTITION, PAYLOAD, REF, SCHEMA, TIMESTAMP,
+    TOPIC,
+};
+use alertmesh_proto::tags::header::{KEY as HEADER_KEY, VALUE as HEADER_VALUE};
+
 /// Bytes reserved for a record's headers and schema name before they are read.
 const HEADER_ROOM: usize = 1024;
-const HEADER_VALUE: u32 = 2;
 
 impl AlertContext {
     /// The context of an exposed topic of gateway `gateway`.
@@ -260,37 +251,12 @@ impl AlertContext {
         )
     }
 
-    /// A record of this topic from borrowed parts: one buffer holds its encoded `Alert`,
-    /// and the record's key and payload point into it. Fields are written as prost writes
-    /// them (in field order, default values omitted), so the bytes are exactly prost's
-    /// encoding of the alert. `headers` lists the Kafka headers.
-    pub fn record<'h, H>(
-        &self,
-        partition: i32,
-        offset: i64,
-        timestamp_ms: Option<i64>,
-        key: Option<&[u8]>,
-        headers: H,
-        payload: &[u8],
-    ) -> Record
-    where
-        H: IntoIterator<Item = (&'h str, Option<&'h [u8]>)>,
-    {
-        let mut own = Arena::default();
-        self.record_in(
-            &mut own,
-            partition,
-            offset,
-            timestamp_ms,
-            key,
-            headers,
-            payload,
-        )
-    }
-
-    /// [`record`](Self::record), cut from `arena`.
+    /// A record of this topic from borrowed parts, cut from `arena`: one buffer holds its
+    /// encoded `Alert`, and the record's key and payload are ranges of it. Fields are
+    /// written as prost writes them (in field order, default values omitted), so the bytes
+    /// are exactly prost's encoding of the alert. `headers` lists the Kafka headers.
     #[allow(clippy::too_many_arguments)]
-    pub fn record_in<'h, H>(
+    pub fn record<'h, H>(
         &self,
         arena: &mut Arena,
         partition: i32,
@@ -539,7 +505,15 @@ mod tests {
             ),
         ];
         for (p, o, ts, key, headers, payload) in cases {
-            let r = ctx.record(p, o, ts, key, headers.iter().copied(), payload);
+            let r = ctx.record(
+                &mut Arena::default(),
+                p,
+                o,
+                ts,
+                key,
+                headers.iter().copied(),
+                payload,
+            );
             // The alert as the generated code builds it, field by field.
             let expected = v1::Alert {
                 r#ref: format!("am://lasair/ztf.alerts/{p}/{o}"),
@@ -611,7 +585,7 @@ mod tests {
             .enumerate()
             .map(|(i, p)| {
                 let key = format!("ZTF:{i}");
-                ctx.record_in(
+                ctx.record(
                     &mut arena,
                     0,
                     i as i64,
@@ -649,9 +623,8 @@ mod tests {
         let ctx = ctx();
         let mut arena = Arena::with_pool(Box::leak(Box::new(ChunkPool::new())));
         let payload = vec![7u8; 1000];
-        let cut = |arena: &mut Arena| {
-            ctx.record_in(arena, 0, 1, None, None, std::iter::empty(), &payload)
-        };
+        let cut =
+            |arena: &mut Arena| ctx.record(arena, 0, 1, None, None, std::iter::empty(), &payload);
         // Records kept alive pin their chunks: each chunk's worth needs a new one.
         let per_chunk = Arena::CHUNK / cut(&mut Arena::default()).wire.len();
         let kept: Vec<Record> = (0..3 * per_chunk).map(|_| cut(&mut arena)).collect();
@@ -675,9 +648,8 @@ mod tests {
         let ctx = ctx();
         let pool: &'static ChunkPool = Box::leak(Box::new(ChunkPool::new()));
         let payload = vec![1u8; 1000];
-        let cut = |arena: &mut Arena| {
-            ctx.record_in(arena, 0, 1, None, None, std::iter::empty(), &payload)
-        };
+        let cut =
+            |arena: &mut Arena| ctx.record(arena, 0, 1, None, None, std::iter::empty(), &payload);
         let mut first = Arena::with_pool(pool);
         let kept: Vec<Record> = (0..1000).map(|_| cut(&mut first)).collect();
         let chunks = first.fetched as usize;

@@ -171,9 +171,7 @@ impl State {
             cancel: self.cancel.clone(),
             alert: Arc::clone(ctx),
         };
-        rctx.metrics
-            .reader(&rctx.metrics.readers_started, rctx.kind)
-            .inc();
+        rctx.count_read();
         // Each reader has at most two batches in flight, as a single reader would.
         let (tx, rx) = mpsc::channel(2 * n);
         for i in 0..n {
@@ -181,7 +179,7 @@ impl State {
             let consumer = self
                 .kafka
                 .consumer_waiting(limits.reader_buffer_kib / n, Duration::from_millis(10))?;
-            reader::spawn_into(
+            reader::spawn(
                 format!("read-{}", ctx.topic),
                 consumer,
                 &ctx.topic,

@@ -280,19 +280,24 @@ async fn feed(
     while !cancel.is_cancelled() {
         let starts = tail.restart_positions();
         let rx = kafka.consumer(buffer_kib).and_then(|c| {
+            let ctx = ReaderCtx {
+                metrics: Arc::clone(&metrics),
+                kind: ReaderKind::tail,
+                cancel: cancel.clone(),
+                alert: Arc::clone(&tail.alert),
+            };
+            ctx.count_read();
+            let (tx, rx) = tokio::sync::mpsc::channel(2);
             reader::spawn(
                 format!("tail-{}", tail.topic),
                 c,
                 &tail.topic,
                 &starts,
                 bounds,
-                ReaderCtx {
-                    metrics: Arc::clone(&metrics),
-                    kind: ReaderKind::tail,
-                    cancel: cancel.clone(),
-                    alert: Arc::clone(&tail.alert),
-                },
-            )
+                ctx,
+                tx,
+            )?;
+            Ok(rx)
         });
         match rx {
             Ok(mut rx) => {

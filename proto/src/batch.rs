@@ -50,8 +50,7 @@ impl AlertBatch {
     }
 }
 
-const ALERTS: u32 = 1;
-const SKIPPED: u32 = 2;
+use crate::tags::batch::{ALERTS, SKIPPED};
 
 impl prost::Message for AlertBatch {
     fn encode_raw(&self, buf: &mut impl BufMut) {

@@ -13,6 +13,7 @@ pub mod v1 {
 
 mod batch;
 pub mod codec;
+pub mod tags;
 pub mod view;
 
 /// The `.proto` source this crate was built from.

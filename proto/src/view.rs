@@ -65,20 +65,10 @@ pub struct AlertFields<'a> {
     raw: &'a [u8],
 }
 
-// Field numbers of `alertmesh.v1.Alert` (see alertmesh.proto).
-const REF: u32 = 1;
-const TOPIC: u32 = 2;
-const PARTITION: u32 = 3;
-const OFFSET: u32 = 4;
-const TIMESTAMP: u32 = 5;
-const KEY: u32 = 6;
-const HEADERS: u32 = 7;
-const PAYLOAD: u32 = 8;
-const FORMAT: u32 = 9;
-const NAMESPACE: u32 = 10;
-const SCHEMA: u32 = 11;
-const JSON: u32 = 12;
-const MESH_KEY: u32 = 13;
+use crate::tags::alert::{
+    FORMAT, HEADERS, JSON, KEY, MESH_KEY, NAMESPACE, OFFSET, PARTITION, PAYLOAD, REF, SCHEMA,
+    TIMESTAMP, TOPIC,
+};
 
 impl AlertView {
     /// The alert as it arrived: an encoded `alertmesh.v1.Alert`.
@@ -186,8 +176,7 @@ fn text<'a>(value: &'a [u8], field: &'static str) -> Result<&'a str, ViewError> 
     std::str::from_utf8(value).map_err(|_| ViewError::NotUtf8(field))
 }
 
-const ALERTS: u32 = 1;
-const SKIPPED: u32 = 2;
+use crate::tags::batch::{ALERTS, SKIPPED};
 
 impl Message for AlertBatchView {
     fn encode_raw(&self, buf: &mut impl BufMut) {

@@ -57,27 +57,20 @@ pub struct ReaderCtx {
     pub alert: Arc<AlertContext>,
 }
 
-/// Starts a reader thread for `topic` at the given positions. The thread ends when the
-/// receiver is dropped, when `cancel` fires, or after reporting `Failed`.
-pub fn spawn(
-    name: String,
-    consumer: GatewayConsumer,
-    topic: &str,
-    starts: &[(i32, StartAt)],
-    bounds: BatchBounds,
-    ctx: ReaderCtx,
-) -> Result<mpsc::Receiver<ReaderEvent>, Error> {
-    ctx.metrics
-        .reader(&ctx.metrics.readers_started, ctx.kind)
-        .inc();
-    let (tx, rx) = mpsc::channel(2);
-    spawn_into(name, consumer, topic, starts, bounds, ctx, tx)?;
-    Ok(rx)
+impl ReaderCtx {
+    /// Counts a read in `alertmesh_kafka_readers_started_total` (once, however many
+    /// readers it has).
+    pub fn count_read(&self) {
+        self.metrics
+            .reader(&self.metrics.readers_started, self.kind)
+            .inc();
+    }
 }
 
-/// [`spawn`] as one of several readers of one read, all reporting into `tx`; the caller
-/// counts the read in `alertmesh_kafka_readers_started_total`.
-pub fn spawn_into(
+/// Starts a reader thread for `topic` at the given positions, reporting into `tx` (which
+/// the readers of one read share). The thread ends when the receiver is dropped, when
+/// `cancel` fires, or after reporting `Failed`.
+pub fn spawn(
     name: String,
     consumer: GatewayConsumer,
     topic: &str,
