@@ -27,6 +27,27 @@ fn minimal_config_from_the_readme_loads_with_defaults() {
 }
 
 #[test]
+fn limits_default_and_are_bounded() {
+    let c = Config::parse(MINIMAL, &[]).unwrap();
+    assert_eq!(c.limits.reader_connections, 3);
+    assert_eq!(c.limits.reader_buffer_kib, 8_192);
+    assert_eq!(c.limits.max_batch_bytes, 1 << 20);
+
+    let set = format!("{MINIMAL}[limits]\nreader_connections = 1\nreader_buffer_kib = 16384\n");
+    let c = Config::parse(&set, &[]).unwrap();
+    assert_eq!(c.limits.reader_connections, 1);
+    assert_eq!(c.limits.reader_buffer_kib, 16_384);
+
+    let bad = format!("{MINIMAL}[limits]\nreader_connections = 0\nmax_batch_alerts = -1\n");
+    let all = Config::parse(&bad, &[]).unwrap_err().join("\n");
+    assert!(
+        all.contains("limits.reader_connections: 0 is out of range"),
+        "{all}"
+    );
+    assert!(all.contains("limits.max_batch_alerts"), "{all}");
+}
+
+#[test]
 fn every_problem_is_reported_with_its_key_path() {
     let broken = r#"
 [gateway]
