@@ -129,72 +129,45 @@ fn run(
         cancel,
         alert,
     } = ctx;
-    let bytes_read = metrics.reader(&metrics.kafka_bytes_read, kind);
+    let mut filling = Filling {
+        bytes_read: metrics.reader(&metrics.kafka_bytes_read, kind),
+        ..Filling::default()
+    };
     let mut arena = Arena::default();
-    // Sized like the last batch, so filling one rarely reallocates.
-    let mut batch: Vec<Record> = Vec::new();
-    let mut last_len = 0;
-    let mut batch_bytes = 0usize;
-    // Counted into the shared metric once per batch rather than per record.
-    let mut payload_bytes = 0u64;
     let send = |ev: ReaderEvent| tx.blocking_send(ev).is_ok();
+    // Sends what has been read, if anything; false once the subscriber is gone.
+    let flush = |filling: &mut Filling| {
+        filling
+            .take()
+            .is_none_or(|rs| send(ReaderEvent::Records(rs)))
+    };
     loop {
         // Checked between batches: a batch fills in well under a millisecond, and the
         // token takes a lock.
-        if batch.is_empty() && (cancel.is_cancelled() || tx.is_closed()) {
+        if filling.records.is_empty() && (cancel.is_cancelled() || tx.is_closed()) {
             return;
         }
         // Block only while the batch is empty; otherwise take what is already buffered.
-        let wait = if batch.is_empty() {
+        let wait = if filling.records.is_empty() {
             Duration::from_millis(100)
         } else {
             Duration::ZERO
         };
         match consumer.poll(wait) {
             Some(Ok(m)) => {
-                if batch.capacity() == 0 {
-                    batch.reserve(last_len.max(16));
-                }
-                let r = Record::from_kafka(&m, &alert, &mut arena);
-                payload_bytes += r.payload().len() as u64;
-                batch_bytes += r.size();
-                batch.push(r);
-                if batch.len() >= bounds.max_records || batch_bytes >= bounds.max_bytes {
-                    batch_bytes = 0;
-                    if !send(ReaderEvent::Records(take_batch(
-                        &mut batch,
-                        &mut last_len,
-                        &bytes_read,
-                        &mut payload_bytes,
-                    ))) {
-                        return;
-                    }
+                filling.push(Record::from_kafka(&m, &alert, &mut arena));
+                if filling.is_full(bounds) && !flush(&mut filling) {
+                    return;
                 }
             }
             None => {
-                if !batch.is_empty() {
-                    batch_bytes = 0;
-                    if !send(ReaderEvent::Records(take_batch(
-                        &mut batch,
-                        &mut last_len,
-                        &bytes_read,
-                        &mut payload_bytes,
-                    ))) {
-                        return;
-                    }
+                if !flush(&mut filling) {
+                    return;
                 }
             }
             Some(Err(KafkaError::PartitionEOF(partition))) => {
-                if !batch.is_empty() {
-                    batch_bytes = 0;
-                    if !send(ReaderEvent::Records(take_batch(
-                        &mut batch,
-                        &mut last_len,
-                        &bytes_read,
-                        &mut payload_bytes,
-                    ))) {
-                        return;
-                    }
+                if !flush(&mut filling) {
+                    return;
                 }
                 let position = eof_position(&consumer, &topic, partition);
                 if !send(ReaderEvent::Eof {
@@ -216,17 +189,46 @@ fn run(
     }
 }
 
-/// The batch to send, leaving an empty one behind; remembers its length as the next
-/// batch's capacity, and counts its payload bytes.
-fn take_batch(
-    batch: &mut Vec<Record>,
-    last_len: &mut usize,
-    bytes_read: &Counter,
-    payload_bytes: &mut u64,
-) -> Vec<Record> {
-    bytes_read.inc_by(std::mem::take(payload_bytes));
-    *last_len = batch.len();
-    std::mem::take(batch)
+/// The batch a reader is filling.
+#[derive(Debug, Default)]
+struct Filling {
+    records: Vec<Record>,
+    /// Memory the batch holds (`Record::size`), against `BatchBounds::max_bytes`.
+    bytes: usize,
+    /// Payload bytes not yet counted in `alertmesh_kafka_bytes_read_total`: the shared
+    /// counter is touched once per batch rather than per record.
+    payload_bytes: u64,
+    bytes_read: Counter,
+    /// The last batch's length: the next one is sized like it, so filling rarely
+    /// reallocates.
+    last_len: usize,
+}
+
+impl Filling {
+    fn push(&mut self, r: Record) {
+        if self.records.capacity() == 0 {
+            self.records.reserve(self.last_len.max(16));
+        }
+        self.payload_bytes += r.payload().len() as u64;
+        self.bytes += r.size();
+        self.records.push(r);
+    }
+
+    fn is_full(&self, bounds: BatchBounds) -> bool {
+        self.records.len() >= bounds.max_records || self.bytes >= bounds.max_bytes
+    }
+
+    /// The batch, if there is one, leaving an empty one behind.
+    fn take(&mut self) -> Option<Vec<Record>> {
+        if self.records.is_empty() {
+            return None;
+        }
+        self.bytes_read
+            .inc_by(std::mem::take(&mut self.payload_bytes));
+        self.bytes = 0;
+        self.last_len = self.records.len();
+        Some(std::mem::take(&mut self.records))
+    }
 }
 
 /// Decides whether a read error ends the reader. librdkafka retries transport errors by
@@ -263,4 +265,58 @@ fn eof_position(consumer: &GatewayConsumer, topic: &str, partition: i32) -> Opti
             .ok()
             .map(|(_, high)| high)
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_batch_fills_to_its_bounds_and_counts_payload_bytes_once_taken() {
+        let ctx = AlertContext {
+            gateway: "lasair".into(),
+            topic: "ztf".into(),
+            format: "avro-ocf".into(),
+            namespace: "ZTF".into(),
+        };
+        let mut arena = Arena::default();
+        let bounds = BatchBounds {
+            max_records: 3,
+            max_bytes: usize::MAX,
+        };
+        let mut filling = Filling::default();
+        assert!(filling.take().is_none(), "nothing read, nothing sent");
+        for offset in 0..3 {
+            assert!(!filling.is_full(bounds));
+            let payload = [7u8; 100];
+            filling.push(ctx.record(
+                &mut arena,
+                0,
+                offset,
+                None,
+                None,
+                std::iter::empty(),
+                &payload,
+            ));
+        }
+        assert!(filling.is_full(bounds));
+        assert_eq!(filling.bytes_read.get(), 0, "counted when taken");
+        let batch = filling.take().unwrap();
+        assert_eq!(
+            batch.iter().map(|r| r.offset).collect::<Vec<_>>(),
+            [0, 1, 2]
+        );
+        assert_eq!(filling.bytes_read.get(), 300);
+        assert!(filling.records.is_empty() && filling.bytes == 0);
+        assert_eq!(filling.last_len, 3);
+
+        let by_bytes = BatchBounds {
+            max_records: 1000,
+            max_bytes: 2 * batch[0].size(),
+        };
+        for r in batch {
+            filling.push(r);
+        }
+        assert!(filling.is_full(by_bytes));
+    }
 }
