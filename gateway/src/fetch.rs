@@ -54,10 +54,11 @@ pub async fn fetch(state: &State, text: &str) -> Result<v1::Alert> {
             .map_err(Error::from_kafka)?;
         consumer.assign(&tpl).map_err(Error::from_kafka)?;
         let started = Instant::now();
+        let mut arena = Arena::single();
         while started.elapsed() < timeout {
             match consumer.poll(timeout.saturating_sub(started.elapsed())) {
                 Some(Ok(m)) => {
-                    let rec = Record::from_kafka(&m, &record_ctx, &mut Arena::default());
+                    let rec = Record::from_kafka(&m, &record_ctx, &mut arena);
                     if rec.offset == o {
                         return Ok(rec);
                     }

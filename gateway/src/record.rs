@@ -42,8 +42,8 @@ struct Span {
 }
 
 impl Span {
-    fn of(span: Option<Span>, wire: &[u8]) -> &[u8] {
-        span.map_or(&[], |s| &wire[s.at as usize..(s.at + s.len) as usize])
+    fn range(self) -> std::ops::Range<usize> {
+        self.at as usize..(self.at + self.len) as usize
     }
 }
 
@@ -66,18 +66,23 @@ impl Record {
 
     /// The Kafka key, if the record has one.
     pub fn key(&self) -> Option<&[u8]> {
-        self.key.map(|k| Span::of(Some(k), &self.wire))
+        self.key.map(|k| &self.wire[k.range()])
+    }
+
+    /// Whether the record's key is its mesh key (a UTF-8 key, written as `mesh_key` when
+    /// the record was encoded); otherwise a mesh key can only come from decoding it.
+    pub fn carries_mesh_key(&self) -> bool {
+        self.key().is_some_and(|k| std::str::from_utf8(k).is_ok())
     }
 
     /// The payload, unchanged.
     pub fn payload(&self) -> &[u8] {
-        Span::of(Some(self.payload), &self.wire)
+        &self.wire[self.payload.range()]
     }
 
     /// The payload as shared bytes (no copy).
     pub fn payload_bytes(&self) -> Bytes {
-        let Span { at, len } = self.payload;
-        self.wire.slice(at as usize..(at + len) as usize)
+        self.wire.slice(self.payload.range())
     }
 
     /// Approximate memory held by the record, used for byte-bounded buffers.
@@ -110,6 +115,8 @@ pub struct Arena {
     /// Exhausted chunks, oldest first, waiting for their records to go.
     used: VecDeque<BytesMut>,
     pool: &'static ChunkPool,
+    /// Size of a new chunk; 0 for records read one at a time, each sized exactly.
+    chunk: usize,
     /// Chunks taken from the pool or allocated so far.
     fetched: u64,
 }
@@ -135,8 +142,17 @@ impl Arena {
             spare: None,
             used: VecDeque::new(),
             pool,
+            chunk: Self::CHUNK,
             fetched: 0,
         }
+    }
+
+    /// For a few records read one by one (`Fetch`): each gets a buffer of its own size,
+    /// rather than pinning a chunk (or draining the pool) for one small record.
+    pub fn single() -> Arena {
+        let mut arena = Arena::default();
+        arena.chunk = 0;
+        arena
     }
 
     /// An empty buffer with room for at least `n` bytes.
@@ -150,10 +166,10 @@ impl Arena {
             };
             let next = reused.unwrap_or_else(|| {
                 self.fetched += 1;
-                (n <= Self::CHUNK)
+                (n <= self.chunk)
                     .then(|| self.pool.take())
                     .flatten()
-                    .unwrap_or_else(|| BytesMut::with_capacity(n.max(Self::CHUNK)))
+                    .unwrap_or_else(|| BytesMut::with_capacity(n.max(self.chunk)))
             });
             if let Some(exhausted) = self.spare.replace(next) {
                 self.used.push_back(exhausted);
@@ -553,6 +569,10 @@ mod tests {
             assert_eq!(r.payload(), payload);
             assert_eq!(r.payload_bytes().as_ref(), payload);
             assert_eq!(r.key(), key);
+            assert_eq!(
+                r.carries_mesh_key(),
+                !expected.mesh_key.is_empty() || key == Some(&b""[..])
+            );
             assert!(r.wire.len() <= r.size());
         }
     }
@@ -677,6 +697,20 @@ mod tests {
             .collect();
         drop(many);
         assert_eq!(pool.lock().len(), ChunkPool::MAX);
+    }
+
+    #[test]
+    fn a_single_record_arena_sizes_each_record_exactly() {
+        let ctx = ctx();
+        let mut arena = Arena::single();
+        let payload = vec![3u8; 500];
+        let r = ctx.record(&mut arena, 0, 9, None, None, std::iter::empty(), &payload);
+        assert_eq!(r.payload(), &payload[..]);
+        assert!(arena
+            .spare
+            .as_ref()
+            .is_some_and(|s| s.capacity() < Arena::CHUNK));
+        assert_eq!(ctx.alert(&r).offset, 9);
     }
 
     #[test]

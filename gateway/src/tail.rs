@@ -19,8 +19,7 @@ use crate::record::{AlertContext, Record};
 /// One topic's shared tail.
 #[derive(Debug)]
 pub struct Tail {
-    topic: String,
-    /// How the topic's records are encoded for the wire.
+    /// The topic, and how its records are encoded for the wire.
     alert: Arc<AlertContext>,
     partitions: Vec<i32>,
     inner: Mutex<Inner>,
@@ -92,7 +91,7 @@ impl Tail {
             Ok(()) if self.is_ready() => Ok(()),
             _ => Err(Error::Unavailable(format!(
                 "cannot reach the end of topic {:?} in kafka",
-                self.topic
+                self.alert.topic
             ))),
         }
     }
@@ -237,7 +236,6 @@ impl Tails {
             return Arc::clone(t);
         }
         let tail = Arc::new(Tail {
-            topic: topic.to_owned(),
             alert: Arc::clone(ctx),
             partitions: partitions.to_vec(),
             inner: Mutex::new(Inner {
@@ -289,9 +287,9 @@ async fn feed(
             ctx.count_read();
             let (tx, rx) = tokio::sync::mpsc::channel(2);
             reader::spawn(
-                format!("tail-{}", tail.topic),
+                format!("tail-{}", tail.alert.topic),
                 c,
-                &tail.topic,
+                &tail.alert.topic,
                 &starts,
                 bounds,
                 ctx,
@@ -312,13 +310,15 @@ async fn feed(
                             position,
                         } => tail.reached_end(partition, position),
                         ReaderEvent::Failed(e) => {
-                            tracing::warn!(topic = %tail.topic, error = %e, "tail reader stopped; restarting");
+                            tracing::warn!(topic = %tail.alert.topic, error = %e, "tail reader stopped; restarting");
                             break;
                         }
                     }
                 }
             }
-            Err(e) => tracing::warn!(topic = %tail.topic, error = %e, "cannot start tail reader"),
+            Err(e) => {
+                tracing::warn!(topic = %tail.alert.topic, error = %e, "cannot start tail reader")
+            }
         }
         tokio::select! {
             _ = cancel.cancelled() => return,

@@ -52,6 +52,26 @@ impl AlertBatch {
 
 use crate::tags::batch::{ALERTS, SKIPPED};
 
+/// Writes the `skipped` field; shared with [`crate::view::AlertBatchView`].
+pub(crate) fn encode_skipped(skipped: &[Skipped], buf: &mut impl BufMut) {
+    for s in skipped {
+        encoding::message::encode(SKIPPED, s, buf);
+    }
+}
+
+/// Reads one element of the `skipped` field; shared with [`crate::view::AlertBatchView`].
+pub(crate) fn merge_skipped(
+    wire_type: WireType,
+    skipped: &mut Vec<Skipped>,
+    buf: &mut impl Buf,
+    ctx: DecodeContext,
+) -> Result<(), DecodeError> {
+    encoding::message::merge_repeated(wire_type, skipped, buf, ctx).map_err(|mut e| {
+        e.push("AlertBatch", "skipped");
+        e
+    })
+}
+
 impl prost::Message for AlertBatch {
     fn encode_raw(&self, buf: &mut impl BufMut) {
         for alert in &self.alerts {
@@ -62,9 +82,7 @@ impl prost::Message for AlertBatch {
             encoding::encode_varint(alert.len() as u64, buf);
             buf.put_slice(alert);
         }
-        for skipped in &self.skipped {
-            encoding::message::encode(SKIPPED, skipped, buf);
-        }
+        encode_skipped(&self.skipped, buf);
     }
 
     fn merge_field(
@@ -80,11 +98,7 @@ impl prost::Message for AlertBatch {
                     e.push("AlertBatch", "alerts");
                     e
                 }),
-            SKIPPED => encoding::message::merge_repeated(wire_type, &mut self.skipped, buf, ctx)
-                .map_err(|mut e| {
-                    e.push("AlertBatch", "skipped");
-                    e
-                }),
+            SKIPPED => merge_skipped(wire_type, &mut self.skipped, buf, ctx),
             _ => encoding::skip_field(wire_type, tag, buf, ctx),
         }
     }

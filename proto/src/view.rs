@@ -176,6 +176,7 @@ fn text<'a>(value: &'a [u8], field: &'static str) -> Result<&'a str, ViewError> 
     std::str::from_utf8(value).map_err(|_| ViewError::NotUtf8(field))
 }
 
+use crate::batch::{encode_skipped, merge_skipped};
 use crate::tags::batch::{ALERTS, SKIPPED};
 
 impl Message for AlertBatchView {
@@ -183,9 +184,7 @@ impl Message for AlertBatchView {
         for alert in &self.alerts {
             encoding::bytes::encode(ALERTS, &alert.bytes, buf);
         }
-        for skipped in &self.skipped {
-            encoding::message::encode(SKIPPED, skipped, buf);
-        }
+        encode_skipped(&self.skipped, buf);
     }
 
     fn merge_field(
@@ -206,11 +205,7 @@ impl Message for AlertBatchView {
                 self.alerts.push(AlertView { bytes });
                 Ok(())
             }
-            SKIPPED => encoding::message::merge_repeated(wire_type, &mut self.skipped, buf, ctx)
-                .map_err(|mut e| {
-                    e.push("AlertBatch", "skipped");
-                    e
-                }),
+            SKIPPED => merge_skipped(wire_type, &mut self.skipped, buf, ctx),
             _ => encoding::skip_field(wire_type, tag, buf, ctx),
         }
     }

@@ -255,8 +255,7 @@ impl Subscription {
             if !self.progress.take() {
                 break;
             }
-            let mesh_key =
-                mesh_key.filter(|_| r.key().is_none_or(|k| std::str::from_utf8(k).is_err()));
+            let mesh_key = mesh_key.filter(|_| !r.carries_mesh_key());
             if json.is_none() && mesh_key.is_none() {
                 // As read: the record's encoding is the alert.
                 bytes += r.payload().len();
