@@ -16,25 +16,36 @@ use crate::config::TopicConfig;
 /// One Kafka record, detached from librdkafka's buffers so it can cross threads and be
 /// shared by many subscribers.
 ///
-/// Reading a record serialises it at once as the `alertmesh.v1.Alert` this gateway sends
-/// ([`wire`](Self::wire)); key and payload are ranges of that buffer. So a record costs one
-/// copy out of librdkafka, and serving it to any number of subscribers costs no further
-/// encoding. Cloning it is one reference count, like an `Arc`. Its headers are only in
-/// `wire`: nothing on the serving path reads them.
+/// Reading a record serialises it at once as the element of `AlertBatch.alerts` this
+/// gateway sends: a tag, a length and the `alertmesh.v1.Alert` ([`wire`](Self::wire));
+/// key and payload are ranges of it. Records read together are written side by side in
+/// one shared block, so a run of them goes out as one slice of it ([`Record::block`]). So
+/// a record costs one copy out of librdkafka, and serving it to any number of subscribers
+/// costs no further encoding or copy. Cloning it is one reference count, like an `Arc`.
+/// Its headers are only in the encoding: nothing on the serving path reads them.
 #[derive(Debug, Clone)]
 pub struct Record {
     pub partition: i32,
     pub offset: i64,
     /// Kafka timestamp in milliseconds since the epoch, when the record has one.
     pub timestamp_ms: Option<i64>,
-    /// The record as an encoded `alertmesh.v1.Alert` (no JSON): what a subscriber that
-    /// asked for native output receives, byte for byte.
-    pub wire: Bytes,
+    /// The buffer the record was written into, shared with the records written with it.
+    block: Bytes,
+    layout: Layout,
+}
+
+/// Where a record's parts are in its block.
+#[derive(Debug, Clone, Copy, Default)]
+struct Layout {
+    /// The whole `AlertBatch.alerts` element: tag, length, alert.
+    element: Span,
+    /// The encoded alert.
+    alert: Span,
     key: Option<Span>,
     payload: Span,
 }
 
-/// Where a field's bytes are in [`Record::wire`].
+/// A range of a record's block.
 #[derive(Debug, Clone, Copy, Default)]
 struct Span {
     at: u32,
@@ -42,31 +53,49 @@ struct Span {
 }
 
 impl Span {
+    // Offsets fit in u32: a block holds records far below 4 GiB.
+    fn new(at: usize, len: usize) -> Span {
+        Span {
+            at: at as u32,
+            len: len as u32,
+        }
+    }
+
     fn range(self) -> std::ops::Range<usize> {
         self.at as usize..(self.at + self.len) as usize
     }
 }
 
 impl Record {
-    /// Copies a librdkafka message into `arena`, encoding it for `ctx`'s topic.
+    /// One librdkafka message, copied into `arena` alone and encoded for `ctx`'s topic
+    /// (for records read one at a time).
     pub fn from_kafka(m: &BorrowedMessage<'_>, ctx: &AlertContext, arena: &mut Arena) -> Record {
-        let headers = m.headers();
-        ctx.record(
-            arena,
-            m.partition(),
-            m.offset(),
-            m.timestamp().to_millis(),
-            m.key(),
-            headers
-                .iter()
-                .flat_map(|hs| hs.iter().map(|h| (h.key, h.value))),
-            m.payload().unwrap_or_default(),
-        )
+        arena.freeze();
+        arena.write_kafka(m, ctx);
+        arena.freeze();
+        arena.ready.pop().expect("a record was just written")
+    }
+
+    /// The encoded `alertmesh.v1.Alert` (no JSON): what a subscriber that asked for
+    /// native output receives, byte for byte.
+    pub fn wire(&self) -> &[u8] {
+        &self.block[self.layout.alert.range()]
+    }
+
+    /// [`wire`](Self::wire) as shared bytes (no copy).
+    pub fn wire_bytes(&self) -> Bytes {
+        self.block.slice(self.layout.alert.range())
+    }
+
+    /// The record's block and where its `AlertBatch.alerts` element (tag, length, alert)
+    /// is in it: records written one after another in the same block are adjacent.
+    pub fn element(&self) -> (&Bytes, std::ops::Range<usize>) {
+        (&self.block, self.layout.element.range())
     }
 
     /// The Kafka key, if the record has one.
     pub fn key(&self) -> Option<&[u8]> {
-        self.key.map(|k| &self.wire[k.range()])
+        self.layout.key.map(|k| &self.block[k.range()])
     }
 
     /// Whether the record's key is its mesh key (a UTF-8 key, written as `mesh_key` when
@@ -77,17 +106,17 @@ impl Record {
 
     /// The payload, unchanged.
     pub fn payload(&self) -> &[u8] {
-        &self.wire[self.payload.range()]
+        &self.block[self.layout.payload.range()]
     }
 
     /// The payload as shared bytes (no copy).
     pub fn payload_bytes(&self) -> Bytes {
-        self.wire.slice(self.payload.range())
+        self.block.slice(self.layout.payload.range())
     }
 
     /// Approximate memory held by the record, used for byte-bounded buffers.
     pub fn size(&self) -> usize {
-        64 + self.wire.len()
+        64 + self.layout.element.len as usize
     }
 
     /// A record with no key, payload or encoding, for bookkeeping tests.
@@ -97,21 +126,42 @@ impl Record {
             partition,
             offset,
             timestamp_ms,
-            wire: Bytes::new(),
-            key: None,
-            payload: Span::default(),
+            block: Bytes::new(),
+            layout: Layout::default(),
         }
     }
 }
 
-/// The buffer a reader encodes records into. Records are cut from shared chunks, so
-/// reading costs an allocation per chunk rather than one per record. A chunk is reused
-/// once every record cut from it is gone (served and dropped), by this reader or, through
-/// [`ChunkPool`], by the next: fresh memory costs a page fault and zeroing per page, as
-/// much as the copy into it, and every catch-up subscription starts new readers.
+/// What [`Arena::write`] wrote, for byte accounting.
+#[derive(Debug, Clone, Copy)]
+pub struct Written {
+    /// [`Record::size`] of the record.
+    pub size: usize,
+    pub payload_len: usize,
+}
+
+/// A record written into the current chunk, not yet frozen into a block.
+#[derive(Debug)]
+struct Pending {
+    partition: i32,
+    offset: i64,
+    timestamp_ms: Option<i64>,
+    layout: Layout,
+}
+
+/// The buffer a reader encodes records into. Records are written one after another into
+/// shared chunks, so reading costs an allocation per chunk rather than one per record,
+/// and a run of records is one slice. A chunk is reused once every record written in it
+/// is gone (served and dropped), by this reader or, through [`ChunkPool`], by the next:
+/// fresh memory costs a page fault and zeroing per page, as much as the copy into it, and
+/// every catch-up subscription starts new readers.
 #[derive(Debug)]
 pub struct Arena {
+    /// The chunk being written; its written part holds the pending records.
     spare: Option<BytesMut>,
+    pending: Vec<Pending>,
+    /// Records frozen into blocks, not yet taken.
+    ready: Vec<Record>,
     /// Exhausted chunks, oldest first, waiting for their records to go.
     used: VecDeque<BytesMut>,
     pool: &'static ChunkPool,
@@ -119,6 +169,9 @@ pub struct Arena {
     chunk: usize,
     /// Chunks taken from the pool or allocated so far.
     fetched: u64,
+    /// How many records the last [`take`](Self::take) returned: the next batch is sized
+    /// like it, so filling it rarely reallocates.
+    last_len: usize,
 }
 
 impl Default for Arena {
@@ -140,10 +193,13 @@ impl Arena {
     fn with_pool(pool: &'static ChunkPool) -> Arena {
         Arena {
             spare: None,
+            pending: Vec::new(),
+            ready: Vec::new(),
             used: VecDeque::new(),
             pool,
             chunk: Self::CHUNK,
             fetched: 0,
+            last_len: 0,
         }
     }
 
@@ -155,9 +211,118 @@ impl Arena {
         arena
     }
 
-    /// An empty buffer with room for at least `n` bytes.
-    fn take(&mut self, n: usize) -> &mut BytesMut {
-        if self.spare.as_ref().is_none_or(|s| s.capacity() < n) {
+    /// Copies a librdkafka message after the records written before it, encoding it for
+    /// `ctx`'s topic. It is handed out by the next [`take`](Self::take).
+    pub fn write_kafka(&mut self, m: &BorrowedMessage<'_>, ctx: &AlertContext) -> Written {
+        let headers = m.headers();
+        // By index rather than iterator: the encoder walks the headers twice (size, then
+        // bytes), and librdkafka parses them once.
+        let headers = headers
+            .into_iter()
+            .flat_map(|hs| (0..hs.count()).filter_map(move |i| hs.try_get(i)))
+            .map(|h| (h.key, h.value));
+        self.write(
+            ctx,
+            m.partition(),
+            m.offset(),
+            m.timestamp().to_millis(),
+            m.key(),
+            headers,
+            m.payload().unwrap_or_default(),
+        )
+    }
+
+    /// Encodes a record of `ctx`'s topic after the ones written before it; see
+    /// [`AlertContext::encode`]. It is handed out by the next [`take`](Self::take).
+    #[allow(clippy::too_many_arguments)]
+    pub fn write<'h, H>(
+        &mut self,
+        ctx: &AlertContext,
+        partition: i32,
+        offset: i64,
+        timestamp_ms: Option<i64>,
+        key: Option<&[u8]>,
+        headers: H,
+        payload: &[u8],
+    ) -> Written
+    where
+        H: IntoIterator<Item = (&'h str, Option<&'h [u8]>)> + Clone,
+    {
+        let sizes = ctx.sizes(
+            partition,
+            offset,
+            timestamp_ms,
+            key,
+            headers.clone(),
+            payload,
+        );
+        let buf = self.room(sizes.element);
+        let layout = ctx.encode(
+            buf,
+            &sizes,
+            partition,
+            offset,
+            timestamp_ms,
+            key,
+            headers,
+            payload,
+        );
+        self.pending.push(Pending {
+            partition,
+            offset,
+            timestamp_ms,
+            layout,
+        });
+        Written {
+            size: 64 + sizes.element,
+            payload_len: payload.len(),
+        }
+    }
+
+    /// The records written since the last call, in order.
+    pub fn take(&mut self) -> Vec<Record> {
+        self.freeze();
+        let taken = std::mem::take(&mut self.ready);
+        self.last_len = taken.len();
+        taken
+    }
+
+    /// Whether records were written that [`take`](Self::take) has not handed out.
+    pub fn is_empty(&self) -> bool {
+        self.pending.is_empty() && self.ready.is_empty()
+    }
+
+    /// Freezes the written part of the current chunk into a block and makes its pending
+    /// records of it.
+    fn freeze(&mut self) {
+        if self.pending.is_empty() {
+            return;
+        }
+        let Some(spare) = self.spare.as_mut() else {
+            return;
+        };
+        let block = spare.split().freeze();
+        if self.ready.capacity() == 0 {
+            self.ready.reserve(self.last_len.max(16));
+        }
+        self.ready.extend(self.pending.drain(..).map(|p| Record {
+            partition: p.partition,
+            offset: p.offset,
+            timestamp_ms: p.timestamp_ms,
+            block: block.clone(),
+            layout: p.layout,
+        }));
+    }
+
+    /// The current chunk, replaced by one with room for `n` more bytes if it lacks it.
+    fn room(&mut self, n: usize) -> &mut BytesMut {
+        if self
+            .spare
+            .as_ref()
+            .is_none_or(|s| s.capacity() - s.len() < n)
+        {
+            // Records stay in the chunk they were written to.
+            self.freeze();
             let reclaimed = self.used.front_mut().is_some_and(|c| c.try_reclaim(n));
             let reused = if reclaimed {
                 self.used.pop_front()
@@ -183,7 +348,6 @@ impl Arena {
         self.spare.get_or_insert_with(BytesMut::new)
     }
 }
-
 impl Drop for Arena {
     fn drop(&mut self) {
         for chunk in self.used.drain(..).chain(self.spare.take()) {
@@ -246,8 +410,7 @@ use alertmesh_proto::tags::alert::{
 };
 use alertmesh_proto::tags::header::{KEY as HEADER_KEY, VALUE as HEADER_VALUE};
 
-/// Bytes reserved for a record's headers and schema name before they are read.
-const HEADER_ROOM: usize = 1024;
+use alertmesh_proto::tags::batch::ALERTS;
 
 impl AlertContext {
     /// The context of an exposed topic of gateway `gateway`.
@@ -267,10 +430,8 @@ impl AlertContext {
         )
     }
 
-    /// A record of this topic from borrowed parts, cut from `arena`: one buffer holds its
-    /// encoded `Alert`, and the record's key and payload are ranges of it. Fields are
-    /// written as prost writes them (in field order, default values omitted), so the bytes
-    /// are exactly prost's encoding of the alert. `headers` lists the Kafka headers.
+    /// One record of this topic from borrowed parts, written into `arena` alone (for
+    /// records read one at a time, and tests).
     #[allow(clippy::too_many_arguments)]
     pub fn record<'h, H>(
         &self,
@@ -283,6 +444,25 @@ impl AlertContext {
         payload: &[u8],
     ) -> Record
     where
+        H: IntoIterator<Item = (&'h str, Option<&'h [u8]>)> + Clone,
+    {
+        arena.freeze();
+        arena.write(self, partition, offset, timestamp_ms, key, headers, payload);
+        arena.freeze();
+        arena.ready.pop().expect("a record was just written")
+    }
+
+    /// Sizes of a record's encoding, from a first pass over its parts.
+    fn sizes<'h, H>(
+        &self,
+        partition: i32,
+        offset: i64,
+        timestamp_ms: Option<i64>,
+        key: Option<&[u8]>,
+        headers: H,
+        payload: &[u8],
+    ) -> Sizes<'h>
+    where
         H: IntoIterator<Item = (&'h str, Option<&'h [u8]>)>,
     {
         let ref_len = "am://".len()
@@ -291,27 +471,89 @@ impl AlertContext {
             + 3
             + decimal_len(i64::from(partition))
             + decimal_len(offset);
-        let mesh_key = key.and_then(|k| std::str::from_utf8(k).ok());
-        // Room for the record: exact for the fixed fields (each tag and length prefix fits
-        // in 6 bytes, the timestamp in 24), a guess for headers and schema so they are
-        // read once; larger ones grow the buffer, a copy of this record only.
-        let capacity = 13 * 6
-            + 24
-            + ref_len
-            + self.topic.len()
-            + 20
-            + key.map_or(0, <[u8]>::len)
-            + HEADER_ROOM
-            + payload.len()
-            + self.format.len()
-            + self.namespace.len()
-            + mesh_key.map_or(0, str::len);
-        let buf = arena.take(capacity);
+        let mesh_key = key
+            .and_then(|k| std::str::from_utf8(k).ok())
+            .map_or(0, str::len);
+        let mut schema = None;
+        let mut headers_len = 0;
+        for (k, v) in headers {
+            if k == am::SCHEMA && schema.is_none() {
+                schema = v.map(String::from_utf8_lossy);
+            }
+            headers_len += field_len(HEADERS, header_len(k, v));
+        }
+        let str_len = |tag, s: &str| {
+            if s.is_empty() {
+                0
+            } else {
+                field_len(tag, s.len())
+            }
+        };
+        let alert = field_len(REF, ref_len)
+            + str_len(TOPIC, &self.topic)
+            + if partition != 0 {
+                encoding::int32::encoded_len(PARTITION, &partition)
+            } else {
+                0
+            }
+            + if offset != 0 {
+                encoding::int64::encoded_len(OFFSET, &offset)
+            } else {
+                0
+            }
+            + timestamp_ms.map_or(0, |ms| {
+                encoding::message::encoded_len(TIMESTAMP, &timestamp_from_ms(ms))
+            })
+            + key.map_or(0, |k| field_len(KEY, k.len()))
+            + headers_len
+            + if payload.is_empty() {
+                0
+            } else {
+                field_len(PAYLOAD, payload.len())
+            }
+            + str_len(FORMAT, &self.format)
+            + str_len(NAMESPACE, &self.namespace)
+            + schema.as_deref().map_or(0, |s| str_len(SCHEMA, s))
+            + if mesh_key == 0 {
+                0
+            } else {
+                field_len(MESH_KEY, mesh_key)
+            };
+        Sizes {
+            ref_len,
+            alert,
+            element: field_len(ALERTS, alert),
+            schema,
+        }
+    }
+
+    /// Writes a record as an `AlertBatch.alerts` element at the end of `buf`, which has
+    /// room for `sizes.element` more bytes. Fields are written as prost writes them (in
+    /// field order, default values omitted), so the alert's bytes are exactly prost's
+    /// encoding of it. `headers` lists the Kafka headers.
+    #[allow(clippy::too_many_arguments)]
+    fn encode<'h, H>(
+        &self,
+        buf: &mut BytesMut,
+        sizes: &Sizes<'_>,
+        partition: i32,
+        offset: i64,
+        timestamp_ms: Option<i64>,
+        key: Option<&[u8]>,
+        headers: H,
+        payload: &[u8],
+    ) -> Layout
+    where
+        H: IntoIterator<Item = (&'h str, Option<&'h [u8]>)>,
+    {
+        let element_at = buf.len();
+        encoding::encode_key(ALERTS, WireType::LengthDelimited, buf);
+        encoding::encode_varint(sizes.alert as u64, buf);
+        let alert_at = buf.len();
 
         // ref: written in place, so it needs its length first.
         encoding::encode_key(REF, WireType::LengthDelimited, buf);
-        encoding::encode_varint(ref_len as u64, buf);
-        let before = buf.len();
+        encoding::encode_varint(sizes.ref_len as u64, buf);
         buf.extend_from_slice(b"am://");
         buf.extend_from_slice(self.gateway.as_bytes());
         buf.put_u8(b'/');
@@ -320,7 +562,6 @@ impl AlertContext {
         push_decimal(i64::from(partition), buf);
         buf.put_u8(b'/');
         push_decimal(offset, buf);
-        debug_assert_eq!(buf.len() - before, ref_len);
         put_str(TOPIC, &self.topic, buf);
         if partition != 0 {
             encoding::int32::encode(PARTITION, &partition, buf);
@@ -332,18 +573,9 @@ impl AlertContext {
             encoding::message::encode(TIMESTAMP, &timestamp_from_ms(ms), buf);
         }
         let key_at = key.map(|k| put_field(KEY, k, buf));
-        let mut schema = None;
         for (k, v) in headers {
-            if k == am::SCHEMA && schema.is_none() {
-                schema = v;
-            }
-            let inner = if k.is_empty() {
-                0
-            } else {
-                field_len(HEADER_KEY, k.len())
-            } + v.map_or(0, |v| field_len(HEADER_VALUE, v.len()));
             encoding::encode_key(HEADERS, WireType::LengthDelimited, buf);
-            encoding::encode_varint(inner as u64, buf);
+            encoding::encode_varint(header_len(k, v) as u64, buf);
             put_str(HEADER_KEY, k, buf);
             if let Some(v) = v {
                 put_field(HEADER_VALUE, v, buf);
@@ -352,26 +584,20 @@ impl AlertContext {
         let payload_at = (!payload.is_empty()).then(|| put_field(PAYLOAD, payload, buf));
         put_str(FORMAT, &self.format, buf);
         put_str(NAMESPACE, &self.namespace, buf);
-        if let Some(schema) = schema {
-            put_str(SCHEMA, &String::from_utf8_lossy(schema), buf);
+        if let Some(schema) = &sizes.schema {
+            put_str(SCHEMA, schema, buf);
         }
-        if let Some(mesh_key) = mesh_key {
+        if let Some(mesh_key) = key.and_then(|k| std::str::from_utf8(k).ok()) {
             put_str(MESH_KEY, mesh_key, buf);
         }
-
-        let wire = buf.split().freeze();
-        // Offsets fit in u32: a Kafka record is far below 4 GiB.
-        let span = |(at, len): (usize, usize)| Span {
-            at: at as u32,
-            len: len as u32,
-        };
-        Record {
-            partition,
-            offset,
-            timestamp_ms,
+        debug_assert_eq!(buf.len() - alert_at, sizes.alert, "alert size");
+        // Positions in `buf` are positions in the block it is frozen into.
+        let span = |(at, len): (usize, usize)| Span::new(at, len);
+        Layout {
+            element: Span::new(element_at, buf.len() - element_at),
+            alert: Span::new(alert_at, sizes.alert),
             key: key_at.map(span),
             payload: payload_at.map(span).unwrap_or_default(),
-            wire,
         }
     }
 
@@ -381,7 +607,7 @@ impl AlertContext {
     pub fn alert(&self, r: &Record) -> v1::Alert {
         // The bytes were written by `record` above; a failure would be a bug there, and an
         // alert that names its record is still the most useful answer.
-        v1::Alert::decode(r.wire.clone()).unwrap_or_else(|e| {
+        v1::Alert::decode(r.wire_bytes()).unwrap_or_else(|e| {
             tracing::error!(error = %e, "cannot decode an encoded alert");
             v1::Alert {
                 r#ref: self.alert_ref(r),
@@ -393,6 +619,27 @@ impl AlertContext {
             }
         })
     }
+}
+
+/// Sizes of one record's encoding.
+#[derive(Debug)]
+struct Sizes<'h> {
+    ref_len: usize,
+    /// The encoded alert.
+    alert: usize,
+    /// The `AlertBatch.alerts` element: tag, length, alert.
+    element: usize,
+    /// The `am-schema` header's value, as the `schema` field.
+    schema: Option<std::borrow::Cow<'h, str>>,
+}
+
+/// Bytes of an encoded `Header` message (its fields, without tag and length).
+fn header_len(k: &str, v: Option<&[u8]>) -> usize {
+    (if k.is_empty() {
+        0
+    } else {
+        field_len(HEADER_KEY, k.len())
+    }) + v.map_or(0, |v| field_len(HEADER_VALUE, v.len()))
 }
 
 /// Bytes of a length-delimited field holding `len` bytes.
@@ -561,7 +808,7 @@ mod tests {
                     .to_owned(),
             };
             assert_eq!(
-                r.wire.to_vec(),
+                r.wire().to_vec(),
                 expected.encode_to_vec(),
                 "prost's bytes, partition {p} offset {o}"
             );
@@ -573,7 +820,14 @@ mod tests {
                 r.carries_mesh_key(),
                 !expected.mesh_key.is_empty() || key == Some(&b""[..])
             );
-            assert!(r.wire.len() <= r.size());
+            assert!(r.wire().len() <= r.size());
+            // The element is the alert as a one-alert batch encodes it.
+            let (block, element) = r.element();
+            let batch = v1::AlertBatch {
+                alerts: vec![expected.clone()],
+                ..v1::AlertBatch::default()
+            };
+            assert_eq!(block[element].to_vec(), batch.encode_to_vec());
         }
     }
 
@@ -589,7 +843,7 @@ mod tests {
                 vec![(i % 251) as u8; len]
             })
             .collect();
-        let big = vec![b'h'; 3 * HEADER_ROOM];
+        let big = vec![b'h'; 3000];
         let headers = |i: usize| -> Vec<(&str, Option<&[u8]>)> {
             if i % 50 == 7 {
                 vec![
@@ -646,11 +900,11 @@ mod tests {
         let cut =
             |arena: &mut Arena| ctx.record(arena, 0, 1, None, None, std::iter::empty(), &payload);
         // Records kept alive pin their chunks: each chunk's worth needs a new one.
-        let per_chunk = Arena::CHUNK / cut(&mut Arena::default()).wire.len();
+        let per_chunk = Arena::CHUNK / cut(&mut Arena::default()).wire().len();
         let kept: Vec<Record> = (0..3 * per_chunk).map(|_| cut(&mut arena)).collect();
         let fetched = arena.fetched;
         assert!(fetched >= 3, "{fetched} chunks for three chunks' worth");
-        let first = kept[0].wire.as_ptr();
+        let first = kept[0].wire().as_ptr();
         assert!(kept.iter().all(|r| r.payload() == &payload[..]));
         drop(kept);
         // Once they are gone, the same chunks serve again.
@@ -659,7 +913,7 @@ mod tests {
             arena.fetched, fetched,
             "chunks were allocated instead of reused"
         );
-        assert!(again.iter().any(|r| r.wire.as_ptr() == first));
+        assert!(again.iter().any(|r| r.wire().as_ptr() == first));
         assert!(again.iter().all(|r| r.payload() == &payload[..]));
     }
 

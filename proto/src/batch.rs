@@ -3,8 +3,10 @@
 //!
 //! Generated code would make the gateway build an [`Alert`] per record and subscriber and
 //! serialise it field by field (allocating its strings, copying its payload). Instead the
-//! gateway encodes each record as an `Alert` message once, and a batch carries those bytes
-//! in [`AlertBatch::encoded`]: one copy into the gRPC frame, shared by every subscriber.
+//! gateway writes each record once, when it reads it, as an element of the `alerts` field
+//! (tag, length, `Alert` message), and a batch carries those bytes in
+//! [`AlertBatch::framed`]: records read together lie side by side, so a run of them is one
+//! slice, shared by every subscriber, that can go to the socket without a copy.
 //! On the wire both forms are the same repeated field 1, so clients (this crate's
 //! generated client, Python, any gRPC stack) see an ordinary `AlertBatch`.
 
@@ -22,10 +24,59 @@ pub struct AlertBatch {
     /// Records the gateway had to decode (for a filter or JSON output) but could not; they
     /// are skipped, and counted in `alertmesh_alerts_skipped_total`.
     pub skipped: Vec<Skipped>,
-    /// Alerts already serialised as `alertmesh.v1.Alert` messages, sent after
-    /// [`alerts`](Self::alerts) as more elements of the same field. Each must be a valid
-    /// encoding: it is written as it is.
-    pub encoded: Vec<Bytes>,
+    /// Alerts already serialised as elements of the `alerts` field, sent after
+    /// [`alerts`](Self::alerts). Decoding leaves this empty.
+    pub framed: Framed,
+}
+
+/// Alerts serialised as elements of `AlertBatch.alerts`, each a tag, a length and an
+/// encoded `alertmesh.v1.Alert`, kept as runs of one or more elements.
+#[derive(Clone, PartialEq, Default, Debug)]
+pub struct Framed {
+    runs: Vec<Bytes>,
+    alerts: usize,
+    len: usize,
+}
+
+impl Framed {
+    /// Appends `run`: `alerts` complete elements of field 1, written as they are (the
+    /// caller vouches for their encoding).
+    pub fn push_run(&mut self, run: Bytes, alerts: usize) {
+        self.len += run.len();
+        self.alerts += alerts;
+        self.runs.push(run);
+    }
+
+    /// Appends `alert`, serialised here.
+    pub fn push_alert(&mut self, alert: &Alert) {
+        let mut buf = Vec::with_capacity(encoding::message::encoded_len(ALERTS, alert));
+        encoding::message::encode(ALERTS, alert, &mut buf);
+        self.push_run(buf.into(), 1);
+    }
+
+    /// The runs, in order.
+    pub fn runs(&self) -> &[Bytes] {
+        &self.runs
+    }
+
+    /// Number of alerts in all runs.
+    pub fn alerts(&self) -> usize {
+        self.alerts
+    }
+
+    /// Bytes of all runs.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.alerts == 0
+    }
+
+    /// The runs, taken out.
+    pub fn into_runs(self) -> Vec<Bytes> {
+        self.runs
+    }
 }
 
 impl std::fmt::Debug for AlertBatch {
@@ -33,7 +84,7 @@ impl std::fmt::Debug for AlertBatch {
         f.debug_struct("AlertBatch")
             .field("alerts", &self.alerts)
             .field("skipped", &self.skipped)
-            .field("encoded", &format_args!("{} alerts", self.encoded.len()))
+            .field("framed", &format_args!("{} alerts", self.framed.alerts()))
             .finish()
     }
 }
@@ -41,7 +92,7 @@ impl std::fmt::Debug for AlertBatch {
 impl AlertBatch {
     /// Number of alerts in the batch, in both forms.
     pub fn len(&self) -> usize {
-        self.alerts.len() + self.encoded.len()
+        self.alerts.len() + self.framed.alerts()
     }
 
     /// Whether the batch carries no alert (it may still report skipped records).
@@ -77,10 +128,8 @@ impl prost::Message for AlertBatch {
         for alert in &self.alerts {
             encoding::message::encode(ALERTS, alert, buf);
         }
-        for alert in &self.encoded {
-            encoding::encode_key(ALERTS, WireType::LengthDelimited, buf);
-            encoding::encode_varint(alert.len() as u64, buf);
-            buf.put_slice(alert);
+        for run in self.framed.runs() {
+            buf.put_slice(run);
         }
         encode_skipped(&self.skipped, buf);
     }
@@ -105,22 +154,14 @@ impl prost::Message for AlertBatch {
 
     fn encoded_len(&self) -> usize {
         encoding::message::encoded_len_repeated(ALERTS, &self.alerts)
-            + self
-                .encoded
-                .iter()
-                .map(|a| {
-                    encoding::key_len(ALERTS)
-                        + encoding::encoded_len_varint(a.len() as u64)
-                        + a.len()
-                })
-                .sum::<usize>()
+            + self.framed.len()
             + encoding::message::encoded_len_repeated(SKIPPED, &self.skipped)
     }
 
     fn clear(&mut self) {
         self.alerts.clear();
         self.skipped.clear();
-        self.encoded.clear();
+        self.framed = Framed::default();
     }
 }
 
@@ -146,25 +187,29 @@ mod tests {
     }
 
     #[test]
-    fn encoded_alerts_decode_as_alerts_in_order() {
-        let batch = AlertBatch {
+    fn framed_alerts_decode_as_alerts_in_order() {
+        let mut batch = AlertBatch {
             alerts: vec![alert(1)],
             skipped: vec![Skipped {
                 r#ref: "am://g/t/0/9".into(),
                 reason: "bad".into(),
             }],
-            encoded: vec![
-                alert(2).encode_to_vec().into(),
-                alert(3).encode_to_vec().into(),
-            ],
+            framed: Framed::default(),
         };
+        batch.framed.push_alert(&alert(2));
+        let mut run = Vec::new();
+        for offset in [3, 4] {
+            encoding::message::encode(ALERTS, &alert(offset), &mut run);
+        }
+        batch.framed.push_run(run.into(), 2);
         let wire = batch.encode_to_vec();
         assert_eq!(wire.len(), batch.encoded_len());
         let back = AlertBatch::decode(wire.as_slice()).unwrap();
-        assert_eq!(back.alerts, vec![alert(1), alert(2), alert(3)]);
+        assert_eq!(batch.len(), 4);
+        assert_eq!(back.alerts, vec![alert(1), alert(2), alert(3), alert(4)]);
         assert_eq!(back.skipped, batch.skipped);
-        assert!(back.encoded.is_empty());
-        assert_eq!(back.len(), 3);
+        assert!(back.framed.is_empty());
+        assert_eq!(back.len(), 4);
     }
 
     #[test]

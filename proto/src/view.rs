@@ -295,7 +295,7 @@ mod tests {
                 r#ref: "am://lasair/ztf/0/3".into(),
                 reason: "not Avro".into(),
             }],
-            encoded: vec![],
+            framed: Default::default(),
         };
         let wire = Bytes::from(batch.encode_to_vec());
         let view = AlertBatchView::decode(wire.clone()).unwrap();

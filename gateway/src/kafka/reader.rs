@@ -16,7 +16,8 @@ use tokio_util::sync::CancellationToken;
 
 use crate::error::{is_transport, Error};
 use crate::metrics::Metrics;
-use crate::record::{AlertContext, Arena, Record};
+use crate::record::{AlertContext, Arena, Record, Written};
+use rdkafka::message::BorrowedMessage;
 use std::sync::Arc;
 
 /// What a reader reports, in the order it saw it.
@@ -133,7 +134,6 @@ fn run(
         bytes_read: metrics.reader(&metrics.kafka_bytes_read, kind),
         ..Filling::default()
     };
-    let mut arena = Arena::default();
     let send = |ev: ReaderEvent| tx.blocking_send(ev).is_ok();
     // Sends what has been read, if anything; false once the subscriber is gone.
     let flush = |filling: &mut Filling| {
@@ -144,18 +144,18 @@ fn run(
     loop {
         // Checked between batches: a batch fills in well under a millisecond, and the
         // token takes a lock.
-        if filling.records.is_empty() && (cancel.is_cancelled() || tx.is_closed()) {
+        if filling.is_empty() && (cancel.is_cancelled() || tx.is_closed()) {
             return;
         }
         // Block only while the batch is empty; otherwise take what is already buffered.
-        let wait = if filling.records.is_empty() {
+        let wait = if filling.is_empty() {
             Duration::from_millis(100)
         } else {
             Duration::ZERO
         };
         match consumer.poll(wait) {
             Some(Ok(m)) => {
-                filling.push(Record::from_kafka(&m, &alert, &mut arena));
+                filling.push_kafka(&m, &alert);
                 if filling.is_full(bounds) && !flush(&mut filling) {
                     return;
                 }
@@ -192,42 +192,47 @@ fn run(
 /// The batch a reader is filling.
 #[derive(Debug, Default)]
 struct Filling {
-    records: Vec<Record>,
+    /// Where the batch's records are written.
+    arena: Arena,
+    records: usize,
     /// Memory the batch holds (`Record::size`), against `BatchBounds::max_bytes`.
     bytes: usize,
     /// Payload bytes not yet counted in `alertmesh_kafka_bytes_read_total`: the shared
     /// counter is touched once per batch rather than per record.
     payload_bytes: u64,
     bytes_read: Counter,
-    /// The last batch's length: the next one is sized like it, so filling rarely
-    /// reallocates.
-    last_len: usize,
 }
 
 impl Filling {
-    fn push(&mut self, r: Record) {
-        if self.records.capacity() == 0 {
-            self.records.reserve(self.last_len.max(16));
-        }
-        self.payload_bytes += r.payload().len() as u64;
-        self.bytes += r.size();
-        self.records.push(r);
+    fn push_kafka(&mut self, m: &BorrowedMessage<'_>, ctx: &AlertContext) {
+        let written = self.arena.write_kafka(m, ctx);
+        self.count(written);
+    }
+
+    fn count(&mut self, w: Written) {
+        self.records += 1;
+        self.payload_bytes += w.payload_len as u64;
+        self.bytes += w.size;
+    }
+
+    fn is_empty(&self) -> bool {
+        self.records == 0
     }
 
     fn is_full(&self, bounds: BatchBounds) -> bool {
-        self.records.len() >= bounds.max_records || self.bytes >= bounds.max_bytes
+        self.records >= bounds.max_records || self.bytes >= bounds.max_bytes
     }
 
     /// The batch, if there is one, leaving an empty one behind.
     fn take(&mut self) -> Option<Vec<Record>> {
-        if self.records.is_empty() {
+        if self.records == 0 {
             return None;
         }
         self.bytes_read
             .inc_by(std::mem::take(&mut self.payload_bytes));
         self.bytes = 0;
-        self.last_len = self.records.len();
-        Some(std::mem::take(&mut self.records))
+        self.records = 0;
+        Some(self.arena.take())
     }
 }
 
@@ -279,25 +284,22 @@ mod tests {
             format: "avro-ocf".into(),
             namespace: "ZTF".into(),
         };
-        let mut arena = Arena::default();
         let bounds = BatchBounds {
             max_records: 3,
             max_bytes: usize::MAX,
         };
         let mut filling = Filling::default();
+        let push = |filling: &mut Filling, offset: i64| {
+            let payload = [7u8; 100];
+            let w = filling
+                .arena
+                .write(&ctx, 0, offset, None, None, std::iter::empty(), &payload);
+            filling.count(w);
+        };
         assert!(filling.take().is_none(), "nothing read, nothing sent");
         for offset in 0..3 {
             assert!(!filling.is_full(bounds));
-            let payload = [7u8; 100];
-            filling.push(ctx.record(
-                &mut arena,
-                0,
-                offset,
-                None,
-                None,
-                std::iter::empty(),
-                &payload,
-            ));
+            push(&mut filling, offset);
         }
         assert!(filling.is_full(bounds));
         assert_eq!(filling.bytes_read.get(), 0, "counted when taken");
@@ -306,17 +308,22 @@ mod tests {
             batch.iter().map(|r| r.offset).collect::<Vec<_>>(),
             [0, 1, 2]
         );
+        // Written side by side: the batch is one run of one block.
+        for pair in batch.windows(2) {
+            let ((a, ra), (b, rb)) = (pair[0].element(), pair[1].element());
+            assert_eq!((a.as_ptr(), ra.end), (b.as_ptr(), rb.start));
+        }
         assert_eq!(filling.bytes_read.get(), 300);
-        assert!(filling.records.is_empty() && filling.bytes == 0);
-        assert_eq!(filling.last_len, 3);
+        assert!(filling.is_empty() && filling.bytes == 0);
 
         let by_bytes = BatchBounds {
             max_records: 1000,
             max_bytes: 2 * batch[0].size(),
         };
-        for r in batch {
-            filling.push(r);
-        }
+        push(&mut filling, 3);
+        assert!(!filling.is_full(by_bytes));
+        push(&mut filling, 4);
         assert!(filling.is_full(by_bytes));
+        assert_eq!(filling.take().map(|b| b.len()), Some(2));
     }
 }

@@ -5,9 +5,12 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use alertmesh_proto::v1;
-use bytes::Bytes;
+use std::ops::Range;
+
+use alertmesh_proto::tags::batch::ALERTS;
+use bytes::{Bytes, BytesMut};
 use prometheus_client::metrics::counter::Counter;
-use prost::Message as _;
+use prost::encoding;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tonic::Status;
@@ -232,7 +235,7 @@ impl Subscription {
                 Some(evaluated.map_err(Stop::Failed)?)
             }
         };
-        let mut batch = Vec::with_capacity(admitted.len().min(self.bounds.max_records));
+        let mut batch = Runs::default();
         let mut skipped = Vec::new();
         let mut bytes = 0;
         for (i, r) in admitted.into_iter().enumerate() {
@@ -259,7 +262,7 @@ impl Subscription {
             if json.is_none() && mesh_key.is_none() {
                 // As read: the record's encoding is the alert.
                 bytes += r.payload().len();
-                batch.push(r.wire);
+                batch.push_record(&r);
             } else {
                 let mut alert = self.ctx.alert(&r);
                 if let Some(json) = json {
@@ -270,9 +273,9 @@ impl Subscription {
                     alert.mesh_key = key;
                 }
                 bytes += alert.payload.len() + alert.json.len();
-                batch.push(alert.encode_to_vec().into());
+                batch.push_alert(&alert);
             }
-            if batch.len() >= self.bounds.max_records || bytes >= self.bounds.max_bytes {
+            if batch.alerts >= self.bounds.max_records || bytes >= self.bounds.max_bytes {
                 let full = std::mem::take(&mut batch);
                 self.send(
                     full,
@@ -282,7 +285,7 @@ impl Subscription {
                 .await?;
             }
         }
-        if !batch.is_empty() || !skipped.is_empty() {
+        if batch.alerts > 0 || !skipped.is_empty() {
             self.send(batch, skipped, bytes).await?;
         }
         Ok(())
@@ -291,22 +294,96 @@ impl Subscription {
     /// Sends encoded alerts (in order) and the records skipped among them.
     async fn send(
         &mut self,
-        encoded: Vec<Bytes>,
+        alerts: Runs,
         skipped: Vec<v1::Skipped>,
         bytes: usize,
     ) -> Result<(), Stop> {
-        let n = encoded.len() as u64;
+        let framed = alerts.finish();
+        let n = framed.alerts() as u64;
         self.out
             .send(Ok(v1::AlertBatch {
                 alerts: Vec::new(),
                 skipped,
-                encoded,
+                framed,
             }))
             .await
             .map_err(|_| Stop::ClientGone)?;
         self.alerts_served.inc_by(n);
         self.bytes_served.inc_by(bytes as u64);
         Ok(())
+    }
+}
+
+/// A batch's alerts as `AlertBatch.framed` runs: records written side by side in one
+/// block go out as one slice of it, with no copy. Runs below [`Runs::COPY_BELOW`] bytes
+/// (alerts a filter kept here and there, alerts re-encoded for JSON output) are copied
+/// together, so a filtered stream does not cost a frame per alert.
+#[derive(Debug, Default)]
+struct Runs {
+    framed: v1::Framed,
+    /// The run being extended: its block, its range there, its alerts.
+    open: Option<(Bytes, Range<usize>, usize)>,
+    /// Small runs copied together, and their alerts.
+    small: BytesMut,
+    small_alerts: usize,
+    /// Alerts pushed so far.
+    alerts: usize,
+}
+
+impl Runs {
+    const COPY_BELOW: usize = 16 << 10;
+
+    fn push_record(&mut self, r: &Record) {
+        self.alerts += 1;
+        let (block, range) = r.element();
+        if let Some((open, run, n)) = &mut self.open {
+            // Same block (same bytes in memory), and the record starts where the run ends.
+            if open.as_ptr() == block.as_ptr()
+                && open.len() == block.len()
+                && run.end == range.start
+            {
+                run.end = range.end;
+                *n += 1;
+                return;
+            }
+        }
+        self.close();
+        self.open = Some((block.clone(), range, 1));
+    }
+
+    fn push_alert(&mut self, alert: &v1::Alert) {
+        self.alerts += 1;
+        self.close();
+        encoding::message::encode(ALERTS, alert, &mut self.small);
+        self.small_alerts += 1;
+    }
+
+    /// Ends the open run: sent as a slice of its block, or copied if small.
+    fn close(&mut self) {
+        let Some((block, run, n)) = self.open.take() else {
+            return;
+        };
+        if run.len() < Self::COPY_BELOW {
+            self.small.extend_from_slice(&block[run]);
+            self.small_alerts += n;
+        } else {
+            self.flush_small();
+            self.framed.push_run(block.slice(run), n);
+        }
+    }
+
+    fn flush_small(&mut self) {
+        if self.small_alerts > 0 {
+            let run = self.small.split().freeze();
+            self.framed
+                .push_run(run, std::mem::take(&mut self.small_alerts));
+        }
+    }
+
+    fn finish(mut self) -> v1::Framed {
+        self.close();
+        self.flush_small();
+        self.framed
     }
 }
 
