@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use alertmesh_auth::Action;
 use alertmesh_proto::v1::{self, alert_mesh_server::AlertMeshServer};
+use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
 
@@ -21,12 +22,18 @@ pub struct GatewayService {
     state: Arc<State>,
 }
 
+mod subscribe_route;
+
+pub use subscribe_route::MeshService;
+
 /// The service, ready to add to a tonic server.
-pub fn server(state: Arc<State>) -> AlertMeshServer<GatewayService> {
-    AlertMeshServer::new(GatewayService { state })
+pub fn server(state: Arc<State>) -> MeshService {
+    let service = GatewayService { state };
+    let generated = AlertMeshServer::new(service.clone())
         .max_decoding_message_size(MAX_REQUEST_BYTES)
         // A batch is bounded by limits.max_batch_bytes, but one alert may exceed it.
-        .max_encoding_message_size(usize::MAX)
+        .max_encoding_message_size(usize::MAX);
+    MeshService::new(generated, service)
 }
 
 fn topic_info(t: &crate::config::TopicConfig, partitions: i32) -> v1::TopicInfo {
@@ -40,6 +47,25 @@ fn topic_info(t: &crate::config::TopicConfig, partitions: i32) -> v1::TopicInfo 
 }
 
 impl GatewayService {
+    /// Opens the subscription `req` asks for, once its caller may read the topic: the
+    /// batches to stream.
+    async fn open_subscription(
+        &self,
+        req: Request<v1::SubscribeRequest>,
+    ) -> Result<mpsc::Receiver<Result<v1::AlertBatch, Status>>, Status> {
+        let who = caller(&req);
+        let auth = self.state.auth.clone();
+        authorize_topic(
+            auth.as_deref(),
+            &who,
+            Action::Subscribe,
+            &req.get_ref().topic,
+        )?;
+        let rx =
+            subscription::open(Arc::clone(&self.state), &who.principal, req.into_inner()).await?;
+        Ok(crate::auth::stream::guard(auth, &who, rx))
+    }
+
     /// The exposed topics; a caller without a token on a gateway that requires one only
     /// sees the public ones.
     async fn topics(&self, caller: &crate::auth::Caller) -> Vec<v1::TopicInfo> {
@@ -90,17 +116,8 @@ impl v1::alert_mesh_server::AlertMesh for GatewayService {
         &self,
         req: Request<v1::SubscribeRequest>,
     ) -> Result<Response<Self::SubscribeStream>, Status> {
-        let who = caller(&req);
-        let auth = self.state.auth.clone();
-        authorize_topic(
-            auth.as_deref(),
-            &who,
-            Action::Subscribe,
-            &req.get_ref().topic,
-        )?;
-        let rx =
-            subscription::open(Arc::clone(&self.state), &who.principal, req.into_inner()).await?;
-        let rx = crate::auth::stream::guard(auth, &who, rx);
+        // Plain requests are served by `MeshService`'s own route; this serves the rest.
+        let rx = self.open_subscription(req).await?;
         Ok(Response::new(ReceiverStream::new(rx)))
     }
 
