@@ -132,6 +132,48 @@ impl Record {
     }
 }
 
+/// A record's headers, in a small array unless there are many.
+#[derive(Debug)]
+struct HeaderList<'a> {
+    inline: [(&'a str, Option<&'a [u8]>); 8],
+    count: usize,
+    many: Vec<(&'a str, Option<&'a [u8]>)>,
+}
+
+impl Default for HeaderList<'_> {
+    fn default() -> Self {
+        HeaderList {
+            inline: [("", None); 8],
+            count: 0,
+            many: Vec::new(),
+        }
+    }
+}
+
+impl<'a> HeaderList<'a> {
+    fn extend(&mut self, headers: impl Iterator<Item = (&'a str, Option<&'a [u8]>)>) {
+        for h in headers {
+            if self.count < self.inline.len() {
+                self.inline[self.count] = h;
+            } else {
+                if self.many.is_empty() {
+                    self.many.extend_from_slice(&self.inline);
+                }
+                self.many.push(h);
+            }
+            self.count += 1;
+        }
+    }
+
+    fn as_slice(&self) -> &[(&'a str, Option<&'a [u8]>)] {
+        if self.many.is_empty() {
+            &self.inline[..self.count]
+        } else {
+            &self.many
+        }
+    }
+}
+
 /// What [`Arena::write`] wrote, for byte accounting.
 #[derive(Debug, Clone, Copy)]
 pub struct Written {
@@ -185,10 +227,11 @@ impl Arena {
     /// buffer's oldest) pin little memory, large enough to amortise the allocation.
     const CHUNK: usize = 256 << 10;
     /// Exhausted chunks kept for reuse (older ones are left to their records): enough
-    /// to cover what a reader has in flight (batches queued to its subscriber, the one
-    /// being sent), or the oldest is never free yet when it is looked at. Only chunks that
+    /// to cover what a reader has in flight (batches queued to its subscriber, and the
+    /// slices HTTP/2 holds until the client's flow-control window lets them out: 8 MiB
+    /// per stream for the CLI), or the oldest is never free yet when it is looked at. Only chunks that
     /// were in flight are kept, so this adds no memory beyond that.
-    const KEEP: usize = 48;
+    const KEEP: usize = 96;
 
     fn with_pool(pool: &'static ChunkPool) -> Arena {
         Arena {
@@ -214,13 +257,13 @@ impl Arena {
     /// Copies a librdkafka message after the records written before it, encoding it for
     /// `ctx`'s topic. It is handed out by the next [`take`](Self::take).
     pub fn write_kafka(&mut self, m: &BorrowedMessage<'_>, ctx: &AlertContext) -> Written {
-        let headers = m.headers();
-        // By index rather than iterator: the encoder walks the headers twice (size, then
-        // bytes), and librdkafka parses them once.
-        let headers = headers
-            .into_iter()
-            .flat_map(|hs| (0..hs.count()).filter_map(move |i| hs.try_get(i)))
-            .map(|h| (h.key, h.value));
+        // The encoder walks the headers twice (size, then bytes): they are read out of
+        // librdkafka once.
+        let mut headers = HeaderList::default();
+        if let Some(hs) = m.headers() {
+            headers.extend(hs.iter().map(|h| (h.key, h.value)));
+        }
+        let headers = headers.as_slice().iter().copied();
         self.write(
             ctx,
             m.partition(),
@@ -453,15 +496,15 @@ impl AlertContext {
     }
 
     /// Sizes of a record's encoding, from a first pass over its parts.
-    fn sizes<'h, H>(
+    fn sizes<'h, 'k, H>(
         &self,
         partition: i32,
         offset: i64,
         timestamp_ms: Option<i64>,
-        key: Option<&[u8]>,
+        key: Option<&'k [u8]>,
         headers: H,
         payload: &[u8],
-    ) -> Sizes<'h>
+    ) -> Sizes<'h, 'k>
     where
         H: IntoIterator<Item = (&'h str, Option<&'h [u8]>)>,
     {
@@ -471,9 +514,7 @@ impl AlertContext {
             + 3
             + decimal_len(i64::from(partition))
             + decimal_len(offset);
-        let mesh_key = key
-            .and_then(|k| std::str::from_utf8(k).ok())
-            .map_or(0, str::len);
+        let mesh_key = key.and_then(|k| std::str::from_utf8(k).ok());
         let mut schema = None;
         let mut headers_len = 0;
         for (k, v) in headers {
@@ -514,16 +555,13 @@ impl AlertContext {
             + str_len(FORMAT, &self.format)
             + str_len(NAMESPACE, &self.namespace)
             + schema.as_deref().map_or(0, |s| str_len(SCHEMA, s))
-            + if mesh_key == 0 {
-                0
-            } else {
-                field_len(MESH_KEY, mesh_key)
-            };
+            + mesh_key.map_or(0, |k| str_len(MESH_KEY, k));
         Sizes {
             ref_len,
             alert,
             element: field_len(ALERTS, alert),
             schema,
+            mesh_key,
         }
     }
 
@@ -535,7 +573,7 @@ impl AlertContext {
     fn encode<'h, H>(
         &self,
         buf: &mut BytesMut,
-        sizes: &Sizes<'_>,
+        sizes: &Sizes<'_, '_>,
         partition: i32,
         offset: i64,
         timestamp_ms: Option<i64>,
@@ -587,7 +625,7 @@ impl AlertContext {
         if let Some(schema) = &sizes.schema {
             put_str(SCHEMA, schema, buf);
         }
-        if let Some(mesh_key) = key.and_then(|k| std::str::from_utf8(k).ok()) {
+        if let Some(mesh_key) = sizes.mesh_key {
             put_str(MESH_KEY, mesh_key, buf);
         }
         debug_assert_eq!(buf.len() - alert_at, sizes.alert, "alert size");
@@ -623,7 +661,7 @@ impl AlertContext {
 
 /// Sizes of one record's encoding.
 #[derive(Debug)]
-struct Sizes<'h> {
+struct Sizes<'h, 'k> {
     ref_len: usize,
     /// The encoded alert.
     alert: usize,
@@ -631,6 +669,8 @@ struct Sizes<'h> {
     element: usize,
     /// The `am-schema` header's value, as the `schema` field.
     schema: Option<std::borrow::Cow<'h, str>>,
+    /// The key, if it is UTF-8.
+    mesh_key: Option<&'k str>,
 }
 
 /// Bytes of an encoded `Header` message (its fields, without tag and length).
@@ -965,6 +1005,20 @@ mod tests {
             .as_ref()
             .is_some_and(|s| s.capacity() < Arena::CHUNK));
         assert_eq!(ctx.alert(&r).offset, 9);
+    }
+
+    #[test]
+    fn header_lists_keep_every_header_in_order() {
+        for n in [0usize, 1, 8, 9, 20] {
+            let names: Vec<String> = (0..n).map(|i| format!("h{i}")).collect();
+            let headers: Vec<(&str, Option<&[u8]>)> = names
+                .iter()
+                .map(|k| (k.as_str(), (k.len() % 2 == 0).then_some(k.as_bytes())))
+                .collect();
+            let mut list = HeaderList::default();
+            list.extend(headers.iter().copied());
+            assert_eq!(list.as_slice(), &headers[..], "{n} headers");
+        }
     }
 
     #[test]

@@ -398,3 +398,100 @@ fn instant_at(ms: i64) -> Instant {
     let wait = ms.saturating_sub(now_ms()).max(0) as u64;
     Instant::now() + Duration::from_millis(wait.min(100 * 365 * 24 * 3600 * 1000))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::record::Arena;
+    use prost::Message as _;
+
+    fn ctx() -> AlertContext {
+        AlertContext {
+            gateway: "lasair".into(),
+            topic: "ztf".into(),
+            format: "avro-ocf".into(),
+            namespace: "ZTF".into(),
+        }
+    }
+
+    /// Records read together, as a reader writes them.
+    fn read(n: i64) -> Vec<Record> {
+        let (ctx, mut arena) = (ctx(), Arena::default());
+        for offset in 0..n {
+            let key = format!("ZTF:{offset}");
+            let payload = vec![offset as u8; 1000];
+            arena.write(
+                &ctx,
+                1,
+                offset,
+                Some(1_700_000_000_000 + offset),
+                Some(key.as_bytes()),
+                [("am-ns", Some(&b"ZTF"[..]))],
+                &payload,
+            );
+        }
+        arena.take()
+    }
+
+    fn decoded(framed: &v1::Framed) -> Vec<v1::Alert> {
+        let bytes: Vec<u8> = framed.runs().iter().flat_map(|r| r.to_vec()).collect();
+        assert_eq!(bytes.len(), framed.len());
+        let batch = v1::AlertBatch::decode(&bytes[..]).unwrap();
+        assert_eq!(batch.alerts.len(), framed.alerts());
+        batch.alerts
+    }
+
+    #[test]
+    fn records_read_together_go_out_as_one_run() {
+        let records = read(40);
+        let mut runs = Runs::default();
+        for r in &records {
+            runs.push_record(r);
+        }
+        let framed = runs.finish();
+        assert_eq!(framed.runs().len(), 1, "one slice, no copy");
+        let (block, first) = records[0].element();
+        assert_eq!(
+            framed.runs()[0].as_ptr(),
+            block[first].as_ptr(),
+            "a slice of the block itself"
+        );
+        let expected: Vec<v1::Alert> = records.iter().map(|r| ctx().alert(r)).collect();
+        assert_eq!(decoded(&framed), expected);
+    }
+
+    #[test]
+    fn gaps_and_changed_alerts_keep_their_order() {
+        let records = read(60);
+        let mut runs = Runs::default();
+        let mut expected = Vec::new();
+        // A few kept (small: copied), a gap, a long stretch (a slice), an alert changed
+        // for JSON output, then the rest.
+        for r in records[..5].iter().chain(&records[10..40]) {
+            runs.push_record(r);
+            expected.push(ctx().alert(r));
+        }
+        let mut changed = ctx().alert(&records[40]);
+        changed.json = Bytes::from_static(b"{}");
+        changed.payload = Bytes::new();
+        runs.push_alert(&changed);
+        expected.push(changed);
+        for r in &records[41..] {
+            runs.push_record(r);
+            expected.push(ctx().alert(r));
+        }
+        assert_eq!(runs.alerts, expected.len());
+        let framed = runs.finish();
+        assert_eq!(decoded(&framed), expected);
+        let (block, _) = records[0].element();
+        let slices = framed
+            .runs()
+            .iter()
+            .filter(|r| block.as_ptr_range().contains(&r.as_ptr()))
+            .count();
+        assert_eq!(
+            slices, 2,
+            "the 30- and 19-record stretches are slices, the rest copied"
+        );
+    }
+}
