@@ -133,21 +133,11 @@ impl Record {
 }
 
 /// A record's headers, in a small array unless there are many.
-#[derive(Debug)]
+#[derive(Debug, Default)]
 struct HeaderList<'a> {
     inline: [(&'a str, Option<&'a [u8]>); 8],
     count: usize,
     many: Vec<(&'a str, Option<&'a [u8]>)>,
-}
-
-impl Default for HeaderList<'_> {
-    fn default() -> Self {
-        HeaderList {
-            inline: [("", None); 8],
-            count: 0,
-            many: Vec::new(),
-        }
-    }
 }
 
 impl<'a> HeaderList<'a> {
