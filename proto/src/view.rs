@@ -7,15 +7,18 @@
 //! Kafka consumer reading librdkafka's message views does not. [`AlertView::to_alert`]
 //! gives the full [`Alert`] when one is wanted.
 //!
-//! [`subscribe_views`] opens such a stream on any tonic channel.
+//! [`subscribe_views`] opens such a stream on any tonic channel, reading the HTTP/2 frames
+//! as they arrived.
 
 use prost::bytes::{Buf, BufMut, Bytes};
 use prost::encoding::{self, DecodeContext, WireType};
 use prost::{DecodeError, Message};
 
-use tonic::codegen::{http, Body, StdError};
+use crate::v1::{Alert, Header, Skipped};
 
-use crate::v1::{Alert, Header, Skipped, SubscribeRequest};
+mod stream;
+
+pub use stream::{subscribe_views, ViewStream};
 
 /// An `AlertBatch` whose alerts stay encoded until read.
 #[derive(Clone, PartialEq, Default, Debug)]
@@ -222,32 +225,6 @@ impl Message for AlertBatchView {
         self.alerts.clear();
         self.skipped.clear();
     }
-}
-
-/// `Subscribe` on `channel`, answered as [`AlertBatchView`]s. Any tonic channel works
-/// (plain, TLS, with an interceptor adding a token); set message size limits on the
-/// returned [`Grpc`](tonic::client::Grpc) settings through `configure`.
-pub async fn subscribe_views<T>(
-    grpc: &mut tonic::client::Grpc<T>,
-    request: impl tonic::IntoRequest<SubscribeRequest>,
-) -> Result<tonic::Response<tonic::codec::Streaming<AlertBatchView>>, tonic::Status>
-where
-    T: tonic::client::GrpcService<tonic::body::Body>,
-    T::Error: Into<StdError>,
-    T::ResponseBody: Body<Data = Bytes> + Send + 'static,
-    <T::ResponseBody as Body>::Error: Into<StdError> + Send,
-{
-    grpc.ready()
-        .await
-        .map_err(|e| tonic::Status::unavailable(format!("gateway not ready: {}", e.into())))?;
-    let path = http::uri::PathAndQuery::from_static("/alertmesh.v1.AlertMesh/Subscribe");
-    let mut req = request.into_request();
-    req.extensions_mut().insert(tonic::GrpcMethod::new(
-        "alertmesh.v1.AlertMesh",
-        "Subscribe",
-    ));
-    grpc.server_streaming(req, path, crate::codec::MeshCodec::default())
-        .await
 }
 
 #[cfg(test)]

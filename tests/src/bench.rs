@@ -75,11 +75,13 @@ pub async fn direct_past(
 /// offsets rise per partition.
 pub async fn gateway_past(gateway: &Gateway, topic: &str, n: u64) -> Result<(Run, Duration)> {
     let began = Instant::now();
-    let mut grpc = gateway.grpc().await?;
+    let mut channel = gateway.channel().await?;
     let mut req = request(topic);
     req.start = earliest();
     req.end = until_now();
-    let mut stream = subscribe_views(&mut grpc, req).await?.into_inner();
+    let mut stream = subscribe_views(&mut channel, req, crate::gateway::MAX_MESSAGE)
+        .await?
+        .into_inner();
     let (mut records, mut bytes) = (0u64, 0u64);
     let mut next: BTreeMap<i32, i64> = BTreeMap::new();
     let mut first = None;

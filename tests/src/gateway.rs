@@ -18,7 +18,7 @@ use crate::process::{free_port, wait_until, Child};
 const READY_TIMEOUT: Duration = Duration::from_secs(20);
 const GRACE: Duration = Duration::from_secs(15);
 /// gRPC messages may carry many 64 KB alerts.
-const MAX_MESSAGE: usize = 256 * 1024 * 1024;
+pub const MAX_MESSAGE: usize = 256 * 1024 * 1024;
 
 /// One `[[topics]]` entry.
 #[derive(Debug, Clone, PartialEq)]
@@ -256,14 +256,6 @@ impl Gateway {
     pub async fn client(&self) -> Result<AlertMeshClient<Channel>> {
         let client = AlertMeshClient::new(self.channel().await?);
         Ok(client
-            .max_decoding_message_size(MAX_MESSAGE)
-            .max_encoding_message_size(MAX_MESSAGE))
-    }
-
-    /// A raw gRPC client, for calls made without the generated client (e.g.
-    /// [`alertmesh_proto::view::subscribe_views`]).
-    pub async fn grpc(&self) -> Result<tonic::client::Grpc<Channel>> {
-        Ok(tonic::client::Grpc::new(self.channel().await?)
             .max_decoding_message_size(MAX_MESSAGE)
             .max_encoding_message_size(MAX_MESSAGE))
     }
