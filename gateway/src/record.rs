@@ -19,7 +19,7 @@ use crate::config::TopicConfig;
 /// Reading a record serialises it at once as the element of `AlertBatch.alerts` this
 /// gateway sends: a tag, a length and the `alertmesh.v1.Alert` ([`wire`](Self::wire));
 /// key and payload are ranges of it. Records read together are written side by side in
-/// one shared block, so a run of them goes out as one slice of it ([`Record::block`]). So
+/// one shared block, so a run of them goes out as one slice of it ([`Record::element`]). So
 /// a record costs one copy out of librdkafka, and serving it to any number of subscribers
 /// costs no further encoding or copy. Cloning it is one reference count, like an `Arc`.
 /// Its headers are only in the encoding: nothing on the serving path reads them.
@@ -265,8 +265,9 @@ impl Arena {
         )
     }
 
-    /// Encodes a record of `ctx`'s topic after the ones written before it; see
-    /// [`AlertContext::encode`]. It is handed out by the next [`take`](Self::take).
+    /// Encodes a record of `ctx`'s topic from borrowed parts after the ones written before
+    /// it (an `AlertBatch.alerts` element whose alert is exactly prost's encoding). It is
+    /// handed out by the next [`take`](Self::take).
     #[allow(clippy::too_many_arguments)]
     pub fn write<'h, H>(
         &mut self,
