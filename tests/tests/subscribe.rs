@@ -255,3 +255,53 @@ async fn views_read_from_frames_match_the_generated_client() -> Result<()> {
     assert_eq!(err.code(), tonic::Code::NotFound, "{err:?}");
     Ok(())
 }
+
+/// A channel whose requests carry a content type `Subscribe`'s own route does not take
+/// (`application/grpc+proto; charset=utf-8` is still gRPC): they reach tonic's generated
+/// service.
+#[derive(Clone)]
+struct OtherContentType(tonic::transport::Channel);
+
+impl tower::Service<http::Request<tonic::body::Body>> for OtherContentType {
+    type Response =
+        <tonic::transport::Channel as tower::Service<http::Request<tonic::body::Body>>>::Response;
+    type Error = tonic::transport::Error;
+    type Future =
+        <tonic::transport::Channel as tower::Service<http::Request<tonic::body::Body>>>::Future;
+
+    fn poll_ready(
+        &mut self,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), Self::Error>> {
+        self.0.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut req: http::Request<tonic::body::Body>) -> Self::Future {
+        req.headers_mut().insert(
+            http::header::CONTENT_TYPE,
+            http::HeaderValue::from_static("application/grpc+proto; charset=utf-8"),
+        );
+        self.0.call(req)
+    }
+}
+
+#[tokio::test]
+async fn subscribe_through_the_generated_service_streams_the_same_alerts() -> Result<()> {
+    let site = ztf_site("lasair").await?;
+    let mut req = request(ZTF_TOPIC);
+    req.start = earliest();
+    req.end = until_now();
+    req.max_batch_alerts = 10;
+    let mut client = alertmesh_proto::v1::alert_mesh_client::AlertMeshClient::new(
+        OtherContentType(site.gateway.channel().await?),
+    )
+    .max_decoding_message_size(alertmesh_tests::gateway::MAX_MESSAGE);
+    let mut stream = client.subscribe(req).await?.into_inner();
+    let mut got = Vec::new();
+    while let Some(batch) = tokio::time::timeout(WAIT, stream.message()).await?? {
+        got.extend(batch.alerts);
+    }
+    assert_eq!(got.len(), 45);
+    check_exactly(&got, &site.all_produced(), "lasair")?;
+    Ok(())
+}

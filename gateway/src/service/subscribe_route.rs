@@ -167,11 +167,13 @@ impl http_body::Body for BatchBody {
             return Poll::Ready(None);
         }
         let status = match std::task::ready!(self.rx.poll_recv(cx)) {
-            Some(Ok(batch)) => {
-                message_pieces(batch, &mut self.pieces);
-                let first = self.pieces.pop_front().unwrap_or_default();
-                return Poll::Ready(Some(Ok(Frame::data(first))));
-            }
+            Some(Ok(batch)) => match message_pieces(batch, &mut self.pieces) {
+                Ok(()) => {
+                    let first = self.pieces.pop_front().unwrap_or_default();
+                    return Poll::Ready(Some(Ok(Frame::data(first))));
+                }
+                Err(status) => status,
+            },
             Some(Err(status)) => status,
             None => Status::ok(""),
         };
@@ -194,8 +196,12 @@ impl http_body::Body for BatchBody {
 /// Appends the pieces of `batch` as one gRPC message: the prefix (uncompressed, length)
 /// with any alerts not yet serialised, the framed runs as they are, then the skipped
 /// records. The fields come in the order prost writes them.
-fn message_pieces(batch: v1::AlertBatch, pieces: &mut VecDeque<Bytes>) {
-    let len = batch.encoded_len();
+fn message_pieces(batch: v1::AlertBatch, pieces: &mut VecDeque<Bytes>) -> Result<(), Status> {
+    // A batch is bounded by limits.max_batch_bytes plus one record; Kafka records are far
+    // below the 4 GiB a gRPC message can hold.
+    let len = u32::try_from(batch.encoded_len()).map_err(|_| {
+        Status::resource_exhausted("a batch is larger than a gRPC message can be (4 GiB)")
+    })?;
     let v1::AlertBatch {
         alerts,
         skipped,
@@ -207,7 +213,7 @@ fn message_pieces(batch: v1::AlertBatch, pieces: &mut VecDeque<Bytes>) {
     };
     let mut first = BytesMut::with_capacity(5 + head.encoded_len());
     first.put_u8(0);
-    first.put_u32(len as u32);
+    first.put_u32(len);
     head.encode_raw(&mut first);
     pieces.push_back(first.freeze());
     pieces.extend(framed.into_runs());
@@ -218,6 +224,7 @@ fn message_pieces(batch: v1::AlertBatch, pieces: &mut VecDeque<Bytes>) {
         };
         pieces.push_back(tail.encode_to_vec().into());
     }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -248,7 +255,7 @@ mod tests {
         batch.framed.push_alert(&alert(3));
         let whole = batch.encode_to_vec();
         let mut pieces = VecDeque::new();
-        message_pieces(batch.clone(), &mut pieces);
+        message_pieces(batch.clone(), &mut pieces).unwrap();
         assert_eq!(pieces.len(), 4, "prefix, two runs, skipped");
         let joined: Vec<u8> = pieces.iter().flat_map(|p| p.iter().copied()).collect();
         assert_eq!(joined[0], 0, "not compressed");
