@@ -164,6 +164,37 @@ impl<'a> HeaderList<'a> {
     }
 }
 
+/// A Kafka record's parts, borrowed from where it was read. `headers` is walked twice (to
+/// size the encoding, then to write it), so it must be cheap to clone.
+#[derive(Debug, Clone)]
+pub struct Parts<'a, H> {
+    pub partition: i32,
+    pub offset: i64,
+    /// Kafka timestamp in milliseconds since the epoch, when the record has one.
+    pub timestamp_ms: Option<i64>,
+    pub key: Option<&'a [u8]>,
+    /// Name and value of each Kafka header, in order.
+    pub headers: H,
+    pub payload: &'a [u8],
+}
+
+/// Headers of a record that has none.
+pub type NoHeaders<'a> = std::iter::Empty<(&'a str, Option<&'a [u8]>)>;
+
+impl<'a> Parts<'a, NoHeaders<'a>> {
+    /// A record with only a position and a payload.
+    pub fn plain(partition: i32, offset: i64, payload: &'a [u8]) -> Self {
+        Parts {
+            partition,
+            offset,
+            timestamp_ms: None,
+            key: None,
+            headers: std::iter::empty(),
+            payload,
+        }
+    }
+}
+
 /// What [`Arena::write`] wrote, for byte accounting.
 #[derive(Debug, Clone, Copy)]
 pub struct Written {
@@ -253,54 +284,31 @@ impl Arena {
         if let Some(hs) = m.headers() {
             headers.extend(hs.iter().map(|h| (h.key, h.value)));
         }
-        let headers = headers.as_slice().iter().copied();
         self.write(
             ctx,
-            m.partition(),
-            m.offset(),
-            m.timestamp().to_millis(),
-            m.key(),
-            headers,
-            m.payload().unwrap_or_default(),
+            Parts {
+                partition: m.partition(),
+                offset: m.offset(),
+                timestamp_ms: m.timestamp().to_millis(),
+                key: m.key(),
+                headers: headers.as_slice().iter().copied(),
+                payload: m.payload().unwrap_or_default(),
+            },
         )
     }
 
     /// Encodes a record of `ctx`'s topic from borrowed parts after the ones written before
     /// it (an `AlertBatch.alerts` element whose alert is exactly prost's encoding). It is
     /// handed out by the next [`take`](Self::take).
-    #[allow(clippy::too_many_arguments)]
-    pub fn write<'h, H>(
-        &mut self,
-        ctx: &AlertContext,
-        partition: i32,
-        offset: i64,
-        timestamp_ms: Option<i64>,
-        key: Option<&[u8]>,
-        headers: H,
-        payload: &[u8],
-    ) -> Written
+    pub fn write<'a, H>(&mut self, ctx: &AlertContext, parts: Parts<'a, H>) -> Written
     where
-        H: IntoIterator<Item = (&'h str, Option<&'h [u8]>)> + Clone,
+        H: IntoIterator<Item = (&'a str, Option<&'a [u8]>)> + Clone,
     {
-        let sizes = ctx.sizes(
-            partition,
-            offset,
-            timestamp_ms,
-            key,
-            headers.clone(),
-            payload,
-        );
+        let sizes = ctx.sizes(&parts);
         let buf = self.room(sizes.element);
-        let layout = ctx.encode(
-            buf,
-            &sizes,
-            partition,
-            offset,
-            timestamp_ms,
-            key,
-            headers,
-            payload,
-        );
+        let (partition, offset, timestamp_ms) = (parts.partition, parts.offset, parts.timestamp_ms);
+        let payload_len = parts.payload.len();
+        let layout = ctx.encode(buf, &sizes, parts);
         self.pending.push(Pending {
             partition,
             offset,
@@ -309,7 +317,7 @@ impl Arena {
         });
         Written {
             size: 64 + sizes.element,
-            payload_len: payload.len(),
+            payload_len,
         }
     }
 
@@ -466,39 +474,29 @@ impl AlertContext {
 
     /// One record of this topic from borrowed parts, written into `arena` alone (for
     /// records read one at a time, and tests).
-    #[allow(clippy::too_many_arguments)]
-    pub fn record<'h, H>(
-        &self,
-        arena: &mut Arena,
-        partition: i32,
-        offset: i64,
-        timestamp_ms: Option<i64>,
-        key: Option<&[u8]>,
-        headers: H,
-        payload: &[u8],
-    ) -> Record
+    pub fn record<'a, H>(&self, arena: &mut Arena, parts: Parts<'a, H>) -> Record
     where
-        H: IntoIterator<Item = (&'h str, Option<&'h [u8]>)> + Clone,
+        H: IntoIterator<Item = (&'a str, Option<&'a [u8]>)> + Clone,
     {
         arena.freeze();
-        arena.write(self, partition, offset, timestamp_ms, key, headers, payload);
+        arena.write(self, parts);
         arena.freeze();
         arena.ready.pop().expect("a record was just written")
     }
 
     /// Sizes of a record's encoding, from a first pass over its parts.
-    fn sizes<'h, 'k, H>(
-        &self,
-        partition: i32,
-        offset: i64,
-        timestamp_ms: Option<i64>,
-        key: Option<&'k [u8]>,
-        headers: H,
-        payload: &[u8],
-    ) -> Sizes<'h, 'k>
+    fn sizes<'a, H>(&self, parts: &Parts<'a, H>) -> Sizes<'a>
     where
-        H: IntoIterator<Item = (&'h str, Option<&'h [u8]>)>,
+        H: IntoIterator<Item = (&'a str, Option<&'a [u8]>)> + Clone,
     {
+        let Parts {
+            partition,
+            offset,
+            timestamp_ms,
+            key,
+            payload,
+            ..
+        } = *parts;
         let ref_len = "am://".len()
             + self.gateway.len()
             + self.topic.len()
@@ -508,7 +506,7 @@ impl AlertContext {
         let mesh_key = key.and_then(|k| std::str::from_utf8(k).ok());
         let mut schema = None;
         let mut headers_len = 0;
-        for (k, v) in headers {
+        for (k, v) in parts.headers.clone() {
             if k == am::SCHEMA && schema.is_none() {
                 schema = v.map(String::from_utf8_lossy);
             }
@@ -560,21 +558,18 @@ impl AlertContext {
     /// room for `sizes.element` more bytes. Fields are written as prost writes them (in
     /// field order, default values omitted), so the alert's bytes are exactly prost's
     /// encoding of it. `headers` lists the Kafka headers.
-    #[allow(clippy::too_many_arguments)]
-    fn encode<'h, H>(
-        &self,
-        buf: &mut BytesMut,
-        sizes: &Sizes<'_, '_>,
-        partition: i32,
-        offset: i64,
-        timestamp_ms: Option<i64>,
-        key: Option<&[u8]>,
-        headers: H,
-        payload: &[u8],
-    ) -> Layout
+    fn encode<'a, H>(&self, buf: &mut BytesMut, sizes: &Sizes<'_>, parts: Parts<'a, H>) -> Layout
     where
-        H: IntoIterator<Item = (&'h str, Option<&'h [u8]>)>,
+        H: IntoIterator<Item = (&'a str, Option<&'a [u8]>)>,
     {
+        let Parts {
+            partition,
+            offset,
+            timestamp_ms,
+            key,
+            headers,
+            payload,
+        } = parts;
         let element_at = buf.len();
         encoding::encode_key(ALERTS, WireType::LengthDelimited, buf);
         encoding::encode_varint(sizes.alert as u64, buf);
@@ -652,16 +647,16 @@ impl AlertContext {
 
 /// Sizes of one record's encoding.
 #[derive(Debug)]
-struct Sizes<'h, 'k> {
+struct Sizes<'a> {
     ref_len: usize,
     /// The encoded alert.
     alert: usize,
     /// The `AlertBatch.alerts` element: tag, length, alert.
     element: usize,
     /// The `am-schema` header's value, as the `schema` field.
-    schema: Option<std::borrow::Cow<'h, str>>,
+    schema: Option<std::borrow::Cow<'a, str>>,
     /// The key, if it is UTF-8.
-    mesh_key: Option<&'k str>,
+    mesh_key: Option<&'a str>,
 }
 
 /// Bytes of an encoded `Header` message (its fields, without tag and length).
@@ -799,15 +794,15 @@ mod tests {
             ),
         ];
         for (p, o, ts, key, headers, payload) in cases {
-            let r = ctx.record(
-                &mut Arena::default(),
-                p,
-                o,
-                ts,
+            let parts = Parts {
+                partition: p,
+                offset: o,
+                timestamp_ms: ts,
                 key,
-                headers.iter().copied(),
+                headers: headers.iter().copied(),
                 payload,
-            );
+            };
+            let r = ctx.record(&mut Arena::default(), parts);
             // The alert as the generated code builds it, field by field.
             let expected = v1::Alert {
                 r#ref: format!("am://lasair/ztf.alerts/{p}/{o}"),
@@ -890,15 +885,15 @@ mod tests {
             .enumerate()
             .map(|(i, p)| {
                 let key = format!("ZTF:{i}");
-                ctx.record(
-                    &mut arena,
-                    0,
-                    i as i64,
-                    None,
-                    Some(key.as_bytes()),
-                    headers(i),
-                    p,
-                )
+                let parts = Parts {
+                    partition: 0,
+                    offset: i as i64,
+                    timestamp_ms: None,
+                    key: Some(key.as_bytes()),
+                    headers: headers(i),
+                    payload: p,
+                };
+                ctx.record(&mut arena, parts)
             })
             .collect();
         for (i, (r, p)) in records.iter().zip(&payloads).enumerate() {
@@ -928,8 +923,7 @@ mod tests {
         let ctx = ctx();
         let mut arena = Arena::with_pool(Box::leak(Box::new(ChunkPool::new())));
         let payload = vec![7u8; 1000];
-        let cut =
-            |arena: &mut Arena| ctx.record(arena, 0, 1, None, None, std::iter::empty(), &payload);
+        let cut = |arena: &mut Arena| ctx.record(arena, Parts::plain(0, 1, &payload));
         // Records kept alive pin their chunks: each chunk's worth needs a new one.
         let per_chunk = Arena::CHUNK / cut(&mut Arena::default()).wire().len();
         let kept: Vec<Record> = (0..3 * per_chunk).map(|_| cut(&mut arena)).collect();
@@ -953,8 +947,7 @@ mod tests {
         let ctx = ctx();
         let pool: &'static ChunkPool = Box::leak(Box::new(ChunkPool::new()));
         let payload = vec![1u8; 1000];
-        let cut =
-            |arena: &mut Arena| ctx.record(arena, 0, 1, None, None, std::iter::empty(), &payload);
+        let cut = |arena: &mut Arena| ctx.record(arena, Parts::plain(0, 1, &payload));
         let mut first = Arena::with_pool(pool);
         let kept: Vec<Record> = (0..1000).map(|_| cut(&mut first)).collect();
         let chunks = first.fetched as usize;
@@ -989,7 +982,7 @@ mod tests {
         let ctx = ctx();
         let mut arena = Arena::single();
         let payload = vec![3u8; 500];
-        let r = ctx.record(&mut arena, 0, 9, None, None, std::iter::empty(), &payload);
+        let r = ctx.record(&mut arena, Parts::plain(0, 9, &payload));
         assert_eq!(r.payload(), &payload[..]);
         assert!(arena
             .spare

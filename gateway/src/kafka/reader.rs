@@ -276,6 +276,8 @@ fn eof_position(consumer: &GatewayConsumer, topic: &str, partition: i32) -> Opti
 mod tests {
     use super::*;
 
+    use crate::record::Parts;
+
     #[test]
     fn a_batch_fills_to_its_bounds_and_counts_payload_bytes_once_taken() {
         let ctx = AlertContext {
@@ -291,9 +293,7 @@ mod tests {
         let mut filling = Filling::default();
         let push = |filling: &mut Filling, offset: i64| {
             let payload = [7u8; 100];
-            let w = filling
-                .arena
-                .write(&ctx, 0, offset, None, None, std::iter::empty(), &payload);
+            let w = filling.arena.write(&ctx, Parts::plain(0, offset, &payload));
             filling.count(w);
         };
         assert!(filling.take().is_none(), "nothing read, nothing sent");

@@ -402,7 +402,7 @@ fn instant_at(ms: i64) -> Instant {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::record::Arena;
+    use crate::record::{Arena, Parts};
     use prost::Message as _;
 
     fn ctx() -> AlertContext {
@@ -420,15 +420,15 @@ mod tests {
         for offset in 0..n {
             let key = format!("ZTF:{offset}");
             let payload = vec![offset as u8; 1000];
-            arena.write(
-                &ctx,
-                1,
+            let parts = Parts {
+                partition: 1,
                 offset,
-                Some(1_700_000_000_000 + offset),
-                Some(key.as_bytes()),
-                [("am-ns", Some(&b"ZTF"[..]))],
-                &payload,
-            );
+                timestamp_ms: Some(1_700_000_000_000 + offset),
+                key: Some(key.as_bytes()),
+                headers: [("am-ns", Some(&b"ZTF"[..]))],
+                payload: &payload,
+            };
+            arena.write(&ctx, parts);
         }
         arena.take()
     }
