@@ -36,9 +36,15 @@ pub enum Command {
         /// Gateway configuration (TOML).
         #[arg(long, value_name = "FILE")]
         config: PathBuf,
-        /// Only validate the configuration, then exit.
+        /// Only validate the configuration (and that the files it names can be read),
+        /// then exit.
         #[arg(long)]
         check: bool,
+        /// Do not require the files the configuration names (certificates, keys, CAs,
+        /// tokens) to exist yet: to validate configurations before their secrets are
+        /// provisioned.
+        #[arg(long)]
+        skip_files: bool,
     },
     /// Stream alerts of a topic.
     Subscribe(SubscribeArgs),

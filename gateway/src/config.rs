@@ -120,6 +120,62 @@ impl Config {
         Config::parse_at(&text, &env, base)
     }
 
+    /// The files this configuration names for serving (TLS certificate and key, CAs, mirror
+    /// tokens, the signing keys' folder) that cannot be read, one problem per key path.
+    /// `serve` checks them with the rest of the configuration; [`Config::load`] does not,
+    /// because `alertmesh creds init` loads the configuration to create some of them.
+    pub fn unreadable_files(&self) -> Vec<String> {
+        let mut problems = Vec::new();
+        let mut file = |key: String, path: &Path| {
+            if let Err(e) = std::fs::File::open(path).and_then(|f| {
+                if f.metadata()?.is_file() {
+                    Ok(())
+                } else {
+                    Err(std::io::Error::other("not a file"))
+                }
+            }) {
+                problems.push(format!("{key}: cannot read {}: {e}", path.display()));
+            }
+        };
+        if let Some(tls) = &self.tls {
+            file("tls.cert".into(), &tls.cert);
+            file("tls.key".into(), &tls.key);
+            if let Some(ca) = &tls.client_ca {
+                file("tls.client_ca".into(), ca);
+            }
+        }
+        if let Some(auth) = &self.auth {
+            for (i, peer) in auth.trusted_peers.iter().enumerate() {
+                if let Some(ca) = &peer.ca {
+                    file(format!("auth.trusted_peers[{i}].ca"), ca);
+                }
+            }
+        }
+        for (i, m) in self.mirrors.iter().enumerate() {
+            let named = [
+                ("token_file", &m.token_file),
+                ("ca", &m.ca),
+                ("cert", &m.cert),
+                ("key", &m.key),
+            ];
+            for (key, path) in named {
+                if let Some(path) = path {
+                    file(format!("mirrors[{i}].source.{key}"), path);
+                }
+            }
+        }
+        if let Some(auth) = &self.auth {
+            if !auth.keys_dir.is_dir() {
+                problems.push(format!(
+                    "auth.keys_dir: {} is not a folder; create the signing key with \
+                     `alertmesh creds init --config FILE`",
+                    auth.keys_dir.display()
+                ));
+            }
+        }
+        problems
+    }
+
     /// Parses and validates config text; `env` holds `ALERTMESH_*` overrides. Relative
     /// paths are taken from the current directory.
     pub fn parse(text: &str, env: &[(String, String)]) -> Result<Config, Vec<String>> {

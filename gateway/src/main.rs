@@ -28,8 +28,24 @@ fn main() -> ExitCode {
         }
     };
     match cli.command {
-        Command::Serve { config, check } => {
-            let config = match Config::load(&config) {
+        Command::Serve {
+            config,
+            check,
+            skip_files,
+        } => {
+            let loaded = Config::load(&config).and_then(|c| {
+                let problems = if skip_files {
+                    Vec::new()
+                } else {
+                    c.unreadable_files()
+                };
+                if problems.is_empty() {
+                    Ok(c)
+                } else {
+                    Err(problems)
+                }
+            });
+            let config = match loaded {
                 Ok(c) => c,
                 Err(problems) => {
                     eprintln!("error: invalid configuration {}:", config.display());

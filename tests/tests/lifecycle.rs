@@ -65,6 +65,90 @@ format = "json"
 }
 
 #[tokio::test]
+async fn files_the_config_names_must_be_readable_to_serve() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    // A certificate that exists; everything else named is missing (or a folder).
+    std::fs::write(dir.path().join("gateway.crt"), "not checked here")?;
+    std::fs::create_dir(dir.path().join("token.jwt"))?;
+    let path = dir.path().join("gateway.toml");
+    std::fs::write(
+        &path,
+        r#"
+[gateway]
+name = "fink"
+listen = "127.0.0.1:29053"
+http_listen = "127.0.0.1:29463"
+[kafka]
+bootstrap = "127.0.0.1:19093"
+[[topics]]
+name = "ztf.alerts"
+namespace = "ZTF"
+format = "avro-ocf"
+[[mirrors]]
+name = "lasair-ztf"
+destination = "ztf.alerts"
+[mirrors.source]
+gateway = "https://127.0.0.1:29052"
+topic = "ztf.alerts"
+token_file = "token.jwt"
+ca = "lasair-ca.crt"
+[auth]
+keys_dir = "keys"
+[tls]
+cert = "gateway.crt"
+key = "gateway.key"
+client_ca = "mesh-ca.crt"
+"#,
+    )?;
+    for args in [vec!["--check"], vec![]] {
+        let mut argv: Vec<&std::ffi::OsStr> =
+            vec!["serve".as_ref(), "--config".as_ref(), path.as_os_str()];
+        argv.extend(args.iter().map(std::ffi::OsStr::new));
+        let output = run_cli(&argv).await?;
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(
+            output.status.code(),
+            Some(64),
+            "{args:?}; stderr:
+{stderr}"
+        );
+        for key in [
+            "tls.key",
+            "tls.client_ca",
+            "auth.keys_dir",
+            "mirrors[0].source.token_file",
+            "mirrors[0].source.ca",
+        ] {
+            assert!(
+                stderr.contains(&format!("{key}: ")),
+                "{args:?}: stderr does not name {key}:
+{stderr}"
+            );
+        }
+        assert!(
+            !stderr.contains("tls.cert"),
+            "a readable file is blamed:
+{stderr}"
+        );
+    }
+    // Checking a configuration before its secrets exist.
+    let output = run_cli(&[
+        "serve".as_ref(),
+        "--check".as_ref(),
+        "--skip-files".as_ref(),
+        "--config".as_ref(),
+        path.as_os_str(),
+    ])
+    .await?;
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    Ok(())
+}
+
+#[tokio::test]
 async fn unreadable_config_exits_64_with_one_clear_line() -> Result<()> {
     let output = serve("[gateway\nname = ").await?;
     let stderr = String::from_utf8_lossy(&output.stderr);
