@@ -93,7 +93,8 @@ mkdir -p "$work/fink"
 step "three Tansu brokers (Kafka-compatible, in memory): survey :19091, lasair :19092, fink :19093"
 for i in 0 1 2; do
   url=tcp://127.0.0.1:${kafka_ports[i]}
-  "$tansu" broker --listener-url "$url" --advertised-listener-url "$url" \
+  # Tansu logs by RUST_LOG; keep it quiet unless TANSU_LOG asks otherwise.
+  RUST_LOG="${TANSU_LOG:-warn}" "$tansu" broker --listener-url "$url" --advertised-listener-url "$url" \
     --storage-engine memory://tansu/ --cluster-id "demo-${names[i]}" >"$work/tansu-${names[i]}.log" 2>&1 &
   pids+=($!)
 done

@@ -70,7 +70,13 @@ impl Broker {
         command
             .arg("broker")
             .args(["--listener-url", &url, "--advertised-listener-url", &url])
-            .args(["--storage-engine", "memory://tansu/", "--cluster-id", name]);
+            .args(["--storage-engine", "memory://tansu/", "--cluster-id", name])
+            // Tansu logs by RUST_LOG, which may be set for the gateways: at `info` it writes
+            // gigabytes in one benchmark run. TANSU_LOG sets its level instead.
+            .env(
+                "RUST_LOG",
+                std::env::var("TANSU_LOG").unwrap_or_else(|_| "warn".to_owned()),
+            );
         let mut child = Child::spawn(&format!("tansu-{name}"), &mut command, dir.path())?;
         let bootstrap = format!("127.0.0.1:{port}");
         let probe_bootstrap = bootstrap.clone();

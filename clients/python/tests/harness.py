@@ -86,11 +86,14 @@ def http_ok(url: str) -> bool:
 class Proc:
     """A child process whose output goes to a log file, killed by :meth:`kill`."""
 
-    def __init__(self, args: list[str], log: Path) -> None:
+    def __init__(self, args: list[str], log: Path, env: dict[str, str] | None = None) -> None:
         self.args = args
         self.log = log
         with open(log, "ab") as out:
-            self.popen = subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+            self.popen = subprocess.Popen(
+                args, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                env=None if env is None else {**os.environ, **env},
+            )
 
     def alive(self) -> bool:
         return self.popen.poll() is None
@@ -145,6 +148,8 @@ class Stack:
                 "--cluster-id", "pytest",
             ],
             self.workdir / "tansu.log",
+            # Tansu logs by RUST_LOG, which may be set for the gateway; TANSU_LOG sets its own.
+            env={"RUST_LOG": os.environ.get("TANSU_LOG", "warn")},
         )
         wait_for(lambda: port_open(self.kafka_port), "Tansu to listen")
 
