@@ -70,10 +70,8 @@ impl Record {
     /// One librdkafka message, copied into `arena` alone and encoded for `ctx`'s topic
     /// (for records read one at a time).
     pub fn from_kafka(m: &BorrowedMessage<'_>, ctx: &AlertContext, arena: &mut Arena) -> Record {
-        arena.freeze();
         arena.write_kafka(m, ctx);
-        arena.freeze();
-        arena.ready.pop().expect("a record was just written")
+        arena.last_written()
     }
 
     /// The encoded `alertmesh.v1.Alert` (no JSON): what a subscriber that asked for
@@ -329,9 +327,12 @@ impl Arena {
         taken
     }
 
-    /// Whether records were written that [`take`](Self::take) has not handed out.
-    pub fn is_empty(&self) -> bool {
-        self.pending.is_empty() && self.ready.is_empty()
+    /// The record written last, taken alone.
+    fn last_written(&mut self) -> Record {
+        self.freeze();
+        self.ready
+            .pop()
+            .expect("called right after writing a record")
     }
 
     /// Freezes the written part of the current chunk into a block and makes its pending
@@ -478,10 +479,8 @@ impl AlertContext {
     where
         H: IntoIterator<Item = (&'a str, Option<&'a [u8]>)> + Clone,
     {
-        arena.freeze();
         arena.write(self, parts);
-        arena.freeze();
-        arena.ready.pop().expect("a record was just written")
+        arena.last_written()
     }
 
     /// Sizes of a record's encoding, from a first pass over its parts.
