@@ -200,7 +200,8 @@ impl Message for AlertBatchView {
         match tag {
             ALERTS => {
                 let mut bytes = Bytes::new();
-                // On a `Bytes`-backed buffer (as tonic's) this is a slice, not a copy.
+                // A slice, not a copy, on a `Bytes`-backed buffer (tonic's) or on a value
+                // within one frame of a `ViewStream`.
                 encoding::bytes::merge(wire_type, &mut bytes, buf, ctx).map_err(|mut e| {
                     e.push("AlertBatch", "alerts");
                     e

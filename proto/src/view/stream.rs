@@ -38,12 +38,12 @@ where
         .await
         .map_err(|e| Status::unavailable(format!("gateway not ready: {}", e.into())))?;
     let (metadata, extensions, message) = request.into_request().into_parts();
-    let mut body = Vec::with_capacity(5 + message.encoded_len());
+    // The gRPC prefix (not compressed, length), then the message.
+    let len = message.encoded_len();
+    let mut body = Vec::with_capacity(5 + len);
     body.push(0);
-    body.extend_from_slice(&(message.encoded_len() as u32).to_be_bytes());
-    message
-        .encode(&mut body)
-        .map_err(|e| Status::internal(format!("cannot encode the request: {e}")))?;
+    body.extend_from_slice(&(len as u32).to_be_bytes());
+    message.encode_raw(&mut body);
     let mut req = http::Request::new(tonic::body::Body::new(http_body_util::Full::new(
         Bytes::from(body),
     )));
@@ -171,12 +171,14 @@ impl Frames {
         if self.len < 5 {
             return Ok(None);
         }
+        // The prefix, left in place until the whole message has arrived.
         let mut prefix = [0u8; 5];
-        let mut peek = Message {
-            frames: self,
-            left: 5,
-        };
-        peek.copy_to_slice_peek(&mut prefix);
+        for (out, byte) in prefix
+            .iter_mut()
+            .zip(self.chunks.iter().flat_map(|c| c.iter()))
+        {
+            *out = *byte;
+        }
         let len = u32::from_be_bytes([prefix[1], prefix[2], prefix[3], prefix[4]]) as usize;
         if prefix[0] != 0 {
             return Err(Status::internal(
@@ -225,21 +227,6 @@ impl Frames {
 struct Message<'a> {
     frames: &'a mut Frames,
     left: usize,
-}
-
-impl Message<'_> {
-    /// Copies the first `out.len()` bytes without consuming them.
-    fn copy_to_slice_peek(&mut self, out: &mut [u8]) {
-        let mut at = 0;
-        for chunk in &self.frames.chunks {
-            let n = chunk.len().min(out.len() - at);
-            out[at..at + n].copy_from_slice(&chunk[..n]);
-            at += n;
-            if at == out.len() {
-                return;
-            }
-        }
-    }
 }
 
 impl Buf for Message<'_> {
