@@ -3,14 +3,15 @@
 use std::fmt;
 use std::str::FromStr;
 
+use crate::naming::{check_gateway_name, check_topic};
 use crate::{Error, Result};
 
 const SCHEME: &str = "am://";
 
 /// A link to one Kafka record behind one gateway.
 ///
-/// Gateway names and Kafka topic names never contain `/` (Kafka allows only
-/// `[a-zA-Z0-9._-]`), so the four parts split unambiguously.
+/// Gateway names and Kafka topic names never contain `/` (see [`crate::naming`]), so the
+/// four parts split unambiguously.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct AlertRef {
     /// The gateway that serves the record.
@@ -46,7 +47,8 @@ impl FromStr for AlertRef {
 
     fn from_str(input: &str) -> Result<Self> {
         let bad = |reason| Error::InvalidRef {
-            input: input.chars().take(200).collect(),
+            // Display caps it further; this bounds what the error holds.
+            input: input.chars().take(1024).collect(),
             reason,
         };
         let rest = input
@@ -56,12 +58,12 @@ impl FromStr for AlertRef {
         let [gateway, topic, partition, offset] = parts[..] else {
             return Err(bad("it does not have exactly four parts"));
         };
-        if gateway.is_empty() || !gateway.chars().all(is_name_char) {
+        if check_gateway_name(gateway).is_err() {
             return Err(bad(
-                "the gateway name is empty or has characters other than [a-zA-Z0-9._-]",
+                "the gateway name is not 1-249 characters of [a-zA-Z0-9._-]",
             ));
         }
-        if topic.is_empty() || topic.len() > 249 || !topic.chars().all(is_name_char) {
+        if check_topic(topic).is_err() {
             return Err(bad("the topic is not a valid Kafka topic name"));
         }
         let partition: i32 = partition
@@ -81,11 +83,6 @@ impl FromStr for AlertRef {
             offset,
         })
     }
-}
-
-/// Characters Kafka allows in topic names; gateway names follow the same rule.
-pub fn is_name_char(c: char) -> bool {
-    c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-')
 }
 
 #[cfg(test)]
@@ -114,6 +111,8 @@ mod tests {
             ("am://lasair/t/-1/1", "partition"),
             ("am://lasair/t/0/x", "offset"),
             ("am://lasair/t/0/99999999999999999999", "offset"),
+            ("am://lasair/../0/1", "topic"),
+            ("am://../t/0/1", "gateway"),
         ] {
             let err = input.parse::<AlertRef>().unwrap_err().to_string();
             assert!(err.contains(needle), "{input}: {err}");

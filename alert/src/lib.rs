@@ -1,5 +1,6 @@
 //! The alertmesh alert model: pure, I/O-free types shared by every part of the mesh.
 //!
+//! - [`naming`]: the rules for topic, gateway and mirror names, defined once.
 //! - [`alert_ref`]: `am://<gateway>/<topic>/<partition>/<offset>` provenance links.
 //! - [`mesh_key`](mod@mesh_key): `<namespace>:<id>` record keys.
 //! - [`headers`]: the `am-*` Kafka header conventions and payload formats.
@@ -14,14 +15,17 @@
 //! - [`path`]: dotted field paths into decoded alerts and their schemas.
 //! - [`projection`]: projected decoding: only the fields a filter and re-keying need,
 //!   everything else skipped on the wire.
+//! - [`echo`]: untrusted text in messages, escaped and capped.
 
 pub mod alert_ref;
 pub mod codec;
+pub mod echo;
 pub mod filter;
 pub mod headers;
 pub mod json;
 pub mod mesh_key;
 pub mod namespace;
+pub mod naming;
 pub mod path;
 pub mod projection;
 pub mod schema;
@@ -43,34 +47,55 @@ pub use projection::Projection;
 pub use schema::{SchemaCache, WriterSchema};
 pub use translate::{mesh_key, translate, Mapping, Mappings, Translated};
 
-/// Everything that can go wrong when reading alert-model values.
+use echo::quoted;
+
+/// Everything that can go wrong when reading alert-model values. Parts taken from the
+/// input are echoed through [`echo`]: escaped and capped.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum Error {
     /// An alert ref that does not have the shape `am://<gateway>/<topic>/<partition>/<offset>`.
-    #[error("invalid alert ref {input:?}: {reason}; expected am://<gateway>/<topic>/<partition>/<offset>")]
+    #[error(
+        "invalid alert ref {}: {reason}; expected am://<gateway>/<topic>/<partition>/<offset>",
+        quoted(input)
+    )]
     InvalidRef { input: String, reason: &'static str },
+    /// A topic, gateway or mirror name that breaks its rule in [`naming`].
+    #[error("invalid {kind} {}: {reason}", quoted(input))]
+    InvalidName {
+        kind: &'static str,
+        input: String,
+        reason: String,
+    },
     /// A mesh key that does not have the shape `<namespace>:<id>`.
     #[error(
-        "invalid mesh key {input:?}: {reason}; expected <namespace>:<id>, e.g. ZTF:ZTF18aabcdef"
+        "invalid mesh key {}: {reason}; expected <namespace>:<id>, e.g. ZTF:ZTF18aabcdef",
+        quoted(input)
     )]
     InvalidKey { input: String, reason: &'static str },
     /// A payload format name that is not one of the known formats.
-    #[error("unknown format {0:?}; expected one of avro-ocf, avro-confluent, json")]
+    #[error("unknown format {}; expected one of avro-ocf, avro-confluent, json", quoted(.0))]
     UnknownFormat(String),
     /// A dotted field path that is not well formed.
-    #[error("invalid field path {path:?}; expected dotted field names like candidate.magpsf")]
+    #[error(
+        "invalid field path {}; expected dotted field names like candidate.magpsf",
+        quoted(path)
+    )]
     InvalidPath { path: String },
     /// A field path that names no field of the schema.
-    #[error("unknown field {field:?}")]
+    #[error("unknown field {}", quoted(field))]
     UnknownField { field: String },
     /// A namespace registry file that is not valid.
     #[error("invalid namespace registry: {reason}")]
     Registry { reason: String },
     /// A mesh key whose namespace is not registered.
-    #[error("unknown namespace {0:?}; register it in the gateway's namespaces")]
+    #[error("unknown namespace {}; register it in the gateway's namespaces", quoted(.0))]
     UnknownNamespace(String),
     /// An id that does not fit its namespace.
-    #[error("invalid id {id:?} in namespace {namespace}; expected {expected}")]
+    #[error(
+        "invalid id {} in namespace {}; expected {expected}",
+        quoted(id),
+        echo::shown(namespace, echo::MAX_ECHO_CHARS)
+    )]
     InvalidId {
         namespace: String,
         id: String,
@@ -108,7 +133,7 @@ pub enum Error {
         found: String,
     },
     /// A predicate comparing a field with a literal of the wrong kind.
-    #[error("invalid filter on field {field:?}: {reason}")]
+    #[error("invalid filter on field {}: {reason}", quoted(field))]
     FilterType { field: String, reason: String },
     /// A cone with out-of-range parameters.
     #[error("invalid cone: {reason}")]

@@ -7,19 +7,27 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use alertmesh_alert::alert_ref::is_name_char;
+use alertmesh_alert::naming::{check_gateway_name, check_topic};
 use alertmesh_alert::{Format, Registry};
 
+mod files;
 mod mirrors;
+mod properties;
 mod reader;
 mod security;
 
 pub use mirrors::MirrorConfig;
+pub(crate) use properties::kafka_error_text;
+pub use properties::Secrets;
 use reader::Reader;
 pub use security::{AuthConfig, TlsConfig, TrustedPeer};
 
 /// Exit code for a configuration that cannot be used (sysexits `EX_USAGE`).
 pub const EXIT_CONFIG: i32 = 64;
+
+/// The prefix of the gateway's own topics (cursors, credentials): never exposed, never a
+/// mirror's destination, whatever `kafka.cursor_topic` and `kafka.credentials_topic` say.
+pub const INTERNAL_TOPIC_PREFIX: &str = "_alertmesh.";
 
 /// A whole gateway configuration.
 #[derive(Debug, Clone)]
@@ -120,62 +128,6 @@ impl Config {
         Config::parse_at(&text, &env, base)
     }
 
-    /// The files this configuration names for serving (TLS certificate and key, CAs, mirror
-    /// tokens, the signing keys' folder) that cannot be read, one problem per key path.
-    /// `serve` checks them with the rest of the configuration; [`Config::load`] does not,
-    /// because `alertmesh creds init` loads the configuration to create some of them.
-    pub fn unreadable_files(&self) -> Vec<String> {
-        let mut problems = Vec::new();
-        let mut file = |key: String, path: &Path| {
-            if let Err(e) = std::fs::File::open(path).and_then(|f| {
-                if f.metadata()?.is_file() {
-                    Ok(())
-                } else {
-                    Err(std::io::Error::other("not a file"))
-                }
-            }) {
-                problems.push(format!("{key}: cannot read {}: {e}", path.display()));
-            }
-        };
-        if let Some(tls) = &self.tls {
-            file("tls.cert".into(), &tls.cert);
-            file("tls.key".into(), &tls.key);
-            if let Some(ca) = &tls.client_ca {
-                file("tls.client_ca".into(), ca);
-            }
-        }
-        if let Some(auth) = &self.auth {
-            for (i, peer) in auth.trusted_peers.iter().enumerate() {
-                if let Some(ca) = &peer.ca {
-                    file(format!("auth.trusted_peers[{i}].ca"), ca);
-                }
-            }
-        }
-        for (i, m) in self.mirrors.iter().enumerate() {
-            let named = [
-                ("token_file", &m.token_file),
-                ("ca", &m.ca),
-                ("cert", &m.cert),
-                ("key", &m.key),
-            ];
-            for (key, path) in named {
-                if let Some(path) = path {
-                    file(format!("mirrors[{i}].source.{key}"), path);
-                }
-            }
-        }
-        if let Some(auth) = &self.auth {
-            if !auth.keys_dir.is_dir() {
-                problems.push(format!(
-                    "auth.keys_dir: {} is not a folder; create the signing key with \
-                     `alertmesh creds init --config FILE`",
-                    auth.keys_dir.display()
-                ));
-            }
-        }
-        problems
-    }
-
     /// Parses and validates config text; `env` holds `ALERTMESH_*` overrides. Relative
     /// paths are taken from the current directory.
     pub fn parse(text: &str, env: &[(String, String)]) -> Result<Config, Vec<String>> {
@@ -203,13 +155,8 @@ impl Config {
     fn read(r: &mut Reader, mut root: toml::Table, base: &Path) -> Option<Config> {
         let mut gw = r.table(&mut root, "", "gateway", true);
         let name = r.string(&mut gw, "gateway", "name", None);
-        if let Some(n) = &name {
-            if n.is_empty() || !n.chars().all(is_name_char) {
-                r.error(
-                    "gateway.name",
-                    "must be non-empty and use only [a-zA-Z0-9._-]",
-                );
-            }
+        if let Some(Err(e)) = name.as_deref().map(check_gateway_name) {
+            r.error("gateway.name", &e.to_string());
         }
         let listen = r.addr(&mut gw, "gateway", "listen", None);
         let http_listen = r.addr(&mut gw, "gateway", "http_listen", None);
@@ -248,7 +195,12 @@ impl Config {
         }
         let timeout = r.uint(&mut kafka, "kafka", "timeout_ms", 5_000, 100, 300_000);
         let properties = r.string_map(&mut kafka, "kafka", "properties");
+        properties::check(r, "kafka.properties", &properties);
         r.unknown(kafka, "kafka");
+        let internal: Vec<&str> = [cursor_topic.as_deref(), credentials_topic.as_deref()]
+            .into_iter()
+            .flatten()
+            .collect();
 
         let mut lim = r.table(&mut root, "", "limits", false);
         let limits = Limits {
@@ -279,7 +231,12 @@ impl Config {
         r.unknown(lim, "limits");
 
         let alert = read_alert(r, &mut root, base);
-        let mirrors = mirrors::read(r, &mut root, base, alert.as_ref().map(|a| &*a.registry));
+        let local = mirrors::Local {
+            bootstrap: bootstrap.as_deref(),
+            internal_topics: &internal,
+        };
+        let registry = alert.as_ref().map(|a| &*a.registry);
+        let mirrors = mirrors::read(r, &mut root, base, registry, &local);
         let (auth, tls) = security::read(r, &mut root, base, listen, allow_plaintext);
 
         let topics = r.array_of_tables(&mut root, "topics");
@@ -290,6 +247,9 @@ impl Config {
             let name = r.string(&mut t, &path, "name", None);
             if let Some(n) = &name {
                 check_topic_name(r, &format!("{path}.name"), n);
+                if let Some(why) = internal_topic(n, &internal) {
+                    r.error(&format!("{path}.name"), &why);
+                }
                 if let Some(first) = seen.insert(n.clone(), i) {
                     r.error(
                         &format!("{path}.name"),
@@ -425,16 +385,27 @@ fn read_alert(r: &mut Reader, root: &mut toml::Table, base: &Path) -> Option<Ale
 }
 
 fn check_topic_name(r: &mut Reader, path: &str, name: &str) {
-    if name.is_empty()
-        || name.len() > 249
-        || !name.chars().all(is_name_char)
-        || name == "."
-        || name == ".."
-    {
-        r.error(
-            path,
-            "is not a valid Kafka topic name (1-249 characters of [a-zA-Z0-9._-])",
-        );
+    if let Err(e) = check_topic(name) {
+        r.error(path, &e.to_string());
+    }
+}
+
+/// Why `name` is one of the gateway's own topics (`internal` are the configured cursor
+/// and credentials topics), which hold cursors and issued credentials: never served or
+/// written by a mirror.
+fn internal_topic(name: &str, internal: &[&str]) -> Option<String> {
+    if internal.contains(&name) {
+        Some(format!(
+            "{name:?} is the gateway's own state topic (kafka.cursor_topic or \
+             kafka.credentials_topic); it must not be exposed or written to"
+        ))
+    } else if name.starts_with(INTERNAL_TOPIC_PREFIX) {
+        Some(format!(
+            "{name:?} is reserved for the gateway's own state ({INTERNAL_TOPIC_PREFIX}*); \
+             it must not be exposed or written to"
+        ))
+    } else {
+        None
     }
 }
 

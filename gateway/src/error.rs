@@ -27,8 +27,9 @@ pub enum Error {
     /// The gateway is stopping.
     #[error("gateway is shutting down")]
     ShuttingDown,
-    /// Kafka answered with an error the caller cannot fix.
-    #[error("kafka error: {0}")]
+    /// Kafka answered with an error the caller cannot fix. A configuration error shows
+    /// the property's name, never its value (it can be a password).
+    #[error("kafka error: {}", crate::config::kafka_error_text(.0))]
     Kafka(#[from] KafkaError),
     /// A bug or an unexpected condition inside the gateway.
     #[error("internal error: {0}")]
@@ -83,9 +84,19 @@ pub fn is_transport(code: RDKafkaErrorCode) -> bool {
     )
 }
 
+/// The longest message a status carries. Messages echo what clients sent (a field name,
+/// a topic); a 1 MB name must not come back as a 1 MB error.
+pub const MAX_STATUS_MESSAGE: usize = 1024;
+
+/// A status message as sent: one line, control characters escaped, at most
+/// [`MAX_STATUS_MESSAGE`] characters.
+pub fn status_message(text: &str) -> String {
+    alertmesh_alert::echo::line(text, MAX_STATUS_MESSAGE)
+}
+
 impl From<Error> for tonic::Status {
     fn from(e: Error) -> tonic::Status {
-        let msg = e.to_string();
+        let msg = status_message(&e.to_string());
         match e {
             Error::NotFound(_) => tonic::Status::not_found(msg),
             Error::InvalidArgument(_) => tonic::Status::invalid_argument(msg),
@@ -95,5 +106,51 @@ impl From<Error> for tonic::Status {
             Error::PermissionDenied(_) => tonic::Status::permission_denied(msg),
             Error::Kafka(_) | Error::Internal(_) => tonic::Status::internal(msg),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn echoed_input_is_capped_and_escaped_in_statuses() {
+        let huge = format!("unknown topic \"{}\u{1b}[2J\"", "x".repeat(1 << 20));
+        let status = tonic::Status::from(Error::NotFound(huge));
+        assert_eq!(status.code(), tonic::Code::NotFound);
+        assert!(status.message().len() < MAX_STATUS_MESSAGE + 40);
+        assert!(status.message().starts_with("unknown topic \"xxx"));
+        assert!(
+            status.message().ends_with("of 1048596 bytes)"),
+            "{}",
+            status.message()
+        );
+        let short = tonic::Status::from(Error::InvalidArgument("bad\u{1b}[2J".into()));
+        assert_eq!(short.message(), "bad\\u{1b}[2J");
+    }
+
+    #[test]
+    fn a_kafka_configuration_error_never_shows_the_value() {
+        let e = rdkafka::ClientConfig::new()
+            .set("sasl.password", "hunter2")
+            .set("security.protocol", "hunter2-protocol")
+            .create_native_config()
+            .err()
+            .expect("librdkafka refuses the protocol");
+        let text = Error::Kafka(e).to_string();
+        assert!(!text.contains("hunter2"), "{text}");
+        assert!(text.contains("security.protocol"), "{text}");
+        let status = tonic::Status::from(Error::from_kafka(
+            rdkafka::ClientConfig::new()
+                .set("sasl.jaas.config", "password=hunter2")
+                .create_native_config()
+                .err()
+                .expect("unknown property"),
+        ));
+        assert!(
+            !status.message().contains("hunter2"),
+            "{}",
+            status.message()
+        );
     }
 }

@@ -37,7 +37,7 @@ fn main() -> ExitCode {
                 let problems = if skip_files {
                     Vec::new()
                 } else {
-                    c.unreadable_files()
+                    c.check_files()
                 };
                 if problems.is_empty() {
                     Ok(c)
@@ -63,13 +63,15 @@ fn main() -> ExitCode {
                 );
                 return ExitCode::SUCCESS;
             }
+            // Errors are checked to hold no property value; this catches any that would.
+            let secrets = config.secrets();
             runtime.block_on(async {
                 let shutdown = CancellationToken::new();
                 tokio::spawn(on_signal(shutdown.clone()));
                 match alertmesh_gateway::run(config, shutdown).await {
                     Ok(()) => ExitCode::SUCCESS,
                     Err(e) => {
-                        eprintln!("error: {e:#}");
+                        eprintln!("error: {}", secrets.redact(&format!("{e:#}")));
                         ExitCode::FAILURE
                     }
                 }

@@ -19,7 +19,7 @@ use crate::{Error, MirrorEnv, Result};
 
 /// The dead-letter topic of `destination`.
 pub(crate) fn dlq_topic(destination: &str) -> String {
-    format!("{destination}.dlq")
+    alertmesh_alert::naming::dlq_topic(destination)
 }
 
 /// Sets `key` unless the operator's settings already do.

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use alertmesh_alert::alert_ref::is_name_char;
+use alertmesh_alert::naming::{check_destination, check_mirror_name, check_topic};
 use alertmesh_alert::{Format, Mapping, Registry};
 use alertmesh_mirror::{GatewaySource, KafkaSource, MirrorSpec, Source, Start};
 use time::format_description::well_known::Rfc3339;
@@ -28,6 +28,27 @@ pub struct MirrorConfig {
     pub key: Option<PathBuf>,
 }
 
+/// What mirrors are checked against: the local cluster they write into.
+#[derive(Debug)]
+pub(super) struct Local<'a> {
+    /// `kafka.bootstrap`.
+    pub(super) bootstrap: Option<&'a str>,
+    /// The gateway's own topics (cursors, credentials).
+    pub(super) internal_topics: &'a [&'a str],
+}
+
+/// Whether two bootstrap lists name a common broker, i.e. the same cluster.
+fn same_cluster(a: &str, b: &str) -> bool {
+    let brokers = |s: &str| -> Vec<String> {
+        s.split(',')
+            .map(|b| b.trim().to_ascii_lowercase())
+            .filter(|b| !b.is_empty())
+            .collect()
+    };
+    let b = brokers(b);
+    brokers(a).iter().any(|x| b.contains(x))
+}
+
 fn path(base: &Path, p: Option<String>) -> Option<PathBuf> {
     p.filter(|s| !s.is_empty()).map(|s| base.join(s))
 }
@@ -38,6 +59,7 @@ pub(super) fn read(
     root: &mut toml::Table,
     base: &Path,
     registry: Option<&Registry>,
+    local: &Local<'_>,
 ) -> Vec<MirrorConfig> {
     let mappings = read_mappings(r, root, base);
     let mut out: Vec<MirrorConfig> = Vec::new();
@@ -45,11 +67,8 @@ pub(super) fn read(
         let at = format!("mirrors[{i}]");
         let name = r.string(&mut t, &at, "name", None);
         if let Some(n) = &name {
-            if n.is_empty() || !n.chars().all(is_name_char) {
-                r.error(
-                    &format!("{at}.name"),
-                    "must be non-empty and use only [a-zA-Z0-9._-]",
-                );
+            if let Err(e) = check_mirror_name(n) {
+                r.error(&format!("{at}.name"), &e.to_string());
             }
             if let Some(j) = out.iter().position(|m| &m.spec.name == n) {
                 r.error(
@@ -61,11 +80,11 @@ pub(super) fn read(
         let destination = r.string(&mut t, &at, "destination", Some(String::new()));
         let destination = destination.filter(|d| !d.is_empty());
         if let Some(d) = &destination {
-            if d.len() > 249 || !d.chars().all(is_name_char) {
-                r.error(
-                    &format!("{at}.destination"),
-                    "is not a valid Kafka topic name",
-                );
+            if let Err(e) = check_destination(d) {
+                r.error(&format!("{at}.destination"), &e.to_string());
+            }
+            if let Some(why) = super::internal_topic(d, local.internal_topics) {
+                r.error(&format!("{at}.destination"), &why);
             }
             if let Some(j) = out
                 .iter()
@@ -115,6 +134,9 @@ pub(super) fn read(
         let mut src = r.table(&mut t, &at, "source", true);
         let sat = format!("{at}.source");
         let topic = r.string(&mut src, &sat, "topic", None);
+        if let Some(Err(e)) = topic.as_deref().map(check_topic) {
+            r.error(&format!("{sat}.topic"), &e.to_string());
+        }
         let gateway = r
             .string(&mut src, &sat, "gateway", Some(String::new()))
             .filter(|s| !s.is_empty());
@@ -182,6 +204,43 @@ pub(super) fn read(
                 });
                 let properties: BTreeMap<String, String> =
                     r.string_map(&mut src, &sat, "properties");
+                super::properties::check(r, &format!("{sat}.properties"), &properties);
+                if let (Some(t), None) = (&topic, &destination) {
+                    // Without a destination the mirror writes to a topic named as its source.
+                    if check_topic(t).is_ok() {
+                        if let Err(e) = check_destination(t) {
+                            r.error(
+                                &format!("{at}.destination"),
+                                &format!("unset, so the source topic is used: {e}"),
+                            );
+                        }
+                    }
+                    if let Some(why) = super::internal_topic(t, local.internal_topics) {
+                        r.error(
+                            &format!("{at}.destination"),
+                            &format!("unset, so the source topic is used: {why}"),
+                        );
+                    }
+                }
+                let written = destination.as_ref().or(topic.as_ref());
+                if let (Some(local_bootstrap), Some(t)) = (local.bootstrap, &topic) {
+                    let here = same_cluster(&bootstrap, local_bootstrap);
+                    if let Some(why) = super::internal_topic(t, local.internal_topics) {
+                        if here {
+                            r.error(&format!("{sat}.topic"), &why);
+                        }
+                    }
+                    if here && written == Some(t) {
+                        r.error(
+                            &format!("{at}.destination"),
+                            &format!(
+                                "{t:?} on {bootstrap:?} is this mirror's own source (the local \
+                                 cluster, kafka.bootstrap): it would copy its own output \
+                                 forever; set another destination"
+                            ),
+                        );
+                    }
+                }
                 if filter.is_some() {
                     r.error(
                         &format!("{sat}.filter"),

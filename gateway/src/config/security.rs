@@ -151,11 +151,8 @@ fn read_peers(r: &mut Reader, t: &mut toml::Table, base: &Path) -> Vec<TrustedPe
         let ca = r.string(&mut p, &path, "ca", Some(String::new()));
         r.unknown(p, &path);
         if let Some(n) = &name {
-            if n.is_empty() || !n.chars().all(alertmesh_alert::alert_ref::is_name_char) {
-                r.error(
-                    &format!("{path}.name"),
-                    "must be a gateway name of [a-zA-Z0-9._-]",
-                );
+            if let Err(e) = alertmesh_alert::naming::check_gateway_name(n) {
+                r.error(&format!("{path}.name"), &e.to_string());
             } else if out.iter().any(|o| &o.name == n) {
                 r.error(&format!("{path}.name"), &format!("{n:?} is listed twice"));
             }

@@ -68,7 +68,7 @@ format = "json"
     let errors = Config::parse(broken, &[]).unwrap_err();
     let all = errors.join("\n");
     for needle in [
-        "gateway.name: must be non-empty",
+        "gateway.name: invalid gateway name \"la sair\": it has \" \" at byte 2",
         "gateway.listen: \"nowhere\" is not an ip:port",
         "gateway.http_listen: missing key",
         "gateway.colour: unknown key",
@@ -194,4 +194,223 @@ public = 1
     let ok = text.replace("0.0.0.0:50051\"", "0.0.0.0:50051\"\nallow_plaintext = true");
     let all = Config::parse(&ok, &[]).unwrap_err().join("\n");
     assert!(!all.contains("gateway.listen"), "{all}");
+}
+
+/// MINIMAL plus a Kafka-source mirror with `extra` lines in its table.
+fn with_kafka_mirror(source: &str, topic: &str, extra: &str) -> String {
+    format!(
+        "{MINIMAL}[[mirrors]]\nname = \"m\"\n{extra}\n[mirrors.source]\nkafka = \"{source}\"\n\
+         topic = \"{topic}\"\nnamespace = \"ZTF\"\nformat = \"avro-ocf\"\n"
+    )
+}
+
+#[test]
+fn a_destination_without_room_for_its_dead_letter_topic_is_refused() {
+    // 246-249 characters are topic names, but <destination>.dlq would not be one: such a
+    // mirror passed --check and then failed every cycle.
+    for len in 246..=249 {
+        let d = "d".repeat(len);
+        let text = with_kafka_mirror("10.0.0.9:9092", "ztf", &format!("destination = \"{d}\""));
+        let all = Config::parse(&text, &[]).unwrap_err().join("\n");
+        assert!(
+            all.starts_with("mirrors[0].destination: invalid mirror destination \"ddd"),
+            "{all}"
+        );
+        assert!(
+            all.ends_with(&format!(
+                "\": it has {len} characters; at most 245, so that its dead-letter topic \
+                 <destination>.dlq fits Kafka's 249"
+            )),
+            "{all}"
+        );
+    }
+    let ok = with_kafka_mirror(
+        "10.0.0.9:9092",
+        "ztf",
+        &format!("destination = \"{}\"", "d".repeat(245)),
+    );
+    Config::parse(&ok, &[]).unwrap();
+    // Without a destination the source topic's name is used, so it is held to the same rule.
+    let text = with_kafka_mirror("10.0.0.9:9092", &"t".repeat(247), "");
+    let all = Config::parse(&text, &[]).unwrap_err().join("\n");
+    assert!(
+        all.contains("mirrors[0].destination: unset, so the source topic is used: invalid mirror destination"),
+        "{all}"
+    );
+    let text = with_kafka_mirror("10.0.0.9:9092", "a/b", "");
+    let all = Config::parse(&text, &[]).unwrap_err().join("\n");
+    assert!(
+        all.contains("mirrors[0].source.topic: invalid Kafka topic name \"a/b\""),
+        "{all}"
+    );
+}
+
+#[test]
+fn the_gateways_own_topics_are_never_exposed_or_mirrored_into() {
+    for (name, extra) in [
+        ("_alertmesh.cursors", ""),
+        ("_alertmesh.credentials", ""),
+        ("_alertmesh.anything", ""),
+        ("creds", "credentials_topic = \"creds\"\n"),
+        ("cur", "cursor_topic = \"cur\"\n"),
+    ] {
+        let text = MINIMAL
+            .replace("ztf.alerts", name)
+            .replace("[[topics]]", &format!("{extra}[[topics]]"));
+        let all = Config::parse(&text, &[]).unwrap_err().join("\n");
+        assert!(all.starts_with("topics[0].name: "), "{name}: {all}");
+        assert!(all.contains("must not be exposed"), "{name}: {all}");
+    }
+    let text = with_kafka_mirror(
+        "10.0.0.9:9092",
+        "ztf",
+        "destination = \"_alertmesh.credentials\"",
+    );
+    let all = Config::parse(&text, &[]).unwrap_err().join("\n");
+    assert!(
+        all.contains(
+            "mirrors[0].destination: \"_alertmesh.credentials\" is the gateway's own state topic"
+        ),
+        "{all}"
+    );
+    // Reading them out of the local cluster with a mirror is refused as well.
+    let text = with_kafka_mirror(
+        "127.0.0.1:9092",
+        "_alertmesh.credentials",
+        "destination = \"c\"",
+    );
+    let all = Config::parse(&text, &[]).unwrap_err().join("\n");
+    assert!(all.contains("mirrors[0].source.topic: "), "{all}");
+}
+
+#[test]
+fn a_kafka_mirror_into_its_own_source_is_refused() {
+    // kafka.bootstrap of MINIMAL is 127.0.0.1:9092; without a destination the source
+    // topic's name is written, on the same cluster: the mirror would copy itself forever.
+    for (source, extra) in [
+        ("127.0.0.1:9092", ""),
+        ("127.0.0.1:9092", "destination = \"ztf\""),
+        ("10.0.0.1:9092, 127.0.0.1:9092", ""),
+    ] {
+        let text = with_kafka_mirror(source, "ztf", extra);
+        let all = Config::parse(&text, &[]).unwrap_err().join("\n");
+        assert!(
+            all.contains("mirrors[0].destination: \"ztf\" on") && all.contains("own source"),
+            "{source} {extra}: {all}"
+        );
+    }
+    Config::parse(
+        &with_kafka_mirror("127.0.0.1:9092", "ztf", "destination = \"ztf.copy\""),
+        &[],
+    )
+    .unwrap();
+    Config::parse(&with_kafka_mirror("10.0.0.1:9092", "ztf", ""), &[]).unwrap();
+}
+
+#[test]
+fn librdkafka_properties_are_checked_and_their_values_never_shown() {
+    let text = MINIMAL.replace(
+        "[[topics]]",
+        "[kafka.properties]\n\"sasl.jaas.config\" = \"org.apache.kafka.common.security.plain.PlainLoginModule required username=\\\"u\\\" password=\\\"hunter2\\\";\"\n\
+         \"security.protocol\" = \"hunter2\"\n\"sasl.password\" = \"hunter2\"\n[[topics]]",
+    );
+    let errors = Config::parse(&text, &[]).unwrap_err();
+    let all = errors.join("\n");
+    assert!(!all.contains("hunter2"), "{all}");
+    assert!(
+        all.contains("kafka.properties.sasl.jaas.config: librdkafka refuses the value: Java JAAS"),
+        "{all}"
+    );
+    assert!(
+        all.contains("kafka.properties.security.protocol: librdkafka refuses the value"),
+        "{all}"
+    );
+    assert_eq!(errors.len(), 2, "{all}");
+    // The same for a Kafka-source mirror's properties.
+    let text = with_kafka_mirror("10.0.0.9:9092", "ztf", "")
+        + "[mirrors.source.properties]\n\"sasl.jass.config\" = \"password=hunter2\"\n";
+    let all = Config::parse(&text, &[]).unwrap_err().join("\n");
+    assert!(
+        all.contains("mirrors[0].source.properties.sasl.jass.config: librdkafka has no such"),
+        "{all}"
+    );
+    assert!(!all.contains("hunter2"), "{all}");
+}
+
+#[test]
+fn secrets_are_the_credential_property_values() {
+    let text = MINIMAL.replace(
+        "[[topics]]",
+        "[kafka.properties]\n\"sasl.password\" = \"hunter2\"\n\"security.protocol\" = \"SASL_PLAINTEXT\"\n[[topics]]",
+    );
+    let c = Config::parse(&text, &[]).unwrap();
+    assert_eq!(
+        c.secrets()
+            .redact("auth failed for hunter2 over SASL_PLAINTEXT"),
+        "auth failed for <redacted> over SASL_PLAINTEXT"
+    );
+}
+
+mod files {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt as _;
+
+    fn tls_config(dir: &Path, auth: bool) -> Config {
+        let mut text = format!("{MINIMAL}[tls]\ncert = \"gw.pem\"\nkey = \"gw.key\"\n");
+        if auth {
+            text.push_str("[auth]\nkeys_dir = \"keys\"\n");
+        }
+        Config::parse_at(&text, &[], dir).unwrap()
+    }
+
+    #[test]
+    fn good_files_pass() {
+        let dir = tempfile::tempdir().unwrap();
+        let now = 1_700_000_000;
+        let paths = alertmesh_auth::tls::creds_init(&dir.path().join("mesh"), "gw", now).unwrap();
+        std::fs::copy(&paths.cert, dir.path().join("gw.pem")).unwrap();
+        std::fs::copy(&paths.key, dir.path().join("gw.key")).unwrap();
+        alertmesh_auth::KeyRing::init(
+            &dir.path().join("keys"),
+            alertmesh_auth::Algorithm::EdDsa,
+            now,
+        )
+        .unwrap();
+        let problems = tls_config(dir.path(), true).check_files();
+        assert!(problems.is_empty(), "{problems:?}");
+    }
+
+    #[test]
+    fn garbage_pem_a_foreign_key_and_a_readable_signing_key_are_problems() {
+        let dir = tempfile::tempdir().unwrap();
+        let now = 1_700_000_000;
+        let a = alertmesh_auth::tls::creds_init(&dir.path().join("a"), "gw", now).unwrap();
+        let b = alertmesh_auth::tls::creds_init(&dir.path().join("b"), "gw", now).unwrap();
+
+        std::fs::write(dir.path().join("gw.pem"), "garbage").unwrap();
+        std::fs::write(dir.path().join("gw.key"), "-----BEGIN PRIVATE KEY-----\nx").unwrap();
+        let problems = tls_config(dir.path(), false).check_files().join("\n");
+        assert!(problems.contains("tls.cert: "), "{problems}");
+        assert!(problems.contains("tls.key: "), "{problems}");
+
+        // A certificate with another certificate's key.
+        std::fs::copy(&a.cert, dir.path().join("gw.pem")).unwrap();
+        std::fs::copy(&b.key, dir.path().join("gw.key")).unwrap();
+        let problems = tls_config(dir.path(), false).check_files().join("\n");
+        assert!(
+            problems.contains("tls.cert: ") && problems.contains("do not fit together"),
+            "{problems}"
+        );
+
+        // A signing key others may read.
+        std::fs::copy(&a.key, dir.path().join("gw.key")).unwrap();
+        let keys = dir.path().join("keys");
+        let ring =
+            alertmesh_auth::KeyRing::init(&keys, alertmesh_auth::Algorithm::EdDsa, now).unwrap();
+        let key_file = keys.join(format!("{}.pem", ring.current().kid()));
+        std::fs::set_permissions(&key_file, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let problems = tls_config(dir.path(), true).check_files().join("\n");
+        assert!(problems.starts_with("auth.keys_dir: "), "{problems}");
+        assert!(!problems.contains("tls."), "{problems}");
+    }
 }

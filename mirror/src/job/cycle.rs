@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use alertmesh_alert::alert_ref::is_name_char;
+use alertmesh_alert::naming::check_destination;
 use tokio_util::sync::CancellationToken;
 
 use super::copy;
@@ -58,13 +58,10 @@ async fn prepare(
         .destination
         .clone()
         .unwrap_or_else(|| info.default_destination.clone());
-    if destination.is_empty() || destination.len() > 245 || !destination.chars().all(is_name_char) {
+    if let Err(e) = check_destination(&destination) {
         return Err(Error::Spec {
             name: spec.name.clone(),
-            reason: format!(
-                "destination {destination:?} is not a valid kafka topic name ([a-zA-Z0-9._-], \
-                 at most 245 characters so that <destination>.dlq fits)"
-            ),
+            reason: e.to_string(),
         });
     }
     status.update(|s| {
