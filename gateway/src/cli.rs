@@ -206,7 +206,9 @@ pub fn status_line(s: &tonic::Status) -> String {
         tonic::Code::DataLoss => "DATA_LOSS",
         tonic::Code::Unauthenticated => "UNAUTHENTICATED",
     };
-    format!("{code}: {}", s.message().lines().next().unwrap_or(""))
+    // The message comes from the gateway: one line, capped, no terminal controls.
+    let text = s.message().lines().next().unwrap_or("");
+    format!("{code}: {}", output::message(text))
 }
 
 /// Runs a client command; errors are printed as one line on stderr.

@@ -243,3 +243,234 @@ async fn cli_errors_are_one_line_with_a_failing_exit() -> Result<()> {
     assert_eq!(stderr.trim_end().lines().count(), 1, "stderr:\n{stderr}");
     Ok(())
 }
+
+/// A gateway that answers with whatever a test tells it to: a hostile topic name in
+/// subscribed and fetched alerts, a hostile error message, hostile topic descriptions.
+mod hostile {
+    use alertmesh_proto::v1::{self, alert_mesh_server};
+    use tokio_stream::wrappers::TcpListenerStream;
+    use tonic::{Request, Response, Status};
+
+    #[derive(Debug, Clone)]
+    pub(crate) struct Gateway {
+        /// The topic every alert it sends claims to come from.
+        pub(crate) topic: String,
+        /// The message of every error it answers with.
+        pub(crate) message: String,
+    }
+
+    impl Gateway {
+        fn alert(&self) -> v1::Alert {
+            v1::Alert {
+                r#ref: format!("am://evil/{}/0/0", self.topic),
+                topic: self.topic.clone(),
+                payload: b"not an alert".to_vec().into(),
+                format: "avro-ocf".into(),
+                ..v1::Alert::default()
+            }
+        }
+
+        /// Serves on 127.0.0.1 until the test ends; returns the URL.
+        pub(crate) async fn start(self) -> anyhow::Result<String> {
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+            let url = format!("http://{}", listener.local_addr()?);
+            tokio::spawn(
+                tonic::transport::Server::builder()
+                    .add_service(alert_mesh_server::AlertMeshServer::new(self))
+                    .serve_with_incoming(TcpListenerStream::new(listener)),
+            );
+            Ok(url)
+        }
+    }
+
+    type Answer<T> = Result<Response<T>, Status>;
+
+    #[tonic::async_trait]
+    impl alert_mesh_server::AlertMesh for Gateway {
+        type SubscribeStream =
+            tokio_stream::Iter<std::vec::IntoIter<Result<v1::AlertBatch, Status>>>;
+
+        async fn subscribe(
+            &self,
+            _: Request<v1::SubscribeRequest>,
+        ) -> Answer<Self::SubscribeStream> {
+            let batch = v1::AlertBatch {
+                alerts: vec![self.alert()],
+                ..v1::AlertBatch::default()
+            };
+            Ok(Response::new(tokio_stream::iter(vec![Ok(batch)])))
+        }
+
+        async fn commit_cursor(
+            &self,
+            _: Request<v1::CommitCursorRequest>,
+        ) -> Answer<v1::CommitCursorResponse> {
+            Err(Status::invalid_argument(self.message.clone()))
+        }
+
+        async fn list_topics(
+            &self,
+            _: Request<v1::ListTopicsRequest>,
+        ) -> Answer<v1::ListTopicsResponse> {
+            Ok(Response::new(v1::ListTopicsResponse {
+                topics: vec![v1::TopicInfo {
+                    name: self.topic.clone(),
+                    namespace: "ZTF".into(),
+                    format: "avro-ocf".into(),
+                    description: self.message.clone(),
+                    partitions: 1,
+                }],
+            }))
+        }
+
+        async fn describe_gateway(
+            &self,
+            _: Request<v1::DescribeGatewayRequest>,
+        ) -> Answer<v1::GatewayDescription> {
+            Err(Status::unavailable(self.message.clone()))
+        }
+
+        async fn fetch(&self, _: Request<v1::FetchRequest>) -> Answer<v1::Alert> {
+            Err(Status::not_found(self.message.clone()))
+        }
+
+        async fn mirror_status(
+            &self,
+            _: Request<v1::MirrorStatusRequest>,
+        ) -> Answer<v1::MirrorStatusResponse> {
+            Err(Status::unimplemented(self.message.clone()))
+        }
+
+        async fn issue_credential(
+            &self,
+            _: Request<v1::IssueCredentialRequest>,
+        ) -> Answer<v1::IssueCredentialResponse> {
+            Err(Status::unimplemented(self.message.clone()))
+        }
+
+        async fn list_credentials(
+            &self,
+            _: Request<v1::ListCredentialsRequest>,
+        ) -> Answer<v1::ListCredentialsResponse> {
+            Err(Status::unimplemented(self.message.clone()))
+        }
+
+        async fn revoke_credential(
+            &self,
+            _: Request<v1::RevokeCredentialRequest>,
+        ) -> Answer<v1::RevokeCredentialResponse> {
+            Err(Status::unimplemented(self.message.clone()))
+        }
+    }
+}
+
+/// Every file under `dir`, recursively.
+fn files_under(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            out.extend(files_under(&path));
+        } else {
+            out.push(path);
+        }
+    }
+    out
+}
+
+#[tokio::test]
+async fn a_hostile_gateway_cannot_make_subscribe_raw_write_outside_its_folder() -> Result<()> {
+    let tmp = tempfile::tempdir()?;
+    let out = tmp.path().join("a/b/c/d/out");
+    let absolute = tmp.path().join("absolute");
+    for topic in [
+        "../../../../x".to_owned(),
+        "..".to_owned(),
+        absolute.display().to_string(),
+        "t\u{1b}]0;owned\u{7}/../../../../y".to_owned(),
+    ] {
+        let url = hostile::Gateway {
+            topic: topic.clone(),
+            message: String::new(),
+        }
+        .start()
+        .await?;
+        let run = run_cli(&[
+            "subscribe",
+            "--gateway",
+            &url,
+            "--topic",
+            "ztf.alerts",
+            "--from",
+            "earliest",
+            "--format",
+            "raw",
+            "--out",
+            &out.display().to_string(),
+        ])
+        .await?;
+        let stderr = String::from_utf8_lossy(&run.stderr);
+        assert!(!run.status.success(), "{topic:?}: subscribe succeeded");
+        assert_eq!(stderr.trim_end().lines().count(), 1, "{topic:?}: {stderr}");
+        assert!(
+            stderr.contains("invalid Kafka topic name"),
+            "{topic:?}: {stderr}"
+        );
+        assert!(
+            !stderr.contains('\u{1b}') && !stderr.contains('\u{7}'),
+            "{stderr:?}"
+        );
+        let shown: String = topic.chars().take(8).flat_map(char::escape_debug).collect();
+        assert!(
+            stderr.contains(&shown),
+            "{topic:?} is not named in {stderr}"
+        );
+        let written = files_under(tmp.path());
+        assert!(written.is_empty(), "{topic:?} wrote {written:?}");
+    }
+    Ok(())
+}
+
+#[tokio::test]
+async fn text_from_a_hostile_gateway_is_escaped_and_capped() -> Result<()> {
+    let message = format!("\u{1b}]0;owned\u{7}\u{1b}[2J{}", "x".repeat(6000));
+    let url = hostile::Gateway {
+        topic: "ztf\u{1b}[31m".into(),
+        message: message.clone(),
+    }
+    .start()
+    .await?;
+    for args in [
+        vec!["fetch", "am://lasair/ztf.alerts/0/1", "--gateway", &url],
+        vec!["describe", "--gateway", &url],
+    ] {
+        let run = run_cli(&args).await?;
+        let stderr = String::from_utf8_lossy(&run.stderr);
+        assert!(!run.status.success(), "{args:?} succeeded");
+        assert_eq!(stderr.trim_end().lines().count(), 1, "{args:?}: {stderr}");
+        assert!(
+            !stderr.chars().any(|c| c.is_control() && c != '\n'),
+            "{stderr:?}"
+        );
+        assert!(stderr.contains("\\u{1b}]0;owned\\u{7}"), "{stderr}");
+        assert!(
+            stderr.len() < 1200,
+            "{args:?}: {} bytes on stderr",
+            stderr.len()
+        );
+    }
+    let run = run_cli(&["topics", "--gateway", &url]).await?;
+    let stdout = String::from_utf8_lossy(&run.stdout);
+    assert!(
+        run.status.success(),
+        "{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    assert!(
+        !stdout.chars().any(|c| c.is_control() && c != '\n'),
+        "{stdout:?}"
+    );
+    assert!(stdout.contains("ztf\\u{1b}[31m"), "{stdout}");
+    assert!(stdout.len() < 1000, "{} bytes", stdout.len());
+    Ok(())
+}

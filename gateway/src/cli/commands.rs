@@ -6,7 +6,7 @@ use std::path::PathBuf;
 
 use alertmesh_proto::v1;
 
-use super::output::{alert_json, decoded_json, raw_path};
+use super::output::{alert_json, decoded_json, field, message, raw_path};
 use super::positions::{parse_cone, parse_from, parse_until};
 use super::{connect, status_line, GatewayArg, OutputFormat, SubscribeArgs};
 
@@ -63,12 +63,16 @@ pub(super) async fn subscribe(args: SubscribeArgs) -> Result<(), String> {
         };
         let mut next: BTreeMap<i32, i64> = BTreeMap::new();
         for s in &batch.skipped {
-            eprintln!("warning: skipped {}: {}", s.r#ref, s.reason);
+            eprintln!(
+                "warning: skipped {}: {}",
+                field(&s.r#ref),
+                message(&s.reason)
+            );
         }
         for a in &batch.alerts {
             match (&args.format, &args.out) {
                 (OutputFormat::Raw, Some(dir)) => {
-                    let path = raw_path(dir, a);
+                    let path = raw_path(dir, a)?;
                     std::fs::write(&path, &a.payload)
                         .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
                 }
@@ -127,7 +131,7 @@ pub(super) async fn topics(gateway: &GatewayArg, json: bool) -> Result<(), Strin
     } else {
         let w = topics
             .iter()
-            .map(|t| t.name.len())
+            .map(|t| field(&t.name).chars().count())
             .max()
             .unwrap_or(0)
             .max(5);
@@ -138,7 +142,11 @@ pub(super) async fn topics(gateway: &GatewayArg, json: bool) -> Result<(), Strin
         for t in &topics {
             lines.push(format!(
                 "{:<w$}  {:<10}  {:<14}  {:>10}  {}",
-                t.name, t.namespace, t.format, t.partitions, t.description
+                field(&t.name),
+                field(&t.namespace),
+                field(&t.format),
+                t.partitions,
+                field(&t.description)
             ));
         }
     }

@@ -11,6 +11,7 @@ use alertmesh_proto::v1;
 use serde_json::json;
 
 use super::client::{connect, ClientAuthArgs};
+use super::output::{field, message, text as terminal_text};
 use super::{status_line, GatewayArg};
 
 /// `alertmesh mirror ...`
@@ -63,17 +64,17 @@ pub(super) async fn mirror(cmd: MirrorCommand) -> Result<(), String> {
         for m in &mirrors {
             lines.push(format!(
                 "{:<20} {:<10} {:>9} {:>8.1} {:>6} {:>6}  {} -> {}",
-                m.name,
-                m.state,
+                field(&m.name),
+                field(&m.state),
                 m.copied,
                 m.lag_seconds,
                 m.dead_lettered,
                 m.errors,
-                m.source,
-                m.destination
+                field(&m.source),
+                field(&m.destination)
             ));
             if !m.error.is_empty() {
-                lines.push(format!("  last error: {}", m.error));
+                lines.push(format!("  last error: {}", message(&m.error)));
             }
         }
     }
@@ -158,14 +159,14 @@ pub(super) async fn directory(gateway: GatewayArg, as_json: bool) -> Result<(), 
                     p.name, p.url, p.relation
                 ));
             }
-            s
+            terminal_text(&s)
         };
         if writeln!(out, "{text}").is_err() {
             return Ok(());
         }
     }
     for (url, e) in &failed {
-        eprintln!("warning: cannot reach {url}: {e}");
+        eprintln!("warning: cannot reach {}: {e}", field(url));
     }
     Ok(())
 }
@@ -219,8 +220,9 @@ pub(super) async fn provenance(gateway: GatewayArg, alert_ref: &str) -> Result<(
             _ => {
                 if let Some(claimed) = origin_claimed.filter(|o| *o != a.r#ref) {
                     return Err(format!(
-                        "the chain ends at {} but am-origin names {claimed}",
-                        a.r#ref
+                        "the chain ends at {} but am-origin names {}",
+                        field(&a.r#ref),
+                        field(&claimed)
                     ));
                 }
                 return Ok(());

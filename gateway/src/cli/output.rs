@@ -1,7 +1,10 @@
-//! How the CLI prints alerts: one JSON object per line, or raw payload files.
+//! How the CLI prints what a gateway sends: alerts as one JSON object per line or raw
+//! payload files, and text (errors, names, descriptions) made safe for a terminal.
 
 use std::path::{Path, PathBuf};
 
+use alertmesh_alert::echo;
+use alertmesh_alert::naming::check_topic;
 use alertmesh_proto::v1;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use base64::Engine as _;
@@ -78,10 +81,40 @@ pub fn decoded_json(a: &v1::Alert) -> String {
     line
 }
 
-/// `<dir>/<topic>-<partition>-<offset>.<ext>`, the extension following the format.
-pub fn raw_path(dir: &Path, a: &v1::Alert) -> PathBuf {
+/// Characters of a gateway's message (an error, a skipped alert's reason) printed.
+pub const MAX_MESSAGE: usize = 1024;
+
+/// Characters of one name or description from a gateway printed in a table.
+pub const MAX_FIELD: usize = 256;
+
+/// A gateway's message as one terminal-safe line: control characters escaped, capped.
+pub fn message(text: &str) -> String {
+    echo::line(text, MAX_MESSAGE)
+}
+
+/// Several lines of text built from what a gateway sent, each line made a [`message`].
+pub fn text(lines: &str) -> String {
+    lines.lines().map(message).collect::<Vec<_>>().join("\n")
+}
+
+/// A name or description from a gateway, terminal-safe and capped, for tables.
+pub fn field(text: &str) -> String {
+    echo::line(text, MAX_FIELD)
+}
+
+/// `<dir>/<topic>-<partition>-<offset>.<ext>`, the extension following the format. The
+/// topic comes from the gateway: it must be a Kafka topic name (no `/`, not `..`), so the
+/// file lands in `dir` whatever a hostile gateway sends.
+pub fn raw_path(dir: &Path, a: &v1::Alert) -> Result<PathBuf, String> {
+    check_topic(&a.topic).map_err(|e| {
+        format!(
+            "the gateway sent an alert whose topic is not a topic name, so no file is \
+             written for it under {}: {e}",
+            dir.display()
+        )
+    })?;
     let ext = if a.format == "json" { "json" } else { "avro" };
-    dir.join(format!("{}-{}-{}.{ext}", a.topic, a.partition, a.offset))
+    Ok(dir.join(format!("{}-{}-{}.{ext}", a.topic, a.partition, a.offset)))
 }
 
 #[cfg(test)]
@@ -128,8 +161,34 @@ mod tests {
         assert_eq!(v["headers"]["x"], json!([{ "base64": "/wA=" }, null]));
         assert_eq!(v["payload"], "AQID");
         assert_eq!(
-            raw_path(Path::new("/o"), &a),
+            raw_path(Path::new("/o"), &a).unwrap(),
             Path::new("/o/ztf.alerts-1-7.avro")
         );
+    }
+
+    #[test]
+    fn a_topic_that_could_leave_the_folder_is_refused() {
+        for topic in ["../../x", "/etc/cron.d/x", "..", "a/b", "", "x\u{1b}[2J"] {
+            let a = v1::Alert {
+                topic: topic.into(),
+                ..v1::Alert::default()
+            };
+            let e = raw_path(Path::new("/o"), &a).unwrap_err();
+            assert!(e.contains("invalid Kafka topic name"), "{topic:?}: {e}");
+            assert!(!e.chars().any(char::is_control), "{e:?}");
+        }
+        let a = v1::Alert {
+            topic: "t".repeat(100_000),
+            ..v1::Alert::default()
+        };
+        assert!(raw_path(Path::new("/o"), &a).unwrap_err().len() < 600);
+    }
+
+    #[test]
+    fn gateway_text_is_one_capped_line_without_terminal_controls() {
+        let m = message(&format!("no\u{1b}]0;owned\u{7}\n{}", "x".repeat(1 << 20)));
+        assert!(!m.chars().any(char::is_control), "{m:?}");
+        assert!(m.len() < MAX_MESSAGE + 40);
+        assert_eq!(field("ZTF alerts"), "ZTF alerts");
     }
 }
