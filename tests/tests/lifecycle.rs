@@ -205,3 +205,218 @@ async fn sigterm_ends_open_streams_and_exits_cleanly() -> Result<()> {
     }
     Ok(())
 }
+
+/// A valid base configuration in `dir` with TLS and auth files that `serve` accepts.
+fn secured_base(dir: &std::path::Path) -> Result<String> {
+    let now = alertmesh_tests::auth::now();
+    let mesh = alertmesh_auth::tls::creds_init(&dir.join("mesh"), "lasair", now)?;
+    std::fs::copy(&mesh.cert, dir.join("gateway.crt"))?;
+    std::fs::copy(&mesh.key, dir.join("gateway.key"))?;
+    alertmesh_auth::KeyRing::init(&dir.join("keys"), alertmesh_auth::Algorithm::EdDsa, now)?;
+    Ok(r#"
+[gateway]
+name = "lasair"
+listen = "127.0.0.1:0"
+http_listen = "127.0.0.1:0"
+[kafka]
+bootstrap = "127.0.0.1:1"
+[auth]
+keys_dir = "keys"
+[tls]
+cert = "gateway.crt"
+key = "gateway.key"
+[[topics]]
+name = "ztf.alerts"
+namespace = "ZTF"
+format = "avro-ocf"
+"#
+    .to_owned())
+}
+
+/// Runs `serve --check` and `serve` on `config` written in `dir`; both must exit 64 and
+/// name `key` on stderr, and never show `secret`.
+async fn both_refuse(dir: &std::path::Path, config: &str, key: &str, secret: &str) -> Result<()> {
+    let path = dir.join("gateway.toml");
+    std::fs::write(&path, config)?;
+    for check in [true, false] {
+        let mut argv: Vec<&std::ffi::OsStr> =
+            vec!["serve".as_ref(), "--config".as_ref(), path.as_os_str()];
+        if check {
+            argv.push("--check".as_ref());
+        }
+        let output = run_cli(&argv).await?;
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(
+            output.status.code(),
+            Some(64),
+            "{key}, check={check}; stderr:\n{stderr}"
+        );
+        assert!(stderr.contains(&format!("{key}: ")), "{key}:\n{stderr}");
+        assert!(!stderr.contains(secret), "the secret is shown:\n{stderr}");
+    }
+    Ok(())
+}
+
+#[tokio::test]
+async fn check_refuses_what_serve_would_refuse_and_both_exit_64() -> Result<()> {
+    use std::os::unix::fs::PermissionsExt as _;
+    let secret = "hunter2-do-not-print";
+    let dir = tempfile::tempdir()?;
+    let base = secured_base(dir.path())?;
+
+    // The base passes: the cases below fail for their one change only.
+    std::fs::write(dir.path().join("ok.toml"), &base)?;
+    let ok = run_cli(&[
+        "serve".as_ref(),
+        "--check".as_ref(),
+        "--config".as_ref(),
+        dir.path().join("ok.toml").as_os_str(),
+    ])
+    .await?;
+    assert!(
+        ok.status.success(),
+        "{}",
+        String::from_utf8_lossy(&ok.stderr)
+    );
+
+    let with_property = |k: &str, v: &str| {
+        base.replace(
+            "[auth]",
+            &format!("[kafka.properties]\n\"{k}\" = '{v}'\n[auth]"),
+        )
+    };
+    let jaas = format!(
+        "org.apache.kafka.common.security.plain.PlainLoginModule required \
+         username=\"u\" password=\"{secret}\";"
+    );
+    both_refuse(
+        dir.path(),
+        &with_property("sasl.jaas.config", &jaas),
+        "kafka.properties.sasl.jaas.config",
+        secret,
+    )
+    .await?;
+    both_refuse(
+        dir.path(),
+        &with_property("sasl.passwrd", secret),
+        "kafka.properties.sasl.passwrd",
+        secret,
+    )
+    .await?;
+    both_refuse(
+        dir.path(),
+        &with_property("security.protocol", secret),
+        "kafka.properties.security.protocol",
+        secret,
+    )
+    .await?;
+
+    // The gateway's own topics are not exposed; a mirror does not write into its source;
+    // a destination leaves room for its dead-letter topic.
+    both_refuse(
+        dir.path(),
+        &base.replace("ztf.alerts", "_alertmesh.credentials"),
+        "topics[0].name",
+        secret,
+    )
+    .await?;
+    let mirror = |source: &str, destination: &str| {
+        format!(
+            "{base}[[mirrors]]\nname = \"m\"\ndestination = \"{destination}\"\n\
+             [mirrors.source]\nkafka = \"{source}\"\ntopic = \"ztf\"\nnamespace = \"ZTF\"\n\
+             format = \"avro-ocf\"\n"
+        )
+    };
+    both_refuse(
+        dir.path(),
+        &mirror("127.0.0.1:1", "ztf"),
+        "mirrors[0].destination",
+        secret,
+    )
+    .await?;
+    both_refuse(
+        dir.path(),
+        &mirror("10.0.0.1:9092", &"d".repeat(247)),
+        "mirrors[0].destination",
+        secret,
+    )
+    .await?;
+
+    // Files: garbage PEM, a key that is not the certificate's, a signing key others
+    // may read.
+    let path = dir.path().join("gateway.toml");
+    let cert = dir.path().join("gateway.crt");
+    let good_cert = std::fs::read(&cert)?;
+    std::fs::write(&cert, "-----BEGIN CERTIFICATE-----\ngarbage\n")?;
+    both_refuse(dir.path(), &base, "tls.cert", secret).await?;
+    let other = alertmesh_auth::tls::creds_init(
+        &dir.path().join("other"),
+        "lasair",
+        alertmesh_tests::auth::now(),
+    )?;
+    std::fs::copy(&other.cert, &cert)?;
+    both_refuse(dir.path(), &base, "tls.cert", secret).await?;
+    std::fs::write(&cert, good_cert)?;
+    let keys = dir.path().join("keys");
+    for entry in std::fs::read_dir(&keys)? {
+        let p = entry?.path();
+        if p.extension().is_some_and(|e| e == "pem") {
+            std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o644))?;
+        }
+    }
+    both_refuse(dir.path(), &base, "auth.keys_dir", secret).await?;
+    drop(path);
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_serve_that_cannot_work_never_prints_a_property_value() -> Result<()> {
+    // Valid properties, a Kafka that is not there and a port already taken: whatever serve
+    // prints while it fails holds no credential.
+    let secret = "hunter2-do-not-print";
+    let taken = std::net::TcpListener::bind("127.0.0.1:0")?;
+    let dir = tempfile::tempdir()?;
+    let path = dir.path().join("gateway.toml");
+    std::fs::write(
+        &path,
+        format!(
+            r#"
+[gateway]
+name = "lasair"
+listen = "{}"
+http_listen = "127.0.0.1:0"
+[kafka]
+bootstrap = "127.0.0.1:1"
+timeout_ms = 500
+[kafka.properties]
+"security.protocol" = "SASL_PLAINTEXT"
+"sasl.mechanism" = "PLAIN"
+"sasl.username" = "alertmesh"
+"sasl.password" = "{secret}"
+[[topics]]
+name = "ztf.alerts"
+namespace = "ZTF"
+format = "avro-ocf"
+"#,
+            taken.local_addr()?
+        ),
+    )?;
+    let mut child = tokio::process::Command::new(alertmesh_tests::cli::alertmesh_bin())
+        .args(["serve".as_ref(), "--config".as_ref(), path.as_os_str()])
+        .env("ALERTMESH_LOG", "debug")
+        .stderr(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()?;
+    if tokio::time::timeout(Duration::from_secs(5), child.wait())
+        .await
+        .is_err()
+    {
+        child.start_kill()?;
+    }
+    let output = child.wait_with_output().await?;
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!stderr.is_empty(), "serve printed nothing");
+    assert!(!stderr.contains(secret), "the password is shown:\n{stderr}");
+    Ok(())
+}
