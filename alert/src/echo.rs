@@ -92,4 +92,17 @@ mod tests {
         let s = shown(&"\u{1b}".repeat(10), 13);
         assert_eq!(s, "\\u{1b}\\u{1b}…(2 of 10 bytes)");
     }
+
+    #[test]
+    fn errors_echo_a_huge_field_name_capped() {
+        let field = "f".repeat(1 << 20);
+        let e = crate::Error::UnknownField { field }.to_string();
+        assert!(e.len() < MAX_ECHO_CHARS + 60, "{} bytes", e.len());
+        assert!(e.starts_with("unknown field \"fff"), "{e}");
+        let e = crate::Error::FilterType {
+            field: "\u{1b}[2J".into(),
+            reason: "x".into(),
+        };
+        assert_eq!(e.to_string(), "invalid filter on field \"\\u{1b}[2J\": x");
+    }
 }
