@@ -474,3 +474,40 @@ async fn text_from_a_hostile_gateway_is_escaped_and_capped() -> Result<()> {
     assert!(stdout.len() < 1000, "{} bytes", stdout.len());
     Ok(())
 }
+
+#[tokio::test]
+async fn a_gateway_caps_and_escapes_the_input_it_echoes() -> Result<()> {
+    use alertmesh_proto::v1::alert_mesh_client::AlertMeshClient;
+    use alertmesh_tests::client::{earliest, request};
+    let site = site().await?;
+    let mut client = AlertMeshClient::connect(site.gateway.grpc_url()).await?;
+    // Just under the gateway's 1 MiB request limit.
+    let huge = "f".repeat(900_000);
+    let mut unknown_field = request(ZTF_TOPIC);
+    unknown_field.start = earliest();
+    unknown_field.filter = format!("{huge} < 1");
+    let mut unknown_topic = request(&format!("t\u{1b}[2J{huge}"));
+    unknown_topic.start = earliest();
+    for (req, code) in [
+        (unknown_field, tonic::Code::InvalidArgument),
+        (unknown_topic, tonic::Code::NotFound),
+    ] {
+        let status = match client.subscribe(req).await {
+            Err(status) => status,
+            Ok(stream) => match stream.into_inner().message().await {
+                Err(status) => status,
+                Ok(batch) => anyhow::bail!("a stream opened: {:?}", batch.map(|b| b.alerts.len())),
+            },
+        };
+        let message = status.message();
+        assert_eq!(status.code(), code, "{message:.300}");
+        assert!(
+            message.len() <= 1100,
+            "{} bytes: {message:.300}",
+            message.len()
+        );
+        assert!(message.contains("fff"), "the input is not named: {message}");
+        assert!(!message.chars().any(char::is_control), "{message:?}");
+    }
+    Ok(())
+}
