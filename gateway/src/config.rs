@@ -93,6 +93,13 @@ pub struct Limits {
     pub reader_connections: usize,
     /// Bytes of recent alerts the shared per-topic tail keeps for live subscribers.
     pub tail_buffer_bytes: usize,
+    /// HTTP/2 streams one gRPC connection may have open at once
+    /// (SETTINGS_MAX_CONCURRENT_STREAMS).
+    pub max_streams_per_connection: u32,
+    /// A request message must have arrived this long after its stream opened.
+    pub request_timeout: Duration,
+    /// Bytes of request messages still arriving, gateway-wide, before more are refused.
+    pub request_buffer_bytes: usize,
 }
 
 /// `[[topics]]`: one exposed local Kafka topic.
@@ -271,6 +278,30 @@ impl Config {
                 &mut lim,
                 "limits",
                 "tail_buffer_bytes",
+                64 << 20,
+                1 << 20,
+                16 << 30,
+            ) as usize,
+            max_streams_per_connection: r.uint(
+                &mut lim,
+                "limits",
+                "max_streams_per_connection",
+                128,
+                1,
+                10_000,
+            ) as u32,
+            request_timeout: Duration::from_millis(r.uint(
+                &mut lim,
+                "limits",
+                "request_timeout_ms",
+                10_000,
+                100,
+                600_000,
+            )),
+            request_buffer_bytes: r.uint(
+                &mut lim,
+                "limits",
+                "request_buffer_bytes",
                 64 << 20,
                 1 << 20,
                 16 << 30,

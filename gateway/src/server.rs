@@ -259,11 +259,22 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
             shutdown.clone(),
         )),
     };
-    let mut builder = tonic::transport::Server::builder();
+    let limits = &state.config.limits;
+    // Bounds a client cannot lift: streams per connection, request bytes buffered
+    // gateway-wide and how long a request may take to arrive; keepalive pings find dead peers.
+    let mut builder = tonic::transport::Server::builder()
+        .max_concurrent_streams(limits.max_streams_per_connection)
+        .http2_keepalive_interval(Some(Duration::from_secs(30)))
+        .http2_keepalive_timeout(Some(Duration::from_secs(10)))
+        .tcp_keepalive(Some(Duration::from_secs(60)));
     if let Some(tls) = &tls {
         builder = builder.tls_config(crate::tls::grpc_server_config(tls)?)?;
     }
     let server = builder
+        .layer(service::RequestLimitLayer::new(
+            limits.request_buffer_bytes,
+            limits.request_timeout,
+        ))
         .layer(crate::auth::layer::AuthLayer::new(state.auth.clone()))
         .add_service(health_service)
         .add_service(service::server(Arc::clone(&state)))
