@@ -100,6 +100,11 @@ pub struct Limits {
     pub request_timeout: Duration,
     /// Bytes of request messages still arriving, gateway-wide, before more are refused.
     pub request_buffer_bytes: usize,
+    /// A new connection's first request (gRPC: the HTTP/2 preface; HTTP: the request
+    /// headers) must arrive within this.
+    pub header_timeout: Duration,
+    /// A gRPC connection without an open call is closed after this.
+    pub idle_timeout: Duration,
 }
 
 /// `[[topics]]`: one exposed local Kafka topic.
@@ -306,6 +311,22 @@ impl Config {
                 1 << 20,
                 16 << 30,
             ) as usize,
+            header_timeout: Duration::from_millis(r.uint(
+                &mut lim,
+                "limits",
+                "header_timeout_ms",
+                10_000,
+                100,
+                600_000,
+            )),
+            idle_timeout: Duration::from_millis(r.uint(
+                &mut lim,
+                "limits",
+                "idle_timeout_ms",
+                300_000,
+                100,
+                86_400_000,
+            )),
         };
         r.unknown(lim, "limits");
 

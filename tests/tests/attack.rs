@@ -153,3 +153,103 @@ async fn unfinished_request_bodies_are_bounded_and_ended() -> Result<()> {
     assert_eq!(got.alerts.len(), site.produced.len());
     Ok(())
 }
+
+/// Reads until the peer closes the connection; `None` if it is still open after `within`.
+async fn closed_within(tcp: &mut TcpStream, within: Duration) -> Option<Duration> {
+    use tokio::io::AsyncReadExt as _;
+    let started = std::time::Instant::now();
+    let mut buf = [0u8; 4096];
+    let read_all = async {
+        loop {
+            match tcp.read(&mut buf).await {
+                Ok(0) | Err(_) => return,
+                Ok(_) => {}
+            }
+        }
+    };
+    tokio::time::timeout(within, read_all)
+        .await
+        .ok()
+        .map(|()| started.elapsed())
+}
+
+/// Connections that send nothing, trickle their first bytes, or stay without a call were
+/// kept open indefinitely on both ports. Now the first request must arrive within
+/// `limits.header_timeout_ms` and a gRPC connection without a call closes after
+/// `limits.idle_timeout_ms`, while a live stream stays open as long as it lasts.
+#[tokio::test]
+async fn silent_slow_and_idle_connections_are_closed() -> Result<()> {
+    use tokio::io::AsyncWriteExt as _;
+    let site = Mesh::new("lasair")
+        .topic(ZTF_TOPIC, 3)
+        .ztf_alerts()
+        .extra("[limits]\nheader_timeout_ms = 1000\nidle_timeout_ms = 1500")
+        .start()
+        .await?;
+    let (grpc, http) = (site.gateway.grpc_addr(), site.gateway.http_addr());
+    let patience = Duration::from_secs(15);
+
+    // gRPC: nothing at all.
+    let mut silent = TcpStream::connect(&grpc).await?;
+    closed_within(&mut silent, patience)
+        .await
+        .context("a gRPC connection that sends nothing stayed open")?;
+
+    // gRPC: the preface one byte at a time (slowloris).
+    let mut slow = TcpStream::connect(&grpc).await?;
+    let preface = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+    let mut cut = false;
+    for byte in preface {
+        if slow.write_all(&[*byte]).await.is_err() {
+            cut = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    if !cut {
+        closed_within(&mut slow, patience)
+            .await
+            .context("a trickled preface kept the connection open")?;
+    }
+
+    // HTTP side port: a request line, then nothing.
+    let mut partial = TcpStream::connect(&http).await?;
+    partial.write_all(b"GET /metrics HTTP/1.1\r\n").await?;
+    closed_within(&mut partial, patience)
+        .await
+        .context("an unfinished HTTP request stayed open")?;
+
+    // gRPC: a proper HTTP/2 connection that never makes a call.
+    let tcp = TcpStream::connect(&grpc).await?;
+    let (_send, connection) = h2::client::handshake(tcp).await?;
+    tokio::time::timeout(patience, connection)
+        .await
+        .context("an idle HTTP/2 connection stayed open")?
+        .ok();
+
+    // A live stream outlasts the idle timeout: it is a call in progress.
+    let mut client = site.gateway.client().await?;
+    let mut req = request(ZTF_TOPIC);
+    req.start = earliest();
+    let mut stream = client.subscribe(req).await?.into_inner();
+    let mut got = 0;
+    while got < site.produced.len() {
+        let batch = tokio::time::timeout(WAIT, stream.message())
+            .await
+            .context("live stream stalled")??
+            .context("live stream ended")?;
+        got += batch.alerts.len();
+    }
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let record = alertmesh_tests::fixtures::ztf_records(1, alertmesh_tests::fixtures::now_ms(), 1)?
+        .into_iter()
+        .next()
+        .context("a fixture record")?;
+    site.broker.produce(ZTF_TOPIC, &record).await?;
+    let batch = tokio::time::timeout(WAIT, stream.message())
+        .await
+        .context("live stream got nothing after the idle timeout")??
+        .context("the live stream was closed as idle")?;
+    assert!(!batch.alerts.is_empty());
+    Ok(())
+}

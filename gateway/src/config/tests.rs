@@ -35,6 +35,8 @@ fn limits_default_and_are_bounded() {
     assert_eq!(c.limits.max_streams_per_connection, 128);
     assert_eq!(c.limits.request_timeout, Duration::from_secs(10));
     assert_eq!(c.limits.request_buffer_bytes, 64 << 20);
+    assert_eq!(c.limits.header_timeout, Duration::from_secs(10));
+    assert_eq!(c.limits.idle_timeout, Duration::from_secs(300));
 
     let set = format!("{MINIMAL}[limits]\nreader_connections = 1\nreader_buffer_kib = 16384\n");
     let c = Config::parse(&set, &[]).unwrap();
