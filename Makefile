@@ -14,11 +14,13 @@ TARGET_DIR := $(shell $(CARGO) metadata --format-version 1 --no-deps 2>/dev/null
 demo: tansu build
 	ALERTMESH_BIN=$(TARGET_DIR)/debug/alertmesh ./deploy/demo/run.sh
 
-## Install Tansu if missing, build, lint, and run every test (unit, end-to-end, Python client, notebook).
+## Install Tansu if missing, build, lint, and run every test (unit, end-to-end, Python client, notebook),
+## then every documented benchmark at smoke size (scripts/bench-smoke.sh).
 test: tansu lint
 	$(CARGO) build --workspace --all-targets
 	$(CARGO) test --workspace --no-fail-fast
 	ALERTMESH_BIN=$(TARGET_DIR)/debug/alertmesh ./clients/python/run-tests.sh
+	TARGET_DIR=$(TARGET_DIR) ./scripts/bench-smoke.sh
 
 build:
 	$(CARGO) build --workspace --bins

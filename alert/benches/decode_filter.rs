@@ -14,7 +14,9 @@
 //!   with only the needed fields (`objectId`, `candidate.{ra,dec,magpsf,ndethist}`).
 //!
 //! The Python side (`../.venv/bin/python`, else `python3`) is skipped with a message when
-//! fastavro is missing.
+//! fastavro is missing. Only `*.avro` files of the fixture folder are read (it also holds
+//! its manifest); the others are listed as skipped. `BENCH_SECONDS` (default 3) sets the
+//! length of each measurement: `make test` runs it for a fraction of a second as a smoke test.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -22,8 +24,16 @@ use std::time::Instant;
 
 use alertmesh_alert::{Alert, Decoder, Filter, Format, Projection, Registry, Result, Subject};
 
-/// Seconds per measurement.
+/// Seconds per measurement, unless `BENCH_SECONDS` says otherwise.
 const SECONDS: f64 = 3.0;
+
+fn seconds() -> f64 {
+    std::env::var("BENCH_SECONDS")
+        .ok()
+        .and_then(|s| s.parse::<f64>().ok())
+        .filter(|s| s.is_finite() && *s > 0.0)
+        .unwrap_or(SECONDS)
+}
 
 const PY: &str = r#"
 import fastavro, glob, io, math, sys, time
@@ -67,7 +77,7 @@ fn measure(
     let registry = Registry::builtin();
     let (mut n, mut kept) = (0u64, 0u64);
     let start = Instant::now();
-    while start.elapsed().as_secs_f64() < SECONDS {
+    while start.elapsed().as_secs_f64() < seconds() {
         for payload in payloads {
             let alert = decode(payload).expect("fixture decodes");
             let subject = Subject::new(&alert, &registry);
@@ -91,7 +101,7 @@ fn fastavro(dir: &Path, mode: &str) -> Option<f64> {
             let out = Command::new(&py)
                 .args(["-c", PY])
                 .arg(dir)
-                .args([mode, &SECONDS.to_string()])
+                .args([mode, &seconds().to_string()])
                 .output()
                 .ok()?;
             out.status.success().then(|| {
@@ -112,11 +122,16 @@ fn fastavro(dir: &Path, mode: &str) -> Option<f64> {
 fn main() {
     let dir =
         Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/ztf/fink-ztf-public-2020-01-01");
-    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
+    let (mut files, mut skipped): (Vec<PathBuf>, Vec<PathBuf>) = std::fs::read_dir(&dir)
         .unwrap()
         .map(|e| e.unwrap().path())
-        .collect();
+        .partition(|p| p.extension().is_some_and(|e| e == "avro"));
     files.sort();
+    skipped.sort();
+    println!("{} alert files in {}", files.len(), dir.display());
+    for p in &skipped {
+        println!("skipped: {} (not an .avro alert)", p.display());
+    }
     let payloads: Vec<Vec<u8>> = files.iter().map(|p| std::fs::read(p).unwrap()).collect();
 
     let registry = Registry::builtin();

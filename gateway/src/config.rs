@@ -101,6 +101,18 @@ pub struct Limits {
     pub reader_connections: usize,
     /// Bytes of recent alerts the shared per-topic tail keeps for live subscribers.
     pub tail_buffer_bytes: usize,
+    /// HTTP/2 streams one gRPC connection may have open at once
+    /// (SETTINGS_MAX_CONCURRENT_STREAMS).
+    pub max_streams_per_connection: u32,
+    /// A request message must have arrived this long after its stream opened.
+    pub request_timeout: Duration,
+    /// Bytes of request messages still arriving, gateway-wide, before more are refused.
+    pub request_buffer_bytes: usize,
+    /// A new connection's first request (gRPC: the HTTP/2 preface; HTTP: the request
+    /// headers) must arrive within this.
+    pub header_timeout: Duration,
+    /// A gRPC connection without an open call is closed after this.
+    pub idle_timeout: Duration,
 }
 
 /// `[[topics]]`: one exposed local Kafka topic.
@@ -227,6 +239,46 @@ impl Config {
                 1 << 20,
                 16 << 30,
             ) as usize,
+            max_streams_per_connection: r.uint(
+                &mut lim,
+                "limits",
+                "max_streams_per_connection",
+                128,
+                1,
+                10_000,
+            ) as u32,
+            request_timeout: Duration::from_millis(r.uint(
+                &mut lim,
+                "limits",
+                "request_timeout_ms",
+                10_000,
+                100,
+                600_000,
+            )),
+            request_buffer_bytes: r.uint(
+                &mut lim,
+                "limits",
+                "request_buffer_bytes",
+                64 << 20,
+                1 << 20,
+                16 << 30,
+            ) as usize,
+            header_timeout: Duration::from_millis(r.uint(
+                &mut lim,
+                "limits",
+                "header_timeout_ms",
+                10_000,
+                100,
+                600_000,
+            )),
+            idle_timeout: Duration::from_millis(r.uint(
+                &mut lim,
+                "limits",
+                "idle_timeout_ms",
+                300_000,
+                100,
+                86_400_000,
+            )),
         };
         r.unknown(lim, "limits");
 

@@ -2,14 +2,18 @@
 //! (Kafka reachable), `/.well-known/jwks.json` (this gateway's public keys, with `[auth]`).
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::extract::State as Axum;
 use axum::http::{header, StatusCode};
 use axum::response::IntoResponse;
 use axum::routing::get;
 use axum::Router;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::service::TowerToHyperService;
 use prometheus_client::registry::Registry;
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
 use crate::server::State;
 
@@ -18,8 +22,15 @@ struct Http {
     registry: Registry,
 }
 
-pub async fn serve<L>(listener: L, state: Arc<State>, shutdown: CancellationToken)
-where
+/// Serves the side port until `shutdown`. A connection must send its request headers
+/// within `header_timeout` (also between keep-alive requests, so idle connections close):
+/// the side port faces the same clients as the gRPC port.
+pub async fn serve<L>(
+    mut listener: L,
+    state: Arc<State>,
+    shutdown: CancellationToken,
+    header_timeout: Duration,
+) where
     L: axum::serve::Listener,
     L::Addr: std::fmt::Debug,
 {
@@ -33,12 +44,34 @@ where
         .route("/readyz", get(readyz))
         .route("/.well-known/jwks.json", get(jwks))
         .with_state(shared);
-    if let Err(e) = axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown.cancelled_owned())
-        .await
-    {
-        tracing::warn!(error = %e, "http server failed");
+    let connections = TaskTracker::new();
+    loop {
+        let (io, _peer) = tokio::select! {
+            _ = shutdown.cancelled() => break,
+            accepted = listener.accept() => accepted,
+        };
+        let service = TowerToHyperService::new(app.clone());
+        let shutdown = shutdown.clone();
+        connections.spawn(async move {
+            let conn = hyper::server::conn::http1::Builder::new()
+                .timer(TokioTimer::new())
+                .header_read_timeout(header_timeout)
+                .serve_connection(TokioIo::new(io), service);
+            let mut conn = std::pin::pin!(conn);
+            let ended = tokio::select! {
+                ended = conn.as_mut() => ended,
+                _ = shutdown.cancelled() => {
+                    conn.as_mut().graceful_shutdown();
+                    conn.await
+                }
+            };
+            if let Err(e) = ended {
+                tracing::debug!(error = %e, "http connection ended");
+            }
+        });
     }
+    connections.close();
+    connections.wait().await;
 }
 
 async fn metrics(Axum(http): Axum<Arc<Http>>) -> impl IntoResponse {

@@ -19,6 +19,7 @@ pub mod admin;
 pub mod auth;
 pub mod cli;
 pub mod config;
+mod conn_guard;
 pub mod creds;
 pub mod cursor;
 pub mod error;

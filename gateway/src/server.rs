@@ -252,28 +252,42 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
             crate::tls::TlsListener::new(http_listener, tls, shutdown.clone())?,
             Arc::clone(&state),
             shutdown.clone(),
+            state.config.limits.header_timeout,
         )),
         None => tokio::spawn(http::serve(
             http_listener,
             Arc::clone(&state),
             shutdown.clone(),
+            state.config.limits.header_timeout,
         )),
     };
-    let mut builder = tonic::transport::Server::builder();
+    let limits = &state.config.limits;
+    // Bounds a client cannot lift: streams per connection, request bytes buffered
+    // gateway-wide and how long a request may take to arrive; keepalive pings find dead peers.
+    let mut builder = tonic::transport::Server::builder()
+        .max_concurrent_streams(limits.max_streams_per_connection)
+        .http2_keepalive_interval(Some(Duration::from_secs(30)))
+        .http2_keepalive_timeout(Some(Duration::from_secs(10)));
+    let conns = crate::conn_guard::ConnGuard::new(limits.header_timeout, limits.idle_timeout);
     if let Some(tls) = &tls {
         builder = builder.tls_config(crate::tls::grpc_server_config(tls)?)?;
     }
     let server = builder
+        .layer(conns.layer())
+        .layer(service::RequestLimitLayer::new(
+            limits.request_buffer_bytes,
+            limits.request_timeout,
+        ))
         .layer(crate::auth::layer::AuthLayer::new(state.auth.clone()))
         .add_service(health_service)
         .add_service(service::server(Arc::clone(&state)))
         .serve_with_incoming_shutdown(
             // Small alerts should not wait for Nagle's algorithm.
-            TcpListenerStream::new(grpc).map(|conn| {
-                if let Ok(c) = &conn {
+            TcpListenerStream::new(grpc).map(move |conn| {
+                conn.map(|c| {
                     let _ = c.set_nodelay(true);
-                }
-                conn
+                    conns.guard(c)
+                })
             }),
             shutdown.clone().cancelled_owned(),
         );

@@ -22,8 +22,10 @@ pub struct GatewayService {
     state: Arc<State>,
 }
 
+mod request_limit;
 mod subscribe_route;
 
+pub use request_limit::RequestLimitLayer;
 pub use subscribe_route::MeshService;
 
 /// The service, ready to add to a tonic server.

@@ -25,6 +25,7 @@ pub struct Mesh {
     topics: Vec<(String, i32)>,
     ztf_alerts: bool,
     timeout_ms: Option<u64>,
+    extra: Vec<String>,
 }
 
 /// A started institution: broker, gateway and what was produced before the gateway began.
@@ -46,6 +47,7 @@ impl Mesh {
             topics: Vec::new(),
             ztf_alerts: false,
             timeout_ms: None,
+            extra: Vec::new(),
         }
     }
 
@@ -67,6 +69,12 @@ impl Mesh {
         self
     }
 
+    /// Appends raw TOML to the gateway config (e.g. a `[limits]` section).
+    pub fn extra(mut self, toml: &str) -> Self {
+        self.extra.push(toml.to_owned());
+        self
+    }
+
     /// The gateway config this builder would use over `bootstrap`.
     pub fn spec(&self, bootstrap: &str) -> GatewaySpec {
         let mut spec = GatewaySpec::new(&self.name, bootstrap);
@@ -74,6 +82,9 @@ impl Mesh {
             spec = spec.topic(topic, "ZTF", "avro-ocf");
         }
         spec.timeout_ms = self.timeout_ms;
+        for extra in &self.extra {
+            spec = spec.extra(extra);
+        }
         spec
     }
 

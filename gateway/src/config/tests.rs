@@ -32,6 +32,11 @@ fn limits_default_and_are_bounded() {
     assert_eq!(c.limits.reader_connections, 3);
     assert_eq!(c.limits.reader_buffer_kib, 8_192);
     assert_eq!(c.limits.max_batch_bytes, 1 << 20);
+    assert_eq!(c.limits.max_streams_per_connection, 128);
+    assert_eq!(c.limits.request_timeout, Duration::from_secs(10));
+    assert_eq!(c.limits.request_buffer_bytes, 64 << 20);
+    assert_eq!(c.limits.header_timeout, Duration::from_secs(10));
+    assert_eq!(c.limits.idle_timeout, Duration::from_secs(300));
 
     let set = format!("{MINIMAL}[limits]\nreader_connections = 1\nreader_buffer_kib = 16384\n");
     let c = Config::parse(&set, &[]).unwrap();
@@ -45,6 +50,12 @@ fn limits_default_and_are_bounded() {
         "{all}"
     );
     assert!(all.contains("limits.max_batch_alerts"), "{all}");
+
+    let bad =
+        format!("{MINIMAL}[limits]\nmax_streams_per_connection = 0\nrequest_timeout_ms = 5\n");
+    let all = Config::parse(&bad, &[]).unwrap_err().join("\n");
+    assert!(all.contains("limits.max_streams_per_connection"), "{all}");
+    assert!(all.contains("limits.request_timeout_ms"), "{all}");
 }
 
 #[test]

@@ -107,10 +107,12 @@ async fn read_request(body: Body) -> Result<v1::SubscribeRequest, Status> {
     let bytes = Limited::new(body, 5 + MAX_REQUEST_BYTES)
         .collect()
         .await
-        .map_err(|e| {
-            Status::invalid_argument(format!(
+        .map_err(|e| match e.downcast::<Status>() {
+            // The request limits' own verdicts (budget, deadline) keep their codes.
+            Ok(status) => *status,
+            Err(e) => Status::invalid_argument(format!(
                 "cannot read the SubscribeRequest (at most {MAX_REQUEST_BYTES} bytes): {e}"
-            ))
+            )),
         })?
         .to_bytes();
     let Some((prefix, message)) = bytes.split_first_chunk::<5>() else {

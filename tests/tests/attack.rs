@@ -1,0 +1,255 @@
+//! Hostile clients against a real gateway process: raw HTTP/2 that a gRPC library would
+//! never send. The gateway must bound what it buffers, end what never finishes, and keep
+//! serving everyone else.
+
+use std::time::Duration;
+
+use alertmesh_tests::client::{earliest, request, subscribe_all, until_now};
+use alertmesh_tests::{Mesh, WAIT, ZTF_TOPIC};
+use anyhow::{bail, Context, Result};
+use bytes::Bytes;
+use tokio::net::TcpStream;
+
+const SUBSCRIBE: &str = "/alertmesh.v1.AlertMesh/Subscribe";
+
+/// Resident memory of a process, from /proc.
+fn rss_bytes(pid: u32) -> Result<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
+    let kib: u64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .context("no VmRSS line")?
+        .trim()
+        .trim_end_matches("kB")
+        .trim()
+        .parse()?;
+    Ok(kib * 1024)
+}
+
+/// A gRPC request head for `path` over h2c.
+fn grpc_head(addr: &str, path: &str) -> http::Request<()> {
+    http::Request::builder()
+        .method("POST")
+        .uri(format!("http://{addr}{path}"))
+        .header("content-type", "application/grpc")
+        .header("te", "trailers")
+        .body(())
+        .expect("static request head")
+}
+
+/// The gRPC status of a finished response: from the trailers, or from the headers of a
+/// trailers-only response.
+async fn grpc_status(response: h2::client::ResponseFuture) -> Result<Option<String>> {
+    let response = response.await?;
+    if let Some(s) = response.headers().get("grpc-status") {
+        return Ok(Some(s.to_str()?.to_owned()));
+    }
+    let mut body = response.into_body();
+    while let Some(chunk) = body.data().await {
+        let chunk = chunk?;
+        let _ = body.flow_control().release_capacity(chunk.len());
+    }
+    let trailers = body.trailers().await?;
+    Ok(trailers
+        .and_then(|t| t.get("grpc-status").map(|v| v.to_str().map(str::to_owned)))
+        .transpose()?)
+}
+
+/// 500 Subscribe streams on one connection, each declaring a 1,000,000-byte request and
+/// never finishing it, once took the gateway from 256 MB to 762 MB, held forever. Now the
+/// server limits concurrent streams per connection, caps what it buffers of unfinished
+/// requests (`limits.request_buffer_bytes`, 16 MiB here) and ends them after
+/// `limits.request_timeout_ms`.
+#[tokio::test]
+async fn unfinished_request_bodies_are_bounded_and_ended() -> Result<()> {
+    let site = Mesh::new("lasair")
+        .topic(ZTF_TOPIC, 3)
+        .ztf_alerts()
+        .extra("[limits]\nrequest_timeout_ms = 2000\nrequest_buffer_bytes = 16777216")
+        .start()
+        .await?;
+    let pid = site.gateway.pid().context("gateway pid")?;
+    let addr = site.gateway.grpc_addr();
+    let before = rss_bytes(pid)?;
+
+    let tcp = TcpStream::connect(&addr).await?;
+    let (mut send, connection) = h2::client::Builder::new()
+        .initial_window_size(1 << 20)
+        .handshake::<_, Bytes>(tcp)
+        .await?;
+    let mut connection = Box::pin(connection);
+    // Drive the connection until the server's SETTINGS arrive.
+    let _ = tokio::time::timeout(Duration::from_millis(500), &mut connection).await;
+    let advertised = connection.max_concurrent_send_streams();
+    assert!(
+        advertised <= 1024,
+        "SETTINGS_MAX_CONCURRENT_STREAMS should be bounded, got {advertised}"
+    );
+    tokio::spawn(connection);
+
+    let mut declared = vec![0u8];
+    declared.extend_from_slice(&1_000_000u32.to_be_bytes());
+    let body = Bytes::from(vec![0x0a; 999_000]);
+    let mut responses = Vec::new();
+    for _ in 0..500 {
+        // A server at its stream limit makes the client wait here: that is the defence.
+        match tokio::time::timeout(Duration::from_secs(2), send.clone().ready()).await {
+            Ok(Ok(ready)) => send = ready,
+            Ok(Err(e)) => bail!("connection failed while opening streams: {e}"),
+            Err(_) => break,
+        }
+        let Ok((response, mut stream)) = send.send_request(grpc_head(&addr, SUBSCRIBE), false)
+        else {
+            break;
+        };
+        stream.send_data(Bytes::from(declared.clone()), false)?;
+        stream.send_data(body.clone(), false)?;
+        responses.push((response, stream));
+    }
+    assert!(!responses.is_empty(), "no stream could be opened");
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let during = rss_bytes(pid)?;
+    let grown = during.saturating_sub(before);
+    eprintln!(
+        "{} streams opened, gateway RSS {} -> {} MiB",
+        responses.len(),
+        before >> 20,
+        during >> 20
+    );
+    assert!(
+        grown < 64 << 20,
+        "{} unfinished requests grew the gateway by {} MiB (from {} MiB)",
+        responses.len(),
+        grown >> 20,
+        before >> 20
+    );
+
+    // Every unfinished request is ended by the server, with a status or a reset.
+    let mut ended = 0;
+    for (response, _stream) in responses {
+        match tokio::time::timeout(WAIT, grpc_status(response)).await {
+            Ok(Ok(Some(code))) => {
+                assert_ne!(code, "0", "an unfinished request cannot succeed");
+                ended += 1;
+            }
+            Ok(Ok(None)) => bail!("a response ended without a gRPC status"),
+            Ok(Err(_reset)) => ended += 1,
+            Err(_) => bail!("an unfinished request was still open after {WAIT:?}"),
+        }
+    }
+    assert!(ended > 0);
+
+    // And the gateway still serves everyone else.
+    let mut client = site.gateway.client().await?;
+    let mut req = request(ZTF_TOPIC);
+    req.start = earliest();
+    req.end = until_now();
+    let got = subscribe_all(&mut client, req, WAIT).await;
+    assert!(
+        matches!(got.end, Some(Ok(()))),
+        "subscribe after the attack: {:?}",
+        got.end
+    );
+    assert_eq!(got.alerts.len(), site.produced.len());
+    Ok(())
+}
+
+/// Reads until the peer closes the connection; `None` if it is still open after `within`.
+async fn closed_within(tcp: &mut TcpStream, within: Duration) -> Option<Duration> {
+    use tokio::io::AsyncReadExt as _;
+    let started = std::time::Instant::now();
+    let mut buf = [0u8; 4096];
+    let read_all = async {
+        loop {
+            match tcp.read(&mut buf).await {
+                Ok(0) | Err(_) => return,
+                Ok(_) => {}
+            }
+        }
+    };
+    tokio::time::timeout(within, read_all)
+        .await
+        .ok()
+        .map(|()| started.elapsed())
+}
+
+/// Connections that send nothing, trickle their first bytes, or stay without a call were
+/// kept open indefinitely on both ports. Now the first request must arrive within
+/// `limits.header_timeout_ms` and a gRPC connection without a call closes after
+/// `limits.idle_timeout_ms`, while a live stream stays open as long as it lasts.
+#[tokio::test]
+async fn silent_slow_and_idle_connections_are_closed() -> Result<()> {
+    use tokio::io::AsyncWriteExt as _;
+    let site = Mesh::new("lasair")
+        .topic(ZTF_TOPIC, 3)
+        .ztf_alerts()
+        .extra("[limits]\nheader_timeout_ms = 1000\nidle_timeout_ms = 1500")
+        .start()
+        .await?;
+    let (grpc, http) = (site.gateway.grpc_addr(), site.gateway.http_addr());
+    let patience = Duration::from_secs(15);
+
+    // gRPC: nothing at all.
+    let mut silent = TcpStream::connect(&grpc).await?;
+    closed_within(&mut silent, patience)
+        .await
+        .context("a gRPC connection that sends nothing stayed open")?;
+
+    // gRPC: the preface one byte at a time (slowloris).
+    let mut slow = TcpStream::connect(&grpc).await?;
+    let preface = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+    let mut cut = false;
+    for byte in preface {
+        if slow.write_all(&[*byte]).await.is_err() {
+            cut = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    if !cut {
+        closed_within(&mut slow, patience)
+            .await
+            .context("a trickled preface kept the connection open")?;
+    }
+
+    // HTTP side port: a request line, then nothing.
+    let mut partial = TcpStream::connect(&http).await?;
+    partial.write_all(b"GET /metrics HTTP/1.1\r\n").await?;
+    closed_within(&mut partial, patience)
+        .await
+        .context("an unfinished HTTP request stayed open")?;
+
+    // gRPC: a proper HTTP/2 connection that never makes a call.
+    let tcp = TcpStream::connect(&grpc).await?;
+    let (_send, connection) = h2::client::handshake(tcp).await?;
+    tokio::time::timeout(patience, connection)
+        .await
+        .context("an idle HTTP/2 connection stayed open")?
+        .ok();
+
+    // A live stream outlasts the idle timeout: it is a call in progress.
+    let mut client = site.gateway.client().await?;
+    let mut req = request(ZTF_TOPIC);
+    req.start = earliest();
+    let mut stream = client.subscribe(req).await?.into_inner();
+    let mut got = 0;
+    while got < site.produced.len() {
+        let batch = tokio::time::timeout(WAIT, stream.message())
+            .await
+            .context("live stream stalled")??
+            .context("live stream ended")?;
+        got += batch.alerts.len();
+    }
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let record = alertmesh_tests::fixtures::ztf_records(1, alertmesh_tests::fixtures::now_ms(), 1)?
+        .into_iter()
+        .next()
+        .context("a fixture record")?;
+    site.broker.produce(ZTF_TOPIC, &record).await?;
+    let batch = tokio::time::timeout(WAIT, stream.message())
+        .await
+        .context("live stream got nothing after the idle timeout")??
+        .context("the live stream was closed as idle")?;
+    assert!(!batch.alerts.is_empty());
+    Ok(())
+}
