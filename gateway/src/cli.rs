@@ -170,43 +170,13 @@ pub struct SubscribeArgs {
 }
 
 /// Connects to a gateway with the command's TLS and token options.
-pub async fn connect(gateway: &GatewayArg) -> Result<client::Client, String> {
-    client::connect(&gateway.url, &gateway.auth).await
-}
-
-fn source_chain(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
-    let mut cur = e.source();
-    while let Some(inner) = cur {
-        s.push_str(": ");
-        s.push_str(&inner.to_string());
-        cur = inner.source();
-    }
-    s
+pub async fn connect(gateway: &GatewayArg) -> Result<alertmesh_client::Client, String> {
+    client::connect(&gateway.auth.gateway(&gateway.url)?).await
 }
 
 /// One line for a gRPC error: the canonical code, then the gateway's message.
 pub fn status_line(s: &tonic::Status) -> String {
-    let code = match s.code() {
-        tonic::Code::Ok => "OK",
-        tonic::Code::Cancelled => "CANCELLED",
-        tonic::Code::Unknown => "UNKNOWN",
-        tonic::Code::InvalidArgument => "INVALID_ARGUMENT",
-        tonic::Code::DeadlineExceeded => "DEADLINE_EXCEEDED",
-        tonic::Code::NotFound => "NOT_FOUND",
-        tonic::Code::AlreadyExists => "ALREADY_EXISTS",
-        tonic::Code::PermissionDenied => "PERMISSION_DENIED",
-        tonic::Code::ResourceExhausted => "RESOURCE_EXHAUSTED",
-        tonic::Code::FailedPrecondition => "FAILED_PRECONDITION",
-        tonic::Code::Aborted => "ABORTED",
-        tonic::Code::OutOfRange => "OUT_OF_RANGE",
-        tonic::Code::Unimplemented => "UNIMPLEMENTED",
-        tonic::Code::Internal => "INTERNAL",
-        tonic::Code::Unavailable => "UNAVAILABLE",
-        tonic::Code::DataLoss => "DATA_LOSS",
-        tonic::Code::Unauthenticated => "UNAUTHENTICATED",
-    };
-    format!("{code}: {}", s.message().lines().next().unwrap_or(""))
+    alertmesh_client::status_line(s)
 }
 
 /// Runs a client command; errors are printed as one line on stderr.

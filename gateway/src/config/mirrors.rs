@@ -160,8 +160,7 @@ pub(super) fn read(
                         url,
                         topic,
                         filter,
-                        token: None,
-                        endpoint: None,
+                        options: Default::default(),
                     })
                 })
             }
