@@ -65,6 +65,15 @@ impl Default for Backoff {
 }
 
 impl Backoff {
+    /// Delays from `initial`, doubling up to `maximum`.
+    pub fn new(initial: Duration, maximum: Duration) -> Backoff {
+        Backoff {
+            initial,
+            maximum,
+            next: Duration::ZERO,
+        }
+    }
+
     /// Starts over from `initial` (after a batch arrived).
     pub fn reset(&mut self) {
         self.next = Duration::ZERO;
