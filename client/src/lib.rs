@@ -13,7 +13,7 @@
 //!   [`commit_cursor`](Client::commit_cursor), and the generated gRPC client for the rest.
 //! - [`subscription`]: [`Subscription`], a `Subscribe` stream that reconnects after a
 //!   gateway restart or a cut connection and resumes from the positions it has delivered,
-//!   without gaps or repeats.
+//!   without gaps or repeats; [`Subscription::into_stream`] makes it a `Stream`.
 //! - [`Error`]: what can go wrong; no message ever holds the token.
 //!
 //! # Example
@@ -61,4 +61,4 @@ pub use client::{Bearer, Client, Grpc, ViewStream};
 pub use error::{status_line, Error, Result};
 pub use gateway::Gateway;
 pub use options::{Options, Token};
-pub use subscription::{Backoff, Batch, Subscription};
+pub use subscription::{AlertStream, Backoff, Batch, Subscription};

@@ -15,6 +15,7 @@ use alertmesh_tests::client::{check_exactly, earliest, request, until_now};
 use alertmesh_tests::fixtures::{now_ms, ztf_records};
 use alertmesh_tests::{Broker, Mesh, Produced, WAIT, ZTF_TOPIC};
 use anyhow::{bail, ensure, Context, Result};
+use tokio_stream::StreamExt as _;
 use tonic::Code;
 
 /// Reads `n` more alerts, failing on an end, an error or the deadline.
@@ -130,11 +131,10 @@ async fn tls_and_a_token_reach_describe_topics_subscribe_and_fetch() -> Result<(
     let mut req = request(ZTF_TOPIC);
     req.start = earliest();
     req.end = until_now();
-    let mut sub = client.subscribe(req.clone()).await?;
-    let mut alerts = Vec::new();
-    while let Some(a) = tokio::time::timeout(WAIT, sub.next()).await?? {
-        alerts.push(a);
-    }
+    // A bounded stream, read as a `Stream`.
+    let sub = client.subscribe(req.clone()).await?;
+    let alerts: Vec<v1::Alert> =
+        tokio::time::timeout(WAIT, sub.into_stream().collect::<Result<_, _>>()).await??;
     check_exactly(&alerts, &produced.iter().collect::<Vec<_>>(), "lasair")?;
     let fetched = client.fetch(&alerts[7].r#ref).await?;
     ensure!(
