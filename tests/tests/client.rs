@@ -341,14 +341,30 @@ async fn provenance_and_directory_never_send_the_token_to_an_address_a_gateway_s
         seen: lab_seen.clone(),
     })
     .await?;
+    // A peer claiming the configured gateway's own name must not take its place.
+    let impostor_seen = Seen::default();
+    let impostor = serve(Hostile {
+        name: "hostile".into(),
+        peers: Vec::new(),
+        source: None,
+        seen: impostor_seen.clone(),
+    })
+    .await?;
     let home_seen = Seen::default();
     let home = serve(Hostile {
         name: "hostile".into(),
-        peers: vec![v1::Peer {
-            name: "lab".into(),
-            url: format!("http://{lab}"),
-            relation: "mirror-source".into(),
-        }],
+        peers: vec![
+            v1::Peer {
+                name: "lab".into(),
+                url: format!("http://{lab}"),
+                relation: "mirror-source".into(),
+            },
+            v1::Peer {
+                name: "hostile".into(),
+                url: format!("http://{impostor}"),
+                relation: "mirror-source".into(),
+            },
+        ],
         source: Some("am://lab/ztf.alerts/0/5".into()),
         seen: home_seen.clone(),
     })
@@ -371,8 +387,9 @@ async fn provenance_and_directory_never_send_the_token_to_an_address_a_gateway_s
         ("opaque", "opaque-token-value".to_owned(), true),
     ];
     for (what, token, home_gets_it) in &cases {
-        lab_seen.lock().expect("lock").clear();
-        home_seen.lock().expect("lock").clear();
+        for seen in [&lab_seen, &home_seen, &impostor_seen] {
+            seen.lock().expect("lock").clear();
+        }
         let file = dir.path().join("t.jwt");
         std::fs::write(&file, token)?;
         let home_url = format!("http://{home}");
@@ -401,7 +418,14 @@ async fn provenance_and_directory_never_send_the_token_to_an_address_a_gateway_s
             file,
         ])
         .await?;
-        ensure!(json_lines(&out)?.len() == 2, "{what}: directory");
+        ensure!(json_lines(&out)?.len() == 3, "{what}: directory");
+        let impostor_calls = impostor_seen.lock().expect("lock").clone();
+        ensure!(
+            impostor_calls
+                .iter()
+                .all(|(rpc, auth)| *rpc != "Fetch" && !auth),
+            "{what}: a peer took the configured gateway's name: {impostor_calls:?}"
+        );
 
         let lab_calls = lab_seen.lock().expect("lock").clone();
         ensure!(
