@@ -140,3 +140,26 @@ impl MirrorSpec {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_gateway_source_debug_shows_no_token() {
+        let source = GatewaySource {
+            url: "https://lasair:50051".into(),
+            topic: "ztf.alerts".into(),
+            filter: None,
+            options: alertmesh_client::Options {
+                token: Some(alertmesh_client::Token::new("s3cret.jwt.value").unwrap()),
+                ..Default::default()
+            },
+        };
+        let shown = format!("{source:?}");
+        assert!(
+            shown.contains("lasair") && !shown.contains("s3cret"),
+            "{shown}"
+        );
+    }
+}
