@@ -60,12 +60,21 @@ impl Gateway {
     /// read and checked now, so a bad file fails here rather than at the first call.
     pub fn new(url: &str, options: &Options) -> Result<Gateway> {
         let url = with_scheme(url);
-        let tls = url.starts_with("https://");
-        if !tls && options.has_tls_files() {
+        if !url.starts_with("https://") && options.has_tls_files() {
             return Err(Error::Tls(format!(
                 "a CA, certificate or key needs an https:// gateway URL, not {url}"
             )));
         }
+        Gateway::lenient(&url, options)
+    }
+
+    /// Like [`Gateway::new`], but TLS files are ignored for a plain-text URL instead of
+    /// refused: for programs that walk the mesh with one set of options across open and
+    /// TLS gateways. The files still go to `https://` gateways [`discovered`](Self::discovered)
+    /// from this one.
+    pub fn lenient(url: &str, options: &Options) -> Result<Gateway> {
+        let url = with_scheme(url);
+        let tls = url.starts_with("https://");
         if options.cert.is_some() != options.key.is_some() {
             return Err(Error::Tls(
                 "a client certificate and its key go together".into(),
@@ -133,16 +142,11 @@ impl Gateway {
         if url == self.url {
             return Ok(self.clone());
         }
-        let mut options = Options {
+        let options = Options {
             token: None,
             ..self.options.clone()
         };
-        if !url.starts_with("https://") {
-            options.ca = None;
-            options.cert = None;
-            options.key = None;
-        }
-        Gateway::new(&url, &options)
+        Gateway::lenient(&url, &options)
     }
 
     /// A connection to the gateway, failing within the connect timeout when nothing
@@ -251,6 +255,11 @@ mod tests {
         };
         assert!(Gateway::new("https://127.0.0.1:1", &half).is_err());
         assert!(Gateway::new("http://bad url", &Options::default()).is_err());
+        // A walk from an open gateway keeps the CA for the TLS gateways it finds.
+        let home = Gateway::lenient("http://127.0.0.1:1", &with_ca).unwrap();
+        let e = home.discovered("https://127.0.0.1:2").unwrap_err();
+        assert!(e.to_string().contains("/nonexistent/ca.pem"), "{e}");
+        assert!(home.discovered("http://127.0.0.1:3").is_ok());
     }
 
     #[tokio::test]

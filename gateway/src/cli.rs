@@ -101,6 +101,11 @@ pub enum Command {
         /// Where to start looking up gateways (the mesh directory is walked from here).
         #[command(flatten)]
         gateway: GatewayArg,
+        /// Reach the gateway NAME at URL, with this command's token and TLS files. The
+        /// token goes only to gateways configured here or by --gateway (and only if its
+        /// `aud` names them), never to an address another gateway supplied.
+        #[arg(long = "peer", value_name = "NAME=URL")]
+        peers: Vec<String>,
     },
     /// Manage this gateway's keys and credentials (tokens, revocations, dev TLS).
     #[command(subcommand)]
@@ -195,7 +200,11 @@ pub async fn run_client(command: Command) -> ExitCode {
         Command::Creds(cmd) => creds::run(cmd).await,
         Command::Mirror(cmd) => mesh::mirror(cmd).await,
         Command::Directory { gateway, json } => mesh::directory(gateway, json).await,
-        Command::Provenance { alert_ref, gateway } => mesh::provenance(gateway, &alert_ref).await,
+        Command::Provenance {
+            alert_ref,
+            gateway,
+            peers,
+        } => mesh::provenance(gateway, &alert_ref, &peers).await,
         Command::Replay(args) => replay::replay(args).await,
         Command::Inspect(args) => inspect::inspect(args),
     };

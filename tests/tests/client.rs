@@ -370,11 +370,14 @@ async fn provenance_and_directory_never_send_the_token_to_an_address_a_gateway_s
     })
     .await?;
     let dir = tempfile::tempdir()?;
+    // (case, token, whether the configured gateway gets it, whether the user configured
+    // the lab with --peer, which makes it a gateway the token may go to).
     let cases = [
         // Issued for the lab: the one case the old walk sent it to the address "hostile" gave.
         (
             "aud lab",
             token_with(serde_json::json!({"aud": "lab", "sub": "alice"})),
+            false,
             false,
         ),
         // Issued for the configured gateway: it goes there, and nowhere else.
@@ -382,11 +385,19 @@ async fn provenance_and_directory_never_send_the_token_to_an_address_a_gateway_s
             "aud hostile",
             token_with(serde_json::json!({"aud": ["hostile"]})),
             true,
+            false,
         ),
         // No readable aud: only the URL given on the command line gets it.
-        ("opaque", "opaque-token-value".to_owned(), true),
+        ("opaque", "opaque-token-value".to_owned(), true, false),
+        // The user configured the lab: a token for the lab goes there.
+        (
+            "aud lab, lab configured",
+            token_with(serde_json::json!({"aud": "lab"})),
+            false,
+            true,
+        ),
     ];
-    for (what, token, home_gets_it) in &cases {
+    for (what, token, home_gets_it, lab_configured) in &cases {
         for seen in [&lab_seen, &home_seen, &impostor_seen] {
             seen.lock().expect("lock").clear();
         }
@@ -394,21 +405,26 @@ async fn provenance_and_directory_never_send_the_token_to_an_address_a_gateway_s
         std::fs::write(&file, token)?;
         let home_url = format!("http://{home}");
         let file = file.to_str().context("utf-8 path")?;
-        let out = run_cli(&[
+        let lab_peer = format!("lab=http://{lab}");
+        let mut args = vec![
             "provenance",
             "am://hostile/ztf.alerts/0/1",
             "--gateway",
             &home_url,
             "--token",
             file,
-        ])
-        .await?;
+        ];
+        if *lab_configured {
+            args.extend(["--peer", &lab_peer]);
+        }
+        let out = run_cli(&args).await?;
         let hops = json_lines(&out).with_context(|| what.to_string())?;
         ensure!(hops.len() == 2, "{what}: hops {hops:?}");
         ensure!(
             hops[1]["ref"] == "am://lab/ztf.alerts/0/5",
             "{what}: the walk did not reach the lab: {hops:?}"
         );
+        // TLS files apply to https:// gateways only: unused (and unread) here.
         let out = run_cli(&[
             "directory",
             "--json",
@@ -416,6 +432,8 @@ async fn provenance_and_directory_never_send_the_token_to_an_address_a_gateway_s
             &home_url,
             "--token",
             file,
+            "--ca",
+            "/nonexistent/ca.pem",
         ])
         .await?;
         ensure!(json_lines(&out)?.len() == 3, "{what}: directory");
@@ -432,9 +450,11 @@ async fn provenance_and_directory_never_send_the_token_to_an_address_a_gateway_s
             lab_calls.iter().any(|(rpc, _)| *rpc == "Fetch"),
             "{what}: the lab was not asked: {lab_calls:?}"
         );
+        let lab_fetch_auth = lab_calls.iter().any(|(rpc, auth)| *rpc == "Fetch" && *auth);
         ensure!(
-            lab_calls.iter().all(|(_, auth)| !auth),
-            "{what}: the token reached an address another gateway supplied: {lab_calls:?}"
+            lab_fetch_auth == *lab_configured
+                && lab_calls.iter().all(|(rpc, auth)| *rpc == "Fetch" || !auth),
+            "{what}: the lab's calls (the token reaches it only when configured): {lab_calls:?}"
         );
         let home_calls = home_seen.lock().expect("lock").clone();
         let home_fetch_auth = home_calls

@@ -137,8 +137,14 @@ async fn walk(
     Ok((found, failed))
 }
 
+/// A gateway of a walk configured by the user: TLS files apply to `https://` URLs only
+/// (a walk crosses open and TLS gateways).
+fn configured(url: &str, gateway: &GatewayArg) -> Result<Gateway, String> {
+    Gateway::lenient(url, &gateway.auth.options()?).map_err(|e| e.to_string())
+}
+
 pub(super) async fn directory(gateway: GatewayArg, as_json: bool) -> Result<(), String> {
-    let (found, failed) = walk(&gateway.auth.gateway(&gateway.url)?).await?;
+    let (found, failed) = walk(&configured(&gateway.url, &gateway)?).await?;
     let mut out = std::io::stdout().lock();
     for (reached, d) in &found {
         let url = reached.url();
@@ -187,11 +193,23 @@ pub(super) async fn directory(gateway: GatewayArg, as_json: bool) -> Result<(), 
     Ok(())
 }
 
-pub(super) async fn provenance(gateway: GatewayArg, alert_ref: &str) -> Result<(), String> {
-    let (found, _) = walk(&gateway.auth.gateway(&gateway.url)?).await?;
-    // The nearest gateway claiming a name wins: a peer cannot take over the name of the
-    // gateway the user configured.
+pub(super) async fn provenance(
+    gateway: GatewayArg,
+    alert_ref: &str,
+    peers: &[String],
+) -> Result<(), String> {
+    // Gateways the user configured by name come first.
     let mut by_name: BTreeMap<String, Gateway> = BTreeMap::new();
+    for p in peers {
+        let (name, url) = p
+            .split_once('=')
+            .filter(|(n, u)| !n.is_empty() && !u.is_empty())
+            .ok_or_else(|| format!("invalid --peer {p:?}: expected NAME=URL"))?;
+        by_name.insert(name.to_owned(), configured(url, &gateway)?);
+    }
+    let (found, _) = walk(&configured(&gateway.url, &gateway)?).await?;
+    // Then the nearest gateway claiming a name: a peer cannot take over the name of the
+    // gateway the user configured.
     for (reached, d) in found {
         by_name.entry(d.name).or_insert(reached);
     }
