@@ -11,15 +11,16 @@
 //! A stream ending at `now` is not reopened: `now` would mean a later time.
 
 use std::collections::{BTreeMap, VecDeque};
-use std::future::Future;
-use std::pin::Pin;
-use std::task::{Context, Poll};
 use std::time::{Duration, SystemTime};
 
 use alertmesh_proto::v1::{self, end, start};
 use tonic::{Code, Status, Streaming};
 
 use crate::{Grpc, Result};
+
+mod stream;
+
+pub use stream::AlertStream;
 
 /// `start = earliest`: the oldest record Kafka still holds.
 pub fn earliest() -> v1::Start {
@@ -227,10 +228,7 @@ impl Subscription {
     /// The subscription as a [`Stream`](tokio_stream::Stream) of alerts, for
     /// `StreamExt` combinators; it ends after the first error.
     pub fn into_stream(self) -> AlertStream {
-        AlertStream {
-            idle: Some(self),
-            reading: None,
-        }
+        AlertStream::new(self)
     }
 
     /// The next alert; `None` once the stream ended (its end or limit reached). Skipped
@@ -368,52 +366,6 @@ impl Subscription {
             .map(|(&partition, &offset)| v1::PartitionOffset { partition, offset })
             .collect();
         req
-    }
-}
-
-type Reading = Pin<Box<dyn Future<Output = (Subscription, Result<Option<v1::Alert>>)> + Send>>;
-
-/// A [`Subscription`] as a [`Stream`](tokio_stream::Stream) of alerts (see
-/// [`Subscription::into_stream`]).
-pub struct AlertStream {
-    idle: Option<Subscription>,
-    reading: Option<Reading>,
-}
-
-impl std::fmt::Debug for AlertStream {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("AlertStream")
-            .field("subscription", &self.idle)
-            .field("reading", &self.reading.is_some())
-            .finish()
-    }
-}
-
-impl tokio_stream::Stream for AlertStream {
-    type Item = Result<v1::Alert>;
-
-    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
-        if self.reading.is_none() {
-            // The subscription moves into the read and comes back with its result.
-            let Some(mut sub) = self.idle.take() else {
-                return Poll::Ready(None);
-            };
-            self.reading = Some(Box::pin(async move {
-                let next = sub.next().await;
-                (sub, next)
-            }));
-        }
-        let reading = self.reading.as_mut().expect("set above");
-        let (sub, next) = std::task::ready!(reading.as_mut().poll(cx));
-        self.reading = None;
-        match next {
-            Ok(Some(alert)) => {
-                self.idle = Some(sub);
-                Poll::Ready(Some(Ok(alert)))
-            }
-            Ok(None) => Poll::Ready(None),
-            Err(e) => Poll::Ready(Some(Err(e))),
-        }
     }
 }
 
