@@ -101,6 +101,11 @@ pub enum Command {
         /// Where to start looking up gateways (the mesh directory is walked from here).
         #[command(flatten)]
         gateway: GatewayArg,
+        /// Reach the gateway NAME at URL, with this command's token and TLS files. The
+        /// token goes only to gateways configured here or by --gateway (and only if its
+        /// `aud` names them), never to an address another gateway supplied.
+        #[arg(long = "peer", value_name = "NAME=URL")]
+        peers: Vec<String>,
     },
     /// Manage this gateway's keys and credentials (tokens, revocations, dev TLS).
     #[command(subcommand)]
@@ -170,45 +175,15 @@ pub struct SubscribeArgs {
 }
 
 /// Connects to a gateway with the command's TLS and token options.
-pub async fn connect(gateway: &GatewayArg) -> Result<client::Client, String> {
-    client::connect(&gateway.url, &gateway.auth).await
-}
-
-fn source_chain(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
-    let mut cur = e.source();
-    while let Some(inner) = cur {
-        s.push_str(": ");
-        s.push_str(&inner.to_string());
-        cur = inner.source();
-    }
-    s
+pub async fn connect(gateway: &GatewayArg) -> Result<alertmesh_client::Client, String> {
+    client::connect(&gateway.auth.gateway(&gateway.url)?).await
 }
 
 /// One line for a gRPC error: the canonical code, then the gateway's message.
 pub fn status_line(s: &tonic::Status) -> String {
-    let code = match s.code() {
-        tonic::Code::Ok => "OK",
-        tonic::Code::Cancelled => "CANCELLED",
-        tonic::Code::Unknown => "UNKNOWN",
-        tonic::Code::InvalidArgument => "INVALID_ARGUMENT",
-        tonic::Code::DeadlineExceeded => "DEADLINE_EXCEEDED",
-        tonic::Code::NotFound => "NOT_FOUND",
-        tonic::Code::AlreadyExists => "ALREADY_EXISTS",
-        tonic::Code::PermissionDenied => "PERMISSION_DENIED",
-        tonic::Code::ResourceExhausted => "RESOURCE_EXHAUSTED",
-        tonic::Code::FailedPrecondition => "FAILED_PRECONDITION",
-        tonic::Code::Aborted => "ABORTED",
-        tonic::Code::OutOfRange => "OUT_OF_RANGE",
-        tonic::Code::Unimplemented => "UNIMPLEMENTED",
-        tonic::Code::Internal => "INTERNAL",
-        tonic::Code::Unavailable => "UNAVAILABLE",
-        tonic::Code::DataLoss => "DATA_LOSS",
-        tonic::Code::Unauthenticated => "UNAUTHENTICATED",
-    };
     // The message comes from the gateway: one line, capped, no terminal controls.
     let text = s.message().lines().next().unwrap_or("");
-    format!("{code}: {}", output::message(text))
+    output::message(&alertmesh_client::status_line(&tonic::Status::new(s.code(), text)))
 }
 
 /// Runs a client command; errors are printed as one line on stderr.
@@ -227,7 +202,11 @@ pub async fn run_client(command: Command) -> ExitCode {
         Command::Creds(cmd) => creds::run(cmd).await,
         Command::Mirror(cmd) => mesh::mirror(cmd).await,
         Command::Directory { gateway, json } => mesh::directory(gateway, json).await,
-        Command::Provenance { alert_ref, gateway } => mesh::provenance(gateway, &alert_ref).await,
+        Command::Provenance {
+            alert_ref,
+            gateway,
+            peers,
+        } => mesh::provenance(gateway, &alert_ref, &peers).await,
         Command::Replay(args) => replay::replay(args).await,
         Command::Inspect(args) => inspect::inspect(args),
     };

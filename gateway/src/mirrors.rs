@@ -13,7 +13,6 @@ use prometheus_client::registry::Registry;
 use std::sync::atomic::AtomicU64;
 use tokio_util::sync::CancellationToken;
 
-use crate::cli::client::{endpoint, ClientAuthArgs};
 use crate::config::MirrorConfig;
 use crate::error::{Error, Result};
 use crate::server::State;
@@ -40,16 +39,22 @@ pub fn start(state: &State, cancel: &CancellationToken) -> Result<Vec<MirrorHand
 fn with_credentials(m: &MirrorConfig) -> Result<alertmesh_mirror::MirrorSpec> {
     let mut spec = m.spec.clone();
     if let Source::Gateway(g) = &mut spec.source {
-        let auth = ClientAuthArgs {
-            token_file: m.token_file.clone(),
-            token_env: None,
+        let fail =
+            |e: alertmesh_client::Error| Error::Internal(format!("mirror {}: {e}", spec_name(m)));
+        g.options = alertmesh_client::Options {
+            token: m
+                .token_file
+                .as_ref()
+                .map(alertmesh_client::Token::from_file)
+                .transpose()
+                .map_err(fail)?,
             ca: m.ca.clone(),
             cert: m.cert.clone(),
             key: m.key.clone(),
+            ..Default::default()
         };
-        let fail = |e: String| Error::Internal(format!("mirror {}: {e}", spec_name(m)));
-        g.token = auth.token().map_err(fail)?;
-        g.endpoint = Some(Box::new(endpoint(&g.url, &auth).map_err(fail)?.1));
+        // Checks the URL and loads the TLS files now, so a bad one stops the gateway.
+        alertmesh_client::Gateway::new(&g.url, &g.options).map_err(fail)?;
     }
     Ok(spec)
 }

@@ -55,22 +55,20 @@ pub struct GatewaySource {
     pub topic: String,
     /// A filter evaluated at the source, e.g. `candidate.magpsf < 19`.
     pub filter: Option<String>,
-    /// A bearer token sent as `authorization: Bearer <token>` on every call.
-    pub token: Option<String>,
-    /// A ready endpoint (TLS, timeouts) for `url`; `None` connects to `url` as given
-    /// (plain text for `http://`). Boxed: an endpoint is large.
-    pub endpoint: Option<Box<tonic::transport::Endpoint>>,
+    /// How to reach `url`: the bearer token bound to it, and the CA and client
+    /// certificate for an `https://` URL. Its connect timeout is replaced by the mirror
+    /// environment's.
+    pub options: alertmesh_client::Options,
 }
 
 impl fmt::Debug for GatewaySource {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        // The token is a secret: show only whether there is one.
+        // The options show no token (its Debug is redacted).
         f.debug_struct("GatewaySource")
             .field("url", &self.url)
             .field("topic", &self.topic)
             .field("filter", &self.filter)
-            .field("token", &self.token.as_ref().map(|_| "<redacted>"))
-            .field("endpoint", &self.endpoint.is_some())
+            .field("options", &self.options)
             .finish()
     }
 }
@@ -140,5 +138,28 @@ impl MirrorSpec {
             }
             Source::Kafka(k) => format!("kafka://{}/{}", k.bootstrap, k.topic),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_gateway_source_debug_shows_no_token() {
+        let source = GatewaySource {
+            url: "https://lasair:50051".into(),
+            topic: "ztf.alerts".into(),
+            filter: None,
+            options: alertmesh_client::Options {
+                token: Some(alertmesh_client::Token::new("s3cret.jwt.value").unwrap()),
+                ..Default::default()
+            },
+        };
+        let shown = format!("{source:?}");
+        assert!(
+            shown.contains("lasair") && !shown.contains("s3cret"),
+            "{shown}"
+        );
     }
 }

@@ -14,16 +14,11 @@
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
 use alertmesh_auth::{KeyRing, SigningKey};
-use alertmesh_proto::v1::alert_mesh_client::AlertMeshClient;
 use anyhow::{bail, ensure, Context, Result};
 use base64::Engine as _;
 use tempfile::TempDir;
-use tonic::metadata::AsciiMetadataValue;
-use tonic::service::interceptor::InterceptedService;
-use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity};
 
 use crate::cli::run_cli;
 use crate::gateway::{Gateway, GatewaySpec, Ready};
@@ -266,48 +261,29 @@ impl Secure {
     }
 }
 
-/// Adds `authorization: Bearer <token>` to every call.
-#[derive(Debug, Clone)]
-pub struct Bearer(Option<AsciiMetadataValue>);
-
-impl tonic::service::Interceptor for Bearer {
-    fn call(&mut self, mut req: tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Status> {
-        if let Some(v) = &self.0 {
-            req.metadata_mut().insert("authorization", v.clone());
-        }
-        Ok(req)
-    }
-}
-
-/// A gRPC client with a bearer token.
-pub type Client = AlertMeshClient<InterceptedService<Channel, Bearer>>;
+/// A gRPC client with a bearer token: `alertmesh-client`'s generated client.
+pub type Client = alertmesh_client::Grpc;
 
 /// Connects to `url` (https) trusting `ca`, with an optional client certificate and token
-/// (sent verbatim after `Bearer `).
+/// (sent verbatim after `Bearer `), through `alertmesh-client`.
 pub async fn client(
     url: &str,
     ca: &Path,
     cert: Option<&CertFiles>,
     token: Option<&str>,
 ) -> Result<Client> {
-    let mut tls = ClientTlsConfig::new().ca_certificate(Certificate::from_pem(std::fs::read(ca)?));
-    if let Some(c) = cert {
-        tls = tls.identity(Identity::from_pem(
-            std::fs::read(&c.cert)?,
-            std::fs::read(&c.key)?,
-        ));
-    }
-    let channel = Endpoint::from_shared(url.to_owned())?
-        .tls_config(tls)?
-        .connect_timeout(Duration::from_secs(5))
+    let options = alertmesh_client::Options {
+        token: token.map(alertmesh_client::Token::new).transpose()?,
+        ca: Some(ca.to_owned()),
+        cert: cert.map(|c| c.cert.clone()),
+        key: cert.map(|c| c.key.clone()),
+        ..Default::default()
+    };
+    let connected = alertmesh_client::Gateway::new(url, &options)?
         .connect()
         .await
         .context("connect over tls")?;
-    let bearer = Bearer(match token {
-        Some(t) => Some(format!("Bearer {t}").parse()?),
-        None => None,
-    });
-    Ok(AlertMeshClient::with_interceptor(channel, bearer).max_decoding_message_size(256 << 20))
+    Ok(connected.into_grpc())
 }
 
 /// Unix seconds now.

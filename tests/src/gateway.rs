@@ -28,13 +28,6 @@ pub struct TopicSpec {
     pub format: String,
 }
 
-/// HTTP/2 flow-control windows of test clients (as the CLI uses).
-const STREAM_WINDOW: u32 = 8 << 20;
-const CONNECTION_WINDOW: u32 = 32 << 20;
-/// Largest HTTP/2 frame test clients accept (as the CLI does): fewer, larger frames cost
-/// the reader less per batch.
-const MAX_FRAME: u32 = 1 << 20;
-
 /// When a started gateway counts as ready.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Ready {
@@ -252,6 +245,15 @@ impl Gateway {
         self.child.as_ref().map(Child::id)
     }
 
+    /// The gateway as `alertmesh-client` reaches it (plain text, no token): to connect
+    /// with [`alertmesh_client::Gateway::connect`] and subscribe with resume.
+    pub fn endpoint(&self) -> Result<alertmesh_client::Gateway> {
+        Ok(alertmesh_client::Gateway::new(
+            &self.grpc_url(),
+            &alertmesh_client::Options::default(),
+        )?)
+    }
+
     /// A new gRPC client connected to the gateway.
     pub async fn client(&self) -> Result<AlertMeshClient<Channel>> {
         let client = AlertMeshClient::new(self.channel().await?);
@@ -260,16 +262,11 @@ impl Gateway {
             .max_encoding_message_size(MAX_MESSAGE))
     }
 
-    /// A new connection to the gateway.
+    /// A new connection to the gateway, tuned as `alertmesh-client` tunes every
+    /// connection (large HTTP/2 windows and frames, TCP_NODELAY).
     pub async fn channel(&self) -> Result<Channel> {
-        // Streams of 60 KB alerts need HTTP/2 windows far above the 64 KiB default, or
-        // every megabyte waits on a dozen window updates.
-        tonic::transport::Endpoint::from_shared(self.grpc_url())?
-            .initial_stream_window_size(STREAM_WINDOW)
-            .initial_connection_window_size(CONNECTION_WINDOW)
-            .max_frame_size(MAX_FRAME)
-            .tcp_nodelay(true)
-            .connect()
+        self.endpoint()?
+            .channel()
             .await
             .context("connect to gateway")
     }

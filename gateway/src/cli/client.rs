@@ -1,16 +1,10 @@
 //! Connecting the CLI to a gateway: `https://` URLs use TLS (`--ca`, and `--cert`/`--key`
 //! for mutual TLS), and `--token FILE` / `--token-env VAR` send a bearer token on every call.
+//! The flags become [`alertmesh_client::Options`]; the client crate does the rest.
 
 use std::path::PathBuf;
-use std::time::Duration;
 
-use alertmesh_proto::v1::alert_mesh_client::AlertMeshClient;
-use tonic::metadata::AsciiMetadataValue;
-use tonic::service::interceptor::InterceptedService;
-use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity};
-
-/// Largest message the CLI accepts from a gateway (one batch, or one large alert).
-const MAX_MESSAGE_BYTES: usize = 256 << 20;
+use alertmesh_client::{Client, Gateway, Options, Token};
 
 /// How the CLI proves who it is.
 #[derive(Debug, Clone, Default, clap::Args)]
@@ -32,112 +26,33 @@ pub struct ClientAuthArgs {
     pub key: Option<PathBuf>,
 }
 
-/// Adds `authorization: Bearer <token>` to every call.
-#[derive(Clone)]
-pub struct Bearer(Option<AsciiMetadataValue>);
-
-impl std::fmt::Debug for Bearer {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("Bearer(<redacted>)")
-    }
-}
-
-impl tonic::service::Interceptor for Bearer {
-    fn call(&mut self, mut req: tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Status> {
-        if let Some(v) = &self.0 {
-            req.metadata_mut().insert("authorization", v.clone());
-        }
-        Ok(req)
-    }
-}
-
-/// A connected gateway client.
-pub type Client = AlertMeshClient<InterceptedService<Channel, Bearer>>;
-
 impl ClientAuthArgs {
-    /// The token, read from --token or --token-env; errors never show its content.
-    pub fn token(&self) -> Result<Option<String>, String> {
+    /// The client options: the token read from --token or --token-env (errors name the
+    /// flag, never the token), and the TLS files.
+    pub fn options(&self) -> Result<Options, String> {
         let token = if let Some(path) = &self.token_file {
-            std::fs::read_to_string(path)
-                .map_err(|e| format!("cannot read --token {}: {e}", path.display()))?
+            Some(Token::from_file(path).map_err(|e| format!("--token: {e}"))?)
         } else if let Some(var) = &self.token_env {
-            std::env::var(var).map_err(|_| format!("--token-env {var}: the variable is not set"))?
+            Some(Token::from_env(var).map_err(|e| format!("--token-env: {e}"))?)
         } else {
-            return Ok(None);
+            None
         };
-        let token = token.trim().to_owned();
-        if token.is_empty() {
-            return Err("the token is empty; pass the output of `alertmesh creds issue`".into());
-        }
-        Ok(Some(token))
+        Ok(Options {
+            token,
+            ca: self.ca.clone(),
+            cert: self.cert.clone(),
+            key: self.key.clone(),
+            ..Options::default()
+        })
     }
 
-    fn bearer(&self) -> Result<Bearer, String> {
-        match self.token()? {
-            None => Ok(Bearer(None)),
-            Some(t) => format!("Bearer {t}")
-                .parse()
-                .map(|v| Bearer(Some(v)))
-                .map_err(|_| "the token has characters a header cannot carry".to_owned()),
-        }
+    /// The gateway at `url` with these options: the token is bound to `url`.
+    pub fn gateway(&self, url: &str) -> Result<Gateway, String> {
+        Gateway::new(url, &self.options()?).map_err(|e| e.to_string())
     }
-
-    fn tls(&self) -> Result<ClientTlsConfig, String> {
-        let mut tls = ClientTlsConfig::new();
-        if let Some(ca) = &self.ca {
-            let pem = alertmesh_auth::tls::load_pem_certs(ca).map_err(|e| format!("--ca: {e}"))?;
-            tls = tls.ca_certificate(Certificate::from_pem(pem));
-        }
-        if let (Some(cert), Some(key)) = (&self.cert, &self.key) {
-            let (c, k) = alertmesh_auth::tls::load_pem_identity(cert, key)
-                .map_err(|e| format!("--cert/--key: {e}"))?;
-            tls = tls.identity(Identity::from_pem(c, k));
-        }
-        Ok(tls)
-    }
-}
-
-/// The endpoint of a gateway URL with the TLS options of `auth`: large HTTP/2 windows
-/// (a stream of 60 KB alerts needs far more than the 64 KiB default, or every megabyte
-/// waits on a dozen window updates), 1 MiB HTTP/2 frames (a batch then arrives in one or
-/// two frames instead of 64 of 16 KiB: measured, about a third less client CPU),
-/// TCP_NODELAY, a 5 s connect timeout.
-pub fn endpoint(url: &str, auth: &ClientAuthArgs) -> Result<(String, Endpoint), String> {
-    let url = if url.contains("://") {
-        url.to_owned()
-    } else {
-        format!("http://{url}")
-    };
-    let mut endpoint = Endpoint::from_shared(url.clone())
-        .map_err(|e| format!("invalid gateway URL {url:?}: {e}"))?
-        .connect_timeout(Duration::from_secs(5))
-        .initial_stream_window_size(8 << 20)
-        .initial_connection_window_size(32 << 20)
-        .max_frame_size(1 << 20)
-        .tcp_nodelay(true);
-    if url.starts_with("https://") {
-        endpoint = endpoint
-            .tls_config(auth.tls()?)
-            .map_err(|e| format!("tls: {e}"))?;
-    } else if auth.ca.is_some() || auth.cert.is_some() {
-        return Err(format!(
-            "--ca/--cert need an https:// gateway URL, not {url}"
-        ));
-    }
-    Ok((url, endpoint))
 }
 
 /// Connects to a gateway, failing within seconds when nothing answers.
-pub async fn connect(url: &str, auth: &ClientAuthArgs) -> Result<Client, String> {
-    let (url, endpoint) = endpoint(url, auth)?;
-    let bearer = auth.bearer()?;
-    let channel = endpoint.connect().await.map_err(|e| {
-        format!(
-            "cannot connect to gateway {url}: {}",
-            super::source_chain(&e)
-        )
-    })?;
-    Ok(AlertMeshClient::with_interceptor(channel, bearer)
-        .max_decoding_message_size(MAX_MESSAGE_BYTES)
-        .max_encoding_message_size(MAX_MESSAGE_BYTES))
+pub async fn connect(gateway: &Gateway) -> Result<Client, String> {
+    gateway.connect().await.map_err(|e| e.to_string())
 }

@@ -1,6 +1,5 @@
 //! The client commands. Each returns one error line for the caller to print.
 
-use std::collections::BTreeMap;
 use std::io::{self, Write};
 use std::path::PathBuf;
 
@@ -8,7 +7,7 @@ use alertmesh_proto::v1;
 
 use super::output::{alert_json, decoded_json, field, message, raw_path};
 use super::positions::{parse_cone, parse_from, parse_until};
-use super::{connect, status_line, GatewayArg, OutputFormat, SubscribeArgs};
+use super::{connect, GatewayArg, OutputFormat, SubscribeArgs};
 
 /// Writing to a closed pipe (`| head`) ends the command quietly.
 fn write_err(e: io::Error) -> Option<String> {
@@ -45,23 +44,27 @@ pub(super) async fn subscribe(args: SubscribeArgs) -> Result<(), String> {
             .map_err(|e| format!("cannot create --out {}: {e}", dir.display()))?;
     }
     let mut client = connect(&args.gateway).await?;
-    let mut stream = client
-        .subscribe(req)
-        .await
-        .map_err(|s| status_line(&s))?
-        .into_inner();
+    // Live and time-bounded streams reconnect after a gateway restart and resume after
+    // the last alert written, without gaps or repeats.
+    let mut subscription = client.subscribe(req).await.map_err(|e| e.to_string())?;
     let stdout = io::stdout();
     let mut out = io::BufWriter::new(stdout.lock());
+    let mut reconnects = 0;
     loop {
-        let batch = match stream.message().await {
+        let batch = match subscription.next_batch().await {
             Ok(Some(b)) => b,
             Ok(None) => break,
-            Err(s) => {
+            Err(e) => {
                 let _ = out.flush();
-                return Err(status_line(&s));
+                return Err(e.to_string());
             }
         };
-        let mut next: BTreeMap<i32, i64> = BTreeMap::new();
+        if subscription.reconnects() > reconnects {
+            reconnects = subscription.reconnects();
+            eprintln!(
+                "warning: the stream was interrupted and resumed ({reconnects} reconnect(s))"
+            );
+        }
         for s in &batch.skipped {
             eprintln!(
                 "warning: skipped {}: {}",
@@ -86,25 +89,16 @@ pub(super) async fn subscribe(args: SubscribeArgs) -> Result<(), String> {
                     }
                 }
             }
-            next.insert(a.partition, a.offset + 1);
         }
         if let Err(e) = out.flush() {
             return write_err(e).map_or(Ok(()), Err);
         }
         // Commit only after the batch is written out: at-least-once for the reader.
         if let Some(name) = &args.cursor {
-            let commit = v1::CommitCursorRequest {
-                name: name.clone(),
-                topic: args.topic.clone(),
-                offsets: next
-                    .into_iter()
-                    .map(|(partition, offset)| v1::PartitionOffset { partition, offset })
-                    .collect(),
-            };
             client
-                .commit_cursor(commit)
+                .commit_cursor(name, &args.topic, subscription.positions())
                 .await
-                .map_err(|s| status_line(&s))?;
+                .map_err(|e| e.to_string())?;
         }
     }
     Ok(())
@@ -112,12 +106,7 @@ pub(super) async fn subscribe(args: SubscribeArgs) -> Result<(), String> {
 
 pub(super) async fn topics(gateway: &GatewayArg, json: bool) -> Result<(), String> {
     let mut client = connect(gateway).await?;
-    let topics = client
-        .list_topics(v1::ListTopicsRequest {})
-        .await
-        .map_err(|s| status_line(&s))?
-        .into_inner()
-        .topics;
+    let topics = client.list_topics().await.map_err(|e| e.to_string())?;
     let mut out = io::stdout().lock();
     let mut lines = Vec::new();
     if json {
@@ -165,13 +154,7 @@ pub(super) async fn fetch(
     out: Option<PathBuf>,
 ) -> Result<(), String> {
     let mut client = connect(gateway).await?;
-    let alert = client
-        .fetch(v1::FetchRequest {
-            r#ref: alert_ref.to_owned(),
-        })
-        .await
-        .map_err(|s| status_line(&s))?
-        .into_inner();
+    let alert = client.fetch(alert_ref).await.map_err(|e| e.to_string())?;
     let written = match (format, out) {
         (OutputFormat::Raw, Some(path)) => {
             return std::fs::write(&path, &alert.payload)
@@ -185,11 +168,7 @@ pub(super) async fn fetch(
 
 pub(super) async fn describe(gateway: &GatewayArg) -> Result<(), String> {
     let mut client = connect(gateway).await?;
-    let d = client
-        .describe_gateway(v1::DescribeGatewayRequest {})
-        .await
-        .map_err(|s| status_line(&s))?
-        .into_inner();
+    let d = client.describe().await.map_err(|e| e.to_string())?;
     let v = serde_json::json!({
         "name": d.name,
         "version": d.version,

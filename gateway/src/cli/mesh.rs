@@ -10,9 +10,13 @@ use alertmesh_alert::AlertRef;
 use alertmesh_proto::v1;
 use serde_json::json;
 
-use super::client::{connect, ClientAuthArgs};
+use alertmesh_client::Gateway;
+
 use super::output::{field, message, text as terminal_text};
-use super::{status_line, GatewayArg};
+use super::{connect, status_line, GatewayArg};
+
+/// Most gateways a walk visits: a hostile gateway can name any number of peers.
+const MAX_GATEWAYS: usize = 256;
 
 /// `alertmesh mirror ...`
 #[derive(Debug, clap::Subcommand)]
@@ -29,8 +33,9 @@ pub enum MirrorCommand {
 
 pub(super) async fn mirror(cmd: MirrorCommand) -> Result<(), String> {
     let MirrorCommand::Status { gateway, json } = cmd;
-    let mut client = connect(&gateway.url, &gateway.auth).await?;
+    let mut client = connect(&gateway).await?;
     let mirrors = client
+        .grpc()
         .mirror_status(v1::MirrorStatusRequest {})
         .await
         .map_err(|s| status_line(&s))?
@@ -86,46 +91,64 @@ pub(super) async fn mirror(cmd: MirrorCommand) -> Result<(), String> {
     Ok(())
 }
 
-/// Walks the mesh breadth-first from `start`, through every gateway's mirror sources.
-/// Returns each reachable gateway's description with the URL it was reached at, and the
-/// gateways that could not be reached with the reason.
+/// Walks the mesh breadth-first from `home`, through every gateway's mirror sources.
+/// Returns each reachable gateway's description with the [`Gateway`] it was reached as,
+/// and the gateways that could not be reached with the reason. Peers are addresses other
+/// gateways supplied, so they are reached as [`Gateway::discovered`]: never with the
+/// user's token.
 async fn walk(
-    start: &GatewayArg,
-) -> Result<(Vec<(String, v1::GatewayDescription)>, Vec<(String, String)>), String> {
-    let mut queue = VecDeque::from([start.url.clone()]);
-    let mut seen = vec![start.url.clone()];
+    home: &Gateway,
+) -> Result<
+    (
+        Vec<(Gateway, v1::GatewayDescription)>,
+        Vec<(String, String)>,
+    ),
+    String,
+> {
+    let mut queue = VecDeque::from([home.clone()]);
+    let mut seen = vec![home.url().to_owned()];
     let (mut found, mut failed) = (Vec::new(), Vec::new());
-    while let Some(url) = queue.pop_front() {
+    while let Some(gateway) = queue.pop_front() {
         let described = async {
-            // DescribeGateway is open: no token leaves for a gateway it was not issued for.
-            let mut c = connect(&url, &for_gateway(&url, None, &start.auth)?).await?;
-            c.describe_gateway(v1::DescribeGatewayRequest {})
-                .await
-                .map(|r| r.into_inner())
-                .map_err(|s| status_line(&s))
+            // DescribeGateway is open: no token is needed, so none is sent.
+            gateway.without_token().connect().await?.describe().await
         }
-        .await;
+        .await
+        .map_err(|e| e.to_string());
         match described {
             Ok(d) => {
                 for p in d.peers.iter().filter(|p| p.relation == "mirror-source") {
-                    if !seen.contains(&p.url) {
-                        seen.push(p.url.clone());
-                        queue.push_back(p.url.clone());
+                    match home.discovered(&p.url) {
+                        Ok(peer) if seen.len() < MAX_GATEWAYS => {
+                            if !seen.iter().any(|u| u == peer.url()) {
+                                seen.push(peer.url().to_owned());
+                                queue.push_back(peer);
+                            }
+                        }
+                        Ok(_) => {}
+                        Err(e) => failed.push((p.url.clone(), e.to_string())),
                     }
                 }
-                found.push((url, d));
+                found.push((gateway, d));
             }
             Err(e) if found.is_empty() => return Err(e),
-            Err(e) => failed.push((url, e)),
+            Err(e) => failed.push((gateway.url().to_owned(), e)),
         }
     }
     Ok((found, failed))
 }
 
+/// A gateway of a walk configured by the user: TLS files apply to `https://` URLs only
+/// (a walk crosses open and TLS gateways).
+fn configured(url: &str, gateway: &GatewayArg) -> Result<Gateway, String> {
+    Gateway::lenient(url, &gateway.auth.options()?).map_err(|e| e.to_string())
+}
+
 pub(super) async fn directory(gateway: GatewayArg, as_json: bool) -> Result<(), String> {
-    let (found, failed) = walk(&gateway).await?;
+    let (found, failed) = walk(&configured(&gateway.url, &gateway)?).await?;
     let mut out = std::io::stdout().lock();
-    for (url, d) in &found {
+    for (reached, d) in &found {
+        let url = reached.url();
         let text = if as_json {
             json!({
                 "name": d.name, "reached_at": url, "version": d.version,
@@ -171,10 +194,26 @@ pub(super) async fn directory(gateway: GatewayArg, as_json: bool) -> Result<(), 
     Ok(())
 }
 
-pub(super) async fn provenance(gateway: GatewayArg, alert_ref: &str) -> Result<(), String> {
-    let (found, _) = walk(&gateway).await?;
-    let url_of: BTreeMap<String, String> =
-        found.into_iter().map(|(url, d)| (d.name, url)).collect();
+pub(super) async fn provenance(
+    gateway: GatewayArg,
+    alert_ref: &str,
+    peers: &[String],
+) -> Result<(), String> {
+    // Gateways the user configured by name come first.
+    let mut by_name: BTreeMap<String, Gateway> = BTreeMap::new();
+    for p in peers {
+        let (name, url) = p
+            .split_once('=')
+            .filter(|(n, u)| !n.is_empty() && !u.is_empty())
+            .ok_or_else(|| format!("invalid --peer {p:?}: expected NAME=URL"))?;
+        by_name.insert(name.to_owned(), configured(url, &gateway)?);
+    }
+    let (found, _) = walk(&configured(&gateway.url, &gateway)?).await?;
+    // Then the nearest gateway claiming a name: a peer cannot take over the name of the
+    // gateway the user configured.
+    for (reached, d) in found {
+        by_name.entry(d.name).or_insert(reached);
+    }
     let mut next: AlertRef = alert_ref
         .parse()
         .map_err(|e: alertmesh_alert::Error| e.to_string())?;
@@ -184,20 +223,23 @@ pub(super) async fn provenance(gateway: GatewayArg, alert_ref: &str) -> Result<(
         if hop > 64 {
             return Err("more than 64 hops: the provenance chain loops".into());
         }
-        let url = url_of.get(&next.gateway).ok_or_else(|| {
+        let reached = by_name.get(&next.gateway).ok_or_else(|| {
             format!(
                 "gateway {:?} is not reachable from {} in the mesh directory",
                 next.gateway, gateway.url
             )
         })?;
-        let mut c = connect(url, &for_gateway(url, Some(&next.gateway), &gateway.auth)?).await?;
-        let a = c
-            .fetch(v1::FetchRequest {
-                r#ref: next.to_string(),
-            })
+        // The token goes only to the gateway the user configured, and only if it is
+        // meant for the gateway the ref names.
+        let mut c = reached
+            .for_name(&next.gateway)
+            .connect()
             .await
-            .map_err(|s| format!("{next}: {}", status_line(&s)))?
-            .into_inner();
+            .map_err(|e| e.to_string())?;
+        let a = c
+            .fetch(&next.to_string())
+            .await
+            .map_err(|e| format!("{next}: {e}"))?;
         let header = |name: &str| {
             a.headers
                 .iter()
@@ -230,86 +272,4 @@ pub(super) async fn provenance(gateway: GatewayArg, alert_ref: &str) -> Result<(
         }
     }
     Ok(())
-}
-
-/// The options to reach one gateway of a walk: TLS files only for https:// URLs (a walk
-/// crosses open and TLS gateways), and the token only for the gateway it was issued for
-/// (its `aud`), so a bearer token never reaches another gateway.
-fn for_gateway(
-    url: &str,
-    name: Option<&str>,
-    auth: &ClientAuthArgs,
-) -> Result<ClientAuthArgs, String> {
-    let mut a = auth.clone();
-    if !url.starts_with("https://") {
-        a.ca = None;
-        a.cert = None;
-        a.key = None;
-    }
-    let token = auth.token()?;
-    let meant_here = match (name, token.as_deref().and_then(audience)) {
-        (Some(n), Some(aud)) => aud.iter().any(|x| x == n),
-        _ => false,
-    };
-    if !meant_here {
-        a.token_file = None;
-        a.token_env = None;
-    }
-    Ok(a)
-}
-
-/// The `aud` claim of a JWT, read without verifying it (only to choose where to send it).
-fn audience(token: &str) -> Option<Vec<String>> {
-    use base64::Engine as _;
-    let payload = token.split('.').nth(1)?;
-    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
-        .decode(payload)
-        .ok()?;
-    let claims: serde_json::Value = serde_json::from_slice(&bytes).ok()?;
-    match &claims["aud"] {
-        serde_json::Value::String(s) => Some(vec![s.clone()]),
-        serde_json::Value::Array(a) => Some(
-            a.iter()
-                .filter_map(|v| v.as_str().map(str::to_owned))
-                .collect(),
-        ),
-        _ => None,
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn tokens_go_only_to_their_audience_and_tls_files_only_to_https() {
-        use base64::Engine as _;
-        let enc = |v: serde_json::Value| {
-            base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(v.to_string())
-        };
-        let token = format!(
-            "{}.{}.sig",
-            enc(json!({"alg": "EdDSA"})),
-            enc(json!({"aud": "lasair"}))
-        );
-        assert_eq!(audience(&token), Some(vec!["lasair".to_owned()]));
-        let dir = std::env::temp_dir().join(format!("am-mesh-test-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let file = dir.join("t.jwt");
-        std::fs::write(&file, &token).unwrap();
-        let auth = ClientAuthArgs {
-            token_file: Some(file),
-            ca: Some("ca.pem".into()),
-            ..ClientAuthArgs::default()
-        };
-        let to_lasair = for_gateway("https://x:1", Some("lasair"), &auth).unwrap();
-        assert!(to_lasair.token_file.is_some() && to_lasair.ca.is_some());
-        let to_fink = for_gateway("http://x:2", Some("fink"), &auth).unwrap();
-        assert!(to_fink.token_file.is_none() && to_fink.ca.is_none());
-        assert!(for_gateway("https://x:1", None, &auth)
-            .unwrap()
-            .token_file
-            .is_none());
-        std::fs::remove_dir_all(&dir).unwrap();
-    }
 }

@@ -182,8 +182,7 @@ pub(super) fn read(
                         url,
                         topic,
                         filter,
-                        token: None,
-                        endpoint: None,
+                        options: Default::default(),
                     })
                 })
             }

@@ -5,11 +5,9 @@
 use std::time::Duration;
 
 use alertmesh_alert::Format;
-use alertmesh_proto::v1::alert_mesh_client::AlertMeshClient;
+use alertmesh_client::{Gateway, Grpc, Options};
 use alertmesh_proto::v1::{self as pb, start::Position};
 use tokio::sync::mpsc;
-use tonic::metadata::MetadataValue;
-use tonic::transport::{Channel, Endpoint};
 
 use super::{Batches, SourceInfo, CHANNEL_BATCHES};
 use crate::convert::SourceRecord;
@@ -19,8 +17,8 @@ use crate::{Error, GatewaySource, MirrorEnv, MirrorSpec, Result, ResumePositions
 /// A connected peer gateway.
 #[derive(Debug)]
 pub(crate) struct Peer {
-    client: AlertMeshClient<Channel>,
-    source: GatewaySource,
+    client: Grpc,
+    source: Box<GatewaySource>,
     name: String,
     label: String,
     timeout: Duration,
@@ -40,21 +38,20 @@ pub(crate) async fn connect(
     env: &MirrorEnv,
 ) -> Result<(Peer, SourceInfo)> {
     let label = spec.source_label(None);
-    let endpoint = match &source.endpoint {
-        Some(e) => (**e).clone(),
-        None => Endpoint::from_shared(source.url.clone()).map_err(|e| Error::Spec {
-            name: spec.name.clone(),
-            reason: format!("invalid source gateway url {:?}: {e}", source.url),
-        })?,
+    // The token is bound to the configured URL; the client crate keeps it there.
+    let options = Options {
+        connect_timeout: env.timeout,
+        ..source.options.clone()
     };
-    let channel =
-        tokio::time::timeout(env.timeout, endpoint.connect_timeout(env.timeout).connect())
-            .await
-            .map_err(|_| failure(&label, "connect timed out".into()))?
-            .map_err(|e| failure(&label, format!("cannot connect: {e}")))?;
+    let gateway =
+        Gateway::new(&source.url, &options).map_err(|e| failure(&label, e.to_string()))?;
+    let client = tokio::time::timeout(env.timeout, gateway.connect())
+        .await
+        .map_err(|_| failure(&label, "connect timed out".into()))?
+        .map_err(|e| failure(&label, e.to_string()))?;
     let mut peer = Peer {
-        client: AlertMeshClient::new(channel).max_decoding_message_size(64 << 20),
-        source: source.clone(),
+        client: client.into_grpc().max_decoding_message_size(64 << 20),
+        source: Box::new(source.clone()),
         name: String::new(),
         label,
         timeout: env.timeout,
@@ -94,26 +91,13 @@ pub(crate) async fn connect(
 }
 
 impl Peer {
-    /// A request carrying the bearer token, if any.
-    fn request<T>(&self, message: T) -> Result<tonic::Request<T>> {
-        let mut request = tonic::Request::new(message);
-        if let Some(token) = &self.source.token {
-            // Never echo the token: a bad one is reported without its value.
-            let value = MetadataValue::try_from(format!("Bearer {token}")).map_err(|_| {
-                failure(&self.label, "the token is not a valid header value".into())
-            })?;
-            request.metadata_mut().insert("authorization", value);
-        }
-        Ok(request)
-    }
-
     /// One unary call, bounded by the timeout.
     async fn call<T, R, F, Fut>(&self, f: F, message: T) -> Result<R>
     where
-        F: FnOnce(AlertMeshClient<Channel>, tonic::Request<T>) -> Fut,
+        F: FnOnce(Grpc, tonic::Request<T>) -> Fut,
         Fut: std::future::Future<Output = Result<tonic::Response<R>, tonic::Status>>,
     {
-        let request = self.request(message)?;
+        let request = tonic::Request::new(message);
         tokio::time::timeout(self.timeout, f(self.client.clone(), request))
             .await
             .map_err(|_| failure(&self.label, "request timed out".into()))?

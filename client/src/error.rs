@@ -1,0 +1,81 @@
+//! The crate's one error type. Messages say what was wrong and never hold a token: token
+//! errors name the file or variable it came from, never its content.
+
+use std::path::PathBuf;
+
+/// Result alias of this crate.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Everything that can fail while setting up, connecting or calling a gateway.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The gateway URL cannot be parsed.
+    #[error("invalid gateway URL {url:?}: {reason}")]
+    Url { url: String, reason: String },
+    /// A token file cannot be read.
+    #[error("cannot read token file {}: {reason}", path.display())]
+    TokenFile { path: PathBuf, reason: String },
+    /// A token environment variable is not set (or not UTF-8).
+    #[error("token variable {var}: not set")]
+    TokenEnv { var: String },
+    /// The token is empty or cannot be carried in an HTTP header.
+    #[error("invalid token: {0}")]
+    Token(&'static str),
+    /// A CA, certificate or key file cannot be used, or TLS files were given for a
+    /// plain-text URL.
+    #[error("tls: {0}")]
+    Tls(String),
+    /// Nothing answered at the URL, or the TLS handshake failed.
+    #[error("cannot connect to gateway {url}: {reason}")]
+    Connect { url: String, reason: String },
+    /// The gateway answered with an error status.
+    #[error("{}", status_line(.0))]
+    Status(#[from] tonic::Status),
+}
+
+impl Error {
+    /// The gRPC status, when the gateway answered with one.
+    pub fn status(&self) -> Option<&tonic::Status> {
+        match self {
+            Error::Status(s) => Some(s),
+            _ => None,
+        }
+    }
+}
+
+/// One line for a gRPC error: the canonical code, then the first line of the gateway's
+/// message.
+pub fn status_line(s: &tonic::Status) -> String {
+    let code = match s.code() {
+        tonic::Code::Ok => "OK",
+        tonic::Code::Cancelled => "CANCELLED",
+        tonic::Code::Unknown => "UNKNOWN",
+        tonic::Code::InvalidArgument => "INVALID_ARGUMENT",
+        tonic::Code::DeadlineExceeded => "DEADLINE_EXCEEDED",
+        tonic::Code::NotFound => "NOT_FOUND",
+        tonic::Code::AlreadyExists => "ALREADY_EXISTS",
+        tonic::Code::PermissionDenied => "PERMISSION_DENIED",
+        tonic::Code::ResourceExhausted => "RESOURCE_EXHAUSTED",
+        tonic::Code::FailedPrecondition => "FAILED_PRECONDITION",
+        tonic::Code::Aborted => "ABORTED",
+        tonic::Code::OutOfRange => "OUT_OF_RANGE",
+        tonic::Code::Unimplemented => "UNIMPLEMENTED",
+        tonic::Code::Internal => "INTERNAL",
+        tonic::Code::Unavailable => "UNAVAILABLE",
+        tonic::Code::DataLoss => "DATA_LOSS",
+        tonic::Code::Unauthenticated => "UNAUTHENTICATED",
+    };
+    format!("{code}: {}", s.message().lines().next().unwrap_or(""))
+}
+
+/// `e` and its sources, joined with `: ` (transport errors hide the useful part inside).
+pub(crate) fn source_chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut cur = e.source();
+    while let Some(inner) = cur {
+        s.push_str(": ");
+        s.push_str(&inner.to_string());
+        cur = inner.source();
+    }
+    s
+}

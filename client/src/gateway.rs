@@ -1,0 +1,282 @@
+//! [`Gateway`]: one gateway URL with the options meant for it, ready to connect.
+//!
+//! Credentials are bound to the gateway they were configured for. A program walking the
+//! mesh (the directory, a provenance chain) learns other gateways' addresses from the
+//! gateways it visits; a hostile gateway can name any address there, so:
+//! - a token goes only to the URL it was configured with ([`Gateway::new`]), never to an
+//!   address another gateway supplied ([`Gateway::discovered`] drops it);
+//! - when the caller knows which gateway it means to reach by name (an alert ref names
+//!   its gateway), a token whose `aud` claim names another gateway stays home
+//!   ([`Gateway::for_name`]);
+//! - TLS files are used only for `https://` URLs.
+
+use std::time::Duration;
+
+use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity};
+
+use crate::client::{Bearer, Client};
+use crate::error::source_chain;
+use crate::{Error, Options, Result};
+
+/// HTTP/2 windows: a stream of 60 KB alerts needs far more than the 64 KiB default, or
+/// every megabyte waits on a dozen window updates.
+const STREAM_WINDOW: u32 = 8 << 20;
+const CONNECTION_WINDOW: u32 = 32 << 20;
+/// 1 MiB HTTP/2 frames: a batch then arrives in one or two frames instead of 64 of
+/// 16 KiB (measured: about a third less client CPU).
+const MAX_FRAME: u32 = 1 << 20;
+
+/// One gateway: its URL, the endpoint settings and TLS files for it, and the token bound
+/// to it. Cheap to clone; [`Gateway::connect`] opens a connection.
+#[derive(Clone)]
+pub struct Gateway {
+    url: String,
+    endpoint: Endpoint,
+    options: Options,
+}
+
+impl std::fmt::Debug for Gateway {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Gateway")
+            .field("url", &self.url)
+            .field("token", &self.options.token.as_ref().map(|_| "<redacted>"))
+            .field("tls", &self.url.starts_with("https://"))
+            .finish()
+    }
+}
+
+/// `host:port` means `http://host:port`, as the command line has always accepted.
+fn with_scheme(url: &str) -> String {
+    if url.contains("://") {
+        url.to_owned()
+    } else {
+        format!("http://{url}")
+    }
+}
+
+impl Gateway {
+    /// The gateway at `url` (`http://` for plain text, `https://` for TLS; no scheme means
+    /// `http://`), reached with `options`: the token is bound to this URL. TLS files are
+    /// read and checked now, so a bad file fails here rather than at the first call.
+    pub fn new(url: &str, options: &Options) -> Result<Gateway> {
+        let url = with_scheme(url);
+        if !url.starts_with("https://") && options.has_tls_files() {
+            return Err(Error::Tls(format!(
+                "a CA, certificate or key needs an https:// gateway URL, not {url}"
+            )));
+        }
+        Gateway::lenient(&url, options)
+    }
+
+    /// Like [`Gateway::new`], but TLS files are ignored for a plain-text URL instead of
+    /// refused: for programs that walk the mesh with one set of options across open and
+    /// TLS gateways. The files still go to `https://` gateways [`discovered`](Self::discovered)
+    /// from this one.
+    pub fn lenient(url: &str, options: &Options) -> Result<Gateway> {
+        let url = with_scheme(url);
+        let tls = url.starts_with("https://");
+        if options.cert.is_some() != options.key.is_some() {
+            return Err(Error::Tls(
+                "a client certificate and its key go together".into(),
+            ));
+        }
+        let mut endpoint = Endpoint::from_shared(url.clone())
+            .map_err(|e| Error::Url {
+                url: url.clone(),
+                reason: e.to_string(),
+            })?
+            .connect_timeout(options.connect_timeout)
+            .initial_stream_window_size(STREAM_WINDOW)
+            .initial_connection_window_size(CONNECTION_WINDOW)
+            .max_frame_size(MAX_FRAME)
+            .tcp_nodelay(true);
+        if tls {
+            endpoint = endpoint
+                .tls_config(tls_config(options)?)
+                .map_err(|e| Error::Tls(source_chain(&e)))?;
+        }
+        Ok(Gateway {
+            url,
+            endpoint,
+            options: options.clone(),
+        })
+    }
+
+    /// The gateway's URL, with its scheme.
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    /// The options this gateway is reached with.
+    pub fn options(&self) -> &Options {
+        &self.options
+    }
+
+    /// Whether calls to this gateway carry a token.
+    pub fn has_token(&self) -> bool {
+        self.options.token.is_some()
+    }
+
+    /// This gateway, reached as the gateway named `name` (the `<gateway>` of an alert
+    /// ref): the token stays only if it is for `name` (see [`crate::Token::is_for`]).
+    pub fn for_name(&self, name: &str) -> Gateway {
+        let mut g = self.clone();
+        if g.options.token.as_ref().is_some_and(|t| !t.is_for(name)) {
+            g.options.token = None;
+        }
+        g
+    }
+
+    /// The same options without the token: for open calls such as `DescribeGateway`.
+    pub fn without_token(&self) -> Gateway {
+        let mut g = self.clone();
+        g.options.token = None;
+        g
+    }
+
+    /// A gateway at `url`, an address another gateway supplied (a peer in its
+    /// description). It never gets this gateway's token, unless `url` is this very URL;
+    /// the CA and client certificate go along only to an `https://` URL.
+    pub fn discovered(&self, url: &str) -> Result<Gateway> {
+        let url = with_scheme(url);
+        if url == self.url {
+            return Ok(self.clone());
+        }
+        let options = Options {
+            token: None,
+            ..self.options.clone()
+        };
+        Gateway::lenient(&url, &options)
+    }
+
+    /// A connection to the gateway, failing within the connect timeout when nothing
+    /// answers.
+    pub async fn connect(&self) -> Result<Client> {
+        let channel = self.channel().await?;
+        Ok(Client::new(channel, self.bearer()?, &self.url))
+    }
+
+    /// A bare connection (no token) for callers that build their own gRPC clients.
+    pub async fn channel(&self) -> Result<Channel> {
+        // The connect timeout bounds the TCP connect; the handshake needs its own bound.
+        let wait = self.options.connect_timeout + Duration::from_secs(5);
+        let connected = tokio::time::timeout(wait, self.endpoint.connect()).await;
+        let reason = match connected {
+            Ok(Ok(channel)) => return Ok(channel),
+            Ok(Err(e)) => source_chain(&e),
+            Err(_) => format!("no answer within {wait:?}"),
+        };
+        Err(Error::Connect {
+            url: self.url.clone(),
+            reason,
+        })
+    }
+
+    /// A channel that connects on first use and reconnects after failures.
+    pub fn lazy_channel(&self) -> Channel {
+        self.endpoint.connect_lazy()
+    }
+
+    /// The interceptor that adds this gateway's token.
+    pub fn bearer(&self) -> Result<Bearer> {
+        Bearer::new(self.options.token.as_ref())
+    }
+}
+
+fn tls_config(options: &Options) -> Result<ClientTlsConfig> {
+    let mut tls = ClientTlsConfig::new();
+    if let Some(ca) = &options.ca {
+        let pem = alertmesh_auth::tls::load_pem_certs(ca)
+            .map_err(|e| Error::Tls(format!("CA {}: {e}", ca.display())))?;
+        tls = tls.ca_certificate(Certificate::from_pem(pem));
+    }
+    if let (Some(cert), Some(key)) = (&options.cert, &options.key) {
+        let (c, k) = alertmesh_auth::tls::load_pem_identity(cert, key)
+            .map_err(|e| Error::Tls(format!("client certificate: {e}")))?;
+        tls = tls.identity(Identity::from_pem(c, k));
+    }
+    Ok(tls)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::Token;
+
+    fn token_for(aud: &str) -> Token {
+        use base64::Engine as _;
+        let claims = base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .encode(serde_json::json!({ "aud": aud }).to_string());
+        Token::new(&format!("eyJhbGciOiJFZERTQSJ9.{claims}.c2ln")).unwrap()
+    }
+
+    #[test]
+    fn tokens_stay_with_their_url_and_audience() {
+        let options = Options {
+            token: Some(token_for("lasair")),
+            ..Options::default()
+        };
+        let home = Gateway::new("127.0.0.1:50051", &options).unwrap();
+        assert_eq!(home.url(), "http://127.0.0.1:50051");
+        assert!(home.has_token());
+        assert!(home.for_name("lasair").has_token());
+        assert!(!home.for_name("lab").has_token());
+        assert!(!home.without_token().has_token());
+        // An address another gateway named gets nothing, whatever name it claims.
+        let peer = home.discovered("http://10.0.0.9:50051").unwrap();
+        assert!(!peer.has_token() && !peer.for_name("lasair").has_token());
+        // The configured URL itself, named by a peer, is still the configured gateway.
+        assert!(home
+            .discovered("http://127.0.0.1:50051")
+            .unwrap()
+            .has_token());
+        let opaque = Options {
+            token: Some(Token::new("opaque-token").unwrap()),
+            ..Options::default()
+        };
+        let home = Gateway::new("http://127.0.0.1:1", &opaque).unwrap();
+        assert!(home.for_name("any").has_token());
+        assert!(!home.discovered("http://127.0.0.1:2").unwrap().has_token());
+    }
+
+    #[test]
+    fn tls_files_need_https_and_come_in_pairs() {
+        let with_ca = Options {
+            ca: Some("/nonexistent/ca.pem".into()),
+            ..Options::default()
+        };
+        let e = Gateway::new("http://127.0.0.1:1", &with_ca).unwrap_err();
+        assert!(e.to_string().contains("https://"), "{e}");
+        let e = Gateway::new("https://127.0.0.1:1", &with_ca).unwrap_err();
+        assert!(e.to_string().contains("/nonexistent/ca.pem"), "{e}");
+        let half = Options {
+            cert: Some("c.pem".into()),
+            ..Options::default()
+        };
+        assert!(Gateway::new("https://127.0.0.1:1", &half).is_err());
+        assert!(Gateway::new("http://bad url", &Options::default()).is_err());
+        // A walk from an open gateway keeps the CA for the TLS gateways it finds.
+        let home = Gateway::lenient("http://127.0.0.1:1", &with_ca).unwrap();
+        let e = home.discovered("https://127.0.0.1:2").unwrap_err();
+        assert!(e.to_string().contains("/nonexistent/ca.pem"), "{e}");
+        assert!(home.discovered("http://127.0.0.1:3").is_ok());
+    }
+
+    #[tokio::test]
+    async fn an_unreachable_gateway_fails_fast_and_says_where() {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let options = Options {
+            token: Some(Token::new("s3cret-token").unwrap()),
+            ..Options::default()
+        };
+        let g = Gateway::new(&format!("127.0.0.1:{port}"), &options).unwrap();
+        let e = g.connect().await.unwrap_err().to_string();
+        assert!(e.contains(&format!("127.0.0.1:{port}")), "{e}");
+        assert!(!e.contains("s3cret"), "{e}");
+        assert!(!format!("{g:?}").contains("s3cret"));
+    }
+}
