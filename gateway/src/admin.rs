@@ -21,7 +21,7 @@ fn auth(state: &State) -> Result<&Auth> {
 }
 
 /// Signs a token and records its credential.
-pub async fn issue(
+pub(crate) async fn issue(
     state: &State,
     req: v1::IssueCredentialRequest,
 ) -> Result<v1::IssueCredentialResponse> {
@@ -65,7 +65,7 @@ pub async fn issue(
 }
 
 /// The credentials this gateway recorded.
-pub fn list(
+pub(crate) fn list(
     state: &State,
     req: &v1::ListCredentialsRequest,
 ) -> Result<v1::ListCredentialsResponse> {
@@ -82,7 +82,11 @@ pub fn list(
 }
 
 /// Stores a revocation of one token or of a subject's tokens issued until now.
-pub async fn revoke(state: &State, who: &Caller, req: v1::RevokeCredentialRequest) -> Result<()> {
+pub(crate) async fn revoke(
+    state: &State,
+    who: &Caller,
+    req: v1::RevokeCredentialRequest,
+) -> Result<()> {
     use v1::revoke_credential_request::Target;
     let auth = auth(state)?;
     let revocation = match req.target {
@@ -108,7 +112,7 @@ pub async fn revoke(state: &State, who: &Caller, req: v1::RevokeCredentialReques
 }
 
 /// A stored credential on the wire.
-pub fn credential(l: &Listed) -> v1::Credential {
+pub(crate) fn credential(l: &Listed) -> v1::Credential {
     let r: &CredentialRecord = &l.record;
     v1::Credential {
         jti: r.jti.clone(),
@@ -123,7 +127,7 @@ pub fn credential(l: &Listed) -> v1::Credential {
 }
 
 /// `none`, or `jwt` (issuer, JWKS URL, whether tokens are required) and `mtls`.
-pub fn auth_methods(state: &State) -> Vec<v1::AuthMethod> {
+pub(crate) fn auth_methods(state: &State) -> Vec<v1::AuthMethod> {
     let gw = &state.config.gateway;
     let Some(auth) = &state.auth else {
         return vec![v1::AuthMethod {

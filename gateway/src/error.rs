@@ -68,7 +68,7 @@ impl From<alertmesh_auth::TokenError> for Error {
 }
 
 /// librdkafka codes that mean "the cluster cannot be reached right now".
-pub fn is_transport(code: RDKafkaErrorCode) -> bool {
+pub(crate) fn is_transport(code: RDKafkaErrorCode) -> bool {
     matches!(
         code,
         RDKafkaErrorCode::AllBrokersDown

@@ -15,7 +15,7 @@ use crate::record::{AlertContext, Arena, Record};
 use crate::server::State;
 use crate::subscription::describe_partitions;
 
-pub async fn fetch(state: &State, text: &str) -> Result<v1::Alert> {
+pub(crate) async fn fetch(state: &State, text: &str) -> Result<v1::Alert> {
     let r: AlertRef = text
         .parse()
         .map_err(|e: alertmesh_alert::Error| Error::InvalidArgument(e.to_string()))?;

@@ -18,7 +18,7 @@ struct Http {
     registry: Registry,
 }
 
-pub async fn serve<L>(listener: L, state: Arc<State>, shutdown: CancellationToken)
+pub(crate) async fn serve<L>(listener: L, state: Arc<State>, shutdown: CancellationToken)
 where
     L: axum::serve::Listener,
     L::Addr: std::fmt::Debug,

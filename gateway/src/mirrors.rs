@@ -20,7 +20,7 @@ use crate::server::State;
 
 /// Starts every configured mirror. A gateway source's token and TLS files are read now, so
 /// a missing file stops the gateway at startup with the mirror's name.
-pub fn start(state: &State, cancel: &CancellationToken) -> Result<Vec<MirrorHandle>> {
+pub(crate) fn start(state: &State, cancel: &CancellationToken) -> Result<Vec<MirrorHandle>> {
     let env = MirrorEnv {
         gateway: state.config.gateway.name.clone(),
         kafka: state.kafka.client_config(),
@@ -59,7 +59,7 @@ fn spec_name(m: &MirrorConfig) -> &str {
 }
 
 /// One mirror's status on the wire.
-pub fn info(h: &MirrorHandle) -> v1::MirrorInfo {
+pub(crate) fn info(h: &MirrorHandle) -> v1::MirrorInfo {
     let s = h.status();
     v1::MirrorInfo {
         name: s.name,
@@ -82,7 +82,7 @@ pub fn info(h: &MirrorHandle) -> v1::MirrorInfo {
 }
 
 /// The gateways this one knows: its mirrors' sources and its trusted peers.
-pub fn peers(state: &State) -> Vec<v1::Peer> {
+pub(crate) fn peers(state: &State) -> Vec<v1::Peer> {
     let mut out: Vec<v1::Peer> = Vec::new();
     for (h, m) in state.mirrors.iter().zip(&state.config.mirrors) {
         if let Source::Gateway(g) = &m.spec.source {
@@ -119,7 +119,7 @@ struct MirrorLabels {
 
 /// Mirror figures for Prometheus, refreshed from the jobs' status every second.
 #[derive(Debug, Default)]
-pub struct MirrorMetrics {
+pub(crate) struct MirrorMetrics {
     copied: Family<MirrorLabels, Gauge>,
     cycles: Family<MirrorLabels, Gauge>,
     dead_lettered: Family<MirrorLabels, Gauge>,
@@ -130,7 +130,7 @@ pub struct MirrorMetrics {
 }
 
 impl MirrorMetrics {
-    pub fn register(&self, registry: &mut Registry) {
+    pub(crate) fn register(&self, registry: &mut Registry) {
         let r = registry.sub_registry_with_prefix("alertmesh_mirror");
         r.register(
             "alerts_copied",
@@ -189,7 +189,7 @@ impl MirrorMetrics {
 }
 
 /// Refreshes the mirror metrics until shutdown.
-pub async fn export(state: Arc<State>) {
+pub(crate) async fn export(state: Arc<State>) {
     loop {
         for h in &state.mirrors {
             state.mirror_metrics.update(h);

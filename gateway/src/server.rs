@@ -30,7 +30,7 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 
 /// Everything request handlers share.
-pub struct State {
+pub(crate) struct State {
     pub config: Config,
     pub kafka: Kafka,
     /// A long-lived client for metadata and offset look-ups.
@@ -62,7 +62,11 @@ impl std::fmt::Debug for State {
 }
 
 impl State {
-    pub fn new(config: Config, metrics: Arc<Metrics>, cancel: CancellationToken) -> Result<Self> {
+    pub(crate) fn new(
+        config: Config,
+        metrics: Arc<Metrics>,
+        cancel: CancellationToken,
+    ) -> Result<Self> {
         let kafka = Kafka::new(
             config.kafka.clone(),
             &config.gateway.name,
@@ -94,7 +98,7 @@ impl State {
     }
 
     /// The exposed topic `name`, or NotFound listing what is exposed.
-    pub fn exposed(&self, name: &str) -> Result<&TopicConfig> {
+    pub(crate) fn exposed(&self, name: &str) -> Result<&TopicConfig> {
         self.config.topic(name).ok_or_else(|| {
             let names: Vec<&str> = self.config.topics.iter().map(|t| t.name.as_str()).collect();
             Error::NotFound(format!(
@@ -109,7 +113,7 @@ impl State {
         })
     }
 
-    pub async fn partitions(&self, topic: &str) -> Result<Vec<i32>> {
+    pub(crate) async fn partitions(&self, topic: &str) -> Result<Vec<i32>> {
         let (meta, kafka, topic) = (Arc::clone(&self.meta), self.kafka.clone(), topic.to_owned());
         let found = tokio::task::spawn_blocking({
             let kafka = kafka.clone();
@@ -123,7 +127,7 @@ impl State {
         found
     }
 
-    pub async fn offsets_for_time(
+    pub(crate) async fn offsets_for_time(
         &self,
         topic: &str,
         partitions: &[i32],
@@ -136,13 +140,13 @@ impl State {
             .map_err(|e| Error::Internal(e.to_string()))?
     }
 
-    pub fn seen_schema(&self, topic: &str) -> SeenSchema {
+    pub(crate) fn seen_schema(&self, topic: &str) -> SeenSchema {
         let mut map = self.seen_schemas.lock().unwrap_or_else(|p| p.into_inner());
         Arc::clone(map.entry(topic.to_owned()).or_default())
     }
 
     /// Asks Kafka for cluster metadata: can the gateway reach its cluster right now?
-    pub async fn probe_kafka(&self) -> bool {
+    pub(crate) async fn probe_kafka(&self) -> bool {
         let (meta, timeout) = (Arc::clone(&self.meta), self.kafka.timeout());
         let ok = tokio::task::spawn_blocking(move || meta.fetch_metadata(None, timeout).is_ok())
             .await
@@ -157,7 +161,7 @@ impl State {
     /// would wait while the gateway decodes each response; with several, it prepares the
     /// next while the gateway works (bench_subscribe: 64 KB alerts 0.84x -> 0.94x a direct
     /// consumer). They share the read's prefetch budget, so memory stays as bounded.
-    pub fn spawn_reader(
+    pub(crate) fn spawn_reader(
         &self,
         ctx: &Arc<AlertContext>,
         starts: &[(i32, StartAt)],

@@ -18,16 +18,16 @@ use crate::{admin, fetch, subscription};
 const MAX_REQUEST_BYTES: usize = 1 << 20;
 
 #[derive(Debug, Clone)]
-pub struct GatewayService {
+pub(crate) struct GatewayService {
     state: Arc<State>,
 }
 
 mod subscribe_route;
 
-pub use subscribe_route::MeshService;
+pub(crate) use subscribe_route::MeshService;
 
 /// The service, ready to add to a tonic server.
-pub fn server(state: Arc<State>) -> MeshService {
+pub(crate) fn server(state: Arc<State>) -> MeshService {
     let service = GatewayService { state };
     let generated = AlertMeshServer::new(service.clone())
         .max_decoding_message_size(MAX_REQUEST_BYTES)

@@ -15,14 +15,14 @@ use crate::kafka::reader::{BatchBounds, StartAt};
 use crate::record::{ms_from_timestamp, AlertContext};
 use crate::server::State;
 
-pub mod progress;
-pub mod select;
+pub(crate) mod progress;
+pub(crate) mod select;
 mod stream;
 
 use progress::{EndAt, Progress};
 
 /// The stream handed to tonic: batches, then at most one error status.
-pub type Outbound = mpsc::Receiver<Result<v1::AlertBatch, Status>>;
+pub(crate) type Outbound = mpsc::Receiver<Result<v1::AlertBatch, Status>>;
 
 /// How a subscription begins reading.
 #[derive(Debug)]
@@ -34,7 +34,7 @@ enum Begin {
 }
 
 /// Validates `req`, resolves its positions and starts streaming.
-pub async fn open(
+pub(crate) async fn open(
     state: Arc<State>,
     principal: &Principal,
     req: v1::SubscribeRequest,
@@ -225,7 +225,7 @@ fn explicit_offsets(
     Ok(out)
 }
 
-pub fn describe_partitions(partitions: &[i32]) -> String {
+pub(crate) fn describe_partitions(partitions: &[i32]) -> String {
     match (partitions.first(), partitions.last()) {
         (Some(a), Some(b)) if partitions.len() as i64 == i64::from(*b) - i64::from(*a) + 1 => {
             format!("{a}-{b}")

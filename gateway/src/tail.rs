@@ -18,7 +18,7 @@ use crate::record::{AlertContext, Record};
 
 /// One topic's shared tail.
 #[derive(Debug)]
-pub struct Tail {
+pub(crate) struct Tail {
     /// The topic, and how its records are encoded for the wire.
     alert: Arc<AlertContext>,
     partitions: Vec<i32>,
@@ -45,7 +45,7 @@ struct Inner {
 
 /// What a subscriber gets from one read of the log.
 #[derive(Debug)]
-pub enum TailRead {
+pub(crate) enum TailRead {
     Records(Vec<Record>),
     /// Nothing new yet; wait for the head to move.
     Empty,
@@ -60,11 +60,7 @@ impl Tail {
         self.inner.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    pub fn partitions(&self) -> &[i32] {
-        &self.partitions
-    }
-
-    pub fn head(&self) -> watch::Receiver<u64> {
+    pub(crate) fn head(&self) -> watch::Receiver<u64> {
         self.head.subscribe()
     }
 
@@ -74,7 +70,7 @@ impl Tail {
     }
 
     /// Waits until the tail has reached the end of every partition once.
-    pub async fn wait_ready(&self, timeout: Duration) -> Result<()> {
+    pub(crate) async fn wait_ready(&self, timeout: Duration) -> Result<()> {
         let mut head = self.head();
         let wait = async {
             loop {
@@ -98,7 +94,7 @@ impl Tail {
 
     /// Joins at the head: returns the sequence to read from and, per partition, the next
     /// offset (so only records that arrive from now on are delivered).
-    pub fn join_at_head(&self) -> (u64, HashMap<i32, i64>) {
+    pub(crate) fn join_at_head(&self) -> (u64, HashMap<i32, i64>) {
         let inner = self.lock();
         (
             inner.first_seq + inner.records.len() as u64,
@@ -109,7 +105,7 @@ impl Tail {
     /// Joins a subscriber whose next offsets are `next`, if the log holds every record it
     /// still needs for `partitions`. It then reads from the oldest record in the log and
     /// skips what it already has.
-    pub fn try_join(&self, partitions: &[i32], next: &HashMap<i32, i64>) -> Option<u64> {
+    pub(crate) fn try_join(&self, partitions: &[i32], next: &HashMap<i32, i64>) -> Option<u64> {
         let inner = self.lock();
         let covered = partitions
             .iter()
@@ -121,7 +117,7 @@ impl Tail {
     }
 
     /// Reads records from `*seq` on, up to the bounds, and advances `*seq`.
-    pub fn read(&self, seq: &mut u64, bounds: BatchBounds) -> TailRead {
+    pub(crate) fn read(&self, seq: &mut u64, bounds: BatchBounds) -> TailRead {
         let inner = self.lock();
         if *seq < inner.first_seq {
             return TailRead::Lagged;
@@ -201,7 +197,7 @@ impl Tail {
 
 /// Every topic's tail, started on first use.
 #[derive(Debug)]
-pub struct Tails {
+pub(crate) struct Tails {
     kafka: Kafka,
     metrics: Arc<Metrics>,
     cap_bytes: usize,
@@ -211,7 +207,7 @@ pub struct Tails {
 }
 
 impl Tails {
-    pub fn new(
+    pub(crate) fn new(
         kafka: Kafka,
         metrics: Arc<Metrics>,
         cap_bytes: usize,
@@ -229,7 +225,7 @@ impl Tails {
     }
 
     /// The tail of `topic`, starting its reader if it is not running yet.
-    pub fn get_or_start(&self, ctx: &Arc<AlertContext>, partitions: &[i32]) -> Arc<Tail> {
+    pub(crate) fn get_or_start(&self, ctx: &Arc<AlertContext>, partitions: &[i32]) -> Arc<Tail> {
         let topic = ctx.topic.as_str();
         let mut map = self.map.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(t) = map.get(topic) {

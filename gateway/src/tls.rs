@@ -26,7 +26,7 @@ use crate::error::{Error, Result};
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// The tonic TLS configuration of the gRPC port.
-pub fn grpc_server_config(tls: &TlsConfig) -> Result<ServerTlsConfig> {
+pub(crate) fn grpc_server_config(tls: &TlsConfig) -> Result<ServerTlsConfig> {
     let (cert, key) = alertmesh_auth::tls::load_pem_identity(&tls.cert, &tls.key)
         .map_err(|e| Error::Internal(format!("tls.cert/tls.key: {e}")))?;
     let mut config = ServerTlsConfig::new()
@@ -44,14 +44,18 @@ pub fn grpc_server_config(tls: &TlsConfig) -> Result<ServerTlsConfig> {
 
 /// An HTTPS listener for axum: handshakes run concurrently, off the accept loop.
 #[derive(Debug)]
-pub struct TlsListener {
+pub(crate) struct TlsListener {
     local: SocketAddr,
     rx: mpsc::Receiver<(TlsStream<TcpStream>, SocketAddr)>,
 }
 
 impl TlsListener {
     /// Wraps `listener` with the `[tls]` certificate (ALPN `http/1.1`).
-    pub fn new(listener: TcpListener, tls: &TlsConfig, cancel: CancellationToken) -> Result<Self> {
+    pub(crate) fn new(
+        listener: TcpListener,
+        tls: &TlsConfig,
+        cancel: CancellationToken,
+    ) -> Result<Self> {
         let mut config = alertmesh_auth::tls::server_config_from_files(&tls.cert, &tls.key, None)
             .map_err(|e| Error::Internal(format!("tls: {e}")))?;
         config.alpn_protocols = vec![b"http/1.1".to_vec()];

@@ -18,7 +18,7 @@ use tokio_rustls::TlsConnector;
 const FETCH_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Fetches one JWKS URL.
-pub struct Fetcher {
+pub(crate) struct Fetcher {
     uri: Uri,
     host: String,
     port: u16,
@@ -34,7 +34,7 @@ impl std::fmt::Debug for Fetcher {
 
 impl Fetcher {
     /// A fetcher for `url` (https) trusting the CA certificates in the PEM file `ca`.
-    pub fn new(url: &str, ca: &Path) -> Result<Self, String> {
+    pub(crate) fn new(url: &str, ca: &Path) -> Result<Self, String> {
         let uri: Uri = url
             .parse()
             .map_err(|e| format!("invalid jwks url {url:?}: {e}"))?;
@@ -63,7 +63,7 @@ impl Fetcher {
     }
 
     /// GETs the JWKS document and parses it.
-    pub async fn fetch(&self) -> Result<Jwks, String> {
+    pub(crate) async fn fetch(&self) -> Result<Jwks, String> {
         tokio::time::timeout(FETCH_TIMEOUT, self.fetch_inner())
             .await
             .map_err(|_| format!("no answer within {FETCH_TIMEOUT:?}"))?

@@ -21,7 +21,7 @@ const SEND_TIMEOUT: Duration = Duration::from_secs(3);
 
 /// Wraps `inner` so that it ends when the caller's token stops being valid. Callers
 /// without a token (open gateways, public topics) keep the stream as is.
-pub fn guard(auth: Option<Arc<Auth>>, caller: &Caller, inner: Outbound) -> Outbound {
+pub(crate) fn guard(auth: Option<Arc<Auth>>, caller: &Caller, inner: Outbound) -> Outbound {
     let (Some(auth), Some(token)) = (auth, caller.token.clone()) else {
         return inner;
     };

@@ -34,7 +34,7 @@ const SUBSCRIBE: &str = "/alertmesh.v1.AlertMesh/Subscribe";
 
 /// The `AlertMesh` service: `Subscribe` on its own route, the rest through tonic.
 #[derive(Debug, Clone)]
-pub struct MeshService {
+pub(crate) struct MeshService {
     generated: AlertMeshServer<GatewayService>,
     service: GatewayService,
 }
