@@ -10,10 +10,10 @@ use rdkafka::consumer::Consumer;
 use rdkafka::error::KafkaError;
 use rdkafka::{Offset, TopicPartitionList};
 
+use crate::catalog::describe_partitions;
 use crate::error::{Error, Result};
 use crate::record::{AlertContext, Arena, Record};
 use crate::server::State;
-use crate::subscription::describe_partitions;
 
 pub(crate) async fn fetch(state: &State, text: &str) -> Result<v1::Alert> {
     let r: AlertRef = text
@@ -26,8 +26,8 @@ pub(crate) async fn fetch(state: &State, text: &str) -> Result<v1::Alert> {
             r.gateway
         )));
     }
-    let topic = state.exposed(&r.topic)?.clone();
-    let partitions = state.partitions(&topic.name).await?;
+    let topic = state.catalog.exposed(&r.topic)?.clone();
+    let partitions = state.catalog.partitions(&topic.name).await?;
     if !partitions.contains(&r.partition) {
         return Err(Error::NotFound(format!(
             "partition {} does not exist; topic {:?} has partitions {}",
@@ -36,8 +36,8 @@ pub(crate) async fn fetch(state: &State, text: &str) -> Result<v1::Alert> {
             describe_partitions(&partitions)
         )));
     }
-    let consumer = state.kafka.consumer(1024)?;
-    let timeout = state.kafka.timeout();
+    let consumer = state.cluster.kafka().consumer(1024)?;
+    let timeout = state.cluster.kafka().timeout();
     let (t, p, o) = (topic.name.clone(), r.partition, r.offset);
     let ctx = AlertContext::new(me, &topic);
     let record_ctx = Arc::clone(&ctx);
@@ -84,7 +84,7 @@ pub(crate) async fn fetch(state: &State, text: &str) -> Result<v1::Alert> {
     .await
     .map_err(|e| Error::Internal(e.to_string()))?;
     if let Err(Error::Unavailable(_)) = &record {
-        state.kafka.count_error();
+        state.cluster.kafka().count_error();
     }
     let record = record?;
     let mut alert = ctx.alert(&record);

@@ -72,11 +72,7 @@ async fn healthz(Axum(http): Axum<Arc<Http>>) -> impl IntoResponse {
 async fn readyz(Axum(http): Axum<Arc<Http>>) -> impl IntoResponse {
     if http.state.cancel.is_cancelled() {
         (StatusCode::SERVICE_UNAVAILABLE, "shutting down\n")
-    } else if !http
-        .state
-        .kafka_ready
-        .load(std::sync::atomic::Ordering::Relaxed)
-    {
+    } else if !http.state.cluster.is_ready() {
         (StatusCode::SERVICE_UNAVAILABLE, "kafka unreachable\n")
     } else {
         (StatusCode::OK, "ready\n")

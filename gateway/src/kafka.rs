@@ -14,6 +14,7 @@ use crate::config::KafkaConfig;
 use crate::error::{Error, Result};
 use crate::metrics::Metrics;
 
+pub(crate) mod cluster;
 pub(crate) mod reader;
 
 /// A consumer of this gateway: librdkafka's errors and logs go to tracing and metrics.

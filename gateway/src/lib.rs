@@ -17,6 +17,7 @@
 
 mod admin;
 mod auth;
+mod catalog;
 pub mod cli;
 pub mod config;
 mod creds;

@@ -1,26 +1,22 @@
 //! Wires the gateway together and runs it until shutdown: the gRPC server, the HTTP side
 //! port, and the shared state their handlers use.
 
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use rdkafka::consumer::Consumer;
-
-use crate::kafka::GatewayConsumer;
 use tokio::net::TcpListener;
-use tokio::sync::{mpsc, Semaphore};
+use tokio::sync::Semaphore;
 use tokio_stream::wrappers::TcpListenerStream;
 use tokio_stream::StreamExt as _;
 use tokio_util::sync::CancellationToken;
 
-use crate::config::{Config, TopicConfig};
+use crate::catalog::Catalog;
+use crate::config::Config;
 use crate::cursor::CursorStore;
 use crate::error::{Error, Result};
-use crate::kafka::reader::{self, BatchBounds, ReaderCtx, ReaderEvent, StartAt};
+use crate::kafka::cluster::Cluster;
 use crate::kafka::Kafka;
-use crate::metrics::{Metrics, ReaderKind};
-use crate::record::AlertContext;
+use crate::metrics::Metrics;
 use crate::service::GatewayService;
 use crate::subscription::select::SeenSchema;
 use crate::tail::Tails;
@@ -33,8 +29,10 @@ use std::sync::Mutex;
 pub(crate) struct State {
     pub config: Config,
     pub kafka: Kafka,
-    /// A long-lived client for metadata and offset look-ups.
-    meta: Arc<GatewayConsumer>,
+    /// Metadata look-ups, the readiness probe, and readers.
+    pub cluster: Cluster,
+    /// The exposed topics.
+    pub catalog: Arc<Catalog>,
     pub tails: Tails,
     pub cursors: CursorStore,
     pub metrics: Arc<Metrics>,
@@ -44,8 +42,6 @@ pub(crate) struct State {
     pub decoder: Arc<Decoder>,
     /// Per topic, the latest writer schema seen (to check filters at subscribe time).
     seen_schemas: Mutex<HashMap<String, SeenSchema>>,
-    /// Whether the last probe reached Kafka (drives `/readyz` and gRPC health).
-    pub kafka_ready: AtomicBool,
     /// Token authentication, when `[auth]` is configured.
     pub auth: Option<Arc<crate::auth::Auth>>,
     /// Running mirror jobs, in `[[mirrors]]` order.
@@ -72,24 +68,31 @@ impl State {
             &config.gateway.name,
             Arc::clone(&metrics),
         );
-        let meta = Arc::new(kafka.consumer(64)?);
+        let cluster = Cluster::new(
+            kafka.clone(),
+            Arc::clone(&metrics),
+            &config.limits,
+            cancel.clone(),
+        )?;
         Ok(State {
+            catalog: Arc::new(Catalog::new(
+                &config.gateway.name,
+                config.topics.clone(),
+                cluster.clone(),
+            )),
             tails: Tails::new(
-                kafka.clone(),
-                Arc::clone(&metrics),
+                cluster.clone(),
                 config.limits.tail_buffer_bytes,
-                config.limits.reader_buffer_kib,
                 cancel.clone(),
             ),
             cursors: CursorStore::new(kafka.clone(), cancel.clone()),
             permits: Arc::new(Semaphore::new(config.limits.max_subscriptions)),
-            kafka_ready: AtomicBool::new(false),
             decoder: Arc::new(decoder(&config)?),
             seen_schemas: Mutex::new(HashMap::new()),
             auth: None,
             mirrors: Vec::new(),
             mirror_metrics: crate::mirrors::MirrorMetrics::default(),
-            meta,
+            cluster,
             kafka,
             metrics,
             cancel,
@@ -97,103 +100,9 @@ impl State {
         })
     }
 
-    /// The exposed topic `name`, or NotFound listing what is exposed.
-    pub(crate) fn exposed(&self, name: &str) -> Result<&TopicConfig> {
-        self.config.topic(name).ok_or_else(|| {
-            let names: Vec<&str> = self.config.topics.iter().map(|t| t.name.as_str()).collect();
-            Error::NotFound(format!(
-                "topic {name:?} is not exposed by gateway {}; exposed topics: {}",
-                self.config.gateway.name,
-                if names.is_empty() {
-                    "none".to_owned()
-                } else {
-                    names.join(", ")
-                }
-            ))
-        })
-    }
-
-    pub(crate) async fn partitions(&self, topic: &str) -> Result<Vec<i32>> {
-        let (meta, kafka, topic) = (Arc::clone(&self.meta), self.kafka.clone(), topic.to_owned());
-        let found = tokio::task::spawn_blocking({
-            let kafka = kafka.clone();
-            move || kafka.partitions(&meta, &topic)
-        })
-        .await
-        .map_err(|e| Error::Internal(e.to_string()))?;
-        if let Err(Error::Unavailable(_)) = &found {
-            kafka.count_error();
-        }
-        found
-    }
-
-    pub(crate) async fn offsets_for_time(
-        &self,
-        topic: &str,
-        partitions: &[i32],
-        ms: i64,
-    ) -> Result<Vec<(i32, Option<i64>)>> {
-        let (meta, kafka) = (Arc::clone(&self.meta), self.kafka.clone());
-        let (topic, partitions) = (topic.to_owned(), partitions.to_vec());
-        tokio::task::spawn_blocking(move || kafka.offsets_for_time(&meta, &topic, &partitions, ms))
-            .await
-            .map_err(|e| Error::Internal(e.to_string()))?
-    }
-
     pub(crate) fn seen_schema(&self, topic: &str) -> SeenSchema {
         let mut map = self.seen_schemas.lock().unwrap_or_else(|p| p.into_inner());
         Arc::clone(map.entry(topic.to_owned()).or_default())
-    }
-
-    /// Asks Kafka for cluster metadata: can the gateway reach its cluster right now?
-    pub(crate) async fn probe_kafka(&self) -> bool {
-        let (meta, timeout) = (Arc::clone(&self.meta), self.kafka.timeout());
-        let ok = tokio::task::spawn_blocking(move || meta.fetch_metadata(None, timeout).is_ok())
-            .await
-            .unwrap_or(false);
-        self.kafka_ready.store(ok, Ordering::Relaxed);
-        ok
-    }
-
-    /// Starts a subscriber's own Kafka read: its partitions split over up to
-    /// `limits.reader_connections` consumers, each with its own connection and thread, all
-    /// reporting into one channel. One connection has one fetch in flight, so the broker
-    /// would wait while the gateway decodes each response; with several, it prepares the
-    /// next while the gateway works (bench_subscribe: 64 KB alerts 0.84x -> 0.94x a direct
-    /// consumer). They share the read's prefetch budget, so memory stays as bounded.
-    pub(crate) fn spawn_reader(
-        &self,
-        ctx: &Arc<AlertContext>,
-        starts: &[(i32, StartAt)],
-        bounds: BatchBounds,
-    ) -> Result<mpsc::Receiver<ReaderEvent>> {
-        let limits = &self.config.limits;
-        let n = limits.reader_connections.clamp(1, starts.len().max(1));
-        let rctx = ReaderCtx {
-            metrics: Arc::clone(&self.metrics),
-            kind: ReaderKind::own,
-            cancel: self.cancel.clone(),
-            alert: Arc::clone(ctx),
-        };
-        rctx.count_read();
-        // Each reader has at most two batches in flight, as a single reader would.
-        let (tx, rx) = mpsc::channel(2 * n);
-        for i in 0..n {
-            let share: Vec<(i32, StartAt)> = starts.iter().skip(i).step_by(n).copied().collect();
-            let consumer = self
-                .kafka
-                .consumer_waiting(limits.reader_buffer_kib / n, Duration::from_millis(10))?;
-            reader::spawn(
-                format!("read-{}", ctx.topic),
-                consumer,
-                &ctx.topic,
-                &share,
-                bounds,
-                rctx.clone(),
-                tx.clone(),
-            )?;
-        }
-        Ok(rx)
     }
 }
 
@@ -311,7 +220,7 @@ async fn watch_kafka(state: Arc<State>, health: tonic_health::server::HealthRepo
     type Svc = alertmesh_proto::v1::alert_mesh_server::AlertMeshServer<GatewayService>;
     let mut was = None;
     while !state.cancel.is_cancelled() {
-        let ok = state.probe_kafka().await;
+        let ok = state.cluster.probe().await;
         if was != Some(ok) {
             if ok {
                 tracing::info!("kafka reachable");

@@ -36,16 +36,6 @@ pub(crate) fn server(state: Arc<State>) -> MeshService {
     MeshService::new(generated, service)
 }
 
-fn topic_info(t: &crate::config::TopicConfig, partitions: i32) -> v1::TopicInfo {
-    v1::TopicInfo {
-        name: t.name.clone(),
-        namespace: t.namespace.clone(),
-        format: t.format.to_string(),
-        description: t.description.clone(),
-        partitions,
-    }
-}
-
 impl GatewayService {
     /// Opens the subscription `req` asks for, once its caller may read the topic: the
     /// batches to stream.
@@ -72,39 +62,15 @@ impl GatewayService {
         let auth = self.state.auth.as_deref();
         let visible: Vec<&crate::config::TopicConfig> = self
             .state
-            .config
-            .topics
+            .catalog
+            .topics()
             .iter()
             .filter(|t| {
                 !auth
                     .is_some_and(|a| a.require() && caller.token.is_none() && !a.is_public(&t.name))
             })
             .collect();
-        // Look the partition counts up concurrently: with Kafka down each look-up waits for
-        // kafka.timeout_ms, and the answer should not take that once per topic.
-        let mut lookups = tokio::task::JoinSet::new();
-        for (i, t) in visible.iter().enumerate() {
-            let (state, name) = (Arc::clone(&self.state), t.name.clone());
-            lookups.spawn(async move {
-                (
-                    i,
-                    state.partitions(&name).await.map_or(0, |p| p.len() as i32),
-                )
-            });
-        }
-        let mut counts = vec![0; visible.len()];
-        while let Some(done) = lookups.join_next().await {
-            // A topic Kafka cannot describe right now is still listed, with 0 partitions.
-            if let Ok((i, n)) = done {
-                counts[i] = n;
-            }
-        }
-        let out: Vec<v1::TopicInfo> = visible
-            .iter()
-            .zip(counts)
-            .map(|(t, n)| topic_info(t, n))
-            .collect();
-        out
+        self.state.catalog.describe(&visible).await
     }
 }
 
@@ -134,14 +100,14 @@ impl v1::alert_mesh_server::AlertMesh for GatewayService {
             &req.topic,
         )?;
         let who = who.principal;
-        let topic = self.state.exposed(&req.topic)?.name.clone();
+        let topic = self.state.catalog.exposed(&req.topic)?.name.clone();
         if req.offsets.is_empty() {
             return Err(Error::InvalidArgument(
                 "commit names no partition; send partition:offset pairs".into(),
             )
             .into());
         }
-        let partitions = self.state.partitions(&topic).await?;
+        let partitions = self.state.catalog.partitions(&topic).await?;
         let mut offsets = HashMap::new();
         for po in &req.offsets {
             if !partitions.contains(&po.partition) || po.offset < 0 {
@@ -149,7 +115,7 @@ impl v1::alert_mesh_server::AlertMesh for GatewayService {
                     "cannot commit offset {} of partition {}: partitions are {} and offsets start at 0",
                     po.offset,
                     po.partition,
-                    subscription::describe_partitions(&partitions)
+                    crate::catalog::describe_partitions(&partitions)
                 ))
                 .into());
             }

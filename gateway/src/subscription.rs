@@ -10,8 +10,10 @@ use alertmesh_proto::v1::{self, end, start};
 use tokio::sync::mpsc;
 use tonic::Status;
 
+use crate::catalog::describe_partitions;
 use crate::error::{Error, Result};
 use crate::kafka::reader::{BatchBounds, StartAt};
+use crate::metrics::ReaderKind;
 use crate::record::{ms_from_timestamp, AlertContext};
 use crate::server::State;
 
@@ -39,7 +41,7 @@ pub(crate) async fn open(
     principal: &Principal,
     req: v1::SubscribeRequest,
 ) -> Result<Outbound> {
-    let topic = state.exposed(&req.topic)?.clone();
+    let topic = state.catalog.exposed(&req.topic)?.clone();
     let ctx = AlertContext::new(&state.config.gateway.name, &topic);
     if req.limit == Some(0) {
         return Err(Error::InvalidArgument(
@@ -76,7 +78,7 @@ pub(crate) async fn open(
         Arc::clone(&state.config.alert.registry),
         state.seen_schema(&topic.name),
     )?;
-    let partitions = state.partitions(&topic.name).await?;
+    let partitions = state.catalog.partitions(&topic.name).await?;
     let start = req.start.and_then(|s| s.position);
     let mut skip_before = None;
     let mut begin = match start {
@@ -102,7 +104,10 @@ pub(crate) async fn open(
                 }
             }
             skip_before = Some(ms);
-            let found = state.offsets_for_time(&topic.name, &partitions, ms).await?;
+            let found = state
+                .cluster
+                .offsets_for_time(&topic.name, &partitions, ms)
+                .await?;
             Begin::Positions(
                 found
                     .into_iter()
@@ -150,7 +155,7 @@ pub(crate) async fn open(
         }
         Begin::Head => {
             let tail = state.tails.get_or_start(&ctx, &partitions);
-            tail.wait_ready(state.kafka.timeout() * 2).await?;
+            tail.wait_ready(state.cluster.timeout() * 2).await?;
             let (seq, next) = tail.join_at_head();
             (stream::Mode::Tail { seq }, partitions.clone(), next)
         }
@@ -163,7 +168,7 @@ pub(crate) async fn open(
                 })
                 .collect();
             let parts = starts.iter().map(|(p, _)| *p).collect();
-            let rx = state.spawn_reader(&ctx, &starts, bounds)?;
+            let rx = state.cluster.read(&ctx, &starts, bounds, ReaderKind::own)?;
             (stream::Mode::Own(rx), parts, next)
         }
     };
@@ -225,19 +230,6 @@ fn explicit_offsets(
     Ok(out)
 }
 
-pub(crate) fn describe_partitions(partitions: &[i32]) -> String {
-    match (partitions.first(), partitions.last()) {
-        (Some(a), Some(b)) if partitions.len() as i64 == i64::from(*b) - i64::from(*a) + 1 => {
-            format!("{a}-{b}")
-        }
-        _ => partitions
-            .iter()
-            .map(i32::to_string)
-            .collect::<Vec<_>>()
-            .join(","),
-    }
-}
-
 /// Partitions with a saved cursor position resume there; the others keep their start.
 async fn apply_cursor(
     state: &State,
@@ -250,7 +242,7 @@ async fn apply_cursor(
         Begin::Positions(s) => s,
         Begin::Head => {
             let tail = state.tails.get_or_start(ctx, partitions);
-            tail.wait_ready(state.kafka.timeout() * 2).await?;
+            tail.wait_ready(state.cluster.timeout() * 2).await?;
             let (_, pos) = tail.join_at_head();
             partitions
                 .iter()

@@ -11,9 +11,9 @@ use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
 use crate::error::{Error, Result};
-use crate::kafka::reader::{self, BatchBounds, ReaderCtx, ReaderEvent, StartAt};
-use crate::kafka::Kafka;
-use crate::metrics::{Metrics, ReaderKind};
+use crate::kafka::cluster::Cluster;
+use crate::kafka::reader::{BatchBounds, ReaderEvent, StartAt};
+use crate::metrics::ReaderKind;
 use crate::record::{AlertContext, Record};
 
 /// One topic's shared tail.
@@ -198,27 +198,17 @@ impl Tail {
 /// Every topic's tail, started on first use.
 #[derive(Debug)]
 pub(crate) struct Tails {
-    kafka: Kafka,
-    metrics: Arc<Metrics>,
+    cluster: Cluster,
     cap_bytes: usize,
-    buffer_kib: usize,
     cancel: CancellationToken,
     map: Mutex<HashMap<String, Arc<Tail>>>,
 }
 
 impl Tails {
-    pub(crate) fn new(
-        kafka: Kafka,
-        metrics: Arc<Metrics>,
-        cap_bytes: usize,
-        buffer_kib: usize,
-        cancel: CancellationToken,
-    ) -> Self {
+    pub(crate) fn new(cluster: Cluster, cap_bytes: usize, cancel: CancellationToken) -> Self {
         Tails {
-            kafka,
-            metrics,
+            cluster,
             cap_bytes,
-            buffer_kib,
             cancel,
             map: Mutex::new(HashMap::new()),
         }
@@ -248,9 +238,7 @@ impl Tails {
         map.insert(topic.to_owned(), Arc::clone(&tail));
         tokio::spawn(feed(
             Arc::clone(&tail),
-            self.kafka.clone(),
-            Arc::clone(&self.metrics),
-            self.buffer_kib,
+            self.cluster.clone(),
             self.cancel.clone(),
         ));
         tail
@@ -259,13 +247,7 @@ impl Tails {
 
 /// Keeps the tail's reader running: restarts it with capped backoff when Kafka fails,
 /// resuming after the last record read so the log has no gap.
-async fn feed(
-    tail: Arc<Tail>,
-    kafka: Kafka,
-    metrics: Arc<Metrics>,
-    buffer_kib: usize,
-    cancel: CancellationToken,
-) {
+async fn feed(tail: Arc<Tail>, cluster: Cluster, cancel: CancellationToken) {
     let bounds = BatchBounds {
         max_records: 1_000,
         max_bytes: 1 << 20,
@@ -273,26 +255,7 @@ async fn feed(
     let mut backoff = Duration::from_millis(200);
     while !cancel.is_cancelled() {
         let starts = tail.restart_positions();
-        let rx = kafka.consumer(buffer_kib).and_then(|c| {
-            let ctx = ReaderCtx {
-                metrics: Arc::clone(&metrics),
-                kind: ReaderKind::tail,
-                cancel: cancel.clone(),
-                alert: Arc::clone(&tail.alert),
-            };
-            ctx.count_read();
-            let (tx, rx) = tokio::sync::mpsc::channel(2);
-            reader::spawn(
-                format!("tail-{}", tail.alert.topic),
-                c,
-                &tail.alert.topic,
-                &starts,
-                bounds,
-                ctx,
-                tx,
-            )?;
-            Ok(rx)
-        });
+        let rx = cluster.read(&tail.alert, &starts, bounds, ReaderKind::tail);
         match rx {
             Ok(mut rx) => {
                 while let Some(ev) = rx.recv().await {

@@ -19,7 +19,7 @@ use super::progress::{EndAt, Progress};
 use super::select::{Outcome, Selection};
 use crate::error::Error;
 use crate::kafka::reader::{BatchBounds, ReaderEvent, StartAt};
-use crate::metrics::OpenGuard;
+use crate::metrics::{OpenGuard, ReaderKind};
 use crate::record::{AlertContext, Record};
 use crate::server::State;
 use crate::tail::{Tail, TailRead};
@@ -210,7 +210,8 @@ impl Subscription {
             })
             .collect();
         self.state
-            .spawn_reader(&self.ctx, &starts, self.bounds)
+            .cluster
+            .read(&self.ctx, &starts, self.bounds, ReaderKind::own)
             .map_err(Stop::Failed)
     }
 
