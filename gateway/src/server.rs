@@ -5,7 +5,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::net::TcpListener;
-use tokio::sync::Semaphore;
 use tokio_stream::wrappers::TcpListenerStream;
 use tokio_stream::StreamExt as _;
 use tokio_util::sync::CancellationToken;
@@ -18,12 +17,10 @@ use crate::kafka::cluster::Cluster;
 use crate::kafka::Kafka;
 use crate::metrics::Metrics;
 use crate::service::GatewayService;
-use crate::subscription::select::SeenSchema;
+use crate::subscription::{self, Subscriptions};
 use crate::tail::Tails;
 use crate::{http, service};
 use alertmesh_alert::{Decoder, SchemaDir};
-use std::collections::HashMap;
-use std::sync::Mutex;
 
 /// Everything request handlers share.
 pub(crate) struct State {
@@ -33,15 +30,12 @@ pub(crate) struct State {
     pub cluster: Cluster,
     /// The exposed topics.
     pub catalog: Arc<Catalog>,
-    pub tails: Tails,
-    pub cursors: CursorStore,
+    /// Subscribe and CommitCursor.
+    pub subscriptions: Arc<Subscriptions>,
     pub metrics: Arc<Metrics>,
     pub cancel: CancellationToken,
-    pub permits: Arc<Semaphore>,
     /// Payload decoding with cached schemas, shared by every subscription.
     pub decoder: Arc<Decoder>,
-    /// Per topic, the latest writer schema seen (to check filters at subscribe time).
-    seen_schemas: Mutex<HashMap<String, SeenSchema>>,
     /// Token authentication, when `[auth]` is configured.
     pub auth: Option<Arc<crate::auth::Auth>>,
     /// Running mirror jobs, in `[[mirrors]]` order.
@@ -74,21 +68,32 @@ impl State {
             &config.limits,
             cancel.clone(),
         )?;
-        Ok(State {
-            catalog: Arc::new(Catalog::new(
-                &config.gateway.name,
-                config.topics.clone(),
-                cluster.clone(),
-            )),
+        let catalog = Arc::new(Catalog::new(
+            &config.gateway.name,
+            config.topics.clone(),
+            cluster.clone(),
+        ));
+        let decoder = Arc::new(decoder(&config)?);
+        let subscriptions = Arc::new(Subscriptions::new(subscription::Parts {
+            gateway: config.gateway.name.clone(),
+            catalog: Arc::clone(&catalog),
+            cluster: cluster.clone(),
             tails: Tails::new(
                 cluster.clone(),
                 config.limits.tail_buffer_bytes,
                 cancel.clone(),
             ),
             cursors: CursorStore::new(kafka.clone(), cancel.clone()),
-            permits: Arc::new(Semaphore::new(config.limits.max_subscriptions)),
-            decoder: Arc::new(decoder(&config)?),
-            seen_schemas: Mutex::new(HashMap::new()),
+            decoder: Arc::clone(&decoder),
+            registry: Arc::clone(&config.alert.registry),
+            limits: config.limits.clone(),
+            metrics: Arc::clone(&metrics),
+            cancel: cancel.clone(),
+        }));
+        Ok(State {
+            catalog,
+            subscriptions,
+            decoder,
             auth: None,
             mirrors: Vec::new(),
             mirror_metrics: crate::mirrors::MirrorMetrics::default(),
@@ -98,11 +103,6 @@ impl State {
             cancel,
             config,
         })
-    }
-
-    pub(crate) fn seen_schema(&self, topic: &str) -> SeenSchema {
-        let mut map = self.seen_schemas.lock().unwrap_or_else(|p| p.into_inner());
-        Arc::clone(map.entry(topic.to_owned()).or_default())
     }
 }
 

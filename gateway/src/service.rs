@@ -1,6 +1,5 @@
 //! The `alertmesh.v1.AlertMesh` gRPC service: thin handlers over [`State`].
 
-use std::collections::HashMap;
 use std::sync::Arc;
 
 use alertmesh_auth::Action;
@@ -10,9 +9,8 @@ use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
 
 use crate::auth::{authorize_topic, caller, require_admin};
-use crate::error::Error;
 use crate::server::State;
-use crate::{admin, fetch, subscription};
+use crate::{admin, fetch};
 
 /// Messages up to this size are accepted from clients (requests are small).
 const MAX_REQUEST_BYTES: usize = 1 << 20;
@@ -51,8 +49,11 @@ impl GatewayService {
             Action::Subscribe,
             &req.get_ref().topic,
         )?;
-        let rx =
-            subscription::open(Arc::clone(&self.state), &who.principal, req.into_inner()).await?;
+        let rx = self
+            .state
+            .subscriptions
+            .open(&who.principal, req.into_inner())
+            .await?;
         Ok(crate::auth::stream::guard(auth, &who, rx))
     }
 
@@ -99,39 +100,11 @@ impl v1::alert_mesh_server::AlertMesh for GatewayService {
             Action::Subscribe,
             &req.topic,
         )?;
-        let who = who.principal;
-        let topic = self.state.catalog.exposed(&req.topic)?.name.clone();
-        if req.offsets.is_empty() {
-            return Err(Error::InvalidArgument(
-                "commit names no partition; send partition:offset pairs".into(),
-            )
-            .into());
-        }
-        let partitions = self.state.catalog.partitions(&topic).await?;
-        let mut offsets = HashMap::new();
-        for po in &req.offsets {
-            if !partitions.contains(&po.partition) || po.offset < 0 {
-                return Err(Error::InvalidArgument(format!(
-                    "cannot commit offset {} of partition {}: partitions are {} and offsets start at 0",
-                    po.offset,
-                    po.partition,
-                    crate::catalog::describe_partitions(&partitions)
-                ))
-                .into());
-            }
-            offsets.insert(po.partition, po.offset);
-        }
-        let state = self
+        let offsets = self
             .state
-            .cursors
-            .commit(&who.name, &req.name, &topic, &offsets)
+            .subscriptions
+            .commit_cursor(&who.principal, &req.name, &req.topic, &req.offsets)
             .await?;
-        self.state.metrics.cursor_commits.inc();
-        let mut offsets: Vec<v1::PartitionOffset> = state
-            .into_iter()
-            .map(|(partition, offset)| v1::PartitionOffset { partition, offset })
-            .collect();
-        offsets.sort_by_key(|po| po.partition);
         Ok(Response::new(v1::CommitCursorResponse { offsets }))
     }
 
