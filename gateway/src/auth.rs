@@ -35,11 +35,12 @@ pub(crate) mod stream;
 const UNKNOWN_KID_REFRESH_SECS: u64 = 5;
 
 /// Starts authentication when `[auth]` is configured: keys, credentials store, and a
-/// background task that refreshes peers' JWKS and picks up rotated keys.
+/// background task on `tasks` that refreshes peers' JWKS and picks up rotated keys.
 pub(crate) async fn start(
     config: &Config,
     metrics: Arc<crate::metrics::Metrics>,
     cancel: CancellationToken,
+    tasks: &tokio_util::task::TaskTracker,
 ) -> Result<Option<Arc<Auth>>> {
     if config.auth.is_none() {
         return Ok(None);
@@ -50,7 +51,7 @@ pub(crate) async fn start(
         Arc::clone(&metrics),
     );
     let auth = Arc::new(Auth::start(config, kafka, metrics, cancel.clone()).await?);
-    tokio::spawn(Arc::clone(&auth).refresh_forever(cancel));
+    tasks.spawn(Arc::clone(&auth).refresh_forever(cancel));
     Ok(Some(auth))
 }
 

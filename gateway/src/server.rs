@@ -1,6 +1,6 @@
 //! Wires the gateway together and runs it until shutdown: builds each part with the
-//! handles it needs, serves the gRPC and HTTP ports, and on shutdown drains them for the
-//! grace period.
+//! handles it needs, serves the gRPC and HTTP ports, and on shutdown waits for every task
+//! it started (streams, tails, mirrors, the ports) for the grace period.
 
 use std::sync::Arc;
 
@@ -8,6 +8,7 @@ use tokio::net::TcpListener;
 use tokio_stream::wrappers::TcpListenerStream;
 use tokio_stream::StreamExt as _;
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
 use crate::admin::Admin;
 use crate::catalog::Catalog;
@@ -28,9 +29,11 @@ use alertmesh_alert::{Decoder, SchemaDir};
 pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<()> {
     // Streams, readers and mirrors end through this child token.
     let streams = shutdown.child_token();
+    // Every task the gateway starts, awaited on shutdown.
+    let tasks = TaskTracker::new();
     // Keys and the revocation list are loaded before the ports open.
     let metrics = Arc::new(Metrics::default());
-    let auth = crate::auth::start(&config, Arc::clone(&metrics), streams.clone()).await?;
+    let auth = crate::auth::start(&config, Arc::clone(&metrics), streams.clone(), &tasks).await?;
     let grpc = TcpListener::bind(config.gateway.listen)
         .await
         .map_err(|e| {
@@ -70,6 +73,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
             cluster.clone(),
             config.limits.tail_buffer_bytes,
             streams.clone(),
+            tasks.clone(),
         ),
         cursors: CursorStore::new(kafka.clone(), streams.clone()),
         decoder: Arc::clone(&decoder),
@@ -77,6 +81,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
         limits: config.limits.clone(),
         metrics: Arc::clone(&metrics),
         cancel: streams.clone(),
+        tasks: tasks.clone(),
     }));
     let mirrors = Arc::new(mirrors::start(
         &config,
@@ -84,7 +89,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
         Arc::clone(&decoder),
         &streams,
     )?);
-    tokio::spawn(Arc::clone(&mirrors).export(streams.clone()));
+    tasks.spawn(Arc::clone(&mirrors).export(streams.clone()));
     let service = service::server(service::Parts {
         gateway: gw.name.clone(),
         advertised_url: gw.advertised_url.clone(),
@@ -107,6 +112,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
             tls: config.tls.is_some(),
         },
         mirrors: Arc::clone(&mirrors),
+        tasks: tasks.clone(),
     });
     tracing::info!(
         gateway = %gw.name,
@@ -117,7 +123,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
     );
 
     let (health_reporter, health_service) = tonic_health::server::health_reporter();
-    tokio::spawn(service::watch_kafka(
+    tasks.spawn(service::watch_kafka(
         cluster.clone(),
         health_reporter.clone(),
         config.kafka.bootstrap.clone(),
@@ -130,13 +136,16 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
         auth: auth.clone(),
         stopping: streams.clone(),
     };
-    let http_task = match &config.tls {
+    match &config.tls {
         Some(tls) => {
-            let listener = crate::tls::TlsListener::new(http_listener, tls, shutdown.clone())?;
-            tokio::spawn(http::serve(listener, side, shutdown.clone()))
+            let listener =
+                crate::tls::TlsListener::new(http_listener, tls, shutdown.clone(), &tasks)?;
+            tasks.spawn(http::serve(listener, side, shutdown.clone()));
         }
-        None => tokio::spawn(http::serve(http_listener, side, shutdown.clone())),
-    };
+        None => {
+            tasks.spawn(http::serve(http_listener, side, shutdown.clone()));
+        }
+    }
     let mut builder = tonic::transport::Server::builder();
     if let Some(tls) = &config.tls {
         builder = builder.tls_config(crate::tls::grpc_server_config(tls)?)?;
@@ -155,21 +164,25 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
             }),
             shutdown.clone().cancelled_owned(),
         );
-    let server = tokio::spawn(server);
+    tasks.spawn(async move {
+        if let Err(e) = server.await {
+            tracing::warn!(error = %e, "grpc server ended with an error");
+        }
+    });
 
     shutdown.cancelled().await;
     let grace = gw.shutdown_grace;
     tracing::info!(grace = ?grace, "shutting down: ending open streams");
     health_reporter.set_not_serving::<MeshService>().await;
-    match tokio::time::timeout(grace, server).await {
-        Ok(Ok(Ok(()))) => {}
-        Ok(Ok(Err(e))) => tracing::warn!(error = %e, "grpc server ended with an error"),
-        Ok(Err(e)) => tracing::warn!(error = %e, "grpc server task failed"),
-        Err(_) => tracing::warn!("grace period over; closing remaining connections"),
-    }
-    let _ = tokio::time::timeout(grace, http_task).await;
     // Mirrors finish their in-flight produces before the process exits.
-    let _ = tokio::time::timeout(grace, mirrors.join()).await;
+    tasks.spawn(async move { mirrors.join().await });
+    tasks.close();
+    if tokio::time::timeout(grace, tasks.wait()).await.is_err() {
+        tracing::warn!(
+            left = tasks.len(),
+            "grace period over; closing remaining connections"
+        );
+    }
     tracing::info!("gateway stopped");
     Ok(())
 }

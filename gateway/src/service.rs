@@ -15,6 +15,7 @@ use std::time::Duration;
 use alertmesh_proto::v1::{self, alert_mesh_server::AlertMeshServer};
 use tokio_stream::wrappers::ReceiverStream;
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 use tonic::{Request, Response, Status};
 
 use crate::admin::Admin;
@@ -52,6 +53,8 @@ pub(crate) struct Parts {
     pub(crate) fetcher: Fetcher,
     pub(crate) admin: Admin,
     pub(crate) mirrors: Arc<Mirrors>,
+    /// Where stream guards run, so shutdown waits for them.
+    pub(crate) tasks: TaskTracker,
 }
 
 #[derive(Debug, Clone)]

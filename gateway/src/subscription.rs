@@ -11,6 +11,7 @@ use alertmesh_auth::Principal;
 use alertmesh_proto::v1;
 use tokio::sync::{mpsc, Semaphore};
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 use tonic::Status;
 
 use crate::catalog::{describe_partitions, Catalog};
@@ -52,6 +53,7 @@ pub(crate) struct Subscriptions {
     metrics: Arc<Metrics>,
     /// Ends every stream (the gateway is stopping).
     cancel: CancellationToken,
+    tasks: TaskTracker,
 }
 
 /// What [`Subscriptions::new`] is built from.
@@ -67,6 +69,7 @@ pub(crate) struct Parts {
     pub(crate) limits: Limits,
     pub(crate) metrics: Arc<Metrics>,
     pub(crate) cancel: CancellationToken,
+    pub(crate) tasks: TaskTracker,
 }
 
 impl Subscriptions {
@@ -82,6 +85,7 @@ impl Subscriptions {
             limits,
             metrics,
             cancel,
+            tasks,
         } = parts;
         Subscriptions {
             permits: Arc::new(Semaphore::new(limits.max_subscriptions)),
@@ -96,6 +100,7 @@ impl Subscriptions {
             limits,
             metrics,
             cancel,
+            tasks,
         }
     }
 
@@ -168,7 +173,7 @@ impl Subscriptions {
             tx,
             plan.selection,
         );
-        tokio::spawn(tracing::Instrument::instrument(
+        self.tasks.spawn(tracing::Instrument::instrument(
             async move {
                 let _permit = permit;
                 sub.run(mode).await;

@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
 use crate::error::{Error, Result};
 use crate::kafka::cluster::Cluster;
@@ -201,15 +202,23 @@ pub(crate) struct Tails {
     cluster: Cluster,
     cap_bytes: usize,
     cancel: CancellationToken,
+    /// Where the tails' feeds run, so shutdown waits for them.
+    tasks: TaskTracker,
     map: Mutex<HashMap<String, Arc<Tail>>>,
 }
 
 impl Tails {
-    pub(crate) fn new(cluster: Cluster, cap_bytes: usize, cancel: CancellationToken) -> Self {
+    pub(crate) fn new(
+        cluster: Cluster,
+        cap_bytes: usize,
+        cancel: CancellationToken,
+        tasks: TaskTracker,
+    ) -> Self {
         Tails {
             cluster,
             cap_bytes,
             cancel,
+            tasks,
             map: Mutex::new(HashMap::new()),
         }
     }
@@ -236,7 +245,7 @@ impl Tails {
             head: watch::Sender::new(0),
         });
         map.insert(topic.to_owned(), Arc::clone(&tail));
-        tokio::spawn(feed(
+        self.tasks.spawn(feed(
             Arc::clone(&tail),
             self.cluster.clone(),
             self.cancel.clone(),

@@ -17,6 +17,7 @@ use tokio::sync::mpsc;
 use tokio_rustls::server::TlsStream;
 use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 use tonic::transport::{Certificate, Identity, ServerTlsConfig};
 
 use crate::config::TlsConfig;
@@ -51,10 +52,12 @@ pub(crate) struct TlsListener {
 
 impl TlsListener {
     /// Wraps `listener` with the `[tls]` certificate (ALPN `http/1.1`).
+    /// The accept loop and the handshakes run on `tasks`.
     pub(crate) fn new(
         listener: TcpListener,
         tls: &TlsConfig,
         cancel: CancellationToken,
+        tasks: &TaskTracker,
     ) -> Result<Self> {
         let mut config = alertmesh_auth::tls::server_config_from_files(&tls.cert, &tls.key, None)
             .map_err(|e| Error::Internal(format!("tls: {e}")))?;
@@ -64,7 +67,8 @@ impl TlsListener {
             .local_addr()
             .map_err(|e| Error::Internal(e.to_string()))?;
         let (tx, rx) = mpsc::channel(64);
-        tokio::spawn(async move {
+        let handshakes = tasks.clone();
+        tasks.spawn(async move {
             loop {
                 let (tcp, addr) = tokio::select! {
                     _ = cancel.cancelled() => return,
@@ -78,7 +82,7 @@ impl TlsListener {
                     },
                 };
                 let (acceptor, tx) = (acceptor.clone(), tx.clone());
-                tokio::spawn(async move {
+                handshakes.spawn(async move {
                     match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
                         Ok(Ok(stream)) => {
                             let _ = tx.send((stream, addr)).await;

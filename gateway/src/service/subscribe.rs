@@ -57,7 +57,7 @@ async fn open(
         .subscriptions
         .open(&who.principal, req.into_inner())
         .await?;
-    Ok(crate::auth::stream::guard(auth, &who, rx))
+    Ok(crate::auth::stream::guard(auth, &who, rx, &svc.parts.tasks))
 }
 
 /// `Subscribe` through tonic's generated service: requests this route does not take.
