@@ -149,10 +149,16 @@ impl Subscriptions {
             }
             Begin::Positions(starts) => {
                 let next = plan::next_offsets(&starts);
-                let parts = starts.iter().map(|(p, _)| *p).collect();
+                let parts: Vec<i32> = starts.iter().map(|(p, _)| *p).collect();
+                let from = if plan::names_offsets(&starts) {
+                    let ends = self.cluster.ends(&topic.name, &parts).await?;
+                    plan::reader_starts(&starts, &ends)
+                } else {
+                    starts
+                };
                 let rx = self
                     .cluster
-                    .read(&ctx, &starts, plan.bounds, ReaderKind::own)?;
+                    .read(&ctx, &from, plan.bounds, ReaderKind::own)?;
                 (stream::Mode::Own(rx), parts, next)
             }
         };

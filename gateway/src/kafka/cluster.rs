@@ -2,11 +2,13 @@
 //! reachability probe, and the one place where readers are started (a subscriber's own
 //! read and a topic's shared tail alike).
 
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use rdkafka::consumer::Consumer;
+use rdkafka::{Offset, TopicPartitionList};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
@@ -92,6 +94,33 @@ impl Cluster {
         tokio::task::spawn_blocking(move || kafka.offsets_for_time(&meta, &topic, &partitions, ms))
             .await
             .map_err(|e| Error::Internal(e.to_string()))?
+    }
+
+    /// The end of each partition: the offset its next record will get (Kafka's latest
+    /// offset, asked for all partitions in one request).
+    pub(crate) async fn ends(&self, topic: &str, partitions: &[i32]) -> Result<HashMap<i32, i64>> {
+        let (meta, timeout) = (Arc::clone(&self.meta), self.kafka.timeout());
+        let (topic, partitions) = (topic.to_owned(), partitions.to_vec());
+        tokio::task::spawn_blocking(move || {
+            let mut tpl = TopicPartitionList::new();
+            for p in &partitions {
+                tpl.add_partition_offset(&topic, *p, Offset::End)
+                    .map_err(Error::from_kafka)?;
+            }
+            let found = meta
+                .offsets_for_times(tpl, timeout)
+                .map_err(Error::from_kafka)?;
+            Ok(found
+                .elements_for_topic(&topic)
+                .iter()
+                .filter_map(|e| match e.offset() {
+                    Offset::Offset(o) => Some((e.partition(), o)),
+                    _ => None,
+                })
+                .collect())
+        })
+        .await
+        .map_err(|e| Error::Internal(e.to_string()))?
     }
 
     /// Asks Kafka for cluster metadata: can the gateway reach its cluster right now?

@@ -247,6 +247,29 @@ pub(crate) fn next_offsets(starts: &[(i32, StartAt)]) -> HashMap<i32, i64> {
         .collect()
 }
 
+/// Where the reader starts: never past a partition's end. Kafka serves nothing past the
+/// end (not even the end-of-partition event that finishes an `end = now` stream), so a
+/// start beyond it reads from the end, and [`next_offsets`] keeps the asked position:
+/// records before it are not delivered, and such a partition of a bounded stream is
+/// simply complete.
+pub(crate) fn reader_starts(
+    starts: &[(i32, StartAt)],
+    ends: &HashMap<i32, i64>,
+) -> Vec<(i32, StartAt)> {
+    starts
+        .iter()
+        .map(|(p, s)| match (s, ends.get(p)) {
+            (StartAt::Offset(o), Some(end)) if o > end => (*p, StartAt::Offset(*end)),
+            _ => (*p, *s),
+        })
+        .collect()
+}
+
+/// Whether a start names an offset (which may lie past a partition's end).
+pub(crate) fn names_offsets(starts: &[(i32, StartAt)]) -> bool {
+    starts.iter().any(|(_, s)| matches!(s, StartAt::Offset(_)))
+}
+
 fn clamp_default(asked: u32, max: usize) -> usize {
     match asked as usize {
         0 => max,
@@ -484,5 +507,32 @@ mod tests {
             Begin::Positions(vec![(0, StartAt::Offset(5)), (1, StartAt::End)])
         );
         assert_eq!(next_offsets(&[(0, StartAt::Beginning)]), HashMap::new());
+    }
+
+    #[test]
+    fn a_reader_never_starts_past_a_partition_end() {
+        let starts = [
+            (0, StartAt::Offset(16)),
+            (1, StartAt::Offset(i64::MAX)),
+            (2, StartAt::Offset(4)),
+            (3, StartAt::Beginning),
+            (4, StartAt::Offset(9)),
+        ];
+        assert!(names_offsets(&starts));
+        let ends = HashMap::from([(0, 15), (1, 15), (2, 15), (3, 15)]);
+        assert_eq!(
+            reader_starts(&starts, &ends),
+            [
+                (0, StartAt::Offset(15)),
+                (1, StartAt::Offset(15)),
+                (2, StartAt::Offset(4)),
+                (3, StartAt::Beginning),
+                (4, StartAt::Offset(9)),
+            ],
+            "past the end: from the end; before it, or end unknown: as asked"
+        );
+        // Delivery still starts where asked.
+        assert_eq!(next_offsets(&starts)[&1], i64::MAX);
+        assert!(!names_offsets(&[(0, StartAt::End)]));
     }
 }
