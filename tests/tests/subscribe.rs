@@ -375,3 +375,21 @@ async fn a_start_past_the_end_until_now_is_an_empty_finished_stream() -> Result<
         .await?;
     Ok(())
 }
+
+#[tokio::test]
+async fn a_start_time_before_1970_reads_from_the_earliest() -> Result<()> {
+    let site = ztf_site("lasair").await?;
+    let mut client = site.gateway.client().await?;
+    let mut req = request(ZTF_TOPIC);
+    // 1969-12-31T00:00:00Z: every Kafka timestamp is later.
+    req.start = start_time(-86_400_000);
+    req.end = until_now();
+    let got = subscribe_all(&mut client, req, WAIT).await;
+    ensure!(
+        matches!(got.end, Some(Ok(()))),
+        "stream end {:?} after {} alerts",
+        got.end,
+        got.alerts.len()
+    );
+    check_exactly(&got.alerts, &site.all_produced(), "lasair")
+}

@@ -105,7 +105,14 @@ impl Plan {
                         ));
                     }
                 }
-                Start::Time(ms)
+                if ms < 0 {
+                    // Every Kafka timestamp is at or after 1970, so every record is at or
+                    // after such a time (and Kafka refuses negative times in ListOffsets:
+                    // they are its symbolic earliest and latest).
+                    Start::Earliest
+                } else {
+                    Start::Time(ms)
+                }
             }
             Some(start::Position::Offsets(list)) => Start::Offsets(explicit_offsets(list)?),
         };
@@ -407,6 +414,18 @@ mod tests {
             ..Default::default()
         };
         assert!(invalid(&backwards).contains("end time is before start time"));
+        let before_1970 = plan(&v1::SubscribeRequest {
+            start: Some(v1::Start {
+                position: Some(start::Position::Time(at(-86_400))),
+            }),
+            end: Some(v1::End {
+                position: Some(end::Position::Time(at(-3_600))),
+            }),
+            ..Default::default()
+        })
+        .unwrap();
+        assert_eq!(before_1970.start, Start::Earliest, "every record is later");
+        assert_eq!(before_1970.skip_before(), None);
         let zero = v1::SubscribeRequest {
             limit: Some(0),
             ..Default::default()
