@@ -26,20 +26,21 @@ use crate::error::{Error, Result};
 use crate::kafka::Kafka;
 use crate::metrics::RefusalReason;
 
-pub mod jwks;
-pub mod layer;
-pub mod stream;
+pub(crate) mod jwks;
+pub(crate) mod layer;
+pub(crate) mod stream;
 
 /// At most one JWKS fetch (or own keyring reload) per issuer per this many seconds when a
 /// token names an unknown key.
 const UNKNOWN_KID_REFRESH_SECS: u64 = 5;
 
 /// Starts authentication when `[auth]` is configured: keys, credentials store, and a
-/// background task that refreshes peers' JWKS and picks up rotated keys.
-pub async fn start(
+/// background task on `tasks` that refreshes peers' JWKS and picks up rotated keys.
+pub(crate) async fn start(
     config: &Config,
     metrics: Arc<crate::metrics::Metrics>,
     cancel: CancellationToken,
+    tasks: &tokio_util::task::TaskTracker,
 ) -> Result<Option<Arc<Auth>>> {
     if config.auth.is_none() {
         return Ok(None);
@@ -50,13 +51,13 @@ pub async fn start(
         Arc::clone(&metrics),
     );
     let auth = Arc::new(Auth::start(config, kafka, metrics, cancel.clone()).await?);
-    tokio::spawn(Arc::clone(&auth).refresh_forever(cancel));
+    tasks.spawn(Arc::clone(&auth).refresh_forever(cancel));
     Ok(Some(auth))
 }
 
 /// Who is calling, as established by [`Auth::authenticate`].
 #[derive(Debug, Clone)]
-pub struct Caller {
+pub(crate) struct Caller {
     /// The principal whose scopes the call is checked against.
     pub principal: Principal,
     /// The verified token, when the call carried one.
@@ -65,7 +66,7 @@ pub struct Caller {
 
 impl Caller {
     /// A caller on a gateway without `[auth]`: reads every topic.
-    pub fn open() -> Self {
+    pub(crate) fn open() -> Self {
         Caller {
             principal: Principal::anonymous(),
             token: None,
@@ -87,14 +88,14 @@ impl Caller {
 }
 
 /// Unix seconds now.
-pub fn unix_now() -> u64 {
+pub(crate) fn unix_now() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_secs())
 }
 
 /// The gateway's authentication state.
-pub struct Auth {
+pub(crate) struct Auth {
     gateway: String,
     config: AuthConfig,
     mtls: bool,
@@ -123,7 +124,7 @@ impl std::fmt::Debug for Auth {
 impl Auth {
     /// Loads the keys, builds peer fetchers and loads the credentials topic. Trusted peers'
     /// JWKS are fetched by [`Auth::refresh_forever`].
-    pub async fn start(
+    pub(crate) async fn start(
         config: &Config,
         kafka: Kafka,
         metrics: Arc<crate::metrics::Metrics>,
@@ -185,27 +186,27 @@ impl Auth {
     }
 
     /// Whether every call needs a token (except public topics and open methods).
-    pub fn require(&self) -> bool {
+    pub(crate) fn require(&self) -> bool {
         self.config.require
     }
 
     /// Whether clients must present a certificate from `tls.client_ca`.
-    pub fn mtls(&self) -> bool {
+    pub(crate) fn mtls(&self) -> bool {
         self.mtls
     }
 
     /// The clock-skew leeway, seconds.
-    pub fn leeway(&self) -> u64 {
+    pub(crate) fn leeway(&self) -> u64 {
         self.config.leeway_secs
     }
 
     /// Whether `topic` is readable without a token.
-    pub fn is_public(&self, topic: &str) -> bool {
+    pub(crate) fn is_public(&self, topic: &str) -> bool {
         self.public.contains(topic)
     }
 
     /// The JWKS document of this gateway's keys (`/.well-known/jwks.json`).
-    pub fn jwks_json(&self) -> String {
+    pub(crate) fn jwks_json(&self) -> String {
         self.jwks_json
             .read()
             .unwrap_or_else(|p| p.into_inner())
@@ -213,18 +214,18 @@ impl Auth {
     }
 
     /// The issuer signing with the current key.
-    pub fn issuer(&self) -> Arc<Issuer> {
+    pub(crate) fn issuer(&self) -> Arc<Issuer> {
         Arc::clone(&self.issuer.read().unwrap_or_else(|p| p.into_inner()))
     }
 
     /// The gateway name (the `iss` of tokens it issues, and their default `aud`).
-    pub fn gateway(&self) -> &str {
+    pub(crate) fn gateway(&self) -> &str {
         &self.gateway
     }
 
     /// Authenticates one call from its `authorization` header value and the leaf
     /// certificate the client presented (DER), if any.
-    pub async fn authenticate(
+    pub(crate) async fn authenticate(
         &self,
         authorization: Option<&str>,
         client_cert: Option<&[u8]>,
@@ -316,7 +317,7 @@ impl Auth {
     }
 
     /// Reloads the keys directory when `keyring.json` changed (or always with `force`).
-    pub fn reload_keys(&self, force: bool) -> bool {
+    pub(crate) fn reload_keys(&self, force: bool) -> bool {
         let mtime = keyring_mtime(&self.config);
         {
             let mut last = self.keyring_mtime.lock().unwrap_or_else(|p| p.into_inner());
@@ -346,7 +347,7 @@ impl Auth {
 
     /// Fetches every trusted peer's JWKS now and then every `jwks_refresh_secs` (sooner
     /// while a peer cannot be reached), and picks up rotated own keys, until `cancel`.
-    pub async fn refresh_forever(self: Arc<Self>, cancel: CancellationToken) {
+    pub(crate) async fn refresh_forever(self: Arc<Self>, cancel: CancellationToken) {
         let every = Duration::from_secs(self.config.jwks_refresh_secs);
         let mut next_fetch = vec![tokio::time::Instant::now(); self.peers.len()];
         loop {
@@ -391,7 +392,7 @@ fn load_keys(name: &str, config: &AuthConfig) -> Result<(Verifier, Issuer, Strin
 }
 
 /// Checks that `caller` may do `action` on `topic`. Without `[auth]` everyone may.
-pub fn authorize_topic(
+pub(crate) fn authorize_topic(
     auth: Option<&Auth>,
     caller: &Caller,
     action: Action,
@@ -411,7 +412,7 @@ pub fn authorize_topic(
 }
 
 /// Checks that `caller` holds `admin`. Without `[auth]` no one does.
-pub fn require_admin(auth: Option<&Auth>, caller: &Caller) -> Result<()> {
+pub(crate) fn require_admin(auth: Option<&Auth>, caller: &Caller) -> Result<()> {
     let Some(auth) = auth else {
         return Err(Error::PermissionDenied(
             "this gateway has no [auth] section, so it has no admin; configure auth first".into(),
@@ -441,7 +442,7 @@ fn token_refusal(e: &TokenError) -> RefusalReason {
 }
 
 /// The caller of a request: set by [`layer`], else an open gateway's anonymous reader.
-pub fn caller<T>(req: &tonic::Request<T>) -> Caller {
+pub(crate) fn caller<T>(req: &tonic::Request<T>) -> Caller {
     req.extensions()
         .get::<Caller>()
         .cloned()

@@ -35,7 +35,7 @@ struct Known {
 }
 
 /// The credentials topic of one gateway, loaded and followed.
-pub struct CredentialStore {
+pub(crate) struct CredentialStore {
     kafka: Kafka,
     producer: FutureProducer,
     known: Arc<RwLock<Known>>,
@@ -52,7 +52,7 @@ impl std::fmt::Debug for CredentialStore {
 
 /// A stored credential and whether it has been revoked.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Listed {
+pub(crate) struct Listed {
     pub record: CredentialRecord,
     pub revoked: bool,
 }
@@ -60,7 +60,7 @@ pub struct Listed {
 impl CredentialStore {
     /// Creates the topic when missing, reads it to its end, and keeps following it until
     /// `cancel`.
-    pub async fn open(kafka: Kafka, cancel: CancellationToken) -> Result<Self> {
+    pub(crate) async fn open(kafka: Kafka, cancel: CancellationToken) -> Result<Self> {
         let topic = kafka.credentials_topic().to_owned();
         kafka.ensure_state_topic(&topic, "credentials").await?;
         let producer: FutureProducer = kafka
@@ -102,12 +102,12 @@ impl CredentialStore {
     }
 
     /// Changes whenever a revocation is applied (from this process or another replica).
-    pub fn changes(&self) -> watch::Receiver<u64> {
+    pub(crate) fn changes(&self) -> watch::Receiver<u64> {
         self.changes.clone()
     }
 
     /// Stores the record of a newly issued credential.
-    pub async fn record(&self, record: &CredentialRecord) -> Result<()> {
+    pub(crate) async fn record(&self, record: &CredentialRecord) -> Result<()> {
         let key = format!("{CREDENTIAL_PREFIX}{}", record.key());
         self.produce(&key, &record.to_json()).await?;
         self.write()
@@ -117,7 +117,7 @@ impl CredentialStore {
     }
 
     /// Stores a revocation and applies it here at once.
-    pub async fn revoke(&self, revocation: &Revocation) -> Result<()> {
+    pub(crate) async fn revoke(&self, revocation: &Revocation) -> Result<()> {
         self.produce(&revocation.key(), &revocation.to_json())
             .await?;
         self.write().revocations.apply(revocation);
@@ -125,7 +125,7 @@ impl CredentialStore {
     }
 
     /// Every known credential, oldest first, with its revocation state.
-    pub fn list(&self) -> Vec<Listed> {
+    pub(crate) fn list(&self) -> Vec<Listed> {
         let known = self.known.read().unwrap_or_else(|p| p.into_inner());
         let mut out: Vec<Listed> = known
             .records

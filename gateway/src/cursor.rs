@@ -33,7 +33,7 @@ struct Value {
 
 /// The cursor store of one gateway, loaded from Kafka on first use.
 #[derive(Debug)]
-pub struct CursorStore {
+pub(crate) struct CursorStore {
     kafka: Kafka,
     cancel: CancellationToken,
     loaded: OnceCell<Arc<Loaded>>,
@@ -71,7 +71,7 @@ impl Loaded {
 }
 
 /// Cursor names are short and printable, so they can be shown and typed back.
-pub fn check_name(name: &str) -> Result<()> {
+pub(crate) fn check_name(name: &str) -> Result<()> {
     let ok = !name.is_empty()
         && name.len() <= 200
         && name
@@ -87,7 +87,7 @@ pub fn check_name(name: &str) -> Result<()> {
 }
 
 impl CursorStore {
-    pub fn new(kafka: Kafka, cancel: CancellationToken) -> Self {
+    pub(crate) fn new(kafka: Kafka, cancel: CancellationToken) -> Self {
         CursorStore {
             kafka,
             cancel,
@@ -100,14 +100,14 @@ impl CursorStore {
     }
 
     /// The saved positions of a cursor (empty when it was never committed).
-    pub async fn get(&self, principal: &str, name: &str, topic: &str) -> Result<Positions> {
+    pub(crate) async fn get(&self, principal: &str, name: &str, topic: &str) -> Result<Positions> {
         check_name(name)?;
         let key = (principal.to_owned(), name.to_owned(), topic.to_owned());
         Ok(self.loaded().await?.get(&key))
     }
 
     /// Merges `offsets` into the cursor and stores it; returns the cursor's whole state.
-    pub async fn commit(
+    pub(crate) async fn commit(
         &self,
         principal: &str,
         name: &str,

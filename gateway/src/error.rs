@@ -69,7 +69,7 @@ impl From<alertmesh_auth::TokenError> for Error {
 }
 
 /// librdkafka codes that mean "the cluster cannot be reached right now".
-pub fn is_transport(code: RDKafkaErrorCode) -> bool {
+pub(crate) fn is_transport(code: RDKafkaErrorCode) -> bool {
     matches!(
         code,
         RDKafkaErrorCode::AllBrokersDown
@@ -86,11 +86,11 @@ pub fn is_transport(code: RDKafkaErrorCode) -> bool {
 
 /// The longest message a status carries. Messages echo what clients sent (a field name,
 /// a topic); a 1 MB name must not come back as a 1 MB error.
-pub const MAX_STATUS_MESSAGE: usize = 1024;
+pub(crate) const MAX_STATUS_MESSAGE: usize = 1024;
 
 /// A status message as sent: one line, control characters escaped, at most
 /// [`MAX_STATUS_MESSAGE`] characters.
-pub fn status_message(text: &str) -> String {
+pub(crate) fn status_message(text: &str) -> String {
     alertmesh_alert::echo::line(text, MAX_STATUS_MESSAGE)
 }
 

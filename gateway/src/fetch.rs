@@ -4,44 +4,58 @@ use std::time::Instant;
 
 use std::sync::Arc;
 
-use alertmesh_alert::{AlertRef, Subject};
+use alertmesh_alert::{AlertRef, Decoder, Registry, Subject};
 use alertmesh_proto::v1;
 use rdkafka::consumer::Consumer;
 use rdkafka::error::KafkaError;
 use rdkafka::{Offset, TopicPartitionList};
 
+use crate::catalog::{describe_partitions, Catalog};
 use crate::error::{Error, Result};
+use crate::kafka::cluster::Cluster;
 use crate::record::{AlertContext, Arena, Record};
-use crate::server::State;
-use crate::subscription::describe_partitions;
 
-pub async fn fetch(state: &State, text: &str) -> Result<v1::Alert> {
-    let r: AlertRef = text
-        .parse()
-        .map_err(|e: alertmesh_alert::Error| Error::InvalidArgument(e.to_string()))?;
-    let me = &state.config.gateway.name;
-    if &r.gateway != me {
-        return Err(Error::NotFound(format!(
-            "ref names gateway {:?}; this gateway is {me:?}: ask that gateway",
-            r.gateway
-        )));
-    }
-    let topic = state.exposed(&r.topic)?.clone();
-    let partitions = state.partitions(&topic.name).await?;
-    if !partitions.contains(&r.partition) {
-        return Err(Error::NotFound(format!(
-            "partition {} does not exist; topic {:?} has partitions {}",
-            r.partition,
-            topic.name,
-            describe_partitions(&partitions)
-        )));
-    }
-    let consumer = state.kafka.consumer(1024)?;
-    let timeout = state.kafka.timeout();
-    let (t, p, o) = (topic.name.clone(), r.partition, r.offset);
-    let ctx = AlertContext::new(me, &topic);
-    let record_ctx = Arc::clone(&ctx);
-    let record = tokio::task::spawn_blocking(move || -> Result<Record> {
+/// Resolves refs of this gateway's exposed topics.
+#[derive(Debug, Clone)]
+pub(crate) struct Fetcher {
+    pub(crate) gateway: String,
+    pub(crate) catalog: Arc<Catalog>,
+    pub(crate) cluster: Cluster,
+    /// Finds the mesh key of a record published without one.
+    pub(crate) decoder: Arc<Decoder>,
+    pub(crate) registry: Arc<Registry>,
+}
+
+impl Fetcher {
+    /// The alert `text` (an alert ref) names.
+    pub(crate) async fn fetch(&self, text: &str) -> Result<v1::Alert> {
+        let r: AlertRef = text
+            .parse()
+            .map_err(|e: alertmesh_alert::Error| Error::InvalidArgument(e.to_string()))?;
+        let me = &self.gateway;
+        if &r.gateway != me {
+            return Err(Error::NotFound(format!(
+                "ref names gateway {:?}; this gateway is {me:?}: ask that gateway",
+                r.gateway
+            )));
+        }
+        let topic = self.catalog.exposed(&r.topic)?.clone();
+        let partitions = self.catalog.partitions(&topic.name).await?;
+        if !partitions.contains(&r.partition) {
+            return Err(Error::NotFound(format!(
+                "partition {} does not exist; topic {:?} has partitions {}",
+                r.partition,
+                topic.name,
+                describe_partitions(&partitions)
+            )));
+        }
+        let kafka = self.cluster.kafka();
+        let consumer = kafka.consumer(1024)?;
+        let timeout = kafka.timeout();
+        let (t, p, o) = (topic.name.clone(), r.partition, r.offset);
+        let ctx = AlertContext::new(me, &topic);
+        let record_ctx = Arc::clone(&ctx);
+        let record = tokio::task::spawn_blocking(move || -> Result<Record> {
         // Past the high watermark a broker may answer fetches with nothing at all (no
         // end-of-partition either), so read from the watermark instead and let the end
         // of the partition say the offset does not exist yet. Some brokers report a
@@ -83,26 +97,24 @@ pub async fn fetch(state: &State, text: &str) -> Result<v1::Alert> {
     })
     .await
     .map_err(|e| Error::Internal(e.to_string()))?;
-    if let Err(Error::Unavailable(_)) = &record {
-        state.kafka.count_error();
+        if let Err(Error::Unavailable(_)) = &record {
+            kafka.count_error();
+        }
+        let record = record?;
+        let mut alert = ctx.alert(&record);
+        if alert.mesh_key.is_empty() {
+            // A record published without a key (as ZTF does): its mesh key is in the payload.
+            let (decoder, registry) = (Arc::clone(&self.decoder), Arc::clone(&self.registry));
+            let (format, payload) = (topic.format, record.payload_bytes());
+            let key = tokio::task::spawn_blocking(move || {
+                let decoded = decoder.decode(format, &payload).ok()?;
+                Subject::new(&decoded, &registry).key.map(|k| k.to_string())
+            })
+            .await
+            .ok()
+            .flatten();
+            alert.mesh_key = key.unwrap_or_default();
+        }
+        Ok(alert)
     }
-    let record = record?;
-    let mut alert = ctx.alert(&record);
-    if alert.mesh_key.is_empty() {
-        // A record published without a key (as ZTF does): its mesh key is in the payload.
-        let (decoder, registry) = (
-            Arc::clone(&state.decoder),
-            Arc::clone(&state.config.alert.registry),
-        );
-        let (format, payload) = (topic.format, record.payload_bytes());
-        let key = tokio::task::spawn_blocking(move || {
-            let decoded = decoder.decode(format, &payload).ok()?;
-            Subject::new(&decoded, &registry).key.map(|k| k.to_string())
-        })
-        .await
-        .ok()
-        .flatten();
-        alert.mesh_key = key.unwrap_or_default();
-    }
-    Ok(alert)
 }

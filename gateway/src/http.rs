@@ -15,19 +15,35 @@ use prometheus_client::registry::Registry;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::server::State;
+use crate::auth::Auth;
+use crate::kafka::cluster::Cluster;
+use crate::metrics::Metrics;
+use crate::mirrors::Mirrors;
+
+/// What the side port reports on.
+#[derive(Debug)]
+pub(crate) struct Parts {
+    pub(crate) metrics: Arc<Metrics>,
+    pub(crate) mirrors: Arc<Mirrors>,
+    /// Whether Kafka answered the last probe.
+    pub(crate) cluster: Cluster,
+    /// This gateway's keys, when `[auth]` is configured.
+    pub(crate) auth: Option<Arc<Auth>>,
+    /// Cancelled when the gateway starts stopping.
+    pub(crate) stopping: CancellationToken,
+}
 
 struct Http {
-    state: Arc<State>,
+    parts: Parts,
     registry: Registry,
 }
 
-/// Serves the side port until `shutdown`. A connection must send its request headers
-/// within `header_timeout` (also between keep-alive requests, so idle connections close):
-/// the side port faces the same clients as the gRPC port.
-pub async fn serve<L>(
+/// Serves the side port on `listener` until `shutdown`. A connection must send its
+/// request headers within `header_timeout` (also between keep-alive requests, so idle
+/// connections close): the side port faces the same clients as the gRPC port.
+pub(crate) async fn serve<L>(
     mut listener: L,
-    state: Arc<State>,
+    parts: Parts,
     shutdown: CancellationToken,
     header_timeout: Duration,
 ) where
@@ -35,9 +51,9 @@ pub async fn serve<L>(
     L::Addr: std::fmt::Debug,
 {
     let mut registry = Registry::default();
-    state.metrics.register(&mut registry);
-    state.mirror_metrics.register(&mut registry);
-    let shared = Arc::new(Http { state, registry });
+    parts.metrics.register(&mut registry);
+    parts.mirrors.metrics().register(&mut registry);
+    let shared = Arc::new(Http { parts, registry });
     let app = Router::new()
         .route("/metrics", get(metrics))
         .route("/healthz", get(healthz))
@@ -94,7 +110,7 @@ async fn metrics(Axum(http): Axum<Arc<Http>>) -> impl IntoResponse {
 }
 
 async fn healthz(Axum(http): Axum<Arc<Http>>) -> impl IntoResponse {
-    if http.state.cancel.is_cancelled() {
+    if http.parts.stopping.is_cancelled() {
         (StatusCode::SERVICE_UNAVAILABLE, "shutting down\n")
     } else {
         (StatusCode::OK, "ok\n")
@@ -103,13 +119,9 @@ async fn healthz(Axum(http): Axum<Arc<Http>>) -> impl IntoResponse {
 
 /// Ready to serve: not shutting down, and Kafka answered the last probe.
 async fn readyz(Axum(http): Axum<Arc<Http>>) -> impl IntoResponse {
-    if http.state.cancel.is_cancelled() {
+    if http.parts.stopping.is_cancelled() {
         (StatusCode::SERVICE_UNAVAILABLE, "shutting down\n")
-    } else if !http
-        .state
-        .kafka_ready
-        .load(std::sync::atomic::Ordering::Relaxed)
-    {
+    } else if !http.parts.cluster.is_ready() {
         (StatusCode::SERVICE_UNAVAILABLE, "kafka unreachable\n")
     } else {
         (StatusCode::OK, "ready\n")
@@ -118,7 +130,7 @@ async fn readyz(Axum(http): Axum<Arc<Http>>) -> impl IntoResponse {
 
 /// This gateway's public signing keys; 404 without `[auth]`.
 async fn jwks(Axum(http): Axum<Arc<Http>>) -> impl IntoResponse {
-    match &http.state.auth {
+    match &http.parts.auth {
         Some(auth) => (
             StatusCode::OK,
             [(header::CONTENT_TYPE, "application/jwk-set+json")],

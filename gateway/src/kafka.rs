@@ -14,16 +14,17 @@ use crate::config::KafkaConfig;
 use crate::error::{Error, Result};
 use crate::metrics::Metrics;
 
-pub mod reader;
+pub(crate) mod cluster;
+pub(crate) mod reader;
 
 /// A consumer of this gateway: librdkafka's errors and logs go to tracing and metrics.
-pub type GatewayConsumer = BaseConsumer<KafkaContext>;
+pub(crate) type GatewayConsumer = BaseConsumer<KafkaContext>;
 
 /// Routes librdkafka's client-level errors and logs: errors are counted in
 /// `alertmesh_kafka_errors_total` and logged as warnings; reaching the end of a partition
 /// is an event the readers use, not an error.
 #[derive(Debug, Clone)]
-pub struct KafkaContext {
+pub(crate) struct KafkaContext {
     metrics: Arc<Metrics>,
 }
 
@@ -57,14 +58,14 @@ impl ConsumerContext for KafkaContext {}
 
 /// Builds librdkafka settings shared by every client of this gateway.
 #[derive(Debug, Clone)]
-pub struct Kafka {
+pub(crate) struct Kafka {
     config: Arc<KafkaConfig>,
     client_id: String,
     context: KafkaContext,
 }
 
 impl Kafka {
-    pub fn new(config: KafkaConfig, gateway: &str, metrics: Arc<Metrics>) -> Self {
+    pub(crate) fn new(config: KafkaConfig, gateway: &str, metrics: Arc<Metrics>) -> Self {
         Kafka {
             config: Arc::new(config),
             client_id: format!("alertmesh-{gateway}"),
@@ -73,24 +74,24 @@ impl Kafka {
     }
 
     /// Counts an error met outside librdkafka's callbacks (e.g. a failed look-up).
-    pub fn count_error(&self) {
+    pub(crate) fn count_error(&self) {
         self.context.metrics.kafka_errors.inc();
     }
 
-    pub fn timeout(&self) -> Duration {
+    pub(crate) fn timeout(&self) -> Duration {
         self.config.timeout
     }
 
-    pub fn cursor_topic(&self) -> &str {
+    pub(crate) fn cursor_topic(&self) -> &str {
         &self.config.cursor_topic
     }
 
-    pub fn credentials_topic(&self) -> &str {
+    pub(crate) fn credentials_topic(&self) -> &str {
         &self.config.credentials_topic
     }
 
     /// Common settings; operator properties come last so they can override ours.
-    pub fn client_config(&self) -> ClientConfig {
+    pub(crate) fn client_config(&self) -> ClientConfig {
         let mut c = ClientConfig::new();
         let timeout_ms = self.config.timeout.as_millis().to_string();
         c.set("bootstrap.servers", &self.config.bootstrap)
@@ -104,7 +105,7 @@ impl Kafka {
     }
 
     /// A consumer for `assign()`-only use: no group membership, no offset commits.
-    pub fn consumer(&self, buffer_kib: usize) -> Result<GatewayConsumer> {
+    pub(crate) fn consumer(&self, buffer_kib: usize) -> Result<GatewayConsumer> {
         self.consumer_waiting(buffer_kib, Duration::from_millis(100))
     }
 
@@ -112,7 +113,7 @@ impl Kafka {
     /// after `fetch_wait` (Kafka's long poll), and a reader that must see where the end is
     /// (for `end = now`, or to join the live tail) waits that long, so catch-up readers
     /// use a short one. The live tail keeps the long poll: it is idle most of the time.
-    pub fn consumer_waiting(
+    pub(crate) fn consumer_waiting(
         &self,
         buffer_kib: usize,
         fetch_wait: Duration,
@@ -160,7 +161,7 @@ impl Kafka {
 
     /// Creates a single-partition compacted topic for gateway state (cursors,
     /// credentials) unless it exists; `what` names it in errors.
-    pub async fn ensure_state_topic(&self, topic: &str, what: &str) -> Result<()> {
+    pub(crate) async fn ensure_state_topic(&self, topic: &str, what: &str) -> Result<()> {
         use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
         let admin: AdminClient<rdkafka::client::DefaultClientContext> =
             self.client_config().create().map_err(Error::from_kafka)?;
@@ -184,7 +185,7 @@ impl Kafka {
     }
 
     /// Partition ids of `topic`, or NotFound / Unavailable.
-    pub fn partitions(&self, consumer: &GatewayConsumer, topic: &str) -> Result<Vec<i32>> {
+    pub(crate) fn partitions(&self, consumer: &GatewayConsumer, topic: &str) -> Result<Vec<i32>> {
         let md = consumer
             .fetch_metadata(Some(topic), self.config.timeout)
             .map_err(|e| match e.rdkafka_error_code() {
@@ -231,7 +232,7 @@ impl Kafka {
     /// Per partition, the first offset whose timestamp is at or after `ms`, or `None` when
     /// no such record exists yet. (Some brokers answer with the earliest offset instead;
     /// readers skip older records, so both are correct.)
-    pub fn offsets_for_time(
+    pub(crate) fn offsets_for_time(
         &self,
         consumer: &GatewayConsumer,
         topic: &str,

@@ -1,39 +1,53 @@
 //! The alertmesh gateway: serves the topics of its local Kafka cluster as gRPC streams.
 //!
-//! - [`config`]: the typed TOML configuration and its validation.
-//! - [`server`]: wiring and [`server::run`], the entry point of `alertmesh serve`.
-//! - [`service`]: the `alertmesh.v1.AlertMesh` gRPC handlers.
-//! - [`subscription`]: `Subscribe` planning and streaming; [`tail`]: the shared live tail
-//!   per topic that all caught-up subscribers read from.
-//! - [`kafka`]: librdkafka clients and reader threads; [`record`]: owned records.
-//! - [`cursor`]: durable cursors in Kafka; [`fetch`]: alert ref resolution.
-//! - [`mirrors`]: the mirror jobs of `[[mirrors]]` (the `alertmesh-mirror` crate) as the
-//!   gateway runs and reports them.
-//! - [`http`]: `/metrics` and `/healthz`; [`metrics`]: what is counted.
+//! Calls run top-down: `server` → `service` → `subscription` / `fetch` / `admin` /
+//! `mirrors` → `tail` / `kafka` / `record` / `cursor`; nothing imports `server`.
+//!
 //! - [`cli`]: the `alertmesh` command line (server and client commands).
-//! - [`auth`]: token and mutual-TLS authentication, scope checks, stream revocation;
-//!   [`creds`]: issued credentials and revocations in Kafka; [`tls`]: TLS on both ports.
-//! - [`error`]: the error type and its mapping to gRPC status codes.
+//! - [`config`]: the typed TOML configuration and its validation.
+//! - `server`: [`run`], the entry point of `alertmesh serve`: wires the parts, owns the
+//!   shutdown token and the task tracker every task runs on.
+//! - `service`: the `alertmesh.v1.AlertMesh` gRPC layer, one file per RPC.
+//! - `subscription`: `Subscribe`, as a pure plan, its resolution and the running stream.
+//! - `fetch`: resolves an alert ref to the one record it names.
+//! - `admin`: issues, lists and revokes credentials; the advertised auth methods.
+//! - `mirrors`: the `[[mirrors]]` jobs as the gateway runs and reports them.
+//! - `catalog`: the exposed topics, their descriptions and partitions.
+//! - `tail`: the shared live tail per topic that caught-up subscribers read from.
+//! - `kafka`: librdkafka clients; its `cluster` is the handle for look-ups and the one
+//!   place readers start, its `reader` the reader threads.
+//! - `cursor`: durable cursors in a compacted Kafka topic.
+//! - `record`: records as read from Kafka, written into arenas as wire bytes.
+//! - `auth`: token and mutual-TLS authentication, scope checks, stream revocation.
+//! - `creds`: issued credentials and revocations in Kafka.
+//! - `tls`: TLS on both ports.
+//! - `http`: the side port: `/metrics`, `/healthz`, `/readyz`, the JWKS.
+//! - `metrics`: what is counted, for Prometheus.
+//! - `error`: [`Error`], and its one mapping to gRPC status codes.
 
-pub mod admin;
-pub mod auth;
 pub mod cli;
 pub mod config;
+
+mod admin;
+mod auth;
+mod catalog;
 mod conn_guard;
-pub mod creds;
-pub mod cursor;
-pub mod error;
-pub mod fetch;
-pub mod http;
-pub mod kafka;
-pub mod metrics;
-pub mod mirrors;
-pub mod record;
-pub mod server;
-pub mod service;
-pub mod subscription;
-pub mod tail;
-pub mod tls;
+mod creds;
+mod cursor;
+mod error;
+mod fetch;
+mod http;
+mod kafka;
+mod metrics;
+mod mirrors;
+// Until record.rs is split, its items keep `pub`; some serve only tests.
+#[allow(unreachable_pub, dead_code)]
+mod record;
+mod server;
+mod service;
+mod subscription;
+mod tail;
+mod tls;
 
 pub use config::Config;
 pub use error::{Error, Result};

@@ -7,14 +7,14 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct TopicLabels {
+pub(crate) struct TopicLabels {
     pub topic: String,
 }
 
 /// Which kind of Kafka reader the gateway started.
 #[derive(Clone, Copy, Debug, Hash, PartialEq, Eq, EncodeLabelValue)]
 #[allow(non_camel_case_types)]
-pub enum ReaderKind {
+pub(crate) enum ReaderKind {
     /// The one shared reader per topic at the live tail.
     tail,
     /// A subscriber reading on its own (from the past, or after falling behind).
@@ -22,14 +22,14 @@ pub enum ReaderKind {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct ReaderLabels {
+pub(crate) struct ReaderLabels {
     pub kind: ReaderKind,
 }
 
 /// Why the gateway refused a call (authentication or authorization).
 #[derive(Clone, Copy, Debug, Hash, PartialEq, Eq, EncodeLabelValue)]
 #[allow(non_camel_case_types)]
-pub enum RefusalReason {
+pub(crate) enum RefusalReason {
     /// Mutual TLS is required and the client presented no certificate.
     client_certificate,
     /// A token was needed (a non-public topic, an admin call) and none was sent.
@@ -48,13 +48,13 @@ pub enum RefusalReason {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct RefusalLabels {
+pub(crate) struct RefusalLabels {
     pub reason: RefusalReason,
 }
 
 /// Every metric the gateway exports.
 #[derive(Debug, Default)]
-pub struct Metrics {
+pub(crate) struct Metrics {
     pub alerts_served: Family<TopicLabels, Counter>,
     pub bytes_served: Family<TopicLabels, Counter>,
     pub alerts_filtered: Family<TopicLabels, Counter>,
@@ -70,7 +70,7 @@ pub struct Metrics {
 
 impl Metrics {
     /// Registers every metric under the `alertmesh_` prefix.
-    pub fn register(&self, registry: &mut Registry) {
+    pub(crate) fn register(&self, registry: &mut Registry) {
         let r = registry.sub_registry_with_prefix("alertmesh");
         r.register(
             "alerts_served",
@@ -130,13 +130,13 @@ impl Metrics {
     }
 
     /// Counts one refused call.
-    pub fn refused(&self, reason: RefusalReason) {
+    pub(crate) fn refused(&self, reason: RefusalReason) {
         self.auth_refused
             .get_or_create(&RefusalLabels { reason })
             .inc();
     }
 
-    pub fn topic(&self, family: &Family<TopicLabels, Counter>, topic: &str) -> Counter {
+    pub(crate) fn topic(&self, family: &Family<TopicLabels, Counter>, topic: &str) -> Counter {
         family
             .get_or_create(&TopicLabels {
                 topic: topic.to_owned(),
@@ -144,7 +144,11 @@ impl Metrics {
             .clone()
     }
 
-    pub fn reader(&self, family: &Family<ReaderLabels, Counter>, kind: ReaderKind) -> Counter {
+    pub(crate) fn reader(
+        &self,
+        family: &Family<ReaderLabels, Counter>,
+        kind: ReaderKind,
+    ) -> Counter {
         family.get_or_create(&ReaderLabels { kind }).clone()
     }
 }
@@ -152,10 +156,10 @@ impl Metrics {
 /// Keeps `open_subscriptions` exact: incremented on creation, decremented on drop, so a
 /// stream that ends in any way (client gone, error, shutdown) is counted out.
 #[derive(Debug)]
-pub struct OpenGuard(Gauge);
+pub(crate) struct OpenGuard(Gauge);
 
 impl OpenGuard {
-    pub fn new(gauge: &Gauge) -> Self {
+    pub(crate) fn new(gauge: &Gauge) -> Self {
         gauge.inc();
         OpenGuard(gauge.clone())
     }

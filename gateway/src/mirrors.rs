@@ -1,9 +1,10 @@
 //! The gateway's mirror jobs: started from `[[mirrors]]`, reported by `MirrorStatus`,
 //! `/metrics` and `DescribeGateway` (their sources are this gateway's peers).
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
+use alertmesh_alert::Decoder;
 use alertmesh_mirror::{Mirror, MirrorEnv, MirrorHandle, MirrorState, Source};
 use alertmesh_proto::v1;
 use prometheus_client::encoding::EncodeLabelSet;
@@ -13,27 +14,118 @@ use prometheus_client::registry::Registry;
 use std::sync::atomic::AtomicU64;
 use tokio_util::sync::CancellationToken;
 
-use crate::config::MirrorConfig;
+use crate::config::{Config, MirrorConfig, TrustedPeer};
 use crate::error::{Error, Result};
-use crate::server::State;
+use crate::kafka::Kafka;
+
+/// The gateway's mirror jobs, in `[[mirrors]]` order.
+#[derive(Debug)]
+pub(crate) struct Mirrors {
+    /// Taken at shutdown, to wait for each job to finish.
+    handles: Mutex<Vec<MirrorHandle>>,
+    configs: Vec<MirrorConfig>,
+    trusted_peers: Vec<TrustedPeer>,
+    metrics: MirrorMetrics,
+}
 
 /// Starts every configured mirror. A gateway source's token and TLS files are read now, so
 /// a missing file stops the gateway at startup with the mirror's name.
-pub fn start(state: &State, cancel: &CancellationToken) -> Result<Vec<MirrorHandle>> {
+pub(crate) fn start(
+    config: &Config,
+    kafka: &Kafka,
+    decoder: Arc<Decoder>,
+    cancel: &CancellationToken,
+) -> Result<Mirrors> {
     let env = MirrorEnv {
-        gateway: state.config.gateway.name.clone(),
-        kafka: state.kafka.client_config(),
-        registry: Arc::clone(&state.config.alert.registry),
-        decoder: Arc::clone(&state.decoder),
-        timeout: state.kafka.timeout(),
+        gateway: config.gateway.name.clone(),
+        kafka: kafka.client_config(),
+        registry: Arc::clone(&config.alert.registry),
+        decoder,
+        timeout: kafka.timeout(),
         cancel: cancel.clone(),
     };
-    state
-        .config
+    let handles = config
         .mirrors
         .iter()
         .map(|m| Ok(Mirror::start(with_credentials(m)?, env.clone())))
-        .collect()
+        .collect::<Result<_>>()?;
+    Ok(Mirrors {
+        handles: Mutex::new(handles),
+        configs: config.mirrors.clone(),
+        trusted_peers: config
+            .auth
+            .as_ref()
+            .map(|a| a.trusted_peers.clone())
+            .unwrap_or_default(),
+        metrics: MirrorMetrics::default(),
+    })
+}
+
+impl Mirrors {
+    fn handles(&self) -> MutexGuard<'_, Vec<MirrorHandle>> {
+        self.handles.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Every mirror's status on the wire.
+    pub(crate) fn infos(&self) -> Vec<v1::MirrorInfo> {
+        self.handles().iter().map(info).collect()
+    }
+
+    /// The gateways this one knows: its mirrors' sources and its trusted peers.
+    pub(crate) fn peers(&self) -> Vec<v1::Peer> {
+        let mut out: Vec<v1::Peer> = Vec::new();
+        for (h, m) in self.handles().iter().zip(&self.configs) {
+            if let Source::Gateway(g) = &m.spec.source {
+                let name = h
+                    .status()
+                    .source_gateway
+                    .map(|(n, _)| n)
+                    .unwrap_or_default();
+                if !out.iter().any(|p| p.url == g.url) {
+                    out.push(v1::Peer {
+                        name,
+                        url: g.url.clone(),
+                        relation: "mirror-source".into(),
+                    });
+                }
+            }
+        }
+        for t in &self.trusted_peers {
+            out.push(v1::Peer {
+                name: t.name.clone(),
+                url: t.jwks_url.clone(),
+                relation: "trusted".into(),
+            });
+        }
+        out
+    }
+
+    /// Mirror figures for Prometheus.
+    pub(crate) fn metrics(&self) -> &MirrorMetrics {
+        &self.metrics
+    }
+
+    /// Refreshes the mirror metrics every second until `cancel`.
+    pub(crate) async fn export(self: Arc<Self>, cancel: CancellationToken) {
+        loop {
+            for h in self.handles().iter() {
+                self.metrics.update(h);
+            }
+            tokio::select! {
+                _ = cancel.cancelled() => return,
+                _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+            }
+        }
+    }
+
+    /// Waits for every job to exit (once cancelled, each finishes its in-flight produces
+    /// and records its position first).
+    pub(crate) async fn join(&self) {
+        let handles = std::mem::take(&mut *self.handles());
+        for h in handles {
+            h.join().await;
+        }
+    }
 }
 
 fn with_credentials(m: &MirrorConfig) -> Result<alertmesh_mirror::MirrorSpec> {
@@ -64,7 +156,7 @@ fn spec_name(m: &MirrorConfig) -> &str {
 }
 
 /// One mirror's status on the wire.
-pub fn info(h: &MirrorHandle) -> v1::MirrorInfo {
+fn info(h: &MirrorHandle) -> v1::MirrorInfo {
     let s = h.status();
     v1::MirrorInfo {
         name: s.name,
@@ -86,37 +178,6 @@ pub fn info(h: &MirrorHandle) -> v1::MirrorInfo {
     }
 }
 
-/// The gateways this one knows: its mirrors' sources and its trusted peers.
-pub fn peers(state: &State) -> Vec<v1::Peer> {
-    let mut out: Vec<v1::Peer> = Vec::new();
-    for (h, m) in state.mirrors.iter().zip(&state.config.mirrors) {
-        if let Source::Gateway(g) = &m.spec.source {
-            let name = h
-                .status()
-                .source_gateway
-                .map(|(n, _)| n)
-                .unwrap_or_default();
-            if !out.iter().any(|p| p.url == g.url) {
-                out.push(v1::Peer {
-                    name,
-                    url: g.url.clone(),
-                    relation: "mirror-source".into(),
-                });
-            }
-        }
-    }
-    if let Some(auth) = &state.config.auth {
-        for t in &auth.trusted_peers {
-            out.push(v1::Peer {
-                name: t.name.clone(),
-                url: t.jwks_url.clone(),
-                relation: "trusted".into(),
-            });
-        }
-    }
-    out
-}
-
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct MirrorLabels {
     mirror: String,
@@ -124,7 +185,7 @@ struct MirrorLabels {
 
 /// Mirror figures for Prometheus, refreshed from the jobs' status every second.
 #[derive(Debug, Default)]
-pub struct MirrorMetrics {
+pub(crate) struct MirrorMetrics {
     copied: Family<MirrorLabels, Gauge>,
     cycles: Family<MirrorLabels, Gauge>,
     dead_lettered: Family<MirrorLabels, Gauge>,
@@ -135,7 +196,7 @@ pub struct MirrorMetrics {
 }
 
 impl MirrorMetrics {
-    pub fn register(&self, registry: &mut Registry) {
+    pub(crate) fn register(&self, registry: &mut Registry) {
         let r = registry.sub_registry_with_prefix("alertmesh_mirror");
         r.register(
             "alerts_copied",
@@ -190,18 +251,5 @@ impl MirrorMetrics {
         set(&self.reconnects, s.reconnects);
         set(&self.running, u64::from(s.state == MirrorState::Running));
         self.lag.get_or_create(&l).set(s.lag_seconds);
-    }
-}
-
-/// Refreshes the mirror metrics until shutdown.
-pub async fn export(state: Arc<State>) {
-    loop {
-        for h in &state.mirrors {
-            state.mirror_metrics.update(h);
-        }
-        tokio::select! {
-            _ = state.cancel.cancelled() => return,
-            _ = tokio::time::sleep(Duration::from_secs(1)) => {}
-        }
     }
 }

@@ -1,218 +1,40 @@
-//! Wires the gateway together and runs it until shutdown: the gRPC server, the HTTP side
-//! port, and the shared state their handlers use.
+//! Wires the gateway together and runs it until shutdown: builds each part with the
+//! handles it needs, serves the gRPC and HTTP ports, and on shutdown waits for every task
+//! it started (streams, tails, mirrors, the ports) for the grace period.
 
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use rdkafka::consumer::Consumer;
-
-use crate::kafka::GatewayConsumer;
 use tokio::net::TcpListener;
-use tokio::sync::{mpsc, Semaphore};
 use tokio_stream::wrappers::TcpListenerStream;
 use tokio_stream::StreamExt as _;
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
-use crate::config::{Config, TopicConfig};
+use crate::admin::Admin;
+use crate::catalog::Catalog;
+use crate::config::Config;
 use crate::cursor::CursorStore;
-use crate::error::{Error, Result};
-use crate::kafka::reader::{self, BatchBounds, ReaderCtx, ReaderEvent, StartAt};
+use crate::fetch::Fetcher;
+use crate::kafka::cluster::Cluster;
 use crate::kafka::Kafka;
-use crate::metrics::{Metrics, ReaderKind};
-use crate::record::AlertContext;
-use crate::service::GatewayService;
-use crate::subscription::select::SeenSchema;
+use crate::metrics::Metrics;
+use crate::service::MeshService;
+use crate::subscription::{self, Subscriptions};
 use crate::tail::Tails;
-use crate::{http, service};
+use crate::{http, mirrors, service};
 use alertmesh_alert::{Decoder, SchemaDir};
-use std::collections::HashMap;
-use std::sync::Mutex;
-
-/// Everything request handlers share.
-pub struct State {
-    pub config: Config,
-    pub kafka: Kafka,
-    /// A long-lived client for metadata and offset look-ups.
-    meta: Arc<GatewayConsumer>,
-    pub tails: Tails,
-    pub cursors: CursorStore,
-    pub metrics: Arc<Metrics>,
-    pub cancel: CancellationToken,
-    pub permits: Arc<Semaphore>,
-    /// Payload decoding with cached schemas, shared by every subscription.
-    pub decoder: Arc<Decoder>,
-    /// Per topic, the latest writer schema seen (to check filters at subscribe time).
-    seen_schemas: Mutex<HashMap<String, SeenSchema>>,
-    /// Whether the last probe reached Kafka (drives `/readyz` and gRPC health).
-    pub kafka_ready: AtomicBool,
-    /// Token authentication, when `[auth]` is configured.
-    pub auth: Option<Arc<crate::auth::Auth>>,
-    /// Running mirror jobs, in `[[mirrors]]` order.
-    pub mirrors: Vec<alertmesh_mirror::MirrorHandle>,
-    pub mirror_metrics: crate::mirrors::MirrorMetrics,
-}
-
-impl std::fmt::Debug for State {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("State")
-            .field("gateway", &self.config.gateway.name)
-            .finish_non_exhaustive()
-    }
-}
-
-impl State {
-    pub fn new(config: Config, metrics: Arc<Metrics>, cancel: CancellationToken) -> Result<Self> {
-        let kafka = Kafka::new(
-            config.kafka.clone(),
-            &config.gateway.name,
-            Arc::clone(&metrics),
-        );
-        let meta = Arc::new(kafka.consumer(64)?);
-        Ok(State {
-            tails: Tails::new(
-                kafka.clone(),
-                Arc::clone(&metrics),
-                config.limits.tail_buffer_bytes,
-                config.limits.reader_buffer_kib,
-                cancel.clone(),
-            ),
-            cursors: CursorStore::new(kafka.clone(), cancel.clone()),
-            permits: Arc::new(Semaphore::new(config.limits.max_subscriptions)),
-            kafka_ready: AtomicBool::new(false),
-            decoder: Arc::new(decoder(&config)?),
-            seen_schemas: Mutex::new(HashMap::new()),
-            auth: None,
-            mirrors: Vec::new(),
-            mirror_metrics: crate::mirrors::MirrorMetrics::default(),
-            meta,
-            kafka,
-            metrics,
-            cancel,
-            config,
-        })
-    }
-
-    /// The exposed topic `name`, or NotFound listing what is exposed.
-    pub fn exposed(&self, name: &str) -> Result<&TopicConfig> {
-        self.config.topic(name).ok_or_else(|| {
-            let names: Vec<&str> = self.config.topics.iter().map(|t| t.name.as_str()).collect();
-            Error::NotFound(format!(
-                "topic {name:?} is not exposed by gateway {}; exposed topics: {}",
-                self.config.gateway.name,
-                if names.is_empty() {
-                    "none".to_owned()
-                } else {
-                    names.join(", ")
-                }
-            ))
-        })
-    }
-
-    pub async fn partitions(&self, topic: &str) -> Result<Vec<i32>> {
-        let (meta, kafka, topic) = (Arc::clone(&self.meta), self.kafka.clone(), topic.to_owned());
-        let found = tokio::task::spawn_blocking({
-            let kafka = kafka.clone();
-            move || kafka.partitions(&meta, &topic)
-        })
-        .await
-        .map_err(|e| Error::Internal(e.to_string()))?;
-        if let Err(Error::Unavailable(_)) = &found {
-            kafka.count_error();
-        }
-        found
-    }
-
-    pub async fn offsets_for_time(
-        &self,
-        topic: &str,
-        partitions: &[i32],
-        ms: i64,
-    ) -> Result<Vec<(i32, Option<i64>)>> {
-        let (meta, kafka) = (Arc::clone(&self.meta), self.kafka.clone());
-        let (topic, partitions) = (topic.to_owned(), partitions.to_vec());
-        tokio::task::spawn_blocking(move || kafka.offsets_for_time(&meta, &topic, &partitions, ms))
-            .await
-            .map_err(|e| Error::Internal(e.to_string()))?
-    }
-
-    pub fn seen_schema(&self, topic: &str) -> SeenSchema {
-        let mut map = self.seen_schemas.lock().unwrap_or_else(|p| p.into_inner());
-        Arc::clone(map.entry(topic.to_owned()).or_default())
-    }
-
-    /// Asks Kafka for cluster metadata: can the gateway reach its cluster right now?
-    pub async fn probe_kafka(&self) -> bool {
-        let (meta, timeout) = (Arc::clone(&self.meta), self.kafka.timeout());
-        let ok = tokio::task::spawn_blocking(move || meta.fetch_metadata(None, timeout).is_ok())
-            .await
-            .unwrap_or(false);
-        self.kafka_ready.store(ok, Ordering::Relaxed);
-        ok
-    }
-
-    /// Starts a subscriber's own Kafka read: its partitions split over up to
-    /// `limits.reader_connections` consumers, each with its own connection and thread, all
-    /// reporting into one channel. One connection has one fetch in flight, so the broker
-    /// would wait while the gateway decodes each response; with several, it prepares the
-    /// next while the gateway works (bench_subscribe: 64 KB alerts 0.84x -> 0.94x a direct
-    /// consumer). They share the read's prefetch budget, so memory stays as bounded.
-    pub fn spawn_reader(
-        &self,
-        ctx: &Arc<AlertContext>,
-        starts: &[(i32, StartAt)],
-        bounds: BatchBounds,
-    ) -> Result<mpsc::Receiver<ReaderEvent>> {
-        let limits = &self.config.limits;
-        let n = limits.reader_connections.clamp(1, starts.len().max(1));
-        let rctx = ReaderCtx {
-            metrics: Arc::clone(&self.metrics),
-            kind: ReaderKind::own,
-            cancel: self.cancel.clone(),
-            alert: Arc::clone(ctx),
-        };
-        rctx.count_read();
-        // Each reader has at most two batches in flight, as a single reader would.
-        let (tx, rx) = mpsc::channel(2 * n);
-        for i in 0..n {
-            let share: Vec<(i32, StartAt)> = starts.iter().skip(i).step_by(n).copied().collect();
-            let consumer = self
-                .kafka
-                .consumer_waiting(limits.reader_buffer_kib / n, Duration::from_millis(10))?;
-            reader::spawn(
-                format!("read-{}", ctx.topic),
-                consumer,
-                &ctx.topic,
-                &share,
-                bounds,
-                rctx.clone(),
-                tx.clone(),
-            )?;
-        }
-        Ok(rx)
-    }
-}
-
-/// The payload decoder: Confluent schema ids resolve from `alert.schema_dir` when set.
-fn decoder(config: &Config) -> Result<Decoder> {
-    match &config.alert.schema_dir {
-        None => Ok(Decoder::new()),
-        Some(dir) => {
-            let schemas = SchemaDir::load(dir)
-                .map_err(|e| Error::Internal(format!("alert.schema_dir: {e}")))?;
-            Ok(Decoder::with_resolver(Arc::new(schemas)))
-        }
-    }
-}
 
 /// Runs a gateway until `shutdown` is cancelled, then drains open streams for the
 /// configured grace period.
 pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<()> {
-    // Streams are ended through this child token, before the server's own drain starts.
+    // Streams, readers and mirrors end through this child token.
     let streams = shutdown.child_token();
+    // Every task the gateway starts, awaited on shutdown.
+    let tasks = TaskTracker::new();
     // Keys and the revocation list are loaded before the ports open.
     let metrics = Arc::new(Metrics::default());
-    let auth = crate::auth::start(&config, Arc::clone(&metrics), streams.clone()).await?;
+    let auth = crate::auth::start(&config, Arc::clone(&metrics), streams.clone(), &tasks).await?;
     let grpc = TcpListener::bind(config.gateway.listen)
         .await
         .map_err(|e| {
@@ -229,47 +51,117 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
                 config.gateway.http_listen
             )
         })?;
-    let grace = config.gateway.shutdown_grace;
-    let tls = config.tls.clone();
-    let mut state = State::new(config, metrics, streams.clone())?;
-    state.auth = auth;
-    state.mirrors = crate::mirrors::start(&state, &streams)?;
-    let state = Arc::new(state);
-    tokio::spawn(crate::mirrors::export(Arc::clone(&state)));
+    let gw = &config.gateway;
+
+    let kafka = Kafka::new(config.kafka.clone(), &gw.name, Arc::clone(&metrics));
+    let cluster = Cluster::new(
+        kafka.clone(),
+        Arc::clone(&metrics),
+        &config.limits,
+        streams.clone(),
+    )?;
+    let decoder = Arc::new(decoder(&config)?);
+    let catalog = Arc::new(Catalog::new(
+        &gw.name,
+        config.topics.clone(),
+        cluster.clone(),
+    ));
+    let subscriptions = Arc::new(Subscriptions::new(subscription::Parts {
+        gateway: gw.name.clone(),
+        catalog: Arc::clone(&catalog),
+        cluster: cluster.clone(),
+        tails: Tails::new(
+            cluster.clone(),
+            config.limits.tail_buffer_bytes,
+            streams.clone(),
+            tasks.clone(),
+        ),
+        cursors: CursorStore::new(kafka.clone(), streams.clone()),
+        decoder: Arc::clone(&decoder),
+        registry: Arc::clone(&config.alert.registry),
+        limits: config.limits.clone(),
+        metrics: Arc::clone(&metrics),
+        cancel: streams.clone(),
+        tasks: tasks.clone(),
+    }));
+    let mirrors = Arc::new(mirrors::start(
+        &config,
+        &kafka,
+        Arc::clone(&decoder),
+        &streams,
+    )?);
+    tasks.spawn(Arc::clone(&mirrors).export(streams.clone()));
+    let service = service::server(service::Parts {
+        gateway: gw.name.clone(),
+        advertised_url: gw.advertised_url.clone(),
+        http_listen: gw.http_listen,
+        tls: config.tls.is_some(),
+        auth: auth.clone(),
+        catalog: Arc::clone(&catalog),
+        subscriptions,
+        fetcher: Fetcher {
+            gateway: gw.name.clone(),
+            catalog: Arc::clone(&catalog),
+            cluster: cluster.clone(),
+            decoder,
+            registry: Arc::clone(&config.alert.registry),
+        },
+        admin: Admin {
+            auth: auth.clone(),
+            gateway: gw.name.clone(),
+            http_listen: gw.http_listen,
+            tls: config.tls.is_some(),
+        },
+        mirrors: Arc::clone(&mirrors),
+        tasks: tasks.clone(),
+    });
     tracing::info!(
-        gateway = %state.config.gateway.name,
+        gateway = %gw.name,
         grpc = %grpc.local_addr()?,
         http = %http_listener.local_addr()?,
-        topics = state.config.topics.len(),
+        topics = config.topics.len(),
         "gateway serving"
     );
 
     let (health_reporter, health_service) = tonic_health::server::health_reporter();
-
-    tokio::spawn(watch_kafka(Arc::clone(&state), health_reporter.clone()));
-    let http_task = match &tls {
-        Some(tls) => tokio::spawn(http::serve(
-            crate::tls::TlsListener::new(http_listener, tls, shutdown.clone())?,
-            Arc::clone(&state),
-            shutdown.clone(),
-            state.config.limits.header_timeout,
-        )),
-        None => tokio::spawn(http::serve(
-            http_listener,
-            Arc::clone(&state),
-            shutdown.clone(),
-            state.config.limits.header_timeout,
-        )),
+    tasks.spawn(service::watch_kafka(
+        cluster.clone(),
+        health_reporter.clone(),
+        config.kafka.bootstrap.clone(),
+        streams.clone(),
+    ));
+    let side = http::Parts {
+        metrics,
+        mirrors: Arc::clone(&mirrors),
+        cluster,
+        auth: auth.clone(),
+        stopping: streams.clone(),
     };
-    let limits = &state.config.limits;
+    let limits = &config.limits;
+    match &config.tls {
+        Some(tls) => {
+            let listener =
+                crate::tls::TlsListener::new(http_listener, tls, shutdown.clone(), &tasks)?;
+            tasks.spawn(http::serve(listener, side, shutdown.clone(), limits.header_timeout));
+        }
+        None => {
+            tasks.spawn(http::serve(
+                http_listener,
+                side,
+                shutdown.clone(),
+                limits.header_timeout,
+            ));
+        }
+    }
     // Bounds a client cannot lift: streams per connection, request bytes buffered
-    // gateway-wide and how long a request may take to arrive; keepalive pings find dead peers.
+    // gateway-wide and how long a request may take to arrive; keepalive pings find dead
+    // peers, and connections that say nothing are closed (conn_guard).
     let mut builder = tonic::transport::Server::builder()
         .max_concurrent_streams(limits.max_streams_per_connection)
         .http2_keepalive_interval(Some(Duration::from_secs(30)))
         .http2_keepalive_timeout(Some(Duration::from_secs(10)));
     let conns = crate::conn_guard::ConnGuard::new(limits.header_timeout, limits.idle_timeout);
-    if let Some(tls) = &tls {
+    if let Some(tls) = &config.tls {
         builder = builder.tls_config(crate::tls::grpc_server_config(tls)?)?;
     }
     let server = builder
@@ -278,9 +170,9 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
             limits.request_buffer_bytes,
             limits.request_timeout,
         ))
-        .layer(crate::auth::layer::AuthLayer::new(state.auth.clone()))
+        .layer(crate::auth::layer::AuthLayer::new(auth))
         .add_service(health_service)
-        .add_service(service::server(Arc::clone(&state)))
+        .add_service(service)
         .serve_with_incoming_shutdown(
             // Small alerts should not wait for Nagle's algorithm.
             TcpListenerStream::new(grpc).map(move |conn| {
@@ -291,50 +183,37 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
             }),
             shutdown.clone().cancelled_owned(),
         );
+    tasks.spawn(async move {
+        if let Err(e) = server.await {
+            tracing::warn!(error = %e, "grpc server ended with an error");
+        }
+    });
 
-    let server = tokio::spawn(server);
     shutdown.cancelled().await;
+    let grace = gw.shutdown_grace;
     tracing::info!(grace = ?grace, "shutting down: ending open streams");
-    health_reporter
-        .set_not_serving::<alertmesh_proto::v1::alert_mesh_server::AlertMeshServer<GatewayService>>(
-        )
-        .await;
-    match tokio::time::timeout(grace, server).await {
-        Ok(Ok(Ok(()))) => {}
-        Ok(Ok(Err(e))) => tracing::warn!(error = %e, "grpc server ended with an error"),
-        Ok(Err(e)) => tracing::warn!(error = %e, "grpc server task failed"),
-        Err(_) => tracing::warn!("grace period over; closing remaining connections"),
-    }
-    let _ = tokio::time::timeout(grace, http_task).await;
+    health_reporter.set_not_serving::<MeshService>().await;
     // Mirrors finish their in-flight produces before the process exits.
-    let deadline = tokio::time::Instant::now() + grace;
-    while state.mirrors.iter().any(|m| !m.is_finished()) && tokio::time::Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_millis(50)).await;
+    tasks.spawn(async move { mirrors.join().await });
+    tasks.close();
+    if tokio::time::timeout(grace, tasks.wait()).await.is_err() {
+        tracing::warn!(
+            left = tasks.len(),
+            "grace period over; closing remaining connections"
+        );
     }
     tracing::info!("gateway stopped");
     Ok(())
 }
 
-/// Keeps readiness current: the AlertMesh service reports NOT_SERVING in gRPC health (and
-/// `/readyz` 503) while Kafka cannot be reached; liveness (`/healthz`) is unaffected.
-async fn watch_kafka(state: Arc<State>, health: tonic_health::server::HealthReporter) {
-    type Svc = alertmesh_proto::v1::alert_mesh_server::AlertMeshServer<GatewayService>;
-    let mut was = None;
-    while !state.cancel.is_cancelled() {
-        let ok = state.probe_kafka().await;
-        if was != Some(ok) {
-            if ok {
-                tracing::info!("kafka reachable");
-                health.set_serving::<Svc>().await;
-            } else {
-                tracing::warn!(bootstrap = %state.config.kafka.bootstrap, "kafka unreachable");
-                health.set_not_serving::<Svc>().await;
-            }
-            was = Some(ok);
-        }
-        tokio::select! {
-            _ = state.cancel.cancelled() => return,
-            _ = tokio::time::sleep(Duration::from_secs(5)) => {}
+/// The payload decoder: Confluent schema ids resolve from `alert.schema_dir` when set.
+fn decoder(config: &Config) -> crate::Result<Decoder> {
+    match &config.alert.schema_dir {
+        None => Ok(Decoder::new()),
+        Some(dir) => {
+            let schemas = SchemaDir::load(dir)
+                .map_err(|e| crate::Error::Internal(format!("alert.schema_dir: {e}")))?;
+            Ok(Decoder::with_resolver(Arc::new(schemas)))
         }
     }
 }

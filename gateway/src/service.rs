@@ -1,36 +1,75 @@
-//! The `alertmesh.v1.AlertMesh` gRPC service: thin handlers over [`State`].
+//! The `alertmesh.v1.AlertMesh` gRPC service: authorization, then one module's handle per
+//! call, one file per RPC.
+//!
+//! - `subscribe.rs`: `Subscribe`, served on its own route with a zero-copy response body.
+//! - `commit_cursor.rs`: `CommitCursor`.
+//! - `fetch.rs`: `Fetch`.
+//! - `catalog.rs`: `ListTopics` and `DescribeGateway`.
+//! - `admin.rs`: `IssueCredential`, `ListCredentials`, `RevokeCredential`.
+//! - `mirror_status.rs`: `MirrorStatus`.
+//! - `request_limit.rs`: what a client can make the gateway buffer while a request arrives.
 
-use std::collections::HashMap;
+use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
-use alertmesh_auth::Action;
 use alertmesh_proto::v1::{self, alert_mesh_server::AlertMeshServer};
-use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 use tonic::{Request, Response, Status};
 
-use crate::auth::{authorize_topic, caller, require_admin};
-use crate::error::Error;
-use crate::server::State;
-use crate::{admin, fetch, subscription};
+use crate::admin::Admin;
+use crate::auth::Auth;
+use crate::catalog::Catalog;
+use crate::fetch::Fetcher;
+use crate::kafka::cluster::Cluster;
+use crate::mirrors::Mirrors;
+use crate::subscription::Subscriptions;
+
+mod admin;
+mod catalog;
+mod commit_cursor;
+mod fetch;
+mod mirror_status;
+mod request_limit;
+mod subscribe;
+
+pub(crate) use request_limit::RequestLimitLayer;
+pub(crate) use subscribe::MeshService;
 
 /// Messages up to this size are accepted from clients (requests are small).
 const MAX_REQUEST_BYTES: usize = 1 << 20;
 
-#[derive(Debug, Clone)]
-pub struct GatewayService {
-    state: Arc<State>,
+/// The handles the RPCs work with.
+#[derive(Debug)]
+pub(crate) struct Parts {
+    pub(crate) gateway: String,
+    /// The URL peers and users reach the gRPC port at.
+    pub(crate) advertised_url: String,
+    pub(crate) http_listen: SocketAddr,
+    /// Whether both ports use TLS.
+    pub(crate) tls: bool,
+    pub(crate) auth: Option<Arc<Auth>>,
+    pub(crate) catalog: Arc<Catalog>,
+    pub(crate) subscriptions: Arc<Subscriptions>,
+    pub(crate) fetcher: Fetcher,
+    pub(crate) admin: Admin,
+    pub(crate) mirrors: Arc<Mirrors>,
+    /// Where stream guards run, so shutdown waits for them.
+    pub(crate) tasks: TaskTracker,
 }
 
-mod request_limit;
-mod subscribe_route;
-
-pub use request_limit::RequestLimitLayer;
-pub use subscribe_route::MeshService;
+#[derive(Debug, Clone)]
+pub(crate) struct GatewayService {
+    parts: Arc<Parts>,
+}
 
 /// The service, ready to add to a tonic server.
-pub fn server(state: Arc<State>) -> MeshService {
-    let service = GatewayService { state };
+pub(crate) fn server(parts: Parts) -> MeshService {
+    let service = GatewayService {
+        parts: Arc::new(parts),
+    };
     let generated = AlertMeshServer::new(service.clone())
         .max_decoding_message_size(MAX_REQUEST_BYTES)
         // A batch is bounded by limits.max_batch_bytes, but one alert may exceed it.
@@ -38,78 +77,35 @@ pub fn server(state: Arc<State>) -> MeshService {
     MeshService::new(generated, service)
 }
 
-fn topic_info(t: &crate::config::TopicConfig, partitions: i32) -> v1::TopicInfo {
-    v1::TopicInfo {
-        name: t.name.clone(),
-        namespace: t.namespace.clone(),
-        format: t.format.to_string(),
-        description: t.description.clone(),
-        partitions,
-    }
-}
-
-impl GatewayService {
-    /// Opens the subscription `req` asks for, once its caller may read the topic: the
-    /// batches to stream.
-    async fn open_subscription(
-        &self,
-        req: Request<v1::SubscribeRequest>,
-    ) -> Result<mpsc::Receiver<Result<v1::AlertBatch, Status>>, Status> {
-        let who = caller(&req);
-        let auth = self.state.auth.clone();
-        authorize_topic(
-            auth.as_deref(),
-            &who,
-            Action::Subscribe,
-            &req.get_ref().topic,
-        )?;
-        let rx =
-            subscription::open(Arc::clone(&self.state), &who.principal, req.into_inner()).await?;
-        Ok(crate::auth::stream::guard(auth, &who, rx))
-    }
-
-    /// The exposed topics; a caller without a token on a gateway that requires one only
-    /// sees the public ones.
-    async fn topics(&self, caller: &crate::auth::Caller) -> Vec<v1::TopicInfo> {
-        let auth = self.state.auth.as_deref();
-        let visible: Vec<&crate::config::TopicConfig> = self
-            .state
-            .config
-            .topics
-            .iter()
-            .filter(|t| {
-                !auth
-                    .is_some_and(|a| a.require() && caller.token.is_none() && !a.is_public(&t.name))
-            })
-            .collect();
-        // Look the partition counts up concurrently: with Kafka down each look-up waits for
-        // kafka.timeout_ms, and the answer should not take that once per topic.
-        let mut lookups = tokio::task::JoinSet::new();
-        for (i, t) in visible.iter().enumerate() {
-            let (state, name) = (Arc::clone(&self.state), t.name.clone());
-            lookups.spawn(async move {
-                (
-                    i,
-                    state.partitions(&name).await.map_or(0, |p| p.len() as i32),
-                )
-            });
-        }
-        let mut counts = vec![0; visible.len()];
-        while let Some(done) = lookups.join_next().await {
-            // A topic Kafka cannot describe right now is still listed, with 0 partitions.
-            if let Ok((i, n)) = done {
-                counts[i] = n;
+/// Keeps readiness current: the AlertMesh service reports NOT_SERVING in gRPC health (and
+/// `/readyz` 503) while Kafka cannot be reached; liveness (`/healthz`) is unaffected.
+pub(crate) async fn watch_kafka(
+    cluster: Cluster,
+    health: tonic_health::server::HealthReporter,
+    bootstrap: String,
+    cancel: CancellationToken,
+) {
+    let mut was = None;
+    while !cancel.is_cancelled() {
+        let ok = cluster.probe().await;
+        if was != Some(ok) {
+            if ok {
+                tracing::info!("kafka reachable");
+                health.set_serving::<MeshService>().await;
+            } else {
+                tracing::warn!(bootstrap = %bootstrap, "kafka unreachable");
+                health.set_not_serving::<MeshService>().await;
             }
+            was = Some(ok);
         }
-        let out: Vec<v1::TopicInfo> = visible
-            .iter()
-            .zip(counts)
-            .map(|(t, n)| topic_info(t, n))
-            .collect();
-        out
+        tokio::select! {
+            _ = cancel.cancelled() => return,
+            _ = tokio::time::sleep(Duration::from_secs(5)) => {}
+        }
     }
 }
 
+/// Each RPC lives in its own file; this only routes to it.
 #[tonic::async_trait]
 impl v1::alert_mesh_server::AlertMesh for GatewayService {
     type SubscribeStream = ReceiverStream<Result<v1::AlertBatch, Status>>;
@@ -118,153 +114,59 @@ impl v1::alert_mesh_server::AlertMesh for GatewayService {
         &self,
         req: Request<v1::SubscribeRequest>,
     ) -> Result<Response<Self::SubscribeStream>, Status> {
-        // Plain requests are served by `MeshService`'s own route; this serves the rest.
-        let rx = self.open_subscription(req).await?;
-        Ok(Response::new(ReceiverStream::new(rx)))
+        subscribe::generated(self, req).await
     }
 
     async fn commit_cursor(
         &self,
         req: Request<v1::CommitCursorRequest>,
     ) -> Result<Response<v1::CommitCursorResponse>, Status> {
-        let who = caller(&req);
-        let req = req.into_inner();
-        authorize_topic(
-            self.state.auth.as_deref(),
-            &who,
-            Action::Subscribe,
-            &req.topic,
-        )?;
-        let who = who.principal;
-        let topic = self.state.exposed(&req.topic)?.name.clone();
-        if req.offsets.is_empty() {
-            return Err(Error::InvalidArgument(
-                "commit names no partition; send partition:offset pairs".into(),
-            )
-            .into());
-        }
-        let partitions = self.state.partitions(&topic).await?;
-        let mut offsets = HashMap::new();
-        for po in &req.offsets {
-            if !partitions.contains(&po.partition) || po.offset < 0 {
-                return Err(Error::InvalidArgument(format!(
-                    "cannot commit offset {} of partition {}: partitions are {} and offsets start at 0",
-                    po.offset,
-                    po.partition,
-                    subscription::describe_partitions(&partitions)
-                ))
-                .into());
-            }
-            offsets.insert(po.partition, po.offset);
-        }
-        let state = self
-            .state
-            .cursors
-            .commit(&who.name, &req.name, &topic, &offsets)
-            .await?;
-        self.state.metrics.cursor_commits.inc();
-        let mut offsets: Vec<v1::PartitionOffset> = state
-            .into_iter()
-            .map(|(partition, offset)| v1::PartitionOffset { partition, offset })
-            .collect();
-        offsets.sort_by_key(|po| po.partition);
-        Ok(Response::new(v1::CommitCursorResponse { offsets }))
+        commit_cursor::commit_cursor(self, req).await
     }
 
     async fn list_topics(
         &self,
         req: Request<v1::ListTopicsRequest>,
     ) -> Result<Response<v1::ListTopicsResponse>, Status> {
-        Ok(Response::new(v1::ListTopicsResponse {
-            topics: self.topics(&caller(&req)).await,
-        }))
+        catalog::list_topics(self, req).await
     }
 
     async fn describe_gateway(
         &self,
         req: Request<v1::DescribeGatewayRequest>,
     ) -> Result<Response<v1::GatewayDescription>, Status> {
-        let gw = &self.state.config.gateway;
-        let http_scheme = if self.state.config.tls.is_some() {
-            "https"
-        } else {
-            "http"
-        };
-        Ok(Response::new(v1::GatewayDescription {
-            name: gw.name.clone(),
-            version: env!("CARGO_PKG_VERSION").to_owned(),
-            endpoints: vec![
-                v1::Endpoint {
-                    kind: "grpc".into(),
-                    url: gw.advertised_url.clone(),
-                },
-                v1::Endpoint {
-                    kind: "http".into(),
-                    url: format!("{http_scheme}://{}", gw.http_listen),
-                },
-            ],
-            topics: self.topics(&caller(&req)).await,
-            auth: admin::auth_methods(&self.state),
-            peers: crate::mirrors::peers(&self.state),
-        }))
+        catalog::describe_gateway(self, req).await
     }
 
     async fn mirror_status(
         &self,
         req: Request<v1::MirrorStatusRequest>,
     ) -> Result<Response<v1::MirrorStatusResponse>, Status> {
-        if self.state.auth.is_some() {
-            require_admin(self.state.auth.as_deref(), &caller(&req))?;
-        }
-        Ok(Response::new(v1::MirrorStatusResponse {
-            mirrors: self
-                .state
-                .mirrors
-                .iter()
-                .map(crate::mirrors::info)
-                .collect(),
-        }))
+        mirror_status::mirror_status(self, req)
     }
 
     async fn fetch(&self, req: Request<v1::FetchRequest>) -> Result<Response<v1::Alert>, Status> {
-        let who = caller(&req);
-        let text = req.into_inner().r#ref;
-        // A ref that does not parse is reported by fetch itself, after the scope check of
-        // what can be read from it.
-        if let Ok(r) = text.parse::<alertmesh_alert::AlertRef>() {
-            authorize_topic(self.state.auth.as_deref(), &who, Action::Fetch, &r.topic)?;
-        } else if self.state.auth.as_ref().is_some_and(|a| a.require()) && who.token.is_none() {
-            authorize_topic(self.state.auth.as_deref(), &who, Action::Fetch, "")?;
-        }
-        let alert = fetch::fetch(&self.state, &text).await?;
-        Ok(Response::new(alert))
+        fetch::fetch(self, req).await
     }
 
     async fn issue_credential(
         &self,
         req: Request<v1::IssueCredentialRequest>,
     ) -> Result<Response<v1::IssueCredentialResponse>, Status> {
-        require_admin(self.state.auth.as_deref(), &caller(&req))?;
-        Ok(Response::new(
-            admin::issue(&self.state, req.into_inner()).await?,
-        ))
+        admin::issue_credential(self, req).await
     }
 
     async fn list_credentials(
         &self,
         req: Request<v1::ListCredentialsRequest>,
     ) -> Result<Response<v1::ListCredentialsResponse>, Status> {
-        require_admin(self.state.auth.as_deref(), &caller(&req))?;
-        Ok(Response::new(admin::list(&self.state, &req.into_inner())?))
+        admin::list_credentials(self, req)
     }
 
     async fn revoke_credential(
         &self,
         req: Request<v1::RevokeCredentialRequest>,
     ) -> Result<Response<v1::RevokeCredentialResponse>, Status> {
-        let who = caller(&req);
-        require_admin(self.state.auth.as_deref(), &who)?;
-        admin::revoke(&self.state, &who, req.into_inner()).await?;
-        Ok(Response::new(v1::RevokeCredentialResponse {}))
+        admin::revoke_credential(self, req).await
     }
 }

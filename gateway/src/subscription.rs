@@ -1,267 +1,284 @@
-//! `Subscribe`: turns a request into a plan (partitions, start positions, end, limit), then
-//! streams it. A subscription reads Kafka on its own while it is in the past and joins
-//! the topic's shared tail once it reaches the end, falling back if it lags behind.
+//! `Subscribe`: turns a request into a [`plan::Plan`] (pure), resolves it against Kafka
+//! (partitions, times, cursor) and starts streaming. A subscription reads Kafka on its own
+//! while it is in the past and joins the topic's shared tail once it reaches the end,
+//! falling back if it lags behind.
 
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
+use alertmesh_alert::{Decoder, Registry};
 use alertmesh_auth::Principal;
-use alertmesh_proto::v1::{self, end, start};
-use tokio::sync::mpsc;
+use alertmesh_proto::v1;
+use tokio::sync::{mpsc, Semaphore};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 use tonic::Status;
 
+use crate::catalog::{describe_partitions, Catalog};
+use crate::config::Limits;
+use crate::cursor::CursorStore;
 use crate::error::{Error, Result};
-use crate::kafka::reader::{BatchBounds, StartAt};
-use crate::record::{ms_from_timestamp, AlertContext};
-use crate::server::State;
+use crate::kafka::cluster::Cluster;
+use crate::metrics::{Metrics, ReaderKind};
+use crate::record::AlertContext;
+use crate::tail::Tails;
 
-pub mod progress;
-pub mod select;
+mod plan;
+mod progress;
+mod select;
 mod stream;
 
+use plan::{Begin, Decoding, Plan, Start};
 use progress::{EndAt, Progress};
+use select::SeenSchema;
 
 /// The stream handed to tonic: batches, then at most one error status.
-pub type Outbound = mpsc::Receiver<Result<v1::AlertBatch, Status>>;
+pub(crate) type Outbound = mpsc::Receiver<Result<v1::AlertBatch, Status>>;
 
-/// How a subscription begins reading.
+/// Everything subscriptions share: the catalog, Kafka readers and the shared tails,
+/// durable cursors, the payload decoder, and the slots that bound how many run at once.
 #[derive(Debug)]
-enum Begin {
-    /// At the shared tail's head: only what arrives from now on.
-    Head,
-    /// On its own, from these positions.
-    Positions(Vec<(i32, StartAt)>),
+pub(crate) struct Subscriptions {
+    gateway: String,
+    catalog: Arc<Catalog>,
+    cluster: Cluster,
+    tails: Tails,
+    cursors: CursorStore,
+    decoder: Arc<Decoder>,
+    registry: Arc<Registry>,
+    /// Per topic, the latest writer schema seen (to check filters at subscribe time).
+    seen_schemas: Mutex<HashMap<String, SeenSchema>>,
+    permits: Arc<Semaphore>,
+    limits: Limits,
+    metrics: Arc<Metrics>,
+    /// Ends every stream (the gateway is stopping).
+    cancel: CancellationToken,
+    tasks: TaskTracker,
 }
 
-/// Validates `req`, resolves its positions and starts streaming.
-pub async fn open(
-    state: Arc<State>,
-    principal: &Principal,
-    req: v1::SubscribeRequest,
-) -> Result<Outbound> {
-    let topic = state.exposed(&req.topic)?.clone();
-    let ctx = AlertContext::new(&state.config.gateway.name, &topic);
-    if req.limit == Some(0) {
-        return Err(Error::InvalidArgument(
-            "limit must be at least 1; leave it unset for no limit".into(),
-        ));
+/// What [`Subscriptions::new`] is built from.
+#[derive(Debug)]
+pub(crate) struct Parts {
+    pub(crate) gateway: String,
+    pub(crate) catalog: Arc<Catalog>,
+    pub(crate) cluster: Cluster,
+    pub(crate) tails: Tails,
+    pub(crate) cursors: CursorStore,
+    pub(crate) decoder: Arc<Decoder>,
+    pub(crate) registry: Arc<Registry>,
+    pub(crate) limits: Limits,
+    pub(crate) metrics: Arc<Metrics>,
+    pub(crate) cancel: CancellationToken,
+    pub(crate) tasks: TaskTracker,
+}
+
+impl Subscriptions {
+    pub(crate) fn new(parts: Parts) -> Self {
+        let Parts {
+            gateway,
+            catalog,
+            cluster,
+            tails,
+            cursors,
+            decoder,
+            registry,
+            limits,
+            metrics,
+            cancel,
+            tasks,
+        } = parts;
+        Subscriptions {
+            permits: Arc::new(Semaphore::new(limits.max_subscriptions)),
+            seen_schemas: Mutex::new(HashMap::new()),
+            gateway,
+            catalog,
+            cluster,
+            tails,
+            cursors,
+            decoder,
+            registry,
+            limits,
+            metrics,
+            cancel,
+            tasks,
+        }
     }
-    let limits = &state.config.limits;
-    let bounds = BatchBounds {
-        max_records: clamp_default(req.max_batch_alerts, limits.max_batch_alerts),
-        max_bytes: clamp_default(req.max_batch_bytes, limits.max_batch_bytes),
-    };
-    let permit = Arc::clone(&state.permits)
-        .try_acquire_owned()
-        .map_err(|_| {
+
+    fn seen_schema(&self, topic: &str) -> SeenSchema {
+        let mut map = self.seen_schemas.lock().unwrap_or_else(|p| p.into_inner());
+        Arc::clone(map.entry(topic.to_owned()).or_default())
+    }
+
+    /// Validates `req`, resolves its positions and starts streaming.
+    pub(crate) async fn open(
+        &self,
+        principal: &Principal,
+        req: v1::SubscribeRequest,
+    ) -> Result<Outbound> {
+        let topic = self.catalog.exposed(&req.topic)?.clone();
+        let decoding = Decoding {
+            decoder: Arc::clone(&self.decoder),
+            registry: Arc::clone(&self.registry),
+            seen: self.seen_schema(&topic.name),
+        };
+        let plan = Plan::from_request(&req, &topic, &self.limits, decoding)?;
+        let permit = Arc::clone(&self.permits).try_acquire_owned().map_err(|_| {
             Error::ResourceExhausted(format!(
                 "gateway {} serves at most {} subscriptions at once; retry later",
-                state.config.gateway.name, limits.max_subscriptions
+                self.gateway, self.limits.max_subscriptions
             ))
         })?;
-    let end = match req.end.and_then(|e| e.position) {
-        None => EndAt::Never,
-        Some(end::Position::Now(_)) => EndAt::Now,
-        Some(end::Position::Time(t)) => EndAt::Time(ms_from_timestamp(&t).ok_or_else(|| {
-            Error::InvalidArgument(
-                "end time is not a valid timestamp; send an RFC 3339 time or `now`".into(),
-            )
-        })?),
-    };
-    let selection = select::Selection::from_request(
-        &req,
-        &topic.name,
-        topic.format,
-        Arc::clone(&state.decoder),
-        Arc::clone(&state.config.alert.registry),
-        state.seen_schema(&topic.name),
-    )?;
-    let partitions = state.partitions(&topic.name).await?;
-    let start = req.start.and_then(|s| s.position);
-    let mut skip_before = None;
-    let mut begin = match start {
-        None | Some(start::Position::Latest(_)) => Begin::Head,
-        Some(start::Position::Earliest(_)) => Begin::Positions(
-            partitions
-                .iter()
-                .map(|p| (*p, StartAt::Beginning))
-                .collect(),
-        ),
-        Some(start::Position::Time(t)) => {
-            let ms = ms_from_timestamp(&t).ok_or_else(|| {
-                Error::InvalidArgument(
-                    "start time is not a valid timestamp; send earliest, latest, an RFC 3339 time or partition offsets".into(),
-                )
-            })?;
-            if let EndAt::Time(e) = end {
-                if e < ms {
-                    return Err(Error::InvalidArgument(
-                        "end time is before start time; the end must be at or after the start"
-                            .into(),
-                    ));
-                }
+        let ctx = AlertContext::new(&self.gateway, &topic);
+        let partitions = self.catalog.partitions(&topic.name).await?;
+        plan.check_partitions(&partitions)?;
+        let begin = self.begin(principal, &plan, &ctx, &partitions).await?;
+
+        // Subscriptions that may go live get the shared tail started now, so it is ready by
+        // the time they reach the end of what is stored.
+        let tail = (plan.end != EndAt::Now).then(|| self.tails.get_or_start(&ctx, &partitions));
+        let (mode, streamed, next) = match begin {
+            // `latest` up to `now` is empty by definition.
+            Begin::Head if plan.end == EndAt::Now => {
+                (stream::Mode::Done, partitions.clone(), HashMap::new())
             }
-            skip_before = Some(ms);
-            let found = state.offsets_for_time(&topic.name, &partitions, ms).await?;
-            Begin::Positions(
-                found
-                    .into_iter()
-                    .map(|(p, o)| (p, o.map_or(StartAt::End, StartAt::Offset)))
-                    .collect(),
-            )
-        }
-        Some(start::Position::Offsets(list)) => {
-            Begin::Positions(explicit_offsets(&list, &partitions)?)
-        }
-    };
-    // A cursor's positions first, then explicit resume positions, which win.
-    if !req.cursor.is_empty() {
-        let saved = state
-            .cursors
-            .get(&principal.name, &req.cursor, &topic.name)
-            .await?;
-        if !saved.is_empty() {
-            begin = apply_cursor(&state, &ctx, &partitions, begin, &saved).await?;
-        }
+            Begin::Head => {
+                let tail = self.tails.get_or_start(&ctx, &partitions);
+                tail.wait_ready(self.cluster.timeout() * 2).await?;
+                let (seq, next) = tail.join_at_head();
+                (stream::Mode::Tail { seq }, partitions.clone(), next)
+            }
+            Begin::Positions(starts) => {
+                let next = plan::next_offsets(&starts);
+                let parts: Vec<i32> = starts.iter().map(|(p, _)| *p).collect();
+                let from = if plan::names_offsets(&starts) {
+                    let ends = self.cluster.ends(&topic.name, &parts).await?;
+                    plan::reader_starts(&starts, &ends)
+                } else {
+                    starts
+                };
+                let rx = self
+                    .cluster
+                    .read(&ctx, &from, plan.bounds, ReaderKind::own)?;
+                (stream::Mode::Own(rx), parts, next)
+            }
+        };
+        let progress = Progress::new(streamed, next, plan.skip_before(), plan.end, plan.limit);
+        let (tx, rx) = mpsc::channel(2);
+        let span =
+            tracing::info_span!("subscription", topic = %topic.name, principal = %principal.name);
+        let sub = stream::Subscription::new(
+            stream::Parts {
+                cluster: self.cluster.clone(),
+                metrics: Arc::clone(&self.metrics),
+                cancel: self.cancel.clone(),
+                ctx,
+                tail,
+                bounds: plan.bounds,
+            },
+            progress,
+            tx,
+            plan.selection,
+        );
+        self.tasks.spawn(tracing::Instrument::instrument(
+            async move {
+                let _permit = permit;
+                sub.run(mode).await;
+            },
+            span,
+        ));
+        Ok(rx)
     }
-    if !req.resume.is_empty() {
-        let mut saved = HashMap::new();
-        for po in &req.resume {
+
+    /// Where the plan begins: its start, then a cursor's positions, then explicit resume
+    /// positions, which win.
+    async fn begin(
+        &self,
+        principal: &Principal,
+        plan: &Plan,
+        ctx: &Arc<AlertContext>,
+        partitions: &[i32],
+    ) -> Result<Begin> {
+        let mut begin = match &plan.start {
+            Start::Latest => Begin::Head,
+            Start::Earliest => Begin::earliest(partitions),
+            Start::Time(ms) => Begin::at_time(
+                self.cluster
+                    .offsets_for_time(&ctx.topic, partitions, *ms)
+                    .await?,
+            ),
+            Start::Offsets(list) => Begin::offsets(list),
+        };
+        if let Some(name) = &plan.cursor {
+            let saved = self.cursors.get(&principal.name, name, &ctx.topic).await?;
+            if !saved.is_empty() {
+                begin = self.overlay(ctx, partitions, begin, &saved).await?;
+            }
+        }
+        if !plan.resume.is_empty() {
+            begin = self.overlay(ctx, partitions, begin, &plan.resume).await?;
+        }
+        Ok(begin)
+    }
+
+    /// Partitions with a saved position resume there; the others keep their start (from
+    /// the shared tail's head, for a live start).
+    async fn overlay(
+        &self,
+        ctx: &Arc<AlertContext>,
+        partitions: &[i32],
+        begin: Begin,
+        saved: &HashMap<i32, i64>,
+    ) -> Result<Begin> {
+        let starts = match begin {
+            Begin::Positions(s) => s,
+            Begin::Head => {
+                let tail = self.tails.get_or_start(ctx, partitions);
+                tail.wait_ready(self.cluster.timeout() * 2).await?;
+                let (_, head) = tail.join_at_head();
+                Begin::head_positions(partitions, &head)
+            }
+        };
+        Ok(Begin::overlay(starts, saved))
+    }
+
+    /// Stores positions of `topic` in the caller's cursor `name`; returns the cursor's
+    /// whole state, by partition.
+    pub(crate) async fn commit_cursor(
+        &self,
+        principal: &Principal,
+        name: &str,
+        topic: &str,
+        offsets: &[v1::PartitionOffset],
+    ) -> Result<Vec<v1::PartitionOffset>> {
+        let topic = self.catalog.exposed(topic)?.name.clone();
+        if offsets.is_empty() {
+            return Err(Error::InvalidArgument(
+                "commit names no partition; send partition:offset pairs".into(),
+            ));
+        }
+        let partitions = self.catalog.partitions(&topic).await?;
+        let mut positions = HashMap::new();
+        for po in offsets {
             if !partitions.contains(&po.partition) || po.offset < 0 {
                 return Err(Error::InvalidArgument(format!(
-                    "cannot resume partition {} at offset {}: partitions are {} and offsets start at 0",
-                    po.partition,
+                    "cannot commit offset {} of partition {}: partitions are {} and offsets start at 0",
                     po.offset,
+                    po.partition,
                     describe_partitions(&partitions)
                 )));
             }
-            saved.insert(po.partition, po.offset);
+            positions.insert(po.partition, po.offset);
         }
-        begin = apply_cursor(&state, &ctx, &partitions, begin, &saved).await?;
+        let state = self
+            .cursors
+            .commit(&principal.name, name, &topic, &positions)
+            .await?;
+        self.metrics.cursor_commits.inc();
+        let mut out: Vec<v1::PartitionOffset> = state
+            .into_iter()
+            .map(|(partition, offset)| v1::PartitionOffset { partition, offset })
+            .collect();
+        out.sort_by_key(|po| po.partition);
+        Ok(out)
     }
-
-    // Subscriptions that may go live get the shared tail started now, so it is ready by
-    // the time they reach the end of what is stored.
-    let tail = (end != EndAt::Now).then(|| state.tails.get_or_start(&ctx, &partitions));
-    let (mode, streamed, next) = match begin {
-        // `latest` up to `now` is empty by definition.
-        Begin::Head if end == EndAt::Now => {
-            (stream::Mode::Done, partitions.clone(), HashMap::new())
-        }
-        Begin::Head => {
-            let tail = state.tails.get_or_start(&ctx, &partitions);
-            tail.wait_ready(state.kafka.timeout() * 2).await?;
-            let (seq, next) = tail.join_at_head();
-            (stream::Mode::Tail { seq }, partitions.clone(), next)
-        }
-        Begin::Positions(starts) => {
-            let next = starts
-                .iter()
-                .filter_map(|(p, s)| match s {
-                    StartAt::Offset(o) => Some((*p, *o)),
-                    _ => None,
-                })
-                .collect();
-            let parts = starts.iter().map(|(p, _)| *p).collect();
-            let rx = state.spawn_reader(&ctx, &starts, bounds)?;
-            (stream::Mode::Own(rx), parts, next)
-        }
-    };
-    let progress = Progress::new(streamed, next, skip_before, end, req.limit);
-    let (tx, rx) = mpsc::channel(2);
-    let span =
-        tracing::info_span!("subscription", topic = %topic.name, principal = %principal.name);
-    let sub = stream::Subscription::new(state, ctx, progress, tail, bounds, tx, selection);
-    tokio::spawn(tracing::Instrument::instrument(
-        async move {
-            let _permit = permit;
-            sub.run(mode).await;
-        },
-        span,
-    ));
-    Ok(rx)
-}
-
-fn clamp_default(asked: u32, max: usize) -> usize {
-    match asked as usize {
-        0 => max,
-        n => n.min(max),
-    }
-}
-
-fn explicit_offsets(
-    list: &v1::PartitionOffsets,
-    partitions: &[i32],
-) -> Result<Vec<(i32, StartAt)>> {
-    if list.offsets.is_empty() {
-        return Err(Error::InvalidArgument(
-            "start offsets name no partition; send partition:offset pairs such as 0:120,1:80"
-                .into(),
-        ));
-    }
-    let mut out: Vec<(i32, StartAt)> = Vec::new();
-    for po in &list.offsets {
-        if !partitions.contains(&po.partition) {
-            return Err(Error::InvalidArgument(format!(
-                "partition {} does not exist; the topic has partitions {}",
-                po.partition,
-                describe_partitions(partitions)
-            )));
-        }
-        if po.offset < 0 {
-            return Err(Error::InvalidArgument(format!(
-                "offset {} of partition {} is negative; offsets start at 0 (use earliest or latest for symbolic positions)",
-                po.offset, po.partition
-            )));
-        }
-        if out.iter().any(|(p, _)| *p == po.partition) {
-            return Err(Error::InvalidArgument(format!(
-                "partition {} is listed twice in the start offsets",
-                po.partition
-            )));
-        }
-        out.push((po.partition, StartAt::Offset(po.offset)));
-    }
-    Ok(out)
-}
-
-pub fn describe_partitions(partitions: &[i32]) -> String {
-    match (partitions.first(), partitions.last()) {
-        (Some(a), Some(b)) if partitions.len() as i64 == i64::from(*b) - i64::from(*a) + 1 => {
-            format!("{a}-{b}")
-        }
-        _ => partitions
-            .iter()
-            .map(i32::to_string)
-            .collect::<Vec<_>>()
-            .join(","),
-    }
-}
-
-/// Partitions with a saved cursor position resume there; the others keep their start.
-async fn apply_cursor(
-    state: &State,
-    ctx: &Arc<AlertContext>,
-    partitions: &[i32],
-    begin: Begin,
-    saved: &HashMap<i32, i64>,
-) -> Result<Begin> {
-    let mut starts = match begin {
-        Begin::Positions(s) => s,
-        Begin::Head => {
-            let tail = state.tails.get_or_start(ctx, partitions);
-            tail.wait_ready(state.kafka.timeout() * 2).await?;
-            let (_, pos) = tail.join_at_head();
-            partitions
-                .iter()
-                .map(|p| (*p, pos.get(p).map_or(StartAt::End, |o| StartAt::Offset(*o))))
-                .collect()
-        }
-    };
-    for (p, s) in starts.iter_mut() {
-        if let Some(o) = saved.get(p) {
-            *s = StartAt::Offset(*o);
-        }
-    }
-    Ok(Begin::Positions(starts))
 }

@@ -9,16 +9,17 @@ use std::time::Duration;
 
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
 use crate::error::{Error, Result};
-use crate::kafka::reader::{self, BatchBounds, ReaderCtx, ReaderEvent, StartAt};
-use crate::kafka::Kafka;
-use crate::metrics::{Metrics, ReaderKind};
+use crate::kafka::cluster::Cluster;
+use crate::kafka::reader::{BatchBounds, ReaderEvent, StartAt};
+use crate::metrics::ReaderKind;
 use crate::record::{AlertContext, Record};
 
 /// One topic's shared tail.
 #[derive(Debug)]
-pub struct Tail {
+pub(crate) struct Tail {
     /// The topic, and how its records are encoded for the wire.
     alert: Arc<AlertContext>,
     partitions: Vec<i32>,
@@ -45,7 +46,7 @@ struct Inner {
 
 /// What a subscriber gets from one read of the log.
 #[derive(Debug)]
-pub enum TailRead {
+pub(crate) enum TailRead {
     Records(Vec<Record>),
     /// Nothing new yet; wait for the head to move.
     Empty,
@@ -60,11 +61,7 @@ impl Tail {
         self.inner.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    pub fn partitions(&self) -> &[i32] {
-        &self.partitions
-    }
-
-    pub fn head(&self) -> watch::Receiver<u64> {
+    pub(crate) fn head(&self) -> watch::Receiver<u64> {
         self.head.subscribe()
     }
 
@@ -74,7 +71,7 @@ impl Tail {
     }
 
     /// Waits until the tail has reached the end of every partition once.
-    pub async fn wait_ready(&self, timeout: Duration) -> Result<()> {
+    pub(crate) async fn wait_ready(&self, timeout: Duration) -> Result<()> {
         let mut head = self.head();
         let wait = async {
             loop {
@@ -98,7 +95,7 @@ impl Tail {
 
     /// Joins at the head: returns the sequence to read from and, per partition, the next
     /// offset (so only records that arrive from now on are delivered).
-    pub fn join_at_head(&self) -> (u64, HashMap<i32, i64>) {
+    pub(crate) fn join_at_head(&self) -> (u64, HashMap<i32, i64>) {
         let inner = self.lock();
         (
             inner.first_seq + inner.records.len() as u64,
@@ -109,7 +106,7 @@ impl Tail {
     /// Joins a subscriber whose next offsets are `next`, if the log holds every record it
     /// still needs for `partitions`. It then reads from the oldest record in the log and
     /// skips what it already has.
-    pub fn try_join(&self, partitions: &[i32], next: &HashMap<i32, i64>) -> Option<u64> {
+    pub(crate) fn try_join(&self, partitions: &[i32], next: &HashMap<i32, i64>) -> Option<u64> {
         let inner = self.lock();
         let covered = partitions
             .iter()
@@ -121,7 +118,7 @@ impl Tail {
     }
 
     /// Reads records from `*seq` on, up to the bounds, and advances `*seq`.
-    pub fn read(&self, seq: &mut u64, bounds: BatchBounds) -> TailRead {
+    pub(crate) fn read(&self, seq: &mut u64, bounds: BatchBounds) -> TailRead {
         let inner = self.lock();
         if *seq < inner.first_seq {
             return TailRead::Lagged;
@@ -201,35 +198,33 @@ impl Tail {
 
 /// Every topic's tail, started on first use.
 #[derive(Debug)]
-pub struct Tails {
-    kafka: Kafka,
-    metrics: Arc<Metrics>,
+pub(crate) struct Tails {
+    cluster: Cluster,
     cap_bytes: usize,
-    buffer_kib: usize,
     cancel: CancellationToken,
+    /// Where the tails' feeds run, so shutdown waits for them.
+    tasks: TaskTracker,
     map: Mutex<HashMap<String, Arc<Tail>>>,
 }
 
 impl Tails {
-    pub fn new(
-        kafka: Kafka,
-        metrics: Arc<Metrics>,
+    pub(crate) fn new(
+        cluster: Cluster,
         cap_bytes: usize,
-        buffer_kib: usize,
         cancel: CancellationToken,
+        tasks: TaskTracker,
     ) -> Self {
         Tails {
-            kafka,
-            metrics,
+            cluster,
             cap_bytes,
-            buffer_kib,
             cancel,
+            tasks,
             map: Mutex::new(HashMap::new()),
         }
     }
 
     /// The tail of `topic`, starting its reader if it is not running yet.
-    pub fn get_or_start(&self, ctx: &Arc<AlertContext>, partitions: &[i32]) -> Arc<Tail> {
+    pub(crate) fn get_or_start(&self, ctx: &Arc<AlertContext>, partitions: &[i32]) -> Arc<Tail> {
         let topic = ctx.topic.as_str();
         let mut map = self.map.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(t) = map.get(topic) {
@@ -250,11 +245,9 @@ impl Tails {
             head: watch::Sender::new(0),
         });
         map.insert(topic.to_owned(), Arc::clone(&tail));
-        tokio::spawn(feed(
+        self.tasks.spawn(feed(
             Arc::clone(&tail),
-            self.kafka.clone(),
-            Arc::clone(&self.metrics),
-            self.buffer_kib,
+            self.cluster.clone(),
             self.cancel.clone(),
         ));
         tail
@@ -263,13 +256,7 @@ impl Tails {
 
 /// Keeps the tail's reader running: restarts it with capped backoff when Kafka fails,
 /// resuming after the last record read so the log has no gap.
-async fn feed(
-    tail: Arc<Tail>,
-    kafka: Kafka,
-    metrics: Arc<Metrics>,
-    buffer_kib: usize,
-    cancel: CancellationToken,
-) {
+async fn feed(tail: Arc<Tail>, cluster: Cluster, cancel: CancellationToken) {
     let bounds = BatchBounds {
         max_records: 1_000,
         max_bytes: 1 << 20,
@@ -277,26 +264,7 @@ async fn feed(
     let mut backoff = Duration::from_millis(200);
     while !cancel.is_cancelled() {
         let starts = tail.restart_positions();
-        let rx = kafka.consumer(buffer_kib).and_then(|c| {
-            let ctx = ReaderCtx {
-                metrics: Arc::clone(&metrics),
-                kind: ReaderKind::tail,
-                cancel: cancel.clone(),
-                alert: Arc::clone(&tail.alert),
-            };
-            ctx.count_read();
-            let (tx, rx) = tokio::sync::mpsc::channel(2);
-            reader::spawn(
-                format!("tail-{}", tail.alert.topic),
-                c,
-                &tail.alert.topic,
-                &starts,
-                bounds,
-                ctx,
-                tx,
-            )?;
-            Ok(rx)
-        });
+        let rx = cluster.read(&tail.alert, &starts, bounds, ReaderKind::tail);
         match rx {
             Ok(mut rx) => {
                 while let Some(ev) = rx.recv().await {

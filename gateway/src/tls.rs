@@ -17,6 +17,7 @@ use tokio::sync::mpsc;
 use tokio_rustls::server::TlsStream;
 use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 use tonic::transport::{Certificate, Identity, ServerTlsConfig};
 
 use crate::config::TlsConfig;
@@ -26,7 +27,7 @@ use crate::error::{Error, Result};
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// The tonic TLS configuration of the gRPC port.
-pub fn grpc_server_config(tls: &TlsConfig) -> Result<ServerTlsConfig> {
+pub(crate) fn grpc_server_config(tls: &TlsConfig) -> Result<ServerTlsConfig> {
     let (cert, key) = alertmesh_auth::tls::load_pem_identity(&tls.cert, &tls.key)
         .map_err(|e| Error::Internal(format!("tls.cert/tls.key: {e}")))?;
     let mut config = ServerTlsConfig::new()
@@ -44,14 +45,20 @@ pub fn grpc_server_config(tls: &TlsConfig) -> Result<ServerTlsConfig> {
 
 /// An HTTPS listener for axum: handshakes run concurrently, off the accept loop.
 #[derive(Debug)]
-pub struct TlsListener {
+pub(crate) struct TlsListener {
     local: SocketAddr,
     rx: mpsc::Receiver<(TlsStream<TcpStream>, SocketAddr)>,
 }
 
 impl TlsListener {
     /// Wraps `listener` with the `[tls]` certificate (ALPN `http/1.1`).
-    pub fn new(listener: TcpListener, tls: &TlsConfig, cancel: CancellationToken) -> Result<Self> {
+    /// The accept loop and the handshakes run on `tasks`.
+    pub(crate) fn new(
+        listener: TcpListener,
+        tls: &TlsConfig,
+        cancel: CancellationToken,
+        tasks: &TaskTracker,
+    ) -> Result<Self> {
         let mut config = alertmesh_auth::tls::server_config_from_files(&tls.cert, &tls.key, None)
             .map_err(|e| Error::Internal(format!("tls: {e}")))?;
         config.alpn_protocols = vec![b"http/1.1".to_vec()];
@@ -60,7 +67,8 @@ impl TlsListener {
             .local_addr()
             .map_err(|e| Error::Internal(e.to_string()))?;
         let (tx, rx) = mpsc::channel(64);
-        tokio::spawn(async move {
+        let handshakes = tasks.clone();
+        tasks.spawn(async move {
             loop {
                 let (tcp, addr) = tokio::select! {
                     _ = cancel.cancelled() => return,
@@ -74,7 +82,7 @@ impl TlsListener {
                     },
                 };
                 let (acceptor, tx) = (acceptor.clone(), tx.clone());
-                tokio::spawn(async move {
+                handshakes.spawn(async move {
                     match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
                         Ok(Ok(stream)) => {
                             let _ = tx.send((stream, addr)).await;

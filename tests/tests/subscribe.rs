@@ -3,9 +3,10 @@
 
 use std::collections::HashMap;
 
+use alertmesh_proto::v1::CommitCursorRequest;
 use alertmesh_tests::client::{
-    check_exactly, earliest, request, start_offsets, start_time, subscribe_all, until_now,
-    until_time,
+    check_exactly, earliest, partition_offsets, request, start_offsets, start_time, subscribe_all,
+    until_now, until_time,
 };
 use alertmesh_tests::mesh::FIXTURE_STEP_MS;
 use alertmesh_tests::{Mesh, Site, WAIT, ZTF_TOPIC};
@@ -304,4 +305,91 @@ async fn subscribe_through_the_generated_service_streams_the_same_alerts() -> Re
     assert_eq!(got.len(), 45);
     check_exactly(&got, &site.all_produced(), "lasair")?;
     Ok(())
+}
+
+#[tokio::test]
+async fn a_start_past_the_end_until_now_is_an_empty_finished_stream() -> Result<()> {
+    let site = ztf_site("lasair").await?;
+    let mut client = site.gateway.client().await?;
+    let mut all = request(ZTF_TOPIC);
+    all.start = earliest();
+    all.end = until_now();
+    let got = subscribe_all(&mut client, all, WAIT).await;
+    ensure!(
+        matches!(got.end, Some(Ok(()))),
+        "reading all: {:?}",
+        got.end
+    );
+    // The end of each partition: the offset its next record will get.
+    let mut ends: HashMap<i32, i64> = HashMap::new();
+    for a in &got.alerts {
+        let end = ends.entry(a.partition).or_default();
+        *end = (*end).max(a.offset + 1);
+    }
+    let (end0, end1) = (ends[&0], ends[&1]);
+    for (what, starts, expected) in [
+        ("one past the end", vec![(0, end0 + 1)], 0),
+        ("offset 100", vec![(0, 100)], 0),
+        (
+            "i64::MAX beside a partition from 0",
+            vec![(0, i64::MAX), (1, 0)],
+            end1,
+        ),
+    ] {
+        let mut req = request(ZTF_TOPIC);
+        req.start = start_offsets(&starts);
+        req.end = until_now();
+        let got = subscribe_all(&mut client, req, WAIT).await;
+        ensure!(
+            matches!(got.end, Some(Ok(()))),
+            "{what}: stream end {:?}",
+            got.end
+        );
+        assert_eq!(got.alerts.len() as i64, expected, "{what}");
+    }
+    // CommitCursor accepts any offset; a cursor past the end resumes at nothing there.
+    client
+        .commit_cursor(CommitCursorRequest {
+            name: "far".to_owned(),
+            topic: ZTF_TOPIC.to_owned(),
+            offsets: partition_offsets(&[(2, i64::MAX)]),
+        })
+        .await?;
+    let mut req = request(ZTF_TOPIC);
+    req.start = earliest();
+    req.end = until_now();
+    req.cursor = "far".to_owned();
+    let got = subscribe_all(&mut client, req, WAIT).await;
+    ensure!(
+        matches!(got.end, Some(Ok(()))),
+        "cursor at i64::MAX: {:?}",
+        got.end
+    );
+    assert!(got.alerts.iter().all(|a| a.partition != 2));
+    assert_eq!(got.alerts.len() as i64, end0 + end1);
+    // The streams gave back their slots.
+    site.gateway
+        .wait_metrics("no open subscription", |m| {
+            m.value("alertmesh_open_subscriptions", &[]) == 0.0
+        })
+        .await?;
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_start_time_before_1970_reads_from_the_earliest() -> Result<()> {
+    let site = ztf_site("lasair").await?;
+    let mut client = site.gateway.client().await?;
+    let mut req = request(ZTF_TOPIC);
+    // 1969-12-31T00:00:00Z: every Kafka timestamp is later.
+    req.start = start_time(-86_400_000);
+    req.end = until_now();
+    let got = subscribe_all(&mut client, req, WAIT).await;
+    ensure!(
+        matches!(got.end, Some(Ok(()))),
+        "stream end {:?} after {} alerts",
+        got.end,
+        got.alerts.len()
+    );
+    check_exactly(&got.alerts, &site.all_produced(), "lasair")
 }

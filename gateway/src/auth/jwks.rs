@@ -18,7 +18,7 @@ use tokio_rustls::TlsConnector;
 const FETCH_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Fetches one JWKS URL.
-pub struct Fetcher {
+pub(crate) struct Fetcher {
     uri: Uri,
     host: String,
     port: u16,
@@ -34,7 +34,7 @@ impl std::fmt::Debug for Fetcher {
 
 impl Fetcher {
     /// A fetcher for `url` (https) trusting the CA certificates in the PEM file `ca`.
-    pub fn new(url: &str, ca: &Path) -> Result<Self, String> {
+    pub(crate) fn new(url: &str, ca: &Path) -> Result<Self, String> {
         let uri: Uri = url
             .parse()
             .map_err(|e| format!("invalid jwks url {url:?}: {e}"))?;
@@ -63,7 +63,7 @@ impl Fetcher {
     }
 
     /// GETs the JWKS document and parses it.
-    pub async fn fetch(&self) -> Result<Jwks, String> {
+    pub(crate) async fn fetch(&self) -> Result<Jwks, String> {
         tokio::time::timeout(FETCH_TIMEOUT, self.fetch_inner())
             .await
             .map_err(|_| format!("no answer within {FETCH_TIMEOUT:?}"))?
@@ -81,9 +81,6 @@ impl Fetcher {
         let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tls))
             .await
             .map_err(|e| format!("http handshake failed: {e}"))?;
-        tokio::spawn(async move {
-            let _ = conn.await;
-        });
         let path = self
             .uri
             .path_and_query()
@@ -96,18 +93,29 @@ impl Fetcher {
             )
             .body(Empty::<Bytes>::new())
             .map_err(|e| e.to_string())?;
-        let resp = sender
-            .send_request(req)
-            .await
-            .map_err(|e| format!("request failed: {e}"))?;
-        if !resp.status().is_success() {
-            return Err(format!("answered {}", resp.status()));
-        }
-        let body = Limited::new(resp.into_body(), MAX_JWKS_BYTES)
-            .collect()
-            .await
-            .map_err(|e| format!("cannot read the body: {e}"))?
-            .to_bytes();
+        let exchange = async {
+            let resp = sender
+                .send_request(req)
+                .await
+                .map_err(|e| format!("request failed: {e}"))?;
+            if !resp.status().is_success() {
+                return Err(format!("answered {}", resp.status()));
+            }
+            Limited::new(resp.into_body(), MAX_JWKS_BYTES)
+                .collect()
+                .await
+                .map_err(|e| format!("cannot read the body: {e}"))
+        };
+        // The connection is driven here, beside the exchange, rather than on a task of its
+        // own; once it ends, the exchange has what it will get (the whole answer or an
+        // error).
+        let mut exchange = std::pin::pin!(exchange);
+        let mut conn = std::pin::pin!(conn);
+        let body = tokio::select! {
+            got = &mut exchange => got,
+            _ = &mut conn => exchange.await,
+        }?
+        .to_bytes();
         Jwks::from_json(&body).map_err(|e| e.to_string())
     }
 }

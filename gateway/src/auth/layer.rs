@@ -17,12 +17,12 @@ const HEALTH_PREFIX: &str = "/grpc.health.v1.Health/";
 
 /// Adds authentication to a service stack; without `[auth]` it passes calls through.
 #[derive(Debug, Clone)]
-pub struct AuthLayer {
+pub(crate) struct AuthLayer {
     auth: Option<Arc<Auth>>,
 }
 
 impl AuthLayer {
-    pub fn new(auth: Option<Arc<Auth>>) -> Self {
+    pub(crate) fn new(auth: Option<Arc<Auth>>) -> Self {
         AuthLayer { auth }
     }
 }
@@ -40,7 +40,7 @@ impl<S> Layer<S> for AuthLayer {
 
 /// The service [`AuthLayer`] wraps around the gRPC router.
 #[derive(Debug, Clone)]
-pub struct Authenticate<S> {
+pub(crate) struct Authenticate<S> {
     inner: S,
     auth: Option<Arc<Auth>>,
 }

@@ -11,22 +11,31 @@ use std::time::Duration;
 use alertmesh_auth::VerifiedToken;
 use alertmesh_proto::v1;
 use tokio::sync::mpsc;
+use tokio_util::task::TaskTracker;
 use tonic::Status;
 
 use super::{unix_now, Auth, Caller};
-use crate::subscription::Outbound;
+
+/// A subscription's stream of batches, then at most one error status.
+type Outbound = mpsc::Receiver<Result<v1::AlertBatch, Status>>;
 
 const CHECK_EVERY: Duration = Duration::from_secs(1);
 const SEND_TIMEOUT: Duration = Duration::from_secs(3);
 
 /// Wraps `inner` so that it ends when the caller's token stops being valid. Callers
-/// without a token (open gateways, public topics) keep the stream as is.
-pub fn guard(auth: Option<Arc<Auth>>, caller: &Caller, inner: Outbound) -> Outbound {
+/// without a token (open gateways, public topics) keep the stream as is. The check runs
+/// on `tasks`.
+pub(crate) fn guard(
+    auth: Option<Arc<Auth>>,
+    caller: &Caller,
+    inner: Outbound,
+    tasks: &TaskTracker,
+) -> Outbound {
     let (Some(auth), Some(token)) = (auth, caller.token.clone()) else {
         return inner;
     };
     let (tx, rx) = mpsc::channel(2);
-    tokio::spawn(forward(auth, token, inner, tx));
+    tasks.spawn(forward(auth, token, inner, tx));
     rx
 }
 

@@ -22,7 +22,7 @@ use std::sync::Arc;
 
 /// What a reader reports, in the order it saw it.
 #[derive(Debug)]
-pub enum ReaderEvent {
+pub(crate) enum ReaderEvent {
     Records(Vec<Record>),
     /// The reader reached the current end of `partition`; `position` is the next offset.
     Eof {
@@ -35,7 +35,7 @@ pub enum ReaderEvent {
 
 /// Where a reader starts in one partition.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum StartAt {
+pub(crate) enum StartAt {
     Beginning,
     End,
     Offset(i64),
@@ -43,14 +43,14 @@ pub enum StartAt {
 
 /// Bounds of one batch handed over by a reader.
 #[derive(Debug, Clone, Copy)]
-pub struct BatchBounds {
+pub(crate) struct BatchBounds {
     pub max_records: usize,
     pub max_bytes: usize,
 }
 
 /// Who a reader reports to, and what ends it.
 #[derive(Debug, Clone)]
-pub struct ReaderCtx {
+pub(crate) struct ReaderCtx {
     pub metrics: Arc<Metrics>,
     pub kind: crate::metrics::ReaderKind,
     pub cancel: CancellationToken,
@@ -61,7 +61,7 @@ pub struct ReaderCtx {
 impl ReaderCtx {
     /// Counts a read in `alertmesh_kafka_readers_started_total` (once, however many
     /// readers it has).
-    pub fn count_read(&self) {
+    pub(crate) fn count_read(&self) {
         self.metrics
             .reader(&self.metrics.readers_started, self.kind)
             .inc();
@@ -71,7 +71,7 @@ impl ReaderCtx {
 /// Starts a reader thread for `topic` at the given positions, reporting into `tx` (which
 /// the readers of one read share). The thread ends when the receiver is dropped, when
 /// `cancel` fires, or after reporting `Failed`.
-pub fn spawn(
+pub(crate) fn spawn(
     name: String,
     consumer: GatewayConsumer,
     topic: &str,

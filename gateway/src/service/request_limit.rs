@@ -23,7 +23,7 @@ use tower::{Layer, Service};
 
 /// The gateway-wide budget of request bytes in flight, shared by every connection.
 #[derive(Debug, Clone)]
-pub struct RequestLimitLayer {
+pub(crate) struct RequestLimitLayer {
     budget: Arc<Budget>,
     timeout: Duration,
 }
@@ -35,7 +35,7 @@ struct Budget {
 }
 
 impl RequestLimitLayer {
-    pub fn new(max_bytes: usize, timeout: Duration) -> Self {
+    pub(crate) fn new(max_bytes: usize, timeout: Duration) -> Self {
         RequestLimitLayer {
             budget: Arc::new(Budget {
                 used: AtomicUsize::new(0),
@@ -59,7 +59,7 @@ impl<S> Layer<S> for RequestLimitLayer {
 
 /// The service [`RequestLimitLayer`] wraps around the gRPC router.
 #[derive(Debug, Clone)]
-pub struct RequestLimit<S> {
+pub(crate) struct RequestLimit<S> {
     inner: S,
     layer: RequestLimitLayer,
 }

@@ -7,7 +7,7 @@ use crate::record::Record;
 
 /// Where a bounded stream stops.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum EndAt {
+pub(super) enum EndAt {
     /// A live stream.
     Never,
     /// The end of each partition as the reader reaches it.
@@ -17,7 +17,7 @@ pub enum EndAt {
 }
 
 #[derive(Debug)]
-pub struct Progress {
+pub(super) struct Progress {
     partitions: Vec<i32>,
     /// One per subscribed partition, in `partitions` order. Looked up per record, so a
     /// small vector rather than hash maps.
@@ -40,7 +40,7 @@ struct Part {
 }
 
 impl Progress {
-    pub fn new(
+    pub(super) fn new(
         partitions: Vec<i32>,
         next: HashMap<i32, i64>,
         skip_before: Option<i64>,
@@ -64,7 +64,7 @@ impl Progress {
         }
     }
 
-    pub fn partitions(&self) -> &[i32] {
+    pub(super) fn partitions(&self) -> &[i32] {
         &self.partitions
     }
 
@@ -79,12 +79,12 @@ impl Progress {
     }
 
     /// Next offset to deliver in partition `p`, once known.
-    pub fn next(&self, p: i32) -> Option<i64> {
+    pub(super) fn next(&self, p: i32) -> Option<i64> {
         self.slot(p).and_then(|i| self.parts[i].next)
     }
 
     /// Next offset to deliver per partition, for the partitions where it is known.
-    pub fn next_positions(&self) -> HashMap<i32, i64> {
+    pub(super) fn next_positions(&self) -> HashMap<i32, i64> {
         self.partitions
             .iter()
             .zip(&self.parts)
@@ -93,13 +93,14 @@ impl Progress {
     }
 
     /// Whether `r` is delivered, filters aside: [`Progress::admit`] then [`Progress::take`].
-    pub fn accept(&mut self, r: &Record) -> bool {
+    #[cfg(test)]
+    fn accept(&mut self, r: &Record) -> bool {
         self.admit(r) && self.take()
     }
 
     /// Whether `r` is within the asked positions, start and end; updates the partition's
     /// position either way.
-    pub fn admit(&mut self, r: &Record) -> bool {
+    pub(super) fn admit(&mut self, r: &Record) -> bool {
         let Some(i) = self.slot(r.partition) else {
             return false;
         };
@@ -132,7 +133,7 @@ impl Progress {
     }
 
     /// Counts one delivered alert against the limit; false once the limit is reached.
-    pub fn take(&mut self) -> bool {
+    pub(super) fn take(&mut self) -> bool {
         match self.remaining.as_mut() {
             Some(0) => false,
             Some(n) => {
@@ -144,7 +145,7 @@ impl Progress {
     }
 
     /// The reader reached the current end of `p`; `position` is its next offset.
-    pub fn eof(&mut self, p: i32, position: Option<i64>, now_ms: i64) {
+    pub(super) fn eof(&mut self, p: i32, position: Option<i64>, now_ms: i64) {
         let Some(i) = self.slot(p) else {
             return;
         };
@@ -163,7 +164,7 @@ impl Progress {
 
     /// The wall clock passed the end time: partitions already at their end are complete;
     /// at the shared tail every partition is (it only sees what arrives from now on).
-    pub fn end_time_passed(&mut self, at_tail: bool) {
+    pub(super) fn end_time_passed(&mut self, at_tail: bool) {
         self.end_passed = true;
         for part in &mut self.parts {
             if at_tail || part.at_eof {
@@ -172,17 +173,17 @@ impl Progress {
         }
     }
 
-    pub fn end(&self) -> EndAt {
+    pub(super) fn end(&self) -> EndAt {
         self.end
     }
 
     /// Every partition is at its current end (the moment to try joining the shared tail).
-    pub fn all_at_eof(&self) -> bool {
+    pub(super) fn all_at_eof(&self) -> bool {
         self.parts.iter().all(|s| s.at_eof || s.done)
     }
 
     /// The stream has delivered everything it was asked for.
-    pub fn finished(&self) -> bool {
+    pub(super) fn finished(&self) -> bool {
         self.remaining == Some(0) || (self.end != EndAt::Never && self.parts.iter().all(|s| s.done))
     }
 }

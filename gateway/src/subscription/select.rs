@@ -15,12 +15,12 @@ use crate::error::{Error, Result};
 use crate::record::Record;
 
 /// The latest writer schema seen on a topic, so filters can be checked at subscribe time.
-pub type SeenSchema = Arc<Mutex<Option<Arc<WriterSchema>>>>;
+pub(super) type SeenSchema = Arc<Mutex<Option<Arc<WriterSchema>>>>;
 
 /// One subscriber's selection; `None` from [`Selection::from_request`] means "everything,
 /// native bytes", which needs no decoding at all.
 #[derive(Debug)]
-pub struct Selection {
+pub(super) struct Selection {
     topic: String,
     filter: Option<Filter>,
     json: Option<JsonOptions>,
@@ -37,7 +37,7 @@ pub struct Selection {
 
 /// What happens to one record.
 #[derive(Debug)]
-pub enum Outcome {
+pub(super) enum Outcome {
     Keep {
         json: Option<Bytes>,
         mesh_key: Option<String>,
@@ -49,7 +49,7 @@ pub enum Outcome {
 }
 
 impl Selection {
-    pub fn from_request(
+    pub(super) fn from_request(
         req: &v1::SubscribeRequest,
         topic: &str,
         format: Format,
@@ -140,7 +140,7 @@ impl Selection {
     }
 
     /// Decides each record's fate; fails when the filter does not fit a writer schema.
-    pub fn evaluate(&self, records: &[Record]) -> Result<Vec<Outcome>> {
+    pub(super) fn evaluate(&self, records: &[Record]) -> Result<Vec<Outcome>> {
         records.iter().map(|r| self.one(r)).collect()
     }
 

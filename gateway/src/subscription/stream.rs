@@ -18,10 +18,10 @@ use tonic::Status;
 use super::progress::{EndAt, Progress};
 use super::select::{Outcome, Selection};
 use crate::error::Error;
+use crate::kafka::cluster::Cluster;
 use crate::kafka::reader::{BatchBounds, ReaderEvent, StartAt};
-use crate::metrics::OpenGuard;
+use crate::metrics::{Metrics, OpenGuard, ReaderKind};
 use crate::record::{AlertContext, Record};
-use crate::server::State;
 use crate::tail::{Tail, TailRead};
 
 /// Where the subscription currently reads from.
@@ -42,8 +42,24 @@ enum Stop {
     Failed(Error),
 }
 
+/// What a running subscription reads with and reports to.
+#[derive(Debug)]
+pub(super) struct Parts {
+    /// Starts its own reader again after it falls behind the shared tail.
+    pub(super) cluster: Cluster,
+    pub(super) metrics: Arc<Metrics>,
+    /// Ends the stream (the gateway is stopping).
+    pub(super) cancel: tokio_util::sync::CancellationToken,
+    pub(super) ctx: Arc<AlertContext>,
+    /// The topic's shared tail, for a stream that may go live.
+    pub(super) tail: Option<Arc<Tail>>,
+    pub(super) bounds: BatchBounds,
+}
+
 pub(super) struct Subscription {
-    state: Arc<State>,
+    cluster: Cluster,
+    metrics: Arc<Metrics>,
+    cancel: tokio_util::sync::CancellationToken,
     ctx: Arc<AlertContext>,
     progress: Progress,
     tail: Option<Arc<Tail>>,
@@ -59,15 +75,20 @@ pub(super) struct Subscription {
 
 impl Subscription {
     pub(super) fn new(
-        state: Arc<State>,
-        ctx: Arc<AlertContext>,
+        parts: Parts,
         progress: Progress,
-        tail: Option<Arc<Tail>>,
-        bounds: BatchBounds,
         out: mpsc::Sender<Result<v1::AlertBatch, Status>>,
         selection: Option<Selection>,
     ) -> Self {
-        let m = &state.metrics;
+        let Parts {
+            cluster,
+            metrics,
+            cancel,
+            ctx,
+            tail,
+            bounds,
+        } = parts;
+        let m = &metrics;
         Subscription {
             alerts_served: m.topic(&m.alerts_served, &ctx.topic),
             bytes_served: m.topic(&m.bytes_served, &ctx.topic),
@@ -75,7 +96,9 @@ impl Subscription {
             alerts_skipped: m.topic(&m.alerts_skipped, &ctx.topic),
             selection: selection.map(Arc::new),
             _open: OpenGuard::new(&m.open_subscriptions),
-            state,
+            cluster,
+            metrics,
+            cancel,
             ctx,
             progress,
             tail,
@@ -102,7 +125,7 @@ impl Subscription {
             _ => None,
         };
         let mut deadline_passed = false;
-        let cancel = self.state.cancel.clone();
+        let cancel = self.cancel.clone();
         loop {
             if self.progress.finished() {
                 return Ok(());
@@ -141,7 +164,7 @@ impl Subscription {
                             Mode::Tail { seq }
                         }
                         TailRead::Lagged => {
-                            self.state.metrics.fallbacks.inc();
+                            self.metrics.fallbacks.inc();
                             tracing::debug!("fell behind the shared tail; reading on its own");
                             Mode::Own(self.own_reader()?)
                         }
@@ -209,8 +232,8 @@ impl Subscription {
                 )
             })
             .collect();
-        self.state
-            .spawn_reader(&self.ctx, &starts, self.bounds)
+        self.cluster
+            .read(&self.ctx, &starts, self.bounds, ReaderKind::own)
             .map_err(Stop::Failed)
     }
 

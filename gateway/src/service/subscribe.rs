@@ -1,4 +1,6 @@
-//! `Subscribe` served without tonic's encoder.
+//! `Subscribe`: the caller's scope check, then
+//! [`Subscriptions::open`](crate::subscription::Subscriptions::open), served without
+//! tonic's encoder.
 //!
 //! tonic writes every response message into a fresh buffer of its own: for a stream of
 //! alerts that is one more copy of every payload (and page faults on every new buffer),
@@ -17,24 +19,59 @@ use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
+use alertmesh_auth::Action;
 use alertmesh_proto::v1::{self, alert_mesh_server::AlertMeshServer};
 use bytes::{BufMut, Bytes, BytesMut};
 use http_body::Frame;
 use http_body_util::{BodyExt as _, Limited};
 use prost::Message as _;
 use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
 use tonic::body::Body;
 use tonic::server::NamedService;
-use tonic::{Request, Status};
+use tonic::{Request, Response, Status};
 use tower::Service;
 
 use super::{GatewayService, MAX_REQUEST_BYTES};
+use crate::auth::{authorize_topic, caller};
+use crate::subscription::Outbound;
 
 const SUBSCRIBE: &str = "/alertmesh.v1.AlertMesh/Subscribe";
 
+/// Opens the subscription `req` asks for, once its caller may read the topic: the
+/// batches to stream.
+async fn open(
+    svc: &GatewayService,
+    req: Request<v1::SubscribeRequest>,
+) -> Result<Outbound, Status> {
+    let who = caller(&req);
+    let auth = svc.parts.auth.clone();
+    authorize_topic(
+        auth.as_deref(),
+        &who,
+        Action::Subscribe,
+        &req.get_ref().topic,
+    )?;
+    let rx = svc
+        .parts
+        .subscriptions
+        .open(&who.principal, req.into_inner())
+        .await?;
+    Ok(crate::auth::stream::guard(auth, &who, rx, &svc.parts.tasks))
+}
+
+/// `Subscribe` through tonic's generated service: requests this route does not take.
+pub(super) async fn generated(
+    svc: &GatewayService,
+    req: Request<v1::SubscribeRequest>,
+) -> Result<Response<ReceiverStream<Result<v1::AlertBatch, Status>>>, Status> {
+    let rx = open(svc, req).await?;
+    Ok(Response::new(ReceiverStream::new(rx)))
+}
+
 /// The `AlertMesh` service: `Subscribe` on its own route, the rest through tonic.
 #[derive(Debug, Clone)]
-pub struct MeshService {
+pub(crate) struct MeshService {
     generated: AlertMeshServer<GatewayService>,
     service: GatewayService,
 }
@@ -88,7 +125,7 @@ async fn subscribe(service: GatewayService, req: http::Request<Body>) -> http::R
     };
     // Metadata and extensions (the caller the auth layer found) as tonic would pass them.
     let req = Request::from_http(http::Request::from_parts(parts, message));
-    match service.open_subscription(req).await {
+    match open(&service, req).await {
         Ok(rx) => {
             let mut response = http::Response::new(Body::new(BatchBody::new(rx)));
             response.headers_mut().insert(
