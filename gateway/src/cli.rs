@@ -183,7 +183,10 @@ pub async fn connect(gateway: &GatewayArg) -> Result<alertmesh_client::Client, S
 pub fn status_line(s: &tonic::Status) -> String {
     // The message comes from the gateway: one line, capped, no terminal controls.
     let text = s.message().lines().next().unwrap_or("");
-    output::message(&alertmesh_client::status_line(&tonic::Status::new(s.code(), text)))
+    output::message(&alertmesh_client::status_line(&tonic::Status::new(
+        s.code(),
+        text,
+    )))
 }
 
 /// Runs a client command; errors are printed as one line on stderr.

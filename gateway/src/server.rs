@@ -142,7 +142,12 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
         Some(tls) => {
             let listener =
                 crate::tls::TlsListener::new(http_listener, tls, shutdown.clone(), &tasks)?;
-            tasks.spawn(http::serve(listener, side, shutdown.clone(), limits.header_timeout));
+            tasks.spawn(http::serve(
+                listener,
+                side,
+                shutdown.clone(),
+                limits.header_timeout,
+            ));
         }
         None => {
             tasks.spawn(http::serve(
