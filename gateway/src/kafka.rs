@@ -1,6 +1,7 @@
 //! The gateway's Kafka side: client settings, metadata look-ups, and readers that run on
 //! their own threads (librdkafka polling blocks, so it never runs on the async runtime).
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -14,6 +15,7 @@ use crate::config::KafkaConfig;
 use crate::error::{Error, Result};
 use crate::metrics::Metrics;
 
+pub mod cluster;
 pub mod reader;
 
 /// A consumer of this gateway: librdkafka's errors and logs go to tracing and metrics.
@@ -22,9 +24,38 @@ pub type GatewayConsumer = BaseConsumer<KafkaContext>;
 /// Routes librdkafka's client-level errors and logs: errors are counted in
 /// `alertmesh_kafka_errors_total` and logged as warnings; reaching the end of a partition
 /// is an event the readers use, not an error.
-#[derive(Debug, Clone)]
+///
+/// Each consumer has its own context, which remembers whether the client has lost every
+/// broker connection: the cluster may then have been replaced behind the same address,
+/// and such a client is dropped rather than reconnected (see [`cluster`]).
 pub struct KafkaContext {
     metrics: Arc<Metrics>,
+    lost: AtomicBool,
+    /// The settings the client was made with, to make a fresh one.
+    config: ClientConfig,
+}
+
+impl std::fmt::Debug for KafkaContext {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Not the settings: operator properties may hold secrets.
+        f.debug_struct("KafkaContext")
+            .field("lost", &self.lost)
+            .finish_non_exhaustive()
+    }
+}
+
+impl KafkaContext {
+    /// Whether the client has lost every connection to the cluster since it was made.
+    pub fn is_lost(&self) -> bool {
+        self.lost.load(Ordering::Relaxed)
+    }
+
+    /// Notes an error the client reported, through its callback or its queue.
+    pub fn saw(&self, error: &KafkaError) {
+        if error.rdkafka_error_code() == Some(RDKafkaErrorCode::AllBrokersDown) {
+            self.lost.store(true, Ordering::Relaxed);
+        }
+    }
 }
 
 impl ClientContext for KafkaContext {
@@ -48,6 +79,7 @@ impl ClientContext for KafkaContext {
         {
             return;
         }
+        self.saw(&error);
         self.metrics.kafka_errors.inc();
         tracing::warn!(error = %error, reason, "kafka client error");
     }
@@ -60,7 +92,7 @@ impl ConsumerContext for KafkaContext {}
 pub struct Kafka {
     config: Arc<KafkaConfig>,
     client_id: String,
-    context: KafkaContext,
+    metrics: Arc<Metrics>,
 }
 
 impl Kafka {
@@ -68,13 +100,18 @@ impl Kafka {
         Kafka {
             config: Arc::new(config),
             client_id: format!("alertmesh-{gateway}"),
-            context: KafkaContext { metrics },
+            metrics,
         }
+    }
+
+    /// The metrics its clients count errors in.
+    pub fn metrics(&self) -> Arc<Metrics> {
+        Arc::clone(&self.metrics)
     }
 
     /// Counts an error met outside librdkafka's callbacks (e.g. a failed look-up).
     pub fn count_error(&self) {
-        self.context.metrics.kafka_errors.inc();
+        self.metrics.kafka_errors.inc();
     }
 
     pub fn timeout(&self) -> Duration {
@@ -154,8 +191,12 @@ impl Kafka {
         for (k, v) in &self.config.properties {
             c.set(k, v);
         }
-        c.create_with_context(self.context.clone())
-            .map_err(Error::from_kafka)
+        let context = KafkaContext {
+            metrics: Arc::clone(&self.metrics),
+            lost: AtomicBool::new(false),
+            config: c.clone(),
+        };
+        c.create_with_context(context).map_err(Error::from_kafka)
     }
 
     /// Creates a single-partition compacted topic for gateway state (cursors,
@@ -259,4 +300,24 @@ impl Kafka {
             })
             .collect())
     }
+}
+
+/// A new client with the settings of `consumer`, which is dropped first: once a client
+/// has lost its cluster it must not reconnect, since librdkafka keeps what it knew of the
+/// old cluster (topic ids, leaders) and has crashed on meeting a new one behind the same
+/// address (see [`cluster`]).
+pub fn renew(consumer: GatewayConsumer) -> Result<GatewayConsumer> {
+    let (metrics, config) = {
+        let context: &KafkaContext = consumer.context();
+        (Arc::clone(&context.metrics), context.config.clone())
+    };
+    drop(consumer);
+    let context = KafkaContext {
+        metrics,
+        lost: AtomicBool::new(false),
+        config: config.clone(),
+    };
+    config
+        .create_with_context(context)
+        .map_err(Error::from_kafka)
 }

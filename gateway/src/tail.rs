@@ -2,6 +2,11 @@
 //! in a byte-bounded log that every live subscriber reads from. A subscriber that falls
 //! out of the log's window goes back to reading Kafka on its own, so a slow client never
 //! holds the others back or grows the gateway's memory.
+//!
+//! When Kafka goes back (the cluster replaced or reset, the topic recreated: see
+//! [`crate::kafka::cluster`]), the log is emptied and every subscriber that read it
+//! before gets DATA_LOSS naming the partitions and offsets; the tail reads the new
+//! cluster from its end, for subscribers that come after.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -11,6 +16,7 @@ use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
 use crate::error::{Error, Result};
+use crate::kafka::cluster;
 use crate::kafka::reader::{self, BatchBounds, ReaderCtx, ReaderEvent, StartAt};
 use crate::kafka::Kafka;
 use crate::metrics::{Metrics, ReaderKind};
@@ -41,6 +47,11 @@ struct Inner {
     pos: HashMap<i32, i64>,
     /// Partitions whose end the tail has reached at least once.
     caught_up: Vec<i32>,
+    /// The cluster id the tail reads from, once known.
+    cluster: Option<String>,
+    /// The last time Kafka went back: the head then (every subscriber at or before it
+    /// read the old numbering), and what to tell them.
+    reset: Option<(u64, String)>,
 }
 
 /// What a subscriber gets from one read of the log.
@@ -51,6 +62,8 @@ pub enum TailRead {
     Empty,
     /// The subscriber's position was evicted: it must read on its own.
     Lagged,
+    /// Kafka went back since the subscriber joined: it must stop with this error.
+    Failed(Error),
 }
 
 impl Tail {
@@ -111,18 +124,26 @@ impl Tail {
     /// skips what it already has.
     pub fn try_join(&self, partitions: &[i32], next: &HashMap<i32, i64>) -> Option<u64> {
         let inner = self.lock();
-        let covered = partitions
-            .iter()
-            .all(|p| match (next.get(p), inner.low.get(p)) {
-                (Some(n), Some(low)) => n >= low,
-                _ => false,
-            });
+        // A subscriber ahead of the tail read an older numbering of the partition (Kafka
+        // went back): it must not join and silently skip the new records below its offset.
+        let covered =
+            partitions.iter().all(
+                |p| match (next.get(p), inner.low.get(p), inner.pos.get(p)) {
+                    (Some(n), Some(low), Some(pos)) => n >= low && n <= pos,
+                    _ => false,
+                },
+            );
         covered.then_some(inner.first_seq)
     }
 
     /// Reads records from `*seq` on, up to the bounds, and advances `*seq`.
     pub fn read(&self, seq: &mut u64, bounds: BatchBounds) -> TailRead {
         let inner = self.lock();
+        if let Some((at, message)) = &inner.reset {
+            if *seq <= *at {
+                return TailRead::Failed(Error::DataLoss(message.clone()));
+            }
+        }
         if *seq < inner.first_seq {
             return TailRead::Lagged;
         }
@@ -179,6 +200,34 @@ impl Tail {
         drop(inner);
         // Wake readiness waiters even though no record was added.
         self.head.send_replace(head);
+    }
+
+    /// Kafka went back: forgets the old numbering and fails every subscriber that read it.
+    /// Sequence numbers skip one, so the subscribers that join from now on are told apart.
+    fn reset(&self, message: String) {
+        let mut inner = self.lock();
+        let head = inner.first_seq + inner.records.len() as u64;
+        inner.reset = Some((head, message));
+        inner.records.clear();
+        inner.bytes = 0;
+        inner.first_seq = head + 1;
+        inner.low.clear();
+        inner.pos.clear();
+        inner.caught_up.clear();
+        inner.cluster = None;
+        drop(inner);
+        self.head.send_replace(head + 1);
+    }
+
+    /// What the tail knew of the cluster: to check it after a reconnection.
+    fn seen(&self) -> cluster::Seen {
+        let inner = self.lock();
+        let mut reached: Vec<(i32, i64)> = inner.pos.iter().map(|(p, o)| (*p, *o)).collect();
+        reached.sort_unstable();
+        cluster::Seen {
+            cluster: inner.cluster.clone(),
+            reached,
+        }
     }
 
     /// Where to (re)start reading each partition: after what was read, else at the end.
@@ -246,6 +295,8 @@ impl Tails {
                 low: HashMap::new(),
                 pos: HashMap::new(),
                 caught_up: Vec::new(),
+                cluster: None,
+                reset: None,
             }),
             head: watch::Sender::new(0),
         });
@@ -276,27 +327,28 @@ async fn feed(
     };
     let mut backoff = Duration::from_millis(200);
     while !cancel.is_cancelled() {
-        let starts = tail.restart_positions();
-        let rx = kafka.consumer(buffer_kib).and_then(|c| {
-            let ctx = ReaderCtx {
-                metrics: Arc::clone(&metrics),
-                kind: ReaderKind::tail,
-                cancel: cancel.clone(),
-                alert: Arc::clone(&tail.alert),
-            };
-            ctx.count_read();
-            let (tx, rx) = tokio::sync::mpsc::channel(2);
-            reader::spawn(
-                format!("tail-{}", tail.alert.topic),
-                c,
-                &tail.alert.topic,
-                &starts,
-                bounds,
-                ctx,
-                tx,
-            )?;
-            Ok(rx)
-        });
+        let rx = prepare(&tail, &kafka, buffer_kib)
+            .await
+            .and_then(|(c, starts)| {
+                let ctx = ReaderCtx {
+                    metrics: Arc::clone(&metrics),
+                    kind: ReaderKind::tail,
+                    cancel: cancel.clone(),
+                    alert: Arc::clone(&tail.alert),
+                };
+                ctx.count_read();
+                let (tx, rx) = tokio::sync::mpsc::channel(2);
+                reader::spawn(
+                    format!("tail-{}", tail.alert.topic),
+                    c,
+                    &tail.alert.topic,
+                    &starts,
+                    bounds,
+                    ctx,
+                    tx,
+                )?;
+                Ok(rx)
+            });
         match rx {
             Ok(mut rx) => {
                 while let Some(ev) = rx.recv().await {
@@ -309,6 +361,10 @@ async fn feed(
                             partition,
                             position,
                         } => tail.reached_end(partition, position),
+                        ReaderEvent::Failed(Error::DataLoss(message)) => {
+                            went_back(&tail, &metrics, message);
+                            break;
+                        }
                         ReaderEvent::Failed(e) => {
                             tracing::warn!(topic = %tail.alert.topic, error = %e, "tail reader stopped; restarting");
                             break;
@@ -326,4 +382,38 @@ async fn feed(
         }
         backoff = (backoff * 2).min(Duration::from_secs(10));
     }
+}
+
+/// A client for the tail's next reader, and where it starts. A restart first checks that
+/// Kafka did not go back under the positions the tail reached (a reader that lost its
+/// cluster ends before it can tell, when the cluster is down for a while).
+async fn prepare(
+    tail: &Arc<Tail>,
+    kafka: &Kafka,
+    buffer_kib: usize,
+) -> Result<(crate::kafka::GatewayConsumer, Vec<(i32, StartAt)>)> {
+    let consumer = kafka.consumer(buffer_kib)?;
+    let (t, k) = (Arc::clone(tail), kafka.clone());
+    let checked = tokio::task::spawn_blocking(move || {
+        let seen = t.seen();
+        cluster::check(&consumer, &t.alert.topic, &seen, k.timeout())
+            .map(|regressions| (consumer, regressions))
+    })
+    .await
+    .map_err(|e| Error::Internal(e.to_string()))?;
+    let (consumer, regressions) = checked?;
+    if !regressions.is_empty() {
+        let message = cluster::data_loss(&tail.alert.topic, &regressions).to_string();
+        went_back(tail, &kafka.metrics(), message);
+    }
+    tail.lock().cluster = cluster::cluster_id(&consumer);
+    Ok((consumer, tail.restart_positions()))
+}
+
+/// Kafka went back under the tail: logged, counted as a Kafka error, and every subscriber
+/// of the tail is told.
+fn went_back(tail: &Tail, metrics: &Metrics, message: String) {
+    tracing::warn!(topic = %tail.alert.topic, %message, "kafka went back; failing the tail's subscribers with DATA_LOSS");
+    metrics.kafka_errors.inc();
+    tail.reset(message);
 }

@@ -15,6 +15,7 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use crate::error::{is_transport, Error};
+use crate::kafka::cluster;
 use crate::metrics::Metrics;
 use crate::record::{AlertContext, Arena, Record, Written};
 use rdkafka::message::BorrowedMessage;
@@ -91,6 +92,7 @@ pub fn spawn(
             .map_err(Error::from_kafka)?;
     }
     let topic = topic.to_owned();
+    let starts = starts.to_vec();
     thread::Builder::new()
         .name(name)
         .spawn(move || {
@@ -108,18 +110,104 @@ pub fn spawn(
                 let _ = tx.blocking_send(ReaderEvent::Failed(Error::from_kafka(e)));
                 return;
             }
-            run(consumer, topic, bounds, tx, ctx)
+            let place = Place::new(cluster::cluster_id(&consumer), &starts);
+            run(consumer, topic, place, bounds, tx, ctx)
         })
         .map_err(|e| Error::Internal(format!("cannot start reader thread: {e}")))?;
     Ok(())
+}
+
+/// Where a reader stands: its start positions, the offsets it reached, and the cluster.
+#[derive(Debug)]
+struct Place {
+    starts: Vec<(i32, StartAt)>,
+    /// Per partition (in `starts` order), the next offset to read once one is known.
+    next: Vec<Option<i64>>,
+    cluster: Option<String>,
+}
+
+impl Place {
+    fn new(cluster: Option<String>, starts: &[(i32, StartAt)]) -> Self {
+        let next = starts
+            .iter()
+            .map(|(_, s)| match s {
+                StartAt::Offset(o) => Some(*o),
+                _ => None,
+            })
+            .collect();
+        Place {
+            starts: starts.to_vec(),
+            next,
+            cluster,
+        }
+    }
+
+    fn reached(&mut self, partition: i32, next: i64) {
+        if let Some(i) = self.starts.iter().position(|(p, _)| *p == partition) {
+            self.next[i] = Some(next);
+        }
+    }
+
+    /// Records a batch about to be handed over (the last record per partition wins).
+    fn read(&mut self, records: &[Record]) {
+        for r in records {
+            self.reached(r.partition, r.offset + 1);
+        }
+    }
+
+    fn seen(&self) -> cluster::Seen {
+        cluster::Seen {
+            cluster: self.cluster.clone(),
+            reached: self
+                .starts
+                .iter()
+                .zip(&self.next)
+                .filter_map(|((p, _), n)| n.map(|n| (*p, n)))
+                .collect(),
+        }
+    }
+
+    /// Where a renewed client resumes: after what was read, else where the read began.
+    fn resume(&self, topic: &str) -> Result<TopicPartitionList, Error> {
+        let mut tpl = TopicPartitionList::new();
+        for ((p, start), next) in self.starts.iter().zip(&self.next) {
+            let offset = match (next, start) {
+                (Some(n), _) => Offset::Offset(*n),
+                (None, StartAt::Beginning) => Offset::Beginning,
+                (None, StartAt::End) => Offset::End,
+                (None, StartAt::Offset(o)) => Offset::Offset(*o),
+            };
+            tpl.add_partition_offset(topic, *p, offset)
+                .map_err(Error::from_kafka)?;
+        }
+        Ok(tpl)
+    }
+}
+
+/// Replaces a client that lost every broker connection (see [`cluster`]): the new one
+/// resumes after what was read, unless the cluster cannot be reached (Unavailable) or
+/// went back past a reached position (DataLoss).
+fn renew(consumer: GatewayConsumer, topic: &str, place: &Place) -> Result<GatewayConsumer, Error> {
+    let fresh = crate::kafka::renew(consumer)?;
+    let regressions = cluster::check(&fresh, topic, &place.seen(), METADATA_TIMEOUT)?;
+    if !regressions.is_empty() {
+        tracing::warn!(topic, ?regressions, "kafka went back under a reader");
+        return Err(cluster::data_loss(topic, &regressions));
+    }
+    fresh
+        .assign(&place.resume(topic)?)
+        .map_err(Error::from_kafka)?;
+    tracing::info!(topic, "kafka connection lost and regained; reader renewed");
+    Ok(fresh)
 }
 
 /// How long a reader waits for the topic's metadata before assigning its partitions.
 const METADATA_TIMEOUT: Duration = Duration::from_secs(3);
 
 fn run(
-    consumer: GatewayConsumer,
+    mut consumer: GatewayConsumer,
     topic: String,
+    mut place: Place,
     bounds: BatchBounds,
     tx: mpsc::Sender<ReaderEvent>,
     ctx: ReaderCtx,
@@ -136,12 +224,25 @@ fn run(
     };
     let send = |ev: ReaderEvent| tx.blocking_send(ev).is_ok();
     // Sends what has been read, if anything; false once the subscriber is gone.
-    let flush = |filling: &mut Filling| {
-        filling
-            .take()
-            .is_none_or(|rs| send(ReaderEvent::Records(rs)))
+    let flush = |filling: &mut Filling, place: &mut Place| {
+        filling.take().is_none_or(|rs| {
+            place.read(&rs);
+            send(ReaderEvent::Records(rs))
+        })
     };
     loop {
+        if cluster::is_lost(&consumer) {
+            if !flush(&mut filling, &mut place) {
+                return;
+            }
+            consumer = match renew(consumer, &topic, &place) {
+                Ok(c) => c,
+                Err(e) => {
+                    let _ = send(ReaderEvent::Failed(e));
+                    return;
+                }
+            };
+        }
         // Checked between batches: a batch fills in well under a millisecond, and the
         // token takes a lock.
         if filling.is_empty() && (cancel.is_cancelled() || tx.is_closed()) {
@@ -156,20 +257,23 @@ fn run(
         match consumer.poll(wait) {
             Some(Ok(m)) => {
                 filling.push_kafka(&m, &alert);
-                if filling.is_full(bounds) && !flush(&mut filling) {
+                if filling.is_full(bounds) && !flush(&mut filling, &mut place) {
                     return;
                 }
             }
             None => {
-                if !flush(&mut filling) {
+                if !flush(&mut filling, &mut place) {
                     return;
                 }
             }
             Some(Err(KafkaError::PartitionEOF(partition))) => {
-                if !flush(&mut filling) {
+                if !flush(&mut filling, &mut place) {
                     return;
                 }
                 let position = eof_position(&consumer, &topic, partition);
+                if let Some(p) = position {
+                    place.reached(partition, p);
+                }
                 if !send(ReaderEvent::Eof {
                     partition,
                     position,
@@ -179,6 +283,7 @@ fn run(
             }
             Some(Err(e)) => {
                 metrics.kafka_errors.inc();
+                consumer.context().saw(&e);
                 tracing::warn!(topic = %topic, error = %e, "kafka read error");
                 if let Some(failure) = classify(&consumer, &topic, e) {
                     let _ = send(ReaderEvent::Failed(failure));
@@ -238,10 +343,12 @@ impl Filling {
 
 /// Decides whether a read error ends the reader. librdkafka retries transport errors by
 /// itself, so one only ends the read when a metadata probe confirms the cluster is gone:
-/// a subscriber then gets UNAVAILABLE within seconds instead of waiting forever.
+/// a subscriber then gets UNAVAILABLE within seconds instead of waiting forever. A client
+/// that lost every connection is not probed: it is renewed (see [`renew`]).
 fn classify(consumer: &GatewayConsumer, topic: &str, e: KafkaError) -> Option<Error> {
     use rdkafka::types::RDKafkaErrorCode as C;
     match e.rdkafka_error_code() {
+        Some(code) if is_transport(code) && cluster::is_lost(consumer) => None,
         Some(code) if is_transport(code) => consumer
             .fetch_metadata(Some(topic), Duration::from_secs(3))
             .err()
