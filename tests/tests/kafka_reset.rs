@@ -146,17 +146,15 @@ async fn live_subscriber_gets_data_loss_when_kafka_goes_back() -> Result<()> {
     site.broker.produce_all(ZTF_TOPIC, &records[..6]).await?;
 
     // The subscriber is told, with the partitions and offsets; nothing is skipped silently.
-    let status = loop {
-        match tokio::time::timeout(Duration::from_secs(40), stream.message()).await {
-            Err(_) => bail!("no error and no alerts 40 s after kafka went back"),
-            Ok(Ok(Some(batch))) => {
-                // Delivering the new records from offset 0 would be correct too.
-                let offsets: Vec<String> = batch.alerts.iter().map(|a| a.r#ref.clone()).collect();
-                bail!("alerts after kafka went back, want DATA_LOSS: {offsets:?}");
-            }
-            Ok(Ok(None)) => bail!("stream ended without an error"),
-            Ok(Err(status)) => break status,
+    let status = match tokio::time::timeout(Duration::from_secs(40), stream.message()).await {
+        Err(_) => bail!("no error and no alerts 40 s after kafka went back"),
+        Ok(Ok(Some(batch))) => {
+            // Delivering the new records from offset 0 would be correct too.
+            let refs: Vec<String> = batch.alerts.iter().map(|a| a.r#ref.clone()).collect();
+            bail!("alerts after kafka went back, want DATA_LOSS: {refs:?}");
         }
+        Ok(Ok(None)) => bail!("stream ended without an error"),
+        Ok(Err(status)) => status,
     };
     ensure!(
         status.code() == Code::DataLoss,
