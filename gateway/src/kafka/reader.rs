@@ -238,6 +238,9 @@ fn run(
             consumer = match renew(consumer, &topic, &place) {
                 Ok(c) => c,
                 Err(e) => {
+                    if matches!(e, Error::DataLoss(_)) {
+                        metrics.kafka_errors.inc();
+                    }
                     let _ = send(ReaderEvent::Failed(e));
                     return;
                 }
