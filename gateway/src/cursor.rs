@@ -169,10 +169,14 @@ impl CursorStore {
             producer,
         });
         let (ready_tx, mut ready_rx) = watch::channel(false);
-        let (l, cancel, kafka) = (Arc::clone(&loaded), self.cancel.clone(), self.kafka.clone());
+        let (l, cancel) = (Arc::clone(&loaded), self.cancel.clone());
+        let back = Back {
+            kafka: self.kafka.clone(),
+            runtime: tokio::runtime::Handle::current(),
+        };
         thread::Builder::new()
             .name("cursor-store".into())
-            .spawn(move || follow(consumer, &kafka, l, ready_tx, cancel))
+            .spawn(move || follow(consumer, &back, l, ready_tx, cancel))
             .map_err(|e| Error::Internal(format!("cannot start cursor reader: {e}")))?;
         let ready =
             tokio::time::timeout(self.kafka.timeout() * 2, ready_rx.wait_for(|ready| *ready))
@@ -192,7 +196,7 @@ impl CursorStore {
 /// replicas become visible here.
 fn follow(
     mut consumer: GatewayConsumer,
-    kafka: &Kafka,
+    back: &Back,
     loaded: Arc<Loaded>,
     ready: watch::Sender<bool>,
     cancel: CancellationToken,
@@ -201,7 +205,7 @@ fn follow(
     while !cancel.is_cancelled() {
         if cluster::is_lost(&consumer) {
             // Never reconnect a client across a possible cluster replacement.
-            consumer = match recover(consumer, kafka, &loaded, &mut next, &cancel) {
+            consumer = match recover(consumer, back, &loaded, &mut next, &cancel) {
                 Some(c) => c,
                 None => return,
             };
@@ -251,13 +255,20 @@ fn follow(
 /// A new client for the cursor topic once the cluster is back (None on `cancel`). If the
 /// topic went back (the cluster was replaced or reset), its records are numbered afresh:
 /// it is read again from the start, and newer records win over what was known.
+/// What the follower needs to bring the cursor topic back.
+struct Back {
+    kafka: Kafka,
+    runtime: tokio::runtime::Handle,
+}
+
 fn recover(
     mut consumer: GatewayConsumer,
-    kafka: &Kafka,
+    back: &Back,
     loaded: &Loaded,
     next: &mut i64,
     cancel: &CancellationToken,
 ) -> Option<GatewayConsumer> {
+    let kafka = &back.kafka;
     let topic = kafka.cursor_topic();
     let mut wait = Duration::from_millis(200);
     loop {
@@ -266,7 +277,12 @@ fn recover(
             cluster: None,
             reached: vec![(0, *next)],
         };
-        match cluster::check(&consumer, topic, &seen, kafka.timeout()) {
+        // A new cluster may not have the topic yet: commits need it.
+        let checked = back
+            .runtime
+            .block_on(kafka.ensure_state_topic(topic, "cursor"))
+            .and_then(|()| cluster::check(&consumer, topic, &seen, kafka.timeout()));
+        match checked {
             Ok(regressions) => {
                 let start = if regressions.is_empty() {
                     Offset::Offset(*next)

@@ -1,7 +1,7 @@
 //! The gateway's Kafka side: client settings, metadata look-ups, and readers that run on
 //! their own threads (librdkafka polling blocks, so it never runs on the async runtime).
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -31,6 +31,8 @@ pub type GatewayConsumer = BaseConsumer<KafkaContext>;
 pub struct KafkaContext {
     metrics: Arc<Metrics>,
     lost: AtomicBool,
+    /// Broker connections that failed or were cut, as librdkafka's threads log them.
+    failures: AtomicU64,
     /// The settings the client was made with, to make a fresh one.
     config: ClientConfig,
 }
@@ -50,6 +52,17 @@ impl KafkaContext {
         self.lost.load(Ordering::Relaxed)
     }
 
+    /// Broker connection failures so far (logged at once by librdkafka's own threads,
+    /// unlike errors, which wait for the client to be polled).
+    pub fn connection_failures(&self) -> u64 {
+        self.failures.load(Ordering::Relaxed)
+    }
+
+    /// The client must not fetch again: it is to be renewed.
+    pub fn mark_lost(&self) {
+        self.lost.store(true, Ordering::Relaxed);
+    }
+
     /// Notes an error the client reported, through its callback or its queue.
     pub fn saw(&self, error: &KafkaError) {
         if error.rdkafka_error_code() == Some(RDKafkaErrorCode::AllBrokersDown) {
@@ -60,6 +73,9 @@ impl KafkaContext {
 
 impl ClientContext for KafkaContext {
     fn log(&self, level: RDKafkaLogLevel, fac: &str, message: &str) {
+        if fac == "FAIL" {
+            self.failures.fetch_add(1, Ordering::Relaxed);
+        }
         match level {
             RDKafkaLogLevel::Emerg
             | RDKafkaLogLevel::Alert
@@ -194,6 +210,7 @@ impl Kafka {
         let context = KafkaContext {
             metrics: Arc::clone(&self.metrics),
             lost: AtomicBool::new(false),
+            failures: AtomicU64::new(0),
             config: c.clone(),
         };
         c.create_with_context(context).map_err(Error::from_kafka)
@@ -315,6 +332,7 @@ pub fn renew(consumer: GatewayConsumer) -> Result<GatewayConsumer> {
     let context = KafkaContext {
         metrics,
         lost: AtomicBool::new(false),
+        failures: AtomicU64::new(0),
         config: config.clone(),
     };
     config

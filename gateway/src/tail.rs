@@ -417,3 +417,73 @@ fn went_back(tail: &Tail, metrics: &Metrics, message: String) {
     metrics.kafka_errors.inc();
     tail.reset(message);
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tail() -> Tail {
+        Tail {
+            alert: Arc::new(AlertContext {
+                gateway: "lasair".into(),
+                topic: "ztf".into(),
+                format: "avro-ocf".into(),
+                namespace: "ZTF".into(),
+            }),
+            partitions: vec![0],
+            inner: Mutex::new(Inner {
+                records: VecDeque::new(),
+                first_seq: 0,
+                bytes: 0,
+                cap_bytes: 1 << 20,
+                low: HashMap::new(),
+                pos: HashMap::new(),
+                caught_up: Vec::new(),
+                cluster: None,
+                reset: None,
+            }),
+            head: watch::Sender::new(0),
+        }
+    }
+
+    const ALL: BatchBounds = BatchBounds {
+        max_records: 1000,
+        max_bytes: usize::MAX,
+    };
+
+    #[test]
+    fn subscribers_of_the_old_numbering_fail_with_data_loss_and_new_ones_read_on() {
+        let t = tail();
+        t.reached_end(0, Some(40));
+        t.append((40..45).map(|o| Record::bare(0, o, None)).collect());
+        let (mut caught_up, _) = t.join_at_head();
+        let mut behind = 2;
+        t.reset("kafka went back".into());
+        for seq in [&mut caught_up, &mut behind] {
+            match t.read(seq, ALL) {
+                TailRead::Failed(Error::DataLoss(m)) => assert_eq!(m, "kafka went back"),
+                other => panic!("want DATA_LOSS, got {other:?}"),
+            }
+        }
+        // The new cluster, read from its end: later subscribers see its records.
+        t.reached_end(0, Some(3));
+        let (mut joined, next) = t.join_at_head();
+        assert_eq!(next.get(&0), Some(&3));
+        t.append(vec![Record::bare(0, 3, None)]);
+        match t.read(&mut joined, ALL) {
+            TailRead::Records(rs) => assert_eq!(rs[0].offset, 3),
+            other => panic!("want the new record, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_subscriber_ahead_of_the_tail_does_not_join_it() {
+        let t = tail();
+        t.reached_end(0, Some(0));
+        t.append((0..5).map(|o| Record::bare(0, o, None)).collect());
+        assert!(t.try_join(&[0], &HashMap::from([(0, 2)])).is_some());
+        assert!(t.try_join(&[0], &HashMap::from([(0, 5)])).is_some());
+        // Offset 45 of an older numbering: joining would skip offsets 5-44 silently.
+        assert!(t.try_join(&[0], &HashMap::from([(0, 45)])).is_none());
+    }
+}

@@ -112,11 +112,47 @@ async fn every_kafka_reader_of_a_gateway_survives_an_immediate_replacement() -> 
     stays_alive(&mut gw, Duration::from_secs(20)).await?;
     let n = read_all(&mut client, ZTF_TOPIC).await?;
     ensure!(n == 0, "the new topic is empty, read {n}");
+    // The cursor topic is back for commits.
+    let committed = client
+        .commit_cursor(CommitCursorRequest {
+            name: "night-2".to_owned(),
+            topic: ZTF_TOPIC.to_owned(),
+            offsets: partition_offsets(&[(0, 0)]),
+        })
+        .await;
+    ensure!(
+        committed.is_ok(),
+        "commit after the replacement: {committed:?}"
+    );
     let end = tokio::time::timeout(Duration::from_secs(20), live.message()).await;
     ensure!(
         matches!(&end, Ok(Err(s)) if s.code() == Code::DataLoss),
         "live stream after the replacement: {end:?}, want DATA_LOSS"
     );
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_reader_waiting_on_a_stalled_subscriber_survives_a_replacement() -> Result<()> {
+    let pki = Pki::new()?;
+    let (mut broker, mut gw) = lasair(&pki).await?;
+    let cert = pki.client("alice")?;
+    let token = gw.issue("alice", &["subscribe:ztf.*"], "1h").await?;
+    let mut client = gw.client(Some(&cert), Some(&token)).await?;
+    // One alert per batch, never read: the subscriber's own reader soon waits on it,
+    // with the rest of the topic in its prefetch queue and its fetches still going.
+    let mut req = request(ZTF_TOPIC);
+    req.start = earliest();
+    req.max_batch_alerts = 1;
+    let stalled = client.subscribe(req).await?.into_inner();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+
+    broker.replace().await?;
+    broker.create_topic(ZTF_TOPIC, 2).await?;
+    stays_alive(&mut gw, Duration::from_secs(20)).await?;
+    drop(stalled);
+    let n = read_all(&mut client, ZTF_TOPIC).await?;
+    ensure!(n == 0, "the new topic is empty, read {n}");
     Ok(())
 }
 

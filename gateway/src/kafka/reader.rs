@@ -3,7 +3,7 @@
 //! bytes (librdkafka's prefetch buffer plus at most two batches in flight).
 
 use std::thread;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use prometheus_client::metrics::counter::Counter;
 use rdkafka::consumer::Consumer;
@@ -93,6 +93,7 @@ pub fn spawn(
     }
     let topic = topic.to_owned();
     let starts = starts.to_vec();
+    let runtime = tokio::runtime::Handle::try_current().ok();
     thread::Builder::new()
         .name(name)
         .spawn(move || {
@@ -111,7 +112,7 @@ pub fn spawn(
                 return;
             }
             let place = Place::new(cluster::cluster_id(&consumer), &starts);
-            run(consumer, topic, place, bounds, tx, ctx)
+            run(consumer, topic, place, bounds, (tx, runtime), ctx)
         })
         .map_err(|e| Error::Internal(format!("cannot start reader thread: {e}")))?;
     Ok(())
@@ -123,6 +124,8 @@ struct Place {
     starts: Vec<(i32, StartAt)>,
     /// Per partition (in `starts` order), the next offset to read once one is known.
     next: Vec<Option<i64>>,
+    /// The slot last updated.
+    last: usize,
     cluster: Option<String>,
 }
 
@@ -138,13 +141,21 @@ impl Place {
         Place {
             starts: starts.to_vec(),
             next,
+            last: 0,
             cluster,
         }
     }
 
     fn reached(&mut self, partition: i32, next: i64) {
-        if let Some(i) = self.starts.iter().position(|(p, _)| *p == partition) {
+        // Partitions are usually 0..n in order (or a stride of them): try the last slot
+        // used, then look.
+        let i = match self.starts.get(self.last) {
+            Some((p, _)) if *p == partition => Some(self.last),
+            _ => self.starts.iter().position(|(p, _)| *p == partition),
+        };
+        if let Some(i) = i {
             self.next[i] = Some(next);
+            self.last = i;
         }
     }
 
@@ -209,7 +220,7 @@ fn run(
     topic: String,
     mut place: Place,
     bounds: BatchBounds,
-    tx: mpsc::Sender<ReaderEvent>,
+    (tx, runtime): (mpsc::Sender<ReaderEvent>, Option<tokio::runtime::Handle>),
     ctx: ReaderCtx,
 ) {
     let ReaderCtx {
@@ -222,17 +233,22 @@ fn run(
         bytes_read: metrics.reader(&metrics.kafka_bytes_read, kind),
         ..Filling::default()
     };
-    let send = |ev: ReaderEvent| tx.blocking_send(ev).is_ok();
-    // Sends what has been read, if anything; false once the subscriber is gone.
-    let flush = |filling: &mut Filling, place: &mut Place| {
-        filling.take().is_none_or(|rs| {
-            place.read(&rs);
-            send(ReaderEvent::Records(rs))
-        })
+    let mut out = Outbox {
+        tx,
+        runtime,
+        guarded_at: None,
     };
+    // Sends what has been read, if anything; false once the subscriber is gone.
+    let flush =
+        |filling: &mut Filling, place: &mut Place, out: &mut Outbox, consumer: &GatewayConsumer| {
+            filling.take().is_none_or(|rs| {
+                place.read(&rs);
+                out.send(consumer, ReaderEvent::Records(rs))
+            })
+        };
     loop {
         if cluster::is_lost(&consumer) {
-            if !flush(&mut filling, &mut place) {
+            if !flush(&mut filling, &mut place, &mut out, &consumer) {
                 return;
             }
             consumer = match renew(consumer, &topic, &place) {
@@ -241,14 +257,14 @@ fn run(
                     if matches!(e, Error::DataLoss(_)) {
                         metrics.kafka_errors.inc();
                     }
-                    let _ = send(ReaderEvent::Failed(e));
+                    let _ = out.send_final(ReaderEvent::Failed(e));
                     return;
                 }
             };
         }
         // Checked between batches: a batch fills in well under a millisecond, and the
         // token takes a lock.
-        if filling.is_empty() && (cancel.is_cancelled() || tx.is_closed()) {
+        if filling.is_empty() && (cancel.is_cancelled() || out.tx.is_closed()) {
             return;
         }
         // Block only while the batch is empty; otherwise take what is already buffered.
@@ -260,27 +276,31 @@ fn run(
         match consumer.poll(wait) {
             Some(Ok(m)) => {
                 filling.push_kafka(&m, &alert);
-                if filling.is_full(bounds) && !flush(&mut filling, &mut place) {
+                if filling.is_full(bounds) && !flush(&mut filling, &mut place, &mut out, &consumer)
+                {
                     return;
                 }
             }
             None => {
-                if !flush(&mut filling, &mut place) {
+                if !flush(&mut filling, &mut place, &mut out, &consumer) {
                     return;
                 }
             }
             Some(Err(KafkaError::PartitionEOF(partition))) => {
-                if !flush(&mut filling, &mut place) {
+                if !flush(&mut filling, &mut place, &mut out, &consumer) {
                     return;
                 }
                 let position = eof_position(&consumer, &topic, partition);
                 if let Some(p) = position {
                     place.reached(partition, p);
                 }
-                if !send(ReaderEvent::Eof {
-                    partition,
-                    position,
-                }) {
+                if !out.send(
+                    &consumer,
+                    ReaderEvent::Eof {
+                        partition,
+                        position,
+                    },
+                ) {
                     return;
                 }
             }
@@ -289,11 +309,77 @@ fn run(
                 consumer.context().saw(&e);
                 tracing::warn!(topic = %topic, error = %e, "kafka read error");
                 if let Some(failure) = classify(&consumer, &topic, e) {
-                    let _ = send(ReaderEvent::Failed(failure));
+                    let _ = out.send_final(ReaderEvent::Failed(failure));
                     return;
                 }
             }
         }
+    }
+}
+
+/// Where a reader's events go.
+struct Outbox {
+    tx: mpsc::Sender<ReaderEvent>,
+    /// The runtime the reader was started from, to wait on the subscriber with a timeout.
+    runtime: Option<tokio::runtime::Handle>,
+    /// When a wait last stopped the client's fetching.
+    guarded_at: Option<Instant>,
+}
+
+/// How often a reader waiting on a slow subscriber looks at its client's connections.
+const GUARD_EVERY: Duration = Duration::from_millis(100);
+/// At most one stop per this long: a cluster with one broker down fails connections
+/// all the time, and a slow subscriber should not renew its client at every wait.
+const GUARD_AT_MOST_EVERY: Duration = Duration::from_secs(30);
+
+impl Outbox {
+    /// Hands an event over; false once the subscriber is gone. A reader waiting on a slow
+    /// subscriber does not poll its client, so it would not see the cluster go (see
+    /// [`cluster`]): if a broker connection of the client fails meanwhile, the client
+    /// stops fetching at once, and is renewed before the reader polls again.
+    fn send(&mut self, consumer: &GatewayConsumer, ev: ReaderEvent) -> bool {
+        use tokio::sync::mpsc::error::TrySendError;
+        let Some(runtime) = &self.runtime else {
+            return self.tx.blocking_send(ev).is_ok();
+        };
+        match self.tx.try_reserve() {
+            Ok(permit) => {
+                permit.send(ev);
+                return true;
+            }
+            Err(TrySendError::Closed(())) => return false,
+            Err(TrySendError::Full(())) => {}
+        }
+        let context = consumer.context();
+        let failures = context.connection_failures();
+        loop {
+            match runtime.block_on(tokio::time::timeout(GUARD_EVERY, self.tx.reserve())) {
+                Ok(Ok(permit)) => {
+                    permit.send(ev);
+                    return true;
+                }
+                Ok(Err(_)) => return false,
+                Err(_) => {
+                    let may = self
+                        .guarded_at
+                        .is_none_or(|at| at.elapsed() > GUARD_AT_MOST_EVERY);
+                    if may && !context.is_lost() && context.connection_failures() != failures {
+                        tracing::info!(
+                            "a kafka connection failed while the subscriber was slow; \
+                             the reader's client stops fetching and is renewed"
+                        );
+                        let _ = consumer.unassign();
+                        context.mark_lost();
+                        self.guarded_at = Some(Instant::now());
+                    }
+                }
+            }
+        }
+    }
+
+    /// Hands over the reader's last event (the reader stops after it).
+    fn send_final(&self, ev: ReaderEvent) -> bool {
+        self.tx.blocking_send(ev).is_ok()
     }
 }
 
@@ -385,6 +471,44 @@ fn eof_position(consumer: &GatewayConsumer, topic: &str, partition: i32) -> Opti
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_renewed_reader_resumes_after_what_it_read_else_where_it_began() {
+        let starts = [
+            (0, StartAt::Offset(7)),
+            (1, StartAt::Beginning),
+            (2, StartAt::End),
+        ];
+        let mut place = Place::new(Some("lasair".into()), &starts);
+        assert_eq!(place.seen().reached, [(0, 7)]);
+        place.read(&[
+            Record::bare(1, 3, None),
+            Record::bare(0, 7, None),
+            Record::bare(1, 4, None),
+        ]);
+        place.reached(2, 40);
+        let seen = place.seen();
+        assert_eq!(seen.reached, [(0, 8), (1, 5), (2, 40)]);
+        assert_eq!(seen.cluster.as_deref(), Some("lasair"));
+        let tpl = place.resume("ztf").unwrap();
+        let offsets: Vec<(i32, Offset)> = tpl
+            .elements()
+            .iter()
+            .map(|e| (e.partition(), e.offset()))
+            .collect();
+        assert_eq!(
+            offsets,
+            [
+                (0, Offset::Offset(8)),
+                (1, Offset::Offset(5)),
+                (2, Offset::Offset(40))
+            ]
+        );
+        // Nothing read yet: where the read began.
+        let fresh = Place::new(None, &starts).resume("ztf").unwrap();
+        let offsets: Vec<Offset> = fresh.elements().iter().map(|e| e.offset()).collect();
+        assert_eq!(offsets, [Offset::Offset(7), Offset::Beginning, Offset::End]);
+    }
 
     use crate::record::Parts;
 
