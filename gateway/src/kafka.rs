@@ -1,8 +1,8 @@
 //! The gateway's Kafka side: client settings, metadata look-ups, and readers that run on
 //! their own threads (librdkafka polling blocks, so it never runs on the async runtime).
 
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use rdkafka::client::ClientContext;
@@ -31,8 +31,10 @@ pub type GatewayConsumer = BaseConsumer<KafkaContext>;
 pub struct KafkaContext {
     metrics: Arc<Metrics>,
     lost: AtomicBool,
-    /// Broker connections that failed or were cut, as librdkafka's threads log them.
-    failures: AtomicU64,
+    /// The gateway's watch on its cluster, and its epoch when the client was made: a
+    /// client made before the cluster was last lost is lost too.
+    watch: Arc<cluster::Watch>,
+    epoch: u64,
     /// The settings the client was made with, to make a fresh one.
     config: ClientConfig,
 }
@@ -47,15 +49,15 @@ impl std::fmt::Debug for KafkaContext {
 }
 
 impl KafkaContext {
-    /// Whether the client has lost every connection to the cluster since it was made.
+    /// Whether the client, or the gateway's watch, has lost every connection to the
+    /// cluster since the client was made.
     pub fn is_lost(&self) -> bool {
-        self.lost.load(Ordering::Relaxed)
+        self.lost.load(Ordering::Relaxed) || self.watch.epoch() != self.epoch
     }
 
-    /// Broker connection failures so far (logged at once by librdkafka's own threads,
-    /// unlike errors, which wait for the client to be polled).
-    pub fn connection_failures(&self) -> u64 {
-        self.failures.load(Ordering::Relaxed)
+    /// The gateway's watch on its cluster.
+    pub fn watch(&self) -> &cluster::Watch {
+        &self.watch
     }
 
     /// The client must not fetch again: it is to be renewed.
@@ -73,9 +75,6 @@ impl KafkaContext {
 
 impl ClientContext for KafkaContext {
     fn log(&self, level: RDKafkaLogLevel, fac: &str, message: &str) {
-        if fac == "FAIL" {
-            self.failures.fetch_add(1, Ordering::Relaxed);
-        }
         match level {
             RDKafkaLogLevel::Emerg
             | RDKafkaLogLevel::Alert
@@ -109,6 +108,8 @@ pub struct Kafka {
     config: Arc<KafkaConfig>,
     client_id: String,
     metrics: Arc<Metrics>,
+    /// Started with the first consumer.
+    watch: Arc<OnceLock<Arc<cluster::Watch>>>,
 }
 
 impl Kafka {
@@ -117,7 +118,25 @@ impl Kafka {
             config: Arc::new(config),
             client_id: format!("alertmesh-{gateway}"),
             metrics,
+            watch: Arc::new(OnceLock::new()),
         }
+    }
+
+    /// The watch on the cluster (see [`cluster::Watch`]), started on first use.
+    fn watch(&self) -> Arc<cluster::Watch> {
+        let watch = self.watch.get_or_init(|| {
+            let mut c = self.client_config();
+            c.set("group.id", &self.client_id)
+                .set("enable.auto.commit", "false")
+                // Connected to every broker, so "all down" means the cluster is gone.
+                .set("enable.sparse.connections", "false")
+                .set("reconnect.backoff.ms", "10");
+            for (k, v) in &self.config.properties {
+                c.set(k, v);
+            }
+            cluster::Watch::start(c)
+        });
+        Arc::clone(watch)
     }
 
     /// The metrics its clients count errors in.
@@ -207,10 +226,12 @@ impl Kafka {
         for (k, v) in &self.config.properties {
             c.set(k, v);
         }
+        let watch = self.watch();
         let context = KafkaContext {
             metrics: Arc::clone(&self.metrics),
             lost: AtomicBool::new(false),
-            failures: AtomicU64::new(0),
+            epoch: watch.epoch(),
+            watch,
             config: c.clone(),
         };
         c.create_with_context(context).map_err(Error::from_kafka)
@@ -324,15 +345,20 @@ impl Kafka {
 /// old cluster (topic ids, leaders) and has crashed on meeting a new one behind the same
 /// address (see [`cluster`]).
 pub fn renew(consumer: GatewayConsumer) -> Result<GatewayConsumer> {
-    let (metrics, config) = {
+    let (metrics, config, watch) = {
         let context: &KafkaContext = consumer.context();
-        (Arc::clone(&context.metrics), context.config.clone())
+        (
+            Arc::clone(&context.metrics),
+            context.config.clone(),
+            Arc::clone(&context.watch),
+        )
     };
     drop(consumer);
     let context = KafkaContext {
         metrics,
         lost: AtomicBool::new(false),
-        failures: AtomicU64::new(0),
+        epoch: watch.epoch(),
+        watch,
         config: config.clone(),
     };
     config

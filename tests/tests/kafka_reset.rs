@@ -29,7 +29,8 @@ async fn lasair(pki: &Pki) -> Result<(Broker, Secure)> {
     Ok((broker, gw))
 }
 
-/// Fails if the gateway process has exited at any time during `watch`.
+/// Fails if the gateway process has exited, or a thread of it panicked, at any time
+/// during `watch`.
 async fn stays_alive(gw: &mut Secure, watch: Duration) -> Result<()> {
     let deadline = Instant::now() + watch;
     while Instant::now() < deadline {
@@ -41,6 +42,11 @@ async fn stays_alive(gw: &mut Secure, watch: Duration) -> Result<()> {
         }
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
+    let log = gw.gateway.stderr_tail(2000);
+    ensure!(
+        !log.contains("panicked"),
+        "a gateway thread panicked:\n{log}"
+    );
     Ok(())
 }
 
@@ -145,12 +151,23 @@ async fn a_reader_waiting_on_a_stalled_subscriber_survives_a_replacement() -> Re
     req.start = earliest();
     req.max_batch_alerts = 1;
     let stalled = client.subscribe(req).await?.into_inner();
+    // (A fresh connection per stream: the stalled one holds its connection's window.)
+    let mut client = gw.client(Some(&cert), Some(&token)).await?;
     tokio::time::sleep(Duration::from_secs(2)).await;
 
     broker.replace().await?;
     broker.create_topic(ZTF_TOPIC, 2).await?;
     stays_alive(&mut gw, Duration::from_secs(20)).await?;
-    drop(stalled);
+    // Read again, the subscriber gets what was read before, then a clear end: DATA_LOSS,
+    // or UNAVAILABLE if its reader looked while the new cluster had no topic yet.
+    let got = collect(stalled, Duration::from_secs(20)).await;
+    ensure!(
+        matches!(&got.end, Some(Err(s)) if s.code() == Code::DataLoss
+            || (s.code() == Code::Unavailable && s.message().contains(ZTF_TOPIC))),
+        "the stalled stream ended with {:?} after {} alerts, want DATA_LOSS or UNAVAILABLE",
+        got.end,
+        got.alerts.len()
+    );
     let n = read_all(&mut client, ZTF_TOPIC).await?;
     ensure!(n == 0, "the new topic is empty, read {n}");
     Ok(())

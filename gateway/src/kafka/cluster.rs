@@ -9,14 +9,26 @@
 //! after losing every broker connection ([`KafkaContext::is_lost`]): it is dropped, and a
 //! new one learns the cluster from metadata before it fetches.
 //!
+//! A reader that waits on a slow subscriber does not poll its client, and would not see it
+//! lose the cluster; so one [`Watch`] per gateway keeps its own client connected to every
+//! broker and polls it, and when it loses them all it moves to a new epoch: every client
+//! made before is lost too, and waiting readers are woken to stop their fetching.
+//!
 //! A new cluster also numbers its records afresh. Positions the gateway had reached are
 //! checked against the partitions' ends and the cluster id: a partition that now ends
 //! before a reached position went back, and records were lost or renumbered; the reader
 //! reports it instead of silently waiting for the old offsets to come round again.
 
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Weak};
 use std::time::Duration;
 
-use rdkafka::consumer::Consumer;
+use rdkafka::client::ClientContext;
+use rdkafka::config::{ClientConfig, RDKafkaLogLevel};
+use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext};
+use rdkafka::error::KafkaError;
+use rdkafka::types::RDKafkaErrorCode;
+use tokio::sync::Notify;
 
 use super::{GatewayConsumer, KafkaContext};
 use crate::error::{Error, Result};
@@ -37,6 +49,76 @@ pub struct Regression {
     pub reached: i64,
     pub end: i64,
 }
+
+/// The gateway's watch on its cluster: an epoch that moves on each time every broker
+/// connection of the watching client is lost.
+#[derive(Debug, Default)]
+pub struct Watch {
+    epoch: AtomicU64,
+    changed: Notify,
+}
+
+impl Watch {
+    /// Starts the watching client (settings `config`) on its own thread, which ends with
+    /// the last handle on the watch. Without a client (bad settings), the epoch never
+    /// moves and each client relies on its own errors.
+    pub fn start(config: ClientConfig) -> Arc<Watch> {
+        let watch = Arc::new(Watch::default());
+        let client: Result<BaseConsumer<Quiet>, _> = config.create_with_context(Quiet);
+        let weak = Arc::downgrade(&watch);
+        let started = client.map_err(|e| e.to_string()).and_then(|client| {
+            std::thread::Builder::new()
+                .name("kafka-watch".into())
+                .spawn(move || watch_loop(&client, &weak))
+                .map_err(|e| e.to_string())
+        });
+        if let Err(e) = started {
+            tracing::warn!(error = %e, "cannot start the kafka cluster watch");
+        }
+        watch
+    }
+
+    /// The current epoch.
+    pub fn epoch(&self) -> u64 {
+        self.epoch.load(Ordering::Relaxed)
+    }
+
+    /// Notified (to current waiters) when the epoch moves.
+    pub fn changed(&self) -> &Notify {
+        &self.changed
+    }
+
+    fn lost(&self) {
+        self.epoch.fetch_add(1, Ordering::Relaxed);
+        self.changed.notify_waiters();
+    }
+}
+
+fn watch_loop(client: &BaseConsumer<Quiet>, watch: &Weak<Watch>) {
+    while let Some(watch) = watch.upgrade() {
+        if let Some(Err(e)) = client.poll(Duration::from_millis(50)) {
+            if e.rdkafka_error_code() == Some(RDKafkaErrorCode::AllBrokersDown) {
+                tracing::warn!("kafka cluster lost: every broker connection is down; kafka clients will be renewed");
+                watch.lost();
+            }
+        }
+    }
+}
+
+/// The watching client's context: its errors are seen through polling, and the
+/// gateway's readers log their own.
+#[derive(Debug, Clone, Copy)]
+struct Quiet;
+
+impl ClientContext for Quiet {
+    fn log(&self, level: RDKafkaLogLevel, fac: &str, message: &str) {
+        tracing::debug!(target: "librdkafka", ?level, fac, "{message}");
+    }
+
+    fn error(&self, _: KafkaError, _: &str) {}
+}
+
+impl ConsumerContext for Quiet {}
 
 /// Whether `consumer` lost every broker connection and must be renewed before it fetches.
 pub fn is_lost(consumer: &GatewayConsumer) -> bool {

@@ -3,7 +3,7 @@
 //! bytes (librdkafka's prefetch buffer plus at most two batches in flight).
 
 use std::thread;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use prometheus_client::metrics::counter::Counter;
 use rdkafka::consumer::Consumer;
@@ -233,11 +233,7 @@ fn run(
         bytes_read: metrics.reader(&metrics.kafka_bytes_read, kind),
         ..Filling::default()
     };
-    let mut out = Outbox {
-        tx,
-        runtime,
-        guarded_at: None,
-    };
+    let mut out = Outbox { tx, runtime };
     // Sends what has been read, if anything; false once the subscriber is gone.
     let flush =
         |filling: &mut Filling, place: &mut Place, out: &mut Outbox, consumer: &GatewayConsumer| {
@@ -248,6 +244,9 @@ fn run(
         };
     loop {
         if cluster::is_lost(&consumer) {
+            // No fetch from here on: handing over what was read may wait on a slow
+            // subscriber, and the cluster may come back replaced meanwhile.
+            let _ = consumer.unassign();
             if !flush(&mut filling, &mut place, &mut out, &consumer) {
                 return;
             }
@@ -320,23 +319,16 @@ fn run(
 /// Where a reader's events go.
 struct Outbox {
     tx: mpsc::Sender<ReaderEvent>,
-    /// The runtime the reader was started from, to wait on the subscriber with a timeout.
+    /// The runtime the reader was started from, to wait on the subscriber and the
+    /// cluster watch at once.
     runtime: Option<tokio::runtime::Handle>,
-    /// When a wait last stopped the client's fetching.
-    guarded_at: Option<Instant>,
 }
-
-/// How often a reader waiting on a slow subscriber looks at its client's connections.
-const GUARD_EVERY: Duration = Duration::from_millis(100);
-/// At most one stop per this long: a cluster with one broker down fails connections
-/// all the time, and a slow subscriber should not renew its client at every wait.
-const GUARD_AT_MOST_EVERY: Duration = Duration::from_secs(30);
 
 impl Outbox {
     /// Hands an event over; false once the subscriber is gone. A reader waiting on a slow
-    /// subscriber does not poll its client, so it would not see the cluster go (see
-    /// [`cluster`]): if a broker connection of the client fails meanwhile, the client
-    /// stops fetching at once, and is renewed before the reader polls again.
+    /// subscriber does not poll its client, so it would not see the cluster go: if the
+    /// gateway's watch loses the cluster meanwhile, the client stops fetching at once
+    /// and is renewed before the reader polls again (see [`cluster`]).
     fn send(&mut self, consumer: &GatewayConsumer, ev: ReaderEvent) -> bool {
         use tokio::sync::mpsc::error::TrySendError;
         let Some(runtime) = &self.runtime else {
@@ -351,29 +343,34 @@ impl Outbox {
             Err(TrySendError::Full(())) => {}
         }
         let context = consumer.context();
-        let failures = context.connection_failures();
-        loop {
-            match runtime.block_on(tokio::time::timeout(GUARD_EVERY, self.tx.reserve())) {
-                Ok(Ok(permit)) => {
-                    permit.send(ev);
-                    return true;
-                }
-                Ok(Err(_)) => return false,
-                Err(_) => {
-                    let may = self
-                        .guarded_at
-                        .is_none_or(|at| at.elapsed() > GUARD_AT_MOST_EVERY);
-                    if may && !context.is_lost() && context.connection_failures() != failures {
-                        tracing::info!(
-                            "a kafka connection failed while the subscriber was slow; \
-                             the reader's client stops fetching and is renewed"
-                        );
-                        let _ = consumer.unassign();
-                        context.mark_lost();
-                        self.guarded_at = Some(Instant::now());
-                    }
-                }
+        let wait = async {
+            // Registered before the state is read, so no change goes unseen.
+            let changed = context.watch().changed().notified();
+            tokio::pin!(changed);
+            changed.as_mut().enable();
+            if context.is_lost() {
+                return None;
             }
+            tokio::select! {
+                reserved = self.tx.reserve() => Some(reserved),
+                () = &mut changed => None,
+            }
+        };
+        let reserved = match runtime.block_on(wait) {
+            Some(reserved) => reserved,
+            None => {
+                // Stop fetching now; the reader renews its client before it polls again.
+                let _ = consumer.unassign();
+                context.mark_lost();
+                runtime.block_on(self.tx.reserve())
+            }
+        };
+        match reserved {
+            Ok(permit) => {
+                permit.send(ev);
+                true
+            }
+            Err(_) => false,
         }
     }
 
