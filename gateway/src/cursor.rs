@@ -64,12 +64,10 @@ impl Loaded {
         };
     }
 
-    /// After the topic went back: records of the new numbering apply over what is known.
-    fn forget_offsets(&self) {
-        let mut map = self.map.lock().unwrap_or_else(|p| p.into_inner());
-        for (seen, _) in map.values_mut() {
-            *seen = -1;
-        }
+    /// After the topic went back: the cursors it held are gone, and their positions
+    /// named offsets of the old numbering; the topic is read again from its start.
+    fn forget(&self) {
+        self.map.lock().unwrap_or_else(|p| p.into_inner()).clear();
     }
 
     fn get(&self, key: &Key) -> Positions {
@@ -252,15 +250,15 @@ fn follow(
     }
 }
 
-/// A new client for the cursor topic once the cluster is back (None on `cancel`). If the
-/// topic went back (the cluster was replaced or reset), its records are numbered afresh:
-/// it is read again from the start, and newer records win over what was known.
 /// What the follower needs to bring the cursor topic back.
 struct Back {
     kafka: Kafka,
     runtime: tokio::runtime::Handle,
 }
 
+/// A new client for the cursor topic once the cluster is back (None on `cancel`). If the
+/// topic went back (the cluster was replaced or reset), its records are numbered afresh
+/// and it is read again from the start.
 fn recover(
     mut consumer: GatewayConsumer,
     back: &Back,
@@ -287,8 +285,11 @@ fn recover(
                 let start = if regressions.is_empty() {
                     Offset::Offset(*next)
                 } else {
-                    tracing::warn!(topic, "cursor topic went back; reading it again");
-                    loaded.forget_offsets();
+                    tracing::warn!(
+                        topic,
+                        "cursor topic went back; forgetting the cursors it held"
+                    );
+                    loaded.forget();
                     *next = 0;
                     Offset::Beginning
                 };
