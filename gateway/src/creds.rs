@@ -6,6 +6,11 @@
 //! `jti:<jti>` or `sub:<sub>` → a [`Revocation`] (JSON). Like the cursor store, the topic
 //! is followed by a background thread for the life of the process, and every applied
 //! revocation bumps a watch channel so open streams re-check their tokens at once.
+//!
+//! When the Kafka cluster is replaced or reset, the topic comes back empty (or not at
+//! all). The follower notices it (see [`crate::kafka::cluster`]), creates the topic again
+//! and writes back every credential record and revocation it knows: a revoked token stays
+//! revoked, here and for replicas and restarts that load the new topic.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, RwLock};
@@ -15,7 +20,7 @@ use std::time::Duration;
 use alertmesh_auth::{CredentialRecord, MemoryRevocations, Revocation, RevocationList, RevokedBy};
 use rdkafka::consumer::Consumer;
 
-use crate::kafka::GatewayConsumer;
+use crate::kafka::{replaced, GatewayConsumer};
 use rdkafka::error::KafkaError;
 use rdkafka::message::Message;
 use rdkafka::producer::{FutureProducer, FutureRecord};
@@ -32,6 +37,16 @@ const CREDENTIAL_PREFIX: &str = "cred:";
 struct Known {
     records: BTreeMap<String, CredentialRecord>,
     revocations: MemoryRevocations,
+    /// Every revocation applied, by record key, to write back to a reset topic.
+    revoked: BTreeMap<String, Revocation>,
+}
+
+impl Known {
+    fn revoke(&mut self, r: &Revocation) {
+        self.revocations.apply(r);
+        let kept = self.revoked.entry(r.key()).or_insert_with(|| r.clone());
+        kept.at = kept.at.max(r.at);
+    }
 }
 
 /// The credentials topic of one gateway, loaded and followed.
@@ -81,9 +96,29 @@ impl CredentialStore {
         let (ready_tx, mut ready_rx) = watch::channel(false);
         let (changes_tx, changes) = watch::channel(0u64);
         let k = Arc::clone(&known);
+        let mut restore = Restore {
+            kafka: kafka.clone(),
+            producer: producer.clone(),
+            runtime: tokio::runtime::Handle::current(),
+            topic: topic.clone(),
+            cluster: None,
+            next: 0,
+        };
         thread::Builder::new()
             .name("credentials".into())
-            .spawn(move || follow(consumer, k, ready_tx, changes_tx, cancel))
+            .spawn(move || {
+                let mut consumer = consumer;
+                while !cancel.is_cancelled() {
+                    follow(&consumer, &mut restore, &k, &ready_tx, &changes_tx, &cancel);
+                    if cancel.is_cancelled() {
+                        return;
+                    }
+                    match restore.recover(consumer, &k, &cancel) {
+                        Some(c) => consumer = c,
+                        None => return,
+                    }
+                }
+            })
             .map_err(|e| Error::Internal(format!("cannot start the credentials reader: {e}")))?;
         let ready = tokio::time::timeout(kafka.timeout() * 2, ready_rx.wait_for(|r| *r))
             .await
@@ -120,7 +155,7 @@ impl CredentialStore {
     pub(crate) async fn revoke(&self, revocation: &Revocation) -> Result<()> {
         self.produce(&revocation.key(), &revocation.to_json())
             .await?;
-        self.write().revocations.apply(revocation);
+        self.write().revoke(revocation);
         Ok(())
     }
 
@@ -162,17 +197,20 @@ impl RevocationList for CredentialStore {
     }
 }
 
-/// Applies every record of the topic, then keeps following it.
+/// Applies every record of the topic, then keeps following it, until `cancel` or until
+/// the client lost every broker connection (then it must be renewed before it fetches).
 fn follow(
-    consumer: GatewayConsumer,
-    known: Arc<RwLock<Known>>,
-    ready: watch::Sender<bool>,
-    changes: watch::Sender<u64>,
-    cancel: CancellationToken,
+    consumer: &GatewayConsumer,
+    restore: &mut Restore,
+    known: &RwLock<Known>,
+    ready: &watch::Sender<bool>,
+    changes: &watch::Sender<u64>,
+    cancel: &CancellationToken,
 ) {
-    while !cancel.is_cancelled() {
+    while !cancel.is_cancelled() && !replaced::is_lost(consumer) {
         match consumer.poll(Duration::from_millis(200)) {
             Some(Ok(m)) => {
+                restore.next = m.offset() + 1;
                 let (Some(key), Some(value)) = (m.key(), m.payload()) else {
                     continue;
                 };
@@ -190,11 +228,7 @@ fn follow(
                 } else {
                     match Revocation::from_json(value) {
                         Ok(r) => {
-                            known
-                                .write()
-                                .unwrap_or_else(|p| p.into_inner())
-                                .revocations
-                                .apply(&r);
+                            known.write().unwrap_or_else(|p| p.into_inner()).revoke(&r);
                             changes.send_modify(|n| *n += 1);
                         }
                         Err(e) => {
@@ -204,10 +238,112 @@ fn follow(
                 }
             }
             Some(Err(KafkaError::PartitionEOF(_))) => {
+                if restore.cluster.is_none() {
+                    restore.cluster = replaced::cluster_id(consumer);
+                }
                 ready.send_replace(true);
             }
-            Some(Err(e)) => tracing::debug!(error = %e, "credentials topic read error"),
+            Some(Err(e)) => {
+                consumer.context().saw(&e);
+                tracing::debug!(error = %e, "credentials topic read error")
+            }
             None => {}
         }
+    }
+}
+
+/// What the follower needs to replace its client and, after a reset, the topic's content.
+struct Restore {
+    kafka: Kafka,
+    producer: FutureProducer,
+    runtime: tokio::runtime::Handle,
+    topic: String,
+    /// The cluster id when the topic was first read to its end.
+    cluster: Option<String>,
+    /// The next offset to read.
+    next: i64,
+}
+
+impl Restore {
+    /// A new client, once the cluster can be reached again and the topic is whole; None
+    /// on `cancel`.
+    fn recover(
+        &mut self,
+        mut consumer: GatewayConsumer,
+        known: &RwLock<Known>,
+        cancel: &CancellationToken,
+    ) -> Option<GatewayConsumer> {
+        tracing::warn!(topic = %self.topic, "kafka connection lost; renewing the credentials reader");
+        let mut wait = Duration::from_millis(200);
+        loop {
+            consumer = match crate::kafka::renew(consumer) {
+                Ok(c) => c,
+                Err(e) => {
+                    tracing::error!(error = %e, "cannot renew the credentials reader; revocations from other replicas are no longer seen");
+                    return None;
+                }
+            };
+            match self.restore(&consumer, known) {
+                Ok(()) => return Some(consumer),
+                Err(e) => tracing::debug!(error = %e, "credentials topic not back yet"),
+            }
+            let until = std::time::Instant::now() + wait;
+            while std::time::Instant::now() < until {
+                if cancel.is_cancelled() {
+                    return None;
+                }
+                thread::sleep(Duration::from_millis(50));
+            }
+            wait = (wait * 2).min(Duration::from_secs(5));
+        }
+    }
+
+    /// Creates the topic if the cluster lost it, writes back what it lost, and assigns
+    /// `consumer` where reading resumes.
+    fn restore(&mut self, consumer: &GatewayConsumer, known: &RwLock<Known>) -> Result<()> {
+        let topic = self.topic.clone();
+        self.runtime
+            .block_on(self.kafka.ensure_state_topic(&topic, "credentials"))?;
+        let seen = replaced::Seen {
+            cluster: self.cluster.clone(),
+            reached: vec![(0, self.next)],
+        };
+        let regressions = replaced::check(consumer, &topic, &seen, self.kafka.timeout())?;
+        let start = if regressions.is_empty() {
+            Offset::Offset(self.next)
+        } else {
+            tracing::warn!(topic = %topic, ?regressions, "credentials topic went back; writing known credentials and revocations again");
+            self.write_back(known)?;
+            Offset::Beginning
+        };
+        let mut tpl = TopicPartitionList::new();
+        tpl.add_partition_offset(&topic, 0, start)
+            .map_err(Error::from_kafka)?;
+        consumer.assign(&tpl).map_err(Error::from_kafka)?;
+        if start == Offset::Beginning {
+            self.next = 0;
+        }
+        self.cluster = replaced::cluster_id(consumer);
+        Ok(())
+    }
+
+    /// Produces every known credential record and revocation to the topic.
+    fn write_back(&self, known: &RwLock<Known>) -> Result<()> {
+        let entries: Vec<(String, Vec<u8>)> = {
+            let k = known.read().unwrap_or_else(|p| p.into_inner());
+            k.records
+                .values()
+                .map(|r| (format!("{CREDENTIAL_PREFIX}{}", r.key()), r.to_json()))
+                .chain(k.revoked.values().map(|r| (r.key(), r.to_json())))
+                .collect()
+        };
+        for (key, value) in &entries {
+            let record = FutureRecord::to(&self.topic).key(key).payload(value);
+            self.runtime
+                .block_on(self.producer.send(record, self.kafka.timeout()))
+                .map_err(|(e, _)| Error::from_kafka(e))?;
+        }
+        tracing::info!(topic = %self.topic, records = entries.len(), "credentials topic restored");
+        Ok(())
     }
 }

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use rdkafka::consumer::Consumer;
 
-use crate::kafka::GatewayConsumer;
+use crate::kafka::{replaced, GatewayConsumer};
 use rdkafka::error::KafkaError;
 use rdkafka::message::Message;
 use rdkafka::producer::{FutureProducer, FutureRecord};
@@ -62,6 +62,12 @@ impl Loaded {
             Some(p) => map.insert(key, (offset, p)),
             None => map.remove(&key),
         };
+    }
+
+    /// After the topic went back: the cursors it held are gone, and their positions
+    /// named offsets of the old numbering; the topic is read again from its start.
+    fn forget(&self) {
+        self.map.lock().unwrap_or_else(|p| p.into_inner()).clear();
     }
 
     fn get(&self, key: &Key) -> Positions {
@@ -162,9 +168,13 @@ impl CursorStore {
         });
         let (ready_tx, mut ready_rx) = watch::channel(false);
         let (l, cancel) = (Arc::clone(&loaded), self.cancel.clone());
+        let back = Back {
+            kafka: self.kafka.clone(),
+            runtime: tokio::runtime::Handle::current(),
+        };
         thread::Builder::new()
             .name("cursor-store".into())
-            .spawn(move || follow(consumer, l, ready_tx, cancel))
+            .spawn(move || follow(consumer, &back, l, ready_tx, cancel))
             .map_err(|e| Error::Internal(format!("cannot start cursor reader: {e}")))?;
         let ready =
             tokio::time::timeout(self.kafka.timeout() * 2, ready_rx.wait_for(|ready| *ready))
@@ -183,14 +193,24 @@ impl CursorStore {
 /// Follows the cursor topic for the life of the gateway, so commits made by other
 /// replicas become visible here.
 fn follow(
-    consumer: GatewayConsumer,
+    mut consumer: GatewayConsumer,
+    back: &Back,
     loaded: Arc<Loaded>,
     ready: watch::Sender<bool>,
     cancel: CancellationToken,
 ) {
+    let mut next = 0;
     while !cancel.is_cancelled() {
+        if replaced::is_lost(&consumer) {
+            // Never reconnect a client across a possible cluster replacement.
+            consumer = match recover(consumer, back, &loaded, &mut next, &cancel) {
+                Some(c) => c,
+                None => return,
+            };
+        }
         match consumer.poll(Duration::from_millis(200)) {
             Some(Ok(m)) => {
+                next = m.offset() + 1;
                 let key = m
                     .key()
                     .and_then(|k| serde_json::from_slice::<(String, String, String)>(k).ok());
@@ -221,8 +241,74 @@ fn follow(
             Some(Err(KafkaError::PartitionEOF(_))) => {
                 ready.send_replace(true);
             }
-            Some(Err(e)) => tracing::debug!(error = %e, "cursor topic read error"),
+            Some(Err(e)) => {
+                consumer.context().saw(&e);
+                tracing::debug!(error = %e, "cursor topic read error")
+            }
             None => {}
         }
+    }
+}
+
+/// What the follower needs to bring the cursor topic back.
+struct Back {
+    kafka: Kafka,
+    runtime: tokio::runtime::Handle,
+}
+
+/// A new client for the cursor topic once the cluster is back (None on `cancel`). If the
+/// topic went back (the cluster was replaced or reset), its records are numbered afresh
+/// and it is read again from the start.
+fn recover(
+    mut consumer: GatewayConsumer,
+    back: &Back,
+    loaded: &Loaded,
+    next: &mut i64,
+    cancel: &CancellationToken,
+) -> Option<GatewayConsumer> {
+    let kafka = &back.kafka;
+    let topic = kafka.cursor_topic();
+    let mut wait = Duration::from_millis(200);
+    loop {
+        consumer = crate::kafka::renew(consumer).ok()?;
+        let seen = replaced::Seen {
+            cluster: None,
+            reached: vec![(0, *next)],
+        };
+        // A new cluster may not have the topic yet: commits need it.
+        let checked = back
+            .runtime
+            .block_on(kafka.ensure_state_topic(topic, "cursor"))
+            .and_then(|()| replaced::check(&consumer, topic, &seen, kafka.timeout()));
+        match checked {
+            Ok(regressions) => {
+                let start = if regressions.is_empty() {
+                    Offset::Offset(*next)
+                } else {
+                    tracing::warn!(
+                        topic,
+                        "cursor topic went back; forgetting the cursors it held"
+                    );
+                    loaded.forget();
+                    *next = 0;
+                    Offset::Beginning
+                };
+                let mut tpl = TopicPartitionList::new();
+                if tpl.add_partition_offset(topic, 0, start).is_ok()
+                    && consumer.assign(&tpl).is_ok()
+                {
+                    return Some(consumer);
+                }
+            }
+            Err(e) => tracing::debug!(error = %e, "cursor topic not back yet"),
+        }
+        let until = std::time::Instant::now() + wait;
+        while std::time::Instant::now() < until {
+            if cancel.is_cancelled() {
+                return None;
+            }
+            thread::sleep(Duration::from_millis(50));
+        }
+        wait = (wait * 2).min(Duration::from_secs(5));
     }
 }

@@ -24,6 +24,10 @@ pub enum Error {
     /// A valid caller lacking the scope the call needs.
     #[error("{0}")]
     PermissionDenied(String),
+    /// Kafka went back past a position already reached (the cluster was replaced or reset,
+    /// or the topic recreated): records were lost or renumbered.
+    #[error("{0}")]
+    DataLoss(String),
     /// The gateway is stopping.
     #[error("gateway is shutting down")]
     ShuttingDown,
@@ -104,6 +108,7 @@ impl From<Error> for tonic::Status {
             Error::ResourceExhausted(_) => tonic::Status::resource_exhausted(msg),
             Error::Unauthenticated(_) => tonic::Status::unauthenticated(msg),
             Error::PermissionDenied(_) => tonic::Status::permission_denied(msg),
+            Error::DataLoss(_) => tonic::Status::data_loss(msg),
             Error::Kafka(_) | Error::Internal(_) => tonic::Status::internal(msg),
         }
     }

@@ -1,7 +1,8 @@
 //! The gateway's Kafka side: client settings, metadata look-ups, and readers that run on
 //! their own threads (librdkafka polling blocks, so it never runs on the async runtime).
 
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use rdkafka::client::ClientContext;
@@ -16,6 +17,7 @@ use crate::metrics::Metrics;
 
 pub(crate) mod cluster;
 pub(crate) mod reader;
+pub(crate) mod replaced;
 
 /// A consumer of this gateway: librdkafka's errors and logs go to tracing and metrics.
 pub(crate) type GatewayConsumer = BaseConsumer<KafkaContext>;
@@ -23,9 +25,53 @@ pub(crate) type GatewayConsumer = BaseConsumer<KafkaContext>;
 /// Routes librdkafka's client-level errors and logs: errors are counted in
 /// `alertmesh_kafka_errors_total` and logged as warnings; reaching the end of a partition
 /// is an event the readers use, not an error.
-#[derive(Debug, Clone)]
+///
+/// Each consumer has its own context, which remembers whether the client has lost every
+/// broker connection: the cluster may then have been replaced behind the same address,
+/// and such a client is dropped rather than reconnected (see [`replaced`]).
 pub(crate) struct KafkaContext {
     metrics: Arc<Metrics>,
+    lost: AtomicBool,
+    /// The gateway's watch on its cluster, and its epoch when the client was made: a
+    /// client made before the cluster was last lost is lost too.
+    watch: Arc<replaced::Watch>,
+    epoch: u64,
+    /// The settings the client was made with, to make a fresh one.
+    config: ClientConfig,
+}
+
+impl std::fmt::Debug for KafkaContext {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Not the settings: operator properties may hold secrets.
+        f.debug_struct("KafkaContext")
+            .field("lost", &self.lost)
+            .finish_non_exhaustive()
+    }
+}
+
+impl KafkaContext {
+    /// Whether the client, or the gateway's watch, has lost every connection to the
+    /// cluster since the client was made.
+    pub(crate) fn is_lost(&self) -> bool {
+        self.lost.load(Ordering::Relaxed) || self.watch.epoch() != self.epoch
+    }
+
+    /// The gateway's watch on its cluster.
+    pub(crate) fn watch(&self) -> &replaced::Watch {
+        &self.watch
+    }
+
+    /// The client must not fetch again: it is to be renewed.
+    pub(crate) fn mark_lost(&self) {
+        self.lost.store(true, Ordering::Relaxed);
+    }
+
+    /// Notes an error the client reported, through its callback or its queue.
+    pub(crate) fn saw(&self, error: &KafkaError) {
+        if error.rdkafka_error_code() == Some(RDKafkaErrorCode::AllBrokersDown) {
+            self.lost.store(true, Ordering::Relaxed);
+        }
+    }
 }
 
 impl ClientContext for KafkaContext {
@@ -49,6 +95,7 @@ impl ClientContext for KafkaContext {
         {
             return;
         }
+        self.saw(&error);
         self.metrics.kafka_errors.inc();
         tracing::warn!(error = %error, reason, "kafka client error");
     }
@@ -61,7 +108,9 @@ impl ConsumerContext for KafkaContext {}
 pub(crate) struct Kafka {
     config: Arc<KafkaConfig>,
     client_id: String,
-    context: KafkaContext,
+    metrics: Arc<Metrics>,
+    /// Started with the first consumer.
+    watch: Arc<OnceLock<Arc<replaced::Watch>>>,
 }
 
 impl Kafka {
@@ -69,13 +118,36 @@ impl Kafka {
         Kafka {
             config: Arc::new(config),
             client_id: format!("alertmesh-{gateway}"),
-            context: KafkaContext { metrics },
+            metrics,
+            watch: Arc::new(OnceLock::new()),
         }
+    }
+
+    /// The watch on the cluster (see [`replaced::Watch`]), started on first use.
+    fn watch(&self) -> Arc<replaced::Watch> {
+        let watch = self.watch.get_or_init(|| {
+            let mut c = self.client_config();
+            c.set("group.id", &self.client_id)
+                .set("enable.auto.commit", "false")
+                // Connected to every broker, so "all down" means the cluster is gone.
+                .set("enable.sparse.connections", "false")
+                .set("reconnect.backoff.ms", "10");
+            for (k, v) in &self.config.properties {
+                c.set(k, v);
+            }
+            replaced::Watch::start(c)
+        });
+        Arc::clone(watch)
+    }
+
+    /// The metrics its clients count errors in.
+    pub(crate) fn metrics(&self) -> Arc<Metrics> {
+        Arc::clone(&self.metrics)
     }
 
     /// Counts an error met outside librdkafka's callbacks (e.g. a failed look-up).
     pub(crate) fn count_error(&self) {
-        self.context.metrics.kafka_errors.inc();
+        self.metrics.kafka_errors.inc();
     }
 
     pub(crate) fn timeout(&self) -> Duration {
@@ -155,8 +227,15 @@ impl Kafka {
         for (k, v) in &self.config.properties {
             c.set(k, v);
         }
-        c.create_with_context(self.context.clone())
-            .map_err(Error::from_kafka)
+        let watch = self.watch();
+        let context = KafkaContext {
+            metrics: Arc::clone(&self.metrics),
+            lost: AtomicBool::new(false),
+            epoch: watch.epoch(),
+            watch,
+            config: c.clone(),
+        };
+        c.create_with_context(context).map_err(Error::from_kafka)
     }
 
     /// Creates a single-partition compacted topic for gateway state (cursors,
@@ -260,4 +339,30 @@ impl Kafka {
             })
             .collect())
     }
+}
+
+/// A new client with the settings of `consumer`, which is dropped first: once a client
+/// has lost its cluster it must not reconnect, since librdkafka keeps what it knew of the
+/// old cluster (topic ids, leaders) and has crashed on meeting a new one behind the same
+/// address (see [`replaced`]).
+pub(crate) fn renew(consumer: GatewayConsumer) -> Result<GatewayConsumer> {
+    let (metrics, config, watch) = {
+        let context: &KafkaContext = consumer.context();
+        (
+            Arc::clone(&context.metrics),
+            context.config.clone(),
+            Arc::clone(&context.watch),
+        )
+    };
+    drop(consumer);
+    let context = KafkaContext {
+        metrics,
+        lost: AtomicBool::new(false),
+        epoch: watch.epoch(),
+        watch,
+        config: config.clone(),
+    };
+    config
+        .create_with_context(context)
+        .map_err(Error::from_kafka)
 }

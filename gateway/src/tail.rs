@@ -2,6 +2,11 @@
 //! in a byte-bounded log that every live subscriber reads from. A subscriber that falls
 //! out of the log's window goes back to reading Kafka on its own, so a slow client never
 //! holds the others back or grows the gateway's memory.
+//!
+//! When Kafka goes back (the cluster replaced or reset, the topic recreated: see
+//! [`crate::kafka::cluster`]), the log is emptied and every subscriber that read it
+//! before gets DATA_LOSS naming the partitions and offsets; the tail reads the new
+//! cluster from its end, for subscribers that come after.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -14,7 +19,8 @@ use tokio_util::task::TaskTracker;
 use crate::error::{Error, Result};
 use crate::kafka::cluster::Cluster;
 use crate::kafka::reader::{BatchBounds, ReaderEvent, StartAt};
-use crate::metrics::ReaderKind;
+use crate::kafka::replaced;
+use crate::metrics::{Metrics, ReaderKind};
 use crate::record::{AlertContext, Record};
 
 /// One topic's shared tail.
@@ -42,6 +48,11 @@ struct Inner {
     pos: HashMap<i32, i64>,
     /// Partitions whose end the tail has reached at least once.
     caught_up: Vec<i32>,
+    /// The cluster id the tail reads from, once known.
+    cluster: Option<String>,
+    /// The last time Kafka went back: the head then (every subscriber at or before it
+    /// read the old numbering), and what to tell them.
+    reset: Option<(u64, String)>,
 }
 
 /// What a subscriber gets from one read of the log.
@@ -52,6 +63,8 @@ pub(crate) enum TailRead {
     Empty,
     /// The subscriber's position was evicted: it must read on its own.
     Lagged,
+    /// Kafka went back since the subscriber joined: it must stop with this error.
+    Failed(Error),
 }
 
 impl Tail {
@@ -108,18 +121,26 @@ impl Tail {
     /// skips what it already has.
     pub(crate) fn try_join(&self, partitions: &[i32], next: &HashMap<i32, i64>) -> Option<u64> {
         let inner = self.lock();
-        let covered = partitions
-            .iter()
-            .all(|p| match (next.get(p), inner.low.get(p)) {
-                (Some(n), Some(low)) => n >= low,
-                _ => false,
-            });
+        // A subscriber ahead of the tail read an older numbering of the partition (Kafka
+        // went back): it must not join and silently skip the new records below its offset.
+        let covered =
+            partitions.iter().all(
+                |p| match (next.get(p), inner.low.get(p), inner.pos.get(p)) {
+                    (Some(n), Some(low), Some(pos)) => n >= low && n <= pos,
+                    _ => false,
+                },
+            );
         covered.then_some(inner.first_seq)
     }
 
     /// Reads records from `*seq` on, up to the bounds, and advances `*seq`.
     pub(crate) fn read(&self, seq: &mut u64, bounds: BatchBounds) -> TailRead {
         let inner = self.lock();
+        if let Some((at, message)) = &inner.reset {
+            if *seq <= *at {
+                return TailRead::Failed(Error::DataLoss(message.clone()));
+            }
+        }
         if *seq < inner.first_seq {
             return TailRead::Lagged;
         }
@@ -176,6 +197,34 @@ impl Tail {
         drop(inner);
         // Wake readiness waiters even though no record was added.
         self.head.send_replace(head);
+    }
+
+    /// Kafka went back: forgets the old numbering and fails every subscriber that read it.
+    /// Sequence numbers skip one, so the subscribers that join from now on are told apart.
+    fn reset(&self, message: String) {
+        let mut inner = self.lock();
+        let head = inner.first_seq + inner.records.len() as u64;
+        inner.reset = Some((head, message));
+        inner.records.clear();
+        inner.bytes = 0;
+        inner.first_seq = head + 1;
+        inner.low.clear();
+        inner.pos.clear();
+        inner.caught_up.clear();
+        inner.cluster = None;
+        drop(inner);
+        self.head.send_replace(head + 1);
+    }
+
+    /// What the tail knew of the cluster: to check it after a reconnection.
+    fn seen(&self) -> replaced::Seen {
+        let inner = self.lock();
+        let mut reached: Vec<(i32, i64)> = inner.pos.iter().map(|(p, o)| (*p, *o)).collect();
+        reached.sort_unstable();
+        replaced::Seen {
+            cluster: inner.cluster.clone(),
+            reached,
+        }
     }
 
     /// Where to (re)start reading each partition: after what was read, else at the end.
@@ -241,6 +290,8 @@ impl Tails {
                 low: HashMap::new(),
                 pos: HashMap::new(),
                 caught_up: Vec::new(),
+                cluster: None,
+                reset: None,
             }),
             head: watch::Sender::new(0),
         });
@@ -263,8 +314,9 @@ async fn feed(tail: Arc<Tail>, cluster: Cluster, cancel: CancellationToken) {
     };
     let mut backoff = Duration::from_millis(200);
     while !cancel.is_cancelled() {
-        let starts = tail.restart_positions();
-        let rx = cluster.read(&tail.alert, &starts, bounds, ReaderKind::tail);
+        let rx = prepare(&tail, &cluster)
+            .await
+            .and_then(|starts| cluster.read(&tail.alert, &starts, bounds, ReaderKind::tail));
         match rx {
             Ok(mut rx) => {
                 while let Some(ev) = rx.recv().await {
@@ -277,6 +329,10 @@ async fn feed(tail: Arc<Tail>, cluster: Cluster, cancel: CancellationToken) {
                             partition,
                             position,
                         } => tail.reached_end(partition, position),
+                        ReaderEvent::Failed(Error::DataLoss(message)) => {
+                            went_back(&tail, &cluster.kafka().metrics(), message);
+                            break;
+                        }
                         ReaderEvent::Failed(e) => {
                             tracing::warn!(topic = %tail.alert.topic, error = %e, "tail reader stopped; restarting");
                             break;
@@ -293,5 +349,106 @@ async fn feed(tail: Arc<Tail>, cluster: Cluster, cancel: CancellationToken) {
             _ = tokio::time::sleep(backoff) => {}
         }
         backoff = (backoff * 2).min(Duration::from_secs(10));
+    }
+}
+
+/// A client for the tail's next reader, and where it starts. A restart first checks that
+/// Kafka did not go back under the positions the tail reached (a reader that lost its
+/// cluster ends before it can tell, when the cluster is down for a while).
+async fn prepare(tail: &Arc<Tail>, cluster: &Cluster) -> Result<Vec<(i32, StartAt)>> {
+    // A small client of its own for the check: the reader's clients are made fresh after it.
+    let consumer = cluster.kafka().consumer(64)?;
+    let (t, timeout) = (Arc::clone(tail), cluster.timeout());
+    let checked = tokio::task::spawn_blocking(move || {
+        let seen = t.seen();
+        replaced::check(&consumer, &t.alert.topic, &seen, timeout)
+            .map(|regressions| (consumer, regressions))
+    })
+    .await
+    .map_err(|e| Error::Internal(e.to_string()))?;
+    let (consumer, regressions) = checked?;
+    if !regressions.is_empty() {
+        let message = replaced::data_loss(&tail.alert.topic, &regressions).to_string();
+        went_back(tail, &cluster.kafka().metrics(), message);
+    }
+    tail.lock().cluster = replaced::cluster_id(&consumer);
+    Ok(tail.restart_positions())
+}
+
+/// Kafka went back under the tail: logged, counted as a Kafka error, and every subscriber
+/// of the tail is told.
+fn went_back(tail: &Tail, metrics: &Metrics, message: String) {
+    tracing::warn!(topic = %tail.alert.topic, %message, "kafka went back; failing the tail's subscribers with DATA_LOSS");
+    metrics.kafka_errors.inc();
+    tail.reset(message);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tail() -> Tail {
+        Tail {
+            alert: Arc::new(AlertContext {
+                gateway: "lasair".into(),
+                topic: "ztf".into(),
+                format: "avro-ocf".into(),
+                namespace: "ZTF".into(),
+            }),
+            partitions: vec![0],
+            inner: Mutex::new(Inner {
+                records: VecDeque::new(),
+                first_seq: 0,
+                bytes: 0,
+                cap_bytes: 1 << 20,
+                low: HashMap::new(),
+                pos: HashMap::new(),
+                caught_up: Vec::new(),
+                cluster: None,
+                reset: None,
+            }),
+            head: watch::Sender::new(0),
+        }
+    }
+
+    const ALL: BatchBounds = BatchBounds {
+        max_records: 1000,
+        max_bytes: usize::MAX,
+    };
+
+    #[test]
+    fn subscribers_of_the_old_numbering_fail_with_data_loss_and_new_ones_read_on() {
+        let t = tail();
+        t.reached_end(0, Some(40));
+        t.append((40..45).map(|o| Record::bare(0, o, None)).collect());
+        let (mut caught_up, _) = t.join_at_head();
+        let mut behind = 2;
+        t.reset("kafka went back".into());
+        for seq in [&mut caught_up, &mut behind] {
+            match t.read(seq, ALL) {
+                TailRead::Failed(Error::DataLoss(m)) => assert_eq!(m, "kafka went back"),
+                other => panic!("want DATA_LOSS, got {other:?}"),
+            }
+        }
+        // The new cluster, read from its end: later subscribers see its records.
+        t.reached_end(0, Some(3));
+        let (mut joined, next) = t.join_at_head();
+        assert_eq!(next.get(&0), Some(&3));
+        t.append(vec![Record::bare(0, 3, None)]);
+        match t.read(&mut joined, ALL) {
+            TailRead::Records(rs) => assert_eq!(rs[0].offset, 3),
+            other => panic!("want the new record, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_subscriber_ahead_of_the_tail_does_not_join_it() {
+        let t = tail();
+        t.reached_end(0, Some(0));
+        t.append((0..5).map(|o| Record::bare(0, o, None)).collect());
+        assert!(t.try_join(&[0], &HashMap::from([(0, 2)])).is_some());
+        assert!(t.try_join(&[0], &HashMap::from([(0, 5)])).is_some());
+        // Offset 45 of an older numbering: joining would skip offsets 5-44 silently.
+        assert!(t.try_join(&[0], &HashMap::from([(0, 45)])).is_none());
     }
 }

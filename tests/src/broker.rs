@@ -65,45 +65,8 @@ impl Broker {
             .prefix(&format!("alertmesh-{name}-"))
             .tempdir()?;
         let port = free_port();
-        let url = format!("tcp://127.0.0.1:{port}");
-        let mut command = Command::new(tansu_bin());
-        command
-            .arg("broker")
-            .args(["--listener-url", &url, "--advertised-listener-url", &url])
-            .args(["--storage-engine", "memory://tansu/", "--cluster-id", name])
-            // Tansu logs by RUST_LOG, which may be set for the gateways: at `info` it writes
-            // gigabytes in one benchmark run. TANSU_LOG sets its level instead.
-            .env(
-                "RUST_LOG",
-                std::env::var("TANSU_LOG").unwrap_or_else(|_| "warn".to_owned()),
-            );
-        let mut child = Child::spawn(&format!("tansu-{name}"), &mut command, dir.path())?;
-        let bootstrap = format!("127.0.0.1:{port}");
-        let probe_bootstrap = bootstrap.clone();
-        let ready = wait_until("tansu metadata", START_TIMEOUT, || {
-            let bootstrap = probe_bootstrap.clone();
-            async move {
-                tokio::task::spawn_blocking(move || metadata_ok(&bootstrap))
-                    .await
-                    .ok()
-                    .filter(|ok| *ok)
-            }
-        })
-        .await;
-        if let Err(e) = ready {
-            let exit = child.try_exit();
-            bail!(
-                "{e}; tansu exit {exit:?}; stderr:\n{}",
-                child.stderr_tail(30)
-            );
-        }
-        let producer = ClientConfig::new()
-            .set("bootstrap.servers", &bootstrap)
-            .set("linger.ms", "5")
-            .set("message.timeout.ms", "20000")
-            .set("message.max.bytes", "10000000")
-            .create()
-            .context("create producer")?;
+        let child = spawn_tansu(name, port, dir.path()).await?;
+        let producer = producer(&format!("127.0.0.1:{port}"))?;
         Ok(Self {
             name: name.to_owned(),
             port,
@@ -136,6 +99,17 @@ impl Broker {
     /// Kills the broker (SIGKILL): Kafka becomes unreachable.
     pub fn kill(&mut self) {
         self.child.kill();
+    }
+
+    /// Starts a new, empty broker on the same address and with the same cluster id after
+    /// the old one was killed (or kills it first): a Kafka cluster replaced or reset under
+    /// its clients. Topics must be created again; their offsets start at 0.
+    pub async fn replace(&mut self) -> Result<()> {
+        self.child.kill();
+        self.child = spawn_tansu(&self.name, self.port, self.dir.path()).await?;
+        // The producer's metadata names the old cluster's topics: start afresh.
+        self.producer = producer(&self.bootstrap())?;
+        Ok(())
     }
 
     /// Creates `topic` with `partitions` partitions and waits until metadata shows them.
@@ -232,6 +206,52 @@ impl Broker {
         }
         Ok(produced)
     }
+}
+
+/// Spawns Tansu on `127.0.0.1:port` with cluster id `name` and waits until it serves metadata.
+async fn spawn_tansu(name: &str, port: u16, dir: &std::path::Path) -> Result<Child> {
+    let url = format!("tcp://127.0.0.1:{port}");
+    let mut command = Command::new(tansu_bin());
+    command
+        .arg("broker")
+        .args(["--listener-url", &url, "--advertised-listener-url", &url])
+        .args(["--storage-engine", "memory://tansu/", "--cluster-id", name])
+        // Tansu logs by RUST_LOG, which may be set for the gateways: at `info` it writes
+        // gigabytes in one benchmark run. TANSU_LOG sets its level instead.
+        .env(
+            "RUST_LOG",
+            std::env::var("TANSU_LOG").unwrap_or_else(|_| "warn".to_owned()),
+        );
+    let mut child = Child::spawn(&format!("tansu-{name}"), &mut command, dir)?;
+    let bootstrap = format!("127.0.0.1:{port}");
+    let ready = wait_until("tansu metadata", START_TIMEOUT, || {
+        let bootstrap = bootstrap.clone();
+        async move {
+            tokio::task::spawn_blocking(move || metadata_ok(&bootstrap))
+                .await
+                .ok()
+                .filter(|ok| *ok)
+        }
+    })
+    .await;
+    if let Err(e) = ready {
+        let exit = child.try_exit();
+        bail!(
+            "{e}; tansu exit {exit:?}; stderr:\n{}",
+            child.stderr_tail(30)
+        );
+    }
+    Ok(child)
+}
+
+fn producer(bootstrap: &str) -> Result<FutureProducer> {
+    ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("linger.ms", "5")
+        .set("message.timeout.ms", "20000")
+        .set("message.max.bytes", "10000000")
+        .create()
+        .context("create producer")
 }
 
 fn is_queue_full(e: &rdkafka::error::KafkaError) -> bool {

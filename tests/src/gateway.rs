@@ -327,6 +327,11 @@ impl Gateway {
         self.spawn().await
     }
 
+    /// The exit status if the gateway process has exited (e.g. crashed), without waiting.
+    pub fn exited(&mut self) -> Option<ExitStatus> {
+        self.child.as_mut().and_then(Child::try_exit)
+    }
+
     /// SIGKILL; the gateway stays down.
     pub fn kill(&mut self) {
         if let Some(mut child) = self.child.take() {

@@ -15,6 +15,7 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use crate::error::{is_transport, Error};
+use crate::kafka::replaced;
 use crate::metrics::Metrics;
 use crate::record::{AlertContext, Arena, Record, Written};
 use rdkafka::message::BorrowedMessage;
@@ -91,6 +92,8 @@ pub(crate) fn spawn(
             .map_err(Error::from_kafka)?;
     }
     let topic = topic.to_owned();
+    let starts = starts.to_vec();
+    let runtime = tokio::runtime::Handle::try_current().ok();
     thread::Builder::new()
         .name(name)
         .spawn(move || {
@@ -108,20 +111,116 @@ pub(crate) fn spawn(
                 let _ = tx.blocking_send(ReaderEvent::Failed(Error::from_kafka(e)));
                 return;
             }
-            run(consumer, topic, bounds, tx, ctx)
+            let place = Place::new(replaced::cluster_id(&consumer), &starts);
+            run(consumer, topic, place, bounds, (tx, runtime), ctx)
         })
         .map_err(|e| Error::Internal(format!("cannot start reader thread: {e}")))?;
     Ok(())
+}
+
+/// Where a reader stands: its start positions, the offsets it reached, and the cluster.
+#[derive(Debug)]
+struct Place {
+    starts: Vec<(i32, StartAt)>,
+    /// Per partition (in `starts` order), the next offset to read once one is known.
+    next: Vec<Option<i64>>,
+    /// The slot last updated.
+    last: usize,
+    cluster: Option<String>,
+}
+
+impl Place {
+    fn new(cluster: Option<String>, starts: &[(i32, StartAt)]) -> Self {
+        let next = starts
+            .iter()
+            .map(|(_, s)| match s {
+                StartAt::Offset(o) => Some(*o),
+                _ => None,
+            })
+            .collect();
+        Place {
+            starts: starts.to_vec(),
+            next,
+            last: 0,
+            cluster,
+        }
+    }
+
+    fn reached(&mut self, partition: i32, next: i64) {
+        // Partitions are usually 0..n in order (or a stride of them): try the last slot
+        // used, then look.
+        let i = match self.starts.get(self.last) {
+            Some((p, _)) if *p == partition => Some(self.last),
+            _ => self.starts.iter().position(|(p, _)| *p == partition),
+        };
+        if let Some(i) = i {
+            self.next[i] = Some(next);
+            self.last = i;
+        }
+    }
+
+    /// Records a batch about to be handed over (the last record per partition wins).
+    fn read(&mut self, records: &[Record]) {
+        for r in records {
+            self.reached(r.partition, r.offset + 1);
+        }
+    }
+
+    fn seen(&self) -> replaced::Seen {
+        replaced::Seen {
+            cluster: self.cluster.clone(),
+            reached: self
+                .starts
+                .iter()
+                .zip(&self.next)
+                .filter_map(|((p, _), n)| n.map(|n| (*p, n)))
+                .collect(),
+        }
+    }
+
+    /// Where a renewed client resumes: after what was read, else where the read began.
+    fn resume(&self, topic: &str) -> Result<TopicPartitionList, Error> {
+        let mut tpl = TopicPartitionList::new();
+        for ((p, start), next) in self.starts.iter().zip(&self.next) {
+            let offset = match (next, start) {
+                (Some(n), _) => Offset::Offset(*n),
+                (None, StartAt::Beginning) => Offset::Beginning,
+                (None, StartAt::End) => Offset::End,
+                (None, StartAt::Offset(o)) => Offset::Offset(*o),
+            };
+            tpl.add_partition_offset(topic, *p, offset)
+                .map_err(Error::from_kafka)?;
+        }
+        Ok(tpl)
+    }
+}
+
+/// Replaces a client that lost every broker connection (see [`replaced`]): the new one
+/// resumes after what was read, unless the cluster cannot be reached (Unavailable) or
+/// went back past a reached position (DataLoss).
+fn renew(consumer: GatewayConsumer, topic: &str, place: &Place) -> Result<GatewayConsumer, Error> {
+    let fresh = crate::kafka::renew(consumer)?;
+    let regressions = replaced::check(&fresh, topic, &place.seen(), METADATA_TIMEOUT)?;
+    if !regressions.is_empty() {
+        tracing::warn!(topic, ?regressions, "kafka went back under a reader");
+        return Err(replaced::data_loss(topic, &regressions));
+    }
+    fresh
+        .assign(&place.resume(topic)?)
+        .map_err(Error::from_kafka)?;
+    tracing::info!(topic, "kafka connection lost and regained; reader renewed");
+    Ok(fresh)
 }
 
 /// How long a reader waits for the topic's metadata before assigning its partitions.
 const METADATA_TIMEOUT: Duration = Duration::from_secs(3);
 
 fn run(
-    consumer: GatewayConsumer,
+    mut consumer: GatewayConsumer,
     topic: String,
+    mut place: Place,
     bounds: BatchBounds,
-    tx: mpsc::Sender<ReaderEvent>,
+    (tx, runtime): (mpsc::Sender<ReaderEvent>, Option<tokio::runtime::Handle>),
     ctx: ReaderCtx,
 ) {
     let ReaderCtx {
@@ -134,17 +233,37 @@ fn run(
         bytes_read: metrics.reader(&metrics.kafka_bytes_read, kind),
         ..Filling::default()
     };
-    let send = |ev: ReaderEvent| tx.blocking_send(ev).is_ok();
+    let mut out = Outbox { tx, runtime };
     // Sends what has been read, if anything; false once the subscriber is gone.
-    let flush = |filling: &mut Filling| {
-        filling
-            .take()
-            .is_none_or(|rs| send(ReaderEvent::Records(rs)))
-    };
+    let flush =
+        |filling: &mut Filling, place: &mut Place, out: &mut Outbox, consumer: &GatewayConsumer| {
+            filling.take().is_none_or(|rs| {
+                place.read(&rs);
+                out.send(consumer, ReaderEvent::Records(rs))
+            })
+        };
     loop {
+        if replaced::is_lost(&consumer) {
+            // No fetch from here on: handing over what was read may wait on a slow
+            // subscriber, and the cluster may come back replaced meanwhile.
+            let _ = consumer.unassign();
+            if !flush(&mut filling, &mut place, &mut out, &consumer) {
+                return;
+            }
+            consumer = match renew(consumer, &topic, &place) {
+                Ok(c) => c,
+                Err(e) => {
+                    if matches!(e, Error::DataLoss(_)) {
+                        metrics.kafka_errors.inc();
+                    }
+                    let _ = out.send_final(ReaderEvent::Failed(e));
+                    return;
+                }
+            };
+        }
         // Checked between batches: a batch fills in well under a millisecond, and the
         // token takes a lock.
-        if filling.is_empty() && (cancel.is_cancelled() || tx.is_closed()) {
+        if filling.is_empty() && (cancel.is_cancelled() || out.tx.is_closed()) {
             return;
         }
         // Block only while the batch is empty; otherwise take what is already buffered.
@@ -156,36 +275,108 @@ fn run(
         match consumer.poll(wait) {
             Some(Ok(m)) => {
                 filling.push_kafka(&m, &alert);
-                if filling.is_full(bounds) && !flush(&mut filling) {
+                if filling.is_full(bounds) && !flush(&mut filling, &mut place, &mut out, &consumer)
+                {
                     return;
                 }
             }
             None => {
-                if !flush(&mut filling) {
+                if !flush(&mut filling, &mut place, &mut out, &consumer) {
                     return;
                 }
             }
             Some(Err(KafkaError::PartitionEOF(partition))) => {
-                if !flush(&mut filling) {
+                if !flush(&mut filling, &mut place, &mut out, &consumer) {
                     return;
                 }
                 let position = eof_position(&consumer, &topic, partition);
-                if !send(ReaderEvent::Eof {
-                    partition,
-                    position,
-                }) {
+                if let Some(p) = position {
+                    place.reached(partition, p);
+                }
+                if !out.send(
+                    &consumer,
+                    ReaderEvent::Eof {
+                        partition,
+                        position,
+                    },
+                ) {
                     return;
                 }
             }
             Some(Err(e)) => {
                 metrics.kafka_errors.inc();
+                consumer.context().saw(&e);
                 tracing::warn!(topic = %topic, error = %e, "kafka read error");
                 if let Some(failure) = classify(&consumer, &topic, e) {
-                    let _ = send(ReaderEvent::Failed(failure));
+                    let _ = out.send_final(ReaderEvent::Failed(failure));
                     return;
                 }
             }
         }
+    }
+}
+
+/// Where a reader's events go.
+struct Outbox {
+    tx: mpsc::Sender<ReaderEvent>,
+    /// The runtime the reader was started from, to wait on the subscriber and the
+    /// cluster watch at once.
+    runtime: Option<tokio::runtime::Handle>,
+}
+
+impl Outbox {
+    /// Hands an event over; false once the subscriber is gone. A reader waiting on a slow
+    /// subscriber does not poll its client, so it would not see the cluster go: if the
+    /// gateway's watch loses the cluster meanwhile, the client stops fetching at once
+    /// and is renewed before the reader polls again (see [`replaced`]).
+    fn send(&mut self, consumer: &GatewayConsumer, ev: ReaderEvent) -> bool {
+        use tokio::sync::mpsc::error::TrySendError;
+        let Some(runtime) = &self.runtime else {
+            return self.tx.blocking_send(ev).is_ok();
+        };
+        match self.tx.try_reserve() {
+            Ok(permit) => {
+                permit.send(ev);
+                return true;
+            }
+            Err(TrySendError::Closed(())) => return false,
+            Err(TrySendError::Full(())) => {}
+        }
+        let context = consumer.context();
+        let wait = async {
+            // Registered before the state is read, so no change goes unseen.
+            let changed = context.watch().changed().notified();
+            tokio::pin!(changed);
+            changed.as_mut().enable();
+            if context.is_lost() {
+                return None;
+            }
+            tokio::select! {
+                reserved = self.tx.reserve() => Some(reserved),
+                () = &mut changed => None,
+            }
+        };
+        let reserved = match runtime.block_on(wait) {
+            Some(reserved) => reserved,
+            None => {
+                // Stop fetching now; the reader renews its client before it polls again.
+                let _ = consumer.unassign();
+                context.mark_lost();
+                runtime.block_on(self.tx.reserve())
+            }
+        };
+        match reserved {
+            Ok(permit) => {
+                permit.send(ev);
+                true
+            }
+            Err(_) => false,
+        }
+    }
+
+    /// Hands over the reader's last event (the reader stops after it).
+    fn send_final(&self, ev: ReaderEvent) -> bool {
+        self.tx.blocking_send(ev).is_ok()
     }
 }
 
@@ -238,10 +429,12 @@ impl Filling {
 
 /// Decides whether a read error ends the reader. librdkafka retries transport errors by
 /// itself, so one only ends the read when a metadata probe confirms the cluster is gone:
-/// a subscriber then gets UNAVAILABLE within seconds instead of waiting forever.
+/// a subscriber then gets UNAVAILABLE within seconds instead of waiting forever. A client
+/// that lost every connection is not probed: it is renewed (see [`renew`]).
 fn classify(consumer: &GatewayConsumer, topic: &str, e: KafkaError) -> Option<Error> {
     use rdkafka::types::RDKafkaErrorCode as C;
     match e.rdkafka_error_code() {
+        Some(code) if is_transport(code) && replaced::is_lost(consumer) => None,
         Some(code) if is_transport(code) => consumer
             .fetch_metadata(Some(topic), Duration::from_secs(3))
             .err()
@@ -275,6 +468,44 @@ fn eof_position(consumer: &GatewayConsumer, topic: &str, partition: i32) -> Opti
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_renewed_reader_resumes_after_what_it_read_else_where_it_began() {
+        let starts = [
+            (0, StartAt::Offset(7)),
+            (1, StartAt::Beginning),
+            (2, StartAt::End),
+        ];
+        let mut place = Place::new(Some("lasair".into()), &starts);
+        assert_eq!(place.seen().reached, [(0, 7)]);
+        place.read(&[
+            Record::bare(1, 3, None),
+            Record::bare(0, 7, None),
+            Record::bare(1, 4, None),
+        ]);
+        place.reached(2, 40);
+        let seen = place.seen();
+        assert_eq!(seen.reached, [(0, 8), (1, 5), (2, 40)]);
+        assert_eq!(seen.cluster.as_deref(), Some("lasair"));
+        let tpl = place.resume("ztf").unwrap();
+        let offsets: Vec<(i32, Offset)> = tpl
+            .elements()
+            .iter()
+            .map(|e| (e.partition(), e.offset()))
+            .collect();
+        assert_eq!(
+            offsets,
+            [
+                (0, Offset::Offset(8)),
+                (1, Offset::Offset(5)),
+                (2, Offset::Offset(40))
+            ]
+        );
+        // Nothing read yet: where the read began.
+        let fresh = Place::new(None, &starts).resume("ztf").unwrap();
+        let offsets: Vec<Offset> = fresh.elements().iter().map(|e| e.offset()).collect();
+        assert_eq!(offsets, [Offset::Offset(7), Offset::Beginning, Offset::End]);
+    }
 
     use crate::record::Parts;
 

@@ -168,6 +168,7 @@ impl Subscription {
                             tracing::debug!("fell behind the shared tail; reading on its own");
                             Mode::Own(self.own_reader()?)
                         }
+                        TailRead::Failed(e) => return Err(Stop::Failed(e)),
                         TailRead::Empty => {
                             tokio::select! {
                                 _ = head.changed() => {}
