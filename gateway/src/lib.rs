@@ -40,8 +40,6 @@ mod http;
 mod kafka;
 mod metrics;
 mod mirrors;
-// Until record.rs is split, its items keep `pub`; some serve only tests.
-#[allow(unreachable_pub, dead_code)]
 mod record;
 mod server;
 mod service;

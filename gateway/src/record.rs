@@ -40,7 +40,7 @@ pub(crate) use timestamp::ms_from_timestamp;
 /// costs no further encoding or copy. Cloning it is one reference count, like an `Arc`.
 /// Its headers are only in the encoding: nothing on the serving path reads them.
 #[derive(Debug, Clone)]
-pub struct Record {
+pub(crate) struct Record {
     pub(crate) partition: i32,
     pub(crate) offset: i64,
     /// Kafka timestamp in milliseconds since the epoch, when the record has one.

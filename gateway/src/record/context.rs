@@ -14,7 +14,7 @@ use crate::config::TopicConfig;
 
 /// What every alert of one exposed topic shares on the wire.
 #[derive(Debug, Clone)]
-pub struct AlertContext {
+pub(crate) struct AlertContext {
     pub(crate) gateway: String,
     pub(crate) topic: String,
     pub(crate) format: String,
