@@ -216,7 +216,8 @@ pub async fn run_client(command: Command) -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(line) => {
-            eprintln!("error: {line}");
+            // Errors may quote what a gateway sent: terminal-safe and capped, line by line.
+            eprintln!("error: {}", output::text(&line));
             ExitCode::FAILURE
         }
     }
