@@ -15,12 +15,14 @@ demo: tansu build
 	ALERTMESH_BIN=$(TARGET_DIR)/debug/alertmesh ./deploy/demo/run.sh
 
 ## Install Tansu if missing, build, lint, and run every test (unit, end-to-end, Python client, notebook),
-## then every documented benchmark at smoke size (scripts/bench-smoke.sh).
+## then every documented benchmark at smoke size (scripts/bench-smoke.sh) and every fuzz target for
+## 20 s (scripts/fuzz-smoke.sh, libFuzzer on stable; installs cargo-fuzz when missing).
 test: tansu lint
 	$(CARGO) build --workspace --all-targets
 	$(CARGO) test --workspace --no-fail-fast
 	ALERTMESH_BIN=$(TARGET_DIR)/debug/alertmesh ./clients/python/run-tests.sh
 	TARGET_DIR=$(TARGET_DIR) ./scripts/bench-smoke.sh
+	TARGET_DIR=$(TARGET_DIR) ./scripts/fuzz-smoke.sh
 
 build:
 	$(CARGO) build --workspace --bins

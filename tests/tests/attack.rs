@@ -253,3 +253,59 @@ async fn silent_slow_and_idle_connections_are_closed() -> Result<()> {
     assert!(!batch.alerts.is_empty());
     Ok(())
 }
+
+/// Rapid reset (CVE-2023-44487's pattern): streams opened and cancelled at once, thousands
+/// of times. The gateway must keep serving and must not turn the attack into a log flood.
+#[tokio::test]
+async fn rapid_reset_neither_stops_the_gateway_nor_floods_its_log() -> Result<()> {
+    let site = Mesh::new("lasair")
+        .topic(ZTF_TOPIC, 3)
+        .ztf_alerts()
+        .start()
+        .await?;
+    let addr = site.gateway.grpc_addr();
+    let mut sent = 0;
+    'connections: for _ in 0..20 {
+        let tcp = TcpStream::connect(&addr).await?;
+        let Ok((mut send, connection)) = h2::client::handshake(tcp).await else {
+            continue;
+        };
+        tokio::spawn(connection);
+        for _ in 0..500 {
+            match tokio::time::timeout(Duration::from_secs(2), send.clone().ready()).await {
+                Ok(Ok(ready)) => send = ready,
+                _ => continue 'connections,
+            }
+            let Ok((_response, mut stream)) = send.send_request(grpc_head(&addr, SUBSCRIBE), false)
+            else {
+                continue 'connections;
+            };
+            stream.send_reset(h2::Reason::CANCEL);
+            sent += 1;
+        }
+    }
+    assert!(sent > 1000, "only {sent} streams could be opened and reset");
+    tokio::time::sleep(Duration::from_secs(1)).await;
+
+    let log = site.gateway.stderr_tail(1_000_000);
+    let warnings = log
+        .lines()
+        .filter(|l| l.contains("WARN") || l.contains("ERROR"))
+        .count();
+    eprintln!(
+        "{sent} streams reset; {warnings} warning lines; last lines:\n{}",
+        site.gateway.stderr_tail(5)
+    );
+    assert!(
+        warnings < 50,
+        "{warnings} warning lines after {sent} resets"
+    );
+
+    let mut client = site.gateway.client().await?;
+    let mut req = request(ZTF_TOPIC);
+    req.start = earliest();
+    req.end = until_now();
+    let got = subscribe_all(&mut client, req, WAIT).await;
+    assert_eq!(got.alerts.len(), site.produced.len(), "{:?}", got.end);
+    Ok(())
+}
