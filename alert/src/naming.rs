@@ -3,7 +3,7 @@
 //! validation, alert refs, mirrors at run time and the CLI (before it turns a name a
 //! gateway sent into a file name) all check with these.
 //!
-//! Mesh keys (`<namespace>:<id>`) have their rule in [`crate::mesh_key`].
+//! Mesh keys (`<namespace>:<id>`) have their rule in [`mod@crate::mesh_key`].
 
 use crate::echo::quoted;
 use crate::{Error, Result};

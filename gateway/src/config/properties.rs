@@ -91,7 +91,7 @@ impl std::fmt::Debug for Secrets {
 }
 
 impl Secrets {
-    /// `text` with every credential value replaced by [`REDACTED`].
+    /// `text` with every credential value replaced by `<redacted>`.
     pub fn redact(&self, text: &str) -> String {
         redact(text, self.0.iter().map(String::as_str))
     }
