@@ -10,7 +10,8 @@ class AlertmeshError(Exception):
 
     Attributes:
         code: the gRPC status code name, e.g. ``"NOT_FOUND"``.
-        message: the gateway's explanation, unchanged.
+        message: the gateway's explanation (command-line flags it suggests are named as
+            :class:`~alertmesh.Gateway` arguments).
     """
 
     def __init__(self, code: str, message: str) -> None:
@@ -60,12 +61,26 @@ _BY_CODE: dict[grpc.StatusCode, type[AlertmeshError]] = {
 }
 
 
+#: Gateway hints written for the command line, and what a Python caller passes instead.
+_CLI_HINTS = (
+    ("pass --cert and --key", "pass cert= and key= (PEM files of a client certificate and its key) to Gateway()"),
+    ("pass --token", "pass token= (a token or the path of a token file) to Gateway()"),
+)
+
+
+def python_hint(message: str) -> str:
+    """The gateway's message with command-line flags it suggests replaced by Gateway arguments."""
+    for cli, py in _CLI_HINTS:
+        message = message.replace(cli, py)
+    return message
+
+
 def from_rpc_error(err: grpc.RpcError) -> AlertmeshError:
     """Converts a failed gRPC call into the matching :class:`AlertmeshError` subclass."""
     code = err.code() if isinstance(err, grpc.Call) else grpc.StatusCode.UNKNOWN
     details = err.details() if isinstance(err, grpc.Call) else str(err)
     cls = _BY_CODE.get(code, AlertmeshError)
-    return cls(code.name, details or "")
+    return cls(code.name, python_hint(details or ""))
 
 
 def is_transient(err: grpc.RpcError) -> bool:
