@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import grpc
 
 
@@ -61,18 +63,15 @@ _BY_CODE: dict[grpc.StatusCode, type[AlertmeshError]] = {
 }
 
 
-#: Gateway hints written for the command line, and what a Python caller passes instead.
-_CLI_HINTS = (
-    ("pass --cert and --key", "pass cert= and key= (PEM files of a client certificate and its key) to Gateway()"),
-    ("pass --token", "pass token= (a token or the path of a token file) to Gateway()"),
-)
+#: Command-line flags a gateway's hint may name, and the Gateway argument that does the same.
+_CLI_FLAGS = re.compile(r"--(cert|key|token|ca)\b")
 
 
 def python_hint(message: str) -> str:
-    """The gateway's message with command-line flags it suggests replaced by Gateway arguments."""
-    for cli, py in _CLI_HINTS:
-        message = message.replace(cli, py)
-    return message
+    """The gateway's message with the command-line flags it suggests (``pass --cert and
+    --key``) named as :class:`~alertmesh.Gateway` arguments (``pass cert= and key=``)."""
+    hint, n = _CLI_FLAGS.subn(r"\1=", message)
+    return f"{hint} (arguments of alertmesh.Gateway)" if n else message
 
 
 def from_rpc_error(err: grpc.RpcError) -> AlertmeshError:

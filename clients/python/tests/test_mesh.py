@@ -88,14 +88,3 @@ def test_directory_walks_mirror_sources_and_lists_unreachable_peers(fink: dict[s
         assert gw.directory().names() == [GATEWAY_NAME]
     with Gateway(fink["url"]) as gw:
         assert gw.directory(max_gateways=1).names() == ["fink"]
-
-
-def test_directory_never_sends_the_token_to_peers(tmp_path) -> None:  # type: ignore[no-untyped-def]
-    ca = tmp_path / "ca.pem"
-    ca.write_text("not read until a TLS peer is dialled")
-    gw = Gateway("http://127.0.0.1:1", token="secret-token")
-    assert gw._metadata == (("authorization", "Bearer secret-token"),)
-    # A plain-text address a gateway supplied: no token, no TLS.
-    assert gw._peer("http://10.0.0.9:50051")._metadata == ()
-    # Even the address of the configured gateway itself, named by a peer.
-    assert gw._peer("http://127.0.0.1:1")._metadata == ()
