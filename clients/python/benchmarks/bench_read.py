@@ -66,7 +66,7 @@ def direct(bootstrap: str, n: int) -> list[dict[str, Any]]:
             for msg in consumer.consume(num_messages=min(1000, n - len(out)), timeout=1.0):
                 if msg.error():
                     raise KafkaException(msg.error())
-                (record,) = fastavro.reader(io.BytesIO(msg.value()))
+                (record,) = fastavro.reader(io.BytesIO(msg.value() or b""))
                 out.append(record)  # type: ignore[arg-type]
         return out
     finally:
