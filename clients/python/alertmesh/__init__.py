@@ -1,7 +1,7 @@
 """alertmesh: a Python client for alertmesh gateways.
 
 >>> from alertmesh import Gateway
->>> gw = Gateway("http://127.0.0.1:50051")
+>>> gw = Gateway("http://127.0.0.1:29053")  # `make demo`: the fink gateway
 >>> for alert in gw.subscribe("ztf.alerts", start="earliest", end="now", where="candidate.magpsf < 18"):
 ...     print(alert.key, alert.record["candid"])
 """
@@ -17,7 +17,18 @@ from alertmesh.errors import (
     Unauthenticated,
     Unavailable,
 )
-from alertmesh.models import Alert, AuthMethod, Endpoint, GatewayInfo, Peer, Skipped, TopicInfo
+from alertmesh.lightcurve import plot as plot_lightcurve
+from alertmesh.models import (
+    Alert,
+    AuthMethod,
+    Directory,
+    Endpoint,
+    GatewayInfo,
+    MirrorStatus,
+    Peer,
+    Skipped,
+    TopicInfo,
+)
 from alertmesh.stream import Backoff, Subscription
 
 __version__ = "0.1.0"
@@ -28,12 +39,15 @@ __all__ = [
     "AuthMethod",
     "Backoff",
     "DecodeError",
+    "Directory",
     "Endpoint",
     "Gateway",
     "GatewayInfo",
     "InvalidArgument",
+    "MirrorStatus",
     "NotFound",
     "Peer",
+    "plot_lightcurve",
     "PermissionDenied",
     "ResourceExhausted",
     "Skipped",

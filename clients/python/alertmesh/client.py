@@ -13,8 +13,8 @@ import grpc
 from alertmesh._proto import alertmesh_pb2 as pb
 from alertmesh._proto import alertmesh_pb2_grpc as pb_grpc
 from alertmesh.decode import decode_payload, mesh_key
-from alertmesh.errors import from_rpc_error
-from alertmesh.models import Alert, GatewayInfo, Skipped, TopicInfo
+from alertmesh.errors import AlertmeshError, from_rpc_error
+from alertmesh.models import Alert, Directory, GatewayInfo, MirrorStatus, Skipped, TopicInfo
 from alertmesh.positions import EndSpec, StartSpec, offsets_pb, to_end, to_start
 from alertmesh.stream import Backoff, Decode, Subscription
 
@@ -35,6 +35,9 @@ _CHANNEL_OPTIONS: list[tuple[str, Any]] = [
 
 DEFAULT_URL = "http://127.0.0.1:50051"
 
+#: Most gateways a directory walk visits: a hostile gateway can name any number of peers.
+MAX_GATEWAYS = 256
+
 PathLike = str | os.PathLike[str]
 
 
@@ -49,6 +52,11 @@ def _token(token: str | os.PathLike[str] | None) -> str | None:
     if isinstance(token, os.PathLike) or (len(str(token)) < 4096 and Path(str(token)).is_file()):
         return Path(token).read_text().strip()
     return str(token).strip()
+
+
+def _normalized(url: str) -> str:
+    """A gateway URL with its scheme, for comparing the addresses a walk meets."""
+    return url if "://" in url else f"http://{url}"
 
 
 class Gateway:
@@ -99,6 +107,9 @@ class Gateway:
             self._channel = grpc.insecure_channel(target, options=opts)
         self.url = url
         self.timeout = timeout
+        # Kept for peers found by `directory`: TLS files go to https:// peers, never the token.
+        self._tls = (ca, cert, key)
+        self._options = tuple(options)
         tok = _token(token)
         self._metadata: tuple[tuple[str, str], ...] = (("authorization", f"Bearer {tok}"),) if tok else ()
         self._stub = pb_grpc.AlertMeshStub(self._channel)  # type: ignore[no-untyped-call]
@@ -130,6 +141,56 @@ class Gateway:
     def describe(self) -> GatewayInfo:
         """The gateway's name, version, endpoints, topics, auth methods and peers."""
         return GatewayInfo.from_pb(self._unary(self._stub.DescribeGateway, pb.DescribeGatewayRequest()))
+
+    def mirror_status(self) -> list[MirrorStatus]:
+        """The gateway's mirror jobs: state, positions, lag and counters (as ``alertmesh mirror status``).
+
+        On a gateway with ``[auth]`` this needs a token with the ``admin`` scope.
+        """
+        resp = self._unary(self._stub.MirrorStatus, pb.MirrorStatusRequest())
+        return [MirrorStatus.from_pb(m) for m in resp.mirrors]
+
+    def directory(self, *, max_gateways: int = MAX_GATEWAYS) -> Directory:
+        """Every gateway reachable from this one through mirror sources, breadth-first
+        (as ``alertmesh directory``).
+
+        This gateway is described with its token, so its description shows what the token
+        may see. Peers are addresses other gateways supplied: they are described without
+        the token (a hostile gateway could name any address), with the TLS files only
+        when their URL is ``https://``. Peers that cannot be reached are listed in
+        ``Directory.unreachable``; at most ``max_gateways`` are visited.
+        """
+        found: list[tuple[str, GatewayInfo]] = [(self.url, self.describe())]
+        unreachable: list[tuple[str, str]] = []
+        seen = {_normalized(self.url)}
+        queue = [self._peer_urls(found[0][1], seen, max_gateways)]
+        while queue:
+            for url in queue.pop(0):
+                try:
+                    with self._peer(url) as peer:
+                        info = peer.describe()
+                except (AlertmeshError, ValueError, OSError) as e:
+                    unreachable.append((url, str(e)))
+                    continue
+                found.append((url, info))
+                queue.append(self._peer_urls(info, seen, max_gateways))
+        return Directory(found, unreachable)
+
+    def _peer_urls(self, info: GatewayInfo, seen: set[str], limit: int) -> list[str]:
+        """The mirror sources ``info`` names that the walk has not queued yet."""
+        urls = []
+        for p in info.peers:
+            url = _normalized(p.url)
+            if p.relation == "mirror-source" and url not in seen and len(seen) < limit:
+                seen.add(url)
+                urls.append(p.url)
+        return urls
+
+    def _peer(self, url: str) -> Gateway:
+        """A client of ``url``, an address another gateway supplied: never with this
+        gateway's token; with its TLS files only when ``url`` is https://."""
+        ca, cert, key = self._tls if url.startswith("https://") else (None, None, None)
+        return Gateway(url, ca=ca, cert=cert, key=key, timeout=self.timeout, options=self._options)
 
     def fetch(self, ref: str, *, decode: bool = True) -> Alert:
         """Resolves an alert ref ``am://<gateway>/<topic>/<partition>/<offset>``.
@@ -254,3 +315,47 @@ class Gateway:
             raise ValueError("to_pandas needs a bounded stream: give end='now' or a time")
         kwargs.setdefault("omit_cutouts", True)
         return alerts_to_frame(self.subscribe(topic, start, end, **kwargs))
+
+    def lightcurve(
+        self,
+        key: str,
+        *,
+        topic: str,
+        start: StartSpec = "earliest",
+        end: EndSpec = "now",
+        **kwargs: Any,
+    ) -> pandas.DataFrame:
+        """Every detection and upper limit known for one object, one row per epoch and band.
+
+        Reads every alert of ``key`` in ``topic`` (an ``ids`` filter, run by the gateway)
+        and gathers the points each carries: ZTF ``candidate`` and ``prv_candidates``, LSST
+        ``diaSource``, ``prvDiaSources`` and ``prvDiaForcedSources``. Alerts repeat their
+        object's history (and a replayed feed repeats alerts), so each epoch and band is
+        kept once: a detection before forced photometry before an upper limit.
+
+        Args:
+            key: the mesh key (``ZTF:ZTF20aabaesm``), or the object id alone
+                (``ZTF20aabaesm``), then prefixed with the topic's namespace.
+            topic: the topic to read.
+            start, end: the time range, as in :meth:`subscribe` (default: everything stored).
+
+        Returns:
+            A DataFrame sorted by time with columns ``mjd``, ``band``, ``kind``
+            (``detection``, ``forced`` or ``upper_limit``), ``mag``, ``mag_err``,
+            ``limit_mag`` (ZTF's 5-sigma depth), ``flux`` and ``flux_err`` (LSST, nJy),
+            ``id`` (``candid`` / ``diaSourceId`` / ``diaForcedSourceId``) and ``ref`` (the
+            alert it was read from); ``attrs["key"]`` is the mesh key. Draw it with
+            :func:`alertmesh.plot_lightcurve`. Needs ``pip install alertmesh[pandas]``.
+        """
+        from alertmesh.lightcurve import points, to_frame
+
+        if end is None:
+            raise ValueError("lightcurve needs a bounded stream: give end='now' or a time")
+        if ":" not in key:
+            namespace = next((t.namespace for t in self.topics() if t.name == topic), None)
+            if namespace is None:
+                raise ValueError(f"topic {topic!r} is not exposed by {self.url}: give a full mesh key")
+            key = f"{namespace}:{key}"
+        kwargs.setdefault("omit_cutouts", True)
+        alerts = self.subscribe(topic, start, end, ids=[key], **kwargs)
+        return to_frame(points((a.record, a.ref) for a in alerts if a.record is not None), key)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import grpc
 
 
@@ -10,7 +12,8 @@ class AlertmeshError(Exception):
 
     Attributes:
         code: the gRPC status code name, e.g. ``"NOT_FOUND"``.
-        message: the gateway's explanation, unchanged.
+        message: the gateway's explanation (command-line flags it suggests are named as
+            :class:`~alertmesh.Gateway` arguments).
     """
 
     def __init__(self, code: str, message: str) -> None:
@@ -60,12 +63,23 @@ _BY_CODE: dict[grpc.StatusCode, type[AlertmeshError]] = {
 }
 
 
+#: Command-line flags a gateway's hint may name, and the Gateway argument that does the same.
+_CLI_FLAGS = re.compile(r"--(cert|key|token|ca)\b")
+
+
+def python_hint(message: str) -> str:
+    """The gateway's message with the command-line flags it suggests (``pass --cert and
+    --key``) named as :class:`~alertmesh.Gateway` arguments (``pass cert= and key=``)."""
+    hint, n = _CLI_FLAGS.subn(r"\1=", message)
+    return f"{hint} (arguments of alertmesh.Gateway)" if n else message
+
+
 def from_rpc_error(err: grpc.RpcError) -> AlertmeshError:
     """Converts a failed gRPC call into the matching :class:`AlertmeshError` subclass."""
     code = err.code() if isinstance(err, grpc.Call) else grpc.StatusCode.UNKNOWN
     details = err.details() if isinstance(err, grpc.Call) else str(err)
     cls = _BY_CODE.get(code, AlertmeshError)
-    return cls(code.name, details or "")
+    return cls(code.name, python_hint(details or ""))
 
 
 def is_transient(err: grpc.RpcError) -> bool:

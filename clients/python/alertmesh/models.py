@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
@@ -140,3 +141,68 @@ class Alert:
             kafka_key=kafka_key,
             headers=[(h.key, h.value if h.HasField("value") else None) for h in m.headers],
         )
+
+
+@dataclass(frozen=True)
+class MirrorStatus:
+    """One mirror job of a gateway (``MirrorStatus``): where it copies from and to, and how it fares."""
+
+    name: str
+    #: ``am://<gateway>/<topic>`` for a gateway source, ``kafka://<bootstrap>/<topic>`` for Kafka.
+    source: str
+    destination: str
+    #: ``starting``, ``recovering``, ``running``, ``backoff`` (or ``failed``).
+    state: str
+    #: The last error, while the mirror is not running; empty otherwise.
+    error: str
+    #: Per source partition, the next offset to copy.
+    positions: dict[int, int]
+    #: Seconds between now and the Kafka timestamp of the last alert copied.
+    lag_seconds: float
+    copied: int
+    #: Records not copied because their ``am-hops`` already named this gateway.
+    cycles_dropped: int
+    #: Records sent to ``<destination>.dlq``.
+    dead_lettered: int
+    errors: int
+    reconnects: int
+
+    @classmethod
+    def from_pb(cls, m: pb.MirrorInfo) -> MirrorStatus:
+        return cls(
+            name=m.name,
+            source=m.source,
+            destination=m.destination,
+            state=m.state,
+            error=m.error,
+            positions={p.partition: p.offset for p in m.positions},
+            lag_seconds=m.lag_seconds,
+            copied=m.copied,
+            cycles_dropped=m.cycles_dropped,
+            dead_lettered=m.dead_lettered,
+            errors=m.errors,
+            reconnects=m.reconnects,
+        )
+
+
+@dataclass(frozen=True)
+class Directory:
+    """The gateways reachable from one gateway through its mirror sources (``Gateway.directory``).
+
+    Iterating yields the descriptions, nearest first.
+    """
+
+    #: ``(url it was reached at, its description)``, breadth-first from the starting gateway.
+    gateways: list[tuple[str, GatewayInfo]]
+    #: ``(url, reason)`` of peers that could not be described.
+    unreachable: list[tuple[str, str]]
+
+    def __iter__(self) -> Iterator[GatewayInfo]:
+        return iter(info for _, info in self.gateways)
+
+    def __len__(self) -> int:
+        return len(self.gateways)
+
+    def names(self) -> list[str]:
+        """The gateways' names, nearest first."""
+        return [info.name for _, info in self.gateways]

@@ -99,3 +99,12 @@ def test_missing_or_insufficient_credentials_raise_typed_errors(secure: dict) ->
         next(iter(weak.subscribe(TOPIC, start="earliest", end="now")))
     assert TOPIC in e2.value.message
     assert secure["weak"].read_text() not in e2.value.message
+
+
+def test_missing_client_certificate_names_the_python_arguments(secure: dict) -> None:  # type: ignore[type-arg]
+    no_cert = Gateway(secure["url"], token=str(secure["token"]), ca=str(secure["ca"]))
+    with pytest.raises(Unauthenticated) as e:
+        next(iter(no_cert.subscribe(TOPIC, start="earliest", end="now")))
+    assert "client certificate" in e.value.message
+    assert "cert=" in e.value.message and "key=" in e.value.message
+    assert "--cert" not in e.value.message and "--key" not in e.value.message

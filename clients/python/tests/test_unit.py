@@ -88,3 +88,55 @@ def test_token_is_sent_as_bearer_metadata(tmp_path: Path) -> None:
 def test_bad_url() -> None:
     with pytest.raises(ValueError, match="invalid gateway URL"):
         Gateway("ftp://x:1")
+
+
+def test_gateway_hints_name_python_arguments_not_cli_flags() -> None:
+    from alertmesh.errors import python_hint
+
+    msg = "gateway lasair requires a client certificate signed by its mesh ca; pass --cert and --key"
+    assert python_hint(msg) == (
+        "gateway lasair requires a client certificate signed by its mesh ca; pass cert= and key= "
+        "(arguments of alertmesh.Gateway)"
+    )
+    assert python_hint("topic ztf.x is not exposed") == "topic ztf.x is not exposed"
+    assert python_hint("a --cathedral") == "a --cathedral"
+
+
+class _Describer(pb_grpc.AlertMeshServicer):
+    """A gateway description naming ``peers``, recording the metadata of each call."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.peers: list[str] = []
+        self.metadata: list[dict[str, str]] = []
+
+    def DescribeGateway(self, request: pb.DescribeGatewayRequest, context: grpc.ServicerContext) -> pb.GatewayDescription:
+        self.metadata.append({m.key: m.value for m in context.invocation_metadata()})
+        peers = [pb.Peer(name=f"peer{i}", url=u, relation="mirror-source") for i, u in enumerate(self.peers)]
+        return pb.GatewayDescription(name=self.name, version="x", peers=peers)
+
+
+def test_directory_sends_the_token_only_to_the_configured_gateway() -> None:
+    servers, describers, urls = [], [], []
+    for name in ("home", "peer"):
+        d = _Describer(name)
+        server = grpc.server(futures.ThreadPoolExecutor(max_workers=2))
+        pb_grpc.add_AlertMeshServicer_to_server(d, server)  # type: ignore[no-untyped-call]
+        urls.append(f"http://127.0.0.1:{server.add_insecure_port('127.0.0.1:0')}")
+        server.start()
+        servers.append(server)
+        describers.append(d)
+    home, peer = describers
+    # The peer names the home gateway back, and an address where nothing listens.
+    home.peers = [urls[1]]
+    peer.peers = [urls[0], "http://127.0.0.1:1"]
+    try:
+        with Gateway(urls[0], token="secret-token") as gw:
+            d = gw.directory()
+        assert d.names() == ["home", "peer"]
+        assert [u for u, _ in d.unreachable] == ["http://127.0.0.1:1"]
+        assert [m.get("authorization") for m in home.metadata] == ["Bearer secret-token"]
+        assert [m.get("authorization") for m in peer.metadata] == [None]
+    finally:
+        for server in servers:
+            server.stop(None)
