@@ -1,6 +1,6 @@
 //! Public keys as JWKs (RFC 7517), JWKS documents, and RFC 7638 thumbprints.
 
-use ring::signature::{UnparsedPublicKey, ECDSA_P256_SHA256_FIXED, ED25519};
+use aws_lc_rs::signature::{UnparsedPublicKey, ECDSA_P256_SHA256_FIXED, ED25519};
 use serde::{Deserialize, Serialize};
 
 use super::Algorithm;
@@ -36,7 +36,7 @@ impl VerifyingKey {
 
     /// Whether `signature` is this key's signature of `message`.
     pub fn verify(&self, message: &[u8], signature: &[u8]) -> bool {
-        let alg: &dyn ring::signature::VerificationAlgorithm = match self.alg {
+        let alg: &dyn aws_lc_rs::signature::VerificationAlgorithm = match self.alg {
             Algorithm::EdDsa => &ED25519,
             Algorithm::Es256 => &ECDSA_P256_SHA256_FIXED,
         };
@@ -63,7 +63,7 @@ impl VerifyingKey {
             }
         };
         Ok(b64url(
-            ring::digest::digest(&ring::digest::SHA256, canonical.as_bytes()).as_ref(),
+            aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, canonical.as_bytes()).as_ref(),
         ))
     }
 

@@ -2,8 +2,8 @@
 
 use std::fmt;
 
-use ring::rand::SystemRandom;
-use ring::signature::{
+use aws_lc_rs::rand::SystemRandom;
+use aws_lc_rs::signature::{
     EcdsaKeyPair, Ed25519KeyPair, KeyPair as _, ECDSA_P256_SHA256_FIXED_SIGNING,
 };
 
@@ -60,12 +60,7 @@ impl SigningKey {
         let pair = match alg {
             Algorithm::EdDsa => Pair::Ed25519(Ed25519KeyPair::from_pkcs8(der).map_err(bad)?),
             Algorithm::Es256 => Pair::Es256(
-                EcdsaKeyPair::from_pkcs8(
-                    &ECDSA_P256_SHA256_FIXED_SIGNING,
-                    der,
-                    &SystemRandom::new(),
-                )
-                .map_err(bad)?,
+                EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, der).map_err(bad)?,
             ),
         };
         let public = match &pair {
