@@ -25,9 +25,9 @@ pub(crate) fn hex(bytes: &[u8]) -> String {
 
 /// `n` random bytes from the operating system, hex-encoded.
 pub(crate) fn random_hex(n: usize) -> crate::Result<String> {
-    use ring::rand::SecureRandom as _;
+    use aws_lc_rs::rand::SecureRandom as _;
     let mut buf = vec![0u8; n];
-    ring::rand::SystemRandom::new()
+    aws_lc_rs::rand::SystemRandom::new()
         .fill(&mut buf)
         .map_err(|_| crate::Error::Crypto("the system random number generator failed"))?;
     Ok(hex(&buf))

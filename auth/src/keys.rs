@@ -44,6 +44,23 @@ impl Algorithm {
         }
     }
 
+    /// The same algorithm in jsonwebtoken's terms.
+    pub(crate) fn jwt(self) -> jsonwebtoken::Algorithm {
+        match self {
+            Algorithm::EdDsa => jsonwebtoken::Algorithm::EdDSA,
+            Algorithm::Es256 => jsonwebtoken::Algorithm::ES256,
+        }
+    }
+
+    /// The algorithm alertmesh accepts for jsonwebtoken's `alg`, if any.
+    pub(crate) fn from_jwt(alg: jsonwebtoken::Algorithm) -> Option<Self> {
+        match alg {
+            jsonwebtoken::Algorithm::EdDSA => Some(Algorithm::EdDsa),
+            jsonwebtoken::Algorithm::ES256 => Some(Algorithm::Es256),
+            _ => None,
+        }
+    }
+
     /// The algorithm with JOSE name `name`, if it is one alertmesh accepts.
     pub fn from_jose_name(name: &str) -> Option<Self> {
         match name {

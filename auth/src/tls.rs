@@ -1,4 +1,4 @@
-//! Mesh TLS with rustls (ring provider, ALPN `h2`).
+//! Mesh TLS with rustls (aws-lc-rs provider, ALPN `h2`).
 //!
 //! - [`creds`]: a development mesh CA and the certificates it signs (`creds init`).
 //! - [`config`]: `rustls::ServerConfig` (client certificates required when a client CA is

@@ -1,4 +1,5 @@
-//! Gateway tokens: compact JWS JWTs signed with the gateway's key.
+//! Gateway tokens: compact JWS JWTs signed with the gateway's key, encoded and verified by
+//! jsonwebtoken; keys, algorithms and claims are checked here.
 //!
 //! - [`Issuer`] signs [`Claims`] for a [`TokenRequest`] with the keyring's current key.
 //! - [`Verifier`] checks tokens of trusted issuers (the gateway's own keyring and peers'
@@ -11,7 +12,7 @@
 
 mod claims;
 mod issuer;
-mod jws;
+mod peek;
 mod refresh;
 #[cfg(test)]
 mod tests;

@@ -1,4 +1,4 @@
-//! TLS on the gateway's two ports, on rustls with the ring provider.
+//! TLS on the gateway's two ports, on rustls with the aws-lc-rs provider.
 //!
 //! - gRPC: tonic's rustls acceptor with the `[tls]` certificate; with `client_ca`, client
 //!   certificates are verified against it in the handshake and their presence is enforced

@@ -1,6 +1,6 @@
 //! Public keys as JWKs (RFC 7517), JWKS documents, and RFC 7638 thumbprints.
 
-use ring::signature::{UnparsedPublicKey, ECDSA_P256_SHA256_FIXED, ED25519};
+use jsonwebtoken::DecodingKey;
 use serde::{Deserialize, Serialize};
 
 use super::Algorithm;
@@ -36,13 +36,22 @@ impl VerifyingKey {
 
     /// Whether `signature` is this key's signature of `message`.
     pub fn verify(&self, message: &[u8], signature: &[u8]) -> bool {
-        let alg: &dyn ring::signature::VerificationAlgorithm = match self.alg {
-            Algorithm::EdDsa => &ED25519,
-            Algorithm::Es256 => &ECDSA_P256_SHA256_FIXED,
-        };
-        UnparsedPublicKey::new(alg, &self.public)
-            .verify(message, signature)
-            .is_ok()
+        jsonwebtoken::crypto::verify(
+            &b64url(signature),
+            message,
+            &self.decoding_key(),
+            self.alg.jwt(),
+        )
+        .unwrap_or(false)
+    }
+
+    /// The key in jsonwebtoken's form. Its `from_*_der` constructors take the raw key its
+    /// aws-lc-rs backend verifies with, as held here (not a DER structure).
+    pub(crate) fn decoding_key(&self) -> DecodingKey {
+        match self.alg {
+            Algorithm::EdDsa => DecodingKey::from_ed_der(&self.public),
+            Algorithm::Es256 => DecodingKey::from_ec_der(&self.public),
+        }
     }
 
     /// The RFC 7638 thumbprint (base64url SHA-256 of the canonical JWK) of a public key.
@@ -63,7 +72,7 @@ impl VerifyingKey {
             }
         };
         Ok(b64url(
-            ring::digest::digest(&ring::digest::SHA256, canonical.as_bytes()).as_ref(),
+            aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, canonical.as_bytes()).as_ref(),
         ))
     }
 

@@ -1,13 +1,17 @@
 //! One private signing key: generation, PKCS#8 loading, signing.
+//!
+//! aws-lc-rs generates keys and reads their public half; jsonwebtoken signs with them.
 
 use std::fmt;
 
-use ring::rand::SystemRandom;
-use ring::signature::{
+use aws_lc_rs::rand::SystemRandom;
+use aws_lc_rs::signature::{
     EcdsaKeyPair, Ed25519KeyPair, KeyPair as _, ECDSA_P256_SHA256_FIXED_SIGNING,
 };
+use jsonwebtoken::EncodingKey;
 
 use super::{Algorithm, KeyMeta, VerifyingKey};
+use crate::encoding::b64url_decode;
 use crate::{Error, Result};
 
 /// A private key that signs the gateway's tokens.
@@ -15,12 +19,10 @@ use crate::{Error, Result};
 /// Its `Debug` shows the `kid`, algorithm and dates, never key material.
 pub struct SigningKey {
     meta: KeyMeta,
-    pair: Pair,
-}
-
-enum Pair {
-    Ed25519(Ed25519KeyPair),
-    Es256(EcdsaKeyPair),
+    /// The PKCS#8 document, zeroed on drop by jsonwebtoken.
+    encoding: EncodingKey,
+    /// Ed25519: the 32-byte key; ES256: the 65-byte uncompressed point.
+    public: Vec<u8>,
 }
 
 impl SigningKey {
@@ -57,20 +59,23 @@ impl SigningKey {
                 "the private key is not a valid pkcs#8 {alg} key; regenerate the keys directory"
             ))
         };
-        let pair = match alg {
-            Algorithm::EdDsa => Pair::Ed25519(Ed25519KeyPair::from_pkcs8(der).map_err(bad)?),
-            Algorithm::Es256 => Pair::Es256(
-                EcdsaKeyPair::from_pkcs8(
-                    &ECDSA_P256_SHA256_FIXED_SIGNING,
-                    der,
-                    &SystemRandom::new(),
+        // Parsing here checks the key once, so signing with it later cannot meet a bad key.
+        let (public, encoding) = match alg {
+            Algorithm::EdDsa => {
+                let pair = Ed25519KeyPair::from_pkcs8(der).map_err(bad)?;
+                (
+                    pair.public_key().as_ref().to_vec(),
+                    EncodingKey::from_ed_der(der),
                 )
-                .map_err(bad)?,
-            ),
-        };
-        let public = match &pair {
-            Pair::Ed25519(p) => p.public_key().as_ref().to_vec(),
-            Pair::Es256(p) => p.public_key().as_ref().to_vec(),
+            }
+            Algorithm::Es256 => {
+                let pair =
+                    EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, der).map_err(bad)?;
+                (
+                    pair.public_key().as_ref().to_vec(),
+                    EncodingKey::from_ec_der(der),
+                )
+            }
         };
         let kid = VerifyingKey::thumbprint(alg, &public)?;
         Ok(SigningKey {
@@ -80,7 +85,8 @@ impl SigningKey {
                 created_at,
                 retired_at,
             },
-            pair,
+            encoding,
+            public,
         })
     }
 
@@ -105,23 +111,21 @@ impl SigningKey {
 
     /// The public half, for JWKS and verification.
     pub fn verifying_key(&self) -> VerifyingKey {
-        let public = match &self.pair {
-            Pair::Ed25519(p) => p.public_key().as_ref().to_vec(),
-            Pair::Es256(p) => p.public_key().as_ref().to_vec(),
-        };
-        VerifyingKey::new(self.meta.kid.clone(), self.meta.alg, public)
+        VerifyingKey::new(self.meta.kid.clone(), self.meta.alg, self.public.clone())
     }
 
-    /// Signs `message` (a JWS signing input). ES256 signatures are the fixed 64-byte
-    /// `r || s` form JWS requires.
+    /// The key in jsonwebtoken's form, for [`jsonwebtoken::encode`].
+    pub(crate) fn encoding_key(&self) -> &EncodingKey {
+        &self.encoding
+    }
+
+    /// Signs `message` (a JWS signing input) and returns the raw signature. ES256
+    /// signatures are the fixed 64-byte `r || s` form JWS requires.
     pub fn sign(&self, message: &[u8]) -> Result<Vec<u8>> {
-        match &self.pair {
-            Pair::Ed25519(p) => Ok(p.sign(message).as_ref().to_vec()),
-            Pair::Es256(p) => p
-                .sign(&SystemRandom::new(), message)
-                .map(|s| s.as_ref().to_vec())
-                .map_err(|_| Error::Crypto("signing failed")),
-        }
+        let failed = || Error::Crypto("signing failed");
+        let signature = jsonwebtoken::crypto::sign(message, &self.encoding, self.meta.alg.jwt())
+            .map_err(|_| failed())?;
+        b64url_decode(&signature).ok_or_else(failed)
     }
 }
 

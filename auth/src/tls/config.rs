@@ -1,4 +1,4 @@
-//! rustls configurations for gateways and their clients, on the ring provider, with ALPN
+//! rustls configurations for gateways and their clients, on the aws-lc-rs provider, with ALPN
 //! `h2` (gRPC).
 
 use std::path::Path;
@@ -12,10 +12,10 @@ use rustls::{ClientConfig, RootCertStore, ServerConfig};
 use super::pem::{load_certs, load_key};
 use crate::{Error, Result};
 
-/// The ring crypto provider every configuration here uses (no process-wide default is
+/// The aws-lc-rs crypto provider every configuration here uses (no process-wide default is
 /// installed, so this crate never conflicts with another provider choice).
 pub fn crypto_provider() -> Arc<CryptoProvider> {
-    Arc::new(rustls::crypto::ring::default_provider())
+    Arc::new(rustls::crypto::aws_lc_rs::default_provider())
 }
 
 /// A server configuration presenting `chain` (leaf first) and `key`. With `client_ca`,

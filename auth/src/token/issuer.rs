@@ -2,7 +2,7 @@
 
 use std::fmt;
 
-use super::{jws, Claims};
+use super::Claims;
 use crate::encoding::random_hex;
 use crate::keys::KeyRing;
 use crate::revocation::CredentialRecord;
@@ -131,8 +131,11 @@ impl Issuer {
                 .collect::<Vec<_>>()
                 .join(" "),
         };
-        let payload = serde_json::to_vec(&claims).unwrap_or_default();
-        let token = jws::encode(self.keys.current(), &payload)?;
+        let key = self.keys.current();
+        let mut header = jsonwebtoken::Header::new(key.algorithm().jwt());
+        header.kid = Some(key.kid().to_owned());
+        let token = jsonwebtoken::encode(&header, &claims, key.encoding_key())
+            .map_err(|_| Error::Crypto("signing failed"))?;
         Ok(IssuedToken {
             token,
             claims,

@@ -1,4 +1,4 @@
-//! Fetching a trusted peer's JWKS over HTTPS (HTTP/1.1 over rustls with the ring provider),
+//! Fetching a trusted peer's JWKS over HTTPS (HTTP/1.1 over rustls with the aws-lc-rs provider),
 //! trusting only the mesh CA. Responses are bounded in size and time.
 
 use std::path::Path;
