@@ -8,7 +8,7 @@ use alertmesh_alert::headers;
 use bytes::Bytes;
 use rdkafka::consumer::Consumer as _;
 
-use crate::quiet::{Consumer, QuietContext};
+use crate::quiet::{Consumer, QuietContext, LOST};
 use rdkafka::error::KafkaError;
 use rdkafka::message::{Headers, Message};
 use rdkafka::{ClientConfig, Offset, TopicPartitionList};
@@ -74,7 +74,7 @@ pub(crate) async fn connect(
     );
     let partitions = tokio::task::spawn_blocking(move || {
         let consumer: Consumer = config
-            .create_with_context(QuietContext)
+            .create_with_context(QuietContext::default())
             .map_err(|e| failure(&l, format!("cannot create a consumer: {e}")))?;
         crate::destination::partition_count(&consumer, &topic, timeout).map_err(|e| failure(&l, e))
     })
@@ -124,7 +124,7 @@ impl Remote {
         let fail = |reason: String| failure(&self.label, reason);
         let topic = &self.source.topic;
         let consumer: Consumer = client_config(&self.source, "reader")
-            .create_with_context(QuietContext)
+            .create_with_context(QuietContext::default())
             .map_err(|e| fail(format!("cannot create a consumer: {e}")))?;
         let partitions = 0..i32::try_from(self.partitions).unwrap_or(i32::MAX);
         // Per partition: records older than this are skipped (a time start that the broker
@@ -161,7 +161,13 @@ impl Remote {
             let mut bytes = 0;
             let mut wait = Duration::from_millis(100);
             while batch.len() < MAX_BATCH_RECORDS && bytes < MAX_BATCH_BYTES {
-                let Some(polled) = consumer.poll(wait) else {
+                let polled = consumer.poll(wait);
+                if consumer.context().is_lost() {
+                    // Never reconnect a client that lost its cluster (see `quiet`): the
+                    // next cycle recovers and reads with a new one.
+                    return Err(fail(LOST.to_owned()));
+                }
+                let Some(polled) = polled else {
                     break;
                 };
                 wait = Duration::ZERO;
@@ -172,6 +178,8 @@ impl Remote {
                 };
                 let timestamp = m.timestamp().to_millis();
                 let p = m.partition();
+                tpl.set_partition_offset(topic, p, Offset::Offset(m.offset() + 1))
+                    .map_err(|e| fail(e.to_string()))?;
                 if let Some(Some(ms)) = skip_before.get_mut(p as usize).map(|s| s.as_mut()) {
                     if timestamp.is_some_and(|t| t < *ms) {
                         continue;
@@ -204,13 +212,54 @@ impl Remote {
                     mesh_key: None,
                 });
             }
-            if !batch.is_empty() && tx.blocking_send(Ok(batch)).is_err() {
+            if !batch.is_empty() && !send(&consumer, &tpl, tx, batch).map_err(fail)? {
                 break;
             }
         }
         Ok(())
     }
+}
 
+/// How long a reader waits for room in the channel before it stops fetching while it waits.
+const SEND_PATIENCE: Duration = Duration::from_secs(1);
+
+/// Hands `batch` to the copy loop; `false` when it is gone. A reader that waits long on a
+/// slow destination polls nothing, so it would not notice losing its cluster while
+/// librdkafka keeps fetching in the background: it stops fetching (unassigns) while it
+/// waits, and assigns again at `positions` (the next offsets) afterwards.
+fn send(
+    consumer: &Consumer,
+    positions: &TopicPartitionList,
+    tx: &mpsc::Sender<Result<Vec<SourceRecord>>>,
+    batch: Vec<SourceRecord>,
+) -> std::result::Result<bool, String> {
+    use tokio::sync::mpsc::error::TrySendError;
+    let deadline = std::time::Instant::now() + SEND_PATIENCE;
+    let mut batch = Ok(batch);
+    loop {
+        match tx.try_send(batch) {
+            Ok(()) => return Ok(true),
+            Err(TrySendError::Closed(_)) => return Ok(false),
+            Err(TrySendError::Full(back)) => batch = back,
+        }
+        if std::time::Instant::now() >= deadline {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    consumer
+        .unassign()
+        .map_err(|e| format!("cannot stop fetching: {e}"))?;
+    if tx.blocking_send(batch).is_err() {
+        return Ok(false);
+    }
+    consumer
+        .assign(positions)
+        .map_err(|e| format!("cannot assign partitions: {e}"))?;
+    Ok(true)
+}
+
+impl Remote {
     /// Per partition, the broker's offset for time `ms` (`None`: no record that recent yet).
     fn offsets_for_time(&self, consumer: &Consumer, ms: i64) -> Result<Vec<Option<i64>>> {
         let topic = &self.source.topic;
