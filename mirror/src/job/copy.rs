@@ -189,7 +189,9 @@ async fn send(
         }
         Outcome::Copy(out) => (&topics.destination, out, Handled::Copied(None)),
         Outcome::DeadLetter(out, reason) => {
-            tracing::warn!(partition, offset, reason = %reason, "dead-lettered a source record");
+            if let Some(suppressed) = DEAD_LETTERS.admit() {
+                tracing::warn!(partition, offset, reason = %reason, suppressed, "dead-lettered a source record");
+            }
             (&topics.dlq, out, Handled::DeadLettered)
         }
     };
@@ -280,3 +282,6 @@ async fn drain(
     }
     Ok(())
 }
+
+/// Logs of dead letters, which a peer, a producer or a failing cluster can repeat.
+static DEAD_LETTERS: crate::limit::RateLimit = crate::limit::RateLimit::new();
