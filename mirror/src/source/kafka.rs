@@ -43,7 +43,9 @@ fn client_config(source: &KafkaSource, mirror: &str) -> ClientConfig {
         .set("group.id", format!("alertmesh-mirror-{mirror}"))
         .set("enable.auto.commit", "false")
         .set("enable.auto.offset.store", "false")
-        .set("auto.offset.reset", "earliest")
+        // An offset the source no longer has is an error to report, never a silent jump
+        // (reads are assigned explicit positions; see `check_not_back`).
+        .set("auto.offset.reset", "error")
         // Mirrors are latency-sensitive: do not let an idle partition hold a fetch long.
         .set("fetch.wait.max.ms", "100")
         // When the destination is the bottleneck the prefetch queue fills; librdkafka would
@@ -135,6 +137,7 @@ impl Remote {
             Start::Time(ms) => self.offsets_for_time(&consumer, ms)?,
             _ => Vec::new(),
         };
+        self.check_not_back(&consumer, positions)?;
         for p in partitions {
             let offset = match (positions.next_offset(p), start) {
                 (Some(next), _) => Offset::Offset(next),
@@ -260,6 +263,59 @@ fn send(
 }
 
 impl Remote {
+    /// Fails when a partition of the source now ends before the next offset to copy: the
+    /// source cluster was replaced or reset, or the topic recreated, and its records are
+    /// numbered afresh. Resuming there would skip or repeat records silently, so the
+    /// mirror reports it (status, errors) until an operator decides.
+    fn check_not_back(&self, consumer: &Consumer, positions: &ResumePositions) -> Result<()> {
+        let topic = &self.source.topic;
+        for p in 0..i32::try_from(self.partitions).unwrap_or(i32::MAX) {
+            let Some(next) = positions.next_offset(p) else {
+                continue;
+            };
+            let (_, end) = consumer
+                .fetch_watermarks(topic, p, self.timeout)
+                .map_err(|e| failure(&self.label, format!("cannot read offsets: {e}")))?;
+            // Some brokers report the base offset of the last batch as the end: a low end
+            // is confirmed by looking for the last record copied.
+            if end < next && !self.holds(consumer, p, next - 1)? {
+                return Err(failure(
+                    &self.label,
+                    format!(
+                        "the source went back: partition {p} now ends at offset {end}, before \
+                         offset {next} the destination already holds; the source cluster was \
+                         replaced or reset, or the topic recreated; mirror it into a new \
+                         destination (or empty this one) to copy its records"
+                    ),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// Whether partition `p` of the source holds a record at `offset`.
+    fn holds(&self, consumer: &Consumer, p: i32, offset: i64) -> Result<bool> {
+        let mut tpl = TopicPartitionList::new();
+        tpl.add_partition_offset(&self.source.topic, p, Offset::Offset(offset))
+            .map_err(|e| failure(&self.label, e.to_string()))?;
+        consumer
+            .assign(&tpl)
+            .map_err(|e| failure(&self.label, format!("cannot assign partitions: {e}")))?;
+        let deadline = std::time::Instant::now() + self.timeout;
+        while std::time::Instant::now() < deadline {
+            match consumer.poll(Duration::from_millis(100)) {
+                Some(Ok(m)) => return Ok(m.partition() == p && m.offset() == offset),
+                // Out of range (auto.offset.reset is "error"): the record is gone.
+                Some(Err(e)) if !matches!(e, KafkaError::PartitionEOF(_)) => return Ok(false),
+                _ if consumer.context().is_lost() => {
+                    return Err(failure(&self.label, LOST.to_owned()))
+                }
+                _ => {}
+            }
+        }
+        Ok(false)
+    }
+
     /// Per partition, the broker's offset for time `ms` (`None`: no record that recent yet).
     fn offsets_for_time(&self, consumer: &Consumer, ms: i64) -> Result<Vec<Option<i64>>> {
         let topic = &self.source.topic;
