@@ -16,6 +16,7 @@ use anyhow::{bail, Context, Result};
 pub struct Netns {
     name: String,
     host_link: String,
+    inner_link: String,
     index: u32,
 }
 
@@ -42,12 +43,13 @@ impl Netns {
         let n = NEXT.fetch_add(1, Ordering::Relaxed);
         let pid = std::process::id();
         let index = (pid % 200) * 8 + n % 8 + 1;
+        let inner = format!("amv{}n{n}", pid % 100_000);
         let ns = Netns {
             name: format!("amtest-{pid}-{n}"),
             host_link: format!("amv{}h{n}", pid % 100_000),
+            inner_link: inner.clone(),
             index,
         };
-        let inner = format!("amv{}n{n}", pid % 100_000);
         ns.ip(&["netns", "add", &ns.name])?;
         ns.ip(&[
             "link",
@@ -68,20 +70,15 @@ impl Netns {
             &ns.host_link,
         ])?;
         ns.ip(&["link", "set", &ns.host_link, "up"])?;
-        let inside = |args: &[&str]| {
-            let mut all = vec!["netns", "exec", &ns.name, "ip"];
-            all.extend_from_slice(args);
-            ns.ip(&all)
-        };
-        inside(&[
+        ns.inside(&[
             "addr",
             "add",
             &format!("{}/30", ns.inner_ip()),
             "dev",
             &inner,
         ])?;
-        inside(&["link", "set", &inner, "up"])?;
-        inside(&["link", "set", "lo", "up"])?;
+        ns.inside(&["link", "set", &inner, "up"])?;
+        ns.inside(&["link", "set", "lo", "up"])?;
         Ok(Ok(ns))
     }
 
@@ -100,14 +97,22 @@ impl Netns {
         format!("10.200.{}.{}", self.index / 64, (self.index % 64) * 4 + 2)
     }
 
-    /// Cuts the link: nothing passes between the namespace and this side.
+    /// Cuts the link: nothing passes between the namespace and this side. The inner end
+    /// goes down, so this side keeps its route to the pair (marked linkdown): packets for
+    /// the namespace are dropped here, never sent along another route off this machine.
     pub fn cut(&self) -> Result<()> {
-        self.ip(&["link", "set", &self.host_link, "down"])
+        self.inside(&["link", "set", &self.inner_link, "down"])
     }
 
     /// Joins the link again.
     pub fn join(&self) -> Result<()> {
-        self.ip(&["link", "set", &self.host_link, "up"])
+        self.inside(&["link", "set", &self.inner_link, "up"])
+    }
+
+    fn inside(&self, args: &[&str]) -> Result<()> {
+        let mut all = vec!["netns", "exec", &self.name, "ip"];
+        all.extend_from_slice(args);
+        self.ip(&all)
     }
 
     fn ip(&self, args: &[&str]) -> Result<()> {
