@@ -9,7 +9,7 @@ use bytes::Bytes;
 use rdkafka::consumer::Consumer as _;
 
 use crate::quiet::{Consumer, QuietContext, LOST};
-use rdkafka::error::KafkaError;
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Headers, Message};
 use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 use tokio::sync::mpsc;
@@ -250,6 +250,15 @@ fn send(
         }
         std::thread::sleep(Duration::from_millis(10));
     }
+    // A partition still at `End` has no concrete position to come back to: assigning
+    // `End` again would skip what arrived meanwhile, so such a reader keeps fetching.
+    if positions
+        .elements()
+        .iter()
+        .any(|e| e.offset() == Offset::End)
+    {
+        return Ok(tx.blocking_send(batch).is_ok());
+    }
     consumer
         .unassign()
         .map_err(|e| format!("cannot stop fetching: {e}"))?;
@@ -305,15 +314,29 @@ impl Remote {
         while std::time::Instant::now() < deadline {
             match consumer.poll(Duration::from_millis(100)) {
                 Some(Ok(m)) => return Ok(m.partition() == p && m.offset() == offset),
-                // Out of range (auto.offset.reset is "error"): the record is gone.
-                Some(Err(e)) if !matches!(e, KafkaError::PartitionEOF(_)) => return Ok(false),
-                _ if consumer.context().is_lost() => {
-                    return Err(failure(&self.label, LOST.to_owned()))
+                Some(Err(KafkaError::PartitionEOF(_))) | None => {}
+                // Out of range (reported as such, or as no offset to reset to, since
+                // auto.offset.reset is "error"): the record is gone.
+                Some(Err(e))
+                    if matches!(
+                        e.rdkafka_error_code(),
+                        Some(
+                            RDKafkaErrorCode::OffsetOutOfRange | RDKafkaErrorCode::AutoOffsetReset
+                        )
+                    ) =>
+                {
+                    return Ok(false)
                 }
-                _ => {}
+                Some(Err(e)) => return Err(failure(&self.label, format!("cannot read: {e}"))),
             }
         }
-        Ok(false)
+        Err(failure(
+            &self.label,
+            format!(
+                "cannot read offset {offset} of partition {p} within {:?}",
+                self.timeout
+            ),
+        ))
     }
 
     /// Per partition, the broker's offset for time `ms` (`None`: no record that recent yet).
