@@ -330,13 +330,9 @@ impl Remote {
                 Some(Err(e)) => return Err(failure(&self.label, format!("cannot read: {e}"))),
             }
         }
-        Err(failure(
-            &self.label,
-            format!(
-                "cannot read offset {offset} of partition {p} within {:?}",
-                self.timeout
-            ),
-        ))
+        // The broker answered with the partition's end but gives no record at `offset`
+        // (some brokers answer a fetch past the end with nothing, not OUT_OF_RANGE).
+        Ok(false)
     }
 
     /// Per partition, the broker's offset for time `ms` (`None`: no record that recent yet).
