@@ -349,3 +349,81 @@ async fn a_huge_credential_subject_is_refused_and_not_logged() -> Result<()> {
     ensure!(log < 200_000, "the gateway log grew to {log} bytes");
     Ok(())
 }
+
+/// A rapid-reset attack (streams opened and cancelled at once, over and over) once wrote
+/// thousands of WARN lines: the log stays small and the gateway keeps serving.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_rapid_reset_attack_does_not_flood_the_log() -> Result<()> {
+    let mut site = Mesh::new("lasair")
+        .topic(ZTF_TOPIC, 2)
+        .ztf_alerts()
+        .start()
+        .await?;
+    let addr = site.gateway.grpc_addr();
+    let head = || {
+        http::Request::builder()
+            .method("POST")
+            .uri(format!("http://{addr}/alertmesh.v1.AlertMesh/Subscribe"))
+            .header("content-type", "application/grpc")
+            .header("te", "trailers")
+            .body(())
+    };
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let (mut resets, mut connections) = (0u32, 0u32);
+    'connections: while Instant::now() < deadline && resets < 20_000 {
+        connections += 1;
+        let Ok(tcp) = tokio::net::TcpStream::connect(&addr).await else {
+            continue;
+        };
+        let Ok((mut send, connection)) = h2::client::Builder::new()
+            .handshake::<_, bytes::Bytes>(tcp)
+            .await
+        else {
+            continue;
+        };
+        tokio::spawn(connection);
+        while Instant::now() < deadline && resets < 20_000 {
+            match tokio::time::timeout(Duration::from_secs(1), send.clone().ready()).await {
+                Ok(Ok(ready)) => send = ready,
+                // The server may close a connection that resets too much: open another.
+                _ => continue 'connections,
+            }
+            let Ok((_response, mut stream)) = send.send_request(head()?, false) else {
+                continue 'connections;
+            };
+            stream.send_reset(h2::Reason::CANCEL);
+            resets += 1;
+        }
+    }
+    ensure!(resets > 1000, "only {resets} streams reset");
+    eprintln!("{resets} streams reset on {connections} connections");
+    // Let the gateway handle what is still in flight.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    alive(&mut site.gateway)?;
+    let log = site.gateway.stderr_tail(1_000_000);
+    let loud = log
+        .lines()
+        .filter(|l| l.contains("WARN") || l.contains("ERROR"))
+        .count();
+    ensure!(
+        loud < 100,
+        "{loud} warnings after {resets} resets on {connections} connections:\n{}",
+        log.lines().rev().take(10).collect::<Vec<_>>().join("\n")
+    );
+    let mut client = site.gateway.client().await?;
+    let mut req = request(ZTF_TOPIC);
+    req.start = earliest();
+    req.end = until_now();
+    let got = collect(
+        client.subscribe(req).await?.into_inner(),
+        Duration::from_secs(20),
+    )
+    .await;
+    ensure!(
+        matches!(got.end, Some(Ok(()))) && got.alerts.len() == 45,
+        "{:?} after {} alerts",
+        got.end,
+        got.alerts.len()
+    );
+    Ok(())
+}
