@@ -20,6 +20,9 @@ use crate::{Error, Options, Result};
 
 /// HTTP/2 windows: a stream of 60 KB alerts needs far more than the 64 KiB default, or
 /// every megabyte waits on a dozen window updates.
+/// HTTP/2 keepalive pings on idle connections, and how long an answer may take.
+const KEEPALIVE: Duration = Duration::from_secs(10);
+const KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(5);
 const STREAM_WINDOW: u32 = 8 << 20;
 const CONNECTION_WINDOW: u32 = 32 << 20;
 /// 1 MiB HTTP/2 frames: a batch then arrives in one or two frames instead of 64 of
@@ -89,7 +92,12 @@ impl Gateway {
             .initial_stream_window_size(STREAM_WINDOW)
             .initial_connection_window_size(CONNECTION_WINDOW)
             .max_frame_size(MAX_FRAME)
-            .tcp_nodelay(true);
+            .tcp_nodelay(true)
+            // A stream that waits for new alerts sends nothing: pings find a gateway cut
+            // off (a network partition) instead of waiting on a dead connection forever.
+            .http2_keep_alive_interval(KEEPALIVE)
+            .keep_alive_timeout(KEEPALIVE_TIMEOUT)
+            .keep_alive_while_idle(true);
         if tls {
             endpoint = endpoint
                 .tls_config(tls_config(options)?)

@@ -222,7 +222,9 @@ fn follow(
                             k.records.insert(r.jti.clone(), r);
                         }
                         Err(e) => {
-                            tracing::warn!(offset = m.offset(), error = %e, "skipping unreadable credential record")
+                            if let Some(suppressed) = UNREADABLE.admit() {
+                                tracing::warn!(offset = m.offset(), error = %e, suppressed, "skipping unreadable credential record");
+                            }
                         }
                     }
                 } else {
@@ -232,7 +234,9 @@ fn follow(
                             changes.send_modify(|n| *n += 1);
                         }
                         Err(e) => {
-                            tracing::warn!(offset = m.offset(), error = %e, "skipping unreadable revocation")
+                            if let Some(suppressed) = UNREADABLE.admit() {
+                                tracing::warn!(offset = m.offset(), error = %e, suppressed, "skipping unreadable revocation");
+                            }
                         }
                     }
                 }
@@ -347,3 +351,6 @@ impl Restore {
         Ok(())
     }
 }
+
+/// Logs of unreadable records, which a peer, a producer or a failing cluster can repeat.
+static UNREADABLE: alertmesh_mirror::limit::RateLimit = alertmesh_mirror::limit::RateLimit::new();

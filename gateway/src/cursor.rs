@@ -231,7 +231,9 @@ fn follow(
                                 .collect(),
                         ),
                         Err(e) => {
-                            tracing::warn!(offset = m.offset(), error = %e, "skipping unreadable cursor record");
+                            if let Some(suppressed) = UNREADABLE.admit() {
+                                tracing::warn!(offset = m.offset(), error = %e, suppressed, "skipping unreadable cursor record");
+                            }
                             continue;
                         }
                     },
@@ -312,3 +314,6 @@ fn recover(
         wait = (wait * 2).min(Duration::from_secs(5));
     }
 }
+
+/// Logs of unreadable records, which a peer, a producer or a failing cluster can repeat.
+static UNREADABLE: alertmesh_mirror::limit::RateLimit = alertmesh_mirror::limit::RateLimit::new();

@@ -80,8 +80,16 @@ impl ClientContext for KafkaContext {
             RDKafkaLogLevel::Emerg
             | RDKafkaLogLevel::Alert
             | RDKafkaLogLevel::Critical
-            | RDKafkaLogLevel::Error => tracing::error!(target: "librdkafka", fac, "{message}"),
-            RDKafkaLogLevel::Warning => tracing::warn!(target: "librdkafka", fac, "{message}"),
+            | RDKafkaLogLevel::Error => {
+                if let Some(suppressed) = LIBRDKAFKA_ERRORS.admit() {
+                    tracing::error!(target: "librdkafka", fac, suppressed, "{message}");
+                }
+            }
+            RDKafkaLogLevel::Warning => {
+                if let Some(suppressed) = LIBRDKAFKA_WARNINGS.admit() {
+                    tracing::warn!(target: "librdkafka", fac, suppressed, "{message}");
+                }
+            }
             RDKafkaLogLevel::Notice | RDKafkaLogLevel::Info => {
                 tracing::info!(target: "librdkafka", fac, "{message}")
             }
@@ -97,7 +105,9 @@ impl ClientContext for KafkaContext {
         }
         self.saw(&error);
         self.metrics.kafka_errors.inc();
-        tracing::warn!(error = %error, reason, "kafka client error");
+        if let Some(suppressed) = CLIENT_ERRORS.admit() {
+            tracing::warn!(error = %error, reason, suppressed, "kafka client error");
+        }
     }
 }
 
@@ -366,3 +376,16 @@ pub(crate) fn renew(consumer: GatewayConsumer) -> Result<GatewayConsumer> {
         .create_with_context(context)
         .map_err(Error::from_kafka)
 }
+
+/// Rate limit of the log lines for librdkafka's warnings, which a peer, a producer or a failing cluster
+/// can make repeat.
+static LIBRDKAFKA_WARNINGS: alertmesh_mirror::limit::RateLimit =
+    alertmesh_mirror::limit::RateLimit::new();
+
+/// Logs of librdkafka's error log lines, which a peer, a producer or a failing cluster can repeat.
+static LIBRDKAFKA_ERRORS: alertmesh_mirror::limit::RateLimit =
+    alertmesh_mirror::limit::RateLimit::new();
+
+/// Logs of client errors, which a peer, a producer or a failing cluster can repeat.
+static CLIENT_ERRORS: alertmesh_mirror::limit::RateLimit =
+    alertmesh_mirror::limit::RateLimit::new();

@@ -9,8 +9,7 @@ use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::consumer::Consumer as _;
 
-use crate::quiet::{Consumer, QuietContext};
-use rdkafka::producer::FutureProducer;
+use crate::quiet::{Consumer, Lost, Producer, QuietContext};
 use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::ClientConfig;
 
@@ -33,7 +32,7 @@ fn default(config: &mut ClientConfig, key: &str, value: &str) {
 /// records in order with no gap, which recovery relies on (it resumes after the highest
 /// source offset found); a fatal producer error ends the cycle and the next one starts
 /// with a fresh producer.
-pub(crate) fn producer(env: &MirrorEnv, destination: &str) -> Result<FutureProducer> {
+pub(crate) fn producer(env: &MirrorEnv, destination: &str) -> Result<Sink> {
     let mut config = env.kafka.clone();
     default(&mut config, "enable.idempotence", "true");
     default(&mut config, "acks", "all");
@@ -43,9 +42,17 @@ pub(crate) fn producer(env: &MirrorEnv, destination: &str) -> Result<FutureProdu
     default(&mut config, "message.max.bytes", "10000000");
     let timeout_ms = (env.timeout.as_millis() * 3).max(1000).to_string();
     default(&mut config, "message.timeout.ms", &timeout_ms);
-    config
-        .create()
-        .map_err(|e| destination_error(destination, format!("cannot create a producer: {e}")))
+    let lost = Lost::default();
+    let producer = config
+        .create_with_context(QuietContext::sharing(&lost))
+        .map_err(|e| destination_error(destination, format!("cannot create a producer: {e}")))?;
+    Ok(Sink { producer, lost })
+}
+
+/// A cycle's producer, and whether it lost the destination cluster (then the cycle ends).
+pub(crate) struct Sink {
+    pub(crate) producer: Producer,
+    pub(crate) lost: Lost,
 }
 
 /// Settings for `assign()`-only reads: no group membership, no commits, EOF events.
@@ -120,7 +127,7 @@ pub(crate) async fn ensure_topics(
 /// Blocking: librdkafka metadata requests block.
 fn wait_for_partitions(config: ClientConfig, topic: &str, timeout: Duration) -> Result<usize> {
     let consumer: Consumer = reader_config(config)
-        .create_with_context(QuietContext)
+        .create_with_context(QuietContext::default())
         .map_err(|e| destination_error(topic, format!("cannot create a consumer: {e}")))?;
     let deadline = Instant::now() + timeout.max(Duration::from_secs(1)) * 2;
     loop {

@@ -13,13 +13,16 @@
 //!   destination is its own checkpoint and a crash between produce and checkpoint cannot
 //!   duplicate or lose a record.
 //! - [`backoff`]: capped exponential backoff with jitter between recovery cycles.
+//! - [`limit`]: rate limits for log lines that a peer or a failing cluster can repeat.
 //! - `source` (gateway and Kafka readers) and `destination` (topic creation, tail
-//!   recovery, producer settings) do the I/O.
+//!   recovery, producer settings) do the I/O; `quiet` is their librdkafka context, which
+//!   marks a client that lost its cluster so that it is renewed, never reconnected.
 
 pub mod backoff;
 pub mod convert;
 mod destination;
 pub mod job;
+pub mod limit;
 pub mod provenance;
 mod quiet;
 pub mod resume;

@@ -42,6 +42,7 @@ pub struct Produced {
 /// A running Tansu broker, killed on drop.
 pub struct Broker {
     name: String,
+    host: String,
     port: u16,
     child: Child,
     producer: FutureProducer,
@@ -61,14 +62,21 @@ impl std::fmt::Debug for Broker {
 impl Broker {
     /// Starts an in-memory Tansu broker named `name` and waits until it serves metadata.
     pub async fn start(name: &str) -> Result<Self> {
+        Self::start_on(name, "127.0.0.1").await
+    }
+
+    /// Starts a broker listening on `host` (an address of this machine, such as one end of
+    /// a veth pair that gateways in a network namespace reach).
+    pub async fn start_on(name: &str, host: &str) -> Result<Self> {
         let dir = tempfile::Builder::new()
             .prefix(&format!("alertmesh-{name}-"))
             .tempdir()?;
         let port = free_port();
-        let child = spawn_tansu(name, port, dir.path()).await?;
-        let producer = producer(&format!("127.0.0.1:{port}"))?;
+        let child = spawn_tansu(name, host, port, dir.path()).await?;
+        let producer = producer(&format!("{host}:{port}"))?;
         Ok(Self {
             name: name.to_owned(),
+            host: host.to_owned(),
             port,
             child,
             producer,
@@ -81,9 +89,9 @@ impl Broker {
         &self.name
     }
 
-    /// `127.0.0.1:<port>`, for `bootstrap.servers`.
+    /// `127.0.0.1:<port>` (or the address it was started on), for `bootstrap.servers`.
     pub fn bootstrap(&self) -> String {
-        format!("127.0.0.1:{}", self.port)
+        format!("{}:{}", self.host, self.port)
     }
 
     /// A directory that lives as long as the broker.
@@ -106,7 +114,7 @@ impl Broker {
     /// its clients. Topics must be created again; their offsets start at 0.
     pub async fn replace(&mut self) -> Result<()> {
         self.child.kill();
-        self.child = spawn_tansu(&self.name, self.port, self.dir.path()).await?;
+        self.child = spawn_tansu(&self.name, &self.host, self.port, self.dir.path()).await?;
         // The producer's metadata names the old cluster's topics: start afresh.
         self.producer = producer(&self.bootstrap())?;
         Ok(())
@@ -208,9 +216,9 @@ impl Broker {
     }
 }
 
-/// Spawns Tansu on `127.0.0.1:port` with cluster id `name` and waits until it serves metadata.
-async fn spawn_tansu(name: &str, port: u16, dir: &std::path::Path) -> Result<Child> {
-    let url = format!("tcp://127.0.0.1:{port}");
+/// Spawns Tansu on `host:port` with cluster id `name` and waits until it serves metadata.
+async fn spawn_tansu(name: &str, host: &str, port: u16, dir: &std::path::Path) -> Result<Child> {
+    let url = format!("tcp://{host}:{port}");
     let mut command = Command::new(tansu_bin());
     command
         .arg("broker")
@@ -223,7 +231,7 @@ async fn spawn_tansu(name: &str, port: u16, dir: &std::path::Path) -> Result<Chi
             std::env::var("TANSU_LOG").unwrap_or_else(|_| "warn".to_owned()),
         );
     let mut child = Child::spawn(&format!("tansu-{name}"), &mut command, dir)?;
-    let bootstrap = format!("127.0.0.1:{port}");
+    let bootstrap = format!("{host}:{port}");
     let ready = wait_until("tansu metadata", START_TIMEOUT, || {
         let bootstrap = bootstrap.clone();
         async move {

@@ -48,6 +48,10 @@ pub struct GatewaySpec {
     pub ready: Ready,
     /// Raw TOML appended to the config (sections such as `[auth]` or `[[mirrors]]`).
     pub extra: Vec<String>,
+    /// The address the gateway listens on (`127.0.0.1` unless in a network namespace).
+    pub host: String,
+    /// The network namespace the gateway runs in (`ip netns exec`), if any.
+    pub netns: Option<String>,
 }
 
 impl GatewaySpec {
@@ -61,6 +65,8 @@ impl GatewaySpec {
             timeout_ms: None,
             ready: Ready::Healthz,
             extra: Vec::new(),
+            host: "127.0.0.1".to_owned(),
+            netns: None,
         }
     }
 
@@ -77,6 +83,13 @@ impl GatewaySpec {
             namespace: namespace.to_owned(),
             format: format.to_owned(),
         });
+        self
+    }
+
+    /// Runs the gateway in network namespace `netns`, listening on `host` there.
+    pub fn in_netns(mut self, netns: &str, host: &str) -> Self {
+        self.netns = Some(netns.to_owned());
+        self.host = host.to_owned();
         self
     }
 
@@ -99,6 +112,10 @@ impl GatewaySpec {
              [kafka]\nbootstrap = {:?}\n",
             self.name, self.bootstrap
         );
+        if self.netns.is_some() {
+            // A veth address is not loopback; the pair exists only on this machine.
+            toml = toml.replacen("\n\n[kafka]", "\nallow_plaintext = true\n\n[kafka]", 1);
+        }
         if let Some(topic) = &self.cursor_topic {
             let _ = writeln!(toml, "cursor_topic = {topic:?}");
         }
@@ -141,8 +158,8 @@ impl Gateway {
         let (grpc_port, http_port) = (free_port(), free_port());
         let config = dir.path().join("gateway.toml");
         let text = spec.to_toml(
-            &format!("127.0.0.1:{grpc_port}"),
-            &format!("127.0.0.1:{http_port}"),
+            &format!("{}:{grpc_port}", spec.host),
+            &format!("{}:{http_port}", spec.host),
         );
         std::fs::write(&config, text)?;
         let mut gateway = Self {
@@ -164,8 +181,8 @@ impl Gateway {
             self.sigterm().await?;
         }
         let text = spec.to_toml(
-            &format!("127.0.0.1:{}", self.grpc_port),
-            &format!("127.0.0.1:{}", self.http_port),
+            &format!("{}:{}", spec.host, self.grpc_port),
+            &format!("{}:{}", spec.host, self.http_port),
         );
         std::fs::write(&self.config, text)?;
         self.spec = spec;
@@ -173,7 +190,14 @@ impl Gateway {
     }
 
     async fn spawn(&mut self) -> Result<()> {
-        let mut command = Command::new(alertmesh_bin());
+        let mut command = match &self.spec.netns {
+            None => Command::new(alertmesh_bin()),
+            Some(netns) => {
+                let mut c = Command::new("ip");
+                c.args(["netns", "exec", netns]).arg(alertmesh_bin());
+                c
+            }
+        };
         command.arg("serve").arg("--config").arg(&self.config).env(
             "RUST_LOG",
             std::env::var("RUST_LOG").unwrap_or("info".into()),
@@ -217,12 +241,12 @@ impl Gateway {
 
     /// `127.0.0.1:<grpc port>`.
     pub fn grpc_addr(&self) -> String {
-        format!("127.0.0.1:{}", self.grpc_port)
+        format!("{}:{}", self.spec.host, self.grpc_port)
     }
 
     /// `127.0.0.1:<http port>` (metrics and health).
     pub fn http_addr(&self) -> String {
-        format!("127.0.0.1:{}", self.http_port)
+        format!("{}:{}", self.spec.host, self.http_port)
     }
 
     /// The gateway's name.

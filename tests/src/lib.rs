@@ -15,6 +15,7 @@
 //! - [`client`]: Subscribe request builders, stream collection, alert checks.
 //! - [`mesh`]: the `Mesh::new("lasair").topic(..).ztf_alerts().start()` builder.
 //! - [`kafka`]: direct Kafka reads, the baseline for the benchmark.
+//! - [`netns`]: a network namespace and veth pair, to cut a gateway off from its peers.
 
 pub mod auth;
 pub mod bench;
@@ -27,6 +28,7 @@ pub mod gateway;
 pub mod kafka;
 pub mod mesh;
 pub mod metrics;
+pub mod netns;
 pub mod process;
 
 pub use broker::{Broker, Produced, Record};

@@ -4,6 +4,7 @@
 
 use std::collections::{BTreeMap, VecDeque};
 use std::io::Write;
+use std::time::Duration;
 
 use alertmesh_alert::headers;
 use alertmesh_alert::AlertRef;
@@ -109,12 +110,13 @@ async fn walk(
     let mut seen = vec![home.url().to_owned()];
     let (mut found, mut failed) = (Vec::new(), Vec::new());
     while let Some(gateway) = queue.pop_front() {
-        let described = async {
+        let described = tokio::time::timeout(HOP_TIMEOUT, async {
             // DescribeGateway is open: no token is needed, so none is sent.
             gateway.without_token().connect().await?.describe().await
-        }
+        })
         .await
-        .map_err(|e| e.to_string());
+        .map_err(|_| format!("no answer within {HOP_TIMEOUT:?}"))
+        .and_then(|d| d.map_err(|e| e.to_string()));
         match described {
             Ok(d) => {
                 for p in d.peers.iter().filter(|p| p.relation == "mirror-source") {
@@ -194,6 +196,53 @@ pub(super) async fn directory(gateway: GatewayArg, as_json: bool) -> Result<(), 
     Ok(())
 }
 
+/// How long one gateway of a walk may take to answer.
+const HOP_TIMEOUT: Duration = Duration::from_secs(15);
+
+/// Fetches one hop of a provenance chain from the gateway its ref names, bounded by
+/// [`HOP_TIMEOUT`]; the reason when that gateway cannot be reached or does not answer.
+async fn fetch_hop(
+    by_name: &BTreeMap<String, Gateway>,
+    next: &AlertRef,
+    home: &str,
+    failed: &[(String, String)],
+) -> Result<v1::Alert, String> {
+    let Some(reached) = by_name.get(&next.gateway) else {
+        let why: Vec<String> = failed
+            .iter()
+            .map(|(url, e)| format!("{} ({})", field(url), field(e)))
+            .collect();
+        return Err(format!(
+            "gateway {} is not reachable from {home} in the mesh directory{}",
+            field(&next.gateway),
+            if why.is_empty() {
+                String::new()
+            } else {
+                format!("; unreachable: {}", why.join(", "))
+            }
+        ));
+    };
+    // The token goes only to the gateway the user configured, and only if it is meant
+    // for the gateway the ref names.
+    let fetched = tokio::time::timeout(HOP_TIMEOUT, async {
+        let mut c = reached
+            .for_name(&next.gateway)
+            .connect()
+            .await
+            .map_err(|e| e.to_string())?;
+        c.fetch(&next.to_string())
+            .await
+            .map_err(|e| format!("{next}: {e}"))
+    })
+    .await;
+    fetched.unwrap_or_else(|_| {
+        Err(format!(
+            "gateway {} did not answer within {HOP_TIMEOUT:?}",
+            field(&next.gateway)
+        ))
+    })
+}
+
 pub(super) async fn provenance(
     gateway: GatewayArg,
     alert_ref: &str,
@@ -208,7 +257,7 @@ pub(super) async fn provenance(
             .ok_or_else(|| format!("invalid --peer {p:?}: expected NAME=URL"))?;
         by_name.insert(name.to_owned(), configured(url, &gateway)?);
     }
-    let (found, _) = walk(&configured(&gateway.url, &gateway)?).await?;
+    let (found, failed) = walk(&configured(&gateway.url, &gateway)?).await?;
     // Then the nearest gateway claiming a name: a peer cannot take over the name of the
     // gateway the user configured.
     for (reached, d) in found {
@@ -223,23 +272,19 @@ pub(super) async fn provenance(
         if hop > 64 {
             return Err("more than 64 hops: the provenance chain loops".into());
         }
-        let reached = by_name.get(&next.gateway).ok_or_else(|| {
-            format!(
-                "gateway {:?} is not reachable from {} in the mesh directory",
-                next.gateway, gateway.url
-            )
-        })?;
-        // The token goes only to the gateway the user configured, and only if it is
-        // meant for the gateway the ref names.
-        let mut c = reached
-            .for_name(&next.gateway)
-            .connect()
-            .await
-            .map_err(|e| e.to_string())?;
-        let a = c
-            .fetch(&next.to_string())
-            .await
-            .map_err(|e| format!("{next}: {e}"))?;
+        let a = match fetch_hop(&by_name, &next, &gateway.url, &failed).await {
+            Ok(a) => a,
+            Err(reason) => {
+                // The chain goes on beyond a gateway that cannot be reached (cut off,
+                // down): say where it stops rather than wait for it.
+                let line = json!({"hop": hop, "ref": next.to_string(), "unresolved": reason});
+                let _ = writeln!(out, "{line}");
+                return Err(format!(
+                    "provenance unresolved at {}: {reason}",
+                    field(&next.to_string())
+                ));
+            }
+        };
         let header = |name: &str| {
             a.headers
                 .iter()

@@ -306,7 +306,9 @@ fn run(
             Some(Err(e)) => {
                 metrics.kafka_errors.inc();
                 consumer.context().saw(&e);
-                tracing::warn!(topic = %topic, error = %e, "kafka read error");
+                if let Some(suppressed) = READ_ERRORS.admit() {
+                    tracing::warn!(topic = %topic, error = %e, suppressed, "kafka read error");
+                }
                 if let Some(failure) = classify(&consumer, &topic, e) {
                     let _ = out.send_final(ReaderEvent::Failed(failure));
                     return;
@@ -464,6 +466,9 @@ fn eof_position(consumer: &GatewayConsumer, topic: &str, partition: i32) -> Opti
             .map(|(_, high)| high)
     })
 }
+
+/// Logs of read errors, which a peer, a producer or a failing cluster can repeat.
+static READ_ERRORS: alertmesh_mirror::limit::RateLimit = alertmesh_mirror::limit::RateLimit::new();
 
 #[cfg(test)]
 mod tests {

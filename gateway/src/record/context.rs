@@ -56,7 +56,9 @@ impl AlertContext {
         // The bytes were written by `record` above; a failure would be a bug there, and an
         // alert that names its record is still the most useful answer.
         v1::Alert::decode(r.wire_bytes()).unwrap_or_else(|e| {
-            tracing::error!(error = %e, "cannot decode an encoded alert");
+            if let Some(suppressed) = UNDECODABLE.admit() {
+                tracing::error!(error = %e, suppressed, "cannot decode an encoded alert");
+            }
             v1::Alert {
                 r#ref: self.alert_ref(r),
                 topic: self.topic.clone(),
@@ -79,3 +81,6 @@ impl AlertContext {
         }
     }
 }
+
+/// Logs of undecodable alerts, which a peer, a producer or a failing cluster can repeat.
+static UNDECODABLE: alertmesh_mirror::limit::RateLimit = alertmesh_mirror::limit::RateLimit::new();

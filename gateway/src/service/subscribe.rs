@@ -220,7 +220,9 @@ impl http_body::Body for BatchBody {
         let mut trailers = http::HeaderMap::new();
         if let Err(e) = status.add_header(&mut trailers) {
             // Only a message that cannot be a header value gets here; the code still can.
-            tracing::warn!(error = %e, "stream status without its message");
+            if let Some(suppressed) = NO_MESSAGE.admit() {
+                tracing::warn!(error = %e, suppressed, "stream status without its message");
+            }
             trailers.clear();
             let _ = Status::new(status.code(), "").add_header(&mut trailers);
         }
@@ -265,6 +267,9 @@ fn message_pieces(batch: v1::AlertBatch, pieces: &mut VecDeque<Bytes>) -> Result
     }
     Ok(())
 }
+
+/// Logs of statuses without their message, which a peer, a producer or a failing cluster can repeat.
+static NO_MESSAGE: alertmesh_mirror::limit::RateLimit = alertmesh_mirror::limit::RateLimit::new();
 
 #[cfg(test)]
 mod tests {

@@ -58,7 +58,7 @@ pub(crate) fn recover(
     // One consumer per topic: partition EOF events name only the partition.
     for topic in topics {
         let consumer: Consumer = config
-            .create_with_context(QuietContext)
+            .create_with_context(QuietContext::default())
             .map_err(|e| destination_error(topic, format!("cannot create a consumer: {e}")))?;
         recover_topic(&consumer, topic, partitions, timeout, &mut positions)?;
     }
@@ -133,6 +133,9 @@ fn read_round(
     // answering; a long read that keeps progressing is fine.
     let mut last_progress = Instant::now();
     while at_end.iter().any(|e| !e) {
+        if consumer.context().is_lost() {
+            return Err(fail(crate::quiet::LOST.to_owned()));
+        }
         if last_progress.elapsed() > timeout {
             return Err(fail(format!(
                 "reading the destination stalled for {timeout:?}"

@@ -11,13 +11,15 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use rdkafka::message::{Header, OwnedHeaders};
-use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord, Producer, PurgeConfig};
+use rdkafka::producer::{DeliveryFuture, FutureRecord, Producer as _, PurgeConfig};
 use rdkafka::types::RDKafkaErrorCode;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use crate::convert::{Converter, Outcome, Outgoing, SourceRecord};
 use crate::destination::destination_error;
+use crate::destination::Sink;
+use crate::quiet::{Producer, LOST};
 use crate::source::Batches;
 use crate::status::{Handled, StatusCell};
 use crate::{Error, Result};
@@ -25,6 +27,8 @@ use crate::{Error, Result};
 /// Bounds on records produced but not yet acknowledged.
 const MAX_PENDING_RECORDS: usize = 10_000;
 const MAX_PENDING_BYTES: usize = 64 << 20;
+/// How often the loop looks whether its producer lost the destination cluster.
+const LOST_CHECK: Duration = Duration::from_millis(200);
 
 /// Where copies and dead letters go.
 #[derive(Debug)]
@@ -79,7 +83,7 @@ impl Queue {
 
 /// Copies until cancelled (`Ok`) or an error (`Err`, after in-flight deliveries finished).
 pub(super) async fn run(
-    producer: &FutureProducer,
+    sink: &Sink,
     topics: &Topics,
     mut batches: Batches,
     converter: &Arc<Converter>,
@@ -87,8 +91,10 @@ pub(super) async fn run(
     cancel: &CancellationToken,
     timeout: Duration,
 ) -> Result<()> {
+    let Sink { producer, lost } = sink;
     let mut queue = Queue::default();
     let failed = |reason: String| destination_error(&topics.destination, reason);
+    let mut check = tokio::time::interval(LOST_CHECK);
     loop {
         let room = queue.has_room();
         tokio::select! {
@@ -97,6 +103,13 @@ pub(super) async fn run(
                 drain(producer, &mut queue, status, timeout, &topics.destination).await?;
                 return Ok(());
             }
+            _ = check.tick() => if lost.is_lost() {
+                // A producer that lost its cluster is not kept (see `quiet`); what it did
+                // not deliver is sent again by the next cycle, after recovery.
+                producer.purge(PurgeConfig::default().queue().inflight());
+                let _ = drain(producer, &mut queue, status, timeout, &topics.destination).await;
+                return Err(failed(LOST.to_owned()));
+            },
             done = queue.next() => match done {
                 Ok(()) => queue.pop_done(status),
                 Err(reason) => {
@@ -156,7 +169,7 @@ async fn convert(
 
 /// Enqueues one outcome with the producer (waiting for deliveries while its queue is full).
 async fn send(
-    producer: &FutureProducer,
+    producer: &Producer,
     topics: &Topics,
     queue: &mut Queue,
     status: &StatusCell,
@@ -176,7 +189,9 @@ async fn send(
         }
         Outcome::Copy(out) => (&topics.destination, out, Handled::Copied(None)),
         Outcome::DeadLetter(out, reason) => {
-            tracing::warn!(partition, offset, reason = %reason, "dead-lettered a source record");
+            if let Some(suppressed) = DEAD_LETTERS.admit() {
+                tracing::warn!(partition, offset, reason = %reason, suppressed, "dead-lettered a source record");
+            }
             (&topics.dlq, out, Handled::DeadLettered)
         }
     };
@@ -237,7 +252,7 @@ fn headers(out: &Outgoing) -> OwnedHeaders {
 
 /// Waits (bounded by `timeout`) for every pending delivery, recording the acknowledged ones.
 async fn drain(
-    producer: &FutureProducer,
+    producer: &Producer,
     queue: &mut Queue,
     status: &StatusCell,
     timeout: Duration,
@@ -267,3 +282,6 @@ async fn drain(
     }
     Ok(())
 }
+
+/// Logs of dead letters, which a peer, a producer or a failing cluster can repeat.
+static DEAD_LETTERS: crate::limit::RateLimit = crate::limit::RateLimit::new();

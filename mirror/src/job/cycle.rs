@@ -25,7 +25,7 @@ pub(super) async fn run(
         prepared = prepare(spec, env, status) => prepared?,
     };
     let (batches, destination) = prepared;
-    let producer = destination::producer(env, &destination)?;
+    let sink = destination::producer(env, &destination)?;
     status.update(|s| {
         s.state = MirrorState::Running;
         s.error.clear();
@@ -36,7 +36,7 @@ pub(super) async fn run(
         destination,
     };
     copy::run(
-        &producer,
+        &sink,
         &topics,
         batches,
         converter,

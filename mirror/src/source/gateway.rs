@@ -144,7 +144,9 @@ impl Peer {
                 let sent = match next {
                     Ok(Some(batch)) => {
                         for skipped in &batch.skipped {
-                            tracing::warn!(source_ref = %skipped.r#ref, reason = %skipped.reason, "source skipped a record");
+                            if let Some(suppressed) = SKIPPED.admit() {
+                                tracing::warn!(source_ref = %skipped.r#ref, reason = %skipped.reason, suppressed, "source skipped a record");
+                            }
                         }
                         let records = batch
                             .alerts
@@ -196,3 +198,6 @@ fn record(alert: pb::Alert, gateway: &str, prefix: &str) -> SourceRecord {
         mesh_key: Some(alert.mesh_key).filter(|k| !k.is_empty()),
     }
 }
+
+/// Logs of records the source skipped, which a peer, a producer or a failing cluster can repeat.
+static SKIPPED: crate::limit::RateLimit = crate::limit::RateLimit::new();

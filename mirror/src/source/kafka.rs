@@ -8,8 +8,8 @@ use alertmesh_alert::headers;
 use bytes::Bytes;
 use rdkafka::consumer::Consumer as _;
 
-use crate::quiet::{Consumer, QuietContext};
-use rdkafka::error::KafkaError;
+use crate::quiet::{Consumer, QuietContext, LOST};
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Headers, Message};
 use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 use tokio::sync::mpsc;
@@ -43,7 +43,9 @@ fn client_config(source: &KafkaSource, mirror: &str) -> ClientConfig {
         .set("group.id", format!("alertmesh-mirror-{mirror}"))
         .set("enable.auto.commit", "false")
         .set("enable.auto.offset.store", "false")
-        .set("auto.offset.reset", "earliest")
+        // An offset the source no longer has is an error to report, never a silent jump
+        // (reads are assigned explicit positions; see `check_not_back`).
+        .set("auto.offset.reset", "error")
         // Mirrors are latency-sensitive: do not let an idle partition hold a fetch long.
         .set("fetch.wait.max.ms", "100")
         // When the destination is the bottleneck the prefetch queue fills; librdkafka would
@@ -74,7 +76,7 @@ pub(crate) async fn connect(
     );
     let partitions = tokio::task::spawn_blocking(move || {
         let consumer: Consumer = config
-            .create_with_context(QuietContext)
+            .create_with_context(QuietContext::default())
             .map_err(|e| failure(&l, format!("cannot create a consumer: {e}")))?;
         crate::destination::partition_count(&consumer, &topic, timeout).map_err(|e| failure(&l, e))
     })
@@ -124,7 +126,7 @@ impl Remote {
         let fail = |reason: String| failure(&self.label, reason);
         let topic = &self.source.topic;
         let consumer: Consumer = client_config(&self.source, "reader")
-            .create_with_context(QuietContext)
+            .create_with_context(QuietContext::default())
             .map_err(|e| fail(format!("cannot create a consumer: {e}")))?;
         let partitions = 0..i32::try_from(self.partitions).unwrap_or(i32::MAX);
         // Per partition: records older than this are skipped (a time start that the broker
@@ -135,6 +137,7 @@ impl Remote {
             Start::Time(ms) => self.offsets_for_time(&consumer, ms)?,
             _ => Vec::new(),
         };
+        self.check_not_back(&consumer, positions)?;
         for p in partitions {
             let offset = match (positions.next_offset(p), start) {
                 (Some(next), _) => Offset::Offset(next),
@@ -161,7 +164,13 @@ impl Remote {
             let mut bytes = 0;
             let mut wait = Duration::from_millis(100);
             while batch.len() < MAX_BATCH_RECORDS && bytes < MAX_BATCH_BYTES {
-                let Some(polled) = consumer.poll(wait) else {
+                let polled = consumer.poll(wait);
+                if consumer.context().is_lost() {
+                    // Never reconnect a client that lost its cluster (see `quiet`): the
+                    // next cycle recovers and reads with a new one.
+                    return Err(fail(LOST.to_owned()));
+                }
+                let Some(polled) = polled else {
                     break;
                 };
                 wait = Duration::ZERO;
@@ -172,6 +181,8 @@ impl Remote {
                 };
                 let timestamp = m.timestamp().to_millis();
                 let p = m.partition();
+                tpl.set_partition_offset(topic, p, Offset::Offset(m.offset() + 1))
+                    .map_err(|e| fail(e.to_string()))?;
                 if let Some(Some(ms)) = skip_before.get_mut(p as usize).map(|s| s.as_mut()) {
                     if timestamp.is_some_and(|t| t < *ms) {
                         continue;
@@ -204,11 +215,124 @@ impl Remote {
                     mesh_key: None,
                 });
             }
-            if !batch.is_empty() && tx.blocking_send(Ok(batch)).is_err() {
+            if !batch.is_empty() && !send(&consumer, &tpl, tx, batch).map_err(fail)? {
                 break;
             }
         }
         Ok(())
+    }
+}
+
+/// How long a reader waits for room in the channel before it stops fetching while it waits.
+const SEND_PATIENCE: Duration = Duration::from_secs(1);
+
+/// Hands `batch` to the copy loop; `false` when it is gone. A reader that waits long on a
+/// slow destination polls nothing, so it would not notice losing its cluster while
+/// librdkafka keeps fetching in the background: it stops fetching (unassigns) while it
+/// waits, and assigns again at `positions` (the next offsets) afterwards.
+fn send(
+    consumer: &Consumer,
+    positions: &TopicPartitionList,
+    tx: &mpsc::Sender<Result<Vec<SourceRecord>>>,
+    batch: Vec<SourceRecord>,
+) -> std::result::Result<bool, String> {
+    use tokio::sync::mpsc::error::TrySendError;
+    let deadline = std::time::Instant::now() + SEND_PATIENCE;
+    let mut batch = Ok(batch);
+    loop {
+        match tx.try_send(batch) {
+            Ok(()) => return Ok(true),
+            Err(TrySendError::Closed(_)) => return Ok(false),
+            Err(TrySendError::Full(back)) => batch = back,
+        }
+        if std::time::Instant::now() >= deadline {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    // A partition still at `End` has no concrete position to come back to: assigning
+    // `End` again would skip what arrived meanwhile, so such a reader keeps fetching.
+    if positions
+        .elements()
+        .iter()
+        .any(|e| e.offset() == Offset::End)
+    {
+        return Ok(tx.blocking_send(batch).is_ok());
+    }
+    consumer
+        .unassign()
+        .map_err(|e| format!("cannot stop fetching: {e}"))?;
+    if tx.blocking_send(batch).is_err() {
+        return Ok(false);
+    }
+    consumer
+        .assign(positions)
+        .map_err(|e| format!("cannot assign partitions: {e}"))?;
+    Ok(true)
+}
+
+impl Remote {
+    /// Fails when a partition of the source now ends before the next offset to copy: the
+    /// source cluster was replaced or reset, or the topic recreated, and its records are
+    /// numbered afresh. Resuming there would skip or repeat records silently, so the
+    /// mirror reports it (status, errors) until an operator decides.
+    fn check_not_back(&self, consumer: &Consumer, positions: &ResumePositions) -> Result<()> {
+        let topic = &self.source.topic;
+        for p in 0..i32::try_from(self.partitions).unwrap_or(i32::MAX) {
+            let Some(next) = positions.next_offset(p) else {
+                continue;
+            };
+            let (_, end) = consumer
+                .fetch_watermarks(topic, p, self.timeout)
+                .map_err(|e| failure(&self.label, format!("cannot read offsets: {e}")))?;
+            // Some brokers report the base offset of the last batch as the end: a low end
+            // is confirmed by looking for the last record copied.
+            if end < next && !self.holds(consumer, p, next - 1)? {
+                return Err(failure(
+                    &self.label,
+                    format!(
+                        "the source went back: partition {p} now ends at offset {end}, before \
+                         offset {next} the destination already holds; the source cluster was \
+                         replaced or reset, or the topic recreated; mirror it into a new \
+                         destination (or empty this one) to copy its records"
+                    ),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// Whether partition `p` of the source holds a record at `offset`.
+    fn holds(&self, consumer: &Consumer, p: i32, offset: i64) -> Result<bool> {
+        let mut tpl = TopicPartitionList::new();
+        tpl.add_partition_offset(&self.source.topic, p, Offset::Offset(offset))
+            .map_err(|e| failure(&self.label, e.to_string()))?;
+        consumer
+            .assign(&tpl)
+            .map_err(|e| failure(&self.label, format!("cannot assign partitions: {e}")))?;
+        let deadline = std::time::Instant::now() + self.timeout;
+        while std::time::Instant::now() < deadline {
+            match consumer.poll(Duration::from_millis(100)) {
+                Some(Ok(m)) => return Ok(m.partition() == p && m.offset() == offset),
+                Some(Err(KafkaError::PartitionEOF(_))) | None => {}
+                // Out of range (reported as such, or as no offset to reset to, since
+                // auto.offset.reset is "error"): the record is gone.
+                Some(Err(e))
+                    if matches!(
+                        e.rdkafka_error_code(),
+                        Some(
+                            RDKafkaErrorCode::OffsetOutOfRange | RDKafkaErrorCode::AutoOffsetReset
+                        )
+                    ) =>
+                {
+                    return Ok(false)
+                }
+                Some(Err(e)) => return Err(failure(&self.label, format!("cannot read: {e}"))),
+            }
+        }
+        // The broker answered with the partition's end but gives no record at `offset`
+        // (some brokers answer a fetch past the end with nothing, not OUT_OF_RANGE).
+        Ok(false)
     }
 
     /// Per partition, the broker's offset for time `ms` (`None`: no record that recent yet).
