@@ -63,8 +63,8 @@ pub enum Command {
         alert_ref: String,
         #[command(flatten)]
         gateway: GatewayArg,
-        /// `native` (or `json`): one JSON line, payload as base64; `raw`: the payload
-        /// bytes, to --out or stdout.
+        /// `native`: one JSON line, payload as base64; `json`: one JSON line, the alert
+        /// decoded under "alert"; `raw`: the payload bytes, to --out or stdout.
         #[arg(long, value_enum, default_value_t = OutputFormat::Native)]
         format: OutputFormat,
         /// File to write the raw payload to.
@@ -216,7 +216,8 @@ pub async fn run_client(command: Command) -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(line) => {
-            eprintln!("error: {line}");
+            // Error lines often carry a gateway's text: one line, capped, no controls.
+            eprintln!("error: {}", output::message(&line));
             ExitCode::FAILURE
         }
     }

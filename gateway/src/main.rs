@@ -81,7 +81,8 @@ fn main() -> ExitCode {
     }
 }
 
-/// Logs go to stderr; `RUST_LOG` (or `ALERTMESH_LOG`) filters them.
+/// Logs go to stderr; `RUST_LOG` (or `ALERTMESH_LOG`) filters them. Colours only on a
+/// terminal: a log file or pipe gets plain text.
 fn init_tracing(default: &str) {
     let filter = std::env::var("ALERTMESH_LOG")
         .or_else(|_| std::env::var("RUST_LOG"))
@@ -89,6 +90,7 @@ fn init_tracing(default: &str) {
     tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
 }
 

@@ -147,6 +147,12 @@ async fn cli_subscribe_raw_writes_each_payload_to_a_file() -> Result<()> {
         .collect();
     files.sort();
     want.sort();
+    // The user is told where the files went and how many.
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("wrote 45 alert file(s)") && stderr.contains(&dir_arg),
+        "stderr: {stderr}"
+    );
     assert_eq!(files.len(), 45, "one file per alert");
     assert!(
         files == want,
@@ -191,6 +197,36 @@ async fn cli_topics_and_fetch_show_what_the_gateway_serves() -> Result<()> {
         let text = String::from_utf8(out.stdout).context("fetch output is neither raw nor JSON")?;
         assert_eq!(check_json_line(text.trim(), &site)?, (2, 4));
     }
+
+    // --format json decodes the alert, as its help says, like `subscribe --format json`.
+    let out = site.gateway.cli(&["fetch", &r, "--format", "json"]).await?;
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: Value = serde_json::from_slice(&out.stdout)?;
+    assert_eq!(v["ref"], r.as_str());
+    assert!(v.get("payload").is_none(), "json has the payload: {v}");
+    assert!(
+        v["alert"]["objectId"].is_string() && v["alert"]["candidate"]["candid"].is_i64(),
+        "no decoded alert: {v}"
+    );
+    let native = site
+        .gateway
+        .cli(&["fetch", &r, "--format", "native"])
+        .await?;
+    assert_ne!(native.stdout, out.stdout, "json and native print the same");
+    Ok(())
+}
+
+#[tokio::test]
+async fn logs_written_to_a_file_are_plain_text() -> Result<()> {
+    let site = site().await?;
+    // The gateway's stderr is a file here: its startup lines carry no colour codes.
+    let log = site.gateway.stderr_tail(200);
+    assert!(log.contains("INFO"), "no log lines: {log}");
+    assert!(!log.contains('\u{1b}'), "ANSI codes in a log file: {log:?}");
     Ok(())
 }
 
@@ -241,6 +277,13 @@ async fn cli_errors_are_one_line_with_a_failing_exit() -> Result<()> {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success(), "topics against nothing succeeded");
     assert_eq!(stderr.trim_end().lines().count(), 1, "stderr:\n{stderr}");
+    // The cause is said once, with what to check.
+    assert_eq!(stderr.matches("tcp connect error").count(), 1, "{stderr}");
+    assert!(!stderr.contains("transport error"), "{stderr}");
+    assert!(
+        stderr.contains("Connection refused") && stderr.contains("--gateway"),
+        "{stderr}"
+    );
     Ok(())
 }
 

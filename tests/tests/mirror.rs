@@ -264,6 +264,15 @@ async fn a_chain_of_three_gateways_copies_every_alert_with_provenance() -> Resul
     let start = format!("am://fink/lasair.ztf.alerts/{}/{}", f.partition, f.offset);
     let hops = json_lines(&fink.gateway.cli(&["provenance", &start]).await?)?;
     ensure!(hops.len() == 3, "{hops:?}");
+    // Times a person reads are RFC 3339, as `subscribe` prints them.
+    for hop in &hops {
+        let t = hop["timestamp"].as_str().unwrap_or("");
+        ensure!(
+            t.len() >= 20 && t.as_bytes()[10] == b'T' && t.ends_with('Z'),
+            "timestamp {:?} is not RFC 3339",
+            hop["timestamp"]
+        );
+    }
     ensure!(
         hops[2]["ref"].as_str() == f.headers.get("am-origin").map(String::as_str),
         "{hops:?}"

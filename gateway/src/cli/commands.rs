@@ -3,6 +3,7 @@
 use std::io::{self, Write};
 use std::path::PathBuf;
 
+use alertmesh_alert::{BytesMode, Decoder, Format, JsonOptions};
 use alertmesh_proto::v1;
 
 use super::output::{alert_json, decoded_json, field, message, raw_path};
@@ -50,6 +51,7 @@ pub(super) async fn subscribe(args: SubscribeArgs) -> Result<(), String> {
     let stdout = io::stdout();
     let mut out = io::BufWriter::new(stdout.lock());
     let mut reconnects = 0;
+    let mut files: u64 = 0;
     loop {
         let batch = match subscription.next_batch().await {
             Ok(Some(b)) => b,
@@ -78,6 +80,7 @@ pub(super) async fn subscribe(args: SubscribeArgs) -> Result<(), String> {
                     let path = raw_path(dir, a)?;
                     std::fs::write(&path, &a.payload)
                         .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+                    files += 1;
                 }
                 _ => {
                     let line = match args.format {
@@ -100,6 +103,9 @@ pub(super) async fn subscribe(args: SubscribeArgs) -> Result<(), String> {
                 .await
                 .map_err(|e| e.to_string())?;
         }
+    }
+    if let (OutputFormat::Raw, Some(dir)) = (&args.format, &args.out) {
+        eprintln!("wrote {files} alert file(s) to {}", dir.display());
     }
     Ok(())
 }
@@ -155,15 +161,50 @@ pub(super) async fn fetch(
 ) -> Result<(), String> {
     let mut client = connect(gateway).await?;
     let alert = client.fetch(alert_ref).await.map_err(|e| e.to_string())?;
+    let mut alert = alert;
+    if format == OutputFormat::Json && alert.json.is_empty() {
+        alert.json = decode_payload(&alert)?.into();
+    }
     let written = match (format, out) {
         (OutputFormat::Raw, Some(path)) => {
             return std::fs::write(&path, &alert.payload)
                 .map_err(|e| format!("cannot write {}: {e}", path.display()))
         }
         (OutputFormat::Raw, None) => io::stdout().lock().write_all(&alert.payload),
-        (_, _) => writeln!(io::stdout().lock(), "{}", alert_json(&alert)),
+        (OutputFormat::Json, _) => writeln!(io::stdout().lock(), "{}", decoded_json(&alert)),
+        (OutputFormat::Native, _) => writeln!(io::stdout().lock(), "{}", alert_json(&alert)),
     };
     written.or_else(|e| write_err(e).map_or(Ok(()), Err))
+}
+
+/// The alert document of a fetched payload, decoded here (Fetch carries only the bytes):
+/// one JSON object, or an array when a container holds several alerts.
+fn decode_payload(alert: &v1::Alert) -> Result<Vec<u8>, String> {
+    let undecodable = |e: String| {
+        format!(
+            "cannot decode {} ({}): {e}; --format native prints the payload as base64",
+            field(&alert.r#ref),
+            field(&alert.format)
+        )
+    };
+    let format: Format = alert
+        .format
+        .parse()
+        .map_err(|e: alertmesh_alert::Error| undecodable(e.to_string()))?;
+    let alerts = Decoder::new()
+        .decode_all(format, &alert.payload)
+        .map_err(|e| undecodable(e.to_string()))?;
+    let options = JsonOptions {
+        bytes: BytesMode::Base64,
+    };
+    let mut docs: Vec<Vec<u8>> = alerts.iter().map(|a| a.to_json(options)).collect();
+    if docs.len() == 1 {
+        return Ok(docs.remove(0));
+    }
+    let mut out = b"[".to_vec();
+    out.extend(docs.join(&b","[..]));
+    out.push(b']');
+    Ok(out)
 }
 
 pub(super) async fn describe(gateway: &GatewayArg) -> Result<(), String> {

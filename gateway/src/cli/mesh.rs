@@ -12,7 +12,7 @@ use serde_json::json;
 
 use alertmesh_client::Gateway;
 
-use super::output::{field, message, text as terminal_text};
+use super::output::{field, message, rfc3339, text as terminal_text};
 use super::{connect, status_line, GatewayArg};
 
 /// Most gateways a walk visits: a hostile gateway can name any number of peers.
@@ -253,7 +253,7 @@ pub(super) async fn provenance(
         let source = header(headers::SOURCE);
         let line = json!({
             "hop": hop, "ref": a.r#ref, "key": a.mesh_key, "hops": header(headers::HOPS),
-            "source": source, "timestamp": a.timestamp.map(|t| t.seconds * 1000 + i64::from(t.nanos) / 1_000_000),
+            "source": source, "timestamp": a.timestamp.as_ref().map_or(serde_json::Value::Null, rfc3339),
         });
         let _ = writeln!(out, "{line}");
         match source.as_deref().map(str::parse::<AlertRef>) {
