@@ -554,3 +554,58 @@ async fn a_gateway_caps_and_escapes_the_input_it_echoes() -> Result<()> {
     }
     Ok(())
 }
+
+#[tokio::test]
+async fn topics_that_need_a_token_are_counted_and_listed_with_one() -> Result<()> {
+    use alertmesh_tests::auth::{Pki, Secure, SecureSpec};
+    use alertmesh_tests::Broker;
+    let pki = Pki::new()?;
+    let broker = Broker::start("lasair").await?;
+    broker.create_topic(ZTF_TOPIC, 2).await?;
+    broker.create_topic("ztf.open", 1).await?;
+    let gw = Secure::start(
+        &pki,
+        SecureSpec::new("lasair", &broker.bootstrap())
+            .without_mtls()
+            .topic(ZTF_TOPIC, false)
+            .topic("ztf.open", true),
+    )
+    .await?;
+    let secret = gw.issue("alice", &["subscribe:ztf.*"], "1h").await?;
+    let token = pki.dir().join("alice.token");
+    std::fs::write(&token, &secret)?;
+    let (url, ca) = (gw.url(), gw.ca.to_string_lossy().into_owned());
+    let token = token.to_string_lossy().into_owned();
+    let base = ["--gateway", url.as_str(), "--ca", ca.as_str()];
+
+    for cmd in [vec!["topics"], vec!["describe"], vec!["directory"]] {
+        let args: Vec<&str> = cmd.iter().copied().chain(base).collect();
+        let out = run_cli(&args).await?;
+        let (stdout, stderr) = (
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr),
+        );
+        assert!(out.status.success(), "{cmd:?}: {stderr}");
+        assert!(stdout.contains("ztf.open"), "{cmd:?}: {stdout}");
+        assert!(!stdout.contains(ZTF_TOPIC), "{cmd:?}: {stdout}");
+        assert!(
+            format!("{stdout}{stderr}").contains("1 more"),
+            "{cmd:?}: no hint that a token shows more:\n{stdout}\n{stderr}"
+        );
+    }
+    // With a token for this gateway, directory lists its private topic too.
+    let args: Vec<&str> = ["directory", "--token", &token]
+        .into_iter()
+        .chain(base)
+        .collect();
+    let out = run_cli(&args).await?;
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains(ZTF_TOPIC), "{stdout}");
+    assert!(!stdout.contains("more need a token"), "{stdout}");
+    Ok(())
+}

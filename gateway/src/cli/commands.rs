@@ -8,7 +8,8 @@ use alertmesh_proto::v1;
 
 use super::output::{alert_json, decoded_json, field, message, raw_path};
 use super::positions::{parse_cone, parse_from, parse_until};
-use super::{connect, GatewayArg, OutputFormat, SubscribeArgs};
+use super::{connect, status_line, GatewayArg, OutputFormat, SubscribeArgs};
+use crate::catalog::TOPICS_NEED_TOKEN;
 
 /// Writing to a closed pipe (`| head`) ends the command quietly.
 fn write_err(e: io::Error) -> Option<String> {
@@ -110,9 +111,34 @@ pub(super) async fn subscribe(args: SubscribeArgs) -> Result<(), String> {
     Ok(())
 }
 
+/// How many topics a gateway kept back from this caller because they need a token.
+pub(super) fn hidden_topics(meta: &tonic::metadata::MetadataMap) -> u64 {
+    meta.get(TOPICS_NEED_TOKEN)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0)
+}
+
+/// The hint for topics kept back: they exist, and a token shows them.
+pub(super) fn token_hint(hidden: u64) -> String {
+    format!(
+        "{hidden} more topic(s) need a token: pass --token FILE with a token for this \
+         gateway (its operator issues one with `alertmesh creds issue`)"
+    )
+}
+
 pub(super) async fn topics(gateway: &GatewayArg, json: bool) -> Result<(), String> {
     let mut client = connect(gateway).await?;
-    let topics = client.list_topics().await.map_err(|e| e.to_string())?;
+    let response = client
+        .grpc()
+        .list_topics(v1::ListTopicsRequest {})
+        .await
+        .map_err(|s| status_line(&s))?;
+    let hidden = hidden_topics(response.metadata());
+    let topics = response.into_inner().topics;
+    if hidden > 0 {
+        eprintln!("note: {}", token_hint(hidden));
+    }
     let mut out = io::stdout().lock();
     let mut lines = Vec::new();
     if json {
@@ -209,7 +235,16 @@ fn decode_payload(alert: &v1::Alert) -> Result<Vec<u8>, String> {
 
 pub(super) async fn describe(gateway: &GatewayArg) -> Result<(), String> {
     let mut client = connect(gateway).await?;
-    let d = client.describe().await.map_err(|e| e.to_string())?;
+    let response = client
+        .grpc()
+        .describe_gateway(v1::DescribeGatewayRequest {})
+        .await
+        .map_err(|s| status_line(&s))?;
+    let hidden = hidden_topics(response.metadata());
+    let d = response.into_inner();
+    if hidden > 0 {
+        eprintln!("note: {}", token_hint(hidden));
+    }
     let v = serde_json::json!({
         "name": d.name,
         "version": d.version,
@@ -218,6 +253,7 @@ pub(super) async fn describe(gateway: &GatewayArg) -> Result<(), String> {
             "name": t.name, "namespace": t.namespace, "format": t.format, "partitions": t.partitions,
         })).collect::<Vec<_>>(),
         "auth": d.auth.iter().map(|a| serde_json::json!({"kind": a.kind, "params": a.params})).collect::<Vec<_>>(),
+        "topics_need_token": hidden,
     });
     let text = serde_json::to_string_pretty(&v).map_err(|e| e.to_string())?;
     writeln!(io::stdout().lock(), "{text}").or_else(|e| write_err(e).map_or(Ok(()), Err))
