@@ -57,11 +57,18 @@ fn main() -> ExitCode {
             };
             if check {
                 println!(
-                    "configuration ok: gateway {}, {} topic(s)",
+                    "configuration ok: gateway {}, {} topic(s), {} mirror(s)",
                     config.gateway.name,
-                    config.topics.len()
+                    config.topics.len(),
+                    config.mirrors.len()
                 );
+                for line in config.mirror_summary() {
+                    println!("  {line}");
+                }
                 return ExitCode::SUCCESS;
+            }
+            for line in config.unserved_mirrors() {
+                tracing::warn!("{line}");
             }
             // Errors are checked to hold no property value; this catches any that would.
             let secrets = config.secrets();

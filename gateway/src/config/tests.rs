@@ -27,6 +27,36 @@ fn minimal_config_from_the_readme_loads_with_defaults() {
 }
 
 #[test]
+fn a_mirror_filter_that_does_not_parse_fails_the_check() {
+    let mirror = |filter: &str| {
+        format!(
+            "{MINIMAL}[[mirrors]]\nname = \"m\"\n[mirrors.source]\n\
+             gateway = \"http://127.0.0.1:29051\"\ntopic = \"ztf.raw\"\nfilter = {filter:?}\n"
+        )
+    };
+    let all = Config::parse(&mirror("candidate.magpsf >"), &[])
+        .unwrap_err()
+        .join("\n");
+    assert!(all.contains("mirrors[0].source.filter: "), "{all}");
+    let c = Config::parse(&mirror("candidate.magpsf < 18.5"), &[]).unwrap();
+    assert_eq!(c.mirrors.len(), 1);
+    let summary = c.mirror_summary().join("\n");
+    assert!(summary.contains("mirror m: "), "{summary}");
+    assert!(
+        c.unserved_mirrors().is_empty(),
+        "unknown destination: no warning"
+    );
+    // A destination no [[topics]] entry exposes is reported.
+    let unserved = mirror("candidate.magpsf < 18.5").replace(
+        "[mirrors.source]",
+        "destination = \"ztf.copy\"\n[mirrors.source]",
+    );
+    let c = Config::parse(&unserved, &[]).unwrap();
+    let warned = c.unserved_mirrors().join("\n");
+    assert!(warned.contains("ztf.copy (not served"), "{warned}");
+}
+
+#[test]
 fn limits_default_and_are_bounded() {
     let c = Config::parse(MINIMAL, &[]).unwrap();
     assert_eq!(c.limits.reader_connections, 3);
