@@ -56,6 +56,38 @@ fn a_mirror_filter_that_does_not_parse_fails_the_check() {
     assert!(warned.contains("ztf.copy (not served"), "{warned}");
 }
 
+/// The README's ```toml blocks, in order.
+fn readme_toml_blocks() -> Vec<String> {
+    let readme = include_str!("../../../README.md");
+    readme
+        .split("```toml\n")
+        .skip(1)
+        .filter_map(|b| b.split_once("```").map(|(toml, _)| toml.to_owned()))
+        .collect()
+}
+
+#[test]
+fn every_toml_block_of_the_readme_is_valid_and_its_mirrors_load() {
+    let blocks = readme_toml_blocks();
+    assert!(blocks.len() >= 2, "{} blocks", blocks.len());
+    for block in &blocks {
+        if let Err(e) = block.parse::<toml::Table>() {
+            panic!("not TOML:\n{block}\n{e}");
+        }
+    }
+    // A mirror example without [[mappings]] (whose schema file is not here) loads as a
+    // gateway's configuration would.
+    let kafka = blocks
+        .iter()
+        .find(|b| b.contains("kafka = ") && b.starts_with("[[mirrors]]"))
+        .expect("a raw Kafka mirror example");
+    let c = Config::parse(&format!("{MINIMAL}{kafka}"), &[]).unwrap();
+    assert!(matches!(
+        c.mirrors[0].spec.source,
+        alertmesh_mirror::Source::Kafka(_)
+    ));
+}
+
 #[test]
 fn limits_default_and_are_bounded() {
     let c = Config::parse(MINIMAL, &[]).unwrap();
