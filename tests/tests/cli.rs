@@ -609,3 +609,74 @@ async fn topics_that_need_a_token_are_counted_and_listed_with_one() -> Result<()
     assert!(!stdout.contains("more need a token"), "{stdout}");
     Ok(())
 }
+
+/// The top-level keys of a JSON object written with `...` elisions (as in the README).
+fn top_level_keys(sample: &str) -> Vec<String> {
+    let (mut depth, mut keys, mut chars) = (0, Vec::new(), sample.chars().peekable());
+    while let Some(c) = chars.next() {
+        match c {
+            '{' | '[' => depth += 1,
+            '}' | ']' => depth -= 1,
+            '"' => {
+                let mut s = String::new();
+                while let Some(c) = chars.next() {
+                    match c {
+                        '\\' => {
+                            chars.next();
+                        }
+                        '"' => break,
+                        c => s.push(c),
+                    }
+                }
+                while chars.peek().is_some_and(|c| c.is_whitespace()) {
+                    chars.next();
+                }
+                if depth == 1 && chars.peek() == Some(&':') {
+                    keys.push(s);
+                }
+            }
+            _ => {}
+        }
+    }
+    keys
+}
+
+#[tokio::test]
+async fn the_readme_sample_json_has_the_keys_subscribe_prints() -> Result<()> {
+    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../README.md"))?;
+    let sample = readme
+        .split("```json\n")
+        .nth(1)
+        .and_then(|b| b.split_once("```"))
+        .context("a json block in the README")?
+        .0;
+    let site = site().await?;
+    let out = site
+        .gateway
+        .cli(&[
+            "subscribe",
+            "--topic",
+            ZTF_TOPIC,
+            "--from",
+            "earliest",
+            "--until",
+            "now",
+            "--limit",
+            "1",
+            "--omit-cutouts",
+        ])
+        .await?;
+    ensure!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let line = String::from_utf8(out.stdout)?;
+    let printed = top_level_keys(line.trim());
+    ensure!(
+        top_level_keys(sample) == printed,
+        "README sample keys {:?}, printed {printed:?}",
+        top_level_keys(sample)
+    );
+    Ok(())
+}

@@ -131,6 +131,20 @@ fn the_demo_mesh_copies_alerts_at_every_hop_and_stops_cleanly() -> Result<()> {
         let n = copied(last, mirror).with_context(|| format!("no count for {mirror}: {last}"))?;
         ensure!(n > 0, "{mirror} copied nothing: {last}");
     }
+    // The README shows the summary as it is printed: its column header and hop labels.
+    let readme = std::fs::read_to_string(root().join("README.md"))?;
+    let shown = readme
+        .split_once("```\n-- t=")
+        .and_then(|(_, rest)| rest.split_once("```"))
+        .context("no demo summary in the README")?
+        .0;
+    for line in shown.lines().skip(1) {
+        let label: String = line.chars().take(40).collect();
+        ensure!(
+            out.contains(label.trim_end()),
+            "README summary line not printed by the demo: {line:?}"
+        );
+    }
     // The summary was live (one every 2 s).
     ensure!(
         out.matches("-- t=").count() >= 5,
