@@ -543,7 +543,7 @@ async fn a_mirror_authenticates_to_its_source_with_a_token_and_a_client_certific
             .iter()
             .find(|m| m.name == "not-allowed")
             .context("second mirror")?;
-        if denied.state == "backoff" && denied.error.to_lowercase().contains("permission") {
+        if denied.state == "failed" && denied.error.to_lowercase().contains("permission") {
             ensure!(denied.copied == 0, "{denied:?}");
             ensure!(
                 !denied.error.contains(&weak),
