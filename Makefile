@@ -11,7 +11,9 @@ TARGET_DIR := $(shell $(CARGO) metadata --format-version 1 --no-deps 2>/dev/null
 
 ## A mesh of three institutions on this machine (survey -> lasair -> fink, each a Tansu and a gateway)
 ## fed live with the real ZTF fixture alerts; prints a live summary until Ctrl-C (deploy/demo/run.sh).
-demo: tansu build
+## Builds only the `alertmesh` binary it runs.
+demo: tansu
+	$(CARGO) build -p alertmesh-gateway --bin alertmesh
 	ALERTMESH_BIN=$(TARGET_DIR)/debug/alertmesh ./deploy/demo/run.sh
 
 ## Install Tansu if missing, build, lint, and run every test (unit, end-to-end, Python client, notebook),

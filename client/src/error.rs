@@ -69,13 +69,37 @@ pub fn status_line(s: &tonic::Status) -> String {
 }
 
 /// `e` and its sources, joined with `: ` (transport errors hide the useful part inside).
+/// A layer that repeats what is already said (tonic's "transport error", hyper's
+/// "tcp connect error" twice) is left out: each cause is said once.
 pub(crate) fn source_chain(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
+    let mut parts = vec![e.to_string()];
     let mut cur = e.source();
     while let Some(inner) = cur {
-        s.push_str(": ");
-        s.push_str(&inner.to_string());
+        let text = inner.to_string();
+        if !parts.iter().any(|p| p == &text) {
+            parts.push(text);
+        }
         cur = inner.source();
     }
-    s
+    // Wrappers that only say "something failed below" add nothing to the cause.
+    if parts.len() > 1 {
+        parts.retain(|p| p != "transport error");
+    }
+    parts.join(": ")
+}
+
+/// What to check when nothing usable answered at a gateway URL, after the cause.
+pub(crate) fn connect_hint(reason: &str) -> String {
+    let lower = reason.to_ascii_lowercase();
+    let check = if lower.contains("refused") {
+        "is a gateway running and listening there? (check the URL, --gateway or ALERTMESH_GATEWAY, and the gateway's [gateway] listen address)"
+    } else if lower.contains("certificate") || lower.contains("tls") || lower.contains("handshake")
+    {
+        "check that the URL's scheme matches the gateway (http:// or https://) and --ca, --cert and --key"
+    } else if lower.contains("dns") || lower.contains("resolve") || lower.contains("lookup") {
+        "check the host name of the URL"
+    } else {
+        "check that the URL is the gateway's gRPC address and that it is reachable from here"
+    };
+    format!("{reason}; {check}")
 }

@@ -15,7 +15,7 @@ use std::time::Duration;
 use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity};
 
 use crate::client::{Bearer, Client};
-use crate::error::source_chain;
+use crate::error::{connect_hint, source_chain};
 use crate::{Error, Options, Result};
 
 /// HTTP/2 windows: a stream of 60 KB alerts needs far more than the 64 KiB default, or
@@ -171,8 +171,8 @@ impl Gateway {
         let connected = tokio::time::timeout(wait, self.endpoint.connect()).await;
         let reason = match connected {
             Ok(Ok(channel)) => return Ok(channel),
-            Ok(Err(e)) => source_chain(&e),
-            Err(_) => format!("no answer within {wait:?}"),
+            Ok(Err(e)) => connect_hint(&source_chain(&e)),
+            Err(_) => connect_hint(&format!("no answer within {wait:?}")),
         };
         Err(Error::Connect {
             url: self.url.clone(),

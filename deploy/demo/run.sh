@@ -37,23 +37,32 @@ for port in "${kafka_ports[@]}" "${grpc_ports[@]}" "${http_ports[@]}"; do
   fi
 done
 
-pids=()
+# Started processes by role, stopped in this order: the summary and gateways (mirroring
+# ones first) while their Kafka is still up, then the feeds, then the brokers. Each runs in
+# its own session (setsid), so Ctrl-C reaches only this script, which stops them in order.
+gateways=() feeds=() brokers=()
 cleaned=
+# Sends SIGTERM to the given pids and waits up to 5 s for them, then SIGKILL.
+stop() {
+  [ $# -eq 0 ] && return
+  for ((i = $#; i >= 1; i--)); do kill -TERM "${!i}" 2>/dev/null || true; done
+  for _ in $(seq 50); do
+    alive=
+    for pid in "$@"; do kill -0 "$pid" 2>/dev/null && alive=1; done
+    [ -z "$alive" ] && break
+    sleep 0.1
+  done
+  for pid in "$@"; do kill -KILL "$pid" 2>/dev/null || true; done
+}
 cleanup() {
   [ -n "$cleaned" ] && return
   cleaned=1
   trap '' INT TERM
-  [ ${#pids[@]} -eq 0 ] && return
-  echo "stopping the demo mesh ..." >&2
-  # Mirroring gateways first, then their sources, then the brokers (reverse start order).
-  for ((i = ${#pids[@]} - 1; i >= 0; i--)); do kill -TERM "${pids[i]}" 2>/dev/null || true; done
-  for _ in $(seq 50); do
-    alive=
-    for pid in "${pids[@]}"; do kill -0 "$pid" 2>/dev/null && alive=1; done
-    [ -z "$alive" ] && break
-    sleep 0.1
-  done
-  for pid in "${pids[@]}"; do kill -KILL "$pid" 2>/dev/null || true; done
+  [ $((${#gateways[@]} + ${#feeds[@]} + ${#brokers[@]})) -eq 0 ] && return
+  echo "stopping the demo mesh: gateways, then feeds, then brokers ..." >&2
+  stop "${gateways[@]}"
+  stop "${feeds[@]}"
+  stop "${brokers[@]}"
   wait 2>/dev/null || true
   echo "stopped; logs in .demo/*.log" >&2
 }
@@ -94,9 +103,9 @@ step "three Tansu brokers (Kafka-compatible, in memory): survey :19091, lasair :
 for i in 0 1 2; do
   url=tcp://127.0.0.1:${kafka_ports[i]}
   # Tansu logs by RUST_LOG; keep it quiet unless TANSU_LOG asks otherwise.
-  RUST_LOG="${TANSU_LOG:-warn}" "$tansu" broker --listener-url "$url" --advertised-listener-url "$url" \
+  RUST_LOG="${TANSU_LOG:-warn}" setsid "$tansu" broker --listener-url "$url" --advertised-listener-url "$url" \
     --storage-engine memory://tansu/ --cluster-id "demo-${names[i]}" >"$work/tansu-${names[i]}.log" 2>&1 &
-  pids+=($!)
+  brokers+=($!)
 done
 for p in "${kafka_ports[@]}"; do wait_port "$p"; done
 
@@ -125,18 +134,18 @@ for who in alice operator; do
 done
 
 step "survey: live feed of ${#ztf[@]} real ZTF alerts at $rate alerts/s into ztf.raw (alertmesh replay --rounds 0)"
-"$am" replay --bootstrap 127.0.0.1:${kafka_ports[0]} --topic ztf.raw --partitions 3 --rate "$rate" --rounds 0 \
+setsid "$am" replay --bootstrap 127.0.0.1:${kafka_ports[0]} --topic ztf.raw --partitions 3 --rate "$rate" --rounds 0 \
   "${ztf[@]}" >"$work/replay.log" 2>&1 &
-pids+=($!)
+feeds+=($!)
 step "survey: live feed of 10 real Rubin alerts (schema 7.1) in Confluent wire format into lsst.raw"
-"$am" replay --bootstrap 127.0.0.1:${kafka_ports[0]} --topic lsst.raw --partitions 3 --rate 2 --rounds 0 \
+setsid "$am" replay --bootstrap 127.0.0.1:${kafka_ports[0]} --topic lsst.raw --partitions 3 --rate 2 --rounds 0 \
   --confluent alert/tests/fixtures/lsst/ampel_usdf_dev_v7_1/schema_701.avro >"$work/replay-lsst.log" 2>&1 &
-pids+=($!)
+feeds+=($!)
 
 step "gateways, each once its source is up: survey :29051, lasair :29052 (JWT + mTLS), fink :29053"
 for i in 0 1 2; do
-  "$am" serve --config "$demo/${names[i]}.toml" >"$work/gateway-${names[i]}.log" 2>&1 &
-  pids+=($!)
+  setsid "$am" serve --config "$demo/${names[i]}.toml" >"$work/gateway-${names[i]}.log" 2>&1 &
+  gateways+=($!)
   scheme=http cafile=
   [ "${names[i]}" = lasair ] && scheme=https cafile=$ca
   if ! wait_http "$scheme://127.0.0.1:${http_ports[i]}/healthz" "$cafile"; then
@@ -172,7 +181,7 @@ export DEMO_HTTP_PORTS="${http_ports[*]}" DEMO_GRPC_PORTS="${grpc_ports[*]}"
 # In the background and waited for, so that SIGTERM reaches the trap at once.
 python3 $demo/summary.py "$seconds" &
 summary=$!
-pids+=("$summary")
+gateways+=("$summary")
 status=0
 wait "$summary" || status=$?
 exit "$status"

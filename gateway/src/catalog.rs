@@ -7,6 +7,10 @@ use crate::config::TopicConfig;
 use crate::error::{Error, Result};
 use crate::kafka::cluster::Cluster;
 
+/// Response metadata of `ListTopics` and `DescribeGateway`: how many exposed topics the
+/// caller does not see because they need a token, so that a client can say so.
+pub(crate) const TOPICS_NEED_TOKEN: &str = "am-topics-need-token";
+
 /// The topics of `[[topics]]`, looked up by name.
 #[derive(Debug)]
 pub(crate) struct Catalog {

@@ -63,8 +63,8 @@ pub enum Command {
         alert_ref: String,
         #[command(flatten)]
         gateway: GatewayArg,
-        /// `native` (or `json`): one JSON line, payload as base64; `raw`: the payload
-        /// bytes, to --out or stdout.
+        /// `native`: one JSON line, payload as base64; `json`: one JSON line, the alert
+        /// decoded under "alert"; `raw`: the payload bytes, to --out or stdout.
         #[arg(long, value_enum, default_value_t = OutputFormat::Native)]
         format: OutputFormat,
         /// File to write the raw payload to.

@@ -387,6 +387,46 @@ impl Config {
     pub fn topic(&self, name: &str) -> Option<&TopicConfig> {
         self.topics.iter().find(|t| t.name == name)
     }
+
+    /// One line per mirror for `serve --check`: its source and destination, and whether
+    /// the destination is served (listed in `[[topics]]`).
+    pub fn mirror_summary(&self) -> Vec<String> {
+        self.mirrors
+            .iter()
+            .map(|m| {
+                let spec = &m.spec;
+                let (dest, served) = match (&spec.destination, &spec.source) {
+                    (Some(d), _) => (d.clone(), Some(self.topic(d).is_some())),
+                    (None, alertmesh_mirror::Source::Kafka(k)) => {
+                        (k.topic.clone(), Some(self.topic(&k.topic).is_some()))
+                    }
+                    // Named after the peer, whose name is learned when the mirror connects.
+                    (None, alertmesh_mirror::Source::Gateway(g)) => {
+                        (format!("<source gateway name>.{}", g.topic), None)
+                    }
+                };
+                let note = match served {
+                    Some(true) => "served",
+                    Some(false) => "not served: add it to [[topics]] to expose it",
+                    None => "served only if listed in [[topics]]",
+                };
+                format!(
+                    "mirror {}: {} -> {dest} ({note})",
+                    spec.name,
+                    spec.source_label(None)
+                )
+            })
+            .collect()
+    }
+
+    /// Mirrors whose destination no `[[topics]]` entry exposes: they copy alerts nobody
+    /// can subscribe to through this gateway.
+    pub fn unserved_mirrors(&self) -> Vec<String> {
+        self.mirror_summary()
+            .into_iter()
+            .filter(|l| l.ends_with("to expose it)"))
+            .collect()
+    }
 }
 
 fn read_alert(r: &mut Reader, root: &mut toml::Table, base: &Path) -> Option<AlertConfig> {

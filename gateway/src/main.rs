@@ -57,11 +57,18 @@ fn main() -> ExitCode {
             };
             if check {
                 println!(
-                    "configuration ok: gateway {}, {} topic(s)",
+                    "configuration ok: gateway {}, {} topic(s), {} mirror(s)",
                     config.gateway.name,
-                    config.topics.len()
+                    config.topics.len(),
+                    config.mirrors.len()
                 );
+                for line in config.mirror_summary() {
+                    println!("  {line}");
+                }
                 return ExitCode::SUCCESS;
+            }
+            for line in config.unserved_mirrors() {
+                tracing::warn!("{line}");
             }
             // Errors are checked to hold no property value; this catches any that would.
             let secrets = config.secrets();
@@ -81,7 +88,8 @@ fn main() -> ExitCode {
     }
 }
 
-/// Logs go to stderr; `RUST_LOG` (or `ALERTMESH_LOG`) filters them.
+/// Logs go to stderr; `RUST_LOG` (or `ALERTMESH_LOG`) filters them. Colours only on a
+/// terminal: a log file or pipe gets plain text.
 fn init_tracing(default: &str) {
     let filter = std::env::var("ALERTMESH_LOG")
         .or_else(|_| std::env::var("RUST_LOG"))
@@ -89,6 +97,7 @@ fn init_tracing(default: &str) {
     tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
 }
 

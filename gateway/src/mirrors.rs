@@ -192,6 +192,7 @@ pub(crate) struct MirrorMetrics {
     errors: Family<MirrorLabels, Gauge>,
     reconnects: Family<MirrorLabels, Gauge>,
     running: Family<MirrorLabels, Gauge>,
+    failed: Family<MirrorLabels, Gauge>,
     lag: Family<MirrorLabels, Gauge<f64, AtomicU64>>,
 }
 
@@ -229,6 +230,11 @@ impl MirrorMetrics {
             self.running.clone(),
         );
         r.register(
+            "failed",
+            "1 while the source refuses the mirror for good (bad filter, unknown topic, credentials); see mirror status",
+            self.failed.clone(),
+        );
+        r.register(
             "lag_seconds",
             "Copy time minus the Kafka timestamp of the last alert copied",
             self.lag.clone(),
@@ -250,6 +256,7 @@ impl MirrorMetrics {
         set(&self.errors, s.errors);
         set(&self.reconnects, s.reconnects);
         set(&self.running, u64::from(s.state == MirrorState::Running));
+        set(&self.failed, u64::from(s.state == MirrorState::Failed));
         self.lag.get_or_create(&l).set(s.lag_seconds);
     }
 }

@@ -26,6 +26,13 @@ use crate::{Backoff, MirrorEnv, MirrorSpec, MirrorState, MirrorStatus, Source};
 /// the initial delay again.
 const HEALTHY: Duration = Duration::from_secs(30);
 
+/// How long a `failed` mirror waits before trying again: the source said no for good, so
+/// a retry is for a source whose operator fixed it meanwhile.
+pub const FAILED_RETRY: Duration = Duration::from_secs(300);
+
+/// How often a `failed` mirror looks at its credential files for a change.
+const WATCH_EVERY: Duration = Duration::from_secs(2);
+
 /// Starts mirror jobs.
 #[derive(Debug)]
 pub struct Mirror;
@@ -109,6 +116,27 @@ impl MirrorHandle {
     }
 }
 
+/// Returns after [`FAILED_RETRY`], or sooner when a TLS file of the source (CA,
+/// certificate, key) changes, so a renewed certificate is tried at once.
+async fn wait_for_change(spec: &MirrorSpec) {
+    let files = spec.credential_files();
+    let stamp = |files: &[std::path::PathBuf]| {
+        files
+            .iter()
+            .map(|f| std::fs::metadata(f).and_then(|m| m.modified()).ok())
+            .collect::<Vec<_>>()
+    };
+    let before = stamp(&files);
+    let until = Instant::now() + FAILED_RETRY;
+    while Instant::now() < until {
+        tokio::time::sleep(WATCH_EVERY.min(until - Instant::now())).await;
+        if !files.is_empty() && stamp(&files) != before {
+            tracing::info!("a credential file of the mirror changed; retrying");
+            return;
+        }
+    }
+}
+
 async fn run(spec: MirrorSpec, env: MirrorEnv, status: StatusCell, cancel: CancellationToken) {
     let converter = Arc::new(
         Converter::new(&env.gateway, env.registry.clone(), env.decoder.clone())
@@ -129,6 +157,20 @@ async fn run(spec: MirrorSpec, env: MirrorEnv, status: StatusCell, cancel: Cance
         }
         if started.elapsed() >= HEALTHY {
             backoff.reset();
+        }
+        if error.is_permanent() {
+            tracing::error!(error = %error, retry_s = FAILED_RETRY.as_secs(), "mirror failed: the source refused; fix the configuration or credentials");
+            status.update(|s| {
+                s.errors += 1;
+                s.error = error.to_string();
+                s.state = MirrorState::Failed;
+            });
+            tokio::select! {
+                _ = cancel.cancelled() => break,
+                _ = wait_for_change(&spec) => {}
+            }
+            backoff.reset();
+            continue;
         }
         let delay = backoff.next_delay();
         tracing::warn!(error = %error, delay_ms = delay.as_millis() as u64, "mirror cycle failed; retrying after backoff");

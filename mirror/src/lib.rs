@@ -46,6 +46,11 @@ pub enum Error {
     /// The source (peer gateway or remote Kafka) failed, is unreachable, or ended.
     #[error("source {source_name}: {reason}")]
     Source { source_name: String, reason: String },
+    /// The source refused in a way a retry cannot fix (it rejects the filter, does not
+    /// expose the topic, or does not accept the credentials): the mirror is `failed` and
+    /// retried only slowly, or when its credential files change.
+    #[error("source {source_name} refused: {reason}")]
+    Refused { source_name: String, reason: String },
     /// The local Kafka cluster failed or is unreachable.
     #[error("destination {topic}: {reason}")]
     Destination { topic: String, reason: String },
@@ -60,6 +65,13 @@ pub enum Error {
         has: usize,
         needs: usize,
     },
+}
+
+impl Error {
+    /// Whether retrying soon cannot help: the configuration or credentials must change.
+    pub fn is_permanent(&self) -> bool {
+        matches!(self, Error::Refused { .. } | Error::Spec { .. })
+    }
 }
 
 /// Result alias for this crate.

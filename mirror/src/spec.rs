@@ -129,6 +129,18 @@ impl fmt::Debug for MirrorEnv {
 }
 
 impl MirrorSpec {
+    /// The TLS files a gateway source is reached with (a failed mirror watches them).
+    pub fn credential_files(&self) -> Vec<std::path::PathBuf> {
+        match &self.source {
+            Source::Gateway(g) => [&g.options.ca, &g.options.cert, &g.options.key]
+                .into_iter()
+                .flatten()
+                .cloned()
+                .collect(),
+            Source::Kafka(_) => Vec::new(),
+        }
+    }
+
     /// `am://<gateway>/<topic>` (the gateway's name once known, else its URL) or
     /// `kafka://<bootstrap>/<topic>`.
     pub fn source_label(&self, gateway_name: Option<&str>) -> String {

@@ -17,18 +17,22 @@ pub enum MirrorState {
     Running,
     /// Waiting after an error before recovering again.
     Backoff,
+    /// The source refused for good (see [`crate::Error::is_permanent`]): retried only
+    /// slowly, or at once when the mirror's credential files change.
+    Failed,
     /// Exited (cancelled).
     Stopped,
 }
 
 impl MirrorState {
-    /// `starting`, `recovering`, `running`, `backoff` or `stopped`.
+    /// `starting`, `recovering`, `running`, `backoff`, `failed` or `stopped`.
     pub fn as_str(self) -> &'static str {
         match self {
             MirrorState::Starting => "starting",
             MirrorState::Recovering => "recovering",
             MirrorState::Running => "running",
             MirrorState::Backoff => "backoff",
+            MirrorState::Failed => "failed",
             MirrorState::Stopped => "stopped",
         }
     }

@@ -147,6 +147,12 @@ async fn cli_subscribe_raw_writes_each_payload_to_a_file() -> Result<()> {
         .collect();
     files.sort();
     want.sort();
+    // The user is told where the files went and how many.
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("wrote 45 alert file(s)") && stderr.contains(&dir_arg),
+        "stderr: {stderr}"
+    );
     assert_eq!(files.len(), 45, "one file per alert");
     assert!(
         files == want,
@@ -191,6 +197,36 @@ async fn cli_topics_and_fetch_show_what_the_gateway_serves() -> Result<()> {
         let text = String::from_utf8(out.stdout).context("fetch output is neither raw nor JSON")?;
         assert_eq!(check_json_line(text.trim(), &site)?, (2, 4));
     }
+
+    // --format json decodes the alert, as its help says, like `subscribe --format json`.
+    let out = site.gateway.cli(&["fetch", &r, "--format", "json"]).await?;
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: Value = serde_json::from_slice(&out.stdout)?;
+    assert_eq!(v["ref"], r.as_str());
+    assert!(v.get("payload").is_none(), "json has the payload: {v}");
+    assert!(
+        v["alert"]["objectId"].is_string() && v["alert"]["candidate"]["candid"].is_i64(),
+        "no decoded alert: {v}"
+    );
+    let native = site
+        .gateway
+        .cli(&["fetch", &r, "--format", "native"])
+        .await?;
+    assert_ne!(native.stdout, out.stdout, "json and native print the same");
+    Ok(())
+}
+
+#[tokio::test]
+async fn logs_written_to_a_file_are_plain_text() -> Result<()> {
+    let site = site().await?;
+    // The gateway's stderr is a file here: its startup lines carry no colour codes.
+    let log = site.gateway.stderr_tail(200);
+    assert!(log.contains("INFO"), "no log lines: {log}");
+    assert!(!log.contains('\u{1b}'), "ANSI codes in a log file: {log:?}");
     Ok(())
 }
 
@@ -241,6 +277,13 @@ async fn cli_errors_are_one_line_with_a_failing_exit() -> Result<()> {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success(), "topics against nothing succeeded");
     assert_eq!(stderr.trim_end().lines().count(), 1, "stderr:\n{stderr}");
+    // The cause is said once, with what to check.
+    assert_eq!(stderr.matches("tcp connect error").count(), 1, "{stderr}");
+    assert!(!stderr.contains("transport error"), "{stderr}");
+    assert!(
+        stderr.contains("Connection refused") && stderr.contains("--gateway"),
+        "{stderr}"
+    );
     Ok(())
 }
 
@@ -509,5 +552,131 @@ async fn a_gateway_caps_and_escapes_the_input_it_echoes() -> Result<()> {
         assert!(message.contains("fff"), "the input is not named: {message}");
         assert!(!message.chars().any(char::is_control), "{message:?}");
     }
+    Ok(())
+}
+
+#[tokio::test]
+async fn topics_that_need_a_token_are_counted_and_listed_with_one() -> Result<()> {
+    use alertmesh_tests::auth::{Pki, Secure, SecureSpec};
+    use alertmesh_tests::Broker;
+    let pki = Pki::new()?;
+    let broker = Broker::start("lasair").await?;
+    broker.create_topic(ZTF_TOPIC, 2).await?;
+    broker.create_topic("ztf.open", 1).await?;
+    let gw = Secure::start(
+        &pki,
+        SecureSpec::new("lasair", &broker.bootstrap())
+            .without_mtls()
+            .topic(ZTF_TOPIC, false)
+            .topic("ztf.open", true),
+    )
+    .await?;
+    let secret = gw.issue("alice", &["subscribe:ztf.*"], "1h").await?;
+    let token = pki.dir().join("alice.token");
+    std::fs::write(&token, &secret)?;
+    let (url, ca) = (gw.url(), gw.ca.to_string_lossy().into_owned());
+    let token = token.to_string_lossy().into_owned();
+    let base = ["--gateway", url.as_str(), "--ca", ca.as_str()];
+
+    for cmd in [vec!["topics"], vec!["describe"], vec!["directory"]] {
+        let args: Vec<&str> = cmd.iter().copied().chain(base).collect();
+        let out = run_cli(&args).await?;
+        let (stdout, stderr) = (
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr),
+        );
+        assert!(out.status.success(), "{cmd:?}: {stderr}");
+        assert!(stdout.contains("ztf.open"), "{cmd:?}: {stdout}");
+        assert!(!stdout.contains(ZTF_TOPIC), "{cmd:?}: {stdout}");
+        assert!(
+            format!("{stdout}{stderr}").contains("1 more"),
+            "{cmd:?}: no hint that a token shows more:\n{stdout}\n{stderr}"
+        );
+    }
+    // With a token for this gateway, directory lists its private topic too.
+    let args: Vec<&str> = ["directory", "--token", &token]
+        .into_iter()
+        .chain(base)
+        .collect();
+    let out = run_cli(&args).await?;
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains(ZTF_TOPIC), "{stdout}");
+    assert!(!stdout.contains("more need a token"), "{stdout}");
+    Ok(())
+}
+
+/// The top-level keys of a JSON object written with `...` elisions (as in the README).
+fn top_level_keys(sample: &str) -> Vec<String> {
+    let (mut depth, mut keys, mut chars) = (0, Vec::new(), sample.chars().peekable());
+    while let Some(c) = chars.next() {
+        match c {
+            '{' | '[' => depth += 1,
+            '}' | ']' => depth -= 1,
+            '"' => {
+                let mut s = String::new();
+                while let Some(c) = chars.next() {
+                    match c {
+                        '\\' => {
+                            chars.next();
+                        }
+                        '"' => break,
+                        c => s.push(c),
+                    }
+                }
+                while chars.peek().is_some_and(|c| c.is_whitespace()) {
+                    chars.next();
+                }
+                if depth == 1 && chars.peek() == Some(&':') {
+                    keys.push(s);
+                }
+            }
+            _ => {}
+        }
+    }
+    keys
+}
+
+#[tokio::test]
+async fn the_readme_sample_json_has_the_keys_subscribe_prints() -> Result<()> {
+    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../README.md"))?;
+    let sample = readme
+        .split("```json\n")
+        .nth(1)
+        .and_then(|b| b.split_once("```"))
+        .context("a json block in the README")?
+        .0;
+    let site = site().await?;
+    let out = site
+        .gateway
+        .cli(&[
+            "subscribe",
+            "--topic",
+            ZTF_TOPIC,
+            "--from",
+            "earliest",
+            "--until",
+            "now",
+            "--limit",
+            "1",
+            "--omit-cutouts",
+        ])
+        .await?;
+    ensure!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let line = String::from_utf8(out.stdout)?;
+    let printed = top_level_keys(line.trim());
+    ensure!(
+        top_level_keys(sample) == printed,
+        "README sample keys {:?}, printed {printed:?}",
+        top_level_keys(sample)
+    );
     Ok(())
 }

@@ -33,7 +33,7 @@ fn taken_port() -> Option<u16> {
         .find(|p| TcpListener::bind(("127.0.0.1", *p)).is_err())
 }
 
-/// The `copied N` figure of `mirror` in the demo's final line.
+/// The `copied N` figure of `mirror` in the demo's final lines.
 fn copied(last: &str, mirror: &str) -> Option<u64> {
     let at = last.find(&format!("{mirror} copied "))? + mirror.len() + " copied ".len();
     last[at..]
@@ -108,14 +108,42 @@ fn the_demo_mesh_copies_alerts_at_every_hop_and_stops_cleanly() -> Result<()> {
             && out.contains("gw.subscribe(\"ztf.alerts\")"),
         "the Python lines are missing:\n{out}"
     );
-    let last = out
+    let verdict = out
         .lines()
-        .rfind(|l| l.starts_with("demo: "))
+        .rfind(|l| l.starts_with("demo: ") && l.contains("copied alerts"))
         .with_context(|| format!("no final line:\n{out}"))?;
-    ensure!(last.contains("every hop copied alerts"), "{last}");
+    ensure!(verdict.contains("every hop copied alerts"), "{verdict}");
+    let last: String = out
+        .lines()
+        .filter(|l| l.starts_with("demo: "))
+        .collect::<Vec<_>>()
+        .join("\n");
+    let last = last.as_str();
+    // The live summary and final lines fit an 80-column terminal.
+    let summary = out.split_once("live summary").map_or("", |(_, rest)| rest);
+    for line in summary.lines().skip(1) {
+        ensure!(
+            line.chars().count() <= 80,
+            "a summary line wider than 80 columns:\n{line}"
+        );
+    }
     for mirror in ["survey-ztf", "survey-ztf-bright", "lasair-ztf"] {
         let n = copied(last, mirror).with_context(|| format!("no count for {mirror}: {last}"))?;
         ensure!(n > 0, "{mirror} copied nothing: {last}");
+    }
+    // The README shows the summary as it is printed: its column header and hop labels.
+    let readme = std::fs::read_to_string(root().join("README.md"))?;
+    let shown = readme
+        .split_once("```\n-- t=")
+        .and_then(|(_, rest)| rest.split_once("```"))
+        .context("no demo summary in the README")?
+        .0;
+    for line in shown.lines().skip(1) {
+        let label: String = line.chars().take(40).collect();
+        ensure!(
+            out.contains(label.trim_end()),
+            "README summary line not printed by the demo: {line:?}"
+        );
     }
     // The summary was live (one every 2 s).
     ensure!(
@@ -123,6 +151,16 @@ fn the_demo_mesh_copies_alerts_at_every_hop_and_stops_cleanly() -> Result<()> {
         "too few summaries:\n{out}"
     );
     ensure!(err.contains("stopped"), "no clean stop reported:\n{err}");
+    ensure!(
+        err.contains("stopping the demo mesh"),
+        "no stopping line:\n{err}"
+    );
+    // Gateways stop before their brokers: no flood of refused connections while stopping.
+    let refused = std::fs::read_to_string(root().join(".demo/gateway-fink.log"))
+        .unwrap_or_default()
+        .matches("Connection refused")
+        .count();
+    ensure!(refused < 5, "fink logged {refused} refused connections");
     // Everything it started is gone: the ports are free again.
     if let Some(port) = taken_port() {
         anyhow::bail!("port {port} is still in use after the demo stopped");

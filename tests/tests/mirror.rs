@@ -264,6 +264,15 @@ async fn a_chain_of_three_gateways_copies_every_alert_with_provenance() -> Resul
     let start = format!("am://fink/lasair.ztf.alerts/{}/{}", f.partition, f.offset);
     let hops = json_lines(&fink.gateway.cli(&["provenance", &start]).await?)?;
     ensure!(hops.len() == 3, "{hops:?}");
+    // Times a person reads are RFC 3339, as `subscribe` prints them.
+    for hop in &hops {
+        let t = hop["timestamp"].as_str().unwrap_or("");
+        ensure!(
+            t.len() >= 20 && t.as_bytes()[10] == b'T' && t.ends_with('Z'),
+            "timestamp {:?} is not RFC 3339",
+            hop["timestamp"]
+        );
+    }
     ensure!(
         hops[2]["ref"].as_str() == f.headers.get("am-origin").map(String::as_str),
         "{hops:?}"
@@ -534,7 +543,7 @@ async fn a_mirror_authenticates_to_its_source_with_a_token_and_a_client_certific
             .iter()
             .find(|m| m.name == "not-allowed")
             .context("second mirror")?;
-        if denied.state == "backoff" && denied.error.to_lowercase().contains("permission") {
+        if denied.state == "failed" && denied.error.to_lowercase().contains("permission") {
             ensure!(denied.copied == 0, "{denied:?}");
             ensure!(
                 !denied.error.contains(&weak),
@@ -723,5 +732,44 @@ async fn a_raw_lsst_stream_in_confluent_wire_format_is_mirrored_with_mesh_keys()
         .collect();
     served_keys.sort();
     ensure!(served_keys == want_keys, "{served_keys:?}");
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_mirror_the_source_refuses_for_good_is_failed_and_not_retried_in_a_loop() -> Result<()> {
+    let survey = survey_with(3).await?;
+    // The filter parses, but the source's schema has no such field: INVALID_ARGUMENT.
+    let mirror = gateway_mirror("bad-filter", &survey.gateway.grpc_url(), RAW, Some(ALERTS))
+        + "filter = \"candidate.no_such_field < 1\"\n";
+    let lasair = site("lasair", &[ALERTS], &[mirror]).await?;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let failed = loop {
+        let status = lasair.gateway.mirror_status().await?;
+        if let Some(m) = status.iter().find(|m| m.state == "failed") {
+            break m.clone();
+        }
+        if Instant::now() > deadline {
+            bail!("the mirror never failed: {status:?}");
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    ensure!(failed.error.contains("INVALID_ARGUMENT"), "{failed:?}");
+    lasair
+        .gateway
+        .wait_metrics("alertmesh_mirror_failed 1", |m| {
+            m.value("alertmesh_mirror_failed", &[("mirror", "bad-filter")]) == 1.0
+        })
+        .await?;
+    // No retry loop: a few seconds later it is still failed, with the same error count.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let later = lasair.gateway.mirror_status().await?;
+    let m = later
+        .iter()
+        .find(|m| m.name == "bad-filter")
+        .context("mirror")?;
+    ensure!(
+        m.state == "failed" && m.errors == failed.errors,
+        "retried: {m:?} after {failed:?}"
+    );
     Ok(())
 }

@@ -3,11 +3,13 @@
 use std::io::{self, Write};
 use std::path::PathBuf;
 
+use alertmesh_alert::{BytesMode, Decoder, Format, JsonOptions};
 use alertmesh_proto::v1;
 
 use super::output::{alert_json, decoded_json, field, message, raw_path};
 use super::positions::{parse_cone, parse_from, parse_until};
-use super::{connect, GatewayArg, OutputFormat, SubscribeArgs};
+use super::{connect, status_line, GatewayArg, OutputFormat, SubscribeArgs};
+use crate::catalog::TOPICS_NEED_TOKEN;
 
 /// Writing to a closed pipe (`| head`) ends the command quietly.
 fn write_err(e: io::Error) -> Option<String> {
@@ -50,6 +52,7 @@ pub(super) async fn subscribe(args: SubscribeArgs) -> Result<(), String> {
     let stdout = io::stdout();
     let mut out = io::BufWriter::new(stdout.lock());
     let mut reconnects = 0;
+    let mut files: u64 = 0;
     loop {
         let batch = match subscription.next_batch().await {
             Ok(Some(b)) => b,
@@ -78,6 +81,7 @@ pub(super) async fn subscribe(args: SubscribeArgs) -> Result<(), String> {
                     let path = raw_path(dir, a)?;
                     std::fs::write(&path, &a.payload)
                         .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+                    files += 1;
                 }
                 _ => {
                     let line = match args.format {
@@ -101,12 +105,40 @@ pub(super) async fn subscribe(args: SubscribeArgs) -> Result<(), String> {
                 .map_err(|e| e.to_string())?;
         }
     }
+    if let (OutputFormat::Raw, Some(dir)) = (&args.format, &args.out) {
+        eprintln!("wrote {files} alert file(s) to {}", dir.display());
+    }
     Ok(())
+}
+
+/// How many topics a gateway kept back from this caller because they need a token.
+pub(super) fn hidden_topics(meta: &tonic::metadata::MetadataMap) -> u64 {
+    meta.get(TOPICS_NEED_TOKEN)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0)
+}
+
+/// The hint for topics kept back: they exist, and a token shows them.
+pub(super) fn token_hint(hidden: u64) -> String {
+    format!(
+        "{hidden} more topic(s) need a token: pass --token FILE with a token for this \
+         gateway (its operator issues one with `alertmesh creds issue`)"
+    )
 }
 
 pub(super) async fn topics(gateway: &GatewayArg, json: bool) -> Result<(), String> {
     let mut client = connect(gateway).await?;
-    let topics = client.list_topics().await.map_err(|e| e.to_string())?;
+    let response = client
+        .grpc()
+        .list_topics(v1::ListTopicsRequest {})
+        .await
+        .map_err(|s| status_line(&s))?;
+    let hidden = hidden_topics(response.metadata());
+    let topics = response.into_inner().topics;
+    if hidden > 0 {
+        eprintln!("note: {}", token_hint(hidden));
+    }
     let mut out = io::stdout().lock();
     let mut lines = Vec::new();
     if json {
@@ -155,20 +187,64 @@ pub(super) async fn fetch(
 ) -> Result<(), String> {
     let mut client = connect(gateway).await?;
     let alert = client.fetch(alert_ref).await.map_err(|e| e.to_string())?;
+    let mut alert = alert;
+    if format == OutputFormat::Json && alert.json.is_empty() {
+        alert.json = decode_payload(&alert)?.into();
+    }
     let written = match (format, out) {
         (OutputFormat::Raw, Some(path)) => {
             return std::fs::write(&path, &alert.payload)
                 .map_err(|e| format!("cannot write {}: {e}", path.display()))
         }
         (OutputFormat::Raw, None) => io::stdout().lock().write_all(&alert.payload),
-        (_, _) => writeln!(io::stdout().lock(), "{}", alert_json(&alert)),
+        (OutputFormat::Json, _) => writeln!(io::stdout().lock(), "{}", decoded_json(&alert)),
+        (OutputFormat::Native, _) => writeln!(io::stdout().lock(), "{}", alert_json(&alert)),
     };
     written.or_else(|e| write_err(e).map_or(Ok(()), Err))
 }
 
+/// The alert document of a fetched payload, decoded here (Fetch carries only the bytes):
+/// one JSON object, or an array when a container holds several alerts.
+fn decode_payload(alert: &v1::Alert) -> Result<Vec<u8>, String> {
+    let undecodable = |e: String| {
+        format!(
+            "cannot decode {} ({}): {e}; --format native prints the payload as base64",
+            field(&alert.r#ref),
+            field(&alert.format)
+        )
+    };
+    let format: Format = alert
+        .format
+        .parse()
+        .map_err(|e: alertmesh_alert::Error| undecodable(e.to_string()))?;
+    let alerts = Decoder::new()
+        .decode_all(format, &alert.payload)
+        .map_err(|e| undecodable(e.to_string()))?;
+    let options = JsonOptions {
+        bytes: BytesMode::Base64,
+    };
+    let mut docs: Vec<Vec<u8>> = alerts.iter().map(|a| a.to_json(options)).collect();
+    if docs.len() == 1 {
+        return Ok(docs.remove(0));
+    }
+    let mut out = b"[".to_vec();
+    out.extend(docs.join(&b","[..]));
+    out.push(b']');
+    Ok(out)
+}
+
 pub(super) async fn describe(gateway: &GatewayArg) -> Result<(), String> {
     let mut client = connect(gateway).await?;
-    let d = client.describe().await.map_err(|e| e.to_string())?;
+    let response = client
+        .grpc()
+        .describe_gateway(v1::DescribeGatewayRequest {})
+        .await
+        .map_err(|s| status_line(&s))?;
+    let hidden = hidden_topics(response.metadata());
+    let d = response.into_inner();
+    if hidden > 0 {
+        eprintln!("note: {}", token_hint(hidden));
+    }
     let v = serde_json::json!({
         "name": d.name,
         "version": d.version,
@@ -177,6 +253,7 @@ pub(super) async fn describe(gateway: &GatewayArg) -> Result<(), String> {
             "name": t.name, "namespace": t.namespace, "format": t.format, "partitions": t.partitions,
         })).collect::<Vec<_>>(),
         "auth": d.auth.iter().map(|a| serde_json::json!({"kind": a.kind, "params": a.params})).collect::<Vec<_>>(),
+        "topics_need_token": hidden,
     });
     let text = serde_json::to_string_pretty(&v).map_err(|e| e.to_string())?;
     writeln!(io::stdout().lock(), "{text}").or_else(|e| write_err(e).map_or(Ok(()), Err))

@@ -13,7 +13,8 @@ use serde_json::json;
 
 use alertmesh_client::Gateway;
 
-use super::output::{field, message, text as terminal_text};
+use super::commands::hidden_topics;
+use super::output::{field, message, rfc3339, text as terminal_text};
 use super::{connect, status_line, GatewayArg};
 
 /// Most gateways a walk visits: a hostile gateway can name any number of peers.
@@ -92,33 +93,48 @@ pub(super) async fn mirror(cmd: MirrorCommand) -> Result<(), String> {
     Ok(())
 }
 
+/// A gateway of a walk: how it was reached, its description, and how many of its topics
+/// the description leaves out because they need a token.
+type Described = (Gateway, v1::GatewayDescription, u64);
+
+/// DescribeGateway is open: it is called without a token. Only when the gateway keeps
+/// topics back, and it is a gateway the user configured whose name the token's `aud`
+/// names, is it asked again with the token, to list them.
+async fn describe(gateway: &Gateway) -> Result<(v1::GatewayDescription, u64), String> {
+    let once = |g: Gateway| async move {
+        let mut client = g.connect().await.map_err(|e| e.to_string())?;
+        let response = client
+            .grpc()
+            .describe_gateway(v1::DescribeGatewayRequest {})
+            .await
+            .map_err(|s| status_line(&s))?;
+        let hidden = hidden_topics(response.metadata());
+        Ok::<_, String>((response.into_inner(), hidden))
+    };
+    let (d, hidden) = once(gateway.without_token()).await?;
+    let with_token = gateway.for_name(&d.name);
+    if hidden == 0 || !with_token.has_token() {
+        return Ok((d, hidden));
+    }
+    once(with_token).await
+}
+
 /// Walks the mesh breadth-first from `home`, through every gateway's mirror sources.
 /// Returns each reachable gateway's description with the [`Gateway`] it was reached as,
 /// and the gateways that could not be reached with the reason. Peers are addresses other
 /// gateways supplied, so they are reached as [`Gateway::discovered`]: never with the
 /// user's token.
-async fn walk(
-    home: &Gateway,
-) -> Result<
-    (
-        Vec<(Gateway, v1::GatewayDescription)>,
-        Vec<(String, String)>,
-    ),
-    String,
-> {
+async fn walk(home: &Gateway) -> Result<(Vec<Described>, Vec<(String, String)>), String> {
     let mut queue = VecDeque::from([home.clone()]);
     let mut seen = vec![home.url().to_owned()];
     let (mut found, mut failed) = (Vec::new(), Vec::new());
     while let Some(gateway) = queue.pop_front() {
-        let described = tokio::time::timeout(HOP_TIMEOUT, async {
-            // DescribeGateway is open: no token is needed, so none is sent.
-            gateway.without_token().connect().await?.describe().await
-        })
-        .await
-        .map_err(|_| format!("no answer within {HOP_TIMEOUT:?}"))
-        .and_then(|d| d.map_err(|e| e.to_string()));
+        let described = tokio::time::timeout(HOP_TIMEOUT, describe(&gateway))
+            .await
+            .map_err(|_| format!("no answer within {HOP_TIMEOUT:?}"))
+            .and_then(|d| d);
         match described {
-            Ok(d) => {
+            Ok((d, hidden)) => {
                 for p in d.peers.iter().filter(|p| p.relation == "mirror-source") {
                     match home.discovered(&p.url) {
                         Ok(peer) if seen.len() < MAX_GATEWAYS => {
@@ -131,7 +147,7 @@ async fn walk(
                         Err(e) => failed.push((p.url.clone(), e.to_string())),
                     }
                 }
-                found.push((gateway, d));
+                found.push((gateway, d, hidden));
             }
             Err(e) if found.is_empty() => return Err(e),
             Err(e) => failed.push((gateway.url().to_owned(), e)),
@@ -149,7 +165,7 @@ fn configured(url: &str, gateway: &GatewayArg) -> Result<Gateway, String> {
 pub(super) async fn directory(gateway: GatewayArg, as_json: bool) -> Result<(), String> {
     let (found, failed) = walk(&configured(&gateway.url, &gateway)?).await?;
     let mut out = std::io::stdout().lock();
-    for (reached, d) in &found {
+    for (reached, d, hidden) in &found {
         let url = reached.url();
         let text = if as_json {
             json!({
@@ -160,6 +176,7 @@ pub(super) async fn directory(gateway: GatewayArg, as_json: bool) -> Result<(), 
                 })).collect::<Vec<_>>(),
                 "auth": d.auth.iter().map(|a| json!({"kind": a.kind, "params": a.params})).collect::<Vec<_>>(),
                 "peers": d.peers.iter().map(|p| json!({"name": p.name, "url": p.url, "relation": p.relation})).collect::<Vec<_>>(),
+                "topics_need_token": hidden,
             })
             .to_string()
         } else {
@@ -176,6 +193,12 @@ pub(super) async fn directory(gateway: GatewayArg, as_json: bool) -> Result<(), 
                 s.push_str(&format!(
                     "  topic    {} ({} {}, {} partitions)\n",
                     t.name, t.namespace, t.format, t.partitions
+                ));
+            }
+            if *hidden > 0 {
+                s.push_str(&format!(
+                    "  topics   {hidden} more need a token for {} (--token)\n",
+                    d.name
                 ));
             }
             for p in &d.peers {
@@ -260,7 +283,7 @@ pub(super) async fn provenance(
     let (found, failed) = walk(&configured(&gateway.url, &gateway)?).await?;
     // Then the nearest gateway claiming a name: a peer cannot take over the name of the
     // gateway the user configured.
-    for (reached, d) in found {
+    for (reached, d, _) in found {
         by_name.entry(d.name).or_insert(reached);
     }
     let mut next: AlertRef = alert_ref
@@ -298,7 +321,7 @@ pub(super) async fn provenance(
         let source = header(headers::SOURCE);
         let line = json!({
             "hop": hop, "ref": a.r#ref, "key": a.mesh_key, "hops": header(headers::HOPS),
-            "source": source, "timestamp": a.timestamp.map(|t| t.seconds * 1000 + i64::from(t.nanos) / 1_000_000),
+            "source": source, "timestamp": a.timestamp.as_ref().map_or(serde_json::Value::Null, rfc3339),
         });
         let _ = writeln!(out, "{line}");
         match source.as_deref().map(str::parse::<AlertRef>) {

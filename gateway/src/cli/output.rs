@@ -20,7 +20,8 @@ fn bytes_value(b: &[u8]) -> Value {
     }
 }
 
-fn rfc3339(t: &prost_types::Timestamp) -> Value {
+/// A timestamp as RFC 3339 text, the form a person reads everywhere the CLI prints a time.
+pub fn rfc3339(t: &prost_types::Timestamp) -> Value {
     let nanos = i128::from(t.seconds) * 1_000_000_000 + i128::from(t.nanos);
     OffsetDateTime::from_unix_timestamp_nanos(nanos)
         .ok()

@@ -146,6 +146,11 @@ pub(super) fn read(
         let filter = r
             .string(&mut src, &sat, "filter", Some(String::new()))
             .filter(|s| !s.is_empty());
+        // The source gateway parses it too, but a typo should stop `serve --check`, not
+        // surface as a refused subscription at run time.
+        if let Some(Err(e)) = filter.as_deref().map(alertmesh_alert::Predicate::parse) {
+            r.error(&format!("{sat}.filter"), &e.to_string());
+        }
         let token_file = path(
             base,
             r.string(&mut src, &sat, "token_file", Some(String::new())),

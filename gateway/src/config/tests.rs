@@ -27,6 +27,68 @@ fn minimal_config_from_the_readme_loads_with_defaults() {
 }
 
 #[test]
+fn a_mirror_filter_that_does_not_parse_fails_the_check() {
+    let mirror = |filter: &str| {
+        format!(
+            "{MINIMAL}[[mirrors]]\nname = \"m\"\n[mirrors.source]\n\
+             gateway = \"http://127.0.0.1:29051\"\ntopic = \"ztf.raw\"\nfilter = {filter:?}\n"
+        )
+    };
+    let all = Config::parse(&mirror("candidate.magpsf >"), &[])
+        .unwrap_err()
+        .join("\n");
+    assert!(all.contains("mirrors[0].source.filter: "), "{all}");
+    let c = Config::parse(&mirror("candidate.magpsf < 18.5"), &[]).unwrap();
+    assert_eq!(c.mirrors.len(), 1);
+    let summary = c.mirror_summary().join("\n");
+    assert!(summary.contains("mirror m: "), "{summary}");
+    assert!(
+        c.unserved_mirrors().is_empty(),
+        "unknown destination: no warning"
+    );
+    // A destination no [[topics]] entry exposes is reported.
+    let unserved = mirror("candidate.magpsf < 18.5").replace(
+        "[mirrors.source]",
+        "destination = \"ztf.copy\"\n[mirrors.source]",
+    );
+    let c = Config::parse(&unserved, &[]).unwrap();
+    let warned = c.unserved_mirrors().join("\n");
+    assert!(warned.contains("ztf.copy (not served"), "{warned}");
+}
+
+/// The README's ```toml blocks, in order.
+fn readme_toml_blocks() -> Vec<String> {
+    let readme = include_str!("../../../README.md");
+    readme
+        .split("```toml\n")
+        .skip(1)
+        .filter_map(|b| b.split_once("```").map(|(toml, _)| toml.to_owned()))
+        .collect()
+}
+
+#[test]
+fn every_toml_block_of_the_readme_is_valid_and_its_mirrors_load() {
+    let blocks = readme_toml_blocks();
+    assert!(blocks.len() >= 2, "{} blocks", blocks.len());
+    for block in &blocks {
+        if let Err(e) = block.parse::<toml::Table>() {
+            panic!("not TOML:\n{block}\n{e}");
+        }
+    }
+    // A mirror example without [[mappings]] (whose schema file is not here) loads as a
+    // gateway's configuration would.
+    let kafka = blocks
+        .iter()
+        .find(|b| b.contains("kafka = ") && b.starts_with("[[mirrors]]"))
+        .expect("a raw Kafka mirror example");
+    let c = Config::parse(&format!("{MINIMAL}{kafka}"), &[]).unwrap();
+    assert!(matches!(
+        c.mirrors[0].spec.source,
+        alertmesh_mirror::Source::Kafka(_)
+    ));
+}
+
+#[test]
 fn limits_default_and_are_bounded() {
     let c = Config::parse(MINIMAL, &[]).unwrap();
     assert_eq!(c.limits.reader_connections, 3);

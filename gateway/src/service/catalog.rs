@@ -5,15 +5,28 @@ use tonic::{Request, Response, Status};
 
 use super::GatewayService;
 use crate::auth::{caller, Caller};
+use crate::catalog::TOPICS_NEED_TOKEN;
 use crate::config::TopicConfig;
 
 pub(super) async fn list_topics(
     svc: &GatewayService,
     req: Request<v1::ListTopicsRequest>,
 ) -> Result<Response<v1::ListTopicsResponse>, Status> {
-    Ok(Response::new(v1::ListTopicsResponse {
-        topics: topics(svc, &caller(&req)).await,
-    }))
+    let (topics, hidden) = topics(svc, &caller(&req)).await;
+    Ok(with_hidden(
+        Response::new(v1::ListTopicsResponse { topics }),
+        hidden,
+    ))
+}
+
+/// Tells the caller how many topics need a token (`TOPICS_NEED_TOKEN`), when any do.
+fn with_hidden<T>(mut response: Response<T>, hidden: usize) -> Response<T> {
+    if hidden > 0 {
+        response
+            .metadata_mut()
+            .insert(TOPICS_NEED_TOKEN, hidden.into());
+    }
+    response
 }
 
 pub(super) async fn describe_gateway(
@@ -22,7 +35,8 @@ pub(super) async fn describe_gateway(
 ) -> Result<Response<v1::GatewayDescription>, Status> {
     let parts = &svc.parts;
     let http_scheme = if parts.tls { "https" } else { "http" };
-    Ok(Response::new(v1::GatewayDescription {
+    let (topics, hidden) = topics(svc, &caller(&req)).await;
+    let description = Response::new(v1::GatewayDescription {
         name: parts.gateway.clone(),
         version: env!("CARGO_PKG_VERSION").to_owned(),
         endpoints: vec![
@@ -35,24 +49,24 @@ pub(super) async fn describe_gateway(
                 url: format!("{http_scheme}://{}", parts.http_listen),
             },
         ],
-        topics: topics(svc, &caller(&req)).await,
+        topics,
         auth: parts.admin.auth_methods(),
         peers: parts.mirrors.peers(),
-    }))
+    });
+    Ok(with_hidden(description, hidden))
 }
 
-/// The exposed topics; a caller without a token on a gateway that requires one only
-/// sees the public ones.
-async fn topics(svc: &GatewayService, caller: &Caller) -> Vec<v1::TopicInfo> {
+/// The exposed topics, and how many are hidden: a caller without a token on a gateway
+/// that requires one only sees the public ones.
+async fn topics(svc: &GatewayService, caller: &Caller) -> (Vec<v1::TopicInfo>, usize) {
     let auth = svc.parts.auth.as_deref();
-    let visible: Vec<&TopicConfig> = svc
-        .parts
-        .catalog
-        .topics()
+    let all = svc.parts.catalog.topics();
+    let visible: Vec<&TopicConfig> = all
         .iter()
         .filter(|t| {
             !auth.is_some_and(|a| a.require() && caller.token.is_none() && !a.is_public(&t.name))
         })
         .collect();
-    svc.parts.catalog.describe(&visible).await
+    let hidden = all.len() - visible.len();
+    (svc.parts.catalog.describe(&visible).await, hidden)
 }

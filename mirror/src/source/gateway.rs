@@ -31,6 +31,22 @@ fn failure(label: &str, reason: String) -> Error {
     }
 }
 
+/// A status from the source gateway: refusals a retry cannot fix (a filter or request it
+/// rejects, a topic it does not have, credentials it does not accept) are permanent.
+fn status_failure(label: &str, context: &str, s: &tonic::Status) -> Error {
+    let reason = format!("{context}{}", alertmesh_client::status_line(s));
+    match s.code() {
+        tonic::Code::InvalidArgument
+        | tonic::Code::NotFound
+        | tonic::Code::PermissionDenied
+        | tonic::Code::Unauthenticated => Error::Refused {
+            source_name: label.to_owned(),
+            reason,
+        },
+        _ => failure(label, reason),
+    }
+}
+
 /// Connects, learns the peer's name and the topic's partition count.
 pub(crate) async fn connect(
     spec: &MirrorSpec,
@@ -74,7 +90,10 @@ pub(crate) async fn connect(
         .topics
         .iter()
         .find(|t| t.name == source.topic)
-        .ok_or_else(|| failure(&peer.label, "the gateway does not expose this topic".into()))?;
+        .ok_or_else(|| Error::Refused {
+            source_name: peer.label.clone(),
+            reason: "the gateway does not expose this topic (to these credentials)".into(),
+        })?;
     if topic.partitions <= 0 {
         return Err(failure(
             &peer.label,
@@ -102,7 +121,7 @@ impl Peer {
             .await
             .map_err(|_| failure(&self.label, "request timed out".into()))?
             .map(tonic::Response::into_inner)
-            .map_err(|s| failure(&self.label, format!("{:?}: {}", s.code(), s.message())))
+            .map_err(|s| status_failure(&self.label, "", &s))
     }
 
     /// Subscribes at `positions`, else at `start`, and forwards batches until the stream
@@ -160,8 +179,8 @@ impl Peer {
                             .await
                     }
                     Err(s) => {
-                        let reason = format!("stream failed: {:?}: {}", s.code(), s.message());
-                        tx.send(Err(failure(&self.label, reason))).await
+                        tx.send(Err(status_failure(&self.label, "stream failed: ", &s)))
+                            .await
                     }
                 };
                 if sent.is_err() || tx.is_closed() {
