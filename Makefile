@@ -34,10 +34,10 @@ lint:
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 	RUSTDOCFLAGS="-D warnings" $(CARGO) doc --workspace --no-deps --quiet
 
-## Throughput of Subscribe versus a direct Kafka consumer (release build).
+## Every documented benchmark at full size on the release build (scripts/bench.sh, ~10 min after the build):
+## one table with the machine's cores and load in target/bench/report.md, which the README quotes.
 bench: tansu
-	$(CARGO) build --release --workspace --bins
-	$(CARGO) run --release -p alertmesh-tests --bin bench_subscribe
+	CARGO=$(CARGO) TARGET_DIR=$(TARGET_DIR) ./scripts/bench.sh
 
 tansu:
 	@test -x "$(TANSU_BIN)" || { echo "error: cannot install the development tools (requirements-dev.txt into .venv)" >&2; exit 1; }

@@ -1,0 +1,129 @@
+#!/usr/bin/env bash
+# Runs every benchmark the README shows at full size on the release build and writes
+# target/bench/report.md: one summary table (median ratios, per-round range), the machine's
+# cores and load averages, and each benchmark's own table, so the README quotes numbers that
+# were generated, not retyped. Each benchmark's full output stays in target/bench/<name>.log.
+#
+# Sizes are the benchmarks' documented defaults; their environment variables change them
+# (BENCH_ROUNDS, BENCH_N_1K, ... for bench_subscribe; BENCH_MIRROR_N, ... for bench_mirror;
+# BENCH_SECONDS for decode_filter; BENCH_AUTH_N, BENCH_AUTH_SIZE, BENCH_AUTH_ROUNDS for
+# bench_auth). BENCH_ONLY="bench_subscribe bench_mirror" runs a subset.
+set -euo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+cd "$root"
+cargo=${CARGO:-cargo}
+target=${TARGET_DIR:-$($cargo metadata --format-version 1 --no-deps | python3 -c 'import json, sys; print(json.load(sys.stdin)["target_directory"])')}
+bin="$target/release"
+out="$target/bench"
+report="$out/report.md"
+export ALERTMESH_BIN=${ALERTMESH_BIN:-$bin/alertmesh}
+if [ -z "${TANSU_BIN:-}" ]; then
+  TANSU_BIN=$(./scripts/devenv.sh)
+  export TANSU_BIN
+fi
+only=${BENCH_ONLY:-decode_filter bench_subscribe bench_auth bench_mirror}
+
+mkdir -p "$out"
+echo "== bench: building the release gateway and benchmarks" >&2
+$cargo build --release -p alertmesh-gateway --bin alertmesh -p alertmesh-tests --bins
+
+load() { cut -d' ' -f1-3 /proc/loadavg; }
+
+summary="$out/summary.tmp"
+details="$out/details.tmp"
+: > "$summary"
+: > "$details"
+
+# run NAME COMMAND...: runs one benchmark, its stdout (the table) into NAME.out and the
+# details, stdout and stderr into NAME.log.
+run() {
+  local name=$1; shift
+  case " $only " in *" $name "*) ;; *) return 0 ;; esac
+  echo "== bench: $name ($*)" >&2
+  local before started
+  before=$(load)
+  started=$(date -u +%H:%M:%S)
+  if ! "$@" > "$out/$name.out" 2> "$out/$name.log"; then
+    cat "$out/$name.out" >> "$out/$name.log"
+    echo "error: benchmark $name failed: $*; see $out/$name.log" >&2
+    tail -20 "$out/$name.log" >&2
+    exit 1
+  fi
+  {
+    echo "### $name"
+    echo
+    echo "\`$*\`, $started–$(date -u +%H:%M:%S) UTC, load average before: $before, after: $(load)"
+    echo
+    echo '```'
+    # Drop the blank lines the benchmarks print between sections' leading newline.
+    sed '/./,$!d' "$out/$name.out"
+    echo '```'
+    echo
+  } >> "$details"
+  cat "$out/$name.out" >> "$out/$name.log"
+  summarize "$name" "$out/$name.out" >> "$summary"
+}
+
+# summarize NAME FILE: summary table rows (benchmark | what | median | per round) from a
+# benchmark's own table; the column layouts are those the benchmarks print.
+summarize() {
+  local name=$1 file=$2
+  case $name in
+    decode_filter)
+      awk -F': *' '/^ratio /{ sub(/^ratio /, "", $1); r = $2; sub(/x.*/, "", r);
+        printf "| decode_filter | %s, per core | %s× | |\n", $1, r }' "$file"
+      ;;
+    bench_subscribe)
+      # "{what:<26} direct/s MB/s gateway/s MB/s ratio r1 r2 ...".
+      awk '/^(past|live) /{ what = substr($0, 1, 26); sub(/ +$/, "", what);
+        n = split(substr($0, 27), f, " "); lo = f[6]; hi = f[6];
+        for (i = 7; i <= n; i++) { if (f[i] + 0 < lo + 0) lo = f[i]; if (f[i] + 0 > hi + 0) hi = f[i] }
+        printf "| bench_subscribe | %s, gateway / direct | %s× | %s–%s |\n", what, f[5], lo, hi }' "$file"
+      ;;
+    bench_auth)
+      awk '/^ratio /{ m = $0; sub(/.*rounds: /, "", m); sub(/ .*/, "", m);
+        r = $0; sub(/.*per round: /, "", r); n = split(r, f, " "); lo = f[1]; hi = f[1];
+        for (i = 2; i <= n; i++) { if (f[i] + 0 < lo + 0) lo = f[i]; if (f[i] + 0 > hi + 0) hi = f[i] }
+        printf "| bench_auth | %s, JWT + mTLS / plaintext | %s× | %s–%s |\n", what, m, lo, hi }
+        /^past /{ what = $1 " " $2 " " $3 " " $4 " " $5 }' "$file"
+      ;;
+    bench_mirror)
+      # Throughput rows: "{copier:<24} alerts/s MB/s ratio r1 .. rR w/start ratio RSS";
+      # lag rows: "N KB target/s sent/s MB/s p50 p90 p99 max ...".
+      awk '/^(raw Kafka|gateway) -> gateway /{ what = substr($0, 1, 24); sub(/ +$/, "", what);
+          n = split(substr($0, 25), f, " "); lo = f[4]; hi = f[4];
+          for (i = 5; i <= n - 3; i++) { if (f[i] + 0 < lo + 0) lo = f[i]; if (f[i] + 0 > hi + 0) hi = f[i] }
+          printf "| bench_mirror | %s mirror / copy loop (%s alerts/s) | %s× | %s–%s |\n", what, f[1], f[3], lo, hi }
+        /^[0-9]+ KB +[0-9]/{ printf "| bench_mirror | lag, %s %s at %s/s sent | p50 %s ms, p99 %s ms, max %s ms | |\n",
+          $1, $2, $4, $6, $8, $9 }' "$file"
+      ;;
+  esac
+}
+
+started=$(date -u '+%Y-%m-%d %H:%M')
+load_start=$(load)
+run decode_filter $cargo bench -q -p alertmesh-alert --bench decode_filter
+run bench_subscribe "$bin/bench_subscribe"
+run bench_auth "$bin/bench_auth" ${BENCH_AUTH_N:-20000} ${BENCH_AUTH_SIZE:-8192} ${BENCH_AUTH_ROUNDS:-5}
+run bench_mirror "$bin/bench_mirror"
+
+commit=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)
+dirty=
+if [ -n "$(git status --porcelain --untracked-files=no 2>/dev/null)" ]; then dirty=", with uncommitted changes"; fi
+{
+  echo "# alertmesh benchmarks"
+  echo
+  echo "Commit $commit$dirty, $started UTC; $(nproc) cores ($(grep -m1 'model name' /proc/cpuinfo | sed 's/.*: //'))," \
+    "$(awk '/MemTotal/ { printf "%.0f GiB", $2 / 1048576 }' /proc/meminfo) memory; load average" \
+    "(1/5/15 min) at the start: $load_start, at the end: $(load). Broker, gateways and" \
+    "clients share these cores; every ratio compares two paths measured in the same run."
+  echo
+  echo "| benchmark | what | median | per round |"
+  echo "|---|---|---|---|"
+  cat "$summary"
+  echo
+  cat "$details"
+} > "$report"
+rm -f "$summary" "$details"
+echo "== bench: report in $report" >&2
+cat "$report"
