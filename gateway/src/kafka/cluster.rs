@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use rdkafka::consumer::Consumer;
 use rdkafka::{Offset, TopicPartitionList};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
 
 use super::reader::{self, BatchBounds, ReaderCtx, ReaderEvent, StartAt};
@@ -32,6 +32,9 @@ pub(crate) struct Cluster {
     ready: Arc<AtomicBool>,
     reader_buffer_kib: usize,
     reader_connections: usize,
+    /// KiB of prefetch that own reads may still take, gateway-wide.
+    budget: Arc<Semaphore>,
+    budget_mib: usize,
 }
 
 impl std::fmt::Debug for Cluster {
@@ -58,6 +61,8 @@ impl Cluster {
             ready: Arc::new(AtomicBool::new(false)),
             reader_buffer_kib: limits.reader_buffer_kib,
             reader_connections: limits.reader_connections,
+            budget: Arc::new(Semaphore::new(limits.reader_budget_mib << 10)),
+            budget_mib: limits.reader_budget_mib,
         })
     }
 
@@ -151,6 +156,11 @@ impl Cluster {
     ///
     /// The shared tail (`ReaderKind::tail`) is one consumer that keeps Kafka's long poll:
     /// it is idle most of the time.
+    ///
+    /// An own read takes its prefetch from the gateway's reader budget
+    /// (`limits.reader_budget_mib`): the full `limits.reader_buffer_kib` while the budget
+    /// lasts, less when it runs short, and RESOURCE_EXHAUSTED when not even
+    /// [`MIN_READ_KIB`] is left. Its readers give it back when the last one ends.
     pub(crate) fn read(
         &self,
         ctx: &Arc<AlertContext>,
@@ -158,6 +168,13 @@ impl Cluster {
         bounds: BatchBounds,
         kind: ReaderKind,
     ) -> Result<mpsc::Receiver<ReaderEvent>> {
+        let budget = match kind {
+            ReaderKind::own => Some(Arc::new(self.take_budget()?)),
+            ReaderKind::tail => None,
+        };
+        let buffer_kib = budget
+            .as_ref()
+            .map_or(self.reader_buffer_kib, |b| b.num_permits());
         let (n, fetch_wait, name) = match kind {
             ReaderKind::own => (
                 self.reader_connections.clamp(1, starts.len().max(1)),
@@ -171,6 +188,7 @@ impl Cluster {
             kind,
             cancel: self.cancel.clone(),
             alert: Arc::clone(ctx),
+            budget,
         };
         rctx.count_read();
         // Each reader has at most two batches in flight, as a single reader would.
@@ -179,7 +197,7 @@ impl Cluster {
             let share: Vec<(i32, StartAt)> = starts.iter().skip(i).step_by(n).copied().collect();
             let consumer = self
                 .kafka
-                .consumer_waiting(self.reader_buffer_kib / n, fetch_wait)?;
+                .consumer_waiting(buffer_kib / n, fetch_wait)?;
             reader::spawn(
                 name.clone(),
                 consumer,
@@ -192,4 +210,30 @@ impl Cluster {
         }
         Ok(rx)
     }
+
+    /// An own read's prefetch, in KiB permits: as much as it is configured for, or what
+    /// is left, down to [`MIN_READ_KIB`].
+    fn take_budget(&self) -> Result<OwnedSemaphorePermit> {
+        let want = self.reader_buffer_kib;
+        let least = want.min(MIN_READ_KIB);
+        let take = want.min(self.budget.available_permits());
+        let refused = || {
+            Error::ResourceExhausted(format!(
+                "the gateway's Kafka read buffers (limits.reader_budget_mib = {}) are in use \
+                 by other subscriptions; retry later",
+                self.budget_mib
+            ))
+        };
+        if take < least {
+            return Err(refused());
+        }
+        let n = u32::try_from(take).map_err(|_| refused())?;
+        Arc::clone(&self.budget)
+            .try_acquire_many_owned(n)
+            .map_err(|_| refused())
+    }
 }
+
+/// The least prefetch an own read starts with when the budget runs short (librdkafka
+/// fetches up to 1 MiB at a time whatever its queue holds).
+const MIN_READ_KIB: usize = 1024;

@@ -11,7 +11,7 @@ use alertmesh_proto::tags::batch::ALERTS;
 use bytes::{Bytes, BytesMut};
 use prometheus_client::metrics::counter::Counter;
 use prost::encoding;
-use tokio::sync::mpsc;
+use tokio::sync::mpsc::{self, error::TrySendError};
 use tokio::time::Instant;
 use tonic::Status;
 
@@ -54,7 +54,22 @@ pub(super) struct Parts {
     /// The topic's shared tail, for a stream that may go live.
     pub(super) tail: Option<Arc<Tail>>,
     pub(super) bounds: BatchBounds,
+    /// Where its own reader started, for partitions not read yet when it restarts.
+    pub(super) starts: Vec<(i32, StartAt)>,
+    /// How long a client may leave its stream full: then its reader stops, and later the
+    /// subscription ends.
+    pub(super) unread: Unread,
 }
+
+/// The policy for a client that takes nothing (`limits.unread_pause_ms`,
+/// `limits.unread_drop_ms`).
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Unread {
+    pub(super) pause: Duration,
+    pub(super) drop: Duration,
+}
+
+type Item = Result<v1::AlertBatch, Status>;
 
 pub(super) struct Subscription {
     cluster: Cluster,
@@ -64,7 +79,12 @@ pub(super) struct Subscription {
     progress: Progress,
     tail: Option<Arc<Tail>>,
     bounds: BatchBounds,
-    out: mpsc::Sender<Result<v1::AlertBatch, Status>>,
+    starts: Vec<(i32, StartAt)>,
+    unread: Unread,
+    out: mpsc::Sender<Item>,
+    /// Room kept for the stream's final error, so it can be queued even behind batches
+    /// a client never takes.
+    last: Option<mpsc::OwnedPermit<Item>>,
     selection: Option<Arc<Selection>>,
     alerts_served: Counter,
     bytes_served: Counter,
@@ -77,7 +97,7 @@ impl Subscription {
     pub(super) fn new(
         parts: Parts,
         progress: Progress,
-        out: mpsc::Sender<Result<v1::AlertBatch, Status>>,
+        (out, last): (mpsc::Sender<Item>, mpsc::OwnedPermit<Item>),
         selection: Option<Selection>,
     ) -> Self {
         let Parts {
@@ -87,6 +107,8 @@ impl Subscription {
             ctx,
             tail,
             bounds,
+            starts,
+            unread,
         } = parts;
         let m = &metrics;
         Subscription {
@@ -103,7 +125,10 @@ impl Subscription {
             progress,
             tail,
             bounds,
+            starts,
+            unread,
             out,
+            last: Some(last),
         }
     }
 
@@ -114,7 +139,9 @@ impl Subscription {
             Err(Stop::ClientGone) => tracing::debug!("client gone"),
             Err(Stop::Failed(e)) => {
                 tracing::info!(error = %e, "subscription failed");
-                let _ = self.out.send(Err(e.into())).await;
+                if let Some(last) = self.last.take() {
+                    last.send(Err(e.into()));
+                }
             }
         }
     }
@@ -160,7 +187,7 @@ impl Subscription {
                     head.borrow_and_update();
                     match tail.read(&mut seq, self.bounds) {
                         TailRead::Records(rs) => {
-                            self.deliver(rs).await?;
+                            self.deliver(rs, &mut None).await?;
                             Mode::Tail { seq }
                         }
                         TailRead::Lagged => {
@@ -194,8 +221,15 @@ impl Subscription {
     ) -> Result<Mode, Stop> {
         match ev {
             Some(ReaderEvent::Records(rs)) => {
-                self.deliver(rs).await?;
-                Ok(Mode::Own(rx))
+                let mut reader = Some(rx);
+                self.deliver(rs, &mut reader).await?;
+                match reader {
+                    Some(rx) => Ok(Mode::Own(rx)),
+                    None => {
+                        tracing::info!("client reads again; kafka reader restarted");
+                        Ok(Mode::Own(self.own_reader()?))
+                    }
+                }
             }
             Some(ReaderEvent::Eof {
                 partition,
@@ -220,8 +254,15 @@ impl Subscription {
         }
     }
 
-    /// Reads on its own from the positions reached so far.
+    /// Reads on its own from the positions reached so far; a partition not read yet
+    /// starts where the first reader did (the end, if it had none).
     fn own_reader(&self) -> Result<mpsc::Receiver<ReaderEvent>, Stop> {
+        let started = |p: i32| {
+            self.starts
+                .iter()
+                .find(|(sp, _)| *sp == p)
+                .map_or(StartAt::End, |(_, s)| *s)
+        };
         let starts: Vec<(i32, StartAt)> = self
             .progress
             .partitions()
@@ -229,7 +270,9 @@ impl Subscription {
             .map(|p| {
                 (
                     *p,
-                    self.progress.next(*p).map_or(StartAt::End, StartAt::Offset),
+                    self.progress
+                        .next(*p)
+                        .map_or_else(|| started(*p), StartAt::Offset),
                 )
             })
             .collect();
@@ -239,7 +282,12 @@ impl Subscription {
     }
 
     /// Sends the records this subscriber asked for, in batches bounded by count and bytes.
-    async fn deliver(&mut self, records: Vec<Record>) -> Result<(), Stop> {
+    /// `reader` (its own reader, if any) is stopped if the client stops reading.
+    async fn deliver(
+        &mut self,
+        records: Vec<Record>,
+        reader: &mut Option<mpsc::Receiver<ReaderEvent>>,
+    ) -> Result<(), Stop> {
         let admitted: Vec<Record> = records
             .into_iter()
             .filter(|r| self.progress.admit(r))
@@ -305,12 +353,13 @@ impl Subscription {
                     full,
                     std::mem::take(&mut skipped),
                     std::mem::take(&mut bytes),
+                    reader,
                 )
                 .await?;
             }
         }
         if batch.alerts > 0 || !skipped.is_empty() {
-            self.send(batch, skipped, bytes).await?;
+            self.send(batch, skipped, bytes, reader).await?;
         }
         Ok(())
     }
@@ -321,20 +370,51 @@ impl Subscription {
         alerts: Runs,
         skipped: Vec<v1::Skipped>,
         bytes: usize,
+        reader: &mut Option<mpsc::Receiver<ReaderEvent>>,
     ) -> Result<(), Stop> {
         let framed = alerts.finish();
         let n = framed.alerts() as u64;
-        self.out
-            .send(Ok(v1::AlertBatch {
-                alerts: Vec::new(),
-                skipped,
-                framed,
-            }))
-            .await
-            .map_err(|_| Stop::ClientGone)?;
+        let room = match self.out.try_reserve() {
+            Ok(room) => room,
+            Err(TrySendError::Closed(())) => return Err(Stop::ClientGone),
+            Err(TrySendError::Full(())) => wait_for_room(&self.out, reader, self.unread).await?,
+        };
+        room.send(Ok(v1::AlertBatch {
+            alerts: Vec::new(),
+            skipped,
+            framed,
+        }));
         self.alerts_served.inc_by(n);
         self.bytes_served.inc_by(bytes as u64);
         Ok(())
+    }
+}
+
+/// Waits until the client takes a batch. After `unread.pause` without one, its own Kafka
+/// reader is dropped (the reader thread ends and librdkafka's buffers and the read's
+/// budget are freed; the caller restarts it from the positions reached); after
+/// `unread.drop`, the subscription ends with RESOURCE_EXHAUSTED.
+async fn wait_for_room<'a>(
+    out: &'a mpsc::Sender<Item>,
+    reader: &mut Option<mpsc::Receiver<ReaderEvent>>,
+    unread: Unread,
+) -> Result<mpsc::Permit<'a, Item>, Stop> {
+    if let Ok(room) = tokio::time::timeout(unread.pause, out.reserve()).await {
+        return room.map_err(|_| Stop::ClientGone);
+    }
+    if reader.take().is_some() {
+        tracing::info!(
+            after_ms = unread.pause.as_millis() as u64,
+            "client not reading; kafka reader stopped"
+        );
+    }
+    match tokio::time::timeout(unread.drop.saturating_sub(unread.pause), out.reserve()).await {
+        Ok(room) => room.map_err(|_| Stop::ClientGone),
+        Err(_) => Err(Stop::Failed(Error::ResourceExhausted(format!(
+            "the client read nothing for {} s (limits.unread_drop_ms); the subscription \
+             was ended to free its buffers: resume from the last positions received",
+            unread.drop.as_secs()
+        )))),
     }
 }
 
