@@ -175,9 +175,16 @@ impl Cluster {
         let buffer_kib = budget
             .as_ref()
             .map_or(self.reader_buffer_kib, |b| b.num_permits());
+        // A read given less than its full buffer uses one connection: each has a fetch of
+        // up to 1 MiB in flight besides what its queue holds.
+        let connections = if buffer_kib < self.reader_buffer_kib {
+            1
+        } else {
+            self.reader_connections
+        };
         let (n, fetch_wait, name) = match kind {
             ReaderKind::own => (
-                self.reader_connections.clamp(1, starts.len().max(1)),
+                connections.clamp(1, starts.len().max(1)),
                 Duration::from_millis(10),
                 format!("read-{}", ctx.topic),
             ),
@@ -195,9 +202,7 @@ impl Cluster {
         let (tx, rx) = mpsc::channel(2 * n);
         for i in 0..n {
             let share: Vec<(i32, StartAt)> = starts.iter().skip(i).step_by(n).copied().collect();
-            let consumer = self
-                .kafka
-                .consumer_waiting(buffer_kib / n, fetch_wait)?;
+            let consumer = self.kafka.consumer_waiting(buffer_kib / n, fetch_wait)?;
             reader::spawn(
                 name.clone(),
                 consumer,
@@ -211,12 +216,8 @@ impl Cluster {
         Ok(rx)
     }
 
-    /// An own read's prefetch, in KiB permits: as much as it is configured for, or what
-    /// is left, down to [`MIN_READ_KIB`].
+    /// An own read's prefetch, in KiB permits (see [`share`]).
     fn take_budget(&self) -> Result<OwnedSemaphorePermit> {
-        let want = self.reader_buffer_kib;
-        let least = want.min(MIN_READ_KIB);
-        let take = want.min(self.budget.available_permits());
         let refused = || {
             Error::ResourceExhausted(format!(
                 "the gateway's Kafka read buffers (limits.reader_budget_mib = {}) are in use \
@@ -224,9 +225,8 @@ impl Cluster {
                 self.budget_mib
             ))
         };
-        if take < least {
-            return Err(refused());
-        }
+        let take =
+            share(self.reader_buffer_kib, self.budget.available_permits()).ok_or_else(refused)?;
         let n = u32::try_from(take).map_err(|_| refused())?;
         Arc::clone(&self.budget)
             .try_acquire_many_owned(n)
@@ -234,6 +234,39 @@ impl Cluster {
     }
 }
 
-/// The least prefetch an own read starts with when the budget runs short (librdkafka
-/// fetches up to 1 MiB at a time whatever its queue holds).
-const MIN_READ_KIB: usize = 1024;
+/// The least prefetch an own read starts with when the budget runs short.
+const MIN_READ_KIB: usize = 256;
+
+/// The prefetch a read gets when it `wants` KiB and `left` KiB of the budget remain: all
+/// it wants while that is at most a quarter of what is left, then a quarter of what is
+/// left (so many reads still fit, each smaller), down to [`MIN_READ_KIB`]; `None` below.
+fn share(wants: usize, left: usize) -> Option<usize> {
+    let least = wants.min(MIN_READ_KIB);
+    if left < least {
+        return None;
+    }
+    Some(wants.min((left / 4).max(least)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_get_smaller_as_the_budget_runs_short_then_are_refused() {
+        assert_eq!(share(8192, 512 << 10), Some(8192));
+        assert_eq!(share(8192, 16 << 10), Some(4096));
+        assert_eq!(share(8192, 2048), Some(512));
+        assert_eq!(share(8192, 300), Some(256));
+        assert_eq!(share(8192, 255), None);
+        // A read configured below the minimum needs only what it is configured for.
+        assert_eq!(share(128, 130), Some(128));
+        // How many full-size reads a 512 MiB budget admits before refusing.
+        let (mut left, mut reads) = (512usize << 10, 0);
+        while let Some(kib) = share(8192, left) {
+            left -= kib;
+            reads += 1;
+        }
+        assert!(reads > 64, "{reads}");
+    }
+}

@@ -111,7 +111,10 @@ mod tests {
         let a = q.acquire(addr(1), "alice").unwrap();
         let _b = q.acquire(addr(1), "bob").unwrap();
         let msg = refused(q.acquire(addr(1), "carol"));
-        assert!(msg.contains("limits.max_subscriptions_per_connection"), "{msg}");
+        assert!(
+            msg.contains("limits.max_subscriptions_per_connection"),
+            "{msg}"
+        );
         // Another connection is not affected; an ended subscription frees its place.
         let _c = q.acquire(addr(2), "carol").unwrap();
         drop(a);
@@ -124,7 +127,10 @@ mod tests {
         let a = q.acquire(addr(1), "alice").unwrap();
         let _b = q.acquire(addr(2), "alice").unwrap();
         let msg = refused(q.acquire(addr(3), "alice"));
-        assert!(msg.contains("limits.max_subscriptions_per_principal"), "{msg}");
+        assert!(
+            msg.contains("limits.max_subscriptions_per_principal"),
+            "{msg}"
+        );
         let _c = q.acquire(addr(3), "bob").unwrap();
         drop(a);
         let _d = q.acquire(None, "alice").unwrap();

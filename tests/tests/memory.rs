@@ -1,0 +1,204 @@
+//! Clients that subscribe and never read, against a real gateway process on a topic of
+//! large real alerts: the gateway bounds what it holds for them, stops their Kafka
+//! readers, ends them with RESOURCE_EXHAUSTED, and keeps serving a client that reads.
+
+use std::time::{Duration, Instant};
+
+use alertmesh_tests::client::{earliest, request, subscribe_all, until_now};
+use alertmesh_tests::fixtures::ztf_records;
+use alertmesh_tests::{Mesh, WAIT, ZTF_TOPIC};
+use anyhow::{bail, Context, Result};
+use bytes::Bytes;
+use prost::Message as _;
+use tokio::net::TcpStream;
+
+const SUBSCRIBE: &str = "/alertmesh.v1.AlertMesh/Subscribe";
+
+/// Connections of non-reading clients, and subscriptions on each (the per-connection
+/// limit in this test).
+const CONNECTIONS: usize = 4;
+const PER_CONNECTION: usize = 25;
+/// Copies of the 45 fixture alerts (~60 KB each) in the topic.
+const COPIES: usize = 30;
+
+/// Resident memory of a process, from /proc.
+fn rss_bytes(pid: u32) -> Result<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
+    let kib: u64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .context("no VmRSS line")?
+        .trim()
+        .trim_end_matches("kB")
+        .trim()
+        .parse()?;
+    Ok(kib * 1024)
+}
+
+/// A Subscribe call from earliest on h2c, as one gRPC request message.
+fn subscribe_call(addr: &str) -> (http::Request<()>, Bytes) {
+    let head = http::Request::builder()
+        .method("POST")
+        .uri(format!("http://{addr}{SUBSCRIBE}"))
+        .header("content-type", "application/grpc")
+        .header("te", "trailers")
+        .body(())
+        .expect("static request head");
+    let mut req = request(ZTF_TOPIC);
+    req.start = earliest();
+    let msg = req.encode_to_vec();
+    let mut body = vec![0u8];
+    body.extend_from_slice(&(msg.len() as u32).to_be_bytes());
+    body.extend_from_slice(&msg);
+    (head, body.into())
+}
+
+/// Reads a response to its end, releasing flow control as it goes: its gRPC status and
+/// message, and the bytes of data received.
+async fn read_to_status(response: h2::client::ResponseFuture) -> Result<(String, String, usize)> {
+    let response = response.await?;
+    let header = |h: &http::HeaderMap, name: &str| {
+        h.get(name)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_owned()
+    };
+    if response.headers().contains_key("grpc-status") {
+        let h = response.headers();
+        return Ok((header(h, "grpc-status"), header(h, "grpc-message"), 0));
+    }
+    let mut body = response.into_body();
+    let mut bytes = 0;
+    while let Some(chunk) = body.data().await {
+        let chunk = chunk?;
+        bytes += chunk.len();
+        let _ = body.flow_control().release_capacity(chunk.len());
+    }
+    let trailers = body.trailers().await?.context("no trailers")?;
+    Ok((
+        header(&trailers, "grpc-status"),
+        header(&trailers, "grpc-message"),
+        bytes,
+    ))
+}
+
+/// Clients that never read took a gateway from 113 MB to 2.09 GB with 50 of them (their
+/// readers kept prefetching, their batches stayed queued) and one connection could take
+/// every subscription slot. Now each connection holds at most
+/// `limits.max_subscriptions_per_connection`, reads share `limits.reader_budget_mib`, a
+/// stream left full for `limits.unread_pause_ms` has its reader stopped, and after
+/// `limits.unread_drop_ms` it ends with RESOURCE_EXHAUSTED. A client that reads gets
+/// every alert meanwhile.
+#[tokio::test]
+async fn clients_that_never_read_are_bounded_paused_and_ended() -> Result<()> {
+    let site = Mesh::new("lasair")
+        .topic(ZTF_TOPIC, 3)
+        .ztf_alerts()
+        .extra(&format!(
+            "[limits]\nmax_subscriptions_per_connection = {PER_CONNECTION}\n\
+             unread_pause_ms = 3000\nunread_drop_ms = 20000\nreader_budget_mib = 1024"
+        ))
+        .start()
+        .await?;
+    // Many more copies of the real alerts: a topic of large alerts to catch up on.
+    for copy in 1..COPIES {
+        let records = ztf_records(3, site.base_ms + copy as i64 * 100_000, 1)?;
+        site.broker.produce_all(ZTF_TOPIC, &records).await?;
+    }
+    let total = COPIES * site.produced.len();
+    let pid = site.gateway.pid().context("gateway pid")?;
+    let addr = site.gateway.grpc_addr();
+    let before = rss_bytes(pid)?;
+
+    // Non-reading clients: a tiny stream window, and nothing ever released.
+    let mut calls = Vec::new();
+    let mut senders = Vec::new();
+    for _ in 0..CONNECTIONS {
+        let tcp = TcpStream::connect(&addr).await?;
+        let (mut send, connection) = h2::client::Builder::new()
+            .initial_window_size(1024)
+            .handshake::<_, Bytes>(tcp)
+            .await?;
+        tokio::spawn(connection);
+        for _ in 0..PER_CONNECTION {
+            send = send.ready().await?;
+            let (head, body) = subscribe_call(&addr);
+            let (response, mut stream) = send.send_request(head, false)?;
+            stream.send_data(body, true)?;
+            calls.push((response, stream));
+        }
+        senders.push(send);
+    }
+    let n = calls.len();
+
+    // One subscription more than a connection may hold is refused, naming the limit.
+    let send = senders[0].clone().ready().await?;
+    let (head, body) = subscribe_call(&addr);
+    let (response, mut stream) = {
+        let mut send = send;
+        send.send_request(head, false)?
+    };
+    stream.send_data(body, true)?;
+    let (code, message, _) = tokio::time::timeout(WAIT, read_to_status(response))
+        .await
+        .context("the extra subscription got no answer")??;
+    assert_eq!(code, "8", "RESOURCE_EXHAUSTED expected: {message}");
+    assert!(
+        message.contains("max_subscriptions_per_connection"),
+        "{message}"
+    );
+
+    // Memory while they catch up, then once their readers are stopped.
+    let mut peak = before;
+    let sample_until = Instant::now() + Duration::from_secs(8);
+    while Instant::now() < sample_until {
+        peak = peak.max(rss_bytes(pid)?);
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    let paused = rss_bytes(pid)?;
+    let per_sub = |rss: u64| rss.saturating_sub(before) / n as u64;
+    eprintln!(
+        "{n} non-reading subscribers on {total} alerts: gateway RSS {} MiB before, peak {} MiB \
+         ({} KiB each), {} MiB once paused ({} KiB each); 1,000 paused would be about {} MiB",
+        before >> 20,
+        peak >> 20,
+        per_sub(peak) >> 10,
+        paused >> 20,
+        per_sub(paused) >> 10,
+        (before + 1000 * per_sub(paused)) >> 20,
+    );
+    assert!(
+        before + 1000 * per_sub(paused) < 1 << 30,
+        "paused non-reading subscribers cost {} KiB each: 1,000 would exceed 1 GiB",
+        per_sub(paused) >> 10
+    );
+
+    // A client that reads, next to them, gets every alert.
+    let mut client = site.gateway.client().await?;
+    let mut req = request(ZTF_TOPIC);
+    req.start = earliest();
+    req.end = until_now();
+    let got = subscribe_all(&mut client, req, WAIT * 4).await;
+    assert!(matches!(got.end, Some(Ok(()))), "reader: {:?}", got.end);
+    assert_eq!(got.alerts.len(), total, "the reading client missed alerts");
+    let mut refs: Vec<&str> = got.alerts.iter().map(|a| a.r#ref.as_str()).collect();
+    refs.sort_unstable();
+    refs.dedup();
+    assert_eq!(refs.len(), total, "duplicates delivered");
+
+    // After limits.unread_drop_ms each non-reader is ended: once it reads, it gets what
+    // was queued, then RESOURCE_EXHAUSTED saying why.
+    tokio::time::sleep(Duration::from_secs(14)).await;
+    let mut ended = 0;
+    for (response, _stream) in calls {
+        let (code, message, bytes) = tokio::time::timeout(WAIT, read_to_status(response))
+            .await
+            .context("a non-reading subscription was never ended")??;
+        if code != "8" || !message.contains("read nothing for 20 s") {
+            bail!("non-reader ended with {code} {message:?} after {bytes} bytes");
+        }
+        ended += 1;
+    }
+    assert_eq!(ended, n);
+    Ok(())
+}
