@@ -177,7 +177,7 @@ impl Subscriptions {
         };
         let progress = Progress::new(streamed, next, plan.skip_before(), plan.end, plan.limit);
         // Two batches in flight, and room for the final status.
-        let (tx, rx) = mpsc::channel(3);
+        let (tx, rx) = mpsc::channel(stream::OUT_SLOTS + 1);
         let last = tx
             .clone()
             .try_reserve_owned()
