@@ -118,11 +118,12 @@ impl Subscriptions {
     }
 
     /// Validates `req`, resolves its positions and starts streaming. `connection` is the
-    /// client's peer address, which its per-connection limit counts by.
+    /// client's peer address, which its per-connection limit counts by; `token` says
+    /// whether the caller presented one (only then is its principal one client).
     pub(crate) async fn open(
         &self,
         principal: &Principal,
-        connection: Option<SocketAddr>,
+        (connection, token): (Option<SocketAddr>, bool),
         req: v1::SubscribeRequest,
     ) -> Result<Outbound> {
         let topic = self.catalog.exposed(&req.topic)?.clone();
@@ -138,7 +139,9 @@ impl Subscriptions {
                 self.gateway, self.limits.max_subscriptions
             ))
         })?;
-        let held = self.quotas.acquire(connection, &principal.name)?;
+        let held = self
+            .quotas
+            .acquire(connection, token.then_some(principal.name.as_str()))?;
         let ctx = AlertContext::new(&self.gateway, &topic);
         let partitions = self.catalog.partitions(&topic.name).await?;
         plan.check_partitions(&partitions)?;

@@ -1,5 +1,6 @@
 //! Open subscriptions per connection and per principal: one client, or one token, cannot
-//! take every slot of the gateway.
+//! take every slot of the gateway. Callers without a token are not one principal: they
+//! are counted per connection only.
 
 use std::collections::HashMap;
 use std::hash::Hash;
@@ -28,7 +29,7 @@ struct Counts {
 pub(super) struct Held {
     open: Arc<Mutex<Counts>>,
     connection: Option<SocketAddr>,
-    principal: String,
+    principal: Option<String>,
 }
 
 impl Quotas {
@@ -40,9 +41,14 @@ impl Quotas {
         }
     }
 
-    /// Counts a subscription of `principal` on `connection` (the peer address; `None`
-    /// when the transport has none), or refuses it with the limit it would exceed.
-    pub(super) fn acquire(&self, connection: Option<SocketAddr>, principal: &str) -> Result<Held> {
+    /// Counts a subscription of `principal` (`None`: a caller without a token) on
+    /// `connection` (the peer address; `None` when the transport has none), or refuses it
+    /// with the limit it would exceed.
+    pub(super) fn acquire(
+        &self,
+        connection: Option<SocketAddr>,
+        principal: Option<&str>,
+    ) -> Result<Held> {
         let mut counts = self.open.lock().unwrap_or_else(|p| p.into_inner());
         let on_conn = connection.map_or(0, |c| counts.connections.get(&c).copied().unwrap_or(0));
         if on_conn >= self.per_connection {
@@ -51,7 +57,7 @@ impl Quotas {
                  (limits.max_subscriptions_per_connection); end one before opening another"
             )));
         }
-        let of_principal = counts.principals.get(principal).copied().unwrap_or(0);
+        let of_principal = principal.map_or(0, |p| counts.principals.get(p).copied().unwrap_or(0));
         if of_principal >= self.per_principal {
             return Err(Error::ResourceExhausted(format!(
                 "the caller already has {of_principal} subscriptions open \
@@ -61,11 +67,13 @@ impl Quotas {
         if let Some(c) = connection {
             *counts.connections.entry(c).or_default() += 1;
         }
-        *counts.principals.entry(principal.to_owned()).or_default() += 1;
+        if let Some(p) = principal {
+            *counts.principals.entry(p.to_owned()).or_default() += 1;
+        }
         Ok(Held {
             open: Arc::clone(&self.open),
             connection,
-            principal: principal.to_owned(),
+            principal: principal.map(str::to_owned),
         })
     }
 }
@@ -76,7 +84,9 @@ impl Drop for Held {
         if let Some(c) = self.connection {
             release(&mut counts.connections, &c);
         }
-        release(&mut counts.principals, &self.principal);
+        if let Some(p) = &self.principal {
+            release(&mut counts.principals, p);
+        }
     }
 }
 
@@ -108,38 +118,49 @@ mod tests {
     #[test]
     fn a_connection_cannot_take_more_than_its_share() {
         let q = Quotas::new(2, 100);
-        let a = q.acquire(addr(1), "alice").unwrap();
-        let _b = q.acquire(addr(1), "bob").unwrap();
-        let msg = refused(q.acquire(addr(1), "carol"));
+        let a = q.acquire(addr(1), Some("alice")).unwrap();
+        let _b = q.acquire(addr(1), Some("bob")).unwrap();
+        let msg = refused(q.acquire(addr(1), Some("carol")));
         assert!(
             msg.contains("limits.max_subscriptions_per_connection"),
             "{msg}"
         );
         // Another connection is not affected; an ended subscription frees its place.
-        let _c = q.acquire(addr(2), "carol").unwrap();
+        let _c = q.acquire(addr(2), Some("carol")).unwrap();
         drop(a);
-        let _d = q.acquire(addr(1), "dave").unwrap();
+        let _d = q.acquire(addr(1), Some("dave")).unwrap();
     }
 
     #[test]
     fn a_principal_cannot_take_more_than_its_share_over_connections() {
         let q = Quotas::new(100, 2);
-        let a = q.acquire(addr(1), "alice").unwrap();
-        let _b = q.acquire(addr(2), "alice").unwrap();
-        let msg = refused(q.acquire(addr(3), "alice"));
+        let a = q.acquire(addr(1), Some("alice")).unwrap();
+        let _b = q.acquire(addr(2), Some("alice")).unwrap();
+        let msg = refused(q.acquire(addr(3), Some("alice")));
         assert!(
             msg.contains("limits.max_subscriptions_per_principal"),
             "{msg}"
         );
-        let _c = q.acquire(addr(3), "bob").unwrap();
+        let _c = q.acquire(addr(3), Some("bob")).unwrap();
         drop(a);
-        let _d = q.acquire(None, "alice").unwrap();
+        let _d = q.acquire(None, Some("alice")).unwrap();
+    }
+
+    #[test]
+    fn callers_without_a_token_are_counted_per_connection_only() {
+        let q = Quotas::new(2, 1);
+        let _held: Vec<Held> = (0..5).map(|i| q.acquire(addr(i), None).unwrap()).collect();
+        let _a = q.acquire(addr(9), None).unwrap();
+        let _b = q.acquire(addr(9), None).unwrap();
+        refused(q.acquire(addr(9), None));
     }
 
     #[test]
     fn ended_subscriptions_leave_no_entries() {
         let q = Quotas::new(5, 5);
-        let held: Vec<Held> = (0..5).map(|i| q.acquire(addr(i), "x").unwrap()).collect();
+        let held: Vec<Held> = (0..5)
+            .map(|i| q.acquire(addr(i), Some("x")).unwrap())
+            .collect();
         drop(held);
         let counts = q.open.lock().unwrap();
         assert!(counts.connections.is_empty() && counts.principals.is_empty());
