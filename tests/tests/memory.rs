@@ -210,6 +210,8 @@ async fn clients_that_never_read_are_bounded_paused_and_ended() -> Result<()> {
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
     let (paused, paused_threads) = (rss_bytes(pid)?, threads(pid)?);
+    // Every reader stopped by now, so every stream has been full for unread_pause_ms.
+    let all_paused = Instant::now();
     let per_sub = |rss: u64| rss.saturating_sub(before) / n as u64;
     eprintln!(
         "gateway RSS MiB / threads every 0.5 s: {timeline:?}\n\
@@ -249,8 +251,8 @@ async fn clients_that_never_read_are_bounded_paused_and_ended() -> Result<()> {
     assert_eq!(refs.len(), total, "duplicates delivered");
 
     // After limits.unread_drop_ms each non-reader is ended: once it reads, it gets what
-    // was queued, then RESOURCE_EXHAUSTED saying why.
-    tokio::time::sleep(Duration::from_secs(10)).await;
+    // was queued, then RESOURCE_EXHAUSTED saying why. (Read before that, it would resume.)
+    tokio::time::sleep_until((all_paused + Duration::from_secs(17 + 5)).into()).await;
     let mut ended = 0;
     for (response, _stream) in opened {
         let (code, message, bytes) = tokio::time::timeout(WAIT, read_to_status(response))
