@@ -91,6 +91,10 @@ pub struct KafkaConfig {
 #[derive(Debug, Clone)]
 pub struct Limits {
     pub max_subscriptions: usize,
+    /// Open subscriptions one gRPC connection may hold.
+    pub max_subscriptions_per_connection: usize,
+    /// Open subscriptions one principal (token subject, or `anonymous`) may hold.
+    pub max_subscriptions_per_principal: usize,
     /// Default and maximum size of one `AlertBatch`, in bytes.
     pub max_batch_bytes: usize,
     /// Default and maximum number of alerts in one `AlertBatch`.
@@ -99,6 +103,13 @@ pub struct Limits {
     pub reader_buffer_kib: usize,
     /// Kafka connections a subscriber reading on its own splits its partitions over.
     pub reader_connections: usize,
+    /// Gateway-wide prefetch, in MiB, that subscribers reading on their own share.
+    pub reader_budget_mib: usize,
+    /// A subscription whose client has not taken a batch for this long has its own Kafka
+    /// reader stopped (restarted where it was once the client reads again).
+    pub unread_pause: Duration,
+    /// A subscription whose client has not taken a batch for this long is ended.
+    pub unread_drop: Duration,
     /// Bytes of recent alerts the shared per-topic tail keeps for live subscribers.
     pub tail_buffer_bytes: usize,
     /// HTTP/2 streams one gRPC connection may have open at once
@@ -218,6 +229,22 @@ impl Config {
         let limits = Limits {
             max_subscriptions: r.uint(&mut lim, "limits", "max_subscriptions", 1_000, 1, 1_000_000)
                 as usize,
+            max_subscriptions_per_connection: r.uint(
+                &mut lim,
+                "limits",
+                "max_subscriptions_per_connection",
+                100,
+                1,
+                1_000_000,
+            ) as usize,
+            max_subscriptions_per_principal: r.uint(
+                &mut lim,
+                "limits",
+                "max_subscriptions_per_principal",
+                250,
+                1,
+                1_000_000,
+            ) as usize,
             max_batch_bytes: r.uint(
                 &mut lim,
                 "limits",
@@ -231,6 +258,24 @@ impl Config {
             reader_buffer_kib: r.uint(&mut lim, "limits", "reader_buffer_kib", 8_192, 64, 1 << 20)
                 as usize,
             reader_connections: r.uint(&mut lim, "limits", "reader_connections", 3, 1, 64) as usize,
+            reader_budget_mib: r.uint(&mut lim, "limits", "reader_budget_mib", 512, 1, 1 << 20)
+                as usize,
+            unread_pause: Duration::from_millis(r.uint(
+                &mut lim,
+                "limits",
+                "unread_pause_ms",
+                10_000,
+                100,
+                86_400_000,
+            )),
+            unread_drop: Duration::from_millis(r.uint(
+                &mut lim,
+                "limits",
+                "unread_drop_ms",
+                120_000,
+                100,
+                86_400_000,
+            )),
             tail_buffer_bytes: r.uint(
                 &mut lim,
                 "limits",
@@ -281,6 +326,12 @@ impl Config {
             )),
         };
         r.unknown(lim, "limits");
+        if limits.unread_drop < limits.unread_pause {
+            r.error(
+                "limits.unread_drop_ms",
+                "must be at least limits.unread_pause_ms (a subscription is paused before it is ended)",
+            );
+        }
 
         let alert = read_alert(r, &mut root, base);
         let local = mirrors::Local {

@@ -4,6 +4,7 @@
 //! falling back if it lags behind.
 
 use std::collections::HashMap;
+use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 
 use alertmesh_alert::{Decoder, Registry};
@@ -25,6 +26,7 @@ use crate::tail::Tails;
 
 mod plan;
 mod progress;
+mod quota;
 mod select;
 mod stream;
 
@@ -49,6 +51,8 @@ pub(crate) struct Subscriptions {
     /// Per topic, the latest writer schema seen (to check filters at subscribe time).
     seen_schemas: Mutex<HashMap<String, SeenSchema>>,
     permits: Arc<Semaphore>,
+    /// Per connection and per principal.
+    quotas: quota::Quotas,
     limits: Limits,
     metrics: Arc<Metrics>,
     /// Ends every stream (the gateway is stopping).
@@ -89,6 +93,10 @@ impl Subscriptions {
         } = parts;
         Subscriptions {
             permits: Arc::new(Semaphore::new(limits.max_subscriptions)),
+            quotas: quota::Quotas::new(
+                limits.max_subscriptions_per_connection,
+                limits.max_subscriptions_per_principal,
+            ),
             seen_schemas: Mutex::new(HashMap::new()),
             gateway,
             catalog,
@@ -109,10 +117,13 @@ impl Subscriptions {
         Arc::clone(map.entry(topic.to_owned()).or_default())
     }
 
-    /// Validates `req`, resolves its positions and starts streaming.
+    /// Validates `req`, resolves its positions and starts streaming. `connection` is the
+    /// client's peer address, which its per-connection limit counts by; `token` says
+    /// whether the caller presented one (only then is its principal one client).
     pub(crate) async fn open(
         &self,
         principal: &Principal,
+        (connection, token): (Option<SocketAddr>, bool),
         req: v1::SubscribeRequest,
     ) -> Result<Outbound> {
         let topic = self.catalog.exposed(&req.topic)?.clone();
@@ -128,6 +139,9 @@ impl Subscriptions {
                 self.gateway, self.limits.max_subscriptions
             ))
         })?;
+        let held = self
+            .quotas
+            .acquire(connection, token.then_some(principal.name.as_str()))?;
         let ctx = AlertContext::new(&self.gateway, &topic);
         let partitions = self.catalog.partitions(&topic.name).await?;
         plan.check_partitions(&partitions)?;
@@ -136,6 +150,7 @@ impl Subscriptions {
         // Subscriptions that may go live get the shared tail started now, so it is ready by
         // the time they reach the end of what is stored.
         let tail = (plan.end != EndAt::Now).then(|| self.tails.get_or_start(&ctx, &partitions));
+        let mut first_starts = Vec::new();
         let (mode, streamed, next) = match begin {
             // `latest` up to `now` is empty by definition.
             Begin::Head if plan.end == EndAt::Now => {
@@ -159,11 +174,17 @@ impl Subscriptions {
                 let rx = self
                     .cluster
                     .read(&ctx, &from, plan.bounds, ReaderKind::own)?;
+                first_starts = from;
                 (stream::Mode::Own(rx), parts, next)
             }
         };
         let progress = Progress::new(streamed, next, plan.skip_before(), plan.end, plan.limit);
-        let (tx, rx) = mpsc::channel(2);
+        // Two batches in flight, and room for the final status.
+        let (tx, rx) = mpsc::channel(stream::OUT_SLOTS + 1);
+        let last = tx
+            .clone()
+            .try_reserve_owned()
+            .map_err(|_| Error::Internal("a new stream has no room".into()))?;
         let span =
             tracing::info_span!("subscription", topic = %topic.name, principal = %principal.name);
         let sub = stream::Subscription::new(
@@ -174,14 +195,19 @@ impl Subscriptions {
                 ctx,
                 tail,
                 bounds: plan.bounds,
+                starts: first_starts,
+                unread: stream::Unread {
+                    pause: self.limits.unread_pause,
+                    drop: self.limits.unread_drop,
+                },
             },
             progress,
-            tx,
+            (tx, last),
             plan.selection,
         );
         self.tasks.spawn(tracing::Instrument::instrument(
             async move {
-                let _permit = permit;
+                let _permit = (permit, held);
                 sub.run(mode).await;
             },
             span,

@@ -99,6 +99,11 @@ fn limits_default_and_are_bounded() {
     assert_eq!(c.limits.request_buffer_bytes, 64 << 20);
     assert_eq!(c.limits.header_timeout, Duration::from_secs(10));
     assert_eq!(c.limits.idle_timeout, Duration::from_secs(300));
+    assert_eq!(c.limits.max_subscriptions_per_connection, 100);
+    assert_eq!(c.limits.max_subscriptions_per_principal, 250);
+    assert_eq!(c.limits.reader_budget_mib, 512);
+    assert_eq!(c.limits.unread_pause, Duration::from_secs(10));
+    assert_eq!(c.limits.unread_drop, Duration::from_secs(120));
 
     let set = format!("{MINIMAL}[limits]\nreader_connections = 1\nreader_buffer_kib = 16384\n");
     let c = Config::parse(&set, &[]).unwrap();
@@ -118,6 +123,13 @@ fn limits_default_and_are_bounded() {
     let all = Config::parse(&bad, &[]).unwrap_err().join("\n");
     assert!(all.contains("limits.max_streams_per_connection"), "{all}");
     assert!(all.contains("limits.request_timeout_ms"), "{all}");
+
+    let bad = format!("{MINIMAL}[limits]\nunread_pause_ms = 5000\nunread_drop_ms = 1000\n");
+    let all = Config::parse(&bad, &[]).unwrap_err().join("\n");
+    assert!(
+        all.contains("limits.unread_drop_ms: must be at least limits.unread_pause_ms"),
+        "{all}"
+    );
 }
 
 #[test]

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use rdkafka::consumer::Consumer;
 use rdkafka::{Offset, TopicPartitionList};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
 
 use super::reader::{self, BatchBounds, ReaderCtx, ReaderEvent, StartAt};
@@ -32,6 +32,9 @@ pub(crate) struct Cluster {
     ready: Arc<AtomicBool>,
     reader_buffer_kib: usize,
     reader_connections: usize,
+    /// KiB of prefetch that own reads may still take, gateway-wide.
+    budget: Arc<Semaphore>,
+    budget_mib: usize,
 }
 
 impl std::fmt::Debug for Cluster {
@@ -58,6 +61,8 @@ impl Cluster {
             ready: Arc::new(AtomicBool::new(false)),
             reader_buffer_kib: limits.reader_buffer_kib,
             reader_connections: limits.reader_connections,
+            budget: Arc::new(Semaphore::new(limits.reader_budget_mib << 10)),
+            budget_mib: limits.reader_budget_mib,
         })
     }
 
@@ -151,6 +156,11 @@ impl Cluster {
     ///
     /// The shared tail (`ReaderKind::tail`) is one consumer that keeps Kafka's long poll:
     /// it is idle most of the time.
+    ///
+    /// An own read takes its prefetch from the gateway's reader budget
+    /// (`limits.reader_budget_mib`): the full `limits.reader_buffer_kib` while the budget
+    /// lasts, less when it runs short, and RESOURCE_EXHAUSTED when not even
+    /// [`MIN_READ_KIB`] is left. Its readers give it back when the last one ends.
     pub(crate) fn read(
         &self,
         ctx: &Arc<AlertContext>,
@@ -158,9 +168,23 @@ impl Cluster {
         bounds: BatchBounds,
         kind: ReaderKind,
     ) -> Result<mpsc::Receiver<ReaderEvent>> {
+        let budget = match kind {
+            ReaderKind::own => Some(Arc::new(self.take_budget()?)),
+            ReaderKind::tail => None,
+        };
+        let buffer_kib = budget
+            .as_ref()
+            .map_or(self.reader_buffer_kib, |b| b.num_permits());
+        // A read given less than its full buffer uses one connection: each has a fetch of
+        // up to 1 MiB in flight besides what its queue holds.
+        let connections = if buffer_kib < self.reader_buffer_kib {
+            1
+        } else {
+            self.reader_connections
+        };
         let (n, fetch_wait, name) = match kind {
             ReaderKind::own => (
-                self.reader_connections.clamp(1, starts.len().max(1)),
+                connections.clamp(1, starts.len().max(1)),
                 Duration::from_millis(10),
                 format!("read-{}", ctx.topic),
             ),
@@ -171,15 +195,14 @@ impl Cluster {
             kind,
             cancel: self.cancel.clone(),
             alert: Arc::clone(ctx),
+            budget,
         };
         rctx.count_read();
         // Each reader has at most two batches in flight, as a single reader would.
         let (tx, rx) = mpsc::channel(2 * n);
         for i in 0..n {
             let share: Vec<(i32, StartAt)> = starts.iter().skip(i).step_by(n).copied().collect();
-            let consumer = self
-                .kafka
-                .consumer_waiting(self.reader_buffer_kib / n, fetch_wait)?;
+            let consumer = self.kafka.consumer_waiting(buffer_kib / n, fetch_wait)?;
             reader::spawn(
                 name.clone(),
                 consumer,
@@ -191,5 +214,59 @@ impl Cluster {
             )?;
         }
         Ok(rx)
+    }
+
+    /// An own read's prefetch, in KiB permits (see [`share`]).
+    fn take_budget(&self) -> Result<OwnedSemaphorePermit> {
+        let refused = || {
+            Error::ResourceExhausted(format!(
+                "the gateway's Kafka read buffers (limits.reader_budget_mib = {}) are in use \
+                 by other subscriptions; retry later",
+                self.budget_mib
+            ))
+        };
+        let take =
+            share(self.reader_buffer_kib, self.budget.available_permits()).ok_or_else(refused)?;
+        let n = u32::try_from(take).map_err(|_| refused())?;
+        Arc::clone(&self.budget)
+            .try_acquire_many_owned(n)
+            .map_err(|_| refused())
+    }
+}
+
+/// The least prefetch an own read starts with when the budget runs short.
+const MIN_READ_KIB: usize = 256;
+
+/// The prefetch a read gets when it `wants` KiB and `left` KiB of the budget remain: all
+/// it wants while that is at most a quarter of what is left, then a quarter of what is
+/// left (so many reads still fit, each smaller), down to [`MIN_READ_KIB`]; `None` below.
+fn share(wants: usize, left: usize) -> Option<usize> {
+    let least = wants.min(MIN_READ_KIB);
+    if left < least {
+        return None;
+    }
+    Some(wants.min((left / 4).max(least)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_get_smaller_as_the_budget_runs_short_then_are_refused() {
+        assert_eq!(share(8192, 512 << 10), Some(8192));
+        assert_eq!(share(8192, 16 << 10), Some(4096));
+        assert_eq!(share(8192, 2048), Some(512));
+        assert_eq!(share(8192, 300), Some(256));
+        assert_eq!(share(8192, 255), None);
+        // A read configured below the minimum needs only what it is configured for.
+        assert_eq!(share(128, 130), Some(128));
+        // How many full-size reads a 512 MiB budget admits before refusing.
+        let (mut left, mut reads) = (512usize << 10, 0);
+        while let Some(kib) = share(8192, left) {
+            left -= kib;
+            reads += 1;
+        }
+        assert!(reads > 64, "{reads}");
     }
 }

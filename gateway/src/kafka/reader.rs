@@ -57,6 +57,8 @@ pub(crate) struct ReaderCtx {
     pub cancel: CancellationToken,
     /// The topic's wire context: records are encoded as alerts as they are read.
     pub alert: Arc<AlertContext>,
+    /// The read's share of the gateway's reader budget, held until its last reader ends.
+    pub budget: Option<Arc<tokio::sync::OwnedSemaphorePermit>>,
 }
 
 impl ReaderCtx {
@@ -228,6 +230,7 @@ fn run(
         kind,
         cancel,
         alert,
+        budget: _budget,
     } = ctx;
     let mut filling = Filling {
         bytes_read: metrics.reader(&metrics.kafka_bytes_read, kind),

@@ -52,10 +52,11 @@ async fn open(
         Action::Subscribe,
         &req.get_ref().topic,
     )?;
+    let client = (req.remote_addr(), who.token.is_some());
     let rx = svc
         .parts
         .subscriptions
-        .open(&who.principal, req.into_inner())
+        .open(&who.principal, client, req.into_inner())
         .await?;
     Ok(crate::auth::stream::guard(auth, &who, rx, &svc.parts.tasks))
 }

@@ -329,10 +329,15 @@ mod tests {
     fn limits() -> Limits {
         Limits {
             max_subscriptions: 10,
+            max_subscriptions_per_connection: 10,
+            max_subscriptions_per_principal: 10,
             max_batch_bytes: 1 << 20,
             max_batch_alerts: 500,
             reader_buffer_kib: 1024,
             reader_connections: 2,
+            reader_budget_mib: 64,
+            unread_pause: std::time::Duration::from_secs(10),
+            unread_drop: std::time::Duration::from_secs(120),
             tail_buffer_bytes: 1 << 20,
             max_streams_per_connection: 128,
             request_timeout: std::time::Duration::from_secs(10),

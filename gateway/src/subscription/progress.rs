@@ -16,7 +16,7 @@ pub(super) enum EndAt {
     Time(i64),
 }
 
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub(super) struct Progress {
     partitions: Vec<i32>,
     /// One per subscribed partition, in `partitions` order. Looked up per record, so a

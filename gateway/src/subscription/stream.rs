@@ -11,7 +11,7 @@ use alertmesh_proto::tags::batch::ALERTS;
 use bytes::{Bytes, BytesMut};
 use prometheus_client::metrics::counter::Counter;
 use prost::encoding;
-use tokio::sync::mpsc;
+use tokio::sync::mpsc::{self, error::TrySendError};
 use tokio::time::Instant;
 use tonic::Status;
 
@@ -54,7 +54,29 @@ pub(super) struct Parts {
     /// The topic's shared tail, for a stream that may go live.
     pub(super) tail: Option<Arc<Tail>>,
     pub(super) bounds: BatchBounds,
+    /// Where its own reader started, for partitions not read yet when it restarts.
+    pub(super) starts: Vec<(i32, StartAt)>,
+    /// How long a client may leave its stream full: then its reader stops, and later the
+    /// subscription ends.
+    pub(super) unread: Unread,
 }
+
+/// The policy for a client that takes nothing (`limits.unread_pause_ms`,
+/// `limits.unread_drop_ms`).
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Unread {
+    pub(super) pause: Duration,
+    pub(super) drop: Duration,
+}
+
+type Item = Result<v1::AlertBatch, Status>;
+
+/// Batches a subscription may have queued for its client (its channel holds one more
+/// slot, for the final status).
+pub(super) const OUT_SLOTS: usize = 2;
+
+/// The size of a subscription's first batches, in bytes.
+const FIRST_BATCH_BYTES: usize = 64 << 10;
 
 pub(super) struct Subscription {
     cluster: Cluster,
@@ -64,7 +86,14 @@ pub(super) struct Subscription {
     progress: Progress,
     tail: Option<Arc<Tail>>,
     bounds: BatchBounds,
-    out: mpsc::Sender<Result<v1::AlertBatch, Status>>,
+    /// Bytes that fill an outgoing batch now (grows to `bounds.max_bytes`).
+    batch_bytes: usize,
+    starts: Vec<(i32, StartAt)>,
+    unread: Unread,
+    out: mpsc::Sender<Item>,
+    /// Room kept for the stream's final error, so it can be queued even behind batches
+    /// a client never takes.
+    last: Option<mpsc::OwnedPermit<Item>>,
     selection: Option<Arc<Selection>>,
     alerts_served: Counter,
     bytes_served: Counter,
@@ -77,7 +106,7 @@ impl Subscription {
     pub(super) fn new(
         parts: Parts,
         progress: Progress,
-        out: mpsc::Sender<Result<v1::AlertBatch, Status>>,
+        (out, last): (mpsc::Sender<Item>, mpsc::OwnedPermit<Item>),
         selection: Option<Selection>,
     ) -> Self {
         let Parts {
@@ -87,6 +116,8 @@ impl Subscription {
             ctx,
             tail,
             bounds,
+            starts,
+            unread,
         } = parts;
         let m = &metrics;
         Subscription {
@@ -103,7 +134,11 @@ impl Subscription {
             progress,
             tail,
             bounds,
+            batch_bytes: FIRST_BATCH_BYTES.min(bounds.max_bytes),
+            starts,
+            unread,
             out,
+            last: Some(last),
         }
     }
 
@@ -114,7 +149,9 @@ impl Subscription {
             Err(Stop::ClientGone) => tracing::debug!("client gone"),
             Err(Stop::Failed(e)) => {
                 tracing::info!(error = %e, "subscription failed");
-                let _ = self.out.send(Err(e.into())).await;
+                if let Some(last) = self.last.take() {
+                    last.send(Err(e.into()));
+                }
             }
         }
     }
@@ -160,7 +197,7 @@ impl Subscription {
                     head.borrow_and_update();
                     match tail.read(&mut seq, self.bounds) {
                         TailRead::Records(rs) => {
-                            self.deliver(rs).await?;
+                            self.deliver(rs, &mut None).await?;
                             Mode::Tail { seq }
                         }
                         TailRead::Lagged => {
@@ -194,8 +231,17 @@ impl Subscription {
     ) -> Result<Mode, Stop> {
         match ev {
             Some(ReaderEvent::Records(rs)) => {
-                self.deliver(rs).await?;
-                Ok(Mode::Own(rx))
+                let mut reader = Some(rx);
+                self.deliver(rs, &mut reader).await?;
+                match reader {
+                    Some(rx) => Ok(Mode::Own(rx)),
+                    None => {
+                        // Paused: wait for the client (the room is only looked at).
+                        drop(wait_until_read(&self.out, self.unread).await?);
+                        tracing::info!("client reads again; kafka reader restarted");
+                        Ok(Mode::Own(self.own_reader()?))
+                    }
+                }
             }
             Some(ReaderEvent::Eof {
                 partition,
@@ -220,8 +266,15 @@ impl Subscription {
         }
     }
 
-    /// Reads on its own from the positions reached so far.
+    /// Reads on its own from the positions reached so far; a partition not read yet
+    /// starts where the first reader did (the end, if it had none).
     fn own_reader(&self) -> Result<mpsc::Receiver<ReaderEvent>, Stop> {
+        let started = |p: i32| {
+            self.starts
+                .iter()
+                .find(|(sp, _)| *sp == p)
+                .map_or(StartAt::End, |(_, s)| *s)
+        };
         let starts: Vec<(i32, StartAt)> = self
             .progress
             .partitions()
@@ -229,7 +282,9 @@ impl Subscription {
             .map(|p| {
                 (
                     *p,
-                    self.progress.next(*p).map_or(StartAt::End, StartAt::Offset),
+                    self.progress
+                        .next(*p)
+                        .map_or_else(|| started(*p), StartAt::Offset),
                 )
             })
             .collect();
@@ -239,7 +294,16 @@ impl Subscription {
     }
 
     /// Sends the records this subscriber asked for, in batches bounded by count and bytes.
-    async fn deliver(&mut self, records: Vec<Record>) -> Result<(), Stop> {
+    /// If the client stops reading, `reader` (its own reader) is stopped and what was not
+    /// handed over yet is dropped, to be read again from Kafka: progress goes back to just
+    /// after the last batch sent.
+    async fn deliver(
+        &mut self,
+        records: Vec<Record>,
+        reader: &mut Option<mpsc::Receiver<ReaderEvent>>,
+    ) -> Result<(), Stop> {
+        // Once per reader batch, and only for an own read (the one that can pause).
+        let before = reader.is_some().then(|| self.progress.clone());
         let admitted: Vec<Record> = records
             .into_iter()
             .filter(|r| self.progress.admit(r))
@@ -262,7 +326,9 @@ impl Subscription {
         let mut batch = Runs::default();
         let mut skipped = Vec::new();
         let mut bytes = 0;
-        for (i, r) in admitted.into_iter().enumerate() {
+        // Records (of `admitted`) and alerts counted against the limit, in batches sent.
+        let (mut taken, mut sent, mut taken_sent) = (0u64, 0, 0u64);
+        for (i, r) in admitted.iter().enumerate() {
             let (json, mesh_key) = match outcomes.as_ref().and_then(|o| o.get(i)) {
                 None => (None, None),
                 Some(Outcome::Drop) => {
@@ -272,7 +338,7 @@ impl Subscription {
                 Some(Outcome::Skip(reason)) => {
                     self.alerts_skipped.inc();
                     skipped.push(v1::Skipped {
-                        r#ref: self.ctx.alert_ref(&r),
+                        r#ref: self.ctx.alert_ref(r),
                         reason: reason.clone(),
                     });
                     continue;
@@ -282,13 +348,14 @@ impl Subscription {
             if !self.progress.take() {
                 break;
             }
+            taken += 1;
             let mesh_key = mesh_key.filter(|_| !r.carries_mesh_key());
             if json.is_none() && mesh_key.is_none() {
                 // As read: the record's encoding is the alert.
                 bytes += r.payload().len();
-                batch.push_record(&r);
+                batch.push_record(r);
             } else {
-                let mut alert = self.ctx.alert(&r);
+                let mut alert = self.ctx.alert(r);
                 if let Some(json) = json {
                     alert.json = json;
                     alert.payload = bytes::Bytes::new();
@@ -299,42 +366,111 @@ impl Subscription {
                 bytes += alert.payload.len() + alert.json.len();
                 batch.push_alert(&alert);
             }
-            if batch.alerts >= self.bounds.max_records || bytes >= self.bounds.max_bytes {
+            if batch.alerts >= self.bounds.max_records || bytes >= self.batch_bytes {
                 let full = std::mem::take(&mut batch);
-                self.send(
-                    full,
-                    std::mem::take(&mut skipped),
-                    std::mem::take(&mut bytes),
-                )
-                .await?;
+                let skipped = std::mem::take(&mut skipped);
+                let bytes = std::mem::take(&mut bytes);
+                if !self.send(full, skipped, bytes, reader).await? {
+                    self.rewind(before, &admitted[..sent], taken_sent);
+                    return Ok(());
+                }
+                (sent, taken_sent) = (i + 1, taken);
             }
         }
-        if batch.alerts > 0 || !skipped.is_empty() {
-            self.send(batch, skipped, bytes).await?;
+        if (batch.alerts > 0 || !skipped.is_empty())
+            && !self.send(batch, skipped, bytes, reader).await?
+        {
+            self.rewind(before, &admitted[..sent], taken_sent);
+            return Ok(());
         }
         Ok(())
     }
 
-    /// Sends encoded alerts (in order) and the records skipped among them.
+    /// Puts progress back to `before` plus the records and alerts of the batches sent.
+    fn rewind(&mut self, before: Option<Progress>, sent: &[Record], taken: u64) {
+        let Some(before) = before else { return };
+        self.progress = before;
+        for r in sent {
+            self.progress.admit(r);
+        }
+        for _ in 0..taken {
+            self.progress.take();
+        }
+    }
+
+    /// Sends encoded alerts (in order) and the records skipped among them; false if the
+    /// client stopped reading and the batch was dropped (see [`wait_for_room`]).
     async fn send(
         &mut self,
         alerts: Runs,
         skipped: Vec<v1::Skipped>,
         bytes: usize,
-    ) -> Result<(), Stop> {
+        reader: &mut Option<mpsc::Receiver<ReaderEvent>>,
+    ) -> Result<bool, Stop> {
+        // Batches start small and grow while the client takes each one before the next is
+        // ready: a client that never reads holds small batches only.
+        if self.out.capacity() == OUT_SLOTS {
+            self.batch_bytes = (self.batch_bytes * 2).min(self.bounds.max_bytes);
+        }
+        let room = match self.out.try_reserve() {
+            Ok(room) => room,
+            Err(TrySendError::Closed(())) => return Err(Stop::ClientGone),
+            Err(TrySendError::Full(())) => {
+                match wait_for_room(&self.out, reader, self.unread).await? {
+                    Some(room) => room,
+                    None => return Ok(false),
+                }
+            }
+        };
         let framed = alerts.finish();
         let n = framed.alerts() as u64;
-        self.out
-            .send(Ok(v1::AlertBatch {
-                alerts: Vec::new(),
-                skipped,
-                framed,
-            }))
-            .await
-            .map_err(|_| Stop::ClientGone)?;
+        room.send(Ok(v1::AlertBatch {
+            alerts: Vec::new(),
+            skipped,
+            framed,
+        }));
         self.alerts_served.inc_by(n);
         self.bytes_served.inc_by(bytes as u64);
-        Ok(())
+        Ok(true)
+    }
+}
+
+/// Waits until the client takes a batch. After `unread.pause` without one, an own Kafka
+/// reader is dropped (the reader thread ends and librdkafka's buffers and the read's
+/// budget are freed) and `None` returned: the caller drops what it has not sent and reads
+/// it again later. Without a reader to stop it waits on; after `unread.drop` the
+/// subscription ends with RESOURCE_EXHAUSTED.
+async fn wait_for_room<'a>(
+    out: &'a mpsc::Sender<Item>,
+    reader: &mut Option<mpsc::Receiver<ReaderEvent>>,
+    unread: Unread,
+) -> Result<Option<mpsc::Permit<'a, Item>>, Stop> {
+    if let Ok(room) = tokio::time::timeout(unread.pause, out.reserve()).await {
+        return room.map(Some).map_err(|_| Stop::ClientGone);
+    }
+    if reader.take().is_some() {
+        tracing::info!(
+            after_ms = unread.pause.as_millis() as u64,
+            "client not reading; kafka reader stopped"
+        );
+        return Ok(None);
+    }
+    wait_until_read(out, unread).await.map(Some)
+}
+
+/// Waits for room (a paused subscription) until `unread.drop` has passed since the stream
+/// filled; then the subscription ends with RESOURCE_EXHAUSTED.
+async fn wait_until_read(
+    out: &mpsc::Sender<Item>,
+    unread: Unread,
+) -> Result<mpsc::Permit<'_, Item>, Stop> {
+    match tokio::time::timeout(unread.drop.saturating_sub(unread.pause), out.reserve()).await {
+        Ok(room) => room.map_err(|_| Stop::ClientGone),
+        Err(_) => Err(Stop::Failed(Error::ResourceExhausted(format!(
+            "the client read nothing for {} s (limits.unread_drop_ms); the subscription \
+             was ended to free its buffers: resume from the last positions received",
+            unread.drop.as_secs()
+        )))),
     }
 }
 
