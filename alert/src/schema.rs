@@ -58,7 +58,14 @@ impl WriterSchema {
 
     /// Parses a JSON schema text.
     pub fn parse(json: &str) -> Result<Self> {
-        let schema = Schema::parse_str(json).map_err(|e| Error::Schema {
+        // A writer schema comes from the payload, so from anyone: apache-avro 0.21 panics
+        // on some invalid names (a `|` in a dotted name, found by the decode fuzz target)
+        // instead of returning an error. That panic must not take the caller down.
+        let parsed =
+            std::panic::catch_unwind(|| Schema::parse_str(json)).map_err(|_| Error::Schema {
+                reason: "the schema could not be parsed (invalid name)".into(),
+            })?;
+        let schema = parsed.map_err(|e| Error::Schema {
             reason: e.to_string(),
         })?;
         WriterSchema::new(schema)
@@ -228,5 +235,18 @@ mod tests {
         assert!(cache.len() <= 2);
         assert!(cache.get_or_parse(b"{nope").is_err());
         assert!(cache.get_or_parse(&[0xff]).is_err());
+    }
+}
+
+#[cfg(test)]
+mod hostile_tests {
+    use super::*;
+
+    /// The decode fuzz target's first find: a mutated Rubin schema whose record name holds
+    /// a `|`, on which apache-avro panics. It must be an error, not a panic.
+    #[test]
+    fn a_schema_name_apache_avro_panics_on_is_an_error() {
+        let json = r#"{"type":"record","name":"lss|.v9_0.diaSource","fields":[{"name":"a","type":"long"}]}"#;
+        assert!(WriterSchema::parse(json).is_err());
     }
 }
