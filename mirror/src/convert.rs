@@ -114,7 +114,9 @@ impl Converter {
 
     /// Whether converting `record` needs a decode (the slow path, run off the runtime).
     pub fn needs_decode(&self, record: &SourceRecord) -> bool {
-        self.mapping.is_some() || self.usable_key(record).is_none()
+        self.mapping.is_some()
+            || self.usable_key(record).is_none()
+            || (record.schema.is_none() && record.format == Some(Format::AvroOcf))
     }
 
     /// Decides what to produce for `record`.
@@ -139,6 +141,12 @@ impl Converter {
                 }
                 Err(reason) => return dead_letter(record, reason),
             },
+            // A keyed record without `am-schema` (a survey's keyed stream, or a keyless one a
+            // filtering gateway keyed for us) still gets one.
+            (None, Some(key)) if record.schema.is_none() => {
+                let schema = self.schema_of(format, &record);
+                (key, schema)
+            }
             (None, Some(key)) => (key, None),
             (None, None) => match self.extract_key(format, &record) {
                 Ok(found) => found,
@@ -197,6 +205,24 @@ impl Converter {
             Target::Ocf(Codec::Null),
         )
         .map_err(|e| format!("cannot translate: {e}"))
+    }
+
+    /// The schema reference of a payload: the registry id of a Confluent record, the writer
+    /// schema's fingerprint of an Avro container (read with the key projection, which
+    /// decodes little); `None` for JSON or a payload that does not decode.
+    fn schema_of(&self, format: Format, record: &SourceRecord) -> Option<String> {
+        match format {
+            Format::AvroConfluent => confluent::split(&record.payload)
+                .ok()
+                .map(|(id, _)| id.to_string()),
+            Format::AvroOcf => self
+                .decoder
+                .decode_projected(format, &record.payload, &self.keys_only)
+                .ok()?
+                .schema()
+                .map(|s| format!("{:016x}", s.fingerprint())),
+            Format::Json => None,
+        }
     }
 
     /// Decodes only the key paths and derives the mesh key (and, having decoded, the schema).

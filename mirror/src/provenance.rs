@@ -6,8 +6,14 @@
 //! - Cycle safety: a record whose hops already name this gateway is never copied, so
 //!   active-active pairs and rings of mirrors never loop.
 //! - `am-origin`: kept across hops; a gateway record without one entered the mesh at the
-//!   source ref itself; a raw Kafka record enters the mesh at its copy, so it gets none.
-//! - `am-source`: the exact source record, from which a restarted mirror resumes.
+//!   source ref itself. A raw Kafka record enters the mesh at its copy, whose offset Kafka
+//!   assigns only once it is written, so that first copy carries none: a record without
+//!   `am-origin` is its own origin, and the next mirror names it.
+//! - `am-source`: the exact source record, from which a restarted mirror resumes; for a raw
+//!   Kafka record it names the cluster too (`kafka://<bootstrap>/<topic>/<p>/<o>`).
+//! - A derived record's provenance (`am-derived-from`, `am-activity`, `am-used`,
+//!   `am-agent`, `am-publish-id`) is kept untouched, so a copy still resolves to what the
+//!   record was computed from.
 //! - Other `am-*` headers are rewritten; every non-`am-*` header is kept, in order.
 
 use alertmesh_alert::{headers, Format};
@@ -71,11 +77,21 @@ pub struct Stamp {
     pub source: String,
 }
 
-/// The headers of a copy: the source's non-`am-*` headers, then the stamp's `am-*` ones.
+/// The `am-*` headers a copy keeps as they are: a derived record's provenance.
+pub const KEPT: [&str; 5] = [
+    headers::DERIVED_FROM,
+    headers::ACTIVITY,
+    headers::USED,
+    headers::AGENT,
+    headers::PUBLISH_ID,
+];
+
+/// The headers of a copy: the source's non-`am-*` headers and its derived-record headers
+/// ([`KEPT`]), in order, then the stamp's `am-*` ones.
 pub fn copy_headers(source: Headers, stamp: &Stamp) -> Headers {
     let mut out: Headers = source
         .into_iter()
-        .filter(|(k, _)| !k.starts_with("am-"))
+        .filter(|(k, _)| !k.starts_with("am-") || KEPT.contains(&k.as_str()))
         .collect();
     let mut put = |k: &str, v: &str| out.push((k.to_owned(), Some(v.as_bytes().to_vec())));
     put(headers::NAMESPACE, &stamp.namespace);

@@ -2,9 +2,14 @@
 //!
 //! A mirror names each copied record's source in `am-source`: the source alert ref
 //! `am://<gateway>/<topic>/<partition>/<offset>` for a gateway source, or
-//! `kafka://<topic>/<partition>/<offset>` for a raw Kafka source. Both are a *source
+//! `kafka://<bootstrap>/<topic>/<partition>/<offset>` for a raw Kafka source (the cluster's
+//! bootstrap servers, so a reader knows where the record came from). Both are a *source
 //! prefix* followed by `/<partition>/<offset>`, so one parser serves both, and records of
 //! other sources (another mirror sharing the topic, a local producer) are ignored.
+//!
+//! A raw Kafka source is recognised by its topic whatever bootstrap list its values name,
+//! and in the older `kafka://<topic>/<partition>/<offset>` form too: editing the bootstrap
+//! list (adding a broker) or upgrading must not make a mirror copy its source again.
 
 use std::collections::BTreeMap;
 
@@ -18,20 +23,47 @@ pub fn gateway_prefix(gateway: &str, topic: &str) -> String {
     format!("am://{gateway}/{topic}")
 }
 
-/// The source prefix of a raw Kafka source: `kafka://<topic>`.
-pub fn kafka_prefix(topic: &str) -> String {
-    format!("kafka://{topic}")
+/// The source prefix of a raw Kafka source: `kafka://<bootstrap>/<topic>`, the bootstrap
+/// servers comma-separated without schemes or slashes (so the value still splits at `/`).
+pub fn kafka_prefix(bootstrap: &str, topic: &str) -> String {
+    let servers: Vec<String> = bootstrap
+        .split(',')
+        .map(|s| s.trim())
+        .map(|s| s.rsplit_once("://").map_or(s, |(_, rest)| rest))
+        .map(|s| s.replace('/', ""))
+        .filter(|s| !s.is_empty())
+        .collect();
+    format!("kafka://{}/{topic}", servers.join(","))
 }
 
 /// Splits an `am-source` value of the source `prefix` into (partition, offset); `None` for
 /// another source's value or a malformed one.
 pub fn parse_source(prefix: &str, value: &[u8]) -> Option<(i32, i64)> {
     let text = std::str::from_utf8(value).ok()?;
-    let rest = text.strip_prefix(prefix)?.strip_prefix('/')?;
+    position(text.strip_prefix(prefix)?.strip_prefix('/')?)
+}
+
+/// `<partition>/<offset>`, both non-negative.
+fn position(rest: &str) -> Option<(i32, i64)> {
     let (partition, offset) = rest.split_once('/')?;
     let partition: i32 = partition.parse().ok().filter(|p| *p >= 0)?;
     let offset: i64 = offset.parse().ok().filter(|o| *o >= 0)?;
     Some((partition, offset))
+}
+
+/// Splits an `am-source` value of a raw Kafka source of `topic` into (partition, offset):
+/// `kafka://<any bootstrap>/<topic>/<p>/<o>` or the older `kafka://<topic>/<p>/<o>`.
+pub fn parse_kafka_source(topic: &str, value: &[u8]) -> Option<(i32, i64)> {
+    let rest = std::str::from_utf8(value).ok()?.strip_prefix("kafka://")?;
+    let in_topic = |r: &str| r.strip_prefix(topic)?.strip_prefix('/').and_then(position);
+    // Older form first; a bootstrap that happens to equal the topic name falls through.
+    in_topic(rest).or_else(|| in_topic(rest.split_once('/')?.1))
+}
+
+/// The topic of a raw Kafka source prefix (`kafka://<bootstrap>/<topic>`).
+fn kafka_topic(prefix: &str) -> Option<&str> {
+    let rest = prefix.strip_prefix("kafka://")?;
+    Some(rest.rsplit_once('/').map_or(rest, |(_, topic)| topic))
 }
 
 /// Per source partition, the next source offset a mirror must copy.
@@ -62,7 +94,11 @@ impl ResumePositions {
     /// Feed it the destination's records in any order: the highest source offset per source
     /// partition wins, since a mirror copies each source partition in offset order.
     pub fn observe(&mut self, value: &[u8]) -> bool {
-        match parse_source(&self.prefix, value) {
+        let parsed = match kafka_topic(&self.prefix) {
+            Some(topic) => parse_kafka_source(topic, value),
+            None => parse_source(&self.prefix, value),
+        };
+        match parsed {
             Some((partition, offset)) => {
                 self.advance(partition, offset + 1);
                 true
@@ -123,9 +159,11 @@ mod tests {
 
     #[test]
     fn other_sources_and_malformed_values_are_ignored() {
-        let mut r = ResumePositions::new(&kafka_prefix("ztf"));
+        let mut r = ResumePositions::new(&kafka_prefix("k:9092", "ztf"));
         for text in [
             "kafka://ztf2/0/5",
+            "kafka://k:9092/ztf2/0/5",
+            "kafka://k:9092/ztf/0",
             "kafka://ztf/0",
             "kafka://ztf/x/1",
             "kafka://ztf/0/-1",
@@ -137,16 +175,35 @@ mod tests {
         }
         assert!(!r.observe(&[0xff, 0xfe]));
         assert!(r.is_empty());
-        assert!(r.observe(source_ref("kafka://ztf", 2, 41).as_bytes()));
+        assert!(r.observe(source_ref("kafka://k:9092/ztf", 2, 41).as_bytes()));
         assert_eq!(r.next_offset(2), Some(42));
     }
 
     #[test]
+    fn raw_kafka_sources_name_the_cluster_and_resume_from_any_form() {
+        assert_eq!(
+            kafka_prefix(" a:9092, SSL://b:9093/ ,,", "ztf.raw"),
+            "kafka://a:9092,b:9093/ztf.raw"
+        );
+        let mut r = ResumePositions::new(&kafka_prefix("a:9092", "ztf.raw"));
+        // Written before am-source named the cluster: still this source.
+        assert!(r.observe(b"kafka://ztf.raw/0/7"));
+        // The bootstrap list was edited since: still this source.
+        assert!(r.observe(b"kafka://a:9092,c:9092/ztf.raw/1/3"));
+        assert!(r.observe(b"kafka://a:9092/ztf.raw/0/9"));
+        assert_eq!(r.positions(), vec![(0, 10), (1, 4)]);
+        // A bootstrap named like the topic.
+        let mut same = ResumePositions::new(&kafka_prefix("t", "t"));
+        assert!(same.observe(b"kafka://t/t/2/5"));
+        assert_eq!(same.next_offset(2), Some(6));
+    }
+
+    #[test]
     fn merge_keeps_the_further_position_per_partition() {
-        let mut a = ResumePositions::new("kafka://t");
+        let mut a = ResumePositions::new("kafka://b:1/t");
         a.advance(0, 5);
         a.advance(1, 9);
-        let mut b = ResumePositions::new("kafka://t");
+        let mut b = ResumePositions::new("kafka://b:1/t");
         b.advance(0, 7);
         b.advance(2, 1);
         a.merge(&b);

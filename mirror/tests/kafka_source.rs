@@ -111,7 +111,7 @@ async fn every_ztf_alert_is_copied_once_with_mesh_keys_and_headers() -> Result<(
             assert_eq!(r.header("am-hops").as_deref(), Some(GATEWAY));
             assert_eq!(
                 r.header("am-source"),
-                Some(format!("kafka://ztf/{sp}/{so}"))
+                Some(format!("kafka://{}/ztf/{sp}/{so}", source.bootstrap()))
             );
         }
     }

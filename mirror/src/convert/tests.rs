@@ -61,6 +61,27 @@ fn keyless_ztf_alert_is_keyed_from_its_payload() {
 }
 
 #[test]
+fn a_keyed_record_without_am_schema_gets_one() {
+    // What a filtering gateway sends for a keyless survey record: its mesh key, no schema.
+    let c = converter("fink");
+    let mut record = raw(ZTF);
+    record.gateway = Some("lasair".into());
+    record.source_ref = "am://lasair/ztf.raw/2/7".into();
+    record.mesh_key = Some("ZTF:ZTF20aabaesm".into());
+    assert!(
+        c.needs_decode(&record),
+        "the schema is read off the runtime"
+    );
+    let out = copied(c.convert(record));
+    assert_eq!(header(&out.headers, "am-schema").map(str::len), Some(16));
+    let unfiltered = copied(c.convert(raw(ZTF)));
+    assert_eq!(
+        header(&out.headers, "am-schema"),
+        header(&unfiltered.headers, "am-schema")
+    );
+}
+
+#[test]
 fn gateway_record_keeps_its_key_and_gains_origin_and_hops() {
     let c = converter("b");
     let mut record = raw(b"not decoded at all");

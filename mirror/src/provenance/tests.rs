@@ -70,6 +70,7 @@ fn copies_keep_foreign_headers_and_rewrite_every_am_header() {
         names,
         [
             "trace",
+            "am-derived-from",
             "other",
             "am-ns",
             "am-format",
@@ -80,6 +81,7 @@ fn copies_keep_foreign_headers_and_rewrite_every_am_header() {
         ]
     );
     assert_eq!(header(&out, "am-hops"), Some("survey,lasair"));
+    assert_eq!(header(&out, "am-derived-from"), Some("am://x/y/0/0"));
     assert_eq!(header(&out, "am-format"), Some("avro-ocf"));
     assert_eq!(header(&out, "am-ns"), Some("ZTF"));
 
@@ -104,4 +106,49 @@ fn dead_letters_keep_every_source_header_and_say_why() {
     assert_eq!(header(&out, "am-source"), Some("kafka://t/0/3"));
     assert_eq!(header(&out, "am-error"), Some("malformed avro-ocf payload"));
     assert_eq!(out.iter().filter(|(k, _)| k == "am-error").count(), 1);
+}
+
+#[test]
+fn a_derived_records_provenance_is_copied_untouched() {
+    let derived = vec![
+        (
+            "am-derived-from".to_string(),
+            Some(b"am://a/t/0/1,am://b/u/2/3".to_vec()),
+        ),
+        (
+            "am-activity".into(),
+            Some(br#"{"name":"fit","version":"1.2","parameters":{"k":1}}"#.to_vec()),
+        ),
+        (
+            "am-used".into(),
+            Some(br#"["catalog:gaia-dr3/4295806720"]"#.to_vec()),
+        ),
+        (
+            "am-agent".into(),
+            Some(br#"{"sub":"fink","iss":"fink"}"#.to_vec()),
+        ),
+        ("am-publish-id".into(), None),
+        (
+            "am-origin".into(),
+            Some(b"am://fink/fink.class/0/4".to_vec()),
+        ),
+        ("am-hops".into(), Some(b"fink".to_vec())),
+    ];
+    let stamp = Stamp {
+        namespace: "ZTF".into(),
+        format: Format::Json,
+        schema: None,
+        origin: Some("am://fink/fink.class/0/4".into()),
+        hops: vec!["fink".into(), "lasair".into()],
+        source: "am://fink/fink.class/0/4".into(),
+    };
+    let out = copy_headers(derived.clone(), &stamp);
+    for name in KEPT {
+        let before = derived.iter().find(|(k, _)| k == name);
+        let after: Vec<_> = out.iter().filter(|(k, _)| k == name).collect();
+        assert_eq!(after.len(), 1, "{name}");
+        assert_eq!(Some(after[0]), before, "{name}");
+    }
+    assert_eq!(header(&out, "am-origin"), Some("am://fink/fink.class/0/4"));
+    assert_eq!(header(&out, "am-hops"), Some("fink,lasair"));
 }

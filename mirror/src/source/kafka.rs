@@ -87,7 +87,7 @@ pub(crate) async fn connect(
     }
     let info = SourceInfo {
         partitions,
-        prefix: kafka_prefix(&source.topic),
+        prefix: kafka_prefix(&source.bootstrap, &source.topic),
         default_destination: source.topic.clone(),
         gateway_name: None,
     };
@@ -158,7 +158,7 @@ impl Remote {
         consumer
             .assign(&tpl)
             .map_err(|e| fail(format!("cannot assign partitions: {e}")))?;
-        let prefix = kafka_prefix(topic);
+        let prefix = kafka_prefix(&self.source.bootstrap, topic);
         while !tx.is_closed() {
             let mut batch = Vec::new();
             let mut bytes = 0;
