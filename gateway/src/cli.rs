@@ -13,9 +13,11 @@ mod inspect;
 mod mesh;
 pub mod output;
 pub mod positions;
+mod provenance;
 mod replay;
 
 pub use inspect::InspectArgs;
+pub use provenance::ProvFormat;
 pub use replay::ReplayArgs;
 
 #[derive(Debug, Parser)]
@@ -93,19 +95,29 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// Follow an alert back across gateways to the record where it entered the mesh.
+    /// The provenance graph behind an alert ref: what it was copied and derived from,
+    /// across gateways, back to where it entered the mesh. The gateway walks the mesh with
+    /// its own peer credentials.
     Provenance {
         /// `am://<gateway>/<topic>/<partition>/<offset>`
         #[arg(value_name = "REF")]
         alert_ref: String,
-        /// Where to start looking up gateways (the mesh directory is walked from here).
+        /// The gateway to ask (it asks the gateways the refs name).
         #[command(flatten)]
         gateway: GatewayArg,
-        /// Reach the gateway NAME at URL, with this command's token and TLS files. The
-        /// token goes only to gateways configured here or by --gateway (and only if its
-        /// `aud` names them), never to an address another gateway supplied.
+        /// Ask the gateway NAME at URL directly when the ref names it, with this command's
+        /// token and TLS files (the token only if its `aud` names NAME).
         #[arg(long = "peer", value_name = "NAME=URL")]
         peers: Vec<String>,
+        /// `text`: a tree with RFC 3339 times; `prov-json`: W3C PROV-JSON; `dot`: Graphviz.
+        #[arg(long, value_enum, default_value_t = ProvFormat::Text)]
+        format: ProvFormat,
+        /// Links to follow from REF (the gateway's default is 16, at most 64).
+        #[arg(long, value_name = "N")]
+        depth: Option<u32>,
+        /// Seconds the whole walk may take (the gateway's default is 10, at most 60).
+        #[arg(long, value_name = "SECS")]
+        timeout: Option<u32>,
     },
     /// Manage this gateway's keys and credentials (tokens, revocations, dev TLS).
     #[command(subcommand)]
@@ -209,7 +221,19 @@ pub async fn run_client(command: Command) -> ExitCode {
             alert_ref,
             gateway,
             peers,
-        } => mesh::provenance(gateway, &alert_ref, &peers).await,
+            format,
+            depth,
+            timeout,
+        } => {
+            let req = provenance::Request {
+                alert_ref: &alert_ref,
+                peers: &peers,
+                format,
+                depth,
+                timeout_secs: timeout,
+            };
+            provenance::provenance(gateway, req).await
+        }
         Command::Replay(args) => replay::replay(args).await,
         Command::Inspect(args) => inspect::inspect(args),
     };

@@ -24,6 +24,8 @@ pub(crate) struct Mirrors {
     /// Taken at shutdown, to wait for each job to finish.
     handles: Mutex<Vec<MirrorHandle>>,
     configs: Vec<MirrorConfig>,
+    /// Per mirror, its source gateway reached with the mirror's credentials.
+    sources: Vec<Option<alertmesh_client::Gateway>>,
     trusted_peers: Vec<TrustedPeer>,
     metrics: MirrorMetrics,
 }
@@ -44,14 +46,26 @@ pub(crate) fn start(
         timeout: kafka.timeout(),
         cancel: cancel.clone(),
     };
-    let handles = config
+    let specs = config
         .mirrors
         .iter()
-        .map(|m| Ok(Mirror::start(with_credentials(m)?, env.clone())))
-        .collect::<Result<_>>()?;
+        .map(with_credentials)
+        .collect::<Result<Vec<_>>>()?;
+    let sources = specs
+        .iter()
+        .map(|s| match &s.source {
+            Source::Gateway(g) => alertmesh_client::Gateway::new(&g.url, &g.options).ok(),
+            Source::Kafka(_) => None,
+        })
+        .collect();
+    let handles = specs
+        .into_iter()
+        .map(|s| Mirror::start(s, env.clone()))
+        .collect();
     Ok(Mirrors {
         handles: Mutex::new(handles),
         configs: config.mirrors.clone(),
+        sources,
         trusted_peers: config
             .auth
             .as_ref()
@@ -98,6 +112,24 @@ impl Mirrors {
             });
         }
         out
+    }
+
+    /// The gateways this one mirrors from, with the mirrors' credentials: (the gateway's
+    /// name once its mirror has connected, else empty; how to reach it).
+    pub(crate) fn source_gateways(&self) -> Vec<(String, alertmesh_client::Gateway)> {
+        let handles = self.handles();
+        self.sources
+            .iter()
+            .zip(handles.iter())
+            .filter_map(|(g, h)| {
+                let name = h
+                    .status()
+                    .source_gateway
+                    .map(|(n, _)| n)
+                    .unwrap_or_default();
+                g.clone().map(|g| (name, g))
+            })
+            .collect()
     }
 
     /// Mirror figures for Prometheus.

@@ -4,6 +4,7 @@
 //! - `subscribe.rs`: `Subscribe`, served on its own route with a zero-copy response body.
 //! - `commit_cursor.rs`: `CommitCursor`.
 //! - `fetch.rs`: `Fetch`.
+//! - `provenance.rs`: `Provenance`.
 //! - `catalog.rs`: `ListTopics` and `DescribeGateway`.
 //! - `admin.rs`: `IssueCredential`, `ListCredentials`, `RevokeCredential`.
 //! - `mirror_status.rs`: `MirrorStatus`.
@@ -32,6 +33,7 @@ mod catalog;
 mod commit_cursor;
 mod fetch;
 mod mirror_status;
+mod provenance;
 mod request_limit;
 mod subscribe;
 
@@ -54,6 +56,7 @@ pub(crate) struct Parts {
     pub(crate) catalog: Arc<Catalog>,
     pub(crate) subscriptions: Arc<Subscriptions>,
     pub(crate) fetcher: Fetcher,
+    pub(crate) provenance: crate::provenance::Provenance,
     pub(crate) admin: Admin,
     pub(crate) mirrors: Arc<Mirrors>,
     /// Where stream guards run, so shutdown waits for them.
@@ -147,6 +150,13 @@ impl v1::alert_mesh_server::AlertMesh for GatewayService {
 
     async fn fetch(&self, req: Request<v1::FetchRequest>) -> Result<Response<v1::Alert>, Status> {
         fetch::fetch(self, req).await
+    }
+
+    async fn provenance(
+        &self,
+        req: Request<v1::ProvenanceRequest>,
+    ) -> Result<Response<v1::ProvenanceGraph>, Status> {
+        provenance::provenance(self, req).await
     }
 
     async fn issue_credential(

@@ -78,6 +78,8 @@ pub struct SecureSpec {
     pub mtls: bool,
     /// `(peer name, https JWKS URL)`.
     pub trusted_peers: Vec<(String, String)>,
+    /// Raw TOML appended to the config (mirrors, other topics).
+    pub extra: Vec<String>,
 }
 
 impl SecureSpec {
@@ -90,7 +92,14 @@ impl SecureSpec {
             require: true,
             mtls: true,
             trusted_peers: Vec::new(),
+            extra: Vec::new(),
         }
+    }
+
+    /// Appends raw TOML to the config.
+    pub fn extra(mut self, toml: &str) -> Self {
+        self.extra.push(toml.to_owned());
+        self
     }
 
     /// Exposes a ZTF topic, public or not.
@@ -190,9 +199,12 @@ impl Secure {
                 String::from_utf8_lossy(&out.stderr)
             );
         }
-        let gw = GatewaySpec::new(&spec.name, &spec.bootstrap)
+        let mut gw = GatewaySpec::new(&spec.name, &spec.bootstrap)
             .extra(&sections)
             .ready(Ready::GrpcPort);
+        for extra in &spec.extra {
+            gw = gw.extra(extra);
+        }
         let gateway = Gateway::start(&gw).await?;
         Ok(Secure {
             gateway,

@@ -377,6 +377,13 @@ mod hostile {
             Err(Status::not_found(self.message.clone()))
         }
 
+        async fn provenance(
+            &self,
+            _: Request<v1::ProvenanceRequest>,
+        ) -> Answer<v1::ProvenanceGraph> {
+            Err(Status::not_found(self.message.clone()))
+        }
+
         async fn mirror_status(
             &self,
             _: Request<v1::MirrorStatusRequest>,

@@ -281,6 +281,38 @@ impl alert_mesh_server::AlertMesh for Hostile {
             ..Default::default()
         }))
     }
+    async fn provenance(
+        &self,
+        req: tonic::Request<v1::ProvenanceRequest>,
+    ) -> Result<tonic::Response<v1::ProvenanceGraph>, tonic::Status> {
+        self.record("Provenance", &req);
+        let root = req.into_inner().r#ref;
+        let mut entities = vec![v1::ProvEntity {
+            id: root.clone(),
+            kind: "copy".into(),
+            resolved: true,
+            ..Default::default()
+        }];
+        let mut edges = Vec::new();
+        if let Some(s) = &self.source {
+            entities.push(v1::ProvEntity {
+                id: s.clone(),
+                unresolved_reason: "not asked".into(),
+                ..Default::default()
+            });
+            edges.push(v1::ProvEdge {
+                kind: "copied_from".into(),
+                from: root.clone(),
+                to: s.clone(),
+            });
+        }
+        Ok(tonic::Response::new(v1::ProvenanceGraph {
+            root,
+            entities,
+            edges,
+            ..Default::default()
+        }))
+    }
     async fn mirror_status(
         &self,
         req: tonic::Request<v1::MirrorStatusRequest>,
@@ -418,11 +450,11 @@ async fn provenance_and_directory_never_send_the_token_to_an_address_a_gateway_s
             args.extend(["--peer", &lab_peer]);
         }
         let out = run_cli(&args).await?;
-        let hops = json_lines(&out).with_context(|| what.to_string())?;
-        ensure!(hops.len() == 2, "{what}: hops {hops:?}");
+        let text = String::from_utf8_lossy(&out.stdout);
         ensure!(
-            hops[1]["ref"] == "am://lab/ztf.alerts/0/5",
-            "{what}: the walk did not reach the lab: {hops:?}"
+            out.status.success() && text.contains("copied from: am://lab/ztf.alerts/0/5"),
+            "{what}: {text} {}",
+            String::from_utf8_lossy(&out.stderr)
         );
         // TLS files apply to https:// gateways only: unused (and unread) here.
         let out = run_cli(&[
@@ -441,33 +473,28 @@ async fn provenance_and_directory_never_send_the_token_to_an_address_a_gateway_s
         ensure!(
             impostor_calls
                 .iter()
-                .all(|(rpc, auth)| *rpc != "Fetch" && !auth),
+                .all(|(rpc, auth)| *rpc != "Provenance" && !auth),
             "{what}: a peer took the configured gateway's name: {impostor_calls:?}"
         );
 
+        // The walk is the gateway's: the command asks only the gateway it was given.
         let lab_calls = lab_seen.lock().expect("lock").clone();
         ensure!(
-            lab_calls.iter().any(|(rpc, _)| *rpc == "Fetch"),
-            "{what}: the lab was not asked: {lab_calls:?}"
-        );
-        let lab_fetch_auth = lab_calls.iter().any(|(rpc, auth)| *rpc == "Fetch" && *auth);
-        ensure!(
-            lab_fetch_auth == *lab_configured
-                && lab_calls.iter().all(|(rpc, auth)| *rpc == "Fetch" || !auth),
-            "{what}: the lab's calls (the token reaches it only when configured): {lab_calls:?}"
+            lab_calls.iter().all(|(_, auth)| !auth),
+            "{what}: the lab got the token: {lab_calls:?}"
         );
         let home_calls = home_seen.lock().expect("lock").clone();
-        let home_fetch_auth = home_calls
+        let home_auth = home_calls
             .iter()
-            .any(|(rpc, auth)| *rpc == "Fetch" && *auth);
+            .any(|(rpc, auth)| *rpc == "Provenance" && *auth);
         ensure!(
-            home_fetch_auth == *home_gets_it,
+            home_calls.iter().any(|(rpc, _)| *rpc == "Provenance") && home_auth == *home_gets_it,
             "{what}: configured gateway's calls {home_calls:?}"
         );
         ensure!(
             home_calls
                 .iter()
-                .all(|(rpc, auth)| *rpc == "Fetch" || !auth),
+                .all(|(rpc, auth)| *rpc == "Provenance" || !auth),
             "{what}: DescribeGateway is open and gets no token: {home_calls:?}"
         );
     }

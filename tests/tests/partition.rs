@@ -8,7 +8,6 @@ use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use alertmesh_proto::v1::MirrorInfo;
-use alertmesh_tests::cli::json_lines;
 use alertmesh_tests::fixtures::{now_ms, ztf_alerts};
 use alertmesh_tests::kafka::{assigned_consumer, read_to_eof_with};
 use alertmesh_tests::netns::Netns;
@@ -184,7 +183,11 @@ async fn a_provenance_walk_marks_a_cut_off_gateway_unresolved() -> Result<()> {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    ensure!(json_lines(&out)?.len() == 2);
+    let text = String::from_utf8(out.stdout.clone())?;
+    ensure!(
+        text.contains("am://survey/") && !text.contains("unresolved"),
+        "{text}"
+    );
 
     ns.cut()?;
     let began = Instant::now();
@@ -192,25 +195,18 @@ async fn a_provenance_walk_marks_a_cut_off_gateway_unresolved() -> Result<()> {
         .await
         .map_err(|_| anyhow::anyhow!("the provenance walk hung"))??;
     let took = began.elapsed();
+    // The cut-off gateway's record is an unresolved node with the reason, not an error.
+    let text = String::from_utf8(out.stdout.clone())?;
     ensure!(
-        !out.status.success(),
-        "a walk that could not finish succeeded"
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
     );
-    // What it printed before it stopped: one line per hop.
-    let hops = String::from_utf8(out.stdout.clone())?
-        .lines()
-        .map(serde_json::from_str::<serde_json::Value>)
-        .collect::<Result<Vec<_>, _>>()?;
-    ensure!(hops.len() == 2, "{hops:?}");
     ensure!(
-        hops[1]["unresolved"].is_string()
-            && hops[1]["ref"]
-                .as_str()
-                .is_some_and(|r| r.starts_with("am://survey/")),
-        "{hops:?}"
+        text.lines()
+            .any(|l| l.contains("am://survey/") && l.contains("[unresolved: ")),
+        "{text}"
     );
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    ensure!(stderr.contains("unresolved"), "{stderr}");
     ensure!(took < Duration::from_secs(45), "the walk took {took:?}");
     alive(&mut survey)?;
     Ok(())

@@ -1,20 +1,17 @@
-//! Mesh-wide client commands: `mirror status`, `directory` (a breadth-first walk over
-//! every gateway reachable through peers) and `provenance` (an alert's path back to where
-//! it entered the mesh).
+//! Mesh-wide client commands: `mirror status` and `directory` (a breadth-first walk over
+//! every gateway reachable through peers).
 
 use std::collections::{BTreeMap, VecDeque};
 use std::io::Write;
 use std::time::Duration;
 
-use alertmesh_alert::headers;
-use alertmesh_alert::AlertRef;
 use alertmesh_proto::v1;
 use serde_json::json;
 
 use alertmesh_client::Gateway;
 
 use super::commands::hidden_topics;
-use super::output::{field, message, rfc3339, text as terminal_text};
+use super::output::{field, message, text as terminal_text};
 use super::{connect, status_line, GatewayArg};
 
 /// Most gateways a walk visits: a hostile gateway can name any number of peers.
@@ -221,123 +218,3 @@ pub(super) async fn directory(gateway: GatewayArg, as_json: bool) -> Result<(), 
 
 /// How long one gateway of a walk may take to answer.
 const HOP_TIMEOUT: Duration = Duration::from_secs(15);
-
-/// Fetches one hop of a provenance chain from the gateway its ref names, bounded by
-/// [`HOP_TIMEOUT`]; the reason when that gateway cannot be reached or does not answer.
-async fn fetch_hop(
-    by_name: &BTreeMap<String, Gateway>,
-    next: &AlertRef,
-    home: &str,
-    failed: &[(String, String)],
-) -> Result<v1::Alert, String> {
-    let Some(reached) = by_name.get(&next.gateway) else {
-        let why: Vec<String> = failed
-            .iter()
-            .map(|(url, e)| format!("{} ({})", field(url), field(e)))
-            .collect();
-        return Err(format!(
-            "gateway {} is not reachable from {home} in the mesh directory{}",
-            field(&next.gateway),
-            if why.is_empty() {
-                String::new()
-            } else {
-                format!("; unreachable: {}", why.join(", "))
-            }
-        ));
-    };
-    // The token goes only to the gateway the user configured, and only if it is meant
-    // for the gateway the ref names.
-    let fetched = tokio::time::timeout(HOP_TIMEOUT, async {
-        let mut c = reached
-            .for_name(&next.gateway)
-            .connect()
-            .await
-            .map_err(|e| e.to_string())?;
-        c.fetch(&next.to_string())
-            .await
-            .map_err(|e| format!("{next}: {e}"))
-    })
-    .await;
-    fetched.unwrap_or_else(|_| {
-        Err(format!(
-            "gateway {} did not answer within {HOP_TIMEOUT:?}",
-            field(&next.gateway)
-        ))
-    })
-}
-
-pub(super) async fn provenance(
-    gateway: GatewayArg,
-    alert_ref: &str,
-    peers: &[String],
-) -> Result<(), String> {
-    // Gateways the user configured by name come first.
-    let mut by_name: BTreeMap<String, Gateway> = BTreeMap::new();
-    for p in peers {
-        let (name, url) = p
-            .split_once('=')
-            .filter(|(n, u)| !n.is_empty() && !u.is_empty())
-            .ok_or_else(|| format!("invalid --peer {p:?}: expected NAME=URL"))?;
-        by_name.insert(name.to_owned(), configured(url, &gateway)?);
-    }
-    let (found, failed) = walk(&configured(&gateway.url, &gateway)?).await?;
-    // Then the nearest gateway claiming a name: a peer cannot take over the name of the
-    // gateway the user configured.
-    for (reached, d, _) in found {
-        by_name.entry(d.name).or_insert(reached);
-    }
-    let mut next: AlertRef = alert_ref
-        .parse()
-        .map_err(|e: alertmesh_alert::Error| e.to_string())?;
-    let mut out = std::io::stdout().lock();
-    let mut origin_claimed: Option<String> = None;
-    for hop in 0.. {
-        if hop > 64 {
-            return Err("more than 64 hops: the provenance chain loops".into());
-        }
-        let a = match fetch_hop(&by_name, &next, &gateway.url, &failed).await {
-            Ok(a) => a,
-            Err(reason) => {
-                // The chain goes on beyond a gateway that cannot be reached (cut off,
-                // down): say where it stops rather than wait for it.
-                let line = json!({"hop": hop, "ref": next.to_string(), "unresolved": reason});
-                let _ = writeln!(out, "{line}");
-                return Err(format!(
-                    "provenance unresolved at {}: {reason}",
-                    field(&next.to_string())
-                ));
-            }
-        };
-        let header = |name: &str| {
-            a.headers
-                .iter()
-                .find(|h| h.key == name)
-                .and_then(|h| h.value.as_ref())
-                .map(|v| String::from_utf8_lossy(v).into_owned())
-        };
-        if origin_claimed.is_none() {
-            origin_claimed = header(headers::ORIGIN);
-        }
-        let source = header(headers::SOURCE);
-        let line = json!({
-            "hop": hop, "ref": a.r#ref, "key": a.mesh_key, "hops": header(headers::HOPS),
-            "source": source, "timestamp": a.timestamp.as_ref().map_or(serde_json::Value::Null, rfc3339),
-        });
-        let _ = writeln!(out, "{line}");
-        match source.as_deref().map(str::parse::<AlertRef>) {
-            Some(Ok(r)) => next = r,
-            // No gateway source: the alert entered the mesh here (from a survey's Kafka).
-            _ => {
-                if let Some(claimed) = origin_claimed.filter(|o| *o != a.r#ref) {
-                    return Err(format!(
-                        "the chain ends at {} but am-origin names {}",
-                        field(&a.r#ref),
-                        field(&claimed)
-                    ));
-                }
-                return Ok(());
-            }
-        }
-    }
-    Ok(())
-}

@@ -1,0 +1,260 @@
+//! `Provenance`: the graph behind an alert ref, walked across gateways.
+//!
+//! The walk reads each record of this gateway with [`Fetcher`] (after the caller's Fetch
+//! scope check) and turns its headers into graph nodes ([`graph`]). A ref on another
+//! gateway is handed to that gateway's own `Provenance` (or, from a gateway without it,
+//! `Fetch`), reached as one of this gateway's mirror sources with that mirror's
+//! credentials: a token goes only to the gateway its `aud` names. Depth, entities and
+//! total time are bounded; what cannot be reached is an unresolved entity with the reason.
+
+mod graph;
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use alertmesh_alert::AlertRef;
+use alertmesh_client::Gateway;
+use alertmesh_proto::v1;
+use tokio::time::Instant;
+
+use crate::error::{Error, Result};
+use crate::fetch::Fetcher;
+use crate::mirrors::Mirrors;
+use graph::Graph;
+
+/// Links followed when the request names no depth, and the most it may ask for.
+const DEFAULT_DEPTH: u32 = 16;
+const MAX_DEPTH: u32 = 64;
+/// Time a walk takes when the request names none, and the most it may ask for.
+const DEFAULT_BUDGET: Duration = Duration::from_secs(10);
+const MAX_BUDGET: Duration = Duration::from_secs(60);
+/// Most entities one graph holds.
+const MAX_ENTITIES: usize = 2000;
+/// Kept back from the budget handed to the next gateway, so its answer arrives in time.
+const MARGIN: Duration = Duration::from_millis(300);
+
+/// Walks provenance graphs from this gateway.
+#[derive(Debug, Clone)]
+pub(crate) struct Provenance {
+    pub(crate) gateway: String,
+    pub(crate) fetcher: Fetcher,
+    pub(crate) mirrors: Arc<Mirrors>,
+    /// Names of mirror sources learned by asking them (URL → name).
+    pub(crate) names: Arc<Mutex<HashMap<String, String>>>,
+}
+
+/// What the walk may read of this gateway: the caller's Fetch scope per topic.
+pub(crate) type Authorize<'a> = &'a (dyn Fn(&str) -> Result<()> + Sync);
+
+/// The bounds of one walk.
+#[derive(Debug, Clone, Copy)]
+struct Bounds {
+    max_depth: u32,
+    deadline: Instant,
+}
+
+impl Provenance {
+    /// The graph behind `root`. The root itself must be readable: a ref that does not parse,
+    /// a record that does not exist or may not be read is an error, as for Fetch.
+    pub(crate) async fn walk(
+        &self,
+        root: &str,
+        max_depth: Option<u32>,
+        timeout_ms: u32,
+        authorize: Authorize<'_>,
+    ) -> Result<v1::ProvenanceGraph> {
+        let r: AlertRef = root
+            .parse()
+            .map_err(|e: alertmesh_alert::Error| Error::InvalidArgument(e.to_string()))?;
+        let budget = match timeout_ms {
+            0 => DEFAULT_BUDGET,
+            ms => Duration::from_millis(u64::from(ms)).min(MAX_BUDGET),
+        };
+        let bounds = Bounds {
+            max_depth: max_depth.unwrap_or(DEFAULT_DEPTH).min(MAX_DEPTH),
+            deadline: Instant::now() + budget,
+        };
+        let mut graph = Graph::new(root, MAX_ENTITIES);
+        let mut queue = VecDeque::new();
+        // Refs first, then the origins they did not reach (a copy's chain usually does).
+        let mut origins = Vec::new();
+        if r.gateway == self.gateway {
+            authorize(&r.topic)?;
+            let alert = self.fetcher.fetch(root).await?;
+            let links = graph.add_record(&alert, &self.gateway);
+            queue.extend(links.next.into_iter().map(|n| (n, 1)));
+            origins.extend(links.origins.into_iter().map(|n| (n, 1)));
+        } else {
+            queue.push_back((root.to_owned(), 0));
+        }
+        loop {
+            while let Some((next, depth)) = queue.pop_front() {
+                if let Some(links) = self
+                    .visit(&mut graph, &next, depth, bounds, authorize)
+                    .await
+                {
+                    queue.extend(links.next.into_iter().map(|n| (n, depth + 1)));
+                    origins.extend(links.origins.into_iter().map(|n| (n, depth + 1)));
+                }
+            }
+            origins.retain(|(o, _)| !graph.contains(o));
+            if origins.is_empty() {
+                break;
+            }
+            queue.extend(origins.drain(..));
+        }
+        Ok(graph.finish())
+    }
+
+    /// Resolves one ref into the graph; returns its links when this gateway read it.
+    async fn visit(
+        &self,
+        graph: &mut Graph,
+        next: &str,
+        depth: u32,
+        bounds: Bounds,
+        authorize: Authorize<'_>,
+    ) -> Option<graph::Links> {
+        if graph.contains(next) {
+            return None;
+        }
+        if depth > bounds.max_depth {
+            graph.flags().depth_limited = true;
+            graph.unresolved(next, &format!("depth limit {} reached", bounds.max_depth));
+            return None;
+        }
+        let left = bounds.deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            graph.flags().timed_out = true;
+            graph.unresolved(next, "the walk's time budget ran out first");
+            return None;
+        }
+        if graph.is_full() {
+            graph.flags().node_limited = true;
+            return None;
+        }
+        let r: AlertRef = match next.parse() {
+            Ok(r) => r,
+            Err(e) => {
+                graph.unresolved(next, &format!("not an alert ref: {e}"));
+                return None;
+            }
+        };
+        if r.gateway == self.gateway {
+            let read = match authorize(&r.topic) {
+                Ok(()) => tokio::time::timeout(left, self.fetcher.fetch(next))
+                    .await
+                    .unwrap_or_else(|_| Err(Error::Unavailable("no answer in time".into()))),
+                Err(e) => Err(e),
+            };
+            return match read {
+                Ok(alert) => Some(graph.add_record(&alert, &self.gateway)),
+                Err(e) => {
+                    graph.unresolved(next, tonic::Status::from(e).message());
+                    None
+                }
+            };
+        }
+        let remaining_depth = bounds.max_depth - depth;
+        match tokio::time::timeout(left, self.remote(&r, next, remaining_depth, left)).await {
+            Ok(Ok(Remote::Graph(g))) => {
+                graph.merge(g);
+                if !graph.contains(next) {
+                    graph.unresolved(next, &format!("gateway {} did not return it", r.gateway));
+                }
+                None
+            }
+            Ok(Ok(Remote::Record(alert))) => Some(graph.add_record(&alert, &r.gateway)),
+            Ok(Err(reason)) => {
+                graph.unresolved(next, &reason);
+                None
+            }
+            Err(_) => {
+                graph.flags().timed_out = true;
+                graph.unresolved(
+                    next,
+                    &format!(
+                        "gateway {} did not answer within the time budget",
+                        r.gateway
+                    ),
+                );
+                None
+            }
+        }
+    }
+
+    /// Asks the gateway `r` names for the graph behind it (or the record alone, from a
+    /// gateway without `Provenance`).
+    async fn remote(
+        &self,
+        r: &AlertRef,
+        text: &str,
+        max_depth: u32,
+        left: Duration,
+    ) -> std::result::Result<Remote, String> {
+        let peer = self.peer(&r.gateway).await?;
+        let mut client = peer.connect().await.map_err(|e| e.to_string())?;
+        let request = v1::ProvenanceRequest {
+            r#ref: text.to_owned(),
+            max_depth: Some(max_depth),
+            timeout_ms: u32::try_from(left.saturating_sub(MARGIN).as_millis())
+                .unwrap_or(u32::MAX)
+                .max(1),
+        };
+        match client.grpc().provenance(request).await {
+            Ok(g) => Ok(Remote::Graph(g.into_inner())),
+            Err(s) if s.code() == tonic::Code::Unimplemented => client
+                .fetch(text)
+                .await
+                .map(Remote::Record)
+                .map_err(|e| e.to_string()),
+            Err(s) => Err(format!(
+                "gateway {}: {}",
+                r.gateway,
+                alertmesh_client::status_line(&s)
+            )),
+        }
+    }
+
+    /// The mirror source that is the gateway `name`, reached with that mirror's
+    /// credentials (its token only when the token is for `name`).
+    async fn peer(&self, name: &str) -> std::result::Result<Gateway, String> {
+        let sources = self.mirrors.source_gateways();
+        if let Some((_, g)) = sources.iter().find(|(n, _)| n == name) {
+            return Ok(g.for_name(name));
+        }
+        // Sources whose mirror has not connected yet: ask them their name (an open call).
+        for (_, g) in sources.iter().filter(|(n, _)| n.is_empty()) {
+            let known = self.names().get(g.url()).cloned();
+            let learned = match known {
+                Some(n) => Some(n),
+                None => match g.without_token().connect().await {
+                    Ok(mut c) => c.describe().await.ok().map(|d| d.name),
+                    Err(_) => None,
+                },
+            };
+            if let Some(n) = learned {
+                self.names().insert(g.url().to_owned(), n.clone());
+                if n == name {
+                    return Ok(g.for_name(name));
+                }
+            }
+        }
+        Err(format!(
+            "gateway {name:?} is not a peer of {}: none of its mirrors copies from it",
+            self.gateway
+        ))
+    }
+
+    fn names(&self) -> std::sync::MutexGuard<'_, HashMap<String, String>> {
+        self.names.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// What another gateway answered.
+#[derive(Debug)]
+enum Remote {
+    Graph(v1::ProvenanceGraph),
+    Record(v1::Alert),
+}

@@ -1,0 +1,214 @@
+use super::*;
+
+fn alert(r: &str, headers: &[(&str, &str)]) -> v1::Alert {
+    v1::Alert {
+        r#ref: r.into(),
+        mesh_key: "ZTF:ZTF18aabcdef".into(),
+        headers: headers
+            .iter()
+            .map(|(k, v)| v1::Header {
+                key: (*k).into(),
+                value: Some(v.as_bytes().to_vec().into()),
+            })
+            .collect(),
+        ..Default::default()
+    }
+}
+
+fn edges(g: &v1::ProvenanceGraph, kind: &str) -> Vec<(String, String)> {
+    g.edges
+        .iter()
+        .filter(|e| e.kind == kind)
+        .map(|e| (e.from.clone(), e.to.clone()))
+        .collect()
+}
+
+#[test]
+fn a_derived_record_gives_its_activity_inputs_agent_and_used_things() {
+    let me = "am://c/class/0/4";
+    let mut g = Graph::new(me, 100);
+    let links = g.add_record(
+        &alert(
+            me,
+            &[
+                ("am-derived-from", "am://c/copy/0/1, am://a/ztf/2/9"),
+                (
+                    "am-activity",
+                    r#"{"name":"classify","version":"1.2","parameters":{"k":3}}"#,
+                ),
+                ("am-used", r#"["catalog:gaia-dr3/4295806720"]"#),
+                ("am-agent", r#"{"sub":"ampel","iss":"c"}"#),
+                ("am-origin", me),
+            ],
+        ),
+        "c",
+    );
+    assert_eq!(links.next, ["am://c/copy/0/1", "am://a/ztf/2/9"]);
+    assert!(
+        links.origins.is_empty(),
+        "a published record is its own origin"
+    );
+    let g = g.finish();
+    let e = &g.entities[0];
+    assert_eq!(
+        (e.kind.as_str(), e.resolved, e.topic.as_str()),
+        ("derived", true, "class")
+    );
+    assert_eq!(g.activities.len(), 1);
+    let a = &g.activities[0];
+    assert_eq!((a.name.as_str(), a.version.as_str()), ("classify", "1.2"));
+    assert_eq!(a.parameters, r#"{"k":3}"#);
+    assert_eq!(g.used[0].id, "catalog:gaia-dr3/4295806720");
+    assert_eq!(g.agents[0].id, "ampel@c");
+    assert_eq!(edges(&g, "derived_from").len(), 2);
+    assert_eq!(edges(&g, "used").len(), 3, "two refs and the catalog row");
+    assert_eq!(edges(&g, "generated_by"), [(me.to_owned(), a.id.clone())]);
+    assert_eq!(
+        edges(&g, "associated_with"),
+        [(a.id.clone(), "ampel@c".to_owned())]
+    );
+    assert_eq!(
+        edges(&g, "attributed_to"),
+        [(me.to_owned(), "ampel@c".to_owned())]
+    );
+    assert!(!g.cycle);
+}
+
+#[test]
+fn a_raw_copy_points_outside_the_mesh_and_is_its_own_origin() {
+    let me = "am://a/ztf.alerts/1/0";
+    let mut g = Graph::new(me, 100);
+    let links = g.add_record(
+        &alert(
+            me,
+            &[
+                ("am-source", "kafka://k1:9092,k2:9092/ztf.raw/1/0"),
+                ("am-hops", "a"),
+            ],
+        ),
+        "a",
+    );
+    assert_eq!(links, Links::default());
+    let g = g.finish();
+    let copy = &g.entities[0];
+    assert_eq!((copy.kind.as_str(), copy.origin.as_str()), ("copy", me));
+    let raw = &g.entities[1];
+    assert_eq!(raw.kind, "external");
+    assert!(!raw.resolved && raw.unresolved_reason.contains("outside the mesh"));
+    assert_eq!(
+        (raw.topic.as_str(), raw.partition, raw.offset),
+        ("ztf.raw", 1, 0)
+    );
+    assert_eq!(
+        edges(&g, "copied_from"),
+        [(
+            me.to_owned(),
+            "kafka://k1:9092,k2:9092/ztf.raw/1/0".to_owned()
+        )]
+    );
+    assert_eq!(
+        edges(&g, "attributed_to"),
+        [(me.to_owned(), "gateway:a".to_owned())]
+    );
+}
+
+#[test]
+fn a_copy_follows_its_source_and_origin_but_not_the_derivation_it_carries() {
+    let me = "am://c/b.class/0/2";
+    let mut g = Graph::new(me, 100);
+    let links = g.add_record(
+        &alert(
+            me,
+            &[
+                ("am-source", "am://b/class/0/2"),
+                ("am-origin", "am://b/class/0/2"),
+                ("am-derived-from", "am://b/x/0/0"),
+            ],
+        ),
+        "c",
+    );
+    assert_eq!(links.next, ["am://b/class/0/2"]);
+    assert_eq!(links.origins, ["am://b/class/0/2"]);
+    let g = g.finish();
+    assert!(edges(&g, "derived_from").is_empty() && g.activities.is_empty());
+    assert_eq!(edges(&g, "primary_source").len(), 1);
+}
+
+#[test]
+fn merged_graphs_resolve_placeholders_and_keep_flags() {
+    let mut g = Graph::new("am://c/t/0/0", 100);
+    g.unresolved("am://a/t/0/0", "not reached");
+    let mut other = Graph::new("am://b/t/0/0", 100);
+    other.add_record(&alert("am://a/t/0/0", &[]), "a");
+    other.flags().depth_limited = true;
+    g.merge(other.finish());
+    let g = g.finish();
+    assert_eq!(g.entities.len(), 1);
+    assert!(g.entities[0].resolved && g.entities[0].resolved_by == "a");
+    assert!(g.depth_limited);
+}
+
+#[test]
+fn cycles_are_found_and_diamonds_are_not_cycles() {
+    let mut g = Graph::new("am://c/t/0/1", 100);
+    g.add_record(
+        &alert(
+            "am://c/t/0/1",
+            &[("am-derived-from", "am://c/t/0/2,am://c/t/0/3")],
+        ),
+        "c",
+    );
+    g.add_record(
+        &alert("am://c/t/0/2", &[("am-derived-from", "am://c/t/0/4")]),
+        "c",
+    );
+    g.add_record(
+        &alert("am://c/t/0/3", &[("am-derived-from", "am://c/t/0/4")]),
+        "c",
+    );
+    assert!(!g.finish().cycle, "a diamond");
+
+    let mut g = Graph::new("am://c/t/0/1", 100);
+    g.add_record(
+        &alert("am://c/t/0/1", &[("am-derived-from", "am://c/t/0/2")]),
+        "c",
+    );
+    g.add_record(
+        &alert("am://c/t/0/2", &[("am-derived-from", "am://c/t/0/1")]),
+        "c",
+    );
+    let out = g.finish();
+    assert!(out.cycle);
+    let mut refs = out.cycle_refs.clone();
+    refs.sort();
+    assert_eq!(refs, ["am://c/t/0/1", "am://c/t/0/2"]);
+}
+
+#[test]
+fn hostile_headers_stay_bounded_and_readable() {
+    let many: Vec<String> = (0..5000).map(|i| format!("am://x/t/0/{i}")).collect();
+    let mut g = Graph::new("am://c/t/0/0", 50);
+    let links = g.add_record(
+        &alert(
+            "am://c/t/0/0",
+            &[
+                ("am-derived-from", &many.join(",")),
+                ("am-activity", "not json"),
+                ("am-agent", "[1]"),
+                ("am-used", "catalog:x/1"),
+            ],
+        ),
+        "c",
+    );
+    assert_eq!(links.next.len(), MAX_LINKS_PER_RECORD);
+    for r in &links.next {
+        g.unresolved(r, "test");
+    }
+    let out = g.finish();
+    assert_eq!(out.entities.len(), 50);
+    assert!(out.node_limited);
+    assert!(out.edges.len() <= 50 * 8);
+    assert_eq!(out.activities[0].name, "not json");
+    assert_eq!(out.used[0].id, "catalog:x/1");
+    assert!(out.agents.is_empty());
+}
