@@ -16,6 +16,7 @@ from alertmesh.decode import decode_payload, mesh_key
 from alertmesh.errors import AlertmeshError, from_rpc_error
 from alertmesh.models import Alert, Directory, GatewayInfo, MirrorStatus, Skipped, TopicInfo
 from alertmesh.positions import EndSpec, StartSpec, offsets_pb, to_end, to_start
+from alertmesh.provenance import ProvenanceGraph
 from alertmesh.stream import Backoff, Decode, Subscription
 
 if TYPE_CHECKING:
@@ -207,6 +208,31 @@ class Gateway:
             if alert.key is None:
                 alert.key = mesh_key(alert.namespace, alert.record)
         return alert
+
+    def provenance(self, ref: str, *, depth: int | None = None, timeout: float | None = None) -> ProvenanceGraph:
+        """The provenance graph behind an alert ref (as ``alertmesh provenance``): the records
+        it was copied and derived from, their activities, agents and non-alert inputs,
+        followed across gateways by the gateways themselves.
+
+        ``depth`` bounds the links followed (gateway default 16), ``timeout`` the seconds
+        the whole walk may take (default 10). Records that cannot be reached are entities
+        with ``resolved`` false and the reason; the graph's flags say whether the walk met
+        its depth limit, a cycle or its time budget. Export with
+        :meth:`~alertmesh.provenance.ProvenanceGraph.to_prov_json` or
+        :meth:`~alertmesh.provenance.ProvenanceGraph.to_networkx`.
+
+        Raises:
+            NotFound: no such record. PermissionDenied: the token may not fetch it.
+        """
+        request = pb.ProvenanceRequest(ref=ref, timeout_ms=int((timeout or 0) * 1000))
+        if depth is not None:
+            request.max_depth = depth
+        try:
+            rpc_timeout = max(self.timeout or 0, (timeout or 10) + 5)
+            graph = self._stub.Provenance(request, metadata=self._metadata, timeout=rpc_timeout)
+        except grpc.RpcError as err:
+            raise from_rpc_error(err) from None
+        return ProvenanceGraph.from_pb(graph)
 
     def commit_cursor(self, name: str, topic: str, offsets: Mapping[int, int]) -> dict[int, int]:
         """Stores the durable cursor ``name`` of ``topic``: per partition, the next offset to read.

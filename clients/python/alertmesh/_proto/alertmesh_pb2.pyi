@@ -256,6 +256,111 @@ class FetchRequest(_message.Message):
     ref: str
     def __init__(self, ref: _Optional[str] = ...) -> None: ...
 
+class ProvenanceRequest(_message.Message):
+    __slots__ = ("ref", "max_depth", "timeout_ms")
+    REF_FIELD_NUMBER: _ClassVar[int]
+    MAX_DEPTH_FIELD_NUMBER: _ClassVar[int]
+    TIMEOUT_MS_FIELD_NUMBER: _ClassVar[int]
+    ref: str
+    max_depth: int
+    timeout_ms: int
+    def __init__(self, ref: _Optional[str] = ..., max_depth: _Optional[int] = ..., timeout_ms: _Optional[int] = ...) -> None: ...
+
+class ProvenanceGraph(_message.Message):
+    __slots__ = ("root", "entities", "activities", "agents", "used", "edges", "depth_limited", "cycle", "cycle_refs", "timed_out", "node_limited")
+    ROOT_FIELD_NUMBER: _ClassVar[int]
+    ENTITIES_FIELD_NUMBER: _ClassVar[int]
+    ACTIVITIES_FIELD_NUMBER: _ClassVar[int]
+    AGENTS_FIELD_NUMBER: _ClassVar[int]
+    USED_FIELD_NUMBER: _ClassVar[int]
+    EDGES_FIELD_NUMBER: _ClassVar[int]
+    DEPTH_LIMITED_FIELD_NUMBER: _ClassVar[int]
+    CYCLE_FIELD_NUMBER: _ClassVar[int]
+    CYCLE_REFS_FIELD_NUMBER: _ClassVar[int]
+    TIMED_OUT_FIELD_NUMBER: _ClassVar[int]
+    NODE_LIMITED_FIELD_NUMBER: _ClassVar[int]
+    root: str
+    entities: _containers.RepeatedCompositeFieldContainer[ProvEntity]
+    activities: _containers.RepeatedCompositeFieldContainer[ProvActivity]
+    agents: _containers.RepeatedCompositeFieldContainer[ProvAgent]
+    used: _containers.RepeatedCompositeFieldContainer[ProvUsed]
+    edges: _containers.RepeatedCompositeFieldContainer[ProvEdge]
+    depth_limited: bool
+    cycle: bool
+    cycle_refs: _containers.RepeatedScalarFieldContainer[str]
+    timed_out: bool
+    node_limited: bool
+    def __init__(self, root: _Optional[str] = ..., entities: _Optional[_Iterable[_Union[ProvEntity, _Mapping]]] = ..., activities: _Optional[_Iterable[_Union[ProvActivity, _Mapping]]] = ..., agents: _Optional[_Iterable[_Union[ProvAgent, _Mapping]]] = ..., used: _Optional[_Iterable[_Union[ProvUsed, _Mapping]]] = ..., edges: _Optional[_Iterable[_Union[ProvEdge, _Mapping]]] = ..., depth_limited: bool = ..., cycle: bool = ..., cycle_refs: _Optional[_Iterable[str]] = ..., timed_out: bool = ..., node_limited: bool = ...) -> None: ...
+
+class ProvEntity(_message.Message):
+    __slots__ = ("id", "gateway", "topic", "partition", "offset", "key", "timestamp", "kind", "resolved", "unresolved_reason", "origin", "hops", "resolved_by")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    GATEWAY_FIELD_NUMBER: _ClassVar[int]
+    TOPIC_FIELD_NUMBER: _ClassVar[int]
+    PARTITION_FIELD_NUMBER: _ClassVar[int]
+    OFFSET_FIELD_NUMBER: _ClassVar[int]
+    KEY_FIELD_NUMBER: _ClassVar[int]
+    TIMESTAMP_FIELD_NUMBER: _ClassVar[int]
+    KIND_FIELD_NUMBER: _ClassVar[int]
+    RESOLVED_FIELD_NUMBER: _ClassVar[int]
+    UNRESOLVED_REASON_FIELD_NUMBER: _ClassVar[int]
+    ORIGIN_FIELD_NUMBER: _ClassVar[int]
+    HOPS_FIELD_NUMBER: _ClassVar[int]
+    RESOLVED_BY_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    gateway: str
+    topic: str
+    partition: int
+    offset: int
+    key: str
+    timestamp: _timestamp_pb2.Timestamp
+    kind: str
+    resolved: bool
+    unresolved_reason: str
+    origin: str
+    hops: str
+    resolved_by: str
+    def __init__(self, id: _Optional[str] = ..., gateway: _Optional[str] = ..., topic: _Optional[str] = ..., partition: _Optional[int] = ..., offset: _Optional[int] = ..., key: _Optional[str] = ..., timestamp: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., kind: _Optional[str] = ..., resolved: bool = ..., unresolved_reason: _Optional[str] = ..., origin: _Optional[str] = ..., hops: _Optional[str] = ..., resolved_by: _Optional[str] = ...) -> None: ...
+
+class ProvActivity(_message.Message):
+    __slots__ = ("id", "name", "version", "parameters")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    PARAMETERS_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    name: str
+    version: str
+    parameters: str
+    def __init__(self, id: _Optional[str] = ..., name: _Optional[str] = ..., version: _Optional[str] = ..., parameters: _Optional[str] = ...) -> None: ...
+
+class ProvAgent(_message.Message):
+    __slots__ = ("id", "kind", "subject", "issuer")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    KIND_FIELD_NUMBER: _ClassVar[int]
+    SUBJECT_FIELD_NUMBER: _ClassVar[int]
+    ISSUER_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    kind: str
+    subject: str
+    issuer: str
+    def __init__(self, id: _Optional[str] = ..., kind: _Optional[str] = ..., subject: _Optional[str] = ..., issuer: _Optional[str] = ...) -> None: ...
+
+class ProvUsed(_message.Message):
+    __slots__ = ("id",)
+    ID_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    def __init__(self, id: _Optional[str] = ...) -> None: ...
+
+class ProvEdge(_message.Message):
+    __slots__ = ("kind", "to")
+    KIND_FIELD_NUMBER: _ClassVar[int]
+    FROM_FIELD_NUMBER: _ClassVar[int]
+    TO_FIELD_NUMBER: _ClassVar[int]
+    kind: str
+    to: str
+    def __init__(self, kind: _Optional[str] = ..., to: _Optional[str] = ..., **kwargs) -> None: ...
+
 class MirrorStatusRequest(_message.Message):
     __slots__ = ()
     def __init__(self) -> None: ...

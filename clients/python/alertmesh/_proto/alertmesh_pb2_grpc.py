@@ -60,6 +60,11 @@ class AlertMeshStub(object):
                 request_serializer=alertmesh_dot___proto_dot_alertmesh__pb2.FetchRequest.SerializeToString,
                 response_deserializer=alertmesh_dot___proto_dot_alertmesh__pb2.Alert.FromString,
                 _registered_method=True)
+        self.Provenance = channel.unary_unary(
+                '/alertmesh.v1.AlertMesh/Provenance',
+                request_serializer=alertmesh_dot___proto_dot_alertmesh__pb2.ProvenanceRequest.SerializeToString,
+                response_deserializer=alertmesh_dot___proto_dot_alertmesh__pb2.ProvenanceGraph.FromString,
+                _registered_method=True)
         self.MirrorStatus = channel.unary_unary(
                 '/alertmesh.v1.AlertMesh/MirrorStatus',
                 request_serializer=alertmesh_dot___proto_dot_alertmesh__pb2.MirrorStatusRequest.SerializeToString,
@@ -124,6 +129,17 @@ class AlertMeshServicer(object):
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Provenance(self, request, context):
+        """The provenance graph behind an alert ref: the records it was copied or derived from,
+        the activities, agents and non-alert inputs, followed across gateways (each gateway
+        asks the next with its own peer credentials), bounded in depth, nodes and time. A ref
+        that cannot be reached is an unresolved entity with the reason, not an error. Each
+        record needs the same scope as Fetch (`fetch:<topic-glob>`).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def MirrorStatus(self, request, context):
         """State, position, lag and counters of every mirror job this gateway runs.
         """
@@ -181,6 +197,11 @@ def add_AlertMeshServicer_to_server(servicer, server):
                     servicer.Fetch,
                     request_deserializer=alertmesh_dot___proto_dot_alertmesh__pb2.FetchRequest.FromString,
                     response_serializer=alertmesh_dot___proto_dot_alertmesh__pb2.Alert.SerializeToString,
+            ),
+            'Provenance': grpc.unary_unary_rpc_method_handler(
+                    servicer.Provenance,
+                    request_deserializer=alertmesh_dot___proto_dot_alertmesh__pb2.ProvenanceRequest.FromString,
+                    response_serializer=alertmesh_dot___proto_dot_alertmesh__pb2.ProvenanceGraph.SerializeToString,
             ),
             'MirrorStatus': grpc.unary_unary_rpc_method_handler(
                     servicer.MirrorStatus,
@@ -339,6 +360,33 @@ class AlertMesh(object):
             '/alertmesh.v1.AlertMesh/Fetch',
             alertmesh_dot___proto_dot_alertmesh__pb2.FetchRequest.SerializeToString,
             alertmesh_dot___proto_dot_alertmesh__pb2.Alert.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Provenance(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/alertmesh.v1.AlertMesh/Provenance',
+            alertmesh_dot___proto_dot_alertmesh__pb2.ProvenanceRequest.SerializeToString,
+            alertmesh_dot___proto_dot_alertmesh__pb2.ProvenanceGraph.FromString,
             options,
             channel_credentials,
             insecure,
