@@ -296,6 +296,26 @@ async fn a_chain_of_three_gateways_copies_every_alert_with_provenance() -> Resul
 }
 
 #[tokio::test]
+async fn a_filtered_mirror_of_keyless_alerts_keeps_their_schema() -> Result<()> {
+    let survey = survey_with(45).await?;
+    // The filter makes the source gateway decode and key each record for the mirror.
+    let mirror = gateway_mirror("bright", &survey.gateway.grpc_url(), RAW, Some(ALERTS))
+        + "filter = \"candidate.magpsf < 99\"\n";
+    let lasair = site("lasair", &[ALERTS], &[mirror]).await?;
+    let copied = settle(&lasair.broker, ALERTS, 3, 45).await?;
+    for c in &copied {
+        let schema = c.headers.get("am-schema").map(String::as_str).unwrap_or("");
+        ensure!(
+            schema.len() == 16 && schema.chars().all(|ch| ch.is_ascii_hexdigit()),
+            "am-schema {schema:?} of {}/{}",
+            c.partition,
+            c.offset
+        );
+    }
+    Ok(())
+}
+
+#[tokio::test]
 async fn killing_the_mirroring_gateway_at_random_moments_loses_and_repeats_nothing() -> Result<()> {
     let survey = survey_with(0).await?;
     let mut lasair = lasair_from(&survey).await?;

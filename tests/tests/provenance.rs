@@ -90,7 +90,8 @@ fn secure_mirror(
 struct Mesh {
     pki: Pki,
     survey: Broker,
-    _brokers: Vec<Broker>,
+    lasair_broker: Broker,
+    _fink_broker: Broker,
     ampel_broker: Broker,
     gateways: Vec<Secure>,
     /// A user of ampel: certificate and token file with `fetch:*`.
@@ -233,7 +234,8 @@ async fn mesh() -> Result<Mesh> {
     Ok(Mesh {
         pki,
         survey,
-        _brokers: vec![lasair_broker, fink_broker],
+        lasair_broker,
+        _fink_broker: fink_broker,
         ampel_broker,
         gateways: vec![lasair, fink, ampel],
         user,
@@ -426,6 +428,61 @@ async fn provenance_walks_three_secure_gateways_back_to_the_raw_survey_record() 
         ensure!(doc.get(section).is_some(), "{section} missing");
     }
     read_with_python_prov(&json, g.entities.len() + g.used.len())?;
+
+    // A derived record published at lasair is mirrored two hops with its provenance
+    // untouched, and still resolves to the alert it was computed from.
+    let first_at_lasair = "am://lasair/ztf.alerts/0/0";
+    let mut at_lasair = derived(3, first_at_lasair);
+    at_lasair.payload = ztf_alerts()?[0].payload.clone();
+    at_lasair
+        .headers
+        .retain(|(k, _)| k != "am-origin" && k != "am-format");
+    at_lasair.headers.extend([
+        (
+            "am-origin".to_owned(),
+            Some(Bytes::from_static(b"am://lasair/ztf.alerts/0/3")),
+        ),
+        (
+            "am-format".to_owned(),
+            Some(Bytes::from_static(b"avro-ocf")),
+        ),
+    ]);
+    let produced = m.lasair_broker.produce(ALERTS, &at_lasair).await?;
+    ensure!(produced.offset == 3, "{produced:?}");
+    let copies = settle(&m.ampel_broker, AT_AMPEL, 4).await?;
+    let (offset, headers) = &copies[3];
+    for name in [
+        "am-derived-from",
+        "am-activity",
+        "am-used",
+        "am-agent",
+        "am-publish-id",
+    ] {
+        let original = at_lasair
+            .headers
+            .iter()
+            .find(|(k, _)| k == name)
+            .and_then(|(_, v)| v.as_deref())
+            .map(|v| String::from_utf8_lossy(v).into_owned());
+        ensure!(
+            headers.get(name) == original.as_ref(),
+            "{name}: {headers:?}"
+        );
+    }
+    ensure!(headers.get("am-origin").map(String::as_str) == Some("am://lasair/ztf.alerts/0/3"));
+    let copy = format!("am://ampel/{AT_AMPEL}/0/{offset}");
+    let g = m.provenance(&copy, None).await?;
+    let d = entity(&g, "am://lasair/ztf.alerts/0/3")?;
+    ensure!(d.kind == "derived" && d.resolved_by == "lasair", "{d:?}");
+    ensure!(
+        has_edge(&g, "derived_from", &d.id, first_at_lasair),
+        "{g:?}"
+    );
+    ensure!(entity(&g, first_at_lasair)?.resolved);
+    ensure!(g
+        .activities
+        .iter()
+        .any(|a| a.id == format!("{}#activity", d.id) && a.name == "classify"));
     Ok(())
 }
 
