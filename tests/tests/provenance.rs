@@ -368,6 +368,11 @@ async fn provenance_walks_three_secure_gateways_back_to_the_raw_survey_record() 
         "{cut:?}"
     );
 
+    // A ref on another gateway: ampel hands the walk to fink.
+    let gf = m.provenance(&at_fink, None).await?;
+    ensure!(entity(&gf, &at_fink)?.resolved_by == "fink", "{gf:?}");
+    ensure!(entity(&gf, &origin)?.resolved_by == "lasair", "{gf:?}");
+
     // A cycle stops and is reported.
     let gc = m
         .provenance(&format!("am://ampel/{CLASS}/0/1"), None)
