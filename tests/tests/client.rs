@@ -215,6 +215,8 @@ struct Hostile {
     peers: Vec<v1::Peer>,
     source: Option<String>,
     seen: Seen,
+    /// Whether it serves `Provenance` (a gateway from before it answers UNIMPLEMENTED).
+    provenance: bool,
 }
 
 impl Hostile {
@@ -286,6 +288,9 @@ impl alert_mesh_server::AlertMesh for Hostile {
         req: tonic::Request<v1::ProvenanceRequest>,
     ) -> Result<tonic::Response<v1::ProvenanceGraph>, tonic::Status> {
         self.record("Provenance", &req);
+        if !self.provenance {
+            return Err(tonic::Status::unimplemented(""));
+        }
         let root = req.into_inner().r#ref;
         let mut entities = vec![v1::ProvEntity {
             id: root.clone(),
@@ -371,6 +376,7 @@ async fn provenance_and_directory_never_send_the_token_to_an_address_a_gateway_s
         peers: Vec::new(),
         source: None,
         seen: lab_seen.clone(),
+        provenance: true,
     })
     .await?;
     // A peer claiming the configured gateway's own name must not take its place.
@@ -380,6 +386,7 @@ async fn provenance_and_directory_never_send_the_token_to_an_address_a_gateway_s
         peers: Vec::new(),
         source: None,
         seen: impostor_seen.clone(),
+        provenance: true,
     })
     .await?;
     let home_seen = Seen::default();
@@ -399,6 +406,7 @@ async fn provenance_and_directory_never_send_the_token_to_an_address_a_gateway_s
         ],
         source: Some("am://lab/ztf.alerts/0/5".into()),
         seen: home_seen.clone(),
+        provenance: true,
     })
     .await?;
     let dir = tempfile::tempdir()?;
@@ -498,5 +506,74 @@ async fn provenance_and_directory_never_send_the_token_to_an_address_a_gateway_s
             "{what}: DescribeGateway is open and gets no token: {home_calls:?}"
         );
     }
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_provenance_walk_reads_a_peer_without_provenance_with_fetch() -> Result<()> {
+    // A mirror source from before the Provenance RPC: the walk falls back to Fetch there.
+    let seen = Seen::default();
+    let old = serve(Hostile {
+        name: "old".into(),
+        peers: Vec::new(),
+        source: Some("kafka://k:9092/ztf.raw/0/5".into()),
+        seen: seen.clone(),
+        provenance: false,
+    })
+    .await?;
+    let broker = Broker::start("home").await?;
+    broker.create_topic("derived", 1).await?;
+    let mirror = format!(
+        "[[mirrors]]\nname = \"from-old\"\n[mirrors.source]\ngateway = \"http://{old}\"\ntopic = \"ztf.alerts\"\n"
+    );
+    let home = alertmesh_tests::Gateway::start(
+        &alertmesh_tests::GatewaySpec::new("home", &broker.bootstrap())
+            .topic("derived", "ZTF", "json")
+            .extra(&mirror),
+    )
+    .await?;
+    let input = "am://old/ztf.alerts/0/7";
+    broker
+        .produce(
+            "derived",
+            &alertmesh_tests::Record {
+                partition: 0,
+                key: Some("ZTF:ZTF18aabcdef".into()),
+                payload: bytes::Bytes::from_static(b"{}"),
+                headers: vec![("am-derived-from".into(), Some(input.into()))],
+                timestamp_ms: now_ms(),
+            },
+        )
+        .await?;
+    let g = home
+        .client()
+        .await?
+        .provenance(v1::ProvenanceRequest {
+            r#ref: "am://home/derived/0/0".into(),
+            ..Default::default()
+        })
+        .await?
+        .into_inner();
+    let e = g
+        .entities
+        .iter()
+        .find(|e| e.id == input)
+        .with_context(|| format!("{g:?}"))?;
+    ensure!(
+        e.resolved && e.resolved_by == "old" && e.kind == "copy",
+        "{e:?}"
+    );
+    ensure!(
+        g.edges
+            .iter()
+            .any(|e| e.kind == "copied_from" && e.from == input && e.to.starts_with("kafka://")),
+        "{g:?}"
+    );
+    let calls = seen.lock().expect("lock").clone();
+    ensure!(
+        calls.iter().any(|(rpc, _)| *rpc == "Provenance")
+            && calls.iter().any(|(rpc, _)| *rpc == "Fetch"),
+        "{calls:?}"
+    );
     Ok(())
 }
