@@ -78,8 +78,8 @@ pub struct SecureSpec {
     pub mtls: bool,
     /// `(peer name, https JWKS URL)`.
     pub trusted_peers: Vec<(String, String)>,
-    /// Raw TOML appended to the config (mirrors, other topics).
-    pub extra: Vec<String>,
+    /// TOML appended to the configuration (more `[[topics]]`, `[limits]`).
+    pub extra: String,
 }
 
 impl SecureSpec {
@@ -92,13 +92,13 @@ impl SecureSpec {
             require: true,
             mtls: true,
             trusted_peers: Vec::new(),
-            extra: Vec::new(),
+            extra: String::new(),
         }
     }
 
-    /// Appends raw TOML to the config.
+    /// Appends TOML to the configuration, after every other section.
     pub fn extra(mut self, toml: &str) -> Self {
-        self.extra.push(toml.to_owned());
+        self.extra.push_str(toml);
         self
     }
 
@@ -153,6 +153,8 @@ impl SecureSpec {
         if self.mtls {
             let _ = writeln!(t, "client_ca = {:?}", ca.display().to_string());
         }
+        t.push('\n');
+        t.push_str(&self.extra);
         t
     }
 }
@@ -199,12 +201,9 @@ impl Secure {
                 String::from_utf8_lossy(&out.stderr)
             );
         }
-        let mut gw = GatewaySpec::new(&spec.name, &spec.bootstrap)
+        let gw = GatewaySpec::new(&spec.name, &spec.bootstrap)
             .extra(&sections)
             .ready(Ready::GrpcPort);
-        for extra in &spec.extra {
-            gw = gw.extra(extra);
-        }
         let gateway = Gateway::start(&gw).await?;
         Ok(Secure {
             gateway,
