@@ -10,9 +10,9 @@
 //! - `service`: the `alertmesh.v1.AlertMesh` gRPC layer, one file per RPC.
 //! - `subscription`: `Subscribe`, as a pure plan, its resolution and the running stream.
 //! - `fetch`: resolves an alert ref to the one record it names.
-//! - `provenance`: the graph behind an alert ref, walked across gateways.
 //! - `admin`: issues, lists and revokes credentials; the advertised auth methods.
 //! - `mirrors`: the `[[mirrors]]` jobs as the gateway runs and reports them.
+//! - `provenance`: the graph behind an alert ref, walked across gateways.
 //! - `catalog`: the exposed topics, their descriptions and partitions.
 //! - `tail`: the shared live tail per topic that caught-up subscribers read from.
 //! - `kafka`: librdkafka clients; its `cluster` is the handle for look-ups and the one

@@ -91,19 +91,6 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
         &streams,
     )?);
     tasks.spawn(Arc::clone(&mirrors).export(streams.clone()));
-    let fetcher = Fetcher {
-        gateway: gw.name.clone(),
-        catalog: Arc::clone(&catalog),
-        cluster: cluster.clone(),
-        decoder,
-        registry: Arc::clone(&config.alert.registry),
-    };
-    let provenance = crate::provenance::Provenance {
-        gateway: gw.name.clone(),
-        fetcher: fetcher.clone(),
-        mirrors: Arc::clone(&mirrors),
-        names: Default::default(),
-    };
     let service = service::server(service::Parts {
         gateway: gw.name.clone(),
         advertised_url: gw.advertised_url.clone(),
@@ -112,8 +99,25 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
         auth: auth.clone(),
         catalog: Arc::clone(&catalog),
         subscriptions,
-        fetcher,
-        provenance,
+        provenance: crate::provenance::Provenance {
+            gateway: gw.name.clone(),
+            fetcher: Fetcher {
+                gateway: gw.name.clone(),
+                catalog: Arc::clone(&catalog),
+                cluster: cluster.clone(),
+                decoder: Arc::clone(&decoder),
+                registry: Arc::clone(&config.alert.registry),
+            },
+            mirrors: Arc::clone(&mirrors),
+            names: Default::default(),
+        },
+        fetcher: Fetcher {
+            gateway: gw.name.clone(),
+            catalog: Arc::clone(&catalog),
+            cluster: cluster.clone(),
+            decoder,
+            registry: Arc::clone(&config.alert.registry),
+        },
         admin: Admin {
             auth: auth.clone(),
             gateway: gw.name.clone(),

@@ -4,10 +4,10 @@
 //! - `subscribe.rs`: `Subscribe`, served on its own route with a zero-copy response body.
 //! - `commit_cursor.rs`: `CommitCursor`.
 //! - `fetch.rs`: `Fetch`.
-//! - `provenance.rs`: `Provenance`.
 //! - `catalog.rs`: `ListTopics` and `DescribeGateway`.
 //! - `admin.rs`: `IssueCredential`, `ListCredentials`, `RevokeCredential`.
 //! - `mirror_status.rs`: `MirrorStatus`.
+//! - `provenance.rs`: `Provenance`.
 //! - `request_limit.rs`: what a client can make the gateway buffer while a request arrives.
 
 use std::net::SocketAddr;
@@ -56,9 +56,9 @@ pub(crate) struct Parts {
     pub(crate) catalog: Arc<Catalog>,
     pub(crate) subscriptions: Arc<Subscriptions>,
     pub(crate) fetcher: Fetcher,
-    pub(crate) provenance: crate::provenance::Provenance,
     pub(crate) admin: Admin,
     pub(crate) mirrors: Arc<Mirrors>,
+    pub(crate) provenance: crate::provenance::Provenance,
     /// Where stream guards run, so shutdown waits for them.
     pub(crate) tasks: TaskTracker,
 }
