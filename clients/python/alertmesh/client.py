@@ -193,22 +193,6 @@ class Gateway:
         ca, cert, key = self._tls if url.startswith("https://") else (None, None, None)
         return Gateway(url, ca=ca, cert=cert, key=key, timeout=self.timeout, options=self._options)
 
-    def fetch(self, ref: str, *, decode: bool = True) -> Alert:
-        """Resolves an alert ref ``am://<gateway>/<topic>/<partition>/<offset>``.
-
-        The payload is returned as is; with ``decode`` (the default) an Avro OCF or JSON
-        payload is also decoded locally into ``record``.
-
-        Raises:
-            NotFound: no such record on this gateway. InvalidArgument: a malformed ref.
-        """
-        alert = Alert.from_pb(self._unary(self._stub.Fetch, pb.FetchRequest(ref=ref)))
-        if decode and alert.payload is not None and alert.format in ("avro-ocf", "json"):
-            alert.record = decode_payload(alert.payload, alert.format)
-            if alert.key is None:
-                alert.key = mesh_key(alert.namespace, alert.record)
-        return alert
-
     def provenance(self, ref: str, *, depth: int | None = None, timeout: float | None = None) -> ProvenanceGraph:
         """The provenance graph behind an alert ref (as ``alertmesh provenance``): the records
         it was copied and derived from, their activities, agents and non-alert inputs,
@@ -233,6 +217,22 @@ class Gateway:
         except grpc.RpcError as err:
             raise from_rpc_error(err) from None
         return ProvenanceGraph.from_pb(graph)
+
+    def fetch(self, ref: str, *, decode: bool = True) -> Alert:
+        """Resolves an alert ref ``am://<gateway>/<topic>/<partition>/<offset>``.
+
+        The payload is returned as is; with ``decode`` (the default) an Avro OCF or JSON
+        payload is also decoded locally into ``record``.
+
+        Raises:
+            NotFound: no such record on this gateway. InvalidArgument: a malformed ref.
+        """
+        alert = Alert.from_pb(self._unary(self._stub.Fetch, pb.FetchRequest(ref=ref)))
+        if decode and alert.payload is not None and alert.format in ("avro-ocf", "json"):
+            alert.record = decode_payload(alert.payload, alert.format)
+            if alert.key is None:
+                alert.key = mesh_key(alert.namespace, alert.record)
+        return alert
 
     def commit_cursor(self, name: str, topic: str, offsets: Mapping[int, int]) -> dict[int, int]:
         """Stores the durable cursor ``name`` of ``topic``: per partition, the next offset to read.
