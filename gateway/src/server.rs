@@ -115,6 +115,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
             tls: config.tls.is_some(),
         },
         mirrors: Arc::clone(&mirrors),
+        schemas: schemas.clone(),
         tasks: tasks.clone(),
     });
     tracing::info!(

@@ -7,6 +7,7 @@
 //! - `catalog.rs`: `ListTopics` and `DescribeGateway`.
 //! - `admin.rs`: `IssueCredential`, `ListCredentials`, `RevokeCredential`.
 //! - `mirror_status.rs`: `MirrorStatus`.
+//! - `schema.rs`: `GetSchema`.
 //! - `request_limit.rs`: what a client can make the gateway buffer while a request arrives.
 
 use std::net::SocketAddr;
@@ -25,6 +26,7 @@ use crate::catalog::Catalog;
 use crate::fetch::Fetcher;
 use crate::kafka::cluster::Cluster;
 use crate::mirrors::Mirrors;
+use crate::registry::Schemas;
 use crate::subscription::Subscriptions;
 
 mod admin;
@@ -33,6 +35,7 @@ mod commit_cursor;
 mod fetch;
 mod mirror_status;
 mod request_limit;
+mod schema;
 mod subscribe;
 
 pub(crate) use request_limit::RequestLimitLayer;
@@ -56,6 +59,8 @@ pub(crate) struct Parts {
     pub(crate) fetcher: Fetcher,
     pub(crate) admin: Admin,
     pub(crate) mirrors: Arc<Mirrors>,
+    /// The topics' Confluent schema ids (`GetSchema`, and the topic listing).
+    pub(crate) schemas: Schemas,
     /// Where stream guards run, so shutdown waits for them.
     pub(crate) tasks: TaskTracker,
 }
@@ -168,5 +173,12 @@ impl v1::alert_mesh_server::AlertMesh for GatewayService {
         req: Request<v1::RevokeCredentialRequest>,
     ) -> Result<Response<v1::RevokeCredentialResponse>, Status> {
         admin::revoke_credential(self, req).await
+    }
+
+    async fn get_schema(
+        &self,
+        req: Request<v1::GetSchemaRequest>,
+    ) -> Result<Response<v1::SchemaInfo>, Status> {
+        schema::get_schema(self, req).await
     }
 }

@@ -243,6 +243,41 @@ async fn a_raw_lsst_stream_decodes_with_schemas_from_a_registry_and_survives_its
     ensure!(status == 404 && body.contains("40401"), "{status} {body}");
     let (status, body) = http_get(&http, "/subjects/lsst.alerts-value/versions/9").await?;
     ensure!(status == 404 && body.contains("40402"), "{status} {body}");
+    // GetSchema, and the topic listing naming the ids and where they are served.
+    let out = fink
+        .cli(&["schema", "--topic", "lsst.alerts", "--id", "900"])
+        .await?;
+    ensure!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let got = &json_lines(&out)?[0];
+    ensure!(got["id"] == 900 && got["subject"] == "lsst.alerts-value" && got["format"] == "AVRO");
+    ensure!(got["schema"]
+        .as_str()
+        .is_some_and(|s| s.contains("lsst.v9_0")));
+    ensure!(got["fingerprint"].as_str().is_some_and(|f| f.len() == 16));
+    let out = fink.cli(&["schema", "--topic", "lsst.alerts"]).await?;
+    ensure!(json_lines(&out)?[0]["id"] == 1100, "latest");
+    let out = fink
+        .cli(&["schema", "--topic", "lsst.alerts", "--id", "4242"])
+        .await?;
+    let err = String::from_utf8_lossy(&out.stderr);
+    ensure!(
+        !out.status.success() && err.contains("NOT_FOUND") && err.contains("4242"),
+        "{err}"
+    );
+    let out = fink.cli(&["topics", "--json"]).await?;
+    let listed = &json_lines(&out)?[0];
+    ensure!(
+        listed["schema_ids"] == serde_json::json!([701, 900, 1100]),
+        "{listed}"
+    );
+    ensure!(
+        listed["schema_registry"] == format!("http://{http}"),
+        "{listed}"
+    );
 
     // An outage: ids seen before still decode; a new id (7.4, never fetched) is a dead
     // letter naming the registry's failure, and the mirror keeps going.

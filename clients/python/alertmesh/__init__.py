@@ -26,6 +26,7 @@ from alertmesh.models import (
     GatewayInfo,
     MirrorStatus,
     Peer,
+    SchemaInfo,
     Skipped,
     TopicInfo,
 )
@@ -50,6 +51,7 @@ __all__ = [
     "plot_lightcurve",
     "PermissionDenied",
     "ResourceExhausted",
+    "SchemaInfo",
     "Skipped",
     "Subscription",
     "TopicInfo",
