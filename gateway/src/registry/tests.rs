@@ -1,3 +1,5 @@
+use std::time::Instant;
+
 use hyper::StatusCode;
 
 use super::client::{parse_answer, FetchError};
@@ -166,7 +168,7 @@ mod served {
 
     const RECORD: &str = r#"{"type":"record","name":"alert","namespace":"lsst.v9_0","fields":[{"name":"diaSourceId","type":"long"}]}"#;
 
-    pub(super) fn config(url: &str, credentials: Option<&std::path::Path>) -> Config {
+    pub(crate) fn config(url: &str, credentials: Option<&std::path::Path>) -> Config {
         let creds = credentials
             .map(|p| {
                 format!(
@@ -270,4 +272,111 @@ mod served {
         assert!(err.contains("no answer within"), "{err}");
         assert!(started.elapsed() < Duration::from_secs(5));
     }
+}
+
+#[test]
+fn a_translated_topic_gets_the_same_id_from_every_replica() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("lite.avsc"),
+        r#"{"type":"record","name":"lite","namespace":"mesh","fields":[{"name":"objectId","type":"string"}]}"#,
+    )
+    .unwrap();
+    let text = "[gateway]\nname = \"g\"\nlisten = \"127.0.0.1:1\"\nhttp_listen = \"127.0.0.1:2\"\n\
+        [kafka]\nbootstrap = \"127.0.0.1:9092\"\n\
+        [[topics]]\nname = \"ztf.lite\"\nnamespace = \"ZTF\"\nformat = \"avro-ocf\"\n\
+        [[mappings]]\nname = \"lite\"\nschema = \"lite.avsc\"\n\
+        [[mirrors]]\nname = \"m\"\ndestination = \"ztf.lite\"\n[mirrors.translate]\nmapping = \"lite\"\n\
+        [mirrors.source]\ngateway = \"http://127.0.0.1:3\"\ntopic = \"ztf.alerts\"\n";
+    let ids = || {
+        let config = crate::config::Config::parse_at(text, &[], dir.path()).unwrap();
+        Schemas::new(&config).unwrap().topic_ids("ztf.lite")
+    };
+    let first = ids();
+    assert_eq!(first.len(), 1);
+    assert!(MAPPED_IDS.contains(&first[0]));
+    assert_eq!(
+        ids(),
+        first,
+        "a restart or another replica derives the same id"
+    );
+}
+
+/// Decode throughput of Confluent-framed LSST alerts whose schemas came from a registry
+/// (fetched once, then cached) against the same decode from a schema directory, measured
+/// side by side in alternating rounds. Run with
+/// `cargo test -p alertmesh-gateway --lib registry_decode_bench -- --ignored --nocapture`
+/// (`BENCH_SECONDS`, default 2, per measurement).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "a benchmark: prints rates and their ratio"]
+async fn registry_decode_bench() {
+    use alertmesh_alert::{encode, Decoder, Target};
+    let seconds = std::env::var("BENCH_SECONDS")
+        .ok()
+        .and_then(|s| s.parse::<f64>().ok())
+        .filter(|s| s.is_finite() && *s > 0.0)
+        .unwrap_or(2.0);
+    let lsst =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../alert/tests/fixtures/lsst");
+    let plain = Decoder::new();
+    let mut payloads = Vec::new();
+    for (file, id) in [
+        ("ampel_usdf_dev_v7_1/schema_701.avro", 701),
+        ("sample_data/9/0/fakeAlert.avro", 900),
+        ("sample_data/11/0/fakeAlert.avro", 1100),
+    ] {
+        let ocf = std::fs::read(lsst.join(file)).unwrap();
+        for a in plain.decode_all(Format::AvroOcf, &ocf).unwrap() {
+            payloads.push(encode(&a, Target::Confluent(id)).unwrap());
+        }
+    }
+    let dir = SchemaDir::load(&lsst.join("schema")).unwrap();
+    let texts = dir
+        .ids()
+        .map(|id| {
+            (
+                id,
+                serde_json::to_string(&*dir.resolve(id).unwrap()).unwrap(),
+            )
+        })
+        .collect();
+    let registry = served::start(texts, served::Mode::Serve).await;
+    let from_registry = Decoder::with_resolver(Arc::new(
+        Schemas::new(&served::config(&registry.url, None)).unwrap(),
+    ));
+    let from_dir = Decoder::with_resolver(Arc::new(dir));
+    let rate = |decoder: &Decoder| {
+        let (mut n, start) = (0u64, Instant::now());
+        while start.elapsed().as_secs_f64() < seconds {
+            for p in &payloads {
+                decoder.decode(Format::AvroConfluent, p).unwrap();
+                n += 1;
+            }
+        }
+        n as f64 / start.elapsed().as_secs_f64()
+    };
+    // Warm both caches (the registry is asked once per id here), then alternate.
+    tokio::task::block_in_place(|| {
+        rate(&from_registry);
+        let (mut reg, mut local) = (0.0, 0.0);
+        for _ in 0..3 {
+            reg += rate(&from_registry);
+            local += rate(&from_dir);
+        }
+        println!(
+            "LSST Confluent decode, {} alerts (ids 701, 900, 1100):",
+            payloads.len()
+        );
+        println!("  schema directory      {:>10.0} alerts/s", local / 3.0);
+        println!("  registry (cached)     {:>10.0} alerts/s", reg / 3.0);
+        println!(
+            "  ratio registry/dir    {:>10.3} (target >= 0.95)",
+            reg / local
+        );
+    });
+    assert_eq!(
+        registry.hits.load(std::sync::atomic::Ordering::SeqCst),
+        3,
+        "one fetch per id"
+    );
 }
