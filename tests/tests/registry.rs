@@ -357,3 +357,60 @@ async fn a_three_gateway_chain_decodes_where_only_the_first_has_the_schemas() ->
     }
     Ok(())
 }
+
+#[tokio::test]
+async fn the_registry_api_follows_each_topics_auth() -> Result<()> {
+    use alertmesh_tests::auth::{Pki, Secure, SecureSpec};
+    use alertmesh_tests::metrics::https_get_with_token;
+    let pki = Pki::new()?;
+    let broker = Broker::start("rubin").await?;
+    let topics = ["lsst.open", "lsst.private"]
+        .iter()
+        .map(|t| {
+            format!(
+                "[[topics]]\nname = {t:?}\nnamespace = \"LSST:dia\"\nformat = \"avro-confluent\"\npublic = {}\n\n",
+                *t == "lsst.open"
+            )
+        })
+        .collect::<String>();
+    let spec = SecureSpec::new("rubin", &broker.bootstrap())
+        .without_mtls()
+        .extra(&format!(
+            "[alert]\nschema_dir = {:?}\n\n{topics}",
+            lsst_fixtures().join("schema").display().to_string()
+        ));
+    let gw = Secure::start(&pki, spec).await?;
+    let reader = gw.issue("alice", &["subscribe:lsst.private"], "1h").await?;
+    let other = gw.issue("bob", &["subscribe:ztf.*"], "1h").await?;
+    let ca = alertmesh_auth::tls::load_certs(&gw.ca)?;
+    let get = |path: &'static str, token: Option<String>| {
+        let tls = alertmesh_auth::tls::client_config(&ca, None);
+        let addr = gw.gateway.http_addr();
+        async move { https_get_with_token(&addr, path, tls?, token.as_deref()).await }
+    };
+    let (status, body) = get("/subjects", None).await?;
+    ensure!(
+        status == 200 && body == r#"["lsst.open-value"]"#,
+        "{status} {body}"
+    );
+    let (status, body) = get("/subjects", Some(reader.clone())).await?;
+    ensure!(
+        status == 200 && body == r#"["lsst.open-value","lsst.private-value"]"#,
+        "{status} {body}"
+    );
+    for token in [None, Some(other)] {
+        let (status, body) = get("/subjects/lsst.private-value/versions", token).await?;
+        ensure!(status == 404 && body.contains("40401"), "{status} {body}");
+    }
+    let (status, body) = get("/subjects/lsst.private-value/versions", Some(reader)).await?;
+    ensure!(status == 200 && body == "[1,2,3]", "{status} {body}");
+    let (status, body) = get("/subjects", Some("not.a.token".into())).await?;
+    ensure!(status == 401 && body.contains("40101"), "{status} {body}");
+    // A public topic's schemas are open to anyone.
+    let (status, body) = get("/schemas/ids/1100", None).await?;
+    ensure!(
+        status == 200 && body.contains("lsst.v11_0"),
+        "{status} {body:.200}"
+    );
+    Ok(())
+}
