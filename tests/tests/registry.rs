@@ -364,6 +364,14 @@ async fn the_registry_api_follows_each_topics_auth() -> Result<()> {
     use alertmesh_tests::metrics::https_get_with_token;
     let pki = Pki::new()?;
     let broker = Broker::start("rubin").await?;
+    let alerts = lsst_alerts()?;
+    broker.create_topic("lsst.private", 3).await?;
+    broker
+        .produce_all(
+            "lsst.private",
+            &keyed(framed(&alerts, now_ms() - 10_000)?, &alerts)?,
+        )
+        .await?;
     let topics = ["lsst.open", "lsst.private"]
         .iter()
         .map(|t| {
@@ -412,5 +420,37 @@ async fn the_registry_api_follows_each_topics_auth() -> Result<()> {
         status == 200 && body.contains("lsst.v11_0"),
         "{status} {body:.200}"
     );
+
+    // A mirror of the private topic learns its schemas over HTTPS with its token, and
+    // its gateway decodes every alert without schema files.
+    let token = gw.issue("fink", &["subscribe:lsst.*"], "1h").await?;
+    let token_file = pki.dir().join("fink.jwt");
+    std::fs::write(&token_file, token)?;
+    let fink_broker = Broker::start("fink").await?;
+    let ca = pki.ca().display().to_string();
+    let fink = Gateway::start(&GatewaySpec::new("fink", &fink_broker.bootstrap()).extra(&format!(
+        "[[topics]]\nname = \"lsst.alerts\"\nnamespace = \"LSST:dia\"\nformat = \"avro-confluent\"\n\n\
+         [[mirrors]]\nname = \"rubin\"\ndestination = \"lsst.alerts\"\n[mirrors.source]\n\
+         gateway = {:?}\ntopic = \"lsst.private\"\ntoken_file = {:?}\nca = {ca:?}\n\
+         schema_registry = \"https://{}\"\nschema_registry_ca = {ca:?}\n",
+        gw.url(),
+        token_file.display().to_string(),
+        gw.gateway.http_addr(),
+    )))
+    .await?;
+    settle(&fink_broker, "lsst.alerts", 3, alerts.len()).await?;
+    ensure!(served_ids(&fink, "lsst.alerts").await? == dia_source_ids(&alerts));
     Ok(())
+}
+
+/// `records` keyed with their alerts' mesh keys, as a gateway-fed topic holds them.
+fn keyed(mut records: Vec<Record>, alerts: &[(u32, Alert)]) -> Result<Vec<Record>> {
+    let registry = alertmesh_alert::Registry::builtin();
+    for (r, (_, a)) in records.iter_mut().zip(alerts) {
+        let key = alertmesh_alert::Subject::new(a, &registry)
+            .key
+            .context("a key")?;
+        r.key = Some(Bytes::from(key.to_string()));
+    }
+    Ok(records)
 }
