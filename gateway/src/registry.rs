@@ -1,7 +1,8 @@
 //! Confluent schema ids: where a gateway learns them and how it serves them.
 //!
 //! - [`client`]: `GET /schemas/ids/{id}` against a configured registry (bounded, no
-//!   redirects, credentials only to that registry).
+//!   redirects, credentials only to that registry); `peer`: a source gateway's
+//!   `GetSchema`, for a mirror of a Confluent-framed topic with no registry configured.
 //! - [`Schemas`]: every schema id the gateway knows (from `alert.schema_dir`, from
 //!   registries, and the ids of `[[mappings]]` schemas), the Confluent [`SchemaResolver`]
 //!   of its decoder: each id fetched once, even under concurrent load, and kept.
@@ -14,6 +15,7 @@
 
 pub(crate) mod api;
 pub(crate) mod client;
+mod peer;
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, RwLock};
@@ -26,7 +28,8 @@ use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use tokio::runtime::Handle;
 
-use self::client::{FetchError, RegistryClient};
+use self::client::{FetchError, HttpRegistry, RegistryClient};
+use self::peer::PeerRegistry;
 use crate::config::{Config, RegistrySource};
 
 /// Ids given to `[[mappings]]` schemas: `2^30 + (fingerprint mod 2^30)`. Registries number
@@ -145,11 +148,11 @@ impl Schemas {
             }
         }
         let timeout = config.kafka.timeout.min(Duration::from_secs(10));
-        let mut sources: Vec<RegistrySource> = Vec::new();
-        let mut index = |source: &RegistrySource| match sources.iter().position(|s| s == source) {
+        let mut sources: Vec<Wanted> = Vec::new();
+        let mut index = |wanted: Wanted| match sources.iter().position(|s| s.same(&wanted)) {
             Some(i) => i,
             None => {
-                sources.push(source.clone());
+                sources.push(wanted);
                 sources.len() - 1
             }
         };
@@ -158,7 +161,7 @@ impl Schemas {
             let entry = topics.entry(t.name.clone()).or_default();
             entry.dir = t.format == Format::AvroConfluent && config.alert.schema_dir.is_some();
             if let Some(reg) = &t.schema_registry {
-                entry.registries.push(index(reg));
+                entry.registries.push(index(Wanted::Http(reg.clone())));
             }
         }
         for m in &config.mirrors {
@@ -167,7 +170,24 @@ impl Schemas {
                 // Named after the peer, known only once connected.
                 alertmesh_mirror::Source::Gateway(_) => None,
             });
-            let registry = m.schema_registry.as_ref().map(&mut index);
+            let confluent = written
+                .as_ref()
+                .and_then(|w| config.topic(w))
+                .is_some_and(|t| t.format == Format::AvroConfluent);
+            let registry = match (&m.schema_registry, &m.spec.source) {
+                (Some(reg), _) => Some(index(Wanted::Http(reg.clone()))),
+                // A Confluent-framed copy of a peer's topic: the peer knows its ids.
+                (None, alertmesh_mirror::Source::Gateway(g)) if confluent => {
+                    let options = crate::mirrors::source_options(m)
+                        .map_err(|e| internal(format!("mirror {}: {e}", m.spec.name)))?;
+                    Some(index(Wanted::Peer {
+                        url: g.url.clone(),
+                        topic: g.topic.clone(),
+                        options: Box::new(options),
+                    }))
+                }
+                _ => None,
+            };
             let mapped = m.spec.translate.as_ref().and_then(|mapping| {
                 let target = mapping.target();
                 let id = mapped_id(target.fingerprint());
@@ -201,7 +221,7 @@ impl Schemas {
         }
         let registries = sources
             .iter()
-            .map(|s| RegistryClient::new(s, timeout).map_err(internal))
+            .map(|s| s.client(timeout).map_err(internal))
             .collect::<crate::Result<Vec<_>>>()?;
         let runtime =
             if registries.is_empty() {
@@ -274,6 +294,42 @@ impl Schemas {
             .learn(id, t.registries.clone())
             .await?;
         Ok(k)
+    }
+}
+
+/// A registry a source asks for: configured, or the source gateway itself.
+enum Wanted {
+    Http(RegistrySource),
+    Peer {
+        url: String,
+        topic: String,
+        options: Box<alertmesh_client::Options>,
+    },
+}
+
+impl Wanted {
+    fn same(&self, other: &Wanted) -> bool {
+        match (self, other) {
+            (Wanted::Http(a), Wanted::Http(b)) => a == b,
+            (
+                Wanted::Peer { url, topic, .. },
+                Wanted::Peer {
+                    url: u, topic: t, ..
+                },
+            ) => url == u && topic == t,
+            _ => false,
+        }
+    }
+
+    fn client(&self, timeout: Duration) -> Result<RegistryClient, String> {
+        Ok(match self {
+            Wanted::Http(source) => RegistryClient::Http(HttpRegistry::new(source, timeout)?),
+            Wanted::Peer {
+                url,
+                topic,
+                options,
+            } => RegistryClient::Peer(Box::new(PeerRegistry::new(url, topic, options, timeout)?)),
+        })
     }
 }
 

@@ -332,21 +332,37 @@ async fn a_three_gateway_chain_decodes_where_only_the_first_has_the_schemas() ->
             .extra(topic),
     )
     .await?;
-    let hop = |name: &str, bootstrap: &str, upstream: &Gateway| {
-        GatewaySpec::new(name, bootstrap).extra(topic).extra(&format!(
-            "[[mirrors]]\nname = \"up\"\ndestination = \"lsst.alerts\"\nstart = \"earliest\"\n\
-             [mirrors.source]\ngateway = {:?}\ntopic = \"lsst.alerts\"\nschema_registry = \"http://{}\"\n",
-            upstream.grpc_url(),
-            upstream.http_addr()
-        ))
+    // The middle hop names the first one's registry API; the last names nothing and asks
+    // its source gateway (GetSchema).
+    let hop = |name: &str, bootstrap: &str, upstream: &Gateway, registry: bool| {
+        let registry = if registry {
+            format!("schema_registry = \"http://{}\"\n", upstream.http_addr())
+        } else {
+            String::new()
+        };
+        GatewaySpec::new(name, bootstrap)
+            .extra(topic)
+            .extra(&format!(
+                "[[mirrors]]\nname = \"up\"\ndestination = \"lsst.alerts\"\nstart = \"earliest\"\n\
+             [mirrors.source]\ngateway = {:?}\ntopic = \"lsst.alerts\"\n{registry}",
+                upstream.grpc_url(),
+            ))
     };
     let lasair_broker = Broker::start("lasair").await?;
-    let lasair = Gateway::start(&hop("lasair", &lasair_broker.bootstrap(), &rubin)).await?;
+    let lasair = Gateway::start(&hop("lasair", &lasair_broker.bootstrap(), &rubin, true)).await?;
     let fink_broker = Broker::start("fink").await?;
-    let fink = Gateway::start(&hop("fink", &fink_broker.bootstrap(), &lasair)).await?;
+    let fink = Gateway::start(&hop("fink", &fink_broker.bootstrap(), &lasair, false)).await?;
     settle(&fink_broker, "lsst.alerts", 3, alerts.len()).await?;
     // The last hop decodes every alert, its schemas learned through the middle one.
     ensure!(served_ids(&fink, "lsst.alerts").await? == dia_source_ids(&alerts));
+    let learned = fink.metrics().await?.value(
+        "alertmesh_schema_registry_lookups_total",
+        &[("result", "ok")],
+    );
+    ensure!(
+        learned == 3.0,
+        "fink asked its source for 3 ids, not {learned}"
+    );
     for g in [&lasair, &fink] {
         let (status, body) = http_get(&g.http_addr(), "/schemas/ids/701").await?;
         ensure!(

@@ -33,8 +33,34 @@ pub(crate) enum FetchError {
     Garbage(String),
 }
 
-/// One registry: where it is and how to authenticate.
-pub(crate) struct RegistryClient {
+/// Where a source's schema ids are looked up: a registry over HTTP, or a source
+/// gateway's `GetSchema`.
+#[derive(Debug)]
+pub(crate) enum RegistryClient {
+    Http(HttpRegistry),
+    Peer(Box<super::peer::PeerRegistry>),
+}
+
+impl RegistryClient {
+    /// The registry's base URL, or the source gateway's URL (no secret in either).
+    pub(crate) fn url(&self) -> &str {
+        match self {
+            RegistryClient::Http(h) => &h.url,
+            RegistryClient::Peer(p) => p.url(),
+        }
+    }
+
+    /// The schema text registered under `id`.
+    pub(crate) async fn schema(&self, id: u32) -> Result<String, FetchError> {
+        match self {
+            RegistryClient::Http(h) => h.schema(id).await,
+            RegistryClient::Peer(p) => p.schema(id).await,
+        }
+    }
+}
+
+/// One HTTP registry: where it is and how to authenticate.
+pub(crate) struct HttpRegistry {
     url: String,
     host: String,
     port: u16,
@@ -47,16 +73,16 @@ pub(crate) struct RegistryClient {
     timeout: Duration,
 }
 
-impl std::fmt::Debug for RegistryClient {
+impl std::fmt::Debug for HttpRegistry {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("RegistryClient")
+        f.debug_struct("HttpRegistry")
             .field("url", &self.url)
             .field("authenticated", &self.authorization.is_some())
             .finish_non_exhaustive()
     }
 }
 
-impl RegistryClient {
+impl HttpRegistry {
     /// A client for `source`; its credential, token and CA files are read now.
     pub(crate) fn new(source: &RegistrySource, timeout: Duration) -> Result<Self, String> {
         let url = &source.url;
@@ -112,7 +138,7 @@ impl RegistryClient {
             (None, Some(file)) => Some(format!("Bearer {}", read(file)?)),
             (None, None) => None,
         };
-        Ok(RegistryClient {
+        Ok(HttpRegistry {
             url: url.clone(),
             prefix: uri.path().trim_end_matches('/').to_owned(),
             authority: uri.authority().map_or(String::new(), |a| a.to_string()),
@@ -124,13 +150,8 @@ impl RegistryClient {
         })
     }
 
-    /// The registry's base URL (as configured; it holds no secret).
-    pub(crate) fn url(&self) -> &str {
-        &self.url
-    }
-
     /// The schema text registered under `id`.
-    pub(crate) async fn schema(&self, id: u32) -> Result<String, FetchError> {
+    async fn schema(&self, id: u32) -> Result<String, FetchError> {
         let path = format!("{}/schemas/ids/{id}", self.prefix);
         let (status, body) = tokio::time::timeout(self.timeout, self.get(&path))
             .await
