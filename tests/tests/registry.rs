@@ -11,7 +11,7 @@ use alertmesh_tests::cli::json_lines;
 use alertmesh_tests::fixtures::now_ms;
 use alertmesh_tests::kafka::{assigned_consumer, read_to_eof_with};
 use alertmesh_tests::metrics::http_get;
-use alertmesh_tests::registry::{lsst_fixture_schemas, lsst_fixtures, SchemaRegistry};
+use alertmesh_tests::registry::{lsst_fixture_schemas, lsst_fixtures, Mode, SchemaRegistry};
 use alertmesh_tests::{Broker, Gateway, GatewaySpec, Record};
 use anyhow::{bail, ensure, Context, Result};
 use bytes::Bytes;
@@ -303,6 +303,36 @@ async fn a_raw_lsst_stream_decodes_with_schemas_from_a_registry_and_survives_its
     );
     let m = fink.metrics().await?;
     ensure!(lookups(&m, "unavailable") >= 1.0);
+
+    // Back, but answering garbage (id 1000), then never answering (id 1001): each a dead
+    // letter saying so, counted; the mirror goes on and known ids still copy.
+    registry.resume().await?;
+    let body = more[0].payload[5..].to_vec();
+    let with_id = |id: u32| [&[0][..], &id.to_be_bytes(), &body].concat();
+    for (mode, id, words, result, dead_letters) in [
+        (Mode::Garbage, 1000u32, "garbage", "garbage", 4),
+        (Mode::Hang, 1001, "no answer within", "unavailable", 5),
+    ] {
+        registry.set_mode(mode);
+        let mut batch = framed(&alerts[..1], now_ms())?;
+        batch.push(raw(with_id(id), 0));
+        survey.produce_all("lsst.raw", &batch).await?;
+        let dead = settle(&broker, "lsst.alerts.dlq", 3, dead_letters).await?;
+        ensure!(
+            dead.iter().any(|d| d
+                .headers
+                .get("am-error")
+                .is_some_and(|e| e.contains(&format!("schema id {id}")) && e.contains(words))),
+            "{mode:?}: {:?}",
+            dead.iter()
+                .map(|d| d.headers.get("am-error"))
+                .collect::<Vec<_>>()
+        );
+        let m = fink.metrics().await?;
+        ensure!(lookups(&m, result) >= 1.0, "{result}");
+    }
+    let copied = settle(&broker, "lsst.alerts", 3, 16).await?;
+    ensure!(copied.len() == 16, "{}", copied.len());
     Ok(())
 }
 
