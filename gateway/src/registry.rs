@@ -43,6 +43,10 @@ const RETRY_AFTER: Duration = Duration::from_secs(5);
 /// grow memory).
 const MAX_FAILURES: usize = 4096;
 
+/// Schemas learned from registries at most: a hostile source naming ever new ids (that a
+/// hostile registry answers) cannot grow memory without bound.
+const MAX_LEARNED: usize = 10_000;
+
 /// The id of a `[[mappings]]` schema with this fingerprint.
 pub(crate) fn mapped_id(fingerprint: u64) -> u32 {
     MAPPED_IDS.start + (fingerprint % u64::from(MAPPED_IDS.start)) as u32
@@ -392,6 +396,12 @@ impl Inner {
         for &i in registries {
             let registry = &self.registries[i];
             match registry.schema(id).await {
+                Ok(_) if self.known().len() >= MAX_LEARNED => {
+                    self.metrics.count(LookupResult::garbage);
+                    last = FetchError::Garbage(format!(
+                        "more than {MAX_LEARNED} schema ids learned; not keeping more"
+                    ));
+                }
                 Ok(text) => match WriterSchema::parse(&text) {
                     Ok(parsed) => {
                         self.metrics.count(LookupResult::ok);
