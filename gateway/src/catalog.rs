@@ -85,6 +85,8 @@ impl Catalog {
                 format: t.format.to_string(),
                 description: t.description.clone(),
                 partitions,
+                // Filled in by the service, which knows the schemas.
+                ..Default::default()
             })
             .collect()
     }

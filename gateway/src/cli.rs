@@ -73,6 +73,18 @@ pub enum Command {
         #[arg(long, value_name = "FILE")]
         out: Option<PathBuf>,
     },
+    /// Print a topic's Avro schema under a Confluent schema id (its latest without --id):
+    /// one JSON object with topic, subject, id, format, fingerprint and schema.
+    Schema {
+        #[command(flatten)]
+        gateway: GatewayArg,
+        /// Exposed topic.
+        #[arg(long)]
+        topic: String,
+        /// Confluent schema id, e.g. 1100 for LSST 11.0.
+        #[arg(long)]
+        id: Option<u32>,
+    },
     /// Decode alert files locally: one JSON line per alert with key, namespace, schema,
     /// position and the alert.
     Inspect(InspectArgs),
@@ -214,6 +226,7 @@ pub async fn run_client(command: Command) -> ExitCode {
             out,
         } => commands::fetch(&gateway, &alert_ref, format, out).await,
         Command::Describe { gateway } => commands::describe(&gateway).await,
+        Command::Schema { gateway, topic, id } => commands::schema(&gateway, &topic, id).await,
         Command::Creds(cmd) => creds::run(cmd).await,
         Command::Mirror(cmd) => mesh::mirror(cmd).await,
         Command::Directory { gateway, json } => mesh::directory(gateway, json).await,

@@ -14,12 +14,14 @@ mod files;
 mod mirrors;
 mod properties;
 mod reader;
+mod registry;
 mod security;
 
 pub use mirrors::MirrorConfig;
 pub(crate) use properties::kafka_error_text;
 pub use properties::Secrets;
 use reader::Reader;
+pub use registry::RegistrySource;
 pub use security::{AuthConfig, TlsConfig, TrustedPeer};
 
 /// Exit code for a configuration that cannot be used (sysexits `EX_USAGE`).
@@ -135,6 +137,8 @@ pub struct TopicConfig {
     pub description: String,
     /// Readable (subscribe, fetch) without a token.
     pub public: bool,
+    /// Where its Confluent-framed payloads' schema ids are registered.
+    pub schema_registry: Option<RegistrySource>,
 }
 
 impl Config {
@@ -389,6 +393,7 @@ impl Config {
                     });
             let description = r.string(&mut t, &path, "description", Some(String::new()));
             let public = r.bool(&mut t, &path, "public", false);
+            let schema_registry = registry::read(r, &mut t, &path, base);
             r.unknown(t, &path);
             if let (Some(name), Some(namespace), Some(format), Some(description)) =
                 (name, namespace, format, description)
@@ -399,6 +404,7 @@ impl Config {
                     format,
                     description,
                     public,
+                    schema_registry,
                 });
             }
         }

@@ -1,5 +1,7 @@
 //! The HTTP side port: `/metrics` (Prometheus text), `/healthz` (liveness) and `/readyz`
-//! (Kafka reachable), `/.well-known/jwks.json` (this gateway's public keys, with `[auth]`).
+//! (Kafka reachable), `/.well-known/jwks.json` (this gateway's public keys, with `[auth]`),
+//! and the read-only schema registry API (`/schemas/...`, `/subjects/...`, see
+//! [`crate::registry::api`]).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -19,6 +21,7 @@ use crate::auth::Auth;
 use crate::kafka::cluster::Cluster;
 use crate::metrics::Metrics;
 use crate::mirrors::Mirrors;
+use crate::registry::{api, Schemas};
 
 /// What the side port reports on.
 #[derive(Debug)]
@@ -31,6 +34,8 @@ pub(crate) struct Parts {
     pub(crate) auth: Option<Arc<Auth>>,
     /// Cancelled when the gateway starts stopping.
     pub(crate) stopping: CancellationToken,
+    /// The schemas served by the registry API.
+    pub(crate) schemas: Schemas,
 }
 
 struct Http {
@@ -53,13 +58,19 @@ pub(crate) async fn serve<L>(
     let mut registry = Registry::default();
     parts.metrics.register(&mut registry);
     parts.mirrors.metrics().register(&mut registry);
+    parts.schemas.metrics().register(&mut registry);
+    let schema_api = api::routes(api::Api {
+        schemas: parts.schemas.clone(),
+        auth: parts.auth.clone(),
+    });
     let shared = Arc::new(Http { parts, registry });
     let app = Router::new()
         .route("/metrics", get(metrics))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/.well-known/jwks.json", get(jwks))
-        .with_state(shared);
+        .with_state(shared)
+        .merge(schema_api);
     let connections = TaskTracker::new();
     loop {
         let (io, _peer) = tokio::select! {

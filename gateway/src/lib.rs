@@ -22,7 +22,9 @@
 //! - `auth`: token and mutual-TLS authentication, scope checks, stream revocation.
 //! - `creds`: issued credentials and revocations in Kafka.
 //! - `tls`: TLS on both ports.
-//! - `http`: the side port: `/metrics`, `/healthz`, `/readyz`, the JWKS.
+//! - `http`: the side port: `/metrics`, `/healthz`, `/readyz`, the JWKS, the schema
+//!   registry API.
+//! - `registry`: Confluent schema ids: learned from registries, served to clients.
 //! - `metrics`: what is counted, for Prometheus.
 //! - `error`: [`Error`], and its one mapping to gRPC status codes.
 
@@ -43,6 +45,7 @@ mod metrics;
 mod mirrors;
 mod provenance;
 mod record;
+mod registry;
 mod server;
 mod service;
 mod subscription;

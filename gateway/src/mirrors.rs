@@ -163,24 +163,30 @@ impl Mirrors {
 fn with_credentials(m: &MirrorConfig) -> Result<alertmesh_mirror::MirrorSpec> {
     let mut spec = m.spec.clone();
     if let Source::Gateway(g) = &mut spec.source {
-        let fail =
-            |e: alertmesh_client::Error| Error::Internal(format!("mirror {}: {e}", spec_name(m)));
-        g.options = alertmesh_client::Options {
-            token: m
-                .token_file
-                .as_ref()
-                .map(alertmesh_client::Token::from_file)
-                .transpose()
-                .map_err(fail)?,
-            ca: m.ca.clone(),
-            cert: m.cert.clone(),
-            key: m.key.clone(),
-            ..Default::default()
-        };
+        g.options = source_options(m)
+            .map_err(|e| Error::Internal(format!("mirror {}: {e}", spec_name(m))))?;
         // Checks the URL and loads the TLS files now, so a bad one stops the gateway.
-        alertmesh_client::Gateway::new(&g.url, &g.options).map_err(fail)?;
+        alertmesh_client::Gateway::new(&g.url, &g.options)
+            .map_err(|e| Error::Internal(format!("mirror {}: {e}", spec_name(m))))?;
     }
     Ok(spec)
+}
+
+/// How a gateway source is reached: its token (read now) and TLS files.
+pub(crate) fn source_options(
+    m: &MirrorConfig,
+) -> std::result::Result<alertmesh_client::Options, alertmesh_client::Error> {
+    Ok(alertmesh_client::Options {
+        token: m
+            .token_file
+            .as_ref()
+            .map(alertmesh_client::Token::from_file)
+            .transpose()?,
+        ca: m.ca.clone(),
+        cert: m.cert.clone(),
+        key: m.key.clone(),
+        ..Default::default()
+    })
 }
 
 fn spec_name(m: &MirrorConfig) -> &str {

@@ -19,11 +19,12 @@ use crate::fetch::Fetcher;
 use crate::kafka::cluster::Cluster;
 use crate::kafka::Kafka;
 use crate::metrics::Metrics;
+use crate::registry::Schemas;
 use crate::service::MeshService;
 use crate::subscription::{self, Subscriptions};
 use crate::tail::Tails;
 use crate::{http, mirrors, service};
-use alertmesh_alert::{Decoder, SchemaDir};
+use alertmesh_alert::Decoder;
 
 /// Runs a gateway until `shutdown` is cancelled, then drains open streams for the
 /// configured grace period.
@@ -60,7 +61,8 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
         &config.limits,
         streams.clone(),
     )?;
-    let decoder = Arc::new(decoder(&config)?);
+    let schemas = Schemas::new(&config)?;
+    let decoder = Arc::new(Decoder::with_resolver(Arc::new(schemas.clone())));
     let catalog = Arc::new(Catalog::new(
         &gw.name,
         config.topics.clone(),
@@ -125,6 +127,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
             tls: config.tls.is_some(),
         },
         mirrors: Arc::clone(&mirrors),
+        schemas: schemas.clone(),
         tasks: tasks.clone(),
     });
     tracing::info!(
@@ -148,6 +151,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
         cluster,
         auth: auth.clone(),
         stopping: streams.clone(),
+        schemas,
     };
     let limits = &config.limits;
     match &config.tls {
@@ -221,16 +225,4 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
     }
     tracing::info!("gateway stopped");
     Ok(())
-}
-
-/// The payload decoder: Confluent schema ids resolve from `alert.schema_dir` when set.
-fn decoder(config: &Config) -> crate::Result<Decoder> {
-    match &config.alert.schema_dir {
-        None => Ok(Decoder::new()),
-        Some(dir) => {
-            let schemas = SchemaDir::load(dir)
-                .map_err(|e| crate::Error::Internal(format!("alert.schema_dir: {e}")))?;
-            Ok(Decoder::with_resolver(Arc::new(schemas)))
-        }
-    }
 }

@@ -8,6 +8,7 @@
 //! - `admin.rs`: `IssueCredential`, `ListCredentials`, `RevokeCredential`.
 //! - `mirror_status.rs`: `MirrorStatus`.
 //! - `provenance.rs`: `Provenance`.
+//! - `schema.rs`: `GetSchema`.
 //! - `request_limit.rs`: what a client can make the gateway buffer while a request arrives.
 
 use std::net::SocketAddr;
@@ -26,6 +27,7 @@ use crate::catalog::Catalog;
 use crate::fetch::Fetcher;
 use crate::kafka::cluster::Cluster;
 use crate::mirrors::Mirrors;
+use crate::registry::Schemas;
 use crate::subscription::Subscriptions;
 
 mod admin;
@@ -35,6 +37,7 @@ mod fetch;
 mod mirror_status;
 mod provenance;
 mod request_limit;
+mod schema;
 mod subscribe;
 
 pub(crate) use request_limit::RequestLimitLayer;
@@ -59,6 +62,8 @@ pub(crate) struct Parts {
     pub(crate) admin: Admin,
     pub(crate) mirrors: Arc<Mirrors>,
     pub(crate) provenance: crate::provenance::Provenance,
+    /// The topics' Confluent schema ids (`GetSchema`, and the topic listing).
+    pub(crate) schemas: Schemas,
     /// Where stream guards run, so shutdown waits for them.
     pub(crate) tasks: TaskTracker,
 }
@@ -178,5 +183,12 @@ impl v1::alert_mesh_server::AlertMesh for GatewayService {
         req: Request<v1::RevokeCredentialRequest>,
     ) -> Result<Response<v1::RevokeCredentialResponse>, Status> {
         admin::revoke_credential(self, req).await
+    }
+
+    async fn get_schema(
+        &self,
+        req: Request<v1::GetSchemaRequest>,
+    ) -> Result<Response<v1::SchemaInfo>, Status> {
+        schema::get_schema(self, req).await
     }
 }

@@ -15,6 +15,8 @@
 //! - [`client`]: Subscribe request builders, stream collection, alert checks.
 //! - [`mesh`]: the `Mesh::new("lasair").topic(..).ztf_alerts().start()` builder.
 //! - [`kafka`]: direct Kafka reads, the baseline for the benchmark.
+//! - [`registry`]: a tiny read-only Confluent schema registry serving the LSST fixture
+//!   schemas by id, that can go down and come back.
 //! - [`netns`]: a network namespace and veth pair, to cut a gateway off from its peers.
 
 pub mod auth;
@@ -30,6 +32,7 @@ pub mod mesh;
 pub mod metrics;
 pub mod netns;
 pub mod process;
+pub mod registry;
 
 pub use broker::{Broker, Produced, Record};
 pub use gateway::{Gateway, GatewaySpec, Ready};

@@ -9,18 +9,35 @@ use tokio::net::TcpStream;
 
 /// Sends `GET path` to `addr` and returns the status code and body.
 pub async fn http_get(addr: &str, path: &str) -> Result<(u16, String)> {
-    get(addr, path, None).await
+    get(addr, path, None, None).await
 }
 
 /// [`http_get`] over TLS with `tls` (its ALPN is set to HTTP/1.1 here).
 pub async fn https_get(addr: &str, path: &str, tls: rustls::ClientConfig) -> Result<(u16, String)> {
-    get(addr, path, Some(tls)).await
+    get(addr, path, Some(tls), None).await
 }
 
-async fn get(addr: &str, path: &str, tls: Option<rustls::ClientConfig>) -> Result<(u16, String)> {
+/// [`https_get`] with `Authorization: Bearer <token>` when a token is given.
+pub async fn https_get_with_token(
+    addr: &str,
+    path: &str,
+    tls: rustls::ClientConfig,
+    token: Option<&str>,
+) -> Result<(u16, String)> {
+    get(addr, path, Some(tls), token).await
+}
+
+async fn get(
+    addr: &str,
+    path: &str,
+    tls: Option<rustls::ClientConfig>,
+    token: Option<&str>,
+) -> Result<(u16, String)> {
     let exchange = async {
         let tcp = TcpStream::connect(addr).await?;
-        let request = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
+        let auth = token.map_or(String::new(), |t| format!("Authorization: Bearer {t}\r\n"));
+        let request =
+            format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\n{auth}Connection: close\r\n\r\n");
         let mut raw = Vec::new();
         match tls {
             None => {

@@ -362,6 +362,7 @@ mod hostile {
                     format: "avro-ocf".into(),
                     description: self.message.clone(),
                     partitions: 1,
+                    ..Default::default()
                 }],
             }))
         }
@@ -409,6 +410,10 @@ mod hostile {
             &self,
             _: Request<v1::RevokeCredentialRequest>,
         ) -> Answer<v1::RevokeCredentialResponse> {
+            Err(Status::unimplemented(self.message.clone()))
+        }
+
+        async fn get_schema(&self, _: Request<v1::GetSchemaRequest>) -> Answer<v1::SchemaInfo> {
             Err(Status::unimplemented(self.message.clone()))
         }
     }

@@ -346,6 +346,14 @@ impl alert_mesh_server::AlertMesh for Hostile {
         self.record("RevokeCredential", &req);
         Err(tonic::Status::unimplemented(""))
     }
+
+    async fn get_schema(
+        &self,
+        req: tonic::Request<v1::GetSchemaRequest>,
+    ) -> Result<tonic::Response<v1::SchemaInfo>, tonic::Status> {
+        self.record("GetSchema", &req);
+        Err(tonic::Status::unimplemented(""))
+    }
 }
 
 /// Serves `gateway` on a free 127.0.0.1 port until the test ends.

@@ -26,6 +26,7 @@ from alertmesh.models import (
     GatewayInfo,
     MirrorStatus,
     Peer,
+    SchemaInfo,
     Skipped,
     TopicInfo,
 )
@@ -52,6 +53,7 @@ __all__ = [
     "PermissionDenied",
     "ProvenanceGraph",
     "ResourceExhausted",
+    "SchemaInfo",
     "Skipped",
     "Subscription",
     "TopicInfo",

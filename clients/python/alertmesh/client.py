@@ -14,7 +14,7 @@ from alertmesh._proto import alertmesh_pb2 as pb
 from alertmesh._proto import alertmesh_pb2_grpc as pb_grpc
 from alertmesh.decode import decode_payload, mesh_key
 from alertmesh.errors import AlertmeshError, from_rpc_error
-from alertmesh.models import Alert, Directory, GatewayInfo, MirrorStatus, Skipped, TopicInfo
+from alertmesh.models import Alert, Directory, GatewayInfo, MirrorStatus, SchemaInfo, Skipped, TopicInfo
 from alertmesh.positions import EndSpec, StartSpec, offsets_pb, to_end, to_start
 from alertmesh.provenance import ProvenanceGraph
 from alertmesh.stream import Backoff, Decode, Subscription
@@ -142,6 +142,15 @@ class Gateway:
     def describe(self) -> GatewayInfo:
         """The gateway's name, version, endpoints, topics, auth methods and peers."""
         return GatewayInfo.from_pb(self._unary(self._stub.DescribeGateway, pb.DescribeGatewayRequest()))
+
+    def schema(self, topic: str, id: int | None = None) -> SchemaInfo:
+        """The Avro schema of ``topic`` under Confluent schema id ``id`` (the topic's latest
+        id when ``None``), as ``alertmesh schema`` prints it. Needs read access to the topic.
+        """
+        req = pb.GetSchemaRequest(topic=topic)
+        if id is not None:
+            req.id = id
+        return SchemaInfo.from_pb(self._unary(self._stub.GetSchema, req))
 
     def mirror_status(self) -> list[MirrorStatus]:
         """The gateway's mirror jobs: state, positions, lag and counters (as ``alertmesh mirror status``).

@@ -20,10 +20,37 @@ class TopicInfo:
     description: str
     #: Partition count as Kafka reports it; 0 when the gateway cannot reach Kafka.
     partitions: int
+    #: Confluent schema ids known for the topic, ascending (Confluent-framed or translated topics).
+    schema_ids: tuple[int, ...] = ()
+    #: Base URL of the gateway's Confluent-compatible registry API serving them; "" without ids.
+    schema_registry: str = ""
 
     @classmethod
     def from_pb(cls, m: pb.TopicInfo) -> TopicInfo:
-        return cls(m.name, m.namespace, m.format, m.description, m.partitions)
+        return cls(
+            m.name, m.namespace, m.format, m.description, m.partitions,
+            tuple(m.schema_ids), m.schema_registry,
+        )
+
+
+@dataclass(frozen=True)
+class SchemaInfo:
+    """A topic's Avro schema under a Confluent schema id (``Gateway.schema``)."""
+
+    topic: str
+    #: The registry subject, ``<topic>-value``.
+    subject: str
+    id: int
+    #: The schema language, ``AVRO``.
+    format: str
+    #: The schema as JSON text (``json.loads`` it, or hand it to ``fastavro.parse_schema``).
+    schema: str
+    #: Rabin fingerprint of its canonical form, 16 hex digits (as in the ``am-schema`` header).
+    fingerprint: str
+
+    @classmethod
+    def from_pb(cls, m: pb.SchemaInfo) -> SchemaInfo:
+        return cls(m.topic, m.subject, m.id, m.format, m.schema, m.fingerprint)
 
 
 @dataclass(frozen=True)

@@ -146,6 +146,7 @@ pub(super) async fn topics(gateway: &GatewayArg, json: bool) -> Result<(), Strin
             let v = serde_json::json!({
                 "name": t.name, "namespace": t.namespace, "format": t.format,
                 "partitions": t.partitions, "description": t.description,
+                "schema_ids": t.schema_ids, "schema_registry": t.schema_registry,
             });
             lines.push(v.to_string());
         }
@@ -251,10 +252,33 @@ pub(super) async fn describe(gateway: &GatewayArg) -> Result<(), String> {
         "endpoints": d.endpoints.iter().map(|e| serde_json::json!({"kind": e.kind, "url": e.url})).collect::<Vec<_>>(),
         "topics": d.topics.iter().map(|t| serde_json::json!({
             "name": t.name, "namespace": t.namespace, "format": t.format, "partitions": t.partitions,
+            "schema_ids": t.schema_ids, "schema_registry": t.schema_registry,
         })).collect::<Vec<_>>(),
         "auth": d.auth.iter().map(|a| serde_json::json!({"kind": a.kind, "params": a.params})).collect::<Vec<_>>(),
         "topics_need_token": hidden,
     });
     let text = serde_json::to_string_pretty(&v).map_err(|e| e.to_string())?;
     writeln!(io::stdout().lock(), "{text}").or_else(|e| write_err(e).map_or(Ok(()), Err))
+}
+
+pub(super) async fn schema(
+    gateway: &GatewayArg,
+    topic: &str,
+    id: Option<u32>,
+) -> Result<(), String> {
+    let mut client = connect(gateway).await?;
+    let s = client
+        .grpc()
+        .get_schema(v1::GetSchemaRequest {
+            topic: topic.to_owned(),
+            id,
+        })
+        .await
+        .map_err(|s| status_line(&s))?
+        .into_inner();
+    let v = serde_json::json!({
+        "topic": s.topic, "subject": s.subject, "id": s.id, "format": s.format,
+        "fingerprint": s.fingerprint, "schema": s.schema,
+    });
+    writeln!(io::stdout().lock(), "{v}").or_else(|e| write_err(e).map_or(Ok(()), Err))
 }

@@ -170,6 +170,7 @@ pub(super) async fn directory(gateway: GatewayArg, as_json: bool) -> Result<(), 
                 "endpoints": d.endpoints.iter().map(|e| json!({"kind": e.kind, "url": e.url})).collect::<Vec<_>>(),
                 "topics": d.topics.iter().map(|t| json!({
                     "name": t.name, "namespace": t.namespace, "format": t.format, "partitions": t.partitions,
+                    "schema_ids": t.schema_ids, "schema_registry": t.schema_registry,
                 })).collect::<Vec<_>>(),
                 "auth": d.auth.iter().map(|a| json!({"kind": a.kind, "params": a.params})).collect::<Vec<_>>(),
                 "peers": d.peers.iter().map(|p| json!({"name": p.name, "url": p.url, "relation": p.relation})).collect::<Vec<_>>(),

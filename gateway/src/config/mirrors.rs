@@ -26,6 +26,9 @@ pub struct MirrorConfig {
     /// Client certificate and key, for sources that require mutual TLS.
     pub cert: Option<PathBuf>,
     pub key: Option<PathBuf>,
+    /// Where the source's Confluent schema ids are registered (for a gateway source, its
+    /// registry API, asked with `token_file`).
+    pub schema_registry: Option<super::RegistrySource>,
 }
 
 /// What mirrors are checked against: the local cluster they write into.
@@ -160,6 +163,17 @@ pub(super) fn read(
         let key = path(base, r.string(&mut src, &sat, "key", Some(String::new())));
         if cert.is_some() != key.is_some() {
             r.error(&format!("{sat}.cert"), "cert and key go together");
+        }
+        let mut schema_registry = super::registry::read(r, &mut src, &sat, base);
+        if let Some(reg) = &mut schema_registry {
+            // A gateway's registry API takes the same token as its gRPC port.
+            reg.token_file = token_file.clone();
+            if reg.credentials.is_some() && token_file.is_some() {
+                r.error(
+                    &format!("{sat}.schema_registry_credentials"),
+                    "a gateway source's registry is asked with its token_file; drop the credentials",
+                );
+            }
         }
         let source = match (gateway, kafka) {
             (Some(url), None) => {
@@ -297,6 +311,7 @@ pub(super) fn read(
                 ca,
                 cert,
                 key,
+                schema_registry,
             });
         }
     }

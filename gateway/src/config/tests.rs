@@ -499,3 +499,42 @@ mod files {
         assert!(!problems.contains("tls."), "{problems}");
     }
 }
+
+#[test]
+fn schema_registry_keys_are_checked_on_topics_and_mirror_sources() {
+    let with = |keys: &str| format!("{MINIMAL}{keys}\n");
+    let c = Config::parse(&with("schema_registry = \"http://127.0.0.1:8081/\""), &[]).unwrap();
+    let reg = c.topics[0].schema_registry.as_ref().unwrap();
+    assert_eq!(reg.url, "http://127.0.0.1:8081");
+    let all = Config::parse(
+        &with("schema_registry = \"https://registry.example\"\nschema_registry_credentials = \"/no/such/file\""),
+        &[],
+    )
+    .unwrap_err()
+    .join("\n");
+    assert!(
+        all.contains("topics[0].schema_registry_ca: an https:// registry needs"),
+        "{all}"
+    );
+    assert!(
+        all.contains("/no/such/file is not a readable file"),
+        "{all}"
+    );
+    let all = Config::parse(&with("schema_registry = \"ftp://x\""), &[])
+        .unwrap_err()
+        .join("\n");
+    assert!(
+        all.contains("topics[0].schema_registry: must be an http"),
+        "{all}"
+    );
+    let mirror = format!(
+        "{MINIMAL}[[mirrors]]\nname = \"m\"\ndestination = \"lsst.copy\"\n[mirrors.source]\n\
+         kafka = \"10.0.0.1:9092\"\ntopic = \"alerts\"\nnamespace = \"LSST:dia\"\n\
+         format = \"avro-confluent\"\nschema_registry = \"http://10.0.0.1:8081\"\n"
+    );
+    let c = Config::parse(&mirror, &[]).unwrap();
+    assert_eq!(
+        c.mirrors[0].schema_registry.as_ref().unwrap().url,
+        "http://10.0.0.1:8081"
+    );
+}

@@ -323,6 +323,7 @@ mod tests {
             format: Format::AvroOcf,
             description: String::new(),
             public: false,
+            schema_registry: None,
         }
     }
 

@@ -17,6 +17,30 @@ class Output(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
 OUTPUT_NATIVE: Output
 OUTPUT_JSON: Output
 
+class GetSchemaRequest(_message.Message):
+    __slots__ = ("topic", "id")
+    TOPIC_FIELD_NUMBER: _ClassVar[int]
+    ID_FIELD_NUMBER: _ClassVar[int]
+    topic: str
+    id: int
+    def __init__(self, topic: _Optional[str] = ..., id: _Optional[int] = ...) -> None: ...
+
+class SchemaInfo(_message.Message):
+    __slots__ = ("topic", "id", "format", "schema", "fingerprint", "subject")
+    TOPIC_FIELD_NUMBER: _ClassVar[int]
+    ID_FIELD_NUMBER: _ClassVar[int]
+    FORMAT_FIELD_NUMBER: _ClassVar[int]
+    SCHEMA_FIELD_NUMBER: _ClassVar[int]
+    FINGERPRINT_FIELD_NUMBER: _ClassVar[int]
+    SUBJECT_FIELD_NUMBER: _ClassVar[int]
+    topic: str
+    id: int
+    format: str
+    schema: str
+    fingerprint: str
+    subject: str
+    def __init__(self, topic: _Optional[str] = ..., id: _Optional[int] = ..., format: _Optional[str] = ..., schema: _Optional[str] = ..., fingerprint: _Optional[str] = ..., subject: _Optional[str] = ...) -> None: ...
+
 class SubscribeRequest(_message.Message):
     __slots__ = ("topic", "start", "end", "limit", "cursor", "max_batch_alerts", "max_batch_bytes", "ids", "cone", "filter", "output", "omit_cutouts", "resume")
     TOPIC_FIELD_NUMBER: _ClassVar[int]
@@ -184,18 +208,22 @@ class ListTopicsResponse(_message.Message):
     def __init__(self, topics: _Optional[_Iterable[_Union[TopicInfo, _Mapping]]] = ...) -> None: ...
 
 class TopicInfo(_message.Message):
-    __slots__ = ("name", "namespace", "format", "description", "partitions")
+    __slots__ = ("name", "namespace", "format", "description", "partitions", "schema_ids", "schema_registry")
     NAME_FIELD_NUMBER: _ClassVar[int]
     NAMESPACE_FIELD_NUMBER: _ClassVar[int]
     FORMAT_FIELD_NUMBER: _ClassVar[int]
     DESCRIPTION_FIELD_NUMBER: _ClassVar[int]
     PARTITIONS_FIELD_NUMBER: _ClassVar[int]
+    SCHEMA_IDS_FIELD_NUMBER: _ClassVar[int]
+    SCHEMA_REGISTRY_FIELD_NUMBER: _ClassVar[int]
     name: str
     namespace: str
     format: str
     description: str
     partitions: int
-    def __init__(self, name: _Optional[str] = ..., namespace: _Optional[str] = ..., format: _Optional[str] = ..., description: _Optional[str] = ..., partitions: _Optional[int] = ...) -> None: ...
+    schema_ids: _containers.RepeatedScalarFieldContainer[int]
+    schema_registry: str
+    def __init__(self, name: _Optional[str] = ..., namespace: _Optional[str] = ..., format: _Optional[str] = ..., description: _Optional[str] = ..., partitions: _Optional[int] = ..., schema_ids: _Optional[_Iterable[int]] = ..., schema_registry: _Optional[str] = ...) -> None: ...
 
 class DescribeGatewayRequest(_message.Message):
     __slots__ = ()

@@ -85,6 +85,11 @@ class AlertMeshStub(object):
                 request_serializer=alertmesh_dot___proto_dot_alertmesh__pb2.RevokeCredentialRequest.SerializeToString,
                 response_deserializer=alertmesh_dot___proto_dot_alertmesh__pb2.RevokeCredentialResponse.FromString,
                 _registered_method=True)
+        self.GetSchema = channel.unary_unary(
+                '/alertmesh.v1.AlertMesh/GetSchema',
+                request_serializer=alertmesh_dot___proto_dot_alertmesh__pb2.GetSchemaRequest.SerializeToString,
+                response_deserializer=alertmesh_dot___proto_dot_alertmesh__pb2.SchemaInfo.FromString,
+                _registered_method=True)
 
 
 class AlertMeshServicer(object):
@@ -170,6 +175,14 @@ class AlertMeshServicer(object):
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GetSchema(self, request, context):
+        """The Avro writer schema registered under a Confluent schema id for a topic (its
+        latest id when none is given): what the HTTP side port's registry API serves.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_AlertMeshServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -222,6 +235,11 @@ def add_AlertMeshServicer_to_server(servicer, server):
                     servicer.RevokeCredential,
                     request_deserializer=alertmesh_dot___proto_dot_alertmesh__pb2.RevokeCredentialRequest.FromString,
                     response_serializer=alertmesh_dot___proto_dot_alertmesh__pb2.RevokeCredentialResponse.SerializeToString,
+            ),
+            'GetSchema': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetSchema,
+                    request_deserializer=alertmesh_dot___proto_dot_alertmesh__pb2.GetSchemaRequest.FromString,
+                    response_serializer=alertmesh_dot___proto_dot_alertmesh__pb2.SchemaInfo.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -495,6 +513,33 @@ class AlertMesh(object):
             '/alertmesh.v1.AlertMesh/RevokeCredential',
             alertmesh_dot___proto_dot_alertmesh__pb2.RevokeCredentialRequest.SerializeToString,
             alertmesh_dot___proto_dot_alertmesh__pb2.RevokeCredentialResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetSchema(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/alertmesh.v1.AlertMesh/GetSchema',
+            alertmesh_dot___proto_dot_alertmesh__pb2.GetSchemaRequest.SerializeToString,
+            alertmesh_dot___proto_dot_alertmesh__pb2.SchemaInfo.FromString,
             options,
             channel_credentials,
             insecure,

@@ -1,0 +1,210 @@
+//! The read-only Confluent-compatible schema registry API of the HTTP side port, for the
+//! schemas of the topics this gateway exposes (subject `<topic>-value`).
+//!
+//! - `GET /schemas/ids/{id}` → `{"schema": "..."}`; `/schemas/ids/{id}/schema` → the schema.
+//! - `GET /subjects` → `["<topic>-value", ...]`; `/subjects/{s}/versions` → `[1, 2, ...]`.
+//! - `GET /subjects/{s}/versions/{v|latest}` → `{"subject","version","id","schema"}`;
+//!   with `/schema`, the schema alone.
+//!
+//! Versions number a topic's ids in ascending order. Auth follows the topic's: public, or
+//! a bearer token with a `subscribe` scope covering it.
+
+use std::sync::Arc;
+
+use alertmesh_auth::Action;
+use axum::extract::{Path, State};
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::Router;
+use serde_json::json;
+
+use super::{Known, Schemas};
+use crate::auth::{authorize_topic, Auth};
+
+/// The registry's content type.
+const CONTENT_TYPE: &str = "application/vnd.schemaregistry.v1+json";
+
+/// What the API needs: the schemas, and the gateway's token verification.
+#[derive(Debug, Clone)]
+pub(crate) struct Api {
+    pub(crate) schemas: Schemas,
+    pub(crate) auth: Option<Arc<Auth>>,
+}
+
+/// The API's routes, to merge into the side port's router.
+pub(crate) fn routes(api: Api) -> Router {
+    Router::new()
+        .route("/schemas/ids/{id}", get(by_id))
+        .route("/schemas/ids/{id}/schema", get(by_id_schema))
+        .route("/subjects", get(subjects))
+        .route("/subjects/{subject}/versions", get(versions))
+        .route("/subjects/{subject}/versions/{version}", get(version))
+        .route(
+            "/subjects/{subject}/versions/{version}/schema",
+            get(version_schema),
+        )
+        .with_state(Arc::new(api))
+}
+
+fn answer(status: StatusCode, body: String) -> Response {
+    (status, [(header::CONTENT_TYPE, CONTENT_TYPE)], body).into_response()
+}
+
+fn refusal(status: StatusCode, code: u32, message: &str) -> Response {
+    answer(
+        status,
+        json!({ "error_code": code, "message": message }).to_string(),
+    )
+}
+
+fn ok(value: serde_json::Value) -> Response {
+    answer(StatusCode::OK, value.to_string())
+}
+
+/// The exposed topics with schemas that the caller may read.
+async fn readable(api: &Api, headers: &HeaderMap) -> Result<Vec<String>, Response> {
+    let topics = api.schemas.topics_with_schemas();
+    let Some(auth) = &api.auth else {
+        return Ok(topics.into_iter().map(str::to_owned).collect());
+    };
+    let authorization = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok());
+    let caller = auth
+        .authenticate(authorization, None)
+        .await
+        .map_err(|e| refusal(StatusCode::UNAUTHORIZED, 40101, &e.to_string()))?;
+    Ok(topics
+        .into_iter()
+        .filter(|t| authorize_topic(Some(auth), &caller, Action::Subscribe, t).is_ok())
+        .map(str::to_owned)
+        .collect())
+}
+
+/// The schema registered as `id` for a topic the caller may read.
+async fn find(api: &Api, headers: &HeaderMap, id: &str) -> Result<(u32, Known), Response> {
+    let not_found = || refusal(StatusCode::NOT_FOUND, 40403, "Schema not found");
+    let id: u32 = id.parse().map_err(|_| not_found())?;
+    let mut unavailable = None;
+    for topic in readable(api, headers).await? {
+        match api.schemas.topic_schema(&topic, id).await {
+            Ok(k) => return Ok((id, k)),
+            Err(alertmesh_alert::Error::UnknownSchemaId(_)) => {}
+            Err(e) => unavailable = Some(e.to_string()),
+        }
+    }
+    // An upstream registry that could not answer is not "not found": clients retry a 5xx.
+    Err(match unavailable {
+        Some(reason) => refusal(StatusCode::SERVICE_UNAVAILABLE, 50003, &reason),
+        None => not_found(),
+    })
+}
+
+async fn by_id(
+    State(api): State<Arc<Api>>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Response {
+    match find(&api, &headers, &id).await {
+        Ok((_, k)) => ok(json!({ "schema": &*k.text })),
+        Err(r) => r,
+    }
+}
+
+async fn by_id_schema(
+    State(api): State<Arc<Api>>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Response {
+    match find(&api, &headers, &id).await {
+        Ok((_, k)) => answer(StatusCode::OK, k.text.to_string()),
+        Err(r) => r,
+    }
+}
+
+async fn subjects(State(api): State<Arc<Api>>, headers: HeaderMap) -> Response {
+    match readable(&api, &headers).await {
+        Ok(topics) => ok(json!(topics
+            .iter()
+            .map(|t| format!("{t}-value"))
+            .collect::<Vec<_>>())),
+        Err(r) => r,
+    }
+}
+
+/// The topic of `subject` and its ids, if the caller may read it.
+async fn subject_ids(
+    api: &Api,
+    headers: &HeaderMap,
+    subject: &str,
+) -> Result<(String, Vec<u32>), Response> {
+    let topic = subject.strip_suffix("-value").unwrap_or_default();
+    if !readable(api, headers).await?.iter().any(|t| t == topic) {
+        return Err(refusal(StatusCode::NOT_FOUND, 40401, "Subject not found"));
+    }
+    Ok((topic.to_owned(), api.schemas.topic_ids(topic)))
+}
+
+async fn versions(
+    State(api): State<Arc<Api>>,
+    headers: HeaderMap,
+    Path(subject): Path<String>,
+) -> Response {
+    match subject_ids(&api, &headers, &subject).await {
+        Ok((_, ids)) => ok(json!((1..=ids.len()).collect::<Vec<_>>())),
+        Err(r) => r,
+    }
+}
+
+/// The id and schema of one version of a subject.
+async fn one_version(
+    api: &Api,
+    headers: &HeaderMap,
+    subject: &str,
+    version: &str,
+) -> Result<(usize, u32, Known), Response> {
+    let (topic, ids) = subject_ids(api, headers, subject).await?;
+    let unknown = || refusal(StatusCode::NOT_FOUND, 40402, "Version not found");
+    let n = match version {
+        "latest" | "-1" => ids.len(),
+        v => v.parse::<usize>().map_err(|_| unknown())?,
+    };
+    let id = *n
+        .checked_sub(1)
+        .and_then(|i| ids.get(i))
+        .ok_or_else(unknown)?;
+    let known = api
+        .schemas
+        .topic_schema(&topic, id)
+        .await
+        .map_err(|_| unknown())?;
+    Ok((n, id, known))
+}
+
+async fn version(
+    State(api): State<Arc<Api>>,
+    headers: HeaderMap,
+    Path((subject, v)): Path<(String, String)>,
+) -> Response {
+    match one_version(&api, &headers, &subject, &v).await {
+        Ok((n, id, k)) => ok(json!({
+            "subject": subject,
+            "version": n,
+            "id": id,
+            "schema": &*k.text,
+        })),
+        Err(r) => r,
+    }
+}
+
+async fn version_schema(
+    State(api): State<Arc<Api>>,
+    headers: HeaderMap,
+    Path((subject, v)): Path<(String, String)>,
+) -> Response {
+    match one_version(&api, &headers, &subject, &v).await {
+        Ok((_, _, k)) => answer(StatusCode::OK, k.text.to_string()),
+        Err(r) => r,
+    }
+}
