@@ -75,8 +75,13 @@ type Item = Result<v1::AlertBatch, Status>;
 /// slot, for the final status).
 pub(super) const OUT_SLOTS: usize = 2;
 
-/// The size of a subscription's first batches, in bytes.
-const FIRST_BATCH_BYTES: usize = 64 << 10;
+/// The size of a subscription's first batches, in bytes: a client that never reads holds
+/// a few small batches (one alert each, for large alerts).
+const FIRST_BATCH_BYTES: usize = 16 << 10;
+
+/// Batch size (see `batch_bytes`) at which the client has shown it drains its stream:
+/// the subscription moves from its small Kafka read to a full one.
+const FULL_READ_AT: usize = 256 << 10;
 
 pub(super) struct Subscription {
     cluster: Cluster,
@@ -90,6 +95,8 @@ pub(super) struct Subscription {
     batch_bytes: usize,
     starts: Vec<(i32, StartAt)>,
     unread: Unread,
+    /// Whether its own read is a full one (see [`Cluster::read_full`]).
+    full: bool,
     out: mpsc::Sender<Item>,
     /// Room kept for the stream's final error, so it can be queued even behind batches
     /// a client never takes.
@@ -137,6 +144,7 @@ impl Subscription {
             batch_bytes: FIRST_BATCH_BYTES.min(bounds.max_bytes),
             starts,
             unread,
+            full: false,
             out,
             last: Some(last),
         }
@@ -234,10 +242,15 @@ impl Subscription {
                 let mut reader = Some(rx);
                 self.deliver(rs, &mut reader).await?;
                 match reader {
-                    Some(rx) => Ok(Mode::Own(rx)),
+                    Some(rx) => Ok(Mode::Own(self.grown(rx)?)),
                     None => {
-                        // Paused: wait for the client (the room is only looked at).
-                        drop(wait_until_read(&self.out, self.unread).await?);
+                        // Parked: no reader, small batches from here on; wait for the
+                        // client (the room is only looked at).
+                        self.batch_bytes = FIRST_BATCH_BYTES.min(self.bounds.max_bytes);
+                        self.metrics.parked_subscriptions.inc();
+                        let room = wait_until_read(&self.out, self.unread).await;
+                        self.metrics.parked_subscriptions.dec();
+                        drop(room?);
                         tracing::info!("client reads again; kafka reader restarted");
                         Ok(Mode::Own(self.own_reader()?))
                     }
@@ -266,17 +279,48 @@ impl Subscription {
         }
     }
 
-    /// Reads on its own from the positions reached so far; a partition not read yet
-    /// starts where the first reader did (the end, if it had none).
-    fn own_reader(&self) -> Result<mpsc::Receiver<ReaderEvent>, Stop> {
+    /// The reader to go on with: `rx`, or a full read from where this one is once the
+    /// client drains its stream (and the reader budget allows). What `rx` read beyond the
+    /// batches sent is read again.
+    fn grown(
+        &mut self,
+        rx: mpsc::Receiver<ReaderEvent>,
+    ) -> Result<mpsc::Receiver<ReaderEvent>, Stop> {
+        if self.full || self.batch_bytes < FULL_READ_AT.min(self.bounds.max_bytes) {
+            return Ok(rx);
+        }
+        let full = self
+            .cluster
+            .read_full(&self.ctx, &self.positions(), self.bounds)
+            .map_err(Stop::Failed)?;
+        match full {
+            Some(full) => {
+                tracing::debug!("client drains its stream; full kafka read started");
+                self.full = true;
+                Ok(full)
+            }
+            None => Ok(rx),
+        }
+    }
+
+    /// A small read on its own from the positions reached so far (see [`Cluster::read`]).
+    fn own_reader(&mut self) -> Result<mpsc::Receiver<ReaderEvent>, Stop> {
+        self.full = false;
+        self.cluster
+            .read(&self.ctx, &self.positions(), self.bounds, ReaderKind::own)
+            .map_err(Stop::Failed)
+    }
+
+    /// Where a read of its own starts: the positions reached so far; a partition not
+    /// read yet starts where the first reader did (the end, if it had none).
+    fn positions(&self) -> Vec<(i32, StartAt)> {
         let started = |p: i32| {
             self.starts
                 .iter()
                 .find(|(sp, _)| *sp == p)
                 .map_or(StartAt::End, |(_, s)| *s)
         };
-        let starts: Vec<(i32, StartAt)> = self
-            .progress
+        self.progress
             .partitions()
             .iter()
             .map(|p| {
@@ -287,10 +331,7 @@ impl Subscription {
                         .map_or_else(|| started(*p), StartAt::Offset),
                 )
             })
-            .collect();
-        self.cluster
-            .read(&self.ctx, &starts, self.bounds, ReaderKind::own)
-            .map_err(Stop::Failed)
+            .collect()
     }
 
     /// Sends the records this subscriber asked for, in batches bounded by count and bytes.
@@ -407,6 +448,10 @@ impl Subscription {
         bytes: usize,
         reader: &mut Option<mpsc::Receiver<ReaderEvent>>,
     ) -> Result<bool, Stop> {
+        // Until the client has shown it drains its stream, batches are copied out of the
+        // blocks they were read into: one that stops holds their bytes only, not the
+        // 256 KiB chunks around them (nor the tail's).
+        let compact = self.batch_bytes < FULL_READ_AT;
         // Batches start small and grow while the client takes each one before the next is
         // ready: a client that never reads holds small batches only.
         if self.out.capacity() == OUT_SLOTS {
@@ -423,6 +468,7 @@ impl Subscription {
             }
         };
         let framed = alerts.finish();
+        let framed = if compact { compacted(framed) } else { framed };
         let n = framed.alerts() as u64;
         room.send(Ok(v1::AlertBatch {
             alerts: Vec::new(),
@@ -433,6 +479,19 @@ impl Subscription {
         self.bytes_served.inc_by(bytes as u64);
         Ok(true)
     }
+}
+
+/// `framed` as one run in a buffer of its own.
+fn compacted(framed: v1::Framed) -> v1::Framed {
+    let mut bytes = BytesMut::with_capacity(framed.len());
+    for run in framed.runs() {
+        bytes.extend_from_slice(run);
+    }
+    let mut out = v1::Framed::default();
+    if framed.alerts() > 0 {
+        out.push_run(bytes.freeze(), framed.alerts());
+    }
+    out
 }
 
 /// Waits until the client takes a batch. After `unread.pause` without one, an own Kafka
