@@ -135,7 +135,7 @@ async fn clients_that_never_read_are_bounded_paused_and_ended() -> Result<()> {
         .ztf_alerts()
         .extra(&format!(
             "[limits]\nmax_subscriptions_per_connection = {PER_CONNECTION}\n\
-             max_subscriptions = {}\nunread_pause_ms = 3000\nunread_drop_ms = 60000",
+             max_subscriptions = {}\nunread_pause_ms = 3000\nunread_drop_ms = 45000",
             // One more, for the client that reads.
             CONNECTIONS * PER_CONNECTION + 1
         ))
@@ -273,14 +273,14 @@ async fn clients_that_never_read_are_bounded_paused_and_ended() -> Result<()> {
 
     // After limits.unread_drop_ms each non-reader is ended: once it reads, it gets what
     // was queued, then RESOURCE_EXHAUSTED saying why. (Read before that, it would resume.)
-    tokio::time::sleep_until((all_paused + Duration::from_secs(57 + 5)).into()).await;
+    tokio::time::sleep_until((all_paused + Duration::from_secs(42 + 5)).into()).await;
     let mut ended = 0;
     for (response, _stream) in opened {
         let (code, message, bytes) = tokio::time::timeout(WAIT, read_to_status(response))
             .await
             .context("a non-reading subscription was never ended")??;
         let message = percent_decoded(&message);
-        if code != "8" || !message.contains("read nothing for 60 s") {
+        if code != "8" || !message.contains("read nothing for 45 s") {
             bail!("non-reader ended with {code} {message:?} after {bytes} bytes");
         }
         ended += 1;

@@ -94,6 +94,8 @@ pub(super) struct Subscription {
     /// Bytes that fill an outgoing batch now (grows to `bounds.max_bytes`).
     batch_bytes: usize,
     starts: Vec<(i32, StartAt)>,
+    /// Per partition, the next offset it was opened with (see `positions`).
+    first_next: Vec<(i32, Option<i64>)>,
     unread: Unread,
     /// Whether its own read is a full one (see [`Cluster::read_full`]).
     full: bool,
@@ -127,6 +129,11 @@ impl Subscription {
             unread,
         } = parts;
         let m = &metrics;
+        let first_next = progress
+            .partitions()
+            .iter()
+            .map(|p| (*p, progress.next(*p)))
+            .collect();
         Subscription {
             alerts_served: m.topic(&m.alerts_served, &ctx.topic),
             bytes_served: m.topic(&m.bytes_served, &ctx.topic),
@@ -142,6 +149,7 @@ impl Subscription {
             tail,
             bounds,
             batch_bytes: FIRST_BATCH_BYTES.min(bounds.max_bytes),
+            first_next,
             starts,
             unread,
             full: false,
@@ -286,7 +294,7 @@ impl Subscription {
         &mut self,
         rx: mpsc::Receiver<ReaderEvent>,
     ) -> Result<mpsc::Receiver<ReaderEvent>, Stop> {
-        if self.full || self.batch_bytes < FULL_READ_AT.min(self.bounds.max_bytes) {
+        if self.full || !self.drains() {
             return Ok(rx);
         }
         let full = self
@@ -303,6 +311,12 @@ impl Subscription {
         }
     }
 
+    /// Whether the client has taken batches as fast as they came, long enough for them to
+    /// grow to [`FULL_READ_AT`] (or the largest this subscription sends).
+    fn drains(&self) -> bool {
+        self.batch_bytes >= FULL_READ_AT.min(self.bounds.max_bytes)
+    }
+
     /// A small read on its own from the positions reached so far (see [`Cluster::read`]).
     fn own_reader(&mut self) -> Result<mpsc::Receiver<ReaderEvent>, Stop> {
         self.full = false;
@@ -314,22 +328,23 @@ impl Subscription {
     /// Where a read of its own starts: the positions reached so far; a partition not
     /// read yet starts where the first reader did (the end, if it had none).
     fn positions(&self) -> Vec<(i32, StartAt)> {
-        let started = |p: i32| {
-            self.starts
-                .iter()
-                .find(|(sp, _)| *sp == p)
-                .map_or(StartAt::End, |(_, s)| *s)
-        };
+        let started = |p: i32| self.starts.iter().find(|(sp, _)| *sp == p).map(|(_, s)| *s);
         self.progress
             .partitions()
             .iter()
             .map(|p| {
-                (
-                    *p,
-                    self.progress
-                        .next(*p)
-                        .map_or_else(|| started(*p), StartAt::Offset),
-                )
+                let next = self.progress.next(*p);
+                // Nothing read there yet: where the first reader started, which is where a
+                // start past the end was clamped to (the position asked for may not
+                // exist in Kafka yet).
+                let first = self.first_next.iter().find(|(fp, _)| fp == p);
+                let unread = first.is_some_and(|(_, n)| *n == next);
+                let at = match (next, started(*p)) {
+                    (_, Some(s)) if unread => s,
+                    (Some(n), _) => StartAt::Offset(n),
+                    (None, s) => s.unwrap_or(StartAt::End),
+                };
+                (*p, at)
             })
             .collect()
     }
@@ -451,7 +466,7 @@ impl Subscription {
         // Until the client has shown it drains its stream, batches are copied out of the
         // blocks they were read into: one that stops holds their bytes only, not the
         // 256 KiB chunks around them (nor the tail's).
-        let compact = self.batch_bytes < FULL_READ_AT;
+        let compact = !self.drains();
         // Batches start small and grow while the client takes each one before the next is
         // ready: a client that never reads holds small batches only.
         if self.out.capacity() == OUT_SLOTS {
