@@ -245,6 +245,15 @@ async fn clients_that_never_read_are_bounded_paused_and_ended() -> Result<()> {
         paused >> 20,
         per_sub(paused) >> 10,
     );
+    let own = site
+        .gateway
+        .metrics()
+        .await?
+        .value("alertmesh_kafka_readers_started_total", &[("kind", "own")]);
+    assert!(
+        own < (n + n / 10) as f64,
+        "{own} Kafka reads for {n} clients that never read: they should get one small read each"
+    );
     assert!(
         paused_threads <= threads_before + 16,
         "the non-readers' Kafka readers were not stopped: {paused_threads} threads, \

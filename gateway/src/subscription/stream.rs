@@ -80,8 +80,10 @@ pub(super) const OUT_SLOTS: usize = 2;
 const FIRST_BATCH_BYTES: usize = 16 << 10;
 
 /// Batch size (see `batch_bytes`) at which the client has shown it drains its stream:
-/// the subscription moves from its small Kafka read to a full one.
-const FULL_READ_AT: usize = 256 << 10;
+/// the subscription moves from its small Kafka read to a full one. A client that never
+/// reads gets to 64 KiB (HTTP/2 takes its first batch, the next finds the stream empty),
+/// never further.
+const FULL_READ_AT: usize = 128 << 10;
 
 pub(super) struct Subscription {
     cluster: Cluster,
@@ -692,6 +694,25 @@ mod tests {
         );
         let expected: Vec<v1::Alert> = records.iter().map(|r| ctx().alert(r)).collect();
         assert_eq!(decoded(&framed), expected);
+    }
+
+    #[test]
+    fn a_compacted_batch_holds_its_bytes_only() {
+        let records = read(40);
+        let mut runs = Runs::default();
+        for r in &records[..30] {
+            runs.push_record(r);
+        }
+        let framed = runs.finish();
+        let compact = compacted(framed.clone());
+        assert_eq!(decoded(&compact), decoded(&framed));
+        assert_eq!(compact.runs().len(), 1);
+        let (block, _) = records[0].element();
+        assert!(
+            !block.as_ptr_range().contains(&compact.runs()[0].as_ptr()),
+            "a copy, not a slice of the reader's block"
+        );
+        assert_eq!(compacted(v1::Framed::default()).alerts(), 0);
     }
 
     #[test]
