@@ -225,6 +225,29 @@ impl Cluster {
         Ok(Some(rx))
     }
 
+    /// Charges `kib` held outside any read (a parked subscription's batches) to the reader
+    /// budget until the guard is dropped. The charge takes its turn among waiting reads,
+    /// which then wait for it, but the caller does not wait: what it holds is in memory
+    /// already, and it must be able to resume at once.
+    pub(crate) fn charge_held(&self, kib: usize) -> tokio_util::sync::DropGuard {
+        let done = CancellationToken::new();
+        let guard = done.clone().drop_guard();
+        let n = u32::try_from(kib.min(self.budget_kib)).unwrap_or(u32::MAX);
+        if n > 0 {
+            let budget = Arc::clone(&self.budget);
+            tokio::spawn(async move {
+                tokio::select! {
+                    permit = budget.acquire_many_owned(n) => {
+                        done.cancelled().await;
+                        drop(permit);
+                    }
+                    () = done.cancelled() => {}
+                }
+            });
+        }
+        guard
+    }
+
     /// Starts the consumers of a read, its partitions spread over them.
     fn start(
         &self,

@@ -101,6 +101,9 @@ pub(super) struct Subscription {
     unread: Unread,
     /// Whether its own read is a full one (see [`Cluster::read_full`]).
     full: bool,
+    /// Bytes of the last batches sent, as many as its client may not have taken yet (the
+    /// channel's, and the one HTTP/2 is sending).
+    recent: std::collections::VecDeque<usize>,
     out: mpsc::Sender<Item>,
     /// Room kept for the stream's final error, so it can be queued even behind batches
     /// a client never takes.
@@ -155,6 +158,7 @@ impl Subscription {
             starts,
             unread,
             full: false,
+            recent: std::collections::VecDeque::with_capacity(OUT_SLOTS + 1),
             out,
             last: Some(last),
         }
@@ -257,9 +261,14 @@ impl Subscription {
                         // Parked: no reader, small batches from here on; wait for the
                         // client (the room is only looked at).
                         self.batch_bytes = FIRST_BATCH_BYTES.min(self.bounds.max_bytes);
+                        // What it holds for its client is charged to the reader budget
+                        // meanwhile, so reads wait rather than add to it.
+                        let held = self.recent.iter().sum::<usize>().div_ceil(1 << 10);
+                        let charged = self.cluster.charge_held(held);
                         self.metrics.parked_subscriptions.inc();
                         let room = wait_until_read(&self.out, self.unread).await;
                         self.metrics.parked_subscriptions.dec();
+                        drop(charged);
                         drop(room?);
                         tracing::info!("client reads again; kafka reader restarted");
                         Ok(Mode::Own(self.own_reader()?))
@@ -487,6 +496,10 @@ impl Subscription {
         let framed = alerts.finish();
         let framed = if compact { compacted(framed) } else { framed };
         let n = framed.alerts() as u64;
+        if self.recent.len() > OUT_SLOTS {
+            self.recent.pop_front();
+        }
+        self.recent.push_back(framed.len());
         room.send(Ok(v1::AlertBatch {
             alerts: Vec::new(),
             skipped,
