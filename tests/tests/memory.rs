@@ -217,11 +217,14 @@ async fn clients_that_never_read_are_bounded_paused_and_ended() -> Result<()> {
     // Until every subscription is parked and the readers' threads are gone (or long after
     // they should be); then a little longer, for freed memory to be returned.
     let mut settled = 0;
+    // The most reads seen waiting for their share of the budget at once.
+    let mut waited = 0.0f64;
     while started.elapsed() < Duration::from_secs(90) && settled < 4 {
         let (rss, now) = (rss_bytes(pid)?, threads(pid)?);
         let m = site.gateway.metrics().await?;
         let parked = m.value("alertmesh_parked_subscriptions", &[]);
         let open = m.value("alertmesh_open_subscriptions", &[]);
+        waited = waited.max(m.value("alertmesh_kafka_reads_waiting", &[]));
         peak = peak.max(rss);
         timeline.push(format!("{}/{now}/{parked}", rss >> 20));
         if now <= threads_before + 16 && parked == open {
@@ -238,12 +241,17 @@ async fn clients_that_never_read_are_bounded_paused_and_ended() -> Result<()> {
     eprintln!(
         "gateway RSS MiB / threads / parked every 0.5 s: {timeline:?}\n\
          {n} non-reading subscribers on {total} alerts: gateway RSS {} MiB before, peak {} MiB \
-         ({} KiB each), {} MiB once paused ({} KiB each)",
+         ({} KiB each), {} MiB once paused ({} KiB each); up to {waited} reads waited for the \
+         reader budget at once",
         before >> 20,
         peak >> 20,
         per_sub(peak) >> 10,
         paused >> 20,
         per_sub(paused) >> 10,
+    );
+    assert!(
+        waited > 0.0,
+        "no read ever waited for the reader budget: the test does not load it"
     );
     let own = site
         .gateway
