@@ -228,9 +228,12 @@ impl Kafka {
             // round trips; but never more per fetch than the prefetch queue holds, or
             // reads stall and the broker does more work per byte (measured with
             // bench_subscribe: 1 KB alerts about 0.72x -> 0.8x a direct consumer).
+            // A small prefetch queue (a small read, see `cluster::Shape`) gets small
+            // partition fetches too, or one response holds many times the queue
+            // (librdkafka grows it for a larger record).
             .set(
                 "max.partition.fetch.bytes",
-                fetch_max.min(4 << 20).to_string(),
+                (buffer_kib << 10).clamp(64 << 10, 4 << 20).to_string(),
             )
             .set("fetch.max.bytes", fetch_max.to_string());
         // The operator's properties have the last word.

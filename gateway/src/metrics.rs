@@ -60,6 +60,8 @@ pub(crate) struct Metrics {
     pub alerts_filtered: Family<TopicLabels, Counter>,
     pub alerts_skipped: Family<TopicLabels, Counter>,
     pub open_subscriptions: Gauge,
+    pub parked_subscriptions: Gauge,
+    pub reads_waiting: Gauge,
     pub kafka_errors: Counter,
     pub readers_started: Family<ReaderLabels, Counter>,
     pub kafka_bytes_read: Family<ReaderLabels, Counter>,
@@ -96,6 +98,16 @@ impl Metrics {
             "open_subscriptions",
             "Subscribe streams currently open",
             self.open_subscriptions.clone(),
+        );
+        r.register(
+            "parked_subscriptions",
+            "Subscriptions whose client is not reading: their Kafka reader is stopped",
+            self.parked_subscriptions.clone(),
+        );
+        r.register(
+            "kafka_reads_waiting",
+            "Kafka reads waiting for their share of limits.reader_budget_mib",
+            self.reads_waiting.clone(),
         );
         r.register(
             "kafka_errors",

@@ -14,11 +14,12 @@ use tokio::net::TcpStream;
 
 const SUBSCRIBE: &str = "/alertmesh.v1.AlertMesh/Subscribe";
 
-/// Connections of non-reading clients, and subscriptions on each (the per-connection
-/// limit in this test).
-const CONNECTIONS: usize = 4;
-const PER_CONNECTION: usize = 25;
-/// Copies of the 45 fixture alerts (~60 KB each) in the topic.
+/// Connections of non-reading clients, and subscriptions on each (the default
+/// per-connection limit): 1,000 in all, the default gateway-wide limit.
+const CONNECTIONS: usize = 10;
+const PER_CONNECTION: usize = 100;
+/// Copies of the 45 fixture alerts (~60 KB each) in the topic: 81 MB, far more than
+/// all the gateway's buffers.
 const COPIES: usize = 30;
 
 /// Resident memory of a process, from /proc.
@@ -121,9 +122,11 @@ async fn read_to_status(
 /// Clients that never read took a gateway from 113 MB to 2.09 GB with 50 of them (their
 /// readers kept prefetching, their batches stayed queued) and one connection could take
 /// every subscription slot. Now each connection holds at most
-/// `limits.max_subscriptions_per_connection`, reads share `limits.reader_budget_mib`, a
-/// stream left full for `limits.unread_pause_ms` has its reader stopped, and after
-/// `limits.unread_drop_ms` it ends with RESOURCE_EXHAUSTED. A client that reads gets
+/// `limits.max_subscriptions_per_connection`, every Kafka read is charged to
+/// `limits.reader_budget_mib` (and waits for its share), a read starts small, a stream
+/// left full for `limits.unread_pause_ms` has its reader stopped, and after
+/// `limits.unread_drop_ms` it ends with RESOURCE_EXHAUSTED. 1,000 of them, from earliest
+/// on a topic of large alerts, keep the gateway under 1 GiB; a client that reads gets
 /// every alert meanwhile.
 #[tokio::test]
 async fn clients_that_never_read_are_bounded_paused_and_ended() -> Result<()> {
@@ -132,7 +135,9 @@ async fn clients_that_never_read_are_bounded_paused_and_ended() -> Result<()> {
         .ztf_alerts()
         .extra(&format!(
             "[limits]\nmax_subscriptions_per_connection = {PER_CONNECTION}\n\
-             unread_pause_ms = 3000\nunread_drop_ms = 20000\nreader_budget_mib = 1024"
+             max_subscriptions = {}\nunread_pause_ms = 3000\nunread_drop_ms = 45000",
+            // One more, for the client that reads.
+            CONNECTIONS * PER_CONNECTION + 1
         ))
         .start()
         .await?;
@@ -145,14 +150,27 @@ async fn clients_that_never_read_are_bounded_paused_and_ended() -> Result<()> {
     let pid = site.gateway.pid().context("gateway pid")?;
     let addr = site.gateway.grpc_addr();
     let (before, threads_before) = (rss_bytes(pid)?, threads(pid)?);
+    // The highest RSS seen, sampled from here on.
+    let highest = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(before));
+    let sampler = tokio::spawn({
+        let highest = std::sync::Arc::clone(&highest);
+        async move {
+            while let Ok(rss) = rss_bytes(pid) {
+                highest.fetch_max(rss, std::sync::atomic::Ordering::Relaxed);
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    });
 
-    // Non-reading clients: a tiny stream window, and nothing ever released.
+    // Non-reading clients: a tiny stream window, and nothing ever released. The
+    // connection's window holds every stream's, so each can be read at the end.
     let (mut calls, mut opened) = (Vec::new(), Vec::new());
     let mut senders = Vec::new();
     for _ in 0..CONNECTIONS {
         let tcp = TcpStream::connect(&addr).await?;
         let (mut send, connection) = h2::client::Builder::new()
             .initial_window_size(1024)
+            .initial_connection_window_size(1 << 20)
             .handshake::<_, Bytes>(tcp)
             .await?;
         tokio::spawn(connection);
@@ -170,53 +188,61 @@ async fn clients_that_never_read_are_bounded_paused_and_ended() -> Result<()> {
                 .context("a subscription got no answer")??;
             opened.push((response, stream));
         }
+        if senders.is_empty() {
+            // One subscription more than a connection may hold is refused, naming the
+            // limit.
+            let mut send = send.clone().ready().await?;
+            let (head, body) = subscribe_call(&addr);
+            let (response, mut stream) = send.send_request(head, false)?;
+            stream.send_data(body, true)?;
+            let (code, message, _) =
+                tokio::time::timeout(WAIT * 3, async { read_to_status(response.await?).await })
+                    .await
+                    .context("the extra subscription got no answer")??;
+            assert_eq!(code, "8", "RESOURCE_EXHAUSTED expected: {message}");
+            assert!(
+                percent_decoded(&message).contains("max_subscriptions_per_connection"),
+                "{message}"
+            );
+        }
         senders.push(send);
     }
     let n = opened.len();
-
-    // One subscription more than a connection may hold is refused, naming the limit.
-    let send = senders[0].clone().ready().await?;
-    let (head, body) = subscribe_call(&addr);
-    let (response, mut stream) = {
-        let mut send = send;
-        send.send_request(head, false)?
-    };
-    stream.send_data(body, true)?;
-    let (code, message, _) =
-        tokio::time::timeout(WAIT * 3, async { read_to_status(response.await?).await })
-            .await
-            .context("the extra subscription got no answer")??;
-    assert_eq!(code, "8", "RESOURCE_EXHAUSTED expected: {message}");
-    assert!(
-        percent_decoded(&message).contains("max_subscriptions_per_connection"),
-        "{message}"
-    );
 
     // Memory and reader threads while they catch up, then once their readers are stopped
     // (after limits.unread_pause_ms without a batch taken).
     let mut peak = before;
     let mut timeline = Vec::new();
     let started = Instant::now();
-    // Until the readers' threads are gone (or long after they should be); then a little
-    // longer, for freed memory to be returned.
+    // Until every subscription is parked and the readers' threads are gone (or long after
+    // they should be); then a little longer, for freed memory to be returned.
     let mut settled = 0;
-    while started.elapsed() < Duration::from_secs(60) && settled < 4 {
+    // The most reads seen waiting for their share of the budget at once.
+    let mut waited = 0.0f64;
+    while started.elapsed() < Duration::from_secs(90) && settled < 4 {
         let (rss, now) = (rss_bytes(pid)?, threads(pid)?);
+        let m = site.gateway.metrics().await?;
+        let parked = m.value("alertmesh_parked_subscriptions", &[]);
+        let open = m.value("alertmesh_open_subscriptions", &[]);
+        waited = waited.max(m.value("alertmesh_kafka_reads_waiting", &[]));
         peak = peak.max(rss);
-        timeline.push(format!("{}/{now}", rss >> 20));
-        if now <= threads_before + 16 {
+        timeline.push(format!("{}/{now}/{parked}", rss >> 20));
+        if now <= threads_before + 16 && parked == open {
             settled += 1;
         }
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
     let (paused, paused_threads) = (rss_bytes(pid)?, threads(pid)?);
+    sampler.abort();
+    let peak = peak.max(highest.load(std::sync::atomic::Ordering::Relaxed));
     // Every reader stopped by now, so every stream has been full for unread_pause_ms.
     let all_paused = Instant::now();
     let per_sub = |rss: u64| rss.saturating_sub(before) / n as u64;
     eprintln!(
-        "gateway RSS MiB / threads every 0.5 s: {timeline:?}\n\
+        "gateway RSS MiB / threads / parked every 0.5 s: {timeline:?}\n\
          {n} non-reading subscribers on {total} alerts: gateway RSS {} MiB before, peak {} MiB \
-         ({} KiB each), {} MiB once paused ({} KiB each)",
+         ({} KiB each), {} MiB once paused ({} KiB each); up to {waited} reads waited for the \
+         reader budget at once",
         before >> 20,
         peak >> 20,
         per_sub(peak) >> 10,
@@ -224,17 +250,29 @@ async fn clients_that_never_read_are_bounded_paused_and_ended() -> Result<()> {
         per_sub(paused) >> 10,
     );
     assert!(
+        waited > 0.0,
+        "no read ever waited for the reader budget: the test does not load it"
+    );
+    let own = site
+        .gateway
+        .metrics()
+        .await?
+        .value("alertmesh_kafka_readers_started_total", &[("kind", "own")]);
+    assert!(
+        own < (n + n / 10) as f64,
+        "{own} Kafka reads for {n} clients that never read: they should get one small read each"
+    );
+    assert!(
         paused_threads <= threads_before + 16,
         "the non-readers' Kafka readers were not stopped: {paused_threads} threads, \
          {threads_before} before"
     );
-    // Unbounded, each held ~40 MiB (50 took 2.09 GB). What stays is mostly memory the C
-    // allocator keeps after librdkafka freed it, which varies with the peak: the bound
-    // leaves room for that.
+    // Unbounded, each held ~40 MiB (50 took 2.09 GB).
     assert!(
-        per_sub(paused) < 12 << 20,
-        "paused non-reading subscribers hold {} KiB each",
-        per_sub(paused) >> 10
+        peak < 1 << 30 && paused < 1 << 30,
+        "{n} non-reading subscribers took the gateway to {} MiB (peak {} MiB)",
+        paused >> 20,
+        peak >> 20
     );
 
     // A client that reads, next to them, gets every alert.
@@ -252,14 +290,14 @@ async fn clients_that_never_read_are_bounded_paused_and_ended() -> Result<()> {
 
     // After limits.unread_drop_ms each non-reader is ended: once it reads, it gets what
     // was queued, then RESOURCE_EXHAUSTED saying why. (Read before that, it would resume.)
-    tokio::time::sleep_until((all_paused + Duration::from_secs(17 + 5)).into()).await;
+    tokio::time::sleep_until((all_paused + Duration::from_secs(42 + 5)).into()).await;
     let mut ended = 0;
     for (response, _stream) in opened {
         let (code, message, bytes) = tokio::time::timeout(WAIT, read_to_status(response))
             .await
             .context("a non-reading subscription was never ended")??;
         let message = percent_decoded(&message);
-        if code != "8" || !message.contains("read nothing for 20 s") {
+        if code != "8" || !message.contains("read nothing for 45 s") {
             bail!("non-reader ended with {code} {message:?} after {bytes} bytes");
         }
         ended += 1;
@@ -268,9 +306,11 @@ async fn clients_that_never_read_are_bounded_paused_and_ended() -> Result<()> {
     Ok(())
 }
 
-/// A client that pauses long enough for its reader to be stopped, then reads on, gets
-/// every alert exactly once and in order: what was not handed over when the reader
-/// stopped is read again from Kafka, from where the last batch sent ended.
+/// A client that reads, pauses long enough for its subscription to be parked (its Kafka
+/// reader stopped), then reads on, gets every alert exactly once and in order: what was
+/// not handed over when the reader stopped is read again from Kafka, from where the last
+/// batch sent ended. The read it starts with is small and is replaced by a full one once
+/// the client drains its stream; that switch loses and repeats nothing either.
 #[tokio::test]
 async fn a_client_that_pauses_then_reads_on_gets_every_alert_once() -> Result<()> {
     let site = Mesh::new("lasair")
@@ -290,13 +330,22 @@ async fn a_client_that_pauses_then_reads_on_gets_every_alert_once() -> Result<()
     req.end = until_now();
     let mut stream = client.subscribe(req).await?.into_inner();
     let mut alerts = Vec::new();
-    let first = tokio::time::timeout(WAIT, stream.message())
-        .await
-        .context("no first batch")??
-        .context("stream ended at once")?;
-    alerts.extend(first.alerts);
+    // Enough, taken at once, for the small read to be replaced by a full one.
+    while alerts.len() < total / 3 {
+        let batch = tokio::time::timeout(WAIT, stream.message())
+            .await
+            .context("no batch")??
+            .context("stream ended early")?;
+        alerts.extend(batch.alerts);
+    }
     // Long enough, several times over, for the stream to fill and the reader to stop.
     tokio::time::sleep(Duration::from_secs(4)).await;
+    let m = site.gateway.metrics().await?;
+    assert_eq!(
+        m.value("alertmesh_parked_subscriptions", &[]),
+        1.0,
+        "the paused client's subscription was not parked"
+    );
     while let Some(batch) = tokio::time::timeout(WAIT, stream.message())
         .await
         .context("stream stalled after the pause")??
@@ -304,23 +353,27 @@ async fn a_client_that_pauses_then_reads_on_gets_every_alert_once() -> Result<()
         alerts.extend(batch.alerts);
     }
     let m = site.gateway.metrics().await?;
+    assert_eq!(m.value("alertmesh_parked_subscriptions", &[]), 0.0);
     let own = m.value("alertmesh_kafka_readers_started_total", &[("kind", "own")]);
     assert!(
-        own >= 2.0,
-        "the reader was never stopped and restarted ({own} reads)"
+        own >= 3.0,
+        "expected a small read, a full one, and a read after the pause: {own} reads"
     );
-    let mut seen = std::collections::HashMap::<i32, i64>::new();
+    // Every offset of every partition, once, in order.
+    let mut next = std::collections::HashMap::<i32, i64>::new();
     for a in &alerts {
-        if let Some(prev) = seen.insert(a.partition, a.offset) {
-            assert_eq!(a.offset, prev + 1, "partition {} out of order", a.partition);
-        } else {
-            assert_eq!(a.offset, 0, "partition {} did not start at 0", a.partition);
-        }
+        let expected = next.entry(a.partition).or_insert(0);
+        assert_eq!(
+            a.offset, *expected,
+            "partition {}: offset {} where {} was due",
+            a.partition, a.offset, expected
+        );
+        *expected += 1;
     }
-    assert_eq!(
-        alerts.len(),
-        total,
-        "alerts lost or repeated across the pause"
-    );
+    let mut produced = std::collections::HashMap::<i32, i64>::new();
+    for p in 0..3 {
+        produced.insert(p, (total / 3) as i64);
+    }
+    assert_eq!(next, produced, "alerts lost or repeated across the pause");
     Ok(())
 }

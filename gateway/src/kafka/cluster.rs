@@ -32,9 +32,10 @@ pub(crate) struct Cluster {
     ready: Arc<AtomicBool>,
     reader_buffer_kib: usize,
     reader_connections: usize,
-    /// KiB of prefetch that own reads may still take, gateway-wide.
+    /// KiB that own reads may still take, gateway-wide (see [`Shape::charge_kib`]).
     budget: Arc<Semaphore>,
-    budget_mib: usize,
+    /// The whole budget, in KiB: no read is charged more.
+    budget_kib: usize,
 }
 
 impl std::fmt::Debug for Cluster {
@@ -62,7 +63,7 @@ impl Cluster {
             reader_buffer_kib: limits.reader_buffer_kib,
             reader_connections: limits.reader_connections,
             budget: Arc::new(Semaphore::new(limits.reader_budget_mib << 10)),
-            budget_mib: limits.reader_budget_mib,
+            budget_kib: limits.reader_budget_mib << 10,
         })
     }
 
@@ -146,21 +147,16 @@ impl Cluster {
     /// Starts a read of `ctx.topic` from `starts`, all its readers reporting into one
     /// channel.
     ///
-    /// A subscriber's own read (`ReaderKind::own`) splits its partitions over up to
-    /// `limits.reader_connections` consumers, each with its own connection and thread. One
-    /// connection has one fetch in flight, so the broker would wait while the gateway
-    /// decodes each response; with several, it prepares the next while the gateway works
-    /// (bench_subscribe: 64 KB alerts 0.84x -> 0.94x a direct consumer). They share the
-    /// read's prefetch budget, so memory stays as bounded. It waits only briefly at a
-    /// partition's end, which it must see to finish or join the tail.
+    /// A subscriber's own read (`ReaderKind::own`) starts small: one consumer with a
+    /// [`SMALL_QUEUE_KIB`] prefetch queue and batches of at most [`SMALL_BATCH_BYTES`]. A
+    /// client that never reads, or reads a few alerts, costs little that way; one that
+    /// drains its stream is moved to a full read ([`read_full`](Self::read_full)). The
+    /// read is charged to the gateway's reader budget (`limits.reader_budget_mib`) for
+    /// everything it can hold (see [`Shape::charge_kib`]); when the budget is short it
+    /// waits for its share (the channel stays empty meanwhile) rather than failing.
     ///
     /// The shared tail (`ReaderKind::tail`) is one consumer that keeps Kafka's long poll:
     /// it is idle most of the time.
-    ///
-    /// An own read takes its prefetch from the gateway's reader budget
-    /// (`limits.reader_budget_mib`): the full `limits.reader_buffer_kib` while the budget
-    /// lasts, less when it runs short, and RESOURCE_EXHAUSTED when not even
-    /// [`MIN_READ_KIB`] is left. Its readers give it back when the last one ends.
     pub(crate) fn read(
         &self,
         ctx: &Arc<AlertContext>,
@@ -168,27 +164,104 @@ impl Cluster {
         bounds: BatchBounds,
         kind: ReaderKind,
     ) -> Result<mpsc::Receiver<ReaderEvent>> {
-        let budget = match kind {
-            ReaderKind::own => Some(Arc::new(self.take_budget()?)),
-            ReaderKind::tail => None,
+        let shape = match kind {
+            ReaderKind::own => Shape::small(bounds),
+            ReaderKind::tail => Shape::tail(self.reader_buffer_kib, bounds),
         };
-        let buffer_kib = budget
-            .as_ref()
-            .map_or(self.reader_buffer_kib, |b| b.num_permits());
-        // A read given less than its full buffer uses one connection: each has a fetch of
-        // up to 1 MiB in flight besides what its queue holds.
-        let connections = if buffer_kib < self.reader_buffer_kib {
-            1
-        } else {
-            self.reader_connections
+        let (tx, rx) = mpsc::channel(2 * shape.readers(starts.len()));
+        if kind == ReaderKind::tail {
+            self.start(ctx, starts, &shape, kind, None, tx)?;
+            return Ok(rx);
+        }
+        let charge = shape.charge(self.budget_kib)?;
+        if let Ok(permit) = Arc::clone(&self.budget).try_acquire_many_owned(charge) {
+            self.start(ctx, starts, &shape, kind, Some(Arc::new(permit)), tx)?;
+            return Ok(rx);
+        }
+        // Waits for the budget, or for the subscriber to go.
+        let (cluster, ctx, starts) = (self.clone(), Arc::clone(ctx), starts.to_vec());
+        self.metrics.reads_waiting.inc();
+        tokio::spawn(async move {
+            let budget = Arc::clone(&cluster.budget);
+            let permit = tokio::select! {
+                p = budget.acquire_many_owned(charge) => p.ok(),
+                () = tx.closed() => None,
+                () = cluster.cancel.cancelled() => None,
+            };
+            cluster.metrics.reads_waiting.dec();
+            let Some(permit) = permit else { return };
+            let sent = tx.clone();
+            if let Err(e) = cluster.start(&ctx, &starts, &shape, kind, Some(Arc::new(permit)), tx) {
+                let _ = sent.send(ReaderEvent::Failed(e)).await;
+            }
+        });
+        Ok(rx)
+    }
+
+    /// A full-size own read: up to `limits.reader_connections` consumers, each with its
+    /// own connection and thread, sharing `limits.reader_buffer_kib` of prefetch. One
+    /// connection has one fetch in flight, so the broker would wait while the gateway
+    /// decodes each response; with several, it prepares the next while the gateway works
+    /// (bench_subscribe: 64 KB alerts 0.84x -> 0.94x a direct consumer). It waits only
+    /// briefly at a partition's end, which it must see to finish or join the tail.
+    ///
+    /// `None` if the reader budget cannot cover it right now: the caller keeps its small
+    /// read and asks again later.
+    pub(crate) fn read_full(
+        &self,
+        ctx: &Arc<AlertContext>,
+        starts: &[(i32, StartAt)],
+        bounds: BatchBounds,
+    ) -> Result<Option<mpsc::Receiver<ReaderEvent>>> {
+        let shape = Shape::full(self.reader_buffer_kib, self.reader_connections, bounds);
+        let Ok(permit) =
+            Arc::clone(&self.budget).try_acquire_many_owned(shape.charge(self.budget_kib)?)
+        else {
+            return Ok(None);
         };
-        let (n, fetch_wait, name) = match kind {
-            ReaderKind::own => (
-                connections.clamp(1, starts.len().max(1)),
-                Duration::from_millis(10),
-                format!("read-{}", ctx.topic),
-            ),
-            ReaderKind::tail => (1, Duration::from_millis(100), format!("tail-{}", ctx.topic)),
+        let (tx, rx) = mpsc::channel(2 * shape.readers(starts.len()));
+        let kind = ReaderKind::own;
+        self.start(ctx, starts, &shape, kind, Some(Arc::new(permit)), tx)?;
+        Ok(Some(rx))
+    }
+
+    /// Charges `kib` held outside any read (a parked subscription's batches) to the reader
+    /// budget until the guard is dropped. The charge takes its turn among waiting reads,
+    /// which then wait for it, but the caller does not wait: what it holds is in memory
+    /// already, and it must be able to resume at once.
+    pub(crate) fn charge_held(&self, kib: usize) -> tokio_util::sync::DropGuard {
+        let done = CancellationToken::new();
+        let guard = done.clone().drop_guard();
+        let n = u32::try_from(kib.min(self.budget_kib)).unwrap_or(u32::MAX);
+        if n > 0 {
+            let budget = Arc::clone(&self.budget);
+            tokio::spawn(async move {
+                tokio::select! {
+                    permit = budget.acquire_many_owned(n) => {
+                        done.cancelled().await;
+                        drop(permit);
+                    }
+                    () = done.cancelled() => {}
+                }
+            });
+        }
+        guard
+    }
+
+    /// Starts the consumers of a read, its partitions spread over them.
+    fn start(
+        &self,
+        ctx: &Arc<AlertContext>,
+        starts: &[(i32, StartAt)],
+        shape: &Shape,
+        kind: ReaderKind,
+        budget: Option<Arc<OwnedSemaphorePermit>>,
+        tx: mpsc::Sender<ReaderEvent>,
+    ) -> Result<()> {
+        let n = shape.readers(starts.len());
+        let (fetch_wait, name) = match kind {
+            ReaderKind::own => (Duration::from_millis(10), format!("read-{}", ctx.topic)),
+            ReaderKind::tail => (Duration::from_millis(100), format!("tail-{}", ctx.topic)),
         };
         let rctx = ReaderCtx {
             metrics: Arc::clone(&self.metrics),
@@ -198,54 +271,89 @@ impl Cluster {
             budget,
         };
         rctx.count_read();
-        // Each reader has at most two batches in flight, as a single reader would.
-        let (tx, rx) = mpsc::channel(2 * n);
         for i in 0..n {
             let share: Vec<(i32, StartAt)> = starts.iter().skip(i).step_by(n).copied().collect();
-            let consumer = self.kafka.consumer_waiting(buffer_kib / n, fetch_wait)?;
+            let consumer = self
+                .kafka
+                .consumer_waiting(shape.queue_kib / n, fetch_wait)?;
             reader::spawn(
                 name.clone(),
                 consumer,
                 &ctx.topic,
                 &share,
-                bounds,
+                shape.bounds,
                 rctx.clone(),
                 tx.clone(),
             )?;
         }
-        Ok(rx)
-    }
-
-    /// An own read's prefetch, in KiB permits (see [`share`]).
-    fn take_budget(&self) -> Result<OwnedSemaphorePermit> {
-        let refused = || {
-            Error::ResourceExhausted(format!(
-                "the gateway's Kafka read buffers (limits.reader_budget_mib = {}) are in use \
-                 by other subscriptions; retry later",
-                self.budget_mib
-            ))
-        };
-        let take =
-            share(self.reader_buffer_kib, self.budget.available_permits()).ok_or_else(refused)?;
-        let n = u32::try_from(take).map_err(|_| refused())?;
-        Arc::clone(&self.budget)
-            .try_acquire_many_owned(n)
-            .map_err(|_| refused())
+        Ok(())
     }
 }
 
-/// The least prefetch an own read starts with when the budget runs short.
-const MIN_READ_KIB: usize = 256;
+/// The prefetch queue of a small read (librdkafka's least).
+const SMALL_QUEUE_KIB: usize = 64;
+/// The batches of a small read.
+const SMALL_BATCH_BYTES: usize = 64 << 10;
+/// What a consumer costs besides its queue and fetch: librdkafka's threads (one per
+/// broker and two of its own), their buffers and state, the reader thread, and what the
+/// C allocator keeps for them (measured with 1,000 subscribers: 3-4 MiB).
+const CONSUMER_KIB: usize = 4 << 10;
 
-/// The prefetch a read gets when it `wants` KiB and `left` KiB of the budget remain: all
-/// it wants while that is at most a quarter of what is left, then a quarter of what is
-/// left (so many reads still fit, each smaller), down to [`MIN_READ_KIB`]; `None` below.
-fn share(wants: usize, left: usize) -> Option<usize> {
-    let least = wants.min(MIN_READ_KIB);
-    if left < least {
-        return None;
+/// What a read runs with.
+#[derive(Debug, Clone, Copy)]
+struct Shape {
+    connections: usize,
+    /// librdkafka's prefetch queue, over all its consumers.
+    queue_kib: usize,
+    bounds: BatchBounds,
+}
+
+impl Shape {
+    fn small(bounds: BatchBounds) -> Shape {
+        Shape {
+            connections: 1,
+            queue_kib: SMALL_QUEUE_KIB,
+            bounds: BatchBounds {
+                max_records: bounds.max_records,
+                max_bytes: bounds.max_bytes.min(SMALL_BATCH_BYTES),
+            },
+        }
     }
-    Some(wants.min((left / 4).max(least)))
+
+    fn full(buffer_kib: usize, connections: usize, bounds: BatchBounds) -> Shape {
+        Shape {
+            connections,
+            queue_kib: buffer_kib,
+            bounds,
+        }
+    }
+
+    fn tail(buffer_kib: usize, bounds: BatchBounds) -> Shape {
+        Shape::full(buffer_kib, 1, bounds)
+    }
+
+    /// Consumers for `partitions` partitions.
+    fn readers(&self, partitions: usize) -> usize {
+        self.connections.clamp(1, partitions.max(1))
+    }
+
+    /// KiB the read can hold at once: librdkafka's queue, a fetch response in flight and
+    /// the client itself per consumer (fetches of at least 1 MiB, see
+    /// [`Kafka::consumer_waiting`]), and the batches its channel holds and the subscriber
+    /// has in hand (two per consumer, plus one).
+    fn charge_kib(&self) -> usize {
+        let n = self.connections.max(1);
+        let fetch = (self.queue_kib / n).clamp(1 << 10, 16 << 10);
+        let batch = self.bounds.max_bytes.div_ceil(1 << 10);
+        self.queue_kib + n * (fetch + CONSUMER_KIB) + (2 * n + 1) * batch
+    }
+
+    /// The permits to take from a budget of `budget_kib`: a read larger than the whole
+    /// budget takes all of it (it runs alone) rather than waiting forever.
+    fn charge(&self, budget_kib: usize) -> Result<u32> {
+        u32::try_from(self.charge_kib().min(budget_kib))
+            .map_err(|_| Error::Internal("a read larger than the reader budget can count".into()))
+    }
 }
 
 #[cfg(test)]
@@ -253,20 +361,23 @@ mod tests {
     use super::*;
 
     #[test]
-    fn reads_get_smaller_as_the_budget_runs_short_then_are_refused() {
-        assert_eq!(share(8192, 512 << 10), Some(8192));
-        assert_eq!(share(8192, 16 << 10), Some(4096));
-        assert_eq!(share(8192, 2048), Some(512));
-        assert_eq!(share(8192, 300), Some(256));
-        assert_eq!(share(8192, 255), None);
-        // A read configured below the minimum needs only what it is configured for.
-        assert_eq!(share(128, 130), Some(128));
-        // How many full-size reads a 512 MiB budget admits before refusing.
-        let (mut left, mut reads) = (512usize << 10, 0);
-        while let Some(kib) = share(8192, left) {
-            left -= kib;
-            reads += 1;
-        }
-        assert!(reads > 64, "{reads}");
+    fn a_read_is_charged_for_its_queue_fetches_and_batches() {
+        let bounds = BatchBounds {
+            max_records: 1000,
+            max_bytes: 1 << 20,
+        };
+        // Small: 64 KiB queue, one consumer and its 1 MiB fetch, three 64 KiB batches.
+        let small = Shape::small(bounds);
+        assert_eq!(small.bounds.max_bytes, 64 << 10);
+        assert_eq!(small.charge_kib(), 64 + 1024 + 4096 + 3 * 64);
+        // Full (defaults): 8 MiB queue over three consumers, a 2.7 MiB fetch each, seven
+        // 1 MiB batches.
+        let full = Shape::full(8192, 3, bounds);
+        assert_eq!(full.charge_kib(), 8192 + 3 * (2730 + 4096) + 7 * 1024);
+        // A 512 MiB budget holds about a hundred small reads at once, and some full ones.
+        assert!((512 << 10) / small.charge_kib() >= 95);
+        assert!((512 << 10) / full.charge_kib() >= 14);
+        // No read waits for more than the whole budget.
+        assert_eq!(full.charge(4096).unwrap(), 4096);
     }
 }

@@ -75,8 +75,15 @@ type Item = Result<v1::AlertBatch, Status>;
 /// slot, for the final status).
 pub(super) const OUT_SLOTS: usize = 2;
 
-/// The size of a subscription's first batches, in bytes.
-const FIRST_BATCH_BYTES: usize = 64 << 10;
+/// The size of a subscription's first batches, in bytes: a client that never reads holds
+/// a few small batches (one alert each, for large alerts).
+const FIRST_BATCH_BYTES: usize = 16 << 10;
+
+/// Batch size (see `batch_bytes`) at which the client has shown it drains its stream:
+/// the subscription moves from its small Kafka read to a full one. A client that never
+/// reads gets to 64 KiB (HTTP/2 takes its first batch, the next finds the stream empty),
+/// never further.
+const FULL_READ_AT: usize = 128 << 10;
 
 pub(super) struct Subscription {
     cluster: Cluster,
@@ -89,7 +96,14 @@ pub(super) struct Subscription {
     /// Bytes that fill an outgoing batch now (grows to `bounds.max_bytes`).
     batch_bytes: usize,
     starts: Vec<(i32, StartAt)>,
+    /// Per partition, the next offset it was opened with (see `positions`).
+    first_next: Vec<(i32, Option<i64>)>,
     unread: Unread,
+    /// Whether its own read is a full one (see [`Cluster::read_full`]).
+    full: bool,
+    /// Bytes of the last batches sent, as many as its client may not have taken yet (the
+    /// channel's, and the one HTTP/2 is sending).
+    recent: std::collections::VecDeque<usize>,
     out: mpsc::Sender<Item>,
     /// Room kept for the stream's final error, so it can be queued even behind batches
     /// a client never takes.
@@ -120,6 +134,11 @@ impl Subscription {
             unread,
         } = parts;
         let m = &metrics;
+        let first_next = progress
+            .partitions()
+            .iter()
+            .map(|p| (*p, progress.next(*p)))
+            .collect();
         Subscription {
             alerts_served: m.topic(&m.alerts_served, &ctx.topic),
             bytes_served: m.topic(&m.bytes_served, &ctx.topic),
@@ -135,8 +154,11 @@ impl Subscription {
             tail,
             bounds,
             batch_bytes: FIRST_BATCH_BYTES.min(bounds.max_bytes),
+            first_next,
             starts,
             unread,
+            full: false,
+            recent: std::collections::VecDeque::with_capacity(OUT_SLOTS + 1),
             out,
             last: Some(last),
         }
@@ -234,10 +256,20 @@ impl Subscription {
                 let mut reader = Some(rx);
                 self.deliver(rs, &mut reader).await?;
                 match reader {
-                    Some(rx) => Ok(Mode::Own(rx)),
+                    Some(rx) => Ok(Mode::Own(self.grown(rx)?)),
                     None => {
-                        // Paused: wait for the client (the room is only looked at).
-                        drop(wait_until_read(&self.out, self.unread).await?);
+                        // Parked: no reader, small batches from here on; wait for the
+                        // client (the room is only looked at).
+                        self.batch_bytes = FIRST_BATCH_BYTES.min(self.bounds.max_bytes);
+                        // What it holds for its client is charged to the reader budget
+                        // meanwhile, so reads wait rather than add to it.
+                        let held = self.recent.iter().sum::<usize>().div_ceil(1 << 10);
+                        let charged = self.cluster.charge_held(held);
+                        self.metrics.parked_subscriptions.inc();
+                        let room = wait_until_read(&self.out, self.unread).await;
+                        self.metrics.parked_subscriptions.dec();
+                        drop(charged);
+                        drop(room?);
                         tracing::info!("client reads again; kafka reader restarted");
                         Ok(Mode::Own(self.own_reader()?))
                     }
@@ -266,31 +298,66 @@ impl Subscription {
         }
     }
 
-    /// Reads on its own from the positions reached so far; a partition not read yet
-    /// starts where the first reader did (the end, if it had none).
-    fn own_reader(&self) -> Result<mpsc::Receiver<ReaderEvent>, Stop> {
-        let started = |p: i32| {
-            self.starts
-                .iter()
-                .find(|(sp, _)| *sp == p)
-                .map_or(StartAt::End, |(_, s)| *s)
-        };
-        let starts: Vec<(i32, StartAt)> = self
-            .progress
+    /// The reader to go on with: `rx`, or a full read from where this one is once the
+    /// client drains its stream (and the reader budget allows). What `rx` read beyond the
+    /// batches sent is read again.
+    fn grown(
+        &mut self,
+        rx: mpsc::Receiver<ReaderEvent>,
+    ) -> Result<mpsc::Receiver<ReaderEvent>, Stop> {
+        if self.full || !self.drains() {
+            return Ok(rx);
+        }
+        let full = self
+            .cluster
+            .read_full(&self.ctx, &self.positions(), self.bounds)
+            .map_err(Stop::Failed)?;
+        match full {
+            Some(full) => {
+                tracing::debug!("client drains its stream; full kafka read started");
+                self.full = true;
+                Ok(full)
+            }
+            None => Ok(rx),
+        }
+    }
+
+    /// Whether the client has taken batches as fast as they came, long enough for them to
+    /// grow to [`FULL_READ_AT`] (or the largest this subscription sends).
+    fn drains(&self) -> bool {
+        self.batch_bytes >= FULL_READ_AT.min(self.bounds.max_bytes)
+    }
+
+    /// A small read on its own from the positions reached so far (see [`Cluster::read`]).
+    fn own_reader(&mut self) -> Result<mpsc::Receiver<ReaderEvent>, Stop> {
+        self.full = false;
+        self.cluster
+            .read(&self.ctx, &self.positions(), self.bounds, ReaderKind::own)
+            .map_err(Stop::Failed)
+    }
+
+    /// Where a read of its own starts: the positions reached so far; a partition not
+    /// read yet starts where the first reader did (the end, if it had none).
+    fn positions(&self) -> Vec<(i32, StartAt)> {
+        let started = |p: i32| self.starts.iter().find(|(sp, _)| *sp == p).map(|(_, s)| *s);
+        self.progress
             .partitions()
             .iter()
             .map(|p| {
-                (
-                    *p,
-                    self.progress
-                        .next(*p)
-                        .map_or_else(|| started(*p), StartAt::Offset),
-                )
+                let next = self.progress.next(*p);
+                // Nothing read there yet: where the first reader started, which is where a
+                // start past the end was clamped to (the position asked for may not
+                // exist in Kafka yet).
+                let first = self.first_next.iter().find(|(fp, _)| fp == p);
+                let unread = first.is_some_and(|(_, n)| *n == next);
+                let at = match (next, started(*p)) {
+                    (_, Some(s)) if unread => s,
+                    (Some(n), _) => StartAt::Offset(n),
+                    (None, s) => s.unwrap_or(StartAt::End),
+                };
+                (*p, at)
             })
-            .collect();
-        self.cluster
-            .read(&self.ctx, &starts, self.bounds, ReaderKind::own)
-            .map_err(Stop::Failed)
+            .collect()
     }
 
     /// Sends the records this subscriber asked for, in batches bounded by count and bytes.
@@ -407,6 +474,10 @@ impl Subscription {
         bytes: usize,
         reader: &mut Option<mpsc::Receiver<ReaderEvent>>,
     ) -> Result<bool, Stop> {
+        // Until the client has shown it drains its stream, batches are copied out of the
+        // blocks they were read into: one that stops holds their bytes only, not the
+        // 256 KiB chunks around them (nor the tail's).
+        let compact = !self.drains();
         // Batches start small and grow while the client takes each one before the next is
         // ready: a client that never reads holds small batches only.
         if self.out.capacity() == OUT_SLOTS {
@@ -423,7 +494,12 @@ impl Subscription {
             }
         };
         let framed = alerts.finish();
+        let framed = if compact { compacted(framed) } else { framed };
         let n = framed.alerts() as u64;
+        if self.recent.len() > OUT_SLOTS {
+            self.recent.pop_front();
+        }
+        self.recent.push_back(framed.len());
         room.send(Ok(v1::AlertBatch {
             alerts: Vec::new(),
             skipped,
@@ -433,6 +509,19 @@ impl Subscription {
         self.bytes_served.inc_by(bytes as u64);
         Ok(true)
     }
+}
+
+/// `framed` as one run in a buffer of its own.
+fn compacted(framed: v1::Framed) -> v1::Framed {
+    let mut bytes = BytesMut::with_capacity(framed.len());
+    for run in framed.runs() {
+        bytes.extend_from_slice(run);
+    }
+    let mut out = v1::Framed::default();
+    if framed.alerts() > 0 {
+        out.push_run(bytes.freeze(), framed.alerts());
+    }
+    out
 }
 
 /// Waits until the client takes a batch. After `unread.pause` without one, an own Kafka
@@ -618,6 +707,25 @@ mod tests {
         );
         let expected: Vec<v1::Alert> = records.iter().map(|r| ctx().alert(r)).collect();
         assert_eq!(decoded(&framed), expected);
+    }
+
+    #[test]
+    fn a_compacted_batch_holds_its_bytes_only() {
+        let records = read(40);
+        let mut runs = Runs::default();
+        for r in &records[..30] {
+            runs.push_record(r);
+        }
+        let framed = runs.finish();
+        let compact = compacted(framed.clone());
+        assert_eq!(decoded(&compact), decoded(&framed));
+        assert_eq!(compact.runs().len(), 1);
+        let (block, _) = records[0].element();
+        assert!(
+            !block.as_ptr_range().contains(&compact.runs()[0].as_ptr()),
+            "a copy, not a slice of the reader's block"
+        );
+        assert_eq!(compacted(v1::Framed::default()).alerts(), 0);
     }
 
     #[test]
