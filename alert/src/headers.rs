@@ -17,6 +17,14 @@ pub const ORIGIN: &str = "am-origin";
 pub const HOPS: &str = "am-hops";
 /// Alert refs a derived record was computed from.
 pub const DERIVED_FROM: &str = "am-derived-from";
+/// What produced a derived record: JSON `{"name": .., "version": .., "parameters": {..}}`.
+pub const ACTIVITY: &str = "am-activity";
+/// Non-alert inputs of a derived record (e.g. `catalog:gaia-dr3/4295806720`): a JSON array of strings.
+pub const USED: &str = "am-used";
+/// Who published a derived record: JSON `{"sub": .., "iss": ..}` from the publisher's token.
+pub const AGENT: &str = "am-agent";
+/// The publisher's id for a derived record, which makes a retried publish a no-op.
+pub const PUBLISH_ID: &str = "am-publish-id";
 /// Where a mirror copied the record from: the source alert ref for a gateway source,
 /// `kafka://<topic>/<partition>/<offset>` for a raw Kafka source. Mirrors resume from it.
 pub const SOURCE: &str = "am-source";
