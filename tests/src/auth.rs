@@ -78,6 +78,8 @@ pub struct SecureSpec {
     pub mtls: bool,
     /// `(peer name, https JWKS URL)`.
     pub trusted_peers: Vec<(String, String)>,
+    /// TOML appended to the configuration (more `[[topics]]`, `[limits]`).
+    pub extra: String,
 }
 
 impl SecureSpec {
@@ -90,7 +92,14 @@ impl SecureSpec {
             require: true,
             mtls: true,
             trusted_peers: Vec::new(),
+            extra: String::new(),
         }
+    }
+
+    /// Appends TOML to the configuration, after every other section.
+    pub fn extra(mut self, toml: &str) -> Self {
+        self.extra.push_str(toml);
+        self
     }
 
     /// Exposes a ZTF topic, public or not.
@@ -144,6 +153,8 @@ impl SecureSpec {
         if self.mtls {
             let _ = writeln!(t, "client_ca = {:?}", ca.display().to_string());
         }
+        t.push('\n');
+        t.push_str(&self.extra);
         t
     }
 }

@@ -80,8 +80,9 @@ impl Index {
     }
 }
 
-/// Reads the publish ids of `topic`/`partition` from `from` to the end of the partition
-/// (blocking: run it off the runtime). Answers each id's offset, and the next offset.
+/// Reads the publish ids of `topic`/`partition` from `from` to the end of the partition,
+/// at least up to `end` (blocking: run it off the runtime). Answers each id's offset, and
+/// the next offset.
 pub(crate) fn read(
     kafka: &Kafka,
     topic: &str,
@@ -98,10 +99,9 @@ pub(crate) fn read(
     let mut found = Vec::new();
     let mut next = from;
     let mut last_progress = Instant::now();
+    // Read to the end of the partition as the fetch sees it, not just to `end`: some
+    // brokers (Tansu) report an end short of a batch's last record.
     loop {
-        if next >= end {
-            return Ok((found, next));
-        }
         if last_progress.elapsed() > timeout {
             return Err(Error::Unavailable(format!(
                 "cannot read the publish ids of partition {partition} of topic {topic:?} \
