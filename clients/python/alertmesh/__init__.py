@@ -10,6 +10,7 @@ from alertmesh.client import Gateway
 from alertmesh.errors import (
     AlertmeshError,
     DecodeError,
+    FailedPrecondition,
     InvalidArgument,
     NotFound,
     PermissionDenied,
@@ -29,11 +30,13 @@ from alertmesh.models import (
     Skipped,
     TopicInfo,
 )
+from alertmesh.publish import Activity
 from alertmesh.stream import Backoff, Subscription
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "Activity",
     "Alert",
     "AlertmeshError",
     "AuthMethod",
@@ -41,6 +44,7 @@ __all__ = [
     "DecodeError",
     "Directory",
     "Endpoint",
+    "FailedPrecondition",
     "Gateway",
     "GatewayInfo",
     "InvalidArgument",
