@@ -391,3 +391,85 @@ async fn bad_publishes_get_a_clear_status_and_write_nothing() -> Result<()> {
     ensure!(ok.len() == 2 && fink.read(CLASS).await?.len() == 2);
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_cli_publishes_once_per_content_and_reports_bad_input() -> Result<()> {
+    let fink = Fink::start("").await?;
+    let dir = tempfile::tempdir()?;
+    let token = dir.path().join("fink.jwt");
+    std::fs::write(&token, &fink.token)?;
+    let payload = dir.path().join("class.json");
+    std::fs::write(&payload, r#"{"class":"SN Ia","score":0.8}"#)?;
+    let path = |p: &std::path::Path| p.display().to_string();
+    let (token, ca, cert, key) = (
+        path(&token),
+        path(&fink.gw.ca),
+        path(&fink.cert.cert),
+        path(&fink.cert.key),
+    );
+    let url = fink.gw.url();
+    let run = |extra: Vec<&str>| {
+        let mut args = vec![
+            "publish",
+            "--gateway",
+            &url,
+            "--token",
+            &token,
+            "--ca",
+            &ca,
+            "--cert",
+            &cert,
+            "--key",
+            &key,
+            "--topic",
+            CLASS,
+            "--mesh-key",
+            "ZTF:ZTF18aabcdef",
+            "--derived-from",
+            "am://lasair/ztf.alerts/0/5",
+            "--activity-name",
+            "snclass",
+            "--activity-version",
+            "2.0",
+            "--param",
+            "threshold=0.5",
+            "--used",
+            "catalog:gaia-dr3/1",
+        ];
+        args.extend(extra);
+        let args: Vec<String> = args.into_iter().map(str::to_owned).collect();
+        async move { alertmesh_tests::cli::run_cli(&args).await }
+    };
+    let first = run(vec![&payload.to_str().context("utf-8")?]).await?;
+    ensure!(
+        first.status.success(),
+        "{}",
+        String::from_utf8_lossy(&first.stderr)
+    );
+    let line: serde_json::Value = serde_json::from_slice(&first.stdout)?;
+    ensure!(line["duplicate"] == false, "{line}");
+    let again = run(vec![&payload.to_str().context("utf-8")?]).await?;
+    let line2: serde_json::Value = serde_json::from_slice(&again.stdout)?;
+    ensure!(
+        line2["ref"] == line["ref"] && line2["duplicate"] == true,
+        "{line2}"
+    );
+    let alerts = fink.read(CLASS).await?;
+    ensure!(alerts.len() == 1, "{} records", alerts.len());
+    ensure!(
+        header(&alerts[0], "am-activity")
+            == Some(r#"{"name":"snclass","version":"2.0","parameters":{"threshold":0.5}}"#),
+        "{:?}",
+        header(&alerts[0], "am-activity")
+    );
+    std::fs::write(&payload, r#"{"class":"SN Ia"}"#)?;
+    let bad = run(vec![&payload.to_str().context("utf-8")?]).await?;
+    let err = String::from_utf8_lossy(&bad.stderr);
+    ensure!(
+        !bad.status.success()
+            && err.contains("INVALID_ARGUMENT")
+            && err.contains("score: required field is missing"),
+        "{err}"
+    );
+    Ok(())
+}
