@@ -31,6 +31,7 @@ from alertmesh.models import (
     TopicInfo,
 )
 from alertmesh.publish import Activity
+from alertmesh.runner import Derived, RunStats, run_filter
 from alertmesh.stream import Backoff, Subscription
 
 __version__ = "0.1.0"
@@ -42,6 +43,7 @@ __all__ = [
     "AuthMethod",
     "Backoff",
     "DecodeError",
+    "Derived",
     "Directory",
     "Endpoint",
     "FailedPrecondition",
@@ -54,6 +56,8 @@ __all__ = [
     "plot_lightcurve",
     "PermissionDenied",
     "ResourceExhausted",
+    "run_filter",
+    "RunStats",
     "Skipped",
     "Subscription",
     "TopicInfo",

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from confluent_kafka.admin import AdminClient, NewTopic
 
-from alertmesh import Activity, FailedPrecondition, Gateway, InvalidArgument, PermissionDenied
+from alertmesh import Activity, FailedPrecondition, Gateway, InvalidArgument, PermissionDenied, run_filter
 from harness import TOPIC, Proc, Stack, alertmesh_bin, free_port, wait_for
 
 CLASS = "fink.pyclass"
@@ -158,3 +158,66 @@ def test_bad_publishes_raise_typed_errors_naming_the_problem(fink: dict[str, Gat
     assert f"publish:{CLASS}" in e2.value.message
     with pytest.raises(ValueError, match="key is needed"):
         pub.publish(CLASS, {"class": "SN", "score": 1}, derived_from=src, activity=act)
+
+
+class _Crash(Exception):
+    pass
+
+
+def _derived_by(pub: Gateway, name: str) -> list[Any]:
+    return [
+        a for a in pub.subscribe(CLASS, start="earliest", end="now")
+        if json.loads(_headers(a).get("am-activity", "{}")).get("name") == name
+    ]
+
+
+def test_run_filter_restarted_after_crashes_neither_loses_nor_duplicates(gw: Gateway, fink: dict[str, Gateway]) -> None:
+    pub = fink["gw"]
+    act = Activity("brightness", "1.0", {"cut": 18.0})
+
+    def classify(alert: Any) -> dict[str, Any]:
+        mag = alert.record["candidate"]["magpsf"]
+        return {"class": "bright" if mag < 18 else "faint", "score": mag}
+
+    seen = 0
+
+    def crash_at_20(alert: Any) -> dict[str, Any]:
+        nonlocal seen
+        seen += 1
+        if seen == 20:
+            raise _Crash()
+        return classify(alert)
+
+    # Killed mid-batch: what was derived but not yet published is derived again.
+    with pytest.raises(_Crash):
+        run_filter(crash_at_20, (gw, TOPIC), (pub, CLASS), cursor="rf-brightness", activity=act, end="now", batch=7)
+    first = len(_derived_by(pub, "brightness"))
+    assert first == 14
+
+    # Killed after a publish, before its cursor commit: the next run publishes the same
+    # records again under the same ids, and the gateway writes none of them twice.
+    commits = 0
+    real_commit = gw.commit_cursor
+
+    def failing_commit(*args: Any, **kwargs: Any) -> dict[int, int]:
+        nonlocal commits
+        commits += 1
+        if commits == 2:
+            raise _Crash()
+        return real_commit(*args, **kwargs)
+
+    gw.commit_cursor = failing_commit  # type: ignore[method-assign]
+    try:
+        with pytest.raises(_Crash):
+            run_filter(classify, (gw, TOPIC), (pub, CLASS), cursor="rf-brightness", activity=act, end="now", batch=7)
+    finally:
+        del gw.commit_cursor
+    assert len(_derived_by(pub, "brightness")) == 28
+
+    stats = run_filter(classify, (gw, TOPIC), (pub, CLASS), cursor="rf-brightness", activity=act, end="now", batch=7)
+    assert stats.alerts == 45 - 21, stats  # resumes after the last commit (3 batches of 7)
+    derived = _derived_by(pub, "brightness")
+    sources = [_headers(a)["am-derived-from"] for a in derived]
+    assert len(derived) == 45, len(derived)
+    assert len(set(sources)) == 45, "one derived record per source alert"
+    assert all(_headers(a)["am-publish-id"].startswith("brightness/am://") for a in derived)
