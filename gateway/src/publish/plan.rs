@@ -184,7 +184,7 @@ fn payload(ctx: &Context<'_>, payload: &[u8]) -> Result<(Format, Option<String>)
             let alert = ctx
                 .decoder
                 .decode(format, payload)
-                .map_err(|e| format!("not a {format} payload: {e}"))?;
+                .map_err(|e| format!("cannot be decoded as {format}: {e}"))?;
             let written = match format {
                 Format::AvroConfluent => payload
                     .get(1..5)

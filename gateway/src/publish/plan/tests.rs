@@ -230,3 +230,71 @@ fn partitions_follow_kafkas_default_partitioner() {
     assert!(partition("ZTF:ZTF18aabcdef", 3) < 3);
     assert_eq!(partition("ZTF:x", 0), 0);
 }
+
+fn ocf(schema: &str, fields: Vec<(&str, alertmesh_alert::apache_avro::types::Value)>) -> Vec<u8> {
+    use alertmesh_alert::apache_avro::{types::Value, Schema, Writer};
+    let schema = Schema::parse_str(schema).unwrap();
+    let mut w = Writer::new(&schema, Vec::new());
+    w.append(Value::Record(
+        fields.into_iter().map(|(k, v)| (k.to_owned(), v)).collect(),
+    ))
+    .unwrap();
+    w.into_inner().unwrap()
+}
+
+#[test]
+fn avro_payloads_must_resolve_to_the_topics_schema() {
+    use alertmesh_alert::apache_avro::types::Value;
+    use alertmesh_alert::WriterSchema;
+    const DECLARED: &str = r#"{"type":"record","name":"Class","fields":[
+        {"name":"class","type":"string"},{"name":"score","type":"double"}]}"#;
+    // Another writer schema that resolves: an extra field, ignored by the reader.
+    const WIDER: &str = r#"{"type":"record","name":"Class","fields":[
+        {"name":"class","type":"string"},{"name":"score","type":"double"},
+        {"name":"note","type":"string"}]}"#;
+    const NARROW: &str =
+        r#"{"type":"record","name":"Class","fields":[{"name":"class","type":"string"}]}"#;
+    let mut t = topic(Some(TopicSchema::Avro(Arc::new(
+        WriterSchema::parse(DECLARED).unwrap(),
+    ))));
+    t.format = Format::AvroOcf;
+    let record = |payload: Vec<u8>| {
+        let mut r = good();
+        r.payload = payload.into();
+        r
+    };
+    let same = ocf(
+        DECLARED,
+        vec![
+            ("class", Value::String("SN".into())),
+            ("score", Value::Double(0.5)),
+        ],
+    );
+    let planned = run(&t, &[record(same)]).unwrap();
+    let fp = header(&planned[0], "am-schema").unwrap().to_owned();
+    assert_eq!(fp.len(), 16, "the writer schema's fingerprint");
+    assert_eq!(header(&planned[0], "am-format"), Some("avro-ocf"));
+    let wider = ocf(
+        WIDER,
+        vec![
+            ("class", Value::String("SN".into())),
+            ("score", Value::Double(0.5)),
+            ("note", Value::String("x".into())),
+        ],
+    );
+    run(&t, &[record(wider)]).unwrap();
+    let narrow = ocf(NARROW, vec![("class", Value::String("SN".into()))]);
+    let err = run(&t, &[record(narrow)]).unwrap_err().to_string();
+    assert!(
+        err.starts_with("records[0].payload: does not match the topic's schema"),
+        "{err}"
+    );
+    assert!(err.contains("score"), "names the field: {err}");
+    let err = run(&t, &[record(b"not avro".to_vec())])
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.starts_with("records[0].payload: cannot be decoded as avro-ocf"),
+        "{err}"
+    );
+}
