@@ -140,7 +140,7 @@ impl Publisher {
                 for (offset, key) in found {
                     index.note(offset, key);
                 }
-                index.advance(next);
+                index.caught_up(next);
             }
         }
         let producer = self.producer().await?;
@@ -151,7 +151,9 @@ impl Publisher {
         };
         let mut results = vec![v1::PublishResult::default(); records.len()];
         let mut pending = Vec::new();
-        for (slot, ((partition, recs), index)) in by_partition.iter().zip(&locked).enumerate() {
+        for (slot, ((partition, recs), index)) in
+            by_partition.iter().zip(locked.iter_mut()).enumerate()
+        {
             for (i, rec) in recs {
                 if let Some(offset) = index.get(&rec.id_key) {
                     results[*i] = v1::PublishResult {
@@ -160,6 +162,9 @@ impl Publisher {
                     };
                     continue;
                 }
+                // Until every delivery is noted: if this request is dropped or a delivery
+                // fails, the next publish here reads the partition to its end first.
+                index.sending();
                 let mut headers = OwnedHeaders::new_with_capacity(rec.headers.len());
                 for (k, v) in &rec.headers {
                     headers = headers.insert(Header {
@@ -181,6 +186,7 @@ impl Publisher {
         // Every delivery is awaited, so each written record is noted even when another
         // failed; a retry with the same ids then writes only what is missing.
         let mut first_error = None;
+        let mut failed = vec![false; locked.len()];
         for (i, slot, partition, id_key, delivery) in pending {
             let delivered = delivery
                 .await
@@ -197,8 +203,16 @@ impl Publisher {
                     };
                 }
                 Err(e) => {
+                    if let Some(f) = failed.get_mut(slot) {
+                        *f = true;
+                    }
                     first_error.get_or_insert(e);
                 }
+            }
+        }
+        for (index, failed) in locked.iter_mut().zip(failed) {
+            if !failed {
+                index.settled();
             }
         }
         match first_error {

@@ -28,6 +28,10 @@ pub(crate) struct Index {
     /// Ids in offset order, to forget those that leave the window.
     order: VecDeque<(i64, String)>,
     window: usize,
+    /// Records were sent whose outcome is not known (the request was dropped, or a
+    /// delivery failed): the next publish reads the partition to its end, whatever end
+    /// offset the broker reports.
+    uncertain: bool,
 }
 
 impl Index {
@@ -37,6 +41,7 @@ impl Index {
             ids: HashMap::new(),
             order: VecDeque::new(),
             window: window.max(1),
+            uncertain: false,
         }
     }
 
@@ -50,10 +55,21 @@ impl Index {
     pub(crate) fn read_from(&self, end: i64) -> Option<i64> {
         let floor = (end - self.window as i64).max(0);
         match self.next {
+            Some(n) if self.uncertain => Some(n.max(floor)),
             Some(n) if n >= end => None,
             Some(n) => Some(n.max(floor)),
             None => Some(floor),
         }
+    }
+
+    /// Records are about to be sent: until [`Index::settled`], their outcome is unknown.
+    pub(crate) fn sending(&mut self) {
+        self.uncertain = true;
+    }
+
+    /// Every record sent was acknowledged and noted.
+    pub(crate) fn settled(&mut self) {
+        self.uncertain = false;
     }
 
     /// Records that `offset` published `id_key` (the first record with an id wins).
@@ -63,6 +79,13 @@ impl Index {
             self.order.push_back((offset, id_key));
         }
         self.advance(offset + 1);
+    }
+
+    /// The partition was read up to `next` (its end): ids older than the window are
+    /// forgotten.
+    pub(crate) fn caught_up(&mut self, next: i64) {
+        self.uncertain = false;
+        self.advance(next);
     }
 
     /// The partition is known up to `next`; ids older than the window are forgotten.
@@ -147,10 +170,19 @@ mod tests {
         let mut ix = Index::new(100);
         assert_eq!(ix.read_from(40), Some(0));
         assert_eq!(ix.read_from(1000), Some(900));
-        ix.advance(1000);
+        ix.caught_up(1000);
         assert_eq!(ix.read_from(1000), None);
         assert_eq!(ix.read_from(1003), Some(1000));
         ix.note(1000, "a".into());
+        assert_eq!(ix.read_from(1001), None);
+        // A send whose outcome is unknown: read to the end even if the broker's end
+        // offset says nothing is new.
+        ix.sending();
+        assert_eq!(ix.read_from(1001), Some(1001));
+        ix.caught_up(1001);
+        assert_eq!(ix.read_from(1001), None);
+        ix.sending();
+        ix.settled();
         assert_eq!(ix.read_from(1001), None);
     }
 
