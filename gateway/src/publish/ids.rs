@@ -72,13 +72,17 @@ impl Index {
         self.uncertain = false;
     }
 
-    /// Records that `offset` published `id_key` (the first record with an id wins).
+    /// Records that `offset` published `id_key` (the first record with an id wins). The
+    /// partition counts as known past `offset` only when it was known up to it: records
+    /// another writer put in between are read on the next publish.
     pub(crate) fn note(&mut self, offset: i64, id_key: String) {
         if !self.ids.contains_key(&id_key) {
             self.ids.insert(id_key.clone(), offset);
             self.order.push_back((offset, id_key));
         }
-        self.advance(offset + 1);
+        if self.next == Some(offset) {
+            self.advance(offset + 1);
+        }
     }
 
     /// The partition was read up to `next` (its end): ids older than the window are
@@ -189,6 +193,7 @@ mod tests {
     #[test]
     fn ids_are_remembered_within_the_window_and_the_first_write_wins() {
         let mut ix = Index::new(3);
+        ix.caught_up(10);
         ix.note(10, "a".into());
         ix.note(11, "a".into());
         ix.note(12, "b".into());
@@ -199,5 +204,9 @@ mod tests {
         assert_eq!(ix.get("a"), None, "10 is older than the last 3 records");
         assert_eq!(ix.get("b"), Some(12));
         assert_eq!(ix.get("d"), Some(14));
+        // Another writer's record at 15: ours at 16 does not make 15 count as read.
+        ix.note(16, "f".into());
+        assert_eq!(ix.get("f"), Some(16));
+        assert_eq!(ix.read_from(17), Some(15));
     }
 }
