@@ -473,3 +473,83 @@ async fn the_cli_publishes_once_per_content_and_reports_bad_input() -> Result<()
     );
     Ok(())
 }
+
+/// A second replica of `fink`: the same configuration (name, keys, Kafka) on other ports.
+struct Replica {
+    child: tokio::process::Child,
+    url: String,
+}
+
+impl Replica {
+    async fn start(fink: &Fink) -> Result<Replica> {
+        let (grpc, http) = (
+            alertmesh_tests::process::free_port(),
+            alertmesh_tests::process::free_port(),
+        );
+        let child = tokio::process::Command::new(alertmesh_tests::cli::alertmesh_bin())
+            .args(["serve", "--config"])
+            .arg(fink.gw.gateway.config_path())
+            .env("ALERTMESH_GATEWAY_LISTEN", format!("127.0.0.1:{grpc}"))
+            .env("ALERTMESH_GATEWAY_HTTP_LISTEN", format!("127.0.0.1:{http}"))
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .context("start a second replica")?;
+        let replica = Replica {
+            child,
+            url: format!("https://127.0.0.1:{grpc}"),
+        };
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        while tokio::net::TcpStream::connect(("127.0.0.1", grpc))
+            .await
+            .is_err()
+        {
+            ensure!(
+                std::time::Instant::now() < deadline,
+                "the replica did not listen"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        Ok(replica)
+    }
+
+    async fn publish(
+        &self,
+        fink: &Fink,
+        records: Vec<PublishRecord>,
+    ) -> Result<Vec<v1::PublishResult>> {
+        let mut c =
+            auth::client(&self.url, &fink.gw.ca, Some(&fink.cert), Some(&fink.token)).await?;
+        let req = PublishRequest {
+            topic: CLASS.into(),
+            records,
+        };
+        Ok(c.publish(req).await?.into_inner().results)
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_retry_sent_to_another_replica_writes_nothing() -> Result<()> {
+    let fink = Fink::start("").await?;
+    let mut replica = Replica::start(&fink).await?;
+    let batch: Vec<PublishRecord> = (0..5).map(|n| record(&format!("rep/{n}"), n)).collect();
+    let first = fink.publish(CLASS, batch.clone()).await?;
+    let on_b = replica.publish(&fink, batch.clone()).await?;
+    ensure!(refs(&on_b) == refs(&first), "{on_b:?} vs {first:?}");
+    ensure!(on_b.iter().all(|r| r.duplicate), "{on_b:?}");
+    // And the other way: written by the replica, retried on the first gateway, which
+    // has to read what the replica wrote after its own last write.
+    let more: Vec<PublishRecord> = (5..9).map(|n| record(&format!("rep/{n}"), n)).collect();
+    let written = replica.publish(&fink, more.clone()).await?;
+    ensure!(written.iter().all(|r| !r.duplicate), "{written:?}");
+    let on_a = fink.publish(CLASS, more).await?;
+    ensure!(refs(&on_a) == refs(&written), "{on_a:?} vs {written:?}");
+    ensure!(on_a.iter().all(|r| r.duplicate), "{on_a:?}");
+    ensure!(
+        fink.read(CLASS).await?.len() == 9,
+        "a retry on another replica wrote a record"
+    );
+    replica.child.kill().await?;
+    Ok(())
+}
