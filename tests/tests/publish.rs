@@ -211,29 +211,39 @@ async fn published_records_read_back_with_their_provenance_and_retries_write_not
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_gateway_killed_mid_publish_neither_loses_nor_duplicates_on_retry() -> Result<()> {
     let mut fink = Fink::start("").await?;
-    let batch: Vec<PublishRecord> = (0..60).map(|n| record(&format!("crash/{n}"), n)).collect();
-    // Killed while the batch is being written: some, all or none of it reached Kafka.
-    let mut c = fink.client(Some(&fink.token)).await?;
-    let req = PublishRequest {
-        topic: CLASS.into(),
-        records: batch.clone(),
-    };
-    let inflight = tokio::spawn(async move { c.publish(req).await });
-    tokio::time::sleep(Duration::from_millis(15)).await;
-    fink.gw.gateway.kill();
-    let _ = inflight.await;
-    fink.gw.gateway.start_again().await?;
-    let results = fink.publish(CLASS, batch.clone()).await?;
-    let unique: HashSet<String> = refs(&results).into_iter().collect();
-    ensure!(unique.len() == 60, "{} distinct refs", unique.len());
-    let alerts = fink.read(CLASS).await?;
-    ensure!(
-        alerts.len() == 60,
-        "{} records for 60 publish ids",
-        alerts.len()
-    );
-    let read: HashSet<String> = alerts.iter().map(|a| a.r#ref.clone()).collect();
-    ensure!(read == unique, "the answered refs are the records written");
+    // Killed before, while or after the batch is written: some, all or none of it
+    // reached Kafka, and the publisher never heard back.
+    for (round, delay_ms) in [5u64, 30, 120].into_iter().enumerate() {
+        let batch: Vec<PublishRecord> = (0..60)
+            .map(|n| record(&format!("crash/{round}/{n}"), n))
+            .collect();
+        let mut c = fink.client(Some(&fink.token)).await?;
+        let req = PublishRequest {
+            topic: CLASS.into(),
+            records: batch.clone(),
+        };
+        let inflight = tokio::spawn(async move { c.publish(req).await });
+        tokio::time::sleep(Duration::from_millis(delay_ms)).await;
+        fink.gw.gateway.kill();
+        let _ = inflight.await;
+        fink.gw.gateway.start_again().await?;
+        let before = fink.read(CLASS).await?.len();
+        eprintln!("round {round}: killed after {delay_ms} ms, {before} records in Kafka");
+        let results = fink.publish(CLASS, batch.clone()).await?;
+        let unique: HashSet<String> = refs(&results).into_iter().collect();
+        ensure!(unique.len() == 60, "{} distinct refs", unique.len());
+        let alerts = fink.read(CLASS).await?;
+        ensure!(
+            alerts.len() == 60 * (round + 1),
+            "{} records after round {round}",
+            alerts.len()
+        );
+        let read: HashSet<String> = alerts.iter().map(|a| a.r#ref.clone()).collect();
+        ensure!(
+            unique.is_subset(&read),
+            "the answered refs are records written"
+        );
+    }
     Ok(())
 }
 
