@@ -36,6 +36,9 @@ printf '%s' 'eyJhbGciOiJFZERTQSIsImtpZCI6ImsxIn0.eyJpc3MiOiJsYXNhaXIiLCJzdWIiOiJ
 
 seed "$corpus_root/alert/decode" $(find alert/tests/fixtures tests/fixtures -name '*.avro' 2>/dev/null | head -200)
 seed "$corpus_root/alert/filter_parse" "$text_seeds/filter1" "$text_seeds/filter2" "$text_seeds/key1"
+printf '%s' '{"type":"object","required":["class"],"properties":{"class":{"type":"string"}}}' >"$text_seeds/schema1"
+printf '%s' '{"class":"SN Ia","score":0.93,"bands":[{"mag":18.2}]}' >"$text_seeds/doc1"
+seed "$corpus_root/alert/publish_check" "$text_seeds/schema1" "$text_seeds/doc1" $(find alert/tests/fixtures tests/fixtures -name '*.avro' 2>/dev/null | head -20)
 seed "$corpus_root/auth/parse_jwks" "$text_seeds/jwks1"
 seed "$corpus_root/auth/verify_token" "$text_seeds/token1"
 seed "$corpus_root/proto/requests"
@@ -43,7 +46,7 @@ seed "$corpus_root/proto/batch_view"
 seed "$corpus_root/gateway/config" $(find deploy -name '*.toml')
 
 failed=0
-for crate_target in alert/decode alert/filter_parse auth/parse_jwks auth/verify_token \
+for crate_target in alert/decode alert/filter_parse alert/publish_check auth/parse_jwks auth/verify_token \
   proto/requests proto/batch_view gateway/config; do
   crate=${crate_target%/*}
   target=${crate_target#*/}

@@ -10,6 +10,7 @@
 //! - [`codec`]: payload codecs (Avro OCF, Confluent wire, bare Avro, JSON), [`Decoder`]
 //!   and [`encode`].
 //! - [`json`]: alert JSON with exact int64, explicit NaN/Infinity and optional cutouts.
+//! - [`json_schema`]: the basic JSON Schema keywords published JSON payloads are checked against.
 //! - [`filter`]: composable filters: object ids, cones, parsed field predicates.
 //! - [`translate`](mod@translate): re-keying, named schema mappings (Avro resolution), format conversion.
 //! - [`path`]: dotted field paths into decoded alerts and their schemas.
@@ -23,6 +24,7 @@ pub mod echo;
 pub mod filter;
 pub mod headers;
 pub mod json;
+pub mod json_schema;
 pub mod mesh_key;
 pub mod namespace;
 pub mod naming;

@@ -1,7 +1,7 @@
 //! alertmesh identities and authorization: who is calling, and what they may do.
 //!
 //! - [`principal`]: the authenticated caller of an RPC.
-//! - [`scope`]: scopes carried by tokens (`subscribe:<topic glob>`, `fetch:<topic glob>`,
+//! - [`scope`]: scopes carried by tokens (`subscribe:<topic glob>`, `fetch:<topic glob>`, `publish:<topic glob>`,
 //!   `mirror`, `admin`) and the topic globs they grant.
 //! - [`keys`]: the gateway's signing keys (Ed25519 or ES256), the keys directory with
 //!   rotation, and JWKS documents.
@@ -79,7 +79,7 @@ pub use token::{
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     /// A scope string that is not one of the known forms.
-    #[error("invalid scope {input:?}: {reason}; expected subscribe:<topic glob>, fetch:<topic glob>, mirror or admin")]
+    #[error("invalid scope {input:?}: {reason}; expected subscribe:<topic glob>, fetch:<topic glob>, publish:<topic glob>, mirror or admin")]
     InvalidScope { input: String, reason: &'static str },
     /// A file could not be read or written.
     #[error("cannot {action} {path}: {source}")]

@@ -12,12 +12,14 @@ pub enum Action {
     Subscribe,
     /// Resolve alert refs of a topic with `Fetch`.
     Fetch,
+    /// Write derived records to a publishable topic with `Publish`.
+    Publish,
 }
 
 /// One grant carried by a token.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum Scope {
-    /// `subscribe:<glob>` or `fetch:<glob>`.
+    /// `subscribe:<glob>`, `fetch:<glob>` or `publish:<glob>`.
     Topic(Action, String),
     /// `mirror`: a peer gateway that may mirror streams.
     Mirror,
@@ -52,6 +54,7 @@ impl FromStr for Scope {
         let action = match action {
             "subscribe" => Action::Subscribe,
             "fetch" => Action::Fetch,
+            "publish" => Action::Publish,
             _ => return Err(bad("unknown action")),
         };
         let glob_ok = !glob.is_empty()
@@ -96,6 +99,7 @@ impl fmt::Display for Action {
         f.write_str(match self {
             Action::Subscribe => "subscribe",
             Action::Fetch => "fetch",
+            Action::Publish => "publish",
         })
     }
 }
@@ -149,6 +153,11 @@ mod tests {
         let s: Scope = "subscribe:ztf.*".parse().unwrap();
         assert!(s.allows(Action::Subscribe, "ztf.alerts"));
         assert!(!s.allows(Action::Fetch, "ztf.alerts"));
+        let p: Scope = "publish:fink.*".parse().unwrap();
+        assert!(p.allows(Action::Publish, "fink.class"));
+        assert!(!p.allows(Action::Subscribe, "fink.class"));
+        assert!(!s.allows(Action::Publish, "ztf.alerts"));
+        assert_eq!(p.to_string(), "publish:fink.*");
         assert_eq!(s.to_string(), "subscribe:ztf.*");
         assert_eq!("admin".parse::<Scope>().unwrap(), Scope::Admin);
         for bad in ["read:ztf", "subscribe:", "subscribe:a/b", "root"] {

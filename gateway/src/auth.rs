@@ -411,6 +411,22 @@ pub(crate) fn authorize_topic(
         .map_err(|e| auth.refuse(RefusalReason::scope, e.into()))
 }
 
+/// Checks that `caller` may publish to `topic`. Public topics are readable without a
+/// token, never writable: with `[auth]` publishing always takes a token with
+/// `publish:<topic glob>`. Without `[auth]` everyone may.
+pub(crate) fn authorize_publish(auth: Option<&Auth>, caller: &Caller, topic: &str) -> Result<()> {
+    let Some(auth) = auth else { return Ok(()) };
+    if caller.token.is_none() {
+        return Err(auth.token_missing(&format!(
+            "publishing to topic {topic:?} needs a token with the scope publish:{topic}"
+        )));
+    }
+    caller
+        .principal
+        .require(Action::Publish, topic)
+        .map_err(|e| auth.refuse(RefusalReason::scope, e.into()))
+}
+
 /// Checks that `caller` holds `admin`. Without `[auth]` no one does.
 pub(crate) fn require_admin(auth: Option<&Auth>, caller: &Caller) -> Result<()> {
     let Some(auth) = auth else {

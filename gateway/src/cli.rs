@@ -1,5 +1,5 @@
-//! The `alertmesh` command line: `serve` runs a gateway; `subscribe`, `topics`, `fetch`
-//! and `describe` are gRPC clients of one.
+//! The `alertmesh` command line: `serve` runs a gateway; `subscribe`, `topics`, `fetch`,
+//! `publish` and `describe` are gRPC clients of one.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -14,10 +14,12 @@ mod mesh;
 pub mod output;
 pub mod positions;
 mod provenance;
+mod publish;
 mod replay;
 
 pub use inspect::InspectArgs;
 pub use provenance::ProvFormat;
+pub use publish::PublishArgs;
 pub use replay::ReplayArgs;
 
 #[derive(Debug, Parser)]
@@ -85,6 +87,9 @@ pub enum Command {
         #[arg(long)]
         id: Option<u32>,
     },
+    /// Publish a derived record, with what it was derived from and what produced it, to a
+    /// publishable topic; prints its ref.
+    Publish(PublishArgs),
     /// Decode alert files locally: one JSON line per alert with key, namespace, schema,
     /// position and the alert.
     Inspect(InspectArgs),
@@ -227,6 +232,7 @@ pub async fn run_client(command: Command) -> ExitCode {
         } => commands::fetch(&gateway, &alert_ref, format, out).await,
         Command::Describe { gateway } => commands::describe(&gateway).await,
         Command::Schema { gateway, topic, id } => commands::schema(&gateway, &topic, id).await,
+        Command::Publish(args) => publish::publish(args).await,
         Command::Creds(cmd) => creds::run(cmd).await,
         Command::Mirror(cmd) => mesh::mirror(cmd).await,
         Command::Directory { gateway, json } => mesh::directory(gateway, json).await,

@@ -13,6 +13,7 @@ use alertmesh_alert::{Format, Registry};
 mod files;
 mod mirrors;
 mod properties;
+mod publish;
 mod reader;
 mod registry;
 mod security;
@@ -20,6 +21,7 @@ mod security;
 pub use mirrors::MirrorConfig;
 pub(crate) use properties::kafka_error_text;
 pub use properties::Secrets;
+pub use publish::TopicSchema;
 use reader::Reader;
 pub use registry::RegistrySource;
 pub use security::{AuthConfig, TlsConfig, TrustedPeer};
@@ -126,6 +128,11 @@ pub struct Limits {
     pub header_timeout: Duration,
     /// A gRPC connection without an open call is closed after this.
     pub idle_timeout: Duration,
+    /// Largest record `Publish` writes: key, payload and headers, in bytes.
+    pub max_publish_record_bytes: usize,
+    /// Records per partition read back to find publish ids already written (the
+    /// exactly-once window): a retry older than this many records is written again.
+    pub publish_id_window: usize,
 }
 
 /// `[[topics]]`: one exposed local Kafka topic.
@@ -139,6 +146,10 @@ pub struct TopicConfig {
     pub public: bool,
     /// Where its Confluent-framed payloads' schema ids are registered.
     pub schema_registry: Option<RegistrySource>,
+    /// Derived records may be written to it with `Publish` (scope `publish:<topic>`).
+    pub publish: bool,
+    /// What published payloads must match, beyond the topic's format.
+    pub schema: Option<TopicSchema>,
 }
 
 impl Config {
@@ -328,6 +339,23 @@ impl Config {
                 100,
                 86_400_000,
             )),
+            max_publish_record_bytes: r.uint(
+                &mut lim,
+                "limits",
+                "max_publish_record_bytes",
+                900_000,
+                1 << 10,
+                // Below a request's limit, with room for the rest of the request.
+                900_000,
+            ) as usize,
+            publish_id_window: r.uint(
+                &mut lim,
+                "limits",
+                "publish_id_window",
+                100_000,
+                1,
+                10_000_000,
+            ) as usize,
         };
         r.unknown(lim, "limits");
         if limits.unread_drop < limits.unread_pause {
@@ -394,6 +422,7 @@ impl Config {
             let description = r.string(&mut t, &path, "description", Some(String::new()));
             let public = r.bool(&mut t, &path, "public", false);
             let schema_registry = registry::read(r, &mut t, &path, base);
+            let (publish, schema) = publish::read(r, &mut t, &path, base, format);
             r.unknown(t, &path);
             if let (Some(name), Some(namespace), Some(format), Some(description)) =
                 (name, namespace, format, description)
@@ -405,6 +434,8 @@ impl Config {
                     description,
                     public,
                     schema_registry,
+                    publish,
+                    schema,
                 });
             }
         }

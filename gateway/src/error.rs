@@ -21,6 +21,10 @@ pub enum Error {
     /// fit the token.
     #[error("{0}")]
     Unauthenticated(String),
+    /// The call is valid but the target is not in a state that allows it (a topic that is
+    /// not declared publishable).
+    #[error("{0}")]
+    FailedPrecondition(String),
     /// A valid caller lacking the scope the call needs.
     #[error("{0}")]
     PermissionDenied(String),
@@ -108,6 +112,7 @@ impl From<Error> for tonic::Status {
             Error::ResourceExhausted(_) => tonic::Status::resource_exhausted(msg),
             Error::Unauthenticated(_) => tonic::Status::unauthenticated(msg),
             Error::PermissionDenied(_) => tonic::Status::permission_denied(msg),
+            Error::FailedPrecondition(_) => tonic::Status::failed_precondition(msg),
             Error::DataLoss(_) => tonic::Status::data_loss(msg),
             Error::Kafka(_) | Error::Internal(_) => tonic::Status::internal(msg),
         }

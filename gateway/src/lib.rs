@@ -10,6 +10,7 @@
 //! - `service`: the `alertmesh.v1.AlertMesh` gRPC layer, one file per RPC.
 //! - `subscription`: `Subscribe`, as a pure plan, its resolution and the running stream.
 //! - `fetch`: resolves an alert ref to the one record it names.
+//! - `publish`: writes derived records with their provenance, once per publish id.
 //! - `admin`: issues, lists and revokes credentials; the advertised auth methods.
 //! - `mirrors`: the `[[mirrors]]` jobs as the gateway runs and reports them.
 //! - `provenance`: the graph behind an alert ref, walked across gateways.
@@ -44,6 +45,7 @@ mod kafka;
 mod metrics;
 mod mirrors;
 mod provenance;
+mod publish;
 mod record;
 mod registry;
 mod server;

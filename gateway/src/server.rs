@@ -19,6 +19,7 @@ use crate::fetch::Fetcher;
 use crate::kafka::cluster::Cluster;
 use crate::kafka::Kafka;
 use crate::metrics::Metrics;
+use crate::publish::Publisher;
 use crate::registry::Schemas;
 use crate::service::MeshService;
 use crate::subscription::{self, Subscriptions};
@@ -117,9 +118,17 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
             gateway: gw.name.clone(),
             catalog: Arc::clone(&catalog),
             cluster: cluster.clone(),
-            decoder,
+            decoder: Arc::clone(&decoder),
             registry: Arc::clone(&config.alert.registry),
         },
+        publisher: Publisher::new(
+            gw.name.clone(),
+            Arc::clone(&catalog),
+            cluster.clone(),
+            decoder,
+            Arc::clone(&config.alert.registry),
+            &config.limits,
+        ),
         admin: Admin {
             auth: auth.clone(),
             gateway: gw.name.clone(),

@@ -4,6 +4,7 @@
 //! - `subscribe.rs`: `Subscribe`, served on its own route with a zero-copy response body.
 //! - `commit_cursor.rs`: `CommitCursor`.
 //! - `fetch.rs`: `Fetch`.
+//! - `publish.rs`: `Publish`.
 //! - `catalog.rs`: `ListTopics` and `DescribeGateway`.
 //! - `admin.rs`: `IssueCredential`, `ListCredentials`, `RevokeCredential`.
 //! - `mirror_status.rs`: `MirrorStatus`.
@@ -27,6 +28,7 @@ use crate::catalog::Catalog;
 use crate::fetch::Fetcher;
 use crate::kafka::cluster::Cluster;
 use crate::mirrors::Mirrors;
+use crate::publish::Publisher;
 use crate::registry::Schemas;
 use crate::subscription::Subscriptions;
 
@@ -36,6 +38,7 @@ mod commit_cursor;
 mod fetch;
 mod mirror_status;
 mod provenance;
+mod publish;
 mod request_limit;
 mod schema;
 mod subscribe;
@@ -59,6 +62,7 @@ pub(crate) struct Parts {
     pub(crate) catalog: Arc<Catalog>,
     pub(crate) subscriptions: Arc<Subscriptions>,
     pub(crate) fetcher: Fetcher,
+    pub(crate) publisher: Publisher,
     pub(crate) admin: Admin,
     pub(crate) mirrors: Arc<Mirrors>,
     pub(crate) provenance: crate::provenance::Provenance,
@@ -130,6 +134,13 @@ impl v1::alert_mesh_server::AlertMesh for GatewayService {
         req: Request<v1::CommitCursorRequest>,
     ) -> Result<Response<v1::CommitCursorResponse>, Status> {
         commit_cursor::commit_cursor(self, req).await
+    }
+
+    async fn publish(
+        &self,
+        req: Request<v1::PublishRequest>,
+    ) -> Result<Response<v1::PublishResponse>, Status> {
+        publish::publish(self, req).await
     }
 
     async fn list_topics(

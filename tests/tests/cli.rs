@@ -351,6 +351,10 @@ mod hostile {
             Err(Status::invalid_argument(self.message.clone()))
         }
 
+        async fn publish(&self, _: Request<v1::PublishRequest>) -> Answer<v1::PublishResponse> {
+            Err(Status::unimplemented(self.message.clone()))
+        }
+
         async fn list_topics(
             &self,
             _: Request<v1::ListTopicsRequest>,

@@ -244,6 +244,13 @@ impl alert_mesh_server::AlertMesh for Hostile {
         self.record("CommitCursor", &req);
         Err(tonic::Status::unimplemented(""))
     }
+    async fn publish(
+        &self,
+        req: tonic::Request<v1::PublishRequest>,
+    ) -> Result<tonic::Response<v1::PublishResponse>, tonic::Status> {
+        self.record("Publish", &req);
+        Err(tonic::Status::unimplemented(""))
+    }
     async fn list_topics(
         &self,
         req: tonic::Request<v1::ListTopicsRequest>,

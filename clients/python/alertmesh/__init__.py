@@ -10,6 +10,7 @@ from alertmesh.client import Gateway
 from alertmesh.errors import (
     AlertmeshError,
     DecodeError,
+    FailedPrecondition,
     InvalidArgument,
     NotFound,
     PermissionDenied,
@@ -31,18 +32,23 @@ from alertmesh.models import (
     TopicInfo,
 )
 from alertmesh.provenance import ProvenanceGraph
+from alertmesh.publish import Activity
+from alertmesh.runner import Derived, RunStats, run_filter
 from alertmesh.stream import Backoff, Subscription
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "Activity",
     "Alert",
     "AlertmeshError",
     "AuthMethod",
     "Backoff",
     "DecodeError",
+    "Derived",
     "Directory",
     "Endpoint",
+    "FailedPrecondition",
     "Gateway",
     "GatewayInfo",
     "InvalidArgument",
@@ -54,6 +60,8 @@ __all__ = [
     "ProvenanceGraph",
     "ResourceExhausted",
     "SchemaInfo",
+    "run_filter",
+    "RunStats",
     "Skipped",
     "Subscription",
     "TopicInfo",

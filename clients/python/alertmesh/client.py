@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -13,10 +14,11 @@ import grpc
 from alertmesh._proto import alertmesh_pb2 as pb
 from alertmesh._proto import alertmesh_pb2_grpc as pb_grpc
 from alertmesh.decode import decode_payload, mesh_key
-from alertmesh.errors import AlertmeshError, from_rpc_error
+from alertmesh.errors import AlertmeshError, from_rpc_error, is_transient
 from alertmesh.models import Alert, Directory, GatewayInfo, MirrorStatus, SchemaInfo, Skipped, TopicInfo
 from alertmesh.positions import EndSpec, StartSpec, offsets_pb, to_end, to_start
 from alertmesh.provenance import ProvenanceGraph
+from alertmesh.publish import ActivityLike, Source, batches, record_pb
 from alertmesh.stream import Backoff, Decode, Subscription
 
 if TYPE_CHECKING:
@@ -50,9 +52,13 @@ def _token(token: str | os.PathLike[str] | None) -> str | None:
     """A token given inline, or the contents of the file it names."""
     if token is None:
         return None
-    if isinstance(token, os.PathLike) or (len(str(token)) < 4096 and Path(str(token)).is_file()):
+    if isinstance(token, os.PathLike):
         return Path(token).read_text().strip()
-    return str(token).strip()
+    try:
+        is_file = len(str(token)) < 4096 and Path(str(token)).is_file()
+    except OSError:  # an inline JWT is longer than a file name may be
+        is_file = False
+    return Path(token).read_text().strip() if is_file else str(token).strip()
 
 
 def _normalized(url: str) -> str:
@@ -242,6 +248,97 @@ class Gateway:
             if alert.key is None:
                 alert.key = mesh_key(alert.namespace, alert.record)
         return alert
+
+    def publish(
+        self,
+        topic: str,
+        record: Any,
+        key: str | None = None,
+        derived_from: Source | Iterable[Source] = (),
+        activity: ActivityLike | None = None,
+        used: Iterable[str] = (),
+        publish_id: str | None = None,
+    ) -> str:
+        """Publishes one derived record to ``topic`` (declared ``publish = true``) and
+        returns its ref ``am://<gateway>/<topic>/<partition>/<offset>``.
+
+        Args:
+            record: a dict (sent as JSON) or the payload bytes in the topic's format.
+            key: the mesh key ``NS:id``; default: the key of the first alert in
+                ``derived_from``.
+            derived_from: the alerts (or their refs, on any gateway) it was computed from.
+            activity: what produced it: ``{"name", "version", "parameters"}`` or an
+                :class:`~alertmesh.Activity`.
+            used: non-alert inputs, e.g. ``"catalog:gaia-dr3/4295806720"``.
+            publish_id: the id that makes a retry a no-op. Default: a hash of everything
+                published (topic, key, payload, derived_from, activity, used), so calling
+                again with the same arguments, after a timeout or a crash, returns the
+                first ref and writes nothing; pass distinct ids to publish identical
+                content twice.
+
+        A call that fails with a transient error (the gateway restarting) is retried with
+        the same publish id, so it never writes twice.
+        """
+        if activity is None:
+            raise ValueError("activity is needed: say what produced the record (name, version, parameters)")
+        rec = record_pb(
+            topic, record, key=key, derived_from=derived_from, activity=activity, used=used, publish_id=publish_id
+        )
+        return self._publish(topic, [rec])[0]
+
+    def publish_many(
+        self,
+        topic: str,
+        records: Iterable[Mapping[str, Any]],
+        *,
+        activity: ActivityLike | None = None,
+        used: Iterable[str] = (),
+    ) -> list[str]:
+        """Publishes many derived records in few requests; returns their refs in order.
+
+        Each item is a dict of :meth:`publish`'s arguments: ``record`` and
+        ``derived_from``, optionally ``key``, ``activity``, ``used`` and ``publish_id``;
+        ``activity`` and ``used`` given here apply to items without their own. Each
+        request is validated whole by the gateway: a bad record refuses its request.
+        """
+        used = list(used)
+        recs = []
+        for i, item in enumerate(records):
+            unknown = set(item) - {"record", "key", "derived_from", "activity", "used", "publish_id"}
+            if unknown or "record" not in item:
+                raise ValueError(f"records[{i}]: needs 'record', and takes key, derived_from, activity, used, publish_id; got {sorted(item)}")
+            act = item.get("activity", activity)
+            if act is None:
+                raise ValueError(f"records[{i}]: activity is needed (here or as publish_many's activity=)")
+            recs.append(
+                record_pb(
+                    topic,
+                    item["record"],
+                    key=item.get("key"),
+                    derived_from=item.get("derived_from", ()),
+                    activity=act,
+                    used=item.get("used", used),
+                    publish_id=item.get("publish_id"),
+                )
+            )
+        refs: list[str] = []
+        for batch in batches(recs):
+            refs.extend(self._publish(topic, batch))
+        return refs
+
+    def _publish(self, topic: str, records: list[pb.PublishRecord], attempts: int = 5) -> list[str]:
+        req = pb.PublishRequest(topic=topic, records=records)
+        for attempt in range(attempts):
+            try:
+                resp = self._stub.Publish(req, metadata=self._metadata, timeout=self.timeout)
+                return [r.ref for r in resp.results]
+            except grpc.RpcError as err:
+                # Same publish ids: a retry after an unknown outcome cannot duplicate.
+                if attempt + 1 < attempts and is_transient(err):
+                    time.sleep(min(0.2 * 2**attempt, 3.0))
+                    continue
+                raise from_rpc_error(err) from None
+        raise AssertionError("unreachable")
 
     def commit_cursor(self, name: str, topic: str, offsets: Mapping[int, int]) -> dict[int, int]:
         """Stores the durable cursor ``name`` of ``topic``: per partition, the next offset to read.

@@ -46,6 +46,10 @@ class ResourceExhausted(AlertmeshError):
     """The gateway serves too many subscriptions at once; retry later."""
 
 
+class FailedPrecondition(AlertmeshError):
+    """The call is valid but the target does not allow it (e.g. a topic that is not publishable)."""
+
+
 class DecodeError(AlertmeshError):
     """A payload could not be decoded on the client."""
 
@@ -60,6 +64,7 @@ _BY_CODE: dict[grpc.StatusCode, type[AlertmeshError]] = {
     grpc.StatusCode.UNAUTHENTICATED: Unauthenticated,
     grpc.StatusCode.PERMISSION_DENIED: PermissionDenied,
     grpc.StatusCode.RESOURCE_EXHAUSTED: ResourceExhausted,
+    grpc.StatusCode.FAILED_PRECONDITION: FailedPrecondition,
 }
 
 

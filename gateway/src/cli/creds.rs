@@ -38,7 +38,7 @@ pub enum CredsCommand {
         /// Who the token is for: a user, or a peer gateway's name.
         #[arg(long, value_name = "NAME")]
         sub: String,
-        /// `subscribe:<topic glob>`, `fetch:<topic glob>`, `mirror` or `admin` (repeatable).
+        /// `subscribe:<topic glob>`, `fetch:<topic glob>`, `publish:<topic glob>`, `mirror` or `admin` (repeatable).
         #[arg(long = "scope", value_name = "SCOPE", required = true)]
         scopes: Vec<String>,
         /// Lifetime: 90s, 30m, 12h, 7d (or seconds).

@@ -538,3 +538,74 @@ fn schema_registry_keys_are_checked_on_topics_and_mirror_sources() {
         "http://10.0.0.1:8081"
     );
 }
+
+#[test]
+fn publishable_topics_load_their_schema_and_bad_ones_say_why() {
+    let dir = std::env::temp_dir().join(format!("alertmesh-publish-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(
+        dir.join("class.json"),
+        r#"{"type":"object","required":["class"],"properties":{"class":{"type":"string"}}}"#,
+    )
+    .unwrap();
+    std::fs::write(dir.join("bad.json"), r#"{"type":"float"}"#).unwrap();
+    std::fs::write(
+        dir.join("class.avsc"),
+        r#"{"type":"record","name":"C","fields":[{"name":"class","type":"string"}]}"#,
+    )
+    .unwrap();
+    let topic = |format: &str, extra: &str| {
+        format!(
+            "{MINIMAL}[[topics]]\nname = \"fink.class\"\nnamespace = \"ZTF\"\nformat = \"{format}\"\n{extra}\n"
+        )
+    };
+    let c = Config::parse_at(
+        &topic("json", "publish = true\nschema = \"class.json\""),
+        &[],
+        &dir,
+    )
+    .unwrap();
+    let t = c.topic("fink.class").unwrap();
+    assert!(t.publish);
+    assert!(matches!(t.schema, Some(TopicSchema::Json { .. })));
+    assert!(!c.topic("ztf.alerts").unwrap().publish);
+    let c = Config::parse_at(
+        &topic("avro-ocf", "publish = true\nschema = \"class.avsc\""),
+        &[],
+        &dir,
+    )
+    .unwrap();
+    assert!(matches!(
+        c.topic("fink.class").unwrap().schema,
+        Some(TopicSchema::Avro(_))
+    ));
+    for (extra, needle) in [
+        (
+            "publish = true\nschema = \"bad.json\"",
+            "topics[1].schema: ",
+        ),
+        (
+            "publish = true\nschema = \"missing.json\"",
+            "topics[1].schema: cannot read",
+        ),
+        ("schema = \"class.json\"", "set publish = true"),
+        (
+            "publish = \"yes\"",
+            "topics[1].publish: must be true or false",
+        ),
+    ] {
+        let all = Config::parse_at(&topic("json", extra), &[], &dir)
+            .unwrap_err()
+            .join("\n");
+        assert!(all.contains(needle), "{extra}: {all}");
+    }
+    let all = Config::parse_at(
+        &topic("avro-ocf", "publish = true\nschema = \"class.json\""),
+        &[],
+        &dir,
+    )
+    .unwrap_err()
+    .join("\n");
+    assert!(all.contains("is not an Avro schema"), "{all}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}

@@ -324,6 +324,8 @@ mod tests {
             description: String::new(),
             public: false,
             schema_registry: None,
+            publish: false,
+            schema: None,
         }
     }
 
@@ -345,6 +347,8 @@ mod tests {
             request_buffer_bytes: 1 << 20,
             header_timeout: std::time::Duration::from_secs(10),
             idle_timeout: std::time::Duration::from_secs(300),
+            max_publish_record_bytes: 900_000,
+            publish_id_window: 100_000,
         }
     }
 

@@ -197,6 +197,54 @@ class CommitCursorResponse(_message.Message):
     offsets: _containers.RepeatedCompositeFieldContainer[PartitionOffset]
     def __init__(self, offsets: _Optional[_Iterable[_Union[PartitionOffset, _Mapping]]] = ...) -> None: ...
 
+class PublishRequest(_message.Message):
+    __slots__ = ("topic", "records")
+    TOPIC_FIELD_NUMBER: _ClassVar[int]
+    RECORDS_FIELD_NUMBER: _ClassVar[int]
+    topic: str
+    records: _containers.RepeatedCompositeFieldContainer[PublishRecord]
+    def __init__(self, topic: _Optional[str] = ..., records: _Optional[_Iterable[_Union[PublishRecord, _Mapping]]] = ...) -> None: ...
+
+class PublishRecord(_message.Message):
+    __slots__ = ("key", "payload", "derived_from", "activity", "used", "publish_id")
+    KEY_FIELD_NUMBER: _ClassVar[int]
+    PAYLOAD_FIELD_NUMBER: _ClassVar[int]
+    DERIVED_FROM_FIELD_NUMBER: _ClassVar[int]
+    ACTIVITY_FIELD_NUMBER: _ClassVar[int]
+    USED_FIELD_NUMBER: _ClassVar[int]
+    PUBLISH_ID_FIELD_NUMBER: _ClassVar[int]
+    key: str
+    payload: bytes
+    derived_from: _containers.RepeatedScalarFieldContainer[str]
+    activity: Activity
+    used: _containers.RepeatedScalarFieldContainer[str]
+    publish_id: str
+    def __init__(self, key: _Optional[str] = ..., payload: _Optional[bytes] = ..., derived_from: _Optional[_Iterable[str]] = ..., activity: _Optional[_Union[Activity, _Mapping]] = ..., used: _Optional[_Iterable[str]] = ..., publish_id: _Optional[str] = ...) -> None: ...
+
+class Activity(_message.Message):
+    __slots__ = ("name", "version", "parameters_json")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    PARAMETERS_JSON_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    version: str
+    parameters_json: str
+    def __init__(self, name: _Optional[str] = ..., version: _Optional[str] = ..., parameters_json: _Optional[str] = ...) -> None: ...
+
+class PublishResponse(_message.Message):
+    __slots__ = ("results",)
+    RESULTS_FIELD_NUMBER: _ClassVar[int]
+    results: _containers.RepeatedCompositeFieldContainer[PublishResult]
+    def __init__(self, results: _Optional[_Iterable[_Union[PublishResult, _Mapping]]] = ...) -> None: ...
+
+class PublishResult(_message.Message):
+    __slots__ = ("ref", "duplicate")
+    REF_FIELD_NUMBER: _ClassVar[int]
+    DUPLICATE_FIELD_NUMBER: _ClassVar[int]
+    ref: str
+    duplicate: bool
+    def __init__(self, ref: _Optional[str] = ..., duplicate: bool = ...) -> None: ...
+
 class ListTopicsRequest(_message.Message):
     __slots__ = ()
     def __init__(self) -> None: ...

@@ -45,6 +45,11 @@ class AlertMeshStub(object):
                 request_serializer=alertmesh_dot___proto_dot_alertmesh__pb2.CommitCursorRequest.SerializeToString,
                 response_deserializer=alertmesh_dot___proto_dot_alertmesh__pb2.CommitCursorResponse.FromString,
                 _registered_method=True)
+        self.Publish = channel.unary_unary(
+                '/alertmesh.v1.AlertMesh/Publish',
+                request_serializer=alertmesh_dot___proto_dot_alertmesh__pb2.PublishRequest.SerializeToString,
+                response_deserializer=alertmesh_dot___proto_dot_alertmesh__pb2.PublishResponse.FromString,
+                _registered_method=True)
         self.ListTopics = channel.unary_unary(
                 '/alertmesh.v1.AlertMesh/ListTopics',
                 request_serializer=alertmesh_dot___proto_dot_alertmesh__pb2.ListTopicsRequest.SerializeToString,
@@ -108,6 +113,17 @@ class AlertMeshServicer(object):
     def CommitCursor(self, request, context):
         """Stores a named durable cursor of the calling principal in Kafka, so a later
         Subscribe with that cursor resumes there, across gateway restarts and replicas.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def Publish(self, request, context):
+        """Writes derived records (scope `publish:<topic glob>`) to a topic declared publishable,
+        with headers recording what each was derived from, the activity that produced it and
+        the publisher. The whole batch is validated before anything is written. A record whose
+        publish id this principal already published on the topic is not written again: its
+        first ref is answered, marked duplicate.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -195,6 +211,11 @@ def add_AlertMeshServicer_to_server(servicer, server):
                     servicer.CommitCursor,
                     request_deserializer=alertmesh_dot___proto_dot_alertmesh__pb2.CommitCursorRequest.FromString,
                     response_serializer=alertmesh_dot___proto_dot_alertmesh__pb2.CommitCursorResponse.SerializeToString,
+            ),
+            'Publish': grpc.unary_unary_rpc_method_handler(
+                    servicer.Publish,
+                    request_deserializer=alertmesh_dot___proto_dot_alertmesh__pb2.PublishRequest.FromString,
+                    response_serializer=alertmesh_dot___proto_dot_alertmesh__pb2.PublishResponse.SerializeToString,
             ),
             'ListTopics': grpc.unary_unary_rpc_method_handler(
                     servicer.ListTopics,
@@ -297,6 +318,33 @@ class AlertMesh(object):
             '/alertmesh.v1.AlertMesh/CommitCursor',
             alertmesh_dot___proto_dot_alertmesh__pb2.CommitCursorRequest.SerializeToString,
             alertmesh_dot___proto_dot_alertmesh__pb2.CommitCursorResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Publish(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/alertmesh.v1.AlertMesh/Publish',
+            alertmesh_dot___proto_dot_alertmesh__pb2.PublishRequest.SerializeToString,
+            alertmesh_dot___proto_dot_alertmesh__pb2.PublishResponse.FromString,
             options,
             channel_credentials,
             insecure,

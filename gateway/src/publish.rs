@@ -1,0 +1,251 @@
+//! `Publish`: derived records written to publishable topics, each exactly once per
+//! publish id.
+//!
+//! - `plan`: the pure checks of a batch and the records with their provenance headers.
+//! - `ids`: the publish ids of a partition, read back from Kafka.
+//!
+//! A record goes to the partition of its key. Publishes to one partition are serialized
+//! within the gateway: under the partition's lock its publish ids are read up to the end
+//! of the partition, ids already published answer their first ref, and only the others
+//! are written (idempotent producer, `acks=all`) and noted once Kafka acknowledged them.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
+
+use alertmesh_alert::{AlertRef, Decoder, Registry};
+use alertmesh_proto::v1;
+use rdkafka::message::{Header, OwnedHeaders};
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use tokio::sync::OnceCell;
+
+use crate::catalog::Catalog;
+use crate::error::{Error, Result};
+use crate::kafka::cluster::Cluster;
+
+mod ids;
+mod plan;
+
+pub(crate) use plan::agent;
+
+type SharedIndex = Arc<tokio::sync::Mutex<ids::Index>>;
+
+/// What `Publish` needs: the exposed topics, the cluster, and the payload checks.
+pub(crate) struct Publisher {
+    pub(crate) gateway: String,
+    pub(crate) catalog: Arc<Catalog>,
+    pub(crate) cluster: Cluster,
+    pub(crate) decoder: Arc<Decoder>,
+    pub(crate) registry: Arc<Registry>,
+    pub(crate) max_record_bytes: usize,
+    pub(crate) id_window: usize,
+    producer: OnceCell<FutureProducer>,
+    /// Per topic and partition, its publish ids; the lock serializes publishes to it.
+    partitions: Mutex<HashMap<(String, i32), SharedIndex>>,
+}
+
+impl std::fmt::Debug for Publisher {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Publisher")
+            .field("gateway", &self.gateway)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Publisher {
+    pub(crate) fn new(
+        gateway: String,
+        catalog: Arc<Catalog>,
+        cluster: Cluster,
+        decoder: Arc<Decoder>,
+        registry: Arc<Registry>,
+        limits: &crate::config::Limits,
+    ) -> Self {
+        Publisher {
+            gateway,
+            catalog,
+            cluster,
+            decoder,
+            registry,
+            max_record_bytes: limits.max_publish_record_bytes,
+            id_window: limits.publish_id_window,
+            producer: OnceCell::new(),
+            partitions: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// The topic `name` if it is exposed and publishable.
+    pub(crate) fn publishable(&self, name: &str) -> Result<()> {
+        let topic = self.catalog.exposed(name)?;
+        if !topic.publish {
+            return Err(Error::FailedPrecondition(format!(
+                "topic {name:?} is not publishable on gateway {}; the operator declares \
+                 publishable topics with publish = true in [[topics]]",
+                self.gateway
+            )));
+        }
+        Ok(())
+    }
+
+    /// Checks the whole batch, then writes the records whose publish ids are new.
+    /// `agent` is the `am-agent` JSON of the caller.
+    pub(crate) async fn publish(
+        &self,
+        topic: &str,
+        agent: &str,
+        records: &[v1::PublishRecord],
+    ) -> Result<Vec<v1::PublishResult>> {
+        self.publishable(topic)?;
+        let config = self.catalog.exposed(topic)?;
+        let planned = plan::plan(
+            &plan::Context {
+                gateway: &self.gateway,
+                topic: config,
+                registry: &self.registry,
+                decoder: &self.decoder,
+                agent,
+                max_record_bytes: self.max_record_bytes,
+            },
+            records,
+        )?;
+        let partitions = self.catalog.partitions(topic).await?;
+        let mut by_partition: BTreeMap<i32, Vec<(usize, plan::Planned)>> = BTreeMap::new();
+        for (i, p) in planned.into_iter().enumerate() {
+            let partition = partitions[plan::partition(&p.key, partitions.len())];
+            by_partition.entry(partition).or_default().push((i, p));
+        }
+        // Locked in partition order, so two batches never wait on each other in a circle.
+        let mut locked = Vec::with_capacity(by_partition.len());
+        for partition in by_partition.keys() {
+            locked.push(self.index(topic, *partition).lock_owned().await);
+        }
+        let ends = self
+            .cluster
+            .ends(topic, &by_partition.keys().copied().collect::<Vec<_>>())
+            .await?;
+        // Catch up with whatever reached these partitions since they were last read: our
+        // own writes before a crash, other replicas' writes.
+        for (index, partition) in locked.iter_mut().zip(by_partition.keys()) {
+            let end = ends.get(partition).copied().ok_or_else(|| {
+                Error::Unavailable(format!(
+                    "no end offset for partition {partition} of topic {topic:?}"
+                ))
+            })?;
+            if let Some(from) = index.read_from(end) {
+                let kafka = self.cluster.kafka().clone();
+                let (t, p) = (topic.to_owned(), *partition);
+                let (found, next) =
+                    tokio::task::spawn_blocking(move || ids::read(&kafka, &t, p, from, end))
+                        .await
+                        .map_err(|e| Error::Internal(e.to_string()))??;
+                for (offset, key) in found {
+                    index.note(offset, key);
+                }
+                index.caught_up(next);
+            }
+        }
+        let producer = self.producer().await?;
+        let reference = |partition: i32, offset: i64| -> Result<String> {
+            AlertRef::new(&self.gateway, topic, partition, offset)
+                .map(|r| r.to_string())
+                .map_err(|e| Error::Internal(e.to_string()))
+        };
+        let mut results = vec![v1::PublishResult::default(); records.len()];
+        let mut pending = Vec::new();
+        for (slot, ((partition, recs), index)) in
+            by_partition.iter().zip(locked.iter_mut()).enumerate()
+        {
+            for (i, rec) in recs {
+                if let Some(offset) = index.get(&rec.id_key) {
+                    results[*i] = v1::PublishResult {
+                        r#ref: reference(*partition, offset)?,
+                        duplicate: true,
+                    };
+                    continue;
+                }
+                // Until every delivery is noted: if this request is dropped or a delivery
+                // fails, the next publish here reads the partition to its end first.
+                index.sending();
+                let mut headers = OwnedHeaders::new_with_capacity(rec.headers.len());
+                for (k, v) in &rec.headers {
+                    headers = headers.insert(Header {
+                        key: k,
+                        value: Some(v.as_slice()),
+                    });
+                }
+                let record = FutureRecord::to(topic)
+                    .partition(*partition)
+                    .key(rec.key.as_str())
+                    .payload(rec.payload.as_ref())
+                    .headers(headers);
+                let delivery = producer
+                    .send_result(record)
+                    .map_err(|(e, _)| Error::from_kafka(e))?;
+                pending.push((*i, slot, *partition, rec.id_key.clone(), delivery));
+            }
+        }
+        // Every delivery is awaited, so each written record is noted even when another
+        // failed; a retry with the same ids then writes only what is missing.
+        let mut first_error = None;
+        let mut failed = vec![false; locked.len()];
+        for (i, slot, partition, id_key, delivery) in pending {
+            let delivered = delivery
+                .await
+                .map_err(|_| Error::Unavailable("the kafka producer stopped".into()))
+                .and_then(|d| d.map_err(|(e, _)| Error::from_kafka(e)));
+            match delivered {
+                Ok(d) => {
+                    if let Some(index) = locked.get_mut(slot) {
+                        index.note(d.offset, id_key);
+                    }
+                    results[i] = v1::PublishResult {
+                        r#ref: reference(partition, d.offset)?,
+                        duplicate: false,
+                    };
+                }
+                Err(e) => {
+                    if let Some(f) = failed.get_mut(slot) {
+                        *f = true;
+                    }
+                    first_error.get_or_insert(e);
+                }
+            }
+        }
+        for (index, failed) in locked.iter_mut().zip(failed) {
+            if !failed {
+                index.settled();
+            }
+        }
+        match first_error {
+            Some(e) => Err(e),
+            None => Ok(results),
+        }
+    }
+
+    fn index(&self, topic: &str, partition: i32) -> SharedIndex {
+        let mut map = self.partitions.lock().unwrap_or_else(|p| p.into_inner());
+        Arc::clone(
+            map.entry((topic.to_owned(), partition)).or_insert_with(|| {
+                Arc::new(tokio::sync::Mutex::new(ids::Index::new(self.id_window)))
+            }),
+        )
+    }
+
+    async fn producer(&self) -> Result<&FutureProducer> {
+        self.producer
+            .get_or_try_init(|| async {
+                let kafka = self.cluster.kafka();
+                let mut c = kafka.client_config();
+                // Idempotence: librdkafka's own retries never write a record twice.
+                c.set("enable.idempotence", "true")
+                    .set("acks", "all")
+                    .set("linger.ms", "2")
+                    .set("message.max.bytes", "2000000")
+                    .set(
+                        "message.timeout.ms",
+                        (kafka.timeout().as_millis() * 3).max(1000).to_string(),
+                    );
+                c.create().map_err(Error::from_kafka)
+            })
+            .await
+    }
+}
