@@ -16,6 +16,7 @@
 //! - [`mesh`]: the `Mesh::new("lasair").topic(..).ztf_alerts().start()` builder.
 //! - [`kafka`]: direct Kafka reads, the baseline for the benchmark.
 //! - [`netns`]: a network namespace and veth pair, to cut a gateway off from its peers.
+//! - [`postgres`]: a fresh PostgreSQL cluster per test, and `psql` as the ground truth.
 
 pub mod auth;
 pub mod bench;
@@ -29,12 +30,14 @@ pub mod kafka;
 pub mod mesh;
 pub mod metrics;
 pub mod netns;
+pub mod postgres;
 pub mod process;
 
 pub use broker::{Broker, Produced, Record};
 pub use gateway::{Gateway, GatewaySpec, Ready};
 pub use mesh::{Mesh, Site};
 pub use metrics::Metrics;
+pub use postgres::Postgres;
 
 /// The fixture topic used by most tests.
 pub const ZTF_TOPIC: &str = "ztf.alerts";
