@@ -12,6 +12,8 @@ pub enum Action {
     Subscribe,
     /// Resolve alert refs of a topic with `Fetch`.
     Fetch,
+    /// Stream a declared database query with `Query`, and fetch its rows' refs.
+    Query,
 }
 
 /// One grant carried by a token.
@@ -52,6 +54,7 @@ impl FromStr for Scope {
         let action = match action {
             "subscribe" => Action::Subscribe,
             "fetch" => Action::Fetch,
+            "query" => Action::Query,
             _ => return Err(bad("unknown action")),
         };
         let glob_ok = !glob.is_empty()
@@ -96,6 +99,7 @@ impl fmt::Display for Action {
         f.write_str(match self {
             Action::Subscribe => "subscribe",
             Action::Fetch => "fetch",
+            Action::Query => "query",
         })
     }
 }

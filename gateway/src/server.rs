@@ -91,6 +91,11 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
         &streams,
     )?);
     tasks.spawn(Arc::clone(&mirrors).export(streams.clone()));
+    let queries = Arc::new(crate::query::Queries::new(
+        &config,
+        streams.clone(),
+        tasks.clone(),
+    ));
     let service = service::server(service::Parts {
         gateway: gw.name.clone(),
         advertised_url: gw.advertised_url.clone(),
@@ -113,6 +118,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
             tls: config.tls.is_some(),
         },
         mirrors: Arc::clone(&mirrors),
+        queries,
         tasks: tasks.clone(),
     });
     tracing::info!(

@@ -4,6 +4,7 @@
 //! - `subscribe.rs`: `Subscribe`, served on its own route with a zero-copy response body.
 //! - `commit_cursor.rs`: `CommitCursor`.
 //! - `fetch.rs`: `Fetch`.
+//! - `query.rs`: `Query`.
 //! - `catalog.rs`: `ListTopics` and `DescribeGateway`.
 //! - `admin.rs`: `IssueCredential`, `ListCredentials`, `RevokeCredential`.
 //! - `mirror_status.rs`: `MirrorStatus`.
@@ -25,6 +26,7 @@ use crate::catalog::Catalog;
 use crate::fetch::Fetcher;
 use crate::kafka::cluster::Cluster;
 use crate::mirrors::Mirrors;
+use crate::query::Queries;
 use crate::subscription::Subscriptions;
 
 mod admin;
@@ -32,6 +34,7 @@ mod catalog;
 mod commit_cursor;
 mod fetch;
 mod mirror_status;
+mod query;
 mod request_limit;
 mod subscribe;
 
@@ -56,6 +59,8 @@ pub(crate) struct Parts {
     pub(crate) fetcher: Fetcher,
     pub(crate) admin: Admin,
     pub(crate) mirrors: Arc<Mirrors>,
+    /// The declared database queries.
+    pub(crate) queries: Arc<Queries>,
     /// Where stream guards run, so shutdown waits for them.
     pub(crate) tasks: TaskTracker,
 }
@@ -115,6 +120,15 @@ impl v1::alert_mesh_server::AlertMesh for GatewayService {
         req: Request<v1::SubscribeRequest>,
     ) -> Result<Response<Self::SubscribeStream>, Status> {
         subscribe::generated(self, req).await
+    }
+
+    type QueryStream = ReceiverStream<Result<v1::QueryBatch, Status>>;
+
+    async fn query(
+        &self,
+        req: Request<v1::QueryRequest>,
+    ) -> Result<Response<Self::QueryStream>, Status> {
+        query::query(self, req).await
     }
 
     async fn commit_cursor(

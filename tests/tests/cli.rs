@@ -344,6 +344,12 @@ mod hostile {
             Ok(Response::new(tokio_stream::iter(vec![Ok(batch)])))
         }
 
+        type QueryStream = tokio_stream::Empty<Result<v1::QueryBatch, Status>>;
+
+        async fn query(&self, _: Request<v1::QueryRequest>) -> Answer<Self::QueryStream> {
+            Err(Status::unimplemented(self.message.clone()))
+        }
+
         async fn commit_cursor(
             &self,
             _: Request<v1::CommitCursorRequest>,
@@ -363,6 +369,7 @@ mod hostile {
                     description: self.message.clone(),
                     partitions: 1,
                 }],
+                queries: Vec::new(),
             }))
         }
 

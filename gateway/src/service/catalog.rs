@@ -14,7 +14,10 @@ pub(super) async fn list_topics(
 ) -> Result<Response<v1::ListTopicsResponse>, Status> {
     let (topics, hidden) = topics(svc, &caller(&req)).await;
     Ok(with_hidden(
-        Response::new(v1::ListTopicsResponse { topics }),
+        Response::new(v1::ListTopicsResponse {
+            topics,
+            queries: svc.parts.queries.infos(),
+        }),
         hidden,
     ))
 }
@@ -52,6 +55,7 @@ pub(super) async fn describe_gateway(
         topics,
         auth: parts.admin.auth_methods(),
         peers: parts.mirrors.peers(),
+        queries: parts.queries.infos(),
     });
     Ok(with_hidden(description, hidden))
 }
