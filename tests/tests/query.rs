@@ -592,3 +592,84 @@ async fn statement_timeout_is_deadline_exceeded_and_a_down_database_unavailable(
     );
     Ok(())
 }
+
+/// The `id` of each JSON line the CLI printed (`--format json`: the row under "alert").
+fn cli_ids(lines: &[serde_json::Value]) -> Result<Vec<i64>> {
+    lines
+        .iter()
+        .map(|l| {
+            l["alert"]["id"]
+                .as_i64()
+                .ok_or_else(|| anyhow::anyhow!("no alert.id in {l}"))
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn the_cli_streams_a_query_and_resumes_by_itself_after_kill_9() -> Result<()> {
+    use tokio::io::AsyncBufReadExt as _;
+
+    let Some(mut s) = site().await? else {
+        return Ok(());
+    };
+    let out = s
+        .gateway
+        .cli(&[
+            "query",
+            "objects",
+            "--where",
+            "mag < 16 && ndet > 2",
+            "--limit",
+            "40",
+        ])
+        .await?;
+    let lines = alertmesh_tests::cli::json_lines(&out)?;
+    let want: Vec<i64> = psql_triples(&s.pg, "mag < 16 and ndet > 2")?
+        .into_iter()
+        .map(|t| t.0)
+        .take(40)
+        .collect();
+    assert_eq!(cli_ids(&lines)?, want);
+    // 64-bit integers keep every digit.
+    let text = String::from_utf8(out.stdout)?;
+    assert!(
+        text.contains(&format!("\"big\":{}", i64::MAX - want[0])),
+        "{text}"
+    );
+
+    let topics = s.gateway.cli(&["topics"]).await?;
+    let listing = String::from_utf8_lossy(&topics.stdout);
+    assert!(
+        listing.contains("objects") && listing.contains("object_id"),
+        "{listing}"
+    );
+
+    // A following stream survives the gateway's kill -9 and restart.
+    let mut child = tokio::process::Command::new(alertmesh_tests::cli::alertmesh_bin())
+        .args(["query", "objects", "--follow", "--where", "id > 995"])
+        .args(["--gateway", &s.gateway.grpc_url()])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()?;
+    let mut lines = tokio::io::BufReader::new(child.stdout.take().expect("piped")).lines();
+    let mut ids = Vec::new();
+    let deadline = Instant::now() + WAIT;
+    while ids.len() < 5 {
+        let l = tokio::time::timeout_at(deadline.into(), lines.next_line()).await??;
+        ids.push(cli_ids(&[serde_json::from_str(&l.unwrap_or_default())?])?[0]);
+    }
+    s.gateway.kill_and_restart().await?;
+    s.pg.psql(&format!(
+        "insert into objects select i, 'ZTF' || i, 1, 1, 17, 3, i from generate_series({}, {}) i",
+        ROWS + 1,
+        ROWS + 10
+    ))?;
+    while ids.len() < 15 {
+        let l = tokio::time::timeout_at(deadline.into(), lines.next_line()).await??;
+        ids.push(cli_ids(&[serde_json::from_str(&l.unwrap_or_default())?])?[0]);
+    }
+    assert_eq!(ids, (996..=ROWS + 10).collect::<Vec<i64>>());
+    child.kill().await?;
+    Ok(())
+}
