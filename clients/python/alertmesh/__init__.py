@@ -29,6 +29,7 @@ from alertmesh.models import (
     Skipped,
     TopicInfo,
 )
+from alertmesh.query import QueryStream
 from alertmesh.stream import Backoff, Subscription
 
 __version__ = "0.1.0"
@@ -49,6 +50,7 @@ __all__ = [
     "Peer",
     "plot_lightcurve",
     "PermissionDenied",
+    "QueryStream",
     "ResourceExhausted",
     "Skipped",
     "Subscription",
