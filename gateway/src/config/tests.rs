@@ -558,3 +558,14 @@ fn hostile_identifiers_and_statements_in_queries_are_refused() {
     }
     assert!(!all.contains("secret"), "{all}");
 }
+
+#[test]
+fn the_readme_query_example_loads() {
+    let block = readme_toml_blocks()
+        .into_iter()
+        .find(|b| b.starts_with("[[databases]]"))
+        .expect("a [[databases]] example in the README");
+    let c = Config::parse(&format!("{MINIMAL}{block}"), &[]).unwrap();
+    assert_eq!(c.queries[0].name, "objects");
+    assert!(matches!(c.databases[0].password, PasswordSource::File(_)));
+}
