@@ -78,6 +78,8 @@ pub struct SecureSpec {
     pub mtls: bool,
     /// `(peer name, https JWKS URL)`.
     pub trusted_peers: Vec<(String, String)>,
+    /// Raw TOML added to the config (e.g. `[[databases]]` and `[[queries]]`).
+    pub extra: String,
 }
 
 impl SecureSpec {
@@ -90,7 +92,15 @@ impl SecureSpec {
             require: true,
             mtls: true,
             trusted_peers: Vec::new(),
+            extra: String::new(),
         }
+    }
+
+    /// Adds raw TOML (array-of-tables sections) to the config.
+    pub fn extra(mut self, toml: &str) -> Self {
+        self.extra.push_str(toml);
+        self.extra.push('\n');
+        self
     }
 
     /// Exposes a ZTF topic, public or not.
@@ -114,7 +124,7 @@ impl SecureSpec {
 
     /// The `[[topics]]`, `[auth]` and `[tls]` sections, with absolute paths.
     fn sections(&self, keys: &Path, tls: &CertFiles, ca: &Path) -> String {
-        let mut t = String::new();
+        let mut t = self.extra.clone();
         for (name, public) in &self.topics {
             let _ = write!(
                 t,

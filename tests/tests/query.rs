@@ -673,3 +673,65 @@ async fn the_cli_streams_a_query_and_resumes_by_itself_after_kill_9() -> Result<
     child.kill().await?;
     Ok(())
 }
+
+#[tokio::test]
+async fn a_private_query_needs_a_query_scope_and_a_public_one_no_token() -> Result<()> {
+    use alertmesh_tests::auth::{Pki, Secure, SecureSpec};
+
+    let Some(pg) = Postgres::start_or_skip().await? else {
+        return Ok(());
+    };
+    pg.psql(&fixture_sql(20))?;
+    let broker = Broker::start("query-auth").await?;
+    let private = config(&pg, 300)
+        .replace("name = \"objects\"", "name = \"private.objects\"")
+        .replace("public = true\npoll", "public = false\npoll");
+    let pki = Pki::new()?;
+    let spec = SecureSpec::new("lasair", &broker.bootstrap())
+        .without_mtls()
+        .extra(&private);
+    let gw = Secure::start(&pki, spec).await?;
+
+    let read = |mut client: alertmesh_tests::auth::Client, name: &'static str| async move {
+        let mut stream = client.query(request(name)).await?.into_inner();
+        let mut n = 0;
+        while let Some(b) = stream.message().await? {
+            n += b.alerts.len();
+        }
+        Ok::<usize, tonic::Status>(n)
+    };
+    let anonymous = gw.client(None, None).await?;
+    let st = read(anonymous.clone(), "private.objects")
+        .await
+        .unwrap_err();
+    assert_eq!(st.code(), Code::Unauthenticated, "{st:?}");
+    // The public query of the same gateway needs no token.
+    let st = read(anonymous, "sleepy").await.unwrap_err();
+    assert_eq!(
+        st.code(),
+        Code::DeadlineExceeded,
+        "public, then too slow: {st:?}"
+    );
+
+    let topics_only = gw.issue("alice", &["subscribe:*", "fetch:*"], "1h").await?;
+    let st = read(
+        gw.client(None, Some(&topics_only)).await?,
+        "private.objects",
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(st.code(), Code::PermissionDenied, "{st:?}");
+    assert!(st.message().contains("query"), "names the scope: {st:?}");
+
+    let scoped = gw.issue("bob", &["query:private.*"], "1h").await?;
+    let mut client = gw.client(None, Some(&scoped)).await?;
+    assert_eq!(read(client.clone(), "private.objects").await?, 20);
+    let alert = client
+        .fetch(v1::FetchRequest {
+            r#ref: "am://lasair/query:private.objects/3".into(),
+        })
+        .await?
+        .into_inner();
+    assert_eq!(json(&alert)?["id"], 3);
+    Ok(())
+}
