@@ -22,7 +22,7 @@ use std::sync::Arc;
 
 use alertmesh_alert::filter::{Cone, Predicate};
 use alertmesh_proto::v1;
-use tokio::sync::{mpsc, OnceCell};
+use tokio::sync::{mpsc, OnceCell, Semaphore};
 use tokio_postgres::error::SqlState;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -33,12 +33,19 @@ use pool::Pool;
 pub(crate) use row::parse_ref;
 use sql::{Kind, Shape};
 
+/// Rows the first statement of a stream reads, before row sizes are known.
+const FIRST_BATCH: usize = 16;
+
 /// The declared queries of this gateway.
 #[derive(Debug)]
 pub(crate) struct Queries {
     gateway: String,
     declared: BTreeMap<String, Arc<Declared>>,
     max_batch_alerts: usize,
+    max_batch_bytes: usize,
+    /// Open query streams, bounded like subscriptions (`limits.max_subscriptions`).
+    streams: Arc<Semaphore>,
+    max_streams: usize,
     cancel: CancellationToken,
     tasks: TaskTracker,
 }
@@ -88,6 +95,9 @@ impl Queries {
             gateway: config.gateway.name.clone(),
             declared,
             max_batch_alerts: config.limits.max_batch_alerts,
+            max_batch_bytes: config.limits.max_batch_bytes,
+            streams: Arc::new(Semaphore::new(config.limits.max_subscriptions)),
+            max_streams: config.limits.max_subscriptions,
             cancel,
             tasks,
         }
@@ -172,6 +182,12 @@ impl Queries {
             "" => None,
             t => Some(binding.resume(t)?),
         };
+        let permit = Arc::clone(&self.streams).try_acquire_owned().map_err(|_| {
+            Error::ResourceExhausted(format!(
+                "this gateway serves at most {} query streams at once (limits.max_subscriptions); try again later",
+                self.max_streams
+            ))
+        })?;
         let described = declared.describe().await?;
         let batch = match req.max_batch_alerts as usize {
             0 => self.max_batch_alerts,
@@ -184,7 +200,10 @@ impl Queries {
             ids,
             after,
             limit: req.limit,
-            batch,
+            // Row sizes are learned from the first statement: it reads only a few.
+            batch: batch.min(FIRST_BATCH),
+            batch_cap: batch,
+            max_batch_bytes: self.max_batch_bytes,
             follow: req.follow,
             json: req.output == v1::Output::Json as i32,
             binding,
@@ -193,13 +212,11 @@ impl Queries {
         // one is the call's status.
         plan.statement(&declared.config, &described.shape, batch as i64)?;
         let (tx, rx) = mpsc::channel(2);
-        self.tasks.spawn(stream::run(
-            declared,
-            described,
-            plan,
-            tx,
-            self.cancel.clone(),
-        ));
+        let run = stream::run(declared, described, plan, tx, self.cancel.clone());
+        self.tasks.spawn(async move {
+            run.await;
+            drop(permit);
+        });
         Ok(rx)
     }
 

@@ -33,7 +33,9 @@ fn fixture_sql(rows: i64) -> String {
            15 + (i % 70) / 10.0, i % 20, 9223372036854775807 - i \
          from generate_series(1, {rows}) i; \
          update objects set mag = null where id = 7; \
-         create table secrets (v text); insert into secrets values ('untouched');"
+         create table secrets (v text); insert into secrets values ('untouched'); \
+         create table wide (id bigint primary key, object_id text, blob text); \
+         insert into wide select i, 'W' || i, repeat('x', 100000) from generate_series(1, 40) i;"
     )
 }
 
@@ -67,6 +69,16 @@ dec = "dec"
 columns = ["id", "object_id", "ra", "dec", "mag", "ndet", "big"]
 public = true
 poll_interval_ms = 200
+
+[[queries]]
+name = "wide"
+database = "archive"
+table = "wide"
+namespace = "ZTF"
+key = "object_id"
+order = "id"
+columns = ["id", "object_id", "blob"]
+public = true
 
 [[queries]]
 name = "sleepy"
@@ -734,4 +746,34 @@ async fn a_private_query_needs_a_query_scope_and_a_public_one_no_token() -> Resu
         .into_inner();
     assert_eq!(json(&alert)?["id"], 3);
     Ok(())
+}
+
+#[tokio::test]
+async fn large_rows_come_in_batches_near_max_batch_bytes() -> Result<()> {
+    let Some(s) = site().await? else {
+        return Ok(());
+    };
+    let mut client = s.gateway.client().await?;
+    let mut stream = client.query(request("wide")).await?.into_inner();
+    let (mut ids, mut sizes) = (Vec::new(), Vec::new());
+    while let Some(batch) = stream.message().await? {
+        sizes.push(batch.alerts.len());
+        ids.extend(triples_of(&batch.alerts)?);
+    }
+    assert_eq!(ids, (1..=40).collect::<Vec<i64>>());
+    // 100 KB rows and the default 1 MiB batches: about ten rows each, after the first.
+    assert!(sizes.iter().all(|&n| n <= 16), "{sizes:?}");
+    assert!(sizes[1..].iter().all(|&n| n <= 11), "{sizes:?}");
+    Ok(())
+}
+
+fn triples_of(alerts: &[v1::Alert]) -> Result<Vec<i64>> {
+    alerts
+        .iter()
+        .map(|a| {
+            json(a)?["id"]
+                .as_i64()
+                .ok_or_else(|| anyhow::anyhow!("no id"))
+        })
+        .collect()
 }

@@ -24,7 +24,12 @@ pub(crate) struct Plan {
     /// Order value of the last row already delivered.
     pub(crate) after: Option<i64>,
     pub(crate) limit: Option<u64>,
+    /// Rows asked for per statement: shrinks when rows are large, so one batch stays
+    /// near `max_batch_bytes`.
     pub(crate) batch: usize,
+    /// The most rows per statement (the request's or the gateway's batch size).
+    pub(crate) batch_cap: usize,
+    pub(crate) max_batch_bytes: usize,
     pub(crate) follow: bool,
     pub(crate) json: bool,
     pub(crate) binding: Binding,
@@ -75,10 +80,12 @@ pub(super) async fn run(
         };
         let n = rows.len();
         if n > 0 {
+            let mut bytes = 0;
             let mut alerts = Vec::with_capacity(n);
             for r in &rows {
                 match row::convert(r, &described.shape, described.order, described.key) {
                     Ok(c) => {
+                        bytes += c.json.len();
                         plan.after = Some(c.order);
                         alerts.push(row::alert(
                             &plan.gateway,
@@ -96,6 +103,9 @@ pub(super) async fn run(
             }
             drop(rows);
             sent += n as u64;
+            // Large rows: ask for fewer next time (at least one), keeping memory flat.
+            let per_row = bytes / n + 1;
+            plan.batch = plan.batch_cap.min((plan.max_batch_bytes / per_row).max(1));
             let resume_token = plan
                 .after
                 .map(|a| plan.binding.token(a))
