@@ -338,6 +338,12 @@ async fn query_results_equal_psql_with_exact_int64_and_refs_that_fetch_resolves(
         ["id", "object_id", "ra", "dec", "mag", "ndet", "big"]
     );
     assert_eq!((q.order.as_str(), q.ra.as_str()), ("id", "ra"));
+    let described = client
+        .describe_gateway(v1::DescribeGatewayRequest {})
+        .await?
+        .into_inner();
+    let names: Vec<&str> = described.queries.iter().map(|q| q.name.as_str()).collect();
+    assert_eq!(names, ["objects", "sleepy", "wide"]);
     Ok(())
 }
 
@@ -648,6 +654,13 @@ async fn the_cli_streams_a_query_and_resumes_by_itself_after_kill_9() -> Result<
         text.contains(&format!("\"big\":{}", i64::MAX - want[0])),
         "{text}"
     );
+
+    let fetched = s
+        .gateway
+        .cli(&["fetch", "am://lasair/query:objects/5", "--format", "json"])
+        .await?;
+    let line = alertmesh_tests::cli::json_lines(&fetched)?;
+    assert_eq!(line[0]["alert"]["object_id"], "ZTF000000005", "{line:?}");
 
     let topics = s.gateway.cli(&["topics"]).await?;
     let listing = String::from_utf8_lossy(&topics.stdout);
