@@ -288,10 +288,24 @@ impl Declared {
     /// Runs `stmt` in a read-only transaction under the statement timeout. A connection
     /// that the server closed while idle is replaced once.
     async fn run(&self, stmt: &sql::Statement) -> Result<Vec<tokio_postgres::Row>> {
-        match self.run_once(stmt).await {
-            Err(Error::Unavailable(_)) => self.run_once(stmt).await,
+        match self.run_bounded(stmt).await {
+            Err(Error::Unavailable(_)) => self.run_bounded(stmt).await,
             other => other,
         }
+    }
+
+    /// The server cancels a statement past its timeout, but a server that stops
+    /// answering altogether (a cut network) cannot: the gateway gives up a little later.
+    async fn run_bounded(&self, stmt: &sql::Statement) -> Result<Vec<tokio_postgres::Row>> {
+        let bound = self.pool.statement_timeout + self.pool.connect_timeout * 2;
+        tokio::time::timeout(bound, self.run_once(stmt))
+            .await
+            .unwrap_or_else(|_| {
+                Err(Error::Unavailable(format!(
+                    "database {:?} of query {:?} did not answer within {bound:?}",
+                    self.pool.name, self.config.name
+                )))
+            })
     }
 
     async fn run_once(&self, stmt: &sql::Statement) -> Result<Vec<tokio_postgres::Row>> {

@@ -20,7 +20,7 @@ pub(crate) struct Pool {
     pub(crate) name: String,
     /// Every statement is cancelled by the server after this.
     pub(crate) statement_timeout: Duration,
-    connect_timeout: Duration,
+    pub(crate) connect_timeout: Duration,
     url: String,
     password: PasswordSource,
     idle: Mutex<Vec<Client>>,
