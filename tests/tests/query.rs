@@ -725,7 +725,17 @@ async fn a_private_query_needs_a_query_scope_and_a_public_one_no_token() -> Resu
         }
         Ok::<usize, tonic::Status>(n)
     };
-    let anonymous = gw.client(None, None).await?;
+    let mut anonymous = gw.client(None, None).await?;
+    let listed = anonymous
+        .list_topics(v1::ListTopicsRequest {})
+        .await?
+        .into_inner();
+    let names: Vec<&str> = listed.queries.iter().map(|q| q.name.as_str()).collect();
+    assert_eq!(
+        names,
+        ["sleepy", "wide"],
+        "a private query is listed only with a token"
+    );
     let st = read(anonymous.clone(), "private.objects")
         .await
         .unwrap_err();
@@ -750,6 +760,11 @@ async fn a_private_query_needs_a_query_scope_and_a_public_one_no_token() -> Resu
 
     let scoped = gw.issue("bob", &["query:private.*"], "1h").await?;
     let mut client = gw.client(None, Some(&scoped)).await?;
+    let listed = client
+        .list_topics(v1::ListTopicsRequest {})
+        .await?
+        .into_inner();
+    assert_eq!(listed.queries.len(), 3);
     assert_eq!(read(client.clone(), "private.objects").await?, 20);
     let alert = client
         .fetch(v1::FetchRequest {

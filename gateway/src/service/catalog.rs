@@ -16,7 +16,7 @@ pub(super) async fn list_topics(
     Ok(with_hidden(
         Response::new(v1::ListTopicsResponse {
             topics,
-            queries: svc.parts.queries.infos(),
+            queries: queries(svc, &caller(&req)),
         }),
         hidden,
     ))
@@ -55,7 +55,7 @@ pub(super) async fn describe_gateway(
         topics,
         auth: parts.admin.auth_methods(),
         peers: parts.mirrors.peers(),
-        queries: parts.queries.infos(),
+        queries: queries(svc, &caller(&req)),
     });
     Ok(with_hidden(description, hidden))
 }
@@ -73,4 +73,17 @@ async fn topics(svc: &GatewayService, caller: &Caller) -> (Vec<v1::TopicInfo>, u
         .collect();
     let hidden = all.len() - visible.len();
     (svc.parts.catalog.describe(&visible).await, hidden)
+}
+
+/// The declared queries the caller may see: as for topics, a caller without a token on a
+/// gateway that requires one sees only the public ones.
+fn queries(svc: &GatewayService, caller: &Caller) -> Vec<v1::QueryInfo> {
+    let auth = svc.parts.auth.as_deref();
+    let hide = auth.is_some_and(|a| a.require() && caller.token.is_none());
+    let queries = &svc.parts.queries;
+    queries
+        .infos()
+        .into_iter()
+        .filter(|q| !hide || queries.get(&q.name).is_ok_and(|d| d.config.public))
+        .collect()
 }
