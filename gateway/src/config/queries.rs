@@ -357,6 +357,13 @@ fn check_select(text: &str) -> Result<String, String> {
     if s.contains(';') {
         return Err("must be one statement: no ';' inside".into());
     }
+    // The gateway numbers its own parameters ($1, $2, ...) around this text.
+    if s.as_bytes()
+        .windows(2)
+        .any(|w| w[0] == b'$' && w[1].is_ascii_digit())
+    {
+        return Err("must not use $n parameters (the gateway binds its own)".into());
+    }
     Ok(s.to_owned())
 }
 
@@ -383,5 +390,6 @@ mod tests {
         assert!(check_select("with x as (select 1) select * from x").is_ok());
         assert!(check_select("delete from t").is_err());
         assert!(check_select("select 1; delete from t").is_err());
+        assert!(check_select("select * from t where id > $1").is_err());
     }
 }
