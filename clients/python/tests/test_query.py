@@ -162,3 +162,20 @@ def test_query_iterator_resumes_by_itself_after_the_gateway_is_killed(qstack: St
         assert stream.reconnects >= 1
         again = gw.query("objects", resume=stream.resume_token)
         assert list(again) == []
+
+
+def test_query_follow_yields_rows_inserted_later_once_each(pg: Postgres, qstack: Stack) -> None:
+    with Gateway(qstack.url) as gw:
+        stream = gw.query("objects", where="id > 495", follow=True)
+        ids = []
+        for alert in stream:
+            ids.append(alert.record["id"])
+            if len(ids) == 5:
+                pg.psql(
+                    "insert into objects select i, 'ZTF' || i, 1, 1, 17, i "
+                    f"from generate_series({ROWS + 1}, {ROWS + 5}) i"
+                )
+            if len(ids) == 10:
+                stream.close()
+        assert ids == list(range(496, ROWS + 6))
+        pg.psql(f"delete from objects where id > {ROWS}")
