@@ -4,6 +4,9 @@
 CARGO ?= cargo
 TANSU_BIN := $(shell ./scripts/devenv.sh)
 export TANSU_BIN
+# PostgreSQL's server binaries (installed from the distribution's packages when missing).
+PG_BIN := $(shell ./scripts/postgres.sh)
+export PG_BIN
 # Where cargo puts binaries (CARGO_TARGET_DIR may move it out of the tree).
 TARGET_DIR := $(shell $(CARGO) metadata --format-version 1 --no-deps 2>/dev/null | python3 -c 'import json, sys; print(json.load(sys.stdin)["target_directory"])')
 
@@ -40,4 +43,5 @@ bench: tansu
 	CARGO=$(CARGO) TARGET_DIR=$(TARGET_DIR) ./scripts/bench.sh
 
 tansu:
+	@test -x "$(PG_BIN)/initdb" || { echo "error: cannot install PostgreSQL (scripts/postgres.sh)" >&2; exit 1; }
 	@test -x "$(TANSU_BIN)" || { echo "error: cannot install the development tools (requirements-dev.txt into .venv)" >&2; exit 1; }

@@ -14,6 +14,8 @@ pub enum Action {
     Fetch,
     /// Write derived records to a publishable topic with `Publish`.
     Publish,
+    /// Stream a declared database query with `Query`, and fetch its rows' refs.
+    Query,
 }
 
 /// One grant carried by a token.
@@ -55,6 +57,7 @@ impl FromStr for Scope {
             "subscribe" => Action::Subscribe,
             "fetch" => Action::Fetch,
             "publish" => Action::Publish,
+            "query" => Action::Query,
             _ => return Err(bad("unknown action")),
         };
         let glob_ok = !glob.is_empty()
@@ -100,6 +103,7 @@ impl fmt::Display for Action {
             Action::Subscribe => "subscribe",
             Action::Fetch => "fetch",
             Action::Publish => "publish",
+            Action::Query => "query",
         })
     }
 }

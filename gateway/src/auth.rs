@@ -427,6 +427,27 @@ pub(crate) fn authorize_publish(auth: Option<&Auth>, caller: &Caller, topic: &st
         .map_err(|e| auth.refuse(RefusalReason::scope, e.into()))
 }
 
+/// Checks that `caller` may stream (and fetch rows of) the declared query `name`
+/// (`public` in its `[[queries]]` entry, or a `query:<glob>` scope).
+pub(crate) fn authorize_query(
+    auth: Option<&Auth>,
+    caller: &Caller,
+    name: &str,
+    public: bool,
+) -> Result<()> {
+    let Some(auth) = auth else { return Ok(()) };
+    if public {
+        return Ok(());
+    }
+    if caller.token.is_none() && auth.require() {
+        return Err(auth.token_missing(&format!("query {name:?} is not public")));
+    }
+    caller
+        .principal
+        .require(Action::Query, name)
+        .map_err(|e| auth.refuse(RefusalReason::scope, e.into()))
+}
+
 /// Checks that `caller` holds `admin`. Without `[auth]` no one does.
 pub(crate) fn require_admin(auth: Option<&Auth>, caller: &Caller) -> Result<()> {
     let Some(auth) = auth else {

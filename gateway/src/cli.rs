@@ -1,5 +1,5 @@
-//! The `alertmesh` command line: `serve` runs a gateway; `subscribe`, `topics`, `fetch`,
-//! `publish` and `describe` are gRPC clients of one.
+//! The `alertmesh` command line: `serve` runs a gateway; `subscribe`, `query`, `topics`,
+//! `fetch`, `publish` and `describe` are gRPC clients of one.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -15,11 +15,13 @@ pub mod output;
 pub mod positions;
 mod provenance;
 mod publish;
+mod query;
 mod replay;
 
 pub use inspect::InspectArgs;
 pub use provenance::ProvFormat;
 pub use publish::PublishArgs;
+pub use query::QueryArgs;
 pub use replay::ReplayArgs;
 
 #[derive(Debug, Parser)]
@@ -52,6 +54,9 @@ pub enum Command {
     },
     /// Stream alerts of a topic.
     Subscribe(SubscribeArgs),
+    /// Stream the rows of a declared database query as alerts (resumes by itself when the
+    /// stream drops).
+    Query(QueryArgs),
     /// List the topics a gateway exposes.
     Topics {
         #[command(flatten)]
@@ -223,6 +228,7 @@ pub async fn run_client(command: Command) -> ExitCode {
     let result = match command {
         Command::Serve { .. } => Err("serve is not a client command".to_owned()),
         Command::Subscribe(args) => commands::subscribe(args).await,
+        Command::Query(args) => query::query(args).await,
         Command::Topics { gateway, json } => commands::topics(&gateway, json).await,
         Command::Fetch {
             alert_ref,

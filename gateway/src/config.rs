@@ -14,6 +14,7 @@ mod files;
 mod mirrors;
 mod properties;
 mod publish;
+mod queries;
 mod reader;
 mod registry;
 mod security;
@@ -22,6 +23,9 @@ pub use mirrors::MirrorConfig;
 pub(crate) use properties::kafka_error_text;
 pub use properties::Secrets;
 pub use publish::TopicSchema;
+pub use queries::{
+    check_identifier, quote_identifier, DatabaseConfig, PasswordSource, QueryConfig, QuerySource,
+};
 use reader::Reader;
 pub use registry::RegistrySource;
 pub use security::{AuthConfig, TlsConfig, TrustedPeer};
@@ -43,6 +47,10 @@ pub struct Config {
     /// Streams copied into local Kafka.
     pub mirrors: Vec<MirrorConfig>,
     pub topics: Vec<TopicConfig>,
+    /// `[[databases]]`: PostgreSQL databases that `[[queries]]` read.
+    pub databases: Vec<DatabaseConfig>,
+    /// `[[queries]]`: database rows served as streams of alerts.
+    pub queries: Vec<QueryConfig>,
     /// `[auth]`: token authentication; `None` serves everyone as anonymous.
     pub auth: Option<AuthConfig>,
     /// `[tls]`: TLS (and mutual TLS) on both ports; `None` serves plaintext.
@@ -373,6 +381,7 @@ impl Config {
         let registry = alert.as_ref().map(|a| &*a.registry);
         let mirrors = mirrors::read(r, &mut root, base, registry, &local);
         let (auth, tls) = security::read(r, &mut root, base, listen, allow_plaintext);
+        let (databases, queries) = queries::read(r, &mut root, base, registry);
 
         let topics = r.array_of_tables(&mut root, "topics");
         let mut seen = BTreeMap::new();
@@ -466,6 +475,8 @@ impl Config {
             alert: alert?,
             mirrors,
             topics: out,
+            databases,
+            queries,
             auth,
             tls,
         })

@@ -32,6 +32,9 @@ pub enum Error {
     /// or the topic recreated): records were lost or renumbered.
     #[error("{0}")]
     DataLoss(String),
+    /// A limit on how long something may take was reached; the message names the limit.
+    #[error("{0}")]
+    DeadlineExceeded(String),
     /// The gateway is stopping.
     #[error("gateway is shutting down")]
     ShuttingDown,
@@ -114,6 +117,7 @@ impl From<Error> for tonic::Status {
             Error::PermissionDenied(_) => tonic::Status::permission_denied(msg),
             Error::FailedPrecondition(_) => tonic::Status::failed_precondition(msg),
             Error::DataLoss(_) => tonic::Status::data_loss(msg),
+            Error::DeadlineExceeded(_) => tonic::Status::deadline_exceeded(msg),
             Error::Kafka(_) | Error::Internal(_) => tonic::Status::internal(msg),
         }
     }

@@ -1,7 +1,7 @@
 //! The alertmesh gateway: serves the topics of its local Kafka cluster as gRPC streams.
 //!
 //! Calls run top-down: `server` → `service` → `subscription` / `fetch` / `admin` /
-//! `mirrors` → `tail` / `kafka` / `record` / `cursor`; nothing imports `server`.
+//! `mirrors` / `query` → `tail` / `kafka` / `record` / `cursor`; nothing imports `server`.
 //!
 //! - [`cli`]: the `alertmesh` command line (server and client commands).
 //! - [`config`]: the typed TOML configuration and its validation.
@@ -14,6 +14,7 @@
 //! - `admin`: issues, lists and revokes credentials; the advertised auth methods.
 //! - `mirrors`: the `[[mirrors]]` jobs as the gateway runs and reports them.
 //! - `provenance`: the graph behind an alert ref, walked across gateways.
+//! - `query`: `[[queries]]`, database rows streamed as alerts (PostgreSQL).
 //! - `catalog`: the exposed topics, their descriptions and partitions.
 //! - `tail`: the shared live tail per topic that caught-up subscribers read from.
 //! - `kafka`: librdkafka clients; its `cluster` is the handle for look-ups and the one
@@ -46,6 +47,7 @@ mod metrics;
 mod mirrors;
 mod provenance;
 mod publish;
+mod query;
 mod record;
 mod registry;
 mod server;

@@ -65,6 +65,9 @@ fn main() -> ExitCode {
                 for line in config.mirror_summary() {
                     println!("  {line}");
                 }
+                for q in &config.queries {
+                    println!("  query {}: database {}", q.name, q.database);
+                }
                 return ExitCode::SUCCESS;
             }
             for line in config.unserved_mirrors() {

@@ -94,6 +94,11 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
         &streams,
     )?);
     tasks.spawn(Arc::clone(&mirrors).export(streams.clone()));
+    let queries = Arc::new(crate::query::Queries::new(
+        &config,
+        streams.clone(),
+        tasks.clone(),
+    ));
     let service = service::server(service::Parts {
         gateway: gw.name.clone(),
         advertised_url: gw.advertised_url.clone(),
@@ -137,6 +142,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
         },
         mirrors: Arc::clone(&mirrors),
         schemas: schemas.clone(),
+        queries,
         tasks: tasks.clone(),
     });
     tracing::info!(

@@ -5,6 +5,7 @@
 //! - `commit_cursor.rs`: `CommitCursor`.
 //! - `fetch.rs`: `Fetch`.
 //! - `publish.rs`: `Publish`.
+//! - `query.rs`: `Query`.
 //! - `catalog.rs`: `ListTopics` and `DescribeGateway`.
 //! - `admin.rs`: `IssueCredential`, `ListCredentials`, `RevokeCredential`.
 //! - `mirror_status.rs`: `MirrorStatus`.
@@ -29,6 +30,7 @@ use crate::fetch::Fetcher;
 use crate::kafka::cluster::Cluster;
 use crate::mirrors::Mirrors;
 use crate::publish::Publisher;
+use crate::query::Queries;
 use crate::registry::Schemas;
 use crate::subscription::Subscriptions;
 
@@ -39,6 +41,7 @@ mod fetch;
 mod mirror_status;
 mod provenance;
 mod publish;
+mod query;
 mod request_limit;
 mod schema;
 mod subscribe;
@@ -68,6 +71,8 @@ pub(crate) struct Parts {
     pub(crate) provenance: crate::provenance::Provenance,
     /// The topics' Confluent schema ids (`GetSchema`, and the topic listing).
     pub(crate) schemas: Schemas,
+    /// The declared database queries.
+    pub(crate) queries: Arc<Queries>,
     /// Where stream guards run, so shutdown waits for them.
     pub(crate) tasks: TaskTracker,
 }
@@ -127,6 +132,15 @@ impl v1::alert_mesh_server::AlertMesh for GatewayService {
         req: Request<v1::SubscribeRequest>,
     ) -> Result<Response<Self::SubscribeStream>, Status> {
         subscribe::generated(self, req).await
+    }
+
+    type QueryStream = ReceiverStream<Result<v1::QueryBatch, Status>>;
+
+    async fn query(
+        &self,
+        req: Request<v1::QueryRequest>,
+    ) -> Result<Response<Self::QueryStream>, Status> {
+        query::query(self, req).await
     }
 
     async fn commit_cursor(

@@ -123,7 +123,7 @@ impl SecureSpec {
 
     /// The `[[topics]]`, `[auth]` and `[tls]` sections, with absolute paths.
     fn sections(&self, keys: &Path, tls: &CertFiles, ca: &Path) -> String {
-        let mut t = String::new();
+        let mut t = self.extra.clone();
         for (name, public) in &self.topics {
             let _ = write!(
                 t,

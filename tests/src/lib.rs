@@ -18,6 +18,7 @@
 //! - [`registry`]: a tiny read-only Confluent schema registry serving the LSST fixture
 //!   schemas by id, that can go down and come back.
 //! - [`netns`]: a network namespace and veth pair, to cut a gateway off from its peers.
+//! - [`postgres`]: a fresh PostgreSQL cluster per test, and `psql` as the ground truth.
 
 pub mod auth;
 pub mod bench;
@@ -31,6 +32,7 @@ pub mod kafka;
 pub mod mesh;
 pub mod metrics;
 pub mod netns;
+pub mod postgres;
 pub mod process;
 pub mod registry;
 
@@ -38,6 +40,7 @@ pub use broker::{Broker, Produced, Record};
 pub use gateway::{Gateway, GatewaySpec, Ready};
 pub use mesh::{Mesh, Site};
 pub use metrics::Metrics;
+pub use postgres::Postgres;
 
 /// The fixture topic used by most tests.
 pub const ZTF_TOPIC: &str = "ztf.alerts";

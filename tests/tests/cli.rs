@@ -344,6 +344,12 @@ mod hostile {
             Ok(Response::new(tokio_stream::iter(vec![Ok(batch)])))
         }
 
+        type QueryStream = tokio_stream::Empty<Result<v1::QueryBatch, Status>>;
+
+        async fn query(&self, _: Request<v1::QueryRequest>) -> Answer<Self::QueryStream> {
+            Err(Status::unimplemented(self.message.clone()))
+        }
+
         async fn commit_cursor(
             &self,
             _: Request<v1::CommitCursorRequest>,
@@ -368,6 +374,7 @@ mod hostile {
                     partitions: 1,
                     ..Default::default()
                 }],
+                queries: Vec::new(),
             }))
         }
 

@@ -237,6 +237,14 @@ impl alert_mesh_server::AlertMesh for Hostile {
         self.record("Subscribe", &req);
         Ok(tonic::Response::new(tokio_stream::empty()))
     }
+    type QueryStream = tokio_stream::Empty<Result<v1::QueryBatch, tonic::Status>>;
+    async fn query(
+        &self,
+        req: tonic::Request<v1::QueryRequest>,
+    ) -> Result<tonic::Response<Self::QueryStream>, tonic::Status> {
+        self.record("Query", &req);
+        Ok(tonic::Response::new(tokio_stream::empty()))
+    }
     async fn commit_cursor(
         &self,
         req: tonic::Request<v1::CommitCursorRequest>,

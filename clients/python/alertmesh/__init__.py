@@ -34,6 +34,7 @@ from alertmesh.models import (
 from alertmesh.provenance import ProvenanceGraph
 from alertmesh.publish import Activity
 from alertmesh.runner import Derived, RunStats, run_filter
+from alertmesh.query import QueryStream
 from alertmesh.stream import Backoff, Subscription
 
 __version__ = "0.1.0"
@@ -58,6 +59,7 @@ __all__ = [
     "plot_lightcurve",
     "PermissionDenied",
     "ProvenanceGraph",
+    "QueryStream",
     "ResourceExhausted",
     "SchemaInfo",
     "run_filter",

@@ -19,6 +19,7 @@ from alertmesh.models import Alert, Directory, GatewayInfo, MirrorStatus, Schema
 from alertmesh.positions import EndSpec, StartSpec, offsets_pb, to_end, to_start
 from alertmesh.provenance import ProvenanceGraph
 from alertmesh.publish import ActivityLike, Source, batches, record_pb
+from alertmesh.query import QueryStream
 from alertmesh.stream import Backoff, Decode, Subscription
 
 if TYPE_CHECKING:
@@ -144,6 +145,72 @@ class Gateway:
         """The topics this gateway exposes."""
         resp = self._unary(self._stub.ListTopics, pb.ListTopicsRequest())
         return [TopicInfo.from_pb(t) for t in resp.topics]
+
+    def queries(self) -> list[dict[str, Any]]:
+        """The database queries this gateway serves: name, namespace, description, the
+        columns ``where`` may name, and the key, order and ra/dec columns."""
+        resp = self._unary(self._stub.ListTopics, pb.ListTopicsRequest())
+        return [
+            {
+                "name": q.name,
+                "namespace": q.namespace,
+                "description": q.description,
+                "columns": list(q.columns),
+                "key": q.key,
+                "order": q.order,
+                "ra": q.ra or None,
+                "dec": q.dec or None,
+            }
+            for q in resp.queries
+        ]
+
+    def query(
+        self,
+        name: str,
+        *,
+        where: str | None = None,
+        cone: tuple[float, float, float] | None = None,
+        ids: Iterable[str] | str | None = None,
+        limit: int | None = None,
+        follow: bool = False,
+        resume: str | None = None,
+        reconnect: bool = True,
+        max_batch_alerts: int = 0,
+        backoff: Backoff | None = None,
+    ) -> QueryStream:
+        """Streams the rows of the declared database query ``name`` (see :meth:`queries`),
+        in the order of its order column, as alerts whose ``record`` is the row.
+
+        Args:
+            where: a filter over the query's columns, e.g. ``"mag < 18 && ndet >= 3"``.
+            cone: ``(ra, dec, radius)`` in degrees: only rows inside.
+            ids: only rows of these mesh keys, e.g. ``["ZTF:ZTF20aabaesm"]``.
+            limit: stop after this many rows.
+            follow: after the existing rows, go on with rows inserted later.
+            resume: a ``resume_token`` of an earlier stream with the same arguments: start
+                after its last row.
+            reconnect: reopen the stream after a transient failure, after the last row
+                delivered.
+
+        ``QueryStream.to_pandas()`` gives the rows as a DataFrame. Errors such as an
+        unknown query (:class:`NotFound`) or an undeclared column (:class:`InvalidArgument`)
+        are raised when iteration starts.
+        """
+        req = pb.QueryRequest(
+            name=name,
+            where=where or "",
+            ids=[ids] if isinstance(ids, str) else list(ids or ()),
+            output=pb.OUTPUT_JSON,
+            resume_token=resume or "",
+            follow=follow,
+            max_batch_alerts=max_batch_alerts,
+        )
+        if limit is not None:
+            req.limit = limit
+        if cone is not None:
+            ra, dec, radius = cone
+            req.cone.CopyFrom(pb.Cone(ra=ra, dec=dec, radius=radius))
+        return QueryStream(self._stub, req, metadata=self._metadata, reconnect=reconnect, backoff=backoff)
 
     def describe(self) -> GatewayInfo:
         """The gateway's name, version, endpoints, topics, auth methods and peers."""

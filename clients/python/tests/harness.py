@@ -127,6 +127,8 @@ class Stack:
         self.tansu: Proc | None = None
         self.gateway: Proc | None = None
         self.config = workdir / "gateway.toml"
+        #: TOML appended to the gateway's config (e.g. ``[[databases]]`` and ``[[queries]]``).
+        self.extra_config = ""
 
     @property
     def url(self) -> str:
@@ -179,6 +181,7 @@ namespace = "ZTF"
 format = "avro-ocf"
 description = "ZTF public alerts of 2020-01-01"
 """
+            + self.extra_config
         )
         self.gateway = Proc([alertmesh_bin(), "serve", "--config", str(self.config)], self.workdir / "gateway.log")
         try:

@@ -135,7 +135,8 @@ pub(super) async fn topics(gateway: &GatewayArg, json: bool) -> Result<(), Strin
         .await
         .map_err(|s| status_line(&s))?;
     let hidden = hidden_topics(response.metadata());
-    let topics = response.into_inner().topics;
+    let listing = response.into_inner();
+    let (topics, queries) = (listing.topics, listing.queries);
     if hidden > 0 {
         eprintln!("note: {}", token_hint(hidden));
     }
@@ -147,6 +148,13 @@ pub(super) async fn topics(gateway: &GatewayArg, json: bool) -> Result<(), Strin
                 "name": t.name, "namespace": t.namespace, "format": t.format,
                 "partitions": t.partitions, "description": t.description,
                 "schema_ids": t.schema_ids, "schema_registry": t.schema_registry,
+            });
+            lines.push(v.to_string());
+        }
+        for q in &queries {
+            let v = serde_json::json!({
+                "query": q.name, "namespace": q.namespace, "columns": q.columns,
+                "order": q.order, "cone": !q.ra.is_empty(), "description": q.description,
             });
             lines.push(v.to_string());
         }
@@ -170,6 +178,28 @@ pub(super) async fn topics(gateway: &GatewayArg, json: bool) -> Result<(), Strin
                 t.partitions,
                 field(&t.description)
             ));
+        }
+        if !queries.is_empty() {
+            let w = queries
+                .iter()
+                .map(|q| field(&q.name).chars().count())
+                .max()
+                .unwrap_or(0)
+                .max(5);
+            lines.push(String::new());
+            lines.push(format!(
+                "{:<w$}  {:<10}  COLUMNS (alertmesh query NAME --where ...)",
+                "QUERY", "NAMESPACE"
+            ));
+            for q in &queries {
+                let cols: Vec<String> = q.columns.iter().map(|c| field(c)).collect();
+                lines.push(format!(
+                    "{:<w$}  {:<10}  {}",
+                    field(&q.name),
+                    field(&q.namespace),
+                    cols.join(", ")
+                ));
+            }
         }
     }
     for l in lines {

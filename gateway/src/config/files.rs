@@ -63,6 +63,11 @@ impl Config {
                 }
             }
         }
+        for (i, db) in self.databases.iter().enumerate() {
+            if let super::PasswordSource::File(f) = &db.password {
+                file(&format!("databases[{i}].password_file"), f);
+            }
+        }
         for (i, m) in self.mirrors.iter().enumerate() {
             let at = format!("mirrors[{i}].source");
             if let Some(t) = &m.token_file {

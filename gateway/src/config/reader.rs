@@ -207,6 +207,43 @@ impl Reader {
         }
     }
 
+    /// An array of strings; `default` when absent.
+    pub(super) fn string_list(
+        &mut self,
+        t: &mut toml::Table,
+        path: &str,
+        key: &str,
+        default: Option<Vec<String>>,
+    ) -> Option<Vec<String>> {
+        match t.remove(key) {
+            Some(toml::Value::Array(items)) => {
+                let mut out = Vec::with_capacity(items.len());
+                for (i, v) in items.into_iter().enumerate() {
+                    match v {
+                        toml::Value::String(s) => out.push(s),
+                        other => self.error(
+                            &format!("{}[{i}]", join(path, key)),
+                            &format!("must be a string, found {}", type_name(&other)),
+                        ),
+                    }
+                }
+                Some(out)
+            }
+            Some(other) => {
+                self.error(
+                    &join(path, key),
+                    &format!("must be an array of strings, found {}", type_name(&other)),
+                );
+                None
+            }
+            None if default.is_some() => default,
+            None => {
+                self.error(&join(path, key), "missing key");
+                None
+            }
+        }
+    }
+
     /// Reports every key left in `t`: they were not recognised.
     pub(super) fn unknown(&mut self, t: toml::Table, path: &str) {
         for key in t.keys() {

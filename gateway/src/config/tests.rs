@@ -609,3 +609,73 @@ fn publishable_topics_load_their_schema_and_bad_ones_say_why() {
     assert!(all.contains("is not an Avro schema"), "{all}");
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// The example of issue 13, as written.
+const QUERIES: &str = r#"
+[[databases]]
+name = "archive"
+url = "postgres://lasair@127.0.0.1:5432/lasair"   # password: password_file or env
+[[queries]]
+name = "objects"            # what clients ask for
+database = "archive"
+table = "objects"           # a table or view
+namespace = "ZTF"
+key = "object_id"           # the objectId column
+order = "id"                # unique, for resumption
+ra = "ra"
+dec = "dec"
+columns = ["id", "object_id", "ra", "dec", "mag", "ndet"]   # what clients may filter on and receive
+public = true
+"#;
+
+#[test]
+fn databases_and_queries_load_as_written() {
+    let c = Config::parse(&format!("{MINIMAL}{QUERIES}"), &[]).unwrap();
+    assert_eq!(c.databases[0].name, "archive");
+    assert_eq!(c.databases[0].password, PasswordSource::None);
+    assert_eq!(c.databases[0].pool_size, 4);
+    let q = &c.queries[0];
+    assert_eq!(q.source, QuerySource::Table(vec!["objects".into()]));
+    assert_eq!((q.key.as_str(), q.order.as_str()), ("object_id", "id"));
+    assert_eq!(q.ra.as_deref(), Some("ra"));
+    assert_eq!(q.columns.len(), 6);
+    assert!(q.public);
+}
+
+#[test]
+fn hostile_identifiers_and_statements_in_queries_are_refused() {
+    let text = format!(
+        "{MINIMAL}[[databases]]\nname = \"db\"\nurl = \"postgres://u:secret@h/d\"\n\
+         password_file = \"a\"\npassword_env = \"B\"\n\
+         [[queries]]\nname = \"q\"\ndatabase = \"nope\"\ntable = \"t; drop table t\"\n\
+         namespace = \"ZTF\"\nkey = \"k\"\norder = \"id\\\"\"\nra = \"ra\"\n\
+         columns = [\"k\", \"x y\"]\n\
+         [[queries]]\nname = \"q2\"\ndatabase = \"db\"\nselect = \"delete from t\"\n\
+         namespace = \"ZTF\"\nkey = \"k\"\norder = \"id\"\ncolumns = [\"k\", \"id\"]\n"
+    );
+    let all = Config::parse(&text, &[]).unwrap_err().join("\n");
+    for want in [
+        "databases[0].url: must not contain a password",
+        "databases[0].password_env: give password_file or password_env, not both",
+        "queries[0].database: \"nope\" is not declared",
+        "queries[0].table: \"t; drop table t\" is not a plain SQL identifier",
+        "queries[0].order: \"id\\\"\" is not a plain SQL identifier",
+        "queries[0]: give both ra and dec",
+        "queries[0].columns[1]: \"x y\" is not a plain SQL identifier",
+        "queries[1].select: must be one SELECT statement",
+    ] {
+        assert!(all.contains(want), "missing {want:?} in:\n{all}");
+    }
+    assert!(!all.contains("secret"), "{all}");
+}
+
+#[test]
+fn the_readme_query_example_loads() {
+    let block = readme_toml_blocks()
+        .into_iter()
+        .find(|b| b.starts_with("[[databases]]"))
+        .expect("a [[databases]] example in the README");
+    let c = Config::parse(&format!("{MINIMAL}{block}"), &[]).unwrap();
+    assert_eq!(c.queries[0].name, "objects");
+    assert!(matches!(c.databases[0].password, PasswordSource::File(_)));
+}

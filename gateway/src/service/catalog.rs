@@ -14,7 +14,10 @@ pub(super) async fn list_topics(
 ) -> Result<Response<v1::ListTopicsResponse>, Status> {
     let (topics, hidden) = topics(svc, &caller(&req)).await;
     Ok(with_hidden(
-        Response::new(v1::ListTopicsResponse { topics }),
+        Response::new(v1::ListTopicsResponse {
+            topics,
+            queries: queries(svc, &caller(&req)),
+        }),
         hidden,
     ))
 }
@@ -52,6 +55,7 @@ pub(super) async fn describe_gateway(
         topics,
         auth: parts.admin.auth_methods(),
         peers: parts.mirrors.peers(),
+        queries: queries(svc, &caller(&req)),
     });
     Ok(with_hidden(description, hidden))
 }
@@ -78,4 +82,17 @@ async fn topics(svc: &GatewayService, caller: &Caller) -> (Vec<v1::TopicInfo>, u
         }
     }
     (described, hidden)
+}
+
+/// The declared queries the caller may see: as for topics, a caller without a token on a
+/// gateway that requires one sees only the public ones.
+fn queries(svc: &GatewayService, caller: &Caller) -> Vec<v1::QueryInfo> {
+    let auth = svc.parts.auth.as_deref();
+    let hide = auth.is_some_and(|a| a.require() && caller.token.is_none());
+    let queries = &svc.parts.queries;
+    queries
+        .infos()
+        .into_iter()
+        .filter(|q| !hide || queries.get(&q.name).is_ok_and(|d| d.config.public))
+        .collect()
 }

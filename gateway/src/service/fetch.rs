@@ -5,7 +5,7 @@ use alertmesh_proto::v1;
 use tonic::{Request, Response, Status};
 
 use super::GatewayService;
-use crate::auth::{authorize_topic, caller};
+use crate::auth::{authorize_query, authorize_topic, caller};
 
 pub(super) async fn fetch(
     svc: &GatewayService,
@@ -14,6 +14,20 @@ pub(super) async fn fetch(
     let who = caller(&req);
     let auth = svc.parts.auth.as_deref();
     let text = req.into_inner().r#ref;
+    // `am://<gateway>/query:<name>/<order value>`: a row of a declared query.
+    if let Some((gateway, name, order)) = crate::query::parse_ref(&text) {
+        if gateway != svc.parts.gateway {
+            return Err(crate::Error::NotFound(format!(
+                "ref names gateway {gateway:?}; this gateway is {:?}: ask that gateway",
+                svc.parts.gateway
+            ))
+            .into());
+        }
+        let queries = &svc.parts.queries;
+        let declared = queries.get(name)?;
+        authorize_query(auth, &who, name, declared.config.public)?;
+        return Ok(Response::new(queries.fetch(declared, order).await?));
+    }
     // A ref that does not parse is reported by fetch itself, after the scope check of
     // what can be read from it.
     if let Ok(r) = text.parse::<alertmesh_alert::AlertRef>() {

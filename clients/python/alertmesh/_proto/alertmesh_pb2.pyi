@@ -71,6 +71,58 @@ class SubscribeRequest(_message.Message):
     resume: _containers.RepeatedCompositeFieldContainer[PartitionOffset]
     def __init__(self, topic: _Optional[str] = ..., start: _Optional[_Union[Start, _Mapping]] = ..., end: _Optional[_Union[End, _Mapping]] = ..., limit: _Optional[int] = ..., cursor: _Optional[str] = ..., max_batch_alerts: _Optional[int] = ..., max_batch_bytes: _Optional[int] = ..., ids: _Optional[_Iterable[str]] = ..., cone: _Optional[_Union[Cone, _Mapping]] = ..., filter: _Optional[str] = ..., output: _Optional[_Union[Output, str]] = ..., omit_cutouts: bool = ..., resume: _Optional[_Iterable[_Union[PartitionOffset, _Mapping]]] = ...) -> None: ...
 
+class QueryRequest(_message.Message):
+    __slots__ = ("name", "where", "cone", "ids", "limit", "output", "resume_token", "follow", "max_batch_alerts")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    WHERE_FIELD_NUMBER: _ClassVar[int]
+    CONE_FIELD_NUMBER: _ClassVar[int]
+    IDS_FIELD_NUMBER: _ClassVar[int]
+    LIMIT_FIELD_NUMBER: _ClassVar[int]
+    OUTPUT_FIELD_NUMBER: _ClassVar[int]
+    RESUME_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    FOLLOW_FIELD_NUMBER: _ClassVar[int]
+    MAX_BATCH_ALERTS_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    where: str
+    cone: Cone
+    ids: _containers.RepeatedScalarFieldContainer[str]
+    limit: int
+    output: Output
+    resume_token: str
+    follow: bool
+    max_batch_alerts: int
+    def __init__(self, name: _Optional[str] = ..., where: _Optional[str] = ..., cone: _Optional[_Union[Cone, _Mapping]] = ..., ids: _Optional[_Iterable[str]] = ..., limit: _Optional[int] = ..., output: _Optional[_Union[Output, str]] = ..., resume_token: _Optional[str] = ..., follow: bool = ..., max_batch_alerts: _Optional[int] = ...) -> None: ...
+
+class QueryBatch(_message.Message):
+    __slots__ = ("alerts", "skipped", "resume_token")
+    ALERTS_FIELD_NUMBER: _ClassVar[int]
+    SKIPPED_FIELD_NUMBER: _ClassVar[int]
+    RESUME_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    alerts: _containers.RepeatedCompositeFieldContainer[Alert]
+    skipped: _containers.RepeatedCompositeFieldContainer[Skipped]
+    resume_token: str
+    def __init__(self, alerts: _Optional[_Iterable[_Union[Alert, _Mapping]]] = ..., skipped: _Optional[_Iterable[_Union[Skipped, _Mapping]]] = ..., resume_token: _Optional[str] = ...) -> None: ...
+
+class QueryInfo(_message.Message):
+    __slots__ = ("name", "namespace", "description", "columns", "key", "order", "ra", "dec")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    NAMESPACE_FIELD_NUMBER: _ClassVar[int]
+    DESCRIPTION_FIELD_NUMBER: _ClassVar[int]
+    COLUMNS_FIELD_NUMBER: _ClassVar[int]
+    KEY_FIELD_NUMBER: _ClassVar[int]
+    ORDER_FIELD_NUMBER: _ClassVar[int]
+    RA_FIELD_NUMBER: _ClassVar[int]
+    DEC_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    namespace: str
+    description: str
+    columns: _containers.RepeatedScalarFieldContainer[str]
+    key: str
+    order: str
+    ra: str
+    dec: str
+    def __init__(self, name: _Optional[str] = ..., namespace: _Optional[str] = ..., description: _Optional[str] = ..., columns: _Optional[_Iterable[str]] = ..., key: _Optional[str] = ..., order: _Optional[str] = ..., ra: _Optional[str] = ..., dec: _Optional[str] = ...) -> None: ...
+
 class Cone(_message.Message):
     __slots__ = ("ra", "dec", "radius")
     RA_FIELD_NUMBER: _ClassVar[int]
@@ -250,10 +302,12 @@ class ListTopicsRequest(_message.Message):
     def __init__(self) -> None: ...
 
 class ListTopicsResponse(_message.Message):
-    __slots__ = ("topics",)
+    __slots__ = ("topics", "queries")
     TOPICS_FIELD_NUMBER: _ClassVar[int]
+    QUERIES_FIELD_NUMBER: _ClassVar[int]
     topics: _containers.RepeatedCompositeFieldContainer[TopicInfo]
-    def __init__(self, topics: _Optional[_Iterable[_Union[TopicInfo, _Mapping]]] = ...) -> None: ...
+    queries: _containers.RepeatedCompositeFieldContainer[QueryInfo]
+    def __init__(self, topics: _Optional[_Iterable[_Union[TopicInfo, _Mapping]]] = ..., queries: _Optional[_Iterable[_Union[QueryInfo, _Mapping]]] = ...) -> None: ...
 
 class TopicInfo(_message.Message):
     __slots__ = ("name", "namespace", "format", "description", "partitions", "schema_ids", "schema_registry")
@@ -278,20 +332,22 @@ class DescribeGatewayRequest(_message.Message):
     def __init__(self) -> None: ...
 
 class GatewayDescription(_message.Message):
-    __slots__ = ("name", "version", "endpoints", "topics", "auth", "peers")
+    __slots__ = ("name", "version", "endpoints", "topics", "auth", "peers", "queries")
     NAME_FIELD_NUMBER: _ClassVar[int]
     VERSION_FIELD_NUMBER: _ClassVar[int]
     ENDPOINTS_FIELD_NUMBER: _ClassVar[int]
     TOPICS_FIELD_NUMBER: _ClassVar[int]
     AUTH_FIELD_NUMBER: _ClassVar[int]
     PEERS_FIELD_NUMBER: _ClassVar[int]
+    QUERIES_FIELD_NUMBER: _ClassVar[int]
     name: str
     version: str
     endpoints: _containers.RepeatedCompositeFieldContainer[Endpoint]
     topics: _containers.RepeatedCompositeFieldContainer[TopicInfo]
     auth: _containers.RepeatedCompositeFieldContainer[AuthMethod]
     peers: _containers.RepeatedCompositeFieldContainer[Peer]
-    def __init__(self, name: _Optional[str] = ..., version: _Optional[str] = ..., endpoints: _Optional[_Iterable[_Union[Endpoint, _Mapping]]] = ..., topics: _Optional[_Iterable[_Union[TopicInfo, _Mapping]]] = ..., auth: _Optional[_Iterable[_Union[AuthMethod, _Mapping]]] = ..., peers: _Optional[_Iterable[_Union[Peer, _Mapping]]] = ...) -> None: ...
+    queries: _containers.RepeatedCompositeFieldContainer[QueryInfo]
+    def __init__(self, name: _Optional[str] = ..., version: _Optional[str] = ..., endpoints: _Optional[_Iterable[_Union[Endpoint, _Mapping]]] = ..., topics: _Optional[_Iterable[_Union[TopicInfo, _Mapping]]] = ..., auth: _Optional[_Iterable[_Union[AuthMethod, _Mapping]]] = ..., peers: _Optional[_Iterable[_Union[Peer, _Mapping]]] = ..., queries: _Optional[_Iterable[_Union[QueryInfo, _Mapping]]] = ...) -> None: ...
 
 class Peer(_message.Message):
     __slots__ = ("name", "url", "relation")

@@ -40,6 +40,11 @@ class AlertMeshStub(object):
                 request_serializer=alertmesh_dot___proto_dot_alertmesh__pb2.SubscribeRequest.SerializeToString,
                 response_deserializer=alertmesh_dot___proto_dot_alertmesh__pb2.AlertBatch.FromString,
                 _registered_method=True)
+        self.Query = channel.unary_stream(
+                '/alertmesh.v1.AlertMesh/Query',
+                request_serializer=alertmesh_dot___proto_dot_alertmesh__pb2.QueryRequest.SerializeToString,
+                response_deserializer=alertmesh_dot___proto_dot_alertmesh__pb2.QueryBatch.FromString,
+                _registered_method=True)
         self.CommitCursor = channel.unary_unary(
                 '/alertmesh.v1.AlertMesh/CommitCursor',
                 request_serializer=alertmesh_dot___proto_dot_alertmesh__pb2.CommitCursorRequest.SerializeToString,
@@ -105,6 +110,16 @@ class AlertMeshServicer(object):
         """Streams alerts of one exposed topic, in offset order per partition. Without an end
         the stream is live and never ends by itself; with an end it closes with OK after the
         last alert at or before that end, or after `limit` alerts.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def Query(self, request, context):
+        """Streams the rows of a declared database query (see ListTopics `queries`) as alerts,
+        in the order of the query's order column. Every batch carries a resume token: a new
+        Query with it continues after the batch's last alert. Without `follow` the stream
+        ends with OK after the last row (or `limit`); with it, rows inserted later follow.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -207,6 +222,11 @@ def add_AlertMeshServicer_to_server(servicer, server):
                     request_deserializer=alertmesh_dot___proto_dot_alertmesh__pb2.SubscribeRequest.FromString,
                     response_serializer=alertmesh_dot___proto_dot_alertmesh__pb2.AlertBatch.SerializeToString,
             ),
+            'Query': grpc.unary_stream_rpc_method_handler(
+                    servicer.Query,
+                    request_deserializer=alertmesh_dot___proto_dot_alertmesh__pb2.QueryRequest.FromString,
+                    response_serializer=alertmesh_dot___proto_dot_alertmesh__pb2.QueryBatch.SerializeToString,
+            ),
             'CommitCursor': grpc.unary_unary_rpc_method_handler(
                     servicer.CommitCursor,
                     request_deserializer=alertmesh_dot___proto_dot_alertmesh__pb2.CommitCursorRequest.FromString,
@@ -291,6 +311,33 @@ class AlertMesh(object):
             '/alertmesh.v1.AlertMesh/Subscribe',
             alertmesh_dot___proto_dot_alertmesh__pb2.SubscribeRequest.SerializeToString,
             alertmesh_dot___proto_dot_alertmesh__pb2.AlertBatch.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Query(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/alertmesh.v1.AlertMesh/Query',
+            alertmesh_dot___proto_dot_alertmesh__pb2.QueryRequest.SerializeToString,
+            alertmesh_dot___proto_dot_alertmesh__pb2.QueryBatch.FromString,
             options,
             channel_credentials,
             insecure,

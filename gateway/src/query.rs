@@ -1,0 +1,360 @@
+//! Query streams: the rows of `[[queries]]` over PostgreSQL, served as alerts.
+//!
+//! - `sql`: pure statement building; client values only ever become parameters.
+//! - `pool`: a few connections per `[[databases]]` entry.
+//! - `token`: resume tokens bound to the query and the request's filters.
+//! - `row`: a row as an alert (JSON of the declared columns) and its ref.
+//! - `stream`: the running stream: keyset pages by the order column, then polling with
+//!   `follow`.
+//!
+//! Every statement runs in its own read-only transaction under the database's
+//! statement timeout, and reads at most one batch of rows, so memory stays flat whatever
+//! the result size and no connection is held between batches.
+
+mod pool;
+mod row;
+mod sql;
+mod stream;
+mod token;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use alertmesh_alert::filter::{Cone, Predicate};
+use alertmesh_proto::v1;
+use tokio::sync::{mpsc, OnceCell, Semaphore};
+use tokio_postgres::error::SqlState;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::config::{Config, QueryConfig};
+use crate::error::{Error, Result};
+use pool::Pool;
+pub(crate) use row::parse_ref;
+use sql::{Kind, Shape};
+
+/// Rows the first statement of a stream reads, before row sizes are known.
+const FIRST_BATCH: usize = 16;
+
+/// The declared queries of this gateway.
+#[derive(Debug)]
+pub(crate) struct Queries {
+    gateway: String,
+    declared: BTreeMap<String, Arc<Declared>>,
+    max_batch_alerts: usize,
+    max_batch_bytes: usize,
+    /// Open query streams, bounded like subscriptions (`limits.max_subscriptions`).
+    streams: Arc<Semaphore>,
+    max_streams: usize,
+    cancel: CancellationToken,
+    tasks: TaskTracker,
+}
+
+/// One `[[queries]]` entry with its database.
+#[derive(Debug)]
+pub(crate) struct Declared {
+    pub(crate) config: QueryConfig,
+    pool: Arc<Pool>,
+    /// The columns' types, learned from the database on first use.
+    described: OnceCell<Arc<Described>>,
+}
+
+#[derive(Debug)]
+struct Described {
+    shape: Shape,
+    order: usize,
+    key: usize,
+}
+
+/// A stream of query batches, or the error that ended it.
+pub(crate) type Batches = mpsc::Receiver<Result<v1::QueryBatch, tonic::Status>>;
+
+impl Queries {
+    pub(crate) fn new(config: &Config, cancel: CancellationToken, tasks: TaskTracker) -> Queries {
+        let pools: BTreeMap<&str, Arc<Pool>> = config
+            .databases
+            .iter()
+            .map(|d| (d.name.as_str(), Pool::new(d)))
+            .collect();
+        let declared = config
+            .queries
+            .iter()
+            .filter_map(|q| {
+                let pool = Arc::clone(pools.get(q.database.as_str())?);
+                Some((
+                    q.name.clone(),
+                    Arc::new(Declared {
+                        config: q.clone(),
+                        pool,
+                        described: OnceCell::new(),
+                    }),
+                ))
+            })
+            .collect();
+        Queries {
+            gateway: config.gateway.name.clone(),
+            declared,
+            max_batch_alerts: config.limits.max_batch_alerts,
+            max_batch_bytes: config.limits.max_batch_bytes,
+            streams: Arc::new(Semaphore::new(config.limits.max_subscriptions)),
+            max_streams: config.limits.max_subscriptions,
+            cancel,
+            tasks,
+        }
+    }
+
+    /// The declared query `name`.
+    pub(crate) fn get(&self, name: &str) -> Result<&Arc<Declared>> {
+        self.declared.get(name).ok_or_else(|| {
+            let known: Vec<&str> = self.declared.keys().map(String::as_str).collect();
+            Error::NotFound(format!(
+                "unknown query {name:?}; this gateway serves: {}",
+                if known.is_empty() {
+                    "no queries".to_owned()
+                } else {
+                    known.join(", ")
+                }
+            ))
+        })
+    }
+
+    /// The catalog entries of every declared query.
+    pub(crate) fn infos(&self) -> Vec<v1::QueryInfo> {
+        self.declared
+            .values()
+            .map(|d| {
+                let q = &d.config;
+                v1::QueryInfo {
+                    name: q.name.clone(),
+                    namespace: q.namespace.clone(),
+                    description: q.description.clone(),
+                    columns: q.columns.clone(),
+                    key: q.key.clone(),
+                    order: q.order.clone(),
+                    ra: q.ra.clone().unwrap_or_default(),
+                    dec: q.dec.clone().unwrap_or_default(),
+                }
+            })
+            .collect()
+    }
+
+    /// Checks `req` and starts its stream (the caller is authorized for the query).
+    pub(crate) async fn open(&self, req: v1::QueryRequest) -> Result<Batches> {
+        let declared = Arc::clone(self.get(&req.name)?);
+        let q = &declared.config;
+        if req.limit == Some(0) {
+            return Err(Error::InvalidArgument(
+                "limit must be at least 1 (leave it unset for no limit)".into(),
+            ));
+        }
+        let filter = match req.r#where.trim() {
+            "" => None,
+            text => Some(
+                Predicate::parse(text)
+                    .map_err(|e| Error::InvalidArgument(format!("where: {e}")))?,
+            ),
+        };
+        let cone = req
+            .cone
+            .as_ref()
+            .map(|c| Cone::new(c.ra, c.dec, c.radius))
+            .transpose()
+            .map_err(|e| Error::InvalidArgument(format!("cone: {e}")))?;
+        let ids = if req.ids.is_empty() {
+            None
+        } else {
+            let prefix = format!("{}:", q.namespace);
+            Some(
+                req.ids
+                    .iter()
+                    .filter_map(|id| id.strip_prefix(&prefix).map(str::to_owned))
+                    .collect::<Vec<_>>(),
+            )
+        };
+        let binding = token::Binding::new(
+            &self.gateway,
+            &q.name,
+            req.r#where.trim(),
+            cone.map(|c| (c.ra(), c.dec(), c.radius())),
+            &req.ids,
+        );
+        let after = match req.resume_token.as_str() {
+            "" => None,
+            t => Some(binding.resume(t)?),
+        };
+        let permit = Arc::clone(&self.streams).try_acquire_owned().map_err(|_| {
+            Error::ResourceExhausted(format!(
+                "this gateway serves at most {} query streams at once (limits.max_subscriptions); try again later",
+                self.max_streams
+            ))
+        })?;
+        let described = declared.describe().await?;
+        let batch = match req.max_batch_alerts as usize {
+            0 => self.max_batch_alerts,
+            n => n.min(self.max_batch_alerts),
+        };
+        let plan = stream::Plan {
+            gateway: self.gateway.clone(),
+            filter,
+            cone,
+            ids,
+            after,
+            limit: req.limit,
+            // Row sizes are learned from the first statement: it reads only a few.
+            batch: batch.min(FIRST_BATCH),
+            batch_cap: batch,
+            max_batch_bytes: self.max_batch_bytes,
+            follow: req.follow,
+            json: req.output == v1::Output::Json as i32,
+            binding,
+        };
+        // Filters are checked against the columns before the stream starts, so a bad
+        // one is the call's status.
+        plan.statement(&declared.config, &described.shape, batch as i64)?;
+        let (tx, rx) = mpsc::channel(2);
+        let run = stream::run(declared, described, plan, tx, self.cancel.clone());
+        self.tasks.spawn(async move {
+            run.await;
+            drop(permit);
+        });
+        Ok(rx)
+    }
+
+    /// The row a query ref names, as an alert (native output).
+    pub(crate) async fn fetch(&self, declared: &Arc<Declared>, order: i64) -> Result<v1::Alert> {
+        let d = declared.describe().await?;
+        let q = &declared.config;
+        let stmt = sql::one(q, &d.shape, order);
+        let rows = declared.run(&stmt).await?;
+        let row = rows.first().ok_or_else(|| {
+            Error::NotFound(format!(
+                "query {:?} has no row with {} = {order}",
+                q.name, q.order
+            ))
+        })?;
+        let converted = row::convert(row, &d.shape, d.order, d.key)?;
+        Ok(row::alert(
+            &self.gateway,
+            &q.name,
+            &q.namespace,
+            converted,
+            false,
+        ))
+    }
+}
+
+impl Declared {
+    /// The query's column types, asked from the database once.
+    async fn describe(&self) -> Result<Arc<Described>> {
+        let d = self
+            .described
+            .get_or_try_init(|| async {
+                let q = &self.config;
+                let mut conn = self.pool.get().await?;
+                let stmt = conn
+                    .client()
+                    .prepare(&sql::describe(q))
+                    .await
+                    .map_err(|e| self.error(e))?;
+                let columns: Vec<(String, Kind)> = q
+                    .columns
+                    .iter()
+                    .zip(stmt.columns())
+                    .map(|(name, c)| (name.clone(), Kind::of(c.type_())))
+                    .collect();
+                let position = |c: &str| q.columns.iter().position(|n| n == c);
+                let (Some(order), Some(key)) = (position(&q.order), position(&q.key)) else {
+                    return Err(Error::Internal(format!(
+                        "query {:?}: order and key must be columns",
+                        q.name
+                    )));
+                };
+                if !matches!(columns[order].1, Kind::Int2 | Kind::Int4 | Kind::Int8) {
+                    return Err(Error::Internal(format!(
+                        "query {:?}: its order column {:?} must be an integer column",
+                        q.name, q.order
+                    )));
+                }
+                Ok(Arc::new(Described {
+                    shape: Shape { columns },
+                    order,
+                    key,
+                }))
+            })
+            .await?;
+        Ok(Arc::clone(d))
+    }
+
+    /// Runs `stmt` in a read-only transaction under the statement timeout. A connection
+    /// that the server closed while idle is replaced once.
+    async fn run(&self, stmt: &sql::Statement) -> Result<Vec<tokio_postgres::Row>> {
+        match self.run_bounded(stmt).await {
+            Err(Error::Unavailable(_)) => self.run_bounded(stmt).await,
+            other => other,
+        }
+    }
+
+    /// The server cancels a statement past its timeout, but a server that stops
+    /// answering altogether (a cut network) cannot: the gateway gives up a little later.
+    async fn run_bounded(&self, stmt: &sql::Statement) -> Result<Vec<tokio_postgres::Row>> {
+        let bound = self.pool.statement_timeout + self.pool.connect_timeout * 2;
+        tokio::time::timeout(bound, self.run_once(stmt))
+            .await
+            .unwrap_or_else(|_| {
+                Err(Error::Unavailable(format!(
+                    "database {:?} of query {:?} did not answer within {bound:?}",
+                    self.pool.name, self.config.name
+                )))
+            })
+    }
+
+    async fn run_once(&self, stmt: &sql::Statement) -> Result<Vec<tokio_postgres::Row>> {
+        let mut conn = self.pool.get().await?;
+        let tx = conn
+            .client()
+            .build_transaction()
+            .read_only(true)
+            .start()
+            .await
+            .map_err(|e| self.error(e))?;
+        let timeout = self.pool.statement_timeout.as_millis();
+        tx.batch_execute(&format!("SET LOCAL statement_timeout = {timeout}"))
+            .await
+            .map_err(|e| self.error(e))?;
+        let params: Vec<&(dyn tokio_postgres::types::ToSql + Sync)> =
+            stmt.params.iter().map(sql::Param::as_sql).collect();
+        let rows = tx
+            .query(&stmt.sql, &params)
+            .await
+            .map_err(|e| self.error(e))?;
+        tx.commit().await.map_err(|e| self.error(e))?;
+        Ok(rows)
+    }
+
+    /// A database error as the client should see it: a timeout names the limit, a
+    /// connection problem is UNAVAILABLE.
+    fn error(&self, e: tokio_postgres::Error) -> Error {
+        let (q, db) = (&self.config.name, &self.pool.name);
+        let Some(dbe) = e.as_db_error() else {
+            return Error::Unavailable(format!("database {db:?} of query {q:?}: {e}"));
+        };
+        let code = dbe.code();
+        let class = &code.code()[..2];
+        if *code == SqlState::QUERY_CANCELED {
+            Error::DeadlineExceeded(format!(
+                "query {q:?} ran longer than the statement timeout of database {db:?} \
+                 (statement_timeout_ms = {}); narrow the where, cone or ids, or ask for a smaller limit",
+                self.pool.statement_timeout.as_millis()
+            ))
+        } else if matches!(class, "08" | "28" | "53" | "57") {
+            Error::Unavailable(format!("database {db:?} of query {q:?}: {}", dbe.message()))
+        } else if class == "22" {
+            Error::InvalidArgument(format!("query {q:?}: {}", dbe.message()))
+        } else {
+            Error::Internal(format!(
+                "query {q:?}: database {db:?} refused the statement: {}",
+                dbe.message()
+            ))
+        }
+    }
+}

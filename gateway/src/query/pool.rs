@@ -1,0 +1,154 @@
+//! A small connection pool per `[[databases]]` entry: at most `pool_size` connections,
+//! idle ones reused, closed ones dropped.
+//!
+//! Hand-rolled rather than deadpool-postgres: the gateway needs only "a permit, then an
+//! idle or a new connection within the connect timeout", which is a semaphore and a
+//! vector; no further dependency, and the errors stay the gateway's own.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio_postgres::{Client, NoTls};
+
+use crate::config::{DatabaseConfig, PasswordSource};
+use crate::error::{Error, Result};
+
+/// The connections to one database.
+#[derive(Debug)]
+pub(crate) struct Pool {
+    pub(crate) name: String,
+    /// Every statement is cancelled by the server after this.
+    pub(crate) statement_timeout: Duration,
+    pub(crate) connect_timeout: Duration,
+    url: String,
+    password: PasswordSource,
+    idle: Mutex<Vec<Client>>,
+    permits: Arc<Semaphore>,
+}
+
+/// A connection taken from the pool; it goes back when dropped, unless it is closed.
+#[derive(Debug)]
+pub(crate) struct Conn {
+    client: Option<Client>,
+    pool: Arc<Pool>,
+    _permit: OwnedSemaphorePermit,
+}
+
+impl Pool {
+    pub(crate) fn new(db: &DatabaseConfig) -> Arc<Pool> {
+        Arc::new(Pool {
+            name: db.name.clone(),
+            statement_timeout: db.statement_timeout,
+            connect_timeout: db.connect_timeout,
+            url: db.url.clone(),
+            password: db.password.clone(),
+            idle: Mutex::new(Vec::new()),
+            permits: Arc::new(Semaphore::new(db.pool_size)),
+        })
+    }
+
+    /// A connection: an idle one, or a new one. Waits for a free slot at most the connect
+    /// timeout.
+    pub(crate) async fn get(self: &Arc<Self>) -> Result<Conn> {
+        let name = &self.name;
+        let permit = tokio::time::timeout(
+            self.connect_timeout,
+            Arc::clone(&self.permits).acquire_owned(),
+        )
+        .await
+        .map_err(|_| {
+            Error::ResourceExhausted(format!(
+                "every connection of database {name:?} is busy (databases.pool_size); try again later"
+            ))
+        })?
+        .map_err(|_| Error::ShuttingDown)?;
+        loop {
+            let idle = self.idle.lock().unwrap_or_else(|p| p.into_inner()).pop();
+            match idle {
+                Some(c) if !c.is_closed() => {
+                    return Ok(Conn {
+                        client: Some(c),
+                        pool: Arc::clone(self),
+                        _permit: permit,
+                    })
+                }
+                Some(_) => continue,
+                None => break,
+            }
+        }
+        let client = self.connect().await?;
+        Ok(Conn {
+            client: Some(client),
+            pool: Arc::clone(self),
+            _permit: permit,
+        })
+    }
+
+    async fn connect(&self) -> Result<Client> {
+        let name = &self.name;
+        let mut config: tokio_postgres::Config = self
+            .url
+            .parse()
+            .map_err(|_| Error::Internal(format!("database {name:?}: invalid url")))?;
+        match &self.password {
+            PasswordSource::None => {}
+            PasswordSource::File(path) => {
+                let text = std::fs::read_to_string(path).map_err(|e| {
+                    Error::Unavailable(format!(
+                        "database {name:?}: cannot read password_file {}: {e}",
+                        path.display()
+                    ))
+                })?;
+                config.password(text.trim_end_matches(['\n', '\r']));
+            }
+            PasswordSource::Env(var) => {
+                let value = std::env::var(var).map_err(|_| {
+                    Error::Unavailable(format!(
+                        "database {name:?}: environment variable {var} (password_env) is not set"
+                    ))
+                })?;
+                config.password(value);
+            }
+        }
+        config.connect_timeout(self.connect_timeout);
+        config.application_name("alertmesh");
+        let connected = tokio::time::timeout(self.connect_timeout, config.connect(NoTls))
+            .await
+            .map_err(|_| {
+                Error::Unavailable(format!(
+                    "database {name:?} did not answer within {:?}",
+                    self.connect_timeout
+                ))
+            })?;
+        let (client, connection) = connected
+            .map_err(|e| Error::Unavailable(format!("database {name:?} cannot be reached: {e}")))?;
+        // The connection task ends when the client is dropped or the server goes away.
+        tokio::spawn(async move {
+            if let Err(e) = connection.await {
+                tracing::debug!(error = %e, "database connection ended");
+            }
+        });
+        Ok(client)
+    }
+}
+
+impl Conn {
+    pub(crate) fn client(&mut self) -> &mut Client {
+        self.client.as_mut().expect("present until drop")
+    }
+}
+
+impl Drop for Conn {
+    fn drop(&mut self) {
+        if let Some(c) = self.client.take() {
+            if !c.is_closed() {
+                self.pool
+                    .idle
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .push(c);
+            }
+        }
+    }
+}

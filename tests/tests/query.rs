@@ -1,0 +1,807 @@
+//! Query streams over a real PostgreSQL: rows of declared queries as alerts through a real
+//! gateway process, compared with `psql` on the same database.
+
+use std::time::{Duration, Instant};
+
+use alertmesh_alert::filter::angular_distance;
+use alertmesh_proto::v1::{self, alert_mesh_client::AlertMeshClient};
+use alertmesh_tests::{Broker, Gateway, GatewaySpec, Postgres, WAIT};
+use anyhow::{bail, ensure, Result};
+use tonic::transport::Channel;
+use tonic::Code;
+
+type Client = AlertMeshClient<Channel>;
+
+/// Rows in the fixture table.
+const ROWS: i64 = 1_000;
+
+/// A database with the `objects` table, a Kafka broker and a gateway serving queries on it.
+struct Site {
+    pg: Postgres,
+    _broker: Broker,
+    gateway: Gateway,
+}
+
+/// `objects`: ids 1..=ROWS, positions spread over the sky (some across RA 0 and near the
+/// poles), `big` near 2^63, one row with a null mag.
+fn fixture_sql(rows: i64) -> String {
+    format!(
+        "create table objects (id bigint primary key, object_id text not null, \
+           ra double precision, dec double precision, mag real, ndet integer, big bigint); \
+         insert into objects select i, 'ZTF' || lpad(i::text, 9, '0'), \
+           (i * 7.3)::numeric % 360, ((i * 3.1)::numeric % 180) - 90, \
+           15 + (i % 70) / 10.0, i % 20, 9223372036854775807 - i \
+         from generate_series(1, {rows}) i; \
+         update objects set mag = null where id = 7; \
+         create table secrets (v text); insert into secrets values ('untouched'); \
+         create table wide (id bigint primary key, object_id text, blob text); \
+         insert into wide select i, 'W' || i, repeat('x', 100000) from generate_series(1, 40) i;"
+    )
+}
+
+fn config(pg: &Postgres, statement_timeout_ms: u64) -> String {
+    let pw = pg.dir().join("pw");
+    format!(
+        r#"
+[[databases]]
+name = "archive"
+url = "{url}"
+password_file = "{pw}"
+pool_size = 4
+statement_timeout_ms = 5000
+connect_timeout_ms = 2000
+
+[[databases]]
+name = "slow"
+url = "{url}"
+password_file = "{pw}"
+statement_timeout_ms = {statement_timeout_ms}
+
+[[queries]]
+name = "objects"
+database = "archive"
+table = "objects"
+namespace = "ZTF"
+key = "object_id"
+order = "id"
+ra = "ra"
+dec = "dec"
+columns = ["id", "object_id", "ra", "dec", "mag", "ndet", "big"]
+public = true
+poll_interval_ms = 200
+
+[[queries]]
+name = "wide"
+database = "archive"
+table = "wide"
+namespace = "ZTF"
+key = "object_id"
+order = "id"
+columns = ["id", "object_id", "blob"]
+public = true
+
+[[queries]]
+name = "sleepy"
+database = "slow"
+select = "SELECT o.id, o.object_id FROM objects o, pg_sleep(2) s"
+namespace = "ZTF"
+key = "object_id"
+order = "id"
+columns = ["id", "object_id"]
+public = true
+"#,
+        url = pg.url("postgres"),
+        pw = pw.display()
+    )
+}
+
+async fn site() -> Result<Option<Site>> {
+    let Some(pg) = Postgres::start_or_skip().await? else {
+        return Ok(None);
+    };
+    pg.psql(&fixture_sql(ROWS))?;
+    let broker = Broker::start("query").await?;
+    let spec = GatewaySpec::new("lasair", &broker.bootstrap()).extra(&config(&pg, 300));
+    let gateway = Gateway::start(&spec).await?;
+    Ok(Some(Site {
+        pg,
+        _broker: broker,
+        gateway,
+    }))
+}
+
+fn request(name: &str) -> v1::QueryRequest {
+    v1::QueryRequest {
+        name: name.into(),
+        ..Default::default()
+    }
+}
+
+/// What a stream delivered: alerts, the last resume token, and how it ended.
+#[derive(Debug, Default)]
+struct Got {
+    alerts: Vec<v1::Alert>,
+    token: String,
+    end: Option<Result<(), tonic::Status>>,
+}
+
+/// Reads a Query stream until it ends, `want` alerts arrived, or `within` passed.
+async fn query(client: &mut Client, req: v1::QueryRequest, want: usize, within: Duration) -> Got {
+    let mut got = Got::default();
+    let deadline = Instant::now() + within;
+    let mut stream = match client.query(req).await {
+        Ok(s) => s.into_inner(),
+        Err(status) => {
+            got.end = Some(Err(status));
+            return got;
+        }
+    };
+    while got.alerts.len() < want {
+        match tokio::time::timeout_at(deadline.into(), stream.message()).await {
+            Err(_) => break,
+            Ok(Ok(Some(batch))) => {
+                got.alerts.extend(batch.alerts);
+                got.token = batch.resume_token;
+            }
+            Ok(Ok(None)) => {
+                got.end = Some(Ok(()));
+                break;
+            }
+            Ok(Err(status)) => {
+                got.end = Some(Err(status));
+                break;
+            }
+        }
+    }
+    got
+}
+
+fn json(alert: &v1::Alert) -> Result<serde_json::Value> {
+    let bytes = if alert.json.is_empty() {
+        &alert.payload
+    } else {
+        &alert.json
+    };
+    Ok(serde_json::from_slice(bytes)?)
+}
+
+/// (id, object_id, big) of each alert, `big` as text so it stays exact.
+fn triples(alerts: &[v1::Alert]) -> Result<Vec<(i64, String, String)>> {
+    alerts
+        .iter()
+        .map(|a| {
+            let v = json(a)?;
+            let id = v["id"]
+                .as_i64()
+                .ok_or_else(|| anyhow::anyhow!("id in {v}"))?;
+            ensure!(
+                a.offset == id,
+                "offset {} is the order value {id}",
+                a.offset
+            );
+            let big = &v["big"];
+            ensure!(big.is_u64() || big.is_i64(), "big is an integer: {big}");
+            Ok((
+                id,
+                v["object_id"].as_str().unwrap_or("").to_owned(),
+                big.to_string(),
+            ))
+        })
+        .collect()
+}
+
+fn psql_triples(pg: &Postgres, where_sql: &str) -> Result<Vec<(i64, String, String)>> {
+    pg.psql(&format!(
+        "select id, object_id, big from objects where {where_sql} order by id"
+    ))?
+    .lines()
+    .map(|l| {
+        let f: Vec<&str> = l.split('\t').collect();
+        Ok((f[0].parse()?, f[1].to_owned(), f[2].to_owned()))
+    })
+    .collect()
+}
+
+#[tokio::test]
+async fn postgres_fixture_serves_a_fresh_cluster_and_restarts() -> Result<()> {
+    let Some(mut pg) = Postgres::start_or_skip().await? else {
+        return Ok(());
+    };
+    pg.psql("create table t (id bigint primary key); insert into t values (9223372036854775807)")?;
+    assert_eq!(pg.psql("select id from t")?.trim(), "9223372036854775807");
+    pg.stop().await?;
+    assert!(pg.psql("select 1").is_err(), "a stopped server answers");
+    pg.start().await?;
+    assert_eq!(pg.psql("select count(*) from t")?.trim(), "1");
+    Ok(())
+}
+
+#[tokio::test]
+async fn query_results_equal_psql_with_exact_int64_and_refs_that_fetch_resolves() -> Result<()> {
+    let Some(s) = site().await? else {
+        return Ok(());
+    };
+    let mut client = s.gateway.client().await?;
+
+    // Every row, in small batches, native output.
+    let mut req = request("objects");
+    req.max_batch_alerts = 64;
+    let all = query(&mut client, req, usize::MAX, WAIT).await;
+    ensure!(matches!(all.end, Some(Ok(()))), "{:?}", all.end);
+    assert_eq!(triples(&all.alerts)?, psql_triples(&s.pg, "true")?);
+    assert_eq!(
+        json(&all.alerts[0])?["big"].as_u64(),
+        Some(9223372036854775806)
+    );
+
+    // A filter, JSON output; null mag (row 7) never matches a comparison, but matches a
+    // negated one.
+    let mut req = request("objects");
+    req.r#where = "mag < 18.5 && ndet >= 3 || object_id == \"ZTF000000005\"".into();
+    req.output = v1::Output::Json as i32;
+    let got = query(&mut client, req, usize::MAX, WAIT).await;
+    ensure!(matches!(got.end, Some(Ok(()))), "{:?}", got.end);
+    assert!(got
+        .alerts
+        .iter()
+        .all(|a| a.payload.is_empty() && !a.json.is_empty()));
+    assert_eq!(
+        triples(&got.alerts)?,
+        psql_triples(
+            &s.pg,
+            "(mag < 18.5 and ndet >= 3) or object_id = 'ZTF000000005'"
+        )?
+    );
+    let mut req = request("objects");
+    req.r#where = "!(mag < 100)".into();
+    let got = query(&mut client, req, usize::MAX, WAIT).await;
+    assert_eq!(triples(&got.alerts)?, psql_triples(&s.pg, "mag is null")?);
+
+    // ids, and a limit.
+    let mut req = request("objects");
+    req.ids = vec![
+        "ZTF:ZTF000000003".into(),
+        "ZTF:ZTF000000999".into(),
+        "LSST:dia:3".into(),
+    ];
+    req.limit = Some(1);
+    let got = query(&mut client, req, usize::MAX, WAIT).await;
+    assert_eq!(triples(&got.alerts)?, psql_triples(&s.pg, "id = 3")?);
+    assert_eq!(got.alerts[0].mesh_key, "ZTF:ZTF000000003");
+
+    // Cones across RA 0 and around the north pole, against the exact distance of every row.
+    let positions: Vec<(i64, f64, f64)> =
+        s.pg.psql("select id, ra, dec from objects order by id")?
+            .lines()
+            .map(|l| {
+                let f: Vec<&str> = l.split('\t').collect();
+                (
+                    f[0].parse().unwrap(),
+                    f[1].parse().unwrap(),
+                    f[2].parse().unwrap(),
+                )
+            })
+            .collect();
+    for (ra, dec, r) in [
+        (359.0, 10.0, 8.0),
+        (0.5, -20.0, 15.0),
+        (100.0, 85.0, 9.0),
+        (200.0, 30.0, 20.0),
+    ] {
+        let mut req = request("objects");
+        req.cone = Some(v1::Cone { ra, dec, radius: r });
+        let got = query(&mut client, req, usize::MAX, WAIT).await;
+        ensure!(matches!(got.end, Some(Ok(()))), "{:?}", got.end);
+        let ids: Vec<i64> = triples(&got.alerts)?.into_iter().map(|t| t.0).collect();
+        let want: Vec<i64> = positions
+            .iter()
+            .filter(|(_, pra, pdec)| angular_distance(ra, dec, *pra, *pdec) <= r)
+            .map(|p| p.0)
+            .collect();
+        ensure!(!want.is_empty(), "cone ({ra}, {dec}, {r}) should hold rows");
+        assert_eq!(ids, want, "cone ({ra}, {dec}, {r})");
+    }
+
+    // Fetch resolves a row's ref to the same alert.
+    let one = &all.alerts[41];
+    let fetched = client
+        .fetch(v1::FetchRequest {
+            r#ref: one.r#ref.clone(),
+        })
+        .await?
+        .into_inner();
+    assert_eq!(
+        fetched.r#ref,
+        format!("am://lasair/query:objects/{}", one.offset)
+    );
+    assert_eq!(fetched.payload, one.payload);
+    let missing = client
+        .fetch(v1::FetchRequest {
+            r#ref: "am://lasair/query:objects/123456789".into(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(missing.code(), Code::NotFound, "{missing:?}");
+
+    // The catalog lists the query with its columns.
+    let topics = client
+        .list_topics(v1::ListTopicsRequest {})
+        .await?
+        .into_inner();
+    let q = topics
+        .queries
+        .iter()
+        .find(|q| q.name == "objects")
+        .expect("listed");
+    assert_eq!(
+        q.columns,
+        ["id", "object_id", "ra", "dec", "mag", "ndet", "big"]
+    );
+    assert_eq!((q.order.as_str(), q.ra.as_str()), ("id", "ra"));
+    let described = client
+        .describe_gateway(v1::DescribeGatewayRequest {})
+        .await?
+        .into_inner();
+    let names: Vec<&str> = described.queries.iter().map(|q| q.name.as_str()).collect();
+    assert_eq!(names, ["objects", "sleepy", "wide"]);
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_resume_token_continues_after_kill_9_without_gaps_or_repeats() -> Result<()> {
+    let Some(mut s) = site().await? else {
+        return Ok(());
+    };
+    let mut client = s.gateway.client().await?;
+    let filter = "ndet != 4";
+    let mut req = request("objects");
+    req.r#where = filter.into();
+    req.max_batch_alerts = 50;
+    // Stop reading mid-stream, after a few batches.
+    let first = query(&mut client, req.clone(), 150, WAIT).await;
+    ensure!(
+        first.alerts.len() >= 150 && first.end.is_none(),
+        "{:?}",
+        first.end
+    );
+    let token = first.token.clone();
+    let delivered: usize = first.alerts.len();
+
+    s.gateway.kill_and_restart().await?;
+    let mut client = s.gateway.client().await?;
+    let mut again = req.clone();
+    again.resume_token = token.clone();
+    let rest = query(&mut client, again, usize::MAX, WAIT).await;
+    ensure!(matches!(rest.end, Some(Ok(()))), "{:?}", rest.end);
+
+    let mut ids: Vec<i64> = triples(&first.alerts[..delivered])?
+        .into_iter()
+        .map(|t| t.0)
+        .collect();
+    ids.extend(triples(&rest.alerts)?.into_iter().map(|t| t.0));
+    let want: Vec<i64> = psql_triples(&s.pg, "ndet <> 4")?
+        .into_iter()
+        .map(|t| t.0)
+        .collect();
+    assert_eq!(ids, want, "no gap, no repeat");
+
+    // The token of another filter, a damaged one and junk are refused.
+    let mut foreign = request("objects");
+    foreign.r#where = "ndet != 5".into();
+    foreign.resume_token = token.clone();
+    for bad in [
+        foreign,
+        {
+            let mut r = req.clone();
+            r.resume_token = format!("{token}x");
+            r
+        },
+        {
+            let mut r = req.clone();
+            r.resume_token = "' OR 1=1 --".into();
+            r
+        },
+    ] {
+        let got = query(&mut client, bad, 1, WAIT).await;
+        match got.end {
+            Some(Err(st)) => {
+                assert_eq!(st.code(), Code::InvalidArgument, "{st:?}");
+                assert!(st.message().contains("resume_token"), "{st:?}");
+            }
+            other => bail!("expected INVALID_ARGUMENT, got {other:?}"),
+        }
+    }
+    Ok(())
+}
+
+#[tokio::test]
+async fn follow_streams_rows_inserted_later_once_each() -> Result<()> {
+    let Some(s) = site().await? else {
+        return Ok(());
+    };
+    let mut client = s.gateway.client().await?;
+    let mut req = request("objects");
+    req.follow = true;
+    req.r#where = "id > 990".into();
+    let mut stream = client.query(req).await?.into_inner();
+    let inserter = {
+        let sql: Vec<String> = (0..5)
+            .map(|k| {
+                let lo = ROWS + 1 + k * 10;
+                format!(
+                    "insert into objects select i, 'ZTF' || i, 1, 1, 17, 3, i from generate_series({lo}, {}) i",
+                    lo + 9
+                )
+            })
+            .collect();
+        let pg = &s.pg;
+        async move {
+            for stmt in sql {
+                tokio::time::sleep(Duration::from_millis(150)).await;
+                pg.psql(&stmt)?;
+            }
+            anyhow::Ok(())
+        }
+    };
+    let reader = async {
+        let mut ids = Vec::new();
+        let deadline = Instant::now() + WAIT;
+        while ids.len() < 60 {
+            let batch = tokio::time::timeout_at(deadline.into(), stream.message())
+                .await??
+                .ok_or_else(|| anyhow::anyhow!("a follow stream ended"))?;
+            ids.extend(triples(&batch.alerts)?.into_iter().map(|t| t.0));
+        }
+        anyhow::Ok(ids)
+    };
+    let (inserted, ids) = tokio::join!(inserter, reader);
+    inserted?;
+    let ids = ids?;
+    let want: Vec<i64> = (991..=ROWS + 50).collect();
+    assert_eq!(
+        ids, want,
+        "existing rows, then the inserted ones, each once"
+    );
+    // Nothing more arrives.
+    let more = tokio::time::timeout(Duration::from_millis(700), stream.message()).await;
+    assert!(more.is_err(), "no more rows: {more:?}");
+    Ok(())
+}
+
+#[tokio::test]
+async fn bad_requests_and_injection_attempts_are_clear_errors_and_touch_nothing() -> Result<()> {
+    let Some(s) = site().await? else {
+        return Ok(());
+    };
+    let mut client = s.gateway.client().await?;
+    let refusal = |got: Got| match got.end {
+        Some(Err(st)) => Ok(st),
+        other => bail!(
+            "expected an error, got {other:?} after {} alerts",
+            got.alerts.len()
+        ),
+    };
+
+    let st = refusal(
+        query(
+            &mut client,
+            request("nope\"; drop table objects; --"),
+            1,
+            WAIT,
+        )
+        .await,
+    )?;
+    assert_eq!(st.code(), Code::NotFound, "{st:?}");
+    assert!(
+        st.message().contains("objects"),
+        "names the served queries: {st:?}"
+    );
+
+    for (filter, names) in [
+        ("secret < 1", "secret"),
+        ("v == \"x\"", "\"v\""),
+        ("candidate.magpsf < 18", "candidate.magpsf"),
+        ("mag <", "where"),
+        ("object_id == 1", "object_id"),
+        ("mag < 1; drop table objects", "where"),
+    ] {
+        let mut req = request("objects");
+        req.r#where = filter.into();
+        let st = refusal(query(&mut client, req, 1, WAIT).await)?;
+        assert_eq!(st.code(), Code::InvalidArgument, "{filter}: {st:?}");
+        assert!(st.message().contains(names), "{filter}: {st:?}");
+    }
+
+    // Strings that would be SQL if spliced: as values they match nothing.
+    for hostile in [
+        "x' OR '1'='1",
+        "'; DROP TABLE objects; --",
+        "\\'; delete from secrets; --",
+        "ZTF000000001' --",
+    ] {
+        let mut req = request("objects");
+        req.r#where = format!("object_id == {hostile:?}");
+        let got = query(&mut client, req, usize::MAX, WAIT).await;
+        ensure!(
+            matches!(got.end, Some(Ok(()))) && got.alerts.is_empty(),
+            "{hostile}: {got:?}"
+        );
+        let mut req = request("objects");
+        req.ids = vec![format!("ZTF:{hostile}")];
+        let got = query(&mut client, req, usize::MAX, WAIT).await;
+        ensure!(
+            matches!(got.end, Some(Ok(()))) && got.alerts.is_empty(),
+            "{hostile}: {got:?}"
+        );
+    }
+    let mut req = request("objects");
+    req.cone = Some(v1::Cone {
+        ra: f64::NAN,
+        dec: 100.0,
+        radius: 1.0,
+    });
+    assert_eq!(
+        refusal(query(&mut client, req, 1, WAIT).await)?.code(),
+        Code::InvalidArgument
+    );
+    let mut req = request("objects");
+    req.limit = Some(0);
+    assert_eq!(
+        refusal(query(&mut client, req, 1, WAIT).await)?.code(),
+        Code::InvalidArgument
+    );
+    let bad_ref = client
+        .fetch(v1::FetchRequest {
+            r#ref: "am://lasair/query:objects'--/1".into(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(bad_ref.code(), Code::NotFound, "{bad_ref:?}");
+
+    assert_eq!(
+        s.pg.psql("select count(*) from objects")?.trim(),
+        ROWS.to_string()
+    );
+    assert_eq!(s.pg.psql("select v from secrets")?.trim(), "untouched");
+    Ok(())
+}
+
+#[tokio::test]
+async fn statement_timeout_is_deadline_exceeded_and_a_down_database_unavailable() -> Result<()> {
+    let Some(mut s) = site().await? else {
+        return Ok(());
+    };
+    let mut client = s.gateway.client().await?;
+    let got = query(&mut client, request("sleepy"), 1, WAIT).await;
+    match got.end {
+        Some(Err(st)) => {
+            assert_eq!(st.code(), Code::DeadlineExceeded, "{st:?}");
+            assert!(
+                st.message().contains("statement_timeout_ms = 300"),
+                "{st:?}"
+            );
+        }
+        other => bail!("expected DEADLINE_EXCEEDED, got {other:?}"),
+    }
+
+    // Warm a pooled connection, then take the database away.
+    let ok = query(&mut client, request("objects"), 1, WAIT).await;
+    ensure!(!ok.alerts.is_empty(), "{:?}", ok.end);
+    s.pg.stop().await?;
+    let started = Instant::now();
+    let got = query(&mut client, request("objects"), 1, WAIT).await;
+    match got.end {
+        Some(Err(st)) => assert_eq!(st.code(), Code::Unavailable, "{st:?}"),
+        other => bail!("expected UNAVAILABLE, got {other:?}"),
+    }
+    assert!(
+        started.elapsed() < Duration::from_secs(6),
+        "{:?}",
+        started.elapsed()
+    );
+    // The gateway still serves everything else.
+    client.list_topics(v1::ListTopicsRequest {}).await?;
+    s.pg.start().await?;
+    let back = query(&mut client, request("objects"), 1, WAIT).await;
+    ensure!(
+        !back.alerts.is_empty(),
+        "served again once the database is back: {:?}",
+        back.end
+    );
+    Ok(())
+}
+
+/// The `id` of each JSON line the CLI printed (`--format json`: the row under "alert").
+fn cli_ids(lines: &[serde_json::Value]) -> Result<Vec<i64>> {
+    lines
+        .iter()
+        .map(|l| {
+            l["alert"]["id"]
+                .as_i64()
+                .ok_or_else(|| anyhow::anyhow!("no alert.id in {l}"))
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn the_cli_streams_a_query_and_resumes_by_itself_after_kill_9() -> Result<()> {
+    use tokio::io::AsyncBufReadExt as _;
+
+    let Some(mut s) = site().await? else {
+        return Ok(());
+    };
+    let out = s
+        .gateway
+        .cli(&[
+            "query",
+            "objects",
+            "--where",
+            "mag < 16 && ndet > 2",
+            "--limit",
+            "40",
+        ])
+        .await?;
+    let lines = alertmesh_tests::cli::json_lines(&out)?;
+    let want: Vec<i64> = psql_triples(&s.pg, "mag < 16 and ndet > 2")?
+        .into_iter()
+        .map(|t| t.0)
+        .take(40)
+        .collect();
+    assert_eq!(cli_ids(&lines)?, want);
+    // 64-bit integers keep every digit.
+    let text = String::from_utf8(out.stdout)?;
+    assert!(
+        text.contains(&format!("\"big\":{}", i64::MAX - want[0])),
+        "{text}"
+    );
+
+    let fetched = s
+        .gateway
+        .cli(&["fetch", "am://lasair/query:objects/5", "--format", "json"])
+        .await?;
+    let line = alertmesh_tests::cli::json_lines(&fetched)?;
+    assert_eq!(line[0]["alert"]["object_id"], "ZTF000000005", "{line:?}");
+
+    let topics = s.gateway.cli(&["topics"]).await?;
+    let listing = String::from_utf8_lossy(&topics.stdout);
+    assert!(
+        listing.contains("objects") && listing.contains("object_id"),
+        "{listing}"
+    );
+
+    // A following stream survives the gateway's kill -9 and restart.
+    let mut child = tokio::process::Command::new(alertmesh_tests::cli::alertmesh_bin())
+        .args(["query", "objects", "--follow", "--where", "id > 995"])
+        .args(["--gateway", &s.gateway.grpc_url()])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()?;
+    let mut lines = tokio::io::BufReader::new(child.stdout.take().expect("piped")).lines();
+    let mut ids = Vec::new();
+    let deadline = Instant::now() + WAIT;
+    while ids.len() < 5 {
+        let l = tokio::time::timeout_at(deadline.into(), lines.next_line()).await??;
+        ids.push(cli_ids(&[serde_json::from_str(&l.unwrap_or_default())?])?[0]);
+    }
+    s.gateway.kill_and_restart().await?;
+    s.pg.psql(&format!(
+        "insert into objects select i, 'ZTF' || i, 1, 1, 17, 3, i from generate_series({}, {}) i",
+        ROWS + 1,
+        ROWS + 10
+    ))?;
+    while ids.len() < 15 {
+        let l = tokio::time::timeout_at(deadline.into(), lines.next_line()).await??;
+        ids.push(cli_ids(&[serde_json::from_str(&l.unwrap_or_default())?])?[0]);
+    }
+    assert_eq!(ids, (996..=ROWS + 10).collect::<Vec<i64>>());
+    child.kill().await?;
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_private_query_needs_a_query_scope_and_a_public_one_no_token() -> Result<()> {
+    use alertmesh_tests::auth::{Pki, Secure, SecureSpec};
+
+    let Some(pg) = Postgres::start_or_skip().await? else {
+        return Ok(());
+    };
+    pg.psql(&fixture_sql(20))?;
+    let broker = Broker::start("query-auth").await?;
+    let private = config(&pg, 300)
+        .replace("name = \"objects\"", "name = \"private.objects\"")
+        .replace("public = true\npoll", "public = false\npoll");
+    let pki = Pki::new()?;
+    let spec = SecureSpec::new("lasair", &broker.bootstrap())
+        .without_mtls()
+        .extra(&private);
+    let gw = Secure::start(&pki, spec).await?;
+
+    let read = |mut client: alertmesh_tests::auth::Client, name: &'static str| async move {
+        let mut stream = client.query(request(name)).await?.into_inner();
+        let mut n = 0;
+        while let Some(b) = stream.message().await? {
+            n += b.alerts.len();
+        }
+        Ok::<usize, tonic::Status>(n)
+    };
+    let mut anonymous = gw.client(None, None).await?;
+    let listed = anonymous
+        .list_topics(v1::ListTopicsRequest {})
+        .await?
+        .into_inner();
+    let names: Vec<&str> = listed.queries.iter().map(|q| q.name.as_str()).collect();
+    assert_eq!(
+        names,
+        ["sleepy", "wide"],
+        "a private query is listed only with a token"
+    );
+    let st = read(anonymous.clone(), "private.objects")
+        .await
+        .unwrap_err();
+    assert_eq!(st.code(), Code::Unauthenticated, "{st:?}");
+    // The public query of the same gateway needs no token.
+    let st = read(anonymous, "sleepy").await.unwrap_err();
+    assert_eq!(
+        st.code(),
+        Code::DeadlineExceeded,
+        "public, then too slow: {st:?}"
+    );
+
+    let topics_only = gw.issue("alice", &["subscribe:*", "fetch:*"], "1h").await?;
+    let st = read(
+        gw.client(None, Some(&topics_only)).await?,
+        "private.objects",
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(st.code(), Code::PermissionDenied, "{st:?}");
+    assert!(st.message().contains("query"), "names the scope: {st:?}");
+
+    let scoped = gw.issue("bob", &["query:private.*"], "1h").await?;
+    let mut client = gw.client(None, Some(&scoped)).await?;
+    let listed = client
+        .list_topics(v1::ListTopicsRequest {})
+        .await?
+        .into_inner();
+    assert_eq!(listed.queries.len(), 3);
+    assert_eq!(read(client.clone(), "private.objects").await?, 20);
+    let alert = client
+        .fetch(v1::FetchRequest {
+            r#ref: "am://lasair/query:private.objects/3".into(),
+        })
+        .await?
+        .into_inner();
+    assert_eq!(json(&alert)?["id"], 3);
+    Ok(())
+}
+
+#[tokio::test]
+async fn large_rows_come_in_batches_near_max_batch_bytes() -> Result<()> {
+    let Some(s) = site().await? else {
+        return Ok(());
+    };
+    let mut client = s.gateway.client().await?;
+    let mut stream = client.query(request("wide")).await?.into_inner();
+    let (mut ids, mut sizes) = (Vec::new(), Vec::new());
+    while let Some(batch) = stream.message().await? {
+        sizes.push(batch.alerts.len());
+        ids.extend(triples_of(&batch.alerts)?);
+    }
+    assert_eq!(ids, (1..=40).collect::<Vec<i64>>());
+    // 100 KB rows and the default 1 MiB batches: about ten rows each, after the first.
+    assert!(sizes.iter().all(|&n| n <= 16), "{sizes:?}");
+    assert!(sizes[1..].iter().all(|&n| n <= 11), "{sizes:?}");
+    Ok(())
+}
+
+fn triples_of(alerts: &[v1::Alert]) -> Result<Vec<i64>> {
+    alerts
+        .iter()
+        .map(|a| {
+            json(a)?["id"]
+                .as_i64()
+                .ok_or_else(|| anyhow::anyhow!("no id"))
+        })
+        .collect()
+}
