@@ -39,7 +39,8 @@ free_port() {
 }
 
 cluster_id() {
-  # A KRaft cluster id is 16 random bytes, base64url without padding.
+  # A KRaft cluster id is 16 random bytes, base64url without padding (it may begin with
+  # '-': pass it as --cluster-id=ID).
   head -c 16 /dev/urandom | base64 | tr '+/' '-_' | tr -d '=\n'
 }
 
@@ -113,7 +114,7 @@ start() {
     mkdir -p "$node"
     node_config "$id" "${ports[id]}" "${cports[id]}" "$voters" "$n" "$node/data" >"$node/server.properties"
     java "${jvm_flags[@]}" -Dlog4j2.configurationFile="$dir/log4j2.properties" -cp "$jars/*" \
-      kafka.tools.StorageTool format -t "$cid" -c "$node/server.properties" --ignore-formatted >"$node/format.log" 2>&1
+      kafka.tools.StorageTool format --cluster-id="$cid" --config="$node/server.properties" --ignore-formatted >"$node/format.log" 2>&1
     java "${jvm_flags[@]}" -Dlog4j2.configurationFile="$dir/log4j2.properties" -cp "$jars/*" \
       kafka.Kafka "$node/server.properties" >"$node/stdout" 2>"$node/stderr" &
     echo $! >"$node/pid"

@@ -1,5 +1,6 @@
-//! A Tansu broker (Kafka-compatible, in memory) on a free 127.0.0.1 port, with helpers to
-//! create topics and produce records through rdkafka.
+//! A Kafka broker on a free 127.0.0.1 port, with helpers to create topics and produce
+//! records through rdkafka: Tansu (Kafka-compatible, in memory) by default, Apache Kafka in
+//! KRaft mode when `ALERTMESH_TEST_KAFKA=apache` (see [`crate::apache`]).
 
 use std::path::PathBuf;
 use std::process::Command;
@@ -15,6 +16,7 @@ use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use tempfile::TempDir;
 
+use crate::apache::{self, Flavor, NodePorts};
 use crate::process::{free_port, wait_until, Child};
 
 /// How long a broker may take to answer its first metadata request.
@@ -39,9 +41,10 @@ pub struct Produced {
     pub record: Record,
 }
 
-/// A running Tansu broker, killed on drop.
+/// A running broker, killed on drop.
 pub struct Broker {
     name: String,
+    flavor: Flavor,
     host: String,
     port: u16,
     child: Child,
@@ -53,6 +56,7 @@ impl std::fmt::Debug for Broker {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Broker")
             .field("name", &self.name)
+            .field("flavor", &self.flavor)
             .field("port", &self.port)
             .field("child", &self.child)
             .finish_non_exhaustive()
@@ -60,7 +64,8 @@ impl std::fmt::Debug for Broker {
 }
 
 impl Broker {
-    /// Starts an in-memory Tansu broker named `name` and waits until it serves metadata.
+    /// Starts a broker named `name` (Tansu, or Apache Kafka as `ALERTMESH_TEST_KAFKA`
+    /// selects) and waits until it serves metadata.
     pub async fn start(name: &str) -> Result<Self> {
         Self::start_on(name, "127.0.0.1").await
     }
@@ -72,16 +77,23 @@ impl Broker {
             .prefix(&format!("alertmesh-{name}-"))
             .tempdir()?;
         let port = free_port();
-        let child = spawn_tansu(name, host, port, dir.path()).await?;
+        let flavor = Flavor::from_env();
+        let child = spawn(flavor, name, host, port, dir.path()).await?;
         let producer = producer(&format!("{host}:{port}"))?;
         Ok(Self {
             name: name.to_owned(),
+            flavor,
             host: host.to_owned(),
             port,
             child,
             producer,
             dir,
         })
+    }
+
+    /// Tansu or Apache Kafka.
+    pub fn flavor(&self) -> Flavor {
+        self.flavor
     }
 
     /// The broker's name (its Tansu cluster id).
@@ -99,7 +111,7 @@ impl Broker {
         self.dir.path().to_path_buf()
     }
 
-    /// The Tansu process id.
+    /// The broker's process id.
     pub fn pid(&self) -> u32 {
         self.child.id()
     }
@@ -114,7 +126,14 @@ impl Broker {
     /// its clients. Topics must be created again; their offsets start at 0.
     pub async fn replace(&mut self) -> Result<()> {
         self.child.kill();
-        self.child = spawn_tansu(&self.name, &self.host, self.port, self.dir.path()).await?;
+        self.child = spawn(
+            self.flavor,
+            &self.name,
+            &self.host,
+            self.port,
+            self.dir.path(),
+        )
+        .await?;
         // The producer's metadata names the old cluster's topics: start afresh.
         self.producer = producer(&self.bootstrap())?;
         Ok(())
@@ -216,6 +235,32 @@ impl Broker {
     }
 }
 
+/// Spawns a broker of `flavor` on `host:port` and waits until it serves metadata.
+async fn spawn(
+    flavor: Flavor,
+    name: &str,
+    host: &str,
+    port: u16,
+    dir: &std::path::Path,
+) -> Result<Child> {
+    match flavor {
+        Flavor::Tansu => spawn_tansu(name, host, port, dir).await,
+        Flavor::Apache => {
+            // One combined broker+controller with a fresh log and cluster id: a replaced
+            // broker is a new, empty cluster on the same address, as with Tansu.
+            let nodes = [NodePorts {
+                id: 1,
+                port,
+                controller: free_port(),
+            }];
+            let cluster = apache::cluster_id();
+            let mut child = apache::spawn_node(name, host, &cluster, nodes[0], &nodes, dir)?;
+            apache::wait_ready(&mut child, &format!("{host}:{port}")).await?;
+            Ok(child)
+        }
+    }
+}
+
 /// Spawns Tansu on `host:port` with cluster id `name` and waits until it serves metadata.
 async fn spawn_tansu(name: &str, host: &str, port: u16, dir: &std::path::Path) -> Result<Child> {
     let url = format!("tcp://{host}:{port}");
@@ -277,7 +322,7 @@ fn owned_headers(headers: &[(String, Option<Bytes>)]) -> OwnedHeaders {
         })
 }
 
-fn metadata_ok(bootstrap: &str) -> bool {
+pub(crate) fn metadata_ok(bootstrap: &str) -> bool {
     let consumer: Result<BaseConsumer, _> = ClientConfig::new()
         .set("bootstrap.servers", bootstrap)
         .create();
