@@ -50,6 +50,10 @@ pub struct Broker {
     child: Child,
     producer: FutureProducer,
     dir: TempDir,
+    /// Every node of an Apache Kafka cluster (empty for a single broker), and the running
+    /// processes of nodes 2.. (node 1 is `child`).
+    nodes: Vec<NodePorts>,
+    others: Vec<(u32, Child)>,
 }
 
 impl std::fmt::Debug for Broker {
@@ -88,7 +92,98 @@ impl Broker {
             child,
             producer,
             dir,
+            nodes: Vec::new(),
+            others: Vec::new(),
         })
+    }
+
+    /// Starts an Apache Kafka cluster of `n` combined broker+controller nodes on
+    /// 127.0.0.1 (replication factor `n`, at most 3, with `min.insync.replicas` 2 from 3
+    /// nodes on), for failover tests; fails unless `ALERTMESH_TEST_KAFKA=apache`.
+    pub async fn start_cluster(name: &str, n: u32) -> Result<Self> {
+        if Flavor::from_env() != Flavor::Apache {
+            bail!("a cluster of brokers needs ALERTMESH_TEST_KAFKA=apache");
+        }
+        let host = "127.0.0.1";
+        let dir = tempfile::Builder::new()
+            .prefix(&format!("alertmesh-{name}-"))
+            .tempdir()?;
+        let nodes = apache::node_ports(n, free_port());
+        let cluster = apache::cluster_id();
+        let mut children = Vec::new();
+        for node in &nodes {
+            let child = apache::spawn_node(name, host, &cluster, *node, &nodes, dir.path())?;
+            children.push((node.id, child));
+        }
+        for (id, child) in &mut children {
+            let port = nodes[*id as usize - 1].port;
+            apache::wait_ready(child, &format!("{host}:{port}")).await?;
+        }
+        let mut children = children.into_iter();
+        let (_, child) = children.next().context("a cluster needs a node")?;
+        let bootstrap = bootstrap_of(host, &nodes);
+        Ok(Self {
+            name: name.to_owned(),
+            flavor: Flavor::Apache,
+            host: host.to_owned(),
+            port: nodes[0].port,
+            child,
+            // Retries across a leader election must not write a record twice.
+            producer: idempotent_producer(&bootstrap)?,
+            dir,
+            nodes,
+            others: children.collect(),
+        })
+    }
+
+    /// The id of the node leading `topic`'s `partition` (a cluster), from metadata.
+    pub async fn leader(&self, topic: &str, partition: i32) -> Result<u32> {
+        let (bootstrap, topic) = (self.bootstrap(), topic.to_owned());
+        tokio::task::spawn_blocking(move || -> Result<u32> {
+            let consumer: BaseConsumer = ClientConfig::new()
+                .set("bootstrap.servers", &bootstrap)
+                .create()?;
+            let md = consumer.fetch_metadata(Some(&topic), Duration::from_secs(10))?;
+            let t = md
+                .topics()
+                .iter()
+                .find(|t| t.name() == topic)
+                .context("no such topic")?;
+            let p = t
+                .partitions()
+                .iter()
+                .find(|p| p.id() == partition)
+                .context("no such partition")?;
+            u32::try_from(p.leader()).context("the partition has no leader")
+        })
+        .await?
+    }
+
+    /// Kills node `id` of a cluster (SIGKILL).
+    pub fn kill_node(&mut self, id: u32) {
+        if id == 1 {
+            self.child.kill();
+        } else if let Some((_, child)) = self.others.iter_mut().find(|(i, _)| *i == id) {
+            child.kill();
+        }
+    }
+
+    /// Starts node `id` of a cluster again on its log, after [`Broker::kill_node`].
+    pub async fn restart_node(&mut self, id: u32) -> Result<()> {
+        let node = *self
+            .nodes
+            .iter()
+            .find(|n| n.id == id)
+            .context("no such node")?;
+        self.kill_node(id);
+        let mut child = apache::restart_node(&self.name, node, self.dir.path())?;
+        apache::wait_ready(&mut child, &format!("{}:{}", self.host, node.port)).await?;
+        if id == 1 {
+            self.child = child;
+        } else if let Some((_, old)) = self.others.iter_mut().find(|(i, _)| *i == id) {
+            *old = child;
+        }
+        Ok(())
     }
 
     /// Tansu or Apache Kafka.
@@ -101,9 +196,14 @@ impl Broker {
         &self.name
     }
 
-    /// `127.0.0.1:<port>` (or the address it was started on), for `bootstrap.servers`.
+    /// `127.0.0.1:<port>` (or the address it was started on; every node's for a cluster),
+    /// for `bootstrap.servers`.
     pub fn bootstrap(&self) -> String {
-        format!("{}:{}", self.host, self.port)
+        if self.nodes.is_empty() {
+            format!("{}:{}", self.host, self.port)
+        } else {
+            bootstrap_of(&self.host, &self.nodes)
+        }
     }
 
     /// A directory that lives as long as the broker.
@@ -116,15 +216,22 @@ impl Broker {
         self.child.id()
     }
 
-    /// Kills the broker (SIGKILL): Kafka becomes unreachable.
+    /// Kills the broker (SIGKILL; every node of a cluster): Kafka becomes unreachable.
     pub fn kill(&mut self) {
         self.child.kill();
+        for (_, child) in &mut self.others {
+            child.kill();
+        }
     }
 
     /// Starts a new, empty broker on the same address and with the same cluster id after
     /// the old one was killed (or kills it first): a Kafka cluster replaced or reset under
-    /// its clients. Topics must be created again; their offsets start at 0.
+    /// its clients. Topics must be created again; their offsets start at 0. Single brokers
+    /// only.
     pub async fn replace(&mut self) -> Result<()> {
+        if !self.nodes.is_empty() {
+            bail!("replace() is for a single broker, not a cluster");
+        }
         self.child.kill();
         self.child = spawn(
             self.flavor,
@@ -144,7 +251,8 @@ impl Broker {
         let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
             .set("bootstrap.servers", self.bootstrap())
             .create()?;
-        let new = NewTopic::new(topic, partitions, TopicReplication::Fixed(1));
+        let replication = self.nodes.len().clamp(1, 3) as i32;
+        let new = NewTopic::new(topic, partitions, TopicReplication::Fixed(replication));
         let options = AdminOptions::new().operation_timeout(Some(Duration::from_secs(10)));
         for result in admin.create_topics([&new], &options).await? {
             result.map_err(|(t, e)| anyhow!("create topic {t}: {e}"))?;
@@ -295,6 +403,26 @@ async fn spawn_tansu(name: &str, host: &str, port: u16, dir: &std::path::Path) -
         );
     }
     Ok(child)
+}
+
+fn bootstrap_of(host: &str, nodes: &[NodePorts]) -> String {
+    nodes
+        .iter()
+        .map(|n| format!("{host}:{}", n.port))
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+fn idempotent_producer(bootstrap: &str) -> Result<FutureProducer> {
+    ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("enable.idempotence", "true")
+        .set("acks", "all")
+        .set("linger.ms", "5")
+        .set("message.timeout.ms", "60000")
+        .set("message.max.bytes", "10000000")
+        .create()
+        .context("create producer")
 }
 
 fn producer(bootstrap: &str) -> Result<FutureProducer> {
