@@ -35,7 +35,7 @@ test: tansu lint
 
 ## The end-to-end core on Apache Kafka 4.x in KRaft mode (jars from Maven Central, fetched by
 ## scripts/apache-kafka.sh when missing; needs java and mvn), one broker per test as with Tansu.
-## About 8 minutes of test time on 2 busy cores, most of it the mirror tests.
+## About 10 minutes on 2 busy cores (measured 9 min 53 s at load average ~20), most of it mirror tests.
 test-apache:
 	./scripts/apache-kafka.sh jars >/dev/null
 	ALERTMESH_TEST_KAFKA=apache $(CARGO) test -p alertmesh-tests --no-fail-fast $(APACHE_TESTS)

@@ -6,6 +6,8 @@
 #                                           (default 1) in DIR on free 127.0.0.1 ports; print
 #                                           the bootstrap servers; the nodes run in the background
 #   scripts/apache-kafka.sh stop DIR        kill the nodes started in DIR
+#   scripts/apache-kafka.sh mm2 CONFIG      run MirrorMaker 2 (dedicated mode) in the foreground
+#   scripts/apache-kafka.sh tool CLASS ARGS run a Kafka tool, e.g. org.apache.kafka.tools.TopicCommand
 #
 # The jars (deploy/kafka/pom.xml: kafka_2.13, kafka-tools, connect-mirror, connect-runtime and a
 # log4j2 binding) go to $KAFKA_JARS, default target/kafka-jars, refreshed when the pom changes.
@@ -143,9 +145,19 @@ stop() {
   done
 }
 
+run_java() {
+  fetch_jars
+  local log4j
+  log4j=$(mktemp --suffix=.properties)
+  write_log4j "$log4j"
+  exec java "${jvm_flags[@]}" -Dlog4j2.configurationFile="$log4j" -cp "$jars/*" "$@"
+}
+
 case "${1:-}" in
   jars) fetch_jars; echo "$jars" ;;
+  mm2) shift; run_java org.apache.kafka.connect.mirror.MirrorMaker "$@" ;;
+  tool) shift; run_java "$@" ;;
   start) shift; start "$@" ;;
   stop) shift; stop "$@" ;;
-  *) echo "usage: $0 jars | start DIR [N] | stop DIR" >&2; exit 2 ;;
+  *) echo "usage: $0 jars | start DIR [N] | stop DIR | mm2 CONFIG | tool CLASS [ARGS]" >&2; exit 2 ;;
 esac
