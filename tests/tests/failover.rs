@@ -19,8 +19,14 @@ use rdkafka::Offset;
 const FAILOVER_WAIT: Duration = Duration::from_secs(90);
 
 // Open problem: run beside the mirror test (2 cores, load ~20) the stream stalled on one
-// partition before any broker was killed (14 of the first 20 alerts, twice in a row); alone
-// it passed twice. Run it with `make test-apache` plus `-- --ignored`.
+// partition before any broker was killed (13 or 14 of the first 20 alerts, three times in a
+// row); alone it passed twice. The gateway's debug log shows the subscription caught up on
+// the empty topic and joined the shared tail (gateway/src/tail.rs) 1 s after it started;
+// the tail then delivered two partitions' records and none of the third's for 90 s. The
+// tail starts each partition at its end (ListOffsets latest), which a new partition's
+// leader may refuse for a moment on a cluster (OFFSET_NOT_AVAILABLE); a suspect, not
+// established. Run it with `cargo test -p alertmesh-tests --test failover -- --ignored`
+// and `ALERTMESH_TEST_KAFKA=apache`.
 #[tokio::test]
 #[ignore = "a live stream on a 3-node cluster stalled on one partition under load; under investigation"]
 async fn a_live_subscription_loses_and_repeats_nothing_when_the_partition_leader_dies() -> Result<()>
