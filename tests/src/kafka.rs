@@ -8,6 +8,7 @@ use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::KafkaError;
 use rdkafka::message::BorrowedMessage;
+use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::{Message, Offset, TopicPartitionList};
 
 /// What a direct read saw.
@@ -87,6 +88,10 @@ pub fn read_to_eof_with(
             }
             Some(Err(KafkaError::PartitionEOF(p))) => {
                 at_eof.insert(p);
+            }
+            // One broker of a cluster is down: librdkafka reads from the others (a new
+            // leader) and reports the dead one's connection failures on the way.
+            Some(Err(KafkaError::MessageConsumption(RDKafkaErrorCode::BrokerTransportFailure))) => {
             }
             Some(Err(e)) => bail!("direct read: {e}"),
         }

@@ -2,11 +2,12 @@
 //! processes on 127.0.0.1, each on free ports, each killed and reaped on drop.
 //!
 //! Parts:
+//! - [`apache`]: Apache Kafka (KRaft) from its jars, selected by `ALERTMESH_TEST_KAFKA=apache`.
 //! - [`auth`]: a development PKI, gateways with `[auth]` and `[tls]`, TLS clients with
 //!   tokens, hand-made JWTs.
 //! - [`bench`](mod@bench): measurements for the `bench_subscribe` binary.
 //! - [`process`]: owned child processes (stderr to a file, kill on drop), free ports, polling.
-//! - [`broker`]: a Tansu broker, topic creation and producing records.
+//! - [`broker`]: a Tansu or Apache Kafka broker, topic creation and producing records.
 //! - [`gateway`]: a gateway config, the `alertmesh serve` process, its client and metrics,
 //!   restart, SIGTERM and the CLI.
 //! - [`metrics`]: HTTP GET and a Prometheus text parser.
@@ -20,6 +21,7 @@
 //! - [`netns`]: a network namespace and veth pair, to cut a gateway off from its peers.
 //! - [`postgres`]: a fresh PostgreSQL cluster per test, and `psql` as the ground truth.
 
+pub mod apache;
 pub mod auth;
 pub mod bench;
 pub mod bench_mirror;
