@@ -26,6 +26,10 @@ pub struct MirrorConfig {
     /// Client certificate and key, for sources that require mutual TLS.
     pub cert: Option<PathBuf>,
     pub key: Option<PathBuf>,
+    /// A digest of its `[[mirrors]]` table as written (after `ALERTMESH_*` overrides): a
+    /// failed mirror is restarted when a reloaded config changes it. A digest, not the
+    /// table, as the table may hold passwords.
+    pub section_digest: u64,
 }
 
 /// What mirrors are checked against: the local cluster they write into.
@@ -65,6 +69,7 @@ pub(super) fn read(
     let mut out: Vec<MirrorConfig> = Vec::new();
     for (i, mut t) in r.array_of_tables(root, "mirrors").into_iter().enumerate() {
         let at = format!("mirrors[{i}]");
+        let section_digest = digest(&t);
         let name = r.string(&mut t, &at, "name", None);
         if let Some(n) = &name {
             if let Err(e) = check_mirror_name(n) {
@@ -297,10 +302,18 @@ pub(super) fn read(
                 ca,
                 cert,
                 key,
+                section_digest,
             });
         }
     }
     out
+}
+
+fn digest(table: &toml::Table) -> u64 {
+    use std::hash::{DefaultHasher, Hash, Hasher};
+    let mut hasher = DefaultHasher::new();
+    table.to_string().hash(&mut hasher);
+    hasher.finish()
 }
 
 fn parse_start(s: &str) -> Option<Start> {
