@@ -6,6 +6,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::time::{Duration, Instant};
 
+use alertmesh_tests::auth::{Pki, Secure, SecureSpec};
 use alertmesh_tests::cli::json_lines;
 use alertmesh_tests::fixtures::{now_ms, ztf_alerts};
 use alertmesh_tests::kafka::{assigned_consumer, read_to_eof_with};
@@ -487,10 +488,24 @@ async fn records_that_cannot_be_keyed_go_to_the_dead_letter_topic() -> Result<()
     Ok(())
 }
 
+/// Broker `lasair` holding 45 ZTF alerts in `ALERTS`, served by a gateway with `[auth]`
+/// and mutual TLS.
+async fn secure_lasair(pki: &Pki) -> Result<(Broker, Secure)> {
+    let broker = Broker::start("lasair").await?;
+    broker.create_topic(ALERTS, 3).await?;
+    broker.produce_all(ALERTS, &survey_records(0, 45)?).await?;
+    let gateway = Secure::start(
+        pki,
+        SecureSpec::new("lasair", &broker.bootstrap()).topic(ALERTS, false),
+    )
+    .await?;
+    Ok((broker, gateway))
+}
+
 /// A mirror of `ALERTS` from the secure gateway at `url`, with a token file and a client
 /// certificate for fink.
 fn secure_mirror(
-    pki: &alertmesh_tests::auth::Pki,
+    pki: &Pki,
     url: &str,
     name: &str,
     dest: &str,
@@ -529,18 +544,8 @@ async fn wait_for_mirror(
 #[tokio::test]
 async fn a_mirror_authenticates_to_its_source_with_a_token_and_a_client_certificate() -> Result<()>
 {
-    use alertmesh_tests::auth::{Pki, Secure, SecureSpec};
     let pki = Pki::new()?;
-    let lasair_broker = Broker::start("lasair").await?;
-    lasair_broker.create_topic(ALERTS, 3).await?;
-    lasair_broker
-        .produce_all(ALERTS, &survey_records(0, 45)?)
-        .await?;
-    let lasair = Secure::start(
-        &pki,
-        SecureSpec::new("lasair", &lasair_broker.bootstrap()).topic(ALERTS, false),
-    )
-    .await?;
+    let (lasair_broker, lasair) = secure_lasair(&pki).await?;
     let token = lasair.issue("fink", &["subscribe:ztf.*"], "1h").await?;
     let weak = lasair.issue("fink", &["subscribe:lsst.*"], "1h").await?;
     let dir = pki.dir().join("fink-mirror");
@@ -846,18 +851,8 @@ async fn a_failed_mirror_restarts_with_its_section_once_the_config_file_fixes_it
 
 #[tokio::test]
 async fn a_mirror_refused_for_its_token_runs_once_the_token_file_is_replaced() -> Result<()> {
-    use alertmesh_tests::auth::{Pki, Secure, SecureSpec};
     let pki = Pki::new()?;
-    let lasair_broker = Broker::start("lasair").await?;
-    lasair_broker.create_topic(ALERTS, 3).await?;
-    lasair_broker
-        .produce_all(ALERTS, &survey_records(0, 45)?)
-        .await?;
-    let lasair = Secure::start(
-        &pki,
-        SecureSpec::new("lasair", &lasair_broker.bootstrap()).topic(ALERTS, false),
-    )
-    .await?;
+    let (lasair_broker, lasair) = secure_lasair(&pki).await?;
     let dir = pki.dir().join("fink-mirror");
     std::fs::create_dir_all(&dir)?;
     let token_file = dir.join("mirror.jwt");
