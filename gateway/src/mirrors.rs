@@ -173,20 +173,25 @@ impl Mirrors {
             if let (Some(file), Some(stamp)) = (&self.config_file, &config_stamp) {
                 if stamp.changed() {
                     config_stamp = Some(Stamps::new(vec![file.clone()]));
-                    if let Some(mirrors) = reload(file) {
+                    // Parsing and checking the files it names is blocking work.
+                    let file = file.clone();
+                    if let Ok(Some(mirrors)) =
+                        tokio::task::spawn_blocking(move || reload(&file)).await
+                    {
                         latest = mirrors;
                     }
                 }
             }
             for (i, name) in failed {
-                let Some((current, token_changed)) = self
+                // Cloned out, so the files are read without the lock.
+                let Some((current, token)) = self
                     .jobs()
                     .get(i)
-                    .map(|j| (j.config.clone(), j.token.changed()))
+                    .map(|j| (j.config.clone(), j.token.clone()))
                 else {
                     continue;
                 };
-                match restart_plan(&current, &latest, token_changed) {
+                match restart_plan(&current, &latest, token.changed()) {
                     Some(Restart::NewSection(m)) => {
                         tracing::info!(mirror = %name, "the failed mirror's configuration changed; restarting it");
                         self.restart(i, *m, &cancel).await;
