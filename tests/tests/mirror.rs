@@ -822,19 +822,10 @@ async fn a_failed_mirror_restarts_with_its_section_once_the_config_file_fixes_it
 
     // A new config that `serve --check` refuses is reported and ignored.
     std::fs::write(&config, text.replace(BAD, "candidate.magpsf >"))?;
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while !lasair
+    lasair
         .gateway
-        .stderr_tail(40)
-        .contains("changed configuration is invalid")
-    {
-        ensure!(
-            Instant::now() < deadline,
-            "an invalid config was not reported: {}",
-            lasair.gateway.stderr_tail(40)
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+        .wait_stderr("changed configuration is invalid")
+        .await?;
     let status = lasair.gateway.mirror_status().await?;
     ensure!(
         status.len() == 1 && status[0].state == "failed",
