@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Runs every cargo-fuzz target for a bounded time (FUZZ_SECONDS each, default 20) on the
 # stable toolchain: libFuzzer with coverage instrumentation, no sanitizer (sanitizers need
-# nightly). Seed corpora come from the fixtures and shipped configs. A crash fails the
-# run and leaves its input under <crate>/fuzz/artifacts/<target>/ to reproduce with
+# nightly). Seed corpora come from the fixtures, the shipped configs and the inputs kept in
+# <crate>/fuzz/crashes/<target>-*. A crash fails the run (FUZZ_STRICT=0: only reports it)
+# and leaves its input under <crate>/fuzz/artifacts/<target>/ to reproduce with
 # `cargo fuzz run <target> <file>`.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -35,6 +36,15 @@ printf '%s' '{"keys":[{"kty":"OKP","crv":"Ed25519","kid":"k1","alg":"EdDSA","use
 printf '%s' 'eyJhbGciOiJFZERTQSIsImtpZCI6ImsxIn0.eyJpc3MiOiJsYXNhaXIiLCJzdWIiOiJhbGljZSIsImF1ZCI6Imxhc2FpciIsImV4cCI6OTk5OTk5OTk5OX0.c2ln' >"$text_seeds/token1"
 
 seed "$corpus_root/alert/decode" $(find alert/tests/fixtures tests/fixtures -name '*.avro' 2>/dev/null | head -200)
+# Inputs that once crashed a target stay in its corpus, so every run replays them.
+for crashes in */fuzz/crashes; do
+  [ -d "$crashes" ] || continue
+  c=${crashes%%/*}
+  for f in "$crashes"/*; do
+    t=$(basename "$f"); t=${t%%-*}
+    seed "$corpus_root/$c/$t" "$f"
+  done
+done
 seed "$corpus_root/alert/filter_parse" "$text_seeds/filter1" "$text_seeds/filter2" "$text_seeds/key1"
 printf '%s' '{"type":"object","required":["class"],"properties":{"class":{"type":"string"}}}' >"$text_seeds/schema1"
 printf '%s' '{"class":"SN Ia","score":0.93,"bands":[{"mag":18.2}]}' >"$text_seeds/doc1"
@@ -64,8 +74,7 @@ for crate_target in alert/decode alert/filter_parse alert/publish_check auth/par
 done
 if [ "$failed" != 0 ]; then
   echo "fuzz: a target crashed or could not be built (see above; inputs under <crate>/fuzz/artifacts/)" >&2
-  # FUZZ_STRICT=1 makes a crash fail the run. It is off by default while a known crash
-  # (alert/fuzz/crashes/) is open, so that a random find does not block every change.
-  if [ "${FUZZ_STRICT:-0}" = 1 ]; then exit 1; fi
+  # FUZZ_STRICT=0 reports a crash without failing the run (to look at several at once).
+  if [ "${FUZZ_STRICT:-1}" != 0 ]; then exit 1; fi
 fi
 exit 0

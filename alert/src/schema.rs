@@ -4,6 +4,7 @@
 //! alert, so every schema is wrapped once in a [`WriterSchema`] (schema, Rabin fingerprint,
 //! and a decoder with its names pre-resolved) and shared through [`SchemaCache`].
 
+mod check;
 mod split;
 
 use std::collections::HashMap;
@@ -57,18 +58,22 @@ impl WriterSchema {
     }
 
     /// Parses a JSON schema text.
+    ///
+    /// The text comes from the payload, so from anyone: it is checked (names, nesting,
+    /// size) before apache-avro sees it, because apache-avro panics on some invalid
+    /// schemas instead of returning an error.
     pub fn parse(json: &str) -> Result<Self> {
-        // A writer schema comes from the payload, so from anyone: apache-avro 0.21 panics
-        // on some invalid names (a `|` in a dotted name, found by the decode fuzz target)
-        // instead of returning an error. That panic must not take the caller down.
-        let parsed =
-            std::panic::catch_unwind(|| Schema::parse_str(json)).map_err(|_| Error::Schema {
-                reason: "the schema could not be parsed (invalid name)".into(),
-            })?;
-        let schema = parsed.map_err(|e| Error::Schema {
-            reason: e.to_string(),
-        })?;
-        WriterSchema::new(schema)
+        let bad = |reason: String| Error::Schema { reason };
+        if json.len() > check::MAX_SCHEMA_BYTES {
+            return Err(bad(format!(
+                "the schema text is {} bytes, more than the {} accepted",
+                json.len(),
+                check::MAX_SCHEMA_BYTES
+            )));
+        }
+        let value: serde_json::Value =
+            serde_json::from_str(json).map_err(|e| bad(format!("the schema is not JSON: {e}")))?;
+        WriterSchema::new(parse_checked(&value)?)
     }
 
     /// The schema.
@@ -121,6 +126,20 @@ impl fmt::Debug for WriterSchema {
             .field("fingerprint", &format_args!("{:016x}", self.fingerprint))
             .finish_non_exhaustive()
     }
+}
+
+/// Checks `value` (see [`check`]), then parses it with apache-avro.
+pub(crate) fn parse_checked(value: &serde_json::Value) -> Result<Schema> {
+    check::check(value).map_err(|reason| Error::Schema { reason })?;
+    // Last line of defence: a panic apache-avro still has on a checked schema is an error
+    // here (the fuzz target still reports it, as libFuzzer aborts on any panic).
+    std::panic::catch_unwind(|| Schema::parse(value))
+        .map_err(|_| Error::Schema {
+            reason: "the schema could not be parsed".into(),
+        })?
+        .map_err(|e| Error::Schema {
+            reason: e.to_string(),
+        })
 }
 
 /// The Rabin fingerprint (CRC-64-AVRO) of the parsing canonical form.
@@ -247,6 +266,35 @@ mod hostile_tests {
     #[test]
     fn a_schema_name_apache_avro_panics_on_is_an_error() {
         let json = r#"{"type":"record","name":"lss|.v9_0.diaSource","fields":[{"name":"a","type":"long"}]}"#;
-        assert!(WriterSchema::parse(json).is_err());
+        let err = WriterSchema::parse(json).unwrap_err().to_string();
+        assert!(err.contains("is not an Avro name"), "{err}");
+    }
+
+    /// The crash input itself, a whole OCF file, decodes to an error without any panic
+    /// (not even a caught one: the hook counts them).
+    #[test]
+    fn the_decode_fuzz_crash_input_is_an_error_without_a_panic() {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        static PANICS: AtomicUsize = AtomicUsize::new(0);
+        let input = include_bytes!("../fuzz/crashes/decode-ocf-mutated-rubin-v9");
+        let previous = std::panic::take_hook();
+        std::panic::set_hook(Box::new(|_| {
+            PANICS.fetch_add(1, Ordering::SeqCst);
+        }));
+        let result = crate::Decoder::new().decode_all(crate::Format::AvroOcf, input);
+        std::panic::set_hook(previous);
+        let Err(err) = result else {
+            panic!("the input has an invalid schema")
+        };
+        let err = err.to_string();
+        assert!(err.contains("lss|.v9_0.diaSource"), "{err}");
+        assert_eq!(PANICS.load(Ordering::SeqCst), 0);
+    }
+
+    #[test]
+    fn an_oversized_schema_text_is_refused_before_parsing() {
+        let json = format!("\"{}\"", " ".repeat(check::MAX_SCHEMA_BYTES));
+        let err = WriterSchema::parse(&json).unwrap_err().to_string();
+        assert!(err.contains("accepted"), "{err}");
     }
 }

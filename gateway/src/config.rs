@@ -55,6 +55,8 @@ pub struct Config {
     pub auth: Option<AuthConfig>,
     /// `[tls]`: TLS (and mutual TLS) on both ports; `None` serves plaintext.
     pub tls: Option<TlsConfig>,
+    /// The file it was loaded from (`None` when parsed from text): failed mirrors watch it.
+    pub file: Option<PathBuf>,
 }
 
 /// `[alert]`: how the gateway understands payloads.
@@ -171,7 +173,20 @@ impl Config {
             .filter(|(k, _)| k.starts_with("ALERTMESH_"))
             .collect();
         let base = path.parent().unwrap_or(Path::new("."));
-        Config::parse_at(&text, &env, base)
+        let mut config = Config::parse_at(&text, &env, base)?;
+        config.file = Some(path.to_owned());
+        Ok(config)
+    }
+
+    /// [`Config::load`], then [`Config::check_files`]: what `serve --check` accepts.
+    pub fn load_checked(path: &Path) -> Result<Config, Vec<String>> {
+        let config = Config::load(path)?;
+        let problems = config.check_files();
+        if problems.is_empty() {
+            Ok(config)
+        } else {
+            Err(problems)
+        }
     }
 
     /// Parses and validates config text; `env` holds `ALERTMESH_*` overrides. Relative
@@ -479,6 +494,7 @@ impl Config {
             queries,
             auth,
             tls,
+            file: None,
         })
     }
 

@@ -273,33 +273,12 @@ impl Restore {
     /// on `cancel`.
     fn recover(
         &mut self,
-        mut consumer: GatewayConsumer,
+        consumer: GatewayConsumer,
         known: &RwLock<Known>,
         cancel: &CancellationToken,
     ) -> Option<GatewayConsumer> {
         tracing::warn!(topic = %self.topic, "kafka connection lost; renewing the credentials reader");
-        let mut wait = Duration::from_millis(200);
-        loop {
-            consumer = match crate::kafka::renew(consumer) {
-                Ok(c) => c,
-                Err(e) => {
-                    tracing::error!(error = %e, "cannot renew the credentials reader; revocations from other replicas are no longer seen");
-                    return None;
-                }
-            };
-            match self.restore(&consumer, known) {
-                Ok(()) => return Some(consumer),
-                Err(e) => tracing::debug!(error = %e, "credentials topic not back yet"),
-            }
-            let until = std::time::Instant::now() + wait;
-            while std::time::Instant::now() < until {
-                if cancel.is_cancelled() {
-                    return None;
-                }
-                thread::sleep(Duration::from_millis(50));
-            }
-            wait = (wait * 2).min(Duration::from_secs(5));
-        }
+        replaced::renew_until(consumer, "credentials", cancel, |c| self.restore(c, known))
     }
 
     /// Creates the topic if the cluster lost it, writes back what it lost, and assigns

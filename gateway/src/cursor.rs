@@ -262,7 +262,7 @@ struct Back {
 /// topic went back (the cluster was replaced or reset), its records are numbered afresh
 /// and it is read again from the start.
 fn recover(
-    mut consumer: GatewayConsumer,
+    consumer: GatewayConsumer,
     back: &Back,
     loaded: &Loaded,
     next: &mut i64,
@@ -270,49 +270,31 @@ fn recover(
 ) -> Option<GatewayConsumer> {
     let kafka = &back.kafka;
     let topic = kafka.cursor_topic();
-    let mut wait = Duration::from_millis(200);
-    loop {
-        consumer = crate::kafka::renew(consumer).ok()?;
+    replaced::renew_until(consumer, "cursor", cancel, |consumer| {
         let seen = replaced::Seen {
             cluster: None,
             reached: vec![(0, *next)],
         };
         // A new cluster may not have the topic yet: commits need it.
-        let checked = back
-            .runtime
-            .block_on(kafka.ensure_state_topic(topic, "cursor"))
-            .and_then(|()| replaced::check(&consumer, topic, &seen, kafka.timeout()));
-        match checked {
-            Ok(regressions) => {
-                let start = if regressions.is_empty() {
-                    Offset::Offset(*next)
-                } else {
-                    tracing::warn!(
-                        topic,
-                        "cursor topic went back; forgetting the cursors it held"
-                    );
-                    loaded.forget();
-                    *next = 0;
-                    Offset::Beginning
-                };
-                let mut tpl = TopicPartitionList::new();
-                if tpl.add_partition_offset(topic, 0, start).is_ok()
-                    && consumer.assign(&tpl).is_ok()
-                {
-                    return Some(consumer);
-                }
-            }
-            Err(e) => tracing::debug!(error = %e, "cursor topic not back yet"),
-        }
-        let until = std::time::Instant::now() + wait;
-        while std::time::Instant::now() < until {
-            if cancel.is_cancelled() {
-                return None;
-            }
-            thread::sleep(Duration::from_millis(50));
-        }
-        wait = (wait * 2).min(Duration::from_secs(5));
-    }
+        back.runtime
+            .block_on(kafka.ensure_state_topic(topic, "cursor"))?;
+        let regressions = replaced::check(consumer, topic, &seen, kafka.timeout())?;
+        let start = if regressions.is_empty() {
+            Offset::Offset(*next)
+        } else {
+            tracing::warn!(
+                topic,
+                "cursor topic went back; forgetting the cursors it held"
+            );
+            loaded.forget();
+            *next = 0;
+            Offset::Beginning
+        };
+        let mut tpl = TopicPartitionList::new();
+        tpl.add_partition_offset(topic, 0, start)
+            .map_err(Error::from_kafka)?;
+        consumer.assign(&tpl).map_err(Error::from_kafka)
+    })
 }
 
 /// Logs of unreadable records, which a peer, a producer or a failing cluster can repeat.

@@ -33,18 +33,11 @@ fn main() -> ExitCode {
             check,
             skip_files,
         } => {
-            let loaded = Config::load(&config).and_then(|c| {
-                let problems = if skip_files {
-                    Vec::new()
-                } else {
-                    c.check_files()
-                };
-                if problems.is_empty() {
-                    Ok(c)
-                } else {
-                    Err(problems)
-                }
-            });
+            let loaded = if skip_files {
+                Config::load(&config)
+            } else {
+                Config::load_checked(&config)
+            };
             let config = match loaded {
                 Ok(c) => c,
                 Err(problems) => {

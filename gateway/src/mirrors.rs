@@ -1,10 +1,14 @@
 //! The gateway's mirror jobs: started from `[[mirrors]]`, reported by `MirrorStatus`,
-//! `/metrics` and `DescribeGateway` (their sources are this gateway's peers).
+//! `/metrics` and `DescribeGateway` (their sources are this gateway's peers), and restarted
+//! while `failed` when their token file or their section of the config file changes.
 
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use alertmesh_alert::Decoder;
+use alertmesh_mirror::job::WATCH_EVERY;
+use alertmesh_mirror::watch::Stamps;
 use alertmesh_mirror::{Mirror, MirrorEnv, MirrorHandle, MirrorState, Source};
 use alertmesh_proto::v1;
 use prometheus_client::encoding::EncodeLabelSet;
@@ -21,13 +25,47 @@ use crate::kafka::Kafka;
 /// The gateway's mirror jobs, in `[[mirrors]]` order.
 #[derive(Debug)]
 pub(crate) struct Mirrors {
-    /// Taken at shutdown, to wait for each job to finish.
-    handles: Mutex<Vec<MirrorHandle>>,
-    configs: Vec<MirrorConfig>,
-    /// Per mirror, its source gateway reached with the mirror's credentials.
-    sources: Vec<Option<alertmesh_client::Gateway>>,
+    /// Emptied at shutdown, to wait for each job to finish.
+    jobs: Mutex<Vec<Job>>,
+    /// What a restarted job runs in.
+    env: MirrorEnv,
+    /// The gateway's config file, reloaded when it changes while a mirror is `failed`.
+    config_file: Option<PathBuf>,
     trusted_peers: Vec<TrustedPeer>,
     metrics: MirrorMetrics,
+}
+
+/// One mirror: the config it runs with, its job, and its token file as it was read.
+#[derive(Debug)]
+struct Job {
+    config: MirrorConfig,
+    handle: MirrorHandle,
+    token: Stamps,
+    /// Its source gateway reached with the mirror's credentials (`Provenance` walks).
+    source: Option<alertmesh_client::Gateway>,
+}
+
+impl Job {
+    /// Reads `config`'s credentials and starts it; its token file is stamped first, so a
+    /// change made while it is read is not missed.
+    fn start(config: MirrorConfig, env: &MirrorEnv) -> Result<Job> {
+        let token = token_stamps(&config);
+        let spec = with_credentials(&config)?;
+        let source = match &spec.source {
+            Source::Gateway(g) => alertmesh_client::Gateway::new(&g.url, &g.options).ok(),
+            Source::Kafka(_) => None,
+        };
+        Ok(Job {
+            source,
+            handle: Mirror::start(spec, env.clone()),
+            config,
+            token,
+        })
+    }
+}
+
+fn token_stamps(config: &MirrorConfig) -> Stamps {
+    Stamps::new(config.token_file.iter().cloned().collect())
 }
 
 /// Starts every configured mirror. A gateway source's token and TLS files are read now, so
@@ -46,26 +84,15 @@ pub(crate) fn start(
         timeout: kafka.timeout(),
         cancel: cancel.clone(),
     };
-    let specs = config
+    let jobs = config
         .mirrors
         .iter()
-        .map(with_credentials)
-        .collect::<Result<Vec<_>>>()?;
-    let sources = specs
-        .iter()
-        .map(|s| match &s.source {
-            Source::Gateway(g) => alertmesh_client::Gateway::new(&g.url, &g.options).ok(),
-            Source::Kafka(_) => None,
-        })
-        .collect();
-    let handles = specs
-        .into_iter()
-        .map(|s| Mirror::start(s, env.clone()))
-        .collect();
+        .map(|m| Job::start(m.clone(), &env))
+        .collect::<Result<_>>()?;
     Ok(Mirrors {
-        handles: Mutex::new(handles),
-        configs: config.mirrors.clone(),
-        sources,
+        jobs: Mutex::new(jobs),
+        env,
+        config_file: config.file.clone(),
         trusted_peers: config
             .auth
             .as_ref()
@@ -76,21 +103,22 @@ pub(crate) fn start(
 }
 
 impl Mirrors {
-    fn handles(&self) -> MutexGuard<'_, Vec<MirrorHandle>> {
-        self.handles.lock().unwrap_or_else(|p| p.into_inner())
+    fn jobs(&self) -> MutexGuard<'_, Vec<Job>> {
+        self.jobs.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// Every mirror's status on the wire.
     pub(crate) fn infos(&self) -> Vec<v1::MirrorInfo> {
-        self.handles().iter().map(info).collect()
+        self.jobs().iter().map(|j| info(&j.handle)).collect()
     }
 
     /// The gateways this one knows: its mirrors' sources and its trusted peers.
     pub(crate) fn peers(&self) -> Vec<v1::Peer> {
         let mut out: Vec<v1::Peer> = Vec::new();
-        for (h, m) in self.handles().iter().zip(&self.configs) {
-            if let Source::Gateway(g) = &m.spec.source {
-                let name = h
+        for job in self.jobs().iter() {
+            if let Source::Gateway(g) = &job.config.spec.source {
+                let name = job
+                    .handle
                     .status()
                     .source_gateway
                     .map(|(n, _)| n)
@@ -117,17 +145,16 @@ impl Mirrors {
     /// The gateways this one mirrors from, with the mirrors' credentials: (the gateway's
     /// name once its mirror has connected, else empty; how to reach it).
     pub(crate) fn source_gateways(&self) -> Vec<(String, alertmesh_client::Gateway)> {
-        let handles = self.handles();
-        self.sources
+        self.jobs()
             .iter()
-            .zip(handles.iter())
-            .filter_map(|(g, h)| {
-                let name = h
+            .filter_map(|j| {
+                let name = j
+                    .handle
                     .status()
                     .source_gateway
                     .map(|(n, _)| n)
                     .unwrap_or_default();
-                g.clone().map(|g| (name, g))
+                j.source.clone().map(|g| (name, g))
             })
             .collect()
     }
@@ -140,8 +167,8 @@ impl Mirrors {
     /// Refreshes the mirror metrics every second until `cancel`.
     pub(crate) async fn export(self: Arc<Self>, cancel: CancellationToken) {
         loop {
-            for h in self.handles().iter() {
-                self.metrics.update(h);
+            for job in self.jobs().iter() {
+                self.metrics.update(&job.handle);
             }
             tokio::select! {
                 _ = cancel.cancelled() => return,
@@ -150,12 +177,157 @@ impl Mirrors {
         }
     }
 
+    /// Restarts `failed` mirrors whose token file or `[[mirrors]]` section changed, until
+    /// `cancel`. The config file is reloaded only while a mirror is failed and only when it
+    /// changed; a new config that `serve --check` would refuse is logged and ignored. Other
+    /// mirrors, and everything else in the file, are left alone (that needs a restart).
+    pub(crate) async fn watch(self: Arc<Self>, cancel: CancellationToken) {
+        let mut config_stamp = self.config_file.clone().map(|f| Stamps::new(vec![f]));
+        // The mirror sections of the newest valid config.
+        let mut latest: Vec<MirrorConfig> = self.jobs().iter().map(|j| j.config.clone()).collect();
+        loop {
+            tokio::select! {
+                _ = cancel.cancelled() => return,
+                _ = tokio::time::sleep(WATCH_EVERY) => {}
+            }
+            let failed = self.failed();
+            if failed.is_empty() {
+                continue;
+            }
+            if let (Some(file), Some(stamp)) = (&self.config_file, &config_stamp) {
+                if stamp.changed() {
+                    config_stamp = Some(Stamps::new(vec![file.clone()]));
+                    // Parsing and checking the files it names is blocking work.
+                    let file = file.clone();
+                    if let Ok(Some(mirrors)) =
+                        tokio::task::spawn_blocking(move || reload(&file)).await
+                    {
+                        latest = mirrors;
+                    }
+                }
+            }
+            for (i, name) in failed {
+                // Cloned out, so the files are read without the lock.
+                let Some((current, token)) = self
+                    .jobs()
+                    .get(i)
+                    .map(|j| (j.config.clone(), j.token.clone()))
+                else {
+                    continue;
+                };
+                match restart_plan(&current, &latest, token.changed()) {
+                    Some(Restart::NewSection(m)) => {
+                        tracing::info!(mirror = %name, "the failed mirror's configuration changed; restarting it");
+                        self.restart(i, *m, &cancel).await;
+                    }
+                    Some(Restart::NewToken) => {
+                        tracing::info!(mirror = %name, "the failed mirror's token file changed; retrying");
+                        self.restart(i, current, &cancel).await;
+                    }
+                    None => {}
+                }
+            }
+        }
+    }
+
+    /// The index and name of every `failed` mirror.
+    fn failed(&self) -> Vec<(usize, String)> {
+        self.jobs()
+            .iter()
+            .enumerate()
+            .filter(|(_, j)| j.handle.status().state == MirrorState::Failed)
+            .map(|(i, j)| (i, j.config.spec.name.clone()))
+            .collect()
+    }
+
+    /// Replaces job `i` by a new job running `config`, once the old one has exited (two
+    /// jobs must never write one destination). A token or TLS file that cannot be used is
+    /// logged, and the old job is left failed.
+    async fn restart(&self, i: usize, config: MirrorConfig, cancel: &CancellationToken) {
+        // Checked before the old job stops, so a bad file leaves it as it is.
+        if let Err(e) = with_credentials(&config) {
+            tracing::error!(mirror = %config.spec.name, error = %e, "cannot restart the failed mirror");
+            if let Some(job) = self.jobs().get_mut(i) {
+                // Not again until the file changes again.
+                job.token = token_stamps(&config);
+            }
+            return;
+        }
+        match self.jobs().get(i) {
+            Some(job) => job.handle.cancel(),
+            None => return,
+        }
+        // A failed job waits on its cancellation alone, so it exits at once.
+        while self.jobs().get(i).is_some_and(|j| !j.handle.is_finished()) {
+            tokio::select! {
+                _ = cancel.cancelled() => return,
+                _ = tokio::time::sleep(Duration::from_millis(20)) => {}
+            }
+        }
+        let mut jobs = self.jobs();
+        if cancel.is_cancelled() || i >= jobs.len() {
+            return;
+        }
+        match Job::start(config, &self.env) {
+            Ok(job) => jobs[i] = job,
+            // The files changed again meanwhile: the old job is stopped, so say so.
+            Err(e) => {
+                tracing::error!(error = %e, "cannot restart the failed mirror; it stays stopped until the gateway restarts")
+            }
+        }
+    }
+
     /// Waits for every job to exit (once cancelled, each finishes its in-flight produces
     /// and records its position first).
     pub(crate) async fn join(&self) {
-        let handles = std::mem::take(&mut *self.handles());
-        for h in handles {
-            h.join().await;
+        let jobs = std::mem::take(&mut *self.jobs());
+        for job in jobs {
+            job.handle.join().await;
+        }
+    }
+}
+
+/// Why a failed mirror is restarted.
+#[derive(Debug)]
+enum Restart {
+    /// Its section in the reloaded config differs: run that.
+    NewSection(Box<MirrorConfig>),
+    /// Its token file changed: run the same section, re-reading the token.
+    NewToken,
+}
+
+/// What to do with a failed mirror running `current`, given the newest valid config's
+/// mirror sections and whether its token file changed.
+fn restart_plan(
+    current: &MirrorConfig,
+    latest: &[MirrorConfig],
+    token_changed: bool,
+) -> Option<Restart> {
+    let section = latest.iter().find(|m| m.spec.name == current.spec.name);
+    match section {
+        Some(m) if m.section_digest != current.section_digest => {
+            Some(Restart::NewSection(Box::new(m.clone())))
+        }
+        _ if token_changed => Some(Restart::NewToken),
+        _ => None,
+    }
+}
+
+/// The mirror sections of the config in `file`, if `serve --check` accepts it; its
+/// problems are logged otherwise.
+fn reload(file: &Path) -> Option<Vec<MirrorConfig>> {
+    match Config::load_checked(file) {
+        Ok(config) => {
+            tracing::info!(config = %file.display(), "reloaded the configuration for failed mirrors");
+            Some(config.mirrors)
+        }
+        Err(problems) => {
+            tracing::error!(
+                config = %file.display(),
+                problems = %problems.join("; "),
+                "the changed configuration is invalid (see `serve --check`); ignored"
+            );
+            None
         }
     }
 }
@@ -296,5 +468,52 @@ impl MirrorMetrics {
         set(&self.running, u64::from(s.state == MirrorState::Running));
         set(&self.failed, u64::from(s.state == MirrorState::Failed));
         self.lag.get_or_create(&l).set(s.lag_seconds);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn mirrors(sections: &str) -> Vec<MirrorConfig> {
+        let text = format!(
+            "[gateway]\nname = \"lasair\"\nlisten = \"127.0.0.1:50051\"\nhttp_listen = \"127.0.0.1:9464\"\n\
+             [kafka]\nbootstrap = \"127.0.0.1:9092\"\n{sections}"
+        );
+        Config::parse(&text, &[]).unwrap().mirrors
+    }
+
+    fn mirror(name: &str, filter: &str) -> String {
+        format!(
+            "[[mirrors]]\nname = {name:?}\n[mirrors.source]\ngateway = \"http://127.0.0.1:29051\"\n\
+             topic = \"ztf.raw\"\nfilter = {filter:?}\n"
+        )
+    }
+
+    #[test]
+    fn a_failed_mirror_restarts_only_for_its_own_changed_section_or_token() {
+        let running = mirrors(&(mirror("a", "x < 1") + &mirror("b", "y < 1")));
+        let a = &running[0];
+        // Unchanged: nothing to do, unless the token file changed.
+        assert!(restart_plan(a, &running, false).is_none());
+        assert!(matches!(
+            restart_plan(a, &running, true),
+            Some(Restart::NewToken)
+        ));
+        // Only b's section changed: a stays as it is.
+        let edited = mirrors(&(mirror("a", "x < 1") + &mirror("b", "y < 2")));
+        assert!(restart_plan(a, &edited, false).is_none());
+        match restart_plan(&running[1], &edited, true) {
+            Some(Restart::NewSection(m)) => {
+                let Source::Gateway(g) = &m.spec.source else {
+                    panic!("a gateway source")
+                };
+                assert_eq!(g.filter.as_deref(), Some("y < 2"));
+            }
+            other => panic!("{other:?}"),
+        }
+        // A mirror removed from the file keeps running as it is.
+        let removed = mirrors(&mirror("b", "y < 1"));
+        assert!(restart_plan(a, &removed, false).is_none());
     }
 }

@@ -99,6 +99,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
         streams.clone(),
         tasks.clone(),
     ));
+    tasks.spawn(Arc::clone(&mirrors).watch(streams.clone()));
     let service = service::server(service::Parts {
         gateway: gw.name.clone(),
         advertised_url: gw.advertised_url.clone(),

@@ -20,6 +20,7 @@ use tracing::Instrument;
 
 use crate::convert::Converter;
 use crate::status::StatusCell;
+use crate::watch::Stamps;
 use crate::{Backoff, MirrorEnv, MirrorSpec, MirrorState, MirrorStatus, Source};
 
 /// A cycle that ran at least this long counts as healthy: the next failure backs off from
@@ -31,7 +32,7 @@ const HEALTHY: Duration = Duration::from_secs(30);
 pub const FAILED_RETRY: Duration = Duration::from_secs(300);
 
 /// How often a `failed` mirror looks at its credential files for a change.
-const WATCH_EVERY: Duration = Duration::from_secs(2);
+pub const WATCH_EVERY: Duration = Duration::from_secs(2);
 
 /// Starts mirror jobs.
 #[derive(Debug)]
@@ -117,20 +118,14 @@ impl MirrorHandle {
 }
 
 /// Returns after [`FAILED_RETRY`], or sooner when a TLS file of the source (CA,
-/// certificate, key) changes, so a renewed certificate is tried at once.
+/// certificate, key) changes, so a renewed certificate is tried at once. (The gateway
+/// restarts a failed mirror whose token file or configuration changes.)
 async fn wait_for_change(spec: &MirrorSpec) {
-    let files = spec.credential_files();
-    let stamp = |files: &[std::path::PathBuf]| {
-        files
-            .iter()
-            .map(|f| std::fs::metadata(f).and_then(|m| m.modified()).ok())
-            .collect::<Vec<_>>()
-    };
-    let before = stamp(&files);
+    let files = Stamps::new(spec.credential_files());
     let until = Instant::now() + FAILED_RETRY;
     while Instant::now() < until {
         tokio::time::sleep(WATCH_EVERY.min(until - Instant::now())).await;
-        if !files.is_empty() && stamp(&files) != before {
+        if !files.is_empty() && files.changed() {
             tracing::info!("a credential file of the mirror changed; retrying");
             return;
         }

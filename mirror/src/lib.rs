@@ -14,6 +14,8 @@
 //!   duplicate or lose a record.
 //! - [`backoff`]: capped exponential backoff with jitter between recovery cycles.
 //! - [`limit`]: rate limits for log lines that a peer or a failing cluster can repeat.
+//! - [`watch`]: notices changed configuration and credential files (a `failed` mirror
+//!   waits for them).
 //! - `source` (gateway and Kafka readers) and `destination` (topic creation, tail
 //!   recovery, producer settings) do the I/O; `quiet` is their librdkafka context, which
 //!   marks a client that lost its cluster so that it is renewed, never reconnected.
@@ -29,6 +31,7 @@ pub mod resume;
 mod source;
 pub mod spec;
 pub mod status;
+pub mod watch;
 
 pub use backoff::Backoff;
 pub use job::{Mirror, MirrorHandle};
@@ -48,7 +51,7 @@ pub enum Error {
     Source { source_name: String, reason: String },
     /// The source refused in a way a retry cannot fix (it rejects the filter, does not
     /// expose the topic, or does not accept the credentials): the mirror is `failed` and
-    /// retried only slowly, or when its credential files change.
+    /// retried only slowly, or when its configuration or credential files change.
     #[error("source {source_name} refused: {reason}")]
     Refused { source_name: String, reason: String },
     /// The local Kafka cluster failed or is unreachable.

@@ -380,6 +380,15 @@ impl Gateway {
         )
     }
 
+    /// Waits until the gateway's stderr holds `needle` (a log line it must write).
+    pub async fn wait_stderr(&self, needle: &str) -> Result<()> {
+        let waited = wait_until(needle, READY_TIMEOUT, || async {
+            self.stderr_tail(200).contains(needle).then_some(())
+        })
+        .await;
+        waited.with_context(|| format!("stderr tail:\n{}", self.stderr_tail(40)))
+    }
+
     /// Runs the `alertmesh` CLI with `args` followed by `--gateway <url>`.
     pub async fn cli(&self, args: &[&str]) -> Result<Output> {
         let mut all: Vec<String> = args.iter().map(|s| (*s).to_owned()).collect();

@@ -6,7 +6,9 @@
 //! - [`auth`]: a development PKI, gateways with `[auth]` and `[tls]`, TLS clients with
 //!   tokens, hand-made JWTs.
 //! - [`bench`](mod@bench): measurements for the `bench_subscribe` binary.
-//! - [`process`]: owned child processes (stderr to a file, kill on drop), free ports, polling.
+//! - [`process`]: owned child processes (stderr to a file, kill on drop), free ports, polling,
+//!   resident memory.
+//! - [`h2c`]: hand-made gRPC requests over cleartext HTTP/2, for hostile clients.
 //! - [`broker`]: a Tansu or Apache Kafka broker, topic creation and producing records.
 //! - [`gateway`]: a gateway config, the `alertmesh serve` process, its client and metrics,
 //!   restart, SIGTERM and the CLI.
@@ -30,6 +32,7 @@ pub mod cli;
 pub mod client;
 pub mod fixtures;
 pub mod gateway;
+pub mod h2c;
 pub mod kafka;
 pub mod mesh;
 pub mod metrics;

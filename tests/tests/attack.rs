@@ -5,37 +5,14 @@
 use std::time::Duration;
 
 use alertmesh_tests::client::{earliest, request, subscribe_all, until_now};
+use alertmesh_tests::h2c::grpc_head;
+use alertmesh_tests::process::rss_bytes;
 use alertmesh_tests::{Mesh, WAIT, ZTF_TOPIC};
 use anyhow::{bail, Context, Result};
 use bytes::Bytes;
 use tokio::net::TcpStream;
 
 const SUBSCRIBE: &str = "/alertmesh.v1.AlertMesh/Subscribe";
-
-/// Resident memory of a process, from /proc.
-fn rss_bytes(pid: u32) -> Result<u64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
-    let kib: u64 = status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .context("no VmRSS line")?
-        .trim()
-        .trim_end_matches("kB")
-        .trim()
-        .parse()?;
-    Ok(kib * 1024)
-}
-
-/// A gRPC request head for `path` over h2c.
-fn grpc_head(addr: &str, path: &str) -> http::Request<()> {
-    http::Request::builder()
-        .method("POST")
-        .uri(format!("http://{addr}{path}"))
-        .header("content-type", "application/grpc")
-        .header("te", "trailers")
-        .body(())
-        .expect("static request head")
-}
 
 /// The gRPC status of a finished response: from the trailers, or from the headers of a
 /// trailers-only response.

@@ -11,6 +11,7 @@ use alertmesh_proto::v1::{IssueCredentialRequest, MirrorInfo};
 use alertmesh_tests::auth::{Pki, Secure, SecureSpec};
 use alertmesh_tests::client::{collect, earliest, request, take, until_now};
 use alertmesh_tests::fixtures::{now_ms, ztf_alerts, ztf_records};
+use alertmesh_tests::h2c::grpc_head;
 use alertmesh_tests::kafka::{assigned_consumer, read_to_eof_with};
 use alertmesh_tests::{Broker, Gateway, GatewaySpec, Mesh, Record, ZTF_TOPIC};
 use anyhow::{bail, ensure, Context, Result};
@@ -360,14 +361,6 @@ async fn a_rapid_reset_attack_does_not_flood_the_log() -> Result<()> {
         .start()
         .await?;
     let addr = site.gateway.grpc_addr();
-    let head = || {
-        http::Request::builder()
-            .method("POST")
-            .uri(format!("http://{addr}/alertmesh.v1.AlertMesh/Subscribe"))
-            .header("content-type", "application/grpc")
-            .header("te", "trailers")
-            .body(())
-    };
     let deadline = Instant::now() + Duration::from_secs(10);
     let (mut resets, mut connections) = (0u32, 0u32);
     'connections: while Instant::now() < deadline && resets < 20_000 {
@@ -388,7 +381,9 @@ async fn a_rapid_reset_attack_does_not_flood_the_log() -> Result<()> {
                 // The server may close a connection that resets too much: open another.
                 _ => continue 'connections,
             }
-            let Ok((_response, mut stream)) = send.send_request(head()?, false) else {
+            let Ok((_response, mut stream)) =
+                send.send_request(grpc_head(&addr, "/alertmesh.v1.AlertMesh/Subscribe"), false)
+            else {
                 continue 'connections;
             };
             stream.send_reset(h2::Reason::CANCEL);

@@ -6,6 +6,8 @@ use std::time::{Duration, Instant};
 
 use alertmesh_tests::client::{earliest, request, subscribe_all, until_now};
 use alertmesh_tests::fixtures::ztf_records;
+use alertmesh_tests::h2c::grpc_head;
+use alertmesh_tests::process::rss_bytes;
 use alertmesh_tests::{Mesh, WAIT, ZTF_TOPIC};
 use anyhow::{bail, Context, Result};
 use bytes::Bytes;
@@ -21,20 +23,6 @@ const PER_CONNECTION: usize = 100;
 /// Copies of the 45 fixture alerts (~60 KB each) in the topic: 81 MB, far more than
 /// all the gateway's buffers.
 const COPIES: usize = 30;
-
-/// Resident memory of a process, from /proc.
-fn rss_bytes(pid: u32) -> Result<u64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
-    let kib: u64 = status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .context("no VmRSS line")?
-        .trim()
-        .trim_end_matches("kB")
-        .trim()
-        .parse()?;
-    Ok(kib * 1024)
-}
 
 /// A grpc-message as sent (percent-encoded), decoded.
 fn percent_decoded(s: &str) -> String {
@@ -73,13 +61,7 @@ fn threads(pid: u32) -> Result<u64> {
 
 /// A Subscribe call from earliest on h2c, as one gRPC request message.
 fn subscribe_call(addr: &str) -> (http::Request<()>, Bytes) {
-    let head = http::Request::builder()
-        .method("POST")
-        .uri(format!("http://{addr}{SUBSCRIBE}"))
-        .header("content-type", "application/grpc")
-        .header("te", "trailers")
-        .body(())
-        .expect("static request head");
+    let head = grpc_head(addr, SUBSCRIBE);
     let mut req = request(ZTF_TOPIC);
     req.start = earliest();
     let msg = req.encode_to_vec();

@@ -6,6 +6,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::time::{Duration, Instant};
 
+use alertmesh_tests::auth::{Pki, Secure, SecureSpec};
 use alertmesh_tests::cli::json_lines;
 use alertmesh_tests::fixtures::{now_ms, ztf_alerts};
 use alertmesh_tests::kafka::{assigned_consumer, read_to_eof_with};
@@ -522,44 +523,88 @@ async fn records_that_cannot_be_keyed_go_to_the_dead_letter_topic() -> Result<()
     Ok(())
 }
 
+/// Broker `lasair` holding 45 ZTF alerts in `ALERTS`, served by a gateway with `[auth]`
+/// and mutual TLS.
+async fn secure_lasair(pki: &Pki) -> Result<(Broker, Secure)> {
+    let broker = Broker::start("lasair").await?;
+    broker.create_topic(ALERTS, 3).await?;
+    broker.produce_all(ALERTS, &survey_records(0, 45)?).await?;
+    let gateway = Secure::start(
+        pki,
+        SecureSpec::new("lasair", &broker.bootstrap()).topic(ALERTS, false),
+    )
+    .await?;
+    Ok((broker, gateway))
+}
+
+/// A mirror of `ALERTS` from the secure gateway at `url`, with a token file and a client
+/// certificate for fink.
+fn secure_mirror(
+    pki: &Pki,
+    url: &str,
+    name: &str,
+    dest: &str,
+    token_file: &std::path::Path,
+) -> Result<String> {
+    let cert = pki.client("fink")?;
+    Ok(format!(
+        "[[mirrors]]\nname = {name:?}\ndestination = {dest:?}\n[mirrors.source]\ngateway = {url:?}\ntopic = {ALERTS:?}\ntoken_file = {:?}\nca = {:?}\ncert = {:?}\nkey = {:?}\n",
+        token_file.display().to_string(),
+        pki.ca().display().to_string(),
+        cert.cert.display().to_string(),
+        cert.key.display().to_string(),
+    ))
+}
+
+/// Waits until mirror `name` of `gateway` is in `state`, and returns its status.
+async fn wait_for_mirror(
+    gateway: &Gateway,
+    name: &str,
+    state: &str,
+) -> Result<alertmesh_proto::v1::MirrorInfo> {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let status = gateway.mirror_status().await?;
+        let m = status.iter().find(|m| m.name == name);
+        if let Some(m) = m.filter(|m| m.state == state) {
+            return Ok(m.clone());
+        }
+        if Instant::now() > deadline {
+            bail!("mirror {name} never became {state}: {m:?}");
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
 #[tokio::test]
 async fn a_mirror_authenticates_to_its_source_with_a_token_and_a_client_certificate() -> Result<()>
 {
-    use alertmesh_tests::auth::{Pki, Secure, SecureSpec};
     let pki = Pki::new()?;
-    let lasair_broker = Broker::start("lasair").await?;
-    lasair_broker.create_topic(ALERTS, 3).await?;
-    lasair_broker
-        .produce_all(ALERTS, &survey_records(0, 45)?)
-        .await?;
-    let lasair = Secure::start(
-        &pki,
-        SecureSpec::new("lasair", &lasair_broker.bootstrap()).topic(ALERTS, false),
-    )
-    .await?;
+    let (lasair_broker, lasair) = secure_lasair(&pki).await?;
     let token = lasair.issue("fink", &["subscribe:ztf.*"], "1h").await?;
     let weak = lasair.issue("fink", &["subscribe:lsst.*"], "1h").await?;
     let dir = pki.dir().join("fink-mirror");
     std::fs::create_dir_all(&dir)?;
     std::fs::write(dir.join("good.jwt"), &token)?;
     std::fs::write(dir.join("weak.jwt"), &weak)?;
-    let cert = pki.client("fink")?;
-    let secure_mirror = |name: &str, dest: &str, token_file: &str| {
-        format!(
-            "[[mirrors]]\nname = {name:?}\ndestination = {dest:?}\n[mirrors.source]\ngateway = {:?}\ntopic = {ALERTS:?}\ntoken_file = {:?}\nca = {:?}\ncert = {:?}\nkey = {:?}\n",
-            lasair.url(),
-            dir.join(token_file).display().to_string(),
-            pki.ca().display().to_string(),
-            cert.cert.display().to_string(),
-            cert.key.display().to_string(),
-        )
-    };
     let fink = site(
         "fink",
         &[ALERTS],
         &[
-            secure_mirror("from-lasair", ALERTS, "good.jwt"),
-            secure_mirror("not-allowed", "denied.copy", "weak.jwt"),
+            secure_mirror(
+                &pki,
+                &lasair.url(),
+                "from-lasair",
+                ALERTS,
+                &dir.join("good.jwt"),
+            )?,
+            secure_mirror(
+                &pki,
+                &lasair.url(),
+                "not-allowed",
+                "denied.copy",
+                &dir.join("weak.jwt"),
+            )?,
         ],
     )
     .await?;
@@ -777,17 +822,7 @@ async fn a_mirror_the_source_refuses_for_good_is_failed_and_not_retried_in_a_loo
     let mirror = gateway_mirror("bad-filter", &survey.gateway.grpc_url(), RAW, Some(ALERTS))
         + "filter = \"candidate.no_such_field < 1\"\n";
     let lasair = site("lasair", &[ALERTS], &[mirror]).await?;
-    let deadline = Instant::now() + Duration::from_secs(20);
-    let failed = loop {
-        let status = lasair.gateway.mirror_status().await?;
-        if let Some(m) = status.iter().find(|m| m.state == "failed") {
-            break m.clone();
-        }
-        if Instant::now() > deadline {
-            bail!("the mirror never failed: {status:?}");
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    };
+    let failed = wait_for_mirror(&lasair.gateway, "bad-filter", "failed").await?;
     ensure!(failed.error.contains("INVALID_ARGUMENT"), "{failed:?}");
     lasair
         .gateway
@@ -806,5 +841,68 @@ async fn a_mirror_the_source_refuses_for_good_is_failed_and_not_retried_in_a_loo
         m.state == "failed" && m.errors == failed.errors,
         "retried: {m:?} after {failed:?}"
     );
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_failed_mirror_restarts_with_its_section_once_the_config_file_fixes_it() -> Result<()> {
+    const BAD: &str = "candidate.no_such_field < 1";
+    let survey = survey_with(45).await?;
+    let mirror = gateway_mirror("from-survey", &survey.gateway.grpc_url(), RAW, Some(ALERTS))
+        + &format!("filter = {BAD:?}\n");
+    let lasair = site("lasair", &[ALERTS], &[mirror]).await?;
+    wait_for_mirror(&lasair.gateway, "from-survey", "failed").await?;
+    let config = lasair.gateway.config_path().to_owned();
+    let text = std::fs::read_to_string(&config)?;
+
+    // A new config that `serve --check` refuses is reported and ignored.
+    std::fs::write(&config, text.replace(BAD, "candidate.magpsf >"))?;
+    lasair
+        .gateway
+        .wait_stderr("changed configuration is invalid")
+        .await?;
+    let status = lasair.gateway.mirror_status().await?;
+    ensure!(
+        status.len() == 1 && status[0].state == "failed",
+        "{status:?}"
+    );
+    ensure!(status[0].copied == 0, "{status:?}");
+
+    // The fixed filter: the mirror runs it and copies every alert exactly once.
+    std::fs::write(&config, text.replace(BAD, "candidate.magpsf < 99"))?;
+    wait_for_mirror(&lasair.gateway, "from-survey", "running").await?;
+    let source = dump(&survey.broker, RAW, 3).await?;
+    let copied = settle(&lasair.broker, ALERTS, 3, 45).await?;
+    check_exactly_once(&source, "am://survey/ztf.raw", &copied)?;
+    let m = wait_for_mirror(&lasair.gateway, "from-survey", "running").await?;
+    ensure!(m.copied == 45 && m.error.is_empty(), "{m:?}");
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_mirror_refused_for_its_token_runs_once_the_token_file_is_replaced() -> Result<()> {
+    let pki = Pki::new()?;
+    let (lasair_broker, lasair) = secure_lasair(&pki).await?;
+    let dir = pki.dir().join("fink-mirror");
+    std::fs::create_dir_all(&dir)?;
+    let token_file = dir.join("mirror.jwt");
+    let weak = lasair.issue("fink", &["subscribe:lsst.*"], "1h").await?;
+    std::fs::write(&token_file, &weak)?;
+    let mirror = secure_mirror(&pki, &lasair.url(), "from-lasair", ALERTS, &token_file)?;
+    let fink = site("fink", &[ALERTS], &[mirror]).await?;
+    let failed = wait_for_mirror(&fink.gateway, "from-lasair", "failed").await?;
+    ensure!(
+        failed.error.to_lowercase().contains("permission") && failed.copied == 0,
+        "{failed:?}"
+    );
+
+    // Replaced as an operator would: written beside it, then renamed over it.
+    let good = lasair.issue("fink", &["subscribe:ztf.*"], "1h").await?;
+    std::fs::write(dir.join("mirror.jwt.new"), &good)?;
+    std::fs::rename(dir.join("mirror.jwt.new"), &token_file)?;
+    wait_for_mirror(&fink.gateway, "from-lasair", "running").await?;
+    let source = dump(&lasair_broker, ALERTS, 3).await?;
+    let copied = settle(&fink.broker, ALERTS, 3, 45).await?;
+    check_exactly_once(&source, "am://lasair/ztf.alerts", &copied)?;
     Ok(())
 }

@@ -38,7 +38,7 @@ pub fn combine_split_schemas<S: AsRef<str>>(files: &[S], root: &str) -> Result<S
     let mut defined = HashSet::from([root_name.clone()]);
     let namespace = namespace_of(&root_name);
     inline(&mut root_json, namespace.as_deref(), &defs, &mut defined, 0)?;
-    Schema::parse(&root_json).map_err(|e| bad(e.to_string()))
+    super::parse_checked(&root_json)
 }
 
 fn namespace_of(full: &str) -> Option<String> {

@@ -29,6 +29,10 @@ pub struct MirrorConfig {
     /// Where the source's Confluent schema ids are registered (for a gateway source, its
     /// registry API, asked with `token_file`).
     pub schema_registry: Option<super::RegistrySource>,
+    /// A digest of its `[[mirrors]]` table as written (after `ALERTMESH_*` overrides): a
+    /// failed mirror is restarted when a reloaded config changes it. A digest, not the
+    /// table, as the table may hold passwords.
+    pub section_digest: u64,
 }
 
 /// What mirrors are checked against: the local cluster they write into.
@@ -68,6 +72,7 @@ pub(super) fn read(
     let mut out: Vec<MirrorConfig> = Vec::new();
     for (i, mut t) in r.array_of_tables(root, "mirrors").into_iter().enumerate() {
         let at = format!("mirrors[{i}]");
+        let section_digest = digest(&t);
         let name = r.string(&mut t, &at, "name", None);
         if let Some(n) = &name {
             if let Err(e) = check_mirror_name(n) {
@@ -312,10 +317,18 @@ pub(super) fn read(
                 cert,
                 key,
                 schema_registry,
+                section_digest,
             });
         }
     }
     out
+}
+
+fn digest(table: &toml::Table) -> u64 {
+    use std::hash::{DefaultHasher, Hash, Hasher};
+    let mut hasher = DefaultHasher::new();
+    table.to_string().hash(&mut hasher);
+    hasher.finish()
 }
 
 fn parse_start(s: &str) -> Option<Start> {

@@ -29,6 +29,7 @@ use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext};
 use rdkafka::error::KafkaError;
 use rdkafka::types::RDKafkaErrorCode;
 use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
 
 use super::{GatewayConsumer, KafkaContext};
 use crate::error::{Error, Result};
@@ -168,6 +169,41 @@ pub(crate) fn check(
         }
     }
     Ok(out)
+}
+
+/// Renews a reader of one of the gateway's own topics that lost its cluster, until
+/// `restore` accepts the new client (the cluster is back and the topic is whole), waiting
+/// 200 ms to 5 s between tries. `None` on `cancel`, or when no client can be made (logged:
+/// the `what` reader stops, and changes other replicas make are no longer seen).
+/// Blocking: for the reader's own thread.
+pub(crate) fn renew_until(
+    mut consumer: GatewayConsumer,
+    what: &str,
+    cancel: &CancellationToken,
+    mut restore: impl FnMut(&GatewayConsumer) -> Result<()>,
+) -> Option<GatewayConsumer> {
+    let mut wait = Duration::from_millis(200);
+    loop {
+        consumer = match super::renew(consumer) {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::error!(error = %e, "cannot renew the {what} reader; changes other replicas make are no longer seen");
+                return None;
+            }
+        };
+        match restore(&consumer) {
+            Ok(()) => return Some(consumer),
+            Err(e) => tracing::debug!(error = %e, "{what} topic not back yet"),
+        }
+        let until = std::time::Instant::now() + wait;
+        while std::time::Instant::now() < until {
+            if cancel.is_cancelled() {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        wait = (wait * 2).min(Duration::from_secs(5));
+    }
 }
 
 /// A partition that ends before a position already reached has lost records.
