@@ -99,6 +99,7 @@ impl SecureSpec {
     /// Appends TOML to the configuration, after every other section.
     pub fn extra(mut self, toml: &str) -> Self {
         self.extra.push_str(toml);
+        self.extra.push('\n');
         self
     }
 
@@ -123,7 +124,7 @@ impl SecureSpec {
 
     /// The `[[topics]]`, `[auth]` and `[tls]` sections, with absolute paths.
     fn sections(&self, keys: &Path, tls: &CertFiles, ca: &Path) -> String {
-        let mut t = self.extra.clone();
+        let mut t = String::new();
         for (name, public) in &self.topics {
             let _ = write!(
                 t,

@@ -103,9 +103,9 @@ fn audience_arrays_and_unknown_scopes_are_accepted() {
     let key = m.lasair.keyring().current();
     let mut payload = claims(NOW);
     payload["aud"] = json!(["fink", "lasair"]);
-    payload["scope"] = json!("query:x fetch:lsst.* admin");
+    payload["scope"] = json!("archive:x fetch:lsst.* admin");
     let v = verify(&m, &forge(key, header(key), payload)).unwrap();
-    assert_eq!(v.ignored_scopes, vec!["query:x"]);
+    assert_eq!(v.ignored_scopes, vec!["archive:x"]);
     assert_eq!(v.principal.scopes.len(), 2);
 }
 
