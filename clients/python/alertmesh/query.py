@@ -8,7 +8,6 @@ continue after the last one delivered, without gaps or repeats.
 from __future__ import annotations
 
 import logging
-import threading
 from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -19,7 +18,7 @@ from alertmesh._proto import alertmesh_pb2_grpc as pb_grpc
 from alertmesh.decode import from_gateway_json
 from alertmesh.errors import from_rpc_error, is_transient
 from alertmesh.models import Alert
-from alertmesh.stream import Backoff
+from alertmesh.stream import Backoff, CancellableStream
 
 if TYPE_CHECKING:
     import pandas
@@ -27,7 +26,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("alertmesh")
 
 
-class QueryStream:
+class QueryStream(CancellableStream):
     """An iterator over the rows of one ``Query`` stream, as :class:`Alert` objects whose
     ``record`` is the row (a dict of the declared columns; integers exact).
 
@@ -49,41 +48,18 @@ class QueryStream:
         reconnect: bool,
         backoff: Backoff | None = None,
     ) -> None:
+        super().__init__()
         self._stub = stub
         self._request = request
         self._metadata = tuple(metadata)
         self._limit = request.limit if request.HasField("limit") else None
         self._reconnect = reconnect
         self._backoff = backoff or Backoff()
-        self._call: Any = None
-        self._closed = threading.Event()
-        self._iter: Iterator[Alert] | None = None
         self.resume_token = request.resume_token
         # The order value (offset) of the last row delivered: rows come in its order.
         self._last: int | None = None
         self.delivered = 0
         self.reconnects = 0
-
-    def __iter__(self) -> Iterator[Alert]:
-        if self._iter is None:
-            self._iter = self._run()
-        return self._iter
-
-    def __next__(self) -> Alert:
-        return next(iter(self))
-
-    def __enter__(self) -> QueryStream:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-    def close(self) -> None:
-        """Cancels the stream; iteration stops. Safe to call from another thread."""
-        self._closed.set()
-        call = self._call
-        if call is not None:
-            call.cancel()
 
     def to_pandas(self) -> pandas.DataFrame:
         """The rows as a DataFrame: ``ref``, ``key`` and the declared columns; 64-bit

@@ -17,7 +17,7 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import Any, Literal
+from typing import Any, Literal, Self
 
 import grpc
 
@@ -54,7 +54,41 @@ class Backoff:
         return self._next * random.uniform(0.8, 1.0)
 
 
-class Subscription:
+class CancellableStream:
+    """What every server-streaming iterator of the client shares: iterate once, close from
+    any thread (cancelling the call in flight), and end a ``with`` block by closing."""
+
+    def __init__(self) -> None:
+        self._call: Any = None
+        self._closed = threading.Event()
+        self._iter: Iterator[Alert] | None = None
+
+    def _run(self) -> Iterator[Alert]:
+        raise NotImplementedError
+
+    def __iter__(self) -> Iterator[Alert]:
+        if self._iter is None:
+            self._iter = self._run()
+        return self._iter
+
+    def __next__(self) -> Alert:
+        return next(iter(self))
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Cancels the stream; iteration stops. Safe to call from another thread."""
+        self._closed.set()
+        call = self._call
+        if call is not None:
+            call.cancel()
+
+
+class Subscription(CancellableStream):
     """An iterator over the alerts of one ``Subscribe`` stream.
 
     Created by :meth:`alertmesh.Gateway.subscribe`. Iterate it to receive :class:`Alert`
@@ -79,6 +113,7 @@ class Subscription:
         backoff: Backoff | None = None,
         on_skipped: Callable[[Skipped], None] | None = None,
     ) -> None:
+        super().__init__()
         self._stub = stub
         self._request = request
         self._metadata = tuple(metadata)
@@ -91,34 +126,10 @@ class Subscription:
         self._backoff = backoff or Backoff()
         self._on_skipped = on_skipped
         self._started_at = datetime.now(timezone.utc)
-        self._call: Any = None
-        self._closed = threading.Event()
-        self._iter: Iterator[Alert] | None = None
         self.positions: dict[int, int] = {}
         self.skipped: list[Skipped] = []
         self.delivered = 0
         self.reconnects = 0
-
-    def __iter__(self) -> Iterator[Alert]:
-        if self._iter is None:
-            self._iter = self._run()
-        return self._iter
-
-    def __next__(self) -> Alert:
-        return next(iter(self))
-
-    def __enter__(self) -> Subscription:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-    def close(self) -> None:
-        """Cancels the stream; iteration stops. Safe to call from another thread."""
-        self._closed.set()
-        call = self._call
-        if call is not None:
-            call.cancel()
 
     def _reopen_request(self) -> pb.SubscribeRequest:
         """The request that continues where the delivered alerts stopped."""
