@@ -8,10 +8,13 @@
 #                served with JWT + mutual TLS              Kafka 19092  gRPC 29052  HTTPS 29462
 #     -> fink    ztf.alerts (mirrored from lasair with a token
 #                and a client certificate lasair issued)   Kafka 19093  gRPC 29053  HTTP 29463
+#                fink.lcfit, fink.xmatch, fink.class: what fink's science filters
+#                (fink_filters.py, alertmesh.run_filter) derive from its copy
 #
 # Then a live summary every 2 s until Ctrl-C (or SIGTERM), which stops everything.
 # Environment: DEMO_SECONDS=N stops by itself after about N seconds and exits 0 only if
-# every hop copied alerts; DEMO_RATE (alerts/s, default 10); ALERTMESH_BIN; TANSU_BIN.
+# every hop copied alerts and a classification's provenance walks back to the survey
+# (derived_check.py); DEMO_RATE (alerts/s, default 10); ALERTMESH_BIN; TANSU_BIN.
 # Generated keys, certificates, tokens and logs go to .demo/ (git-ignored).
 set -euo pipefail
 root=$(cd "$(dirname "$0")/../.." && pwd)
@@ -27,9 +30,15 @@ kafka_ports=(19091 19092 19093)
 grpc_ports=(29051 29052 29053)
 http_ports=(29461 29462 29463)
 names=(survey lasair fink)
+# fink's filters run on the project's .venv (scripts/devenv.sh installs grpcio and protobuf
+# there) with the Python client from this tree.
+py=$root/.venv/bin/python
+derived=(fink.lcfit fink.xmatch fink.class)
 ztf=(alert/tests/fixtures/ztf/fink-ztf-public-2020-01-01/*.avro)
 
 [ -x "$am" ] || { echo "error: $am not found; run 'make build' first" >&2; exit 1; }
+"$py" -c 'import grpc, google.protobuf, fastavro' 2>/dev/null ||
+  { echo "error: $py lacks grpcio, protobuf or fastavro; run ./scripts/devenv.sh" >&2; exit 1; }
 for port in "${kafka_ports[@]}" "${grpc_ports[@]}" "${http_ports[@]}"; do
   if (exec 3<>/dev/tcp/127.0.0.1/"$port") 2>/dev/null; then
     echo "error: port $port on 127.0.0.1 is in use (another demo running?); stop what listens there and retry" >&2
@@ -37,8 +46,9 @@ for port in "${kafka_ports[@]}" "${grpc_ports[@]}" "${http_ports[@]}"; do
   fi
 done
 
-# Started processes by role, stopped in this order: the summary and gateways (mirroring
-# ones first) while their Kafka is still up, then the feeds, then the brokers. Each runs in
+# Started processes by role, stopped in this order: the summary, fink's filters and the
+# gateways (mirroring ones first) while their Kafka is still up, then the feeds, then the
+# brokers. Each runs in
 # its own session (setsid), so Ctrl-C reaches only this script, which stops them in order.
 gateways=() feeds=() brokers=()
 cleaned=
@@ -108,14 +118,18 @@ for i in 0 1 2; do
   brokers+=($!)
 done
 for p in "${kafka_ports[@]}"; do wait_port "$p"; done
+for t in "${derived[@]}"; do
+  "$tansu" topic create "$t" --broker "tcp://127.0.0.1:${kafka_ports[2]}" --partitions 3 >>"$work/tansu-fink.log" 2>&1
+done
 
 step "lasair's credentials (.demo/lasair/keys): signing key, dev mesh CA, gateway certificate"
 "$am" creds init --config $demo/lasair.toml --dev-tls 2>>"$work/creds.log"
 ca=$work/lasair/keys/mesh-ca.crt
 # For fink's mirror: a token lasair signs for subject fink (lasair trusts its own keys, so
 # no trusted_peers entry is needed) and a client certificate from lasair's mesh CA; they are
-# handed to fink (here: copied into .demo/fink, which fink.toml names).
-"$am" creds issue --config $demo/lasair.toml --sub fink --scope 'subscribe:ztf.*' --aud lasair --ttl 12h \
+# handed to fink (here: copied into .demo/fink, which fink.toml names). fetch:ztf.* lets a
+# provenance walk at fink read lasair's copies.
+"$am" creds issue --config $demo/lasair.toml --sub fink --scope 'subscribe:ztf.*' --scope 'fetch:ztf.*' --aud lasair --ttl 12h \
   >"$work/fink/lasair.jwt" 2>>"$work/creds.log"
 "$am" creds cert --config $demo/lasair.toml --name fink 2>>"$work/creds.log"
 install -m 600 "$work/lasair/keys/mesh-ca/fink.key" "$work/fink/fink.key"
@@ -155,6 +169,11 @@ for i in 0 1 2; do
   fi
 done
 
+step "fink's science filters (deploy/demo/fink_filters.py): light-curve fit, Gaia DR3 cross-match, classification"
+PYTHONPATH="$root/clients/python${PYTHONPATH:+:$PYTHONPATH}" setsid "$py" -u $demo/fink_filters.py \
+  "http://127.0.0.1:${grpc_ports[2]}" >"$work/fink-filters.log" 2>&1 &
+gateways+=($!)
+
 cat <<EOF
 
 Subscribe from Python (pip install ./clients/python):
@@ -168,6 +187,10 @@ Subscribe from Python (pip install ./clients/python):
                  cert=".demo/alice.pem", key=".demo/alice.key"); next(iter(gw.subscribe("ztf.bright")))
 
   or the CLI: $am subscribe --gateway http://127.0.0.1:29053 --topic ztf.alerts --omit-cutouts
+  fink's derived records, and the provenance of a classification back to the survey alert:
+    $am subscribe --gateway http://127.0.0.1:29053 --topic fink.class --from earliest --until now
+    $am provenance --gateway http://127.0.0.1:29053 am://fink/fink.class/0/0
+
   metrics: http://127.0.0.1:29461/metrics (survey), https://127.0.0.1:29462/metrics (lasair), http://127.0.0.1:29463/metrics (fink)
 
 EOF
@@ -184,4 +207,9 @@ summary=$!
 gateways+=("$summary")
 status=0
 wait "$summary" || status=$?
+if [ "$seconds" -gt 0 ]; then
+  step "fink's derived records and the provenance of a classification"
+  PYTHONPATH="$root/clients/python${PYTHONPATH:+:$PYTHONPATH}" "$py" $demo/derived_check.py \
+    "http://127.0.0.1:${grpc_ports[2]}" || status=1
+fi
 exit "$status"
