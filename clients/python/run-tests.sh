@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
 # Tests of the Python client: installs it (editable, with pandas) and its test tools into the
 # repository's .venv, runs pytest against a real Tansu and a real gateway, then executes
-# notebooks/quickstart.ipynb headless against a freshly loaded local Tansu + gateway.
+# notebooks/quickstart.ipynb and notebooks/derived.ipynb headless against a freshly loaded
+# local Tansu + gateway (with a publishable topic for derived.ipynb).
 #
 #   clients/python/run-tests.sh                    # everything; exits non-zero on any failure
 #   clients/python/run-tests.sh -k reconnect       # extra arguments go to pytest
-#   UPDATE_NOTEBOOK=1 clients/python/run-tests.sh  # also rewrite the notebook's stored outputs
+#   UPDATE_NOTEBOOK=1 clients/python/run-tests.sh  # also rewrite the notebooks' stored outputs
 #
 # Binaries: $ALERTMESH_BIN (default target/debug/alertmesh, built when missing) and
 # $TANSU_BIN (default: installed by scripts/devenv.sh). Works on a fresh machine with
@@ -31,7 +32,7 @@ fi
 echo "== pytest clients/python/tests"
 "$py" -m pytest "$here/tests" "$@"
 
-echo "== notebooks/quickstart.ipynb (headless)"
+echo "== notebooks/quickstart.ipynb, notebooks/derived.ipynb (headless)"
 work=$(mktemp -d)
 stack_pid=
 cleanup() {
@@ -47,19 +48,20 @@ for _ in $(seq 300); do
   sleep 0.1
 done
 [ -s "$work/url" ] || { echo "error: the local Tansu + gateway did not become ready" >&2; exit 1; }
-ALERTMESH_GATEWAY=$(cat "$work/url") UPDATE_NOTEBOOK=${UPDATE_NOTEBOOK:-} "$py" - "$root/notebooks/quickstart.ipynb" <<'PY'
+ALERTMESH_GATEWAY=$(cat "$work/url") UPDATE_NOTEBOOK=${UPDATE_NOTEBOOK:-} "$py" - \
+  "$root/notebooks/quickstart.ipynb" "$root/notebooks/derived.ipynb" <<'PY'
 import os
 import sys
 
 import nbformat
 from nbclient import NotebookClient
 
-path = sys.argv[1]
-nb = nbformat.read(path, as_version=4)
-NotebookClient(nb, timeout=300, kernel_name="python3", resources={"metadata": {"path": os.path.dirname(path)}}).execute()
-if os.environ.get("UPDATE_NOTEBOOK"):
-    nbformat.write(nb, path)
-    print(f"notebook executed; outputs written to {path}")
-else:
-    print("notebook executed without errors")
+for path in sys.argv[1:]:
+    nb = nbformat.read(path, as_version=4)
+    NotebookClient(nb, timeout=300, kernel_name="python3", resources={"metadata": {"path": os.path.dirname(path)}}).execute()
+    if os.environ.get("UPDATE_NOTEBOOK"):
+        nbformat.write(nb, path)
+        print(f"{path}: executed; outputs written")
+    else:
+        print(f"{path}: executed without errors")
 PY

@@ -4,9 +4,10 @@ Everything listens on free ports of 127.0.0.1 and is killed on :meth:`Stack.stop
 come from ``$ALERTMESH_BIN`` (default ``<repo>/target/debug/alertmesh``) and ``$TANSU_BIN``
 (default: the path printed by ``<repo>/scripts/devenv.sh``).
 
-Run as a script it starts a stack loaded with the ZTF fixtures, writes the gateway URL to
-``--ready-file`` and serves until it receives SIGTERM or SIGINT (used by ``run-tests.sh`` to
-execute the notebook).
+Run as a script it starts a stack loaded with the ZTF fixtures, with the publishable topic
+:data:`DERIVED_TOPIC` (the demo's ``fink.lcfit``, its JSON Schema), writes the gateway URL
+to ``--ready-file`` and serves until it receives SIGTERM or SIGINT (used by ``run-tests.sh``
+to execute the notebooks).
 """
 
 from __future__ import annotations
@@ -28,6 +29,9 @@ REPO = Path(__file__).resolve().parents[3]
 FIXTURES = REPO / "alert" / "tests" / "fixtures" / "ztf" / "fink-ztf-public-2020-01-01"
 TOPIC = "ztf.alerts"
 GATEWAY_NAME = "lasair"
+#: The publishable topic of the notebooks' stack, as in the demo's fink.toml.
+DERIVED_TOPIC = "fink.lcfit"
+DERIVED_SCHEMA = REPO / "deploy" / "demo" / "schemas" / "fink.lcfit.json"
 
 
 def free_port() -> int:
@@ -163,6 +167,14 @@ class Stack:
             check=True, capture_output=True, timeout=120,
         )
 
+    def create_topic(self, name: str, partitions: int = 3) -> None:
+        """Creates an empty topic (for publishing) with Tansu's own CLI."""
+        subprocess.run(
+            [tansu_bin(), "topic", "create", name, "--broker", f"tcp://{self.bootstrap}",
+             "--partitions", str(partitions)],
+            check=True, capture_output=True, timeout=60,
+        )
+
     def start_gateway(self) -> None:
         """Starts (or restarts) the gateway on its fixed ports and waits until it is ready."""
         self.config.write_text(
@@ -235,8 +247,21 @@ def main() -> int:
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
     with tempfile.TemporaryDirectory(prefix="alertmesh-stack-") as tmp:
-        stack = start_stack(Path(tmp))
+        stack = Stack(Path(tmp))
         try:
+            stack.start_kafka()
+            stack.replay(fixture_files())
+            stack.create_topic(DERIVED_TOPIC)
+            stack.extra_config = f"""
+[[topics]]
+name = "{DERIVED_TOPIC}"
+namespace = "ZTF"
+format = "json"
+publish = true
+schema = "{DERIVED_SCHEMA}"
+description = "light-curve fits published by notebooks/derived.ipynb"
+"""
+            stack.start_gateway()
             ns.ready_file.write_text(stack.url + "\n")
             while not stop and stack.gateway is not None and stack.gateway.alive():
                 time.sleep(0.2)
