@@ -24,6 +24,7 @@ and started again, the runners neither lose nor duplicate a derived record.
 from __future__ import annotations
 
 import csv
+import faulthandler
 import math
 import os
 import signal
@@ -196,7 +197,9 @@ class Index:
                 self.by_source[src] = a
         self.next.update(sub.positions)
 
-    def get(self, source_ref: str, wait_s: float) -> Alert:
+    def take(self, source_ref: str, wait_s: float) -> Alert:
+        """The record derived from ``source_ref``, waiting for it, and forgotten then (each
+        is asked for once, which keeps the index small in a demo that runs for hours)."""
         deadline = time.monotonic() + wait_s
         while source_ref not in self.by_source:
             if time.monotonic() > deadline:
@@ -204,7 +207,7 @@ class Index:
             self.refresh()
             if source_ref not in self.by_source:
                 time.sleep(0.5)
-        return self.by_source[source_ref]
+        return self.by_source.pop(source_ref)
 
 
 def lcfit_filter(alert: Alert) -> dict[str, Any]:
@@ -229,7 +232,7 @@ def class_filter(gw: Gateway):  # type: ignore[no-untyped-def]
     def run(fit: Alert) -> Derived:
         # ``fit`` is a fink.lcfit record; its first source is the alert it was fitted on.
         alert_ref = header(fit, "am-derived-from").split(",")[0]
-        xm = xmatches.get(alert_ref, wait_s=60)
+        xm = xmatches.take(alert_ref, wait_s=60)
         return Derived(classify(fit.record, xm.record), derived_from=[fit, xm, alert_ref])
     return run
 
@@ -243,20 +246,43 @@ def forever(name: str, stop: threading.Event, body) -> None:  # type: ignore[no-
             stop.wait(2)
 
 
+def logged(name: str, fn):  # type: ignore[no-untyped-def]
+    """``fn``, saying in the log when it sees its first alert and every 1000th."""
+    seen = 0
+
+    def run(alert: Alert) -> Any:
+        nonlocal seen
+        seen += 1
+        if seen == 1 or seen % 1000 == 0:
+            print(f"{name}: alert {seen} {alert.ref}", flush=True)
+        return fn(alert)
+    return run
+
+
 def main() -> int:
     url = sys.argv[1] if len(sys.argv) > 1 else "http://127.0.0.1:29053"
     catalog = load_catalog()
-    gw = Gateway(url)
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: os._exit(0))
-    jobs = {
-        "lcfit": lambda: run_filter(lcfit_filter, (gw, SOURCE), (gw, LCFIT),
-                                    cursor="fink-lcfit-v1", activity=LCFIT_ACTIVITY),
-        "xmatch": lambda: run_filter(xmatch_filter(catalog), (gw, SOURCE), (gw, XMATCH),
-                                     cursor="fink-xmatch-v1", activity=XMATCH_ACTIVITY),
-        "class": lambda: run_filter(class_filter(gw), (gw, LCFIT), (gw, CLASS),
-                                    cursor="fink-class-v1", activity=CLASS_ACTIVITY),
-    }
+    faulthandler.register(signal.SIGUSR1)  # kill -USR1 <pid>: every thread's stack to the log
+
+    # Each filter (and each start of it) has its own connection to the gateway.
+    def lcfit() -> None:
+        gw = Gateway(url)
+        run_filter(logged("lcfit", lcfit_filter), (gw, SOURCE), (gw, LCFIT),
+                   cursor="fink-lcfit-v1", activity=LCFIT_ACTIVITY)
+
+    def xmatch() -> None:
+        gw = Gateway(url)
+        run_filter(logged("xmatch", xmatch_filter(catalog)), (gw, SOURCE), (gw, XMATCH),
+                   cursor="fink-xmatch-v1", activity=XMATCH_ACTIVITY)
+
+    def classification() -> None:
+        gw = Gateway(url)
+        run_filter(logged("class", class_filter(Gateway(url))), (gw, LCFIT), (gw, CLASS),
+                   cursor="fink-class-v1", activity=CLASS_ACTIVITY)
+
+    jobs = {"lcfit": lcfit, "xmatch": xmatch, "class": classification}
     threads = [threading.Thread(target=forever, args=(n, stop, j), name=n, daemon=True) for n, j in jobs.items()]
     for t in threads:
         t.start()
