@@ -3,6 +3,7 @@
 //! with one binary COPY in one transaction. Any failure (database, Kafka) drops both and
 //! starts again from what the table holds, after a backoff.
 
+use std::collections::BTreeMap;
 use std::pin::pin;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -124,13 +125,17 @@ async fn once(job: &Job) -> Result<std::convert::Infallible, Failure> {
         .await
         .map_err(|e| db_err("cannot read where it stands", e))?;
     let mut tpl = TopicPartitionList::new();
+    let mut next = BTreeMap::new();
     for &p in &partitions {
         let row = client
             .query_one(&last, &[&p])
             .await
             .map_err(|e| db_err("cannot read where it stands", e))?;
         let offset = match row.get::<_, Option<i64>>(0) {
-            Some(o) => Offset::Offset(o + 1),
+            Some(o) => {
+                next.insert(p, o + 1);
+                Offset::Offset(o + 1)
+            }
             None => Offset::Beginning,
         };
         tpl.add_partition_offset(&a.topic, p, offset)
@@ -148,7 +153,12 @@ async fn once(job: &Job) -> Result<std::convert::Infallible, Failure> {
         Arc::clone(&job.registry),
     );
     let ctx = AlertContext::new(&job.gateway, &job.topic);
+    let labels = ArchiveLabels {
+        archive: a.name.clone(),
+    };
     let reader = Reader {
+        next,
+        lag: job.metrics.archive_lag.get_or_create(&labels).clone(),
         consumer,
         topic: a.topic.clone(),
         ctx,
@@ -163,11 +173,7 @@ async fn once(job: &Job) -> Result<std::convert::Infallible, Failure> {
         .map_err(|e| e.to_string())?;
     let copy = table::copy(a);
     let types = table::copy_types(a);
-    let labels = ArchiveLabels {
-        archive: a.name.clone(),
-    };
     let rows_metric = job.metrics.archive_rows.get_or_create(&labels).clone();
-    let lag_metric = job.metrics.archive_lag.get_or_create(&labels).clone();
     while let Some(batch) = rx.recv().await {
         let n = batch.len();
         write(&mut client, &copy, &types, &batch)
@@ -175,7 +181,6 @@ async fn once(job: &Job) -> Result<std::convert::Infallible, Failure> {
             .map_err(|e| db_err("cannot write a batch", e))?;
         job.status.rows.fetch_add(n as u64, Ordering::Relaxed);
         rows_metric.inc_by(n as u64);
-        lag_metric.set(job.status.lag());
     }
     // The reader ended on its own: Kafka failed it (the thread says why).
     drop(rx);
@@ -252,6 +257,9 @@ async fn connect(db: &DatabaseConfig) -> Result<Client, Failure> {
 /// The Kafka side, on its own thread: librdkafka's poll blocks, and decoding payloads
 /// for their columns is CPU work that should not hold up the gateway's runtime.
 struct Reader {
+    /// The next offset per partition: where the table ends, then past what was read.
+    next: BTreeMap<i32, i64>,
+    lag: prometheus_client::metrics::gauge::Gauge,
     consumer: crate::kafka::GatewayConsumer,
     topic: String,
     ctx: Arc<AlertContext>,
@@ -263,14 +271,12 @@ struct Reader {
 
 impl Reader {
     /// Reads until the writer is gone (`Ok`: nothing to say) or Kafka fails for good.
-    fn run(self, tx: mpsc::Sender<Vec<Row>>) -> String {
+    fn run(mut self, tx: mpsc::Sender<Vec<Row>>) -> String {
         let mut arena = Arena::single();
         let mut batch: Vec<Row> = Vec::new();
         let mut bytes = 0;
         let mut since = Instant::now();
         let mut lag_at = Instant::now() - Duration::from_secs(60);
-        // The next offset per partition, for the lag.
-        let mut next: std::collections::BTreeMap<i32, i64> = Default::default();
         loop {
             if tx.is_closed() {
                 return "the writer stopped".into();
@@ -279,7 +285,7 @@ impl Reader {
                 Some(Ok(m)) => {
                     let record: Record = Record::from_kafka(&m, &self.ctx, &mut arena);
                     let alert = self.ctx.alert(&record);
-                    next.insert(record.partition, record.offset + 1);
+                    self.next.insert(record.partition, record.offset + 1);
                     let row = self.extractor.row(alert);
                     bytes += row.size();
                     batch.push(row);
@@ -301,13 +307,13 @@ impl Reader {
             }
             if lag_at.elapsed() >= Duration::from_secs(2) {
                 lag_at = Instant::now();
-                self.update_lag(&next);
+                self.update_lag();
             }
         }
     }
 
     /// Records in Kafka past what was read, summed over partitions.
-    fn update_lag(&self, next: &std::collections::BTreeMap<i32, i64>) {
+    fn update_lag(&self) {
         let Ok(assigned) = self.consumer.assignment() else {
             return;
         };
@@ -320,9 +326,10 @@ impl Reader {
             else {
                 return;
             };
-            let at = next.get(&p).copied().unwrap_or(low).max(low);
+            let at = self.next.get(&p).copied().unwrap_or(low).max(low);
             lag += (high - at).max(0);
         }
         self.status.lag.store(lag, Ordering::Relaxed);
+        self.lag.set(lag);
     }
 }
