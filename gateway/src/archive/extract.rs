@@ -238,3 +238,58 @@ mod tests {
         assert_eq!(Cell::of(ColumnKind::Bool, &Value::Null), Cell::Bool(None));
     }
 }
+
+#[cfg(test)]
+mod fixture_tests {
+    use super::*;
+    use alertmesh_alert::path::FieldPath;
+
+    fn fixture() -> Vec<u8> {
+        let dir = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../alert/tests/fixtures/ztf/fink-ztf-public-2020-01-01"
+        );
+        let mut files: Vec<_> = std::fs::read_dir(dir)
+            .unwrap()
+            .flatten()
+            .map(|e| e.path())
+            .filter(|p| p.extension().is_some_and(|e| e == "avro"))
+            .collect();
+        files.sort();
+        std::fs::read(&files[0]).unwrap()
+    }
+
+    #[test]
+    fn a_ztf_alert_decodes_projected_into_its_columns() {
+        let payload = fixture();
+        let col = |name: &str, path: &str, kind| ArchiveColumn {
+            name: name.into(),
+            path: FieldPath::parse(path).unwrap(),
+            kind,
+        };
+        let ex = Extractor::new(
+            Format::AvroOcf,
+            vec![
+                col("candid", "candidate.candid", ColumnKind::Int8),
+                col("magpsf", "candidate.magpsf", ColumnKind::Float8),
+                col("nope", "candidate.nope", ColumnKind::Bool),
+            ],
+            Arc::new(Decoder::new()),
+            Arc::new(Registry::builtin()),
+        );
+        assert!(ex
+            .decoder
+            .decode_projected(ex.format, &payload, &ex.projection)
+            .is_ok());
+        let started = std::time::Instant::now();
+        let row = ex.row(v1::Alert {
+            payload: payload.into(),
+            ..v1::Alert::default()
+        });
+        eprintln!("one row in {:?}", started.elapsed());
+        assert!(matches!(row.cells[0], Cell::Int(Some(_))));
+        assert!(matches!(row.cells[1], Cell::Float(Some(_))));
+        assert_eq!(row.cells[2], Cell::Bool(None));
+        assert!(row.object_id.is_some_and(|o| o.starts_with("ZTF")));
+    }
+}
