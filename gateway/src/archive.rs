@@ -16,7 +16,7 @@ mod extract;
 mod ingest;
 pub(crate) mod table;
 
-use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU64};
 use std::sync::{Arc, Mutex};
 
 use alertmesh_alert::Decoder;
@@ -76,9 +76,5 @@ pub(crate) fn start(
 impl Status {
     pub(crate) fn set_error(&self, e: &str) {
         *self.last_error.lock().unwrap_or_else(|p| p.into_inner()) = e.to_owned();
-    }
-
-    pub(crate) fn lag(&self) -> i64 {
-        self.lag.load(Ordering::Relaxed)
     }
 }

@@ -47,7 +47,12 @@ pub(crate) fn create(a: &ArchiveConfig) -> Vec<String> {
         cols.push(format!("{} {}", quote_identifier(&c.name), c.kind.sql()));
     }
     cols.push("UNIQUE (\"kafka_partition\", \"kafka_offset\")".to_owned());
-    let mut out = vec![format!("CREATE TABLE IF NOT EXISTS {t} ({})", cols.join(", "))];
+    let mut out = vec![
+        format!("CREATE TABLE IF NOT EXISTS {t} ({})", cols.join(", ")),
+        // Payloads are mostly compressed already (gzipped FITS cutouts): PostgreSQL's own
+        // compression of each one costs CPU for little gain; stored out of line as is.
+        format!("ALTER TABLE {t} ALTER COLUMN \"payload\" SET STORAGE EXTERNAL"),
+    ];
     // Index names are derived from the table's (cut to stay within 63 bytes).
     let base: String = a.table.last().map_or("", String::as_str).chars().take(40).collect();
     let index = |suffix: &str| quote_identifier(&format!("{base}_{suffix}"));
