@@ -71,7 +71,7 @@ cleanup() {
   stop "${feeds[@]}"
   stop "${brokers[@]}"
   wait 2>/dev/null || true
-  [ -n "$pg_dir" ] && rm -rf "$pg_dir"
+  if [ -n "$pg_dir" ]; then rm -rf "$pg_dir"; fi
   echo "stopped; logs in .demo/*.log" >&2
 }
 trap cleanup EXIT
@@ -124,7 +124,9 @@ pg_dir=$(mktemp -d /tmp/alertmesh-demo-pg.XXXXXX)
 as_pg=()
 if [ "$(id -u)" -eq 0 ]; then
   chown postgres: "$pg_dir"
-  as_pg=(runuser -u postgres --)
+  # setpriv executes the server in place (no parent left between), so stopping the pid
+  # stops PostgreSQL.
+  as_pg=(setpriv --reuid=postgres --regid=postgres --init-groups)
 fi
 "${as_pg[@]}" "$pg_bin/initdb" -D "$pg_dir/data" -U postgres --auth-host=scram-sha-256 --auth-local=trust \
   --encoding=UTF8 --no-sync >"$work/initdb.log" 2>&1
