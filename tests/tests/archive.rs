@@ -114,7 +114,7 @@ async fn an_archive_of_the_ztf_fixtures_answers_like_psql_with_the_original_aler
     broker.create_topic(TOPIC, 2).await?;
     let records = ztf_records(2, now_ms() - 60_000, 10)?;
     broker.produce_all(TOPIC, &records).await?;
-    let gateway = Gateway::start(&spec(&broker, &pg, 16)).await?;
+    let mut gateway = Gateway::start(&spec(&broker, &pg, 16)).await?;
     wait_rows(&pg, records.len()).await?;
     let mut client = gateway.client().await?;
 
@@ -288,6 +288,33 @@ async fn an_archive_of_the_ztf_fixtures_answers_like_psql_with_the_original_aler
                 && m.get("alertmesh_archive_lag", &[("archive", "ztf_archive")]) == Some(0.0)
         })
         .await?;
+
+    // Long after Kafka dropped them: the same gateway (by name) over a Kafka cluster that
+    // does not hold these records any more still serves the archive, and Fetch of their
+    // refs is answered from it with the same alert. (Deleting or resetting the topic under
+    // a running gateway crashes librdkafka's metadata cache, so the cluster is swapped.)
+    gateway.kill();
+    let empty = Broker::start("archive-empty").await?;
+    empty.create_topic(TOPIC, 2).await?;
+    let later = Gateway::start(&spec(&empty, &pg, 16)).await?;
+    let mut client = later.client().await?;
+    let gone = &all[9];
+    let fetched = client
+        .fetch(v1::FetchRequest {
+            r#ref: gone.r#ref.clone(),
+        })
+        .await?
+        .into_inner();
+    assert_eq!(&fetched, gone);
+    let again = query_all(&mut client, query_request("")).await?;
+    assert_eq!(again, all);
+    let missing = client
+        .fetch(v1::FetchRequest {
+            r#ref: format!("am://lasair/{TOPIC}/0/999"),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(missing.code(), Code::NotFound, "{missing:?}");
     Ok(())
 }
 
@@ -454,3 +481,4 @@ columns = [{ name = "dec", path = "candidate.dec", type = "float8" }]"#,
     );
     Ok(())
 }
+

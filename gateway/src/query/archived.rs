@@ -16,8 +16,9 @@ use prost::Message as _;
 use tokio::sync::OnceCell;
 
 use super::pool::Pool;
+use super::sql::{Kind, Param, Statement};
 use super::{row, Declared, Described, Queries};
-use crate::config::{ArchiveConfig, Config, QueryConfig, QuerySource};
+use crate::config::{quote_identifier, ArchiveConfig, Config, QueryConfig, QuerySource};
 use crate::error::{Error, Result};
 
 /// The stored parts of an alert, selected after the visible columns, in this order.
@@ -88,6 +89,54 @@ impl Queries {
                 }),
             );
         }
+    }
+}
+
+impl Queries {
+    /// The archived alert at `partition`/`offset` of `topic`, for a `Fetch` that Kafka
+    /// could not answer (removed by retention): `None` when no archive keeps the topic or
+    /// it does not hold that record.
+    pub(crate) async fn fetch_archived(
+        &self,
+        topic: &str,
+        partition: i32,
+        offset: i64,
+    ) -> Result<Option<v1::Alert>> {
+        for declared in self.declared.values() {
+            let Some(a) = &declared.archive else {
+                continue;
+            };
+            if a.topic != topic {
+                continue;
+            }
+            let d = declared.describe().await?;
+            let list: Vec<String> = d
+                .shape
+                .columns
+                .iter()
+                .map(|(c, k)| match k {
+                    Kind::AsText => format!("{}::text", quote_identifier(c)),
+                    _ => quote_identifier(c),
+                })
+                .collect();
+            let QuerySource::Table(parts) = &declared.config.source else {
+                continue;
+            };
+            let table: Vec<String> = parts.iter().map(|p| quote_identifier(p)).collect();
+            let stmt = Statement {
+                sql: format!(
+                    "SELECT {} FROM {} WHERE \"kafka_partition\" = $1::int8 AND \"kafka_offset\" = $2::int8",
+                    list.join(", "),
+                    table.join(".")
+                ),
+                params: vec![Param::Int(i64::from(partition)), Param::Int(offset)],
+            };
+            let rows = declared.run(&stmt).await?;
+            if let Some(r) = rows.first() {
+                return a.alert(r, &d).map(|(_, alert)| Some(alert));
+            }
+        }
+        Ok(None)
     }
 }
 
