@@ -136,7 +136,9 @@ async fn an_archive_of_the_ztf_fixtures_answers_like_psql_with_the_original_aler
     }
     for row in &stored {
         let candid: i64 = row[3].parse()?;
-        let (p, o, f) = by_candid.get(&candid).context("a stored candid is a fixture's")?;
+        let (p, o, f) = by_candid
+            .get(&candid)
+            .context("a stored candid is a fixture's")?;
         assert_eq!((row[0].parse::<i32>()?, row[1].parse::<i64>()?), (*p, *o));
         assert_eq!(row[2], f.object_id);
         assert_eq!(row[4], format!("am://lasair/{TOPIC}/{p}/{o}"));
@@ -148,7 +150,11 @@ async fn an_archive_of_the_ztf_fixtures_answers_like_psql_with_the_original_aler
     sub.start = earliest();
     sub.end = until_now();
     let subscribed = subscribe_all(&mut client, sub.clone(), WAIT).await;
-    ensure!(matches!(subscribed.end, Some(Ok(()))), "{:?}", subscribed.end);
+    ensure!(
+        matches!(subscribed.end, Some(Ok(()))),
+        "{:?}",
+        subscribed.end
+    );
     let by_ref: BTreeMap<&str, &v1::Alert> = subscribed
         .alerts
         .iter()
@@ -195,10 +201,16 @@ async fn an_archive_of_the_ztf_fixtures_answers_like_psql_with_the_original_aler
         assert_eq!(refs, want, "{filter}");
     }
     let bright = psql_rows(&pg, "select count(*) from ztf_alerts where magpsf < 18")?;
-    ensure!(bright[0][0] != "0", "the fixtures hold alerts brighter than 18");
+    ensure!(
+        bright[0][0] != "0",
+        "the fixtures hold alerts brighter than 18"
+    );
 
     // A cone (brighter than 18 in it) equals the exact distance over psql's positions.
-    let positions = psql_rows(&pg, "select ref, ra, dec, magpsf from ztf_alerts order by id")?;
+    let positions = psql_rows(
+        &pg,
+        "select ref, ra, dec, magpsf from ztf_alerts order by id",
+    )?;
     let (ra0, dec0): (f64, f64) = (positions[0][1].parse()?, positions[0][2].parse()?);
     for radius in [0.01, 5.0, 40.0] {
         let mut req = query_request("magpsf < 18.5");
@@ -212,8 +224,11 @@ async fn an_archive_of_the_ztf_fixtures_answers_like_psql_with_the_original_aler
         let want: Vec<&str> = positions
             .iter()
             .filter(|r| {
-                let (ra, dec, mag): (f64, f64, f64) =
-                    (r[1].parse().unwrap(), r[2].parse().unwrap(), r[3].parse().unwrap());
+                let (ra, dec, mag): (f64, f64, f64) = (
+                    r[1].parse().unwrap(),
+                    r[2].parse().unwrap(),
+                    r[3].parse().unwrap(),
+                );
                 mag < 18.5 && angular_distance(ra0, dec0, ra, dec) <= radius
             })
             .map(|r| r[0].as_str())
@@ -284,7 +299,10 @@ async fn an_archive_of_the_ztf_fixtures_answers_like_psql_with_the_original_aler
     let n = records.len() as f64;
     gateway
         .wait_metrics("archive metrics", |m| {
-            m.value("alertmesh_archive_rows_total", &[("archive", "ztf_archive")]) == n
+            m.value(
+                "alertmesh_archive_rows_total",
+                &[("archive", "ztf_archive")],
+            ) == n
                 && m.get("alertmesh_archive_lag", &[("archive", "ztf_archive")]) == Some(0.0)
         })
         .await?;
@@ -352,7 +370,7 @@ async fn the_archive_is_exactly_once_across_kill_9_during_ingest() -> Result<()>
             mid_ingest += 1;
         }
         broker.produce_all(TOPIC, &round).await?;
-    produced += round.len();
+        produced += round.len();
         gateway.start_again().await?;
     }
     if let Err(e) = wait_rows(&pg, produced).await {
@@ -457,7 +475,10 @@ columns = [{ name = "dec", path = "candidate.dec", type = "float8" }]"#,
         .await?;
         let stderr = String::from_utf8_lossy(&output.stderr);
         assert_eq!(output.status.code(), Some(64), "case {i}: {stderr}");
-        assert!(stderr.contains(message), "case {i}: want {message:?} in:\n{stderr}");
+        assert!(
+            stderr.contains(message),
+            "case {i}: want {message:?} in:\n{stderr}"
+        );
     }
     // A good one passes.
     let path = dir.path().join("good.toml");
@@ -481,4 +502,3 @@ columns = [{ name = "dec", path = "candidate.dec", type = "float8" }]"#,
     );
     Ok(())
 }
-

@@ -225,8 +225,14 @@ mod tests {
 
     #[test]
     fn values_become_cells_of_their_column_type_or_null() {
-        assert_eq!(Cell::of(ColumnKind::Float8, &Value::Int(3)), Cell::Float(Some(3.0)));
-        assert_eq!(Cell::of(ColumnKind::Int8, &Value::Double(3.5)), Cell::Int(None));
+        assert_eq!(
+            Cell::of(ColumnKind::Float8, &Value::Int(3)),
+            Cell::Float(Some(3.0))
+        );
+        assert_eq!(
+            Cell::of(ColumnKind::Int8, &Value::Double(3.5)),
+            Cell::Int(None)
+        );
         assert_eq!(
             Cell::of(ColumnKind::Int8, &Value::Long(i64::MAX)),
             Cell::Int(Some(i64::MAX))

@@ -142,7 +142,10 @@ async fn once(job: &Job) -> Result<std::convert::Infallible, Failure> {
             .map_err(|e| e.to_string())?;
     }
     consumer.assign(&tpl).map_err(|e| e.to_string())?;
-    *job.status.last_error.lock().unwrap_or_else(|p| p.into_inner()) = String::new();
+    *job.status
+        .last_error
+        .lock()
+        .unwrap_or_else(|p| p.into_inner()) = String::new();
     tracing::info!(archive = %a.name, table = %a.table.join("."), partitions = partitions.len(), "archive ingest started");
 
     let (tx, mut rx) = mpsc::channel::<Vec<Row>>(QUEUE);
@@ -233,11 +236,15 @@ async fn connect(db: &DatabaseConfig) -> Result<Client, Failure> {
     }
     config.connect_timeout(db.connect_timeout);
     config.application_name("alertmesh-archive");
-    let (client, connection) =
-        tokio::time::timeout(db.connect_timeout, config.connect(NoTls))
-            .await
-            .map_err(|_| format!("database {name:?} did not answer within {:?}", db.connect_timeout))?
-            .map_err(|e| format!("database {name:?} cannot be reached: {e}"))?;
+    let (client, connection) = tokio::time::timeout(db.connect_timeout, config.connect(NoTls))
+        .await
+        .map_err(|_| {
+            format!(
+                "database {name:?} did not answer within {:?}",
+                db.connect_timeout
+            )
+        })?
+        .map_err(|e| format!("database {name:?} cannot be reached: {e}"))?;
     tokio::spawn(async move {
         if let Err(e) = connection.await {
             tracing::debug!(error = %e, "archive database connection ended");

@@ -54,7 +54,13 @@ pub(crate) fn create(a: &ArchiveConfig) -> Vec<String> {
         format!("ALTER TABLE {t} ALTER COLUMN \"payload\" SET STORAGE EXTERNAL"),
     ];
     // Index names are derived from the table's (cut to stay within 63 bytes).
-    let base: String = a.table.last().map_or("", String::as_str).chars().take(40).collect();
+    let base: String = a
+        .table
+        .last()
+        .map_or("", String::as_str)
+        .chars()
+        .take(40)
+        .collect();
     let index = |suffix: &str| quote_identifier(&format!("{base}_{suffix}"));
     out.push(format!(
         "CREATE INDEX IF NOT EXISTS {} ON {t} (\"object_id\")",
@@ -84,7 +90,11 @@ pub(crate) fn regclass(a: &ArchiveConfig) -> String {
 pub(crate) fn missing(a: &ArchiveConfig, have: &[(String, String)]) -> Vec<String> {
     let want = std::iter::once(("id", "bigint"))
         .chain(FIXED.iter().map(|(n, t)| (*n, type_name(t))))
-        .chain(a.columns.iter().map(|c| (c.name.as_str(), kind_name(c.kind))));
+        .chain(
+            a.columns
+                .iter()
+                .map(|c| (c.name.as_str(), kind_name(c.kind))),
+        );
     let mut out = Vec::new();
     for (name, ty) in want {
         match have.iter().find(|(n, _)| n == name) {

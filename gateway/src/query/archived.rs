@@ -182,7 +182,11 @@ impl Declared {
             let c = row::convert(r, &d.shape, d.order, d.key)?;
             let (order, size) = (c.order, c.json.len());
             let q = &self.config;
-            return Ok((order, row::alert(gateway, &q.name, &q.namespace, c, json), size));
+            return Ok((
+                order,
+                row::alert(gateway, &q.name, &q.namespace, c, json),
+                size,
+            ));
         };
         a.alert(r, d)
             .map(|(order, alert)| {
@@ -244,9 +248,11 @@ impl Archived {
         let schema = get::<String>(r, at + 2)?.unwrap_or_default();
         let key = bytes(at + 3)?;
         let headers = match bytes(at + 4)? {
-            Some(b) => v1::Alert::decode(b.as_slice())
-                .map_err(|e| Error::Internal(format!("archive row: stored headers: {e}")))?
-                .headers,
+            Some(b) => {
+                v1::Alert::decode(b.as_slice())
+                    .map_err(|e| Error::Internal(format!("archive row: stored headers: {e}")))?
+                    .headers
+            }
             None => Vec::new(),
         };
         // As a record is encoded when read: a UTF-8 key is its mesh key.

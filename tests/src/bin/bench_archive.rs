@@ -91,8 +91,11 @@ columns = [
 impl Bench {
     async fn measure(&self, v: Variant, round: usize) -> Result<Measured> {
         let n = self.n;
-        let spec = GatewaySpec::new(&format!("bench-r{round}"), &self.broker.bootstrap())
-            .topic(SOURCE_TOPIC, "ZTF", "avro-ocf");
+        let spec = GatewaySpec::new(&format!("bench-r{round}"), &self.broker.bootstrap()).topic(
+            SOURCE_TOPIC,
+            "ZTF",
+            "avro-ocf",
+        );
         let dst = format!("bench.dst.r{round}");
         let table = format!("bench_r{round}");
         let spec = match v {
@@ -134,7 +137,11 @@ impl Bench {
                 break now;
             }
             if now > deadline {
-                bail!("{}: {c} of {n} after {MEASURE_TIMEOUT:?}\n{}", v.label(), g.stderr_tail(20));
+                bail!(
+                    "{}: {c} of {n} after {MEASURE_TIMEOUT:?}\n{}",
+                    v.label(),
+                    g.stderr_tail(20)
+                );
             }
             tokio::time::sleep(POLL_EVERY).await;
         };
@@ -144,8 +151,8 @@ impl Bench {
         match v {
             Variant::Mirror => {
                 let (b, t) = (self.broker.bootstrap(), dst.clone());
-                let count =
-                    tokio::task::spawn_blocking(move || count_records(&b, &t, PARTITIONS)).await??;
+                let count = tokio::task::spawn_blocking(move || count_records(&b, &t, PARTITIONS))
+                    .await??;
                 ensure!(count == n, "mirror destination holds {count}, want {n}");
                 delete_topics(&self.broker.bootstrap(), &[&dst, &format!("{dst}.dlq")]).await;
             }
