@@ -161,3 +161,64 @@ pub(crate) fn copy_types(a: &ArchiveConfig) -> Vec<tokio_postgres::types::Type> 
         .chain(a.columns.iter().map(|c| sql(c.kind.sql())))
         .collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::ArchiveColumn;
+    use alertmesh_alert::path::FieldPath;
+
+    fn archive() -> ArchiveConfig {
+        ArchiveConfig {
+            name: "a".into(),
+            topic: "ztf.alerts".into(),
+            database: "db".into(),
+            table: vec!["arch".into(), "ZTF_alerts".into()],
+            query: "a".into(),
+            columns: vec![ArchiveColumn {
+                name: "magPsf".into(),
+                path: FieldPath::parse("candidate.magpsf").unwrap(),
+                kind: ColumnKind::Float8,
+            }],
+            ra: None,
+            dec: Some("magPsf".into()),
+            description: String::new(),
+            public: false,
+            batch_rows: 10,
+            batch_wait: std::time::Duration::from_millis(1),
+            poll_interval: std::time::Duration::from_millis(100),
+        }
+    }
+
+    #[test]
+    fn statements_quote_every_identifier_and_agree_on_columns() {
+        let a = archive();
+        let create = create(&a);
+        assert!(create[0].starts_with("CREATE TABLE IF NOT EXISTS \"arch\".\"ZTF_alerts\" ("));
+        assert!(create[0].contains("\"magPsf\" float8"));
+        assert!(create[0].contains("UNIQUE (\"kafka_partition\", \"kafka_offset\")"));
+        assert!(create
+            .iter()
+            .any(|s| s.contains("\"ZTF_alerts_dec_idx\" ON \"arch\".\"ZTF_alerts\" (\"magPsf\")")));
+        let copy = copy(&a);
+        assert!(copy.ends_with("\"kafka_headers\", \"magPsf\") FROM STDIN (FORMAT binary)"));
+        assert_eq!(copy_types(&a).len(), FIXED.len() + 1);
+        // A table as created fits; one lacking or mistyping a column is named.
+        let mut have: Vec<(String, String)> = vec![("id".into(), "bigint".into())];
+        have.extend(
+            FIXED
+                .iter()
+                .map(|(n, t)| ((*n).into(), type_name(t).into())),
+        );
+        have.push(("magPsf".into(), "double precision".into()));
+        assert!(missing(&a, &have).is_empty());
+        have.pop();
+        have.push(("magPsf".into(), "text".into()));
+        assert_eq!(
+            missing(&a, &have),
+            ["column \"magPsf\" is text, not double precision"]
+        );
+        have.retain(|(n, _)| n != "payload");
+        assert_eq!(missing(&a, &have).len(), 2);
+    }
+}
