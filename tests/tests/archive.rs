@@ -344,9 +344,9 @@ async fn the_archive_is_exactly_once_across_kill_9_during_ingest() -> Result<()>
     let broker = Broker::start("archive-kill").await?;
     broker.create_topic(TOPIC, 3).await?;
     let fixtures = ztf_records(3, now_ms() - 60_000, 1)?;
-    // 20 copies of the fixtures per round: many small batches to be killed among.
+    // 10 copies of the fixtures per round: many small batches to be killed among.
     let round: Vec<alertmesh_tests::Record> =
-        (0..20).flat_map(|_| fixtures.iter().cloned()).collect();
+        (0..10).flat_map(|_| fixtures.iter().cloned()).collect();
     let mut produced = 0usize;
     broker.produce_all(TOPIC, &round).await?;
     produced += round.len();

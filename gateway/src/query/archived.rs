@@ -188,17 +188,13 @@ impl Declared {
                 size,
             ));
         };
-        a.alert(r, d)
-            .map(|(order, alert)| {
-                let size = alert.payload.len() + alert.json.len();
-                (order, alert, size)
-            })
-            .map(|(o, mut alert, size)| {
-                if json {
-                    a.to_json(&mut alert);
-                }
-                (o, alert, size)
-            })
+        let (order, mut alert) = a.alert(r, d)?;
+        if json {
+            a.to_json(&mut alert);
+        }
+        // What the batch carries: JSON output is larger than the payload it decodes.
+        let size = alert.payload.len() + alert.json.len();
+        Ok((order, alert, size))
     }
 }
 
