@@ -79,11 +79,17 @@ impl Queries {
                 registry: Arc::clone(&config.alert.registry),
                 visible: a.query_columns().len(),
             };
+            // One pool per database, shared with its [[queries]] and other archives.
+            let pool = self
+                .declared
+                .values()
+                .find(|d| d.config.database == db.name)
+                .map_or_else(|| Pool::new(db), |d| Arc::clone(&d.pool));
             self.declared.insert(
                 q.name.clone(),
                 Arc::new(Declared {
                     config: q,
-                    pool: Pool::new(db),
+                    pool,
                     described: OnceCell::new(),
                     archive: Some(archived),
                 }),
