@@ -295,8 +295,37 @@ async fn an_archive_of_the_ztf_fixtures_answers_like_psql_with_the_original_aler
         ]
     );
 
+    // With follow: the archived alerts, then those archived later, each once.
+    let mut req = query_request("");
+    req.follow = true;
+    let mut stream = client.query(req).await?.into_inner();
+    let mut followed: Vec<v1::Alert> = Vec::new();
+    let more = records.len() + 5;
+    while followed.len() < more {
+        if followed.len() == records.len() {
+            broker.produce_all(TOPIC, &records[..5]).await?;
+        }
+        let batch = tokio::time::timeout(WAIT, stream.message())
+            .await
+            .context("follow: no batch in time")??
+            .context("follow: the stream ended")?;
+        followed.extend(batch.alerts);
+    }
+    drop(stream);
+    assert_eq!(followed.len(), more, "no repeats");
+    assert_eq!(followed[..records.len()], all[..]);
+    let later_refs: Vec<&str> = followed[records.len()..]
+        .iter()
+        .map(|a| a.r#ref.as_str())
+        .collect();
+    let want = psql_rows(&pg, "select ref from ztf_alerts order by id offset 45")?;
+    assert_eq!(
+        later_refs,
+        want.iter().map(|r| r[0].as_str()).collect::<Vec<_>>()
+    );
+
     // /metrics counts the rows and shows no lag.
-    let n = records.len() as f64;
+    let n = more as f64;
     gateway
         .wait_metrics("archive metrics", |m| {
             m.value(
@@ -325,7 +354,7 @@ async fn an_archive_of_the_ztf_fixtures_answers_like_psql_with_the_original_aler
         .into_inner();
     assert_eq!(&fetched, gone);
     let again = query_all(&mut client, query_request("")).await?;
-    assert_eq!(again, all);
+    assert_eq!(again, followed);
     let missing = client
         .fetch(v1::FetchRequest {
             r#ref: format!("am://lasair/{TOPIC}/0/999"),
