@@ -7,7 +7,7 @@
 # Sizes are the benchmarks' documented defaults; their environment variables change them
 # (BENCH_ROUNDS, BENCH_N_1K, ... for bench_subscribe; BENCH_MIRROR_N, ... for bench_mirror;
 # BENCH_SECONDS for decode_filter; BENCH_AUTH_N, BENCH_AUTH_SIZE, BENCH_AUTH_ROUNDS for
-# bench_auth). BENCH_ONLY="bench_subscribe bench_mirror" runs a subset.
+# bench_auth; BENCH_ARCHIVE_N, BENCH_ARCHIVE_ROUNDS for bench_archive). BENCH_ONLY="bench_subscribe bench_mirror" runs a subset.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
@@ -21,7 +21,11 @@ if [ -z "${TANSU_BIN:-}" ]; then
   TANSU_BIN=$(./scripts/devenv.sh)
   export TANSU_BIN
 fi
-only=${BENCH_ONLY:-decode_filter bench_subscribe bench_auth bench_mirror}
+only=${BENCH_ONLY:-decode_filter bench_subscribe bench_auth bench_mirror bench_archive}
+if [ -z "${PG_BIN:-}" ]; then
+  PG_BIN=$(./scripts/postgres.sh)
+  export PG_BIN
+fi
 
 mkdir -p "$out"
 echo "== bench: building the release gateway and benchmarks" >&2
@@ -97,6 +101,11 @@ summarize() {
         /^[0-9]+ KB +[0-9]/{ printf "| bench_mirror | lag, %s %s at %s/s sent | p50 %s ms, p99 %s ms, max %s ms | |\n",
           $1, $2, $4, $6, $8, $9 }' "$file"
       ;;
+    bench_archive)
+      # "| archive (topic -> PostgreSQL) | alerts/s | ratio× (lo–hi) |"
+      awk -F' *\\| *' '/^\| archive /{ r = $4; sub(/× .*/, "", r); range = $4; sub(/.*\(/, "", range); sub(/\).*/, "", range);
+        printf "| bench_archive | archive ingest / mirror (%s alerts/s) | %s× | %s |\n", $3, r, range }' "$file"
+      ;;
   esac
 }
 
@@ -106,6 +115,7 @@ run decode_filter $cargo bench -q -p alertmesh-alert --bench decode_filter
 run bench_subscribe "$bin/bench_subscribe"
 run bench_auth "$bin/bench_auth" ${BENCH_AUTH_N:-20000} ${BENCH_AUTH_SIZE:-8192} ${BENCH_AUTH_ROUNDS:-5}
 run bench_mirror "$bin/bench_mirror"
+run bench_archive "$bin/bench_archive"
 
 commit=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)
 dirty=

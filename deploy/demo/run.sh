@@ -11,16 +11,22 @@
 #                fink.lcfit, fink.xmatch, fink.class: what fink's science filters
 #                (fink_filters.py, alertmesh.run_filter) derive from its copy
 #
+# lasair also archives its ztf.alerts in PostgreSQL (a throwaway cluster on :15432, in a
+# temporary directory, deleted on exit) and serves the archive as the query ztf.history.
+#
 # Then a live summary every 2 s until Ctrl-C (or SIGTERM), which stops everything.
 # Environment: DEMO_SECONDS=N stops by itself after about N seconds and exits 0 only if
 # every hop copied alerts and a classification's provenance walks back to the survey
-# (derived_check.py); DEMO_RATE (alerts/s, default 10); ALERTMESH_BIN; TANSU_BIN.
+# (derived_check.py); DEMO_RATE (alerts/s, default 10); ALERTMESH_BIN; TANSU_BIN;
+# PG_BIN (PostgreSQL's server binaries; scripts/postgres.sh installs them when missing).
 # Generated keys, certificates, tokens and logs go to .demo/ (git-ignored).
 set -euo pipefail
 root=$(cd "$(dirname "$0")/../.." && pwd)
 cd "$root"
 am=${ALERTMESH_BIN:-$root/target/debug/alertmesh}
 tansu=${TANSU_BIN:-$(./scripts/devenv.sh)}
+pg_bin=${PG_BIN:-$(./scripts/postgres.sh)}
+pg_port=15432
 seconds=${DEMO_SECONDS:-0}
 rate=${DEMO_RATE:-10}
 demo=deploy/demo
@@ -39,7 +45,7 @@ ztf=(alert/tests/fixtures/ztf/fink-ztf-public-2020-01-01/*.avro)
 [ -x "$am" ] || { echo "error: $am not found; run 'make build' first" >&2; exit 1; }
 "$py" -c 'import grpc, google.protobuf, fastavro' 2>/dev/null ||
   { echo "error: $py lacks grpcio, protobuf or fastavro; run ./scripts/devenv.sh" >&2; exit 1; }
-for port in "${kafka_ports[@]}" "${grpc_ports[@]}" "${http_ports[@]}"; do
+for port in "${kafka_ports[@]}" "${grpc_ports[@]}" "${http_ports[@]}" "$pg_port"; do
   if (exec 3<>/dev/tcp/127.0.0.1/"$port") 2>/dev/null; then
     echo "error: port $port on 127.0.0.1 is in use (another demo running?); stop what listens there and retry" >&2
     exit 2
@@ -52,6 +58,7 @@ done
 # its own session (setsid), so Ctrl-C reaches only this script, which stops them in order.
 gateways=() feeds=() brokers=()
 cleaned=
+pg_dir=
 # Sends SIGTERM to the given pids and waits up to 5 s for them, then SIGKILL.
 stop() {
   [ $# -eq 0 ] && return
@@ -74,6 +81,7 @@ cleanup() {
   stop "${feeds[@]}"
   stop "${brokers[@]}"
   wait 2>/dev/null || true
+  if [ -n "$pg_dir" ]; then rm -rf "$pg_dir"; fi
   echo "stopped; logs in .demo/*.log" >&2
 }
 trap cleanup EXIT
@@ -122,6 +130,36 @@ for t in "${derived[@]}"; do
   "$tansu" topic create "$t" --broker "tcp://127.0.0.1:${kafka_ports[2]}" --partitions 3 >>"$work/tansu-fink.log" 2>&1
 done
 
+step "lasair's archive database: a throwaway PostgreSQL cluster on :$pg_port (user lasair, database lasair)"
+# In /tmp rather than .demo: the server may run as user postgres (initdb refuses root),
+# which must be able to reach its data directory.
+pg_dir=$(mktemp -d /tmp/alertmesh-demo-pg.XXXXXX)
+as_pg=()
+if [ "$(id -u)" -eq 0 ]; then
+  chown postgres: "$pg_dir"
+  # setpriv executes the server in place (no parent left between), so stopping the pid
+  # stops PostgreSQL.
+  as_pg=(setpriv --reuid=postgres --regid=postgres --init-groups)
+fi
+"${as_pg[@]}" "$pg_bin/initdb" -D "$pg_dir/data" -U postgres --auth-host=scram-sha-256 --auth-local=trust \
+  --encoding=UTF8 --no-sync >"$work/initdb.log" 2>&1
+setsid "${as_pg[@]}" "$pg_bin/postgres" -D "$pg_dir/data" -c listen_addresses=127.0.0.1 -c port=$pg_port \
+  -c unix_socket_directories="$pg_dir" -c log_min_messages=warning >"$work/postgres.log" 2>&1 &
+brokers+=($!)
+mkdir -p "$work/lasair"
+pg_password=$(python3 -c 'import secrets; print(secrets.token_urlsafe(18))')
+printf '%s\n' "$pg_password" >"$work/lasair/pg-password"
+chmod 600 "$work/lasair/pg-password"
+for _ in $(seq 100); do
+  "$pg_bin/pg_isready" -q -h "$pg_dir" -p $pg_port && break
+  sleep 0.1
+done
+"${as_pg[@]}" "$pg_bin/psql" -X -q -h "$pg_dir" -p $pg_port -U postgres -d postgres -v ON_ERROR_STOP=1 \
+  -v pw="$pg_password" >>"$work/initdb.log" 2>&1 <<'SQL'
+CREATE ROLE lasair LOGIN PASSWORD :'pw';
+CREATE DATABASE lasair OWNER lasair;
+SQL
+
 step "lasair's credentials (.demo/lasair/keys): signing key, dev mesh CA, gateway certificate"
 "$am" creds init --config $demo/lasair.toml --dev-tls 2>>"$work/creds.log"
 ca=$work/lasair/keys/mesh-ca.crt
@@ -136,7 +174,8 @@ install -m 600 "$work/lasair/keys/mesh-ca/fink.key" "$work/fink/fink.key"
 install -m 644 "$work/lasair/keys/mesh-ca/fink.pem" "$work/fink/fink.pem"
 install -m 644 "$ca" "$work/fink/lasair-ca.crt"
 # For you (Python, CLI): alice reads ztf.*; the operator (this script) reads mirror status.
-"$am" creds issue --config $demo/lasair.toml --sub alice --scope 'subscribe:ztf.*' --scope 'fetch:ztf.*' --ttl 12h \
+"$am" creds issue --config $demo/lasair.toml --sub alice --scope 'subscribe:ztf.*' --scope 'fetch:ztf.*' \
+  --scope 'query:ztf.*' --ttl 12h \
   >"$work/alice.jwt" 2>>"$work/creds.log"
 "$am" creds cert --config $demo/lasair.toml --name alice 2>>"$work/creds.log"
 "$am" creds issue --config $demo/lasair.toml --sub operator --scope admin --ttl 12h \
@@ -186,7 +225,12 @@ Subscribe from Python (pip install ./clients/python):
     gw = Gateway("https://127.0.0.1:29052", token=".demo/alice.jwt", ca=".demo/lasair/keys/mesh-ca.crt",
                  cert=".demo/alice.pem", key=".demo/alice.key"); next(iter(gw.subscribe("ztf.bright")))
 
+  lasair's archive of ztf.alerts in PostgreSQL, as the query ztf.history (original alerts):
+    [a.record["objectId"] for a in gw.query("ztf.history", where="magpsf < 18", limit=5)]
+
   or the CLI: $am subscribe --gateway http://127.0.0.1:29053 --topic ztf.alerts --omit-cutouts
+    $am query ztf.history --where 'magpsf < 18' --limit 5 --gateway https://127.0.0.1:29052 \
+      --token .demo/alice.jwt --ca .demo/lasair/keys/mesh-ca.crt --cert .demo/alice.pem --key .demo/alice.key
   fink's derived records, and the provenance of a classification back to the survey alert:
     $am subscribe --gateway http://127.0.0.1:29053 --topic fink.class --from earliest --until now
     $am provenance --gateway http://127.0.0.1:29053 am://fink/fink.class/0/0

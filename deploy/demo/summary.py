@@ -62,7 +62,7 @@ def scrape(gateway):
         m = LINE.match(line)
         if m:
             labels = dict(re.findall(r'(\w+)="([^"]*)"', m.group(2) or ""))
-            label = labels.get("mirror") or labels.get("topic") or ""
+            label = labels.get("mirror") or labels.get("topic") or labels.get("archive") or ""
             out[(m.group(1), label)] = float(m.group(3))
     return out
 
@@ -89,6 +89,7 @@ def main():
     started = time.monotonic()
     copied = {name: 0.0 for _, _, name in HOPS}
     served = 0.0
+    archived = 0.0
     shown = 0
     prev, prev_t = {g: scrape(g) for g in METRICS}, started  # the baseline of the rates
     while True:
@@ -121,6 +122,12 @@ def main():
             lines.append(f"  {label:<37} {per_s(gw, key_c):>8} {c:7.0f} {lag:6.2f}  {state[:12]}")
             if err:
                 lines.append(f"    {name}: {err}"[:WIDTH])
+        key_a = ("alertmesh_archive_rows_total", "ztf-archive")
+        rows = snap["lasair"].get(key_a, 0.0)
+        archived = max(archived, rows)
+        lag = snap["lasair"].get(("alertmesh_archive_lag", "ztf-archive"), 0.0)
+        lines.append(f"  {'lasair ztf.alerts -> PostgreSQL':<37} {per_s('lasair', key_a):>8}"
+                     f" {rows:7.0f} {lag:5.0f}a  archive")
         if tty and shown:
             # Redraw the summary in place: up over the previous one, clear to the end.
             sys.stdout.write(f"\033[{shown}F\033[J")
@@ -129,13 +136,14 @@ def main():
         prev, prev_t = snap, now
         if seconds and now - started >= seconds:
             break
-    ok = served > 0 and all(v > 0 for v in copied.values())
+    ok = served > 0 and all(v > 0 for v in copied.values()) and archived > 0
     # Short lines, each whole on an 80-column terminal; the first one says the verdict.
     print(f"demo: {'every hop copied alerts' if ok else 'NOT every hop copied alerts'}",
           flush=True)
     print(f"demo:   survey served {served:.0f} (all subscribers of ztf.raw)", flush=True)
     for n, v in copied.items():
         print(f"demo:   {n} copied {v:.0f}", flush=True)
+    print(f"demo:   lasair archived {archived:.0f} (query ztf.history)", flush=True)
     return 0 if ok else 1
 
 

@@ -10,6 +10,7 @@ use std::time::Duration;
 use alertmesh_alert::naming::{check_gateway_name, check_topic};
 use alertmesh_alert::{Format, Registry};
 
+mod archives;
 mod files;
 mod mirrors;
 mod properties;
@@ -19,6 +20,7 @@ mod reader;
 mod registry;
 mod security;
 
+pub use archives::{ArchiveColumn, ArchiveConfig, ColumnKind, ARCHIVE_COLUMNS};
 pub use mirrors::MirrorConfig;
 pub(crate) use properties::kafka_error_text;
 pub use properties::Secrets;
@@ -51,6 +53,8 @@ pub struct Config {
     pub databases: Vec<DatabaseConfig>,
     /// `[[queries]]`: database rows served as streams of alerts.
     pub queries: Vec<QueryConfig>,
+    /// `[[archives]]`: topics kept in database tables and served as queries.
+    pub archives: Vec<ArchiveConfig>,
     /// `[auth]`: token authentication; `None` serves everyone as anonymous.
     pub auth: Option<AuthConfig>,
     /// `[tls]`: TLS (and mutual TLS) on both ports; `None` serves plaintext.
@@ -463,6 +467,7 @@ impl Config {
                 });
             }
         }
+        let archives = archives::read(r, &mut root, &databases, &queries, &out);
         r.unknown(root, "");
 
         let listen = listen?;
@@ -492,6 +497,7 @@ impl Config {
             topics: out,
             databases,
             queries,
+            archives,
             auth,
             tls,
             file: None,

@@ -15,6 +15,7 @@
 //! - `mirrors`: the `[[mirrors]]` jobs as the gateway runs and reports them.
 //! - `provenance`: the graph behind an alert ref, walked across gateways.
 //! - `query`: `[[queries]]`, database rows streamed as alerts (PostgreSQL).
+//! - `archive`: `[[archives]]`, topics kept in PostgreSQL tables exactly once.
 //! - `catalog`: the exposed topics, their descriptions and partitions.
 //! - `tail`: the shared live tail per topic that caught-up subscribers read from.
 //! - `kafka`: librdkafka clients; its `cluster` is the handle for look-ups and the one
@@ -34,6 +35,7 @@ pub mod cli;
 pub mod config;
 
 mod admin;
+mod archive;
 mod auth;
 mod catalog;
 mod conn_guard;

@@ -52,6 +52,11 @@ pub(crate) struct RefusalLabels {
     pub reason: RefusalReason,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub(crate) struct ArchiveLabels {
+    pub archive: String,
+}
+
 /// Every metric the gateway exports.
 #[derive(Debug, Default)]
 pub(crate) struct Metrics {
@@ -68,6 +73,9 @@ pub(crate) struct Metrics {
     pub fallbacks: Counter,
     pub cursor_commits: Counter,
     pub auth_refused: Family<RefusalLabels, Counter>,
+    pub archive_rows: Family<ArchiveLabels, Counter>,
+    pub archive_lag: Family<ArchiveLabels, Gauge>,
+    pub archive_errors: Family<ArchiveLabels, Counter>,
 }
 
 impl Metrics {
@@ -138,6 +146,21 @@ impl Metrics {
             "auth_refused",
             "Calls refused by authentication or authorization, by reason",
             self.auth_refused.clone(),
+        );
+        r.register(
+            "archive_rows",
+            "Rows written to archive tables since start, by archive",
+            self.archive_rows.clone(),
+        );
+        r.register(
+            "archive_lag",
+            "Records in Kafka not yet in the archive table, by archive",
+            self.archive_lag.clone(),
+        );
+        r.register(
+            "archive_errors",
+            "Times an archive's ingest stopped on an error and restarted, by archive",
+            self.archive_errors.clone(),
         );
     }
 

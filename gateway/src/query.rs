@@ -11,6 +11,7 @@
 //! statement timeout, and reads at most one batch of rows, so memory stays flat whatever
 //! the result size and no connection is held between batches.
 
+mod archived;
 mod pool;
 mod row;
 mod sql;
@@ -57,6 +58,8 @@ pub(crate) struct Declared {
     pool: Arc<Pool>,
     /// The columns' types, learned from the database on first use.
     described: OnceCell<Arc<Described>>,
+    /// Set for the query of an `[[archives]]` entry: its rows are the archived alerts.
+    archive: Option<archived::Archived>,
 }
 
 #[derive(Debug)]
@@ -87,6 +90,7 @@ impl Queries {
                         config: q.clone(),
                         pool,
                         described: OnceCell::new(),
+                        archive: None,
                     }),
                 ))
             })
@@ -128,7 +132,7 @@ impl Queries {
                     name: q.name.clone(),
                     namespace: q.namespace.clone(),
                     description: q.description.clone(),
-                    columns: q.columns.clone(),
+                    columns: d.visible_columns().to_vec(),
                     key: q.key.clone(),
                     order: q.order.clone(),
                     ra: q.ra.clone().unwrap_or_default(),
@@ -154,6 +158,7 @@ impl Queries {
                     .map_err(|e| Error::InvalidArgument(format!("where: {e}")))?,
             ),
         };
+        declared.check_filter(filter.as_ref())?;
         let cone = req
             .cone
             .as_ref()

@@ -94,11 +94,17 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
         &streams,
     )?);
     tasks.spawn(Arc::clone(&mirrors).export(streams.clone()));
-    let queries = Arc::new(crate::query::Queries::new(
+    let mut queries = crate::query::Queries::new(&config, streams.clone(), tasks.clone());
+    queries.add_archives(&config, &decoder);
+    let queries = Arc::new(queries);
+    crate::archive::start(
         &config,
-        streams.clone(),
-        tasks.clone(),
-    ));
+        &kafka,
+        Arc::clone(&decoder),
+        Arc::clone(&metrics),
+        &streams,
+        &tasks,
+    );
     tasks.spawn(Arc::clone(&mirrors).watch(streams.clone()));
     let service = service::server(service::Parts {
         gateway: gw.name.clone(),

@@ -20,8 +20,8 @@ use alertmesh_tests::cli::alertmesh_bin;
 use anyhow::{ensure, Context, Result};
 
 /// The ports of `deploy/demo/*.toml`: Kafka, gRPC and HTTP of survey, lasair and fink.
-const PORTS: [u16; 9] = [
-    19091, 19092, 19093, 29051, 29052, 29053, 29461, 29462, 29463,
+const PORTS: [u16; 10] = [
+    19091, 19092, 19093, 29051, 29052, 29053, 29461, 29462, 29463, 15432,
 ];
 /// Exit status of run.sh when one of its ports is in use.
 const PORT_IN_USE: i32 = 2;
@@ -213,6 +213,12 @@ fn the_demo_mesh_copies_alerts_at_every_hop_and_stops_cleanly() -> Result<()> {
         let n = copied(last, mirror).with_context(|| format!("no count for {mirror}: {last}"))?;
         ensure!(n > 0, "{mirror} copied nothing: {last}");
     }
+    // lasair archived what it mirrored (query ztf.history).
+    let archived: u64 = last
+        .split_once("lasair archived ")
+        .and_then(|(_, rest)| rest.split(' ').next()?.parse().ok())
+        .with_context(|| format!("no archive count: {last}"))?;
+    ensure!(archived > 0, "lasair archived nothing: {last}");
     // The README shows the summary as it is printed: its column header and hop labels.
     let readme = std::fs::read_to_string(root().join("README.md"))?;
     let shown = readme

@@ -56,8 +56,10 @@ class QueryStream(CancellableStream):
         self._reconnect = reconnect
         self._backoff = backoff or Backoff()
         self.resume_token = request.resume_token
-        # The order value (offset) of the last row delivered: rows come in its order.
-        self._last: int | None = None
+        # Rows delivered after the last resume token taken: a reconnect resumes at that
+        # token, so this many rows come again and are skipped. (Counted rather than compared
+        # by offset: an archive's rows carry their Kafka offsets, not the query's order.)
+        self._since_token = 0
         self.delivered = 0
         self.reconnects = 0
 
@@ -76,7 +78,8 @@ class QueryStream(CancellableStream):
         req.CopyFrom(self._request)
         req.resume_token = self.resume_token
         if self._limit is not None:
-            req.limit = self._limit - self.delivered
+            # Rows after the token taken that were delivered come again (and are skipped).
+            req.limit = self._limit - self.delivered + self._since_token
         return req
 
     def _run(self) -> Iterator[Alert]:
@@ -87,21 +90,24 @@ class QueryStream(CancellableStream):
             self._call = call
             if self._closed.is_set():
                 call.cancel()
+            skip = self._since_token
             try:
                 for batch in call:
                     self._backoff.reset()
                     for m in batch.alerts:
-                        if self._last is not None and m.offset <= self._last:
+                        if skip:
+                            skip -= 1
                             continue  # delivered before a reconnect
-                        self._last = m.offset
+                        self._since_token += 1
                         alert = Alert.from_pb(m)
                         alert.record = from_gateway_json(m.json if m.json else m.payload)
                         self.delivered += 1
                         yield alert
                     # Only once every row of the batch was taken: a token past rows the
                     # caller never saw would lose them on a reconnect.
-                    if batch.resume_token:
+                    if batch.resume_token and not skip:
                         self.resume_token = batch.resume_token
+                        self._since_token = 0
                 return  # the stream ended with OK
             except grpc.RpcError as err:
                 if self._closed.is_set() and err.code() == grpc.StatusCode.CANCELLED:

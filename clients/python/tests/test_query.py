@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from alertmesh import Gateway, InvalidArgument, NotFound
-from harness import Stack, free_port, wait_for
+from harness import TOPIC, Stack, fixture_files, free_port, wait_for
 
 PASSWORD = "alertmesh-py-test"
 ROWS = 500
@@ -179,3 +179,54 @@ def test_query_follow_yields_rows_inserted_later_once_each(pg: Postgres, qstack:
                 stream.close()
         assert ids == list(range(496, ROWS + 6))
         pg.psql(f"delete from objects where id > {ROWS}")
+
+
+def test_an_archive_is_a_query_of_the_original_alerts(pg: Postgres, tmp_path: Path) -> None:
+    """``[[archives]]``: the topic kept in PostgreSQL, served as a query whose alerts are the
+    originals (decoded ``record``, the Kafka record's ``ref``), filtered on extracted columns."""
+    stack = Stack(tmp_path)
+    stack.extra_config = f"""
+[[databases]]
+name = "archive"
+url = "postgres://postgres@127.0.0.1:{pg.port}/postgres"
+password_file = "{pg.pwfile}"
+
+[[archives]]
+name = "py-archive"
+topic = "{TOPIC}"
+database = "archive"
+table = "py_archive"
+query = "ztf.history"
+public = true
+ra = "ra"
+dec = "dec"
+columns = [
+  {{ name = "ra", path = "candidate.ra", type = "float8" }},
+  {{ name = "dec", path = "candidate.dec", type = "float8" }},
+  {{ name = "magpsf", path = "candidate.magpsf", type = "float8" }},
+]
+"""
+    try:
+        stack.start_kafka()
+        stack.replay(fixture_files())
+        stack.start_gateway()
+        def archived() -> bool:
+            try:
+                return pg.psql("select count(*) from py_archive").strip() == "45"
+            except subprocess.CalledProcessError:
+                return False  # the table is not created yet
+
+        wait_for(archived, "the archive to hold 45 rows")
+        with Gateway(stack.url) as gw:
+            alerts = list(gw.query("ztf.history", where="magpsf < 18"))
+            want = pg.psql("select ref, object_id from py_archive where magpsf < 18 order by id").split("\n")
+            want = [line.split("\t") for line in want if line]
+            assert want, "the fixtures hold alerts brighter than 18"
+            assert [[a.ref, a.record["objectId"]] for a in alerts] == want
+            assert all(a.record["candidate"]["magpsf"] < 18 for a in alerts)
+            one = gw.fetch(alerts[0].ref)
+            assert one.ref == alerts[0].ref
+            assert one.record["candidate"]["candid"] == alerts[0].record["candidate"]["candid"]
+    finally:
+        stack.stop()
+        pg.psql("drop table if exists py_archive")

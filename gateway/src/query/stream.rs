@@ -10,7 +10,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::sql::{self, Selection, Shape, Statement};
 use super::token::Binding;
-use super::{row, Declared, Described};
+use super::{Declared, Described};
 use crate::config::QueryConfig;
 use crate::error::Result;
 
@@ -83,17 +83,11 @@ pub(super) async fn run(
             let mut bytes = 0;
             let mut alerts = Vec::with_capacity(n);
             for r in &rows {
-                match row::convert(r, &described.shape, described.order, described.key) {
-                    Ok(c) => {
-                        bytes += c.json.len();
-                        plan.after = Some(c.order);
-                        alerts.push(row::alert(
-                            &plan.gateway,
-                            &q.name,
-                            &q.namespace,
-                            c,
-                            plan.json,
-                        ));
+                match declared.row_alert(&plan.gateway, r, &described, plan.json) {
+                    Ok((order, alert, size)) => {
+                        bytes += size;
+                        plan.after = Some(order);
+                        alerts.push(alert);
                     }
                     Err(e) => {
                         let _ = tx.send(Err(e.into())).await;

@@ -35,6 +35,22 @@ pub(super) async fn fetch(
     } else if auth.is_some_and(|a| a.require()) && who.token.is_none() {
         authorize_topic(auth, &who, Action::Fetch, "")?;
     }
-    let alert = svc.parts.fetcher.fetch(&text).await?;
+    let alert = match svc.parts.fetcher.fetch(&text).await {
+        Ok(alert) => alert,
+        // Gone from Kafka (retention, a deleted topic): an archive may still hold it.
+        Err(crate::Error::NotFound(why)) => {
+            let archived = match text.parse::<alertmesh_alert::AlertRef>() {
+                Ok(r) if r.gateway == svc.parts.gateway => {
+                    svc.parts
+                        .queries
+                        .fetch_archived(&r.topic, r.partition, r.offset)
+                        .await?
+                }
+                _ => None,
+            };
+            archived.ok_or(crate::Error::NotFound(why))?
+        }
+        Err(e) => return Err(e.into()),
+    };
     Ok(Response::new(alert))
 }

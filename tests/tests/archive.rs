@@ -1,0 +1,533 @@
+//! Archives over a real PostgreSQL and a real Kafka: a topic kept in a table exactly once,
+//! served as a query whose alerts are the originals, compared with `psql` on the same
+//! database and with `Subscribe` on the same topic.
+
+use std::collections::BTreeMap;
+
+use alertmesh_alert::filter::angular_distance;
+use alertmesh_proto::v1::{self, alert_mesh_client::AlertMeshClient};
+use alertmesh_tests::client::{earliest, request as subscribe_request, subscribe_all, until_now};
+use alertmesh_tests::fixtures::{now_ms, ztf_alerts, ztf_records};
+use alertmesh_tests::{cli::run_cli, Broker, Gateway, GatewaySpec, Postgres, WAIT};
+use anyhow::{ensure, Context, Result};
+use tonic::transport::Channel;
+use tonic::Code;
+
+type Client = AlertMeshClient<Channel>;
+
+const TOPIC: &str = "ztf.alerts";
+
+fn archive_config(pg: &Postgres, batch_rows: usize) -> String {
+    format!(
+        r#"
+[[databases]]
+name = "archive"
+url = "{url}"
+password_file = "{pw}"
+
+[[archives]]
+name = "ztf_archive"
+topic = "{TOPIC}"
+database = "archive"
+table = "ztf_alerts"
+query = "ztf_history"
+public = true
+ra = "ra"
+dec = "dec"
+batch_rows = {batch_rows}
+batch_wait_ms = 20
+poll_interval_ms = 200
+columns = [
+  {{ name = "candid", path = "candidate.candid", type = "int8" }},
+  {{ name = "ra", path = "candidate.ra", type = "float8" }},
+  {{ name = "dec", path = "candidate.dec", type = "float8" }},
+  {{ name = "magpsf", path = "candidate.magpsf", type = "float8" }},
+  {{ name = "fid", path = "candidate.fid", type = "int8" }},
+  {{ name = "isdiffpos", path = "candidate.isdiffpos", type = "text" }},
+  {{ name = "missing", path = "candidate.no_such_field", type = "bool" }},
+]
+"#,
+        url = pg.url("postgres"),
+        pw = pg.dir().join("pw").display()
+    )
+}
+
+fn spec(broker: &Broker, pg: &Postgres, batch_rows: usize) -> GatewaySpec {
+    GatewaySpec::new("lasair", &broker.bootstrap())
+        .topic(TOPIC, "ZTF", "avro-ocf")
+        .extra(&archive_config(pg, batch_rows))
+}
+
+fn query_request(r#where: &str) -> v1::QueryRequest {
+    v1::QueryRequest {
+        name: "ztf_history".into(),
+        r#where: r#where.into(),
+        max_batch_alerts: 7,
+        ..Default::default()
+    }
+}
+
+/// Every alert of a Query stream that must end by itself.
+async fn query_all(client: &mut Client, req: v1::QueryRequest) -> Result<Vec<v1::Alert>> {
+    let mut stream = client.query(req).await?.into_inner();
+    let mut out = Vec::new();
+    loop {
+        match tokio::time::timeout(WAIT, stream.message()).await {
+            Err(_) => anyhow::bail!("query stream did not end within {WAIT:?}"),
+            Ok(Ok(Some(b))) => out.extend(b.alerts),
+            Ok(Ok(None)) => return Ok(out),
+            Ok(Err(status)) => return Err(status.into()),
+        }
+    }
+}
+
+/// Rows of `psql`, tab-split.
+fn psql_rows(pg: &Postgres, sql: &str) -> Result<Vec<Vec<String>>> {
+    Ok(pg
+        .psql(sql)?
+        .lines()
+        .map(|l| l.split('\t').map(str::to_owned).collect())
+        .collect())
+}
+
+async fn wait_rows(pg: &Postgres, n: usize) -> Result<()> {
+    // Ingest of a few thousand 60 KB alerts in a debug build on a loaded machine.
+    let within = WAIT * 6;
+    alertmesh_tests::process::wait_until("the archive holds every record", within, || async {
+        let count: usize = pg
+            .psql("select count(*) from ztf_alerts")
+            .ok()?
+            .trim()
+            .parse()
+            .ok()?;
+        (count >= n).then_some(())
+    })
+    .await
+}
+
+#[tokio::test]
+async fn an_archive_of_the_ztf_fixtures_answers_like_psql_with_the_original_alerts() -> Result<()> {
+    let Some(pg) = Postgres::start_or_skip().await? else {
+        return Ok(());
+    };
+    let broker = Broker::start("archive").await?;
+    broker.create_topic(TOPIC, 2).await?;
+    let records = ztf_records(2, now_ms() - 60_000, 10)?;
+    broker.produce_all(TOPIC, &records).await?;
+    let mut gateway = Gateway::start(&spec(&broker, &pg, 16)).await?;
+    wait_rows(&pg, records.len()).await?;
+    let mut client = gateway.client().await?;
+
+    // The extracted columns are the fixtures' own values (manifest candids, per position).
+    let fixtures = ztf_alerts()?;
+    let stored = psql_rows(
+        &pg,
+        "select kafka_partition, kafka_offset, object_id, candid, ref, missing is null \
+         from ztf_alerts order by kafka_partition, kafka_offset",
+    )?;
+    assert_eq!(stored.len(), fixtures.len(), "one row per record");
+    let mut next = BTreeMap::new();
+    let mut by_candid = BTreeMap::new();
+    for (i, f) in fixtures.iter().enumerate() {
+        let p = i as i32 % 2;
+        let o = next.entry(p).or_insert(0i64);
+        by_candid.insert(f.candid, (p, *o, f));
+        *o += 1;
+    }
+    for row in &stored {
+        let candid: i64 = row[3].parse()?;
+        let (p, o, f) = by_candid
+            .get(&candid)
+            .context("a stored candid is a fixture's")?;
+        assert_eq!((row[0].parse::<i32>()?, row[1].parse::<i64>()?), (*p, *o));
+        assert_eq!(row[2], f.object_id);
+        assert_eq!(row[4], format!("am://lasair/{TOPIC}/{p}/{o}"));
+        assert_eq!(row[5], "t", "a path the schema lacks is NULL");
+    }
+
+    // Native output is exactly what Subscribe sends for the same records.
+    let mut sub = subscribe_request(TOPIC);
+    sub.start = earliest();
+    sub.end = until_now();
+    let subscribed = subscribe_all(&mut client, sub.clone(), WAIT).await;
+    ensure!(
+        matches!(subscribed.end, Some(Ok(()))),
+        "{:?}",
+        subscribed.end
+    );
+    let by_ref: BTreeMap<&str, &v1::Alert> = subscribed
+        .alerts
+        .iter()
+        .map(|a| (a.r#ref.as_str(), a))
+        .collect();
+    let all = query_all(&mut client, query_request("")).await?;
+    assert_eq!(all.len(), records.len());
+    for a in &all {
+        assert_eq!(Some(&a), by_ref.get(a.r#ref.as_str()), "{}", a.r#ref);
+    }
+    // And JSON output is Subscribe's JSON output.
+    sub.output = v1::Output::Json as i32;
+    let subscribed_json = subscribe_all(&mut client, sub, WAIT).await;
+    let json_by_ref: BTreeMap<&str, &v1::Alert> = subscribed_json
+        .alerts
+        .iter()
+        .map(|a| (a.r#ref.as_str(), a))
+        .collect();
+    let mut req = query_request("");
+    req.output = v1::Output::Json as i32;
+    let all_json = query_all(&mut client, req).await?;
+    assert_eq!(all_json.len(), records.len());
+    for a in &all_json {
+        assert!(a.payload.is_empty() && !a.json.is_empty());
+        assert_eq!(Some(&a), json_by_ref.get(a.r#ref.as_str()), "{}", a.r#ref);
+    }
+
+    // Filters equal the same SQL in psql, in id order.
+    for (filter, sql) in [
+        ("magpsf < 18", "magpsf < 18"),
+        (
+            "fid == 2 && isdiffpos == \"t\" || candid == 1087249400515015009",
+            "(fid = 2 and isdiffpos = 't') or candid = 1087249400515015009",
+        ),
+        ("!(magpsf < 100)", "magpsf is null"),
+    ] {
+        let got = query_all(&mut client, query_request(filter)).await?;
+        let refs: Vec<&str> = got.iter().map(|a| a.r#ref.as_str()).collect();
+        let want = psql_rows(
+            &pg,
+            &format!("select ref from ztf_alerts where {sql} order by id"),
+        )?;
+        let want: Vec<&str> = want.iter().map(|r| r[0].as_str()).collect();
+        assert_eq!(refs, want, "{filter}");
+    }
+    let bright = psql_rows(&pg, "select count(*) from ztf_alerts where magpsf < 18")?;
+    ensure!(
+        bright[0][0] != "0",
+        "the fixtures hold alerts brighter than 18"
+    );
+
+    // A cone (brighter than 18 in it) equals the exact distance over psql's positions.
+    let positions = psql_rows(
+        &pg,
+        "select ref, ra, dec, magpsf from ztf_alerts order by id",
+    )?;
+    let (ra0, dec0): (f64, f64) = (positions[0][1].parse()?, positions[0][2].parse()?);
+    for radius in [0.01, 5.0, 40.0] {
+        let mut req = query_request("magpsf < 18.5");
+        req.cone = Some(v1::Cone {
+            ra: ra0,
+            dec: dec0,
+            radius,
+        });
+        let got = query_all(&mut client, req).await?;
+        let refs: Vec<&str> = got.iter().map(|a| a.r#ref.as_str()).collect();
+        let want: Vec<&str> = positions
+            .iter()
+            .filter(|r| {
+                let (ra, dec, mag): (f64, f64, f64) = (
+                    r[1].parse().unwrap(),
+                    r[2].parse().unwrap(),
+                    r[3].parse().unwrap(),
+                );
+                mag < 18.5 && angular_distance(ra0, dec0, ra, dec) <= radius
+            })
+            .map(|r| r[0].as_str())
+            .collect();
+        assert_eq!(refs, want, "cone radius {radius}");
+    }
+
+    // ids: the object's alerts only.
+    let object = &fixtures[3].object_id;
+    let mut req = query_request("");
+    req.ids = vec![format!("ZTF:{object}")];
+    let got = query_all(&mut client, req).await?;
+    let want = psql_rows(
+        &pg,
+        &format!("select ref from ztf_alerts where object_id = '{object}' order by id"),
+    )?;
+    assert_eq!(
+        got.iter().map(|a| a.r#ref.clone()).collect::<Vec<_>>(),
+        want.into_iter().map(|r| r[0].clone()).collect::<Vec<_>>()
+    );
+
+    // The refs are the Kafka records': Fetch resolves them to the same alert.
+    let one = &all[5];
+    let fetched = client
+        .fetch(v1::FetchRequest {
+            r#ref: one.r#ref.clone(),
+        })
+        .await?
+        .into_inner();
+    assert_eq!(&fetched, one);
+
+    // The stored parts are not columns: no filter on them, and the catalog lists the
+    // others.
+    let err = query_all(&mut client, query_request("payload == \"x\""))
+        .await
+        .unwrap_err();
+    let status = err.downcast_ref::<tonic::Status>().context("a status")?;
+    assert_eq!(status.code(), Code::InvalidArgument, "{status:?}");
+    assert!(status.message().contains("payload"), "{status:?}");
+    let topics = client
+        .list_topics(v1::ListTopicsRequest {})
+        .await?
+        .into_inner();
+    let q = topics
+        .queries
+        .iter()
+        .find(|q| q.name == "ztf_history")
+        .context("the archive is listed as a query")?;
+    assert_eq!(
+        q.columns,
+        [
+            "id",
+            "object_id",
+            "kafka_partition",
+            "kafka_offset",
+            "kafka_timestamp_ms",
+            "candid",
+            "ra",
+            "dec",
+            "magpsf",
+            "fid",
+            "isdiffpos",
+            "missing"
+        ]
+    );
+
+    // With follow: the archived alerts, then those archived later, each once.
+    let mut req = query_request("");
+    req.follow = true;
+    let mut stream = client.query(req).await?.into_inner();
+    let mut followed: Vec<v1::Alert> = Vec::new();
+    let more = records.len() + 5;
+    while followed.len() < more {
+        if followed.len() == records.len() {
+            broker.produce_all(TOPIC, &records[..5]).await?;
+        }
+        let batch = tokio::time::timeout(WAIT, stream.message())
+            .await
+            .context("follow: no batch in time")??
+            .context("follow: the stream ended")?;
+        followed.extend(batch.alerts);
+    }
+    drop(stream);
+    assert_eq!(followed.len(), more, "no repeats");
+    assert_eq!(followed[..records.len()], all[..]);
+    let later_refs: Vec<&str> = followed[records.len()..]
+        .iter()
+        .map(|a| a.r#ref.as_str())
+        .collect();
+    let want = psql_rows(&pg, "select ref from ztf_alerts order by id offset 45")?;
+    assert_eq!(
+        later_refs,
+        want.iter().map(|r| r[0].as_str()).collect::<Vec<_>>()
+    );
+
+    // /metrics counts the rows and shows no lag.
+    let n = more as f64;
+    gateway
+        .wait_metrics("archive metrics", |m| {
+            m.value(
+                "alertmesh_archive_rows_total",
+                &[("archive", "ztf_archive")],
+            ) == n
+                && m.get("alertmesh_archive_lag", &[("archive", "ztf_archive")]) == Some(0.0)
+        })
+        .await?;
+
+    // Long after Kafka dropped them: the same gateway (by name) over a Kafka cluster that
+    // does not hold these records any more still serves the archive, and Fetch of their
+    // refs is answered from it with the same alert. (Deleting or resetting the topic under
+    // a running gateway crashes librdkafka's metadata cache, so the cluster is swapped.)
+    gateway.kill();
+    let empty = Broker::start("archive-empty").await?;
+    empty.create_topic(TOPIC, 2).await?;
+    let later = Gateway::start(&spec(&empty, &pg, 16)).await?;
+    let mut client = later.client().await?;
+    let gone = &all[9];
+    let fetched = client
+        .fetch(v1::FetchRequest {
+            r#ref: gone.r#ref.clone(),
+        })
+        .await?
+        .into_inner();
+    assert_eq!(&fetched, gone);
+    let again = query_all(&mut client, query_request("")).await?;
+    assert_eq!(again, followed);
+    let missing = client
+        .fetch(v1::FetchRequest {
+            r#ref: format!("am://lasair/{TOPIC}/0/999"),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(missing.code(), Code::NotFound, "{missing:?}");
+    Ok(())
+}
+
+#[tokio::test]
+async fn the_archive_is_exactly_once_across_kill_9_during_ingest() -> Result<()> {
+    let Some(pg) = Postgres::start_or_skip().await? else {
+        return Ok(());
+    };
+    let broker = Broker::start("archive-kill").await?;
+    broker.create_topic(TOPIC, 3).await?;
+    let fixtures = ztf_records(3, now_ms() - 60_000, 1)?;
+    // 10 copies of the fixtures per round: many small batches to be killed among.
+    let round: Vec<alertmesh_tests::Record> =
+        (0..10).flat_map(|_| fixtures.iter().cloned()).collect();
+    let mut produced = 0usize;
+    broker.produce_all(TOPIC, &round).await?;
+    produced += round.len();
+    let mut gateway = Gateway::start(&spec(&broker, &pg, 10)).await?;
+    let mut mid_ingest = 0;
+    for _ in 0..3 {
+        // Once some rows are in, kill -9, and more records arrive while it is down.
+        alertmesh_tests::process::wait_until("some rows archived", WAIT, || async {
+            let c: usize = pg
+                .psql("select count(*) from ztf_alerts")
+                .ok()?
+                .trim()
+                .parse()
+                .ok()?;
+            (c > 0).then_some(c)
+        })
+        .await?;
+        gateway.kill();
+        let count: usize = pg.psql("select count(*) from ztf_alerts")?.trim().parse()?;
+        if count < produced {
+            mid_ingest += 1;
+        }
+        broker.produce_all(TOPIC, &round).await?;
+        produced += round.len();
+        gateway.start_again().await?;
+    }
+    if let Err(e) = wait_rows(&pg, produced).await {
+        let count = pg.psql("select count(*) from ztf_alerts")?;
+        anyhow::bail!(
+            "{e}: {} of {produced} rows; gateway stderr:\n{}",
+            count.trim(),
+            gateway.stderr_tail(30)
+        );
+    }
+    // Per partition: offsets 0..n, each once (no gaps, no repeats).
+    let per_partition = psql_rows(
+        &pg,
+        "select kafka_partition, count(*), count(distinct kafka_offset), min(kafka_offset), \
+         max(kafka_offset) from ztf_alerts group by kafka_partition order by 1",
+    )?;
+    let mut total = 0;
+    for r in &per_partition {
+        let n: i64 = r[1].parse()?;
+        assert_eq!(r[2], r[1], "partition {}: repeats", r[0]);
+        assert_eq!(r[3], "0", "partition {}: starts at 0", r[0]);
+        assert_eq!(r[4].parse::<i64>()?, n - 1, "partition {}: gaps", r[0]);
+        total += n as usize;
+    }
+    assert_eq!(total, produced);
+    // The query streams each of them once too.
+    let mut client = gateway.client().await?;
+    let all = query_all(&mut client, query_request("")).await?;
+    assert_eq!(all.len(), produced);
+    let refs: std::collections::BTreeSet<&str> = all.iter().map(|a| a.r#ref.as_str()).collect();
+    assert_eq!(refs.len(), produced);
+    eprintln!("killed during ingest {mid_ingest} of 3 times; {produced} records");
+    Ok(())
+}
+
+#[tokio::test]
+async fn bad_archive_configs_are_refused_by_serve_check_with_the_key_and_reason() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let base = r#"
+[gateway]
+name = "lasair"
+listen = "127.0.0.1:50051"
+http_listen = "127.0.0.1:9464"
+[kafka]
+bootstrap = "127.0.0.1:9092"
+[[topics]]
+name = "ztf.alerts"
+namespace = "ZTF"
+format = "avro-ocf"
+[[databases]]
+name = "archive"
+url = "postgres://lasair@127.0.0.1:5432/lasair"
+"#;
+    let cases = [
+        (
+            r#"table = "alerts; drop table x"
+columns = [{ name = "ra", path = "candidate.ra", type = "float8" }]"#,
+            "archives[0].table: \"alerts; drop table x\" is not a plain SQL identifier",
+        ),
+        (
+            r#"table = "alerts"
+columns = [{ name = "ra\"x", path = "candidate.ra", type = "float8" }]"#,
+            "archives[0].columns[0].name:",
+        ),
+        (
+            r#"table = "alerts"
+columns = [{ name = "ra", path = "candidate..ra", type = "float8" }]"#,
+            "archives[0].columns[0].path:",
+        ),
+        (
+            r#"table = "alerts"
+columns = [{ name = "ra", path = "candidate.ra", type = "double" }]"#,
+            "archives[0].columns[0].type: \"double\" is not a column type; use one of int8, float8, text, bool",
+        ),
+        (
+            r#"table = "alerts"
+columns = [{ name = "payload", path = "candidate.ra", type = "float8" }]"#,
+            "archives[0].columns[0].name: \"payload\" is a column every archive has",
+        ),
+        (
+            r#"table = "alerts"
+ra = "magpsf"
+dec = "dec"
+columns = [{ name = "dec", path = "candidate.dec", type = "float8" }]"#,
+            "archives[0].ra: \"magpsf\" must be one of the extracted columns",
+        ),
+    ];
+    for (i, (archive, message)) in cases.iter().enumerate() {
+        let path = dir.path().join(format!("bad{i}.toml"));
+        std::fs::write(
+            &path,
+            format!(
+                "{base}\n[[archives]]\nname = \"a\"\ntopic = \"ztf.alerts\"\ndatabase = \"archive\"\n{archive}\n"
+            ),
+        )?;
+        let output = run_cli(&[
+            "serve".as_ref(),
+            "--check".as_ref(),
+            "--config".as_ref(),
+            path.as_os_str(),
+        ])
+        .await?;
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(64), "case {i}: {stderr}");
+        assert!(
+            stderr.contains(message),
+            "case {i}: want {message:?} in:\n{stderr}"
+        );
+    }
+    // A good one passes.
+    let path = dir.path().join("good.toml");
+    std::fs::write(
+        &path,
+        format!(
+            "{base}\n[[archives]]\nname = \"a\"\ntopic = \"ztf.alerts\"\ndatabase = \"archive\"\ntable = \"public.alerts\"\nra = \"ra\"\ndec = \"dec\"\ncolumns = [{{ name = \"ra\", path = \"candidate.ra\", type = \"float8\" }}, {{ name = \"dec\", path = \"candidate.dec\", type = \"float8\" }}]\n"
+        ),
+    )?;
+    let output = run_cli(&[
+        "serve".as_ref(),
+        "--check".as_ref(),
+        "--config".as_ref(),
+        path.as_os_str(),
+    ])
+    .await?;
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    Ok(())
+}
