@@ -639,7 +639,7 @@ fn internal_topic(name: &str, internal: &[&str]) -> Option<String> {
 }
 
 /// Environment overrides for runtime knobs, so one file serves several replicas.
-const ENV_OVERRIDES: [(&str, &str, &str); 4] = [
+const ENV_OVERRIDES: [(&str, &str, &str); 5] = [
     ("ALERTMESH_GATEWAY_LISTEN", "gateway", "listen"),
     ("ALERTMESH_GATEWAY_HTTP_LISTEN", "gateway", "http_listen"),
     (
@@ -648,6 +648,7 @@ const ENV_OVERRIDES: [(&str, &str, &str); 4] = [
         "advertised_url",
     ),
     ("ALERTMESH_KAFKA_BOOTSTRAP", "kafka", "bootstrap"),
+    ("ALERTMESH_GATEWAY_REPLICA_ID", "gateway", "replica_id"),
 ];
 
 fn apply_env(root: &mut toml::Table, env: &[(String, String)]) -> Result<(), Vec<String>> {
@@ -667,9 +668,6 @@ fn apply_env(root: &mut toml::Table, env: &[(String, String)]) -> Result<(), Vec
     Ok(())
 }
 
-#[cfg(test)]
-mod tests;
-
 /// `<hostname>-<pid>`: unique among the replicas of a gateway on one cluster (a pod's
 /// hostname is its name).
 pub fn default_replica_id() -> String {
@@ -681,3 +679,7 @@ pub fn default_replica_id() -> String {
         .unwrap_or_else(|| "localhost".into());
     format!("{host}-{}", std::process::id())
 }
+
+#[cfg(test)]
+mod tests;
+
