@@ -178,6 +178,9 @@ async fn session(
                 let _ = ack.send(());
             }
             Some(Event::Members(members)) => {
+                if copiers.is_empty() {
+                    status.set_state(MirrorState::Standby);
+                }
                 let replicas = members
                     .into_iter()
                     .map(|(replica, us)| {

@@ -22,10 +22,13 @@ pub enum MirrorState {
     Failed,
     /// Exited (cancelled).
     Stopped,
+    /// A shared mirror's replica in its group without partitions to copy: the other
+    /// replicas copy them all (see [`crate::share`]).
+    Standby,
 }
 
 impl MirrorState {
-    /// `starting`, `recovering`, `running`, `backoff`, `failed` or `stopped`.
+    /// `starting`, `recovering`, `running`, `backoff`, `failed`, `stopped` or `standby`.
     pub fn as_str(self) -> &'static str {
         match self {
             MirrorState::Starting => "starting",
@@ -34,6 +37,7 @@ impl MirrorState {
             MirrorState::Backoff => "backoff",
             MirrorState::Failed => "failed",
             MirrorState::Stopped => "stopped",
+            MirrorState::Standby => "standby",
         }
     }
 }
