@@ -682,4 +682,3 @@ pub fn default_replica_id() -> String {
 
 #[cfg(test)]
 mod tests;
-

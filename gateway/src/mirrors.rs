@@ -499,7 +499,10 @@ impl MirrorMetrics {
         set(&self.failed, u64::from(s.state == MirrorState::Failed));
         self.lag.get_or_create(&l).set(s.lag_seconds);
         let replicas = if s.replicas.is_empty() {
-            vec![(s.replica.clone(), s.positions.iter().map(|(p, _)| *p).collect())]
+            vec![(
+                s.replica.clone(),
+                s.positions.iter().map(|(p, _)| *p).collect(),
+            )]
         } else {
             s.replicas.clone()
         };

@@ -84,7 +84,10 @@ pub(crate) async fn transactional_producer(
     let producer: Producer = config
         .create_with_context(QuietContext::sharing(&lost))
         .map_err(|e| destination_error(destination, format!("cannot create a producer: {e}")))?;
-    let (p, timeout) = (producer.clone(), env.timeout.max(Duration::from_secs(5)) * 2);
+    let (p, timeout) = (
+        producer.clone(),
+        env.timeout.max(Duration::from_secs(5)) * 2,
+    );
     tokio::task::spawn_blocking(move || p.init_transactions(timeout))
         .await
         .map_err(|e| destination_error(destination, format!("init task failed: {e}")))?

@@ -202,13 +202,15 @@ async fn session(
             }
         }
     };
-    stop(std::mem::take(&mut copiers).into_values().collect(), env.timeout).await;
+    stop(
+        std::mem::take(&mut copiers).into_values().collect(),
+        env.timeout,
+    )
+    .await;
     // Nobody answers revocations any more: leaving must not wait for answers.
     drop(events);
     // Leaving the group revokes whatever is left; nothing runs any more.
-    tokio::task::spawn_blocking(move || drop(member))
-        .await
-        .ok();
+    tokio::task::spawn_blocking(move || drop(member)).await.ok();
     status.update(|s| s.replicas.clear());
     result
 }
@@ -247,7 +249,10 @@ async fn stop(copiers: Vec<Copier>, timeout: Duration) {
         c.cancel.cancel();
     }
     for mut c in copiers {
-        if tokio::time::timeout(timeout * 2, &mut c.task).await.is_err() {
+        if tokio::time::timeout(timeout * 2, &mut c.task)
+            .await
+            .is_err()
+        {
             c.task.abort();
             let _ = c.task.await;
         }

@@ -21,9 +21,9 @@ use alertmesh_tests::process::wait_until;
 use alertmesh_tests::{Broker, Gateway, GatewaySpec, Record};
 use anyhow::{bail, ensure, Context, Result};
 use bytes::Bytes;
-use rdkafka::message::{Headers, Message};
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::{Headers, Message};
 use rdkafka::{Offset, TopicPartitionList};
 
 const RAW: &str = "ztf.raw";
@@ -171,7 +171,12 @@ fn check_exactly_once(copied: &[Copy], produced: usize) -> Result<()> {
             .rsplit_once('/')
             .and_then(|(rest, o)| Some((rest.rsplit_once('/')?.1.parse().ok()?, o.parse().ok()?)))
             .with_context(|| format!("am-source {:?}", c.source))?;
-        ensure!(p == c.partition, "{:?} copied into partition {}", c.source, c.partition);
+        ensure!(
+            p == c.partition,
+            "{:?} copied into partition {}",
+            c.source,
+            c.partition
+        );
         if let Some(prev) = last.insert(p, o) {
             ensure!(o > prev, "partition {p}: source offset {o} after {prev}");
         }
@@ -181,8 +186,16 @@ fn check_exactly_once(copied: &[Copy], produced: usize) -> Result<()> {
     let missing: Vec<usize> = (0..produced)
         .filter(|i| !count.contains_key(format!("am://survey/ztf.raw/{i}").as_str()))
         .collect();
-    ensure!(missing.is_empty(), "{} alerts never copied: {missing:?}", missing.len());
-    ensure!(copied.len() == produced, "{} copies of {produced} alerts", copied.len());
+    ensure!(
+        missing.is_empty(),
+        "{} alerts never copied: {missing:?}",
+        missing.len()
+    );
+    ensure!(
+        copied.len() == produced,
+        "{} copies of {produced} alerts",
+        copied.len()
+    );
     Ok(())
 }
 
@@ -211,16 +224,16 @@ async fn three_replicas_copy_a_live_source_exactly_once_while_killed_paused_and_
     for r in REPLICAS {
         replicas.push(Gateway::start(&spec(r)).await?);
     }
-    let (stop, produced) = (Arc::new(AtomicBool::new(false)), Arc::new(AtomicUsize::new(0)));
+    let (stop, produced) = (
+        Arc::new(AtomicBool::new(false)),
+        Arc::new(AtomicUsize::new(0)),
+    );
     let producer = tokio::spawn(produce_live(broker.clone(), stop.clone(), produced.clone()));
     let result = chaos(&mut replicas, &bootstrap, &produced).await;
     stop.store(true, Ordering::Relaxed);
     producer.await??;
     result.with_context(|| {
-        let tails: Vec<String> = replicas
-            .iter()
-            .map(|g| g.stderr_tail(30))
-            .collect();
+        let tails: Vec<String> = replicas.iter().map(|g| g.stderr_tail(30)).collect();
         tails.join("\n----\n")
     })?;
     let produced = produced.load(Ordering::Relaxed);

@@ -86,11 +86,19 @@ pub(super) async fn mirror(cmd: MirrorCommand) -> Result<(), String> {
             }
             for r in &m.replicas {
                 let partitions: Vec<String> = r.partitions.iter().map(i32::to_string).collect();
-                let this = if r.replica == m.replica { " (answered)" } else { "" };
+                let this = if r.replica == m.replica {
+                    " (answered)"
+                } else {
+                    ""
+                };
                 lines.push(format!(
                     "  replica {}{this}: partitions {}",
                     field(&r.replica),
-                    if partitions.is_empty() { "-".to_owned() } else { partitions.join(",") }
+                    if partitions.is_empty() {
+                        "-".to_owned()
+                    } else {
+                        partitions.join(",")
+                    }
                 ));
             }
         }

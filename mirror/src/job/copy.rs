@@ -22,8 +22,8 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use crate::convert::{Converter, Outcome, Outgoing, SourceRecord};
-use crate::destination::{destination_error, kafka_error};
 use crate::destination::Sink;
+use crate::destination::{destination_error, kafka_error};
 use crate::quiet::{Producer, LOST};
 use crate::source::Batches;
 use crate::status::{Handled, StatusCell};

@@ -156,9 +156,9 @@ fn poll(
                 if let Some(suppressed) = ERRORS.admit() {
                     tracing::warn!(error = %e, suppressed, "mirror group poll error");
                 }
-                if e.rdkafka_error_code().is_some_and(|c| {
-                    c == rdkafka::types::RDKafkaErrorCode::Fatal
-                }) {
+                if e.rdkafka_error_code()
+                    .is_some_and(|c| c == rdkafka::types::RDKafkaErrorCode::Fatal)
+                {
                     let _ = events.send(Event::Failed(format!("group client failed: {e}")));
                     return;
                 }
