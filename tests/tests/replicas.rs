@@ -307,8 +307,8 @@ async fn chaos(replicas: &mut [Gateway], bootstrap: &str, produced: &AtomicUsize
     held = progress(held + 60).await?;
 
     // A rolling restart (SIGTERM, start) of every replica.
-    for i in 0..replicas.len() {
-        replicas[i].restart().await?;
+    for replica in replicas.iter_mut() {
+        replica.restart().await?;
         held = progress(held + 40).await?;
     }
 
