@@ -22,6 +22,7 @@
 //! owner resumes exactly after the last committed copy.
 
 mod group;
+mod probe;
 
 use std::collections::BTreeMap;
 use std::hash::{BuildHasher, RandomState};
@@ -89,12 +90,18 @@ pub(crate) async fn run(
         if cancel.is_cancelled() {
             break;
         }
-        let delay = backoff.next_delay();
-        tracing::warn!(error = %error, delay_ms = delay.as_millis() as u64, "shared mirror cannot join its group; retrying after backoff");
+        let (delay, state) = if error.is_permanent() {
+            tracing::error!(error = %error, "shared mirror failed; fix the configuration");
+            (crate::job::FAILED_RETRY, MirrorState::Failed)
+        } else {
+            let delay = backoff.next_delay();
+            tracing::warn!(error = %error, delay_ms = delay.as_millis() as u64, "shared mirror cannot join its group; retrying after backoff");
+            (delay, MirrorState::Backoff)
+        };
         status.update(|s| {
             s.errors += 1;
             s.error = error.to_string();
-            s.state = MirrorState::Backoff;
+            s.state = state;
         });
         tokio::select! {
             _ = cancel.cancelled() => break,
@@ -128,6 +135,7 @@ async fn session(
     };
     let topic = work_topic(&env.gateway, &spec.name);
     destination::ensure(env, std::slice::from_ref(&topic), units).await?;
+    probe::hides_aborted(env, &spec.name, &topic).await?;
     let (tx, mut events) = mpsc::unbounded_channel();
     let member = group::Member::join(env, &group_id(&env.gateway, &spec.name), &topic, tx)?;
     status.update(|s| {

@@ -328,3 +328,61 @@ async fn chaos(replicas: &mut [Gateway], bootstrap: &str, produced: &AtomicUsize
     }
     Ok(())
 }
+
+/// Before sharing, a replica checks that the cluster hides aborted records from
+/// `read_committed` readers (Apache Kafka does; Tansu does not): on Tansu the shared
+/// mirror is `failed` with an error saying what to do, and copies nothing.
+#[tokio::test]
+async fn a_shared_mirror_runs_only_on_a_cluster_that_hides_aborted_records() -> Result<()> {
+    let broker = Broker::start("local").await?;
+    broker.create_topic(RAW, 2).await?;
+    let payloads: Vec<Bytes> = ztf_alerts()?.into_iter().map(|a| a.payload).collect();
+    let records: Vec<Record> = (0..20)
+        .map(|i| Record {
+            partition: (i % 2) as i32,
+            ..alert(i, &payloads)
+        })
+        .collect();
+    broker.produce_all(RAW, &records).await?;
+    let mirror = format!(
+        "[[mirrors]]\nname = \"ztf\"\ndestination = {ALERTS:?}\nstart = \"earliest\"\n\
+         [mirrors.source]\nkafka = {:?}\ntopic = {RAW:?}\nnamespace = \"ZTF\"\nformat = \"avro-ocf\"\n",
+        broker.bootstrap()
+    );
+    let spec = GatewaySpec::new("lasair", &broker.bootstrap())
+        .gateway_key("share_mirrors = true")
+        .extra(&mirror);
+    let gateway = Gateway::start(&spec).await?;
+    let status = wait_until("the shared mirror to settle", WAIT, || async {
+        let s = gateway.mirror_status().await.ok()?.into_iter().next()?;
+        match s.state.as_str() {
+            "failed" => Some(s),
+            "running" if s.copied == 20 && !s.replicas.is_empty() => Some(s),
+            _ => None,
+        }
+    })
+    .await?;
+    match broker.flavor() {
+        Flavor::Apache => {
+            ensure!(status.state == "running", "{status:?}");
+            let pid = gateway.pid().context("running")?;
+            let me = &status.replicas;
+            ensure!(
+                me.len() == 1
+                    && me[0].replica.ends_with(&format!("-{pid}"))
+                    && me[0].partitions == [0, 1],
+                "{me:?}"
+            );
+        }
+        Flavor::Tansu => {
+            ensure!(
+                status.state == "failed"
+                    && status.error.contains("returns aborted records")
+                    && status.error.contains("share_mirrors = false"),
+                "{status:?}"
+            );
+            ensure!(status.copied == 0, "{status:?}");
+        }
+    }
+    Ok(())
+}
