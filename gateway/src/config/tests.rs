@@ -204,11 +204,20 @@ fn replicas_share_mirrors_only_when_asked_and_are_named_by_host_and_pid_by_defau
     let c = Config::parse(&shared, &[]).unwrap();
     assert!(c.gateway.share_mirrors);
     assert_eq!(c.gateway.replica_id, "pod-a");
-    let env = vec![("ALERTMESH_GATEWAY_REPLICA_ID".to_owned(), "pod-b".to_owned())];
-    assert_eq!(Config::parse(&shared, &env).unwrap().gateway.replica_id, "pod-b");
+    let env = vec![(
+        "ALERTMESH_GATEWAY_REPLICA_ID".to_owned(),
+        "pod-b".to_owned(),
+    )];
+    assert_eq!(
+        Config::parse(&shared, &env).unwrap().gateway.replica_id,
+        "pod-b"
+    );
     let bad = MINIMAL.replacen("[kafka]", "replica_id = \"a\\nb\"\n[kafka]", 1);
     let errors = Config::parse(&bad, &[]).unwrap_err();
-    assert!(errors.iter().any(|e| e.contains("gateway.replica_id")), "{errors:?}");
+    assert!(
+        errors.iter().any(|e| e.contains("gateway.replica_id")),
+        "{errors:?}"
+    );
 }
 
 #[test]

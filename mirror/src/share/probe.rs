@@ -67,11 +67,13 @@ fn probe(
         .begin_transaction()
         .map_err(|e| fail("cannot begin a transaction", e))?;
     producer
-        .send_result(FutureRecord::<(), str>::to(topic).partition(0).payload(marker))
+        .send_result(
+            FutureRecord::<(), str>::to(topic)
+                .partition(0)
+                .payload(marker),
+        )
         .map_err(|(e, _)| fail("cannot produce", e))?;
-    producer
-        .flush(wait)
-        .map_err(|e| fail("cannot flush", e))?;
+    producer.flush(wait).map_err(|e| fail("cannot flush", e))?;
     producer
         .abort_transaction(wait)
         .map_err(|e| fail("cannot abort", e))?;

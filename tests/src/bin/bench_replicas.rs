@@ -102,7 +102,13 @@ async fn ready(replicas: &[Gateway], variant: Variant) -> bool {
     true
 }
 
-async fn measure(broker: &Broker, variant: Variant, round: usize, n: u64, size: usize) -> Result<f64> {
+async fn measure(
+    broker: &Broker,
+    variant: Variant,
+    round: usize,
+    n: u64,
+    size: usize,
+) -> Result<f64> {
     let (src, dst) = (
         format!("bench.src.r{round}.{}", variant.tag()),
         format!("bench.dst.r{round}.{}", variant.tag()),
@@ -135,7 +141,11 @@ async fn measure(broker: &Broker, variant: Variant, round: usize, n: u64, size: 
             break;
         }
         if began.elapsed() > MEASURE_TIMEOUT {
-            bail!("{}: copied {} of {n}", variant.label(), copied(&replicas).await);
+            bail!(
+                "{}: copied {} of {n}",
+                variant.label(),
+                copied(&replicas).await
+            );
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
@@ -143,7 +153,11 @@ async fn measure(broker: &Broker, variant: Variant, round: usize, n: u64, size: 
     let (bootstrap, topic) = (broker.bootstrap(), dst.clone());
     let held = tokio::task::spawn_blocking(move || count_records(&bootstrap, &topic, PARTITIONS))
         .await??;
-    ensure!(held == n, "{}: the destination holds {held} of {n}", variant.label());
+    ensure!(
+        held == n,
+        "{}: the destination holds {held} of {n}",
+        variant.label()
+    );
     eprintln!(
         "round {round} {:<22} {:>8.0} alerts/s ({n} in {:.2} s; produced in {:.2} s)",
         variant.label(),
