@@ -43,11 +43,12 @@ struct Copy {
 
 /// Every committed record of the destination.
 async fn copies(bootstrap: &str) -> Result<Vec<Copy>> {
-    read(bootstrap, "read_committed").await
+    read(bootstrap, "read_committed", PARTITIONS).await
 }
 
-/// Every record of the destination that a reader with `isolation` sees.
-async fn read(bootstrap: &str, isolation: &'static str) -> Result<Vec<Copy>> {
+/// Every record of the destination (of `partitions` partitions) that a reader with
+/// `isolation` sees.
+async fn read(bootstrap: &str, isolation: &'static str, partitions: i32) -> Result<Vec<Copy>> {
     let bootstrap = bootstrap.to_owned();
     tokio::task::spawn_blocking(move || {
         let consumer: BaseConsumer = ClientConfig::new()
@@ -59,12 +60,12 @@ async fn read(bootstrap: &str, isolation: &'static str) -> Result<Vec<Copy>> {
             .set("isolation.level", isolation)
             .create()?;
         let mut tpl = TopicPartitionList::new();
-        for p in 0..PARTITIONS {
+        for p in 0..partitions {
             tpl.add_partition_offset(ALERTS, p, Offset::Beginning)?;
         }
         consumer.assign(&tpl)?;
         let mut out = Vec::new();
-        read_to_eof_with(&consumer, PARTITIONS, 0, Duration::from_secs(60), |m| {
+        read_to_eof_with(&consumer, partitions, 0, Duration::from_secs(60), |m| {
             let header = |name: &str| {
                 m.headers()
                     .and_then(|hs| hs.iter().find(|h| h.key == name))
@@ -245,7 +246,9 @@ async fn three_replicas_copy_a_live_source_exactly_once_while_killed_paused_and_
     check_exactly_once(&committed, produced)?;
     // Copies that a fenced or stopped owner wrote but never committed are still in the log,
     // hidden from read_committed readers.
-    let written = read(&bootstrap, "read_uncommitted").await?.len();
+    let written = read(&bootstrap, "read_uncommitted", PARTITIONS)
+        .await?
+        .len();
     eprintln!(
         "{} copies committed, {} written and aborted",
         committed.len(),
@@ -274,6 +277,16 @@ async fn three_replicas_copy_a_live_source_exactly_once_while_killed_paused_and_
     ensure!(
         per_replica.iter().sum::<f64>() == f64::from(PARTITIONS),
         "{per_replica:?}"
+    );
+    // The CLI shows the group too, marking the replica that answered.
+    let out = replicas[2].cli(&["mirror", "status"]).await?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    ensure!(
+        REPLICAS
+            .iter()
+            .all(|r| text.contains(&format!("replica {r}")))
+            && text.contains("replica r3 (answered): partitions"),
+        "{text}"
     );
     Ok(())
 }
@@ -384,5 +397,105 @@ async fn a_shared_mirror_runs_only_on_a_cluster_that_hides_aborted_records() -> 
             ensure!(status.copied == 0, "{status:?}");
         }
     }
+    Ok(())
+}
+
+/// A peer gateway's topic is one work unit (the peer streams every partition in one
+/// subscription): one replica copies it all while the other stands by, and takes it over
+/// when the first is killed -9, without a duplicate.
+#[tokio::test]
+async fn replicas_share_a_gateway_source_as_one_unit() -> Result<()> {
+    if Flavor::from_env() != Flavor::Apache {
+        eprintln!("skipped: shared mirrors need ALERTMESH_TEST_KAFKA=apache");
+        return Ok(());
+    }
+    const SOURCE_PARTITIONS: i32 = 3;
+    let broker = Broker::start("local").await?;
+    broker.create_topic(RAW, SOURCE_PARTITIONS).await?;
+    let payloads: Vec<Bytes> = ztf_alerts()?.into_iter().map(|a| a.payload).collect();
+    let batch = |from: usize| -> Vec<Record> {
+        (from..from + 60)
+            .map(|i| Record {
+                partition: (i % SOURCE_PARTITIONS as usize) as i32,
+                ..alert(i, &payloads)
+            })
+            .collect()
+    };
+    broker.produce_all(RAW, &batch(0)).await?;
+    let bootstrap = broker.bootstrap();
+    let survey =
+        Gateway::start(&GatewaySpec::new("survey", &bootstrap).topic(RAW, "ZTF", "avro-ocf"))
+            .await?;
+    let mirror = format!(
+        "[[mirrors]]\nname = \"from-survey\"\ndestination = {ALERTS:?}\nstart = \"earliest\"\n\
+         [mirrors.source]\ngateway = {:?}\ntopic = {RAW:?}\n",
+        survey.grpc_url()
+    );
+    let spec = |replica: &str| {
+        GatewaySpec::new("lasair", &bootstrap)
+            .gateway_key("share_mirrors = true")
+            .gateway_key(&format!("replica_id = {replica:?}"))
+            .extra(&mirror)
+    };
+    let mut replicas = vec![
+        Gateway::start(&spec("r1")).await?,
+        Gateway::start(&spec("r2")).await?,
+    ];
+    let committed = || read(&bootstrap, "read_committed", SOURCE_PARTITIONS);
+    wait_until("60 copies", WAIT, || async {
+        (committed().await.ok()?.len() >= 60).then_some(())
+    })
+    .await?;
+    // One replica holds the unit (every source partition), the other none.
+    let holder = wait_until("one replica copying, one standing by", WAIT, || async {
+        let mut states = Vec::new();
+        for g in &replicas {
+            let m = g.mirror_status().await.ok()?.into_iter().next()?;
+            let mine = m
+                .replicas
+                .iter()
+                .find(|r| r.replica == m.replica)?
+                .partitions
+                .clone();
+            states.push((m.state, mine));
+        }
+        match (&states[0], &states[1]) {
+            ((a, p), (b, q))
+                if a == "running" && p == &[0, 1, 2] && b == "standby" && q.is_empty() =>
+            {
+                Some(0)
+            }
+            ((a, p), (b, q))
+                if b == "running" && q == &[0, 1, 2] && a == "standby" && p.is_empty() =>
+            {
+                Some(1)
+            }
+            _ => None,
+        }
+    })
+    .await?;
+    replicas[holder].kill();
+    broker.produce_all(RAW, &batch(60)).await?;
+    wait_until("120 copies", WAIT, || async {
+        (committed().await.ok()?.len() >= 120).then_some(())
+    })
+    .await?;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let copied = committed().await?;
+    let sources: BTreeSet<&str> = copied.iter().map(|c| c.source.as_str()).collect();
+    let origins: BTreeSet<&str> = copied.iter().map(|c| c.origin.as_str()).collect();
+    ensure!(
+        copied.len() == 120 && sources.len() == 120 && origins.len() == 120,
+        "{} copies, {} sources, {} origins",
+        copied.len(),
+        sources.len(),
+        origins.len()
+    );
+    ensure!(
+        sources
+            .iter()
+            .all(|s| s.starts_with("am://survey/ztf.raw/")),
+        "{sources:?}"
+    );
     Ok(())
 }
