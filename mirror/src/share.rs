@@ -6,7 +6,7 @@
 //! for a whole gateway source (a peer gateway streams every partition of a topic in one
 //! subscription). The units are the partitions of a small local *work topic*,
 //! `_alertmesh.mirror-work.<gateway>.<mirror>`, which holds no records. Every replica
-//! joins the consumer group `alertmesh-mirrors.<gateway>.<mirror>` on it (in [`group`]),
+//! joins the consumer group `alertmesh-mirrors.<gateway>.<mirror>` on it (in `share/group.rs`),
 //! so the group coordinator's round-robin assignment gives each unit to exactly one live
 //! replica and moves units when replicas come and go. A replica copies the units it was
 //! assigned and stops their copiers (committing what they sent) when they are revoked,
