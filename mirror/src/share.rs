@@ -5,7 +5,8 @@
 //! A mirror's work is split into *units*: one per source partition of a Kafka source, one
 //! for a whole gateway source (a peer gateway streams every partition of a topic in one
 //! subscription). The units are the partitions of a small local *work topic*,
-//! `_alertmesh.mirror-work.<gateway>.<mirror>`, which holds no records. Every replica
+//! `_alertmesh.mirror-work.<gateway>.<mirror>`, which holds only the aborted records of
+//! the transaction probe (see `share/probe.rs`). Every replica
 //! joins the consumer group `alertmesh-mirrors.<gateway>.<mirror>` on it (in `share/group.rs`),
 //! so the group coordinator's round-robin assignment gives each unit to exactly one live
 //! replica and moves units when replicas come and go. A replica copies the units it was
