@@ -7,7 +7,8 @@
 # Sizes are the benchmarks' documented defaults; their environment variables change them
 # (BENCH_ROUNDS, BENCH_N_1K, ... for bench_subscribe; BENCH_MIRROR_N, ... for bench_mirror;
 # BENCH_SECONDS for decode_filter; BENCH_AUTH_N, BENCH_AUTH_SIZE, BENCH_AUTH_ROUNDS for
-# bench_auth; BENCH_ARCHIVE_N, BENCH_ARCHIVE_ROUNDS for bench_archive). BENCH_ONLY="bench_subscribe bench_mirror" runs a subset.
+# bench_auth; BENCH_ARCHIVE_N, BENCH_ARCHIVE_ROUNDS for bench_archive; BENCH_REPLICAS_N, BENCH_REPLICAS_SIZE_KIB, BENCH_REPLICAS_ROUNDS for
+# bench_replicas, which runs on Apache Kafka). BENCH_ONLY="bench_subscribe bench_mirror" runs a subset.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
@@ -21,7 +22,7 @@ if [ -z "${TANSU_BIN:-}" ]; then
   TANSU_BIN=$(./scripts/devenv.sh)
   export TANSU_BIN
 fi
-only=${BENCH_ONLY:-decode_filter bench_subscribe bench_auth bench_mirror bench_archive}
+only=${BENCH_ONLY:-decode_filter bench_subscribe bench_auth bench_mirror bench_archive bench_replicas}
 if [ -z "${PG_BIN:-}" ]; then
   PG_BIN=$(./scripts/postgres.sh)
   export PG_BIN
@@ -106,6 +107,13 @@ summarize() {
       awk -F' *\\| *' '/^\| archive /{ r = $4; sub(/× .*/, "", r); range = $4; sub(/.*\(/, "", range); sub(/\).*/, "", range);
         printf "| bench_archive | archive ingest / mirror (%s alerts/s) | %s× | %s |\n", $3, r, range }' "$file"
       ;;
+    bench_replicas)
+      # Rows: "{copier:<24} alerts/s ratio per-round ratios".
+      awk '/^[0-9] (shared|gateway)/{ what = substr($0, 1, 24); sub(/ +$/, "", what);
+          n = split(substr($0, 25), f, " "); lo = f[3]; hi = f[3];
+          for (i = 4; i <= n; i++) { if (f[i] + 0 < lo + 0) lo = f[i]; if (f[i] + 0 > hi + 0) hi = f[i] }
+          printf "| bench_replicas | %s / 1 unshared gateway (%s alerts/s) | %s | %s–%s |\n", what, f[1], f[2], lo, hi }' "$file"
+      ;;
   esac
 }
 
@@ -116,6 +124,7 @@ run bench_subscribe "$bin/bench_subscribe"
 run bench_auth "$bin/bench_auth" ${BENCH_AUTH_N:-20000} ${BENCH_AUTH_SIZE:-8192} ${BENCH_AUTH_ROUNDS:-5}
 run bench_mirror "$bin/bench_mirror"
 run bench_archive "$bin/bench_archive"
+ALERTMESH_TEST_KAFKA=apache run bench_replicas "$bin/bench_replicas"
 
 commit=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)
 dirty=

@@ -89,6 +89,13 @@ pub struct GatewayConfig {
     pub shutdown_grace: Duration,
     /// Serve plaintext on a non-loopback address (without `[tls]`).
     pub allow_plaintext: bool,
+    /// This process among the replicas of the gateway (`gateway.replica_id`, else
+    /// `<hostname>-<pid>`): mirror status names it as the copier of each partition.
+    pub replica_id: String,
+    /// `gateway.share_mirrors`: the replicas share each mirror's partitions through a
+    /// Kafka consumer group and copy with transactional producers (needs a cluster whose
+    /// `read_committed` reads hide aborted records, such as Apache Kafka).
+    pub share_mirrors: bool,
 }
 
 /// `[kafka]`: the local cluster.
@@ -233,6 +240,16 @@ impl Config {
         let advertised = r.string(&mut gw, "gateway", "advertised_url", Some(String::new()));
         let grace = r.uint(&mut gw, "gateway", "shutdown_grace_ms", 10_000, 0, 600_000);
         let allow_plaintext = r.bool(&mut gw, "gateway", "allow_plaintext", false);
+        let replica_id = r.string(&mut gw, "gateway", "replica_id", Some(String::new()));
+        if let Some(id) = replica_id.as_deref() {
+            if id.len() > 200 || id.chars().any(|c| c.is_control()) {
+                r.error(
+                    "gateway.replica_id",
+                    "must be at most 200 characters, without control characters",
+                );
+            }
+        }
+        let share_mirrors = r.bool(&mut gw, "gateway", "share_mirrors", false);
         r.unknown(gw, "gateway");
 
         let mut kafka = r.table(&mut root, "", "kafka", true);
@@ -483,6 +500,11 @@ impl Config {
                 http_listen: http_listen?,
                 shutdown_grace: Duration::from_millis(grace),
                 allow_plaintext,
+                replica_id: match replica_id? {
+                    id if id.is_empty() => default_replica_id(),
+                    id => id,
+                },
+                share_mirrors,
             },
             kafka: KafkaConfig {
                 bootstrap: bootstrap?,
@@ -623,7 +645,7 @@ fn internal_topic(name: &str, internal: &[&str]) -> Option<String> {
 }
 
 /// Environment overrides for runtime knobs, so one file serves several replicas.
-const ENV_OVERRIDES: [(&str, &str, &str); 4] = [
+const ENV_OVERRIDES: [(&str, &str, &str); 5] = [
     ("ALERTMESH_GATEWAY_LISTEN", "gateway", "listen"),
     ("ALERTMESH_GATEWAY_HTTP_LISTEN", "gateway", "http_listen"),
     (
@@ -632,6 +654,7 @@ const ENV_OVERRIDES: [(&str, &str, &str); 4] = [
         "advertised_url",
     ),
     ("ALERTMESH_KAFKA_BOOTSTRAP", "kafka", "bootstrap"),
+    ("ALERTMESH_GATEWAY_REPLICA_ID", "gateway", "replica_id"),
 ];
 
 fn apply_env(root: &mut toml::Table, env: &[(String, String)]) -> Result<(), Vec<String>> {
@@ -649,6 +672,18 @@ fn apply_env(root: &mut toml::Table, env: &[(String, String)]) -> Result<(), Vec
         }
     }
     Ok(())
+}
+
+/// `<hostname>-<pid>`: unique among the replicas of a gateway on one cluster (a pod's
+/// hostname is its name).
+pub fn default_replica_id() -> String {
+    let host = std::env::var("HOSTNAME")
+        .ok()
+        .or_else(|| std::fs::read_to_string("/proc/sys/kernel/hostname").ok())
+        .map(|h| h.trim().to_owned())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "localhost".into());
+    format!("{host}-{}", std::process::id())
 }
 
 #[cfg(test)]

@@ -83,6 +83,8 @@ pub(crate) fn start(
         decoder,
         timeout: kafka.timeout(),
         cancel: cancel.clone(),
+        replica: config.gateway.replica_id.clone(),
+        shared: config.gateway.share_mirrors,
     };
     let jobs = config
         .mirrors
@@ -167,9 +169,7 @@ impl Mirrors {
     /// Refreshes the mirror metrics every second until `cancel`.
     pub(crate) async fn export(self: Arc<Self>, cancel: CancellationToken) {
         loop {
-            for job in self.jobs().iter() {
-                self.metrics.update(&job.handle);
-            }
+            self.metrics.update_all(&self.jobs());
             tokio::select! {
                 _ = cancel.cancelled() => return,
                 _ = tokio::time::sleep(Duration::from_secs(1)) => {}
@@ -385,12 +385,27 @@ fn info(h: &MirrorHandle) -> v1::MirrorInfo {
         dead_lettered: s.dead_lettered,
         errors: s.errors,
         reconnects: s.reconnects,
+        replica: s.replica,
+        replicas: s
+            .replicas
+            .into_iter()
+            .map(|(replica, partitions)| v1::MirrorReplica {
+                replica,
+                partitions,
+            })
+            .collect(),
     }
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct MirrorLabels {
     mirror: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ReplicaLabels {
+    mirror: String,
+    replica: String,
 }
 
 /// Mirror figures for Prometheus, refreshed from the jobs' status every second.
@@ -404,6 +419,8 @@ pub(crate) struct MirrorMetrics {
     running: Family<MirrorLabels, Gauge>,
     failed: Family<MirrorLabels, Gauge>,
     lag: Family<MirrorLabels, Gauge<f64, AtomicU64>>,
+    /// Per mirror and replica of the gateway, the source partitions that replica copies.
+    partitions: Family<ReplicaLabels, Gauge>,
 }
 
 impl MirrorMetrics {
@@ -449,6 +466,19 @@ impl MirrorMetrics {
             "Copy time minus the Kafka timestamp of the last alert copied",
             self.lag.clone(),
         );
+        r.register(
+            "replica_partitions",
+            "Source partitions of the mirror that each replica of this gateway copies (its group's current assignment; this replica alone for an unshared mirror)",
+            self.partitions.clone(),
+        );
+    }
+
+    /// Refreshes every mirror's figures; replicas that left the group disappear.
+    fn update_all(&self, jobs: &[Job]) {
+        self.partitions.clear();
+        for job in jobs {
+            self.update(&job.handle);
+        }
     }
 
     fn update(&self, h: &MirrorHandle) {
@@ -468,6 +498,23 @@ impl MirrorMetrics {
         set(&self.running, u64::from(s.state == MirrorState::Running));
         set(&self.failed, u64::from(s.state == MirrorState::Failed));
         self.lag.get_or_create(&l).set(s.lag_seconds);
+        let replicas = if s.replicas.is_empty() {
+            vec![(
+                s.replica.clone(),
+                s.positions.iter().map(|(p, _)| *p).collect(),
+            )]
+        } else {
+            s.replicas.clone()
+        };
+        for (replica, partitions) in replicas {
+            let labels = ReplicaLabels {
+                mirror: s.name.clone(),
+                replica,
+            };
+            self.partitions
+                .get_or_create(&labels)
+                .set(i64::try_from(partitions.len()).unwrap_or(i64::MAX));
+        }
     }
 }
 

@@ -10,6 +10,8 @@ use rdkafka::client::DefaultClientContext;
 use rdkafka::consumer::Consumer as _;
 
 use crate::quiet::{Consumer, Lost, Producer, QuietContext};
+use rdkafka::error::KafkaError;
+use rdkafka::producer::Producer as _;
 use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::ClientConfig;
 
@@ -46,13 +48,83 @@ pub(crate) fn producer(env: &MirrorEnv, destination: &str) -> Result<Sink> {
     let producer = config
         .create_with_context(QuietContext::sharing(&lost))
         .map_err(|e| destination_error(destination, format!("cannot create a producer: {e}")))?;
-    Ok(Sink { producer, lost })
+    Ok(Sink {
+        producer,
+        lost,
+        transactional: false,
+    })
+}
+
+/// A transactional producer for one work unit of a shared mirror (see [`crate::share`]).
+/// `init_transactions` gives its `transactional.id` a new epoch: the unit's previous owner
+/// (a replica paused or cut off that does not know it lost the unit) is fenced, and what
+/// it had not committed is aborted, before this cycle reads back where to resume.
+pub(crate) async fn transactional_producer(
+    env: &MirrorEnv,
+    transactional_id: &str,
+    destination: &str,
+) -> Result<Sink> {
+    let mut config = env.kafka.clone();
+    config.set("transactional.id", transactional_id);
+    default(&mut config, "acks", "all");
+    default(&mut config, "max.in.flight.requests.per.connection", "1");
+    default(&mut config, "linger.ms", "5");
+    default(&mut config, "message.max.bytes", "10000000");
+    let message_ms = (env.timeout.as_millis() * 3).max(1000);
+    default(&mut config, "message.timeout.ms", &message_ms.to_string());
+    // A replica paused mid-transaction holds back read_committed readers of its partition
+    // until another takes the unit over or this expires.
+    let transaction_ms = message_ms.max(30_000);
+    default(
+        &mut config,
+        "transaction.timeout.ms",
+        &transaction_ms.to_string(),
+    );
+    let lost = Lost::default();
+    let producer: Producer = config
+        .create_with_context(QuietContext::sharing(&lost))
+        .map_err(|e| destination_error(destination, format!("cannot create a producer: {e}")))?;
+    let (p, timeout) = (
+        producer.clone(),
+        env.timeout.max(Duration::from_secs(5)) * 2,
+    );
+    tokio::task::spawn_blocking(move || p.init_transactions(timeout))
+        .await
+        .map_err(|e| destination_error(destination, format!("init task failed: {e}")))?
+        .map_err(|e| kafka_error(destination, "cannot initialise transactions", &e))?;
+    Ok(Sink {
+        producer,
+        lost,
+        transactional: true,
+    })
+}
+
+/// A destination error, or [`Error::Fenced`] when Kafka says another producer with the
+/// same `transactional.id` took over.
+pub(crate) fn kafka_error(topic: &str, context: &str, e: &KafkaError) -> Error {
+    let fenced = matches!(
+        e.rdkafka_error_code(),
+        Some(
+            RDKafkaErrorCode::Fenced
+                | RDKafkaErrorCode::ProducerFenced
+                | RDKafkaErrorCode::InvalidProducerEpoch
+        )
+    );
+    if fenced {
+        Error::Fenced {
+            topic: topic.to_owned(),
+        }
+    } else {
+        destination_error(topic, format!("{context}: {e}"))
+    }
 }
 
 /// A cycle's producer, and whether it lost the destination cluster (then the cycle ends).
 pub(crate) struct Sink {
     pub(crate) producer: Producer,
     pub(crate) lost: Lost,
+    /// Copies are written in transactions, committed every few records (a shared mirror).
+    pub(crate) transactional: bool,
 }
 
 /// Settings for `assign()`-only reads: no group membership, no commits, EOF events.
@@ -80,13 +152,22 @@ pub(crate) async fn ensure_topics(
     destination: &str,
     partitions: usize,
 ) -> Result<()> {
-    let admin: AdminClient<DefaultClientContext> = env.kafka.create().map_err(|e| {
-        destination_error(destination, format!("cannot create an admin client: {e}"))
-    })?;
     let dlq = dlq_topic(destination);
+    ensure(env, &[destination.to_owned(), dlq], partitions).await
+}
+
+/// Creates each of `topics` with `partitions` partitions when missing, and checks that
+/// existing ones have at least that many.
+pub(crate) async fn ensure(env: &MirrorEnv, topics: &[String], partitions: usize) -> Result<()> {
+    let first = topics.first().map_or("", String::as_str);
+    let admin: AdminClient<DefaultClientContext> = env
+        .kafka
+        .create()
+        .map_err(|e| destination_error(first, format!("cannot create an admin client: {e}")))?;
+    let destination = first;
     let count = i32::try_from(partitions).unwrap_or(i32::MAX);
-    let new: Vec<NewTopic<'_>> = [destination, dlq.as_str()]
-        .into_iter()
+    let new: Vec<NewTopic<'_>> = topics
+        .iter()
         .map(|t| NewTopic::new(t, count, TopicReplication::Fixed(-1)))
         .collect();
     let options = AdminOptions::new()
@@ -107,7 +188,7 @@ pub(crate) async fn ensure_topics(
             }
         }
     }
-    for topic in [destination.to_owned(), dlq] {
+    for topic in topics.iter().cloned() {
         let (config, timeout, t) = (env.kafka.clone(), env.timeout, topic.clone());
         let has = tokio::task::spawn_blocking(move || wait_for_partitions(config, &t, timeout))
             .await

@@ -19,9 +19,10 @@ use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
 use crate::convert::Converter;
+use crate::share::Unit;
 use crate::status::StatusCell;
 use crate::watch::Stamps;
-use crate::{Backoff, MirrorEnv, MirrorSpec, MirrorState, MirrorStatus, Source};
+use crate::{Backoff, Error, MirrorEnv, MirrorSpec, MirrorState, MirrorStatus, Source};
 
 /// A cycle that ran at least this long counts as healthy: the next failure backs off from
 /// the initial delay again.
@@ -33,6 +34,11 @@ pub const FAILED_RETRY: Duration = Duration::from_secs(300);
 
 /// How often a `failed` mirror looks at its credential files for a change.
 pub const WATCH_EVERY: Duration = Duration::from_secs(2);
+
+/// How long a fenced work unit waits before it tries again (if its replica still holds
+/// it then): longer than a group session, so a replica that woke from a pause has learnt
+/// from the group that it lost the unit, and does not fence its new owner in turn.
+const FENCED_WAIT: Duration = Duration::from_secs(15);
 
 /// Starts mirror jobs.
 #[derive(Debug)]
@@ -57,6 +63,8 @@ impl Mirror {
             dead_lettered: 0,
             errors: 0,
             reconnects: 0,
+            replica: String::new(),
+            replicas: Vec::new(),
             source_gateway: match &spec.source {
                 Source::Gateway(g) => Some((String::new(), g.url.clone())),
                 Source::Kafka(_) => None,
@@ -64,6 +72,7 @@ impl Mirror {
         });
         let cancel = env.cancel.child_token();
         let span = tracing::info_span!("mirror", name = %spec.name);
+        status.update(|s| s.replica.clone_from(&env.replica));
         let task = tokio::spawn(run(spec, env, status.clone(), cancel.clone()).instrument(span));
         MirrorHandle {
             status,
@@ -137,6 +146,25 @@ async fn run(spec: MirrorSpec, env: MirrorEnv, status: StatusCell, cancel: Cance
         Converter::new(&env.gateway, env.registry.clone(), env.decoder.clone())
             .with_mapping(spec.translate.clone()),
     );
+    if env.shared {
+        crate::share::run(&spec, &env, &converter, &status, &cancel).await;
+    } else {
+        cycles(&spec, &env, &converter, &status, &cancel, None).await;
+    }
+    status.set_state(MirrorState::Stopped);
+    tracing::info!("mirror stopped");
+}
+
+/// Runs cycles of the mirror (or of one work unit of a shared mirror) until `cancel`,
+/// backing off after each failed one.
+pub(crate) async fn cycles(
+    spec: &MirrorSpec,
+    env: &MirrorEnv,
+    converter: &Arc<Converter>,
+    status: &StatusCell,
+    cancel: &CancellationToken,
+    unit: Option<&Unit>,
+) {
     let mut backoff = Backoff::new(RandomState::new().hash_one(&spec.name));
     let mut first = true;
     while !cancel.is_cancelled() {
@@ -145,7 +173,7 @@ async fn run(spec: MirrorSpec, env: MirrorEnv, status: StatusCell, cancel: Cance
         }
         first = false;
         let started = Instant::now();
-        let result = cycle::run(&spec, &env, &converter, &status, &cancel).await;
+        let result = cycle::run(spec, env, converter, status, cancel, unit).await;
         let Err(error) = result else { break };
         if cancel.is_cancelled() {
             break;
@@ -162,12 +190,16 @@ async fn run(spec: MirrorSpec, env: MirrorEnv, status: StatusCell, cancel: Cance
             });
             tokio::select! {
                 _ = cancel.cancelled() => break,
-                _ = wait_for_change(&spec) => {}
+                _ = wait_for_change(spec) => {}
             }
             backoff.reset();
             continue;
         }
-        let delay = backoff.next_delay();
+        let delay = match error {
+            // Wait until this replica's group membership has caught up with the takeover.
+            Error::Fenced { .. } => FENCED_WAIT,
+            _ => backoff.next_delay(),
+        };
         tracing::warn!(error = %error, delay_ms = delay.as_millis() as u64, "mirror cycle failed; retrying after backoff");
         status.update(|s| {
             s.errors += 1;
@@ -179,6 +211,4 @@ async fn run(spec: MirrorSpec, env: MirrorEnv, status: StatusCell, cancel: Cance
             _ = tokio::time::sleep(delay) => {}
         }
     }
-    status.set_state(MirrorState::Stopped);
-    tracing::info!("mirror stopped");
 }

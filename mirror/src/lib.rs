@@ -12,6 +12,9 @@
 //!   Every mirrored record names its source record in its `am-source` header, so the
 //!   destination is its own checkpoint and a crash between produce and checkpoint cannot
 //!   duplicate or lose a record.
+//! - [`share`]: replicas of one gateway share each mirror's partitions through a Kafka
+//!   consumer group, each partition copied by a transactional producer whose id fences
+//!   the partition's previous owner.
 //! - [`backoff`]: capped exponential backoff with jitter between recovery cycles.
 //! - [`limit`]: rate limits for log lines that a peer or a failing cluster can repeat.
 //! - [`watch`]: notices changed configuration and credential files (a `failed` mirror
@@ -28,6 +31,7 @@ pub mod limit;
 pub mod provenance;
 mod quiet;
 pub mod resume;
+pub mod share;
 mod source;
 pub mod spec;
 pub mod status;
@@ -68,6 +72,10 @@ pub enum Error {
         has: usize,
         needs: usize,
     },
+    /// Another replica took this work unit over (Kafka fenced its transactional producer):
+    /// what this one was writing is aborted, and it waits for the group to assign work.
+    #[error("destination {topic}: another replica took this mirror's partition over (fenced)")]
+    Fenced { topic: String },
 }
 
 impl Error {

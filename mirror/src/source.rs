@@ -57,15 +57,17 @@ pub(crate) async fn connect(spec: &MirrorSpec, env: &MirrorEnv) -> Result<(Conne
 }
 
 impl Connected {
-    /// Streams from `positions` (partitions without one start at the spec's start).
+    /// Streams from `positions` (partitions without one start at the spec's start); a Kafka
+    /// source reads only partition `only` when given (a gateway source is one work unit).
     pub(crate) async fn stream(
         self,
         spec: &MirrorSpec,
         positions: &ResumePositions,
+        only: Option<i32>,
     ) -> Result<Batches> {
         match self {
             Connected::Gateway(peer) => peer.stream(spec.start, positions).await,
-            Connected::Kafka(remote) => remote.stream(spec.start, positions),
+            Connected::Kafka(remote) => remote.stream(spec.start, positions, only),
         }
     }
 }

@@ -116,6 +116,13 @@ pub struct MirrorEnv {
     pub timeout: Duration,
     /// Cancelled at shutdown: mirrors finish in-flight produces and exit.
     pub cancel: CancellationToken,
+    /// This process among the replicas of its gateway (`hostname-pid` unless configured):
+    /// status names it as the one that copies a mirror's partitions.
+    pub replica: String,
+    /// Whether the replicas of this gateway share each mirror's work through a Kafka
+    /// consumer group, with transactional producers (see [`crate::share`]); otherwise this
+    /// process copies every partition of every mirror.
+    pub shared: bool,
 }
 
 impl fmt::Debug for MirrorEnv {
@@ -124,6 +131,8 @@ impl fmt::Debug for MirrorEnv {
         f.debug_struct("MirrorEnv")
             .field("gateway", &self.gateway)
             .field("timeout", &self.timeout)
+            .field("replica", &self.replica)
+            .field("shared", &self.shared)
             .finish_non_exhaustive()
     }
 }

@@ -22,10 +22,13 @@ pub enum MirrorState {
     Failed,
     /// Exited (cancelled).
     Stopped,
+    /// A shared mirror's replica in its group without partitions to copy: the other
+    /// replicas copy them all (see [`crate::share`]).
+    Standby,
 }
 
 impl MirrorState {
-    /// `starting`, `recovering`, `running`, `backoff`, `failed` or `stopped`.
+    /// `starting`, `recovering`, `running`, `backoff`, `failed`, `stopped` or `standby`.
     pub fn as_str(self) -> &'static str {
         match self {
             MirrorState::Starting => "starting",
@@ -34,6 +37,7 @@ impl MirrorState {
             MirrorState::Backoff => "backoff",
             MirrorState::Failed => "failed",
             MirrorState::Stopped => "stopped",
+            MirrorState::Standby => "standby",
         }
     }
 }
@@ -74,6 +78,11 @@ pub struct MirrorStatus {
     pub errors: u64,
     /// Cycles started after the first one.
     pub reconnects: u64,
+    /// This process among its gateway's replicas (see [`crate::MirrorEnv::replica`]).
+    pub replica: String,
+    /// For a shared mirror: every replica of the group with the source partitions it
+    /// copies, as the group's coordinator last described it (empty otherwise).
+    pub replicas: Vec<(String, Vec<i32>)>,
     /// For a gateway source: its name (once known) and URL.
     pub source_gateway: Option<(String, String)>,
 }
@@ -119,6 +128,14 @@ impl StatusCell {
 
     pub(crate) fn set_state(&self, state: MirrorState) {
         self.update(|s| s.state = state);
+    }
+
+    /// Forgets the positions of `partitions` (a shared mirror's replica gave them up).
+    pub(crate) fn forget_positions(&self, partitions: &[i32]) {
+        let mut inner = self.lock();
+        for p in partitions {
+            inner.positions.remove(p);
+        }
     }
 
     /// Replaces every position (after recovery).

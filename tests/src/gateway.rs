@@ -52,6 +52,8 @@ pub struct GatewaySpec {
     pub host: String,
     /// The network namespace the gateway runs in (`ip netns exec`), if any.
     pub netns: Option<String>,
+    /// Extra `key = value` lines of the `[gateway]` section.
+    pub gateway_keys: Vec<String>,
 }
 
 impl GatewaySpec {
@@ -67,7 +69,14 @@ impl GatewaySpec {
             extra: Vec::new(),
             host: "127.0.0.1".to_owned(),
             netns: None,
+            gateway_keys: Vec::new(),
         }
+    }
+
+    /// Adds a `key = value` line to the `[gateway]` section.
+    pub fn gateway_key(mut self, line: &str) -> Self {
+        self.gateway_keys.push(line.to_owned());
+        self
     }
 
     /// Appends raw TOML to the config.
@@ -115,6 +124,9 @@ impl GatewaySpec {
         if self.netns.is_some() {
             // A veth address is not loopback; the pair exists only on this machine.
             toml = toml.replacen("\n\n[kafka]", "\nallow_plaintext = true\n\n[kafka]", 1);
+        }
+        for line in &self.gateway_keys {
+            toml = toml.replacen("\n\n[kafka]", &format!("\n{line}\n\n[kafka]"), 1);
         }
         if let Some(topic) = &self.cursor_topic {
             let _ = writeln!(toml, "cursor_topic = {topic:?}");

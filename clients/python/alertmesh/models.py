@@ -178,7 +178,8 @@ class MirrorStatus:
     #: ``am://<gateway>/<topic>`` for a gateway source, ``kafka://<bootstrap>/<topic>`` for Kafka.
     source: str
     destination: str
-    #: ``starting``, ``recovering``, ``running``, ``backoff`` (or ``failed``).
+    #: ``starting``, ``recovering``, ``running``, ``backoff`` (or ``failed``; ``standby``
+    #: for a replica sharing the mirror that copies no partition).
     state: str
     #: The last error, while the mirror is not running; empty otherwise.
     error: str
@@ -193,6 +194,11 @@ class MirrorStatus:
     dead_lettered: int
     errors: int
     reconnects: int
+    #: The replica of the gateway that answered.
+    replica: str = ""
+    #: With ``gateway.share_mirrors``: each replica of the group and the source partitions
+    #: it copies.
+    replicas: dict[str, list[int]] = field(default_factory=dict)
 
     @classmethod
     def from_pb(cls, m: pb.MirrorInfo) -> MirrorStatus:
@@ -209,6 +215,8 @@ class MirrorStatus:
             dead_lettered=m.dead_lettered,
             errors=m.errors,
             reconnects=m.reconnects,
+            replica=m.replica,
+            replicas={r.replica: list(r.partitions) for r in m.replicas},
         )
 
 

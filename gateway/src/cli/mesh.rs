@@ -56,6 +56,10 @@ pub(super) async fn mirror(cmd: MirrorCommand) -> Result<(), String> {
                     "lag_seconds": m.lag_seconds, "copied": m.copied,
                     "cycles_dropped": m.cycles_dropped, "dead_lettered": m.dead_lettered,
                     "errors": m.errors, "reconnects": m.reconnects, "error": m.error,
+                    "replica": m.replica,
+                    "replicas": m.replicas.iter()
+                        .map(|r| (r.replica.clone(), r.partitions.clone()))
+                        .collect::<BTreeMap<String, Vec<i32>>>(),
                 })
                 .to_string(),
             );
@@ -79,6 +83,23 @@ pub(super) async fn mirror(cmd: MirrorCommand) -> Result<(), String> {
             ));
             if !m.error.is_empty() {
                 lines.push(format!("  last error: {}", message(&m.error)));
+            }
+            for r in &m.replicas {
+                let partitions: Vec<String> = r.partitions.iter().map(i32::to_string).collect();
+                let this = if r.replica == m.replica {
+                    " (answered)"
+                } else {
+                    ""
+                };
+                lines.push(format!(
+                    "  replica {}{this}: partitions {}",
+                    field(&r.replica),
+                    if partitions.is_empty() {
+                        "-".to_owned()
+                    } else {
+                        partitions.join(",")
+                    }
+                ));
             }
         }
     }

@@ -186,6 +186,41 @@ fn environment_overrides_runtime_knobs() {
 }
 
 #[test]
+fn replicas_share_mirrors_only_when_asked_and_are_named_by_host_and_pid_by_default() {
+    let c = Config::parse(MINIMAL, &[]).unwrap();
+    assert!(!c.gateway.share_mirrors);
+    assert!(
+        c.gateway
+            .replica_id
+            .ends_with(&format!("-{}", std::process::id())),
+        "{}",
+        c.gateway.replica_id
+    );
+    let shared = MINIMAL.replacen(
+        "[kafka]",
+        "share_mirrors = true\nreplica_id = \"pod-a\"\n[kafka]",
+        1,
+    );
+    let c = Config::parse(&shared, &[]).unwrap();
+    assert!(c.gateway.share_mirrors);
+    assert_eq!(c.gateway.replica_id, "pod-a");
+    let env = vec![(
+        "ALERTMESH_GATEWAY_REPLICA_ID".to_owned(),
+        "pod-b".to_owned(),
+    )];
+    assert_eq!(
+        Config::parse(&shared, &env).unwrap().gateway.replica_id,
+        "pod-b"
+    );
+    let bad = MINIMAL.replacen("[kafka]", "replica_id = \"a\\nb\"\n[kafka]", 1);
+    let errors = Config::parse(&bad, &[]).unwrap_err();
+    assert!(
+        errors.iter().any(|e| e.contains("gateway.replica_id")),
+        "{errors:?}"
+    );
+}
+
+#[test]
 fn invalid_toml_is_one_clear_error() {
     let errors = Config::parse("[gateway\nname=", &[]).unwrap_err();
     assert_eq!(errors.len(), 1);

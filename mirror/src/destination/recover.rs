@@ -42,12 +42,13 @@ impl Search {
 }
 
 /// Resume positions of the source `prefix` in `topics` (each with `partitions`
-/// partitions). Every partition is read at once, in rounds that widen the window of the
+/// partitions; only partition `only` when given, a shared mirror's work unit). Every partition is read at once, in rounds that widen the window of the
 /// partitions still without a record of this source. Blocking: run it on a blocking thread.
 pub(crate) fn recover(
     config: ClientConfig,
     topics: &[String],
     partitions: usize,
+    only: Option<i32>,
     prefix: &str,
     timeout: Duration,
 ) -> Result<ResumePositions> {
@@ -60,7 +61,7 @@ pub(crate) fn recover(
         let consumer: Consumer = config
             .create_with_context(QuietContext::default())
             .map_err(|e| destination_error(topic, format!("cannot create a consumer: {e}")))?;
-        recover_topic(&consumer, topic, partitions, timeout, &mut positions)?;
+        recover_topic(&consumer, topic, partitions, only, timeout, &mut positions)?;
     }
     Ok(positions)
 }
@@ -69,11 +70,13 @@ fn recover_topic(
     consumer: &Consumer,
     topic: &str,
     partitions: usize,
+    only: Option<i32>,
     timeout: Duration,
     positions: &mut ResumePositions,
 ) -> Result<()> {
     let mut todo = Vec::new();
-    for partition in 0..i32::try_from(partitions).unwrap_or(i32::MAX) {
+    let all = 0..i32::try_from(partitions).unwrap_or(i32::MAX);
+    for partition in all.filter(|p| only.is_none_or(|o| o == *p)) {
         let (low, high) = consumer
             .fetch_watermarks(topic, partition, timeout)
             .map_err(|e| {

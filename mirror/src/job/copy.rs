@@ -5,6 +5,11 @@
 //! the first failed delivery the producer's queue is purged, so no later record of the
 //! partition can land after the gap; the next cycle's recovery then resumes right after the
 //! last record that did land.
+//!
+//! A transactional sink (a shared mirror's work unit) commits what it sent every
+//! [`COMMIT_EVERY`] and whenever the in-flight bounds are reached; status positions move
+//! at commits only. A failed commit ends the cycle: the next one's `init_transactions`
+//! aborts what was left open, and recovery reads only committed copies.
 
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -17,8 +22,8 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use crate::convert::{Converter, Outcome, Outgoing, SourceRecord};
-use crate::destination::destination_error;
 use crate::destination::Sink;
+use crate::destination::{destination_error, kafka_error};
 use crate::quiet::{Producer, LOST};
 use crate::source::Batches;
 use crate::status::{Handled, StatusCell};
@@ -29,6 +34,8 @@ const MAX_PENDING_RECORDS: usize = 10_000;
 const MAX_PENDING_BYTES: usize = 64 << 20;
 /// How often the loop looks whether its producer lost the destination cluster.
 const LOST_CHECK: Duration = Duration::from_millis(200);
+/// How often a transactional sink commits what it sent.
+const COMMIT_EVERY: Duration = Duration::from_millis(100);
 
 /// Where copies and dead letters go.
 #[derive(Debug)]
@@ -91,17 +98,29 @@ pub(super) async fn run(
     cancel: &CancellationToken,
     timeout: Duration,
 ) -> Result<()> {
-    let Sink { producer, lost } = sink;
+    let Sink {
+        producer,
+        lost,
+        transactional,
+    } = sink;
+    let txn = *transactional;
     let mut queue = Queue::default();
     let failed = |reason: String| destination_error(&topics.destination, reason);
     let mut check = tokio::time::interval(LOST_CHECK);
+    let mut commits = tokio::time::interval(COMMIT_EVERY);
+    // Whether a transaction is open (transactional sinks only).
+    let mut open = false;
     loop {
         let room = queue.has_room();
         tokio::select! {
             biased;
             _ = cancel.cancelled() => {
-                drain(producer, &mut queue, status, timeout, &topics.destination).await?;
+                finish(producer, &mut queue, status, timeout, &topics.destination, open).await?;
                 return Ok(());
+            }
+            _ = commits.tick(), if open => {
+                commit(producer, &mut queue, status, timeout, &topics.destination).await?;
+                open = false;
             }
             _ = check.tick() => if lost.is_lost() {
                 // A producer that lost its cluster is not kept (see `quiet`); what it did
@@ -110,7 +129,7 @@ pub(super) async fn run(
                 let _ = drain(producer, &mut queue, status, timeout, &topics.destination).await;
                 return Err(failed(LOST.to_owned()));
             },
-            done = queue.next() => match done {
+            done = queue.next(), if !txn => match done {
                 Ok(()) => queue.pop_done(status),
                 Err(reason) => {
                     // Nothing after a failed record may land: purge what is still queued.
@@ -123,21 +142,32 @@ pub(super) async fn run(
                 let records = match batch {
                     Some(Ok(records)) => records,
                     Some(Err(e)) => {
-                        drain(producer, &mut queue, status, timeout, &topics.destination).await?;
+                        finish(producer, &mut queue, status, timeout, &topics.destination, open).await?;
                         return Err(e);
                     }
                     None => {
-                        drain(producer, &mut queue, status, timeout, &topics.destination).await?;
+                        finish(producer, &mut queue, status, timeout, &topics.destination, open).await?;
                         return Err(Error::Source {
                             source_name: "source".into(),
                             reason: "the reader stopped".into(),
                         });
                     }
                 };
-                for (partition, offset, outcome) in convert(converter, records).await? {
+                let outcomes = convert(converter, records).await?;
+                if txn && !open && !outcomes.is_empty() {
+                    producer.begin_transaction().map_err(|e| {
+                        kafka_error(&topics.destination, "cannot begin a transaction", &e)
+                    })?;
+                    open = true;
+                }
+                for (partition, offset, outcome) in outcomes {
                     let pending = send(producer, topics, &mut queue, status, partition, offset, outcome).await?;
                     queue.bytes += pending.bytes;
                     queue.items.push_back(pending);
+                }
+                if open && !queue.has_room() {
+                    commit(producer, &mut queue, status, timeout, &topics.destination).await?;
+                    open = false;
                 }
             }
         }
@@ -233,7 +263,7 @@ async fn send(
                     queue.pop_done(status);
                 }
             }
-            Err((e, _)) => return Err(destination_error(topic, format!("cannot produce: {e}"))),
+            Err((e, _)) => return Err(kafka_error(topic, "cannot produce", &e)),
         }
     }
 }
@@ -248,6 +278,40 @@ fn headers(out: &Outgoing) -> OwnedHeaders {
             })
         },
     )
+}
+
+/// Commits the open transaction, if any, else waits for pending deliveries.
+async fn finish(
+    producer: &Producer,
+    queue: &mut Queue,
+    status: &StatusCell,
+    timeout: Duration,
+    destination: &str,
+    open: bool,
+) -> Result<()> {
+    if open {
+        commit(producer, queue, status, timeout, destination).await
+    } else {
+        drain(producer, queue, status, timeout, destination).await
+    }
+}
+
+/// Commits the open transaction (bounded by `timeout`) and records what it held.
+async fn commit(
+    producer: &Producer,
+    queue: &mut Queue,
+    status: &StatusCell,
+    timeout: Duration,
+    destination: &str,
+) -> Result<()> {
+    let p = producer.clone();
+    // Committing flushes and waits for the broker: blocking work.
+    tokio::task::spawn_blocking(move || p.commit_transaction(timeout))
+        .await
+        .map_err(|e| destination_error(destination, format!("commit task failed: {e}")))?
+        .map_err(|e| kafka_error(destination, "cannot commit", &e))?;
+    // Every delivery has completed: the commit succeeds only when all did.
+    drain(producer, queue, status, timeout, destination).await
 }
 
 /// Waits (bounded by `timeout`) for every pending delivery, recording the acknowledged ones.

@@ -1,4 +1,6 @@
-//! One mirror cycle: connect, prepare the destination, recover, copy.
+//! One mirror cycle: connect, prepare the destination, recover, copy. A shared mirror's
+//! work unit first makes its transactional producer, fencing the unit's previous owner,
+//! and then recovers and copies only its own source partition.
 
 use std::sync::Arc;
 
@@ -8,6 +10,7 @@ use tokio_util::sync::CancellationToken;
 use super::copy;
 use crate::convert::Converter;
 use crate::destination::{self, dlq_topic};
+use crate::share::Unit;
 use crate::status::StatusCell;
 use crate::{source, Error, MirrorEnv, MirrorSpec, MirrorState, Result};
 
@@ -18,14 +21,26 @@ pub(super) async fn run(
     converter: &Arc<Converter>,
     status: &StatusCell,
     cancel: &CancellationToken,
+    unit: Option<&Unit>,
 ) -> Result<()> {
     // Nothing has been produced before copying starts, so a cancel there just returns.
+    let fenced = match unit {
+        Some(u) => tokio::select! {
+            _ = cancel.cancelled() => return Ok(()),
+            sink = destination::transactional_producer(env, &u.transactional_id, &spec.name) => Some(sink?),
+        },
+        None => None,
+    };
+    let only = unit.and_then(|u| u.partition);
     let prepared = tokio::select! {
         _ = cancel.cancelled() => return Ok(()),
-        prepared = prepare(spec, env, status) => prepared?,
+        prepared = prepare(spec, env, status, only) => prepared?,
     };
     let (batches, destination) = prepared;
-    let sink = destination::producer(env, &destination)?;
+    let sink = match fenced {
+        Some(sink) => sink,
+        None => destination::producer(env, &destination)?,
+    };
     status.update(|s| {
         s.state = MirrorState::Running;
         s.error.clear();
@@ -52,6 +67,7 @@ async fn prepare(
     spec: &MirrorSpec,
     env: &MirrorEnv,
     status: &StatusCell,
+    only: Option<i32>,
 ) -> Result<(source::Batches, String)> {
     let (connected, info) = source::connect(spec, env).await?;
     let destination = spec
@@ -81,7 +97,7 @@ async fn prepare(
         info.partitions,
     );
     let positions = tokio::task::spawn_blocking(move || {
-        destination::recover(config, &topics, partitions, &prefix, timeout)
+        destination::recover(config, &topics, partitions, only, &prefix, timeout)
     })
     .await
     .map_err(|e| {
@@ -89,6 +105,6 @@ async fn prepare(
     })??;
     tracing::info!(positions = ?positions.positions(), "recovered positions from the destination");
     status.set_positions(&positions.positions());
-    let batches = connected.stream(spec, &positions).await?;
+    let batches = connected.stream(spec, &positions, only).await?;
     Ok((batches, destination))
 }

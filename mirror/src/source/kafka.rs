@@ -102,14 +102,19 @@ pub(crate) async fn connect(
 
 impl Remote {
     /// Starts the reader thread at `positions`, else at `start`.
-    pub(crate) fn stream(self, start: Start, positions: &ResumePositions) -> Result<Batches> {
+    pub(crate) fn stream(
+        self,
+        start: Start,
+        positions: &ResumePositions,
+        only: Option<i32>,
+    ) -> Result<Batches> {
         let (tx, rx) = mpsc::channel(CHANNEL_BATCHES);
         let positions = positions.clone();
         let name = format!("mirror-{}", self.source.topic);
         std::thread::Builder::new()
             .name(name.chars().take(15).collect())
             .spawn(move || {
-                if let Err(e) = self.read(start, &positions, &tx) {
+                if let Err(e) = self.read(start, &positions, only, &tx) {
                     let _ = tx.blocking_send(Err(e));
                 }
             })
@@ -121,6 +126,7 @@ impl Remote {
         &self,
         start: Start,
         positions: &ResumePositions,
+        only: Option<i32>,
         tx: &mpsc::Sender<Result<Vec<SourceRecord>>>,
     ) -> Result<()> {
         let fail = |reason: String| failure(&self.label, reason);
@@ -128,7 +134,8 @@ impl Remote {
         let consumer: Consumer = client_config(&self.source, "reader")
             .create_with_context(QuietContext::default())
             .map_err(|e| fail(format!("cannot create a consumer: {e}")))?;
-        let partitions = 0..i32::try_from(self.partitions).unwrap_or(i32::MAX);
+        let partitions = (0..i32::try_from(self.partitions).unwrap_or(i32::MAX))
+            .filter(|p| only.is_none_or(|o| o == *p));
         // Per partition: records older than this are skipped (a time start that the broker
         // may have answered with an earlier offset).
         let mut skip_before = vec![None; self.partitions];

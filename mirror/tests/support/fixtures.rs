@@ -63,6 +63,8 @@ pub fn env(gateway: &str, local: &Broker) -> (MirrorEnv, CancellationToken) {
         decoder: Arc::new(Decoder::new()),
         timeout: Duration::from_secs(3),
         cancel: cancel.clone(),
+        replica: "test".into(),
+        shared: false,
     };
     (env, cancel)
 }

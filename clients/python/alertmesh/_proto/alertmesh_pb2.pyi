@@ -504,7 +504,7 @@ class MirrorStatusResponse(_message.Message):
     def __init__(self, mirrors: _Optional[_Iterable[_Union[MirrorInfo, _Mapping]]] = ...) -> None: ...
 
 class MirrorInfo(_message.Message):
-    __slots__ = ("name", "source", "destination", "state", "error", "positions", "lag_seconds", "copied", "cycles_dropped", "dead_lettered", "errors", "reconnects")
+    __slots__ = ("name", "source", "destination", "state", "error", "positions", "lag_seconds", "copied", "cycles_dropped", "dead_lettered", "errors", "reconnects", "replica", "replicas")
     NAME_FIELD_NUMBER: _ClassVar[int]
     SOURCE_FIELD_NUMBER: _ClassVar[int]
     DESTINATION_FIELD_NUMBER: _ClassVar[int]
@@ -517,6 +517,8 @@ class MirrorInfo(_message.Message):
     DEAD_LETTERED_FIELD_NUMBER: _ClassVar[int]
     ERRORS_FIELD_NUMBER: _ClassVar[int]
     RECONNECTS_FIELD_NUMBER: _ClassVar[int]
+    REPLICA_FIELD_NUMBER: _ClassVar[int]
+    REPLICAS_FIELD_NUMBER: _ClassVar[int]
     name: str
     source: str
     destination: str
@@ -529,7 +531,17 @@ class MirrorInfo(_message.Message):
     dead_lettered: int
     errors: int
     reconnects: int
-    def __init__(self, name: _Optional[str] = ..., source: _Optional[str] = ..., destination: _Optional[str] = ..., state: _Optional[str] = ..., error: _Optional[str] = ..., positions: _Optional[_Iterable[_Union[PartitionOffset, _Mapping]]] = ..., lag_seconds: _Optional[float] = ..., copied: _Optional[int] = ..., cycles_dropped: _Optional[int] = ..., dead_lettered: _Optional[int] = ..., errors: _Optional[int] = ..., reconnects: _Optional[int] = ...) -> None: ...
+    replica: str
+    replicas: _containers.RepeatedCompositeFieldContainer[MirrorReplica]
+    def __init__(self, name: _Optional[str] = ..., source: _Optional[str] = ..., destination: _Optional[str] = ..., state: _Optional[str] = ..., error: _Optional[str] = ..., positions: _Optional[_Iterable[_Union[PartitionOffset, _Mapping]]] = ..., lag_seconds: _Optional[float] = ..., copied: _Optional[int] = ..., cycles_dropped: _Optional[int] = ..., dead_lettered: _Optional[int] = ..., errors: _Optional[int] = ..., reconnects: _Optional[int] = ..., replica: _Optional[str] = ..., replicas: _Optional[_Iterable[_Union[MirrorReplica, _Mapping]]] = ...) -> None: ...
+
+class MirrorReplica(_message.Message):
+    __slots__ = ("replica", "partitions")
+    REPLICA_FIELD_NUMBER: _ClassVar[int]
+    PARTITIONS_FIELD_NUMBER: _ClassVar[int]
+    replica: str
+    partitions: _containers.RepeatedScalarFieldContainer[int]
+    def __init__(self, replica: _Optional[str] = ..., partitions: _Optional[_Iterable[int]] = ...) -> None: ...
 
 class IssueCredentialRequest(_message.Message):
     __slots__ = ("subject", "scopes", "ttl_seconds", "audience")
