@@ -7,7 +7,8 @@
 # Sizes are the benchmarks' documented defaults; their environment variables change them
 # (BENCH_ROUNDS, BENCH_N_1K, ... for bench_subscribe; BENCH_MIRROR_N, ... for bench_mirror;
 # BENCH_SECONDS for decode_filter; BENCH_AUTH_N, BENCH_AUTH_SIZE, BENCH_AUTH_ROUNDS for
-# bench_auth). BENCH_ONLY="bench_subscribe bench_mirror" runs a subset.
+# bench_auth; BENCH_MIRROR_MM2_N_1K, ... for bench_mirror_mm2). BENCH_ONLY="bench_subscribe
+# bench_mirror" runs a subset.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
@@ -21,7 +22,11 @@ if [ -z "${TANSU_BIN:-}" ]; then
   TANSU_BIN=$(./scripts/devenv.sh)
   export TANSU_BIN
 fi
-only=${BENCH_ONLY:-decode_filter bench_subscribe bench_auth bench_mirror}
+# bench_mirror_mm2 (bench_mirror --mm2 1: MirrorMaker 2 side by side, on Apache Kafka) needs
+# java and the Kafka jars (scripts/apache-kafka.sh jars); it is left out when java is missing.
+default_only="decode_filter bench_subscribe bench_auth bench_mirror"
+if command -v java >/dev/null; then default_only="$default_only bench_mirror_mm2"; fi
+only=${BENCH_ONLY:-$default_only}
 
 mkdir -p "$out"
 echo "== bench: building the release gateway and benchmarks" >&2
@@ -97,6 +102,21 @@ summarize() {
         /^[0-9]+ KB +[0-9]/{ printf "| bench_mirror | lag, %s %s at %s/s sent | p50 %s ms, p99 %s ms, max %s ms | |\n",
           $1, $2, $4, $6, $8, $9 }' "$file"
       ;;
+    bench_mirror_mm2)
+      # Throughput rows: "N KB {copier:<28} alerts/s MB/s vs-MM2 r1 .. rR w/start CPU RSS";
+      # lag rows: "N KB {copier:<28} target/s sent/s p50 p99 max RSS";
+      # kill rows: "{copier:<28} at-kill written duplicates secs".
+      awk '/^alertmesh mirror vs/{ t = 1 } /^end-to-end lag/{ t = 2 } /^kill -9/{ t = 3 }
+        t == 1 && /^[0-9]+ KB /{ what = substr($0, 9, 28); sub(/ +$/, "", what);
+          n = split(substr($0, 37), f, " ");
+          printf "| bench_mirror --mm2 | %s %s, %s (%s alerts/s, %s us CPU/alert) | %s× MM2 | |\n", $1, $2, what, f[1], f[n - 1], f[3] }
+        t == 2 && /^[0-9]+ KB /{ what = substr($0, 9, 28); sub(/ +$/, "", what);
+          split(substr($0, 37), f, " ");
+          printf "| bench_mirror --mm2 | lag, %s %s at %s/s sent, %s | p50 %s ms, p99 %s ms, max %s ms | |\n", $1, $2, f[2], what, f[3], f[4], f[5] }
+        t == 3 && /^(alertmesh|MirrorMaker)/{ what = substr($0, 1, 28); sub(/ +$/, "", what);
+          split(substr($0, 29), f, " ");
+          printf "| bench_mirror --mm2 | kill -9 mid-run, %s | %s duplicates | |\n", what, f[3] }' "$file"
+      ;;
   esac
 }
 
@@ -106,6 +126,7 @@ run decode_filter $cargo bench -q -p alertmesh-alert --bench decode_filter
 run bench_subscribe "$bin/bench_subscribe"
 run bench_auth "$bin/bench_auth" ${BENCH_AUTH_N:-20000} ${BENCH_AUTH_SIZE:-8192} ${BENCH_AUTH_ROUNDS:-5}
 run bench_mirror "$bin/bench_mirror"
+run bench_mirror_mm2 "$bin/bench_mirror" --mm2 1
 
 commit=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)
 dirty=
