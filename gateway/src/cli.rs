@@ -214,7 +214,9 @@ pub struct SubscribeArgs {
 impl GatewayArg {
     /// The first URL given: where commands that walk the mesh start.
     pub fn url(&self) -> &str {
-        self.urls.first().map_or("http://127.0.0.1:50051", String::as_str)
+        self.urls
+            .first()
+            .map_or("http://127.0.0.1:50051", String::as_str)
     }
 
     /// Every URL given, with the command's TLS and token options (each token bound to

@@ -222,8 +222,16 @@ pub fn spawn_mirror_maker(label: &str, config: &Path, dir: &Path) -> Result<Chil
     std::fs::write(&log4j, LOG4J)?;
     let mut command = Command::new("java");
     command
-        .args(["-Xms256m", "-Xmx1g", "-XX:+UseG1GC", "-XX:MaxGCPauseMillis=20"])
-        .args(["-XX:InitiatingHeapOccupancyPercent=35", "-XX:+ExplicitGCInvokesConcurrent"])
+        .args([
+            "-Xms256m",
+            "-Xmx1g",
+            "-XX:+UseG1GC",
+            "-XX:MaxGCPauseMillis=20",
+        ])
+        .args([
+            "-XX:InitiatingHeapOccupancyPercent=35",
+            "-XX:+ExplicitGCInvokesConcurrent",
+        ])
         .arg("-Djava.awt.headless=true")
         .arg(format!("-Dlog4j2.configurationFile={}", log4j.display()))
         .arg("-cp")

@@ -112,7 +112,9 @@ impl Running {
 
     /// CPU time of the copier process so far.
     fn cpu(&self) -> Duration {
-        self.pid().and_then(|p| cpu_time(Some(p))).unwrap_or_default()
+        self.pid()
+            .and_then(|p| cpu_time(Some(p)))
+            .unwrap_or_default()
     }
 
     fn kill(&mut self) {
@@ -263,12 +265,7 @@ impl Side {
 
     /// Polls [`Side::copied`] until it reaches `n`: when the first record arrived and when
     /// the N-th did, and the copier's CPU time in between.
-    async fn progress(
-        &self,
-        running: &mut Running,
-        n: u64,
-        began: Instant,
-    ) -> Result<Progress> {
+    async fn progress(&self, running: &mut Running, n: u64, began: Instant) -> Result<Progress> {
         let mut first = None;
         loop {
             let c = self.copied(running).await.unwrap_or(0);
@@ -312,7 +309,13 @@ impl Side {
         }
     }
 
-    async fn throughput(&self, copier: Copier, topic: &str, n: u64, size: usize) -> Result<Measured> {
+    async fn throughput(
+        &self,
+        copier: Copier,
+        topic: &str,
+        n: u64,
+        size: usize,
+    ) -> Result<Measured> {
         let run = self.next_run();
         let began = Instant::now();
         let mut running = self.start(copier, topic, run).await?;
@@ -395,7 +398,11 @@ impl Side {
             tokio::task::spawn_blocking(move || count_keys(&b, &t)).await??;
         running.kill();
         delete_topics(&self.dst.bootstrap(), &[&running.dst_topic]).await;
-        ensure!(distinct_after == n, "{}: {distinct_after} distinct of {n}", copier.label());
+        ensure!(
+            distinct_after == n,
+            "{}: {distinct_after} distinct of {n}",
+            copier.label()
+        );
         let _ = (records, distinct);
         Ok(KillRow {
             copier,
@@ -596,7 +603,10 @@ fn read_lags(
                 if m.key() == Some(WARM_KEY.as_bytes()) {
                     continue;
                 }
-                let ts = m.timestamp().to_millis().context("record without timestamp")?;
+                let ts = m
+                    .timestamp()
+                    .to_millis()
+                    .context("record without timestamp")?;
                 lags.push((now_ms() - ts) as f64);
             }
             Some(Err(KafkaError::PartitionEOF(_))) => {}
@@ -618,7 +628,9 @@ pub async fn run(args: Mm2Args) -> Result<()> {
     std::env::set_var("ALERTMESH_TEST_KAFKA", "apache");
     let src = Broker::start("mm2-src").await?;
     let dst = Broker::start("mm2-dst").await?;
-    let dir = tempfile::Builder::new().prefix("alertmesh-mm2-").tempdir()?;
+    let dir = tempfile::Builder::new()
+        .prefix("alertmesh-mm2-")
+        .tempdir()?;
     let side = Side {
         args: args.clone(),
         src,
@@ -683,7 +695,15 @@ pub async fn run(args: Mm2Args) -> Result<()> {
     );
     println!(
         "{:<7} {:<28} {:>9} {:>7} {:>7}  {:<16} {:>9} {:>8} {:>8}",
-        "size", "copier", "alerts/s", "MB/s", "vs MM2", "per round", "w/ start", "CPU us", "RSS MiB"
+        "size",
+        "copier",
+        "alerts/s",
+        "MB/s",
+        "vs MM2",
+        "per round",
+        "w/ start",
+        "CPU us",
+        "RSS MiB"
     );
     for (size, _n, runs, ratios) in &tables {
         for (i, (c, ms)) in runs.iter().enumerate() {

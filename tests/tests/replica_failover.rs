@@ -98,7 +98,10 @@ async fn a_live_stream_moves_to_another_replica_when_its_replica_is_killed() -> 
         produced.extend(site.broker.produce_all(ZTF_TOPIC, rest).await?);
         alerts.extend(take(&mut sub, produced.len() - alerts.len()).await?);
         let now = serving([&site.gateway, &other]).await?;
-        ensure!(now != killed, "round {round}: still served by the killed replica");
+        ensure!(
+            now != killed,
+            "round {round}: still served by the killed replica"
+        );
         if killed == 0 {
             site.gateway.start_again().await?;
         } else {
@@ -143,7 +146,9 @@ async fn the_cli_given_two_replicas_moves_a_live_stream_when_one_is_killed() -> 
         .arg(format!("{},{}", site.gateway.grpc_url(), other.grpc_url()))
         .arg("--gateway")
         .arg(other.grpc_url())
-        .args(["--topic", ZTF_TOPIC, "--from", "earliest", "--format", "native"])
+        .args([
+            "--topic", ZTF_TOPIC, "--from", "earliest", "--format", "native",
+        ])
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .kill_on_drop(true)

@@ -109,7 +109,10 @@ pub(super) async fn subscribe(args: SubscribeArgs) -> Result<(), String> {
                 Err(alertmesh_client::Error::Status(s))
                     if !replicas.is_empty() && alertmesh_client::subscription::is_transient(&s) =>
                 {
-                    eprintln!("warning: cursor commit failed ({}); retried with the next batch", status_line(&s));
+                    eprintln!(
+                        "warning: cursor commit failed ({}); retried with the next batch",
+                        status_line(&s)
+                    );
                 }
                 Err(e) => return Err(e.to_string()),
             }

@@ -32,11 +32,11 @@ use std::time::{Duration, Instant};
 
 use alertmesh_proto::v1::MirrorStatusRequest;
 use alertmesh_tests::bench::{median, peak_rss_kib, Run};
-use alertmesh_tests::bench_mm2::Mm2Args;
 use alertmesh_tests::bench_mirror::{
     copy_loop, count_records, delete_topics, keyed_records, produce_steady, quantile, read_lags,
     Steady, MEASURE_TIMEOUT,
 };
+use alertmesh_tests::bench_mm2::Mm2Args;
 use alertmesh_tests::cli::alertmesh_bin;
 use alertmesh_tests::fixtures::now_ms;
 use alertmesh_tests::{Broker, Gateway, GatewaySpec};
