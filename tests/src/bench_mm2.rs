@@ -368,14 +368,14 @@ impl Side {
         self.restart(&mut running).await?;
         // Until every key is there (end offsets first: reading 64 KB records is not free).
         let deadline = Instant::now() + COPY_TIMEOUT;
-        let (records, distinct) = loop {
+        loop {
             let (b, t) = (self.dst.bootstrap(), running.dst_topic.clone());
             let ends = tokio::task::spawn_blocking(move || end_offsets(&b, &t)).await??;
             if ends >= n {
                 let (b, t) = (self.dst.bootstrap(), running.dst_topic.clone());
                 let counted = tokio::task::spawn_blocking(move || count_keys(&b, &t)).await??;
                 if counted.1 >= n {
-                    break counted;
+                    break;
                 }
             }
             if let Some(c) = &mut running.mm2 {
@@ -390,7 +390,7 @@ impl Side {
                 running.stderr_tail()
             );
             tokio::time::sleep(Duration::from_millis(500)).await;
-        };
+        }
         // Anything still in flight lands now.
         tokio::time::sleep(Duration::from_secs(2)).await;
         let (b, t) = (self.dst.bootstrap(), running.dst_topic.clone());
@@ -403,7 +403,6 @@ impl Side {
             "{}: {distinct_after} distinct of {n}",
             copier.label()
         );
-        let _ = (records, distinct);
         Ok(KillRow {
             copier,
             n,
