@@ -7,8 +7,10 @@
 # Sizes are the benchmarks' documented defaults; their environment variables change them
 # (BENCH_ROUNDS, BENCH_N_1K, ... for bench_subscribe; BENCH_MIRROR_N, ... for bench_mirror;
 # BENCH_SECONDS for decode_filter; BENCH_AUTH_N, BENCH_AUTH_SIZE, BENCH_AUTH_ROUNDS for
-# bench_auth; BENCH_ARCHIVE_N, BENCH_ARCHIVE_ROUNDS for bench_archive; BENCH_REPLICAS_N, BENCH_REPLICAS_SIZE_KIB, BENCH_REPLICAS_ROUNDS for
-# bench_replicas, which runs on Apache Kafka). BENCH_ONLY="bench_subscribe bench_mirror" runs a subset.
+# bench_auth; BENCH_ARCHIVE_N, BENCH_ARCHIVE_ROUNDS for bench_archive; BENCH_REPLICAS_N,
+# BENCH_REPLICAS_SIZE_KIB, BENCH_REPLICAS_ROUNDS for bench_replicas, which runs on Apache Kafka;
+# BENCH_MIRROR_MM2_N_1K, ... for bench_mirror_mm2). BENCH_ONLY="bench_subscribe bench_mirror"
+# runs a subset.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
@@ -22,7 +24,12 @@ if [ -z "${TANSU_BIN:-}" ]; then
   TANSU_BIN=$(./scripts/devenv.sh)
   export TANSU_BIN
 fi
-only=${BENCH_ONLY:-decode_filter bench_subscribe bench_auth bench_mirror bench_archive bench_replicas}
+# bench_replicas and bench_mirror_mm2 (bench_mirror --mm2 1: MirrorMaker 2 side by side) run on
+# Apache Kafka: they need java and the Kafka jars (scripts/apache-kafka.sh jars) and are left
+# out when java is missing.
+default_only="decode_filter bench_subscribe bench_auth bench_mirror bench_archive"
+if command -v java >/dev/null; then default_only="$default_only bench_replicas bench_mirror_mm2"; fi
+only=${BENCH_ONLY:-$default_only}
 if [ -z "${PG_BIN:-}" ]; then
   PG_BIN=$(./scripts/postgres.sh)
   export PG_BIN
@@ -114,6 +121,21 @@ summarize() {
           for (i = 4; i <= n; i++) { if (f[i] + 0 < lo + 0) lo = f[i]; if (f[i] + 0 > hi + 0) hi = f[i] }
           printf "| bench_replicas | %s / 1 unshared gateway (%s alerts/s) | %s | %s–%s |\n", what, f[1], f[2], lo, hi }' "$file"
       ;;
+    bench_mirror_mm2)
+      # Throughput rows: "N KB {copier:<28} alerts/s MB/s vs-MM2 r1 .. rR w/start CPU RSS";
+      # lag rows: "N KB {copier:<28} target/s sent/s p50 p99 max RSS";
+      # kill rows: "{copier:<28} at-kill written duplicates secs".
+      awk '/^alertmesh mirror vs/{ t = 1 } /^end-to-end lag/{ t = 2 } /^kill -9/{ t = 3 }
+        t == 1 && /^[0-9]+ KB /{ what = substr($0, 9, 28); sub(/ +$/, "", what);
+          n = split(substr($0, 37), f, " ");
+          printf "| bench_mirror --mm2 | %s %s, %s (%s alerts/s, %s us CPU/alert) | %s× MM2 | |\n", $1, $2, what, f[1], f[n - 1], f[3] }
+        t == 2 && /^[0-9]+ KB /{ what = substr($0, 9, 28); sub(/ +$/, "", what);
+          split(substr($0, 37), f, " ");
+          printf "| bench_mirror --mm2 | lag, %s %s at %s/s sent, %s | p50 %s ms, p99 %s ms, max %s ms | |\n", $1, $2, f[2], what, f[3], f[4], f[5] }
+        t == 3 && /^(alertmesh|MirrorMaker)/{ what = substr($0, 1, 28); sub(/ +$/, "", what);
+          split(substr($0, 29), f, " ");
+          printf "| bench_mirror --mm2 | kill -9 mid-run, %s | %s duplicates | |\n", what, f[3] }' "$file"
+      ;;
   esac
 }
 
@@ -125,6 +147,7 @@ run bench_auth "$bin/bench_auth" ${BENCH_AUTH_N:-20000} ${BENCH_AUTH_SIZE:-8192}
 run bench_mirror "$bin/bench_mirror"
 run bench_archive "$bin/bench_archive"
 ALERTMESH_TEST_KAFKA=apache run bench_replicas "$bin/bench_replicas"
+run bench_mirror_mm2 "$bin/bench_mirror" --mm2 1
 
 commit=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)
 dirty=

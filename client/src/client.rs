@@ -154,6 +154,20 @@ impl Client {
         Subscription::open(self.grpc.clone(), request).await
     }
 
+    /// `Subscribe` on this gateway, falling back on `replicas` (other processes of the
+    /// same gateway: same name and config over the same Kafka cluster, see
+    /// [`crate::connect_any`]): opened on the first that answers, and after a transient
+    /// failure reopened on the next one, resuming after the last delivered alert, so a
+    /// stream whose replica dies continues on another without a gap or a repeat.
+    pub async fn subscribe_with_replicas(
+        &self,
+        replicas: &[Client],
+        request: v1::SubscribeRequest,
+    ) -> Result<Subscription> {
+        let others = replicas.iter().map(|c| c.grpc.clone()).collect();
+        Subscription::open_any(self.grpc.clone(), others, request).await
+    }
+
     /// `Subscribe` once: the raw stream, which ends at the first failure.
     pub async fn subscribe_once(
         &mut self,

@@ -164,6 +164,12 @@ impl Gateway {
         Ok(Client::new(channel, self.bearer()?, &self.url))
     }
 
+    /// A client whose connection is opened on first use and reopened after failures:
+    /// for replicas that may be down now and serve later.
+    pub fn connect_lazy(&self) -> Result<Client> {
+        Ok(Client::new(self.lazy_channel(), self.bearer()?, &self.url))
+    }
+
     /// A bare connection (no token) for callers that build their own gRPC clients.
     pub async fn channel(&self) -> Result<Channel> {
         // The connect timeout bounds the TCP connect; the handshake needs its own bound.
@@ -189,6 +195,32 @@ impl Gateway {
     pub fn bearer(&self) -> Result<Bearer> {
         Bearer::new(self.options.token.as_ref())
     }
+}
+
+/// Several URLs of one gateway (its replicas): a connection to the first that answers,
+/// and lazy clients of the others in the order after it, to pass to
+/// [`Client::subscribe_with_replicas`]. Fails with the last error when none answers.
+pub async fn connect_any(gateways: &[Gateway]) -> Result<(Client, Vec<Client>)> {
+    let mut last = None;
+    for (i, g) in gateways.iter().enumerate() {
+        match g.connect().await {
+            Ok(client) => {
+                let mut others = Vec::with_capacity(gateways.len() - 1);
+                for other in gateways[i + 1..].iter().chain(&gateways[..i]) {
+                    others.push(other.connect_lazy()?);
+                }
+                return Ok((client, others));
+            }
+            Err(e) => {
+                tracing::warn!(url = %g.url(), error = %e, "gateway replica unreachable");
+                last = Some(e);
+            }
+        }
+    }
+    Err(last.unwrap_or(Error::Url {
+        url: String::new(),
+        reason: "no gateway URL given".into(),
+    }))
 }
 
 fn tls_config(options: &Options) -> Result<ClientTlsConfig> {

@@ -14,6 +14,10 @@
 //! - [`subscription`]: [`Subscription`], a `Subscribe` stream that reconnects after a
 //!   gateway restart or a cut connection and resumes from the positions it has delivered,
 //!   without gaps or repeats; [`Subscription::into_stream`] makes it a `Stream`.
+//! - Replicas: several processes of one gateway (same name and config, same Kafka cluster)
+//!   serve any subscription. [`connect_any`] connects to the first that answers and
+//!   [`Client::subscribe_with_replicas`] moves a stream to another replica when its own
+//!   dies, resuming after the last delivered alert.
 //! - [`Error`]: what can go wrong; no message ever holds the token.
 //!
 //! # Example
@@ -59,6 +63,6 @@ pub mod subscription;
 pub use alertmesh_proto::v1;
 pub use client::{Bearer, Client, Grpc, ViewStream};
 pub use error::{status_line, Error, Result};
-pub use gateway::Gateway;
+pub use gateway::{connect_any, Gateway};
 pub use options::{Options, Token};
 pub use subscription::{AlertStream, Backoff, Batch, Subscription};

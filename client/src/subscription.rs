@@ -9,6 +9,13 @@
 //! what arrived while disconnected is not skipped. Alerts at offsets already delivered are
 //! dropped here as well, so nothing repeats even if a gateway replays more than asked.
 //! A stream ending at `now` is not reopened: `now` would mean a later time.
+//!
+//! Replicas of one gateway (processes with the same name and config over the same Kafka
+//! cluster) serve any subscription: positions are Kafka offsets, cursors and credentials
+//! live in Kafka. A subscription opened with replicas
+//! ([`Client::subscribe_with_replicas`](crate::Client::subscribe_with_replicas)) reopens
+//! on the next replica after each transient failure, so a stream whose gateway dies moves
+//! to another one and continues from the same positions.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::time::{Duration, SystemTime};
@@ -148,6 +155,8 @@ pub struct Batch {
 #[derive(Debug)]
 pub struct Subscription {
     grpc: Grpc,
+    /// The other replicas, in the order they are tried after a failure.
+    replicas: VecDeque<Grpc>,
     request: v1::SubscribeRequest,
     stream: Option<Streaming<v1::AlertBatch>>,
     positions: BTreeMap<i32, i64>,
@@ -164,15 +173,45 @@ pub struct Subscription {
 impl Subscription {
     /// Sends `request` and returns the open stream; an error status now (unknown topic,
     /// bad filter, missing scope, gateway down) is returned, not retried.
-    pub(crate) async fn open(mut grpc: Grpc, request: v1::SubscribeRequest) -> Result<Self> {
+    pub(crate) async fn open(grpc: Grpc, request: v1::SubscribeRequest) -> Result<Self> {
+        Subscription::open_any(grpc, Vec::new(), request).await
+    }
+
+    /// Like [`Subscription::open`], on `grpc` or, while the answer is a transient failure
+    /// (the replica is down), on each of `replicas` in turn; the stream later moves between
+    /// them. An error that is not transient is returned at once.
+    pub(crate) async fn open_any(
+        grpc: Grpc,
+        replicas: Vec<Grpc>,
+        request: v1::SubscribeRequest,
+    ) -> Result<Self> {
         let resumable = !matches!(
             request.end.as_ref().and_then(|e| e.position.as_ref()),
             Some(end::Position::Now(_))
         );
         let started_at = SystemTime::now();
-        let stream = grpc.subscribe(request.clone()).await?.into_inner();
+        let mut replicas: VecDeque<Grpc> = replicas.into();
+        let mut grpc = grpc;
+        let mut tries = replicas.len();
+        let stream = loop {
+            match grpc.subscribe(request.clone()).await {
+                Ok(r) => break r.into_inner(),
+                Err(status) if tries > 0 && is_transient(&status) => {
+                    tries -= 1;
+                    tracing::warn!(
+                        topic = %request.topic,
+                        status = %crate::status_line(&status),
+                        "replica unavailable; trying the next one"
+                    );
+                    let next = replicas.pop_front().expect("tries counts the replicas");
+                    replicas.push_back(std::mem::replace(&mut grpc, next));
+                }
+                Err(status) => return Err(status.into()),
+            }
+        };
         Ok(Subscription {
             grpc,
+            replicas,
             limit: request.limit,
             request,
             stream: Some(stream),
@@ -218,6 +257,23 @@ impl Subscription {
     /// How many times the stream was reopened.
     pub fn reconnects(&self) -> u64 {
         self.reconnects
+    }
+
+    /// `CommitCursor` of [`Subscription::positions`] under the caller's cursor `name`,
+    /// on the replica serving the stream now (the one that delivered the alerts, or the
+    /// next to try once it failed).
+    pub async fn commit_cursor(&mut self, name: &str) -> Result<()> {
+        let request = v1::CommitCursorRequest {
+            name: name.to_owned(),
+            topic: self.request.topic.clone(),
+            offsets: self
+                .positions
+                .iter()
+                .map(|(&partition, &offset)| v1::PartitionOffset { partition, offset })
+                .collect(),
+        };
+        self.grpc.commit_cursor(request).await?;
+        Ok(())
     }
 
     /// The topic streamed.
@@ -294,6 +350,11 @@ impl Subscription {
         }
         let delay = self.backoff.delay();
         self.reconnects += 1;
+        // Another replica serves the same stream: the next attempt goes there.
+        if let Some(next) = self.replicas.pop_front() {
+            let failed = std::mem::replace(&mut self.grpc, next);
+            self.replicas.push_back(failed);
+        }
         tracing::warn!(
             topic = %self.request.topic,
             status = %crate::status_line(&status),
@@ -415,6 +476,7 @@ mod tests {
         ));
         Subscription {
             grpc,
+            replicas: VecDeque::new(),
             limit: request.limit,
             resumable: true,
             request,

@@ -148,14 +148,17 @@ pub enum Command {
 
 #[derive(Debug, clap::Args)]
 pub struct GatewayArg {
-    /// Gateway gRPC URL.
+    /// Gateway gRPC URL. Replicas of one gateway: repeat the flag or give a comma list;
+    /// commands use the first that answers, and a live `subscribe` moves to another
+    /// replica when its own dies.
     #[arg(
         long = "gateway",
         env = "ALERTMESH_GATEWAY",
         default_value = "http://127.0.0.1:50051",
-        value_name = "URL"
+        value_name = "URL",
+        value_delimiter = ','
     )]
-    pub url: String,
+    pub urls: Vec<String>,
     #[command(flatten)]
     pub auth: client::ClientAuthArgs,
 }
@@ -208,9 +211,38 @@ pub struct SubscribeArgs {
     pub out: Option<PathBuf>,
 }
 
-/// Connects to a gateway with the command's TLS and token options.
+impl GatewayArg {
+    /// The first URL given: where commands that walk the mesh start.
+    pub fn url(&self) -> &str {
+        self.urls
+            .first()
+            .map_or("http://127.0.0.1:50051", String::as_str)
+    }
+
+    /// Every URL given, with the command's TLS and token options (each token bound to
+    /// its URL).
+    pub fn gateways(&self) -> Result<Vec<alertmesh_client::Gateway>, String> {
+        self.urls.iter().map(|u| self.auth.gateway(u)).collect()
+    }
+}
+
+/// Connects to a gateway with the command's TLS and token options: the first of the
+/// given replicas that answers.
 pub async fn connect(gateway: &GatewayArg) -> Result<alertmesh_client::Client, String> {
-    client::connect(&gateway.auth.gateway(&gateway.url)?).await
+    Ok(connect_replicas(gateway).await?.0)
+}
+
+/// Like [`connect`], with lazy clients of the other replicas to move a stream to.
+pub async fn connect_replicas(
+    gateway: &GatewayArg,
+) -> Result<(alertmesh_client::Client, Vec<alertmesh_client::Client>), String> {
+    let gateways = gateway.gateways()?;
+    if let [one] = gateways.as_slice() {
+        return Ok((client::connect(one).await?, Vec::new()));
+    }
+    alertmesh_client::connect_any(&gateways)
+        .await
+        .map_err(|e| e.to_string())
 }
 
 /// One line for a gRPC error: the canonical code, then the gateway's message.

@@ -213,6 +213,34 @@ pub fn restart_node(label: &str, me: NodePorts, dir: &Path) -> Result<Child> {
     Child::spawn(&format!("kafka-{label}-{}", me.id), &mut command, dir)
 }
 
+/// Starts MirrorMaker 2 in dedicated mode with `config` (its logs in `dir`), with the JVM
+/// settings of Kafka's `kafka-run-class.sh` (G1, the full JIT; not the broker's quick-start
+/// flags) and 1 GiB of heap, as an operator would run it.
+pub fn spawn_mirror_maker(label: &str, config: &Path, dir: &Path) -> Result<Child> {
+    let jars = jars()?;
+    let log4j = dir.join("log4j2.properties");
+    std::fs::write(&log4j, LOG4J)?;
+    let mut command = Command::new("java");
+    command
+        .args([
+            "-Xms256m",
+            "-Xmx1g",
+            "-XX:+UseG1GC",
+            "-XX:MaxGCPauseMillis=20",
+        ])
+        .args([
+            "-XX:InitiatingHeapOccupancyPercent=35",
+            "-XX:+ExplicitGCInvokesConcurrent",
+        ])
+        .arg("-Djava.awt.headless=true")
+        .arg(format!("-Dlog4j2.configurationFile={}", log4j.display()))
+        .arg("-cp")
+        .arg(format!("{}/*", jars.display()))
+        .arg("org.apache.kafka.connect.mirror.MirrorMaker")
+        .arg(config);
+    Child::spawn(&format!("mm2-{label}"), &mut command, dir)
+}
+
 /// Waits until `bootstrap` serves metadata; on failure reports the node's stderr.
 pub async fn wait_ready(child: &mut Child, bootstrap: &str) -> Result<()> {
     let ready = wait_until("kafka metadata", START_TIMEOUT, || {

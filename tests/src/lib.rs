@@ -27,6 +27,7 @@ pub mod apache;
 pub mod auth;
 pub mod bench;
 pub mod bench_mirror;
+pub mod bench_mm2;
 pub mod broker;
 pub mod cli;
 pub mod client;

@@ -2,11 +2,12 @@
 
 >>> from alertmesh import Gateway
 >>> gw = Gateway("http://127.0.0.1:29053")  # `make demo`: the fink gateway
+>>> # replicas of one gateway: alertmesh.connect(["https://a:50051", "https://b:50051"])
 >>> for alert in gw.subscribe("ztf.alerts", start="earliest", end="now", where="candidate.magpsf < 18"):
 ...     print(alert.key, alert.record["candid"])
 """
 
-from alertmesh.client import Gateway
+from alertmesh.client import Gateway, connect
 from alertmesh.errors import (
     AlertmeshError,
     DecodeError,
@@ -45,6 +46,7 @@ __all__ = [
     "AlertmeshError",
     "AuthMethod",
     "Backoff",
+    "connect",
     "DecodeError",
     "Derived",
     "Directory",

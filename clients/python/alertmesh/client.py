@@ -1,4 +1,4 @@
-"""The :class:`Gateway` client: one gRPC channel to one alertmesh gateway."""
+"""The :class:`Gateway` client: gRPC channels to one alertmesh gateway (one per replica)."""
 
 from __future__ import annotations
 
@@ -67,15 +67,41 @@ def _normalized(url: str) -> str:
     return url if "://" in url else f"http://{url}"
 
 
+def connect(
+    urls: str | Sequence[str] | None = None,
+    token: str | os.PathLike[str] | None = None,
+    **kwargs: Any,
+) -> Gateway:
+    """A :class:`Gateway` client of ``urls``: one URL, or the replicas of one gateway as a
+    list or a comma-separated string, e.g. ``connect(["https://a:50051", "https://b:50051"])``."""
+    return Gateway(urls, token, **kwargs)
+
+
+def _urls(url: str | Sequence[str] | None) -> list[str]:
+    """The replica URLs given as one URL, a comma list or a sequence (default:
+    ``$ALERTMESH_GATEWAY``, itself possibly a comma list)."""
+    if url is None or (isinstance(url, str) and not url.strip()):
+        url = os.environ.get("ALERTMESH_GATEWAY") or DEFAULT_URL
+    items = url.split(",") if isinstance(url, str) else list(url)
+    urls = [u.strip() for u in items if u.strip()]
+    if not urls:
+        raise ValueError("no gateway URL given")
+    return urls
+
+
 class Gateway:
-    """A client of one alertmesh gateway.
+    """A client of one alertmesh gateway, possibly run as several replicas.
 
     Args:
         url: ``http://host:port`` (plaintext) or ``https://host:port`` (TLS). Without a
             scheme, plaintext is assumed. Default: ``$ALERTMESH_GATEWAY``, else
-            ``http://127.0.0.1:50051`` (as the ``alertmesh`` command line).
+            ``http://127.0.0.1:50051`` (as the ``alertmesh`` command line). Several
+            replicas of one gateway (same name and config over the same Kafka cluster): a
+            list of URLs or a comma-separated string. Calls go to one replica and move to
+            the next when it is unreachable; a live subscription whose replica dies
+            continues on another from the last delivered alert, without a gap or a repeat.
         token: a bearer token (JWT), or the path of a file holding one; sent as
-            ``authorization: Bearer <token>`` with every call.
+            ``authorization: Bearer <token>`` with every call (to every replica).
         ca: PEM file of the CA that signed the gateway's certificate (default: system roots).
         cert, key: PEM files of a client certificate and its key, for mutual TLS.
         timeout: seconds allowed for each unary call (streams have no deadline).
@@ -87,7 +113,7 @@ class Gateway:
 
     def __init__(
         self,
-        url: str | None = None,
+        url: str | Sequence[str] | None = None,
         token: str | os.PathLike[str] | None = None,
         ca: PathLike | None = None,
         cert: PathLike | None = None,
@@ -96,34 +122,52 @@ class Gateway:
         timeout: float = 30.0,
         options: Sequence[tuple[str, Any]] = (),
     ) -> None:
-        url = url or os.environ.get("ALERTMESH_GATEWAY") or DEFAULT_URL
-        parts = urlsplit(url if "://" in url else f"http://{url}")
-        if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise ValueError(f"invalid gateway URL {url!r}: expected http://host:port or https://host:port")
+        urls = _urls(url)
         if (cert is None) != (key is None):
             raise ValueError("a client certificate needs both cert and key")
-        secure = parts.scheme == "https" or ca is not None or cert is not None
-        port = parts.port or (443 if secure else 80)
-        target = f"{parts.hostname}:{port}" if ":" not in parts.hostname else f"[{parts.hostname}]:{port}"
         opts = [*_CHANNEL_OPTIONS, *options]
-        if secure:
-            creds = grpc.ssl_channel_credentials(
-                root_certificates=_read(ca), private_key=_read(key), certificate_chain=_read(cert)
-            )
-            self._channel = grpc.secure_channel(target, creds, options=opts)
-        else:
-            self._channel = grpc.insecure_channel(target, options=opts)
-        self.url = url
+        self._channels: list[grpc.Channel] = []
+        for u in urls:
+            parts = urlsplit(u if "://" in u else f"http://{u}")
+            if parts.scheme not in ("http", "https") or not parts.hostname:
+                raise ValueError(f"invalid gateway URL {u!r}: expected http://host:port or https://host:port")
+            secure = parts.scheme == "https" or ca is not None or cert is not None
+            port = parts.port or (443 if secure else 80)
+            target = f"{parts.hostname}:{port}" if ":" not in parts.hostname else f"[{parts.hostname}]:{port}"
+            if secure:
+                creds = grpc.ssl_channel_credentials(
+                    root_certificates=_read(ca), private_key=_read(key), certificate_chain=_read(cert)
+                )
+                self._channels.append(grpc.secure_channel(target, creds, options=opts))
+            else:
+                self._channels.append(grpc.insecure_channel(target, options=opts))
+        #: The first URL given; :attr:`urls` holds every replica's.
+        self.url = urls[0]
+        self.urls = urls
         self.timeout = timeout
         # Kept for peers found by `directory`: TLS files go to https:// peers, never the token.
         self._tls = (ca, cert, key)
         self._options = tuple(options)
         tok = _token(token)
         self._metadata: tuple[tuple[str, str], ...] = (("authorization", f"Bearer {tok}"),) if tok else ()
-        self._stub = pb_grpc.AlertMeshStub(self._channel)  # type: ignore[no-untyped-call]
+        self._stubs = [pb_grpc.AlertMeshStub(c) for c in self._channels]  # type: ignore[no-untyped-call]
+        self._current = 0
+
+    @property
+    def _stub(self) -> pb_grpc.AlertMeshStub:
+        """The replica calls go to now."""
+        return self._stubs[self._current]
+
+    def _next_replica(self) -> None:
+        """After a transient failure: the next call goes to the next replica."""
+        self._current = (self._current + 1) % len(self._stubs)
+
+    def _replicas(self) -> list[pb_grpc.AlertMeshStub]:
+        """Every replica, the current one first: the order a stream tries them in."""
+        return self._stubs[self._current :] + self._stubs[: self._current]
 
     def __repr__(self) -> str:
-        return f"Gateway({self.url!r})"
+        return f"Gateway({self.url!r})" if len(self.urls) == 1 else f"Gateway({self.urls!r})"
 
     def __enter__(self) -> Gateway:
         return self
@@ -132,14 +176,22 @@ class Gateway:
         self.close()
 
     def close(self) -> None:
-        """Closes the channel; open subscriptions end."""
-        self._channel.close()
+        """Closes the channels; open subscriptions end."""
+        for c in self._channels:
+            c.close()
 
     def _unary(self, method: Callable[..., T], request: Any) -> T:
-        try:
-            return method(request, metadata=self._metadata, timeout=self.timeout)
-        except grpc.RpcError as err:
-            raise from_rpc_error(err) from None
+        # `method` is bound to the current replica's stub: the same RPC of the others.
+        name = next((n for n, m in vars(self._stub).items() if m is method), None)
+        for attempt in range(len(self._stubs)):
+            try:
+                return method(request, metadata=self._metadata, timeout=self.timeout)
+            except grpc.RpcError as err:
+                if name is None or attempt + 1 == len(self._stubs) or not is_transient(err):
+                    raise from_rpc_error(err) from None
+                self._next_replica()
+                method = getattr(self._stub, name)
+        raise AssertionError("unreachable")
 
     def topics(self) -> list[TopicInfo]:
         """The topics this gateway exposes."""
@@ -402,6 +454,7 @@ class Gateway:
             except grpc.RpcError as err:
                 # Same publish ids: a retry after an unknown outcome cannot duplicate.
                 if attempt + 1 < attempts and is_transient(err):
+                    self._next_replica()
                     time.sleep(min(0.2 * 2**attempt, 3.0))
                     continue
                 raise from_rpc_error(err) from None
@@ -484,9 +537,11 @@ class Gateway:
         if cone is not None:
             ra, dec, radius = cone
             req.cone.CopyFrom(pb.Cone(ra=ra, dec=dec, radius=radius))
+        stub, *replicas = self._replicas()
         return Subscription(
-            self._stub,
+            stub,
             req,
+            replicas=replicas,
             metadata=self._metadata,
             decode=decode,
             reconnect=reconnect,

@@ -5,7 +5,9 @@ transiently (the gateway restarts, the network resets it), the iterator reopens 
 capped exponential backoff. The reopened request asks each partition already delivered to
 resume at the offset after its last delivered alert (the ``resume`` field), and every other
 partition at the original start. Alerts at offsets already delivered are dropped on the
-client as well, so nothing repeats even if the gateway replays more than asked.
+client as well, so nothing repeats even if the gateway replays more than asked. Given the
+replicas of a gateway, each reopening goes to the next replica, so a stream whose replica
+dies continues on another.
 """
 
 from __future__ import annotations
@@ -112,9 +114,12 @@ class Subscription(CancellableStream):
         reconnect: bool,
         backoff: Backoff | None = None,
         on_skipped: Callable[[Skipped], None] | None = None,
+        replicas: Sequence[pb_grpc.AlertMeshStub] = (),
     ) -> None:
         super().__init__()
         self._stub = stub
+        # The other replicas of the gateway, tried in turn after each transient failure.
+        self._replicas = list(replicas)
         self._request = request
         self._metadata = tuple(metadata)
         self._decode = decode
@@ -184,6 +189,10 @@ class Subscription(CancellableStream):
                     request.topic, err.code().name, err.details(), delay,
                 )
                 self.reconnects += 1
+                if self._replicas:
+                    # The same stream from another replica: positions are Kafka offsets.
+                    self._replicas.append(self._stub)
+                    self._stub = self._replicas.pop(0)
                 if self._closed.wait(delay):
                     return
                 request = self._reopen_request()

@@ -8,7 +8,7 @@ use alertmesh_proto::v1;
 
 use super::output::{alert_json, decoded_json, field, message, raw_path};
 use super::positions::{parse_cone, parse_from, parse_until};
-use super::{connect, status_line, GatewayArg, OutputFormat, SubscribeArgs};
+use super::{connect, connect_replicas, status_line, GatewayArg, OutputFormat, SubscribeArgs};
 use crate::catalog::TOPICS_NEED_TOKEN;
 
 /// Writing to a closed pipe (`| head`) ends the command quietly.
@@ -45,10 +45,13 @@ pub(super) async fn subscribe(args: SubscribeArgs) -> Result<(), String> {
         std::fs::create_dir_all(dir)
             .map_err(|e| format!("cannot create --out {}: {e}", dir.display()))?;
     }
-    let mut client = connect(&args.gateway).await?;
-    // Live and time-bounded streams reconnect after a gateway restart and resume after
-    // the last alert written, without gaps or repeats.
-    let mut subscription = client.subscribe(req).await.map_err(|e| e.to_string())?;
+    let (client, replicas) = connect_replicas(&args.gateway).await?;
+    // Live and time-bounded streams reconnect after a gateway restart, or move to another
+    // replica, and resume after the last alert written, without gaps or repeats.
+    let mut subscription = client
+        .subscribe_with_replicas(&replicas, req)
+        .await
+        .map_err(|e| e.to_string())?;
     let stdout = io::stdout();
     let mut out = io::BufWriter::new(stdout.lock());
     let mut reconnects = 0;
@@ -98,11 +101,21 @@ pub(super) async fn subscribe(args: SubscribeArgs) -> Result<(), String> {
             return write_err(e).map_or(Ok(()), Err);
         }
         // Commit only after the batch is written out: at-least-once for the reader.
+        // A commit that fails because the replica just went away is covered by the next
+        // batch's, on the replica the stream moves to.
         if let Some(name) = &args.cursor {
-            client
-                .commit_cursor(name, &args.topic, subscription.positions())
-                .await
-                .map_err(|e| e.to_string())?;
+            match subscription.commit_cursor(name).await {
+                Ok(()) => {}
+                Err(alertmesh_client::Error::Status(s))
+                    if !replicas.is_empty() && alertmesh_client::subscription::is_transient(&s) =>
+                {
+                    eprintln!(
+                        "warning: cursor commit failed ({}); retried with the next batch",
+                        status_line(&s)
+                    );
+                }
+                Err(e) => return Err(e.to_string()),
+            }
         }
     }
     if let (OutputFormat::Raw, Some(dir)) = (&args.format, &args.out) {

@@ -11,6 +11,13 @@
 //!   records `now − Kafka timestamp` per record (the mirror keeps the source timestamp,
 //!   which the source producer sets to the wall clock when it sends).
 //!
+//! - `--mm2 1`: instead, an alertmesh raw-Kafka mirror side by side with MirrorMaker 2 on
+//!   two single-node Apache Kafka 4.1 clusters (needs `java`; see
+//!   `alertmesh_tests::bench_mm2`): throughput and lag at 1 KB and 64 KB, and duplicates
+//!   after a kill -9 of the copier mid-run (`--mm2-n-1k`, `--mm2-n-64k`,
+//!   `--mm2-lag-rate-64k`, `--mm2-kill 0|1`; `--rounds`, `--lag-seconds` and
+//!   `--lag-rate-1k` apply too).
+//!
 //! Run: `cargo build --release -p alertmesh-gateway -p alertmesh-tests --bins &&
 //! target/release/bench_mirror [--n N] [--size-kib K] [--rounds R] [--lag-seconds S]
 //! [--lag-rate-1k R] [--lag-rate-64k R]` (or `BENCH_MIRROR_N`, ... env variables;
@@ -29,6 +36,7 @@ use alertmesh_tests::bench_mirror::{
     copy_loop, count_records, delete_topics, keyed_records, produce_steady, quantile, read_lags,
     Steady, MEASURE_TIMEOUT,
 };
+use alertmesh_tests::bench_mm2::Mm2Args;
 use alertmesh_tests::cli::alertmesh_bin;
 use alertmesh_tests::fixtures::now_ms;
 use alertmesh_tests::{Broker, Gateway, GatewaySpec};
@@ -47,6 +55,8 @@ struct Args {
     lag_seconds: u64,
     lag_rate_1k: u64,
     lag_rate_64k: u64,
+    /// `--mm2 1`: only the MirrorMaker 2 comparison, on Apache Kafka.
+    mm2: Option<Mm2Args>,
 }
 
 fn args() -> Result<Args> {
@@ -57,6 +67,11 @@ fn args() -> Result<Args> {
         ("--lag-seconds", "BENCH_MIRROR_LAG_SECONDS", 10),
         ("--lag-rate-1k", "BENCH_MIRROR_LAG_RATE_1K", 5_000),
         ("--lag-rate-64k", "BENCH_MIRROR_LAG_RATE_64K", 0),
+        ("--mm2", "BENCH_MIRROR_MM2", 0),
+        ("--mm2-n-1k", "BENCH_MIRROR_MM2_N_1K", 100_000),
+        ("--mm2-n-64k", "BENCH_MIRROR_MM2_N_64K", 5_000),
+        ("--mm2-lag-rate-64k", "BENCH_MIRROR_MM2_LAG_RATE_64K", 500),
+        ("--mm2-kill", "BENCH_MIRROR_MM2_KILL", 1),
     ])?;
     Ok(Args {
         n: values["--n"].max(1),
@@ -65,6 +80,15 @@ fn args() -> Result<Args> {
         lag_seconds: values["--lag-seconds"],
         lag_rate_1k: values["--lag-rate-1k"].max(1),
         lag_rate_64k: values["--lag-rate-64k"],
+        mm2: (values["--mm2"] > 0).then(|| Mm2Args {
+            n_1k: values["--mm2-n-1k"],
+            n_64k: values["--mm2-n-64k"],
+            rounds: values["--rounds"].max(1) as usize,
+            lag_seconds: values["--lag-seconds"],
+            lag_rate_1k: values["--lag-rate-1k"],
+            lag_rate_64k: values["--mm2-lag-rate-64k"],
+            kill: values["--mm2-kill"] > 0,
+        }),
     })
 }
 
@@ -411,6 +435,16 @@ async fn main() -> Result<()> {
         );
     }
     eprintln!("gateway binary: {}; {args:?}", bin.display());
+    if let Some(mm2) = args.mm2.clone() {
+        let load_before = loadavg();
+        alertmesh_tests::bench_mm2::run(mm2).await?;
+        println!(
+            "load average (1/5/15 min) before: {load_before}; after: {} (other work on this \
+             2-core machine shares the CPUs)",
+            loadavg()
+        );
+        return Ok(());
+    }
     let load_before = loadavg();
     let src = Broker::start("mirror-src").await?;
     let dst = Broker::start("mirror-dst").await?;

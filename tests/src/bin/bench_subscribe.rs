@@ -140,6 +140,9 @@ async fn main() -> Result<()> {
     let pid = gateway.pid().context("gateway pid")?;
 
     let mut rows = Vec::new();
+    // Gateway CPU seconds per alert delivered to a subscriber, per row (for capacity
+    // planning: docs/capacity.md).
+    let mut cpu_per_alert: Vec<(String, f64)> = Vec::new();
     for (i, &(size, n)) in args.n.iter().enumerate() {
         let kib = size / 1024;
         // Past: N records, then both readers in alternating order.
@@ -162,6 +165,7 @@ async fn main() -> Result<()> {
             direct_past(&broker.bootstrap(), &topic, PARTITIONS, n).await?;
             gateway_past(&gateway, &topic, n).await?;
         }
+        let gateway_cpu_before = cpu_time(Some(pid)).unwrap_or_default();
         for round in 0..args.rounds {
             let direct = || async {
                 let before = cpu.sample();
@@ -187,6 +191,13 @@ async fn main() -> Result<()> {
             row.direct.push(d);
             row.gateway.push(g);
         }
+        // The gateway is idle while the direct consumer reads: its CPU over the rounds is
+        // what it spent on its own.
+        cpu_per_alert.push((
+            row.what.clone(),
+            (cpu_time(Some(pid)).unwrap_or_default() - gateway_cpu_before).as_secs_f64()
+                / (n * args.rounds as u64) as f64,
+        ));
         rows.push(row);
 
         // Live: fresh records each round; the direct consumer starts at the old end.
@@ -198,8 +209,10 @@ async fn main() -> Result<()> {
             direct: Vec::new(),
             gateway: Vec::new(),
         };
+        let mut live_cpu = Duration::ZERO;
         for round in 0..args.rounds {
             let records = synthetic_records(n as usize, size, PARTITIONS, now_ms());
+            let before = cpu_time(Some(pid)).unwrap_or_default();
             let from = next.clone();
             let run = live_fanout(
                 &gateway,
@@ -217,6 +230,7 @@ async fn main() -> Result<()> {
                 },
             )
             .await?;
+            live_cpu += cpu_time(Some(pid)).unwrap_or_default() - before;
             eprintln!(
                 "{}: round {round}: direct {:?}, all subscribers {:?}",
                 row.what, run.direct.elapsed, run.gateway.elapsed
@@ -224,6 +238,10 @@ async fn main() -> Result<()> {
             row.direct.push(run.direct);
             row.gateway.push(run.gateway);
         }
+        cpu_per_alert.push((
+            row.what.clone(),
+            live_cpu.as_secs_f64() / (n * args.rounds as u64 * args.subscribers as u64) as f64,
+        ));
         rows.push(row);
     }
 
@@ -243,6 +261,14 @@ async fn main() -> Result<()> {
         "live: timed from the first produce until all {} subscribers (or the direct consumer) \
          have all N; gateway rates count every subscriber's copy ({} x N)",
         args.subscribers, args.subscribers
+    );
+    println!(
+        "gateway CPU per alert delivered (all its threads; live: per subscriber's copy): {}",
+        cpu_per_alert
+            .iter()
+            .map(|(what, secs)| format!("{what}: {:.2} us", secs * 1e6))
+            .collect::<Vec<_>>()
+            .join("; ")
     );
     println!(
         "gateway peak RSS: {} MiB",
