@@ -187,3 +187,47 @@ async fn fetches_in_flight_while_kafka_is_replaced_do_not_crash_the_gateway() ->
     ensure!(alert.r#ref == refs[0], "fetched {:?}", alert.r#ref);
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn fetches_in_flight_while_the_topic_is_deleted_do_not_crash_the_gateway() -> Result<()> {
+    let mut site = Mesh::new("lasair")
+        .topic(ZTF_TOPIC, 2)
+        .ztf_alerts()
+        .start()
+        .await?;
+    let refs: Vec<String> = site
+        .produced
+        .iter()
+        .map(|p| alert_ref("lasair", ZTF_TOPIC, p.record.partition, p.offset))
+        .collect();
+    let records = ztf_records(2, now_ms(), 1)?;
+    for round in 0..4 {
+        let stop = Arc::new(AtomicBool::new(false));
+        let loops: Vec<_> = (0..6)
+            .map(|_| fetch_loop(site.gateway.grpc_url(), refs.clone(), stop.clone()))
+            .collect();
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        // The topic goes, and comes back with records at the same offsets.
+        delete_topics(&site.broker.bootstrap(), &[ZTF_TOPIC]).await;
+        site.broker.create_topic(ZTF_TOPIC, 2).await?;
+        site.broker.produce_all(ZTF_TOPIC, &records).await?;
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        stop.store(true, Ordering::Relaxed);
+        for l in loops {
+            l.await?;
+        }
+        if let Some(exit) = site.gateway.exited() {
+            bail!(
+                "gateway exited with {exit} in round {round}; stderr tail:\n{}",
+                site.gateway.stderr_tail(60)
+            );
+        }
+    }
+    let mut client = site.gateway.client().await?;
+    let alert = client
+        .fetch(FetchRequest { r#ref: refs[0].clone() })
+        .await?
+        .into_inner();
+    ensure!(alert.r#ref == refs[0], "fetched {:?}", alert.r#ref);
+    Ok(())
+}
