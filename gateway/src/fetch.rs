@@ -1,6 +1,6 @@
 //! `Fetch`: resolves an alert ref to the one record it names.
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use std::sync::Arc;
 
@@ -13,7 +13,13 @@ use rdkafka::{Offset, TopicPartitionList};
 use crate::catalog::{describe_partitions, Catalog};
 use crate::error::{Error, Result};
 use crate::kafka::cluster::Cluster;
+use crate::kafka::replaced;
 use crate::record::{AlertContext, Arena, Record};
+
+/// How long a read polls before it checks again that its client has not lost the
+/// cluster: short, since a new cluster can answer the client's reconnection soon after
+/// the old one is gone.
+const LOST_CHECK: Duration = Duration::from_millis(10);
 
 /// Resolves refs of this gateway's exposed topics.
 #[derive(Debug, Clone)]
@@ -70,7 +76,20 @@ impl Fetcher {
         let started = Instant::now();
         let mut arena = Arena::single();
         while started.elapsed() < timeout {
-            match consumer.poll(timeout.saturating_sub(started.elapsed())) {
+            // A client that lost every broker connection must not fetch again: the
+            // cluster may have been replaced behind the same address, and librdkafka
+            // crashes the gateway when a new cluster answers a fetch by the old topic id
+            // (see `replaced`). So stop before it reconnects: poll in short slices and
+            // give up on the read as soon as the client or the gateway's watch sees the
+            // cluster go.
+            if replaced::is_lost(&consumer) {
+                let _ = consumer.unassign();
+                return Err(Error::Unavailable(format!(
+                    "lost the connection to kafka while reading partition {p} of topic {t:?}"
+                )));
+            }
+            let slice = timeout.saturating_sub(started.elapsed()).min(LOST_CHECK);
+            match consumer.poll(slice) {
                 Some(Ok(m)) => {
                     let rec = Record::from_kafka(&m, &record_ctx, &mut arena);
                     if rec.offset == o {
@@ -87,7 +106,10 @@ impl Fetcher {
                         "offset {o} is beyond the end of partition {p} of topic {t:?}"
                     )))
                 }
-                Some(Err(e)) => tracing::debug!(error = %e, "fetch read error"),
+                Some(Err(e)) => {
+                    consumer.context().saw(&e);
+                    tracing::debug!(error = %e, "fetch read error");
+                }
                 None => {}
             }
         }

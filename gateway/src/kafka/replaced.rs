@@ -4,8 +4,10 @@
 //! leaders) across reconnections. A client that fetches from a new cluster with the old
 //! topic ids gets UNKNOWN_TOPIC_OR_PARTITION with a zero topic id and a current-leader
 //! hint (Tansu answers so), and librdkafka then looks the topic up by a null name in
-//! `rd_kafka_metadata_update_op`: SIGSEGV on its main thread (relatives:
-//! confluentinc/librdkafka #4964, #5280). So no fetching client of the gateway reconnects
+//! `rd_kafka_metadata_update_op`: SIGSEGV on its main thread, in
+//! `rd_kafka_metadata_cache_find` (relatives: confluentinc/librdkafka #4964, #5280). The
+//! same answer for a topic deleted while a client fetches it crashes it too, and nothing
+//! on the gateway's side can prevent that one. So no fetching client of the gateway reconnects
 //! after losing every broker connection ([`KafkaContext::is_lost`]): it is dropped, and a
 //! new one learns the cluster from metadata before it fetches.
 //!
