@@ -21,11 +21,23 @@ use tokio::sync::OnceCell;
 use crate::catalog::Catalog;
 use crate::error::{Error, Result};
 use crate::kafka::cluster::Cluster;
+use crate::metrics::{Metrics, PublishRejection};
 
 mod ids;
 mod plan;
 
 pub(crate) use plan::agent;
+
+/// The metrics reason of a refused batch: the field its message names first.
+pub(crate) fn rejection(e: &Error) -> PublishRejection {
+    match e {
+        Error::InvalidArgument(m) => plan::rejection(m),
+        Error::NotFound(_) => PublishRejection::unknown_topic,
+        Error::FailedPrecondition(_) => PublishRejection::not_publishable,
+        Error::PermissionDenied(_) | Error::Unauthenticated(_) => PublishRejection::scope,
+        _ => PublishRejection::kafka,
+    }
+}
 
 type SharedIndex = Arc<tokio::sync::Mutex<ids::Index>>;
 
@@ -38,6 +50,7 @@ pub(crate) struct Publisher {
     pub(crate) registry: Arc<Registry>,
     pub(crate) max_record_bytes: usize,
     pub(crate) id_window: usize,
+    pub(crate) metrics: Arc<Metrics>,
     producer: OnceCell<FutureProducer>,
     /// Per topic and partition, its publish ids; the lock serializes publishes to it.
     partitions: Mutex<HashMap<(String, i32), SharedIndex>>,
@@ -59,6 +72,7 @@ impl Publisher {
         decoder: Arc<Decoder>,
         registry: Arc<Registry>,
         limits: &crate::config::Limits,
+        metrics: Arc<Metrics>,
     ) -> Self {
         Publisher {
             gateway,
@@ -68,6 +82,7 @@ impl Publisher {
             registry,
             max_record_bytes: limits.max_publish_record_bytes,
             id_window: limits.publish_id_window,
+            metrics,
             producer: OnceCell::new(),
             partitions: Mutex::new(HashMap::new()),
         }
@@ -215,9 +230,26 @@ impl Publisher {
                 index.settled();
             }
         }
+        let written = results
+            .iter()
+            .filter(|r| !r.r#ref.is_empty() && !r.duplicate);
+        self.metrics
+            .topic(&self.metrics.published, topic)
+            .inc_by(written.count() as u64);
+        let duplicates = results.iter().filter(|r| r.duplicate).count();
+        if duplicates > 0 {
+            self.metrics
+                .topic(&self.metrics.publish_duplicates, topic)
+                .inc_by(duplicates as u64);
+        }
         match first_error {
             Some(e) => Err(e),
-            None => Ok(results),
+            None => {
+                self.metrics
+                    .topic(&self.metrics.publish_batches, topic)
+                    .inc();
+                Ok(results)
+            }
         }
     }
 

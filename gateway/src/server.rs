@@ -134,6 +134,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
             decoder,
             Arc::clone(&config.alert.registry),
             &config.limits,
+            Arc::clone(&metrics),
         ),
         admin: Admin {
             auth: auth.clone(),

@@ -194,6 +194,15 @@ async fn published_records_read_back_with_their_provenance_and_retries_write_not
     ensure!(m[0].duplicate && m[1].duplicate && !m[2].duplicate, "{m:?}");
     ensure!(refs(&m)[..2] == refs(&first)[..2], "{m:?}");
     ensure!(fink.read(CLASS).await?.len() == 5, "a retry wrote a record");
+    // /metrics: 5 records written in 3 batches; 4 + 2 answered from the publish ids.
+    let m = fink.gw.metrics(&fink.cert).await?;
+    let topic = |name| m.value(name, &[("topic", CLASS)]);
+    ensure!(
+        topic("alertmesh_publish_records_total") == 5.0
+            && topic("alertmesh_publish_batches_total") == 3.0
+            && topic("alertmesh_publish_duplicates_total") == 6.0,
+        "publish metrics: {m:?}"
+    );
 
     // After kill -9 the gateway learns its publish ids back from Kafka.
     let mut fink = fink;
@@ -399,6 +408,31 @@ async fn bad_publishes_get_a_clear_status_and_write_nothing() -> Result<()> {
     // The same good batch is then accepted.
     let ok = fink.publish(CLASS, good()).await?;
     ensure!(ok.len() == 2 && fink.read(CLASS).await?.len() == 2);
+
+    // Each refusal is counted under its reason on /metrics; only the good batch wrote.
+    let m = fink.gw.metrics(&fink.cert).await?;
+    let rejected = |reason| m.value("alertmesh_publish_rejected_total", &[("reason", reason)]);
+    for (reason, n) in [
+        ("unknown_topic", 1.0),
+        ("not_publishable", 1.0),
+        ("scope", 2.0),
+        ("payload", 3.0),
+        ("derived_from", 2.0),
+        ("key", 1.0),
+        ("size", 1.0),
+        ("activity", 1.0),
+        ("publish_id", 1.0),
+    ] {
+        ensure!(
+            rejected(reason) == n,
+            "rejected {reason}: {}",
+            rejected(reason)
+        );
+    }
+    let topic = |name| m.value(name, &[("topic", CLASS)]);
+    ensure!(topic("alertmesh_publish_records_total") == 2.0);
+    ensure!(topic("alertmesh_publish_batches_total") == 1.0);
+    ensure!(topic("alertmesh_publish_duplicates_total") == 0.0);
     Ok(())
 }
 
