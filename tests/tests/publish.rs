@@ -515,6 +515,81 @@ async fn the_cli_publishes_once_per_content_and_reports_bad_input() -> Result<()
             && err.contains("score: required field is missing"),
         "{err}"
     );
+
+    // Publishable topics and their schema in ListTopics, DescribeGateway and the CLI.
+    let mut c = fink.client(Some(&fink.token)).await?;
+    let listed = c
+        .list_topics(v1::ListTopicsRequest {})
+        .await?
+        .into_inner()
+        .topics;
+    let described = c
+        .describe_gateway(v1::DescribeGatewayRequest {})
+        .await?
+        .into_inner()
+        .topics;
+    for topics in [&listed, &described] {
+        let find = |name: &str| topics.iter().find(|t| t.name == name).cloned();
+        let class = find(CLASS).context("no class topic")?;
+        ensure!(class.publishable && class.format == "json", "{class:?}");
+        ensure!(class.publish_schema == CLASS_SCHEMA, "{class:?}");
+        let free = find(FREE).context("no free topic")?;
+        ensure!(
+            free.publishable && free.publish_schema.is_empty(),
+            "{free:?}"
+        );
+        let alerts = find(ZTF_TOPIC).context("no alert topic")?;
+        ensure!(
+            !alerts.publishable && alerts.publish_schema.is_empty(),
+            "{alerts:?}"
+        );
+    }
+    let topics = |json: bool| {
+        let mut args = vec![
+            "topics",
+            "--gateway",
+            &url,
+            "--token",
+            &token,
+            "--ca",
+            &ca,
+            "--cert",
+            &cert,
+            "--key",
+            &key,
+        ];
+        if json {
+            args.push("--json");
+        }
+        let args: Vec<String> = args.into_iter().map(str::to_owned).collect();
+        async move { alertmesh_tests::cli::run_cli(&args).await }
+    };
+    let text = topics(false).await?;
+    let text = String::from_utf8(text.stdout)?;
+    let row = |name: &str| {
+        text.lines()
+            .find(|l| l.split_whitespace().next() == Some(name))
+            .map(|l| l.split_whitespace().nth(4).unwrap_or("").to_owned())
+    };
+    ensure!(
+        text.lines().next().is_some_and(|h| h.contains("PUBLISH")),
+        "{text}"
+    );
+    ensure!(row(CLASS).as_deref() == Some("schema"), "{text}");
+    ensure!(row(FREE).as_deref() == Some("yes"), "{text}");
+    ensure!(row(ZTF_TOPIC).as_deref() == Some("-"), "{text}");
+    let json = topics(true).await?;
+    let class = String::from_utf8(json.stdout)?
+        .lines()
+        .map(serde_json::from_str::<serde_json::Value>)
+        .collect::<Result<Vec<_>, _>>()?
+        .into_iter()
+        .find(|v| v["name"] == CLASS)
+        .context("class topic in --json")?;
+    ensure!(
+        class["publishable"] == true && class["publish_schema"] == CLASS_SCHEMA,
+        "{class}"
+    );
     Ok(())
 }
 

@@ -122,6 +122,15 @@ def test_publish_returns_the_ref_and_a_retry_writes_nothing(gw: Gateway, fink: d
     assert sum(1 for a in pub.subscribe(CLASS, start="earliest", end="now") if a.ref == ref) == 1
 
 
+def test_topic_listing_shows_what_is_publishable_and_its_schema(fink: dict[str, Gateway]) -> None:
+    topics = {t.name: t for t in fink["gw"].topics()}
+    assert topics[CLASS].publishable and topics[CLASS].format == "json"
+    assert json.loads(topics[CLASS].publish_schema) == SCHEMA
+    assert not topics[TOPIC].publishable and topics[TOPIC].publish_schema == ""
+    described = {t.name: t for t in fink["gw"].describe().topics}
+    assert described[CLASS].publishable and not described[TOPIC].publishable
+
+
 def test_publish_many_batches_and_explicit_ids_deduplicate(fink: dict[str, Gateway]) -> None:
     pub = fink["gw"]
     fit = Activity("lcfit", "0.3", {"bands": ["g", "r"]})

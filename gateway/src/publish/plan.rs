@@ -198,6 +198,7 @@ fn payload(ctx: &Context<'_>, payload: &[u8]) -> Result<(Format, Option<String>)
                 Some(TopicSchema::Json {
                     schema,
                     fingerprint,
+                    ..
                 }) => {
                     schema.check(&doc)?;
                     Ok((Format::Json, Some(fingerprint.clone())))

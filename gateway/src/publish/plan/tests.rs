@@ -26,6 +26,7 @@ fn class_schema() -> TopicSchema {
             .unwrap(),
         ),
         fingerprint: "00000000000000aa".into(),
+        text: Arc::from("{}"),
     }
 }
 
