@@ -127,7 +127,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
             decoder: Arc::clone(&decoder),
             registry: Arc::clone(&config.alert.registry),
         },
-        publisher: Publisher::new(
+        publisher: Arc::new(Publisher::new(
             gw.name.clone(),
             Arc::clone(&catalog),
             cluster.clone(),
@@ -135,7 +135,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
             Arc::clone(&config.alert.registry),
             &config.limits,
             Arc::clone(&metrics),
-        ),
+        )),
         admin: Admin {
             auth: auth.clone(),
             gateway: gw.name.clone(),

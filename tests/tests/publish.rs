@@ -214,6 +214,30 @@ async fn published_records_read_back_with_their_provenance_and_retries_write_not
         fink.read(CLASS).await?.len() == 5,
         "a retry after restart wrote a record"
     );
+
+    // Retries racing their first attempt (the same ids sent at once on four connections,
+    // queued for the same write round or the next): each record is written once.
+    let racing: Vec<PublishRecord> = (10..16).map(|n| record(&format!("run-2/{n}"), n)).collect();
+    let mut calls = tokio::task::JoinSet::new();
+    for _ in 0..4 {
+        let mut c = fink.client(Some(&fink.token)).await?;
+        let req = PublishRequest {
+            topic: CLASS.to_owned(),
+            records: racing.clone(),
+        };
+        calls.spawn(async move { c.publish(req).await.map(|r| r.into_inner().results) });
+    }
+    let mut answers = Vec::new();
+    while let Some(a) = calls.join_next().await {
+        answers.push(a??);
+    }
+    for i in 0..racing.len() {
+        let refs: HashSet<&str> = answers.iter().map(|a| a[i].r#ref.as_str()).collect();
+        let written = answers.iter().filter(|a| !a[i].duplicate).count();
+        ensure!(refs.len() == 1 && written == 1, "record {i}: {answers:?}");
+    }
+    let n = fink.read(CLASS).await?.len();
+    ensure!(n == 5 + racing.len(), "{n} records after racing retries");
     Ok(())
 }
 
