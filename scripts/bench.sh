@@ -7,7 +7,9 @@
 # Sizes are the benchmarks' documented defaults; their environment variables change them
 # (BENCH_ROUNDS, BENCH_N_1K, ... for bench_subscribe; BENCH_MIRROR_N, ... for bench_mirror;
 # BENCH_SECONDS for decode_filter; BENCH_AUTH_N, BENCH_AUTH_SIZE, BENCH_AUTH_ROUNDS for
-# bench_auth). BENCH_ONLY="bench_subscribe bench_mirror" runs a subset.
+# bench_auth; BENCH_PUBLISH_N, BENCH_PUBLISH_BATCH, BENCH_PUBLISH_IN_FLIGHT,
+# BENCH_PUBLISH_WALKS for bench_publish). BENCH_ONLY="bench_subscribe bench_mirror" runs a
+# subset.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
@@ -21,7 +23,7 @@ if [ -z "${TANSU_BIN:-}" ]; then
   TANSU_BIN=$(./scripts/devenv.sh)
   export TANSU_BIN
 fi
-only=${BENCH_ONLY:-decode_filter bench_subscribe bench_auth bench_mirror}
+only=${BENCH_ONLY:-decode_filter bench_subscribe bench_auth bench_mirror bench_publish}
 
 mkdir -p "$out"
 echo "== bench: building the release gateway and benchmarks" >&2
@@ -97,6 +99,16 @@ summarize() {
         /^[0-9]+ KB +[0-9]/{ printf "| bench_mirror | lag, %s %s at %s/s sent | p50 %s ms, p99 %s ms, max %s ms | |\n",
           $1, $2, $4, $6, $8, $9 }' "$file"
       ;;
+    bench_publish)
+      # Throughput row: "{what:<34} direct/s MB/s gateway/s MB/s ratio r1 r2 ...";
+      # walk row: "3 gateways, N entities  walks p50 p99 max first".
+      awk '/^1 KB JSON x /{ what = substr($0, 1, 44); sub(/ +$/, "", what);
+          n = split(substr($0, 45), f, " "); lo = f[6]; hi = f[6];
+          for (i = 7; i <= n; i++) { if (f[i] + 0 < lo + 0) lo = f[i]; if (f[i] + 0 > hi + 0) hi = f[i] }
+          printf "| bench_publish | publish %s, gateway / direct producer | %s× | %s–%s |\n", what, f[5], lo, hi }
+        /^3 gateways, /{ printf "| bench_publish | provenance walk, 3-gateway chain (%s walks) | p50 %s ms, p99 %s ms | |\n",
+          $5, $6, $7 }' "$file"
+      ;;
   esac
 }
 
@@ -106,6 +118,7 @@ run decode_filter $cargo bench -q -p alertmesh-alert --bench decode_filter
 run bench_subscribe "$bin/bench_subscribe"
 run bench_auth "$bin/bench_auth" ${BENCH_AUTH_N:-20000} ${BENCH_AUTH_SIZE:-8192} ${BENCH_AUTH_ROUNDS:-5}
 run bench_mirror "$bin/bench_mirror"
+run bench_publish "$bin/bench_publish"
 
 commit=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)
 dirty=

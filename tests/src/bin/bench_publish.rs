@@ -332,11 +332,11 @@ async fn main() -> Result<()> {
 
     println!();
     println!(
-        "{:<34} {:>11} {:>7} {:>11} {:>7} {:>6}  per round",
+        "{:<44} {:>11} {:>7} {:>11} {:>7} {:>6}  per round",
         "publish (median of rounds)", "direct /s", "MB/s", "gateway /s", "MB/s", "ratio"
     );
     println!(
-        "{:<34} {:>11.0} {:>7.1} {:>11.0} {:>7.1} {:>6.2}  {}",
+        "{:<44} {:>11.0} {:>7.1} {:>11.0} {:>7.1} {:>6.2}  {}",
         format!(
             "1 KB JSON x {} (batch {}, {} in flight)",
             args.n, args.batch, args.in_flight
@@ -374,11 +374,11 @@ async fn main() -> Result<()> {
     let mut sorted = walks.warm.clone();
     sorted.sort();
     println!(
-        "{:<34} {:>8} {:>8} {:>8} {:>8} {:>9}",
+        "{:<44} {:>8} {:>8} {:>8} {:>8} {:>9}",
         "provenance walk c -> b -> a", "walks", "p50 ms", "p99 ms", "max ms", "first ms"
     );
     println!(
-        "{:<34} {:>8} {:>8.1} {:>8.1} {:>8.1} {:>9.1}",
+        "{:<44} {:>8} {:>8.1} {:>8.1} {:>8.1} {:>9.1}",
         format!("3 gateways, {} entities", walks.entities),
         sorted.len(),
         ms(percentile(&sorted, 0.50)),
