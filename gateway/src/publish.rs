@@ -48,6 +48,8 @@ type SharedIndex = Arc<tokio::sync::Mutex<ids::Index>>;
 /// (well within the producer's queue, 100,000 records and 1 GB by default).
 const MAX_ROUND_RECORDS: usize = 20_000;
 const MAX_ROUND_BYTES: usize = 64 << 20;
+/// How long a publishable topic's partition list is reused.
+const PARTITIONS_TTL: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// A checked batch waiting for its topic's writer.
 struct Job {
@@ -70,6 +72,8 @@ pub(crate) struct Publisher {
     partitions: Mutex<HashMap<(String, i32), SharedIndex>>,
     /// Per publishable topic, the queue of its writer task.
     writers: Mutex<HashMap<String, mpsc::UnboundedSender<Job>>>,
+    /// Per publishable topic, its partitions and when they were looked up.
+    partition_cache: Mutex<HashMap<String, (std::time::Instant, Vec<i32>)>>,
 }
 
 impl std::fmt::Debug for Publisher {
@@ -102,6 +106,7 @@ impl Publisher {
             producer: OnceCell::new(),
             partitions: Mutex::new(HashMap::new()),
             writers: Mutex::new(HashMap::new()),
+            partition_cache: Mutex::new(HashMap::new()),
         }
     }
 
@@ -233,7 +238,7 @@ impl Publisher {
         topic: &str,
         records: &[&plan::Planned],
     ) -> Result<Vec<Result<v1::PublishResult>>> {
-        let partitions = self.catalog.partitions(topic).await?;
+        let partitions = self.partitions(topic).await?;
         if partitions.is_empty() {
             return Err(Error::Unavailable(format!(
                 "kafka reports no partitions for topic {topic:?}"
@@ -374,6 +379,28 @@ impl Publisher {
             .into_iter()
             .map(|r| r.unwrap_or_else(|| Err(Error::Internal("a record was not written".into()))))
             .collect())
+    }
+
+    /// The topic's partitions, looked up at most every [`PARTITIONS_TTL`]: a metadata
+    /// round trip per write round would cost as much as the end-offset look-up. A topic
+    /// that gains partitions moves keys either way (see the README's bounds).
+    async fn partitions(&self, topic: &str) -> Result<Vec<i32>> {
+        let cached = self
+            .partition_cache
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(topic)
+            .filter(|(at, _)| at.elapsed() < PARTITIONS_TTL)
+            .map(|(_, p)| p.clone());
+        if let Some(p) = cached {
+            return Ok(p);
+        }
+        let p = self.catalog.partitions(topic).await?;
+        self.partition_cache
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(topic.to_owned(), (std::time::Instant::now(), p.clone()));
+        Ok(p)
     }
 
     fn index(&self, topic: &str, partition: i32) -> SharedIndex {
