@@ -9,7 +9,8 @@
 # BENCH_SECONDS for decode_filter; BENCH_AUTH_N, BENCH_AUTH_SIZE, BENCH_AUTH_ROUNDS for
 # bench_auth; BENCH_ARCHIVE_N, BENCH_ARCHIVE_ROUNDS for bench_archive; BENCH_REPLICAS_N,
 # BENCH_REPLICAS_SIZE_KIB, BENCH_REPLICAS_ROUNDS for bench_replicas, which runs on Apache Kafka;
-# BENCH_MIRROR_MM2_N_1K, ... for bench_mirror_mm2). BENCH_ONLY="bench_subscribe bench_mirror"
+# BENCH_MIRROR_MM2_N_1K, ... for bench_mirror_mm2; BENCH_PUBLISH_N, BENCH_PUBLISH_BATCH,
+# BENCH_PUBLISH_IN_FLIGHT, BENCH_PUBLISH_WALKS for bench_publish). BENCH_ONLY="bench_subscribe bench_mirror"
 # runs a subset.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -27,7 +28,7 @@ fi
 # bench_replicas and bench_mirror_mm2 (bench_mirror --mm2 1: MirrorMaker 2 side by side) run on
 # Apache Kafka: they need java and the Kafka jars (scripts/apache-kafka.sh jars) and are left
 # out when java is missing.
-default_only="decode_filter bench_subscribe bench_auth bench_mirror bench_archive"
+default_only="decode_filter bench_subscribe bench_auth bench_mirror bench_archive bench_publish"
 if command -v java >/dev/null; then default_only="$default_only bench_replicas bench_mirror_mm2"; fi
 only=${BENCH_ONLY:-$default_only}
 if [ -z "${PG_BIN:-}" ]; then
@@ -136,6 +137,16 @@ summarize() {
           split(substr($0, 29), f, " ");
           printf "| bench_mirror --mm2 | kill -9 mid-run, %s | %s duplicates | |\n", what, f[3] }' "$file"
       ;;
+    bench_publish)
+      # Throughput row: "{what:<34} direct/s MB/s gateway/s MB/s ratio r1 r2 ...";
+      # walk row: "3 gateways, N entities  walks p50 p99 max first".
+      awk '/^1 KB JSON x /{ what = substr($0, 1, 44); sub(/ +$/, "", what);
+          n = split(substr($0, 45), f, " "); lo = f[6]; hi = f[6];
+          for (i = 7; i <= n; i++) { if (f[i] + 0 < lo + 0) lo = f[i]; if (f[i] + 0 > hi + 0) hi = f[i] }
+          printf "| bench_publish | publish %s, gateway / direct producer | %s× | %s–%s |\n", what, f[5], lo, hi }
+        /^3 gateways, /{ printf "| bench_publish | provenance walk, 3-gateway chain (%s walks) | p50 %s ms, p99 %s ms | |\n",
+          $5, $6, $7 }' "$file"
+      ;;
   esac
 }
 
@@ -148,6 +159,7 @@ run bench_mirror "$bin/bench_mirror"
 run bench_archive "$bin/bench_archive"
 ALERTMESH_TEST_KAFKA=apache run bench_replicas "$bin/bench_replicas"
 run bench_mirror_mm2 "$bin/bench_mirror" --mm2 1
+run bench_publish "$bin/bench_publish"
 
 commit=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)
 dirty=

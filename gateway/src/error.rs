@@ -51,6 +51,24 @@ pub enum Error {
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 impl Error {
+    /// The same error again, for each of several callers that share one failure.
+    pub fn share(&self) -> Error {
+        match self {
+            Error::NotFound(m) => Error::NotFound(m.clone()),
+            Error::InvalidArgument(m) => Error::InvalidArgument(m.clone()),
+            Error::Unavailable(m) => Error::Unavailable(m.clone()),
+            Error::ResourceExhausted(m) => Error::ResourceExhausted(m.clone()),
+            Error::Unauthenticated(m) => Error::Unauthenticated(m.clone()),
+            Error::FailedPrecondition(m) => Error::FailedPrecondition(m.clone()),
+            Error::PermissionDenied(m) => Error::PermissionDenied(m.clone()),
+            Error::DataLoss(m) => Error::DataLoss(m.clone()),
+            Error::DeadlineExceeded(m) => Error::DeadlineExceeded(m.clone()),
+            Error::ShuttingDown => Error::ShuttingDown,
+            Error::Kafka(e) => Error::Kafka(e.clone()),
+            Error::Internal(m) => Error::Internal(m.clone()),
+        }
+    }
+
     /// Classifies a Kafka error: transport problems are `Unavailable`, the rest stays Kafka.
     pub fn from_kafka(e: KafkaError) -> Error {
         match e.rdkafka_error_code() {

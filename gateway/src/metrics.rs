@@ -57,6 +57,41 @@ pub(crate) struct ArchiveLabels {
     pub archive: String,
 }
 
+/// Why the gateway refused a `Publish` batch (nothing of it was written).
+#[derive(Clone, Copy, Debug, Hash, PartialEq, Eq, EncodeLabelValue)]
+#[allow(non_camel_case_types)]
+pub(crate) enum PublishRejection {
+    /// The topic is not exposed (NOT_FOUND).
+    unknown_topic,
+    /// The topic is exposed but not `publish = true` (FAILED_PRECONDITION).
+    not_publishable,
+    /// No token, or a token without a `publish:` scope for the topic.
+    scope,
+    /// A key outside the registered namespaces, or malformed.
+    key,
+    /// A payload not in the topic's format or not matching its schema.
+    payload,
+    /// `derived_from` empty or not alert refs.
+    derived_from,
+    /// `activity` missing or malformed.
+    activity,
+    /// A malformed `used` entry.
+    used,
+    /// A missing, malformed or repeated publish id.
+    publish_id,
+    /// A record larger than `limits.max_publish_record_bytes`.
+    size,
+    /// Any other invalid request (an empty batch).
+    invalid,
+    /// Kafka could not be read or written: the batch may be retried with the same ids.
+    kafka,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub(crate) struct PublishRejectionLabels {
+    pub reason: PublishRejection,
+}
+
 /// Every metric the gateway exports.
 #[derive(Debug, Default)]
 pub(crate) struct Metrics {
@@ -76,6 +111,10 @@ pub(crate) struct Metrics {
     pub archive_rows: Family<ArchiveLabels, Counter>,
     pub archive_lag: Family<ArchiveLabels, Gauge>,
     pub archive_errors: Family<ArchiveLabels, Counter>,
+    pub published: Family<TopicLabels, Counter>,
+    pub publish_batches: Family<TopicLabels, Counter>,
+    pub publish_duplicates: Family<TopicLabels, Counter>,
+    pub publish_rejected: Family<PublishRejectionLabels, Counter>,
 }
 
 impl Metrics {
@@ -162,6 +201,33 @@ impl Metrics {
             "Times an archive's ingest stopped on an error and restarted, by archive",
             self.archive_errors.clone(),
         );
+        r.register(
+            "publish_records",
+            "Derived records written by Publish, by topic (retries answered from the publish ids are not counted)",
+            self.published.clone(),
+        );
+        r.register(
+            "publish_batches",
+            "Publish calls answered with every record's ref, by topic",
+            self.publish_batches.clone(),
+        );
+        r.register(
+            "publish_duplicates",
+            "Publish records whose publish id was already published: answered with the first ref, nothing written",
+            self.publish_duplicates.clone(),
+        );
+        r.register(
+            "publish_rejected",
+            "Publish calls refused (nothing written), by reason",
+            self.publish_rejected.clone(),
+        );
+    }
+
+    /// Counts one refused `Publish` call.
+    pub(crate) fn publish_rejected(&self, reason: PublishRejection) {
+        self.publish_rejected
+            .get_or_create(&PublishRejectionLabels { reason })
+            .inc();
     }
 
     /// Counts one refused call.

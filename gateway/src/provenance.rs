@@ -194,7 +194,10 @@ impl Provenance {
         left: Duration,
     ) -> std::result::Result<Remote, String> {
         let peer = self.peer(&r.gateway).await?;
-        let mut client = peer.connect().await.map_err(|e| e.to_string())?;
+        let mut client = peer
+            .connect()
+            .await
+            .map_err(|e| format!("gateway {}: {e}", r.gateway))?;
         let request = v1::ProvenanceRequest {
             r#ref: text.to_owned(),
             max_depth: Some(max_depth),

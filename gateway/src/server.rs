@@ -133,14 +133,15 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
             decoder: Arc::clone(&decoder),
             registry: Arc::clone(&config.alert.registry),
         },
-        publisher: Publisher::new(
+        publisher: Arc::new(Publisher::new(
             gw.name.clone(),
             Arc::clone(&catalog),
             cluster.clone(),
             decoder,
             Arc::clone(&config.alert.registry),
             &config.limits,
-        ),
+            Arc::clone(&metrics),
+        )),
         admin: Admin {
             auth: auth.clone(),
             gateway: gw.name.clone(),

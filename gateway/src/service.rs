@@ -65,7 +65,7 @@ pub(crate) struct Parts {
     pub(crate) catalog: Arc<Catalog>,
     pub(crate) subscriptions: Arc<Subscriptions>,
     pub(crate) fetcher: Fetcher,
-    pub(crate) publisher: Publisher,
+    pub(crate) publisher: Arc<Publisher>,
     pub(crate) admin: Admin,
     pub(crate) mirrors: Arc<Mirrors>,
     pub(crate) provenance: crate::provenance::Provenance,

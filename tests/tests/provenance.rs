@@ -282,7 +282,7 @@ fn has_edge(g: &v1::ProvenanceGraph, kind: &str, from: &str, to: &str) -> bool {
 
 #[tokio::test]
 async fn provenance_walks_three_secure_gateways_back_to_the_raw_survey_record() -> Result<()> {
-    let m = mesh().await?;
+    let mut m = mesh().await?;
     let at_ampel = settle(&m.ampel_broker, AT_AMPEL, 3).await?;
     let (offset, headers) = &at_ampel[1];
     let copy = format!("am://ampel/{AT_AMPEL}/0/{offset}");
@@ -488,6 +488,19 @@ async fn provenance_walks_three_secure_gateways_back_to_the_raw_survey_record() 
         .activities
         .iter()
         .any(|a| a.id == format!("{}#activity", d.id) && a.name == "classify"));
+
+    // lasair down (killed -9): the walk from ampel still answers, through fink, with
+    // lasair's record an unresolved node naming why.
+    m.gateways[0].gateway.kill();
+    let g = m.provenance(&root, None).await?;
+    ensure!(entity(&g, &root)?.resolved && entity(&g, &at_fink)?.resolved);
+    let l = entity(&g, &origin)?;
+    ensure!(
+        !l.resolved
+            && l.unresolved_reason
+                .starts_with("gateway lasair: cannot connect"),
+        "{l:?}"
+    );
     Ok(())
 }
 

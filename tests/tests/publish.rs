@@ -194,6 +194,15 @@ async fn published_records_read_back_with_their_provenance_and_retries_write_not
     ensure!(m[0].duplicate && m[1].duplicate && !m[2].duplicate, "{m:?}");
     ensure!(refs(&m)[..2] == refs(&first)[..2], "{m:?}");
     ensure!(fink.read(CLASS).await?.len() == 5, "a retry wrote a record");
+    // /metrics: 5 records written in 3 batches; 4 + 2 answered from the publish ids.
+    let m = fink.gw.metrics(&fink.cert).await?;
+    let topic = |name| m.value(name, &[("topic", CLASS)]);
+    ensure!(
+        topic("alertmesh_publish_records_total") == 5.0
+            && topic("alertmesh_publish_batches_total") == 3.0
+            && topic("alertmesh_publish_duplicates_total") == 6.0,
+        "publish metrics: {m:?}"
+    );
 
     // After kill -9 the gateway learns its publish ids back from Kafka.
     let mut fink = fink;
@@ -205,6 +214,30 @@ async fn published_records_read_back_with_their_provenance_and_retries_write_not
         fink.read(CLASS).await?.len() == 5,
         "a retry after restart wrote a record"
     );
+
+    // Retries racing their first attempt (the same ids sent at once on four connections,
+    // queued for the same write round or the next): each record is written once.
+    let racing: Vec<PublishRecord> = (10..16).map(|n| record(&format!("run-2/{n}"), n)).collect();
+    let mut calls = tokio::task::JoinSet::new();
+    for _ in 0..4 {
+        let mut c = fink.client(Some(&fink.token)).await?;
+        let req = PublishRequest {
+            topic: CLASS.to_owned(),
+            records: racing.clone(),
+        };
+        calls.spawn(async move { c.publish(req).await.map(|r| r.into_inner().results) });
+    }
+    let mut answers = Vec::new();
+    while let Some(a) = calls.join_next().await {
+        answers.push(a??);
+    }
+    for i in 0..racing.len() {
+        let refs: HashSet<&str> = answers.iter().map(|a| a[i].r#ref.as_str()).collect();
+        let written = answers.iter().filter(|a| !a[i].duplicate).count();
+        ensure!(refs.len() == 1 && written == 1, "record {i}: {answers:?}");
+    }
+    let n = fink.read(CLASS).await?.len();
+    ensure!(n == 5 + racing.len(), "{n} records after racing retries");
     Ok(())
 }
 
@@ -399,6 +432,31 @@ async fn bad_publishes_get_a_clear_status_and_write_nothing() -> Result<()> {
     // The same good batch is then accepted.
     let ok = fink.publish(CLASS, good()).await?;
     ensure!(ok.len() == 2 && fink.read(CLASS).await?.len() == 2);
+
+    // Each refusal is counted under its reason on /metrics; only the good batch wrote.
+    let m = fink.gw.metrics(&fink.cert).await?;
+    let rejected = |reason| m.value("alertmesh_publish_rejected_total", &[("reason", reason)]);
+    for (reason, n) in [
+        ("unknown_topic", 1.0),
+        ("not_publishable", 1.0),
+        ("scope", 2.0),
+        ("payload", 3.0),
+        ("derived_from", 2.0),
+        ("key", 1.0),
+        ("size", 1.0),
+        ("activity", 1.0),
+        ("publish_id", 1.0),
+    ] {
+        ensure!(
+            rejected(reason) == n,
+            "rejected {reason}: {}",
+            rejected(reason)
+        );
+    }
+    let topic = |name| m.value(name, &[("topic", CLASS)]);
+    ensure!(topic("alertmesh_publish_records_total") == 2.0);
+    ensure!(topic("alertmesh_publish_batches_total") == 1.0);
+    ensure!(topic("alertmesh_publish_duplicates_total") == 0.0);
     Ok(())
 }
 
@@ -480,6 +538,81 @@ async fn the_cli_publishes_once_per_content_and_reports_bad_input() -> Result<()
             && err.contains("INVALID_ARGUMENT")
             && err.contains("score: required field is missing"),
         "{err}"
+    );
+
+    // Publishable topics and their schema in ListTopics, DescribeGateway and the CLI.
+    let mut c = fink.client(Some(&fink.token)).await?;
+    let listed = c
+        .list_topics(v1::ListTopicsRequest {})
+        .await?
+        .into_inner()
+        .topics;
+    let described = c
+        .describe_gateway(v1::DescribeGatewayRequest {})
+        .await?
+        .into_inner()
+        .topics;
+    for topics in [&listed, &described] {
+        let find = |name: &str| topics.iter().find(|t| t.name == name).cloned();
+        let class = find(CLASS).context("no class topic")?;
+        ensure!(class.publishable && class.format == "json", "{class:?}");
+        ensure!(class.publish_schema == CLASS_SCHEMA, "{class:?}");
+        let free = find(FREE).context("no free topic")?;
+        ensure!(
+            free.publishable && free.publish_schema.is_empty(),
+            "{free:?}"
+        );
+        let alerts = find(ZTF_TOPIC).context("no alert topic")?;
+        ensure!(
+            !alerts.publishable && alerts.publish_schema.is_empty(),
+            "{alerts:?}"
+        );
+    }
+    let topics = |json: bool| {
+        let mut args = vec![
+            "topics",
+            "--gateway",
+            &url,
+            "--token",
+            &token,
+            "--ca",
+            &ca,
+            "--cert",
+            &cert,
+            "--key",
+            &key,
+        ];
+        if json {
+            args.push("--json");
+        }
+        let args: Vec<String> = args.into_iter().map(str::to_owned).collect();
+        async move { alertmesh_tests::cli::run_cli(&args).await }
+    };
+    let text = topics(false).await?;
+    let text = String::from_utf8(text.stdout)?;
+    let row = |name: &str| {
+        text.lines()
+            .find(|l| l.split_whitespace().next() == Some(name))
+            .map(|l| l.split_whitespace().nth(4).unwrap_or("").to_owned())
+    };
+    ensure!(
+        text.lines().next().is_some_and(|h| h.contains("PUBLISH")),
+        "{text}"
+    );
+    ensure!(row(CLASS).as_deref() == Some("schema"), "{text}");
+    ensure!(row(FREE).as_deref() == Some("yes"), "{text}");
+    ensure!(row(ZTF_TOPIC).as_deref() == Some("-"), "{text}");
+    let json = topics(true).await?;
+    let class = String::from_utf8(json.stdout)?
+        .lines()
+        .map(serde_json::from_str::<serde_json::Value>)
+        .collect::<Result<Vec<_>, _>>()?
+        .into_iter()
+        .find(|v| v["name"] == CLASS)
+        .context("class topic in --json")?;
+    ensure!(
+        class["publishable"] == true && class["publish_schema"] == CLASS_SCHEMA,
+        "{class}"
     );
     Ok(())
 }

@@ -24,12 +24,17 @@ class TopicInfo:
     schema_ids: tuple[int, ...] = ()
     #: Base URL of the gateway's Confluent-compatible registry API serving them; "" without ids.
     schema_registry: str = ""
+    #: Derived records may be written to it with ``Gateway.publish`` (in ``format``).
+    publishable: bool = False
+    #: The schema ``publish`` checks payloads against (a JSON Schema, or an Avro schema in
+    #: Parsing Canonical Form); "" when the topic names none.
+    publish_schema: str = ""
 
     @classmethod
     def from_pb(cls, m: pb.TopicInfo) -> TopicInfo:
         return cls(
             m.name, m.namespace, m.format, m.description, m.partitions,
-            tuple(m.schema_ids), m.schema_registry,
+            tuple(m.schema_ids), m.schema_registry, m.publishable, m.publish_schema,
         )
 
 

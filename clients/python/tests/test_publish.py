@@ -4,7 +4,11 @@ provenance read back through subscribe, retries that write nothing, typed errors
 from __future__ import annotations
 
 import json
+import random
+import signal
 import subprocess
+import sys
+import time
 from typing import Any
 
 import pytest
@@ -79,7 +83,12 @@ schema = "class.json"
     url = f"https://127.0.0.1:{grpc}"
     try:
         wait_for(lambda: _ready(url, tls), "the fink gateway")
-        yield {"gw": Gateway(url, token=token, **tls), "weak": Gateway(url, token=weak, **tls)}
+        yield {
+            "gw": Gateway(url, token=token, **tls),
+            "weak": Gateway(url, token=weak, **tls),
+            # For runners in other processes.
+            "spec": {"url": url, "token": token, **tls},
+        }
     finally:
         proc.kill()
 
@@ -120,6 +129,15 @@ def test_publish_returns_the_ref_and_a_retry_writes_nothing(gw: Gateway, fink: d
     assert h["am-publish-id"].startswith("sha256:")
     assert "am-origin" not in h
     assert sum(1 for a in pub.subscribe(CLASS, start="earliest", end="now") if a.ref == ref) == 1
+
+
+def test_topic_listing_shows_what_is_publishable_and_its_schema(fink: dict[str, Gateway]) -> None:
+    topics = {t.name: t for t in fink["gw"].topics()}
+    assert topics[CLASS].publishable and topics[CLASS].format == "json"
+    assert json.loads(topics[CLASS].publish_schema) == SCHEMA
+    assert not topics[TOPIC].publishable and topics[TOPIC].publish_schema == ""
+    described = {t.name: t for t in fink["gw"].describe().topics}
+    assert described[CLASS].publishable and not described[TOPIC].publishable
 
 
 def test_publish_many_batches_and_explicit_ids_deduplicate(fink: dict[str, Gateway]) -> None:
@@ -221,3 +239,60 @@ def test_run_filter_restarted_after_crashes_neither_loses_nor_duplicates(gw: Gat
     assert len(derived) == 45, len(derived)
     assert len(set(sources)) == 45, "one derived record per source alert"
     assert all(_headers(a)["am-publish-id"].startswith("brightness/am://") for a in derived)
+
+
+# A filter runner in its own process, so it can be killed -9: slow enough per alert that a
+# kill lands mid-run (between fetching, publishing and committing the cursor).
+_RUNNER = """
+import json, sys, time
+from alertmesh import Activity, Gateway, run_filter
+spec = json.loads(sys.argv[1])
+src = Gateway(spec["source"])
+sink = Gateway(spec["url"], token=spec["token"], ca=spec["ca"], cert=spec["cert"], key=spec["key"])
+
+def fn(alert):
+    time.sleep(0.01)
+    mag = alert.record["candidate"]["magpsf"]
+    return {"class": "bright" if mag < 18 else "faint", "score": mag}
+
+stats = run_filter(fn, (src, spec["topic"]), (sink, spec["sink"]), cursor="rf-kill9",
+                   activity=Activity("kill9", "1.0", {"cut": 18.0}), end="now", batch=4)
+print(json.dumps({"alerts": stats.alerts}), flush=True)
+"""
+
+
+def test_run_filter_killed_9_mid_run_neither_loses_nor_duplicates(
+    gw: Gateway, fink: dict[str, Any], tmp_path: Any
+) -> None:
+    pub = fink["gw"]
+    total = sum(1 for _ in gw.subscribe(TOPIC, start="earliest", end="now", omit_cutouts=True))
+    spec = json.dumps({**fink["spec"], "source": gw.url, "topic": TOPIC, "sink": CLASS})
+    rng = random.Random(12)
+    kills = 0
+    for attempt in range(4):
+        before = len(_derived_by(pub, "kill9"))
+        log = open(tmp_path / f"runner-{attempt}.log", "w")
+        proc = subprocess.Popen([sys.executable, "-c", _RUNNER, spec], stdout=log, stderr=subprocess.STDOUT)
+        try:
+            # Kill once the runner has published something new, after a random extra delay.
+            deadline = time.monotonic() + 60
+            while proc.poll() is None and time.monotonic() < deadline:
+                if len(_derived_by(pub, "kill9")) > before:
+                    break
+                time.sleep(0.05)
+            time.sleep(rng.uniform(0, 0.3))
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGKILL)
+                kills += 1
+        finally:
+            proc.wait(30)
+            log.close()
+    assert kills >= 1, "every runner finished before it could be killed"
+    # A last run to completion.
+    done = subprocess.run([sys.executable, "-c", _RUNNER, spec], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stdout + done.stderr
+    derived = _derived_by(pub, "kill9")
+    sources = [_headers(a)["am-derived-from"] for a in derived]
+    assert len(set(sources)) == total, f"{len(set(sources))} of {total} source alerts have a derived record"
+    assert len(derived) == total, f"{len(derived)} derived records for {total} source alerts"
+    assert len({_headers(a)["am-publish-id"] for a in derived}) == total

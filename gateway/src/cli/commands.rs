@@ -161,6 +161,7 @@ pub(super) async fn topics(gateway: &GatewayArg, json: bool) -> Result<(), Strin
                 "name": t.name, "namespace": t.namespace, "format": t.format,
                 "partitions": t.partitions, "description": t.description,
                 "schema_ids": t.schema_ids, "schema_registry": t.schema_registry,
+                "publishable": t.publishable, "publish_schema": t.publish_schema,
             });
             lines.push(v.to_string());
         }
@@ -179,16 +180,23 @@ pub(super) async fn topics(gateway: &GatewayArg, json: bool) -> Result<(), Strin
             .unwrap_or(0)
             .max(5);
         lines.push(format!(
-            "{:<w$}  {:<10}  {:<14}  {:>10}  DESCRIPTION",
-            "TOPIC", "NAMESPACE", "FORMAT", "PARTITIONS"
+            "{:<w$}  {:<10}  {:<14}  {:>10}  {:<7}  DESCRIPTION",
+            "TOPIC", "NAMESPACE", "FORMAT", "PARTITIONS", "PUBLISH"
         ));
         for t in &topics {
+            // `schema`: Publish checks payloads against a schema (`--json` shows it).
+            let publish = match (t.publishable, t.publish_schema.is_empty()) {
+                (false, _) => "-",
+                (true, true) => "yes",
+                (true, false) => "schema",
+            };
             lines.push(format!(
-                "{:<w$}  {:<10}  {:<14}  {:>10}  {}",
+                "{:<w$}  {:<10}  {:<14}  {:>10}  {:<7}  {}",
                 field(&t.name),
                 field(&t.namespace),
                 field(&t.format),
                 t.partitions,
+                publish,
                 field(&t.description)
             ));
         }
@@ -296,6 +304,7 @@ pub(super) async fn describe(gateway: &GatewayArg) -> Result<(), String> {
         "topics": d.topics.iter().map(|t| serde_json::json!({
             "name": t.name, "namespace": t.namespace, "format": t.format, "partitions": t.partitions,
             "schema_ids": t.schema_ids, "schema_registry": t.schema_registry,
+            "publishable": t.publishable, "publish_schema": t.publish_schema,
         })).collect::<Vec<_>>(),
         "auth": d.auth.iter().map(|a| serde_json::json!({"kind": a.kind, "params": a.params})).collect::<Vec<_>>(),
         "topics_need_token": hidden,

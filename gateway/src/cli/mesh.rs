@@ -192,6 +192,7 @@ pub(super) async fn directory(gateway: GatewayArg, as_json: bool) -> Result<(), 
                 "topics": d.topics.iter().map(|t| json!({
                     "name": t.name, "namespace": t.namespace, "format": t.format, "partitions": t.partitions,
                     "schema_ids": t.schema_ids, "schema_registry": t.schema_registry,
+                    "publishable": t.publishable, "publish_schema": t.publish_schema,
                 })).collect::<Vec<_>>(),
                 "auth": d.auth.iter().map(|a| json!({"kind": a.kind, "params": a.params})).collect::<Vec<_>>(),
                 "peers": d.peers.iter().map(|p| json!({"name": p.name, "url": p.url, "relation": p.relation})).collect::<Vec<_>>(),

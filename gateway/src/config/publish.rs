@@ -20,7 +20,20 @@ pub enum TopicSchema {
     Json {
         schema: Arc<JsonSchema>,
         fingerprint: String,
+        /// The file as written, shown to publishers in the topic listing.
+        text: Arc<str>,
     },
+}
+
+impl TopicSchema {
+    /// The schema as publishers see it in the topic listing: the JSON Schema file, or the
+    /// Avro schema in its Parsing Canonical Form.
+    pub fn text(&self) -> String {
+        match self {
+            TopicSchema::Json { text, .. } => text.to_string(),
+            TopicSchema::Avro(s) => s.schema().canonical_form(),
+        }
+    }
 }
 
 /// FNV-1a, 64 bits: stable across builds and platforms, unlike std's hasher.
@@ -66,6 +79,7 @@ pub(super) fn read(
             .map(|s| TopicSchema::Json {
                 schema: Arc::new(s),
                 fingerprint: format!("{:016x}", fnv1a(text.as_bytes())),
+                text: Arc::from(text.as_str()),
             })
             .map_err(|e| format!("{} is not a usable JSON Schema: {e}", full.display())),
         Some(Format::AvroOcf | Format::AvroConfluent) => WriterSchema::parse(&text)

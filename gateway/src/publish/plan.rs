@@ -10,6 +10,7 @@ use alertmesh_proto::v1;
 
 use crate::config::{TopicConfig, TopicSchema};
 use crate::error::{Error, Result};
+use crate::metrics::PublishRejection;
 
 /// Publish ids are short and printable, so they can be logged and typed back.
 const MAX_PUBLISH_ID: usize = 200;
@@ -70,6 +71,30 @@ pub(crate) fn plan(ctx: &Context<'_>, records: &[v1::PublishRecord]) -> Result<V
         out.push(planned);
     }
     Ok(out)
+}
+
+/// The reason of a batch `plan` refused, from the field its message names
+/// (`records[3].payload: ...`).
+pub(crate) fn rejection(message: &str) -> PublishRejection {
+    let field = message
+        .strip_prefix("records[")
+        .and_then(|m| m.split_once(']'))
+        .map_or("", |(_, rest)| rest);
+    let name = field.strip_prefix('.').map(|f| {
+        f.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+            .next()
+            .unwrap_or("")
+    });
+    match name {
+        Some("key") => PublishRejection::key,
+        Some("payload") => PublishRejection::payload,
+        Some("derived_from") => PublishRejection::derived_from,
+        Some("activity") => PublishRejection::activity,
+        Some("used") => PublishRejection::used,
+        Some("publish_id") => PublishRejection::publish_id,
+        _ if field.starts_with(": ") => PublishRejection::size,
+        _ => PublishRejection::invalid,
+    }
 }
 
 /// One record; the error starts with the field (`.payload: ...`).
@@ -173,6 +198,7 @@ fn payload(ctx: &Context<'_>, payload: &[u8]) -> Result<(Format, Option<String>)
                 Some(TopicSchema::Json {
                     schema,
                     fingerprint,
+                    ..
                 }) => {
                     schema.check(&doc)?;
                     Ok((Format::Json, Some(fingerprint.clone())))

@@ -75,7 +75,9 @@ async fn topics(svc: &GatewayService, caller: &Caller) -> (Vec<v1::TopicInfo>, u
     let mut described = svc.parts.catalog.describe(&visible).await;
     let scheme = if svc.parts.tls { "https" } else { "http" };
     let with_schemas = svc.parts.schemas.topics_with_schemas();
-    for t in &mut described {
+    for (t, config) in described.iter_mut().zip(&visible) {
+        t.publishable = config.publish;
+        t.publish_schema = config.schema.as_ref().map(|s| s.text()).unwrap_or_default();
         if with_schemas.contains(&t.name.as_str()) {
             t.schema_ids = svc.parts.schemas.topic_ids(&t.name);
             t.schema_registry = format!("{scheme}://{}", svc.parts.http_listen);

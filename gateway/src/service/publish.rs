@@ -5,7 +5,9 @@ use tonic::{Request, Response, Status};
 
 use super::GatewayService;
 use crate::auth::{authorize_publish, caller};
-use crate::publish::agent;
+use crate::error::Error;
+use crate::metrics::PublishRejection;
+use crate::publish::{agent, rejection};
 
 pub(super) async fn publish(
     svc: &GatewayService,
@@ -14,15 +16,29 @@ pub(super) async fn publish(
     let who = caller(&req);
     let req = req.into_inner();
     let publisher = &svc.parts.publisher;
+    let refused = |reason: PublishRejection, e: Error| {
+        publisher.metrics.publish_rejected(reason);
+        e
+    };
     // Unknown and non-publishable topics are named before the scope is checked: the
     // topic list is public (ListTopics), and the operator's fix differs from the caller's.
-    publisher.publishable(&req.topic)?;
-    authorize_publish(svc.parts.auth.as_deref(), &who, &req.topic)?;
+    publisher.publishable(&req.topic).map_err(|e| {
+        let reason = match e {
+            Error::NotFound(_) => PublishRejection::unknown_topic,
+            _ => PublishRejection::not_publishable,
+        };
+        refused(reason, e)
+    })?;
+    authorize_publish(svc.parts.auth.as_deref(), &who, &req.topic)
+        .map_err(|e| refused(PublishRejection::scope, e))?;
     let issuer = match &who.token {
         Some(t) => t.issuer.clone(),
         None => svc.parts.gateway.clone(),
     };
     let agent = agent(&who.principal.name, &issuer);
-    let results = publisher.publish(&req.topic, &agent, &req.records).await?;
+    let results = publisher
+        .publish(&req.topic, &agent, &req.records)
+        .await
+        .map_err(|e| refused(rejection(&e), e))?;
     Ok(Response::new(v1::PublishResponse { results }))
 }

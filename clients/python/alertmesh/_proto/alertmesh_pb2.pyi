@@ -310,7 +310,7 @@ class ListTopicsResponse(_message.Message):
     def __init__(self, topics: _Optional[_Iterable[_Union[TopicInfo, _Mapping]]] = ..., queries: _Optional[_Iterable[_Union[QueryInfo, _Mapping]]] = ...) -> None: ...
 
 class TopicInfo(_message.Message):
-    __slots__ = ("name", "namespace", "format", "description", "partitions", "schema_ids", "schema_registry")
+    __slots__ = ("name", "namespace", "format", "description", "partitions", "schema_ids", "schema_registry", "publishable", "publish_schema")
     NAME_FIELD_NUMBER: _ClassVar[int]
     NAMESPACE_FIELD_NUMBER: _ClassVar[int]
     FORMAT_FIELD_NUMBER: _ClassVar[int]
@@ -318,6 +318,8 @@ class TopicInfo(_message.Message):
     PARTITIONS_FIELD_NUMBER: _ClassVar[int]
     SCHEMA_IDS_FIELD_NUMBER: _ClassVar[int]
     SCHEMA_REGISTRY_FIELD_NUMBER: _ClassVar[int]
+    PUBLISHABLE_FIELD_NUMBER: _ClassVar[int]
+    PUBLISH_SCHEMA_FIELD_NUMBER: _ClassVar[int]
     name: str
     namespace: str
     format: str
@@ -325,7 +327,9 @@ class TopicInfo(_message.Message):
     partitions: int
     schema_ids: _containers.RepeatedScalarFieldContainer[int]
     schema_registry: str
-    def __init__(self, name: _Optional[str] = ..., namespace: _Optional[str] = ..., format: _Optional[str] = ..., description: _Optional[str] = ..., partitions: _Optional[int] = ..., schema_ids: _Optional[_Iterable[int]] = ..., schema_registry: _Optional[str] = ...) -> None: ...
+    publishable: bool
+    publish_schema: str
+    def __init__(self, name: _Optional[str] = ..., namespace: _Optional[str] = ..., format: _Optional[str] = ..., description: _Optional[str] = ..., partitions: _Optional[int] = ..., schema_ids: _Optional[_Iterable[int]] = ..., schema_registry: _Optional[str] = ..., publishable: bool = ..., publish_schema: _Optional[str] = ...) -> None: ...
 
 class DescribeGatewayRequest(_message.Message):
     __slots__ = ()

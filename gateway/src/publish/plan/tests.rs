@@ -26,6 +26,7 @@ fn class_schema() -> TopicSchema {
             .unwrap(),
         ),
         fingerprint: "00000000000000aa".into(),
+        text: Arc::from("{}"),
     }
 }
 
@@ -298,4 +299,53 @@ fn avro_payloads_must_resolve_to_the_topics_schema() {
         err.starts_with("records[0].payload: cannot be decoded as avro-ocf"),
         "{err}"
     );
+}
+
+#[test]
+fn refusals_are_counted_under_the_field_they_name() {
+    let schema = topic(Some(class_schema()));
+    type Change = Box<dyn Fn(&mut v1::PublishRecord)>;
+    let cases: Vec<(Change, PublishRejection)> = vec![
+        (
+            Box::new(|r| r.payload = br#"{"class":3}"#.to_vec().into()),
+            PublishRejection::payload,
+        ),
+        (
+            Box::new(|r| r.derived_from[1] = "lasair/ztf/0/1".into()),
+            PublishRejection::derived_from,
+        ),
+        (
+            Box::new(|r| r.key = "GAIA:123".into()),
+            PublishRejection::key,
+        ),
+        (
+            Box::new(|r| r.activity.as_mut().unwrap().name.clear()),
+            PublishRejection::activity,
+        ),
+        (
+            Box::new(|r| r.used = vec![String::new()]),
+            PublishRejection::used,
+        ),
+        (
+            Box::new(|r| r.publish_id = "run-1/42".into()),
+            PublishRejection::publish_id,
+        ),
+        (
+            Box::new(|r| {
+                r.payload = format!(r#"{{"class":"{}"}}"#, "x".repeat(3000))
+                    .into_bytes()
+                    .into()
+            }),
+            PublishRejection::size,
+        ),
+    ];
+    for (change, reason) in cases {
+        let mut second = good();
+        second.publish_id = "run-1/43".into();
+        change(&mut second);
+        let err = run(&schema, &[good(), second]).unwrap_err().to_string();
+        assert_eq!(rejection(&err), reason, "{err}");
+    }
+    let err = run(&schema, &[]).unwrap_err().to_string();
+    assert_eq!(rejection(&err), PublishRejection::invalid, "{err}");
 }
