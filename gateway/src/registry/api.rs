@@ -66,7 +66,7 @@ fn ok(value: serde_json::Value) -> Response {
 async fn readable(api: &Api, headers: &HeaderMap) -> Result<Vec<String>, Response> {
     let topics = api.schemas.topics_with_schemas();
     let Some(auth) = &api.auth else {
-        return Ok(topics.into_iter().map(str::to_owned).collect());
+        return Ok(topics);
     };
     let authorization = headers
         .get(header::AUTHORIZATION)
@@ -78,7 +78,6 @@ async fn readable(api: &Api, headers: &HeaderMap) -> Result<Vec<String>, Respons
     Ok(topics
         .into_iter()
         .filter(|t| authorize_topic(Some(auth), &caller, Action::Subscribe, t).is_ok())
-        .map(str::to_owned)
         .collect())
 }
 

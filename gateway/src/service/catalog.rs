@@ -76,7 +76,7 @@ async fn topics(svc: &GatewayService, caller: &Caller) -> (Vec<v1::TopicInfo>, u
     let scheme = if svc.parts.tls { "https" } else { "http" };
     let with_schemas = svc.parts.schemas.topics_with_schemas();
     for t in &mut described {
-        if with_schemas.contains(&t.name.as_str()) {
+        if with_schemas.contains(&t.name) {
             t.schema_ids = svc.parts.schemas.topic_ids(&t.name);
             t.schema_registry = format!("{scheme}://{}", svc.parts.http_listen);
         }
