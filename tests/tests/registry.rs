@@ -405,6 +405,98 @@ async fn a_three_gateway_chain_decodes_where_only_the_first_has_the_schemas() ->
 }
 
 #[tokio::test]
+async fn mirrors_without_destination_learn_schemas_at_every_hop() -> Result<()> {
+    let alerts = lsst_alerts()?;
+    let topic = |name: &str| {
+        format!(
+            "[[topics]]\nname = {name:?}\nnamespace = \"LSST:dia\"\nformat = \"avro-confluent\"\npublic = true\n"
+        )
+    };
+    let rubin_broker = Broker::start("rubin").await?;
+    rubin_broker.create_topic("lsst.alerts", 3).await?;
+    rubin_broker
+        .produce_all(
+            "lsst.alerts",
+            &keyed(framed(&alerts, now_ms() - 10_000)?, &alerts)?,
+        )
+        .await?;
+    let rubin = Gateway::start(
+        &GatewaySpec::new("rubin", &rubin_broker.bootstrap())
+            .extra(&format!(
+                "[alert]\nschema_dir = {:?}\n",
+                lsst_fixtures().join("schema").display().to_string()
+            ))
+            .extra(&topic("lsst.alerts")),
+    )
+    .await?;
+    // No `destination` and no `schema_registry`: each mirror writes `<source gateway>.<topic>`
+    // and asks its source gateway for the ids it meets.
+    let hop = |name: &str, bootstrap: &str, upstream: &Gateway, source: &str| {
+        GatewaySpec::new(name, bootstrap)
+            .extra(&topic(&format!("{}.{source}", upstream.name())))
+            .extra(&format!(
+                "[[mirrors]]\nname = \"up\"\nstart = \"earliest\"\n\
+                 [mirrors.source]\ngateway = {:?}\ntopic = {source:?}\n",
+                upstream.grpc_url(),
+            ))
+    };
+    let lasair_broker = Broker::start("lasair").await?;
+    let lasair = Gateway::start(&hop(
+        "lasair",
+        &lasair_broker.bootstrap(),
+        &rubin,
+        "lsst.alerts",
+    ))
+    .await?;
+    let fink_broker = Broker::start("fink").await?;
+    let fink = Gateway::start(&hop(
+        "fink",
+        &fink_broker.bootstrap(),
+        &lasair,
+        "rubin.lsst.alerts",
+    ))
+    .await?;
+    let last = "lasair.rubin.lsst.alerts";
+    settle(&fink_broker, last, 3, alerts.len()).await?;
+    ensure!(served_ids(&fink, last).await? == dia_source_ids(&alerts));
+    for (g, t) in [(&lasair, "rubin.lsst.alerts"), (&fink, last)] {
+        // The registry API, DescribeGateway and the directory name the learned ids.
+        let (status, body) =
+            http_get(&g.http_addr(), &format!("/subjects/{t}-value/versions")).await?;
+        ensure!(
+            status == 200 && body == "[1,2,3]",
+            "{} {status} {body}",
+            g.name()
+        );
+        let out = g.cli(&["describe"]).await?;
+        let described: serde_json::Value = serde_json::from_slice(&out.stdout)
+            .with_context(|| String::from_utf8_lossy(&out.stderr).into_owned())?;
+        let info = &described["topics"][0];
+        ensure!(
+            info["name"] == t
+                && info["schema_ids"] == serde_json::json!([701, 900, 1100])
+                && info["schema_registry"] == format!("http://{}", g.http_addr()),
+            "{} {described}",
+            g.name()
+        );
+    }
+    let out = fink.cli(&["directory", "--json"]).await?;
+    let walked = json_lines(&out)?;
+    ensure!(walked.len() == 3, "{walked:?}");
+    for d in &walked {
+        let t = &d["topics"][0];
+        ensure!(
+            t["schema_ids"] == serde_json::json!([701, 900, 1100])
+                && t["schema_registry"]
+                    .as_str()
+                    .is_some_and(|u| u.starts_with("http://127.0.0.1:")),
+            "{d}"
+        );
+    }
+    Ok(())
+}
+
+#[tokio::test]
 async fn the_registry_api_follows_each_topics_auth_on_a_gateway_that_requires_mutual_tls(
 ) -> Result<()> {
     use alertmesh_tests::auth::{CertFiles, Pki, Secure, SecureSpec};
