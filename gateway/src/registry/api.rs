@@ -79,11 +79,33 @@ async fn caller(
     let authorization = headers
         .get(header::AUTHORIZATION)
         .map(|v| v.to_str().unwrap_or("\u{0}invalid"));
+    let basic = authorization.and_then(basic_as_bearer);
+    let authorization = basic.as_deref().or(authorization);
     // The refusal names what was wrong with the token, never the token itself.
     auth.authenticate_schema_reader(authorization, cert.0.as_deref())
         .await
         .map(Some)
         .map_err(|e| refusal(StatusCode::UNAUTHORIZED, 40101, &e.to_string()))
+}
+
+/// `Basic base64(<user>:<token>)` as `Bearer <token>`: registry clients that only speak
+/// basic auth (`basic.auth.user.info`) send a gateway token as the password; the user
+/// name is not checked (the token names its subject).
+fn basic_as_bearer(authorization: &str) -> Option<String> {
+    use base64::Engine as _;
+    let (scheme, encoded) = authorization.split_once(' ')?;
+    if !scheme.eq_ignore_ascii_case("basic") {
+        return None;
+    }
+    // Anything that does not decode is passed on as a token that does not verify.
+    let invalid = || Some("Bearer \u{0}invalid".to_owned());
+    let Ok(decoded) = base64::engine::general_purpose::STANDARD.decode(encoded.trim()) else {
+        return invalid();
+    };
+    match String::from_utf8(decoded).ok()?.split_once(':') {
+        Some((_, token)) if !token.is_empty() => Some(format!("Bearer {token}")),
+        _ => invalid(),
+    }
 }
 
 /// Whether `caller` may read `topic`'s schemas (uncounted: listings filter with it).
@@ -298,5 +320,32 @@ async fn version_schema(
     match one_version(&api, &headers, &cert, &subject, &v).await {
         Ok((_, _, k)) => answer(StatusCode::OK, k.text.to_string()),
         Err(r) => r,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::basic_as_bearer;
+
+    #[test]
+    fn basic_auth_carries_a_token_as_its_password() {
+        // base64("token:abc.def.ghi"), base64("x:"), base64("no-colon")
+        assert_eq!(
+            basic_as_bearer("Basic dG9rZW46YWJjLmRlZi5naGk=").as_deref(),
+            Some("Bearer abc.def.ghi")
+        );
+        assert_eq!(
+            basic_as_bearer("basic eDo=").as_deref(),
+            Some("Bearer \u{0}invalid")
+        );
+        assert_eq!(
+            basic_as_bearer("Basic bm8tY29sb24=").as_deref(),
+            Some("Bearer \u{0}invalid")
+        );
+        assert_eq!(
+            basic_as_bearer("Basic %%%").as_deref(),
+            Some("Bearer \u{0}invalid")
+        );
+        assert_eq!(basic_as_bearer("Bearer abc"), None);
     }
 }
