@@ -6,8 +6,9 @@
 #
 # Sizes are the benchmarks' documented defaults; their environment variables change them
 # (BENCH_ROUNDS, BENCH_N_1K, ... for bench_subscribe; BENCH_MIRROR_N, ... for bench_mirror;
-# BENCH_SECONDS for decode_filter; BENCH_AUTH_N, BENCH_AUTH_SIZE, BENCH_AUTH_ROUNDS for
-# bench_auth). BENCH_ONLY="bench_subscribe bench_mirror" runs a subset.
+# BENCH_SECONDS for decode_filter and registry_decode; BENCH_REGISTRY_ROUNDS for
+# registry_decode; BENCH_AUTH_N, BENCH_AUTH_SIZE, BENCH_AUTH_ROUNDS for bench_auth).
+# BENCH_ONLY="bench_subscribe bench_mirror" runs a subset.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
@@ -21,7 +22,7 @@ if [ -z "${TANSU_BIN:-}" ]; then
   TANSU_BIN=$(./scripts/devenv.sh)
   export TANSU_BIN
 fi
-only=${BENCH_ONLY:-decode_filter bench_subscribe bench_auth bench_mirror}
+only=${BENCH_ONLY:-decode_filter registry_decode bench_subscribe bench_auth bench_mirror}
 
 mkdir -p "$out"
 echo "== bench: building the release gateway and benchmarks" >&2
@@ -73,6 +74,13 @@ summarize() {
       awk -F': *' '/^ratio /{ sub(/^ratio /, "", $1); r = $2; sub(/x.*/, "", r);
         printf "| decode_filter | %s, per core | %s× | |\n", $1, r }' "$file"
       ;;
+    registry_decode)
+      # "ratio registry/dir: M median (target >= 0.95); per round: r1 r2 ...".
+      awk '/^ratio registry\/dir: /{ m = $3; r = $0; sub(/.*per round: /, "", r);
+        n = split(r, f, " "); lo = f[1]; hi = f[1];
+        for (i = 2; i <= n; i++) { if (f[i] + 0 < lo + 0) lo = f[i]; if (f[i] + 0 > hi + 0) hi = f[i] }
+        printf "| registry_decode | LSST Confluent decode, registry ids (cached) / schema directory | %s× | %s–%s |\n", m, lo, hi }' "$file"
+      ;;
     bench_subscribe)
       # "{what:<26} direct/s MB/s gateway/s MB/s ratio r1 r2 ...".
       awk '/^(past|live) /{ what = substr($0, 1, 26); sub(/ +$/, "", what);
@@ -103,6 +111,7 @@ summarize() {
 started=$(date -u '+%Y-%m-%d %H:%M')
 load_start=$(load)
 run decode_filter $cargo bench -q -p alertmesh-alert --bench decode_filter
+run registry_decode $cargo test --release -q -p alertmesh-gateway --lib registry_decode_bench -- --ignored --nocapture
 run bench_subscribe "$bin/bench_subscribe"
 run bench_auth "$bin/bench_auth" ${BENCH_AUTH_N:-20000} ${BENCH_AUTH_SIZE:-8192} ${BENCH_AUTH_ROUNDS:-5}
 run bench_mirror "$bin/bench_mirror"
