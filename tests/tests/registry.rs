@@ -221,11 +221,20 @@ async fn a_raw_lsst_stream_decodes_with_schemas_from_a_registry_and_survives_its
     let schema: serde_json::Value = serde_json::from_str(&body)?;
     let text = schema["schema"].as_str().context("schema")?;
     ensure!(text.contains("lsst.v11_0"), "{text:.200}");
+    let (status, body) = http_get(&http, "/schemas/ids/900/schema").await?;
+    let bare: serde_json::Value = serde_json::from_str(&body)?;
+    ensure!(
+        status == 200 && bare["namespace"] == "lsst.v9_0",
+        "{status} {body:.200}"
+    );
     let (status, body) = http_get(&http, "/subjects").await?;
     ensure!(
         status == 200 && body == r#"["lsst.alerts-value"]"#,
         "{body}"
     );
+    let (_, body) = http_get(&http, "/subjects/lsst.alerts-value/versions/1/schema").await?;
+    let bare: serde_json::Value = serde_json::from_str(&body)?;
+    ensure!(bare["namespace"] == "lsst.v7_1", "{body:.200}");
     let (_, body) = http_get(&http, "/subjects/lsst.alerts-value/versions").await?;
     ensure!(body == "[1,2,3]", "{body}");
     let (_, body) = http_get(&http, "/subjects/lsst.alerts-value/versions/latest").await?;
@@ -480,6 +489,15 @@ async fn mirrors_without_destination_learn_schemas_at_every_hop() -> Result<()> 
             g.name()
         );
     }
+    let out = fink.cli(&["directory"]).await?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    ensure!(
+        text.contains(&format!(
+            "schema ids 701, 900, 1100 at http://{}",
+            lasair.http_addr()
+        )),
+        "{text}"
+    );
     let out = fink.cli(&["directory", "--json"]).await?;
     let walked = json_lines(&out)?;
     ensure!(walked.len() == 3, "{walked:?}");

@@ -13,6 +13,7 @@ import math
 import ssl
 import subprocess
 import time
+import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -150,6 +151,15 @@ def test_stock_deserializer_decodes_rubin_alerts_through_the_gateway_registry(ls
     latest = registry.get_latest_version(f"{TOPIC}-value")
     assert latest.schema_id == 1100
     assert json.loads(latest.schema.schema_str)["namespace"] == "lsst.v11_0"
+    # Its content type, and its error form for an unknown id.
+    base = f"http://127.0.0.1:{lsst_stack.http_port}"
+    with urllib.request.urlopen(f"{base}/schemas/ids/900", timeout=10) as r:
+        assert r.headers["Content-Type"] == "application/vnd.schemaregistry.v1+json"
+        assert json.loads(json.loads(r.read())["schema"])["namespace"] == "lsst.v9_0"
+    with pytest.raises(urllib.error.HTTPError) as e:
+        urllib.request.urlopen(f"{base}/schemas/ids/4242", timeout=10)
+    assert e.value.code == 404
+    assert json.loads(e.value.read()) == {"error_code": 40403, "message": "Schema not found"}
 
 
 def test_gateway_schema_and_topic_listing_name_the_ids(lsst_stack: Stack) -> None:
