@@ -414,7 +414,9 @@ struct Pending {
 }
 
 /// Where a mirror writes, by its name (once it knows).
-struct Destinations(Box<dyn Fn(&str) -> Option<String> + Send + Sync>);
+struct Destinations(Box<DestinationOf>);
+
+type DestinationOf = dyn Fn(&str) -> Option<String> + Send + Sync;
 
 impl std::fmt::Debug for Destinations {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
