@@ -302,6 +302,36 @@ fn a_translated_topic_gets_the_same_id_from_every_replica() {
     );
 }
 
+#[test]
+fn a_mirror_without_destination_serves_its_sources_schemas_once_it_names_its_topic() {
+    let dir = tempfile::tempdir().unwrap();
+    let topic = |name: &str| {
+        format!("[[topics]]\nname = \"{name}\"\nnamespace = \"LSST:dia\"\nformat = \"avro-confluent\"\n")
+    };
+    let text = format!(
+        "[gateway]\nname = \"g\"\nlisten = \"127.0.0.1:1\"\nhttp_listen = \"127.0.0.1:2\"\n\
+         [kafka]\nbootstrap = \"127.0.0.1:9092\"\n{}{}\
+         [[mirrors]]\nname = \"m\"\n[mirrors.source]\ngateway = \"http://127.0.0.1:3\"\ntopic = \"lsst.alerts\"\n",
+        topic("rubin.lsst.alerts"),
+        topic("lasair.lsst.alerts"),
+    );
+    let config = crate::config::Config::parse_at(&text, &[], dir.path()).unwrap();
+    let schemas = Schemas::new(&config).unwrap();
+    let written: Arc<Mutex<Option<String>>> = Arc::default();
+    let seen = Arc::clone(&written);
+    schemas.watch_mirrors(move |m| {
+        assert_eq!(m, "m");
+        seen.lock().unwrap().clone()
+    });
+    assert!(
+        schemas.topics_with_schemas().is_empty(),
+        "which topic is only known once the mirror has connected"
+    );
+    *written.lock().unwrap() = Some("rubin.lsst.alerts".into());
+    assert_eq!(schemas.topics_with_schemas(), ["rubin.lsst.alerts"]);
+    assert!(schemas.topic_ids("lasair.lsst.alerts").is_empty());
+}
+
 /// Decode throughput of Confluent-framed LSST alerts whose schemas came from a registry
 /// (fetched once, then cached) against the same decode from a schema directory, measured
 /// side by side in alternating rounds. Run with
