@@ -22,7 +22,7 @@ run() {
 }
 
 run decode_filter env BENCH_SECONDS=0.2 cargo test -q -p alertmesh-alert --bench decode_filter
-run registry_decode env BENCH_SECONDS=0.2 cargo test -q -p alertmesh-gateway --lib registry_decode_bench -- --ignored
+run registry_decode env BENCH_SECONDS=0.2 BENCH_REGISTRY_ROUNDS=1 cargo test -q -p alertmesh-gateway --lib registry_decode_bench -- --ignored --nocapture
 run bench_subscribe "$bin/bench_subscribe" --n-1k 3000 --n-64k 60 --live-1k 300 --live-64k 20 \
   --subscribers 4 --rounds 1 --warmup 0
 run bench_auth "$bin/bench_auth" 500 8192 1

@@ -6,7 +6,8 @@
 #
 # Sizes are the benchmarks' documented defaults; their environment variables change them
 # (BENCH_ROUNDS, BENCH_N_1K, ... for bench_subscribe; BENCH_MIRROR_N, ... for bench_mirror;
-# BENCH_SECONDS for decode_filter; BENCH_AUTH_N, BENCH_AUTH_SIZE, BENCH_AUTH_ROUNDS for
+# BENCH_SECONDS for decode_filter and registry_decode; BENCH_REGISTRY_ROUNDS for
+# registry_decode; BENCH_AUTH_N, BENCH_AUTH_SIZE, BENCH_AUTH_ROUNDS for
 # bench_auth; BENCH_ARCHIVE_N, BENCH_ARCHIVE_ROUNDS for bench_archive; BENCH_REPLICAS_N,
 # BENCH_REPLICAS_SIZE_KIB, BENCH_REPLICAS_ROUNDS for bench_replicas, which runs on Apache Kafka;
 # BENCH_MIRROR_MM2_N_1K, ... for bench_mirror_mm2; BENCH_PUBLISH_N, BENCH_PUBLISH_BATCH,
@@ -28,7 +29,7 @@ fi
 # bench_replicas and bench_mirror_mm2 (bench_mirror --mm2 1: MirrorMaker 2 side by side) run on
 # Apache Kafka: they need java and the Kafka jars (scripts/apache-kafka.sh jars) and are left
 # out when java is missing.
-default_only="decode_filter bench_subscribe bench_auth bench_mirror bench_archive bench_publish"
+default_only="decode_filter registry_decode bench_subscribe bench_auth bench_mirror bench_archive bench_publish"
 if command -v java >/dev/null; then default_only="$default_only bench_replicas bench_mirror_mm2"; fi
 only=${BENCH_ONLY:-$default_only}
 if [ -z "${PG_BIN:-}" ]; then
@@ -85,6 +86,13 @@ summarize() {
     decode_filter)
       awk -F': *' '/^ratio /{ sub(/^ratio /, "", $1); r = $2; sub(/x.*/, "", r);
         printf "| decode_filter | %s, per core | %s× | |\n", $1, r }' "$file"
+      ;;
+    registry_decode)
+      # "ratio registry/dir: M median (target >= 0.95); per round: r1 r2 ...".
+      awk '/^ratio registry\/dir: /{ m = $3; r = $0; sub(/.*per round: /, "", r);
+        n = split(r, f, " "); lo = f[1]; hi = f[1];
+        for (i = 2; i <= n; i++) { if (f[i] + 0 < lo + 0) lo = f[i]; if (f[i] + 0 > hi + 0) hi = f[i] }
+        printf "| registry_decode | LSST Confluent decode, registry ids (cached) / schema directory | %s× | %s–%s |\n", m, lo, hi }' "$file"
       ;;
     bench_subscribe)
       # "{what:<26} direct/s MB/s gateway/s MB/s ratio r1 r2 ...".
@@ -153,6 +161,7 @@ summarize() {
 started=$(date -u '+%Y-%m-%d %H:%M')
 load_start=$(load)
 run decode_filter $cargo bench -q -p alertmesh-alert --bench decode_filter
+run registry_decode $cargo test --release -q -p alertmesh-gateway --lib registry_decode_bench -- --ignored --nocapture
 run bench_subscribe "$bin/bench_subscribe"
 run bench_auth "$bin/bench_auth" ${BENCH_AUTH_N:-20000} ${BENCH_AUTH_SIZE:-8192} ${BENCH_AUTH_ROUNDS:-5}
 run bench_mirror "$bin/bench_mirror"

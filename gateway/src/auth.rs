@@ -239,9 +239,37 @@ impl Auth {
                 )),
             ));
         }
+        self.caller(authorization, client_cert, self.config.require)
+            .await
+    }
+
+    /// Authenticates a request to the schema registry API of the HTTP side port. Schemas
+    /// of public topics are public, so unlike a gRPC call it needs no client certificate
+    /// where mutual TLS is required; but a caller without a certificate and without a
+    /// token then reads public topics only, whatever `require` says (only mesh members
+    /// read as anonymous). A token is verified and its scopes apply as on gRPC, and a
+    /// peer's token still needs that peer's certificate.
+    pub(crate) async fn authenticate_schema_reader(
+        &self,
+        authorization: Option<&str>,
+        client_cert: Option<&[u8]>,
+    ) -> Result<Caller> {
+        let anonymous_public_only = self.config.require || (self.mtls && client_cert.is_none());
+        self.caller(authorization, client_cert, anonymous_public_only)
+            .await
+    }
+
+    /// The caller of a verified token, or without one an anonymous caller that reads
+    /// public topics only (`public_only`) or every topic.
+    async fn caller(
+        &self,
+        authorization: Option<&str>,
+        client_cert: Option<&[u8]>,
+        public_only: bool,
+    ) -> Result<Caller> {
         let token = match bearer_token(authorization) {
             Ok(t) => t,
-            Err(TokenError::Missing) => return Ok(Caller::without_token(self.config.require)),
+            Err(TokenError::Missing) => return Ok(Caller::without_token(public_only)),
             Err(e) => return Err(self.refuse(token_refusal(&e), e.into())),
         };
         let verified = match self.verify(token) {

@@ -10,12 +10,13 @@ use axum::extract::State as Axum;
 use axum::http::{header, StatusCode};
 use axum::response::IntoResponse;
 use axum::routing::get;
-use axum::Router;
+use axum::{Extension, Router};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
 use prometheus_client::registry::Registry;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
+use tower::Layer as _;
 
 use crate::auth::Auth;
 use crate::kafka::cluster::Cluster;
@@ -38,6 +39,28 @@ pub(crate) struct Parts {
     pub(crate) schemas: Schemas,
 }
 
+/// The certificate (DER) the client of a side-port connection presented, if any: in each
+/// request's extensions, for the registry API's auth.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct ClientCert(pub(crate) Option<Arc<[u8]>>);
+
+/// A listener's peer address, and the client certificate it carries (HTTPS only).
+pub(crate) trait PeerCert {
+    fn cert(&self) -> Option<Arc<[u8]>>;
+}
+
+impl PeerCert for std::net::SocketAddr {
+    fn cert(&self) -> Option<Arc<[u8]>> {
+        None
+    }
+}
+
+impl PeerCert for crate::tls::Peer {
+    fn cert(&self) -> Option<Arc<[u8]>> {
+        self.cert.clone()
+    }
+}
+
 struct Http {
     parts: Parts,
     registry: Registry,
@@ -53,7 +76,7 @@ pub(crate) async fn serve<L>(
     header_timeout: Duration,
 ) where
     L: axum::serve::Listener,
-    L::Addr: std::fmt::Debug,
+    L::Addr: std::fmt::Debug + PeerCert,
 {
     let mut registry = Registry::default();
     parts.metrics.register(&mut registry);
@@ -73,11 +96,12 @@ pub(crate) async fn serve<L>(
         .merge(schema_api);
     let connections = TaskTracker::new();
     loop {
-        let (io, _peer) = tokio::select! {
+        let (io, peer) = tokio::select! {
             _ = shutdown.cancelled() => break,
             accepted = listener.accept() => accepted,
         };
-        let service = TowerToHyperService::new(app.clone());
+        let cert = ClientCert(peer.cert());
+        let service = TowerToHyperService::new(Extension(cert).layer(app.clone()));
         let shutdown = shutdown.clone();
         connections.spawn(async move {
             let conn = hyper::server::conn::http1::Builder::new()

@@ -161,6 +161,16 @@ impl Mirrors {
             .collect()
     }
 
+    /// Where mirror `name` writes, once it has connected to its source (a mirror without
+    /// `destination` writes to `<peer name>.<topic>`).
+    pub(crate) fn destination_of(&self, name: &str) -> Option<String> {
+        self.jobs()
+            .iter()
+            .find(|j| j.config.spec.name == name)
+            .map(|j| j.handle.status().destination)
+            .filter(|d| !d.is_empty())
+    }
+
     /// Mirror figures for Prometheus.
     pub(crate) fn metrics(&self) -> &MirrorMetrics {
         &self.metrics

@@ -18,7 +18,7 @@ pub(crate) mod client;
 mod peer;
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, Mutex, OnceLock, RwLock};
 use std::time::{Duration, Instant};
 
 use alertmesh_alert::apache_avro::schema::Schema;
@@ -72,6 +72,8 @@ enum Origin {
 /// Where one exposed topic's schemas come from.
 #[derive(Debug, Clone, Default)]
 pub(crate) struct TopicSchemas {
+    /// The topic is Confluent-framed (`avro-confluent`).
+    confluent: bool,
     /// Confluent-framed: the schema directory's ids apply.
     dir: bool,
     /// Indexes into the registries.
@@ -131,7 +133,14 @@ struct Inner {
     /// One lock per id being fetched: the first caller fetches, the others wait for it.
     flights: Mutex<HashMap<u32, Arc<tokio::sync::Mutex<()>>>>,
     failures: Mutex<HashMap<u32, (Instant, String)>>,
-    topics: BTreeMap<String, TopicSchemas>,
+    /// Grows when a mirror without `destination` names the topic it writes (see
+    /// [`Schemas::watch_mirrors`]).
+    topics: RwLock<BTreeMap<String, TopicSchemas>>,
+    /// Mirrors from a peer gateway without `destination`: they write to
+    /// `<peer name>.<topic>`, known once they have connected.
+    pending: Mutex<Vec<Pending>>,
+    /// Where a mirror writes, once it knows (set once the mirrors have started).
+    destinations: OnceLock<Destinations>,
     /// Runs lookups for synchronous callers (the decoder), off the caller's runtime.
     runtime: Option<Handle>,
     metrics: RegistryMetrics,
@@ -161,9 +170,11 @@ impl Schemas {
             }
         };
         let mut topics: BTreeMap<String, TopicSchemas> = BTreeMap::new();
+        let mut pending = Vec::new();
         for t in &config.topics {
             let entry = topics.entry(t.name.clone()).or_default();
-            entry.dir = t.format == Format::AvroConfluent && config.alert.schema_dir.is_some();
+            entry.confluent = t.format == Format::AvroConfluent;
+            entry.dir = entry.confluent && config.alert.schema_dir.is_some();
             if let Some(reg) = &t.schema_registry {
                 entry.registries.push(index(Wanted::Http(reg.clone())));
             }
@@ -174,10 +185,20 @@ impl Schemas {
                 // Named after the peer, known only once connected.
                 alertmesh_mirror::Source::Gateway(_) => None,
             });
-            let confluent = written
-                .as_ref()
-                .and_then(|w| config.topic(w))
-                .is_some_and(|t| t.format == Format::AvroConfluent);
+            let confluent = match (&written, &m.spec.source) {
+                (Some(w), _) => config
+                    .topic(w)
+                    .is_some_and(|t| t.format == Format::AvroConfluent),
+                // `<peer>.<topic>`: worth a registry if such a Confluent-framed topic is
+                // exposed (which one is settled once the mirror knows its peer's name).
+                (None, alertmesh_mirror::Source::Gateway(g)) => config.topics.iter().any(|t| {
+                    t.format == Format::AvroConfluent
+                        && t.name
+                            .strip_suffix(g.topic.as_str())
+                            .is_some_and(|p| p.ends_with('.'))
+                }),
+                (None, alertmesh_mirror::Source::Kafka(_)) => false,
+            };
             let registry = match (&m.schema_registry, &m.spec.source) {
                 (Some(reg), _) => Some(index(Wanted::Http(reg.clone()))),
                 // A Confluent-framed copy of a peer's topic: the peer knows its ids.
@@ -213,14 +234,18 @@ impl Schemas {
                     }
                 }
             });
-            if let Some(topic) = written.and_then(|w| topics.get_mut(&w)) {
-                topic.registries.extend(registry);
-                if mapped.is_some() {
-                    topic.mapped = mapped;
-                    // Translated payloads carry the mapping's schema, not the source's.
-                    topic.dir = false;
-                    topic.registries.clear();
+            match written {
+                Some(w) => {
+                    if let Some(topic) = topics.get_mut(&w) {
+                        topic.bind(registry, mapped);
+                    }
                 }
+                None if registry.is_some() || mapped.is_some() => pending.push(Pending {
+                    mirror: m.spec.name.clone(),
+                    registry,
+                    mapped,
+                }),
+                None => {}
             }
         }
         let registries = sources
@@ -241,7 +266,9 @@ impl Schemas {
                 known: RwLock::new(known),
                 flights: Mutex::default(),
                 failures: Mutex::default(),
-                topics,
+                topics: RwLock::new(topics),
+                pending: Mutex::new(pending),
+                destinations: OnceLock::new(),
                 runtime,
                 metrics: RegistryMetrics::default(),
             }),
@@ -252,20 +279,65 @@ impl Schemas {
         &self.inner.metrics
     }
 
+    /// Lets the schemas learn where mirrors without `destination` write: `destination`
+    /// answers a mirror's topic once it has connected to its source. Such a mirror's
+    /// registry (its source gateway, or its `schema_registry`) then serves that topic as
+    /// it does a configured destination.
+    pub(crate) fn watch_mirrors(
+        &self,
+        destination: impl Fn(&str) -> Option<String> + Send + Sync + 'static,
+    ) {
+        let _ = self
+            .inner
+            .destinations
+            .set(Destinations(Box::new(destination)));
+    }
+
+    /// Binds the mirrors whose destination became known since the last call.
+    fn settle(&self) {
+        let Some(Destinations(destination)) = self.inner.destinations.get() else {
+            return;
+        };
+        let mut pending = self.inner.pending.lock().unwrap_or_else(|p| p.into_inner());
+        if pending.is_empty() {
+            return;
+        }
+        pending.retain(|p| {
+            let Some(written) = destination(&p.mirror) else {
+                return true;
+            };
+            let mut topics = self.inner.topics.write().unwrap_or_else(|p| p.into_inner());
+            match topics.get_mut(&written) {
+                Some(t) if t.confluent || p.mapped.is_some() => {
+                    tracing::debug!(mirror = %p.mirror, topic = %written, "mirror's schemas serve its destination");
+                    t.bind(p.registry, p.mapped);
+                }
+                _ => {}
+            }
+            false
+        });
+    }
+
+    fn topic(&self, name: &str) -> Option<TopicSchemas> {
+        self.settle();
+        self.inner.topics().get(name).cloned()
+    }
+
     /// The exposed topics that have schema ids (Confluent-framed or translated).
-    pub(crate) fn topics_with_schemas(&self) -> Vec<&str> {
+    pub(crate) fn topics_with_schemas(&self) -> Vec<String> {
+        self.settle();
         self.inner
-            .topics
+            .topics()
             .iter()
             .filter(|(_, t)| t.dir || t.mapped.is_some() || !t.registries.is_empty())
-            .map(|(name, _)| name.as_str())
+            .map(|(name, _)| name.clone())
             .collect()
     }
 
     /// The ids known for `topic`, ascending (ids its registries have not been asked
     /// about yet are not listed).
     pub(crate) fn topic_ids(&self, topic: &str) -> Vec<u32> {
-        let Some(t) = self.inner.topics.get(topic) else {
+        let Some(t) = self.topic(topic) else {
             return Vec::new();
         };
         self.inner
@@ -278,11 +350,7 @@ impl Schemas {
 
     /// The schema `id` of `topic`, asking the topic's registries if it is not known yet.
     pub(crate) async fn topic_schema(&self, topic: &str, id: u32) -> Result<Known, AlertError> {
-        let t = self
-            .inner
-            .topics
-            .get(topic)
-            .ok_or(AlertError::UnknownSchemaId(id))?;
+        let t = self.topic(topic).ok_or(AlertError::UnknownSchemaId(id))?;
         if let Some(k) = self
             .inner
             .known()
@@ -337,7 +405,38 @@ impl Wanted {
     }
 }
 
+/// A mirror without `destination` whose schemas serve the topic it writes, once known.
+#[derive(Debug)]
+struct Pending {
+    mirror: String,
+    registry: Option<usize>,
+    mapped: Option<u32>,
+}
+
+/// Where a mirror writes, by its name (once it knows).
+struct Destinations(Box<DestinationOf>);
+
+type DestinationOf = dyn Fn(&str) -> Option<String> + Send + Sync;
+
+impl std::fmt::Debug for Destinations {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Destinations")
+    }
+}
+
 impl TopicSchemas {
+    /// A mirror writing into this topic: its source's registry, or the mapping it
+    /// translates into.
+    fn bind(&mut self, registry: Option<usize>, mapped: Option<u32>) {
+        self.registries.extend(registry);
+        if mapped.is_some() {
+            self.mapped = mapped;
+            // Translated payloads carry the mapping's schema, not the source's.
+            self.dir = false;
+            self.registries.clear();
+        }
+    }
+
     fn covers(&self, id: u32, origin: Origin) -> bool {
         match origin {
             Origin::Dir => self.dir,
@@ -348,6 +447,10 @@ impl TopicSchemas {
 }
 
 impl Inner {
+    fn topics(&self) -> std::sync::RwLockReadGuard<'_, BTreeMap<String, TopicSchemas>> {
+        self.topics.read().unwrap_or_else(|p| p.into_inner())
+    }
+
     fn known(&self) -> std::sync::RwLockReadGuard<'_, BTreeMap<u32, Known>> {
         self.known.read().unwrap_or_else(|p| p.into_inner())
     }

@@ -94,6 +94,9 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
         &streams,
     )?);
     tasks.spawn(Arc::clone(&mirrors).export(streams.clone()));
+    // Weak: the mirrors hold the decoder, which holds the schemas.
+    let watched = Arc::downgrade(&mirrors);
+    schemas.watch_mirrors(move |name| watched.upgrade()?.destination_of(name));
     let mut queries = crate::query::Queries::new(&config, streams.clone(), tasks.clone());
     queries.add_archives(&config, &decoder);
     let queries = Arc::new(queries);

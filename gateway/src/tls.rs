@@ -4,11 +4,13 @@
 //!   certificates are verified against it in the handshake and their presence is enforced
 //!   per call by [`crate::auth`] (so a missing certificate gets UNAUTHENTICATED with a
 //!   message, not a bare handshake failure).
-//! - HTTP side port: [`TlsListener`], an axum listener that serves `/metrics`, health and
-//!   `/.well-known/jwks.json` over HTTPS (no client certificate asked).
+//! - HTTP side port: [`TlsListener`], an axum listener that serves `/metrics`, health,
+//!   `/.well-known/jwks.json` and the schema registry API over HTTPS. With `client_ca` a
+//!   client certificate is asked for but optional (Prometheus and stock registry clients
+//!   come without one); one that is presented must chain to `client_ca`, and reaches the
+//!   registry API's auth (a peer's token must come with that peer's certificate).
 
 use std::io;
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -46,8 +48,13 @@ pub(crate) fn grpc_server_config(tls: &TlsConfig) -> Result<ServerTlsConfig> {
 /// An HTTPS listener for axum: handshakes run concurrently, off the accept loop.
 #[derive(Debug)]
 pub(crate) struct TlsListener {
-    local: SocketAddr,
-    rx: mpsc::Receiver<(TlsStream<TcpStream>, SocketAddr)>,
+    rx: mpsc::Receiver<(TlsStream<TcpStream>, Peer)>,
+}
+
+/// A side-port client: the certificate it presented (DER), if any.
+#[derive(Debug, Clone)]
+pub(crate) struct Peer {
+    pub(crate) cert: Option<Arc<[u8]>>,
 }
 
 impl TlsListener {
@@ -59,13 +66,9 @@ impl TlsListener {
         cancel: CancellationToken,
         tasks: &TaskTracker,
     ) -> Result<Self> {
-        let mut config = alertmesh_auth::tls::server_config_from_files(&tls.cert, &tls.key, None)
-            .map_err(|e| Error::Internal(format!("tls: {e}")))?;
+        let mut config = side_port_config(tls).map_err(|e| Error::Internal(format!("tls: {e}")))?;
         config.alpn_protocols = vec![b"http/1.1".to_vec()];
         let acceptor = TlsAcceptor::from(Arc::new(config));
-        let local = listener
-            .local_addr()
-            .map_err(|e| Error::Internal(e.to_string()))?;
         let (tx, rx) = mpsc::channel(64);
         let handshakes = tasks.clone();
         tasks.spawn(async move {
@@ -85,7 +88,13 @@ impl TlsListener {
                 handshakes.spawn(async move {
                     match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
                         Ok(Ok(stream)) => {
-                            let _ = tx.send((stream, addr)).await;
+                            let cert = stream
+                                .get_ref()
+                                .1
+                                .peer_certificates()
+                                .and_then(|c| c.first())
+                                .map(|c| Arc::from(c.as_ref()));
+                            let _ = tx.send((stream, Peer { cert })).await;
                         }
                         Ok(Err(e)) => tracing::debug!(%addr, error = %e, "https handshake failed"),
                         Err(_) => tracing::debug!(%addr, "https handshake timed out"),
@@ -93,13 +102,13 @@ impl TlsListener {
                 });
             }
         });
-        Ok(TlsListener { local, rx })
+        Ok(TlsListener { rx })
     }
 }
 
 impl axum::serve::Listener for TlsListener {
     type Io = TlsStream<TcpStream>;
-    type Addr = SocketAddr;
+    type Addr = Peer;
 
     async fn accept(&mut self) -> (Self::Io, Self::Addr) {
         match self.rx.recv().await {
@@ -110,6 +119,39 @@ impl axum::serve::Listener for TlsListener {
     }
 
     fn local_addr(&self) -> io::Result<Self::Addr> {
-        Ok(self.local)
+        Ok(Peer { cert: None })
     }
+}
+
+/// The side port's rustls configuration: the `[tls]` certificate, and with `client_ca` an
+/// optional client certificate that must chain to it when presented.
+fn side_port_config(tls: &TlsConfig) -> std::result::Result<rustls::ServerConfig, String> {
+    use alertmesh_auth::tls::{crypto_provider, load_certs, load_key};
+    let Some(ca) = &tls.client_ca else {
+        return alertmesh_auth::tls::server_config_from_files(&tls.cert, &tls.key, None)
+            .map_err(|e| e.to_string());
+    };
+    let provider = crypto_provider();
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in load_certs(ca).map_err(|e| e.to_string())? {
+        roots
+            .add(cert)
+            .map_err(|e| format!("tls.client_ca {}: {e}", ca.display()))?;
+    }
+    let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
+        Arc::new(roots),
+        provider.clone(),
+    )
+    .allow_unauthenticated()
+    .build()
+    .map_err(|e| format!("cannot build the client verifier: {e}"))?;
+    rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| e.to_string())?
+        .with_client_cert_verifier(verifier)
+        .with_single_cert(
+            load_certs(&tls.cert).map_err(|e| e.to_string())?,
+            load_key(&tls.key).map_err(|e| e.to_string())?,
+        )
+        .map_err(|e| format!("the certificate and key do not fit together: {e}"))
 }

@@ -221,11 +221,20 @@ async fn a_raw_lsst_stream_decodes_with_schemas_from_a_registry_and_survives_its
     let schema: serde_json::Value = serde_json::from_str(&body)?;
     let text = schema["schema"].as_str().context("schema")?;
     ensure!(text.contains("lsst.v11_0"), "{text:.200}");
+    let (status, body) = http_get(&http, "/schemas/ids/900/schema").await?;
+    let bare: serde_json::Value = serde_json::from_str(&body)?;
+    ensure!(
+        status == 200 && bare["namespace"] == "lsst.v9_0",
+        "{status} {body:.200}"
+    );
     let (status, body) = http_get(&http, "/subjects").await?;
     ensure!(
         status == 200 && body == r#"["lsst.alerts-value"]"#,
         "{body}"
     );
+    let (_, body) = http_get(&http, "/subjects/lsst.alerts-value/versions/1/schema").await?;
+    let bare: serde_json::Value = serde_json::from_str(&body)?;
+    ensure!(bare["namespace"] == "lsst.v7_1", "{body:.200}");
     let (_, body) = http_get(&http, "/subjects/lsst.alerts-value/versions").await?;
     ensure!(body == "[1,2,3]", "{body}");
     let (_, body) = http_get(&http, "/subjects/lsst.alerts-value/versions/latest").await?;
@@ -405,8 +414,110 @@ async fn a_three_gateway_chain_decodes_where_only_the_first_has_the_schemas() ->
 }
 
 #[tokio::test]
-async fn the_registry_api_follows_each_topics_auth() -> Result<()> {
-    use alertmesh_tests::auth::{Pki, Secure, SecureSpec};
+async fn mirrors_without_destination_learn_schemas_at_every_hop() -> Result<()> {
+    let alerts = lsst_alerts()?;
+    let topic = |name: &str| {
+        format!(
+            "[[topics]]\nname = {name:?}\nnamespace = \"LSST:dia\"\nformat = \"avro-confluent\"\npublic = true\n"
+        )
+    };
+    let rubin_broker = Broker::start("rubin").await?;
+    rubin_broker.create_topic("lsst.alerts", 3).await?;
+    rubin_broker
+        .produce_all(
+            "lsst.alerts",
+            &keyed(framed(&alerts, now_ms() - 10_000)?, &alerts)?,
+        )
+        .await?;
+    let rubin = Gateway::start(
+        &GatewaySpec::new("rubin", &rubin_broker.bootstrap())
+            .extra(&format!(
+                "[alert]\nschema_dir = {:?}\n",
+                lsst_fixtures().join("schema").display().to_string()
+            ))
+            .extra(&topic("lsst.alerts")),
+    )
+    .await?;
+    // No `destination` and no `schema_registry`: each mirror writes `<source gateway>.<topic>`
+    // and asks its source gateway for the ids it meets.
+    let hop = |name: &str, bootstrap: &str, upstream: &Gateway, source: &str| {
+        GatewaySpec::new(name, bootstrap)
+            .extra(&topic(&format!("{}.{source}", upstream.name())))
+            .extra(&format!(
+                "[[mirrors]]\nname = \"up\"\nstart = \"earliest\"\n\
+                 [mirrors.source]\ngateway = {:?}\ntopic = {source:?}\n",
+                upstream.grpc_url(),
+            ))
+    };
+    let lasair_broker = Broker::start("lasair").await?;
+    let lasair = Gateway::start(&hop(
+        "lasair",
+        &lasair_broker.bootstrap(),
+        &rubin,
+        "lsst.alerts",
+    ))
+    .await?;
+    let fink_broker = Broker::start("fink").await?;
+    let fink = Gateway::start(&hop(
+        "fink",
+        &fink_broker.bootstrap(),
+        &lasair,
+        "rubin.lsst.alerts",
+    ))
+    .await?;
+    let last = "lasair.rubin.lsst.alerts";
+    settle(&fink_broker, last, 3, alerts.len()).await?;
+    ensure!(served_ids(&fink, last).await? == dia_source_ids(&alerts));
+    for (g, t) in [(&lasair, "rubin.lsst.alerts"), (&fink, last)] {
+        // The registry API, DescribeGateway and the directory name the learned ids.
+        let (status, body) =
+            http_get(&g.http_addr(), &format!("/subjects/{t}-value/versions")).await?;
+        ensure!(
+            status == 200 && body == "[1,2,3]",
+            "{} {status} {body}",
+            g.name()
+        );
+        let out = g.cli(&["describe"]).await?;
+        let described: serde_json::Value = serde_json::from_slice(&out.stdout)
+            .with_context(|| String::from_utf8_lossy(&out.stderr).into_owned())?;
+        let info = &described["topics"][0];
+        ensure!(
+            info["name"] == t
+                && info["schema_ids"] == serde_json::json!([701, 900, 1100])
+                && info["schema_registry"] == format!("http://{}", g.http_addr()),
+            "{} {described}",
+            g.name()
+        );
+    }
+    let out = fink.cli(&["directory"]).await?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    ensure!(
+        text.contains(&format!(
+            "schema ids 701, 900, 1100 at http://{}",
+            lasair.http_addr()
+        )),
+        "{text}"
+    );
+    let out = fink.cli(&["directory", "--json"]).await?;
+    let walked = json_lines(&out)?;
+    ensure!(walked.len() == 3, "{walked:?}");
+    for d in &walked {
+        let t = &d["topics"][0];
+        ensure!(
+            t["schema_ids"] == serde_json::json!([701, 900, 1100])
+                && t["schema_registry"]
+                    .as_str()
+                    .is_some_and(|u| u.starts_with("http://127.0.0.1:")),
+            "{d}"
+        );
+    }
+    Ok(())
+}
+
+#[tokio::test]
+async fn the_registry_api_follows_each_topics_auth_on_a_gateway_that_requires_mutual_tls(
+) -> Result<()> {
+    use alertmesh_tests::auth::{CertFiles, Pki, Secure, SecureSpec};
     use alertmesh_tests::metrics::https_get_with_token;
     let pki = Pki::new()?;
     let broker = Broker::start("rubin").await?;
@@ -427,65 +538,135 @@ async fn the_registry_api_follows_each_topics_auth() -> Result<()> {
             )
         })
         .collect::<String>();
-    let spec = SecureSpec::new("rubin", &broker.bootstrap())
-        .without_mtls()
-        .extra(&format!(
-            "[alert]\nschema_dir = {:?}\n\n{topics}",
-            lsst_fixtures().join("schema").display().to_string()
-        ));
+    // gRPC requires a client certificate (tls.client_ca) and a token for lsst.private.
+    let spec = SecureSpec::new("rubin", &broker.bootstrap()).extra(&format!(
+        "[alert]\nschema_dir = {:?}\n\n{topics}",
+        lsst_fixtures().join("schema").display().to_string()
+    ));
+    ensure!(spec.mtls && spec.require);
     let gw = Secure::start(&pki, spec).await?;
     let reader = gw.issue("alice", &["subscribe:lsst.private"], "1h").await?;
     let other = gw.issue("bob", &["subscribe:ztf.*"], "1h").await?;
     let ca = alertmesh_auth::tls::load_certs(&gw.ca)?;
-    let get = |path: &'static str, token: Option<String>| {
-        let tls = alertmesh_auth::tls::client_config(&ca, None);
+    let alice = pki.client("alice")?;
+    // A stock registry client: the mesh CA, no client certificate (or, with `cert`, one).
+    let get = |path: &'static str, token: Option<String>, cert: Option<&CertFiles>| {
+        let identity = cert.map(|c| -> Result<_> {
+            Ok((
+                alertmesh_auth::tls::load_certs(&c.cert)?,
+                alertmesh_auth::tls::load_key(&c.key)?,
+            ))
+        });
+        let tls = identity
+            .transpose()
+            .and_then(|id| Ok(alertmesh_auth::tls::client_config(&ca, id)?));
         let addr = gw.gateway.http_addr();
         async move { https_get_with_token(&addr, path, tls?, token.as_deref()).await }
     };
-    let (status, body) = get("/subjects", None).await?;
-    ensure!(
-        status == 200 && body == r#"["lsst.open-value"]"#,
-        "{status} {body}"
-    );
-    let (status, body) = get("/subjects", Some(reader.clone())).await?;
-    ensure!(
-        status == 200 && body == r#"["lsst.open-value","lsst.private-value"]"#,
-        "{status} {body}"
-    );
-    for token in [None, Some(other)] {
-        let (status, body) = get("/subjects/lsst.private-value/versions", token).await?;
-        ensure!(status == 404 && body.contains("40401"), "{status} {body}");
+    // gRPC itself still refuses a caller without a certificate.
+    let refused = gw.client(None, Some(&reader)).await;
+    if let Ok(mut c) = refused {
+        let listed = c
+            .list_topics(alertmesh_proto::v1::ListTopicsRequest {})
+            .await;
+        ensure!(
+            listed.as_ref().err().map(|s| s.code()) == Some(tonic::Code::Unauthenticated),
+            "gRPC without a client certificate: {listed:?}"
+        );
     }
-    let (status, body) = get("/subjects/lsst.private-value/versions", Some(reader)).await?;
-    ensure!(status == 200 && body == "[1,2,3]", "{status} {body}");
-    let (status, body) = get("/subjects", Some("not.a.token".into())).await?;
-    ensure!(status == 401 && body.contains("40101"), "{status} {body}");
-    // A public topic's schemas are open to anyone.
-    let (status, body) = get("/schemas/ids/1100", None).await?;
-    ensure!(
-        status == 200 && body.contains("lsst.v11_0"),
-        "{status} {body:.200}"
-    );
 
-    // A mirror of the private topic learns its schemas over HTTPS with its token, and
-    // its gateway decodes every alert without schema files.
+    // A public topic's schemas are open to anyone, with or without a certificate.
+    for cert in [None, Some(&alice)] {
+        let (status, body) = get("/subjects", None, cert).await?;
+        ensure!(
+            status == 200 && body == r#"["lsst.open-value"]"#,
+            "{status} {body}"
+        );
+        let (status, body) = get("/schemas/ids/1100", None, cert).await?;
+        ensure!(
+            status == 200 && body.contains("lsst.v11_0"),
+            "{status} {body:.200}"
+        );
+        let (status, body) = get("/subjects/lsst.open-value/versions/latest", None, cert).await?;
+        ensure!(
+            status == 200 && body.contains("\"id\":1100"),
+            "{status} {body:.200}"
+        );
+        // Without a token, a protected topic's subject is refused as unauthorized...
+        let (status, body) = get("/subjects/lsst.private-value/versions", None, cert).await?;
+        ensure!(
+            status == 401 && body.contains("40101") && body.contains("subscribe:lsst.private"),
+            "{status} {body}"
+        );
+    }
+    // ... with a token whose scopes do not cover it as forbidden, and a token that does
+    // not verify as unauthorized, never echoed.
+    let (status, body) = get(
+        "/subjects/lsst.private-value/versions",
+        Some(other.clone()),
+        None,
+    )
+    .await?;
+    ensure!(status == 403 && body.contains("40301"), "{status} {body}");
+    ensure!(!body.contains(&other), "the token is not echoed");
+    let forged = format!("{}x", &reader[..reader.len() - 1]);
+    let (status, body) = get("/subjects", Some(forged.clone()), None).await?;
+    ensure!(status == 401 && body.contains("40101"), "{status} {body}");
+    ensure!(!body.contains(&forged), "the token is not echoed");
+    for path in [
+        "/subjects/lsst.private-value/versions/latest",
+        "/subjects/lsst.private-value/versions/1/schema",
+    ] {
+        let (status, _) = get(path, Some(other.clone()), None).await?;
+        ensure!(status == 403, "{path}: {status}");
+    }
+    // A token with the scope reads the protected topic's schemas, certificate or not.
+    for cert in [None, Some(&alice)] {
+        let (status, body) = get("/subjects", Some(reader.clone()), cert).await?;
+        ensure!(
+            status == 200 && body == r#"["lsst.open-value","lsst.private-value"]"#,
+            "{status} {body}"
+        );
+        let (status, body) = get(
+            "/subjects/lsst.private-value/versions",
+            Some(reader.clone()),
+            cert,
+        )
+        .await?;
+        ensure!(status == 200 && body == "[1,2,3]", "{status} {body}");
+    }
+
+    // A mirror of the private topic (gRPC with its certificate) learns its schemas from
+    // the side port over HTTPS with its token, and its gateway decodes every alert
+    // without schema files.
     let token = gw.issue("fink", &["subscribe:lsst.*"], "1h").await?;
     let token_file = pki.dir().join("fink.jwt");
     std::fs::write(&token_file, token)?;
+    let fink_cert = pki.client("fink")?;
     let fink_broker = Broker::start("fink").await?;
     let ca = pki.ca().display().to_string();
     let fink = Gateway::start(&GatewaySpec::new("fink", &fink_broker.bootstrap()).extra(&format!(
         "[[topics]]\nname = \"lsst.alerts\"\nnamespace = \"LSST:dia\"\nformat = \"avro-confluent\"\n\n\
          [[mirrors]]\nname = \"rubin\"\ndestination = \"lsst.alerts\"\n[mirrors.source]\n\
-         gateway = {:?}\ntopic = \"lsst.private\"\ntoken_file = {:?}\nca = {ca:?}\n\
+         gateway = {:?}\ntopic = \"lsst.private\"\ntoken_file = {:?}\nca = {ca:?}\ncert = {:?}\nkey = {:?}\n\
          schema_registry = \"https://{}\"\nschema_registry_ca = {ca:?}\n",
         gw.url(),
         token_file.display().to_string(),
+        fink_cert.cert.display().to_string(),
+        fink_cert.key.display().to_string(),
         gw.gateway.http_addr(),
     )))
     .await?;
     settle(&fink_broker, "lsst.alerts", 3, alerts.len()).await?;
     ensure!(served_ids(&fink, "lsst.alerts").await? == dia_source_ids(&alerts));
+    let learned = fink.metrics().await?.value(
+        "alertmesh_schema_registry_lookups_total",
+        &[("result", "ok")],
+    );
+    ensure!(
+        learned == 3.0,
+        "fink learned {learned} ids from rubin's side port"
+    );
     Ok(())
 }
 

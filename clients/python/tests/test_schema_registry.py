@@ -1,23 +1,29 @@
 """Stock Confluent clients against a mesh topic: confluent-kafka's ``SchemaRegistryClient``
 and ``AvroDeserializer``, pointed at the gateway's registry API, decode Rubin alerts framed
 with their real schema ids (7.1, 9.0, 11.0) field for field as fastavro reads the original
-files; ``Gateway.schema`` and the topic listing name the same ids."""
+files; ``Gateway.schema`` and the topic listing name the same ids. On a gateway whose gRPC
+requires mutual TLS, the same stock clients read a public topic's schemas with only the
+mesh CA, and a protected topic's with a bearer (or basic-auth) token."""
 
 from __future__ import annotations
 
 import io
 import json
 import math
+import ssl
 import subprocess
 import time
+import urllib.error
+import urllib.request
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import fastavro
 import pytest
 
 from alertmesh import Gateway, NotFound
-from harness import REPO, Proc, Stack, alertmesh_bin, http_ok, wait_for
+from harness import REPO, Proc, Stack, alertmesh_bin, free_port, http_ok, wait_for
 
 LSST = REPO / "alert" / "tests" / "fixtures" / "lsst"
 TOPIC = "lsst.alerts"
@@ -145,6 +151,15 @@ def test_stock_deserializer_decodes_rubin_alerts_through_the_gateway_registry(ls
     latest = registry.get_latest_version(f"{TOPIC}-value")
     assert latest.schema_id == 1100
     assert json.loads(latest.schema.schema_str)["namespace"] == "lsst.v11_0"
+    # Its content type, and its error form for an unknown id.
+    base = f"http://127.0.0.1:{lsst_stack.http_port}"
+    with urllib.request.urlopen(f"{base}/schemas/ids/900", timeout=10) as r:
+        assert r.headers["Content-Type"] == "application/vnd.schemaregistry.v1+json"
+        assert json.loads(json.loads(r.read())["schema"])["namespace"] == "lsst.v9_0"
+    with pytest.raises(urllib.error.HTTPError) as e:
+        urllib.request.urlopen(f"{base}/schemas/ids/4242", timeout=10)
+    assert e.value.code == 404
+    assert json.loads(e.value.read()) == {"error_code": 40403, "message": "Schema not found"}
 
 
 def test_gateway_schema_and_topic_listing_name_the_ids(lsst_stack: Stack) -> None:
@@ -165,3 +180,140 @@ def test_gateway_schema_and_topic_listing_name_the_ids(lsst_stack: Stack) -> Non
         (topic,) = gw.topics()
         assert topic.schema_ids == (701, 900, 1100)
         assert topic.schema_registry == f"http://127.0.0.1:{lsst_stack.http_port}"
+
+
+@pytest.fixture(scope="module")
+def secure_registry(lsst_stack: Stack, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
+    """A second gateway over the same Kafka whose gRPC requires a token and a client
+    certificate (``[auth]``, ``[tls]`` with ``client_ca``): ``lsst.alerts`` is public,
+    ``lsst.private`` needs ``subscribe:lsst.private``."""
+    work = tmp_path_factory.mktemp("secure-registry")
+    grpc, http = free_port(), free_port()
+    config = work / "rubin.toml"
+    config.write_text(
+        f"""[gateway]
+name = "rubin"
+listen = "127.0.0.1:{grpc}"
+http_listen = "127.0.0.1:{http}"
+shutdown_grace_ms = 1000
+[kafka]
+bootstrap = "{lsst_stack.bootstrap}"
+[alert]
+schema_dir = "{LSST / 'schema'}"
+[auth]
+keys_dir = "keys"
+require = true
+[tls]
+cert = "keys/gateway.crt"
+key = "keys/gateway.key"
+client_ca = "keys/mesh-ca.crt"
+[[topics]]
+name = "{TOPIC}"
+namespace = "LSST:dia"
+format = "avro-confluent"
+public = true
+[[topics]]
+name = "lsst.private"
+namespace = "LSST:dia"
+format = "avro-confluent"
+"""
+    )
+
+    def creds(*args: str) -> str:
+        out = subprocess.run(
+            [alertmesh_bin(), "creds", args[0], "--config", str(config), *args[1:]],
+            check=True, capture_output=True, text=True, timeout=60,
+        )
+        return out.stdout.strip()
+
+    creds("init", "--dev-tls")
+    reader = creds("issue", "--sub", "alice", "--scope", "subscribe:lsst.private", "--ttl", "1h")
+    weak = creds("issue", "--sub", "bob", "--scope", "subscribe:ztf.*", "--ttl", "1h")
+    creds("cert", "--name", "alice")
+    ca = work / "keys" / "mesh-ca.crt"
+    proc = Proc([alertmesh_bin(), "serve", "--config", str(config)], work / "gateway.log")
+    url = f"https://127.0.0.1:{http}"
+    try:
+        wait_for(lambda: _https_ok(f"{url}/readyz", ca), "the mutual-TLS gateway to be ready")
+        yield {
+            "url": url, "grpc": f"https://127.0.0.1:{grpc}", "ca": str(ca),
+            "cert": str(work / "keys" / "mesh-ca" / "alice.pem"),
+            "key": str(work / "keys" / "mesh-ca" / "alice.key"),
+            "reader": reader, "weak": weak,
+        }
+    finally:
+        proc.kill()
+
+
+def _https_ok(url: str, ca: Path) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=2, context=ssl.create_default_context(cafile=str(ca))) as r:
+            return bool(r.status == 200)
+    except Exception:  # noqa: BLE001 - not up yet
+        return False
+
+
+def test_stock_clients_read_public_schemas_of_a_gateway_that_requires_mutual_tls(
+    lsst_stack: Stack, secure_registry: dict[str, Any]
+) -> None:
+    from confluent_kafka.schema_registry import SchemaRegistryClient
+    from confluent_kafka.schema_registry.avro import AvroDeserializer
+    from confluent_kafka.serialization import MessageField, SerializationContext
+
+    s = secure_registry
+    # gRPC refuses a caller without a client certificate ...
+    from alertmesh import Unauthenticated
+
+    with pytest.raises(Unauthenticated):
+        Gateway(s["grpc"], ca=s["ca"]).schema(TOPIC)
+    want = originals()
+    payloads = read_topic(lsst_stack.bootstrap, len(want))
+    ctx = SerializationContext(TOPIC, MessageField.VALUE)
+    # ... while the public topic's schemas need only the mesh CA (and a client
+    # certificate, presented, is verified and welcome).
+    for extra in ({}, {"ssl.certificate.location": s["cert"], "ssl.key.location": s["key"]}):
+        registry = SchemaRegistryClient({"url": s["url"], "ssl.ca.location": s["ca"], **extra})
+        deserialize = AvroDeserializer(registry)
+        for payload, (_, record) in zip(payloads, want):
+            assert differences(deserialize(payload, ctx), record) == []
+        assert registry.get_subjects() == [f"{TOPIC}-value"]
+        assert registry.get_latest_version(f"{TOPIC}-value").schema_id == 1100
+
+
+def test_a_protected_topics_schemas_need_a_token_with_its_scope(secure_registry: dict[str, Any]) -> None:
+    from confluent_kafka.schema_registry import SchemaRegistryClient
+    from confluent_kafka.schema_registry.error import SchemaRegistryError
+
+    s = secure_registry
+    subject = "lsst.private-value"
+
+    def client(**conf: str) -> SchemaRegistryClient:
+        return SchemaRegistryClient({"url": s["url"], "ssl.ca.location": s["ca"], **conf})
+
+    def bearer(token: str) -> SchemaRegistryClient:
+        # logical.cluster is required by the client and ignored by the gateway.
+        return client(**{
+            "bearer.auth.credentials.source": "STATIC_TOKEN", "bearer.auth.token": token,
+            "bearer.auth.logical.cluster": "alertmesh",
+        })
+
+    for registry in (bearer(s["reader"]), client(**{"basic.auth.user.info": f"alice:{s['reader']}"})):
+        assert registry.get_subjects() == [f"{TOPIC}-value", subject]
+        assert registry.get_versions(subject) == [1, 2, 3]
+        latest = registry.get_latest_version(subject)
+        assert latest.schema_id == 1100
+        assert json.loads(latest.schema.schema_str)["namespace"] == "lsst.v11_0"
+    # No token, a token without the scope, a token that does not verify: refused in the
+    # registry's error form, and the token is never echoed.
+    forged = s["reader"][:-2] + ("AA" if not s["reader"].endswith("AA") else "BB")
+    for registry, status, code, token in (
+        (client(), 401, 40101, None),
+        (bearer(s["weak"]), 403, 40301, s["weak"]),
+        (bearer(forged), 401, 40101, forged),
+    ):
+        with pytest.raises(SchemaRegistryError) as e:
+            registry.get_versions(subject)
+        assert (e.value.http_status_code, e.value.error_code) == (status, code), str(e.value)
+        assert token is None or token not in e.value.error_message
+    # Without a token only the public topic is listed.
+    assert client().get_subjects() == [f"{TOPIC}-value"]

@@ -214,6 +214,14 @@ pub(super) async fn directory(gateway: GatewayArg, as_json: bool) -> Result<(), 
                     "  topic    {} ({} {}, {} partitions)\n",
                     t.name, t.namespace, t.format, t.partitions
                 ));
+                if !t.schema_ids.is_empty() {
+                    let ids: Vec<String> = t.schema_ids.iter().map(u32::to_string).collect();
+                    s.push_str(&format!(
+                        "           schema ids {} at {}\n",
+                        ids.join(", "),
+                        t.schema_registry
+                    ));
+                }
             }
             if *hidden > 0 {
                 s.push_str(&format!(

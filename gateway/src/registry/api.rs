@@ -7,7 +7,10 @@
 //!   with `/schema`, the schema alone.
 //!
 //! Versions number a topic's ids in ascending order. Auth follows the topic's: public, or
-//! a bearer token with a `subscribe` scope covering it.
+//! a bearer token with a `subscribe` scope covering it (see
+//! [`Auth::authenticate_schema_reader`]: no client certificate is needed, even where gRPC
+//! requires one). A subject or id of a topic the caller may not read answers 401 without a
+//! token, 403 with one whose scopes do not cover it, in the registry's error form.
 
 use std::sync::Arc;
 
@@ -16,11 +19,13 @@ use axum::extract::{Path, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
+use axum::Extension;
 use axum::Router;
 use serde_json::json;
 
 use super::{Known, Schemas};
-use crate::auth::{authorize_topic, Auth};
+use crate::auth::{authorize_topic, Auth, Caller};
+use crate::http::ClientCert;
 
 /// The registry's content type.
 const CONTENT_TYPE: &str = "application/vnd.schemaregistry.v1+json";
@@ -62,51 +67,144 @@ fn ok(value: serde_json::Value) -> Response {
     answer(StatusCode::OK, value.to_string())
 }
 
-/// The exposed topics with schemas that the caller may read.
-async fn readable(api: &Api, headers: &HeaderMap) -> Result<Vec<String>, Response> {
-    let topics = api.schemas.topics_with_schemas();
+/// Who is asking: `None` on a gateway without `[auth]` (everyone reads everything).
+async fn caller(
+    api: &Api,
+    headers: &HeaderMap,
+    cert: &ClientCert,
+) -> Result<Option<Caller>, Response> {
     let Some(auth) = &api.auth else {
-        return Ok(topics.into_iter().map(str::to_owned).collect());
+        return Ok(None);
     };
     let authorization = headers
         .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok());
-    let caller = auth
-        .authenticate(authorization, None)
+        .map(|v| v.to_str().unwrap_or("\u{0}invalid"));
+    let basic = authorization.and_then(basic_as_bearer);
+    let authorization = basic.as_deref().or(authorization);
+    // The refusal names what was wrong with the token, never the token itself.
+    auth.authenticate_schema_reader(authorization, cert.0.as_deref())
         .await
-        .map_err(|e| refusal(StatusCode::UNAUTHORIZED, 40101, &e.to_string()))?;
-    Ok(topics
+        .map(Some)
+        .map_err(|e| refusal(StatusCode::UNAUTHORIZED, 40101, &e.to_string()))
+}
+
+/// `Basic base64(<user>:<token>)` as `Bearer <token>`: registry clients that only speak
+/// basic auth (`basic.auth.user.info`) send a gateway token as the password; the user
+/// name is not checked (the token names its subject).
+fn basic_as_bearer(authorization: &str) -> Option<String> {
+    use base64::Engine as _;
+    let (scheme, encoded) = authorization.split_once(' ')?;
+    if !scheme.eq_ignore_ascii_case("basic") {
+        return None;
+    }
+    // Anything that does not decode is passed on as a token that does not verify.
+    let invalid = || Some("Bearer \u{0}invalid".to_owned());
+    let Ok(decoded) = base64::engine::general_purpose::STANDARD.decode(encoded.trim()) else {
+        return invalid();
+    };
+    match String::from_utf8(decoded).ok()?.split_once(':') {
+        Some((_, token)) if !token.is_empty() => Some(format!("Bearer {token}")),
+        _ => invalid(),
+    }
+}
+
+/// Whether `caller` may read `topic`'s schemas (uncounted: listings filter with it).
+fn may_read(api: &Api, caller: Option<&Caller>, topic: &str) -> bool {
+    match (&api.auth, caller) {
+        (Some(auth), Some(caller)) => {
+            auth.is_public(topic) || caller.principal.require(Action::Subscribe, topic).is_ok()
+        }
+        _ => true,
+    }
+}
+
+/// The answer to a caller who may not read `topic`: 401 without a token, 403 with one
+/// whose scopes do not cover it (counted as a refusal).
+fn forbidden(api: &Api, caller: Option<&Caller>, topic: &str) -> Response {
+    let (Some(auth), Some(caller)) = (&api.auth, caller) else {
+        return refusal(StatusCode::NOT_FOUND, 40401, "Subject not found");
+    };
+    // Counted as a refusal, as on gRPC.
+    let _ = authorize_topic(Some(auth), caller, Action::Subscribe, topic);
+    if caller.token.is_none() {
+        refusal(
+            StatusCode::UNAUTHORIZED,
+            40101,
+            &format!(
+                "topic {topic:?} is not public: send Authorization: Bearer <token> with the scope subscribe:{topic}"
+            ),
+        )
+    } else {
+        refusal(
+            StatusCode::FORBIDDEN,
+            40301,
+            &format!(
+                "the token of {:?} has no scope covering topic {topic:?}: it needs subscribe:{topic}",
+                caller.principal.name
+            ),
+        )
+    }
+}
+
+/// The exposed topics with schemas that the caller may read.
+async fn readable(
+    api: &Api,
+    headers: &HeaderMap,
+    cert: &ClientCert,
+) -> Result<(Option<Caller>, Vec<String>), Response> {
+    let caller = caller(api, headers, cert).await?;
+    let topics = api
+        .schemas
+        .topics_with_schemas()
         .into_iter()
-        .filter(|t| authorize_topic(Some(auth), &caller, Action::Subscribe, t).is_ok())
-        .map(str::to_owned)
-        .collect())
+        .filter(|t| may_read(api, caller.as_ref(), t))
+        .collect();
+    Ok((caller, topics))
 }
 
 /// The schema registered as `id` for a topic the caller may read.
-async fn find(api: &Api, headers: &HeaderMap, id: &str) -> Result<(u32, Known), Response> {
+async fn find(
+    api: &Api,
+    headers: &HeaderMap,
+    cert: &ClientCert,
+    id: &str,
+) -> Result<(u32, Known), Response> {
     let not_found = || refusal(StatusCode::NOT_FOUND, 40403, "Schema not found");
     let id: u32 = id.parse().map_err(|_| not_found())?;
+    let (caller, topics) = readable(api, headers, cert).await?;
     let mut unavailable = None;
-    for topic in readable(api, headers).await? {
-        match api.schemas.topic_schema(&topic, id).await {
+    for topic in &topics {
+        match api.schemas.topic_schema(topic, id).await {
             Ok(k) => return Ok((id, k)),
             Err(alertmesh_alert::Error::UnknownSchemaId(_)) => {}
             Err(e) => unavailable = Some(e.to_string()),
         }
     }
     // An upstream registry that could not answer is not "not found": clients retry a 5xx.
-    Err(match unavailable {
-        Some(reason) => refusal(StatusCode::SERVICE_UNAVAILABLE, 50003, &reason),
+    if let Some(reason) = unavailable {
+        return Err(refusal(StatusCode::SERVICE_UNAVAILABLE, 50003, &reason));
+    }
+    // An id (already known: a refused caller makes no upstream lookup) of a topic the
+    // caller may not read: say what would let it, as a registry with auth does.
+    let hidden = api
+        .schemas
+        .topics_with_schemas()
+        .into_iter()
+        .filter(|t| !topics.contains(t))
+        .find(|t| api.schemas.topic_ids(t).contains(&id));
+    Err(match hidden {
+        Some(topic) => forbidden(api, caller.as_ref(), &topic),
         None => not_found(),
     })
 }
 
 async fn by_id(
     State(api): State<Arc<Api>>,
+    Extension(cert): Extension<ClientCert>,
     headers: HeaderMap,
     Path(id): Path<String>,
 ) -> Response {
-    match find(&api, &headers, &id).await {
+    match find(&api, &headers, &cert, &id).await {
         Ok((_, k)) => ok(json!({ "schema": &*k.text })),
         Err(r) => r,
     }
@@ -114,18 +212,23 @@ async fn by_id(
 
 async fn by_id_schema(
     State(api): State<Arc<Api>>,
+    Extension(cert): Extension<ClientCert>,
     headers: HeaderMap,
     Path(id): Path<String>,
 ) -> Response {
-    match find(&api, &headers, &id).await {
+    match find(&api, &headers, &cert, &id).await {
         Ok((_, k)) => answer(StatusCode::OK, k.text.to_string()),
         Err(r) => r,
     }
 }
 
-async fn subjects(State(api): State<Arc<Api>>, headers: HeaderMap) -> Response {
-    match readable(&api, &headers).await {
-        Ok(topics) => ok(json!(topics
+async fn subjects(
+    State(api): State<Arc<Api>>,
+    Extension(cert): Extension<ClientCert>,
+    headers: HeaderMap,
+) -> Response {
+    match readable(&api, &headers, &cert).await {
+        Ok((_, topics)) => ok(json!(topics
             .iter()
             .map(|t| format!("{t}-value"))
             .collect::<Vec<_>>())),
@@ -137,21 +240,29 @@ async fn subjects(State(api): State<Arc<Api>>, headers: HeaderMap) -> Response {
 async fn subject_ids(
     api: &Api,
     headers: &HeaderMap,
+    cert: &ClientCert,
     subject: &str,
 ) -> Result<(String, Vec<u32>), Response> {
     let topic = subject.strip_suffix("-value").unwrap_or_default();
-    if !readable(api, headers).await?.iter().any(|t| t == topic) {
-        return Err(refusal(StatusCode::NOT_FOUND, 40401, "Subject not found"));
+    let (caller, readable) = readable(api, headers, cert).await?;
+    if !readable.iter().any(|t| t == topic) {
+        let exists = api.schemas.topics_with_schemas().iter().any(|t| t == topic);
+        return Err(if exists {
+            forbidden(api, caller.as_ref(), topic)
+        } else {
+            refusal(StatusCode::NOT_FOUND, 40401, "Subject not found")
+        });
     }
     Ok((topic.to_owned(), api.schemas.topic_ids(topic)))
 }
 
 async fn versions(
     State(api): State<Arc<Api>>,
+    Extension(cert): Extension<ClientCert>,
     headers: HeaderMap,
     Path(subject): Path<String>,
 ) -> Response {
-    match subject_ids(&api, &headers, &subject).await {
+    match subject_ids(&api, &headers, &cert, &subject).await {
         Ok((_, ids)) => ok(json!((1..=ids.len()).collect::<Vec<_>>())),
         Err(r) => r,
     }
@@ -161,10 +272,11 @@ async fn versions(
 async fn one_version(
     api: &Api,
     headers: &HeaderMap,
+    cert: &ClientCert,
     subject: &str,
     version: &str,
 ) -> Result<(usize, u32, Known), Response> {
-    let (topic, ids) = subject_ids(api, headers, subject).await?;
+    let (topic, ids) = subject_ids(api, headers, cert, subject).await?;
     let unknown = || refusal(StatusCode::NOT_FOUND, 40402, "Version not found");
     let n = match version {
         "latest" | "-1" => ids.len(),
@@ -184,10 +296,11 @@ async fn one_version(
 
 async fn version(
     State(api): State<Arc<Api>>,
+    Extension(cert): Extension<ClientCert>,
     headers: HeaderMap,
     Path((subject, v)): Path<(String, String)>,
 ) -> Response {
-    match one_version(&api, &headers, &subject, &v).await {
+    match one_version(&api, &headers, &cert, &subject, &v).await {
         Ok((n, id, k)) => ok(json!({
             "subject": subject,
             "version": n,
@@ -200,11 +313,39 @@ async fn version(
 
 async fn version_schema(
     State(api): State<Arc<Api>>,
+    Extension(cert): Extension<ClientCert>,
     headers: HeaderMap,
     Path((subject, v)): Path<(String, String)>,
 ) -> Response {
-    match one_version(&api, &headers, &subject, &v).await {
+    match one_version(&api, &headers, &cert, &subject, &v).await {
         Ok((_, _, k)) => answer(StatusCode::OK, k.text.to_string()),
         Err(r) => r,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::basic_as_bearer;
+
+    #[test]
+    fn basic_auth_carries_a_token_as_its_password() {
+        // base64("token:abc.def.ghi"), base64("x:"), base64("no-colon")
+        assert_eq!(
+            basic_as_bearer("Basic dG9rZW46YWJjLmRlZi5naGk=").as_deref(),
+            Some("Bearer abc.def.ghi")
+        );
+        assert_eq!(
+            basic_as_bearer("basic eDo=").as_deref(),
+            Some("Bearer \u{0}invalid")
+        );
+        assert_eq!(
+            basic_as_bearer("Basic bm8tY29sb24=").as_deref(),
+            Some("Bearer \u{0}invalid")
+        );
+        assert_eq!(
+            basic_as_bearer("Basic %%%").as_deref(),
+            Some("Bearer \u{0}invalid")
+        );
+        assert_eq!(basic_as_bearer("Bearer abc"), None);
     }
 }

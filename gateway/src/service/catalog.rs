@@ -78,7 +78,7 @@ async fn topics(svc: &GatewayService, caller: &Caller) -> (Vec<v1::TopicInfo>, u
     for (t, config) in described.iter_mut().zip(&visible) {
         t.publishable = config.publish;
         t.publish_schema = config.schema.as_ref().map(|s| s.text()).unwrap_or_default();
-        if with_schemas.contains(&t.name.as_str()) {
+        if with_schemas.contains(&t.name) {
             t.schema_ids = svc.parts.schemas.topic_ids(&t.name);
             t.schema_registry = format!("{scheme}://{}", svc.parts.http_listen);
         }
