@@ -7,7 +7,8 @@
 # Sizes are the benchmarks' documented defaults; their environment variables change them
 # (BENCH_ROUNDS, BENCH_N_1K, ... for bench_subscribe; BENCH_MIRROR_N, ... for bench_mirror;
 # BENCH_SECONDS for decode_filter; BENCH_AUTH_N, BENCH_AUTH_SIZE, BENCH_AUTH_ROUNDS for
-# bench_auth). BENCH_ONLY="bench_subscribe bench_mirror" runs a subset.
+# bench_auth, BENCH_AUTH_N_64K for bench_auth_64k, the same at 64 KB).
+# BENCH_ONLY="bench_subscribe bench_mirror" runs a subset.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
@@ -21,7 +22,7 @@ if [ -z "${TANSU_BIN:-}" ]; then
   TANSU_BIN=$(./scripts/devenv.sh)
   export TANSU_BIN
 fi
-only=${BENCH_ONLY:-decode_filter bench_subscribe bench_auth bench_mirror}
+only=${BENCH_ONLY:-decode_filter bench_subscribe bench_auth bench_auth_64k bench_mirror}
 
 mkdir -p "$out"
 echo "== bench: building the release gateway and benchmarks" >&2
@@ -80,7 +81,7 @@ summarize() {
         for (i = 7; i <= n; i++) { if (f[i] + 0 < lo + 0) lo = f[i]; if (f[i] + 0 > hi + 0) hi = f[i] }
         printf "| bench_subscribe | %s, gateway / direct | %s× | %s–%s |\n", what, f[5], lo, hi }' "$file"
       ;;
-    bench_auth)
+    bench_auth|bench_auth_64k)
       awk '/^ratio /{ m = $0; sub(/.*rounds: /, "", m); sub(/ .*/, "", m);
         r = $0; sub(/.*per round: /, "", r); n = split(r, f, " "); lo = f[1]; hi = f[1];
         for (i = 2; i <= n; i++) { if (f[i] + 0 < lo + 0) lo = f[i]; if (f[i] + 0 > hi + 0) hi = f[i] }
@@ -104,7 +105,8 @@ started=$(date -u '+%Y-%m-%d %H:%M')
 load_start=$(load)
 run decode_filter $cargo bench -q -p alertmesh-alert --bench decode_filter
 run bench_subscribe "$bin/bench_subscribe"
-run bench_auth "$bin/bench_auth" ${BENCH_AUTH_N:-20000} ${BENCH_AUTH_SIZE:-8192} ${BENCH_AUTH_ROUNDS:-5}
+run bench_auth "$bin/bench_auth" ${BENCH_AUTH_N:-100000} ${BENCH_AUTH_SIZE:-1024} ${BENCH_AUTH_ROUNDS:-9}
+run bench_auth_64k "$bin/bench_auth" ${BENCH_AUTH_N_64K:-2000} 65536 ${BENCH_AUTH_ROUNDS:-9}
 run bench_mirror "$bin/bench_mirror"
 
 commit=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)
