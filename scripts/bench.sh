@@ -8,7 +8,7 @@
 # (BENCH_ROUNDS, BENCH_N_1K, ... for bench_subscribe; BENCH_MIRROR_N, ... for bench_mirror;
 # BENCH_SECONDS for decode_filter and registry_decode; BENCH_REGISTRY_ROUNDS for
 # registry_decode; BENCH_AUTH_N, BENCH_AUTH_SIZE, BENCH_AUTH_ROUNDS for
-# bench_auth; BENCH_ARCHIVE_N, BENCH_ARCHIVE_ROUNDS for bench_archive; BENCH_REPLICAS_N,
+# bench_auth, BENCH_AUTH_N_64K for bench_auth_64k (the same at 64 KB); BENCH_ARCHIVE_N, BENCH_ARCHIVE_ROUNDS for bench_archive; BENCH_REPLICAS_N,
 # BENCH_REPLICAS_SIZE_KIB, BENCH_REPLICAS_ROUNDS for bench_replicas, which runs on Apache Kafka;
 # BENCH_MIRROR_MM2_N_1K, ... for bench_mirror_mm2; BENCH_PUBLISH_N, BENCH_PUBLISH_BATCH,
 # BENCH_PUBLISH_IN_FLIGHT, BENCH_PUBLISH_WALKS for bench_publish). BENCH_ONLY="bench_subscribe bench_mirror"
@@ -29,7 +29,7 @@ fi
 # bench_replicas and bench_mirror_mm2 (bench_mirror --mm2 1: MirrorMaker 2 side by side) run on
 # Apache Kafka: they need java and the Kafka jars (scripts/apache-kafka.sh jars) and are left
 # out when java is missing.
-default_only="decode_filter registry_decode bench_subscribe bench_auth bench_mirror bench_archive bench_publish"
+default_only="decode_filter registry_decode bench_subscribe bench_auth bench_auth_64k bench_mirror bench_archive bench_publish"
 if command -v java >/dev/null; then default_only="$default_only bench_replicas bench_mirror_mm2"; fi
 only=${BENCH_ONLY:-$default_only}
 if [ -z "${PG_BIN:-}" ]; then
@@ -101,7 +101,7 @@ summarize() {
         for (i = 7; i <= n; i++) { if (f[i] + 0 < lo + 0) lo = f[i]; if (f[i] + 0 > hi + 0) hi = f[i] }
         printf "| bench_subscribe | %s, gateway / direct | %s× | %s–%s |\n", what, f[5], lo, hi }' "$file"
       ;;
-    bench_auth)
+    bench_auth|bench_auth_64k)
       awk '/^ratio /{ m = $0; sub(/.*rounds: /, "", m); sub(/ .*/, "", m);
         r = $0; sub(/.*per round: /, "", r); n = split(r, f, " "); lo = f[1]; hi = f[1];
         for (i = 2; i <= n; i++) { if (f[i] + 0 < lo + 0) lo = f[i]; if (f[i] + 0 > hi + 0) hi = f[i] }
@@ -163,7 +163,8 @@ load_start=$(load)
 run decode_filter $cargo bench -q -p alertmesh-alert --bench decode_filter
 run registry_decode $cargo test --release -q -p alertmesh-gateway --lib registry_decode_bench -- --ignored --nocapture
 run bench_subscribe "$bin/bench_subscribe"
-run bench_auth "$bin/bench_auth" ${BENCH_AUTH_N:-20000} ${BENCH_AUTH_SIZE:-8192} ${BENCH_AUTH_ROUNDS:-5}
+run bench_auth "$bin/bench_auth" ${BENCH_AUTH_N:-100000} ${BENCH_AUTH_SIZE:-1024} ${BENCH_AUTH_ROUNDS:-9}
+run bench_auth_64k "$bin/bench_auth" ${BENCH_AUTH_N_64K:-2000} 65536 ${BENCH_AUTH_ROUNDS:-9}
 run bench_mirror "$bin/bench_mirror"
 run bench_archive "$bin/bench_archive"
 ALERTMESH_TEST_KAFKA=apache run bench_replicas "$bin/bench_replicas"

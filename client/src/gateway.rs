@@ -15,6 +15,7 @@ use std::time::Duration;
 use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity};
 
 use crate::client::{Bearer, Client};
+use crate::connect::BufferedTcp;
 use crate::error::{connect_hint, source_chain};
 use crate::{Error, Options, Result};
 
@@ -174,7 +175,14 @@ impl Gateway {
     pub async fn channel(&self) -> Result<Channel> {
         // The connect timeout bounds the TCP connect; the handshake needs its own bound.
         let wait = self.options.connect_timeout + Duration::from_secs(5);
-        let connected = tokio::time::timeout(wait, self.endpoint.connect()).await;
+        let connect = async {
+            if self.is_tls() {
+                self.endpoint.connect_with_connector(BufferedTcp).await
+            } else {
+                self.endpoint.connect().await
+            }
+        };
+        let connected = tokio::time::timeout(wait, connect).await;
         let reason = match connected {
             Ok(Ok(channel)) => return Ok(channel),
             Ok(Err(e)) => connect_hint(&source_chain(&e)),
@@ -188,7 +196,16 @@ impl Gateway {
 
     /// A channel that connects on first use and reconnects after failures.
     pub fn lazy_channel(&self) -> Channel {
-        self.endpoint.connect_lazy()
+        if self.is_tls() {
+            self.endpoint.connect_with_connector_lazy(BufferedTcp)
+        } else {
+            self.endpoint.connect_lazy()
+        }
+    }
+
+    /// Whether the connection is TLS (an `https://` URL).
+    fn is_tls(&self) -> bool {
+        self.url.starts_with("https://")
     }
 
     /// The interceptor that adds this gateway's token.

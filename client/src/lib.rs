@@ -55,6 +55,7 @@
 //! ```
 
 pub mod client;
+mod connect;
 mod error;
 pub mod gateway;
 pub mod options;

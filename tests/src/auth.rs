@@ -253,6 +253,16 @@ impl Secure {
         Ok(KeyRing::load(&self.keys_dir)?)
     }
 
+    /// The gateway as `alertmesh-client` reaches it over TLS, with an optional client
+    /// certificate and token (see [`endpoint`]).
+    pub fn endpoint(
+        &self,
+        cert: Option<&CertFiles>,
+        token: Option<&str>,
+    ) -> Result<alertmesh_client::Gateway> {
+        endpoint(&self.url(), &self.ca, cert, token)
+    }
+
     /// A TLS client trusting the mesh CA, with an optional client certificate and token.
     pub async fn client(&self, cert: Option<&CertFiles>, token: Option<&str>) -> Result<Client> {
         client(&self.url(), &self.ca, cert, token).await
@@ -284,6 +294,21 @@ pub async fn client(
     cert: Option<&CertFiles>,
     token: Option<&str>,
 ) -> Result<Client> {
+    let connected = endpoint(url, ca, cert, token)?
+        .connect()
+        .await
+        .context("connect over tls")?;
+    Ok(connected.into_grpc())
+}
+
+/// `url` (https) as `alertmesh-client` reaches it, trusting `ca`, with an optional client
+/// certificate and token: ready to connect.
+pub fn endpoint(
+    url: &str,
+    ca: &Path,
+    cert: Option<&CertFiles>,
+    token: Option<&str>,
+) -> Result<alertmesh_client::Gateway> {
     let options = alertmesh_client::Options {
         token: token.map(alertmesh_client::Token::new).transpose()?,
         ca: Some(ca.to_owned()),
@@ -291,11 +316,7 @@ pub async fn client(
         key: cert.map(|c| c.key.clone()),
         ..Default::default()
     };
-    let connected = alertmesh_client::Gateway::new(url, &options)?
-        .connect()
-        .await
-        .context("connect over tls")?;
-    Ok(connected.into_grpc())
+    Ok(alertmesh_client::Gateway::new(url, &options)?)
 }
 
 /// Unix seconds now.

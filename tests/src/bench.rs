@@ -4,7 +4,6 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use alertmesh_proto::view::subscribe_views;
 use anyhow::{bail, ensure, Context, Result};
 use rdkafka::Offset;
 use tokio::task::JoinSet;
@@ -74,14 +73,22 @@ pub async fn direct_past(
 /// each alert's fields where they arrived ([`alertmesh_proto::view`]), checking that
 /// offsets rise per partition.
 pub async fn gateway_past(gateway: &Gateway, topic: &str, n: u64) -> Result<(Run, Duration)> {
+    past_through(&gateway.endpoint()?, topic, n).await
+}
+
+/// [`gateway_past`] through a gateway as `alertmesh-client` reaches it (TLS, a token):
+/// connecting is part of the time.
+pub async fn past_through(
+    gateway: &alertmesh_client::Gateway,
+    topic: &str,
+    n: u64,
+) -> Result<(Run, Duration)> {
     let began = Instant::now();
-    let mut channel = gateway.channel().await?;
+    let mut client = gateway.connect().await?;
     let mut req = request(topic);
     req.start = earliest();
     req.end = until_now();
-    let mut stream = subscribe_views(&mut channel, req, crate::gateway::MAX_MESSAGE)
-        .await?
-        .into_inner();
+    let mut stream = client.subscribe_views(req).await?;
     let (mut records, mut bytes) = (0u64, 0u64);
     let mut next: BTreeMap<i32, i64> = BTreeMap::new();
     let mut first = None;

@@ -79,11 +79,14 @@ pub(super) const OUT_SLOTS: usize = 2;
 /// a few small batches (one alert each, for large alerts).
 const FIRST_BATCH_BYTES: usize = 16 << 10;
 
-/// Batch size (see `batch_bytes`) at which the client has shown it drains its stream:
-/// the subscription moves from its small Kafka read to a full one. A client that never
-/// reads gets to 64 KiB (HTTP/2 takes its first batch, the next finds the stream empty),
-/// never further.
-const FULL_READ_AT: usize = 128 << 10;
+/// Batches its client must have taken (out of the stream's queue) to show it drains its
+/// stream: the subscription then moves from its small Kafka read to a full one. A client
+/// that never reads takes one (HTTP/2 sends what its window allows of the first batch and
+/// holds the rest), never two. Counting batches taken rather than waiting for batches to
+/// grow (which needs the queue found empty at three sends in a row, about one per small
+/// read) moves a reading client to the full read after its first Kafka batch: with 1 KB
+/// alerts the small read had served tens of milliseconds of a catch-up read.
+const TAKEN_FOR_FULL: usize = 2;
 
 pub(super) struct Subscription {
     cluster: Cluster,
@@ -99,8 +102,14 @@ pub(super) struct Subscription {
     /// Per partition, the next offset it was opened with (see `positions`).
     first_next: Vec<(i32, Option<i64>)>,
     unread: Unread,
-    /// Whether its own read is a full one (see [`Cluster::read_full`]).
+    /// Whether its own read is a full one (see [`Cluster::read_full`]), or one is
+    /// starting.
     full: bool,
+    /// Batches sent since the subscription started or was last parked (see `drains`).
+    sent: usize,
+    /// A full read starting while the small one goes on: it takes over with its first
+    /// event, so the stream does not wait while its consumers connect.
+    next_read: Option<mpsc::Receiver<ReaderEvent>>,
     /// Bytes of the last batches sent, as many as its client may not have taken yet (the
     /// channel's, and the one HTTP/2 is sending).
     recent: std::collections::VecDeque<usize>,
@@ -158,6 +167,8 @@ impl Subscription {
             starts,
             unread,
             full: false,
+            sent: 0,
+            next_read: None,
             recent: std::collections::VecDeque::with_capacity(OUT_SLOTS + 1),
             out,
             last: Some(last),
@@ -198,8 +209,25 @@ impl Subscription {
             mode = match mode {
                 Mode::Done => return Ok(()),
                 Mode::Own(mut rx) => {
+                    let next_read = &mut self.next_read;
+                    let next_read = async move {
+                        match next_read {
+                            Some(next) => next.recv().await,
+                            None => std::future::pending().await,
+                        }
+                    };
                     tokio::select! {
                         ev = rx.recv() => self.on_reader_event(ev, rx).await?,
+                        ev = next_read => {
+                            // The full read has started: the small one stops, and what it
+                            // read that was not sent yet is read again by the full one.
+                            tracing::debug!("full kafka read took over");
+                            drop(rx);
+                            let full = self.next_read.take().ok_or_else(|| {
+                                Stop::Failed(Error::Internal("no full read to take over".into()))
+                            })?;
+                            self.on_reader_event(ev, full).await?
+                        }
                         _ = self.out.closed() => return Err(Stop::ClientGone),
                         _ = cancel.cancelled() => return Err(Stop::Failed(Error::ShuttingDown)),
                         _ = timer => {
@@ -260,7 +288,9 @@ impl Subscription {
                     None => {
                         // Parked: no reader, small batches from here on; wait for the
                         // client (the room is only looked at).
+                        self.next_read = None;
                         self.batch_bytes = FIRST_BATCH_BYTES.min(self.bounds.max_bytes);
+                        self.sent = 0;
                         // What it holds for its client is charged to the reader budget
                         // meanwhile, so reads wait rather than add to it.
                         let held = self.recent.iter().sum::<usize>().div_ceil(1 << 10);
@@ -286,7 +316,8 @@ impl Subscription {
                             .try_join(self.progress.partitions(), &self.progress.next_positions())
                         {
                             tracing::debug!("caught up; joined the shared tail");
-                            // Dropping `rx` stops the own reader.
+                            // Dropping `rx` (and a full read starting) stops the own reader.
+                            self.next_read = None;
                             return Ok(Mode::Tail { seq });
                         }
                     }
@@ -298,9 +329,10 @@ impl Subscription {
         }
     }
 
-    /// The reader to go on with: `rx`, or a full read from where this one is once the
-    /// client drains its stream (and the reader budget allows). What `rx` read beyond the
-    /// batches sent is read again.
+    /// The reader to go on with: `rx`. Once the client drains its stream (and the reader
+    /// budget allows), a full read starts from where this one is; `rx` goes on until the
+    /// full read has its first event and takes over (see `next_read`). What the full read
+    /// finds already sent is skipped ([`Progress::admit`]).
     fn grown(
         &mut self,
         rx: mpsc::Receiver<ReaderEvent>,
@@ -312,25 +344,25 @@ impl Subscription {
             .cluster
             .read_full(&self.ctx, &self.positions(), self.bounds)
             .map_err(Stop::Failed)?;
-        match full {
-            Some(full) => {
-                tracing::debug!("client drains its stream; full kafka read started");
-                self.full = true;
-                Ok(full)
-            }
-            None => Ok(rx),
+        if let Some(full) = full {
+            tracing::debug!("client drains its stream; full kafka read starting");
+            self.full = true;
+            self.next_read = Some(full);
         }
+        Ok(rx)
     }
 
-    /// Whether the client has taken batches as fast as they came, long enough for them to
-    /// grow to [`FULL_READ_AT`] (or the largest this subscription sends).
+    /// Whether the client has taken [`TAKEN_FOR_FULL`] batches since the subscription
+    /// started (or was parked): those sent less those still queued.
     fn drains(&self) -> bool {
-        self.batch_bytes >= FULL_READ_AT.min(self.bounds.max_bytes)
+        let queued = OUT_SLOTS.saturating_sub(self.out.capacity());
+        self.sent.saturating_sub(queued) >= TAKEN_FOR_FULL
     }
 
     /// A small read on its own from the positions reached so far (see [`Cluster::read`]).
     fn own_reader(&mut self) -> Result<mpsc::Receiver<ReaderEvent>, Stop> {
         self.full = false;
+        self.next_read = None;
         self.cluster
             .read(&self.ctx, &self.positions(), self.bounds, ReaderKind::own)
             .map_err(Stop::Failed)
@@ -505,6 +537,7 @@ impl Subscription {
             skipped,
             framed,
         }));
+        self.sent += 1;
         self.alerts_served.inc_by(n);
         self.bytes_served.inc_by(bytes as u64);
         Ok(true)

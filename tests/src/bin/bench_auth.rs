@@ -1,47 +1,39 @@
 //! Subscribe throughput with JWT + mutual TLS versus plaintext without auth, in one run
 //! over the same Kafka topic: two gateways (one plain, one with `[auth]` and `[tls]`), read
-//! in alternating order each round. Prints the median ratio (target ≥ 0.9).
+//! in alternating order each round by the same reader (`alertmesh-client`'s
+//! `subscribe_views`, checking that offsets rise per partition), so only TLS and the token
+//! differ. Prints the median ratio (target ≥ 0.9) and each round's CPU seconds.
 //!
 //! `cargo build --release -p alertmesh-gateway && ALERTMESH_BIN=target/release/alertmesh
 //!  cargo run --release -p alertmesh-tests --bin bench_auth -- [N] [SIZE_BYTES] [ROUNDS]`
 
-use std::time::Instant;
+use std::time::Duration;
 
-use alertmesh_tests::auth::{Client, Pki, Secure, SecureSpec};
-use alertmesh_tests::bench::{gateway_past, median, Run};
+use alertmesh_tests::auth::{Pki, Secure, SecureSpec};
+use alertmesh_tests::bench::{cpu_time, median, past_through, Run};
 use alertmesh_tests::cli::alertmesh_bin;
-use alertmesh_tests::client::{earliest, request, until_now};
 use alertmesh_tests::fixtures::{now_ms, synthetic_records};
 use alertmesh_tests::{Broker, Gateway, GatewaySpec};
-use anyhow::{bail, ensure, Result};
+use anyhow::{bail, Context, Result};
 
 const TOPIC: &str = "bench.auth";
 const PARTITIONS: i32 = 3;
 
-async fn secure_past(client: &mut Client, n: u64) -> Result<Run> {
-    let began = Instant::now();
-    let mut req = request(TOPIC);
-    req.start = earliest();
-    req.end = until_now();
-    let mut stream = client.subscribe(req).await?.into_inner();
-    let (mut records, mut bytes) = (0u64, 0u64);
-    while let Some(batch) = stream.message().await? {
-        records += batch.alerts.len() as u64;
-        bytes += batch
-            .alerts
-            .iter()
-            .map(|a| a.payload.len() as u64)
-            .sum::<u64>();
-    }
-    ensure!(
-        records == n,
-        "secure gateway streamed {records} alerts, want {n}"
+/// CPU seconds of a gateway and of this process (the reader) over one read.
+async fn timed(
+    gateway: u32,
+    read: impl std::future::Future<Output = Result<Run>>,
+) -> Result<(Run, String)> {
+    let t = |pid| cpu_time(pid).unwrap_or_default();
+    let before = (t(Some(gateway)), t(None));
+    let run = read.await?;
+    let secs = |a: Duration, b: Duration| a.saturating_sub(b).as_secs_f64();
+    let cpu = format!(
+        "cpu gateway {:.2} s, reader {:.2} s",
+        secs(t(Some(gateway)), before.0),
+        secs(t(None), before.1)
     );
-    Ok(Run {
-        records,
-        bytes,
-        elapsed: began.elapsed(),
-    })
+    Ok((run, cpu))
 }
 
 #[tokio::main]
@@ -80,23 +72,38 @@ async fn main() -> Result<()> {
     .await?;
     let token = secure.issue("bench", &["subscribe:bench.*"], "1h").await?;
     let cert = pki.client("bench")?;
+    let (plain_pid, secure_pid) = (
+        plain.pid().context("plain gateway pid")?,
+        secure.gateway.pid().context("secure gateway pid")?,
+    );
+    // A new connection per round for both (`past_through` connects): the TLS handshake is
+    // part of the cost.
+    let (plain_at, secure_at) = (
+        plain.endpoint()?,
+        secure.endpoint(Some(&cert), Some(&token))?,
+    );
 
     let (mut p, mut s) = (Vec::new(), Vec::new());
     for round in 0..rounds {
-        // A new connection per round for both: the TLS handshake is part of the cost.
-        let measure_secure = || async {
-            let mut client = secure.client(Some(&cert), Some(&token)).await?;
-            secure_past(&mut client, n).await
+        let measure_plain = || {
+            timed(plain_pid, async {
+                Ok(past_through(&plain_at, TOPIC, n).await?.0)
+            })
         };
-        let (a, b) = if round % 2 == 0 {
-            let a = gateway_past(&plain, TOPIC, n).await?.0;
+        let measure_secure = || {
+            timed(secure_pid, async {
+                Ok(past_through(&secure_at, TOPIC, n).await?.0)
+            })
+        };
+        let ((a, a_cpu), (b, b_cpu)) = if round % 2 == 0 {
+            let a = measure_plain().await?;
             (a, measure_secure().await?)
         } else {
             let b = measure_secure().await?;
-            (gateway_past(&plain, TOPIC, n).await?.0, b)
+            (measure_plain().await?, b)
         };
         eprintln!(
-            "round {round}: plaintext {:?} ({:.0}/s), jwt+mtls {:?} ({:.0}/s), ratio {:.3}",
+            "round {round}: plaintext {:?} ({:.0}/s; {a_cpu}), jwt+mtls {:?} ({:.0}/s; {b_cpu}), ratio {:.3}",
             a.elapsed,
             a.rate(),
             b.elapsed,
