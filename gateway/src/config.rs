@@ -11,6 +11,7 @@ use alertmesh_alert::naming::{check_gateway_name, check_topic};
 use alertmesh_alert::{Format, Registry};
 
 mod files;
+mod mirror_query;
 mod mirrors;
 mod properties;
 mod publish;

@@ -13,7 +13,7 @@ use crate::quiet::{Consumer, Lost, Producer, QuietContext};
 use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::ClientConfig;
 
-pub(crate) use self::recover::recover;
+pub(crate) use self::recover::{recover, recover_with};
 use crate::{Error, MirrorEnv, Result};
 
 /// The dead-letter topic of `destination`.

@@ -18,7 +18,36 @@ use rdkafka::message::{Headers, Message};
 use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 
 use super::destination_error;
+use crate::resume::QueryResume;
 use crate::{Result, ResumePositions};
+
+/// What recovery looks for in the destination's records.
+pub(crate) trait Observer {
+    /// Takes one record's headers; returns whether it is a copy of this mirror's source.
+    fn observe(&mut self, headers: &rdkafka::message::BorrowedHeaders) -> bool;
+}
+
+impl Observer for ResumePositions {
+    fn observe(&mut self, hs: &rdkafka::message::BorrowedHeaders) -> bool {
+        let mut found = false;
+        for h in hs.iter().filter(|h| h.key == headers::SOURCE) {
+            if let Some(v) = h.value {
+                found |= ResumePositions::observe(self, v);
+            }
+        }
+        found
+    }
+}
+
+impl Observer for QueryResume {
+    fn observe(&mut self, hs: &rdkafka::message::BorrowedHeaders) -> bool {
+        let value = |name: &str| hs.iter().find(|h| h.key == name).and_then(|h| h.value);
+        match value(headers::SOURCE) {
+            Some(source) => QueryResume::observe(self, source, value(headers::RESUME)),
+            None => false,
+        }
+    }
+}
 
 /// Records read first from the end of each partition; most mirrors find their position in
 /// the last record.
@@ -51,26 +80,40 @@ pub(crate) fn recover(
     prefix: &str,
     timeout: Duration,
 ) -> Result<ResumePositions> {
+    let mut positions = ResumePositions::new(prefix);
+    recover_with(config, topics, partitions, timeout, &mut positions)?;
+    Ok(positions)
+}
+
+/// Feeds the tails of `topics` (each with `partitions` partitions) to `observer`, widening
+/// the window of each partition until it finds a copy of the source or the partition's
+/// start. Blocking: run it on a blocking thread.
+pub(crate) fn recover_with<O: Observer>(
+    config: ClientConfig,
+    topics: &[String],
+    partitions: usize,
+    timeout: Duration,
+    positions: &mut O,
+) -> Result<()> {
     let mut config = super::reader_config(config);
     // Reaching the end of a partition should not wait for the broker's long poll.
     config.set("fetch.wait.max.ms", "50");
-    let mut positions = ResumePositions::new(prefix);
     // One consumer per topic: partition EOF events name only the partition.
     for topic in topics {
         let consumer: Consumer = config
             .create_with_context(QuietContext::default())
             .map_err(|e| destination_error(topic, format!("cannot create a consumer: {e}")))?;
-        recover_topic(&consumer, topic, partitions, timeout, &mut positions)?;
+        recover_topic(&consumer, topic, partitions, timeout, positions)?;
     }
-    Ok(positions)
+    Ok(())
 }
 
-fn recover_topic(
+fn recover_topic<O: Observer>(
     consumer: &Consumer,
     topic: &str,
     partitions: usize,
     timeout: Duration,
-    positions: &mut ResumePositions,
+    positions: &mut O,
 ) -> Result<()> {
     let mut todo = Vec::new();
     for partition in 0..i32::try_from(partitions).unwrap_or(i32::MAX) {
@@ -107,11 +150,11 @@ fn recover_topic(
 
 /// Reads every searched partition from its window's start to its end; returns, per
 /// search, whether a record named the source.
-fn read_round(
+fn read_round<O: Observer>(
     consumer: &Consumer,
     todo: &[Search],
     timeout: Duration,
-    positions: &mut ResumePositions,
+    positions: &mut O,
 ) -> Result<Vec<bool>> {
     let name = todo[0].topic.as_str();
     let fail = |reason: String| destination_error(name, reason);
@@ -156,11 +199,7 @@ fn read_round(
                     continue;
                 };
                 let Some(hs) = m.headers() else { continue };
-                for h in hs.iter().filter(|h| h.key == headers::SOURCE) {
-                    if let Some(v) = h.value {
-                        found[i] |= positions.observe(v);
-                    }
-                }
+                found[i] |= positions.observe(hs);
             }
         }
     }
