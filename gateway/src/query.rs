@@ -202,6 +202,7 @@ impl Queries {
             limit: req.limit,
             // Row sizes are learned from the first statement: it reads only a few.
             batch: batch.min(FIRST_BATCH),
+            statement_rows: batch.min(FIRST_BATCH),
             batch_cap: batch,
             max_batch_bytes: self.max_batch_bytes,
             follow: req.follow,
@@ -308,26 +309,37 @@ impl Declared {
             })
     }
 
+    /// One round trip: `BEGIN READ ONLY` with the statement timeout, the statement (with
+    /// its parameter types given, so no separate prepare) and `COMMIT` are pipelined on
+    /// the connection. A failed statement aborts the transaction, whose `COMMIT` then rolls
+    /// it back; all three are sent before any answer is awaited, so the connection goes
+    /// back to the pool outside a transaction even when the stream is dropped meanwhile.
     async fn run_once(&self, stmt: &sql::Statement) -> Result<Vec<tokio_postgres::Row>> {
         let mut conn = self.pool.get().await?;
-        let tx = conn
-            .client()
-            .build_transaction()
-            .read_only(true)
-            .start()
-            .await
-            .map_err(|e| self.error(e))?;
-        let timeout = self.pool.statement_timeout.as_millis();
-        tx.batch_execute(&format!("SET LOCAL statement_timeout = {timeout}"))
-            .await
-            .map_err(|e| self.error(e))?;
-        let params: Vec<&(dyn tokio_postgres::types::ToSql + Sync)> =
-            stmt.params.iter().map(sql::Param::as_sql).collect();
-        let rows = tx
-            .query(&stmt.sql, &params)
-            .await
-            .map_err(|e| self.error(e))?;
-        tx.commit().await.map_err(|e| self.error(e))?;
+        let client = conn.client();
+        let begin = format!(
+            "BEGIN READ ONLY; SET LOCAL statement_timeout = {}",
+            self.pool.statement_timeout.as_millis()
+        );
+        let params: Vec<(
+            &(dyn tokio_postgres::types::ToSql + Sync),
+            tokio_postgres::types::Type,
+        )> = stmt
+            .params
+            .iter()
+            .map(|p| (p.as_sql(), p.sql_type()))
+            .collect();
+        // A biased `join!` polls in the order written, and each call sends its messages
+        // on its first poll: the server receives them in this order.
+        let (began, rows, committed) = tokio::join!(
+            biased;
+            client.batch_execute(&begin),
+            client.query_typed(&stmt.sql, &params),
+            client.batch_execute("COMMIT"),
+        );
+        began.map_err(|e| self.error(e))?;
+        let rows = rows.map_err(|e| self.error(e))?;
+        committed.map_err(|e| self.error(e))?;
         Ok(rows)
     }
 

@@ -73,6 +73,19 @@ impl Param {
             Param::Texts(v) => v,
         }
     }
+
+    /// Its PostgreSQL type (every parameter is cast to it in the statement's text).
+    pub(crate) fn sql_type(&self) -> tokio_postgres::types::Type {
+        use tokio_postgres::types::Type;
+        match self {
+            Param::Int(_) => Type::INT8,
+            Param::Float(_) => Type::FLOAT8,
+            Param::Text(_) => Type::TEXT,
+            Param::Bool(_) => Type::BOOL,
+            Param::Ints(_) => Type::INT8_ARRAY,
+            Param::Texts(_) => Type::TEXT_ARRAY,
+        }
+    }
 }
 
 /// A query's columns as PostgreSQL reports them: the shape of every statement on it.

@@ -14,6 +14,10 @@ use super::{row, Declared, Described};
 use crate::config::QueryConfig;
 use crate::error::Result;
 
+/// Bounds of one statement's rows, which the gateway holds while it sends them as batches.
+const STATEMENT_ROWS: usize = 10_000;
+const STATEMENT_BYTES: usize = 4 << 20;
+
 /// What a checked request asks for.
 #[derive(Debug)]
 pub(crate) struct Plan {
@@ -27,8 +31,11 @@ pub(crate) struct Plan {
     /// Rows asked for per statement: shrinks when rows are large, so one batch stays
     /// near `max_batch_bytes`.
     pub(crate) batch: usize,
-    /// The most rows per statement (the request's or the gateway's batch size).
+    /// The most rows per batch (the request's or the gateway's batch size).
     pub(crate) batch_cap: usize,
+    /// Rows asked for per statement: several batches, so that the round trip and the
+    /// statement's start are paid once per several batches, within [`STATEMENT_BYTES`].
+    pub(crate) statement_rows: usize,
     pub(crate) max_batch_bytes: usize,
     pub(crate) follow: bool,
     pub(crate) json: bool,
@@ -57,10 +64,10 @@ pub(super) async fn run(
     let q = &declared.config;
     let mut sent: u64 = 0;
     loop {
-        let want = match plan.limit {
-            Some(l) => (l - sent).min(plan.batch as u64),
-            None => plan.batch as u64,
-        } as i64;
+        let want = plan
+            .limit
+            .map_or(u64::MAX, |l| l - sent)
+            .min(plan.statement_rows as u64) as i64;
         let rows = match plan.statement(q, &described.shape, want) {
             Ok(stmt) => {
                 tokio::select! {
@@ -79,10 +86,10 @@ pub(super) async fn run(
             }
         };
         let n = rows.len();
-        if n > 0 {
-            let mut bytes = 0;
-            let mut alerts = Vec::with_capacity(n);
-            for r in &rows {
+        let mut bytes = 0;
+        for chunk in rows.chunks(plan.batch.max(1)) {
+            let mut alerts = Vec::with_capacity(chunk.len());
+            for r in chunk {
                 match row::convert(r, &described.shape, described.order, described.key) {
                     Ok(c) => {
                         bytes += c.json.len();
@@ -101,11 +108,6 @@ pub(super) async fn run(
                     }
                 }
             }
-            drop(rows);
-            sent += n as u64;
-            // Large rows: ask for fewer next time (at least one), keeping memory flat.
-            let per_row = bytes / n + 1;
-            plan.batch = plan.batch_cap.min((plan.max_batch_bytes / per_row).max(1));
             let resume_token = plan
                 .after
                 .map(|a| plan.binding.token(a))
@@ -118,6 +120,17 @@ pub(super) async fn run(
             if tx.send(Ok(batch)).await.is_err() {
                 return;
             }
+        }
+        drop(rows);
+        if n > 0 {
+            sent += n as u64;
+            // Large rows: fewer per batch (at least one) and per statement, keeping
+            // memory flat.
+            let per_row = bytes / n + 1;
+            plan.batch = plan.batch_cap.min((plan.max_batch_bytes / per_row).max(1));
+            plan.statement_rows = STATEMENT_ROWS
+                .min(STATEMENT_BYTES / per_row)
+                .max(plan.batch);
         }
         if plan.limit.is_some_and(|l| sent >= l) {
             return;
