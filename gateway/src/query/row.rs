@@ -2,17 +2,21 @@
 //! NaN and infinities as strings, as JSON output of topics), and its ref.
 
 use alertmesh_proto::v1;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine as _;
 use bytes::Bytes;
 use serde_json::Value;
 use tokio_postgres::Row;
 
 use super::sql::{Kind, Shape};
+use super::token::MAX_TEXT_ORDER;
+use super::OrderValue;
 use crate::error::{Error, Result};
 
 /// The parts of a row an alert is made of.
 #[derive(Debug)]
 pub(crate) struct RowAlert {
-    pub(crate) order: i64,
+    pub(crate) order: OrderValue,
     pub(crate) key: String,
     pub(crate) json: Vec<u8>,
 }
@@ -62,21 +66,21 @@ pub(crate) fn convert(row: &Row, shape: &Shape, order: usize, key: usize) -> Res
             Kind::Int2 => {
                 let v = get::<i16>(row, i)?;
                 if i == order {
-                    order_value = v.map(i64::from);
+                    order_value = v.map(|v| OrderValue::Int(v.into()));
                 }
                 put(&mut json, v);
             }
             Kind::Int4 => {
                 let v = get::<i32>(row, i)?;
                 if i == order {
-                    order_value = v.map(i64::from);
+                    order_value = v.map(|v| OrderValue::Int(v.into()));
                 }
                 put(&mut json, v);
             }
             Kind::Int8 => {
                 let v = get::<i64>(row, i)?;
                 if i == order {
-                    order_value = v;
+                    order_value = v.map(OrderValue::Int);
                 }
                 put(&mut json, v);
             }
@@ -86,6 +90,9 @@ pub(crate) fn convert(row: &Row, shape: &Shape, order: usize, key: usize) -> Res
                 let v = get::<&str>(row, i)?;
                 if i == key {
                     key_value = v.unwrap_or_default().to_owned();
+                }
+                if i == order {
+                    order_value = v.map(|t| OrderValue::Text(t.to_owned()));
                 }
                 put(&mut json, v);
             }
@@ -104,6 +111,12 @@ pub(crate) fn convert(row: &Row, shape: &Shape, order: usize, key: usize) -> Res
             "a row has a null order column; the order column must be unique and not null".into(),
         )
     })?;
+    if matches!(&order, OrderValue::Text(t) if t.len() > MAX_TEXT_ORDER) {
+        return Err(Error::Internal(format!(
+            "a row's order value is longer than {MAX_TEXT_ORDER} bytes; choose a shorter \
+             order column"
+        )));
+    }
     Ok(RowAlert {
         order,
         key: key_value,
@@ -111,18 +124,33 @@ pub(crate) fn convert(row: &Row, shape: &Shape, order: usize, key: usize) -> Res
     })
 }
 
-/// `am://<gateway>/query:<name>/<order value>`.
-pub(crate) fn row_ref(gateway: &str, query: &str, order: i64) -> String {
-    format!("am://{gateway}/query:{query}/{order}")
+/// `am://<gateway>/query:<name>/<order value>`: an integer as it is, any other value as
+/// `~` and its UTF-8 bytes in base64url (a timestamp or a text holds `/`, spaces, ...).
+pub(crate) fn row_ref(gateway: &str, query: &str, order: &OrderValue) -> String {
+    match order {
+        OrderValue::Int(i) => format!("am://{gateway}/query:{query}/{i}"),
+        OrderValue::Text(t) => format!(
+            "am://{gateway}/query:{query}/~{}",
+            URL_SAFE_NO_PAD.encode(t.as_bytes())
+        ),
+    }
 }
 
 /// The gateway, query and order value of a query row ref, or `None` when `text` is not one.
-pub(crate) fn parse_ref(text: &str) -> Option<(&str, &str, i64)> {
+pub(crate) fn parse_ref(text: &str) -> Option<(&str, &str, OrderValue)> {
     let rest = text.strip_prefix("am://")?;
     let (gateway, rest) = rest.split_once('/')?;
     let rest = rest.strip_prefix("query:")?;
     let (query, order) = rest.split_once('/')?;
-    Some((gateway, query, order.parse().ok()?))
+    let order = match order.strip_prefix('~') {
+        Some(b64) if b64.len() <= MAX_TEXT_ORDER * 4 / 3 + 4 => {
+            let bytes = URL_SAFE_NO_PAD.decode(b64).ok()?;
+            OrderValue::Text(String::from_utf8(bytes).ok()?)
+        }
+        Some(_) => return None,
+        None => OrderValue::Int(order.parse().ok()?),
+    };
+    Some((gateway, query, order))
 }
 
 /// The alert of a converted row.
@@ -140,10 +168,14 @@ pub(crate) fn alert(
     };
     let body = Bytes::from(row.json);
     v1::Alert {
-        r#ref: row_ref(gateway, query, row.order),
+        r#ref: row_ref(gateway, query, &row.order),
         topic: format!("query:{query}"),
         partition: 0,
-        offset: row.order,
+        // The order value when it is an integer.
+        offset: match row.order {
+            OrderValue::Int(i) => i,
+            OrderValue::Text(_) => 0,
+        },
         timestamp: None,
         key: (!mesh_key.is_empty()).then(|| Bytes::from(mesh_key.clone())),
         headers: Vec::new(),
@@ -166,8 +198,19 @@ mod tests {
 
     #[test]
     fn row_refs_round_trip_and_junk_is_not_one() {
-        let r = row_ref("lasair", "objects", i64::MIN);
-        assert_eq!(parse_ref(&r), Some(("lasair", "objects", i64::MIN)));
+        let r = row_ref("lasair", "objects", &OrderValue::Int(i64::MIN));
+        assert_eq!(
+            parse_ref(&r),
+            Some(("lasair", "objects", OrderValue::Int(i64::MIN)))
+        );
+        let ts = OrderValue::Text("2026-12-01 10:00:00.5+00 / x".into());
+        let r = row_ref("lasair", "objects", &ts);
+        assert!(
+            !r["am://lasair/query:objects/".len()..].contains('/'),
+            "{r}"
+        );
+        assert_eq!(parse_ref(&r), Some(("lasair", "objects", ts)));
+        assert_eq!(parse_ref("am://lasair/query:objects/~!!"), None);
         assert_eq!(parse_ref("am://lasair/ztf.alerts/0/1"), None);
         assert_eq!(parse_ref("am://lasair/query:objects/1x"), None);
         assert_eq!(float(f64::NAN), Value::from("NaN"));

@@ -10,7 +10,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::sql::{self, Selection, Shape, Statement};
 use super::token::Binding;
-use super::{row, Declared, Described};
+use super::{row, Declared, Described, OrderValue};
 use crate::config::QueryConfig;
 use crate::error::Result;
 
@@ -26,7 +26,9 @@ pub(crate) struct Plan {
     pub(crate) cone: Option<Cone>,
     pub(crate) ids: Option<Vec<String>>,
     /// Order value of the last row already delivered.
-    pub(crate) after: Option<i64>,
+    pub(crate) after: Option<OrderValue>,
+    /// The order column's type when not an integer.
+    pub(crate) order_type: Option<&'static str>,
     pub(crate) limit: Option<u64>,
     /// Rows asked for per statement: shrinks when rows are large, so one batch stays
     /// near `max_batch_bytes`.
@@ -50,7 +52,7 @@ impl Plan {
             cone: self.cone,
             ids: self.ids.clone(),
         };
-        sql::rows(q, shape, &sel, self.after, n)
+        sql::rows(q, shape, &sel, self.order_type, self.after.as_ref(), n)
     }
 }
 
@@ -93,7 +95,7 @@ pub(super) async fn run(
                 match row::convert(r, &described.shape, described.order, described.key) {
                     Ok(c) => {
                         bytes += c.json.len();
-                        plan.after = Some(c.order);
+                        plan.after = Some(c.order.clone());
                         alerts.push(row::alert(
                             &plan.gateway,
                             &q.name,
@@ -110,6 +112,7 @@ pub(super) async fn run(
             }
             let resume_token = plan
                 .after
+                .as_ref()
                 .map(|a| plan.binding.token(a))
                 .unwrap_or_default();
             let batch = v1::QueryBatch {
