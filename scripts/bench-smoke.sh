@@ -28,4 +28,5 @@ run bench_subscribe "$bin/bench_subscribe" --n-1k 3000 --n-64k 60 --live-1k 300 
 run bench_auth "$bin/bench_auth" 500 8192 1
 run bench_mirror "$bin/bench_mirror" --n 3000 --size-kib 4 --rounds 1 --lag-seconds 2 \
   --lag-rate-1k 200 --lag-rate-64k 50
+run bench_query "$bin/bench_query" --rows 20000 --rounds 1 --warmup 0
 run bench_read.py "$root/.venv/bin/python" clients/python/benchmarks/bench_read.py --n 300 --rounds 1

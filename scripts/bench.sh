@@ -7,7 +7,8 @@
 # Sizes are the benchmarks' documented defaults; their environment variables change them
 # (BENCH_ROUNDS, BENCH_N_1K, ... for bench_subscribe; BENCH_MIRROR_N, ... for bench_mirror;
 # BENCH_SECONDS for decode_filter; BENCH_AUTH_N, BENCH_AUTH_SIZE, BENCH_AUTH_ROUNDS for
-# bench_auth). BENCH_ONLY="bench_subscribe bench_mirror" runs a subset.
+# bench_auth; BENCH_QUERY_ROWS, BENCH_QUERY_ROUNDS for bench_query). BENCH_ONLY="bench_subscribe
+# bench_mirror" runs a subset.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
@@ -21,7 +22,12 @@ if [ -z "${TANSU_BIN:-}" ]; then
   TANSU_BIN=$(./scripts/devenv.sh)
   export TANSU_BIN
 fi
-only=${BENCH_ONLY:-decode_filter bench_subscribe bench_auth bench_mirror}
+if [ -z "${PG_BIN:-}" ]; then
+  # bench_query's PostgreSQL (installed from the distribution's packages when missing).
+  PG_BIN=$(./scripts/postgres.sh)
+  export PG_BIN
+fi
+only=${BENCH_ONLY:-decode_filter bench_subscribe bench_auth bench_mirror bench_query}
 
 mkdir -p "$out"
 echo "== bench: building the release gateway and benchmarks" >&2
@@ -97,6 +103,14 @@ summarize() {
         /^[0-9]+ KB +[0-9]/{ printf "| bench_mirror | lag, %s %s at %s/s sent | p50 %s ms, p99 %s ms, max %s ms | |\n",
           $1, $2, $4, $6, $8, $9 }' "$file"
       ;;
+    bench_query)
+      # "{what:<28} direct/s MB/s gateway/s MB/s ratio r1 r2 ..."; then the peak RSS line.
+      awk '/^[0-9]+ rows, /{ what = substr($0, 1, 28); sub(/ +$/, "", what);
+          n = split(substr($0, 29), f, " "); lo = f[6]; hi = f[6];
+          for (i = 7; i <= n; i++) { if (f[i] + 0 < lo + 0) lo = f[i]; if (f[i] + 0 > hi + 0) hi = f[i] }
+          printf "| bench_query | %s, gateway Query / COPY TO STDOUT (%s rows/s direct) | %s× | %s–%s |\n", what, f[1], f[5], lo, hi }
+        /^gateway peak RSS/{ sub(/^gateway peak RSS: /, ""); printf "| bench_query | gateway peak RSS | %s | |\n", $0 }' "$file"
+      ;;
   esac
 }
 
@@ -106,6 +120,7 @@ run decode_filter $cargo bench -q -p alertmesh-alert --bench decode_filter
 run bench_subscribe "$bin/bench_subscribe"
 run bench_auth "$bin/bench_auth" ${BENCH_AUTH_N:-20000} ${BENCH_AUTH_SIZE:-8192} ${BENCH_AUTH_ROUNDS:-5}
 run bench_mirror "$bin/bench_mirror"
+run bench_query "$bin/bench_query"
 
 commit=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)
 dirty=
