@@ -124,6 +124,17 @@ pub(crate) fn convert(row: &Row, shape: &Shape, order: usize, key: usize) -> Res
     })
 }
 
+/// The order value of `row` alone (column `order` of `shape`), as [`convert`] reads it.
+pub(crate) fn order_of(row: &Row, shape: &Shape, order: usize) -> Result<Option<OrderValue>> {
+    Ok(match shape.columns[order].1 {
+        Kind::Int2 => get::<i16>(row, order)?.map(|v| OrderValue::Int(v.into())),
+        Kind::Int4 => get::<i32>(row, order)?.map(|v| OrderValue::Int(v.into())),
+        Kind::Int8 => get::<i64>(row, order)?.map(OrderValue::Int),
+        Kind::Text | Kind::AsText => get::<&str>(row, order)?.map(|t| OrderValue::Text(t.into())),
+        Kind::Bool | Kind::Float4 | Kind::Float8 => None,
+    })
+}
+
 /// `am://<gateway>/query:<name>/<order value>`: an integer as it is, any other value as
 /// `~` and its UTF-8 bytes in base64url (a timestamp or a text holds `/`, spaces, ...).
 pub(crate) fn row_ref(gateway: &str, query: &str, order: &OrderValue) -> String {
