@@ -15,7 +15,7 @@ use rdkafka::message::{Headers, Message};
 use rdkafka::Offset;
 
 /// Rows in the source table at the start; the mirror copies those with `ndet >= 2`.
-const ROWS: i64 = 20_000;
+const ROWS: i64 = 100_000;
 const DESTINATION: &str = "lasair.query.objects";
 
 /// One copied record.
@@ -38,8 +38,7 @@ password_file = "{pw}"
 [[queries]]
 name = "objects"
 database = "archive"
-# A short sleep per statement, so the copy takes long enough to be killed in the middle.
-select = "SELECT o.id, o.object_id, o.ra, o.dec, o.mag, o.ndet FROM objects o, pg_sleep(0.02) s"
+table = "objects"
 namespace = "ZTF"
 key = "object_id"
 order = "id"
@@ -50,6 +49,7 @@ public = true
 poll_interval_ms = 200
 
 [limits]
+# Many batches, so kills land inside batches as well as between them.
 max_batch_alerts = 100
 "#,
         url = pg.url("postgres"),
@@ -96,6 +96,29 @@ async fn dump(broker: &Broker) -> Result<Vec<Copy>> {
         Ok(out)
     })
     .await?
+}
+
+/// How many records the destination holds (its high watermark), 0 before it exists.
+async fn count(broker: &Broker) -> usize {
+    let bootstrap = broker.bootstrap();
+    tokio::task::spawn_blocking(move || {
+        let consumer: rdkafka::consumer::BaseConsumer = rdkafka::ClientConfig::new()
+            .set("bootstrap.servers", &bootstrap)
+            .create()
+            .ok()?;
+        let (_, high) = rdkafka::consumer::Consumer::fetch_watermarks(
+            &consumer,
+            DESTINATION,
+            0,
+            Duration::from_secs(5),
+        )
+        .ok()?;
+        usize::try_from(high).ok()
+    })
+    .await
+    .ok()
+    .flatten()
+    .unwrap_or(0)
 }
 
 /// Waits until the destination holds at least `n` records, then a little longer to catch
@@ -206,15 +229,15 @@ async fn a_query_sourced_mirror_copies_every_row_once_across_kill_9_and_follows(
             break;
         }
         let deadline = Instant::now() + Duration::from_secs(60);
-        while dump(&fink_broker).await.map(|c| c.len()).unwrap_or(0) <= before {
+        while count(&fink_broker).await <= before {
             ensure!(Instant::now() < deadline, "no progress after {before} rows");
-            tokio::time::sleep(Duration::from_millis(50)).await;
+            tokio::time::sleep(Duration::from_millis(20)).await;
         }
         x ^= x << 13;
         x ^= x >> 7;
         x ^= x << 17;
-        tokio::time::sleep(Duration::from_millis(x % 300)).await;
-        partial.push(dump(&fink_broker).await.map(|c| c.len()).unwrap_or(0));
+        tokio::time::sleep(Duration::from_millis(x % 200)).await;
+        partial.push(count(&fink_broker).await);
         fink.kill_and_restart()
             .await
             .with_context(|| format!("round {round}, seed {seed}"))?;
