@@ -58,8 +58,15 @@ pub(crate) fn convert(row: &Row, shape: &Shape, order: usize, key: usize) -> Res
         if i > 0 {
             json.push(b',');
         }
-        put(&mut json, Some(name));
-        json.push(b':');
+        if name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') {
+            // A plain identifier (what the configuration accepts) needs no escaping.
+            json.push(b'"');
+            json.extend_from_slice(name.as_bytes());
+            json.extend_from_slice(b"\":");
+        } else {
+            put(&mut json, Some(name));
+            json.push(b':');
+        }
         let at = json.len();
         match kind {
             Kind::Bool => put(&mut json, get::<bool>(row, i)?),
