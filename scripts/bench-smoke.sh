@@ -33,4 +33,5 @@ ALERTMESH_TEST_KAFKA=apache run bench_replicas "$bin/bench_replicas" --n 1000 --
 # bench_mirror --mm2 1 (MirrorMaker 2 side by side) is not run here: even at the smallest
 # sizes its JVM starts (two brokers, a MirrorMaker 2 per row) take minutes. `make bench` runs it.
 run bench_publish "$bin/bench_publish" --n 2000 --batch 200 --rounds 2 --warmup 0 --walks 20
+run bench_query "$bin/bench_query" --rows 20000 --rounds 1 --warmup 0
 run bench_read.py "$root/.venv/bin/python" clients/python/benchmarks/bench_read.py --n 300 --rounds 1

@@ -11,7 +11,8 @@
 # bench_auth, BENCH_AUTH_N_64K for bench_auth_64k (the same at 64 KB); BENCH_ARCHIVE_N, BENCH_ARCHIVE_ROUNDS for bench_archive; BENCH_REPLICAS_N,
 # BENCH_REPLICAS_SIZE_KIB, BENCH_REPLICAS_ROUNDS for bench_replicas, which runs on Apache Kafka;
 # BENCH_MIRROR_MM2_N_1K, ... for bench_mirror_mm2; BENCH_PUBLISH_N, BENCH_PUBLISH_BATCH,
-# BENCH_PUBLISH_IN_FLIGHT, BENCH_PUBLISH_WALKS for bench_publish). BENCH_ONLY="bench_subscribe bench_mirror"
+# BENCH_PUBLISH_IN_FLIGHT, BENCH_PUBLISH_WALKS for bench_publish; BENCH_QUERY_ROWS, BENCH_QUERY_ROUNDS for bench_query).
+# BENCH_ONLY="bench_subscribe bench_mirror"
 # runs a subset.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -29,7 +30,7 @@ fi
 # bench_replicas and bench_mirror_mm2 (bench_mirror --mm2 1: MirrorMaker 2 side by side) run on
 # Apache Kafka: they need java and the Kafka jars (scripts/apache-kafka.sh jars) and are left
 # out when java is missing.
-default_only="decode_filter registry_decode bench_subscribe bench_auth bench_auth_64k bench_mirror bench_archive bench_publish"
+default_only="decode_filter registry_decode bench_subscribe bench_auth bench_auth_64k bench_mirror bench_archive bench_publish bench_query"
 if command -v java >/dev/null; then default_only="$default_only bench_replicas bench_mirror_mm2"; fi
 only=${BENCH_ONLY:-$default_only}
 if [ -z "${PG_BIN:-}" ]; then
@@ -155,6 +156,14 @@ summarize() {
         /^3 gateways, /{ printf "| bench_publish | provenance walk, 3-gateway chain (%s walks) | p50 %s ms, p99 %s ms | |\n",
           $5, $6, $7 }' "$file"
       ;;
+    bench_query)
+      # "{what:<28} direct/s MB/s gateway/s MB/s ratio r1 r2 ..."; then the peak RSS line.
+      awk '/^[0-9]+ rows, /{ what = substr($0, 1, 28); sub(/ +$/, "", what);
+          n = split(substr($0, 29), f, " "); lo = f[6]; hi = f[6];
+          for (i = 7; i <= n; i++) { if (f[i] + 0 < lo + 0) lo = f[i]; if (f[i] + 0 > hi + 0) hi = f[i] }
+          printf "| bench_query | %s, gateway Query / COPY TO STDOUT (%s rows/s direct) | %s× | %s–%s |\n", what, f[1], f[5], lo, hi }
+        /^gateway peak RSS/{ sub(/^gateway peak RSS: /, ""); printf "| bench_query | gateway peak RSS | %s | |\n", $0 }' "$file"
+      ;;
   esac
 }
 
@@ -170,6 +179,7 @@ run bench_archive "$bin/bench_archive"
 ALERTMESH_TEST_KAFKA=apache run bench_replicas "$bin/bench_replicas"
 run bench_mirror_mm2 "$bin/bench_mirror" --mm2 1
 run bench_publish "$bin/bench_publish"
+run bench_query "$bin/bench_query"
 
 commit=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)
 dirty=

@@ -28,6 +28,9 @@ pub const PUBLISH_ID: &str = "am-publish-id";
 /// Where a mirror copied the record from: the source alert ref for a gateway source,
 /// `kafka://<topic>/<partition>/<offset>` for a raw Kafka source. Mirrors resume from it.
 pub const SOURCE: &str = "am-source";
+/// On a record a mirror copied from a database query: where the query stream resumes
+/// after it (`<seq> <skip> <token>`, see the mirror crate's `resume::QueryResume`).
+pub const RESUME: &str = "am-resume";
 /// Why a record went to a dead-letter topic.
 pub const ERROR: &str = "am-error";
 

@@ -12,6 +12,7 @@ use alertmesh_alert::{Format, Registry};
 
 mod archives;
 mod files;
+mod mirror_query;
 mod mirrors;
 mod properties;
 mod publish;

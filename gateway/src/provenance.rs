@@ -134,6 +134,29 @@ impl Provenance {
             graph.flags().node_limited = true;
             return None;
         }
+        // A row of a peer's database query (what a query-sourced mirror copied): a leaf,
+        // read with Fetch from that peer.
+        if let Some((gateway, _, _)) = crate::query::parse_ref(next) {
+            let read = match gateway == self.gateway {
+                true => Err("a row of this gateway's query: read it with fetch".to_owned()),
+                false => match tokio::time::timeout(left, self.remote_row(gateway, next)).await {
+                    Ok(read) => read,
+                    Err(_) => {
+                        graph.flags().timed_out = true;
+                        Err(format!(
+                            "gateway {gateway} did not answer within the time budget"
+                        ))
+                    }
+                },
+            };
+            return match read {
+                Ok(alert) => Some(graph.add_record(&alert, gateway)),
+                Err(reason) => {
+                    graph.unresolved(next, &reason);
+                    None
+                }
+            };
+        }
         let r: AlertRef = match next.parse() {
             Ok(r) => r,
             Err(e) => {
@@ -218,6 +241,14 @@ impl Provenance {
                 alertmesh_client::status_line(&s)
             )),
         }
+    }
+
+    /// A query row of the gateway `name`, fetched with the credentials of the mirror that
+    /// copies from it.
+    async fn remote_row(&self, name: &str, text: &str) -> std::result::Result<v1::Alert, String> {
+        let peer = self.peer(name).await?;
+        let mut client = peer.connect().await.map_err(|e| e.to_string())?;
+        client.fetch(text).await.map_err(|e| e.to_string())
     }
 
     /// The mirror source that is the gateway `name`, reached with that mirror's

@@ -34,6 +34,16 @@ use pool::Pool;
 pub(crate) use row::parse_ref;
 use sql::{Kind, Shape};
 
+/// A row's value of its query's order column: an integer, or the text form of any other
+/// orderable type (text, timestamps, dates, numeric, uuid), which the statements cast
+/// back to the column's type so rows are compared and ordered as the database orders
+/// that type.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum OrderValue {
+    Int(i64),
+    Text(String),
+}
+
 /// Rows the first statement of a stream reads, before row sizes are known.
 const FIRST_BATCH: usize = 16;
 
@@ -67,6 +77,8 @@ struct Described {
     shape: Shape,
     order: usize,
     key: usize,
+    /// The order column's type when it is not an integer (`text`, `timestamptz`, ...).
+    order_type: Option<&'static str>,
 }
 
 /// A stream of query batches, or the error that ended it.
@@ -194,6 +206,7 @@ impl Queries {
             ))
         })?;
         let described = declared.describe().await?;
+        let after = after.map(|a| described.check(a)).transpose()?;
         let batch = match req.max_batch_alerts as usize {
             0 => self.max_batch_alerts,
             n => n.min(self.max_batch_alerts),
@@ -204,9 +217,11 @@ impl Queries {
             cone,
             ids,
             after,
+            order_type: described.order_type,
             limit: req.limit,
             // Row sizes are learned from the first statement: it reads only a few.
             batch: batch.min(FIRST_BATCH),
+            statement_rows: batch.min(FIRST_BATCH),
             batch_cap: batch,
             max_batch_bytes: self.max_batch_bytes,
             follow: req.follow,
@@ -226,15 +241,22 @@ impl Queries {
     }
 
     /// The row a query ref names, as an alert (native output).
-    pub(crate) async fn fetch(&self, declared: &Arc<Declared>, order: i64) -> Result<v1::Alert> {
+    pub(crate) async fn fetch(
+        &self,
+        declared: &Arc<Declared>,
+        order: OrderValue,
+    ) -> Result<v1::Alert> {
         let d = declared.describe().await?;
         let q = &declared.config;
-        let stmt = sql::one(q, &d.shape, order);
+        let order = d.check(order)?;
+        let stmt = sql::one(q, &d.shape, d.order_type, &order);
         let rows = declared.run(&stmt).await?;
         let row = rows.first().ok_or_else(|| {
             Error::NotFound(format!(
-                "query {:?} has no row with {} = {order}",
-                q.name, q.order
+                "query {:?} has no row with {} = {}",
+                q.name,
+                q.order,
+                order.display()
             ))
         })?;
         let converted = row::convert(row, &d.shape, d.order, d.key)?;
@@ -245,6 +267,31 @@ impl Queries {
             converted,
             false,
         ))
+    }
+}
+
+impl Described {
+    /// `value` when it is of the order column's kind (an integer token or ref is refused
+    /// for a text order column, and the other way round).
+    fn check(&self, value: OrderValue) -> Result<OrderValue> {
+        match (&value, self.order_type) {
+            (OrderValue::Int(_), None) | (OrderValue::Text(_), Some(_)) => Ok(value),
+            _ => Err(Error::InvalidArgument(
+                "the order value does not match the query's order column (an integer token \
+                 or ref for a text order column, or the other way round)"
+                    .into(),
+            )),
+        }
+    }
+}
+
+impl OrderValue {
+    /// The value as an error message shows it (capped).
+    fn display(&self) -> String {
+        match self {
+            OrderValue::Int(i) => i.to_string(),
+            OrderValue::Text(t) => format!("{:?}", t.chars().take(64).collect::<String>()),
+        }
     }
 }
 
@@ -274,16 +321,27 @@ impl Declared {
                         q.name
                     )));
                 };
-                if !matches!(columns[order].1, Kind::Int2 | Kind::Int4 | Kind::Int8) {
-                    return Err(Error::Internal(format!(
-                        "query {:?}: its order column {:?} must be an integer column",
-                        q.name, q.order
-                    )));
-                }
+                let order_type = match columns[order].1 {
+                    Kind::Int2 | Kind::Int4 | Kind::Int8 => None,
+                    _ => match sql::order_type(stmt.columns()[order].type_()) {
+                        Some(t) => Some(t),
+                        None => {
+                            return Err(Error::Internal(format!(
+                                "query {:?}: its order column {:?} has type {}; an order column \
+                                 is an integer, text, varchar, timestamp, timestamptz, date, \
+                                 numeric or uuid column",
+                                q.name,
+                                q.order,
+                                stmt.columns()[order].type_().name()
+                            )))
+                        }
+                    },
+                };
                 Ok(Arc::new(Described {
                     shape: Shape { columns },
                     order,
                     key,
+                    order_type,
                 }))
             })
             .await?;
@@ -313,26 +371,37 @@ impl Declared {
             })
     }
 
+    /// One round trip: `BEGIN READ ONLY` with the statement timeout, the statement (with
+    /// its parameter types given, so no separate prepare) and `COMMIT` are pipelined on
+    /// the connection. A failed statement aborts the transaction, whose `COMMIT` then rolls
+    /// it back; all three are sent before any answer is awaited, so the connection goes
+    /// back to the pool outside a transaction even when the stream is dropped meanwhile.
     async fn run_once(&self, stmt: &sql::Statement) -> Result<Vec<tokio_postgres::Row>> {
         let mut conn = self.pool.get().await?;
-        let tx = conn
-            .client()
-            .build_transaction()
-            .read_only(true)
-            .start()
-            .await
-            .map_err(|e| self.error(e))?;
-        let timeout = self.pool.statement_timeout.as_millis();
-        tx.batch_execute(&format!("SET LOCAL statement_timeout = {timeout}"))
-            .await
-            .map_err(|e| self.error(e))?;
-        let params: Vec<&(dyn tokio_postgres::types::ToSql + Sync)> =
-            stmt.params.iter().map(sql::Param::as_sql).collect();
-        let rows = tx
-            .query(&stmt.sql, &params)
-            .await
-            .map_err(|e| self.error(e))?;
-        tx.commit().await.map_err(|e| self.error(e))?;
+        let client = conn.client();
+        let begin = format!(
+            "BEGIN READ ONLY; SET LOCAL statement_timeout = {}",
+            self.pool.statement_timeout.as_millis()
+        );
+        let params: Vec<(
+            &(dyn tokio_postgres::types::ToSql + Sync),
+            tokio_postgres::types::Type,
+        )> = stmt
+            .params
+            .iter()
+            .map(|p| (p.as_sql(), p.sql_type()))
+            .collect();
+        // A biased `join!` polls in the order written, and each call sends its messages
+        // on its first poll: the server receives them in this order.
+        let (began, rows, committed) = tokio::join!(
+            biased;
+            client.batch_execute(&begin),
+            client.query_typed(&stmt.sql, &params),
+            client.batch_execute("COMMIT"),
+        );
+        began.map_err(|e| self.error(e))?;
+        let rows = rows.map_err(|e| self.error(e))?;
+        committed.map_err(|e| self.error(e))?;
         Ok(rows)
     }
 

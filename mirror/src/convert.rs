@@ -47,6 +47,8 @@ pub struct SourceRecord {
     pub schema: Option<String>,
     /// For a gateway source: the mesh key the gateway reported, if any.
     pub mesh_key: Option<String>,
+    /// For a query source: the `am-resume` of the copy (see [`crate::resume::QueryResume`]).
+    pub resume: Option<String>,
 }
 
 /// A record to produce.
@@ -162,6 +164,13 @@ impl Converter {
             hops: hops.into_iter().chain([self.gateway.clone()]).collect(),
             source: record.source_ref.clone(),
         };
+        let mut headers = provenance::copy_headers(record.headers, &stamp);
+        if let Some(resume) = record.resume {
+            headers.push((
+                alertmesh_alert::headers::RESUME.into(),
+                Some(resume.into_bytes()),
+            ));
+        }
         let key_bytes = match record.key {
             Some(k) if k == key.to_string().as_bytes() => k,
             _ => key.to_string().into_bytes(),
@@ -171,7 +180,7 @@ impl Converter {
             timestamp: record.timestamp,
             key: Some(key_bytes),
             payload: record.payload,
-            headers: provenance::copy_headers(record.headers, &stamp),
+            headers,
         })
     }
 
@@ -248,7 +257,14 @@ impl Converter {
 }
 
 fn dead_letter(record: SourceRecord, reason: String) -> Outcome {
-    let headers = provenance::dead_letter_headers(record.headers, &record.source_ref, &reason);
+    let mut headers = provenance::dead_letter_headers(record.headers, &record.source_ref, &reason);
+    if let Some(resume) = record.resume {
+        headers.retain(|(k, _)| k != alertmesh_alert::headers::RESUME);
+        headers.push((
+            alertmesh_alert::headers::RESUME.into(),
+            Some(resume.into_bytes()),
+        ));
+    }
     Outcome::DeadLetter(
         Outgoing {
             partition: record.partition,

@@ -15,7 +15,7 @@ use rdkafka::producer::Producer as _;
 use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::ClientConfig;
 
-pub(crate) use self::recover::recover;
+pub(crate) use self::recover::{recover, recover_with};
 use crate::{Error, MirrorEnv, Result};
 
 /// The dead-letter topic of `destination`.

@@ -40,7 +40,7 @@ pub mod watch;
 pub use backoff::Backoff;
 pub use job::{Mirror, MirrorHandle};
 pub use resume::ResumePositions;
-pub use spec::{GatewaySource, KafkaSource, MirrorEnv, MirrorSpec, Source, Start};
+pub use spec::{GatewaySource, KafkaSource, MirrorEnv, MirrorSpec, QuerySource, Source, Start};
 pub use status::{MirrorState, MirrorStatus};
 
 /// Everything that can stop a mirror cycle. Every error is retried after a backoff except

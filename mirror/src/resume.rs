@@ -136,9 +136,111 @@ impl ResumePositions {
     }
 }
 
+/// Where a query-sourced mirror resumes: recovered from the `am-resume` header of the
+/// last record of this source in the destination (or its dead-letter topic).
+///
+/// A query stream hands out a resume token per batch, not per row, and a crash can land
+/// part of a batch. So every copy carries `<seq> <skip> <token>`: `seq` counts the rows
+/// this mirror has copied (1 for the first, so the latest record is the one with the
+/// highest, across both topics), `token` is the source's last resume token before the row
+/// (empty: the start of the result) and `skip` the rows of the stream from `token` up to
+/// and including this one. A restart asks for the stream from `token` and drops its first
+/// `skip` rows; the last of them is the row named in `am-source`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct QueryResume {
+    prefix: String,
+    /// Rows copied so far (the `seq` of the last copy).
+    pub seq: u64,
+    /// The source token to resume from (empty: from the start).
+    pub token: String,
+    /// Rows of the stream from `token` that the destination already holds.
+    pub skip: u64,
+    /// The row ref of the last copy.
+    pub last_ref: Option<String>,
+}
+
+impl QueryResume {
+    /// Nothing copied yet from the query whose row refs start with `prefix`
+    /// (`am://<gateway>/query:<name>`).
+    pub fn new(prefix: &str) -> Self {
+        QueryResume {
+            prefix: prefix.to_owned(),
+            ..Default::default()
+        }
+    }
+
+    /// The source prefix these positions are for.
+    pub fn prefix(&self) -> &str {
+        &self.prefix
+    }
+
+    /// The `am-resume` value of a copy.
+    pub fn header(seq: u64, skip: u64, token: &str) -> String {
+        format!("{seq} {skip} {token}")
+    }
+
+    /// Records a destination record with `am-source` = `source` and `am-resume` =
+    /// `resume`; returns whether it is a copy of this query (the one with the highest
+    /// `seq` wins).
+    pub fn observe(&mut self, source: &[u8], resume: Option<&[u8]>) -> bool {
+        let Some(row) = std::str::from_utf8(source).ok().filter(|s| {
+            s.strip_prefix(&self.prefix)
+                .is_some_and(|r| r.starts_with('/'))
+        }) else {
+            return false;
+        };
+        let Some((seq, skip, token)) = resume
+            .and_then(|r| std::str::from_utf8(r).ok())
+            .and_then(parse_resume)
+        else {
+            return false;
+        };
+        if seq > self.seq {
+            self.seq = seq;
+            self.skip = skip;
+            self.token = token.to_owned();
+            self.last_ref = Some(row.to_owned());
+        }
+        true
+    }
+}
+
+/// `<seq> <skip> <token>` with a positive seq and skip; the token may be empty.
+fn parse_resume(text: &str) -> Option<(u64, u64, &str)> {
+    let mut parts = text.splitn(3, ' ');
+    let seq: u64 = parts.next()?.parse().ok().filter(|s| *s > 0)?;
+    let skip: u64 = parts.next()?.parse().ok()?;
+    let token = parts.next()?;
+    (!token.contains(char::is_whitespace)).then_some((seq, skip, token))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_copy_with_the_highest_seq_sets_where_a_query_resumes() {
+        let mut r = QueryResume::new("am://lasair/query:objects");
+        let row = |o: i64| format!("am://lasair/query:objects/{o}");
+        assert!(r.observe(row(5).as_bytes(), Some(b"7 2 amq1.abc")));
+        assert!(r.observe(row(3).as_bytes(), Some(b"5 0 amq1.xyz")));
+        assert!(r.observe(row(1).as_bytes(), Some(b"1 1 ")));
+        assert_eq!((r.seq, r.skip, r.token.as_str()), (7, 2, "amq1.abc"));
+        assert_eq!(r.last_ref, Some(row(5)));
+        for (source, resume) in [
+            ("am://lasair/query:objects2/9", Some(&b"9 0 t"[..])),
+            ("am://lasair/query:objects/9", None),
+            ("am://lasair/query:objects/9", Some(&b"0 0 t"[..])),
+            ("am://lasair/query:objects/9", Some(&b"9 x t"[..])),
+            ("am://lasair/query:objects/9", Some(&b"9 0 t u"[..])),
+            ("am://lasair/query:objects/9", Some(&b"9 0"[..])),
+            ("am://lasair/ztf/0/9", Some(&b"9 0 t"[..])),
+        ] {
+            assert!(!r.observe(source.as_bytes(), resume), "{source} {resume:?}");
+        }
+        assert_eq!(r.seq, 7);
+        assert_eq!(QueryResume::header(8, 0, "amq1.t"), "8 0 amq1.t");
+    }
 
     #[test]
     fn highest_copied_offset_per_partition_sets_the_resume_point() {

@@ -6,11 +6,13 @@
 
 mod gateway;
 mod kafka;
+mod query;
 
 use tokio::sync::mpsc;
 
 use crate::convert::SourceRecord;
-use crate::{MirrorEnv, MirrorSpec, Result, ResumePositions, Source};
+use crate::resume::QueryResume;
+use crate::{Error, MirrorEnv, MirrorSpec, Result, ResumePositions, Source};
 
 /// Batches of source records, or the error that ended the stream.
 pub(crate) type Batches = mpsc::Receiver<Result<Vec<SourceRecord>>>;
@@ -68,6 +70,21 @@ impl Connected {
         match self {
             Connected::Gateway(peer) => peer.stream(spec.start, positions).await,
             Connected::Kafka(remote) => remote.stream(spec.start, positions, only),
+        }
+    }
+
+    /// Streams a query source's rows after `resume`.
+    pub(crate) async fn stream_query(
+        self,
+        spec: &MirrorSpec,
+        resume: &QueryResume,
+    ) -> Result<Batches> {
+        match self {
+            Connected::Gateway(peer) => peer.stream_query(resume).await,
+            Connected::Kafka(_) => Err(Error::Spec {
+                name: spec.name.clone(),
+                reason: "a kafka source has no query".into(),
+            }),
         }
     }
 }

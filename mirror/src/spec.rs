@@ -53,8 +53,12 @@ pub struct GatewaySource {
     pub url: String,
     /// Its exposed topic.
     pub topic: String,
-    /// A filter evaluated at the source, e.g. `candidate.magpsf < 19`.
+    /// A filter evaluated at the source, e.g. `candidate.magpsf < 19` (for a query
+    /// source: its `where` over the query's columns).
     pub filter: Option<String>,
+    /// Copy the rows of this declared query instead of a topic (`topic` is then
+    /// `query:<name>`, the prefix of the rows' refs).
+    pub query: Option<QuerySource>,
     /// How to reach `url`: the bearer token bound to it, and the CA and client
     /// certificate for an `https://` URL. Its connect timeout is replaced by the mirror
     /// environment's.
@@ -68,9 +72,26 @@ impl fmt::Debug for GatewaySource {
             .field("url", &self.url)
             .field("topic", &self.topic)
             .field("filter", &self.filter)
+            .field("query", &self.query)
             .field("options", &self.options)
             .finish()
     }
+}
+
+/// A peer gateway's declared database query as a mirror source: its rows, in the
+/// query's order, land in partition 0 of the destination, each naming its row ref in
+/// `am-source` and the source's resume position in `am-resume` (see
+/// [`crate::resume::QueryResume`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct QuerySource {
+    /// The query's name on the source gateway.
+    pub name: String,
+    /// Only rows inside this cone: RA, Dec and radius in degrees.
+    pub cone: Option<[f64; 3]>,
+    /// Only rows whose key is one of these mesh keys.
+    pub ids: Vec<String>,
+    /// After the existing rows, go on with rows inserted later.
+    pub follow: bool,
 }
 
 /// A remote Kafka topic.
@@ -138,6 +159,11 @@ impl fmt::Debug for MirrorEnv {
 }
 
 impl MirrorSpec {
+    /// Whether the source is a peer gateway's database query.
+    pub fn is_query(&self) -> bool {
+        matches!(&self.source, Source::Gateway(g) if g.query.is_some())
+    }
+
     /// The TLS files a gateway source is reached with (a failed mirror watches them).
     pub fn credential_files(&self) -> Vec<std::path::PathBuf> {
         match &self.source {
@@ -172,6 +198,7 @@ mod tests {
             url: "https://lasair:50051".into(),
             topic: "ztf.alerts".into(),
             filter: None,
+            query: None,
             options: alertmesh_client::Options {
                 token: Some(alertmesh_client::Token::new("s3cret.jwt.value").unwrap()),
                 ..Default::default()

@@ -141,10 +141,29 @@ pub(super) fn read(
         };
         let mut src = r.table(&mut t, &at, "source", true);
         let sat = format!("{at}.source");
-        let topic = r.string(&mut src, &sat, "topic", None);
-        if let Some(Err(e)) = topic.as_deref().map(check_topic) {
+        let query = super::mirror_query::read(r, &mut src, &sat);
+        let topic = match &query {
+            Some(q) => {
+                if src.remove("topic").is_some() {
+                    r.error(
+                        &format!("{sat}.topic"),
+                        "a query source has no topic; set either topic or query",
+                    );
+                }
+                Some(format!("query:{}", q.name))
+            }
+            None => r.string(&mut src, &sat, "topic", None),
+        };
+        let topic_checked = if query.is_some() {
+            None
+        } else {
+            topic.as_deref()
+        };
+        if let Some(Err(e)) = topic_checked.map(check_topic) {
             r.error(&format!("{sat}.topic"), &e.to_string());
         }
+        let query_where = super::mirror_query::read_where(r, &mut src, &sat, query.is_some());
+        let topic_filter_ok = query.is_none();
         let gateway = r
             .string(&mut src, &sat, "gateway", Some(String::new()))
             .filter(|s| !s.is_empty());
@@ -159,6 +178,13 @@ pub(super) fn read(
         if let Some(Err(e)) = filter.as_deref().map(alertmesh_alert::Predicate::parse) {
             r.error(&format!("{sat}.filter"), &e.to_string());
         }
+        if filter.is_some() && !topic_filter_ok {
+            r.error(
+                &format!("{sat}.filter"),
+                "a query source filters with where (over the query's columns)",
+            );
+        }
+        let filter = if query.is_some() { query_where } else { filter };
         let token_file = path(
             base,
             r.string(&mut src, &sat, "token_file", Some(String::new())),
@@ -206,11 +232,18 @@ pub(super) fn read(
                         url,
                         topic,
                         filter,
+                        query: query.clone(),
                         options: Default::default(),
                     })
                 })
             }
             (None, Some(bootstrap)) => {
+                if query.is_some() {
+                    r.error(
+                        &format!("{sat}.query"),
+                        "a query is read from a peer gateway: set gateway, not kafka",
+                    );
+                }
                 let namespace = r.string(&mut src, &sat, "namespace", None);
                 if let (Some(ns), Some(reg)) = (&namespace, registry) {
                     if reg.namespace(ns).is_none() {

@@ -63,7 +63,8 @@ pub struct QueryConfig {
     pub namespace: String,
     /// The objectId column.
     pub key: String,
-    /// A unique integer column that orders the rows; resumption continues after its value.
+    /// A unique column that orders the rows (integer, text, timestamp, date, numeric or
+    /// uuid); resumption continues after its value.
     pub order: String,
     /// Right ascension and declination columns (degrees) for cone searches.
     pub ra: Option<String>,

@@ -17,7 +17,7 @@ use tokio::sync::OnceCell;
 
 use super::pool::Pool;
 use super::sql::{Kind, Param, Statement};
-use super::{row, Declared, Described, Queries};
+use super::{row, Declared, Described, OrderValue, Queries};
 use crate::config::{quote_identifier, ArchiveConfig, Config, QueryConfig, QuerySource};
 use crate::error::{Error, Result};
 
@@ -183,10 +183,10 @@ impl Declared {
         r: &tokio_postgres::Row,
         d: &Described,
         json: bool,
-    ) -> Result<(i64, v1::Alert, usize)> {
+    ) -> Result<(OrderValue, v1::Alert, usize)> {
         let Some(a) = &self.archive else {
             let c = row::convert(r, &d.shape, d.order, d.key)?;
-            let (order, size) = (c.order, c.json.len());
+            let (order, size) = (c.order.clone(), c.json.len());
             let q = &self.config;
             return Ok((
                 order,
@@ -195,6 +195,7 @@ impl Declared {
             ));
         };
         let (order, mut alert) = a.alert(r, d)?;
+        let order = OrderValue::Int(order);
         if json {
             a.to_json(&mut alert);
         }

@@ -6,6 +6,7 @@
 use alertmesh_alert::filter::{Cone, Expr, Literal, Op};
 use tokio_postgres::types::ToSql;
 
+use super::OrderValue;
 use crate::config::{quote_identifier, QueryConfig, QuerySource};
 use crate::error::{Error, Result};
 
@@ -73,6 +74,19 @@ impl Param {
             Param::Texts(v) => v,
         }
     }
+
+    /// Its PostgreSQL type (every parameter is cast to it in the statement's text).
+    pub(crate) fn sql_type(&self) -> tokio_postgres::types::Type {
+        use tokio_postgres::types::Type;
+        match self {
+            Param::Int(_) => Type::INT8,
+            Param::Float(_) => Type::FLOAT8,
+            Param::Text(_) => Type::TEXT,
+            Param::Bool(_) => Type::BOOL,
+            Param::Ints(_) => Type::INT8_ARRAY,
+            Param::Texts(_) => Type::TEXT_ARRAY,
+        }
+    }
 }
 
 /// A query's columns as PostgreSQL reports them: the shape of every statement on it.
@@ -137,20 +151,60 @@ fn select_list(shape: &Shape) -> String {
         .join(", ")
 }
 
+/// The type name an order column of type `ty` is cast back to from its text form; `None`
+/// for a type that cannot order a query. From this fixed list, never from the database.
+pub(crate) fn order_type(ty: &tokio_postgres::types::Type) -> Option<&'static str> {
+    use tokio_postgres::types::Type;
+    Some(match *ty {
+        Type::TEXT => "text",
+        Type::VARCHAR => "varchar",
+        Type::TIMESTAMP => "timestamp",
+        Type::TIMESTAMPTZ => "timestamptz",
+        Type::DATE => "date",
+        Type::NUMERIC => "numeric",
+        Type::UUID => "uuid",
+        _ => return None,
+    })
+}
+
+/// The order column as a reference to the source's column: qualified, so `ORDER BY`
+/// never means the select list's text form of it (`"ts"::text` is an output column named
+/// `ts` too, and a bare name in `ORDER BY` is an output column first).
+fn order_column(q: &QueryConfig) -> String {
+    let relation = match &q.source {
+        QuerySource::Table(parts) => parts.last().map_or(String::new(), |p| quote_identifier(p)),
+        QuerySource::Select(_) => "\"_alertmesh_q\"".to_owned(),
+    };
+    format!("{relation}.{}", quote_identifier(&q.order))
+}
+
+/// `value` as a parameter compared with the order column of type `order_type`.
+fn order_param(b: &mut Builder, order_type: Option<&'static str>, value: &OrderValue) -> String {
+    match (value, order_type) {
+        (OrderValue::Int(i), _) => format!("{}::int8", b.param(Param::Int(*i))),
+        (OrderValue::Text(t), ty) => format!(
+            "{}::text::{}",
+            b.param(Param::Text(t.clone())),
+            ty.unwrap_or("text")
+        ),
+    }
+}
+
 /// Rows of `q` matching `sel` with order value after `after`, in order, at most `limit`.
 pub(crate) fn rows(
     q: &QueryConfig,
     shape: &Shape,
     sel: &Selection<'_>,
-    after: Option<i64>,
+    order_type: Option<&'static str>,
+    after: Option<&OrderValue>,
     limit: i64,
 ) -> Result<Statement> {
     let mut b = Builder::default();
-    let order = quote_identifier(&q.order);
+    let order = order_column(q);
     let mut conds = Vec::new();
     if let Some(after) = after {
-        let p = b.param(Param::Int(after));
-        conds.push(format!("{order} > {p}::int8"));
+        let p = order_param(&mut b, order_type, after);
+        conds.push(format!("{order} > {p}"));
     }
     if let Some(expr) = sel.filter {
         conds.push(b.expr(q, shape, expr)?);
@@ -175,15 +229,22 @@ pub(crate) fn rows(
 }
 
 /// The one row of `q` whose order value is `value`.
-pub(crate) fn one(q: &QueryConfig, shape: &Shape, value: i64) -> Statement {
+pub(crate) fn one(
+    q: &QueryConfig,
+    shape: &Shape,
+    order_type: Option<&'static str>,
+    value: &OrderValue,
+) -> Statement {
+    let mut b = Builder::default();
+    let p = order_param(&mut b, order_type, value);
     Statement {
         sql: format!(
-            "SELECT {} FROM {} WHERE {} = $1::int8",
+            "SELECT {} FROM {} WHERE {} = {p}",
             select_list(shape),
             source(q),
-            quote_identifier(&q.order)
+            order_column(q)
         ),
-        params: vec![Param::Int(value)],
+        params: b.params,
     }
 }
 
@@ -399,7 +460,7 @@ mod tests {
             ids: Some(vec!["a'b".into()]),
             ..Selection::default()
         };
-        let s = rows(&q, &shape, &sel, Some(5), 100).unwrap();
+        let s = rows(&q, &shape, &sel, None, Some(&OrderValue::Int(5)), 100).unwrap();
         assert!(!s.sql.contains("DROP"), "{}", s.sql);
         assert!(!s.sql.contains("a'b"), "{}", s.sql);
         assert_eq!(
@@ -418,7 +479,8 @@ mod tests {
             s.sql
         );
         assert!(
-            s.sql.ends_with("ORDER BY \"id\" LIMIT $5::int8"),
+            s.sql
+                .ends_with("ORDER BY \"objects\".\"id\" LIMIT $5::int8"),
             "{}",
             s.sql
         );
@@ -444,7 +506,9 @@ mod tests {
                 filter: Some(p.expr()),
                 ..Selection::default()
             };
-            let e = rows(&q, &shape, &sel, None, 1).unwrap_err().to_string();
+            let e = rows(&q, &shape, &sel, None, None, 1)
+                .unwrap_err()
+                .to_string();
             assert!(e.contains(want), "{text}: {e}");
         }
     }
@@ -461,6 +525,7 @@ mod tests {
             &shape,
             &sel(Cone::new(359.9, 0.0, 0.5).unwrap()),
             None,
+            None,
             1,
         )
         .unwrap();
@@ -474,6 +539,7 @@ mod tests {
             &shape,
             &sel(Cone::new(10.0, 89.8, 0.5).unwrap()),
             None,
+            None,
             1,
         )
         .unwrap();
@@ -484,10 +550,40 @@ mod tests {
             &shape,
             &sel(Cone::new(10.0, 60.0, 1.0).unwrap()),
             None,
+            None,
             1,
         )
         .unwrap();
         // At dec 60 the RA half-width is about twice the radius.
         assert!(matches!(plain.params[2], Param::Float(a) if (a - 8.0).abs() < 0.01));
+    }
+
+    #[test]
+    fn a_timestamp_order_value_is_cast_back_and_ordered_by_the_column() {
+        let (q, shape) = query();
+        let after = OrderValue::Text("2026-12-01 10:00:00.5+00".into());
+        let s = rows(
+            &q,
+            &shape,
+            &Selection::default(),
+            Some("timestamptz"),
+            Some(&after),
+            10,
+        )
+        .unwrap();
+        assert!(
+            s.sql
+                .contains("WHERE \"objects\".\"id\" > $1::text::timestamptz"),
+            "{}",
+            s.sql
+        );
+        assert_eq!(s.params[0], Param::Text("2026-12-01 10:00:00.5+00".into()));
+        let one = one(&q, &shape, Some("timestamptz"), &after);
+        assert!(
+            one.sql
+                .ends_with("WHERE \"objects\".\"id\" = $1::text::timestamptz"),
+            "{}",
+            one.sql
+        );
     }
 }

@@ -10,9 +10,14 @@ use tokio_util::sync::CancellationToken;
 
 use super::sql::{self, Selection, Shape, Statement};
 use super::token::Binding;
-use super::{Declared, Described};
+use super::{row, Declared, Described, OrderValue};
 use crate::config::QueryConfig;
 use crate::error::Result;
+use tokio_postgres::Row;
+
+/// Bounds of one statement's rows, which the gateway holds while it sends them as batches.
+const STATEMENT_ROWS: usize = 10_000;
+const STATEMENT_BYTES: usize = 4 << 20;
 
 /// What a checked request asks for.
 #[derive(Debug)]
@@ -22,13 +27,18 @@ pub(crate) struct Plan {
     pub(crate) cone: Option<Cone>,
     pub(crate) ids: Option<Vec<String>>,
     /// Order value of the last row already delivered.
-    pub(crate) after: Option<i64>,
+    pub(crate) after: Option<OrderValue>,
+    /// The order column's type when not an integer.
+    pub(crate) order_type: Option<&'static str>,
     pub(crate) limit: Option<u64>,
     /// Rows asked for per statement: shrinks when rows are large, so one batch stays
     /// near `max_batch_bytes`.
     pub(crate) batch: usize,
-    /// The most rows per statement (the request's or the gateway's batch size).
+    /// The most rows per batch (the request's or the gateway's batch size).
     pub(crate) batch_cap: usize,
+    /// Rows asked for per statement: several batches, so that the round trip and the
+    /// statement's start are paid once per several batches, within [`STATEMENT_BYTES`].
+    pub(crate) statement_rows: usize,
     pub(crate) max_batch_bytes: usize,
     pub(crate) follow: bool,
     pub(crate) json: bool,
@@ -38,12 +48,23 @@ pub(crate) struct Plan {
 impl Plan {
     /// The statement for the next `n` rows.
     pub(crate) fn statement(&self, q: &QueryConfig, shape: &Shape, n: i64) -> Result<Statement> {
+        self.statement_after(q, shape, self.after.as_ref(), n)
+    }
+
+    /// The statement for `n` rows after `after`.
+    fn statement_after(
+        &self,
+        q: &QueryConfig,
+        shape: &Shape,
+        after: Option<&OrderValue>,
+        n: i64,
+    ) -> Result<Statement> {
         let sel = Selection {
             filter: self.filter.as_ref().map(Predicate::expr),
             cone: self.cone,
             ids: self.ids.clone(),
         };
-        sql::rows(q, shape, &sel, self.after, n)
+        sql::rows(q, shape, &sel, self.order_type, after, n)
     }
 }
 
@@ -56,20 +77,28 @@ pub(super) async fn run(
 ) {
     let q = &declared.config;
     let mut sent: u64 = 0;
+    // The next statement's rows, read while the previous ones were sent.
+    let mut prefetched: Option<(i64, Result<Vec<Row>>)> = None;
     loop {
-        let want = match plan.limit {
-            Some(l) => (l - sent).min(plan.batch as u64),
-            None => plan.batch as u64,
-        } as i64;
-        let rows = match plan.statement(q, &described.shape, want) {
-            Ok(stmt) => {
-                tokio::select! {
-                    r = declared.run(&stmt) => r,
-                    _ = tx.closed() => return,
-                    _ = cancel.cancelled() => return,
-                }
+        let (want, rows) = match prefetched.take() {
+            Some(p) => p,
+            None => {
+                let want = plan
+                    .limit
+                    .map_or(u64::MAX, |l| l - sent)
+                    .min(plan.statement_rows as u64) as i64;
+                let rows = match plan.statement(q, &described.shape, want) {
+                    Ok(stmt) => {
+                        tokio::select! {
+                            r = declared.run(&stmt) => r,
+                            _ = tx.closed() => return,
+                            _ = cancel.cancelled() => return,
+                        }
+                    }
+                    Err(e) => Err(e),
+                };
+                (want, rows)
             }
-            Err(e) => Err(e),
         };
         let rows = match rows {
             Ok(r) => r,
@@ -79,39 +108,47 @@ pub(super) async fn run(
             }
         };
         let n = rows.len();
-        if n > 0 {
-            let mut bytes = 0;
-            let mut alerts = Vec::with_capacity(n);
-            for r in &rows {
-                match declared.row_alert(&plan.gateway, r, &described, plan.json) {
-                    Ok((order, alert, size)) => {
-                        bytes += size;
-                        plan.after = Some(order);
-                        alerts.push(alert);
-                    }
-                    Err(e) => {
-                        let _ = tx.send(Err(e.into())).await;
-                        return;
-                    }
+        // A full statement: the next one most likely has rows too. It runs on the database
+        // while these rows are converted and sent, so neither side waits for the other.
+        let next_want = plan
+            .limit
+            .map_or(u64::MAX, |l| l.saturating_sub(sent + n as u64))
+            .min(plan.statement_rows as u64) as i64;
+        let next = match rows.last() {
+            Some(last) if n as i64 == want && next_want > 0 => {
+                match row::order_of(last, &described.shape, described.order) {
+                    Ok(Some(after)) => plan
+                        .statement_after(q, &described.shape, Some(&after), next_want)
+                        .ok(),
+                    _ => None,
                 }
             }
-            drop(rows);
+            _ => None,
+        };
+        let fetch_next = async {
+            match &next {
+                Some(stmt) => Some(declared.run(stmt).await),
+                None => None,
+            }
+        };
+        let send = send_rows(&rows, &declared, &described, &mut plan, &tx);
+        let (bytes, next_rows) = tokio::select! {
+            done = async { tokio::join!(send, fetch_next) } => done,
+            _ = tx.closed() => return,
+            _ = cancel.cancelled() => return,
+        };
+        let Some(bytes) = bytes else { return };
+        prefetched = next_rows.map(|r| (next_want, r));
+        drop(rows);
+        if n > 0 {
             sent += n as u64;
-            // Large rows: ask for fewer next time (at least one), keeping memory flat.
+            // Large rows: fewer per batch (at least one) and per statement, keeping
+            // memory flat.
             let per_row = bytes / n + 1;
             plan.batch = plan.batch_cap.min((plan.max_batch_bytes / per_row).max(1));
-            let resume_token = plan
-                .after
-                .map(|a| plan.binding.token(a))
-                .unwrap_or_default();
-            let batch = v1::QueryBatch {
-                alerts,
-                skipped: Vec::new(),
-                resume_token,
-            };
-            if tx.send(Ok(batch)).await.is_err() {
-                return;
-            }
+            plan.statement_rows = STATEMENT_ROWS
+                .min(STATEMENT_BYTES / per_row)
+                .max(plan.batch);
         }
         if plan.limit.is_some_and(|l| sent >= l) {
             return;
@@ -128,4 +165,46 @@ pub(super) async fn run(
             }
         }
     }
+}
+
+/// Converts `rows` and sends them as batches; returns the JSON bytes sent, or `None` when
+/// the stream must end (the client left, or a row could not be converted).
+async fn send_rows(
+    rows: &[Row],
+    declared: &Declared,
+    described: &Described,
+    plan: &mut Plan,
+    tx: &mpsc::Sender<Result<v1::QueryBatch, tonic::Status>>,
+) -> Option<usize> {
+    let mut bytes = 0;
+    for chunk in rows.chunks(plan.batch.max(1)) {
+        let mut alerts = Vec::with_capacity(chunk.len());
+        for r in chunk {
+            match declared.row_alert(&plan.gateway, r, described, plan.json) {
+                Ok((order, alert, size)) => {
+                    bytes += size;
+                    plan.after = Some(order);
+                    alerts.push(alert);
+                }
+                Err(e) => {
+                    let _ = tx.send(Err(e.into())).await;
+                    return None;
+                }
+            }
+        }
+        let resume_token = plan
+            .after
+            .as_ref()
+            .map(|a| plan.binding.token(a))
+            .unwrap_or_default();
+        let batch = v1::QueryBatch {
+            alerts,
+            skipped: Vec::new(),
+            resume_token,
+        };
+        if tx.send(Ok(batch)).await.is_err() {
+            return None;
+        }
+    }
+    Some(bytes)
 }

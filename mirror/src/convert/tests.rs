@@ -27,6 +27,7 @@ fn raw(payload: &[u8]) -> SourceRecord {
         namespace: "ZTF".into(),
         schema: None,
         mesh_key: None,
+        resume: None,
     }
 }
 

@@ -18,7 +18,36 @@ use rdkafka::message::{Headers, Message};
 use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 
 use super::destination_error;
+use crate::resume::QueryResume;
 use crate::{Result, ResumePositions};
+
+/// What recovery looks for in the destination's records.
+pub(crate) trait Observer {
+    /// Takes one record's headers; returns whether it is a copy of this mirror's source.
+    fn observe(&mut self, headers: &rdkafka::message::BorrowedHeaders) -> bool;
+}
+
+impl Observer for ResumePositions {
+    fn observe(&mut self, hs: &rdkafka::message::BorrowedHeaders) -> bool {
+        let mut found = false;
+        for h in hs.iter().filter(|h| h.key == headers::SOURCE) {
+            if let Some(v) = h.value {
+                found |= ResumePositions::observe(self, v);
+            }
+        }
+        found
+    }
+}
+
+impl Observer for QueryResume {
+    fn observe(&mut self, hs: &rdkafka::message::BorrowedHeaders) -> bool {
+        let value = |name: &str| hs.iter().find(|h| h.key == name).and_then(|h| h.value);
+        match value(headers::SOURCE) {
+            Some(source) => QueryResume::observe(self, source, value(headers::RESUME)),
+            None => false,
+        }
+    }
+}
 
 /// Records read first from the end of each partition; most mirrors find their position in
 /// the last record.
@@ -42,8 +71,9 @@ impl Search {
 }
 
 /// Resume positions of the source `prefix` in `topics` (each with `partitions`
-/// partitions; only partition `only` when given, a shared mirror's work unit). Every partition is read at once, in rounds that widen the window of the
-/// partitions still without a record of this source. Blocking: run it on a blocking thread.
+/// partitions; only partition `only` when given, a shared mirror's work unit). Every
+/// partition is read at once, in rounds that widen the window of the partitions still
+/// without a record of this source. Blocking: run it on a blocking thread.
 pub(crate) fn recover(
     config: ClientConfig,
     topics: &[String],
@@ -52,27 +82,43 @@ pub(crate) fn recover(
     prefix: &str,
     timeout: Duration,
 ) -> Result<ResumePositions> {
+    let mut positions = ResumePositions::new(prefix);
+    recover_with(config, topics, partitions, only, timeout, &mut positions)?;
+    Ok(positions)
+}
+
+/// Feeds the tails of `topics` (each with `partitions` partitions, or only partition `only`)
+/// to `observer`, widening
+/// the window of each partition until it finds a copy of the source or the partition's
+/// start. Blocking: run it on a blocking thread.
+pub(crate) fn recover_with<O: Observer>(
+    config: ClientConfig,
+    topics: &[String],
+    partitions: usize,
+    only: Option<i32>,
+    timeout: Duration,
+    positions: &mut O,
+) -> Result<()> {
     let mut config = super::reader_config(config);
     // Reaching the end of a partition should not wait for the broker's long poll.
     config.set("fetch.wait.max.ms", "50");
-    let mut positions = ResumePositions::new(prefix);
     // One consumer per topic: partition EOF events name only the partition.
     for topic in topics {
         let consumer: Consumer = config
             .create_with_context(QuietContext::default())
             .map_err(|e| destination_error(topic, format!("cannot create a consumer: {e}")))?;
-        recover_topic(&consumer, topic, partitions, only, timeout, &mut positions)?;
+        recover_topic(&consumer, topic, partitions, only, timeout, positions)?;
     }
-    Ok(positions)
+    Ok(())
 }
 
-fn recover_topic(
+fn recover_topic<O: Observer>(
     consumer: &Consumer,
     topic: &str,
     partitions: usize,
     only: Option<i32>,
     timeout: Duration,
-    positions: &mut ResumePositions,
+    positions: &mut O,
 ) -> Result<()> {
     let mut todo = Vec::new();
     let all = 0..i32::try_from(partitions).unwrap_or(i32::MAX);
@@ -110,11 +156,11 @@ fn recover_topic(
 
 /// Reads every searched partition from its window's start to its end; returns, per
 /// search, whether a record named the source.
-fn read_round(
+fn read_round<O: Observer>(
     consumer: &Consumer,
     todo: &[Search],
     timeout: Duration,
-    positions: &mut ResumePositions,
+    positions: &mut O,
 ) -> Result<Vec<bool>> {
     let name = todo[0].topic.as_str();
     let fail = |reason: String| destination_error(name, reason);
@@ -159,11 +205,7 @@ fn read_round(
                     continue;
                 };
                 let Some(hs) = m.headers() else { continue };
-                for h in hs.iter().filter(|h| h.key == headers::SOURCE) {
-                    if let Some(v) = h.value {
-                        found[i] |= positions.observe(v);
-                    }
-                }
+                found[i] |= positions.observe(hs);
             }
         }
     }

@@ -11,6 +11,7 @@ use super::copy;
 use crate::convert::Converter;
 use crate::destination::{self, dlq_topic};
 use crate::share::Unit;
+use crate::resume::QueryResume;
 use crate::status::StatusCell;
 use crate::{source, Error, MirrorEnv, MirrorSpec, MirrorState, Result};
 
@@ -89,6 +90,17 @@ async fn prepare(
         s.state = MirrorState::Recovering;
     });
     destination::ensure_topics(env, &destination, info.partitions).await?;
+    if spec.is_query() {
+        let resume = recover_query(env, &destination, &info.prefix).await?;
+        tracing::info!(
+            copied = resume.seq,
+            skip = resume.skip,
+            "recovered the query position from the destination"
+        );
+        status.set_positions(&[(0, i64::try_from(resume.seq).unwrap_or(i64::MAX))]);
+        let batches = connected.stream_query(spec, &resume).await?;
+        return Ok((batches, destination));
+    }
     let (config, topics, prefix, timeout, partitions) = (
         env.kafka.clone(),
         vec![destination.clone(), dlq_topic(&destination)],
@@ -107,4 +119,23 @@ async fn prepare(
     status.set_positions(&positions.positions());
     let batches = connected.stream(spec, &positions, only).await?;
     Ok((batches, destination))
+}
+
+/// Where a query source resumes: the last copy of it in partition 0 of the destination or
+/// its dead-letter topic.
+async fn recover_query(env: &MirrorEnv, destination: &str, prefix: &str) -> Result<QueryResume> {
+    let (config, topics, timeout) = (
+        env.kafka.clone(),
+        vec![destination.to_owned(), dlq_topic(destination)],
+        env.timeout,
+    );
+    let mut resume = QueryResume::new(prefix);
+    let resume = tokio::task::spawn_blocking(move || {
+        destination::recover_with(config, &topics, 1, None, timeout, &mut resume).map(|()| resume)
+    })
+    .await
+    .map_err(|e| {
+        destination::destination_error(destination, format!("recovery task failed: {e}"))
+    })??;
+    Ok(resume)
 }

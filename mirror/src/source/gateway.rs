@@ -17,14 +17,14 @@ use crate::{Error, GatewaySource, MirrorEnv, MirrorSpec, Result, ResumePositions
 /// A connected peer gateway.
 #[derive(Debug)]
 pub(crate) struct Peer {
-    client: Grpc,
-    source: Box<GatewaySource>,
-    name: String,
-    label: String,
+    pub(super) client: Grpc,
+    pub(super) source: Box<GatewaySource>,
+    pub(super) name: String,
+    pub(super) label: String,
     timeout: Duration,
 }
 
-fn failure(label: &str, reason: String) -> Error {
+pub(super) fn failure(label: &str, reason: String) -> Error {
     Error::Source {
         source_name: label.to_owned(),
         reason,
@@ -33,7 +33,7 @@ fn failure(label: &str, reason: String) -> Error {
 
 /// A status from the source gateway: refusals a retry cannot fix (a filter or request it
 /// rejects, a topic it does not have, credentials it does not accept) are permanent.
-fn status_failure(label: &str, context: &str, s: &tonic::Status) -> Error {
+pub(super) fn status_failure(label: &str, context: &str, s: &tonic::Status) -> Error {
     let reason = format!("{context}{}", alertmesh_client::status_line(s));
     match s.code() {
         tonic::Code::InvalidArgument
@@ -86,6 +86,22 @@ pub(crate) async fn connect(
             pb::ListTopicsRequest {},
         )
         .await?;
+    if let Some(query) = &source.query {
+        // The source gateway's catalog lists the queries these credentials may run.
+        if !topics.queries.iter().any(|q| q.name == query.name) {
+            return Err(Error::Refused {
+                source_name: peer.label.clone(),
+                reason: "the gateway does not serve this query (to these credentials)".into(),
+            });
+        }
+        let info = SourceInfo {
+            partitions: 1,
+            prefix: gateway_prefix(&peer.name, &source.topic),
+            default_destination: format!("{}.query.{}", peer.name, query.name),
+            gateway_name: Some(peer.name.clone()),
+        };
+        return Ok((peer, info));
+    }
     let topic = topics
         .topics
         .iter()
@@ -111,7 +127,7 @@ pub(crate) async fn connect(
 
 impl Peer {
     /// One unary call, bounded by the timeout.
-    async fn call<T, R, F, Fut>(&self, f: F, message: T) -> Result<R>
+    pub(super) async fn call<T, R, F, Fut>(&self, f: F, message: T) -> Result<R>
     where
         F: FnOnce(Grpc, tonic::Request<T>) -> Fut,
         Fut: std::future::Future<Output = Result<tonic::Response<R>, tonic::Status>>,
@@ -215,6 +231,7 @@ fn record(alert: pb::Alert, gateway: &str, prefix: &str) -> SourceRecord {
         namespace: alert.namespace,
         schema: Some(alert.schema).filter(|s| !s.is_empty()),
         mesh_key: Some(alert.mesh_key).filter(|k| !k.is_empty()),
+        resume: None,
     }
 }
 

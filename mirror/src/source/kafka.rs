@@ -220,6 +220,7 @@ impl Remote {
                     namespace: self.source.namespace.clone(),
                     schema,
                     mesh_key: None,
+                    resume: None,
                 });
             }
             if !batch.is_empty() && !send(&consumer, &tpl, tx, batch).map_err(fail)? {
