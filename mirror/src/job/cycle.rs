@@ -10,8 +10,8 @@ use tokio_util::sync::CancellationToken;
 use super::copy;
 use crate::convert::Converter;
 use crate::destination::{self, dlq_topic};
-use crate::share::Unit;
 use crate::resume::QueryResume;
+use crate::share::Unit;
 use crate::status::StatusCell;
 use crate::{source, Error, MirrorEnv, MirrorSpec, MirrorState, Result};
 
