@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
 """The demo's check of fink's science filters (run by run.sh at the end of a DEMO_SECONDS
-run, while the mesh is still up): counts what each filter published, then walks the
+run, while the mesh is still up): counts what each filter published, checks fink's copy
+of a query result of lasair's archive (lasair.bright-history), then walks the
 provenance of a classification of an alert near a catalog star with `alertmesh provenance`
 (printed as is) and checks, on the graph the gateway returned, that it reaches back
 through fink's derived records and copy, lasair's copy, to the survey's alert, and names
@@ -25,10 +26,28 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from fink_filters import CLASS, CLASS_ACTIVITY, LCFIT, LCFIT_ACTIVITY, XMATCH, XMATCH_ACTIVITY  # noqa: E402
 
 WAIT_S = 45.0
+# fink's query-sourced mirror (fink.toml): its destination and its `where = "magpsf < 16"`.
+QUERY_COPY = "lasair.bright-history"
+BRIGHT = 16.0
 
 
 def header(alert: Any, name: str) -> str:
     return next(((v or b"").decode() for k, v in alert.headers if k == name), "")
+
+
+def check_query_mirror(gw: Gateway, check: Any) -> None:
+    """fink's copy of a query result (the mirror lasair-bright-history of fink.toml): rows of
+    lasair's archive ztf.history with magpsf < BRIGHT, each an original alert, each once.
+    An archive row's ref is that of the alert archived (lasair's ztf.alerts), and a copy of
+    a query row carries am-resume (where the query goes on after it)."""
+    rows = list(gw.subscribe(QUERY_COPY, start="earliest", end="now"))
+    check(len(rows) > 0, f"{QUERY_COPY}: {len(rows)} records")
+    sources = [header(a, "am-source") for a in rows]
+    check(all(s.startswith("am://lasair/ztf.alerts/") and header(a, "am-resume") for s, a in zip(sources, rows)),
+          f"{QUERY_COPY}: every record was copied from a row of lasair's query ztf.history")
+    check(len(set(sources)) == len(sources), f"{QUERY_COPY}: every row was copied once")
+    faint = [a.record["candidate"]["magpsf"] for a in rows if not a.record["candidate"]["magpsf"] < BRIGHT]
+    check(not faint, f"{QUERY_COPY}: every alert has magpsf < {BRIGHT:g} (fainter: {faint[:3]})")
 
 
 def main() -> int:
@@ -52,6 +71,7 @@ def main() -> int:
         time.sleep(1)
     for t, rs in records.items():
         check(len(rs) > 0, f"{t}: {len(rs)} records")
+    check_query_mirror(gw, check)
     xmatch_by_ref = {a.ref: a for a in records[XMATCH]}
     check(len(near) > 0, f"{CLASS}: {len(near)} near-bright-star classifications")
     if not near:

@@ -8,6 +8,8 @@
 #                served with JWT + mutual TLS              Kafka 19092  gRPC 29052  HTTPS 29462
 #     -> fink    ztf.alerts (mirrored from lasair with a token
 #                and a client certificate lasair issued)   Kafka 19093  gRPC 29053  HTTP 29463
+#                lasair.bright-history: a query result of lasair's archive (ztf.history
+#                where magpsf < 16), mirrored with the same credentials
 #                fink.lcfit, fink.xmatch, fink.class: what fink's science filters
 #                (fink_filters.py, alertmesh.run_filter) derive from its copy
 #
@@ -166,8 +168,10 @@ ca=$work/lasair/keys/mesh-ca.crt
 # For fink's mirror: a token lasair signs for subject fink (lasair trusts its own keys, so
 # no trusted_peers entry is needed) and a client certificate from lasair's mesh CA; they are
 # handed to fink (here: copied into .demo/fink, which fink.toml names). fetch:ztf.* lets a
-# provenance walk at fink read lasair's copies.
-"$am" creds issue --config $demo/lasair.toml --sub fink --scope 'subscribe:ztf.*' --scope 'fetch:ztf.*' --aud lasair --ttl 12h \
+# provenance walk at fink read lasair's copies; query:ztf.* lets fink's query-sourced mirror
+# read lasair's archive (the query ztf.history).
+"$am" creds issue --config $demo/lasair.toml --sub fink --scope 'subscribe:ztf.*' --scope 'fetch:ztf.*' \
+  --scope 'query:ztf.*' --aud lasair --ttl 12h \
   >"$work/fink/lasair.jwt" 2>>"$work/creds.log"
 "$am" creds cert --config $demo/lasair.toml --name fink 2>>"$work/creds.log"
 install -m 600 "$work/lasair/keys/mesh-ca/fink.key" "$work/fink/fink.key"
@@ -220,6 +224,8 @@ Subscribe from Python (pip install ./clients/python):
     from alertmesh import Gateway
     gw = Gateway("http://127.0.0.1:29053")                  # fink: open
     next(iter(gw.subscribe("ztf.alerts"))).record["objectId"]
+  fink's copy of a query result of lasair's archive (ztf.history where magpsf < 16):
+    [a.record["candidate"]["magpsf"] for a in gw.subscribe("lasair.bright-history", start="earliest", end="now")]
 
   lasair's filtered topic needs alice's token and client certificate:
     gw = Gateway("https://127.0.0.1:29052", token=".demo/alice.jwt", ca=".demo/lasair/keys/mesh-ca.crt",
@@ -233,6 +239,7 @@ Subscribe from Python (pip install ./clients/python):
       --token .demo/alice.jwt --ca .demo/lasair/keys/mesh-ca.crt --cert .demo/alice.pem --key .demo/alice.key
   fink's derived records, and the provenance of a classification back to the survey alert:
     $am subscribe --gateway http://127.0.0.1:29053 --topic fink.class --from earliest --until now
+    $am subscribe --gateway http://127.0.0.1:29053 --topic lasair.bright-history --from earliest --until now --omit-cutouts
     $am provenance --gateway http://127.0.0.1:29053 am://fink/fink.class/0/0
 
   metrics: http://127.0.0.1:29461/metrics (survey), https://127.0.0.1:29462/metrics (lasair), http://127.0.0.1:29463/metrics (fink)

@@ -31,6 +31,9 @@ HOPS = [
     ("survey ztf.raw  -> lasair ztf.bright", "lasair", "survey-ztf-bright"),
     ("survey lsst.raw -> lasair lsst.alerts", "lasair", "survey-lsst"),
     ("lasair ztf.alerts -> fink ztf.alerts", "fink", "lasair-ztf"),
+    # A query result: the rows of lasair's archive with magpsf < 16, into
+    # fink's lasair.bright-history.
+    ("lasair query ztf.history -> fink", "fink", "lasair-bright-history"),
 ]
 WIDTH = 80
 METRICS = {

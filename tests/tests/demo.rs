@@ -1,9 +1,11 @@
 //! `make demo` works: `deploy/demo/run.sh` starts the three-institution mesh (survey →
 //! lasair with a filtered topic → fink over JWT + mutual TLS, where fink's science filters
-//! publish derived records), runs for 15 s with `DEMO_SECONDS`, stops everything, every hop
-//! copied alerts, and `alertmesh provenance` of one of fink's classifications, run against
-//! the live mesh, walks back through fink's fit and cross-match, fink's and lasair's copies,
-//! to the survey's alert, naming the catalog row and the three algorithms' versions.
+//! publish derived records, and fink mirrors a query result of lasair's PostgreSQL archive),
+//! runs for 15 s with `DEMO_SECONDS`, stops everything, every hop copied alerts, fink's copy
+//! of the query result holds only the rows its filter selects, each once, and `alertmesh
+//! provenance` of one of fink's classifications, run against the live mesh, walks back
+//! through fink's fit and cross-match, fink's and lasair's copies, to the survey's alert,
+//! naming the catalog row and the three algorithms' versions.
 //!
 //! The demo listens on fixed ports of 127.0.0.1 (below the ephemeral range the other tests'
 //! random ports come from); when one is taken, a developer's demo is probably running, and
@@ -53,7 +55,12 @@ fn check_provenance(derived: &str) -> Result<()> {
         derived.contains("derived: every check holds"),
         "derived_check.py failed:\n{derived}"
     );
-    for topic in ["fink.lcfit", "fink.xmatch", "fink.class"] {
+    for topic in [
+        "fink.lcfit",
+        "fink.xmatch",
+        "fink.class",
+        "lasair.bright-history",
+    ] {
         let line = derived
             .lines()
             .find(|l| l.starts_with(&format!("derived: ok   {topic}: ")))
@@ -64,6 +71,18 @@ fn check_provenance(derived: &str) -> Result<()> {
             .and_then(|n| n.parse().ok())
             .with_context(|| format!("no number in {line:?}"))?;
         ensure!(n > 0, "{topic} is empty: {line}");
+    }
+    // fink's copy of a query result: the rows of lasair's archive its `where` selects,
+    // each once, each pointing at its row.
+    for check in [
+        "every record was copied from a row of lasair's query ztf.history",
+        "every row was copied once",
+        "every alert has magpsf < 16",
+    ] {
+        ensure!(
+            derived.contains(&format!("derived: ok   lasair.bright-history: {check}")),
+            "not checked or failed: {check}\n{derived}"
+        );
     }
     let tree = derived
         .split_once("derived: the provenance of ")
@@ -209,7 +228,12 @@ fn the_demo_mesh_copies_alerts_at_every_hop_and_stops_cleanly() -> Result<()> {
             "a summary line wider than 80 columns:\n{line}"
         );
     }
-    for mirror in ["survey-ztf", "survey-ztf-bright", "lasair-ztf"] {
+    for mirror in [
+        "survey-ztf",
+        "survey-ztf-bright",
+        "lasair-ztf",
+        "lasair-bright-history",
+    ] {
         let n = copied(last, mirror).with_context(|| format!("no count for {mirror}: {last}"))?;
         ensure!(n > 0, "{mirror} copied nothing: {last}");
     }
