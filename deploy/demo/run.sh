@@ -237,9 +237,10 @@ Subscribe from Python (pip install ./clients/python):
   or the CLI: $am subscribe --gateway http://127.0.0.1:29053 --topic ztf.alerts --omit-cutouts
     $am query ztf.history --where 'magpsf < 18' --limit 5 --gateway https://127.0.0.1:29052 \
       --token .demo/alice.jwt --ca .demo/lasair/keys/mesh-ca.crt --cert .demo/alice.pem --key .demo/alice.key
+  fink's copy of the archive's rows with magpsf < 16 (a query-sourced mirror):
+    $am subscribe --gateway http://127.0.0.1:29053 --topic lasair.bright-history --from earliest --until now --omit-cutouts
   fink's derived records, and the provenance of a classification back to the survey alert:
     $am subscribe --gateway http://127.0.0.1:29053 --topic fink.class --from earliest --until now
-    $am subscribe --gateway http://127.0.0.1:29053 --topic lasair.bright-history --from earliest --until now --omit-cutouts
     $am provenance --gateway http://127.0.0.1:29053 am://fink/fink.class/0/0
 
   metrics: http://127.0.0.1:29461/metrics (survey), https://127.0.0.1:29462/metrics (lasair), http://127.0.0.1:29463/metrics (fink)
