@@ -642,35 +642,46 @@ async fn a_record_published_on_the_third_gateway_survives_kill_9_and_resolves_ac
         "{retry:?} vs {landed}"
     );
 
-    // ampel killed -9 right after the publish is sent (written or not): the retry after
-    // the restart leaves exactly one record with that id, the one it answers.
-    let mut c = m.ampel().client(Some(&bot), Some(&bot_token)).await?;
-    let req = publish("e2e/3");
-    let inflight = tokio::spawn(async move { c.publish(req).await });
-    tokio::time::sleep(Duration::from_millis(5)).await;
-    m.gateways[2].gateway.kill();
-    let answered = inflight.await?;
-    m.gateways[2].gateway.start_again().await?;
-    let mut c = m.ampel().client(Some(&bot), Some(&bot_token)).await?;
-    let retry = c.publish(publish("e2e/3")).await?.into_inner().results;
-    let third = published_with(&m.ampel_broker, "e2e/3").await?;
-    ensure!(third.len() == 1, "{third:?}");
-    let third_ref = format!("am://ampel/{PUBLISHED}/0/{}", third[0].0);
-    ensure!(retry.len() == 1 && retry[0].r#ref == third_ref, "{retry:?}");
-    eprintln!(
-        "killed right after sending: answered {}, retry duplicate {}",
-        answered.is_ok(),
-        retry[0].duplicate
-    );
-    if let Ok(a) = answered {
-        ensure!(a.into_inner().results[0].r#ref == third_ref);
+    // ampel killed -9 at several moments after a publish is sent (before, while or after
+    // it is written, the answer never read): the retry after the restart leaves exactly
+    // one record with that id, the one it answers.
+    let delays = [5u64, 20, 60];
+    for delay_ms in delays {
+        let id = format!("e2e/3/{delay_ms}");
+        let mut c = m.ampel().client(Some(&bot), Some(&bot_token)).await?;
+        let req = publish(&id);
+        let inflight = tokio::spawn(async move { c.publish(req).await });
+        tokio::time::sleep(Duration::from_millis(delay_ms)).await;
+        m.gateways[2].gateway.kill();
+        let answered = inflight.await?;
+        m.gateways[2].gateway.start_again().await?;
+        // Read after the restart: a produce request still on its way to the broker when
+        // the gateway died has landed by then.
+        let before = published_with(&m.ampel_broker, &id).await?.len();
+        let mut c = m.ampel().client(Some(&bot), Some(&bot_token)).await?;
+        let retry = c.publish(publish(&id)).await?.into_inner().results;
+        let found = published_with(&m.ampel_broker, &id).await?;
+        ensure!(found.len() == 1, "{id}: {found:?}");
+        let written = format!("am://ampel/{PUBLISHED}/0/{}", found[0].0);
+        ensure!(
+            retry.len() == 1 && retry[0].r#ref == written && retry[0].duplicate == (before == 1),
+            "{id}: {retry:?}, {before} written before the retry"
+        );
+        eprintln!(
+            "killed {delay_ms} ms after sending: answered {}, {before} written before the retry",
+            answered.is_ok()
+        );
+        if let Ok(a) = answered {
+            ensure!(a.into_inner().results[0].r#ref == written, "{id}");
+        }
     }
-    // The first record too, retried after two restarts.
+    // The first record too, retried after all those restarts.
+    let mut c = m.ampel().client(Some(&bot), Some(&bot_token)).await?;
     let old = c.publish(publish("e2e/1")).await?.into_inner().results;
     ensure!(old[0].duplicate && old[0].r#ref == root, "{old:?}");
     let all = dump(&m.ampel_broker, PUBLISHED).await?;
     ensure!(
-        all.len() == 3,
+        all.len() == 2 + delays.len(),
         "{} records in {PUBLISHED}: {all:?}",
         all.len()
     );
