@@ -2,6 +2,8 @@
 //! `lasair` (a Kafka-source mirror) → `fink` (mirrors lasair) → `ampel` (mirrors fink),
 //! and derived records on ampel, computed from its copy, a catalog row and a ref on a
 //! gateway no one reaches. Each gateway asks the next with its own peer credentials.
+//! A derived record published through ampel's Publish RPC, retried with its publish id
+//! across kill -9s of ampel, resolves back to lasair, and with fink killed still answers.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
