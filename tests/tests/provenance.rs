@@ -2,6 +2,8 @@
 //! `lasair` (a Kafka-source mirror) → `fink` (mirrors lasair) → `ampel` (mirrors fink),
 //! and derived records on ampel, computed from its copy, a catalog row and a ref on a
 //! gateway no one reaches. Each gateway asks the next with its own peer credentials.
+//! A derived record published through ampel's Publish RPC, retried with its publish id
+//! across kill -9s of ampel, resolves back to lasair, and with fink killed still answers.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -23,6 +25,8 @@ const ALERTS: &str = "ztf.alerts";
 const AT_FINK: &str = "lasair.ztf.alerts";
 const AT_AMPEL: &str = "fink.lasair.ztf.alerts";
 const CLASS: &str = "ampel.class";
+/// Publishable (`publish = true`) on ampel: derived records written through Publish.
+const PUBLISHED: &str = "ampel.published";
 
 /// Offsets and headers of every record of partition 0 of `topic`.
 async fn dump(broker: &Broker, topic: &str) -> Result<Vec<(i64, HashMap<String, String>)>> {
@@ -202,6 +206,7 @@ async fn mesh() -> Result<Mesh> {
 
     let ampel_broker = Broker::start("ampel").await?;
     ampel_broker.create_topic(CLASS, 1).await?;
+    ampel_broker.create_topic(PUBLISHED, 1).await?;
     let token = dir.join("ampel.jwt");
     std::fs::write(
         &token,
@@ -210,7 +215,8 @@ async fn mesh() -> Result<Mesh> {
     )?;
     let cert = pki.client("ampel")?;
     let class_topic = format!(
-        "[[topics]]\nname = {CLASS:?}\nnamespace = \"ZTF\"\nformat = \"json\"\npublic = false\n"
+        "[[topics]]\nname = {CLASS:?}\nnamespace = \"ZTF\"\nformat = \"json\"\npublic = false\n\n\
+         [[topics]]\nname = {PUBLISHED:?}\nnamespace = \"ZTF\"\nformat = \"json\"\npublish = true\n"
     );
     let ampel = Secure::start(
         &pki,
@@ -532,5 +538,248 @@ fn read_with_python_prov(json: &str, entities: usize) -> Result<()> {
     );
     let n: usize = String::from_utf8(out.stdout)?.trim().parse()?;
     ensure!(n == entities, "prov read {n} entities, want {entities}");
+    Ok(())
+}
+
+/// Records of ampel's publishable topic in Kafka carrying `publish_id`: `(offset, headers)`.
+async fn published_with(
+    broker: &Broker,
+    publish_id: &str,
+) -> Result<Vec<(i64, HashMap<String, String>)>> {
+    let mut all = dump(broker, PUBLISHED).await?;
+    all.retain(|(_, h)| h.get("am-publish-id").map(String::as_str) == Some(publish_id));
+    Ok(all)
+}
+
+/// A classification of `copy` as a broker publishes it on ampel.
+fn classification(copy: &str, publish_id: &str) -> v1::PublishRecord {
+    v1::PublishRecord {
+        key: "ZTF:ZTF18aabcdef".into(),
+        payload: br#"{"class":"SN Ia","p":0.93}"#.to_vec().into(),
+        derived_from: vec![copy.to_owned()],
+        activity: Some(v1::Activity {
+            name: "classify".into(),
+            version: "2.1.0".into(),
+            parameters_json: r#"{"model":"rf","threshold":0.9}"#.into(),
+        }),
+        used: vec!["catalog:gaia-dr3/4295806720".into()],
+        publish_id: publish_id.to_owned(),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_record_published_on_the_third_gateway_survives_kill_9_and_resolves_across_three(
+) -> Result<()> {
+    let mut m = mesh().await?;
+    let at_ampel = settle(&m.ampel_broker, AT_AMPEL, 3).await?;
+    let (offset, headers) = &at_ampel[1];
+    let copy = format!("am://ampel/{AT_AMPEL}/0/{offset}");
+    let at_fink = headers.get("am-source").context("am-source")?.clone();
+    ensure!(
+        at_fink.starts_with(&format!("am://fink/{AT_FINK}/0/")),
+        "{at_fink}"
+    );
+    let origin = headers.get("am-origin").context("am-origin")?.clone();
+    ensure!(
+        origin.starts_with(&format!("am://lasair/{ALERTS}/0/")),
+        "{origin}"
+    );
+
+    // A broker on ampel: its own certificate, a token to publish and to read.
+    let bot_token = m
+        .ampel()
+        .issue("ampel-bot", &["publish:ampel.*", "fetch:*"], "1h")
+        .await?;
+    let bot = m.pki.client("ampel-bot")?;
+    let publish = |id: &str| v1::PublishRequest {
+        topic: PUBLISHED.into(),
+        records: vec![classification(&copy, id)],
+    };
+
+    // Published, then retried with the same id: the same ref, nothing new in Kafka.
+    let mut c = m.ampel().client(Some(&bot), Some(&bot_token)).await?;
+    let first = c.publish(publish("e2e/1")).await?.into_inner().results;
+    ensure!(first.len() == 1 && !first[0].duplicate, "{first:?}");
+    let root = first[0].r#ref.clone();
+    ensure!(root == format!("am://ampel/{PUBLISHED}/0/0"), "{root}");
+    let again = c.publish(publish("e2e/1")).await?.into_inner().results;
+    ensure!(
+        again.len() == 1 && again[0].duplicate && again[0].r#ref == root,
+        "{again:?}"
+    );
+    let written = published_with(&m.ampel_broker, "e2e/1").await?;
+    ensure!(written.len() == 1, "{written:?}");
+    let (_, h) = &written[0];
+    ensure!(h.get("am-derived-from") == Some(&copy), "{h:?}");
+    ensure!(h.get("am-origin").is_none(), "{h:?}");
+    ensure!(
+        h.get("am-agent").map(String::as_str) == Some(r#"{"sub":"ampel-bot","iss":"ampel"}"#),
+        "{h:?}"
+    );
+    ensure!(dump(&m.ampel_broker, PUBLISHED).await?.len() == 1);
+
+    // ampel killed -9 once the record is in Kafka, whether or not the answer reached
+    // the publisher: the restarted gateway answers the retry with that record.
+    let mut c = m.ampel().client(Some(&bot), Some(&bot_token)).await?;
+    let req = publish("e2e/2");
+    let inflight = tokio::spawn(async move { c.publish(req).await });
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let landed = loop {
+        let found = published_with(&m.ampel_broker, "e2e/2").await?;
+        if !found.is_empty() {
+            break found;
+        }
+        ensure!(Instant::now() < deadline, "e2e/2 never reached Kafka");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    m.gateways[2].gateway.kill();
+    let _ = inflight.await;
+    ensure!(landed.len() == 1, "{landed:?}");
+    let landed = format!("am://ampel/{PUBLISHED}/0/{}", landed[0].0);
+    m.gateways[2].gateway.start_again().await?;
+    let mut c = m.ampel().client(Some(&bot), Some(&bot_token)).await?;
+    let retry = c.publish(publish("e2e/2")).await?.into_inner().results;
+    ensure!(
+        retry.len() == 1 && retry[0].duplicate && retry[0].r#ref == landed,
+        "{retry:?} vs {landed}"
+    );
+
+    // ampel killed -9 at several moments after a publish is sent (before, while or after
+    // it is written, the answer never read): the retry after the restart leaves exactly
+    // one record with that id, the one it answers.
+    let delays = [5u64, 20, 60];
+    for delay_ms in delays {
+        let id = format!("e2e/3/{delay_ms}");
+        let mut c = m.ampel().client(Some(&bot), Some(&bot_token)).await?;
+        let req = publish(&id);
+        let inflight = tokio::spawn(async move { c.publish(req).await });
+        tokio::time::sleep(Duration::from_millis(delay_ms)).await;
+        m.gateways[2].gateway.kill();
+        let answered = inflight.await?;
+        m.gateways[2].gateway.start_again().await?;
+        // Read after the restart: a produce request still on its way to the broker when
+        // the gateway died has landed by then.
+        let before = published_with(&m.ampel_broker, &id).await?.len();
+        let mut c = m.ampel().client(Some(&bot), Some(&bot_token)).await?;
+        let retry = c.publish(publish(&id)).await?.into_inner().results;
+        let found = published_with(&m.ampel_broker, &id).await?;
+        ensure!(found.len() == 1, "{id}: {found:?}");
+        let written = format!("am://ampel/{PUBLISHED}/0/{}", found[0].0);
+        ensure!(
+            retry.len() == 1 && retry[0].r#ref == written && retry[0].duplicate == (before == 1),
+            "{id}: {retry:?}, {before} written before the retry"
+        );
+        eprintln!(
+            "killed {delay_ms} ms after sending: answered {}, {before} written before the retry",
+            answered.is_ok()
+        );
+        if let Ok(a) = answered {
+            ensure!(a.into_inner().results[0].r#ref == written, "{id}");
+        }
+    }
+    // The first record too, retried after all those restarts.
+    let mut c = m.ampel().client(Some(&bot), Some(&bot_token)).await?;
+    let old = c.publish(publish("e2e/1")).await?.into_inner().results;
+    ensure!(old[0].duplicate && old[0].r#ref == root, "{old:?}");
+    let all = dump(&m.ampel_broker, PUBLISHED).await?;
+    ensure!(
+        all.len() == 2 + delays.len(),
+        "{} records in {PUBLISHED}: {all:?}",
+        all.len()
+    );
+
+    // Provenance from ampel of the published record: ampel's copy, fink's copy, lasair's
+    // record where the alert entered the mesh, with the activity, agent and catalog row.
+    let walk = |c: &mut alertmesh_tests::auth::Client, r: String| {
+        let req = v1::ProvenanceRequest {
+            r#ref: r,
+            max_depth: None,
+            timeout_ms: 30_000,
+        };
+        let mut c = c.clone();
+        async move { anyhow::Ok(c.provenance(req).await?.into_inner()) }
+    };
+    let g = walk(&mut c, root.clone()).await?;
+    let d = entity(&g, &root)?;
+    ensure!(
+        d.kind == "derived" && d.resolved && d.resolved_by == "ampel" && d.origin == root,
+        "{d:?}"
+    );
+    ensure!(d.key == "ZTF:ZTF18aabcdef", "{d:?}");
+    let e = entity(&g, &copy)?;
+    ensure!(
+        e.kind == "copy" && e.resolved && e.resolved_by == "ampel" && e.origin == origin,
+        "{e:?}"
+    );
+    let f = entity(&g, &at_fink)?;
+    ensure!(
+        f.kind == "copy" && f.resolved && f.resolved_by == "fink",
+        "{f:?}"
+    );
+    let l = entity(&g, &origin)?;
+    ensure!(
+        l.resolved && l.resolved_by == "lasair" && l.origin == origin,
+        "{l:?}"
+    );
+    ensure!(has_edge(&g, "derived_from", &root, &copy), "{g:?}");
+    ensure!(has_edge(&g, "copied_from", &copy, &at_fink), "{g:?}");
+    ensure!(has_edge(&g, "copied_from", &at_fink, &origin), "{g:?}");
+    let act = format!("{root}#activity");
+    ensure!(has_edge(&g, "generated_by", &root, &act), "{g:?}");
+    ensure!(g.activities.len() == 1, "{:?}", g.activities);
+    let a = &g.activities[0];
+    ensure!(
+        a.id == act && a.name == "classify" && a.version == "2.1.0",
+        "{a:?}"
+    );
+    let params: serde_json::Value = serde_json::from_str(&a.parameters)?;
+    ensure!(
+        params == serde_json::json!({"model": "rf", "threshold": 0.9}),
+        "{params}"
+    );
+    ensure!(
+        g.used
+            .iter()
+            .map(|u| u.id.as_str())
+            .eq(["catalog:gaia-dr3/4295806720"]),
+        "{:?}",
+        g.used
+    );
+    ensure!(has_edge(&g, "used", &act, "catalog:gaia-dr3/4295806720"));
+    ensure!(has_edge(&g, "used", &act, &copy));
+    let agent = g
+        .agents
+        .iter()
+        .find(|x| x.id == "ampel-bot@ampel")
+        .with_context(|| format!("no publisher agent in {:?}", g.agents))?;
+    ensure!(
+        agent.subject == "ampel-bot" && agent.issuer == "ampel",
+        "{agent:?}"
+    );
+    ensure!(has_edge(&g, "associated_with", &act, "ampel-bot@ampel"));
+    ensure!(has_edge(&g, "attributed_to", &root, "ampel-bot@ampel"));
+    ensure!(!g.cycle && !g.depth_limited && !g.timed_out, "{g:?}");
+
+    // fink killed -9: the walk still answers, fink's copy an unresolved node with the
+    // reason. ampel knows no way to lasair but through fink, so lasair's record (named by
+    // the copy's am-origin) is unresolved too, saying why.
+    m.gateways[1].gateway.kill();
+    let g = walk(&mut c, root.clone()).await?;
+    ensure!(entity(&g, &root)?.resolved, "{g:?}");
+    ensure!(entity(&g, &copy)?.resolved, "{g:?}");
+    let f = entity(&g, &at_fink)?;
+    ensure!(
+        !f.resolved
+            && f.unresolved_reason
+                .starts_with("gateway fink: cannot connect"),
+        "{f:?}"
+    );
+    let l = entity(&g, &origin)?;
+    ensure!(
+        !l.resolved && l.unresolved_reason.contains("is not a peer of ampel"),
+        "{l:?}"
+    );
+    ensure!(has_edge(&g, "primary_source", &copy, &origin), "{g:?}");
+    ensure!(g.activities.len() == 1 && g.used.len() == 1, "{g:?}");
     Ok(())
 }
