@@ -25,8 +25,6 @@ use bytes::{BufMut, Bytes, BytesMut};
 use http_body::Frame;
 use http_body_util::{BodyExt as _, Limited};
 use prost::Message as _;
-use tokio::sync::mpsc;
-use tokio_stream::wrappers::ReceiverStream;
 use tonic::body::Body;
 use tonic::server::NamedService;
 use tonic::{Request, Response, Status};
@@ -34,7 +32,7 @@ use tower::Service;
 
 use super::{GatewayService, MAX_REQUEST_BYTES};
 use crate::auth::{authorize_topic, caller};
-use crate::subscription::Outbound;
+use crate::auth::stream::{guard, Guarded};
 
 const SUBSCRIBE: &str = "/alertmesh.v1.AlertMesh/Subscribe";
 
@@ -43,7 +41,7 @@ const SUBSCRIBE: &str = "/alertmesh.v1.AlertMesh/Subscribe";
 async fn open(
     svc: &GatewayService,
     req: Request<v1::SubscribeRequest>,
-) -> Result<Outbound, Status> {
+) -> Result<Guarded, Status> {
     let who = caller(&req);
     let auth = svc.parts.auth.clone();
     authorize_topic(
@@ -58,16 +56,15 @@ async fn open(
         .subscriptions
         .open(&who.principal, client, req.into_inner())
         .await?;
-    Ok(crate::auth::stream::guard(auth, &who, rx, &svc.parts.tasks))
+    Ok(guard(auth, &who, rx, &svc.parts.tasks))
 }
 
 /// `Subscribe` through tonic's generated service: requests this route does not take.
 pub(super) async fn generated(
     svc: &GatewayService,
     req: Request<v1::SubscribeRequest>,
-) -> Result<Response<ReceiverStream<Result<v1::AlertBatch, Status>>>, Status> {
-    let rx = open(svc, req).await?;
-    Ok(Response::new(ReceiverStream::new(rx)))
+) -> Result<Response<Guarded>, Status> {
+    Ok(Response::new(open(svc, req).await?))
 }
 
 /// The `AlertMesh` service: `Subscribe` on its own route, the rest through tonic.
@@ -176,14 +173,16 @@ async fn read_request(body: Body) -> Result<v1::SubscribeRequest, Status> {
 /// The response body: each batch as a gRPC message made of its prefix and the batch's
 /// runs, then the stream's status in trailers.
 struct BatchBody {
-    rx: mpsc::Receiver<Result<v1::AlertBatch, Status>>,
+    /// Polled only when HTTP/2 has room for more: a client that does not read takes no
+    /// batches out of its subscription's queue (README "Clients that do not read").
+    rx: Guarded,
     /// Pieces of the message being sent.
     pieces: VecDeque<Bytes>,
     done: bool,
 }
 
 impl BatchBody {
-    fn new(rx: mpsc::Receiver<Result<v1::AlertBatch, Status>>) -> Self {
+    fn new(rx: Guarded) -> Self {
         BatchBody {
             rx,
             pieces: VecDeque::new(),
