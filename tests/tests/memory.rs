@@ -367,8 +367,7 @@ async fn a_client_that_pauses_then_reads_on_gets_every_alert_once() -> Result<()
 /// read, ~5 MiB each). Revoking the token still ends such a stream, reader included,
 /// though nothing is read from it; when the client reads at last it gets UNAUTHENTICATED.
 #[tokio::test]
-async fn clients_with_a_token_that_never_read_stay_small_and_revocation_ends_them() -> Result<()>
-{
+async fn clients_with_a_token_that_never_read_stay_small_and_revocation_ends_them() -> Result<()> {
     const N: usize = 20;
     let pki = Pki::new()?;
     let broker = Broker::start("lasair").await?;
@@ -391,10 +390,8 @@ async fn clients_with_a_token_that_never_read_stay_small_and_revocation_ends_the
 
     // One TLS connection of non-reading subscriptions: a tiny stream window, nothing
     // ever released.
-    let mut tls = alertmesh_auth::tls::client_config(
-        &alertmesh_auth::tls::load_certs(&gw.ca)?,
-        None,
-    )?;
+    let mut tls =
+        alertmesh_auth::tls::client_config(&alertmesh_auth::tls::load_certs(&gw.ca)?, None)?;
     tls.alpn_protocols = vec![b"h2".to_vec()];
     let tcp = TcpStream::connect(&addr).await?;
     let name = rustls::pki_types::ServerName::try_from("127.0.0.1")?.to_owned();
@@ -459,10 +456,10 @@ async fn clients_with_a_token_that_never_read_stay_small_and_revocation_ends_the
     eprintln!(
         "{N} non-reading subscribers with a token: {own} Kafka reads started, {} KiB read \
          from Kafka each, gateway RSS {} MiB before, {} MiB parked ({} KiB each)",
-        read as u64 / N as u64 >> 10,
+        (read as u64 / N as u64) >> 10,
         before >> 20,
         rss >> 20,
-        rss.saturating_sub(before) / N as u64 >> 10
+        (rss.saturating_sub(before) / N as u64) >> 10
     );
     assert_eq!(
         own, N as f64,

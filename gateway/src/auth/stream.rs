@@ -135,7 +135,11 @@ async fn check(
             Ok(()) = changes.changed() => {}
             _ = verdict.closed() => return,
         }
-        let over = match inner.lock().unwrap_or_else(PoisonError::into_inner).as_ref() {
+        let over = match inner
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .as_ref()
+        {
             // The subscription has ended (its last items may still be queued): nothing
             // left to stop.
             Some(rx) => rx.is_closed() && rx.is_empty(),

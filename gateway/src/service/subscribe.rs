@@ -31,17 +31,14 @@ use tonic::{Request, Response, Status};
 use tower::Service;
 
 use super::{GatewayService, MAX_REQUEST_BYTES};
-use crate::auth::{authorize_topic, caller};
 use crate::auth::stream::{guard, Guarded};
+use crate::auth::{authorize_topic, caller};
 
 const SUBSCRIBE: &str = "/alertmesh.v1.AlertMesh/Subscribe";
 
 /// Opens the subscription `req` asks for, once its caller may read the topic: the
 /// batches to stream.
-async fn open(
-    svc: &GatewayService,
-    req: Request<v1::SubscribeRequest>,
-) -> Result<Guarded, Status> {
+async fn open(svc: &GatewayService, req: Request<v1::SubscribeRequest>) -> Result<Guarded, Status> {
     let who = caller(&req);
     let auth = svc.parts.auth.clone();
     authorize_topic(
