@@ -170,8 +170,9 @@ async fn read_request(body: Body) -> Result<v1::SubscribeRequest, Status> {
 /// The response body: each batch as a gRPC message made of its prefix and the batch's
 /// runs, then the stream's status in trailers.
 struct BatchBody {
-    /// Polled only when HTTP/2 has room for more: a client that does not read takes no
-    /// batches out of its subscription's queue (README "Clients that do not read").
+    /// Polled only as hyper asks for the next piece (one ahead of the stream's window):
+    /// nothing else takes batches out of the subscription's queue for a client that does
+    /// not read (README "Clients that do not read").
     rx: Guarded,
     /// Pieces of the message being sent.
     pieces: VecDeque<Bytes>,
