@@ -125,7 +125,7 @@ pub(crate) async fn watch_kafka(
 /// Each RPC lives in its own file; this only routes to it.
 #[tonic::async_trait]
 impl v1::alert_mesh_server::AlertMesh for GatewayService {
-    type SubscribeStream = ReceiverStream<Result<v1::AlertBatch, Status>>;
+    type SubscribeStream = crate::auth::stream::Guarded;
 
     async fn subscribe(
         &self,

@@ -4,11 +4,12 @@
 
 use std::time::{Duration, Instant};
 
+use alertmesh_tests::auth::{Pki, Secure, SecureSpec};
 use alertmesh_tests::client::{earliest, request, subscribe_all, until_now};
-use alertmesh_tests::fixtures::ztf_records;
+use alertmesh_tests::fixtures::{now_ms, ztf_records};
 use alertmesh_tests::h2c::grpc_head;
 use alertmesh_tests::process::rss_bytes;
-use alertmesh_tests::{Mesh, WAIT, ZTF_TOPIC};
+use alertmesh_tests::{Broker, Mesh, WAIT, ZTF_TOPIC};
 use anyhow::{bail, Context, Result};
 use bytes::Bytes;
 use prost::Message as _;
@@ -357,5 +358,143 @@ async fn a_client_that_pauses_then_reads_on_gets_every_alert_once() -> Result<()
         produced.insert(p, (total / 3) as i64);
     }
     assert_eq!(next, produced, "alerts lost or repeated across the pause");
+    Ok(())
+}
+
+/// Clients that present a token and never read stay on their small Kafka read and are
+/// parked like those without one: the token's periodic re-check takes no batches out of
+/// their streams (taking them made each look like a reading client and gave it a full
+/// read, ~5 MiB each). Revoking the token still ends such a stream, reader included,
+/// though nothing is read from it; when the client reads at last it gets UNAUTHENTICATED.
+#[tokio::test]
+async fn clients_with_a_token_that_never_read_stay_small_and_revocation_ends_them() -> Result<()> {
+    const N: usize = 20;
+    let pki = Pki::new()?;
+    let broker = Broker::start("lasair").await?;
+    broker.create_topic(ZTF_TOPIC, 3).await?;
+    let base = now_ms() - 3_600_000;
+    for copy in 0..10 {
+        let records = ztf_records(3, base + copy * 100_000, 1)?;
+        broker.produce_all(ZTF_TOPIC, &records).await?;
+    }
+    let spec = SecureSpec::new("lasair", &broker.bootstrap())
+        .topic(ZTF_TOPIC, false)
+        .without_mtls()
+        .extra("[limits]\nunread_pause_ms = 1000\nunread_drop_ms = 600000");
+    let gw = Secure::start(&pki, spec).await?;
+    let ops = pki.client("ops")?;
+    let token = gw.issue("alice", &["subscribe:ztf.*"], "1h").await?;
+    let addr = gw.gateway.grpc_addr();
+    let pid = gw.gateway.pid().context("gateway pid")?;
+    let before = rss_bytes(pid)?;
+
+    // One TLS connection of non-reading subscriptions: a tiny stream window, nothing
+    // ever released.
+    let mut tls =
+        alertmesh_auth::tls::client_config(&alertmesh_auth::tls::load_certs(&gw.ca)?, None)?;
+    tls.alpn_protocols = vec![b"h2".to_vec()];
+    let tcp = TcpStream::connect(&addr).await?;
+    let name = rustls::pki_types::ServerName::try_from("127.0.0.1")?.to_owned();
+    let tls = tokio_rustls::TlsConnector::from(std::sync::Arc::new(tls))
+        .connect(name, tcp)
+        .await?;
+    let (mut send, connection) = h2::client::Builder::new()
+        .initial_window_size(1024)
+        .initial_connection_window_size(1 << 20)
+        .handshake::<_, Bytes>(tls)
+        .await?;
+    tokio::spawn(connection);
+    let mut calls = Vec::new();
+    for _ in 0..N {
+        send = send.ready().await?;
+        let (mut head, body) = subscribe_call(&addr);
+        head.headers_mut().insert(
+            http::header::AUTHORIZATION,
+            format!("Bearer {token}").parse()?,
+        );
+        let (response, mut stream) = send.send_request(head, false)?;
+        stream.send_data(body, true)?;
+        calls.push((response, stream));
+    }
+    let mut opened = Vec::new();
+    for (response, stream) in calls {
+        let response = tokio::time::timeout(WAIT * 3, response)
+            .await
+            .context("a subscription got no answer")??;
+        assert!(
+            !response.headers().contains_key("grpc-status"),
+            "refused: {:?}",
+            response.headers()
+        );
+        opened.push((response, stream));
+    }
+
+    // Every one parked (its stream full for unread_pause_ms, its reader stopped).
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let (mut parked, mut open) = (0.0, 0.0);
+    while Instant::now() < deadline {
+        let m = gw.metrics(&ops).await?;
+        parked = m.value("alertmesh_parked_subscriptions", &[]);
+        open = m.value("alertmesh_open_subscriptions", &[]);
+        if parked == N as f64 && open == N as f64 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    assert_eq!(
+        (parked, open),
+        (N as f64, N as f64),
+        "non-reading subscriptions with a token were not all parked"
+    );
+    // Each stayed on its small read: no batches were taken for it, so it never looked
+    // like a client that drains its stream and never got a full read (which reads
+    // megabytes ahead).
+    let m = gw.metrics(&ops).await?;
+    let own = m.value("alertmesh_kafka_readers_started_total", &[("kind", "own")]);
+    let read = m.value("alertmesh_kafka_bytes_read_total", &[("kind", "own")]);
+    let rss = rss_bytes(pid)?;
+    eprintln!(
+        "{N} non-reading subscribers with a token: {own} Kafka reads started, {} KiB read \
+         from Kafka each, gateway RSS {} MiB before, {} MiB parked ({} KiB each)",
+        (read as u64 / N as u64) >> 10,
+        before >> 20,
+        rss >> 20,
+        (rss.saturating_sub(before) / N as u64) >> 10
+    );
+    assert_eq!(
+        own, N as f64,
+        "{own} Kafka reads for {N} clients with a token that never read: one small read \
+         each expected, a second (full) one means batches were taken for a client that \
+         reads nothing"
+    );
+    // Revoking the token ends them all though none reads: the subscriptions close.
+    let out = gw.creds(&["revoke", "--sub", "alice"]).await?;
+    assert!(
+        out.status.success(),
+        "revoke: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while Instant::now() < deadline {
+        open = gw
+            .metrics(&ops)
+            .await?
+            .value("alertmesh_open_subscriptions", &[]);
+        if open == 0.0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    assert_eq!(open, 0.0, "revocation left non-reading subscriptions open");
+    // Read at last, each ends with UNAUTHENTICATED naming the revocation.
+    for (response, _stream) in opened {
+        let (code, message, bytes) = tokio::time::timeout(WAIT, read_to_status(response))
+            .await
+            .context("a revoked non-reading stream never ended")??;
+        let message = percent_decoded(&message);
+        if code != "16" || !message.contains("revoked") {
+            bail!("revoked non-reader ended with {code} {message:?} after {bytes} bytes");
+        }
+    }
     Ok(())
 }

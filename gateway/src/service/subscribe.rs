@@ -25,25 +25,20 @@ use bytes::{BufMut, Bytes, BytesMut};
 use http_body::Frame;
 use http_body_util::{BodyExt as _, Limited};
 use prost::Message as _;
-use tokio::sync::mpsc;
-use tokio_stream::wrappers::ReceiverStream;
 use tonic::body::Body;
 use tonic::server::NamedService;
 use tonic::{Request, Response, Status};
 use tower::Service;
 
 use super::{GatewayService, MAX_REQUEST_BYTES};
+use crate::auth::stream::{guard, Guarded};
 use crate::auth::{authorize_topic, caller};
-use crate::subscription::Outbound;
 
 const SUBSCRIBE: &str = "/alertmesh.v1.AlertMesh/Subscribe";
 
 /// Opens the subscription `req` asks for, once its caller may read the topic: the
 /// batches to stream.
-async fn open(
-    svc: &GatewayService,
-    req: Request<v1::SubscribeRequest>,
-) -> Result<Outbound, Status> {
+async fn open(svc: &GatewayService, req: Request<v1::SubscribeRequest>) -> Result<Guarded, Status> {
     let who = caller(&req);
     let auth = svc.parts.auth.clone();
     authorize_topic(
@@ -58,16 +53,15 @@ async fn open(
         .subscriptions
         .open(&who.principal, client, req.into_inner())
         .await?;
-    Ok(crate::auth::stream::guard(auth, &who, rx, &svc.parts.tasks))
+    Ok(guard(auth, &who, rx, &svc.parts.tasks))
 }
 
 /// `Subscribe` through tonic's generated service: requests this route does not take.
 pub(super) async fn generated(
     svc: &GatewayService,
     req: Request<v1::SubscribeRequest>,
-) -> Result<Response<ReceiverStream<Result<v1::AlertBatch, Status>>>, Status> {
-    let rx = open(svc, req).await?;
-    Ok(Response::new(ReceiverStream::new(rx)))
+) -> Result<Response<Guarded>, Status> {
+    Ok(Response::new(open(svc, req).await?))
 }
 
 /// The `AlertMesh` service: `Subscribe` on its own route, the rest through tonic.
@@ -176,14 +170,17 @@ async fn read_request(body: Body) -> Result<v1::SubscribeRequest, Status> {
 /// The response body: each batch as a gRPC message made of its prefix and the batch's
 /// runs, then the stream's status in trailers.
 struct BatchBody {
-    rx: mpsc::Receiver<Result<v1::AlertBatch, Status>>,
+    /// Polled only as hyper asks for the next piece (one ahead of the stream's window):
+    /// nothing else takes batches out of the subscription's queue for a client that does
+    /// not read (README "Clients that do not read").
+    rx: Guarded,
     /// Pieces of the message being sent.
     pieces: VecDeque<Bytes>,
     done: bool,
 }
 
 impl BatchBody {
-    fn new(rx: mpsc::Receiver<Result<v1::AlertBatch, Status>>) -> Self {
+    fn new(rx: Guarded) -> Self {
         BatchBody {
             rx,
             pieces: VecDeque::new(),

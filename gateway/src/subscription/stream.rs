@@ -81,12 +81,13 @@ const FIRST_BATCH_BYTES: usize = 16 << 10;
 
 /// Batches its client must have taken (out of the stream's queue) to show it drains its
 /// stream: the subscription then moves from its small Kafka read to a full one. A client
-/// that never reads takes one (HTTP/2 sends what its window allows of the first batch and
-/// holds the rest), never two. Counting batches taken rather than waiting for batches to
+/// that never reads takes two, never three: HTTP/2 sends what its window allows of the
+/// first batch and holds the rest, and hyper asks the response body for its next piece
+/// before it waits for window, which takes the second batch out of the queue. Counting batches taken rather than waiting for batches to
 /// grow (which needs the queue found empty at three sends in a row, about one per small
 /// read) moves a reading client to the full read after its first Kafka batch: with 1 KB
 /// alerts the small read had served tens of milliseconds of a catch-up read.
-const TAKEN_FOR_FULL: usize = 2;
+const TAKEN_FOR_FULL: usize = 3;
 
 pub(super) struct Subscription {
     cluster: Cluster,
