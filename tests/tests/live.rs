@@ -104,7 +104,7 @@ async fn earliest_on_an_empty_topic_written_meanwhile_misses_nothing() -> Result
     // partition's end is reached just before an alert lands there.
     let mut streams = Vec::new();
     for record in &records {
-        if produced.len() % 20 == 0 {
+        if produced.len().is_multiple_of(20) {
             let mut req = request(ZTF_TOPIC);
             req.start = alertmesh_tests::client::earliest();
             streams.push((produced.len(), client.subscribe(req).await?.into_inner()));
