@@ -90,9 +90,13 @@ pub fn read_to_eof_with(
                 at_eof.insert(p);
             }
             // One broker of a cluster is down: librdkafka reads from the others (a new
-            // leader) and reports the dead one's connection failures on the way.
-            Some(Err(KafkaError::MessageConsumption(RDKafkaErrorCode::BrokerTransportFailure))) => {
-            }
+            // leader) and reports the dead one's connection failures on the way. Under
+            // load every connection can be down at the same moment (the dead broker's, and
+            // the others' still being set up), which librdkafka reports as AllBrokersDown
+            // and recovers from by itself; the deadline bounds the wait.
+            Some(Err(KafkaError::MessageConsumption(
+                RDKafkaErrorCode::BrokerTransportFailure | RDKafkaErrorCode::AllBrokersDown,
+            ))) => {}
             Some(Err(e)) => bail!("direct read: {e}"),
         }
     }

@@ -88,3 +88,35 @@ async fn expect_live_delivery(site: &Site) -> Result<()> {
     );
     Ok(())
 }
+
+/// A subscription from the beginning of an empty topic reaches each partition's end, then
+/// joins the shared tail, while alerts are being written one by one: every alert arrives
+/// exactly once. Where a reader found a partition's end must be where its fetch stood; the
+/// high watermark looked up a moment later is past any alert written in between, which
+/// the subscription then counted as delivered and skipped.
+#[tokio::test]
+async fn earliest_on_an_empty_topic_written_meanwhile_misses_nothing() -> Result<()> {
+    let site = Mesh::new("lasair").topic(ZTF_TOPIC, 3).start().await?;
+    let mut client = site.gateway.client().await?;
+    let records = ztf_records(3, now_ms(), 1)?;
+    let mut produced: Vec<Produced> = Vec::new();
+    // Several subscriptions, each started while alerts are being written, so that some
+    // partition's end is reached just before an alert lands there.
+    let mut streams = Vec::new();
+    for record in &records {
+        if produced.len().is_multiple_of(20) {
+            let mut req = request(ZTF_TOPIC);
+            req.start = alertmesh_tests::client::earliest();
+            streams.push((produced.len(), client.subscribe(req).await?.into_inner()));
+        }
+        produced.push(site.broker.produce(ZTF_TOPIC, record).await?);
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let want: Vec<&Produced> = produced.iter().collect();
+    for (at, mut stream) in streams {
+        let alerts = alertmesh_tests::client::take(&mut stream, want.len(), WAIT).await?;
+        check_exactly(&alerts, &want, "lasair")
+            .map_err(|e| e.context(format!("subscribed after {at} alerts")))?;
+    }
+    Ok(())
+}

@@ -109,11 +109,18 @@ pub(crate) fn spawn(
                 ))));
                 return;
             }
+            let mut place = Place::new(replaced::cluster_id(&consumer), &starts);
+            // A start at the end is looked up here rather than by librdkafka, so that the
+            // reader knows the offset it starts from: an end reached before any record is
+            // then that offset (see `eof_position`).
+            if let Err(e) = resolve_ends(&consumer, &topic, &mut tpl, &mut place) {
+                let _ = tx.blocking_send(ReaderEvent::Failed(e));
+                return;
+            }
             if let Err(e) = consumer.assign(&tpl) {
                 let _ = tx.blocking_send(ReaderEvent::Failed(Error::from_kafka(e)));
                 return;
             }
-            let place = Place::new(replaced::cluster_id(&consumer), &starts);
             run(consumer, topic, place, bounds, (tx, runtime), ctx)
         })
         .map_err(|e| Error::Internal(format!("cannot start reader thread: {e}")))?;
@@ -161,6 +168,14 @@ impl Place {
         }
     }
 
+    /// The next offset known for `partition`: where it started, or what was read.
+    fn next_of(&self, partition: i32) -> Option<i64> {
+        self.starts
+            .iter()
+            .position(|(p, _)| *p == partition)
+            .and_then(|i| self.next[i])
+    }
+
     /// Records a batch about to be handed over (the last record per partition wins).
     fn read(&mut self, records: &[Record]) {
         for r in records {
@@ -195,6 +210,31 @@ impl Place {
         }
         Ok(tpl)
     }
+}
+
+/// Turns every start at the end into the partition's current end offset (its high
+/// watermark, what librdkafka's own lookup of `Offset::End` answers), in `tpl` and as the
+/// reader's known position in `place`.
+fn resolve_ends(
+    consumer: &GatewayConsumer,
+    topic: &str,
+    tpl: &mut TopicPartitionList,
+    place: &mut Place,
+) -> Result<(), Error> {
+    for (p, start) in place.starts.clone() {
+        if start != StartAt::End {
+            continue;
+        }
+        let (_, high) = consumer
+            .fetch_watermarks(topic, p, METADATA_TIMEOUT)
+            .map_err(|e| {
+                Error::Unavailable(format!("cannot find the end of topic {topic:?}: {e}"))
+            })?;
+        tpl.set_partition_offset(topic, p, Offset::Offset(high))
+            .map_err(Error::from_kafka)?;
+        place.reached(p, high);
+    }
+    Ok(())
 }
 
 /// Replaces a client that lost every broker connection (see [`replaced`]): the new one
@@ -292,7 +332,7 @@ fn run(
                 if !flush(&mut filling, &mut place, &mut out, &consumer) {
                     return;
                 }
-                let position = eof_position(&consumer, &topic, partition);
+                let position = eof_position(&consumer, &topic, partition, &place);
                 if let Some(p) = position {
                     place.reached(partition, p);
                 }
@@ -452,21 +492,29 @@ fn classify(consumer: &GatewayConsumer, topic: &str, e: KafkaError) -> Option<Er
 }
 
 /// The next offset of a partition whose end was just reached. librdkafka knows it only
-/// after consuming a record; before that (an empty partition, or a start at the end) the
-/// fetch position is where it began, which is the high watermark it was given, and since
-/// fetching from there returned nothing, that watermark was the true end.
-fn eof_position(consumer: &GatewayConsumer, topic: &str, partition: i32) -> Option<i64> {
+/// after consuming a record. Before that, the fetch is still where the read began: the
+/// offset the reader started from (or last reached), which `place` knows for every start
+/// but the beginning; a read from the beginning that ends before any record found the
+/// partition empty, so its end is the partition's first offset (the low watermark).
+/// The high watermark asked for now would not do: a record written since the fetch found
+/// the end is below it, and a subscriber told that position would skip that record.
+fn eof_position(
+    consumer: &GatewayConsumer,
+    topic: &str,
+    partition: i32,
+    place: &Place,
+) -> Option<i64> {
     let consumed = consumer.position().ok().and_then(|tpl| {
         match tpl.find_partition(topic, partition).map(|e| e.offset()) {
             Some(Offset::Offset(o)) => Some(o),
             _ => None,
         }
     });
-    consumed.or_else(|| {
+    consumed.or_else(|| place.next_of(partition)).or_else(|| {
         consumer
             .fetch_watermarks(topic, partition, Duration::from_secs(3))
             .ok()
-            .map(|(_, high)| high)
+            .map(|(low, _)| low)
     })
 }
 
