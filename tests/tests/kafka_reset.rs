@@ -225,10 +225,21 @@ async fn live_subscriber_gets_data_loss_when_kafka_goes_back() -> Result<()> {
     ensure!(site.gateway.exited().is_none(), "gateway exited");
 
     // A new subscription reads the new cluster from offset 0.
+    // Until the gateway's metadata client has reconnected to the new cluster, a new
+    // subscription may be refused with UNAVAILABLE, which a client retries.
     let mut req = request(ZTF_TOPIC);
     req.start = earliest();
     req.end = until_now();
-    let stream = client.subscribe(req).await?.into_inner();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let stream = loop {
+        match client.subscribe(req.clone()).await {
+            Ok(s) => break s.into_inner(),
+            Err(s) if s.code() == Code::Unavailable && Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+            Err(s) => bail!("subscribe after kafka went back: {s}"),
+        }
+    };
     let got = collect(stream, Duration::from_secs(20)).await;
     ensure!(matches!(got.end, Some(Ok(()))), "{:?}", got.end);
     ensure!(
