@@ -74,7 +74,16 @@ fuzz_target!(|data: &[u8]| {
         Err(err) => {
             let message = err.to_string();
             for segment in token.split('.').filter(|s| s.len() > 16) {
-                assert!(!message.contains(segment), "error echoes the token");
+                if message.contains(segment) {
+                    // Echoed only if the text goes away with the token's: an input may be
+                    // made of the verifier's own words.
+                    let other = token.replace(segment, &"x".repeat(segment.len()));
+                    let again = match f.verifier.verify(&other, now, &f.revocations) {
+                        Ok(_) => String::new(),
+                        Err(e) => e.to_string(),
+                    };
+                    assert!(again.contains(segment), "error echoes the token");
+                }
             }
         }
     }
