@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import random
 import signal
 import socket
 import subprocess
@@ -69,6 +70,45 @@ def wait_for(predicate: Callable[[], bool], what: str, timeout: float = 30.0) ->
             return
         time.sleep(0.1)
     raise TimeoutError(f"timed out after {timeout:.0f}s waiting for {what}")
+
+
+#: A gateway's `[auth]` and `[tls]` sections for JWT + mutual TLS, with the files
+#: `alertmesh creds init --dev-tls` writes (paths relative to the config's folder).
+SECURE = """[auth]
+keys_dir = "keys"
+require = true
+[tls]
+cert = "keys/gateway.crt"
+key = "keys/gateway.key"
+client_ca = "keys/mesh-ca.crt"
+"""
+
+
+def kill_mid_run(
+    args: list[str], progress: Callable[[], int], logs: Path, seed: int, attempts: int = 4
+) -> int:
+    """Starts ``args`` ``attempts`` times, each time killing it with SIGKILL once
+    ``progress()`` has grown, after a random extra delay (0-0.3 s, seeded); returns how many
+    runs were killed (a run may finish first). Output goes to ``logs/run-N.log``."""
+    rng = random.Random(seed)
+    kills = 0
+    for attempt in range(attempts):
+        before = progress()
+        with open(logs / f"run-{attempt}.log", "w") as log:
+            proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT)
+            try:
+                deadline = time.monotonic() + 60
+                while proc.poll() is None and time.monotonic() < deadline:
+                    if progress() > before:
+                        break
+                    time.sleep(0.05)
+                time.sleep(rng.uniform(0, 0.3))
+                if proc.poll() is None:
+                    proc.send_signal(signal.SIGKILL)
+                    kills += 1
+            finally:
+                proc.wait(30)
+    return kills
 
 
 def port_open(port: int) -> bool:

@@ -4,18 +4,15 @@ provenance read back through subscribe, retries that write nothing, typed errors
 from __future__ import annotations
 
 import json
-import random
-import signal
 import subprocess
 import sys
-import time
 from typing import Any
 
 import pytest
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from alertmesh import Activity, FailedPrecondition, Gateway, InvalidArgument, PermissionDenied, run_filter
-from harness import TOPIC, Proc, Stack, alertmesh_bin, free_port, wait_for
+from harness import SECURE, TOPIC, Proc, Stack, alertmesh_bin, free_port, kill_mid_run, wait_for
 
 CLASS = "fink.pyclass"
 SCHEMA = {
@@ -43,14 +40,7 @@ http_listen = "127.0.0.1:{http}"
 shutdown_grace_ms = 1000
 [kafka]
 bootstrap = "{stack.bootstrap}"
-[auth]
-keys_dir = "keys"
-require = true
-[tls]
-cert = "keys/gateway.crt"
-key = "keys/gateway.key"
-client_ca = "keys/mesh-ca.crt"
-[[topics]]
+{SECURE}[[topics]]
 name = "{TOPIC}"
 namespace = "ZTF"
 format = "avro-ocf"
@@ -267,26 +257,7 @@ def test_run_filter_killed_9_mid_run_neither_loses_nor_duplicates(
     pub = fink["gw"]
     total = sum(1 for _ in gw.subscribe(TOPIC, start="earliest", end="now", omit_cutouts=True))
     spec = json.dumps({**fink["spec"], "source": gw.url, "topic": TOPIC, "sink": CLASS})
-    rng = random.Random(12)
-    kills = 0
-    for attempt in range(4):
-        before = len(_derived_by(pub, "kill9"))
-        log = open(tmp_path / f"runner-{attempt}.log", "w")
-        proc = subprocess.Popen([sys.executable, "-c", _RUNNER, spec], stdout=log, stderr=subprocess.STDOUT)
-        try:
-            # Kill once the runner has published something new, after a random extra delay.
-            deadline = time.monotonic() + 60
-            while proc.poll() is None and time.monotonic() < deadline:
-                if len(_derived_by(pub, "kill9")) > before:
-                    break
-                time.sleep(0.05)
-            time.sleep(rng.uniform(0, 0.3))
-            if proc.poll() is None:
-                proc.send_signal(signal.SIGKILL)
-                kills += 1
-        finally:
-            proc.wait(30)
-            log.close()
+    kills = kill_mid_run([sys.executable, "-c", _RUNNER, spec], lambda: len(_derived_by(pub, "kill9")), tmp_path, 12)
     assert kills >= 1, "every runner finished before it could be killed"
     # A last run to completion.
     done = subprocess.run([sys.executable, "-c", _RUNNER, spec], capture_output=True, text=True, timeout=120)

@@ -10,12 +10,9 @@ a derived record's provenance must walk back across all three gateways to the su
 from __future__ import annotations
 
 import json
-import random
 import shutil
-import signal
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -23,7 +20,7 @@ from typing import Any
 import pytest
 
 from alertmesh import Gateway
-from harness import TOPIC, Proc, Stack, alertmesh_bin, free_port, wait_for
+from harness import SECURE, TOPIC, Proc, Stack, alertmesh_bin, free_port, kill_mid_run, wait_for
 
 AT_FINK = "lasair.mesh9"
 AT_AMPEL = "fink.lasair.mesh9"
@@ -50,14 +47,8 @@ http_listen = "127.0.0.1:{self.http}"
 shutdown_grace_ms = 1000
 [kafka]
 bootstrap = "{bootstrap}"
-[auth]
-keys_dir = "keys"
-require = true
-[tls]
-cert = "keys/gateway.crt"
-key = "keys/gateway.key"
-client_ca = "keys/mesh-ca.crt"
 """
+            + SECURE
             + body
         )
         self.proc: Proc | None = None
@@ -218,26 +209,7 @@ def test_runner_killed_9_across_three_secured_gateways_neither_loses_nor_duplica
         "source": mesh["fink"].url, "source_token": mesh["tokens"]["fink"], "topic": AT_FINK,
         "sink": mesh["ampel"].url, "sink_token": mesh["tokens"]["ampel"], "class": CLASS, "tls": mesh["tls"],
     })
-    rng = random.Random(9)
-    kills = 0
-    for attempt in range(4):
-        before = len(_derived(at_ampel))
-        log = open(tmp_path / f"runner-{attempt}.log", "w")
-        proc = subprocess.Popen([sys.executable, "-c", _RUNNER, spec], stdout=log, stderr=subprocess.STDOUT)
-        try:
-            # Kill once the runner has published something new, after a random extra delay.
-            deadline = time.monotonic() + 60
-            while proc.poll() is None and time.monotonic() < deadline:
-                if len(_derived(at_ampel)) > before:
-                    break
-                time.sleep(0.05)
-            time.sleep(rng.uniform(0, 0.3))
-            if proc.poll() is None:
-                proc.send_signal(signal.SIGKILL)
-                kills += 1
-        finally:
-            proc.wait(30)
-            log.close()
+    kills = kill_mid_run([sys.executable, "-c", _RUNNER, spec], lambda: len(_derived(at_ampel)), tmp_path, 9)
     assert kills >= 1, "every runner finished before it could be killed"
     done = subprocess.run([sys.executable, "-c", _RUNNER, spec], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stdout + done.stderr

@@ -23,7 +23,7 @@ import fastavro
 import pytest
 
 from alertmesh import Gateway, NotFound
-from harness import REPO, Proc, Stack, alertmesh_bin, free_port, http_ok, wait_for
+from harness import REPO, SECURE, Proc, Stack, alertmesh_bin, free_port, http_ok, wait_for
 
 LSST = REPO / "alert" / "tests" / "fixtures" / "lsst"
 TOPIC = "lsst.alerts"
@@ -200,14 +200,7 @@ shutdown_grace_ms = 1000
 bootstrap = "{lsst_stack.bootstrap}"
 [alert]
 schema_dir = "{LSST / 'schema'}"
-[auth]
-keys_dir = "keys"
-require = true
-[tls]
-cert = "keys/gateway.crt"
-key = "keys/gateway.key"
-client_ca = "keys/mesh-ca.crt"
-[[topics]]
+{SECURE}[[topics]]
 name = "{TOPIC}"
 namespace = "LSST:dia"
 format = "avro-confluent"

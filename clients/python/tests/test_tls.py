@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from alertmesh import Gateway, PermissionDenied, Unauthenticated
-from harness import TOPIC, Proc, Stack, alertmesh_bin, free_port, http_ok, wait_for
+from harness import SECURE, TOPIC, Proc, Stack, alertmesh_bin, free_port, http_ok, wait_for
 
 
 @pytest.fixture(scope="module")
@@ -26,14 +26,7 @@ http_listen = "127.0.0.1:{http}"
 shutdown_grace_ms = 1000
 [kafka]
 bootstrap = "{stack.bootstrap}"
-[auth]
-keys_dir = "keys"
-require = true
-[tls]
-cert = "keys/gateway.crt"
-key = "keys/gateway.key"
-client_ca = "keys/mesh-ca.crt"
-[[topics]]
+{SECURE}[[topics]]
 name = "{TOPIC}"
 namespace = "ZTF"
 format = "avro-ocf"
