@@ -311,11 +311,13 @@ pub fn produce_steady(
 
 /// Reads `topic` live from the beginning, recording for each record `now − its Kafka
 /// timestamp` in milliseconds, until `expected` (set once known; `u64::MAX` before) records
-/// were read or `timeout` passes. Blocking: run it on its own thread.
+/// were read or `timeout` passes; records keyed `skip` (a warm-up) are not counted.
+/// Blocking: run it on its own thread.
 pub fn read_lags(
     bootstrap: &str,
     topic: &str,
     partitions: i32,
+    skip: Option<&[u8]>,
     expected: &AtomicU64,
     timeout: Duration,
 ) -> Result<Vec<f64>> {
@@ -346,6 +348,9 @@ pub fn read_lags(
         match consumer.poll(Duration::from_millis(20)) {
             None => {}
             Some(Ok(m)) => {
+                if skip.is_some() && m.key() == skip {
+                    continue;
+                }
                 let ts = m
                     .timestamp()
                     .to_millis()

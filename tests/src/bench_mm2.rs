@@ -29,12 +29,13 @@ use alertmesh_proto::v1::MirrorStatusRequest;
 use anyhow::{bail, ensure, Context, Result};
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::error::KafkaError;
 use rdkafka::message::Message;
-use rdkafka::{Offset, TopicPartitionList};
+use rdkafka::Offset;
 
 use crate::bench::{cpu_time, median, peak_rss_kib, Run};
-use crate::bench_mirror::{delete_topics, keyed_records, produce_steady, quantile, Steady};
+use crate::bench_mirror::{
+    delete_topics, keyed_records, produce_steady, quantile, read_lags, Steady,
+};
 use crate::fixtures::now_ms;
 use crate::kafka::{assigned_consumer, read_to_eof_with};
 use crate::process::Child;
@@ -441,7 +442,9 @@ impl Side {
                 expected.clone(),
             );
             let timeout = duration + Duration::from_secs(180);
-            tokio::task::spawn_blocking(move || read_lags(&b, &t, &e, timeout))
+            tokio::task::spawn_blocking(move || {
+                read_lags(&b, &t, PARTITIONS, Some(WARM_KEY.as_bytes()), &e, timeout)
+            })
         };
         tokio::time::sleep(Duration::from_millis(1000)).await;
         let (b, t) = (self.src.bootstrap(), topic.clone());
@@ -562,57 +565,6 @@ fn count_keys(bootstrap: &str, topic: &str) -> Result<(u64, u64)> {
         keys.insert(m.key().unwrap_or_default().to_vec());
     })?;
     Ok((stats.records, keys.len() as u64))
-}
-
-/// Reads `topic` live from the beginning, recording `now − Kafka timestamp` (ms) of each
-/// record but the warm-up one, until `expected` were read or `timeout` passes.
-fn read_lags(
-    bootstrap: &str,
-    topic: &str,
-    expected: &AtomicU64,
-    timeout: Duration,
-) -> Result<Vec<f64>> {
-    let consumer: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", bootstrap)
-        .set("group.id", "alertmesh-bench-lag")
-        .set("enable.auto.commit", "false")
-        .set("fetch.wait.max.ms", "5")
-        .set("fetch.error.backoff.ms", "10")
-        .set("log_level", "3")
-        .create()
-        .context("create lag consumer")?;
-    let mut list = TopicPartitionList::new();
-    for p in 0..PARTITIONS {
-        list.add_partition_offset(topic, p, Offset::Beginning)?;
-    }
-    consumer.assign(&list)?;
-    let deadline = Instant::now() + timeout;
-    let mut lags = Vec::new();
-    while (lags.len() as u64) < expected.load(Ordering::Relaxed) {
-        if Instant::now() > deadline {
-            bail!(
-                "lag reader: {} records of {} after {timeout:?}",
-                lags.len(),
-                expected.load(Ordering::Relaxed)
-            );
-        }
-        match consumer.poll(Duration::from_millis(20)) {
-            None => {}
-            Some(Ok(m)) => {
-                if m.key() == Some(WARM_KEY.as_bytes()) {
-                    continue;
-                }
-                let ts = m
-                    .timestamp()
-                    .to_millis()
-                    .context("record without timestamp")?;
-                lags.push((now_ms() - ts) as f64);
-            }
-            Some(Err(KafkaError::PartitionEOF(_))) => {}
-            Some(Err(e)) => bail!("lag reader: {e}"),
-        }
-    }
-    Ok(lags)
 }
 
 fn mib(kib: Option<u64>) -> String {

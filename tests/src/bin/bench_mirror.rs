@@ -345,7 +345,7 @@ impl Bench {
                 (self.dst.bootstrap(), dst_topic.clone(), expected.clone());
             let timeout = duration + Duration::from_secs(120);
             tokio::task::spawn_blocking(move || {
-                read_lags(&bootstrap, &t, PARTITIONS, &expected, timeout)
+                read_lags(&bootstrap, &t, PARTITIONS, None, &expected, timeout)
             })
         };
         // The same reading of the source topic: the lag without the mirror hop.
@@ -354,7 +354,7 @@ impl Bench {
                 (self.src.bootstrap(), topic.to_owned(), expected.clone());
             let timeout = duration + Duration::from_secs(120);
             tokio::task::spawn_blocking(move || {
-                read_lags(&bootstrap, &t, PARTITIONS, &expected, timeout)
+                read_lags(&bootstrap, &t, PARTITIONS, None, &expected, timeout)
             })
         };
         // Let the readers connect and reach the (empty) end first.
