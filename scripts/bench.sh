@@ -11,7 +11,8 @@
 # bench_auth, BENCH_AUTH_N_64K for bench_auth_64k (the same at 64 KB); BENCH_ARCHIVE_N, BENCH_ARCHIVE_ROUNDS for bench_archive; BENCH_REPLICAS_N,
 # BENCH_REPLICAS_SIZE_KIB, BENCH_REPLICAS_ROUNDS for bench_replicas, which runs on Apache Kafka;
 # BENCH_MIRROR_MM2_N_1K, ... for bench_mirror_mm2; BENCH_PUBLISH_N, BENCH_PUBLISH_BATCH,
-# BENCH_PUBLISH_IN_FLIGHT, BENCH_PUBLISH_WALKS for bench_publish; BENCH_QUERY_ROWS, BENCH_QUERY_ROUNDS for bench_query).
+# BENCH_PUBLISH_IN_FLIGHT, BENCH_PUBLISH_WALKS for bench_publish; BENCH_QUERY_ROWS, BENCH_QUERY_ROUNDS for bench_query;
+# BENCH_READ_N, BENCH_READ_ROUNDS for bench_read, the Python client against confluent-kafka + fastavro).
 # BENCH_ONLY="bench_subscribe bench_mirror"
 # runs a subset.
 set -euo pipefail
@@ -30,7 +31,7 @@ fi
 # bench_replicas and bench_mirror_mm2 (bench_mirror --mm2 1: MirrorMaker 2 side by side) run on
 # Apache Kafka: they need java and the Kafka jars (scripts/apache-kafka.sh jars) and are left
 # out when java is missing.
-default_only="decode_filter registry_decode bench_subscribe bench_auth bench_auth_64k bench_mirror bench_archive bench_publish bench_query"
+default_only="decode_filter registry_decode bench_subscribe bench_auth bench_auth_64k bench_mirror bench_archive bench_publish bench_query bench_read"
 if command -v java >/dev/null; then default_only="$default_only bench_replicas bench_mirror_mm2"; fi
 only=${BENCH_ONLY:-$default_only}
 if [ -z "${PG_BIN:-}" ]; then
@@ -41,6 +42,16 @@ fi
 mkdir -p "$out"
 echo "== bench: building the release gateway and benchmarks" >&2
 $cargo build --release -p alertmesh-gateway --bin alertmesh -p alertmesh-tests --bins
+case " $only " in
+  *" bench_read "*)
+    # The Python client and its benchmark's baseline (confluent-kafka, fastavro), as
+    # clients/python/run-tests.sh installs them.
+    py="$root/.venv/bin/python"
+    [ -x "$py" ] || "$(command -v python3.11 || command -v python3)" -m venv "$root/.venv"
+    "$py" -m pip install --quiet --disable-pip-version-check \
+      -r clients/python/requirements-test.txt -e "clients/python[pandas,test]"
+    ;;
+esac
 
 load() { cut -d' ' -f1-3 /proc/loadavg; }
 
@@ -164,6 +175,14 @@ summarize() {
           printf "| bench_query | %s, gateway Query / COPY TO STDOUT (%s rows/s direct) | %s× | %s–%s |\n", what, f[1], f[5], lo, hi }
         /^gateway peak RSS/{ sub(/^gateway peak RSS: /, ""); printf "| bench_query | gateway peak RSS | %s | |\n", $0 }' "$file"
       ;;
+    bench_read)
+      # "{reader:<36} alerts/s ratio r1 r2 ..."; direct is the baseline row.
+      awk '/^(gateway|local) /{ what = substr($0, 1, 36); sub(/ +$/, "", what);
+          n = split(substr($0, 37), f, " "); lo = f[3]; hi = f[3];
+          for (i = 4; i <= n; i++) { if (f[i] + 0 < lo + 0) lo = f[i]; if (f[i] + 0 > hi + 0) hi = f[i] }
+          r = f[2]; sub(/x$/, "", r);
+          printf "| bench_read | Python dicts, %s / confluent-kafka + fastavro (%s alerts/s) | %s× | %s–%s |\n", what, f[1], r, lo, hi }' "$file"
+      ;;
   esac
 }
 
@@ -180,6 +199,8 @@ ALERTMESH_TEST_KAFKA=apache run bench_replicas "$bin/bench_replicas"
 run bench_mirror_mm2 "$bin/bench_mirror" --mm2 1
 run bench_publish "$bin/bench_publish"
 run bench_query "$bin/bench_query"
+run bench_read "$root/.venv/bin/python" clients/python/benchmarks/bench_read.py \
+  --n ${BENCH_READ_N:-3000} --rounds ${BENCH_READ_ROUNDS:-5}
 
 commit=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)
 dirty=
