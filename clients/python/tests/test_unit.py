@@ -47,6 +47,20 @@ def test_gateway_json_is_exact_and_restores_nonfinite() -> None:
     assert rec["s"] == "t"
 
 
+def test_gateway_json_leaves_keys_and_other_strings_alone() -> None:
+    # Only whole string values are non-finite numbers: keys, longer strings, escaped quotes
+    # inside strings, and cutout-like base64 ending in the same letters stay strings.
+    doc = (b'{"NaN": {"Infinity": "NaN"}, "a": "x\\"NaN\\"", "b": "NaNa", "c": "abcNaN",'
+           b' "d": [ "-Infinity" , {"e": "Infinity"}], "f": ",\\"Infinity\\"]"}')
+    rec = from_gateway_json(doc)
+    assert list(rec) == ["NaN", "a", "b", "c", "d", "f"]
+    assert list(rec["NaN"]) == ["Infinity"] and math.isnan(rec["NaN"]["Infinity"])
+    assert rec["a"] == 'x"NaN"' and rec["b"] == "NaNa" and rec["c"] == "abcNaN"
+    assert rec["d"] == [-math.inf, {"e": math.inf}]
+    assert rec["f"] == ',"Infinity"]'
+    assert from_gateway_json(b'{"s": "t"}') == {"s": "t"}
+
+
 def test_local_omit_cutouts_matches_gateway_rule() -> None:
     rec = {"cutoutScience": {"stampData": b"x"}, "candidate": {"ra": 1.0}, "other": b"y"}
     assert omit_cutouts(rec) == {"cutoutScience": None, "candidate": {"ra": 1.0}, "other": b"y"}
