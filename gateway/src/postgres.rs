@@ -115,14 +115,33 @@ where
     });
 }
 
+/// An error with its causes: tokio-postgres's own text is only the kind ("db error",
+/// "error performing TLS handshake"); the server's message or rustls's reason is the cause.
+fn chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        text.push_str(": ");
+        text.push_str(&c.to_string());
+        cause = c.source();
+    }
+    text
+}
+
 /// A failed connect as a [`ConnectError`]: TLS failures (tokio-postgres's "error performing
 /// TLS handshake", with the reason: a certificate rustls rejected, a server without TLS)
 /// say which `tls` mode was in force.
 fn failure(name: &str, mode: TlsMode, e: &tokio_postgres::Error) -> ConnectError {
-    let text = e.to_string();
-    if text.starts_with("error performing TLS handshake") {
+    let tls = e.to_string().starts_with("error performing TLS handshake");
+    let text = chain(e);
+    if tls {
+        let hint = if text.contains("does not support TLS") {
+            "the server has ssl = off: turn it on, or set tls = \"disable\" on a trusted network"
+        } else {
+            "check the server's certificate, ca_file and the url's host name"
+        };
         ConnectError::Tls(format!(
-            "database {name:?}: {text} (tls = {:?}; check the server's certificate, ca_file and the url's host name)",
+            "database {name:?}: {text} (tls = {:?}; {hint})",
             mode.as_str()
         ))
     } else {
