@@ -282,6 +282,40 @@ mod tests {
         assert_eq!(server_end_point(b"not a certificate"), None);
     }
 
+    #[test]
+    fn client_configs_name_the_key_whose_file_is_wrong() {
+        let dir = tempfile::tempdir().unwrap();
+        let paths = alertmesh_auth::tls::creds_init(dir.path(), "db", 1_700_000_000).unwrap();
+        let tls =
+            |mode, ca: Option<&std::path::Path>, cert: Option<&std::path::Path>| DatabaseTls {
+                mode,
+                ca_file: ca.map(Into::into),
+                cert_file: cert.map(Into::into),
+                key_file: cert.map(|_| paths.key.clone()),
+            };
+        let c = client_config(&tls(TlsMode::VerifyFull, Some(&paths.ca_cert), None)).unwrap();
+        assert_eq!(c.alpn_protocols, [b"postgresql".to_vec()]);
+        assert!(client_config(&tls(TlsMode::Require, None, Some(&paths.cert))).is_ok());
+        let e = client_config(&tls(TlsMode::VerifyFull, Some(&paths.key), None)).unwrap_err();
+        assert!(
+            e.starts_with("ca_file: ") && e.contains("no CERTIFICATE block"),
+            "{e}"
+        );
+        let missing = dir.path().join("missing.pem");
+        let e = client_config(&tls(TlsMode::VerifyFull, Some(&missing), None)).unwrap_err();
+        assert!(
+            e.starts_with("ca_file: ") && e.contains("missing.pem"),
+            "{e}"
+        );
+        // A certificate with another key.
+        let other = alertmesh_auth::tls::creds_issue(dir.path(), "other", 1_700_000_000).unwrap();
+        let e = client_config(&tls(TlsMode::Require, None, Some(&other.cert))).unwrap_err();
+        assert!(
+            e.starts_with("cert_file and key_file do not fit together"),
+            "{e}"
+        );
+    }
+
     /// A self-signed ECDSA P-256 certificate (what `alertmesh creds init` makes).
     fn mesh_ca_cert() -> Vec<u8> {
         let ca = alertmesh_auth::tls::MeshCa::generate("db", 1_700_000_000).unwrap();
