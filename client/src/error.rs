@@ -12,6 +12,10 @@ pub enum Error {
     /// The gateway URL cannot be parsed.
     #[error("invalid gateway URL {url:?}: {reason}")]
     Url { url: String, reason: String },
+    /// A list of gateway URLs (the replicas of one gateway) is empty, too long, or has an
+    /// empty entry.
+    #[error("invalid gateway URL list: {0}")]
+    Urls(String),
     /// A token file cannot be read.
     #[error("cannot read token file {}: {reason}", path.display())]
     TokenFile { path: PathBuf, reason: String },

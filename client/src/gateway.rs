@@ -58,12 +58,112 @@ fn with_scheme(url: &str) -> String {
     }
 }
 
+/// The most URLs one gateway's replica list may hold. They are tried in turn, each
+/// within the connect timeout, so thousands would take hours to fail.
+pub const MAX_REPLICA_URLS: usize = 32;
+
+/// The longest gateway URL accepted (and the most of one an error shows).
+const MAX_URL_CHARS: usize = 2048;
+const SHOWN_URL_CHARS: usize = 200;
+
+/// `url` with its scheme (see [`with_scheme`]), checked by [`check_url`].
+fn prepare(url: &str) -> Result<String> {
+    if url.is_empty() {
+        return Err(Error::Url {
+            url: String::new(),
+            reason: "empty gateway URL".into(),
+        });
+    }
+    let url = with_scheme(url);
+    check_url(&url)?;
+    Ok(url)
+}
+
+/// `url` (with its scheme) checked before anything else sees it: no whitespace or control
+/// characters, `http` or `https` in lower case (TLS is chosen by the `https://` prefix), a
+/// host, and no user or password (credentials go in a token, and a URL is echoed in errors
+/// and logs).
+fn check_url(url: &str) -> Result<()> {
+    let invalid = |reason: &str| {
+        Err(Error::Url {
+            url: shown(url),
+            reason: reason.to_owned(),
+        })
+    };
+    if url.chars().count() > MAX_URL_CHARS {
+        return invalid(&format!("longer than {MAX_URL_CHARS} characters"));
+    }
+    if url.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return invalid("it contains whitespace or control characters");
+    }
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return invalid("no scheme; use http:// or https://");
+    };
+    if scheme != "http" && scheme != "https" {
+        return invalid("only http:// and https:// gateways are supported");
+    }
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
+    if authority.contains('@') {
+        return invalid(
+            "a user or password in the URL is refused (it would be shown in errors and logs); \
+             pass a token with --token or Options::token",
+        );
+    }
+    if authority.is_empty() {
+        return invalid("no host");
+    }
+    Ok(())
+}
+
+/// A URL as an error shows it: without user info (`user:password@` becomes `***@`), cut.
+fn shown(url: &str) -> String {
+    let redacted = match url.split_once("://") {
+        Some((scheme, rest)) => {
+            let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+            match rest[..end].rfind('@') {
+                Some(at) => format!("{scheme}://***{}", &rest[at..]),
+                None => url.to_owned(),
+            }
+        }
+        None => url.to_owned(),
+    };
+    let mut out: String = redacted.chars().take(SHOWN_URL_CHARS).collect();
+    if out.len() < redacted.len() {
+        out.push('…');
+    }
+    out
+}
+
+/// Checks a replica list as given (a command line's comma list, a configuration): at
+/// least one URL, at most [`MAX_REPLICA_URLS`], none empty. Errors never show a URL's user
+/// info.
+pub fn check_replica_urls<S: AsRef<str>>(urls: &[S]) -> Result<()> {
+    let bad = |reason: String| Err(Error::Urls(reason));
+    if urls.is_empty() {
+        return bad("no gateway URL given".into());
+    }
+    if urls.len() > MAX_REPLICA_URLS {
+        return bad(format!(
+            "{} URLs given; a gateway's replicas are at most {MAX_REPLICA_URLS}",
+            urls.len()
+        ));
+    }
+    if let Some(i) = urls.iter().position(|u| u.as_ref().trim().is_empty()) {
+        return bad(format!(
+            "entry {} of {} is empty (a doubled or trailing comma?)",
+            i + 1,
+            urls.len()
+        ));
+    }
+    Ok(())
+}
+
 impl Gateway {
     /// The gateway at `url` (`http://` for plain text, `https://` for TLS; no scheme means
     /// `http://`), reached with `options`: the token is bound to this URL. TLS files are
     /// read and checked now, so a bad file fails here rather than at the first call.
     pub fn new(url: &str, options: &Options) -> Result<Gateway> {
-        let url = with_scheme(url);
+        let url = prepare(url)?;
         if !url.starts_with("https://") && options.has_tls_files() {
             return Err(Error::Tls(format!(
                 "a CA, certificate or key needs an https:// gateway URL, not {url}"
@@ -77,7 +177,7 @@ impl Gateway {
     /// TLS gateways. The files still go to `https://` gateways [`discovered`](Self::discovered)
     /// from this one.
     pub fn lenient(url: &str, options: &Options) -> Result<Gateway> {
-        let url = with_scheme(url);
+        let url = prepare(url)?;
         let tls = url.starts_with("https://");
         if options.cert.is_some() != options.key.is_some() {
             return Err(Error::Tls(
@@ -218,6 +318,12 @@ impl Gateway {
 /// and lazy clients of the others in the order after it, to pass to
 /// [`Client::subscribe_with_replicas`]. Fails with the last error when none answers.
 pub async fn connect_any(gateways: &[Gateway]) -> Result<(Client, Vec<Client>)> {
+    if gateways.len() > MAX_REPLICA_URLS {
+        return Err(Error::Urls(format!(
+            "{} URLs given; a gateway's replicas are at most {MAX_REPLICA_URLS}",
+            gateways.len()
+        )));
+    }
     let mut last = None;
     for (i, g) in gateways.iter().enumerate() {
         match g.connect().await {
@@ -234,10 +340,7 @@ pub async fn connect_any(gateways: &[Gateway]) -> Result<(Client, Vec<Client>)> 
             }
         }
     }
-    Err(last.unwrap_or(Error::Url {
-        url: String::new(),
-        reason: "no gateway URL given".into(),
-    }))
+    Err(last.unwrap_or(Error::Urls("no gateway URL given".into())))
 }
 
 fn tls_config(options: &Options) -> Result<ClientTlsConfig> {
@@ -294,6 +397,81 @@ mod tests {
         let home = Gateway::new("http://127.0.0.1:1", &opaque).unwrap();
         assert!(home.for_name("any").has_token());
         assert!(!home.discovered("http://127.0.0.1:2").unwrap().has_token());
+    }
+
+    #[test]
+    fn hostile_urls_are_clear_errors_that_never_show_credentials() {
+        let o = Options::default();
+        let err = |url: &str| Gateway::new(url, &o).unwrap_err().to_string();
+        assert_eq!(err(""), "invalid gateway URL \"\": empty gateway URL");
+        for (url, says) in [
+            ("ftp://127.0.0.1:1", "only http:// and https://"),
+            ("HTTPS://127.0.0.1:1", "only http:// and https://"),
+            ("file:///etc/passwd", "only http:// and https://"),
+            ("unix:///tmp/s", "only http:// and https://"),
+            ("http://", "no host"),
+            ("http:///x", "no host"),
+            ("http://a b:1", "whitespace or control"),
+            ("http://a\u{1b}[2J:1", "whitespace or control"),
+        ] {
+            let e = err(url);
+            assert!(e.contains(says), "{url}: {e}");
+            assert!(!e.contains('\u{1b}'), "{url}: {e}");
+        }
+        for url in [
+            "https://alice:s3cret-pw@gw.example:443",
+            "http://s3cret-pw@127.0.0.1:1/x",
+            "alice:s3cret-pw@127.0.0.1:1",
+        ] {
+            let e = err(url);
+            assert!(
+                e.contains("a user or password in the URL is refused"),
+                "{e}"
+            );
+            assert!(!e.contains("s3cret") && !e.contains("alice"), "{e}");
+            assert!(e.contains("***@"), "{e}");
+            // The same for an address a hostile gateway supplied.
+            let home = Gateway::new("http://127.0.0.1:1", &o).unwrap();
+            let e = home.discovered(url).unwrap_err().to_string();
+            assert!(!e.contains("s3cret"), "{e}");
+        }
+        let long = format!("http://{}:1", "a".repeat(5000));
+        let e = err(&long);
+        assert!(
+            e.contains("longer than 2048 characters") && e.len() < 400,
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn replica_lists_are_bounded_and_have_no_empty_entries() {
+        assert!(check_replica_urls(&["http://a:1", "http://b:1"]).is_ok());
+        let e = check_replica_urls::<&str>(&[]).unwrap_err().to_string();
+        assert_eq!(e, "invalid gateway URL list: no gateway URL given");
+        let e = check_replica_urls(&["http://a:1", "", "http://b:1"])
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("entry 2 of 3 is empty"), "{e}");
+        let many: Vec<String> = (0..5000).map(|i| format!("http://h{i}:1")).collect();
+        let e = check_replica_urls(&many).unwrap_err().to_string();
+        assert!(
+            e.contains("5000 URLs given; a gateway's replicas are at most 32"),
+            "{e}"
+        );
+        assert!(e.len() < 200, "the list is not echoed: {e}");
+        assert!(check_replica_urls(&many[..MAX_REPLICA_URLS]).is_ok());
+    }
+
+    #[tokio::test]
+    async fn connect_any_refuses_thousands_of_replicas_without_trying_them() {
+        let o = Options::default();
+        let many: Vec<Gateway> = (0..1000)
+            .map(|i| Gateway::new(&format!("http://127.0.0.1:{}", 1 + i % 2), &o).unwrap())
+            .collect();
+        let e = connect_any(&many).await.unwrap_err().to_string();
+        assert!(e.contains("1000 URLs given"), "{e}");
+        let e = connect_any(&[]).await.unwrap_err().to_string();
+        assert!(e.contains("no gateway URL given"), "{e}");
     }
 
     #[test]

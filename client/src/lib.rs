@@ -64,6 +64,6 @@ pub mod subscription;
 pub use alertmesh_proto::v1;
 pub use client::{Bearer, Client, Grpc, ViewStream};
 pub use error::{status_line, Error, Result};
-pub use gateway::{connect_any, Gateway};
+pub use gateway::{check_replica_urls, connect_any, Gateway, MAX_REPLICA_URLS};
 pub use options::{Options, Token};
 pub use subscription::{AlertStream, Backoff, Batch, Subscription};

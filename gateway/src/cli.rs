@@ -219,10 +219,20 @@ impl GatewayArg {
             .map_or("http://127.0.0.1:50051", String::as_str)
     }
 
+    /// The first URL given, once the list is checked (see [`Self::gateways`]).
+    pub fn first_url(&self) -> Result<&str, String> {
+        alertmesh_client::check_replica_urls(&self.urls).map_err(|e| format!("--gateway: {e}"))?;
+        Ok(self.url())
+    }
+
     /// Every URL given, with the command's TLS and token options (each token bound to
     /// its URL).
     pub fn gateways(&self) -> Result<Vec<alertmesh_client::Gateway>, String> {
-        self.urls.iter().map(|u| self.auth.gateway(u)).collect()
+        alertmesh_client::check_replica_urls(&self.urls).map_err(|e| format!("--gateway: {e}"))?;
+        self.urls
+            .iter()
+            .map(|u| self.auth.gateway(u).map_err(|e| format!("--gateway: {e}")))
+            .collect()
     }
 }
 

@@ -11,6 +11,7 @@ use alertmesh_alert::naming::{check_gateway_name, check_topic};
 use alertmesh_alert::{Format, Registry};
 
 mod archives;
+mod database_tls;
 mod files;
 mod mirror_query;
 mod mirrors;
@@ -22,6 +23,7 @@ mod registry;
 mod security;
 
 pub use archives::{ArchiveColumn, ArchiveConfig, ColumnKind, ARCHIVE_COLUMNS};
+pub use database_tls::{DatabaseTls, TlsMode};
 pub use mirrors::MirrorConfig;
 pub(crate) use properties::kafka_error_text;
 pub use properties::Secrets;

@@ -16,6 +16,7 @@
 //! - `provenance`: the graph behind an alert ref, walked across gateways.
 //! - `query`: `[[queries]]`, database rows streamed as alerts (PostgreSQL).
 //! - `archive`: `[[archives]]`, topics kept in PostgreSQL tables exactly once.
+//! - `postgres`: connections to `[[databases]]` (password, timeouts, TLS) for both.
 //! - `catalog`: the exposed topics, their descriptions and partitions.
 //! - `tail`: the shared live tail per topic that caught-up subscribers read from.
 //! - `kafka`: librdkafka clients; its `cluster` is the handle for look-ups and the one
@@ -47,6 +48,7 @@ mod http;
 mod kafka;
 mod metrics;
 mod mirrors;
+mod postgres;
 mod provenance;
 mod publish;
 mod query;

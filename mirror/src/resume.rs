@@ -146,6 +146,11 @@ impl ResumePositions {
 /// (empty: the start of the result) and `skip` the rows of the stream from `token` up to
 /// and including this one. A restart asks for the stream from `token` and drops its first
 /// `skip` rows; the last of them is the row named in `am-source`.
+///
+/// Kafka is read back as untrusted input: a copy of this query whose `am-resume` is
+/// missing or unreadable, with no readable copy after it in the same topic, leaves no way
+/// to know where to go on without skipping or repeating rows, so [`QueryResume::check`]
+/// refuses to resume (see [`QueryResume::observe_at`]).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct QueryResume {
     prefix: String,
@@ -157,7 +162,24 @@ pub struct QueryResume {
     pub skip: u64,
     /// The row ref of the last copy.
     pub last_ref: Option<String>,
+    /// Per topic read back: the offset of the last readable copy and of the last
+    /// unreadable one, with why.
+    tails: BTreeMap<String, Tail>,
 }
+
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+struct Tail {
+    readable: Option<i64>,
+    unreadable: Option<(i64, String)>,
+}
+
+/// The longest `am-resume` value read back: a token carries at most about 1.4 KB (an order
+/// value of up to 1 KB, base64url, and a digest).
+pub const MAX_RESUME_HEADER: usize = 4096;
+
+/// The most rows one resume may skip: `skip` counts rows of one source batch, and a
+/// gateway's batches hold at most 100,000 alerts (its `limits.max_batch_alerts` bound).
+pub const MAX_RESUME_SKIP: u64 = 100_000;
 
 impl QueryResume {
     /// Nothing copied yet from the query whose row refs start with `prefix`
@@ -180,38 +202,108 @@ impl QueryResume {
     }
 
     /// Records a destination record with `am-source` = `source` and `am-resume` =
-    /// `resume`; returns whether it is a copy of this query (the one with the highest
-    /// `seq` wins).
-    pub fn observe(&mut self, source: &[u8], resume: Option<&[u8]>) -> bool {
+    /// `resume`: `Ok(false)` if it is not a copy of this query, `Ok(true)` if it is (the
+    /// one with the highest `seq` wins), `Err(why)` if it is a copy whose `am-resume`
+    /// cannot be read.
+    pub fn observe(&mut self, source: &[u8], resume: Option<&[u8]>) -> Result<bool, String> {
         let Some(row) = std::str::from_utf8(source).ok().filter(|s| {
             s.strip_prefix(&self.prefix)
                 .is_some_and(|r| r.starts_with('/'))
         }) else {
-            return false;
+            return Ok(false);
         };
-        let Some((seq, skip, token)) = resume
-            .and_then(|r| std::str::from_utf8(r).ok())
-            .and_then(parse_resume)
-        else {
-            return false;
-        };
+        let (seq, skip, token) = parse_resume(resume)?;
         if seq > self.seq {
             self.seq = seq;
             self.skip = skip;
             self.token = token.to_owned();
             self.last_ref = Some(row.to_owned());
         }
-        true
+        Ok(true)
+    }
+
+    /// [`Self::observe`] for the record at `offset` of partition 0 of `topic`, read in
+    /// offset order; returns whether it is a copy of this query (readable or not).
+    pub fn observe_at(
+        &mut self,
+        topic: &str,
+        offset: i64,
+        source: &[u8],
+        resume: Option<&[u8]>,
+    ) -> bool {
+        match self.observe(source, resume) {
+            Ok(false) => false,
+            Ok(true) => {
+                let tail = self.tails.entry(topic.to_owned()).or_default();
+                tail.readable = tail.readable.max(Some(offset));
+                true
+            }
+            Err(why) => {
+                let tail = self.tails.entry(topic.to_owned()).or_default();
+                if tail.unreadable.as_ref().is_none_or(|(o, _)| *o < offset) {
+                    tail.unreadable = Some((offset, why));
+                }
+                true
+            }
+        }
+    }
+
+    /// Whether resuming is safe: no topic read back ends with a copy of this query whose
+    /// `am-resume` cannot be read (such a copy may be the latest: resuming from an earlier
+    /// one would repeat rows, from the start even more). `Err((topic, message))`.
+    pub fn check(&self) -> Result<(), (String, String)> {
+        for (topic, tail) in &self.tails {
+            if let Some((offset, why)) = &tail.unreadable {
+                if tail.readable.is_none_or(|r| r < *offset) {
+                    return Err((
+                        topic.clone(),
+                        format!(
+                            "the last copy of {} (partition 0, offset {offset}) has {why}; the \
+                             mirror stops rather than skip or repeat rows: delete the records \
+                             from that offset on, or give the mirror a new destination topic",
+                            self.prefix
+                        ),
+                    ));
+                }
+            }
+        }
+        Ok(())
     }
 }
 
-/// `<seq> <skip> <token>` with a positive seq and skip; the token may be empty.
-fn parse_resume(text: &str) -> Option<(u64, u64, &str)> {
+/// `<seq> <skip> <token>` with a positive seq, a skip of at most seq and
+/// [`MAX_RESUME_SKIP`], and a token of printable ASCII (empty: the start of the result).
+fn parse_resume(resume: Option<&[u8]>) -> Result<(u64, u64, &str), String> {
+    let bytes = resume.ok_or("no am-resume header")?;
+    if bytes.len() > MAX_RESUME_HEADER {
+        return Err(format!(
+            "an am-resume header of {} bytes (at most {MAX_RESUME_HEADER})",
+            bytes.len()
+        ));
+    }
+    let text = std::str::from_utf8(bytes).map_err(|_| "an am-resume header that is not UTF-8")?;
+    let bad = || {
+        format!(
+            "an unreadable am-resume header \"{}\" (expected \"<seq> <skip> <token>\")",
+            alertmesh_alert::echo::shown(text, 64)
+        )
+    };
     let mut parts = text.splitn(3, ' ');
-    let seq: u64 = parts.next()?.parse().ok().filter(|s| *s > 0)?;
-    let skip: u64 = parts.next()?.parse().ok()?;
-    let token = parts.next()?;
-    (!token.contains(char::is_whitespace)).then_some((seq, skip, token))
+    let (Some(seq), Some(skip), Some(token)) = (parts.next(), parts.next(), parts.next()) else {
+        return Err(bad());
+    };
+    let seq: u64 = seq.parse().ok().filter(|s| *s > 0).ok_or_else(bad)?;
+    let skip: u64 = skip.parse().map_err(|_| bad())?;
+    if !token.bytes().all(|b| b.is_ascii_graphic()) {
+        return Err(bad());
+    }
+    if skip > seq || skip > MAX_RESUME_SKIP {
+        return Err(format!(
+            "an am-resume header that skips {skip} rows after {seq} copied (at most {} here)",
+            seq.min(MAX_RESUME_SKIP)
+        ));
+    }
+    Ok((seq, skip, token))
 }
 
 #[cfg(test)]
@@ -222,24 +314,94 @@ mod tests {
     fn the_copy_with_the_highest_seq_sets_where_a_query_resumes() {
         let mut r = QueryResume::new("am://lasair/query:objects");
         let row = |o: i64| format!("am://lasair/query:objects/{o}");
-        assert!(r.observe(row(5).as_bytes(), Some(b"7 2 amq1.abc")));
-        assert!(r.observe(row(3).as_bytes(), Some(b"5 0 amq1.xyz")));
-        assert!(r.observe(row(1).as_bytes(), Some(b"1 1 ")));
+        assert_eq!(
+            r.observe(row(5).as_bytes(), Some(b"7 2 amq1.abc")),
+            Ok(true)
+        );
+        assert_eq!(
+            r.observe(row(3).as_bytes(), Some(b"5 0 amq1.xyz")),
+            Ok(true)
+        );
+        assert_eq!(r.observe(row(1).as_bytes(), Some(b"1 1 ")), Ok(true));
         assert_eq!((r.seq, r.skip, r.token.as_str()), (7, 2, "amq1.abc"));
         assert_eq!(r.last_ref, Some(row(5)));
-        for (source, resume) in [
-            ("am://lasair/query:objects2/9", Some(&b"9 0 t"[..])),
-            ("am://lasair/query:objects/9", None),
-            ("am://lasair/query:objects/9", Some(&b"0 0 t"[..])),
-            ("am://lasair/query:objects/9", Some(&b"9 x t"[..])),
-            ("am://lasair/query:objects/9", Some(&b"9 0 t u"[..])),
-            ("am://lasair/query:objects/9", Some(&b"9 0"[..])),
-            ("am://lasair/ztf/0/9", Some(&b"9 0 t"[..])),
+        for source in [
+            "am://lasair/query:objects2/9",
+            "am://other/query:objects/9",
+            "am://lasair/ztf/0/9",
+            "",
         ] {
-            assert!(!r.observe(source.as_bytes(), resume), "{source} {resume:?}");
+            assert_eq!(
+                r.observe(source.as_bytes(), Some(b"9 0 t")),
+                Ok(false),
+                "{source}"
+            );
         }
+        assert_eq!(r.observe(&[0xff, 0xfe], Some(b"9 0 t")), Ok(false));
         assert_eq!(r.seq, 7);
         assert_eq!(QueryResume::header(8, 0, "amq1.t"), "8 0 amq1.t");
+    }
+
+    #[test]
+    fn a_copy_with_a_missing_or_hostile_am_resume_is_an_error_not_a_skip() {
+        let big = format!("9 0 amq1.{}", "A".repeat(MAX_RESUME_HEADER));
+        let cases: [(Option<&[u8]>, &str); 12] = [
+            (None, "no am-resume header"),
+            (Some(b"\xff\xfe 0 t"), "not UTF-8"),
+            (Some(big.as_bytes()), "of 4105 bytes (at most 4096)"),
+            (Some(b"0 0 t"), "unreadable am-resume header \"0 0 t\""),
+            (Some(b"9 x t"), "unreadable"),
+            (Some(b"-9 0 t"), "unreadable"),
+            (Some(b"9 0 t u"), "unreadable"),
+            (Some(b"9 0"), "unreadable"),
+            (Some(b""), "unreadable"),
+            (Some(b"9 0 t\x1b[2J"), "\"9 0 t\\u{1b}[2J\""),
+            (Some(b"9 10 t"), "skips 10 rows after 9 copied"),
+            (Some(b"999999 100001 t"), "(at most 100000 here)"),
+        ];
+        for (resume, says) in cases {
+            let mut r = QueryResume::new("am://lasair/query:objects");
+            let why = r
+                .observe(b"am://lasair/query:objects/9", resume)
+                .unwrap_err();
+            assert!(why.contains(says), "{resume:?}: {why}");
+            assert!(why.len() < 300, "capped: {why}");
+            assert_eq!(r.seq, 0, "nothing taken from {resume:?}");
+        }
+        // 18446744073709551616 does not fit a u64.
+        let mut r = QueryResume::new("am://lasair/query:objects");
+        assert!(r
+            .observe(
+                b"am://lasair/query:objects/9",
+                Some(b"18446744073709551616 0 t")
+            )
+            .is_err());
+    }
+
+    #[test]
+    fn an_unreadable_copy_stops_the_resume_unless_a_readable_one_follows_it() {
+        let row = b"am://lasair/query:objects/9";
+        let mut r = QueryResume::new("am://lasair/query:objects");
+        assert!(r.observe_at("dest", 10, row, Some(b"3 0 amq1.a")));
+        assert!(r.observe_at("dest", 11, row, Some(b"garbage")));
+        assert!(r.observe_at("dest.dlq", 4, row, Some(b"2 1 amq1.b")));
+        let (topic, message) = r.check().unwrap_err();
+        assert_eq!(topic, "dest");
+        assert!(
+            message.starts_with(
+                "the last copy of am://lasair/query:objects (partition 0, offset 11) has an \
+                 unreadable am-resume header \"garbage\""
+            ),
+            "{message}"
+        );
+        assert!(message.contains("the mirror stops rather than skip or repeat rows"));
+        // A readable copy written after it: the unreadable one is older, resuming is safe.
+        assert!(r.observe_at("dest", 12, row, Some(b"4 0 amq1.c")));
+        assert_eq!(r.check(), Ok(()));
+        assert_eq!((r.seq, r.token.as_str()), (4, "amq1.c"));
+        // Records of other sources say nothing.
+        assert!(!r.observe_at("dest", 13, b"am://lasair/ztf/0/1", Some(b"garbage")));
+        assert_eq!(r.check(), Ok(()));
     }
 
     #[test]

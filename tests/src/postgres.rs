@@ -180,6 +180,49 @@ impl Postgres {
         Ok(())
     }
 
+    /// Turns TLS on: the server presents `cert_pem` (chain, leaf first) with `key_pem`
+    /// (written into the data directory, the key 0600 and owned by the server's user, as
+    /// PostgreSQL insists), trusts `client_ca_pem` for client certificates when given, and
+    /// with `hba` replaces `pg_hba.conf` (e.g. `hostssl` lines only, so that plain TCP is
+    /// refused). Restarts the server.
+    pub async fn enable_tls(
+        &mut self,
+        cert_pem: &str,
+        key_pem: &str,
+        client_ca_pem: Option<&str>,
+        hba: Option<&str>,
+    ) -> Result<()> {
+        use std::os::unix::fs::PermissionsExt as _;
+        let data = self.dir.path().join("data");
+        let mut settings =
+            "\nssl = on\nssl_cert_file = 'server.crt'\nssl_key_file = 'server.key'\n".to_owned();
+        let mut files = vec![
+            ("server.crt", cert_pem, 0o644),
+            ("server.key", key_pem, 0o600),
+        ];
+        if let Some(ca) = client_ca_pem {
+            files.push(("client-ca.crt", ca, 0o644));
+            settings.push_str("ssl_ca_file = 'client-ca.crt'\n");
+        }
+        if let Some(hba) = hba {
+            files.push(("pg_hba.conf", hba, 0o600));
+        }
+        for (name, text, mode) in files {
+            let path = data.join(name);
+            std::fs::write(&path, text).with_context(|| format!("write {name}"))?;
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode))?;
+            if let Some((uid, gid)) = self.owner {
+                std::os::unix::fs::chown(&path, Some(uid), Some(gid))?;
+            }
+        }
+        let conf = data.join("postgresql.conf");
+        let mut text = std::fs::read_to_string(&conf).context("read postgresql.conf")?;
+        text.push_str(&settings);
+        std::fs::write(&conf, text)?;
+        self.stop().await?;
+        self.start().await
+    }
+
     /// The TCP port.
     pub fn port(&self) -> u16 {
         self.port

@@ -703,3 +703,60 @@ async fn the_readme_sample_json_has_the_keys_subscribe_prints() -> Result<()> {
     );
     Ok(())
 }
+
+#[tokio::test]
+async fn hostile_gateway_url_lists_are_one_line_errors_without_credentials() -> Result<()> {
+    let port = free_port();
+    let many = (0..5000)
+        .map(|i| format!("http://127.0.0.1:{}", 1 + i % 1000))
+        .collect::<Vec<_>>()
+        .join(",");
+    let cases = [
+        (
+            format!("http://127.0.0.1:{port},,http://127.0.0.1:{port}"),
+            "--gateway: invalid gateway URL list: entry 2 of 3 is empty",
+        ),
+        (
+            format!("http://127.0.0.1:{port},"),
+            "--gateway: invalid gateway URL list: entry 2 of 2 is empty",
+        ),
+        (
+            many,
+            "--gateway: invalid gateway URL list: 5000 URLs given; a gateway's replicas are at most 32",
+        ),
+        (
+            format!("ftp://127.0.0.1:{port}"),
+            "only http:// and https:// gateways are supported",
+        ),
+        (
+            format!("https://alice:s3cret-pw@127.0.0.1:{port},http://127.0.0.1:{port}"),
+            "a user or password in the URL is refused",
+        ),
+    ];
+    for command in [
+        &["topics"][..],
+        &["subscribe", "--topic", "ztf"],
+        &["directory"],
+    ] {
+        for (urls, says) in &cases {
+            let mut args: Vec<&str> = command.to_vec();
+            args.extend(["--gateway", urls]);
+            let out = run_cli(&args).await?;
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            ensure!(!out.status.success(), "{command:?} {says}: succeeded");
+            ensure!(
+                stderr.contains(says),
+                "{command:?}: {says:?} not in {stderr}"
+            );
+            ensure!(
+                stderr.trim_end().lines().count() == 1 && stderr.len() < 600,
+                "{command:?}: one short line: {stderr}"
+            );
+            ensure!(
+                !stderr.contains("s3cret") && !stderr.contains("alice"),
+                "{stderr}"
+            );
+        }
+    }
+    Ok(())
+}

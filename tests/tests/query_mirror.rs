@@ -344,3 +344,146 @@ async fn bad_query_mirror_configs_are_refused_by_serve_check() -> Result<()> {
     }
     Ok(())
 }
+
+/// Writes one record into the destination as if it were a copy of lasair's query, with
+/// `am-resume` = `resume` (none: no header).
+async fn forge_copy(broker: &Broker, id: i64, resume: Option<&[u8]>) -> Result<()> {
+    let mut headers = vec![(
+        "am-source".to_owned(),
+        Some(bytes::Bytes::from(format!(
+            "am://lasair/query:objects/{id}"
+        ))),
+    )];
+    if let Some(r) = resume {
+        headers.push(("am-resume".to_owned(), Some(bytes::Bytes::from(r.to_vec()))));
+    }
+    let record = alertmesh_tests::Record {
+        partition: 0,
+        key: None,
+        payload: bytes::Bytes::from_static(b"{}"),
+        headers,
+        timestamp_ms: now_ms(),
+    };
+    broker.produce_all(DESTINATION, &[record]).await?;
+    Ok(())
+}
+
+/// Waits until the mirror reports an error containing every one of `says`; its state.
+async fn wait_mirror_error(fink: &Gateway, says: &[&str]) -> Result<String> {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let status = fink.mirror_status().await?;
+        if let Some(m) = status.first() {
+            if says.iter().all(|s| m.error.contains(s)) {
+                return Ok(m.state.clone());
+            }
+            ensure!(
+                Instant::now() < deadline,
+                "mirror error {:?} (state {}) does not say {says:?}",
+                m.error,
+                m.state
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+#[tokio::test]
+async fn a_hostile_am_resume_in_the_destination_stops_the_mirror_without_repeats_or_gaps(
+) -> Result<()> {
+    let Some(pg) = Postgres::start_or_skip().await? else {
+        return Ok(());
+    };
+    pg.psql(&format!(
+        "create table objects (id bigint primary key, object_id text not null, \
+           ra double precision, dec double precision, mag real, ndet integer); {}",
+        insert_sql(1, 500)
+    ))?;
+    let lasair_broker = Broker::start("lasair").await?;
+    let lasair = Gateway::start(
+        &GatewaySpec::new("lasair", &lasair_broker.bootstrap()).extra(&lasair_config(&pg)),
+    )
+    .await?;
+    let fink_broker = Broker::start("fink").await?;
+    let mirror = format!(
+        "[[mirrors]]\nname = \"objects\"\n[mirrors.source]\ngateway = {url:?}\n\
+         query = \"objects\"\nwhere = \"ndet >= 2\"\n",
+        url = lasair.grpc_url()
+    );
+    let fink_spec = GatewaySpec::new("fink", &fink_broker.bootstrap())
+        .topic(DESTINATION, "ZTF", "json")
+        .extra(&mirror);
+    let mut fink = Gateway::start(&fink_spec).await?;
+    let expected = expected_ids(&pg)?;
+    let copies = settle(&fink_broker, expected.len()).await?;
+    check_exactly_once(&copies, &expected)?;
+    // Rows a restarted mirror would copy; a mirror that lost its place would copy the
+    // first ones again.
+    pg.psql(&insert_sql(501, 600))?;
+
+    // Missing, non-UTF-8, garbage, oversized: each the last copy in the destination.
+    let big = format!("9999 0 amq1.{}", "A".repeat(8192));
+    let hostile: [(Option<&[u8]>, &str); 4] = [
+        (None, "no am-resume header"),
+        (Some(b"\xff\xfe\xfd"), "not UTF-8"),
+        (
+            Some(b"1 0 ; drop table objects"),
+            "unreadable am-resume header",
+        ),
+        (Some(big.as_bytes()), "at most 4096"),
+    ];
+    let mut forged = 0;
+    for (resume, says) in hostile {
+        forge_copy(&fink_broker, 999_999, resume).await?;
+        forged += 1;
+        fink.kill_and_restart().await?;
+        wait_mirror_error(
+            &fink,
+            &["am-resume", says, "rather than skip or repeat rows"],
+        )
+        .await
+        .with_context(|| fink.stderr_tail(20))?;
+        ensure!(
+            count(&fink_broker).await == expected.len() + forged,
+            "nothing copied after a hostile am-resume ({says})"
+        );
+    }
+
+    // Readable, but the token of another query: the source refuses it, and the mirror
+    // says where the token came from.
+    let other = format!(
+        "{} 0 amq1.AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA",
+        copies.len() + 1
+    );
+    forge_copy(&fink_broker, 999_999, Some(other.as_bytes())).await?;
+    forged += 1;
+    fink.kill_and_restart().await?;
+    let state = wait_mirror_error(&fink, &["resume_token", "am-resume header"])
+        .await
+        .with_context(|| fink.stderr_tail(20))?;
+    ensure!(state == "failed" || state == "backoff", "state {state}");
+    ensure!(count(&fink_broker).await == expected.len() + forged);
+
+    // A readable copy written after them, with the last real copy's position (as the
+    // mirror would have written it next): the mirror goes on from there, each new row
+    // once, none repeated, none skipped.
+    let last = copies.last().context("copies")?;
+    let (_, rest) = last.headers["am-resume"]
+        .split_once(' ')
+        .context("am-resume")?;
+    let resume = format!("{} {rest}", copies.len() + 2);
+    let id: i64 = last.payload["id"].as_i64().context("id")?;
+    forge_copy(&fink_broker, id, Some(resume.as_bytes())).await?;
+    forged += 1;
+    fink.kill_and_restart().await?;
+    let expected = expected_ids(&pg)?;
+    let all = settle(&fink_broker, expected.len() + forged)
+        .await
+        .with_context(|| fink.stderr_tail(20))?;
+    let forged_at = copies.len() as i64..(copies.len() + forged) as i64;
+    let real: Vec<Copy> = all
+        .into_iter()
+        .filter(|c| !forged_at.contains(&c.offset))
+        .collect();
+    check_exactly_once(&real, &expected)
+}

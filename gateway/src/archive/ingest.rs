@@ -14,12 +14,12 @@ use rdkafka::consumer::Consumer as _;
 use rdkafka::{Offset, TopicPartitionList};
 use tokio::sync::mpsc;
 use tokio_postgres::binary_copy::BinaryCopyInWriter;
-use tokio_postgres::{Client, NoTls};
+use tokio_postgres::Client;
 use tokio_util::sync::CancellationToken;
 
 use super::extract::{Extractor, Row};
 use super::{table, Status};
-use crate::config::{ArchiveConfig, DatabaseConfig, PasswordSource, TopicConfig};
+use crate::config::{ArchiveConfig, DatabaseConfig, TopicConfig};
 use crate::kafka::Kafka;
 use crate::metrics::{ArchiveLabels, Metrics};
 use crate::record::{AlertContext, Arena, Record};
@@ -212,44 +212,9 @@ async fn write(
 
 async fn connect(db: &DatabaseConfig) -> Result<Client, Failure> {
     let name = &db.name;
-    let mut config: tokio_postgres::Config = db
-        .url
-        .parse()
-        .map_err(|_| format!("database {name:?}: invalid url"))?;
-    match &db.password {
-        PasswordSource::None => {}
-        PasswordSource::File(path) => {
-            let text = std::fs::read_to_string(path).map_err(|e| {
-                format!(
-                    "database {name:?}: cannot read password_file {}: {e}",
-                    path.display()
-                )
-            })?;
-            config.password(text.trim_end_matches(['\n', '\r']));
-        }
-        PasswordSource::Env(var) => {
-            let value = std::env::var(var).map_err(|_| {
-                format!("database {name:?}: environment variable {var} (password_env) is not set")
-            })?;
-            config.password(value);
-        }
-    }
-    config.connect_timeout(db.connect_timeout);
-    config.application_name("alertmesh-archive");
-    let (client, connection) = tokio::time::timeout(db.connect_timeout, config.connect(NoTls))
+    let client = crate::postgres::connect(db, "alertmesh-archive")
         .await
-        .map_err(|_| {
-            format!(
-                "database {name:?} did not answer within {:?}",
-                db.connect_timeout
-            )
-        })?
-        .map_err(|e| format!("database {name:?} cannot be reached: {e}"))?;
-    tokio::spawn(async move {
-        if let Err(e) = connection.await {
-            tracing::debug!(error = %e, "archive database connection ended");
-        }
-    });
+        .map_err(|e| e.to_string())?;
     // A statement stuck on a lock or a full disk fails rather than hangs the archive.
     // Commits need not wait for the disk: a commit PostgreSQL loses in a crash loses its
     // rows and the position they advanced together, so they are read from Kafka again

@@ -181,7 +181,7 @@ fn configured(url: &str, gateway: &GatewayArg) -> Result<Gateway, String> {
 }
 
 pub(super) async fn directory(gateway: GatewayArg, as_json: bool) -> Result<(), String> {
-    let (found, failed) = walk(&configured(gateway.url(), &gateway)?).await?;
+    let (found, failed) = walk(&configured(gateway.first_url()?, &gateway)?).await?;
     let mut out = std::io::stdout().lock();
     for (reached, d, hidden) in &found {
         let url = reached.url();

@@ -57,7 +57,8 @@ pub(super) async fn provenance(gateway: GatewayArg, req: Request<'_>) -> Result<
             .map_err(|e| e.to_string())?
             .for_name(&name),
         None => {
-            let home = Gateway::lenient(gateway.url(), &options).map_err(|e| e.to_string())?;
+            let home =
+                Gateway::lenient(gateway.first_url()?, &options).map_err(|e| e.to_string())?;
             // The token goes only to a gateway its `aud` names: learn this one's name first.
             let mut open = home
                 .without_token()

@@ -67,6 +67,23 @@ impl Config {
             if let super::PasswordSource::File(f) = &db.password {
                 file(&format!("databases[{i}].password_file"), f);
             }
+            let at = format!("databases[{i}]");
+            if let Some(ca) = &db.tls.ca_file {
+                if file(&format!("{at}.ca_file"), ca) {
+                    checks.push((format!("{at}.ca_file"), ca_roots(ca)));
+                }
+            }
+            if let (Some(cert), Some(key)) = (&db.tls.cert_file, &db.tls.key_file) {
+                let cert_ok = file(&format!("{at}.cert_file"), cert);
+                let key_ok = file(&format!("{at}.key_file"), key);
+                if cert_ok && key_ok {
+                    checks.extend(identity(
+                        (format!("{at}.cert_file"), cert),
+                        (format!("{at}.key_file"), key),
+                        false,
+                    ));
+                }
+            }
         }
         for (i, m) in self.mirrors.iter().enumerate() {
             let at = format!("mirrors[{i}].source");

@@ -13,6 +13,7 @@ use std::time::Duration;
 use alertmesh_alert::naming::check_topic;
 use alertmesh_alert::Registry;
 
+use super::database_tls::{self, DatabaseTls};
 use super::reader::Reader;
 
 /// `[[databases]]`: one PostgreSQL database.
@@ -26,8 +27,10 @@ pub struct DatabaseConfig {
     pub pool_size: usize,
     /// Every statement is cancelled by PostgreSQL after this.
     pub statement_timeout: Duration,
-    /// Connecting (TCP and authentication) gives up after this.
+    /// Connecting (TCP, TLS and authentication) gives up after this.
     pub connect_timeout: Duration,
+    /// `tls`, `ca_file`, `cert_file`, `key_file`.
+    pub tls: DatabaseTls,
 }
 
 impl std::fmt::Debug for DatabaseConfig {
@@ -37,6 +40,7 @@ impl std::fmt::Debug for DatabaseConfig {
             .field("url", &self.url)
             .field("password", &self.password)
             .field("pool_size", &self.pool_size)
+            .field("tls", &self.tls)
             .finish_non_exhaustive()
     }
 }
@@ -152,9 +156,10 @@ fn read_databases(r: &mut Reader, root: &mut toml::Table, base: &Path) -> Vec<Da
             }
         }
         let url = r.string(&mut t, &path, "url", None);
-        if let Some(u) = &url {
-            check_url(r, &format!("{path}.url"), u);
-        }
+        let parsed = url
+            .as_deref()
+            .and_then(|u| check_url(r, &format!("{path}.url"), u));
+        let tls = database_tls::read(r, &mut t, &path, base, parsed.as_ref());
         let file = r.string(&mut t, &path, "password_file", Some(String::new()));
         let env = r.string(&mut t, &path, "password_env", Some(String::new()));
         let password = match (file.as_deref(), env.as_deref()) {
@@ -182,19 +187,25 @@ fn read_databases(r: &mut Reader, root: &mut toml::Table, base: &Path) -> Vec<Da
                 pool_size,
                 statement_timeout: Duration::from_millis(statement_timeout),
                 connect_timeout: Duration::from_millis(connect_timeout),
+                tls,
             });
         }
     }
     out
 }
 
-fn check_url(r: &mut Reader, path: &str, url: &str) {
+/// Checks a `[[databases]] url`; the parsed URL if it is usable.
+fn check_url(r: &mut Reader, path: &str, url: &str) -> Option<tokio_postgres::Config> {
     if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {
         r.error(
             path,
             "must be a URL postgres://user@host:port/dbname (the password goes in password_file or password_env)",
         );
-        return;
+        return None;
+    }
+    if let Some(msg) = database_tls::url_tls_parameter(url) {
+        r.error(path, &msg);
+        return None;
     }
     match tokio_postgres::Config::from_str(url) {
         // The parser's message can quote the URL, password included: not repeated.
@@ -204,8 +215,9 @@ fn check_url(r: &mut Reader, path: &str, url: &str) {
             "must not contain a password; use password_file or password_env",
         ),
         Ok(c) if c.get_hosts().is_empty() => r.error(path, "must name a host"),
-        Ok(_) => {}
+        Ok(c) => return Some(c),
     }
+    None
 }
 
 fn read_query(

@@ -714,3 +714,93 @@ fn the_readme_query_example_loads() {
     assert_eq!(c.queries[0].name, "objects");
     assert!(matches!(c.databases[0].password, PasswordSource::File(_)));
 }
+
+#[test]
+fn database_tls_defaults_to_verify_full_off_this_host_and_libpq_sslmode_is_refused() {
+    let db = |extra: &str| {
+        format!("{MINIMAL}[[databases]]\nname = \"db\"\nurl = \"postgres://u@{extra}\n",)
+    };
+    let mode = |text: &str| Config::parse(text, &[]).map(|c| c.databases[0].tls.mode);
+    assert_eq!(mode(&db("127.0.0.1:5432/x\"")), Ok(TlsMode::Disable));
+    assert_eq!(mode(&db("localhost/x\"")), Ok(TlsMode::Disable));
+    assert_eq!(mode(&db("db.example.org/x\"")), Ok(TlsMode::VerifyFull));
+    assert_eq!(
+        mode(&db("db.example.org/x\"\ntls = \"disable\"")),
+        Ok(TlsMode::Disable)
+    );
+    assert_eq!(
+        mode(&db("127.0.0.1/x\"\ntls = \"require\"")),
+        Ok(TlsMode::Require)
+    );
+    let c = Config::parse(
+        &db(
+            "db.example.org/x\"\nca_file = \"ca.pem\"\ncert_file = \"c.pem\"\nkey_file = \"c.key\"",
+        ),
+        &[],
+    )
+    .unwrap();
+    assert_eq!(
+        c.databases[0].tls.ca_file.as_deref(),
+        Some(Path::new("./ca.pem"))
+    );
+    assert_eq!(
+        c.databases[0].tls.key_file.as_deref(),
+        Some(Path::new("./c.key"))
+    );
+
+    let all = |text: &str| Config::parse(text, &[]).unwrap_err().join("\n");
+    let e = all(&db("db.example.org/x?sslmode=require\""));
+    assert!(
+        e.contains(
+            "databases[0].url: sslmode=require in the url is not used; set tls = \"require\""
+        ),
+        "{e}"
+    );
+    let e = all(&db("db.example.org/x\"\ntls = \"prefer\""));
+    assert!(
+        e.contains(
+            "databases[0].tls: \"prefer\" is not one of \"disable\", \"require\", \"verify-full\""
+        ),
+        "{e}"
+    );
+    let e = all(&db(
+        "db.example.org/x\"\ntls = \"require\"\nca_file = \"ca.pem\"",
+    ));
+    assert!(
+        e.contains("databases[0].ca_file: is only used with tls = \"verify-full\""),
+        "{e}"
+    );
+    let e = all(&db("db.example.org/x\"\ncert_file = \"c.pem\""));
+    assert!(
+        e.contains("databases[0].cert_file: cert_file and key_file go together"),
+        "{e}"
+    );
+    let e = all(&db("%2Ftmp/x\"\ntls = \"require\""));
+    assert!(
+        e.contains("databases[0].tls: PostgreSQL has no TLS on Unix sockets"),
+        "{e}"
+    );
+}
+
+#[test]
+fn database_tls_files_are_checked_like_the_gateways_own() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("ca.pem"), "not pem").unwrap();
+    let text = format!(
+        "{MINIMAL}[[databases]]\nname = \"db\"\nurl = \"postgres://u@db.example.org/x\"\n\
+         ca_file = \"{ca}\"\ncert_file = \"{none}\"\nkey_file = \"{none}\"\n",
+        ca = dir.path().join("ca.pem").display(),
+        none = dir.path().join("missing.pem").display(),
+    );
+    let problems = Config::parse(&text, &[]).unwrap().check_files().join("\n");
+    assert!(problems.contains("databases[0].ca_file: "), "{problems}");
+    assert!(problems.contains("no CERTIFICATE block"), "{problems}");
+    assert!(
+        problems.contains("databases[0].cert_file: cannot read"),
+        "{problems}"
+    );
+    assert!(
+        problems.contains("databases[0].key_file: cannot read"),
+        "{problems}"
+    );
+}

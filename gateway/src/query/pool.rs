@@ -9,9 +9,9 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
-use tokio_postgres::{Client, NoTls};
+use tokio_postgres::Client;
 
-use crate::config::{DatabaseConfig, PasswordSource};
+use crate::config::DatabaseConfig;
 use crate::error::{Error, Result};
 
 /// The connections to one database.
@@ -21,8 +21,8 @@ pub(crate) struct Pool {
     /// Every statement is cancelled by the server after this.
     pub(crate) statement_timeout: Duration,
     pub(crate) connect_timeout: Duration,
-    url: String,
-    password: PasswordSource,
+    /// The URL, password source and TLS settings of each new connection.
+    database: DatabaseConfig,
     idle: Mutex<Vec<Client>>,
     permits: Arc<Semaphore>,
 }
@@ -41,8 +41,7 @@ impl Pool {
             name: db.name.clone(),
             statement_timeout: db.statement_timeout,
             connect_timeout: db.connect_timeout,
-            url: db.url.clone(),
-            password: db.password.clone(),
+            database: db.clone(),
             idle: Mutex::new(Vec::new()),
             permits: Arc::new(Semaphore::new(db.pool_size)),
         })
@@ -86,50 +85,7 @@ impl Pool {
     }
 
     async fn connect(&self) -> Result<Client> {
-        let name = &self.name;
-        let mut config: tokio_postgres::Config = self
-            .url
-            .parse()
-            .map_err(|_| Error::Internal(format!("database {name:?}: invalid url")))?;
-        match &self.password {
-            PasswordSource::None => {}
-            PasswordSource::File(path) => {
-                let text = std::fs::read_to_string(path).map_err(|e| {
-                    Error::Unavailable(format!(
-                        "database {name:?}: cannot read password_file {}: {e}",
-                        path.display()
-                    ))
-                })?;
-                config.password(text.trim_end_matches(['\n', '\r']));
-            }
-            PasswordSource::Env(var) => {
-                let value = std::env::var(var).map_err(|_| {
-                    Error::Unavailable(format!(
-                        "database {name:?}: environment variable {var} (password_env) is not set"
-                    ))
-                })?;
-                config.password(value);
-            }
-        }
-        config.connect_timeout(self.connect_timeout);
-        config.application_name("alertmesh");
-        let connected = tokio::time::timeout(self.connect_timeout, config.connect(NoTls))
-            .await
-            .map_err(|_| {
-                Error::Unavailable(format!(
-                    "database {name:?} did not answer within {:?}",
-                    self.connect_timeout
-                ))
-            })?;
-        let (client, connection) = connected
-            .map_err(|e| Error::Unavailable(format!("database {name:?} cannot be reached: {e}")))?;
-        // The connection task ends when the client is dropped or the server goes away.
-        tokio::spawn(async move {
-            if let Err(e) = connection.await {
-                tracing::debug!(error = %e, "database connection ended");
-            }
-        });
-        Ok(client)
+        Ok(crate::postgres::connect(&self.database, "alertmesh").await?)
     }
 }
 

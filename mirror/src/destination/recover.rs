@@ -23,12 +23,18 @@ use crate::{Result, ResumePositions};
 
 /// What recovery looks for in the destination's records.
 pub(crate) trait Observer {
-    /// Takes one record's headers; returns whether it is a copy of this mirror's source.
-    fn observe(&mut self, headers: &rdkafka::message::BorrowedHeaders) -> bool;
+    /// Takes the headers of the record at `offset` of `topic` (read in offset order per
+    /// partition); returns whether it is a copy of this mirror's source.
+    fn observe(
+        &mut self,
+        topic: &str,
+        offset: i64,
+        headers: &rdkafka::message::BorrowedHeaders,
+    ) -> bool;
 }
 
 impl Observer for ResumePositions {
-    fn observe(&mut self, hs: &rdkafka::message::BorrowedHeaders) -> bool {
+    fn observe(&mut self, _: &str, _: i64, hs: &rdkafka::message::BorrowedHeaders) -> bool {
         let mut found = false;
         for h in hs.iter().filter(|h| h.key == headers::SOURCE) {
             if let Some(v) = h.value {
@@ -40,10 +46,15 @@ impl Observer for ResumePositions {
 }
 
 impl Observer for QueryResume {
-    fn observe(&mut self, hs: &rdkafka::message::BorrowedHeaders) -> bool {
+    fn observe(
+        &mut self,
+        topic: &str,
+        offset: i64,
+        hs: &rdkafka::message::BorrowedHeaders,
+    ) -> bool {
         let value = |name: &str| hs.iter().find(|h| h.key == name).and_then(|h| h.value);
         match value(headers::SOURCE) {
-            Some(source) => QueryResume::observe(self, source, value(headers::RESUME)),
+            Some(source) => self.observe_at(topic, offset, source, value(headers::RESUME)),
             None => false,
         }
     }
@@ -205,7 +216,7 @@ fn read_round<O: Observer>(
                     continue;
                 };
                 let Some(hs) = m.headers() else { continue };
-                found[i] |= positions.observe(hs);
+                found[i] |= positions.observe(m.topic(), m.offset(), hs);
             }
         }
     }

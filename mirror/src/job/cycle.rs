@@ -137,5 +137,8 @@ async fn recover_query(env: &MirrorEnv, destination: &str, prefix: &str) -> Resu
     .map_err(|e| {
         destination::destination_error(destination, format!("recovery task failed: {e}"))
     })??;
+    resume
+        .check()
+        .map_err(|(topic, reason)| destination::destination_error(&topic, reason))?;
     Ok(resume)
 }

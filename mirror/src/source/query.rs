@@ -44,7 +44,25 @@ impl Peer {
         };
         let mut stream = self
             .call(|mut c, r| async move { c.query(r).await }, message)
-            .await?;
+            .await
+            .map_err(|e| match e {
+                // The token came out of the destination: say where, so that a token of
+                // another query (or a changed where) is traced to its record.
+                Error::Refused {
+                    source_name,
+                    reason,
+                } if !resume.token.is_empty() && reason.contains("resume_token") => {
+                    Error::Refused {
+                        source_name,
+                        reason: format!(
+                            "{reason} (the token is from the am-resume header of {}'s last copy \
+                             in the destination)",
+                            resume.prefix()
+                        ),
+                    }
+                }
+                e => e,
+            })?;
         let (tx, rx) = mpsc::channel(CHANNEL_BATCHES);
         let mut to_skip = resume.skip;
         let last_ref = resume.last_ref.clone();
