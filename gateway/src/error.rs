@@ -14,6 +14,10 @@ pub enum Error {
     /// Kafka cannot be reached or did not answer in time.
     #[error("kafka unavailable: {0}")]
     Unavailable(String),
+    /// A database of `[[databases]]` cannot be reached or did not answer in time; the
+    /// message names it.
+    #[error("{0}")]
+    DatabaseUnavailable(String),
     /// Too many subscriptions or similar overload.
     #[error("{0}")]
     ResourceExhausted(String),
@@ -57,6 +61,7 @@ impl Error {
             Error::NotFound(m) => Error::NotFound(m.clone()),
             Error::InvalidArgument(m) => Error::InvalidArgument(m.clone()),
             Error::Unavailable(m) => Error::Unavailable(m.clone()),
+            Error::DatabaseUnavailable(m) => Error::DatabaseUnavailable(m.clone()),
             Error::ResourceExhausted(m) => Error::ResourceExhausted(m.clone()),
             Error::Unauthenticated(m) => Error::Unauthenticated(m.clone()),
             Error::FailedPrecondition(m) => Error::FailedPrecondition(m.clone()),
@@ -129,7 +134,9 @@ impl From<Error> for tonic::Status {
         match e {
             Error::NotFound(_) => tonic::Status::not_found(msg),
             Error::InvalidArgument(_) => tonic::Status::invalid_argument(msg),
-            Error::Unavailable(_) | Error::ShuttingDown => tonic::Status::unavailable(msg),
+            Error::Unavailable(_) | Error::DatabaseUnavailable(_) | Error::ShuttingDown => {
+                tonic::Status::unavailable(msg)
+            }
             Error::ResourceExhausted(_) => tonic::Status::resource_exhausted(msg),
             Error::Unauthenticated(_) => tonic::Status::unauthenticated(msg),
             Error::PermissionDenied(_) => tonic::Status::permission_denied(msg),

@@ -35,7 +35,7 @@ impl std::fmt::Display for ConnectError {
 impl From<ConnectError> for crate::error::Error {
     fn from(e: ConnectError) -> Self {
         match e {
-            ConnectError::Unavailable(m) => crate::error::Error::Unavailable(m),
+            ConnectError::Unavailable(m) => crate::error::Error::DatabaseUnavailable(m),
             ConnectError::Tls(m) => crate::error::Error::FailedPrecondition(m),
         }
     }

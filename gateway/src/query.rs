@@ -352,7 +352,7 @@ impl Declared {
     /// that the server closed while idle is replaced once.
     async fn run(&self, stmt: &sql::Statement) -> Result<Vec<tokio_postgres::Row>> {
         match self.run_bounded(stmt).await {
-            Err(Error::Unavailable(_)) => self.run_bounded(stmt).await,
+            Err(Error::DatabaseUnavailable(_)) => self.run_bounded(stmt).await,
             other => other,
         }
     }
@@ -364,7 +364,7 @@ impl Declared {
         tokio::time::timeout(bound, self.run_once(stmt))
             .await
             .unwrap_or_else(|_| {
-                Err(Error::Unavailable(format!(
+                Err(Error::DatabaseUnavailable(format!(
                     "database {:?} of query {:?} did not answer within {bound:?}",
                     self.pool.name, self.config.name
                 )))
@@ -410,7 +410,7 @@ impl Declared {
     fn error(&self, e: tokio_postgres::Error) -> Error {
         let (q, db) = (&self.config.name, &self.pool.name);
         let Some(dbe) = e.as_db_error() else {
-            return Error::Unavailable(format!("database {db:?} of query {q:?}: {e}"));
+            return Error::DatabaseUnavailable(format!("database {db:?} of query {q:?}: {e}"));
         };
         let code = dbe.code();
         let class = &code.code()[..2];
@@ -421,7 +421,7 @@ impl Declared {
                 self.pool.statement_timeout.as_millis()
             ))
         } else if matches!(class, "08" | "28" | "53" | "57") {
-            Error::Unavailable(format!("database {db:?} of query {q:?}: {}", dbe.message()))
+            Error::DatabaseUnavailable(format!("database {db:?} of query {q:?}: {}", dbe.message()))
         } else if class == "22" {
             Error::InvalidArgument(format!("query {q:?}: {}", dbe.message()))
         } else {
