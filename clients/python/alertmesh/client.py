@@ -77,15 +77,58 @@ def connect(
     return Gateway(urls, token, **kwargs)
 
 
+#: The most URLs one gateway's replica list may hold: they are tried in turn, each within
+#: the connect timeout, so thousands would take hours to fail (as the Rust client).
+MAX_REPLICA_URLS = 32
+_MAX_URL_CHARS = 2048
+_SHOWN_URL_CHARS = 200
+
+
+def _shown(url: str) -> str:
+    """A URL as an error shows it: without user info (``user:password@`` becomes ``***@``), cut."""
+    scheme, sep, rest = url.partition("://")
+    if sep:
+        end = min((i for i in (rest.find(c) for c in "/?#") if i >= 0), default=len(rest))
+        at = rest.rfind("@", 0, end)
+        if at >= 0:
+            url = f"{scheme}://***{rest[at:]}"
+    return url if len(url) <= _SHOWN_URL_CHARS else url[:_SHOWN_URL_CHARS] + "…"
+
+
+def _check_url(u: str) -> None:
+    """Refuses what no gateway URL holds, before anything else sees it: overlong URLs,
+    whitespace or control characters, and a user or password (credentials go in a token,
+    and a URL is echoed in errors and logs)."""
+    def bad(reason: str) -> ValueError:
+        return ValueError(f"invalid gateway URL {_shown(u)!r}: {reason}")
+
+    if len(u) > _MAX_URL_CHARS:
+        raise bad(f"longer than {_MAX_URL_CHARS} characters")
+    if any(c.isspace() or not c.isprintable() for c in u):
+        raise bad("it contains whitespace or control characters")
+    authority = u.partition("://")[2] if "://" in u else u
+    for c in "/?#":
+        authority = authority.split(c, 1)[0]
+    if "@" in authority:
+        raise bad("a user or password in the URL is refused (it would be shown in errors and logs); pass token=")
+
+
 def _urls(url: str | Sequence[str] | None) -> list[str]:
     """The replica URLs given as one URL, a comma list or a sequence (default:
-    ``$ALERTMESH_GATEWAY``, itself possibly a comma list)."""
+    ``$ALERTMESH_GATEWAY``, itself possibly a comma list): 1 to :data:`MAX_REPLICA_URLS`,
+    none empty (a doubled or trailing comma is an error, not a replica fewer)."""
     if url is None or (isinstance(url, str) and not url.strip()):
         url = os.environ.get("ALERTMESH_GATEWAY") or DEFAULT_URL
     items = url.split(",") if isinstance(url, str) else list(url)
-    urls = [u.strip() for u in items if u.strip()]
+    if len(items) > MAX_REPLICA_URLS:
+        raise ValueError(f"{len(items)} URLs given; a gateway's replicas are at most {MAX_REPLICA_URLS}")
+    urls = [str(u).strip() for u in items]
     if not urls:
         raise ValueError("no gateway URL given")
+    for i, u in enumerate(urls):
+        if not u:
+            raise ValueError(f"entry {i + 1} of {len(urls)} is empty (a doubled or trailing comma?)")
+        _check_url(u)
     return urls
 
 
@@ -130,7 +173,7 @@ class Gateway:
         for u in urls:
             parts = urlsplit(u if "://" in u else f"http://{u}")
             if parts.scheme not in ("http", "https") or not parts.hostname:
-                raise ValueError(f"invalid gateway URL {u!r}: expected http://host:port or https://host:port")
+                raise ValueError(f"invalid gateway URL {_shown(u)!r}: expected http://host:port or https://host:port")
             secure = parts.scheme == "https" or ca is not None or cert is not None
             port = parts.port or (443 if secure else 80)
             target = f"{parts.hostname}:{port}" if ":" not in parts.hostname else f"[{parts.hostname}]:{port}"

@@ -104,6 +104,27 @@ def test_bad_url() -> None:
         Gateway("ftp://x:1")
 
 
+@pytest.mark.parametrize(
+    ("url", "match"),
+    [
+        ("http://alice:s3cret@127.0.0.1:1", "user or password"),
+        (["http://127.0.0.1:1", "https://bob:s3cret@h:2/x"], "user or password"),
+        ("http://127.0.0.1:1,,http://127.0.0.1:2", "entry 2 of 3 is empty"),
+        ("http://127.0.0.1:1,", "entry 2 of 2 is empty"),
+        (",".join(f"http://127.0.0.1:{p}" for p in range(1, 5001)), "5000 URLs given"),
+        ("http://127.0.0.1:1/\x00", "control characters"),
+        ("http://h\n:1", "control characters"),
+        ("http://" + "a" * 3000 + ":1", "longer than 2048"),
+        ("gopher://s3cret@h:1", "user or password"),
+    ],
+)
+def test_hostile_url_lists_are_clear_errors_without_credentials(url: object, match: str) -> None:
+    with pytest.raises(ValueError, match=match) as e:
+        Gateway(url)  # type: ignore[arg-type]
+    assert "s3cret" not in str(e.value)
+    assert len(str(e.value)) < 400
+
+
 def test_gateway_hints_name_python_arguments_not_cli_flags() -> None:
     from alertmesh.errors import python_hint
 
