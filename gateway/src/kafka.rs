@@ -20,7 +20,30 @@ pub(crate) mod reader;
 pub(crate) mod replaced;
 
 /// A consumer of this gateway: librdkafka's errors and logs go to tracing and metrics.
-pub(crate) type GatewayConsumer = BaseConsumer<KafkaContext>;
+/// The gateway's [`replaced::Watch`] holds a weak handle on each, to stop its fetching
+/// from the watch's own thread the moment the cluster is lost.
+pub(crate) struct GatewayConsumer(Arc<BaseConsumer<KafkaContext>>);
+
+impl GatewayConsumer {
+    /// Makes the client with `context` and registers it with the context's watch.
+    fn create(config: &ClientConfig, context: KafkaContext) -> Result<GatewayConsumer> {
+        let watch = Arc::clone(&context.watch);
+        let consumer: BaseConsumer<KafkaContext> = config
+            .create_with_context(context)
+            .map_err(Error::from_kafka)?;
+        let consumer = Arc::new(consumer);
+        watch.register(&consumer);
+        Ok(GatewayConsumer(consumer))
+    }
+}
+
+impl std::ops::Deref for GatewayConsumer {
+    type Target = BaseConsumer<KafkaContext>;
+
+    fn deref(&self) -> &Self::Target {
+        &self.0
+    }
+}
 
 /// Routes librdkafka's client-level errors and logs: errors are counted in
 /// `alertmesh_kafka_errors_total` and logged as warnings; reaching the end of a partition
@@ -248,7 +271,7 @@ impl Kafka {
             watch,
             config: c.clone(),
         };
-        c.create_with_context(context).map_err(Error::from_kafka)
+        GatewayConsumer::create(&c, context)
     }
 
     /// Creates a single-partition compacted topic for gateway state (cursors,
@@ -377,9 +400,7 @@ pub(crate) fn renew(consumer: GatewayConsumer) -> Result<GatewayConsumer> {
         watch,
         config: config.clone(),
     };
-    config
-        .create_with_context(context)
-        .map_err(Error::from_kafka)
+    GatewayConsumer::create(&config, context)
 }
 
 /// Rate limit of the log lines for librdkafka's warnings, which a peer, a producer or a failing cluster

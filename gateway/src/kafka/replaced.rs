@@ -22,7 +22,7 @@
 //! reports it instead of silently waiting for the old offsets to come round again.
 
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Weak};
+use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
 use rdkafka::client::ClientContext;
@@ -59,6 +59,9 @@ pub(crate) struct Regression {
 pub(crate) struct Watch {
     epoch: AtomicU64,
     changed: Notify,
+    /// The gateway's clients, whose fetching stops when the epoch moves. Weak: a client
+    /// ends with its last user, and dead entries are pruned as clients are added.
+    clients: Mutex<Vec<Weak<BaseConsumer<KafkaContext>>>>,
 }
 
 impl Watch {
@@ -91,9 +94,51 @@ impl Watch {
         &self.changed
     }
 
+    /// Adds a client made with this watch, whose fetching [`Watch::lost`] stops.
+    pub(crate) fn register(&self, client: &Arc<BaseConsumer<KafkaContext>>) {
+        let mut clients = self.clients.lock().unwrap_or_else(|e| e.into_inner());
+        clients.retain(|c| c.strong_count() > 0);
+        clients.push(Arc::downgrade(client));
+    }
+
+    /// Moves to a new epoch, wakes the readers waiting on one, and pauses every assigned
+    /// partition of every live client from this thread, without waiting for their
+    /// readers. A reader may be waiting on a subscriber or in the middle of a poll, and
+    /// the client's broker threads reconnect without waiting for it: librdkafka spaces a
+    /// connection attempt from the previous attempt (`reconnect.backoff.ms`), so a
+    /// connection that was up longer than that is retried at once, and a cluster that
+    /// already listens again at the address gets the stale topic ids in a fetch (see the
+    /// module doc). A pause is served by the partition's broker thread, in its back-off
+    /// and connection set-up as well, so it comes before any fetch on a new connection;
+    /// records the client had prefetched are dropped with it and read again by the
+    /// renewed client, from the positions the reader had reached.
     fn lost(&self) {
         self.epoch.fetch_add(1, Ordering::Relaxed);
         self.changed.notify_waiters();
+        let live: Vec<Arc<BaseConsumer<KafkaContext>>> = self
+            .clients
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .filter_map(Weak::upgrade)
+            .collect();
+        let mut paused = 0usize;
+        for client in &live {
+            match client.assignment() {
+                Ok(tpl) if tpl.count() > 0 => {
+                    if client.pause(&tpl).is_ok() {
+                        paused += tpl.count();
+                    }
+                }
+                _ => {}
+            }
+        }
+        tracing::info!(
+            clients = live.len(),
+            paused,
+            "kafka clients of the lost cluster stopped fetching"
+        );
+        // A client its reader dropped meanwhile ends here, on this thread.
     }
 }
 
