@@ -14,7 +14,16 @@
 //! A reader that waits on a slow subscriber does not poll its client, and would not see it
 //! lose the cluster; so one [`Watch`] per gateway keeps its own client connected to every
 //! broker and polls it, and when it loses them all it moves to a new epoch: every client
-//! made before is lost too, and waiting readers are woken to stop their fetching.
+//! made before is lost too, and waiting readers are woken to renew theirs. The watch also
+//! pauses the fetching of every client of the gateway at once, from its own thread, since
+//! a reader's client does not wait for its reader to reconnect: librdkafka counts its
+//! reconnect back-off from the previous connection attempt, so a connection that was up
+//! for longer is retried at once, and a new cluster that already listens at the address
+//! would get a fetch with the old topic ids while the reader is still waiting on its
+//! subscriber, or in the middle of a poll. No client setting closes that gap: a longer
+//! back-off (or maximum back-off) does not delay that first retry either, and librdkafka
+//! uses topic ids and the leader hint with every broker that offers them (Fetch v13 and
+//! v16), short of turning off its protocol version negotiation altogether.
 //!
 //! A new cluster also numbers its records afresh. Positions the gateway had reached are
 //! checked against the partitions' ends and the cluster id: a partition that now ends
