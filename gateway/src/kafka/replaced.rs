@@ -134,10 +134,8 @@ impl Watch {
         let mut paused = 0usize;
         for client in &live {
             match client.assignment() {
-                Ok(tpl) if tpl.count() > 0 => {
-                    if client.pause(&tpl).is_ok() {
-                        paused += tpl.count();
-                    }
+                Ok(tpl) if tpl.count() > 0 && client.pause(&tpl).is_ok() => {
+                    paused += tpl.count();
                 }
                 _ => {}
             }
