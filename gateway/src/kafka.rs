@@ -2,13 +2,13 @@
 //! their own threads (librdkafka polling blocks, so it never runs on the async runtime).
 
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use rdkafka::client::ClientContext;
 use rdkafka::config::{ClientConfig, RDKafkaLogLevel};
 use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext};
-use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::error::{KafkaError, KafkaResult, RDKafkaErrorCode};
 use rdkafka::{Offset, TopicPartitionList};
 
 use crate::config::KafkaConfig;
@@ -34,6 +34,21 @@ impl GatewayConsumer {
         let consumer = Arc::new(consumer);
         watch.register(&consumer);
         Ok(GatewayConsumer(consumer))
+    }
+
+    /// Assigns `tpl`, noted first in the context: the watch pauses the partitions a
+    /// client was given without asking librdkafka for them (a round trip through the
+    /// client's own thread, per client, while the clients reconnect).
+    pub(crate) fn assign(&self, tpl: &TopicPartitionList) -> KafkaResult<()> {
+        self.context().set_assigned(tpl.clone());
+        self.0.assign(tpl)
+    }
+
+    /// Removes the assignment.
+    pub(crate) fn unassign(&self) -> KafkaResult<()> {
+        let done = self.0.unassign();
+        self.context().set_assigned(TopicPartitionList::new());
+        done
     }
 }
 
@@ -61,6 +76,8 @@ pub(crate) struct KafkaContext {
     epoch: u64,
     /// The settings the client was made with, to make a fresh one.
     config: ClientConfig,
+    /// The partitions assigned through [`GatewayConsumer::assign`].
+    assigned: Mutex<TopicPartitionList>,
 }
 
 impl std::fmt::Debug for KafkaContext {
@@ -87,6 +104,18 @@ impl KafkaContext {
     /// The client must not fetch again: it is to be renewed.
     pub(crate) fn mark_lost(&self) {
         self.lost.store(true, Ordering::Relaxed);
+    }
+
+    /// The partitions assigned to the client.
+    pub(crate) fn assigned(&self) -> TopicPartitionList {
+        self.assigned
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    fn set_assigned(&self, tpl: TopicPartitionList) {
+        *self.assigned.lock().unwrap_or_else(|e| e.into_inner()) = tpl;
     }
 
     /// Notes an error the client reported, through its callback or its queue.
@@ -270,6 +299,7 @@ impl Kafka {
             epoch: watch.epoch(),
             watch,
             config: c.clone(),
+            assigned: Mutex::new(TopicPartitionList::new()),
         };
         GatewayConsumer::create(&c, context)
     }
@@ -399,6 +429,7 @@ pub(crate) fn renew(consumer: GatewayConsumer) -> Result<GatewayConsumer> {
         epoch: watch.epoch(),
         watch,
         config: config.clone(),
+        assigned: Mutex::new(TopicPartitionList::new()),
     };
     GatewayConsumer::create(&config, context)
 }

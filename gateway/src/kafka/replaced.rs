@@ -133,11 +133,11 @@ impl Watch {
             .collect();
         let mut paused = 0usize;
         for client in &live {
-            match client.assignment() {
-                Ok(tpl) if tpl.count() > 0 && client.pause(&tpl).is_ok() => {
-                    paused += tpl.count();
-                }
-                _ => {}
+            // What the client was assigned, as noted by `GatewayConsumer::assign`: asking
+            // librdkafka would wait on each client's own thread in turn.
+            let tpl = client.context().assigned();
+            if tpl.count() > 0 && client.pause(&tpl).is_ok() {
+                paused += tpl.count();
             }
         }
         tracing::info!(
