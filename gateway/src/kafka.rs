@@ -422,6 +422,9 @@ pub(crate) fn renew(consumer: GatewayConsumer) -> Result<GatewayConsumer> {
             Arc::clone(&context.watch),
         )
     };
+    // No fetch from here on: the gateway's watch may hold the client a moment longer
+    // (see `replaced::Watch`), and closing it stops its fetches only in passing.
+    let _ = consumer.unassign();
     drop(consumer);
     let context = KafkaContext {
         metrics,
