@@ -188,6 +188,17 @@ impl Kafka {
     /// The watch on the cluster (see [`replaced::Watch`]), started on first use.
     fn watch(&self) -> Arc<replaced::Watch> {
         let watch = self.watch.get_or_init(|| {
+            // One watch per cluster (address and settings) in the process, shared by the
+            // gateway's `Kafka`s (serving, credentials): the first watch to see the
+            // cluster go must pause every client of it, and a second watch's thread can be
+            // descheduled for longer than a new broker takes to listen (seen at 100 ms on
+            // a loaded machine, with the credentials reader's client left fetching).
+            let key = format!("{}\n{:?}", self.config.bootstrap, self.config.properties);
+            let mut watches = WATCHES.lock().unwrap_or_else(|e| e.into_inner());
+            watches.retain(|_, w| w.strong_count() > 0);
+            if let Some(shared) = watches.get(&key).and_then(std::sync::Weak::upgrade) {
+                return shared;
+            }
             let mut c = self.client_config();
             c.set("group.id", &self.client_id)
                 .set("enable.auto.commit", "false")
@@ -197,7 +208,9 @@ impl Kafka {
             for (k, v) in &self.config.properties {
                 c.set(k, v);
             }
-            replaced::Watch::start(c)
+            let watch = replaced::Watch::start(c);
+            watches.insert(key, Arc::downgrade(&watch));
+            watch
         });
         Arc::clone(watch)
     }
@@ -436,6 +449,10 @@ pub(crate) fn renew(consumer: GatewayConsumer) -> Result<GatewayConsumer> {
     };
     GatewayConsumer::create(&config, context)
 }
+
+/// The live cluster watches of the process, by cluster address and settings.
+static WATCHES: Mutex<std::collections::BTreeMap<String, std::sync::Weak<replaced::Watch>>> =
+    Mutex::new(std::collections::BTreeMap::new());
 
 /// Rate limit of the log lines for librdkafka's warnings, which a peer, a producer or a failing cluster
 /// can make repeat.
