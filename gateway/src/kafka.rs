@@ -2,13 +2,13 @@
 //! their own threads (librdkafka polling blocks, so it never runs on the async runtime).
 
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use rdkafka::client::ClientContext;
 use rdkafka::config::{ClientConfig, RDKafkaLogLevel};
 use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext};
-use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::error::{KafkaError, KafkaResult, RDKafkaErrorCode};
 use rdkafka::{Offset, TopicPartitionList};
 
 use crate::config::KafkaConfig;
@@ -20,7 +20,45 @@ pub(crate) mod reader;
 pub(crate) mod replaced;
 
 /// A consumer of this gateway: librdkafka's errors and logs go to tracing and metrics.
-pub(crate) type GatewayConsumer = BaseConsumer<KafkaContext>;
+/// The gateway's [`replaced::Watch`] holds a weak handle on each, to stop its fetching
+/// from the watch's own thread the moment the cluster is lost.
+pub(crate) struct GatewayConsumer(Arc<BaseConsumer<KafkaContext>>);
+
+impl GatewayConsumer {
+    /// Makes the client with `context` and registers it with the context's watch.
+    fn create(config: &ClientConfig, context: KafkaContext) -> Result<GatewayConsumer> {
+        let watch = Arc::clone(&context.watch);
+        let consumer: BaseConsumer<KafkaContext> = config
+            .create_with_context(context)
+            .map_err(Error::from_kafka)?;
+        let consumer = Arc::new(consumer);
+        watch.register(&consumer);
+        Ok(GatewayConsumer(consumer))
+    }
+
+    /// Assigns `tpl`, noted first in the context: the watch pauses the partitions a
+    /// client was given without asking librdkafka for them (a round trip through the
+    /// client's own thread, per client, while the clients reconnect).
+    pub(crate) fn assign(&self, tpl: &TopicPartitionList) -> KafkaResult<()> {
+        self.context().set_assigned(tpl.clone());
+        self.0.assign(tpl)
+    }
+
+    /// Removes the assignment.
+    pub(crate) fn unassign(&self) -> KafkaResult<()> {
+        let done = self.0.unassign();
+        self.context().set_assigned(TopicPartitionList::new());
+        done
+    }
+}
+
+impl std::ops::Deref for GatewayConsumer {
+    type Target = BaseConsumer<KafkaContext>;
+
+    fn deref(&self) -> &Self::Target {
+        &self.0
+    }
+}
 
 /// Routes librdkafka's client-level errors and logs: errors are counted in
 /// `alertmesh_kafka_errors_total` and logged as warnings; reaching the end of a partition
@@ -38,6 +76,8 @@ pub(crate) struct KafkaContext {
     epoch: u64,
     /// The settings the client was made with, to make a fresh one.
     config: ClientConfig,
+    /// The partitions assigned through [`GatewayConsumer::assign`].
+    assigned: Mutex<TopicPartitionList>,
 }
 
 impl std::fmt::Debug for KafkaContext {
@@ -64,6 +104,18 @@ impl KafkaContext {
     /// The client must not fetch again: it is to be renewed.
     pub(crate) fn mark_lost(&self) {
         self.lost.store(true, Ordering::Relaxed);
+    }
+
+    /// The partitions assigned to the client.
+    pub(crate) fn assigned(&self) -> TopicPartitionList {
+        self.assigned
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    fn set_assigned(&self, tpl: TopicPartitionList) {
+        *self.assigned.lock().unwrap_or_else(|e| e.into_inner()) = tpl;
     }
 
     /// Notes an error the client reported, through its callback or its queue.
@@ -136,6 +188,17 @@ impl Kafka {
     /// The watch on the cluster (see [`replaced::Watch`]), started on first use.
     fn watch(&self) -> Arc<replaced::Watch> {
         let watch = self.watch.get_or_init(|| {
+            // One watch per cluster (address and settings) in the process, shared by the
+            // gateway's `Kafka`s (serving, credentials): the first watch to see the
+            // cluster go must pause every client of it, and a second watch's thread can be
+            // descheduled for longer than a new broker takes to listen (seen at 100 ms on
+            // a loaded machine, with the credentials reader's client left fetching).
+            let key = format!("{}\n{:?}", self.config.bootstrap, self.config.properties);
+            let mut watches = WATCHES.lock().unwrap_or_else(|e| e.into_inner());
+            watches.retain(|_, w| w.strong_count() > 0);
+            if let Some(shared) = watches.get(&key).and_then(std::sync::Weak::upgrade) {
+                return shared;
+            }
             let mut c = self.client_config();
             c.set("group.id", &self.client_id)
                 .set("enable.auto.commit", "false")
@@ -145,7 +208,9 @@ impl Kafka {
             for (k, v) in &self.config.properties {
                 c.set(k, v);
             }
-            replaced::Watch::start(c)
+            let watch = replaced::Watch::start(c);
+            watches.insert(key, Arc::downgrade(&watch));
+            watch
         });
         Arc::clone(watch)
     }
@@ -247,8 +312,9 @@ impl Kafka {
             epoch: watch.epoch(),
             watch,
             config: c.clone(),
+            assigned: Mutex::new(TopicPartitionList::new()),
         };
-        c.create_with_context(context).map_err(Error::from_kafka)
+        GatewayConsumer::create(&c, context)
     }
 
     /// Creates a single-partition compacted topic for gateway state (cursors,
@@ -369,6 +435,9 @@ pub(crate) fn renew(consumer: GatewayConsumer) -> Result<GatewayConsumer> {
             Arc::clone(&context.watch),
         )
     };
+    // No fetch from here on: the gateway's watch may hold the client a moment longer
+    // (see `replaced::Watch`), and closing it stops its fetches only in passing.
+    let _ = consumer.unassign();
     drop(consumer);
     let context = KafkaContext {
         metrics,
@@ -376,11 +445,14 @@ pub(crate) fn renew(consumer: GatewayConsumer) -> Result<GatewayConsumer> {
         epoch: watch.epoch(),
         watch,
         config: config.clone(),
+        assigned: Mutex::new(TopicPartitionList::new()),
     };
-    config
-        .create_with_context(context)
-        .map_err(Error::from_kafka)
+    GatewayConsumer::create(&config, context)
 }
+
+/// The live cluster watches of the process, by cluster address and settings.
+static WATCHES: Mutex<std::collections::BTreeMap<String, std::sync::Weak<replaced::Watch>>> =
+    Mutex::new(std::collections::BTreeMap::new());
 
 /// Rate limit of the log lines for librdkafka's warnings, which a peer, a producer or a failing cluster
 /// can make repeat.

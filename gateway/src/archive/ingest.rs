@@ -256,6 +256,13 @@ impl Reader {
             if tx.is_closed() {
                 return "the writer stopped".into();
             }
+            // A client that lost its cluster is paused by the gateway's watch, and must
+            // not fetch again (see `kafka::replaced`): the ingest starts again, from what
+            // the table holds, with a new client.
+            if crate::kafka::replaced::is_lost(&self.consumer) {
+                let _ = self.consumer.unassign();
+                return "lost the connection to kafka".into();
+            }
             match self.consumer.poll(Duration::from_millis(50)) {
                 Some(Ok(m)) => {
                     let record: Record = Record::from_kafka(&m, &self.ctx, &mut arena);

@@ -14,7 +14,16 @@
 //! A reader that waits on a slow subscriber does not poll its client, and would not see it
 //! lose the cluster; so one [`Watch`] per gateway keeps its own client connected to every
 //! broker and polls it, and when it loses them all it moves to a new epoch: every client
-//! made before is lost too, and waiting readers are woken to stop their fetching.
+//! made before is lost too, and waiting readers are woken to renew theirs. The watch also
+//! pauses the fetching of every client of the gateway at once, from its own thread, since
+//! a reader's client does not wait for its reader to reconnect: librdkafka counts its
+//! reconnect back-off from the previous connection attempt, so a connection that was up
+//! for longer is retried at once, and a new cluster that already listens at the address
+//! would get a fetch with the old topic ids while the reader is still waiting on its
+//! subscriber, or in the middle of a poll. No client setting closes that gap: a longer
+//! back-off (or maximum back-off) does not delay that first retry either, and librdkafka
+//! uses topic ids and the leader hint with every broker that offers them (Fetch v13 and
+//! v16), short of turning off its protocol version negotiation altogether.
 //!
 //! A new cluster also numbers its records afresh. Positions the gateway had reached are
 //! checked against the partitions' ends and the cluster id: a partition that now ends
@@ -22,7 +31,7 @@
 //! reports it instead of silently waiting for the old offsets to come round again.
 
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Weak};
+use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
 use rdkafka::client::ClientContext;
@@ -59,6 +68,9 @@ pub(crate) struct Regression {
 pub(crate) struct Watch {
     epoch: AtomicU64,
     changed: Notify,
+    /// The gateway's clients, whose fetching stops when the epoch moves. Weak: a client
+    /// ends with its last user, and dead entries are pruned as clients are added.
+    clients: Mutex<Vec<Weak<BaseConsumer<KafkaContext>>>>,
 }
 
 impl Watch {
@@ -91,9 +103,54 @@ impl Watch {
         &self.changed
     }
 
+    /// Adds a client made with this watch, whose fetching [`Watch::lost`] stops.
+    pub(crate) fn register(&self, client: &Arc<BaseConsumer<KafkaContext>>) {
+        let mut clients = self.clients.lock().unwrap_or_else(|e| e.into_inner());
+        clients.retain(|c| c.strong_count() > 0);
+        clients.push(Arc::downgrade(client));
+    }
+
+    /// Moves to a new epoch, wakes the readers waiting on one, and pauses every assigned
+    /// partition of every live client from this thread, without waiting for their
+    /// readers. A reader may be waiting on a subscriber or in the middle of a poll, and
+    /// the client's broker threads reconnect without waiting for it: librdkafka spaces a
+    /// connection attempt from the previous attempt (`reconnect.backoff.ms`), so a
+    /// connection that was up longer than that is retried at once, and a cluster that
+    /// already listens again at the address gets the stale topic ids in a fetch (see the
+    /// module doc). A pause needs no reader: librdkafka's own main thread marks the
+    /// partitions, and a broker thread checks the mark before each fetch, also while it
+    /// is disconnected (measured in the tests: the partitions left the fetch lists 1.5 ms
+    /// after the broker's death, and the replacing Tansu took connections after 23 ms).
+    /// That narrows the window to this thread being descheduled for that long, on a
+    /// loaded machine, rather than closing it; librdkafka offers no hook on a client's
+    /// own reconnection that would. Records the
+    /// client had prefetched are dropped with the pause and read again by the renewed
+    /// client, from the positions its reader had reached.
     fn lost(&self) {
         self.epoch.fetch_add(1, Ordering::Relaxed);
         self.changed.notify_waiters();
+        let live: Vec<Arc<BaseConsumer<KafkaContext>>> = self
+            .clients
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .filter_map(Weak::upgrade)
+            .collect();
+        let mut paused = 0usize;
+        for client in &live {
+            // What the client was assigned, as noted by `GatewayConsumer::assign`: asking
+            // librdkafka would wait on each client's own thread in turn.
+            let tpl = client.context().assigned();
+            if tpl.count() > 0 && client.pause(&tpl).is_ok() {
+                paused += tpl.count();
+            }
+        }
+        tracing::info!(
+            clients = live.len(),
+            paused,
+            "kafka clients of the lost cluster stopped fetching"
+        );
+        // A client its reader dropped meanwhile ends here, on this thread.
     }
 }
 

@@ -17,7 +17,7 @@ use rdkafka::{Offset, TopicPartitionList};
 
 use super::plan::id_key;
 use crate::error::{Error, Result};
-use crate::kafka::Kafka;
+use crate::kafka::{replaced, Kafka};
 
 /// Publish ids of one partition and the offsets of the records they published.
 #[derive(Debug)]
@@ -129,6 +129,14 @@ pub(crate) fn read(
     // Read to the end of the partition as the fetch sees it, not just to `end`: some
     // brokers (Tansu) report an end short of a batch's last record.
     loop {
+        // A client that lost its cluster is paused by the gateway's watch, and must not
+        // fetch again (see `replaced`): the read fails at once, to be retried.
+        if replaced::is_lost(&consumer) {
+            return Err(Error::Unavailable(format!(
+                "lost the connection to kafka while reading the publish ids of partition \
+                 {partition} of topic {topic:?}"
+            )));
+        }
         if last_progress.elapsed() > timeout {
             return Err(Error::Unavailable(format!(
                 "cannot read the publish ids of partition {partition} of topic {topic:?} \
