@@ -14,6 +14,7 @@ use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::types::RDKafkaErrorCode;
 use tempfile::TempDir;
 
 use crate::apache::{self, Flavor, NodePorts};
@@ -255,7 +256,15 @@ impl Broker {
         let new = NewTopic::new(topic, partitions, TopicReplication::Fixed(replication));
         let options = AdminOptions::new().operation_timeout(Some(Duration::from_secs(10)));
         for result in admin.create_topics([&new], &options).await? {
-            result.map_err(|(t, e)| anyhow!("create topic {t}: {e}"))?;
+            match result {
+                // The admin client retries a request whose answer came late (a loaded
+                // machine), and the retry finds the topic its first try made. A topic of
+                // another shape fails the partition check below.
+                Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
+                other => {
+                    other.map_err(|(t, e)| anyhow!("create topic {t}: {e}"))?;
+                }
+            }
         }
         let bootstrap = self.bootstrap();
         let topic = topic.to_owned();
