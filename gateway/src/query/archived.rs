@@ -137,6 +137,7 @@ impl Queries {
                     table.join(".")
                 ),
                 params: vec![Param::Int(i64::from(partition)), Param::Int(offset)],
+                rows: 1,
             };
             let rows = declared.run(&stmt).await?;
             if let Some(r) = rows.first() {

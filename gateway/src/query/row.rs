@@ -1,8 +1,6 @@
 //! A row as an alert: its declared columns as one JSON object (64-bit integers exact,
 //! NaN and infinities as strings, as JSON output of topics), and its ref.
 
-use std::fmt::Write as _;
-
 use alertmesh_proto::tags::alert::{
     FORMAT, JSON, KEY, MESH_KEY, NAMESPACE, OFFSET, PAYLOAD, REF, TOPIC,
 };
@@ -187,7 +185,7 @@ pub(crate) struct RowWriter {
     json_output: bool,
     /// The row being written: its JSON, its ref.
     json: Vec<u8>,
-    r#ref: String,
+    r#ref: Vec<u8>,
 }
 
 impl RowWriter {
@@ -198,7 +196,7 @@ impl RowWriter {
             namespace: namespace.to_owned(),
             json_output,
             json: Vec::new(),
-            r#ref: String::new(),
+            r#ref: Vec::new(),
         }
     }
 
@@ -228,16 +226,16 @@ impl RowWriter {
     /// and JSON `json`.
     fn put_element(&mut self, order: &OrderValue, key: &[u8], json: &[u8], buf: &mut BytesMut) {
         self.r#ref.clear();
-        self.r#ref.push_str(&self.ref_prefix);
+        self.r#ref.extend_from_slice(self.ref_prefix.as_bytes());
         let offset = match order {
             OrderValue::Int(i) => {
-                // Writing into a String cannot fail.
-                let _ = write!(self.r#ref, "{i}");
+                push_decimal(*i, &mut self.r#ref);
                 *i
             }
             OrderValue::Text(t) => {
-                self.r#ref.push('~');
-                URL_SAFE_NO_PAD.encode_string(t.as_bytes(), &mut self.r#ref);
+                self.r#ref.push(b'~');
+                self.r#ref
+                    .extend_from_slice(URL_SAFE_NO_PAD.encode(t.as_bytes()).as_bytes());
                 0
             }
         };
@@ -274,7 +272,7 @@ impl RowWriter {
         // Fields in field order, defaults omitted, as prost writes them.
         put_header(ALERTS, alert_len, buf);
         put_header(REF, self.r#ref.len(), buf);
-        buf.extend_from_slice(self.r#ref.as_bytes());
+        buf.extend_from_slice(&self.r#ref);
         put_bytes(TOPIC, self.topic.as_bytes(), buf);
         if offset != 0 {
             encoding::int64::encode(OFFSET, &offset, buf);
@@ -298,6 +296,25 @@ impl RowWriter {
         }
         put_mesh_key(MESH_KEY, buf);
     }
+}
+
+/// Appends `v` in decimal, as `format!` writes it (without its machinery: once per row).
+fn push_decimal(v: i64, out: &mut Vec<u8>) {
+    if v < 0 {
+        out.push(b'-');
+    }
+    let mut digits = [0u8; 20];
+    let mut n = v.unsigned_abs();
+    let mut i = digits.len();
+    loop {
+        i -= 1;
+        digits[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    out.extend_from_slice(&digits[i..]);
 }
 
 /// Bytes of a length-delimited field holding `len` bytes.
@@ -420,6 +437,15 @@ mod tests {
         assert_eq!(parse_ref("am://lasair/ztf.alerts/0/1"), None);
         assert_eq!(parse_ref("am://lasair/query:objects/1x"), None);
         assert_eq!(float(f64::NAN), Value::from("NaN"));
+    }
+
+    #[test]
+    fn decimals_are_formats() {
+        for v in [0, 7, 10, 12345, i64::MAX, -1, -10, i64::MIN] {
+            let mut out = b"x".to_vec();
+            push_decimal(v, &mut out);
+            assert_eq!(out, format!("x{v}").into_bytes());
+        }
     }
 
     #[test]
