@@ -23,9 +23,9 @@ use std::sync::Arc;
 
 use alertmesh_alert::filter::{Cone, Predicate};
 use alertmesh_proto::v1;
-use tokio_stream::StreamExt as _;
 use tokio::sync::{mpsc, OnceCell, Semaphore};
 use tokio_postgres::error::SqlState;
+use tokio_stream::StreamExt as _;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 

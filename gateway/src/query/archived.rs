@@ -10,8 +10,8 @@ use std::sync::Arc;
 
 use alertmesh_alert::filter::Predicate;
 use alertmesh_alert::{BytesMode, Decoder, Format, JsonOptions, Registry, Subject};
-use alertmesh_proto::v1;
 use alertmesh_proto::tags::batch::ALERTS;
+use alertmesh_proto::v1;
 use bytes::{Bytes, BytesMut};
 use prost::Message as _;
 use tokio::sync::OnceCell;

@@ -440,7 +440,7 @@ mod tests {
     }
 
     #[test]
-    fn decimals_are_formats() {
+    fn decimals_are_written_as_format_writes_them() {
         for v in [0, 7, 10, 12345, i64::MAX, -1, -10, i64::MIN] {
             let mut out = b"x".to_vec();
             push_decimal(v, &mut out);
@@ -481,7 +481,10 @@ mod tests {
                 (OrderValue::Int(-7), &b"ZTF18abc"[..]),
                 (OrderValue::Int(0), b""),
                 (OrderValue::Int(i64::MAX), b"12"),
-                (OrderValue::Text("2026-12-01 10:00:00+00 / x".into()), b"\"NaN\""),
+                (
+                    OrderValue::Text("2026-12-01 10:00:00+00 / x".into()),
+                    b"\"NaN\"",
+                ),
             ] {
                 let mut buf = BytesMut::from(&b"before"[..]);
                 w.put_element(&order, key, json, &mut buf);
