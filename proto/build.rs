@@ -9,6 +9,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .bytes(".")
         // Written by hand (src/batch.rs) so the gateway can send pre-encoded alerts.
         .extern_path(".alertmesh.v1.AlertBatch", "crate::batch::AlertBatch")
+        // Written by hand too, so the gateway can send rows it encoded once.
+        .extern_path(".alertmesh.v1.QueryBatch", "crate::batch::QueryBatch")
         // prost's codec, reserving each message's size up front (src/codec.rs).
         .codec_path("crate::codec::MeshCodec")
         .compile_fds(descriptors)?;

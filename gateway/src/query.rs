@@ -25,6 +25,7 @@ use alertmesh_alert::filter::{Cone, Predicate};
 use alertmesh_proto::v1;
 use tokio::sync::{mpsc, OnceCell, Semaphore};
 use tokio_postgres::error::SqlState;
+use tokio_stream::StreamExt as _;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -393,10 +394,23 @@ impl Declared {
             .collect();
         // A biased `join!` polls in the order written, and each call sends its messages
         // on its first poll: the server receives them in this order.
+        // The rows are collected into a buffer sized for the statement's limit: grown
+        // from empty it would be copied over and over (up to 10 000 rows a statement).
+        let read = async {
+            let stream = client
+                .query_typed_raw(&stmt.sql, params.iter().map(|(v, t)| (*v, t.clone())))
+                .await?;
+            let mut stream = std::pin::pin!(stream);
+            let mut rows = Vec::with_capacity(stmt.rows);
+            while let Some(row) = stream.next().await {
+                rows.push(row?);
+            }
+            Ok::<_, tokio_postgres::Error>(rows)
+        };
         let (began, rows, committed) = tokio::join!(
             biased;
             client.batch_execute(&begin),
-            client.query_typed(&stmt.sql, &params),
+            read,
             client.batch_execute("COMMIT"),
         );
         began.map_err(|e| self.error(e))?;

@@ -9,6 +9,10 @@
 //! slice, shared by every subscriber, that can go to the socket without a copy.
 //! On the wire both forms are the same repeated field 1, so clients (this crate's
 //! generated client, Python, any gRPC stack) see an ordinary `AlertBatch`.
+//!
+//! [`QueryBatch`] is written by hand for the same reason: a query stream writes each row
+//! once as the `alerts` element it is sent as, instead of building an [`Alert`] (a handful
+//! of strings) per row and serialising it.
 
 use prost::bytes::{Buf, BufMut, Bytes};
 use prost::encoding::{self, DecodeContext, WireType};
@@ -101,7 +105,99 @@ impl AlertBatch {
     }
 }
 
-use crate::tags::batch::{ALERTS, SKIPPED};
+use crate::tags::batch::{ALERTS, RESUME_TOKEN, SKIPPED};
+
+/// One batch of a `Query` stream (see `alertmesh.proto`): an [`AlertBatch`] on the wire,
+/// plus the token that resumes after its last alert.
+#[derive(Clone, PartialEq, Default)]
+pub struct QueryBatch {
+    /// Alerts as messages. Decoding fills this field only.
+    pub alerts: Vec<Alert>,
+    pub skipped: Vec<Skipped>,
+    pub resume_token: String,
+    /// Alerts already serialised as elements of the `alerts` field, sent after
+    /// [`alerts`](Self::alerts). Decoding leaves this empty.
+    pub framed: Framed,
+}
+
+impl std::fmt::Debug for QueryBatch {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("QueryBatch")
+            .field("alerts", &self.alerts)
+            .field("skipped", &self.skipped)
+            .field("resume_token", &self.resume_token)
+            .field("framed", &format_args!("{} alerts", self.framed.alerts()))
+            .finish()
+    }
+}
+
+impl QueryBatch {
+    /// Number of alerts in the batch, in both forms.
+    pub fn len(&self) -> usize {
+        self.alerts.len() + self.framed.alerts()
+    }
+
+    /// Whether the batch carries no alert.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+impl prost::Message for QueryBatch {
+    fn encode_raw(&self, buf: &mut impl BufMut) {
+        for alert in &self.alerts {
+            encoding::message::encode(ALERTS, alert, buf);
+        }
+        for run in self.framed.runs() {
+            buf.put_slice(run);
+        }
+        encode_skipped(&self.skipped, buf);
+        if !self.resume_token.is_empty() {
+            encoding::string::encode(RESUME_TOKEN, &self.resume_token, buf);
+        }
+    }
+
+    fn merge_field(
+        &mut self,
+        tag: u32,
+        wire_type: WireType,
+        buf: &mut impl Buf,
+        ctx: DecodeContext,
+    ) -> Result<(), DecodeError> {
+        match tag {
+            ALERTS => encoding::message::merge_repeated(wire_type, &mut self.alerts, buf, ctx)
+                .map_err(|mut e| {
+                    e.push("QueryBatch", "alerts");
+                    e
+                }),
+            SKIPPED => merge_skipped(wire_type, &mut self.skipped, buf, ctx),
+            RESUME_TOKEN => encoding::string::merge(wire_type, &mut self.resume_token, buf, ctx)
+                .map_err(|mut e| {
+                    e.push("QueryBatch", "resume_token");
+                    e
+                }),
+            _ => encoding::skip_field(wire_type, tag, buf, ctx),
+        }
+    }
+
+    fn encoded_len(&self) -> usize {
+        encoding::message::encoded_len_repeated(ALERTS, &self.alerts)
+            + self.framed.len()
+            + encoding::message::encoded_len_repeated(SKIPPED, &self.skipped)
+            + if self.resume_token.is_empty() {
+                0
+            } else {
+                encoding::string::encoded_len(RESUME_TOKEN, &self.resume_token)
+            }
+    }
+
+    fn clear(&mut self) {
+        self.alerts.clear();
+        self.skipped.clear();
+        self.resume_token.clear();
+        self.framed = Framed::default();
+    }
+}
 
 /// Writes the `skipped` field; shared with [`crate::view::AlertBatchView`].
 pub(crate) fn encode_skipped(skipped: &[Skipped], buf: &mut impl BufMut) {
@@ -210,6 +306,37 @@ mod tests {
         assert_eq!(back.skipped, batch.skipped);
         assert!(back.framed.is_empty());
         assert_eq!(back.len(), 4);
+    }
+
+    #[test]
+    fn a_query_batch_is_prosts_encoding_with_framed_alerts_in_place() {
+        let mut batch = QueryBatch {
+            alerts: vec![alert(1)],
+            skipped: vec![Skipped {
+                r#ref: "am://g/t/0/9".into(),
+                reason: "bad".into(),
+            }],
+            resume_token: "token".into(),
+            framed: Framed::default(),
+        };
+        batch.framed.push_alert(&alert(2));
+        let wire = batch.encode_to_vec();
+        assert_eq!(wire.len(), batch.encoded_len());
+        let back = QueryBatch::decode(wire.as_slice()).unwrap();
+        assert_eq!(back.alerts, vec![alert(1), alert(2)]);
+        assert_eq!(back.skipped, batch.skipped);
+        assert_eq!(back.resume_token, "token");
+        assert_eq!(back.len(), 2);
+        // The same bytes as an `AlertBatch` of the same alerts, then field 3.
+        let plain = AlertBatch {
+            alerts: vec![alert(1), alert(2)],
+            skipped: batch.skipped.clone(),
+            framed: Framed::default(),
+        };
+        let mut expected = plain.encode_to_vec();
+        encoding::string::encode(RESUME_TOKEN, &"token".to_owned(), &mut expected);
+        assert_eq!(wire, expected);
+        assert!(QueryBatch::default().encode_to_vec().is_empty());
     }
 
     #[test]

@@ -8,7 +8,7 @@
 pub mod v1 {
     tonic::include_proto!("alertmesh.v1");
 
-    pub use crate::batch::{AlertBatch, Framed};
+    pub use crate::batch::{AlertBatch, Framed, QueryBatch};
 }
 
 mod batch;

@@ -29,4 +29,6 @@ pub mod header {
 pub mod batch {
     pub const ALERTS: u32 = 1;
     pub const SKIPPED: u32 = 2;
+    /// `alertmesh.v1.QueryBatch` only.
+    pub const RESUME_TOKEN: u32 = 3;
 }

@@ -10,8 +10,9 @@ use std::sync::Arc;
 
 use alertmesh_alert::filter::Predicate;
 use alertmesh_alert::{BytesMode, Decoder, Format, JsonOptions, Registry, Subject};
+use alertmesh_proto::tags::batch::ALERTS;
 use alertmesh_proto::v1;
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use prost::Message as _;
 use tokio::sync::OnceCell;
 
@@ -136,6 +137,7 @@ impl Queries {
                     table.join(".")
                 ),
                 params: vec![Param::Int(i64::from(partition)), Param::Int(offset)],
+                rows: 1,
             };
             let rows = declared.run(&stmt).await?;
             if let Some(r) = rows.first() {
@@ -176,23 +178,18 @@ impl Declared {
         Ok(())
     }
 
-    /// A row as the alert it stands for, with its order value and its size in bytes.
-    pub(super) fn row_alert(
+    /// Writes a row as the `QueryBatch.alerts` element of the alert it stands for at the
+    /// end of `buf`; returns its order value and its size in bytes.
+    pub(super) fn write_row(
         &self,
-        gateway: &str,
+        writer: &mut row::RowWriter,
         r: &tokio_postgres::Row,
         d: &Described,
         json: bool,
-    ) -> Result<(OrderValue, v1::Alert, usize)> {
+        buf: &mut BytesMut,
+    ) -> Result<(OrderValue, usize)> {
         let Some(a) = &self.archive else {
-            let c = row::convert(r, &d.shape, d.order, d.key)?;
-            let (order, size) = (c.order.clone(), c.json.len());
-            let q = &self.config;
-            return Ok((
-                order,
-                row::alert(gateway, &q.name, &q.namespace, c, json),
-                size,
-            ));
+            return writer.write(r, &d.shape, d.order, d.key, buf);
         };
         let (order, mut alert) = a.alert(r, d)?;
         let order = OrderValue::Int(order);
@@ -201,7 +198,8 @@ impl Declared {
         }
         // What the batch carries: JSON output is larger than the payload it decodes.
         let size = alert.payload.len() + alert.json.len();
-        Ok((order, alert, size))
+        prost::encoding::message::encode(ALERTS, &alert, buf);
+        Ok((order, size))
     }
 }
 

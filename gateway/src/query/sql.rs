@@ -119,6 +119,8 @@ pub(crate) struct Selection<'a> {
 pub(crate) struct Statement {
     pub(crate) sql: String,
     pub(crate) params: Vec<Param>,
+    /// Rows it is expected to return at most, to size their buffer (capped).
+    pub(crate) rows: usize,
 }
 
 /// `FROM` of every statement on `q`.
@@ -225,6 +227,7 @@ pub(crate) fn rows(
     Ok(Statement {
         sql,
         params: b.params,
+        rows: usize::try_from(limit).unwrap_or(0).min(1 << 14),
     })
 }
 
@@ -245,6 +248,7 @@ pub(crate) fn one(
             order_column(q)
         ),
         params: b.params,
+        rows: 1,
     }
 }
 

@@ -5,14 +5,16 @@ use std::sync::Arc;
 
 use alertmesh_alert::filter::{Cone, Predicate};
 use alertmesh_proto::v1;
+use bytes::BytesMut;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::AbortOnDropHandle;
 
 use super::sql::{self, Selection, Shape, Statement};
 use super::token::Binding;
 use super::{row, Declared, Described, OrderValue};
 use crate::config::QueryConfig;
-use crate::error::Result;
+use crate::error::{Error, Result};
 use tokio_postgres::Row;
 
 /// Bounds of one statement's rows, which the gateway holds while it sends them as batches.
@@ -125,9 +127,20 @@ pub(super) async fn run(
             }
             _ => None,
         };
+        // On a task of its own, so the next statement's rows are received and parsed on
+        // another thread while this task converts these; dropped (the stream ended), the
+        // task is aborted.
+        let next_task = next.map(|stmt| {
+            let declared = Arc::clone(&declared);
+            AbortOnDropHandle::new(tokio::spawn(async move { declared.run(&stmt).await }))
+        });
         let fetch_next = async {
-            match &next {
-                Some(stmt) => Some(declared.run(stmt).await),
+            match next_task {
+                Some(task) => Some(task.await.unwrap_or_else(|e| {
+                    Err(Error::Internal(format!(
+                        "the next statement's task failed: {e}"
+                    )))
+                })),
                 None => None,
             }
         };
@@ -167,8 +180,9 @@ pub(super) async fn run(
     }
 }
 
-/// Converts `rows` and sends them as batches; returns the JSON bytes sent, or `None` when
-/// the stream must end (the client left, or a row could not be converted).
+/// Writes `rows` as batches and sends them; returns the JSON bytes sent, or `None` when
+/// the stream must end (the client left, or a row could not be converted). Each row is
+/// written once as the batch element it is sent as ([`row::RowWriter`]).
 async fn send_rows(
     rows: &[Row],
     declared: &Declared,
@@ -176,15 +190,18 @@ async fn send_rows(
     plan: &mut Plan,
     tx: &mpsc::Sender<Result<v1::QueryBatch, tonic::Status>>,
 ) -> Option<usize> {
+    let q = &declared.config;
+    let mut writer = row::RowWriter::new(&plan.gateway, &q.name, &q.namespace, plan.json);
     let mut bytes = 0;
+    // Bytes per element of the last batch, to size the next one's buffer.
+    let mut per_row = 256;
     for chunk in rows.chunks(plan.batch.max(1)) {
-        let mut alerts = Vec::with_capacity(chunk.len());
+        let mut buf = BytesMut::with_capacity(chunk.len() * (per_row + per_row / 8 + 16));
         for r in chunk {
-            match declared.row_alert(&plan.gateway, r, described, plan.json) {
-                Ok((order, alert, size)) => {
+            match declared.write_row(&mut writer, r, described, plan.json, &mut buf) {
+                Ok((order, size)) => {
                     bytes += size;
                     plan.after = Some(order);
-                    alerts.push(alert);
                 }
                 Err(e) => {
                     let _ = tx.send(Err(e.into())).await;
@@ -192,16 +209,17 @@ async fn send_rows(
                 }
             }
         }
+        per_row = buf.len() / chunk.len().max(1);
         let resume_token = plan
             .after
             .as_ref()
             .map(|a| plan.binding.token(a))
             .unwrap_or_default();
-        let batch = v1::QueryBatch {
-            alerts,
-            skipped: Vec::new(),
+        let mut batch = v1::QueryBatch {
             resume_token,
+            ..v1::QueryBatch::default()
         };
+        batch.framed.push_run(buf.freeze(), chunk.len());
         if tx.send(Ok(batch)).await.is_err() {
             return None;
         }
