@@ -26,6 +26,7 @@ mod timestamp;
 
 pub(crate) use arena::{Arena, Written};
 pub(crate) use context::AlertContext;
+pub(crate) use field::push_decimal;
 pub(crate) use parts::Parts;
 pub(crate) use timestamp::ms_from_timestamp;
 

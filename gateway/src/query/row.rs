@@ -18,6 +18,7 @@ use super::sql::{Kind, Shape};
 use super::token::MAX_TEXT_ORDER;
 use super::OrderValue;
 use crate::error::{Error, Result};
+use crate::record::push_decimal;
 
 /// The parts of a row an alert is made of.
 #[derive(Debug)]
@@ -296,25 +297,6 @@ impl RowWriter {
         }
         put_mesh_key(MESH_KEY, buf);
     }
-}
-
-/// Appends `v` in decimal, as `format!` writes it (without its machinery: once per row).
-fn push_decimal(v: i64, out: &mut Vec<u8>) {
-    if v < 0 {
-        out.push(b'-');
-    }
-    let mut digits = [0u8; 20];
-    let mut n = v.unsigned_abs();
-    let mut i = digits.len();
-    loop {
-        i -= 1;
-        digits[i] = b'0' + (n % 10) as u8;
-        n /= 10;
-        if n == 0 {
-            break;
-        }
-    }
-    out.extend_from_slice(&digits[i..]);
 }
 
 /// Bytes of a length-delimited field holding `len` bytes.

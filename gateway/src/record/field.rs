@@ -36,8 +36,9 @@ pub(super) fn put_str(tag: u32, value: &str, buf: &mut BytesMut) {
     }
 }
 
-/// Appends `v` in decimal (the alert ref's numbers, without formatter machinery).
-pub(super) fn push_decimal(v: i64, buf: &mut BytesMut) {
+/// Appends `v` in decimal, as `format!` writes it (the refs' numbers, once per record or
+/// row: without formatter machinery).
+pub(crate) fn push_decimal(v: i64, buf: &mut impl BufMut) {
     if v < 0 {
         buf.put_u8(b'-');
     }
@@ -52,7 +53,7 @@ pub(super) fn push_decimal(v: i64, buf: &mut BytesMut) {
             break;
         }
     }
-    buf.extend_from_slice(&digits[i..]);
+    buf.put_slice(&digits[i..]);
 }
 
 /// Characters of `v` in decimal.
