@@ -61,6 +61,13 @@ def test_gateway_json_leaves_keys_and_other_strings_alone() -> None:
     assert from_gateway_json(b'{"s": "t"}') == {"s": "t"}
 
 
+def test_gateway_json_keeps_integers_beyond_64_bits_exact() -> None:
+    big = 2**70 + 1
+    assert from_gateway_json(b'{"n": %d, "m": -9223372036854775808, "f": 0.1}' % big) == {
+        "n": big, "m": -(2**63), "f": 0.1,
+    }
+
+
 def test_local_omit_cutouts_matches_gateway_rule() -> None:
     rec = {"cutoutScience": {"stampData": b"x"}, "candidate": {"ra": 1.0}, "other": b"y"}
     assert omit_cutouts(rec) == {"cutoutScience": None, "candidate": {"ra": 1.0}, "other": b"y"}
