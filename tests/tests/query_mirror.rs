@@ -230,7 +230,11 @@ async fn a_query_sourced_mirror_copies_every_row_once_across_kill_9_and_follows(
         }
         let deadline = Instant::now() + Duration::from_secs(60);
         while count(&fink_broker).await <= before {
-            ensure!(Instant::now() < deadline, "no progress after {before} rows");
+            ensure!(
+                Instant::now() < deadline,
+                "no progress after {before} rows; fink's stderr:\n{}",
+                fink.stderr_tail(40)
+            );
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
         x ^= x << 13;
