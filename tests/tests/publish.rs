@@ -26,7 +26,7 @@ const CLASS_SCHEMA: &str = r#"{
 
 struct Fink {
     _pki: Pki,
-    _broker: Broker,
+    broker: Broker,
     gw: Secure,
     cert: CertFiles,
     /// `publish:fink.*` and `subscribe:fink.*`.
@@ -57,7 +57,7 @@ impl Fink {
         let cert = pki.client("fink")?;
         Ok(Fink {
             _pki: pki,
-            _broker: broker,
+            broker,
             gw,
             cert,
             token,
@@ -694,5 +694,96 @@ async fn a_retry_sent_to_another_replica_writes_nothing() -> Result<()> {
         "a retry on another replica wrote a record"
     );
     replica.child.kill().await?;
+    Ok(())
+}
+
+/// An Avro topic's declared schema.
+const AVRO_SCHEMA: &str = r#"{"type":"record","name":"Class","fields":[
+    {"name":"class","type":"string"},{"name":"score","type":"double"}]}"#;
+
+/// One Avro object container file of one record written with `schema`.
+fn ocf(schema: &str, fields: Vec<(&str, alertmesh_alert::apache_avro::types::Value)>) -> Vec<u8> {
+    use alertmesh_alert::apache_avro::{types::Value, Schema, Writer};
+    let schema = Schema::parse_str(schema).expect("test schema");
+    let mut w = Writer::new(&schema, Vec::new());
+    w.append(Value::Record(
+        fields.into_iter().map(|(k, v)| (k.to_owned(), v)).collect(),
+    ))
+    .expect("test record");
+    w.into_inner().expect("test ocf")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_avro_topic_takes_records_its_schema_reads_and_names_the_field_of_others() -> Result<()>
+{
+    use alertmesh_alert::apache_avro::types::Value;
+    const AVRO: &str = "fink.avroclass";
+    let dir = tempfile::tempdir()?;
+    let schema = dir.path().join("class.avsc");
+    std::fs::write(&schema, AVRO_SCHEMA)?;
+    let fink = Fink::start(&format!(
+        "[[topics]]\nname = {AVRO:?}\nnamespace = \"ZTF\"\nformat = \"avro-ocf\"\npublish = true\nschema = {:?}\n",
+        schema.display().to_string()
+    ))
+    .await?;
+    fink.broker.create_topic(AVRO, 1).await?;
+    let with_payload = |id: &str, payload: Vec<u8>| {
+        let mut r = record(id, 1);
+        r.payload = payload.into();
+        r
+    };
+    let good = ocf(
+        AVRO_SCHEMA,
+        vec![
+            ("class", Value::String("SN Ia".into())),
+            ("score", Value::Double(0.9)),
+        ],
+    );
+    // A writer schema without `score` (no default): the topic's schema cannot read it.
+    let narrow = ocf(
+        r#"{"type":"record","name":"Class","fields":[{"name":"class","type":"string"}]}"#,
+        vec![("class", Value::String("SN Ia".into()))],
+    );
+    expect(
+        "a record without a field the schema needs",
+        fink.publish(AVRO, vec![with_payload("avro/1", narrow)])
+            .await,
+        Code::InvalidArgument,
+        "score",
+    )
+    .await?;
+    expect(
+        "JSON on an Avro topic",
+        fink.publish(
+            AVRO,
+            vec![with_payload(
+                "avro/2",
+                br#"{"class":"SN Ia","score":0.9}"#.to_vec(),
+            )],
+        )
+        .await,
+        Code::InvalidArgument,
+        "avro",
+    )
+    .await?;
+    ensure!(
+        fink.read(AVRO).await?.is_empty(),
+        "a refused record was written"
+    );
+    let written = fink
+        .publish(AVRO, vec![with_payload("avro/3", good.clone())])
+        .await?;
+    ensure!(written.len() == 1 && !written[0].duplicate, "{written:?}");
+    let back = fink.read(AVRO).await?;
+    ensure!(back.len() == 1, "{back:?}");
+    ensure!(back[0].payload == good, "the payload was changed");
+    ensure!(back[0].format == "avro-ocf", "{:?}", back[0].format);
+    ensure!(
+        header(&back[0], "am-derived-from")
+            == Some("am://lasair/ztf.alerts/0/1,am://antares/ztf.alerts/1/101")
+            && header(&back[0], "am-schema").is_some(),
+        "{:?}",
+        back[0].headers
+    );
     Ok(())
 }
