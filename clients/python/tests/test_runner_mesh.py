@@ -233,6 +233,19 @@ def test_runner_killed_9_across_three_secured_gateways_neither_loses_nor_duplica
     assert {e.kind for e in g.edges} >= {"derived_from", "generated_by"}
     assert any(a.name == "mesh9" and a.version == "1.0" for a in g.activities)
 
+    # The real graph exports: PROV-JSON read by the W3C `prov` package, and networkx.
+    prov = pytest.importorskip("prov")
+    from prov.model import ProvEntity
+
+    path = tmp_path / "prov.json"
+    path.write_text(json.dumps(g.to_prov_json()))
+    read = prov.read(str(path), format="json")
+    uris = {e.identifier.uri for e in read.get_records(ProvEntity)}
+    assert {ref, sources[0], copy.origin} <= uris, uris
+    nx = pytest.importorskip("networkx")
+    graph = g.to_networkx()
+    assert nx.has_path(graph, ref, copy.origin)
+
     # fink gone: its record is an unresolved node with the reason, not an error.
     mesh["fink"].proc.kill()
     g = at_ampel.provenance(ref, timeout=5)
