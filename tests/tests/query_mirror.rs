@@ -191,31 +191,55 @@ fn check_exactly_once(copies: &[Copy], expected: &[i64]) -> Result<()> {
     Ok(())
 }
 
-#[tokio::test]
-async fn a_query_sourced_mirror_copies_every_row_once_across_kill_9_and_follows() -> Result<()> {
-    let Some(pg) = Postgres::start_or_skip().await? else {
-        return Ok(());
-    };
+/// lasair serving `objects` (rows 1..=`rows`) from PostgreSQL, and fink mirroring the
+/// rows with `ndet >= 2` of that query into [`DESTINATION`].
+struct Sites {
+    lasair_broker: Broker,
+    lasair: Gateway,
+    fink_broker: Broker,
+    fink: Gateway,
+}
+
+async fn sites(pg: &Postgres, rows: i64, follow: bool) -> Result<Sites> {
     pg.psql(&format!(
         "create table objects (id bigint primary key, object_id text not null, \
            ra double precision, dec double precision, mag real, ndet integer); {}",
-        insert_sql(1, ROWS)
+        insert_sql(1, rows)
     ))?;
     let lasair_broker = Broker::start("lasair").await?;
     let lasair = Gateway::start(
-        &GatewaySpec::new("lasair", &lasair_broker.bootstrap()).extra(&lasair_config(&pg)),
+        &GatewaySpec::new("lasair", &lasair_broker.bootstrap()).extra(&lasair_config(pg)),
     )
     .await?;
     let fink_broker = Broker::start("fink").await?;
     let mirror = format!(
         "[[mirrors]]\nname = \"objects\"\n[mirrors.source]\ngateway = {url:?}\n\
-         query = \"objects\"\nwhere = \"ndet >= 2\"\nfollow = true\n",
+         query = \"objects\"\nwhere = \"ndet >= 2\"\nfollow = {follow}\n",
         url = lasair.grpc_url()
     );
     let fink_spec = GatewaySpec::new("fink", &fink_broker.bootstrap())
         .topic(DESTINATION, "ZTF", "json")
         .extra(&mirror);
-    let mut fink = Gateway::start(&fink_spec).await?;
+    let fink = Gateway::start(&fink_spec).await?;
+    Ok(Sites {
+        lasair_broker,
+        lasair,
+        fink_broker,
+        fink,
+    })
+}
+
+#[tokio::test]
+async fn a_query_sourced_mirror_copies_every_row_once_across_kill_9_and_follows() -> Result<()> {
+    let Some(pg) = Postgres::start_or_skip().await? else {
+        return Ok(());
+    };
+    let Sites {
+        lasair_broker: _lasair_broker,
+        lasair: _lasair,
+        fink_broker,
+        mut fink,
+    } = sites(&pg, ROWS, true).await?;
 
     // Kill fink at pseudo-random moments once it has made progress (reproducible from
     // the seed).
@@ -398,26 +422,12 @@ async fn a_hostile_am_resume_in_the_destination_stops_the_mirror_without_repeats
     let Some(pg) = Postgres::start_or_skip().await? else {
         return Ok(());
     };
-    pg.psql(&format!(
-        "create table objects (id bigint primary key, object_id text not null, \
-           ra double precision, dec double precision, mag real, ndet integer); {}",
-        insert_sql(1, 500)
-    ))?;
-    let lasair_broker = Broker::start("lasair").await?;
-    let lasair = Gateway::start(
-        &GatewaySpec::new("lasair", &lasair_broker.bootstrap()).extra(&lasair_config(&pg)),
-    )
-    .await?;
-    let fink_broker = Broker::start("fink").await?;
-    let mirror = format!(
-        "[[mirrors]]\nname = \"objects\"\n[mirrors.source]\ngateway = {url:?}\n\
-         query = \"objects\"\nwhere = \"ndet >= 2\"\n",
-        url = lasair.grpc_url()
-    );
-    let fink_spec = GatewaySpec::new("fink", &fink_broker.bootstrap())
-        .topic(DESTINATION, "ZTF", "json")
-        .extra(&mirror);
-    let mut fink = Gateway::start(&fink_spec).await?;
+    let Sites {
+        lasair_broker: _lasair_broker,
+        lasair: _lasair,
+        fink_broker,
+        mut fink,
+    } = sites(&pg, 500, false).await?;
     let expected = expected_ids(&pg)?;
     let copies = settle(&fink_broker, expected.len()).await?;
     check_exactly_once(&copies, &expected)?;
