@@ -8,13 +8,12 @@ use alertmesh_proto::v1;
 use bytes::BytesMut;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
-use tokio_util::task::AbortOnDropHandle;
 
 use super::sql::{self, Selection, Shape, Statement};
 use super::token::Binding;
 use super::{row, Declared, Described, OrderValue};
 use crate::config::QueryConfig;
-use crate::error::{Error, Result};
+use crate::error::Result;
 use tokio_postgres::Row;
 
 /// Bounds of one statement's rows, which the gateway holds while it sends them as batches.
@@ -127,20 +126,9 @@ pub(super) async fn run(
             }
             _ => None,
         };
-        // On a task of its own, so the next statement's rows are received and parsed on
-        // another thread while this task converts these; dropped (the stream ended), the
-        // task is aborted.
-        let next_task = next.map(|stmt| {
-            let declared = Arc::clone(&declared);
-            AbortOnDropHandle::new(tokio::spawn(async move { declared.run(&stmt).await }))
-        });
         let fetch_next = async {
-            match next_task {
-                Some(task) => Some(task.await.unwrap_or_else(|e| {
-                    Err(Error::Internal(format!(
-                        "the next statement's task failed: {e}"
-                    )))
-                })),
+            match &next {
+                Some(stmt) => Some(declared.run(stmt).await),
                 None => None,
             }
         };
