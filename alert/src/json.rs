@@ -7,7 +7,10 @@
 //!   doubles (JavaScript) should read ids as text (e.g. a big-int aware parser).
 //! - `float`/`double` are written in their shortest round-trip form. Non-finite values,
 //!   which JSON cannot express, become the **strings** `"NaN"`, `"Infinity"` and
-//!   `"-Infinity"`; [`from_json`] turns those strings back into the floats.
+//!   `"-Infinity"`; [`from_json`] turns those strings back into the floats. With
+//!   [`NonFinite::Bare`] they are the bare tokens `NaN`, `Infinity` and `-Infinity` instead:
+//!   not JSON, but what Python's `json` (and JSON5) read as floats, so a Python reader needs
+//!   no pass over the text to find them.
 //! - `bytes` and `fixed` are base64 (standard alphabet, padded). With
 //!   [`BytesMode::OmitCutouts`], fields named `cutout*` or `stampData` are written as
 //!   `null`; with [`BytesMode::OmitAll`] so is every bytes or fixed value.
@@ -39,11 +42,23 @@ pub enum BytesMode {
     OmitAll,
 }
 
+/// How non-finite floats are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum NonFinite {
+    /// As the strings `"NaN"`, `"Infinity"`, `"-Infinity"` (the output stays JSON).
+    #[default]
+    Strings,
+    /// As the bare tokens `NaN`, `Infinity`, `-Infinity` (Python's `json` reads them).
+    Bare,
+}
+
 /// Options for [`to_json`].
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct JsonOptions {
     /// How bytes values are written.
     pub bytes: BytesMode,
+    /// How non-finite floats are written.
+    pub nonfinite: NonFinite,
 }
 
 /// Whether a field of this name holds an image cutout.
@@ -79,11 +94,13 @@ fn write_value(value: &Value, opts: JsonOptions, out: &mut Vec<u8>) {
         Value::Float(x) => write_float(
             f64::from(*x),
             x.is_finite().then(|| serde_json::to_writer(&mut *out, x)),
+            opts.nonfinite,
             out,
         ),
         Value::Double(x) => write_float(
             *x,
             x.is_finite().then(|| serde_json::to_writer(&mut *out, x)),
+            opts.nonfinite,
             out,
         ),
         Value::Bytes(b) | Value::Fixed(_, b) => {
@@ -150,16 +167,28 @@ fn write_value(value: &Value, opts: JsonOptions, out: &mut Vec<u8>) {
     }
 }
 
-fn write_float(x: f64, written: Option<serde_json::Result<()>>, out: &mut Vec<u8>) {
+fn write_float(
+    x: f64,
+    written: Option<serde_json::Result<()>>,
+    nonfinite: NonFinite,
+    out: &mut Vec<u8>,
+) {
     if written.is_none() {
-        let text: &[u8] = if x.is_nan() {
-            b"\"NaN\""
+        let token: &[u8] = if x.is_nan() {
+            b"NaN"
         } else if x > 0.0 {
-            b"\"Infinity\""
+            b"Infinity"
         } else {
-            b"\"-Infinity\""
+            b"-Infinity"
         };
-        out.extend_from_slice(text);
+        match nonfinite {
+            NonFinite::Strings => {
+                out.push(b'"');
+                out.extend_from_slice(token);
+                out.push(b'"');
+            }
+            NonFinite::Bare => out.extend_from_slice(token),
+        }
     }
 }
 

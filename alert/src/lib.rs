@@ -41,7 +41,7 @@ pub use codec::{
 };
 pub use filter::{Cone, Filter, Predicate, Subject};
 pub use headers::Format;
-pub use json::{BytesMode, JsonOptions};
+pub use json::{BytesMode, JsonOptions, NonFinite};
 pub use mesh_key::MeshKey;
 pub use namespace::{Family, IdType, Namespace, Registry};
 pub use path::FieldPath;

@@ -131,6 +131,7 @@ fn json_output_keeps_ids_exact_and_can_drop_cutouts() {
             let full = alert.to_json(JsonOptions::default());
             let slim = alert.to_json(JsonOptions {
                 bytes: BytesMode::OmitCutouts,
+                ..JsonOptions::default()
             });
             let parsed: Json = serde_json::from_slice(&slim).unwrap();
             assert!(

@@ -17,6 +17,7 @@ pub mod alert {
     pub const SCHEMA: u32 = 11;
     pub const JSON: u32 = 12;
     pub const MESH_KEY: u32 = 13;
+    pub const JSON_BARE_NONFINITE: u32 = 14;
 }
 
 /// `alertmesh.v1.Header`.

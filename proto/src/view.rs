@@ -251,6 +251,7 @@ mod tests {
             schema: "ztf-4.02".into(),
             json: Bytes::new(),
             mesh_key: "ZTF:ZTF18abc".into(),
+            json_bare_nonfinite: false,
         }
     }
 

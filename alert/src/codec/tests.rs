@@ -90,6 +90,7 @@ fn bare_and_json_round_trip() {
         &a,
         Target::Json(JsonOptions {
             bytes: BytesMode::OmitCutouts,
+            ..JsonOptions::default()
         }),
     )
     .unwrap();

@@ -62,6 +62,35 @@ fn non_finite_floats_become_strings_and_come_back() {
 }
 
 #[test]
+fn non_finite_floats_can_be_bare_tokens_and_a_string_stays_a_string() {
+    let options = JsonOptions {
+        nonfinite: NonFinite::Bare,
+        ..JsonOptions::default()
+    };
+    for (x, token) in [
+        (f64::NAN, "NaN"),
+        (f64::INFINITY, "Infinity"),
+        (f64::NEG_INFINITY, "-Infinity"),
+    ] {
+        let mut v = record(x);
+        let Value::Record(fields) = &mut v else {
+            unreachable!()
+        };
+        // A genuine string holding the same word is still written as a string.
+        fields[5].1 = Value::String(token.into());
+        let json = String::from_utf8(to_json(&v, options)).unwrap();
+        assert!(json.contains(&format!(r#""d":{token},"#)), "{json}");
+        assert!(json.contains(&format!(r#""s":"{token}","#)), "{json}");
+    }
+    // Finite values are written as always.
+    let json = String::from_utf8(to_json(&record(-2.5), options)).unwrap();
+    assert_eq!(
+        json,
+        String::from_utf8(to_json(&record(-2.5), JsonOptions::default())).unwrap()
+    );
+}
+
+#[test]
 fn round_trip_through_json_is_lossless() {
     let s = schema();
     let v = record(-2.5);
@@ -76,6 +105,7 @@ fn cutouts_can_be_omitted() {
         &record(1.0),
         JsonOptions {
             bytes: BytesMode::OmitCutouts,
+            ..JsonOptions::default()
         },
     );
     let text = String::from_utf8(json).unwrap();
@@ -87,6 +117,7 @@ fn cutouts_can_be_omitted() {
         &record(1.0),
         JsonOptions {
             bytes: BytesMode::OmitAll,
+            ..JsonOptions::default()
         },
     ))
     .unwrap();

@@ -569,6 +569,8 @@ class Gateway:
             filter=where or "",
             output=pb.OUTPUT_JSON if decode == "gateway" else pb.OUTPUT_NATIVE,
             omit_cutouts=omit_cutouts,
+            # NaN and infinities as tokens json.loads reads as floats: no pass over the text.
+            json_bare_nonfinite=decode == "gateway",
             max_batch_alerts=max_batch_alerts,
             max_batch_bytes=max_batch_bytes,
         )

@@ -17,18 +17,20 @@ from alertmesh.errors import DecodeError
 _NONFINITE = re.compile(rb'(?<=[:,\[])(\s*)"(NaN|Infinity|-Infinity)"(?=\s*[,}\]])')
 
 
-def from_gateway_json(data: bytes) -> dict[str, Any]:
+def from_gateway_json(data: bytes, *, bare_nonfinite: bool = False) -> dict[str, Any]:
     """Parses an alert decoded by the gateway (``OUTPUT_JSON``).
 
-    ``json`` keeps integers as Python ints, so 64-bit ids stay exact. The gateway writes
-    non-finite doubles as the strings ``"NaN"``, ``"Infinity"`` and ``"-Infinity"``, since
-    JSON has no literal for them; they become floats again (a genuine string field holding
-    exactly one of those words is converted too; alert schemas have none). The strings are
-    turned into the literals Python's ``json`` reads as floats before parsing, and only
-    when the document holds one: walking every decoded alert for them cost as much as the
-    parse itself.
+    ``json`` keeps integers as Python ints, so 64-bit ids stay exact. Non-finite doubles
+    come as the tokens ``NaN``, ``Infinity`` and ``-Infinity`` when the alert says so
+    (``bare_nonfinite``: asked for with ``json_bare_nonfinite``), which ``json`` reads as
+    floats. Otherwise (query rows, gateways that predate the option) they are the strings
+    ``"NaN"``, ``"Infinity"`` and ``"-Infinity"``, since JSON has no literal for them: those
+    are turned into the tokens before parsing, and only when the document holds one (a
+    genuine string field holding exactly one of those words is converted too; alert schemas
+    have none). Even that check costs most of a parse on an alert with cutouts, hence the
+    tokens.
     """
-    if b'NaN"' in data or b'Infinity"' in data:
+    if not bare_nonfinite and (b'NaN"' in data or b'Infinity"' in data):
         data = _NONFINITE.sub(rb"\1\2", data)
     record = json.loads(data)
     if not isinstance(record, dict):

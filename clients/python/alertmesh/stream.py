@@ -209,7 +209,7 @@ class Subscription(CancellableStream):
     def _convert(self, m: pb.Alert) -> Alert:
         alert = Alert.from_pb(m)
         if self._decode == "gateway":
-            alert.record = from_gateway_json(m.json)
+            alert.record = from_gateway_json(m.json, bare_nonfinite=m.json_bare_nonfinite)
         elif self._decode == "local":
             try:
                 record = decode_payload(m.payload, m.format)

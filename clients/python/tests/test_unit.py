@@ -61,6 +61,14 @@ def test_gateway_json_leaves_keys_and_other_strings_alone() -> None:
     assert from_gateway_json(b'{"s": "t"}') == {"s": "t"}
 
 
+def test_gateway_json_with_bare_tokens_reads_floats_and_leaves_strings_alone() -> None:
+    doc = b'{"x":NaN,"y":[Infinity,-Infinity,1.5],"s":"NaN","candid":1095578115815010001}'
+    rec = from_gateway_json(doc, bare_nonfinite=True)
+    assert math.isnan(rec["x"]) and rec["y"] == [math.inf, -math.inf, 1.5]
+    # A genuine string field holding the word stays a string in this mode.
+    assert rec["s"] == "NaN" and rec["candid"] == 1095578115815010001
+
+
 def test_gateway_json_keeps_integers_beyond_64_bits_exact() -> None:
     big = 2**70 + 1
     assert from_gateway_json(b'{"n": %d, "m": -9223372036854775808, "f": 0.1}' % big) == {

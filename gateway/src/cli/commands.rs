@@ -40,6 +40,8 @@ pub(super) async fn subscribe(args: SubscribeArgs) -> Result<(), String> {
         } as i32,
         omit_cutouts: args.omit_cutouts,
         resume: Vec::new(),
+        // The CLI prints standard JSON.
+        json_bare_nonfinite: false,
     };
     if let Some(dir) = &args.out {
         std::fs::create_dir_all(dir)
@@ -274,6 +276,7 @@ fn decode_payload(alert: &v1::Alert) -> Result<Vec<u8>, String> {
         .map_err(|e| undecodable(e.to_string()))?;
     let options = JsonOptions {
         bytes: BytesMode::Base64,
+        ..JsonOptions::default()
     };
     let mut docs: Vec<Vec<u8>> = alerts.iter().map(|a| a.to_json(options)).collect();
     if docs.len() == 1 {

@@ -54,6 +54,7 @@ pub(super) fn inspect(args: InspectArgs) -> Result<(), String> {
         } else {
             BytesMode::Base64
         },
+        ..JsonOptions::default()
     };
     let mut failed = 0;
     let mut out = io::stdout().lock();

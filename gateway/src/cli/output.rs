@@ -154,6 +154,7 @@ mod tests {
             schema: String::new(),
             json: r#"{"objectId":"ZTF20aabaesm","candid":1095578115815010001,"x":0.1}"#.into(),
             mesh_key: "ZTF:ZTF20aabaesm".into(),
+            json_bare_nonfinite: false,
         };
         let v = alert_json(&a);
         assert_eq!(v["timestamp"], "2020-01-01T00:00:00.005Z");

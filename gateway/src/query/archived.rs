@@ -279,6 +279,7 @@ impl Archived {
             schema,
             json: Bytes::new(),
             mesh_key,
+            json_bare_nonfinite: false,
         };
         Ok((order, alert))
     }
@@ -292,6 +293,7 @@ impl Archived {
         };
         alert.json = Bytes::from(decoded.to_json(JsonOptions {
             bytes: BytesMode::Base64,
+            ..JsonOptions::default()
         }));
         alert.payload = Bytes::new();
         if alert.mesh_key.is_empty() {

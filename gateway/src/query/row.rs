@@ -394,6 +394,7 @@ pub(crate) fn alert(
         schema: String::new(),
         json: if json_output { body } else { Bytes::new() },
         mesh_key,
+        json_bare_nonfinite: false,
     }
 }
 

@@ -274,6 +274,7 @@ mod tests {
                     .and_then(|k| std::str::from_utf8(k).ok())
                     .unwrap_or_default()
                     .to_owned(),
+                json_bare_nonfinite: false,
             };
             assert_eq!(
                 r.wire().to_vec(),

@@ -6,7 +6,8 @@ use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
 
 use alertmesh_alert::{
-    BytesMode, Decoder, Filter, Format, JsonOptions, Projection, Registry, Subject, WriterSchema,
+    BytesMode, Decoder, Filter, Format, JsonOptions, NonFinite, Projection, Registry, Subject,
+    WriterSchema,
 };
 use alertmesh_proto::v1;
 use bytes::Bytes;
@@ -81,6 +82,11 @@ impl Selection {
                 } else {
                     BytesMode::Base64
                 },
+                nonfinite: if req.json_bare_nonfinite {
+                    NonFinite::Bare
+                } else {
+                    NonFinite::Strings
+                },
             }),
             Err(_) => {
                 return Err(Error::InvalidArgument(format!(
@@ -118,6 +124,11 @@ impl Selection {
             selection.check(&schema)?;
         }
         Ok(Some(selection))
+    }
+
+    /// Whether the JSON written for kept alerts has non-finite floats as bare tokens.
+    pub(super) fn bare_nonfinite(&self) -> bool {
+        self.json.is_some_and(|j| j.nonfinite == NonFinite::Bare)
     }
 
     fn check(&self, schema: &Arc<WriterSchema>) -> Result<()> {

@@ -423,6 +423,7 @@ impl Subscription {
                 Some(evaluated.map_err(Stop::Failed)?)
             }
         };
+        let bare_nonfinite = self.selection.as_ref().is_some_and(|s| s.bare_nonfinite());
         let mut batch = Runs::default();
         let mut skipped = Vec::new();
         let mut bytes = 0;
@@ -459,6 +460,7 @@ impl Subscription {
                 if let Some(json) = json {
                     alert.json = json;
                     alert.payload = bytes::Bytes::new();
+                    alert.json_bare_nonfinite = bare_nonfinite;
                 }
                 if let Some(key) = mesh_key {
                     alert.mesh_key = key;

@@ -42,7 +42,7 @@ class SchemaInfo(_message.Message):
     def __init__(self, topic: _Optional[str] = ..., id: _Optional[int] = ..., format: _Optional[str] = ..., schema: _Optional[str] = ..., fingerprint: _Optional[str] = ..., subject: _Optional[str] = ...) -> None: ...
 
 class SubscribeRequest(_message.Message):
-    __slots__ = ("topic", "start", "end", "limit", "cursor", "max_batch_alerts", "max_batch_bytes", "ids", "cone", "filter", "output", "omit_cutouts", "resume")
+    __slots__ = ("topic", "start", "end", "limit", "cursor", "max_batch_alerts", "max_batch_bytes", "ids", "cone", "filter", "output", "omit_cutouts", "resume", "json_bare_nonfinite")
     TOPIC_FIELD_NUMBER: _ClassVar[int]
     START_FIELD_NUMBER: _ClassVar[int]
     END_FIELD_NUMBER: _ClassVar[int]
@@ -56,6 +56,7 @@ class SubscribeRequest(_message.Message):
     OUTPUT_FIELD_NUMBER: _ClassVar[int]
     OMIT_CUTOUTS_FIELD_NUMBER: _ClassVar[int]
     RESUME_FIELD_NUMBER: _ClassVar[int]
+    JSON_BARE_NONFINITE_FIELD_NUMBER: _ClassVar[int]
     topic: str
     start: Start
     end: End
@@ -69,7 +70,8 @@ class SubscribeRequest(_message.Message):
     output: Output
     omit_cutouts: bool
     resume: _containers.RepeatedCompositeFieldContainer[PartitionOffset]
-    def __init__(self, topic: _Optional[str] = ..., start: _Optional[_Union[Start, _Mapping]] = ..., end: _Optional[_Union[End, _Mapping]] = ..., limit: _Optional[int] = ..., cursor: _Optional[str] = ..., max_batch_alerts: _Optional[int] = ..., max_batch_bytes: _Optional[int] = ..., ids: _Optional[_Iterable[str]] = ..., cone: _Optional[_Union[Cone, _Mapping]] = ..., filter: _Optional[str] = ..., output: _Optional[_Union[Output, str]] = ..., omit_cutouts: bool = ..., resume: _Optional[_Iterable[_Union[PartitionOffset, _Mapping]]] = ...) -> None: ...
+    json_bare_nonfinite: bool
+    def __init__(self, topic: _Optional[str] = ..., start: _Optional[_Union[Start, _Mapping]] = ..., end: _Optional[_Union[End, _Mapping]] = ..., limit: _Optional[int] = ..., cursor: _Optional[str] = ..., max_batch_alerts: _Optional[int] = ..., max_batch_bytes: _Optional[int] = ..., ids: _Optional[_Iterable[str]] = ..., cone: _Optional[_Union[Cone, _Mapping]] = ..., filter: _Optional[str] = ..., output: _Optional[_Union[Output, str]] = ..., omit_cutouts: bool = ..., resume: _Optional[_Iterable[_Union[PartitionOffset, _Mapping]]] = ..., json_bare_nonfinite: bool = ...) -> None: ...
 
 class QueryRequest(_message.Message):
     __slots__ = ("name", "where", "cone", "ids", "limit", "output", "resume_token", "follow", "max_batch_alerts")
@@ -196,7 +198,7 @@ class Skipped(_message.Message):
     def __init__(self, ref: _Optional[str] = ..., reason: _Optional[str] = ...) -> None: ...
 
 class Alert(_message.Message):
-    __slots__ = ("ref", "topic", "partition", "offset", "timestamp", "key", "headers", "payload", "format", "namespace", "schema", "json", "mesh_key")
+    __slots__ = ("ref", "topic", "partition", "offset", "timestamp", "key", "headers", "payload", "format", "namespace", "schema", "json", "mesh_key", "json_bare_nonfinite")
     REF_FIELD_NUMBER: _ClassVar[int]
     TOPIC_FIELD_NUMBER: _ClassVar[int]
     PARTITION_FIELD_NUMBER: _ClassVar[int]
@@ -210,6 +212,7 @@ class Alert(_message.Message):
     SCHEMA_FIELD_NUMBER: _ClassVar[int]
     JSON_FIELD_NUMBER: _ClassVar[int]
     MESH_KEY_FIELD_NUMBER: _ClassVar[int]
+    JSON_BARE_NONFINITE_FIELD_NUMBER: _ClassVar[int]
     ref: str
     topic: str
     partition: int
@@ -223,7 +226,8 @@ class Alert(_message.Message):
     schema: str
     json: bytes
     mesh_key: str
-    def __init__(self, ref: _Optional[str] = ..., topic: _Optional[str] = ..., partition: _Optional[int] = ..., offset: _Optional[int] = ..., timestamp: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., key: _Optional[bytes] = ..., headers: _Optional[_Iterable[_Union[Header, _Mapping]]] = ..., payload: _Optional[bytes] = ..., format: _Optional[str] = ..., namespace: _Optional[str] = ..., schema: _Optional[str] = ..., json: _Optional[bytes] = ..., mesh_key: _Optional[str] = ...) -> None: ...
+    json_bare_nonfinite: bool
+    def __init__(self, ref: _Optional[str] = ..., topic: _Optional[str] = ..., partition: _Optional[int] = ..., offset: _Optional[int] = ..., timestamp: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., key: _Optional[bytes] = ..., headers: _Optional[_Iterable[_Union[Header, _Mapping]]] = ..., payload: _Optional[bytes] = ..., format: _Optional[str] = ..., namespace: _Optional[str] = ..., schema: _Optional[str] = ..., json: _Optional[bytes] = ..., mesh_key: _Optional[str] = ..., json_bare_nonfinite: bool = ...) -> None: ...
 
 class Header(_message.Message):
     __slots__ = ("key", "value")
