@@ -424,6 +424,11 @@ async fn follow_streams_rows_inserted_later_once_each() -> Result<()> {
     req.follow = true;
     req.r#where = "id > 990".into();
     let mut stream = client.query(req).await?.into_inner();
+    // A stream with nothing to send at first goes on polling too.
+    let mut empty_first = request("objects");
+    empty_first.follow = true;
+    empty_first.r#where = format!("id > {ROWS}");
+    let mut later = client.query(empty_first).await?.into_inner();
     let inserter = {
         let sql: Vec<String> = (0..5)
             .map(|k| {
@@ -454,7 +459,18 @@ async fn follow_streams_rows_inserted_later_once_each() -> Result<()> {
         }
         anyhow::Ok(ids)
     };
-    let (inserted, ids) = tokio::join!(inserter, reader);
+    let later_reader = async {
+        let mut ids = Vec::new();
+        let deadline = Instant::now() + WAIT;
+        while ids.len() < 50 {
+            let batch = tokio::time::timeout_at(deadline.into(), later.message())
+                .await??
+                .ok_or_else(|| anyhow::anyhow!("a follow stream ended"))?;
+            ids.extend(triples(&batch.alerts)?.into_iter().map(|t| t.0));
+        }
+        anyhow::Ok(ids)
+    };
+    let (inserted, ids, later_ids) = tokio::join!(inserter, reader, later_reader);
     inserted?;
     let ids = ids?;
     let want: Vec<i64> = (991..=ROWS + 50).collect();
@@ -462,6 +478,8 @@ async fn follow_streams_rows_inserted_later_once_each() -> Result<()> {
         ids, want,
         "existing rows, then the inserted ones, each once"
     );
+    let want: Vec<i64> = (ROWS + 1..=ROWS + 50).collect();
+    assert_eq!(later_ids?, want, "only the inserted rows, each once");
     // Nothing more arrives.
     let more = tokio::time::timeout(Duration::from_millis(700), stream.message()).await;
     assert!(more.is_err(), "no more rows: {more:?}");

@@ -40,13 +40,15 @@ fn float(f: f64) -> Value {
     }
 }
 
-/// Appends `f` as [`float`]'s value serializes, without building the value.
-fn put_float(out: &mut Vec<u8>, f: Option<f64>) {
-    match f {
+/// Appends `f` as [`float`]'s value serializes, without building the value. A `real`
+/// (`f32`) is written in its own shortest form, as psql prints it and as the gateway writes
+/// an Avro `float` (`0.1`, not the `0.10000000149011612` of the double nearest it).
+fn put_float<F: serde::Serialize + Into<f64> + Copy>(out: &mut Vec<u8>, f: Option<F>) {
+    match f.map(|v| (v, v.into())) {
         // A finite number: serde_json writes it as its `Number` would be.
-        Some(f) if f.is_finite() => put(out, Some(f)),
-        Some(f) if f.is_nan() => out.extend_from_slice(b"\"NaN\""),
-        Some(f) if f > 0.0 => out.extend_from_slice(b"\"Infinity\""),
+        Some((v, x)) if x.is_finite() => put(out, Some(v)),
+        Some((_, x)) if x.is_nan() => out.extend_from_slice(b"\"NaN\""),
+        Some((_, x)) if x > 0.0 => out.extend_from_slice(b"\"Infinity\""),
         Some(_) => out.extend_from_slice(b"\"-Infinity\""),
         None => out.extend_from_slice(b"null"),
     }
@@ -126,7 +128,7 @@ fn write_json<'a>(
                 }
                 put(json, v);
             }
-            Kind::Float4 => put_float(json, get::<f32>(row, i)?.map(f64::from)),
+            Kind::Float4 => put_float(json, get::<f32>(row, i)?),
             Kind::Float8 => put_float(json, get::<f64>(row, i)?),
             Kind::Text | Kind::AsText => {
                 let v = get::<&str>(row, i)?;
@@ -450,8 +452,19 @@ mod tests {
             assert_eq!(out, serde_json::to_vec(&float(f)).unwrap(), "{f}");
         }
         let mut out = Vec::new();
-        put_float(&mut out, None);
+        put_float::<f64>(&mut out, None);
         assert_eq!(out, b"null");
+        for (f, text) in [
+            (0.1f32, "0.1"),
+            (18.25f32, "18.25"),
+            (f32::MAX, "3.4028235e+38"),
+            (f32::NAN, "\"NaN\""),
+            (f32::NEG_INFINITY, "\"-Infinity\""),
+        ] {
+            let mut out = Vec::new();
+            put_float(&mut out, Some(f));
+            assert_eq!(String::from_utf8(out).unwrap(), text, "{f}");
+        }
     }
 
     #[test]

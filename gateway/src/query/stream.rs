@@ -1,6 +1,7 @@
 //! A running query stream: keyset pages by the order column, one read-only statement per
 //! batch, then with `follow` one poll per interval for rows inserted since.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use alertmesh_alert::filter::{Cone, Predicate};
@@ -8,6 +9,7 @@ use alertmesh_proto::v1;
 use bytes::BytesMut;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::AbortOnDropHandle;
 
 use super::sql::{self, Selection, Shape, Statement};
 use super::token::Binding;
@@ -47,27 +49,49 @@ pub(crate) struct Plan {
 }
 
 impl Plan {
-    /// The statement for the next `n` rows.
+    /// The statement for the next `n` rows (checked when the stream opens).
     pub(crate) fn statement(&self, q: &QueryConfig, shape: &Shape, n: i64) -> Result<Statement> {
-        self.statement_after(q, shape, self.after.as_ref(), n)
+        Fetch::new(self).statement(q, shape, n)
+    }
+}
+
+/// What the task that reads statements needs of a [`Plan`].
+struct Fetch {
+    filter: Option<Predicate>,
+    cone: Option<Cone>,
+    ids: Option<Vec<String>>,
+    order_type: Option<&'static str>,
+    /// Order value of the last row read (not yet necessarily sent).
+    after: Option<OrderValue>,
+    limit: Option<u64>,
+    follow: bool,
+}
+
+impl Fetch {
+    fn new(plan: &Plan) -> Self {
+        Fetch {
+            filter: plan.filter.clone(),
+            cone: plan.cone,
+            ids: plan.ids.clone(),
+            order_type: plan.order_type,
+            after: plan.after.clone(),
+            limit: plan.limit,
+            follow: plan.follow,
+        }
     }
 
-    /// The statement for `n` rows after `after`.
-    fn statement_after(
-        &self,
-        q: &QueryConfig,
-        shape: &Shape,
-        after: Option<&OrderValue>,
-        n: i64,
-    ) -> Result<Statement> {
+    fn statement(&self, q: &QueryConfig, shape: &Shape, n: i64) -> Result<Statement> {
         let sel = Selection {
             filter: self.filter.as_ref().map(Predicate::expr),
             cone: self.cone,
             ids: self.ids.clone(),
         };
-        sql::rows(q, shape, &sel, self.order_type, after, n)
+        sql::rows(q, shape, &sel, self.order_type, self.after.as_ref(), n)
     }
 }
+
+/// One statement's rows, or why there are no more.
+type Rows = Result<Vec<Row>>;
 
 pub(super) async fn run(
     declared: Arc<Declared>,
@@ -76,93 +100,113 @@ pub(super) async fn run(
     tx: mpsc::Sender<Result<v1::QueryBatch, tonic::Status>>,
     cancel: CancellationToken,
 ) {
-    let q = &declared.config;
-    let mut sent: u64 = 0;
-    // The next statement's rows, read while the previous ones were sent.
-    let mut prefetched: Option<(i64, Result<Vec<Row>>)> = None;
+    // Statements are read on a task of their own, back to back, one statement ahead of
+    // the rows being converted and sent: the database and the conversion each run on
+    // their own thread and neither waits for the other at every statement's end. At most
+    // three statements' rows are held (one read, one queued, one sent).
+    let (rows_tx, mut rows_rx) = mpsc::channel::<Rows>(1);
+    let statement_rows = Arc::new(AtomicUsize::new(plan.statement_rows));
+    let _reader = AbortOnDropHandle::new(tokio::spawn(read_statements(
+        Arc::clone(&declared),
+        Arc::clone(&described),
+        Fetch::new(&plan),
+        Arc::clone(&statement_rows),
+        rows_tx,
+    )));
     loop {
-        let (want, rows) = match prefetched.take() {
-            Some(p) => p,
-            None => {
-                let want = plan
-                    .limit
-                    .map_or(u64::MAX, |l| l - sent)
-                    .min(plan.statement_rows as u64) as i64;
-                let rows = match plan.statement(q, &described.shape, want) {
-                    Ok(stmt) => {
-                        tokio::select! {
-                            r = declared.run(&stmt) => r,
-                            _ = tx.closed() => return,
-                            _ = cancel.cancelled() => return,
-                        }
-                    }
-                    Err(e) => Err(e),
-                };
-                (want, rows)
-            }
+        let rows = tokio::select! {
+            r = rows_rx.recv() => r,
+            _ = tx.closed() => return,
+            _ = cancel.cancelled() => return,
         };
         let rows = match rows {
-            Ok(r) => r,
-            Err(e) => {
+            // The reader is done: the last rows were sent.
+            None => return,
+            Some(Ok(r)) => r,
+            Some(Err(e)) => {
                 let _ = tx.send(Err(e.into())).await;
                 return;
             }
         };
         let n = rows.len();
-        // A full statement: the next one most likely has rows too. It runs on the database
-        // while these rows are converted and sent, so neither side waits for the other.
-        let next_want = plan
+        let Some(bytes) = send_rows(&rows, &declared, &described, &mut plan, &tx).await else {
+            return;
+        };
+        drop(rows);
+        // Large rows: fewer per batch (at least one) and per statement, keeping memory flat.
+        if let Some(per_row) = bytes.checked_div(n).map(|b| b + 1) {
+            plan.batch = plan.batch_cap.min((plan.max_batch_bytes / per_row).max(1));
+            statement_rows.store(
+                STATEMENT_ROWS
+                    .min(STATEMENT_BYTES / per_row)
+                    .max(plan.batch),
+                Ordering::Relaxed,
+            );
+        }
+    }
+}
+
+/// Reads the stream's statements in order into `out`, each after the last row of the one
+/// before, until the result (or the limit) is exhausted, or with `follow` forever, one poll
+/// per interval once caught up. Ends when `out` is closed.
+async fn read_statements(
+    declared: Arc<Declared>,
+    described: Arc<Described>,
+    mut fetch: Fetch,
+    statement_rows: Arc<AtomicUsize>,
+    out: mpsc::Sender<Rows>,
+) {
+    let q = &declared.config;
+    let mut read: u64 = 0;
+    loop {
+        let want = fetch
             .limit
-            .map_or(u64::MAX, |l| l.saturating_sub(sent + n as u64))
-            .min(plan.statement_rows as u64) as i64;
-        let next = match rows.last() {
-            Some(last) if n as i64 == want && next_want > 0 => {
-                match row::order_of(last, &described.shape, described.order) {
-                    Ok(Some(after)) => plan
-                        .statement_after(q, &described.shape, Some(&after), next_want)
-                        .ok(),
-                    _ => None,
+            .map_or(u64::MAX, |l| l - read)
+            .min(statement_rows.load(Ordering::Relaxed) as u64) as i64;
+        let rows = match fetch.statement(q, &described.shape, want) {
+            Ok(stmt) => {
+                tokio::select! {
+                    r = declared.run(&stmt) => r,
+                    _ = out.closed() => return,
                 }
             }
-            _ => None,
+            Err(e) => Err(e),
         };
-        let fetch_next = async {
-            match &next {
-                Some(stmt) => Some(declared.run(stmt).await),
-                None => None,
+        let rows = match rows {
+            Ok(r) => r,
+            Err(e) => {
+                let _ = out.send(Err(e)).await;
+                return;
             }
         };
-        let send = send_rows(&rows, &declared, &described, &mut plan, &tx);
-        let (bytes, next_rows) = tokio::select! {
-            done = async { tokio::join!(send, fetch_next) } => done,
-            _ = tx.closed() => return,
-            _ = cancel.cancelled() => return,
+        let n = rows.len();
+        // The next statement starts after this one's last row. A row without an order
+        // value is refused when it is converted; nothing is read after it.
+        let unordered = match rows.last() {
+            None => false,
+            Some(last) => match row::order_of(last, &described.shape, described.order) {
+                Ok(Some(after)) => {
+                    fetch.after = Some(after);
+                    false
+                }
+                _ => true,
+            },
         };
-        let Some(bytes) = bytes else { return };
-        prefetched = next_rows.map(|r| (next_want, r));
-        drop(rows);
-        if n > 0 {
-            sent += n as u64;
-            // Large rows: fewer per batch (at least one) and per statement, keeping
-            // memory flat.
-            let per_row = bytes / n + 1;
-            plan.batch = plan.batch_cap.min((plan.max_batch_bytes / per_row).max(1));
-            plan.statement_rows = STATEMENT_ROWS
-                .min(STATEMENT_BYTES / per_row)
-                .max(plan.batch);
+        read += n as u64;
+        if n > 0 && out.send(Ok(rows)).await.is_err() || unordered {
+            return;
         }
-        if plan.limit.is_some_and(|l| sent >= l) {
+        if fetch.limit.is_some_and(|l| read >= l) {
             return;
         }
         if (n as i64) < want {
-            if !plan.follow {
+            if !fetch.follow {
                 return;
             }
             // Caught up: one poll per interval, however many rows arrive.
             tokio::select! {
                 _ = tokio::time::sleep(q.poll_interval) => {}
-                _ = tx.closed() => return,
-                _ = cancel.cancelled() => return,
+                _ = out.closed() => return,
             }
         }
     }
