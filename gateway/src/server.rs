@@ -203,15 +203,12 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
     // Bounds a client cannot lift: streams per connection, request bytes buffered
     // gateway-wide and how long a request may take to arrive; keepalive pings find dead
     // peers, and connections that say nothing are closed (conn_guard).
-    let mut builder = tonic::transport::Server::builder()
+    let builder = tonic::transport::Server::builder()
         .max_concurrent_streams(limits.max_streams_per_connection)
         .http2_keepalive_interval(Some(Duration::from_secs(30)))
         .http2_keepalive_timeout(Some(Duration::from_secs(10)));
     let conns = crate::conn_guard::ConnGuard::new(limits.header_timeout, limits.idle_timeout);
-    if let Some(tls) = &config.tls {
-        builder = builder.tls_config(crate::tls::grpc_server_config(tls)?)?;
-    }
-    let server = builder
+    let router = builder
         .layer(conns.layer())
         .layer(service::RequestLimitLayer::new(
             limits.request_buffer_bytes,
@@ -219,17 +216,22 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
         ))
         .layer(crate::auth::layer::AuthLayer::new(auth))
         .add_service(health_service)
-        .add_service(service)
-        .serve_with_incoming_shutdown(
-            // Small alerts should not wait for Nagle's algorithm.
-            TcpListenerStream::new(grpc).map(move |conn| {
-                conn.map(|c| {
-                    let _ = c.set_nodelay(true);
-                    conns.guard(c)
-                })
-            }),
-            shutdown.clone().cancelled_owned(),
-        );
+        .add_service(service);
+    // Small alerts should not wait for Nagle's algorithm.
+    let incoming = TcpListenerStream::new(grpc).map(move |conn| {
+        conn.map(|c| {
+            let _ = c.set_nodelay(true);
+            conns.guard(c)
+        })
+    });
+    let stopped = shutdown.clone().cancelled_owned();
+    let server: std::pin::Pin<Box<dyn std::future::Future<Output = _> + Send>> = match &config.tls {
+        Some(tls) => {
+            let incoming = crate::tls::grpc_incoming(incoming, tls, shutdown.clone(), &tasks)?;
+            Box::pin(router.serve_with_incoming_shutdown(incoming, stopped))
+        }
+        None => Box::pin(router.serve_with_incoming_shutdown(incoming, stopped)),
+    };
     tasks.spawn(async move {
         if let Err(e) = server.await {
             tracing::warn!(error = %e, "grpc server ended with an error");

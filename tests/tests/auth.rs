@@ -602,3 +602,119 @@ fn auth_kid(token: &str) -> Result<String> {
     let v: serde_json::Value = serde_json::from_slice(&json)?;
     Ok(v["kid"].as_str().context("kid")?.to_owned())
 }
+
+/// The cipher suite both TLS ports negotiate with a client offering `suites` (rustls's
+/// aws-lc-rs defaults when `None`).
+async fn negotiated(
+    addr: &str,
+    ca: &std::path::Path,
+    alpn: &[u8],
+    suites: Option<Vec<rustls::SupportedCipherSuite>>,
+) -> Result<rustls::CipherSuite> {
+    use std::sync::Arc;
+    let mut provider = rustls::crypto::aws_lc_rs::default_provider();
+    if let Some(s) = suites {
+        provider.cipher_suites = s;
+    }
+    let mut roots = rustls::RootCertStore::empty();
+    for c in alertmesh_auth::tls::load_certs(ca)? {
+        roots.add(c)?;
+    }
+    let mut config = rustls::ClientConfig::builder_with_provider(Arc::new(provider))
+        .with_safe_default_protocol_versions()?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    config.alpn_protocols = vec![alpn.to_vec()];
+    let tcp = tokio::net::TcpStream::connect(addr).await?;
+    let name = rustls::pki_types::ServerName::try_from("localhost")?;
+    let tls = tokio_rustls::TlsConnector::from(Arc::new(config))
+        .connect(name, tcp)
+        .await?;
+    tls.get_ref()
+        .1
+        .negotiated_cipher_suite()
+        .map(|s| s.suite())
+        .context("no cipher suite after the handshake")
+}
+
+#[tokio::test]
+async fn both_tls_ports_choose_aes_128_gcm_and_still_serve_clients_that_offer_only_others(
+) -> Result<()> {
+    use rustls::crypto::aws_lc_rs::cipher_suite::{
+        TLS13_AES_256_GCM_SHA384, TLS13_CHACHA20_POLY1305_SHA256,
+    };
+    use rustls::CipherSuite;
+    // rustls clients offer AES-256-GCM first: the server's choice is what this checks.
+    let default = rustls::crypto::aws_lc_rs::default_provider();
+    ensure!(default.cipher_suites[0].suite() == CipherSuite::TLS13_AES_256_GCM_SHA384);
+    let pki = Pki::new()?;
+    let broker = Broker::start("suites").await?;
+    let gw = Secure::start(&pki, SecureSpec::new("lasair", &broker.bootstrap())).await?;
+    for (addr, alpn) in [
+        (gw.gateway.grpc_addr(), &b"h2"[..]),
+        (gw.gateway.http_addr(), &b"http/1.1"[..]),
+    ] {
+        for (offer, want) in [
+            (None, CipherSuite::TLS13_AES_128_GCM_SHA256),
+            (
+                Some(vec![TLS13_AES_256_GCM_SHA384]),
+                CipherSuite::TLS13_AES_256_GCM_SHA384,
+            ),
+            (
+                Some(vec![TLS13_CHACHA20_POLY1305_SHA256]),
+                CipherSuite::TLS13_CHACHA20_POLY1305_SHA256,
+            ),
+        ] {
+            let got = negotiated(&addr, &pki.ca(), alpn, offer).await?;
+            ensure!(got == want, "{addr}: {got:?}, want {want:?}");
+        }
+    }
+    // And gRPC works over the connection the gateway chose (the client's defaults), with
+    // the client certificate reaching the auth layer.
+    let mut client = gw.client(Some(&pki.client("alice")?), None).await?;
+    client.list_topics(ListTopicsRequest::default()).await?;
+    Ok(())
+}
+
+#[tokio::test]
+async fn the_grpc_tls_port_drops_bad_handshakes_and_a_silent_one_blocks_nobody() -> Result<()> {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let pki = Pki::new()?;
+    let broker = Broker::start("handshakes").await?;
+    let gw = Secure::start(&pki, SecureSpec::new("lasair", &broker.bootstrap())).await?;
+    let addr = gw.gateway.grpc_addr();
+    // A connection that never says anything holds no one up: handshakes run on their own.
+    let _silent = tokio::net::TcpStream::connect(&addr).await?;
+    // Plaintext HTTP/2 (and junk) on the TLS port: the connection is closed, not served.
+    for junk in [
+        &b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"[..],
+        &b"\x16\x03\x01\x00\x05hello"[..],
+    ] {
+        let mut tcp = tokio::net::TcpStream::connect(&addr).await?;
+        tcp.write_all(junk).await?;
+        let mut buf = vec![0u8; 4096];
+        let mut got = Vec::new();
+        let closed = tokio::time::timeout(Duration::from_secs(5), async {
+            loop {
+                match tcp.read(&mut buf).await {
+                    Ok(0) | Err(_) => return,
+                    Ok(n) => got.extend_from_slice(&buf[..n]),
+                }
+            }
+        })
+        .await;
+        ensure!(closed.is_ok(), "a bad handshake was left open");
+        ensure!(
+            !got.windows(4).any(|w| w == b"HTTP"),
+            "plaintext was answered on the TLS port"
+        );
+    }
+    let mut client = gw.client(Some(&pki.client("alice")?), None).await?;
+    let started = Instant::now();
+    client.list_topics(ListTopicsRequest::default()).await?;
+    ensure!(
+        started.elapsed() < Duration::from_secs(5),
+        "a silent connection held up others"
+    );
+    Ok(())
+}

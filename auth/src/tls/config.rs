@@ -13,9 +13,26 @@ use super::pem::{load_certs, load_key};
 use crate::{Error, Result};
 
 /// The aws-lc-rs crypto provider every configuration here uses (no process-wide default is
-/// installed, so this crate never conflicts with another provider choice).
+/// installed, so this crate never conflicts with another provider choice), with the
+/// AES-128-GCM suites first.
+///
+/// AES-128-GCM is the suite every TLS 1.3 peer must support, and on CPUs with AES
+/// instructions it costs about a fifth less per byte than AES-256-GCM (10 rounds against
+/// 14): streams of alerts are bulk data, so that is most of what TLS adds to them. Servers
+/// made here choose by this order ([`ServerConfig::ignore_client_order`]); the other suites
+/// stay available.
 pub fn crypto_provider() -> Arc<CryptoProvider> {
-    Arc::new(rustls::crypto::aws_lc_rs::default_provider())
+    let mut provider = rustls::crypto::aws_lc_rs::default_provider();
+    // A stable sort: the provider's order otherwise.
+    provider.cipher_suites.sort_by_key(|s| {
+        !matches!(
+            s.suite(),
+            rustls::CipherSuite::TLS13_AES_128_GCM_SHA256
+                | rustls::CipherSuite::TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256
+                | rustls::CipherSuite::TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256
+        )
+    });
+    Arc::new(provider)
 }
 
 /// A server configuration presenting `chain` (leaf first) and `key`. With `client_ca`,
@@ -43,6 +60,7 @@ pub fn server_config(
         .with_single_cert(chain, key)
         .map_err(|e| Error::Tls(format!("the certificate and key do not fit together: {e}")))?;
     config.alpn_protocols = vec![b"h2".to_vec()];
+    config.ignore_client_order = true;
     Ok(config)
 }
 
