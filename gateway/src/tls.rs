@@ -32,8 +32,9 @@ use crate::error::{Error, Result};
 /// A handshake that takes longer than this is dropped.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// Plaintext rustls encrypts per write on the gRPC port.
-const GRPC_WRITE_BUFFER: usize = 1 << 20;
+/// Unsent TLS data rustls may hold per gRPC connection: bounded, since a client that does
+/// not read leaves it full.
+const GRPC_TLS_BUFFER: usize = 256 << 10;
 
 /// Connections of the gRPC port after their TLS handshakes, for tonic's
 /// `serve_with_incoming`: handshakes run concurrently on `tasks`, off the accept loop, each
@@ -73,9 +74,9 @@ where
             handshakes.spawn(async move {
                 match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(io)).await {
                     Ok(Ok(mut stream)) => {
-                        // rustls takes at most this much plaintext per write (64 KiB by
-                        // default): a batch of alerts goes out in fewer, larger writes.
-                        stream.get_mut().1.set_buffer_limit(Some(GRPC_WRITE_BUFFER));
+                        // rustls holds at most this much unsent per connection (64 KiB by
+                        // default): batches of alerts go out in fewer, larger writes.
+                        stream.get_mut().1.set_buffer_limit(Some(GRPC_TLS_BUFFER));
                         let _ = tx.send(Ok(stream)).await;
                     }
                     Ok(Err(e)) => tracing::debug!(error = %e, "grpc tls handshake failed"),
