@@ -36,22 +36,22 @@ const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// not read leaves it full.
 const GRPC_TLS_BUFFER: usize = 256 << 10;
 
-/// Connections of the gRPC port after their TLS handshakes, for tonic's
-/// `serve_with_incoming`: handshakes run concurrently on `tasks`, off the accept loop, each
-/// within [`HANDSHAKE_TIMEOUT`]; failed ones are dropped (logged at debug). Ends with
-/// `cancel`.
-pub(crate) fn grpc_incoming<S, Io>(
+/// Connections after their TLS handshakes with `config`: handshakes run concurrently on
+/// `tasks`, off the accept loop, each within [`HANDSHAKE_TIMEOUT`]; failed ones are dropped
+/// (logged at debug, as `port` says). `ready` is applied to each before it is handed on.
+/// Ends with `cancel` or `incoming`.
+fn accept_tls<S, Io>(
     incoming: S,
-    tls: &TlsConfig,
+    config: rustls::ServerConfig,
+    port: &'static str,
+    ready: fn(&mut TlsStream<Io>),
     cancel: CancellationToken,
     tasks: &TaskTracker,
-) -> Result<impl Stream<Item = io::Result<TlsStream<Io>>>>
+) -> mpsc::Receiver<TlsStream<Io>>
 where
     S: Stream<Item = io::Result<Io>> + Send + 'static,
     Io: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
-    let mut config = side_port_config(tls).map_err(|e| Error::Internal(format!("tls: {e}")))?;
-    config.alpn_protocols = vec![b"h2".to_vec()];
     let acceptor = TlsAcceptor::from(Arc::new(config));
     let (tx, rx) = mpsc::channel(64);
     let handshakes = tasks.clone();
@@ -64,7 +64,7 @@ where
                     None => return,
                     Some(Ok(io)) => io,
                     Some(Err(e)) => {
-                        tracing::debug!(error = %e, "grpc accept failed");
+                        tracing::debug!(port, error = %e, "accept failed");
                         tokio::time::sleep(Duration::from_millis(50)).await;
                         continue;
                     }
@@ -74,24 +74,43 @@ where
             handshakes.spawn(async move {
                 match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(io)).await {
                     Ok(Ok(mut stream)) => {
-                        // rustls holds at most this much unsent per connection (64 KiB by
-                        // default): batches of alerts go out in fewer, larger writes.
-                        stream.get_mut().1.set_buffer_limit(Some(GRPC_TLS_BUFFER));
-                        let _ = tx.send(Ok(stream)).await;
+                        ready(&mut stream);
+                        let _ = tx.send(stream).await;
                     }
-                    Ok(Err(e)) => tracing::debug!(error = %e, "grpc tls handshake failed"),
-                    Err(_) => tracing::debug!("grpc tls handshake timed out"),
+                    Ok(Err(e)) => tracing::debug!(port, error = %e, "tls handshake failed"),
+                    Err(_) => tracing::debug!(port, "tls handshake timed out"),
                 }
             });
         }
     });
-    Ok(tokio_stream::wrappers::ReceiverStream::new(rx))
+    rx
+}
+
+/// Connections of the gRPC port after their TLS handshakes (ALPN `h2`), for tonic's
+/// `serve_with_incoming` (see [`accept_tls`]).
+pub(crate) fn grpc_incoming<S, Io>(
+    incoming: S,
+    tls: &TlsConfig,
+    cancel: CancellationToken,
+    tasks: &TaskTracker,
+) -> Result<impl Stream<Item = io::Result<TlsStream<Io>>>>
+where
+    S: Stream<Item = io::Result<Io>> + Send + 'static,
+    Io: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let mut config = side_port_config(tls).map_err(|e| Error::Internal(format!("tls: {e}")))?;
+    config.alpn_protocols = vec![b"h2".to_vec()];
+    // rustls holds at most this much unsent per connection (64 KiB by default): batches of
+    // alerts go out in fewer, larger writes.
+    let ready = |s: &mut TlsStream<Io>| s.get_mut().1.set_buffer_limit(Some(GRPC_TLS_BUFFER));
+    let rx = accept_tls(incoming, config, "grpc", ready, cancel, tasks);
+    Ok(tokio_stream::wrappers::ReceiverStream::new(rx).map(Ok))
 }
 
 /// An HTTPS listener for axum: handshakes run concurrently, off the accept loop.
 #[derive(Debug)]
 pub(crate) struct TlsListener {
-    rx: mpsc::Receiver<(TlsStream<TcpStream>, Peer)>,
+    rx: mpsc::Receiver<TlsStream<TcpStream>>,
 }
 
 /// A side-port client: the certificate it presented (DER), if any.
@@ -111,40 +130,8 @@ impl TlsListener {
     ) -> Result<Self> {
         let mut config = side_port_config(tls).map_err(|e| Error::Internal(format!("tls: {e}")))?;
         config.alpn_protocols = vec![b"http/1.1".to_vec()];
-        let acceptor = TlsAcceptor::from(Arc::new(config));
-        let (tx, rx) = mpsc::channel(64);
-        let handshakes = tasks.clone();
-        tasks.spawn(async move {
-            loop {
-                let (tcp, addr) = tokio::select! {
-                    _ = cancel.cancelled() => return,
-                    accepted = listener.accept() => match accepted {
-                        Ok(a) => a,
-                        Err(e) => {
-                            tracing::debug!(error = %e, "http accept failed");
-                            tokio::time::sleep(Duration::from_millis(50)).await;
-                            continue;
-                        }
-                    },
-                };
-                let (acceptor, tx) = (acceptor.clone(), tx.clone());
-                handshakes.spawn(async move {
-                    match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
-                        Ok(Ok(stream)) => {
-                            let cert = stream
-                                .get_ref()
-                                .1
-                                .peer_certificates()
-                                .and_then(|c| c.first())
-                                .map(|c| Arc::from(c.as_ref()));
-                            let _ = tx.send((stream, Peer { cert })).await;
-                        }
-                        Ok(Err(e)) => tracing::debug!(%addr, error = %e, "https handshake failed"),
-                        Err(_) => tracing::debug!(%addr, "https handshake timed out"),
-                    }
-                });
-            }
-        });
+        let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
+        let rx = accept_tls(incoming, config, "http", |_| {}, cancel, tasks);
         Ok(TlsListener { rx })
     }
 }
@@ -155,7 +142,15 @@ impl axum::serve::Listener for TlsListener {
 
     async fn accept(&mut self) -> (Self::Io, Self::Addr) {
         match self.rx.recv().await {
-            Some(conn) => conn,
+            Some(stream) => {
+                let cert = stream
+                    .get_ref()
+                    .1
+                    .peer_certificates()
+                    .and_then(|c| c.first())
+                    .map(|c| Arc::from(c.as_ref()));
+                (stream, Peer { cert })
+            }
             // The accept loop ended (shutdown): wait for axum's graceful shutdown.
             None => std::future::pending().await,
         }

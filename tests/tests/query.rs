@@ -414,6 +414,19 @@ async fn a_resume_token_continues_after_kill_9_without_gaps_or_repeats() -> Resu
     Ok(())
 }
 
+/// The ids of the first `n` rows a follow stream sends, within [`WAIT`].
+async fn follow_ids(stream: &mut tonic::Streaming<v1::QueryBatch>, n: usize) -> Result<Vec<i64>> {
+    let mut ids = Vec::new();
+    let deadline = Instant::now() + WAIT;
+    while ids.len() < n {
+        let batch = tokio::time::timeout_at(deadline.into(), stream.message())
+            .await??
+            .ok_or_else(|| anyhow::anyhow!("a follow stream ended"))?;
+        ids.extend(triples(&batch.alerts)?.into_iter().map(|t| t.0));
+    }
+    Ok(ids)
+}
+
 #[tokio::test]
 async fn follow_streams_rows_inserted_later_once_each() -> Result<()> {
     let Some(s) = site().await? else {
@@ -448,29 +461,11 @@ async fn follow_streams_rows_inserted_later_once_each() -> Result<()> {
             anyhow::Ok(())
         }
     };
-    let reader = async {
-        let mut ids = Vec::new();
-        let deadline = Instant::now() + WAIT;
-        while ids.len() < 60 {
-            let batch = tokio::time::timeout_at(deadline.into(), stream.message())
-                .await??
-                .ok_or_else(|| anyhow::anyhow!("a follow stream ended"))?;
-            ids.extend(triples(&batch.alerts)?.into_iter().map(|t| t.0));
-        }
-        anyhow::Ok(ids)
-    };
-    let later_reader = async {
-        let mut ids = Vec::new();
-        let deadline = Instant::now() + WAIT;
-        while ids.len() < 50 {
-            let batch = tokio::time::timeout_at(deadline.into(), later.message())
-                .await??
-                .ok_or_else(|| anyhow::anyhow!("a follow stream ended"))?;
-            ids.extend(triples(&batch.alerts)?.into_iter().map(|t| t.0));
-        }
-        anyhow::Ok(ids)
-    };
-    let (inserted, ids, later_ids) = tokio::join!(inserter, reader, later_reader);
+    let (inserted, ids, later_ids) = tokio::join!(
+        inserter,
+        follow_ids(&mut stream, 60),
+        follow_ids(&mut later, 50)
+    );
     inserted?;
     let ids = ids?;
     let want: Vec<i64> = (991..=ROWS + 50).collect();
