@@ -106,7 +106,7 @@ pub(super) async fn run(
     // three statements' rows are held (one read, one queued, one sent).
     let (rows_tx, mut rows_rx) = mpsc::channel::<Rows>(1);
     let statement_rows = Arc::new(AtomicUsize::new(plan.statement_rows));
-    let _reader = AbortOnDropHandle::new(tokio::spawn(read_statements(
+    let mut reader = AbortOnDropHandle::new(tokio::spawn(read_statements(
         Arc::clone(&declared),
         Arc::clone(&described),
         Fetch::new(&plan),
@@ -120,8 +120,14 @@ pub(super) async fn run(
             _ = cancel.cancelled() => return,
         };
         let rows = match rows {
-            // The reader is done: the last rows were sent.
-            None => return,
+            // The reader is done: the last rows were sent, unless it failed.
+            None => {
+                if let Err(e) = (&mut reader).await {
+                    let status = tonic::Status::internal(format!("the query's reader failed: {e}"));
+                    let _ = tx.send(Err(status)).await;
+                }
+                return;
+            }
             Some(Ok(r)) => r,
             Some(Err(e)) => {
                 let _ = tx.send(Err(e.into())).await;
