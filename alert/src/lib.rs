@@ -46,7 +46,7 @@ pub use mesh_key::MeshKey;
 pub use namespace::{Family, IdType, Namespace, Registry};
 pub use path::FieldPath;
 pub use projection::Projection;
-pub use schema::{SchemaCache, WriterSchema};
+pub use schema::{limit_avro_allocations, SchemaCache, WriterSchema, MAX_AVRO_ITEMS};
 pub use translate::{mesh_key, translate, Mapping, Mappings, Translated};
 
 use echo::quoted;

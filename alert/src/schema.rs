@@ -41,9 +41,29 @@ impl HeaderBuilder for NoHeader {
     }
 }
 
+/// The most items apache-avro reserves room for at once (the count an array or map block
+/// announces), and the longest string, bytes or fixed value it reads.
+///
+/// apache-avro reserves a block's announced count before reading its items, bounded only
+/// by its default of 512 Mi *items*: 19 hostile bytes announcing a map of 2^29 entries made
+/// it ask for 43 GB, and the allocation failure aborts the process (found by the `decode`
+/// fuzz target). With 4 Mi the worst reservation is a few hundred MB of address space,
+/// released as soon as the data runs out; no alert field comes near 4 MiB (cutouts are tens
+/// of KB). A record beyond it is an undecodable record, reported as such.
+pub const MAX_AVRO_ITEMS: usize = 4 << 20;
+
+/// Sets [`MAX_AVRO_ITEMS`] as apache-avro's limit and returns the limit in force.
+/// apache-avro keeps the first value set in the process (its own decoders set its default
+/// on first use), so this runs before anything here decodes (every decode needs a
+/// [`WriterSchema`]); a program that decodes with apache-avro directly calls it first.
+pub fn limit_avro_allocations() -> usize {
+    apache_avro::util::max_allocation_bytes(MAX_AVRO_ITEMS)
+}
+
 impl WriterSchema {
     /// Prepares `schema` for decoding (resolves its named types once).
     pub fn new(schema: Schema) -> Result<Self> {
+        limit_avro_allocations();
         let fingerprint = fingerprint(&schema);
         let decoder = GenericSingleObjectReader::new_with_header_builder(schema.clone(), NoHeader)
             .map_err(|e| Error::Schema {
@@ -89,6 +109,7 @@ impl WriterSchema {
 
     /// Decodes one bare Avro datum from the front of `input`, advancing it.
     pub(crate) fn decode_datum(&self, input: &mut &[u8]) -> std::result::Result<Value, String> {
+        limit_avro_allocations();
         self.decoder.read_value(input).map_err(|e| e.to_string())
     }
 

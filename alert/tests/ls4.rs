@@ -113,3 +113,41 @@ fn ls4_bare_avro_decodes_and_keys_by_uuid() {
         assert!(decode_bare(&schema, &bare[..cut]).is_err());
     }
 }
+
+/// 19 bytes announcing a map of 2^29 entries: apache-avro reserved room for all of them
+/// (43 GB) before reading one, and the failed allocation aborted the process. Now a clear
+/// error, and legitimate records still decode.
+#[test]
+fn a_huge_announced_block_count_is_an_error_not_an_abort() {
+    let schema = std::sync::Arc::new(
+        alertmesh_alert::WriterSchema::parse(
+            r#"{"type":"record","name":"a","fields":[{"name":"id","type":"long"},
+              {"name":"s","type":["null","string"]},{"name":"xs","type":{"type":"array","items":"double"}},
+              {"name":"m","type":{"type":"map","values":"bytes"}}]}"#,
+        )
+        .unwrap(),
+    );
+    let hostile = std::fs::read(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/fuzz/crashes/decode-bare-map-count-43gb"
+    ))
+    .unwrap();
+    assert_eq!(
+        alertmesh_alert::limit_avro_allocations(),
+        alertmesh_alert::MAX_AVRO_ITEMS
+    );
+    let err = alertmesh_alert::decode_bare(&schema, &hostile)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("allocate") || err.contains("maximum"), "{err}");
+    // An array announcing 2^22 + 1 doubles with none present: refused before reserving.
+    let mut over = vec![0x02, 0x00]; // id 1, s null
+    over.extend([0x82, 0x80, 0x80, 0x04]); // block count 2^22 + 1 (zigzag varint)
+    assert!(alertmesh_alert::decode_bare(&schema, &over).is_err());
+    // A small real record still decodes.
+    let ok = [0x02, 0x00, 0x02, 0, 0, 0, 0, 0, 0, 0xf0, 0x3f, 0x00, 0x00];
+    let a = alertmesh_alert::decode_bare(&schema, &ok).unwrap();
+    assert!(a
+        .to_json(Default::default())
+        .starts_with(br#"{"id":1,"s":null,"xs":[1.0]"#));
+}

@@ -20,6 +20,8 @@ use tokio_util::sync::CancellationToken;
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> ExitCode {
+    // Before anything decodes Avro: apache-avro keeps the first limit set in the process.
+    alertmesh_alert::limit_avro_allocations();
     let cli = Cli::parse();
     let serving = matches!(cli.command, Command::Serve { .. });
     init_tracing(if serving { "info" } else { "warn" });
