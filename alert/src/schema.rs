@@ -54,8 +54,8 @@ pub const MAX_AVRO_ITEMS: usize = 4 << 20;
 
 /// Sets [`MAX_AVRO_ITEMS`] as apache-avro's limit and returns the limit in force.
 /// apache-avro keeps the first value set in the process (its own decoders set its default
-/// on first use), so this runs before anything here decodes (every decode needs a
-/// [`WriterSchema`]); a program that decodes with apache-avro directly calls it first.
+/// on first use), so [`WriterSchema::new`] runs it: every decode here needs a
+/// [`WriterSchema`]. A program that decodes with apache-avro directly calls it first.
 pub fn limit_avro_allocations() -> usize {
     apache_avro::util::max_allocation_bytes(MAX_AVRO_ITEMS)
 }
@@ -109,7 +109,6 @@ impl WriterSchema {
 
     /// Decodes one bare Avro datum from the front of `input`, advancing it.
     pub(crate) fn decode_datum(&self, input: &mut &[u8]) -> std::result::Result<Value, String> {
-        limit_avro_allocations();
         self.decoder.read_value(input).map_err(|e| e.to_string())
     }
 
