@@ -180,13 +180,26 @@ pub fn fingerprint(schema: &Schema) -> u64 {
 #[derive(Debug)]
 pub struct SchemaCache {
     capacity: usize,
-    // Keyed by a cheap digest of the text (length and its ends), then compared in full:
-    // hashing a 20 KB schema text per payload with SipHash would cost more than decoding.
-    by_text: RwLock<HashMap<(usize, u64), Bucket>>,
+    by_text: RwLock<Entries>,
 }
 
-/// Schemas whose texts share a quick key, with their full texts.
+/// The cached schemas: keyed by a cheap digest of the text (length and its ends), then
+/// compared in full, since hashing a 20 KB schema text per payload with SipHash would
+/// cost more than decoding.
+#[derive(Debug, Default)]
+struct Entries {
+    buckets: HashMap<(usize, u64), Bucket>,
+    /// Schemas over all buckets: the bound is on these, not on buckets, or texts alike
+    /// at both ends (a hostile producer varying the middle) would pile up in one bucket.
+    len: usize,
+}
+
+/// Schemas whose texts share a quick key, with their full texts; at most
+/// [`BUCKET_MAX`], so a miss compares a few texts at most.
 type Bucket = Vec<(Vec<u8>, Arc<WriterSchema>)>;
+
+/// Schemas kept per quick key: distinct real schemas practically never share one.
+const BUCKET_MAX: usize = 4;
 
 fn quick_key(text: &[u8]) -> (usize, u64) {
     let ends = text.iter().take(256).chain(text.iter().rev().take(256));
@@ -207,7 +220,7 @@ impl SchemaCache {
     pub fn new(capacity: usize) -> Self {
         SchemaCache {
             capacity: capacity.max(1),
-            by_text: RwLock::new(HashMap::new()),
+            by_text: RwLock::new(Entries::default()),
         }
     }
 
@@ -215,7 +228,7 @@ impl SchemaCache {
     pub fn get_or_parse(&self, text: &[u8]) -> Result<Arc<WriterSchema>> {
         let key = quick_key(text);
         let hit = self.by_text.read().ok().and_then(|m| {
-            let bucket = m.get(&key)?;
+            let bucket = m.buckets.get(&key)?;
             bucket
                 .iter()
                 .find(|(t, _)| t.as_slice() == text)
@@ -228,23 +241,29 @@ impl SchemaCache {
             reason: "schema text is not utf-8".into(),
         })?;
         let parsed = Arc::new(WriterSchema::parse(json)?);
-        if let Ok(mut map) = self.by_text.write() {
-            if map.len() >= self.capacity {
-                map.clear();
+        if let Ok(mut entries) = self.by_text.write() {
+            if entries.len >= self.capacity {
+                *entries = Entries::default();
             }
-            map.entry(key)
-                .or_default()
-                .push((text.to_vec(), parsed.clone()));
+            let bucket = entries.buckets.entry(key).or_default();
+            // Another thread may have parsed the same text meanwhile.
+            if !bucket.iter().any(|(t, _)| t.as_slice() == text) {
+                let evicted = if bucket.len() >= BUCKET_MAX {
+                    bucket.remove(0);
+                    1
+                } else {
+                    0
+                };
+                bucket.push((text.to_vec(), parsed.clone()));
+                entries.len = entries.len + 1 - evicted;
+            }
         }
         Ok(parsed)
     }
 
     /// How many schemas are cached.
     pub fn len(&self) -> usize {
-        self.by_text
-            .read()
-            .map(|m| m.values().map(Vec::len).sum())
-            .unwrap_or(0)
+        self.by_text.read().map(|m| m.len).unwrap_or(0)
     }
 
     /// Whether the cache is empty.
@@ -274,6 +293,37 @@ mod tests {
         assert!(cache.len() <= 2);
         assert!(cache.get_or_parse(b"{nope").is_err());
         assert!(cache.get_or_parse(&[0xff]).is_err());
+    }
+
+    /// Distinct schema texts of one length whose first and last 256 bytes agree share a
+    /// bucket; the bound used to count buckets, so such texts (a hostile producer varying
+    /// a doc string's middle; the decode fuzz target mutating the fixtures' schemas) piled
+    /// up without limit, until the fuzz target ran out of memory.
+    #[test]
+    fn schemas_alike_at_both_ends_stay_bounded() {
+        let cache = SchemaCache::new(8);
+        let text = |i: usize| {
+            format!(
+                r#"{{"type":"record","name":"a","doc":"{}{i:04}{}","fields":[{{"name":"x","type":"long"}}]}}"#,
+                "p".repeat(300),
+                "q".repeat(300)
+            )
+        };
+        assert_eq!(quick_key(text(1).as_bytes()), quick_key(text(2).as_bytes()));
+        for i in 0..100 {
+            let parsed = cache.get_or_parse(text(i).as_bytes()).unwrap();
+            assert!(
+                cache.len() <= 8,
+                "{} schemas cached after {}",
+                cache.len(),
+                i + 1
+            );
+            // The newest is a hit, returned as cached.
+            let again = cache.get_or_parse(text(i).as_bytes()).unwrap();
+            assert!(Arc::ptr_eq(&parsed, &again));
+        }
+        let buckets = cache.by_text.read().unwrap();
+        assert!(buckets.buckets.values().all(|b| b.len() <= BUCKET_MAX));
     }
 }
 
