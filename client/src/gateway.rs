@@ -19,11 +19,11 @@ use crate::connect::BufferedTcp;
 use crate::error::{connect_hint, source_chain};
 use crate::{Error, Options, Result};
 
-/// HTTP/2 windows: a stream of 60 KB alerts needs far more than the 64 KiB default, or
-/// every megabyte waits on a dozen window updates.
 /// HTTP/2 keepalive pings on idle connections, and how long an answer may take.
 const KEEPALIVE: Duration = Duration::from_secs(10);
 const KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(5);
+/// HTTP/2 windows: a stream of 60 KB alerts needs far more than the 64 KiB default, or
+/// every megabyte waits on a dozen window updates.
 const STREAM_WINDOW: u32 = 8 << 20;
 const CONNECTION_WINDOW: u32 = 32 << 20;
 /// 1 MiB HTTP/2 frames: a batch then arrives in one or two frames instead of 64 of
