@@ -118,6 +118,8 @@ pub struct KafkaConfig {
 /// `[limits]`: per-subscriber and per-topic memory and batch bounds.
 #[derive(Debug, Clone)]
 pub struct Limits {
+    /// Open client connections on each port; one more is closed as soon as it is accepted.
+    pub max_connections: usize,
     pub max_subscriptions: usize,
     /// Open subscriptions one gRPC connection may hold.
     pub max_subscriptions_per_connection: usize,
@@ -289,6 +291,8 @@ impl Config {
 
         let mut lim = r.table(&mut root, "", "limits", false);
         let limits = Limits {
+            max_connections: r.uint(&mut lim, "limits", "max_connections", 4_096, 1, 1_000_000)
+                as usize,
             max_subscriptions: r.uint(&mut lim, "limits", "max_subscriptions", 1_000, 1, 1_000_000)
                 as usize,
             max_subscriptions_per_connection: r.uint(

@@ -21,11 +21,12 @@ use std::time::Duration;
 use bytes::Bytes;
 use http_body::{Frame, SizeHint};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
-use tokio::net::TcpStream;
 use tokio::time::{Instant, Sleep};
 use tonic::body::Body;
 use tonic::transport::server::{Connected, TcpConnectInfo, TlsConnectInfo};
 use tower::{Layer, Service};
+
+use crate::listen::Conn;
 
 /// Bytes a client must send before the header deadline: the HTTP/2 connection preface.
 const PREFACE_LEN: usize = 24;
@@ -70,15 +71,13 @@ impl ConnGuard {
     }
 
     /// Wraps an accepted connection.
-    pub(crate) fn guard(&self, tcp: TcpStream) -> Guarded {
+    pub(crate) fn guard(&self, tcp: Conn) -> Guarded {
         let activity = Arc::new(Activity {
             calls: AtomicUsize::new(0),
             idle_since: Mutex::new(Instant::now()),
         });
-        let peer = tcp.peer_addr().ok();
-        if let Some(peer) = peer {
-            self.lock().insert(peer, Arc::clone(&activity));
-        }
+        let peer = tcp.peer();
+        self.lock().insert(peer, Arc::clone(&activity));
         Guarded {
             tcp,
             peer,
@@ -104,8 +103,8 @@ impl ConnGuard {
 /// A TCP connection under the header and idle deadlines.
 #[derive(Debug)]
 pub(crate) struct Guarded {
-    tcp: TcpStream,
-    peer: Option<SocketAddr>,
+    tcp: Conn,
+    peer: SocketAddr,
     guard: ConnGuard,
     activity: Arc<Activity>,
     /// Bytes read so far, counted up to the preface.
@@ -150,14 +149,12 @@ impl Guarded {
 
 impl Drop for Guarded {
     fn drop(&mut self) {
-        if let Some(peer) = self.peer {
-            let mut open = self.guard.lock();
-            if open
-                .get(&peer)
-                .is_some_and(|a| Arc::ptr_eq(a, &self.activity))
-            {
-                open.remove(&peer);
-            }
+        let mut open = self.guard.lock();
+        if open
+            .get(&self.peer)
+            .is_some_and(|a| Arc::ptr_eq(a, &self.activity))
+        {
+            open.remove(&self.peer);
         }
     }
 }

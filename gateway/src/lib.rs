@@ -46,6 +46,7 @@ mod error;
 mod fetch;
 mod http;
 mod kafka;
+mod listen;
 mod metrics;
 mod mirrors;
 mod postgres;

@@ -57,6 +57,21 @@ pub(crate) struct ArchiveLabels {
     pub archive: String,
 }
 
+/// Which of the gateway's two ports a connection came to.
+#[derive(Clone, Copy, Debug, Hash, PartialEq, Eq, EncodeLabelValue)]
+#[allow(non_camel_case_types)]
+pub(crate) enum Port {
+    /// `gateway.listen`: the gRPC API.
+    grpc,
+    /// `gateway.http_listen`: metrics, health, JWKS and the schema registry API.
+    http,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub(crate) struct PortLabels {
+    pub port: Port,
+}
+
 /// Why the gateway refused a `Publish` batch (nothing of it was written).
 #[derive(Clone, Copy, Debug, Hash, PartialEq, Eq, EncodeLabelValue)]
 #[allow(non_camel_case_types)]
@@ -115,6 +130,9 @@ pub(crate) struct Metrics {
     pub publish_batches: Family<TopicLabels, Counter>,
     pub publish_duplicates: Family<TopicLabels, Counter>,
     pub publish_rejected: Family<PublishRejectionLabels, Counter>,
+    pub connections: Family<PortLabels, Gauge>,
+    pub connections_refused: Family<PortLabels, Counter>,
+    pub accept_errors: Family<PortLabels, Counter>,
 }
 
 impl Metrics {
@@ -220,6 +238,21 @@ impl Metrics {
             "publish_rejected",
             "Publish calls refused (nothing written), by reason",
             self.publish_rejected.clone(),
+        );
+        r.register(
+            "connections",
+            "Client connections open, by port",
+            self.connections.clone(),
+        );
+        r.register(
+            "connections_refused",
+            "Client connections closed as soon as they were accepted because limits.max_connections were open on their port",
+            self.connections_refused.clone(),
+        );
+        r.register(
+            "accept_errors",
+            "Times accepting a connection failed for want of resources (file descriptors, memory), by port; the port then pauses briefly",
+            self.accept_errors.clone(),
         );
     }
 

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::net::TcpListener;
-use tokio_stream::wrappers::TcpListenerStream;
+use tokio_stream::wrappers::ReceiverStream;
 use tokio_stream::StreamExt as _;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -18,7 +18,7 @@ use crate::cursor::CursorStore;
 use crate::fetch::Fetcher;
 use crate::kafka::cluster::Cluster;
 use crate::kafka::Kafka;
-use crate::metrics::Metrics;
+use crate::metrics::{Metrics, Port};
 use crate::publish::Publisher;
 use crate::registry::Schemas;
 use crate::service::MeshService;
@@ -37,6 +37,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
     // Keys and the revocation list are loaded before the ports open.
     let metrics = Arc::new(Metrics::default());
     let auth = crate::auth::start(&config, Arc::clone(&metrics), streams.clone(), &tasks).await?;
+    crate::listen::raise_open_file_limit(config.limits.max_connections);
     let grpc = TcpListener::bind(config.gateway.listen)
         .await
         .map_err(|e| {
@@ -156,13 +157,27 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
         queries,
         tasks: tasks.clone(),
     });
+    let (grpc_addr, http_addr) = (grpc.local_addr()?, http_listener.local_addr()?);
     tracing::info!(
         gateway = %gw.name,
-        grpc = %grpc.local_addr()?,
-        http = %http_listener.local_addr()?,
+        grpc = %grpc_addr,
+        http = %http_addr,
         topics = config.topics.len(),
         "gateway serving"
     );
+    let limits = &config.limits;
+    let accept = |listener, port| {
+        crate::listen::accept(
+            listener,
+            port,
+            limits.max_connections,
+            &metrics,
+            shutdown.clone(),
+            &tasks,
+        )
+    };
+    let http_conns = accept(http_listener, Port::http);
+    let grpc_conns = accept(grpc, Port::grpc);
 
     let (health_reporter, health_service) = tonic_health::server::health_reporter();
     tasks.spawn(service::watch_kafka(
@@ -179,11 +194,9 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
         stopping: streams.clone(),
         schemas,
     };
-    let limits = &config.limits;
     match &config.tls {
         Some(tls) => {
-            let listener =
-                crate::tls::TlsListener::new(http_listener, tls, shutdown.clone(), &tasks)?;
+            let listener = crate::tls::TlsListener::new(http_conns, tls, shutdown.clone(), &tasks)?;
             tasks.spawn(http::serve(
                 listener,
                 side,
@@ -193,7 +206,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
         }
         None => {
             tasks.spawn(http::serve(
-                http_listener,
+                crate::listen::ConnListener::new(http_conns, http_addr),
                 side,
                 shutdown.clone(),
                 limits.header_timeout,
@@ -218,11 +231,9 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
         .add_service(health_service)
         .add_service(service);
     // Small alerts should not wait for Nagle's algorithm.
-    let incoming = TcpListenerStream::new(grpc).map(move |conn| {
-        conn.map(|c| {
-            let _ = c.set_nodelay(true);
-            conns.guard(c)
-        })
+    let incoming = ReceiverStream::new(grpc_conns).map(move |c| {
+        let _ = c.set_nodelay(true);
+        Ok::<_, std::io::Error>(conns.guard(c))
     });
     let stopped = shutdown.clone().cancelled_owned();
     let server: std::pin::Pin<Box<dyn std::future::Future<Output = _> + Send>> = match &config.tls {

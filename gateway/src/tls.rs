@@ -18,7 +18,6 @@ use std::io;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
 use tokio_rustls::server::TlsStream;
 use tokio_rustls::TlsAcceptor;
@@ -28,6 +27,7 @@ use tokio_util::task::TaskTracker;
 
 use crate::config::TlsConfig;
 use crate::error::{Error, Result};
+use crate::listen::Conn;
 
 /// A handshake that takes longer than this is dropped.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -110,7 +110,7 @@ where
 /// An HTTPS listener for axum: handshakes run concurrently, off the accept loop.
 #[derive(Debug)]
 pub(crate) struct TlsListener {
-    rx: mpsc::Receiver<TlsStream<TcpStream>>,
+    rx: mpsc::Receiver<TlsStream<Conn>>,
 }
 
 /// A side-port client: the certificate it presented (DER), if any.
@@ -120,24 +120,24 @@ pub(crate) struct Peer {
 }
 
 impl TlsListener {
-    /// Wraps `listener` with the `[tls]` certificate (ALPN `http/1.1`).
-    /// The accept loop and the handshakes run on `tasks`.
+    /// Wraps the connections of [`crate::listen::accept`] with the `[tls]` certificate
+    /// (ALPN `http/1.1`). The handshakes run on `tasks`.
     pub(crate) fn new(
-        listener: TcpListener,
+        conns: mpsc::Receiver<Conn>,
         tls: &TlsConfig,
         cancel: CancellationToken,
         tasks: &TaskTracker,
     ) -> Result<Self> {
         let mut config = side_port_config(tls).map_err(|e| Error::Internal(format!("tls: {e}")))?;
         config.alpn_protocols = vec![b"http/1.1".to_vec()];
-        let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
+        let incoming = tokio_stream::wrappers::ReceiverStream::new(conns).map(Ok);
         let rx = accept_tls(incoming, config, "http", |_| {}, cancel, tasks);
         Ok(TlsListener { rx })
     }
 }
 
 impl axum::serve::Listener for TlsListener {
-    type Io = TlsStream<TcpStream>;
+    type Io = TlsStream<Conn>;
     type Addr = Peer;
 
     async fn accept(&mut self) -> (Self::Io, Self::Addr) {

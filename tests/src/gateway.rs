@@ -54,6 +54,8 @@ pub struct GatewaySpec {
     pub netns: Option<String>,
     /// Extra `key = value` lines of the `[gateway]` section.
     pub gateway_keys: Vec<String>,
+    /// The open-file limit (soft and hard) the gateway starts under, if not inherited.
+    pub open_files: Option<u64>,
 }
 
 impl GatewaySpec {
@@ -70,7 +72,14 @@ impl GatewaySpec {
             host: "127.0.0.1".to_owned(),
             netns: None,
             gateway_keys: Vec::new(),
+            open_files: None,
         }
+    }
+
+    /// Starts the gateway under an open-file limit of `n` descriptors (`ulimit -n`).
+    pub fn open_files(mut self, n: u64) -> Self {
+        self.open_files = Some(n);
+        self
     }
 
     /// Adds a `key = value` line to the `[gateway]` section.
@@ -203,7 +212,16 @@ impl Gateway {
 
     async fn spawn(&mut self) -> Result<()> {
         let mut command = match &self.spec.netns {
-            None => Command::new(alertmesh_bin()),
+            None => match self.spec.open_files {
+                None => Command::new(alertmesh_bin()),
+                Some(n) => {
+                    let mut c = Command::new("sh");
+                    c.args(["-c", r#"ulimit -n "$1" && shift && exec "$@""#, "sh"])
+                        .arg(n.to_string())
+                        .arg(alertmesh_bin());
+                    c
+                }
+            },
             Some(netns) => {
                 let mut c = Command::new("ip");
                 c.args(["netns", "exec", netns]).arg(alertmesh_bin());

@@ -7,8 +7,8 @@ use std::time::Duration;
 use alertmesh_tests::client::{earliest, request, subscribe_all, until_now};
 use alertmesh_tests::h2c::grpc_head;
 use alertmesh_tests::process::rss_bytes;
-use alertmesh_tests::{Mesh, WAIT, ZTF_TOPIC};
-use anyhow::{bail, Context, Result};
+use alertmesh_tests::{Broker, Gateway, GatewaySpec, Mesh, WAIT, ZTF_TOPIC};
+use anyhow::{bail, ensure, Context, Result};
 use bytes::Bytes;
 use tokio::net::TcpStream;
 
@@ -284,5 +284,109 @@ async fn rapid_reset_neither_stops_the_gateway_nor_floods_its_log() -> Result<()
     req.end = until_now();
     let got = subscribe_all(&mut client, req, WAIT).await;
     assert_eq!(got.alerts.len(), site.produced.len(), "{:?}", got.end);
+    Ok(())
+}
+
+/// A client could open connections without end, each held until its header or idle
+/// deadline: enough of them took every file descriptor, those the gateway's own Kafka
+/// connections need included. Now each port holds at most `limits.max_connections`; one
+/// more is closed at once and counted, and the other port (metrics, health) answers on.
+#[tokio::test]
+async fn connections_beyond_limits_max_connections_are_closed_at_once() -> Result<()> {
+    let site = Mesh::new("lasair")
+        .topic(ZTF_TOPIC, 1)
+        .extra("[limits]\nmax_connections = 8")
+        .start()
+        .await?;
+    let grpc = site.gateway.grpc_addr();
+    let open = |m: &alertmesh_tests::Metrics| m.value("alertmesh_connections", &[("port", "grpc")]);
+    let mut held = Vec::new();
+    for _ in 0..8 {
+        held.push(TcpStream::connect(&grpc).await?);
+    }
+    site.gateway
+        .wait_metrics("8 gRPC connections open", |m| open(m) == 8.0)
+        .await?;
+
+    let mut extra = TcpStream::connect(&grpc).await?;
+    closed_within(&mut extra, Duration::from_secs(10))
+        .await
+        .context("a connection beyond limits.max_connections stayed open")?;
+    // A gRPC client is told at once, rather than left waiting.
+    let refused = tokio::time::timeout(WAIT, async { site.gateway.mirror_status().await })
+        .await
+        .context("a call beyond limits.max_connections hung")?;
+    ensure!(
+        refused.is_err(),
+        "a call beyond limits.max_connections was served"
+    );
+    let m = site.gateway.metrics().await?;
+    let refused = m.value("alertmesh_connections_refused_total", &[("port", "grpc")]);
+    ensure!(
+        refused >= 2.0,
+        "{refused} refused connections counted, want >= 2"
+    );
+    ensure!(
+        open(&m) == 8.0,
+        "{} gRPC connections open, want 8",
+        open(&m)
+    );
+
+    // The places are given back as connections close.
+    drop(held);
+    site.gateway
+        .wait_metrics("the held connections closed", |m| open(m) == 0.0)
+        .await?;
+    site.gateway.mirror_status().await?;
+    Ok(())
+}
+
+/// Out of file descriptors, accepting fails while the listening socket stays readable, and
+/// the gRPC port retried at once: a flood of 200 connections against a limit of 128 kept
+/// a core busy (98 % of one, measured) for as long as it lasted. Now the port pauses after
+/// each failure, counts it and says what to raise, and serves again once descriptors are
+/// free.
+#[tokio::test]
+async fn out_of_file_descriptors_a_port_pauses_instead_of_spinning() -> Result<()> {
+    let broker = Broker::start("lasair").await?;
+    broker.create_topic(ZTF_TOPIC, 1).await?;
+    let spec = GatewaySpec::new("lasair", &broker.bootstrap())
+        .topic(ZTF_TOPIC, "ZTF", "avro-ocf")
+        .open_files(128);
+    let gateway = Gateway::start(&spec).await?;
+    let log = gateway.stderr_tail(100);
+    ensure!(
+        log.contains("the open-file limit is below what limits.max_connections"),
+        "no warning about the open-file limit at start:\n{log}"
+    );
+
+    let grpc = gateway.grpc_addr();
+    let mut flood = Vec::new();
+    for _ in 0..200 {
+        flood.push(TcpStream::connect(&grpc).await?);
+    }
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    drop(flood);
+    let m = gateway
+        .wait_metrics("the flood's connections closed", |m| {
+            m.value("alertmesh_connections", &[("port", "grpc")]) == 0.0
+        })
+        .await?;
+    let errors = m.value("alertmesh_accept_errors_total", &[("port", "grpc")]);
+    ensure!(
+        errors >= 1.0,
+        "the flood never ran out of descriptors ({errors} accept errors)"
+    );
+    // One failure per 100 ms pause gives about 20 in 2 s; retrying at once gave millions.
+    ensure!(
+        errors < 200.0,
+        "{errors} accept errors in about 2 s: the port does not pause"
+    );
+    let log = gateway.stderr_tail(100);
+    ensure!(
+        log.contains("cannot accept connections") && log.contains("Too many open files"),
+        "the accept failures were not reported:\n{log}"
+    );
+    gateway.mirror_status().await?;
     Ok(())
 }

@@ -99,6 +99,7 @@ fn limits_default_and_are_bounded() {
     assert_eq!(c.limits.request_buffer_bytes, 64 << 20);
     assert_eq!(c.limits.header_timeout, Duration::from_secs(10));
     assert_eq!(c.limits.idle_timeout, Duration::from_secs(300));
+    assert_eq!(c.limits.max_connections, 4096);
     assert_eq!(c.limits.max_subscriptions_per_connection, 100);
     assert_eq!(c.limits.max_subscriptions_per_principal, 250);
     assert_eq!(c.limits.reader_budget_mib, 512);
@@ -110,13 +111,19 @@ fn limits_default_and_are_bounded() {
     assert_eq!(c.limits.reader_connections, 1);
     assert_eq!(c.limits.reader_buffer_kib, 16_384);
 
-    let bad = format!("{MINIMAL}[limits]\nreader_connections = 0\nmax_batch_alerts = -1\n");
+    let bad = format!(
+        "{MINIMAL}[limits]\nreader_connections = 0\nmax_batch_alerts = -1\nmax_connections = 0\n"
+    );
     let all = Config::parse(&bad, &[]).unwrap_err().join("\n");
     assert!(
         all.contains("limits.reader_connections: 0 is out of range"),
         "{all}"
     );
     assert!(all.contains("limits.max_batch_alerts"), "{all}");
+    assert!(
+        all.contains("limits.max_connections: 0 is out of range"),
+        "{all}"
+    );
 
     let bad =
         format!("{MINIMAL}[limits]\nmax_streams_per_connection = 0\nrequest_timeout_ms = 5\n");

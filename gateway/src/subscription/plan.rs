@@ -331,6 +331,7 @@ mod tests {
 
     fn limits() -> Limits {
         Limits {
+            max_connections: 100,
             max_subscriptions: 10,
             max_subscriptions_per_connection: 10,
             max_subscriptions_per_principal: 10,

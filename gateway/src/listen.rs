@@ -1,0 +1,271 @@
+//! Accepting client connections on the gateway's two ports.
+//!
+//! Each port holds at most `limits.max_connections` client connections: one more is closed
+//! as soon as it is accepted (`alertmesh_connections_refused_total`), so a flood of
+//! connections cannot take the file descriptors the gateway's own Kafka and PostgreSQL
+//! connections need, nor starve the other port (metrics and health stay reachable while
+//! the gRPC port is full). When accepting fails for want of resources (no file descriptor
+//! left), the port pauses briefly instead of retrying at once: the listening socket stays
+//! readable, and retrying at once would spin a core until a descriptor is freed.
+
+use std::io;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use prometheus_client::metrics::gauge::Gauge;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tonic::transport::server::{Connected, TcpConnectInfo};
+
+use crate::metrics::{Metrics, Port, PortLabels};
+
+/// How long a port stops accepting after a failure that is not the client's (out of file
+/// descriptors or memory): long enough not to spin, short enough that clients barely wait
+/// once a descriptor is free.
+const ACCEPT_PAUSE: Duration = Duration::from_millis(100);
+
+/// Warnings about refused connections and accept failures, which a flood repeats.
+static REFUSED: alertmesh_mirror::limit::RateLimit = alertmesh_mirror::limit::RateLimit::new();
+static ACCEPT_FAILED: alertmesh_mirror::limit::RateLimit =
+    alertmesh_mirror::limit::RateLimit::new();
+
+/// A client connection holding one of its port's `limits.max_connections` places until
+/// it is dropped.
+#[derive(Debug)]
+pub(crate) struct Conn {
+    tcp: TcpStream,
+    peer: SocketAddr,
+    _place: Place,
+}
+
+impl Conn {
+    /// The client's address.
+    pub(crate) fn peer(&self) -> SocketAddr {
+        self.peer
+    }
+
+    pub(crate) fn set_nodelay(&self, nodelay: bool) -> io::Result<()> {
+        self.tcp.set_nodelay(nodelay)
+    }
+}
+
+/// One of a port's places; given back when dropped.
+#[derive(Debug)]
+struct Place {
+    open: Arc<AtomicUsize>,
+    gauge: Gauge,
+}
+
+impl Drop for Place {
+    fn drop(&mut self) {
+        self.open.fetch_sub(1, Ordering::Relaxed);
+        self.gauge.dec();
+    }
+}
+
+/// Accepts connections on `listener` until `cancel`, on a task of `tasks`, holding at most
+/// `max` open at once (see the module docs). The listening socket closes when the task
+/// ends. Connections wait in a short queue for the server to take them; while it is full,
+/// nothing more is accepted.
+pub(crate) fn accept(
+    listener: TcpListener,
+    port: Port,
+    max: usize,
+    metrics: &Metrics,
+    cancel: CancellationToken,
+    tasks: &TaskTracker,
+) -> mpsc::Receiver<Conn> {
+    let (tx, rx) = mpsc::channel(16);
+    let labels = PortLabels { port };
+    let gauge = metrics.connections.get_or_create(&labels).clone();
+    let refused = metrics.connections_refused.get_or_create(&labels).clone();
+    let failed = metrics.accept_errors.get_or_create(&labels).clone();
+    let open = Arc::new(AtomicUsize::new(0));
+    tasks.spawn(async move {
+        loop {
+            let accepted = tokio::select! {
+                () = cancel.cancelled() => return,
+                accepted = listener.accept() => accepted,
+            };
+            match accepted {
+                Ok((tcp, peer)) => {
+                    // Only this task adds places, so the check and the add cannot race.
+                    if open.load(Ordering::Relaxed) >= max {
+                        refused.inc();
+                        if let Some(suppressed) = REFUSED.admit() {
+                            tracing::warn!(
+                                ?port, %peer, max, suppressed,
+                                "connection refused: limits.max_connections are open on this port"
+                            );
+                        }
+                        drop(tcp);
+                        continue;
+                    }
+                    open.fetch_add(1, Ordering::Relaxed);
+                    gauge.inc();
+                    let place = Place {
+                        open: Arc::clone(&open),
+                        gauge: gauge.clone(),
+                    };
+                    let conn = Conn {
+                        tcp,
+                        peer,
+                        _place: place,
+                    };
+                    if tx.send(conn).await.is_err() {
+                        return;
+                    }
+                }
+                // The client went before it was accepted: nothing to wait for.
+                Err(e) if is_the_clients(&e) => {}
+                Err(e) => {
+                    failed.inc();
+                    if let Some(suppressed) = ACCEPT_FAILED.admit() {
+                        tracing::warn!(
+                            ?port, error = %e, suppressed,
+                            "cannot accept connections (raise the open-file limit or lower \
+                             limits.max_connections); pausing"
+                        );
+                    }
+                    tokio::select! {
+                        () = cancel.cancelled() => return,
+                        () = tokio::time::sleep(ACCEPT_PAUSE) => {}
+                    }
+                }
+            }
+        }
+    });
+    rx
+}
+
+/// Errors of one connection rather than of the listener.
+fn is_the_clients(e: &io::Error) -> bool {
+    matches!(
+        e.kind(),
+        io::ErrorKind::ConnectionAborted
+            | io::ErrorKind::ConnectionReset
+            | io::ErrorKind::ConnectionRefused
+    )
+}
+
+/// The HTTP side port's plain-text listener for axum.
+#[derive(Debug)]
+pub(crate) struct ConnListener {
+    rx: mpsc::Receiver<Conn>,
+    local: SocketAddr,
+}
+
+impl ConnListener {
+    pub(crate) fn new(rx: mpsc::Receiver<Conn>, local: SocketAddr) -> Self {
+        ConnListener { rx, local }
+    }
+}
+
+impl axum::serve::Listener for ConnListener {
+    type Io = Conn;
+    type Addr = SocketAddr;
+
+    async fn accept(&mut self) -> (Conn, SocketAddr) {
+        match self.rx.recv().await {
+            Some(conn) => {
+                let peer = conn.peer;
+                (conn, peer)
+            }
+            // The accept loop ended (shutdown): wait for axum's graceful shutdown.
+            None => std::future::pending().await,
+        }
+    }
+
+    fn local_addr(&self) -> io::Result<SocketAddr> {
+        Ok(self.local)
+    }
+}
+
+impl AsyncRead for Conn {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.tcp).poll_read(cx, buf)
+    }
+}
+
+impl AsyncWrite for Conn {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.tcp).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.tcp).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.tcp.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.tcp).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.tcp).poll_shutdown(cx)
+    }
+}
+
+impl Connected for Conn {
+    type ConnectInfo = TcpConnectInfo;
+
+    fn connect_info(&self) -> TcpConnectInfo {
+        self.tcp.connect_info()
+    }
+}
+
+/// Raises this process's soft open-file limit to its hard limit (as Go programs do at
+/// start): distributions start services at 1024 descriptors, fewer than
+/// `limits.max_connections` on both ports need. Warns when even the hard limit leaves too
+/// little room for them and the gateway's own connections.
+pub(crate) fn raise_open_file_limit(max_connections: usize) {
+    use rustix::process::{getrlimit, setrlimit, Resource};
+    let mut limit = getrlimit(Resource::Nofile);
+    if limit.current < limit.maximum {
+        let raised = rustix::process::Rlimit {
+            current: limit.maximum,
+            maximum: limit.maximum,
+        };
+        match setrlimit(Resource::Nofile, raised) {
+            Ok(()) => limit.current = limit.maximum,
+            Err(e) => tracing::debug!(error = %e, "cannot raise the open-file limit"),
+        }
+    }
+    // Both ports full, plus Kafka, PostgreSQL and file descriptors of the gateway's own.
+    let needed = (2 * max_connections as u64).saturating_add(OWN_DESCRIPTORS);
+    if let Some(current) = limit.current.filter(|&c| c < needed) {
+        tracing::warn!(
+            open_file_limit = current,
+            max_connections,
+            "the open-file limit is below what limits.max_connections on both ports needs \
+             (and {OWN_DESCRIPTORS} for the gateway's own connections): raise it (ulimit -n, \
+             systemd LimitNOFILE=) or lower limits.max_connections"
+        );
+    }
+}
+
+/// Descriptors the gateway keeps for its own use beyond client connections: Kafka
+/// clients (each reader has its own), PostgreSQL, files.
+const OWN_DESCRIPTORS: u64 = 1024;
