@@ -192,7 +192,14 @@ struct Entries {
     /// Schemas over all buckets: the bound is on these, not on buckets, or texts alike
     /// at both ends (a hostile producer varying the middle) would pile up in one bucket.
     len: usize,
+    /// Their texts' bytes: a schema may be 1 MiB of text, and its parsed form several
+    /// times that, so a count alone would let 256 hostile ones hold gigabytes.
+    bytes: usize,
 }
+
+/// Schema text the cache holds at most: real alert schemas are 20-60 KB, so 256 of them
+/// fit, while hostile megabyte schemas clear the cache every few dozen.
+const MAX_CACHED_TEXT_BYTES: usize = 16 << 20;
 
 /// Schemas whose texts share a quick key, with their full texts; at most
 /// [`BUCKET_MAX`], so a miss compares a few texts at most.
@@ -242,20 +249,20 @@ impl SchemaCache {
         })?;
         let parsed = Arc::new(WriterSchema::parse(json)?);
         if let Ok(mut entries) = self.by_text.write() {
-            if entries.len >= self.capacity {
+            if entries.len >= self.capacity || entries.bytes + text.len() > MAX_CACHED_TEXT_BYTES {
                 *entries = Entries::default();
             }
             let bucket = entries.buckets.entry(key).or_default();
             // Another thread may have parsed the same text meanwhile.
             if !bucket.iter().any(|(t, _)| t.as_slice() == text) {
                 let evicted = if bucket.len() >= BUCKET_MAX {
-                    bucket.remove(0);
-                    1
+                    Some(bucket.remove(0).0.len())
                 } else {
-                    0
+                    None
                 };
                 bucket.push((text.to_vec(), parsed.clone()));
-                entries.len = entries.len + 1 - evicted;
+                entries.len = entries.len + 1 - usize::from(evicted.is_some());
+                entries.bytes = entries.bytes + text.len() - evicted.unwrap_or(0);
             }
         }
         Ok(parsed)
@@ -324,6 +331,22 @@ mod tests {
         }
         let buckets = cache.by_text.read().unwrap();
         assert!(buckets.buckets.values().all(|b| b.len() <= BUCKET_MAX));
+    }
+
+    /// 256 distinct schemas of nearly 1 MiB each (the largest accepted) would be 256 MiB
+    /// of text and several times that parsed: the cache holds at most 16 MiB of text.
+    #[test]
+    fn large_schemas_are_bounded_in_bytes() {
+        let cache = SchemaCache::default();
+        let doc = "d".repeat(900 << 10);
+        for i in 0..40 {
+            let text = format!(r#"{{"type":"record","name":"a{i}","doc":"{doc}","fields":[]}}"#);
+            cache.get_or_parse(text.as_bytes()).unwrap();
+            let bytes = cache.by_text.read().unwrap().bytes;
+            assert!(bytes <= MAX_CACHED_TEXT_BYTES, "{bytes} bytes cached");
+            assert!(cache.len() <= MAX_CACHED_TEXT_BYTES / doc.len());
+        }
+        assert!(!cache.is_empty());
     }
 }
 
