@@ -120,6 +120,8 @@ pub struct KafkaConfig {
 pub struct Limits {
     /// Open client connections on each port; one more is closed as soon as it is accepted.
     pub max_connections: usize,
+    /// Open client connections from one address on each port.
+    pub max_connections_per_ip: usize,
     pub max_subscriptions: usize,
     /// Open subscriptions one gRPC connection may hold.
     pub max_subscriptions_per_connection: usize,
@@ -293,6 +295,14 @@ impl Config {
         let limits = Limits {
             max_connections: r.uint(&mut lim, "limits", "max_connections", 4_096, 1, 1_000_000)
                 as usize,
+            max_connections_per_ip: r.uint(
+                &mut lim,
+                "limits",
+                "max_connections_per_ip",
+                256,
+                1,
+                1_000_000,
+            ) as usize,
             max_subscriptions: r.uint(&mut lim, "limits", "max_subscriptions", 1_000, 1, 1_000_000)
                 as usize,
             max_subscriptions_per_connection: r.uint(

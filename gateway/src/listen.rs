@@ -1,18 +1,19 @@
 //! Accepting client connections on the gateway's two ports.
 //!
-//! Each port holds at most `limits.max_connections` client connections: one more is closed
-//! as soon as it is accepted (`alertmesh_connections_refused_total`), so a flood of
-//! connections cannot take the file descriptors the gateway's own Kafka and PostgreSQL
-//! connections need, nor starve the other port (metrics and health stay reachable while
-//! the gRPC port is full). When accepting fails for want of resources (no file descriptor
+//! Each port holds at most `limits.max_connections` client connections, and at most
+//! `limits.max_connections_per_ip` from one address: one more is closed as soon as it is
+//! accepted (`alertmesh_connections_refused_total`), so a flood of connections cannot take
+//! the file descriptors the gateway's own Kafka and PostgreSQL connections need, one host
+//! cannot take every place, and neither port starves the other (metrics and health stay
+//! reachable while the gRPC port is full). When accepting fails for want of resources (no file descriptor
 //! left), the port pauses briefly instead of retrying at once: the listening socket stays
 //! readable, and retrying at once would spin a core until a descriptor is freed.
 
+use std::collections::HashMap;
 use std::io;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::pin::Pin;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -24,7 +25,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tonic::transport::server::{Connected, TcpConnectInfo};
 
-use crate::metrics::{Metrics, Port, PortLabels};
+use crate::metrics::{ConnRefusal, Metrics, Port, PortLabels, RefusedLabels};
 
 /// How long a port stops accepting after a failure that is not the client's (out of file
 /// descriptors or memory): long enough not to spin, short enough that clients barely wait
@@ -56,28 +57,73 @@ impl Conn {
     }
 }
 
+/// How many connections a port may hold: in all, and from one address.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Caps {
+    pub(crate) total: usize,
+    pub(crate) per_ip: usize,
+}
+
+/// The connections a port holds, in all and by client address (only addresses with one
+/// open, so the map is bounded by the total).
+#[derive(Debug, Default)]
+struct Open {
+    total: usize,
+    by_ip: HashMap<IpAddr, usize>,
+}
+
+impl Open {
+    /// Takes a place for a connection from `ip`, or says which cap it would pass.
+    fn admit(&mut self, ip: IpAddr, caps: Caps) -> Result<(), ConnRefusal> {
+        if self.total >= caps.total {
+            return Err(ConnRefusal::port_full);
+        }
+        let from_ip = self.by_ip.entry(ip).or_default();
+        if *from_ip >= caps.per_ip {
+            return Err(ConnRefusal::per_ip);
+        }
+        *from_ip += 1;
+        self.total += 1;
+        Ok(())
+    }
+
+    fn release(&mut self, ip: IpAddr) {
+        self.total = self.total.saturating_sub(1);
+        if let Some(n) = self.by_ip.get_mut(&ip) {
+            *n -= 1;
+            if *n == 0 {
+                self.by_ip.remove(&ip);
+            }
+        }
+    }
+}
+
 /// One of a port's places; given back when dropped.
 #[derive(Debug)]
 struct Place {
-    open: Arc<AtomicUsize>,
+    open: Arc<Mutex<Open>>,
+    ip: IpAddr,
     gauge: Gauge,
 }
 
 impl Drop for Place {
     fn drop(&mut self) {
-        self.open.fetch_sub(1, Ordering::Relaxed);
+        self.open
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .release(self.ip);
         self.gauge.dec();
     }
 }
 
 /// Accepts connections on `listener` until `cancel`, on a task of `tasks`, holding at most
-/// `max` open at once (see the module docs). The listening socket closes when the task
+/// `caps` open at once (see the module docs). The listening socket closes when the task
 /// ends. Connections wait in a short queue for the server to take them; while it is full,
 /// nothing more is accepted.
 pub(crate) fn accept(
     listener: TcpListener,
     port: Port,
-    max: usize,
+    caps: Caps,
     metrics: &Metrics,
     cancel: CancellationToken,
     tasks: &TaskTracker,
@@ -85,9 +131,18 @@ pub(crate) fn accept(
     let (tx, rx) = mpsc::channel(16);
     let labels = PortLabels { port };
     let gauge = metrics.connections.get_or_create(&labels).clone();
-    let refused = metrics.connections_refused.get_or_create(&labels).clone();
+    let refused = |reason| {
+        metrics
+            .connections_refused
+            .get_or_create(&RefusedLabels { port, reason })
+            .clone()
+    };
+    let (port_full, per_ip) = (
+        refused(ConnRefusal::port_full),
+        refused(ConnRefusal::per_ip),
+    );
     let failed = metrics.accept_errors.get_or_create(&labels).clone();
-    let open = Arc::new(AtomicUsize::new(0));
+    let open = Arc::new(Mutex::new(Open::default()));
     tasks.spawn(async move {
         loop {
             let accepted = tokio::select! {
@@ -96,22 +151,29 @@ pub(crate) fn accept(
             };
             match accepted {
                 Ok((tcp, peer)) => {
-                    // Only this task adds places, so the check and the add cannot race.
-                    if open.load(Ordering::Relaxed) >= max {
-                        refused.inc();
+                    let admitted = open
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .admit(peer.ip(), caps);
+                    if let Err(reason) = admitted {
+                        let (counter, limit) = match reason {
+                            ConnRefusal::port_full => (&port_full, "limits.max_connections"),
+                            ConnRefusal::per_ip => (&per_ip, "limits.max_connections_per_ip"),
+                        };
+                        counter.inc();
                         if let Some(suppressed) = REFUSED.admit() {
                             tracing::warn!(
-                                ?port, %peer, max, suppressed,
-                                "connection refused: limits.max_connections are open on this port"
+                                ?port, %peer, limit, suppressed,
+                                "connection refused: the limit is reached"
                             );
                         }
                         drop(tcp);
                         continue;
                     }
-                    open.fetch_add(1, Ordering::Relaxed);
                     gauge.inc();
                     let place = Place {
                         open: Arc::clone(&open),
+                        ip: peer.ip(),
                         gauge: gauge.clone(),
                     };
                     let conn = Conn {
@@ -284,3 +346,37 @@ pub(crate) fn raise_open_file_limit(max_connections: usize) {
 /// Descriptors the gateway keeps for its own use beyond client connections: Kafka
 /// clients (each reader has its own), PostgreSQL, files.
 const OWN_DESCRIPTORS: u64 = 1024;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn places_are_capped_in_all_and_per_address_and_come_back() {
+        let caps = Caps {
+            total: 3,
+            per_ip: 2,
+        };
+        let (a, b, c): (IpAddr, IpAddr, IpAddr) = (
+            "10.0.0.1".parse().unwrap(),
+            "10.0.0.2".parse().unwrap(),
+            "10.0.0.3".parse().unwrap(),
+        );
+        let mut open = Open::default();
+        assert_eq!(open.admit(a, caps), Ok(()));
+        assert_eq!(open.admit(a, caps), Ok(()));
+        assert_eq!(open.admit(a, caps), Err(ConnRefusal::per_ip));
+        assert_eq!(open.admit(b, caps), Ok(()));
+        assert_eq!(open.admit(c, caps), Err(ConnRefusal::port_full));
+        // A refusal takes nothing: the counts are those of the three admitted.
+        assert_eq!(open.total, 3);
+        assert_eq!(open.by_ip.get(&a), Some(&2));
+        assert_eq!(open.by_ip.get(&c), None);
+        open.release(a);
+        assert_eq!(open.admit(c, caps), Ok(()));
+        open.release(b);
+        // An address with nothing open is forgotten, so the map stays within the total.
+        assert_eq!(open.by_ip.get(&b), None);
+        assert_eq!(open.by_ip.len(), 2);
+    }
+}

@@ -72,6 +72,22 @@ pub(crate) struct PortLabels {
     pub port: Port,
 }
 
+/// Which cap a refused connection would have passed.
+#[derive(Clone, Copy, Debug, Hash, PartialEq, Eq, EncodeLabelValue)]
+#[allow(non_camel_case_types)]
+pub(crate) enum ConnRefusal {
+    /// `limits.max_connections` were open on the port.
+    port_full,
+    /// `limits.max_connections_per_ip` were open from the client's address.
+    per_ip,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub(crate) struct RefusedLabels {
+    pub port: Port,
+    pub reason: ConnRefusal,
+}
+
 /// Why the gateway refused a `Publish` batch (nothing of it was written).
 #[derive(Clone, Copy, Debug, Hash, PartialEq, Eq, EncodeLabelValue)]
 #[allow(non_camel_case_types)]
@@ -131,7 +147,7 @@ pub(crate) struct Metrics {
     pub publish_duplicates: Family<TopicLabels, Counter>,
     pub publish_rejected: Family<PublishRejectionLabels, Counter>,
     pub connections: Family<PortLabels, Gauge>,
-    pub connections_refused: Family<PortLabels, Counter>,
+    pub connections_refused: Family<RefusedLabels, Counter>,
     pub accept_errors: Family<PortLabels, Counter>,
 }
 
@@ -246,7 +262,7 @@ impl Metrics {
         );
         r.register(
             "connections_refused",
-            "Client connections closed as soon as they were accepted because limits.max_connections were open on their port",
+            "Client connections closed as soon as they were accepted, by port and by the cap reached: port_full (limits.max_connections), per_ip (limits.max_connections_per_ip)",
             self.connections_refused.clone(),
         );
         r.register(

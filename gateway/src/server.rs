@@ -170,7 +170,10 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
         crate::listen::accept(
             listener,
             port,
-            limits.max_connections,
+            crate::listen::Caps {
+                total: limits.max_connections,
+                per_ip: limits.max_connections_per_ip,
+            },
             &metrics,
             shutdown.clone(),
             &tasks,

@@ -289,42 +289,63 @@ async fn rapid_reset_neither_stops_the_gateway_nor_floods_its_log() -> Result<()
 
 /// A client could open connections without end, each held until its header or idle
 /// deadline: enough of them took every file descriptor, those the gateway's own Kafka
-/// connections need included. Now each port holds at most `limits.max_connections`; one
-/// more is closed at once and counted, and the other port (metrics, health) answers on.
+/// connections need included. Now each port holds at most `limits.max_connections`, and at
+/// most `limits.max_connections_per_ip` from one address; one more is closed at once and
+/// counted, and the other port (metrics, health) answers on.
 #[tokio::test]
-async fn connections_beyond_limits_max_connections_are_closed_at_once() -> Result<()> {
+async fn connections_beyond_the_connection_limits_are_closed_at_once() -> Result<()> {
     let site = Mesh::new("lasair")
         .topic(ZTF_TOPIC, 1)
-        .extra("[limits]\nmax_connections = 8")
+        .extra("[limits]\nmax_connections = 8\nmax_connections_per_ip = 5")
         .start()
         .await?;
     let grpc = site.gateway.grpc_addr();
     let open = |m: &alertmesh_tests::Metrics| m.value("alertmesh_connections", &[("port", "grpc")]);
+    let refused = |m: &alertmesh_tests::Metrics, reason| {
+        m.value(
+            "alertmesh_connections_refused_total",
+            &[("port", "grpc"), ("reason", reason)],
+        )
+    };
+    // Five from 127.0.0.1: its share.
     let mut held = Vec::new();
-    for _ in 0..8 {
+    for _ in 0..5 {
         held.push(TcpStream::connect(&grpc).await?);
+    }
+    site.gateway
+        .wait_metrics("5 gRPC connections open", |m| open(m) == 5.0)
+        .await?;
+    let mut sixth = TcpStream::connect(&grpc).await?;
+    closed_within(&mut sixth, Duration::from_secs(10))
+        .await
+        .context("a connection beyond limits.max_connections_per_ip stayed open")?;
+    // Another address still gets in, up to the port's limit.
+    for _ in 0..3 {
+        held.push(connect_from("127.0.0.2", &grpc).await?);
     }
     site.gateway
         .wait_metrics("8 gRPC connections open", |m| open(m) == 8.0)
         .await?;
-
-    let mut extra = TcpStream::connect(&grpc).await?;
-    closed_within(&mut extra, Duration::from_secs(10))
+    let mut ninth = connect_from("127.0.0.3", &grpc).await?;
+    closed_within(&mut ninth, Duration::from_secs(10))
         .await
         .context("a connection beyond limits.max_connections stayed open")?;
     // A gRPC client is told at once, rather than left waiting.
-    let refused = tokio::time::timeout(WAIT, async { site.gateway.mirror_status().await })
+    let call = tokio::time::timeout(WAIT, async { site.gateway.mirror_status().await })
         .await
-        .context("a call beyond limits.max_connections hung")?;
+        .context("a call beyond the connection limits hung")?;
     ensure!(
-        refused.is_err(),
-        "a call beyond limits.max_connections was served"
+        call.is_err(),
+        "a call beyond the connection limits was served"
     );
     let m = site.gateway.metrics().await?;
-    let refused = m.value("alertmesh_connections_refused_total", &[("port", "grpc")]);
     ensure!(
-        refused >= 2.0,
-        "{refused} refused connections counted, want >= 2"
+        refused(&m, "per_ip") >= 1.0,
+        "per-address refusals not counted"
+    );
+    ensure!(
+        refused(&m, "port_full") >= 2.0,
+        "full-port refusals not counted"
     );
     ensure!(
         open(&m) == 8.0,
@@ -339,6 +360,13 @@ async fn connections_beyond_limits_max_connections_are_closed_at_once() -> Resul
         .await?;
     site.gateway.mirror_status().await?;
     Ok(())
+}
+
+/// A TCP connection to `addr` from the loopback address `from` (any of 127.0.0.0/8).
+async fn connect_from(from: &str, addr: &str) -> Result<TcpStream> {
+    let socket = tokio::net::TcpSocket::new_v4()?;
+    socket.bind(format!("{from}:0").parse()?)?;
+    Ok(socket.connect(addr.parse()?).await?)
 }
 
 /// Out of file descriptors, accepting fails while the listening socket stays readable, and

@@ -332,6 +332,7 @@ mod tests {
     fn limits() -> Limits {
         Limits {
             max_connections: 100,
+            max_connections_per_ip: 100,
             max_subscriptions: 10,
             max_subscriptions_per_connection: 10,
             max_subscriptions_per_principal: 10,
