@@ -122,6 +122,8 @@ pub struct Limits {
     pub max_connections: usize,
     /// Open client connections from one address on each port.
     pub max_connections_per_ip: usize,
+    /// `Fetch` reads (each with a Kafka consumer of its own) in progress, gateway-wide.
+    pub max_fetches: usize,
     pub max_subscriptions: usize,
     /// Open subscriptions one gRPC connection may hold.
     pub max_subscriptions_per_connection: usize,
@@ -303,6 +305,7 @@ impl Config {
                 1,
                 1_000_000,
             ) as usize,
+            max_fetches: r.uint(&mut lim, "limits", "max_fetches", 32, 1, 10_000) as usize,
             max_subscriptions: r.uint(&mut lim, "limits", "max_subscriptions", 1_000, 1, 1_000_000)
                 as usize,
             max_subscriptions_per_connection: r.uint(

@@ -30,6 +30,9 @@ pub(crate) struct Fetcher {
     /// Finds the mesh key of a record published without one.
     pub(crate) decoder: Arc<Decoder>,
     pub(crate) registry: Arc<Registry>,
+    /// Reads in progress, gateway-wide (`limits.max_fetches`): each has a Kafka consumer
+    /// of its own, with librdkafka's threads and sockets.
+    pub(crate) reads: Arc<tokio::sync::Semaphore>,
 }
 
 impl Fetcher {
@@ -46,6 +49,21 @@ impl Fetcher {
             )));
         }
         let topic = self.catalog.exposed(&r.topic)?.clone();
+        let kafka = self.cluster.kafka();
+        let timeout = kafka.timeout();
+        // Waits its turn (a burst of calls is served a few at a time) before it asks Kafka
+        // anything or has a consumer; a turn that does not come within the Kafka timeout
+        // is an answer too.
+        let _turn = match tokio::time::timeout(timeout, self.reads.acquire()).await {
+            Ok(Ok(permit)) => permit,
+            Ok(Err(_)) => return Err(Error::Unavailable("the gateway is stopping".into())),
+            Err(_) => {
+                return Err(Error::ResourceExhausted(format!(
+                    "limits.max_fetches reads were busy for {timeout:?} (kafka.timeout_ms); \
+                     retry later"
+                )))
+            }
+        };
         let partitions = self.catalog.partitions(&topic.name).await?;
         if !partitions.contains(&r.partition) {
             return Err(Error::NotFound(format!(
@@ -55,9 +73,7 @@ impl Fetcher {
                 describe_partitions(&partitions)
             )));
         }
-        let kafka = self.cluster.kafka();
         let consumer = kafka.consumer(1024)?;
-        let timeout = kafka.timeout();
         let (t, p, o) = (topic.name.clone(), r.partition, r.offset);
         let ctx = AlertContext::new(me, &topic);
         let record_ctx = Arc::clone(&ctx);

@@ -110,6 +110,8 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
         &tasks,
     );
     tasks.spawn(Arc::clone(&mirrors).watch(streams.clone()));
+    // Fetch calls and provenance walks share the Fetch reads.
+    let fetch_reads = Arc::new(tokio::sync::Semaphore::new(config.limits.max_fetches));
     let service = service::server(service::Parts {
         gateway: gw.name.clone(),
         advertised_url: gw.advertised_url.clone(),
@@ -126,6 +128,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
                 cluster: cluster.clone(),
                 decoder: Arc::clone(&decoder),
                 registry: Arc::clone(&config.alert.registry),
+                reads: Arc::clone(&fetch_reads),
             },
             mirrors: Arc::clone(&mirrors),
             names: Default::default(),
@@ -136,6 +139,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
             cluster: cluster.clone(),
             decoder: Arc::clone(&decoder),
             registry: Arc::clone(&config.alert.registry),
+            reads: fetch_reads,
         },
         publisher: Arc::new(Publisher::new(
             gw.name.clone(),

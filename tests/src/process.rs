@@ -163,6 +163,17 @@ where
 }
 
 /// Resident memory of a process, from /proc.
+/// Threads of process `pid` now (`Threads:` of `/proc/<pid>/status`).
+pub fn threads(pid: u32) -> Result<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
+    Ok(status
+        .lines()
+        .find_map(|l| l.strip_prefix("Threads:"))
+        .context("no Threads line")?
+        .trim()
+        .parse()?)
+}
+
 pub fn rss_bytes(pid: u32) -> Result<u64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
     let kib: u64 = status

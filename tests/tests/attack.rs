@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use alertmesh_tests::client::{earliest, request, subscribe_all, until_now};
 use alertmesh_tests::h2c::grpc_head;
-use alertmesh_tests::process::rss_bytes;
+use alertmesh_tests::process::{rss_bytes, threads};
 use alertmesh_tests::{Broker, Gateway, GatewaySpec, Mesh, WAIT, ZTF_TOPIC};
 use anyhow::{bail, ensure, Context, Result};
 use bytes::Bytes;
@@ -416,5 +416,71 @@ async fn out_of_file_descriptors_a_port_pauses_instead_of_spinning() -> Result<(
         "the accept failures were not reported:\n{log}"
     );
     gateway.mirror_status().await?;
+    Ok(())
+}
+
+/// Every `Fetch` reads with a Kafka consumer of its own (librdkafka threads and sockets),
+/// and it was created before the call waited for anything: 400 concurrent calls made as
+/// many consumers at once (917 gateway threads, from 13). Now at most `limits.max_fetches` read at a time and the others
+/// wait their turn; every call is still answered.
+#[tokio::test(flavor = "multi_thread")]
+async fn concurrent_fetches_wait_their_turn_and_are_all_answered() -> Result<()> {
+    let site = Mesh::new("lasair")
+        .topic(ZTF_TOPIC, 2)
+        .ztf_alerts()
+        .kafka_timeout_ms(30_000)
+        .extra("[limits]\nmax_fetches = 8")
+        .start()
+        .await?;
+    let pid = site.gateway.pid().context("gateway pid")?;
+    let base = threads(pid)?;
+    let refs: Vec<String> = site
+        .produced
+        .iter()
+        .map(|p| {
+            alertmesh_tests::client::alert_ref("lasair", ZTF_TOPIC, p.record.partition, p.offset)
+        })
+        .collect();
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let sampler = {
+        let stop = stop.clone();
+        tokio::spawn(async move {
+            let mut most = 0;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                most = most.max(threads(pid).unwrap_or(0));
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+            most
+        })
+    };
+    let mut calls = Vec::new();
+    for c in 0..4 {
+        let client = site.gateway.client().await?;
+        for i in 0..100 {
+            let mut client = client.clone();
+            let r = refs[(c * 100 + i) % refs.len()].clone();
+            calls.push(tokio::spawn(async move {
+                let fetched = client
+                    .fetch(alertmesh_proto::v1::FetchRequest { r#ref: r.clone() })
+                    .await?
+                    .into_inner();
+                ensure!(fetched.r#ref == r, "asked for {r}, got {}", fetched.r#ref);
+                anyhow::Ok(())
+            }));
+        }
+    }
+    for call in calls {
+        tokio::time::timeout(WAIT * 4, call)
+            .await
+            .context("a Fetch was not answered")???;
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let most = sampler.await?;
+    // A consumer brings a handful of librdkafka threads: 8 at a time stay well below 100
+    // more; 400 at once went far beyond.
+    ensure!(
+        most < base + 100,
+        "{most} gateway threads during 400 concurrent fetches (before: {base})"
+    );
     Ok(())
 }

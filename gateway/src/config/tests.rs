@@ -101,6 +101,7 @@ fn limits_default_and_are_bounded() {
     assert_eq!(c.limits.idle_timeout, Duration::from_secs(300));
     assert_eq!(c.limits.max_connections, 4096);
     assert_eq!(c.limits.max_connections_per_ip, 256);
+    assert_eq!(c.limits.max_fetches, 32);
     assert_eq!(c.limits.max_subscriptions_per_connection, 100);
     assert_eq!(c.limits.max_subscriptions_per_principal, 250);
     assert_eq!(c.limits.reader_budget_mib, 512);

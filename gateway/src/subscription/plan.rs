@@ -333,6 +333,7 @@ mod tests {
         Limits {
             max_connections: 100,
             max_connections_per_ip: 100,
+            max_fetches: 8,
             max_subscriptions: 10,
             max_subscriptions_per_connection: 10,
             max_subscriptions_per_principal: 10,
