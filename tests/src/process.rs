@@ -162,8 +162,8 @@ where
     }
 }
 
-/// Resident memory of a process, from /proc.
-/// Threads of process `pid` now (`Threads:` of `/proc/<pid>/status`).
+/// Threads of process `pid` now (`Threads:` of `/proc/<pid>/status`; each Kafka reader
+/// runs librdkafka threads).
 pub fn threads(pid: u32) -> Result<u64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
     Ok(status
@@ -174,6 +174,7 @@ pub fn threads(pid: u32) -> Result<u64> {
         .parse()?)
 }
 
+/// Resident memory of a process, from /proc.
 pub fn rss_bytes(pid: u32) -> Result<u64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
     let kib: u64 = status

@@ -8,7 +8,7 @@ use alertmesh_tests::auth::{Pki, Secure, SecureSpec};
 use alertmesh_tests::client::{earliest, request, subscribe_all, until_now};
 use alertmesh_tests::fixtures::{now_ms, ztf_records};
 use alertmesh_tests::h2c::grpc_head;
-use alertmesh_tests::process::rss_bytes;
+use alertmesh_tests::process::{rss_bytes, threads};
 use alertmesh_tests::{Broker, Mesh, WAIT, ZTF_TOPIC};
 use anyhow::{bail, Context, Result};
 use bytes::Bytes;
@@ -47,17 +47,6 @@ fn percent_decoded(s: &str) -> String {
         }
     }
     String::from_utf8_lossy(&out).into_owned()
-}
-
-/// Threads of a process, from /proc (each Kafka reader runs librdkafka threads).
-fn threads(pid: u32) -> Result<u64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
-    Ok(status
-        .lines()
-        .find_map(|l| l.strip_prefix("Threads:"))
-        .context("no Threads line")?
-        .trim()
-        .parse()?)
 }
 
 /// A Subscribe call from earliest on h2c, as one gRPC request message.
