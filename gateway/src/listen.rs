@@ -5,9 +5,10 @@
 //! accepted (`alertmesh_connections_refused_total`), so a flood of connections cannot take
 //! the file descriptors the gateway's own Kafka and PostgreSQL connections need, one host
 //! cannot take every place, and neither port starves the other (metrics and health stay
-//! reachable while the gRPC port is full). When accepting fails for want of resources (no file descriptor
-//! left), the port pauses briefly instead of retrying at once: the listening socket stays
-//! readable, and retrying at once would spin a core until a descriptor is freed.
+//! reachable while the gRPC port is full). When accepting fails for want of resources (no
+//! file descriptor left), the port pauses briefly instead of retrying at once: the
+//! listening socket stays readable, and retrying at once would spin a core until a
+//! descriptor is freed.
 
 use std::collections::HashMap;
 use std::io;
