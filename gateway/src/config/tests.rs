@@ -114,7 +114,8 @@ fn limits_default_and_are_bounded() {
     assert_eq!(c.limits.reader_buffer_kib, 16_384);
 
     let bad = format!(
-        "{MINIMAL}[limits]\nreader_connections = 0\nmax_batch_alerts = -1\nmax_connections = 0\n"
+        "{MINIMAL}[limits]\nreader_connections = 0\nmax_batch_alerts = -1\nmax_connections = 0\n\
+         max_connections_per_ip = 0\nmax_fetches = 100000\n"
     );
     let all = Config::parse(&bad, &[]).unwrap_err().join("\n");
     assert!(
@@ -124,6 +125,14 @@ fn limits_default_and_are_bounded() {
     assert!(all.contains("limits.max_batch_alerts"), "{all}");
     assert!(
         all.contains("limits.max_connections: 0 is out of range"),
+        "{all}"
+    );
+    assert!(
+        all.contains("limits.max_connections_per_ip: 0 is out of range"),
+        "{all}"
+    );
+    assert!(
+        all.contains("limits.max_fetches: 100000 is out of range"),
         "{all}"
     );
 
