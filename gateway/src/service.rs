@@ -18,7 +18,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use alertmesh_proto::v1::{self, alert_mesh_server::AlertMeshServer};
-use tokio_stream::wrappers::ReceiverStream;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tonic::{Request, Response, Status};
@@ -125,7 +124,7 @@ pub(crate) async fn watch_kafka(
 /// Each RPC lives in its own file; this only routes to it.
 #[tonic::async_trait]
 impl v1::alert_mesh_server::AlertMesh for GatewayService {
-    type SubscribeStream = crate::auth::stream::Guarded;
+    type SubscribeStream = crate::auth::stream::Guarded<v1::AlertBatch>;
 
     async fn subscribe(
         &self,
@@ -134,7 +133,7 @@ impl v1::alert_mesh_server::AlertMesh for GatewayService {
         subscribe::generated(self, req).await
     }
 
-    type QueryStream = ReceiverStream<Result<v1::QueryBatch, Status>>;
+    type QueryStream = crate::auth::stream::Guarded<v1::QueryBatch>;
 
     async fn query(
         &self,

@@ -319,6 +319,14 @@ pub fn endpoint(
     Ok(alertmesh_client::Gateway::new(url, &options)?)
 }
 
+/// The `jti` claim of a token (to revoke it by id).
+pub fn jti_of(token: &str) -> Result<String> {
+    let payload = token.split('.').nth(1).context("not a jwt")?;
+    let claims: serde_json::Value =
+        serde_json::from_slice(&base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(payload)?)?;
+    Ok(claims["jti"].as_str().context("no jti")?.to_owned())
+}
+
 /// Unix seconds now.
 pub fn now() -> u64 {
     std::time::SystemTime::now()

@@ -7,7 +7,7 @@ use alertmesh_proto::v1::{
     revoke_credential_request::Target, FetchRequest, IssueCredentialRequest,
     ListCredentialsRequest, ListTopicsRequest, RevokeCredentialRequest,
 };
-use alertmesh_tests::auth::{self, Pki, Secure, SecureSpec};
+use alertmesh_tests::auth::{self, jti_of, Pki, Secure, SecureSpec};
 use alertmesh_tests::cli::json_lines;
 use alertmesh_tests::client::{collect, earliest, latest, request, until_now};
 use alertmesh_tests::fixtures::{now_ms, ztf_records};
@@ -252,14 +252,6 @@ async fn bad_tokens_are_refused_with_the_right_code_and_a_helpful_message() -> R
         );
     }
     Ok(())
-}
-
-fn jti_of(token: &str) -> Result<String> {
-    use base64::Engine as _;
-    let payload = token.split('.').nth(1).context("a jws")?;
-    let json = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(payload)?;
-    let v: serde_json::Value = serde_json::from_slice(&json)?;
-    Ok(v["jti"].as_str().context("jti")?.to_owned())
 }
 
 #[tokio::test]

@@ -6,13 +6,13 @@
 use std::time::{Duration, Instant};
 
 use alertmesh_proto::v1::CommitCursorRequest;
-use alertmesh_tests::auth::{self, Pki, Secure, SecureSpec};
+use alertmesh_tests::auth::{self, jti_of, Pki, Secure, SecureSpec};
 use alertmesh_tests::client::{
     collect, earliest, latest, partition_offsets, request, take, until_now,
 };
 use alertmesh_tests::fixtures::{now_ms, ztf_records};
 use alertmesh_tests::{Broker, Mesh, ZTF_TOPIC};
-use anyhow::{bail, ensure, Context, Result};
+use anyhow::{bail, ensure, Result};
 use tonic::Code;
 
 /// How long the old broker stays dead: long enough for the gateway's clients to notice.
@@ -319,13 +319,4 @@ async fn wait_refused(client: &mut auth::Client) -> Result<()> {
             ),
         }
     }
-}
-
-/// The `jti` claim of a token.
-fn jti_of(token: &str) -> Result<String> {
-    use base64::Engine as _;
-    let payload = token.split('.').nth(1).context("not a jwt")?;
-    let claims: serde_json::Value =
-        serde_json::from_slice(&base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(payload)?)?;
-    Ok(claims["jti"].as_str().context("no jti")?.to_owned())
 }

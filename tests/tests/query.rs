@@ -796,6 +796,68 @@ async fn a_private_query_needs_a_query_scope_and_a_public_one_no_token() -> Resu
     Ok(())
 }
 
+/// A `follow` stream re-checks its token as a Subscribe stream does: revoking the token
+/// ends it with UNAUTHENTICATED within seconds, instead of serving new rows to a revoked
+/// caller for as long as the connection lasts.
+#[tokio::test]
+async fn revoking_the_token_ends_an_open_follow_query() -> Result<()> {
+    use alertmesh_tests::auth::{jti_of, Pki, Secure, SecureSpec};
+
+    let Some(pg) = Postgres::start_or_skip().await? else {
+        return Ok(());
+    };
+    pg.psql(&fixture_sql(20))?;
+    let broker = Broker::start("query-revoke").await?;
+    let private = config(&pg, 300)
+        .replace("name = \"objects\"", "name = \"private.objects\"")
+        .replace("public = true\npoll", "public = false\npoll");
+    let pki = Pki::new()?;
+    let spec = SecureSpec::new("lasair", &broker.bootstrap())
+        .without_mtls()
+        .extra(&private);
+    let gw = Secure::start(&pki, spec).await?;
+    let token = gw.issue("bob", &["query:private.*"], "1h").await?;
+    let mut client = gw.client(None, Some(&token)).await?;
+    let mut req = request("private.objects");
+    req.follow = true;
+    let mut stream = client.query(req).await?.into_inner();
+    let mut rows = 0;
+    while rows < 20 {
+        let batch = tokio::time::timeout(WAIT, stream.message())
+            .await??
+            .ok_or_else(|| anyhow::anyhow!("the follow stream ended after {rows} rows"))?;
+        rows += batch.alerts.len();
+    }
+
+    let out = gw.creds(&["revoke", &jti_of(&token)?]).await?;
+    ensure!(
+        out.status.success(),
+        "revoke: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let revoked_at = Instant::now();
+    let ended = tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            match stream.message().await {
+                Ok(Some(_)) => continue,
+                other => return other,
+            }
+        }
+    })
+    .await;
+    let Ok(ended) = ended else {
+        bail!("the follow stream still ran 10 s after its token was revoked");
+    };
+    let took = revoked_at.elapsed();
+    let Err(status) = ended else {
+        bail!("the stream ended without an error: {ended:?}");
+    };
+    ensure!(status.code() == Code::Unauthenticated, "{status:?}");
+    ensure!(status.message().contains("revoked"), "{status:?}");
+    ensure!(took < Duration::from_secs(5), "took {took:?}");
+    Ok(())
+}
+
 #[tokio::test]
 async fn large_rows_come_in_batches_near_max_batch_bytes() -> Result<()> {
     let Some(s) = site().await? else {

@@ -1,9 +1,11 @@
-//! Ends an open `Subscribe` stream within seconds once its token is revoked or expires.
+//! Ends an open `Subscribe` or `Query` stream within seconds once its token is revoked or
+//! expires.
 //!
 //! The token is verified once when the stream opens; afterwards it is re-checked (expiry
 //! and revocation list, no signature work) once a second and whenever a revocation
-//! arrives, never per alert. Failing the check drops the subscription's receiver, which
-//! stops its reader, and the stream then ends with UNAUTHENTICATED.
+//! arrives, never per alert. Failing the check drops the stream's receiver, which stops
+//! what feeds it (a subscription's reader, a query's polling), and the stream then ends
+//! with UNAUTHENTICATED.
 //!
 //! The check runs beside the stream, not in front of it: batches go from the
 //! subscription's queue to the response body only when the body asks for the next one.
@@ -19,38 +21,35 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use alertmesh_auth::VerifiedToken;
-use alertmesh_proto::v1;
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::task::TaskTracker;
 use tonic::Status;
 
 use super::{unix_now, Auth, Caller};
 
-/// A subscription's stream of batches, then at most one error status.
-type Outbound = mpsc::Receiver<Result<v1::AlertBatch, Status>>;
-
-type Item = Result<v1::AlertBatch, Status>;
+/// A stream's batches (`AlertBatch`, `QueryBatch`), then at most one error status.
+type Outbound<T> = mpsc::Receiver<Result<T, Status>>;
 
 const CHECK_EVERY: Duration = Duration::from_secs(1);
 
 /// The subscription's receiver, shared with the check so that it can drop it (stopping
 /// the reader) while the client is not reading and nothing polls the stream.
-type Shared = Arc<Mutex<Option<Outbound>>>;
+type Shared<T> = Arc<Mutex<Option<Outbound<T>>>>;
 
 /// A subscription's batches as the client takes them, ended with UNAUTHENTICATED once the
 /// caller's token stops being valid.
 #[derive(Debug)]
-pub(crate) struct Guarded {
-    inner: Shared,
+pub(crate) struct Guarded<T> {
+    inner: Shared<T>,
     /// The check's verdict: a status once the token fails. `None` without a token, or
     /// once the verdict is taken or the check is gone.
     verdict: Option<oneshot::Receiver<Status>>,
 }
 
-impl Guarded {
+impl<T> Guarded<T> {
     /// The next batch, taken out of the subscription's queue only now (the caller wants
     /// it), or the check's status, or the end of the stream.
-    pub(crate) fn poll_recv(&mut self, cx: &mut Context<'_>) -> Poll<Option<Item>> {
+    pub(crate) fn poll_recv(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<T, Status>>> {
         if let Some(status) = self.poll_verdict(cx) {
             return Poll::Ready(Some(Err(status)));
         }
@@ -86,10 +85,10 @@ impl Guarded {
     }
 }
 
-impl tokio_stream::Stream for Guarded {
-    type Item = Item;
+impl<T> tokio_stream::Stream for Guarded<T> {
+    type Item = Result<T, Status>;
 
-    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Item>> {
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
         self.get_mut().poll_recv(cx)
     }
 }
@@ -97,12 +96,12 @@ impl tokio_stream::Stream for Guarded {
 /// Wraps `inner` so that it ends when the caller's token stops being valid. Callers
 /// without a token (open gateways, public topics) keep the stream as is. The check runs
 /// on `tasks`.
-pub(crate) fn guard(
+pub(crate) fn guard<T: Send + 'static>(
     auth: Option<Arc<Auth>>,
     caller: &Caller,
-    inner: Outbound,
+    inner: Outbound<T>,
     tasks: &TaskTracker,
-) -> Guarded {
+) -> Guarded<T> {
     let inner = Arc::new(Mutex::new(Some(inner)));
     let (Some(auth), Some(token)) = (auth, caller.token.clone()) else {
         return Guarded {
@@ -120,10 +119,10 @@ pub(crate) fn guard(
 
 /// Re-checks `token` until it fails (then sends the status and drops the subscription's
 /// receiver), the subscription ends, or the stream is dropped.
-async fn check(
+async fn check<T>(
     auth: Arc<Auth>,
     token: Arc<VerifiedToken>,
-    inner: Shared,
+    inner: Shared<T>,
     mut verdict: oneshot::Sender<Status>,
 ) {
     let mut changes = auth.store.changes();

@@ -1,17 +1,19 @@
 //! `Query`: the caller's access to the declared query, then
-//! [`Queries::open`](crate::query::Queries::open).
+//! [`Queries::open`](crate::query::Queries::open). A stream with a token ends once the
+//! token is revoked or expires (a `follow` stream would otherwise serve a revoked caller
+//! for as long as its connection lasts).
 
 use alertmesh_proto::v1;
-use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
 
 use super::GatewayService;
+use crate::auth::stream::{guard, Guarded};
 use crate::auth::{authorize_query, caller};
 
 pub(super) async fn query(
     svc: &GatewayService,
     req: Request<v1::QueryRequest>,
-) -> Result<Response<ReceiverStream<Result<v1::QueryBatch, Status>>>, Status> {
+) -> Result<Response<Guarded<v1::QueryBatch>>, Status> {
     let who = caller(&req);
     let queries = &svc.parts.queries;
     let declared = queries.get(&req.get_ref().name)?;
@@ -22,5 +24,6 @@ pub(super) async fn query(
         declared.config.public,
     )?;
     let rx = queries.open(req.into_inner()).await?;
-    Ok(Response::new(ReceiverStream::new(rx)))
+    let auth = svc.parts.auth.clone();
+    Ok(Response::new(guard(auth, &who, rx, &svc.parts.tasks)))
 }

@@ -38,7 +38,10 @@ const SUBSCRIBE: &str = "/alertmesh.v1.AlertMesh/Subscribe";
 
 /// Opens the subscription `req` asks for, once its caller may read the topic: the
 /// batches to stream.
-async fn open(svc: &GatewayService, req: Request<v1::SubscribeRequest>) -> Result<Guarded, Status> {
+async fn open(
+    svc: &GatewayService,
+    req: Request<v1::SubscribeRequest>,
+) -> Result<Guarded<v1::AlertBatch>, Status> {
     let who = caller(&req);
     let auth = svc.parts.auth.clone();
     authorize_topic(
@@ -60,7 +63,7 @@ async fn open(svc: &GatewayService, req: Request<v1::SubscribeRequest>) -> Resul
 pub(super) async fn generated(
     svc: &GatewayService,
     req: Request<v1::SubscribeRequest>,
-) -> Result<Response<Guarded>, Status> {
+) -> Result<Response<Guarded<v1::AlertBatch>>, Status> {
     Ok(Response::new(open(svc, req).await?))
 }
 
@@ -173,14 +176,14 @@ struct BatchBody {
     /// Polled only as hyper asks for the next piece (one ahead of the stream's window):
     /// nothing else takes batches out of the subscription's queue for a client that does
     /// not read (README "Clients that do not read").
-    rx: Guarded,
+    rx: Guarded<v1::AlertBatch>,
     /// Pieces of the message being sent.
     pieces: VecDeque<Bytes>,
     done: bool,
 }
 
 impl BatchBody {
-    fn new(rx: Guarded) -> Self {
+    fn new(rx: Guarded<v1::AlertBatch>) -> Self {
         BatchBody {
             rx,
             pieces: VecDeque::new(),
