@@ -224,6 +224,14 @@ pub(crate) fn rows(
     }
     let p = b.param(Param::Int(limit));
     sql.push_str(&format!(" ORDER BY {order} LIMIT {p}::int8"));
+    // Each literal of the filter is one parameter. PostgreSQL's protocol takes at most
+    // 65 535, and a filter that long is a mistake or an attack: refused here, where the
+    // client is told why, rather than failing as an unreachable database.
+    if b.params.len() > MAX_PARAMS {
+        return Err(Error::InvalidArgument(format!(
+            "the filter compares more than {MAX_PARAMS} values; narrow it (many keys go in `ids`)"
+        )));
+    }
     Ok(Statement {
         sql,
         params: b.params,
@@ -251,6 +259,9 @@ pub(crate) fn one(
         rows: 1,
     }
 }
+
+/// Most parameters of one statement: the filter's literals, and a few of the query's own.
+const MAX_PARAMS: usize = 4096;
 
 #[derive(Debug, Default)]
 struct Builder {
@@ -488,6 +499,31 @@ mod tests {
             "{}",
             s.sql
         );
+    }
+
+    #[test]
+    fn a_filter_of_more_values_than_a_statement_takes_is_an_invalid_argument() {
+        let (q, shape) = query();
+        let many = |n: usize| vec!["ndet < 1"; n].join(" || ");
+        let statement = |text: &str| {
+            let p = Predicate::parse(text).unwrap();
+            let sel = Selection {
+                filter: Some(p.expr()),
+                ..Selection::default()
+            };
+            rows(&q, &shape, &sel, None, Some(&OrderValue::Int(5)), 100)
+        };
+        assert_eq!(
+            statement(&many(MAX_PARAMS - 2)).unwrap().params.len(),
+            MAX_PARAMS
+        );
+        // 70 000 would not even fit PostgreSQL's protocol (65 535 parameters).
+        for n in [MAX_PARAMS - 1, 70_000] {
+            match statement(&many(n)) {
+                Err(Error::InvalidArgument(m)) => assert!(m.contains("narrow it"), "{m}"),
+                other => panic!("{n} values: {other:?}"),
+            }
+        }
     }
 
     #[test]
