@@ -66,15 +66,12 @@ impl FromStr for AlertRef {
         if check_topic(topic).is_err() {
             return Err(bad("the topic is not a valid Kafka topic name"));
         }
-        let partition: i32 = partition
-            .parse()
-            .ok()
-            .filter(|p| *p >= 0)
+        // Plain decimal digits without leading zeros: a record has one ref, so refs
+        // compare as text (a provenance walk would otherwise read `0/7`, `0/07` and
+        // `0/+7` as three records).
+        let partition: i32 = canonical_number(partition)
             .ok_or_else(|| bad("the partition is not a non-negative integer"))?;
-        let offset: i64 = offset
-            .parse()
-            .ok()
-            .filter(|o| *o >= 0)
+        let offset: i64 = canonical_number(offset)
             .ok_or_else(|| bad("the offset is not a non-negative integer"))?;
         Ok(AlertRef {
             gateway: gateway.to_owned(),
@@ -83,6 +80,16 @@ impl FromStr for AlertRef {
             offset,
         })
     }
+}
+
+/// `text` as a number when it is written the one way [`AlertRef`]'s `Display` writes it:
+/// decimal digits, no sign, no leading zero.
+fn canonical_number<T: FromStr>(text: &str) -> Option<T> {
+    let digits = !text.is_empty() && text.bytes().all(|b| b.is_ascii_digit());
+    let leading_zero = text.len() > 1 && text.starts_with('0');
+    (digits && !leading_zero)
+        .then(|| text.parse().ok())
+        .flatten()
 }
 
 #[cfg(test)]
@@ -113,6 +120,12 @@ mod tests {
             ("am://lasair/t/0/99999999999999999999", "offset"),
             ("am://lasair/../0/1", "topic"),
             ("am://../t/0/1", "gateway"),
+            // One record, one ref: no other spelling of its numbers.
+            ("am://lasair/t/00/1", "partition"),
+            ("am://lasair/t/+0/1", "partition"),
+            ("am://lasair/t/0/07", "offset"),
+            ("am://lasair/t/0/+7", "offset"),
+            ("am://lasair/t/0/ 7", "offset"),
         ] {
             let err = input.parse::<AlertRef>().unwrap_err().to_string();
             assert!(err.contains(needle), "{input}: {err}");

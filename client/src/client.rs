@@ -81,6 +81,14 @@ impl Client {
         }
     }
 
+    /// This client, accepting answers of at most `bytes` (instead of
+    /// [`MAX_MESSAGE_BYTES`]): for programs that talk to gateways they do not trust, so an
+    /// answer cannot take more memory than they expect.
+    pub fn with_max_message_bytes(mut self, bytes: usize) -> Client {
+        self.grpc = self.grpc.max_decoding_message_size(bytes);
+        self
+    }
+
     /// The URL this client is connected to.
     pub fn url(&self) -> &str {
         &self.url

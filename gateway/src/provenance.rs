@@ -9,7 +9,7 @@
 
 mod graph;
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -33,6 +33,13 @@ const MAX_BUDGET: Duration = Duration::from_secs(60);
 const MAX_ENTITIES: usize = 2000;
 /// Kept back from the budget handed to the next gateway, so its answer arrives in time.
 const MARGIN: Duration = Duration::from_millis(300);
+/// Most refs one walk queues: each record may link to a thousand others (and a peer may
+/// answer with records that add no entity), so the entity bound alone would not bound the
+/// queue or the calls made.
+const MAX_QUEUED: usize = 4 * MAX_ENTITIES;
+/// Largest answer taken from another gateway (a graph, or a record): larger ones leave
+/// the ref unresolved.
+const MAX_PEER_ANSWER_BYTES: usize = 32 << 20;
 
 /// Walks provenance graphs from this gateway.
 #[derive(Debug, Clone)]
@@ -76,33 +83,36 @@ impl Provenance {
             deadline: Instant::now() + budget,
         };
         let mut graph = Graph::new(root, MAX_ENTITIES);
-        let mut queue = VecDeque::new();
+        let mut queue = Queue::default();
         // Refs first, then the origins they did not reach (a copy's chain usually does).
         let mut origins = Vec::new();
         if r.gateway == self.gateway {
             authorize(&r.topic)?;
             let alert = self.fetcher.fetch(root).await?;
+            queue.seen.insert(root.to_owned());
             let links = graph.add_record(&alert, &self.gateway);
-            queue.extend(links.next.into_iter().map(|n| (n, 1)));
+            queue.extend(&mut graph, links.next, 1);
             origins.extend(links.origins.into_iter().map(|n| (n, 1)));
         } else {
-            queue.push_back((root.to_owned(), 0));
+            queue.extend(&mut graph, [root.to_owned()], 0);
         }
         loop {
-            while let Some((next, depth)) = queue.pop_front() {
+            while let Some((next, depth)) = queue.refs.pop_front() {
                 if let Some(links) = self
                     .visit(&mut graph, &next, depth, bounds, authorize)
                     .await
                 {
-                    queue.extend(links.next.into_iter().map(|n| (n, depth + 1)));
+                    queue.extend(&mut graph, links.next, depth + 1);
                     origins.extend(links.origins.into_iter().map(|n| (n, depth + 1)));
                 }
             }
-            origins.retain(|(o, _)| !graph.contains(o));
+            origins.retain(|(o, _)| !graph.contains(o) && !queue.seen.contains(o));
             if origins.is_empty() {
                 break;
             }
-            queue.extend(origins.drain(..));
+            for (o, depth) in origins.drain(..) {
+                queue.extend(&mut graph, [o], depth);
+            }
         }
         Ok(graph.finish())
     }
@@ -150,7 +160,14 @@ impl Provenance {
                 },
             };
             return match read {
-                Ok(alert) => Some(graph.add_record(&alert, gateway)),
+                Ok(alert) if alert.r#ref == next => Some(graph.add_record(&alert, gateway)),
+                Ok(_) => {
+                    graph.unresolved(
+                        next,
+                        &format!("gateway {gateway} answered with another row"),
+                    );
+                    None
+                }
                 Err(reason) => {
                     graph.unresolved(next, &reason);
                     None
@@ -188,7 +205,16 @@ impl Provenance {
                 }
                 None
             }
-            Ok(Ok(Remote::Record(alert))) => Some(graph.add_record(&alert, &r.gateway)),
+            Ok(Ok(Remote::Record(alert))) if alert.r#ref == next => {
+                Some(graph.add_record(&alert, &r.gateway))
+            }
+            Ok(Ok(Remote::Record(_))) => {
+                graph.unresolved(
+                    next,
+                    &format!("gateway {} answered with another record", r.gateway),
+                );
+                None
+            }
             Ok(Err(reason)) => {
                 graph.unresolved(next, &reason);
                 None
@@ -220,7 +246,8 @@ impl Provenance {
         let mut client = peer
             .connect()
             .await
-            .map_err(|e| format!("gateway {}: {e}", r.gateway))?;
+            .map_err(|e| format!("gateway {}: {e}", r.gateway))?
+            .with_max_message_bytes(MAX_PEER_ANSWER_BYTES);
         let request = v1::ProvenanceRequest {
             r#ref: text.to_owned(),
             max_depth: Some(max_depth),
@@ -247,7 +274,11 @@ impl Provenance {
     /// copies from it.
     async fn remote_row(&self, name: &str, text: &str) -> std::result::Result<v1::Alert, String> {
         let peer = self.peer(name).await?;
-        let mut client = peer.connect().await.map_err(|e| e.to_string())?;
+        let mut client = peer
+            .connect()
+            .await
+            .map_err(|e| e.to_string())?
+            .with_max_message_bytes(MAX_PEER_ANSWER_BYTES);
         client.fetch(text).await.map_err(|e| e.to_string())
     }
 
@@ -264,7 +295,14 @@ impl Provenance {
             let learned = match known {
                 Some(n) => Some(n),
                 None => match g.without_token().connect().await {
-                    Ok(mut c) => c.describe().await.ok().map(|d| d.name),
+                    Ok(c) => {
+                        let mut c = c.with_max_message_bytes(MAX_PEER_ANSWER_BYTES);
+                        c.describe()
+                            .await
+                            .ok()
+                            .map(|d| d.name)
+                            .filter(|n| alertmesh_alert::naming::check_gateway_name(n).is_ok())
+                    }
                     Err(_) => None,
                 },
             };
@@ -286,9 +324,63 @@ impl Provenance {
     }
 }
 
+/// Refs waiting to be visited, each queued once in a walk.
+#[derive(Debug, Default)]
+struct Queue {
+    refs: VecDeque<(String, u32)>,
+    /// Every ref queued so far (visited or not), at most [`MAX_QUEUED`].
+    seen: HashSet<String>,
+}
+
+impl Queue {
+    /// Queues the refs not queued before; once [`MAX_QUEUED`] were, the graph is marked
+    /// cut short instead.
+    fn extend(&mut self, graph: &mut Graph, refs: impl IntoIterator<Item = String>, depth: u32) {
+        for r in refs {
+            if self.seen.contains(&r) {
+                continue;
+            }
+            if self.seen.len() >= MAX_QUEUED {
+                graph.flags().node_limited = true;
+                return;
+            }
+            self.seen.insert(r.clone());
+            self.refs.push_back((r, depth));
+        }
+    }
+}
+
 /// What another gateway answered.
 #[derive(Debug)]
 enum Remote {
     Graph(v1::ProvenanceGraph),
     Record(v1::Alert),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_walk_queues_each_ref_once_and_at_most_max_queued() {
+        let mut graph = Graph::new("am://a/t/0/0", MAX_ENTITIES);
+        let mut queue = Queue::default();
+        let same = || (0..1000).map(|_| "am://b/t/0/1".to_owned());
+        queue.extend(&mut graph, same(), 1);
+        queue.extend(&mut graph, same(), 2);
+        assert_eq!(
+            queue.refs.len(),
+            1,
+            "a record linking to one ref a thousand times"
+        );
+        // Refs beyond the bound are not queued, and the graph says it was cut short.
+        let many = |from: usize| (from..from + 1000).map(|i| format!("am://b/t/0/{i}"));
+        for round in 0..(MAX_QUEUED / 1000 + 2) {
+            queue.extend(&mut graph, many(2 + round * 1000), 1);
+        }
+        assert_eq!(queue.refs.len(), MAX_QUEUED);
+        assert_eq!(queue.seen.len(), MAX_QUEUED);
+        let out = graph.finish();
+        assert!(out.node_limited);
+    }
 }

@@ -242,7 +242,7 @@ pub(super) async fn directory(gateway: GatewayArg, as_json: bool) -> Result<(), 
         }
     }
     for (url, e) in &failed {
-        eprintln!("warning: cannot reach {}: {e}", field(url));
+        eprintln!("warning: cannot reach {}: {}", field(url), message(e));
     }
     Ok(())
 }

@@ -10,6 +10,13 @@ use alertmesh_proto::v1;
 /// Most refs one record's `am-derived-from` or `am-used` may add: a hostile header must
 /// not grow the graph without bound.
 const MAX_LINKS_PER_RECORD: usize = 1000;
+/// Longest id (a ref, an activity or agent id, a used thing) or text a node keeps, in
+/// bytes; longer ones are cut. Refs are at most ~540 bytes, so only a hostile peer's or
+/// header's strings are cut.
+const MAX_TEXT_BYTES: usize = 4096;
+/// Most bytes of text one graph holds, over all its nodes and edges: the counts alone
+/// would let a peer fill them with long strings.
+const MAX_GRAPH_BYTES: usize = 32 << 20;
 
 /// What a record links to, for the walk to follow.
 #[derive(Debug, Default, PartialEq, Eq)]
@@ -28,6 +35,8 @@ pub(crate) struct Graph {
     nodes: HashSet<(u8, String)>,
     edges: HashSet<(String, String, String)>,
     max_nodes: usize,
+    /// Bytes of text held so far (what is kept twice is counted twice).
+    bytes: usize,
 }
 
 impl Graph {
@@ -42,6 +51,7 @@ impl Graph {
             nodes: HashSet::new(),
             edges: HashSet::new(),
             max_nodes,
+            bytes: 0,
         }
     }
 
@@ -60,15 +70,49 @@ impl Graph {
         &mut self.out
     }
 
+    /// Takes `n` more bytes of text, or marks the graph cut short when they do not fit.
+    fn take_bytes(&mut self, n: usize) -> bool {
+        if self.bytes + n > MAX_GRAPH_BYTES {
+            self.out.node_limited = true;
+            return false;
+        }
+        self.bytes += n;
+        true
+    }
+
     /// Adds `entity`, or replaces an unresolved one of the same id by a resolved one.
-    fn put_entity(&mut self, entity: v1::ProvEntity) {
-        match self.entities.get(&entity.id) {
-            Some(&i) => {
-                if !self.out.entities[i].resolved && entity.resolved {
+    fn put_entity(&mut self, mut entity: v1::ProvEntity) {
+        let e = &mut entity;
+        for text in [
+            &mut e.id,
+            &mut e.gateway,
+            &mut e.topic,
+            &mut e.key,
+            &mut e.kind,
+            &mut e.unresolved_reason,
+            &mut e.origin,
+            &mut e.hops,
+            &mut e.resolved_by,
+        ] {
+            cut(text);
+        }
+        let size = 2 * e.id.len()
+            + e.gateway.len()
+            + e.topic.len()
+            + e.key.len()
+            + e.kind.len()
+            + e.unresolved_reason.len()
+            + e.origin.len()
+            + e.hops.len()
+            + e.resolved_by.len();
+        match self.entities.get(&entity.id).copied() {
+            Some(i) => {
+                if !self.out.entities[i].resolved && entity.resolved && self.take_bytes(size) {
                     self.out.entities[i] = entity;
                 }
             }
             None if self.is_full() => self.out.node_limited = true,
+            None if !self.take_bytes(size) => {}
             None => {
                 self.entities
                     .insert(entity.id.clone(), self.out.entities.len());
@@ -78,14 +122,19 @@ impl Graph {
     }
 
     fn edge(&mut self, kind: &str, from: &str, to: &str) {
-        let key = (kind.to_owned(), from.to_owned(), to.to_owned());
-        if self.edges.len() < self.max_nodes * 8 && self.edges.insert(key) {
-            self.out.edges.push(v1::ProvEdge {
-                kind: kind.to_owned(),
-                from: from.to_owned(),
-                to: to.to_owned(),
-            });
+        let key = (cut_str(kind), cut_str(from), cut_str(to));
+        if self.edges.len() >= self.max_nodes * 8 || self.edges.contains(&key) {
+            return;
         }
+        if !self.take_bytes(2 * (key.0.len() + key.1.len() + key.2.len())) {
+            return;
+        }
+        self.out.edges.push(v1::ProvEdge {
+            kind: key.0.clone(),
+            from: key.1.clone(),
+            to: key.2.clone(),
+        });
+        self.edges.insert(key);
     }
 
     /// Records that `id` could not be read, and why.
@@ -178,13 +227,11 @@ impl Graph {
         let act = format!("{id}#activity");
         let (name, version, parameters) =
             activity.as_deref().map(parse_activity).unwrap_or_default();
-        self.node(1, &act, |out| {
-            out.activities.push(v1::ProvActivity {
-                id: act.clone(),
-                name,
-                version,
-                parameters,
-            })
+        self.activity(v1::ProvActivity {
+            id: act.clone(),
+            name,
+            version,
+            parameters,
         });
         self.edge("generated_by", id, &act);
         for r in derived_from
@@ -203,7 +250,7 @@ impl Graph {
             .map(parse_used)
             .unwrap_or_default()
         {
-            self.node(2, &u, |out| out.used.push(v1::ProvUsed { id: u.clone() }));
+            self.used(&u);
             self.edge("used", &act, &u);
         }
         if let Some(agent) = header(headers::AGENT).as_deref().and_then(parse_agent) {
@@ -215,14 +262,56 @@ impl Graph {
         links
     }
 
-    fn agent(&mut self, agent: v1::ProvAgent) {
+    fn agent(&mut self, mut agent: v1::ProvAgent) {
+        for text in [
+            &mut agent.id,
+            &mut agent.kind,
+            &mut agent.subject,
+            &mut agent.issuer,
+        ] {
+            cut(text);
+        }
+        let size = agent.kind.len() + agent.subject.len() + agent.issuer.len();
         let id = agent.id.clone();
-        self.node(3, &id, |out| out.agents.push(agent));
+        self.node(3, &id, size, |out| out.agents.push(agent));
     }
 
-    /// Adds a node of `class` (activity, used, agent) once.
-    fn node(&mut self, class: u8, id: &str, push: impl FnOnce(&mut v1::ProvenanceGraph)) {
-        if self.nodes.len() < self.max_nodes * 4 && self.nodes.insert((class, id.to_owned())) {
+    fn activity(&mut self, mut activity: v1::ProvActivity) {
+        for text in [
+            &mut activity.id,
+            &mut activity.name,
+            &mut activity.version,
+            &mut activity.parameters,
+        ] {
+            cut(text);
+        }
+        let size = activity.name.len() + activity.version.len() + activity.parameters.len();
+        let id = activity.id.clone();
+        self.node(1, &id, size, |out| out.activities.push(activity));
+    }
+
+    fn used(&mut self, id: &str) {
+        let id = cut_str(id);
+        self.node(2, &id, 0, |out| {
+            out.used.push(v1::ProvUsed { id: id.clone() })
+        });
+    }
+
+    /// Adds a node of `class` (activity, used, agent) once; `size` is what it holds besides
+    /// its id (kept twice).
+    fn node(
+        &mut self,
+        class: u8,
+        id: &str,
+        size: usize,
+        push: impl FnOnce(&mut v1::ProvenanceGraph),
+    ) {
+        let id = cut_str(id);
+        if self.nodes.len() >= self.max_nodes * 4 || self.nodes.contains(&(class, id.clone())) {
+            return;
+        }
+        if self.take_bytes(2 * id.len() + size) {
+            self.nodes.insert((class, id));
             push(&mut self.out);
         }
     }
@@ -234,12 +323,10 @@ impl Graph {
             self.put_entity(e);
         }
         for a in other.activities {
-            let id = a.id.clone();
-            self.node(1, &id, |out| out.activities.push(a));
+            self.activity(a);
         }
         for u in other.used {
-            let id = u.id.clone();
-            self.node(2, &id, |out| out.used.push(u));
+            self.used(&u.id);
         }
         for a in other.agents {
             self.agent(a);
@@ -267,6 +354,23 @@ impl Graph {
         }
         self.out
     }
+}
+
+/// Cuts `text` to [`MAX_TEXT_BYTES`] (at a character boundary).
+fn cut(text: &mut String) {
+    if text.len() > MAX_TEXT_BYTES {
+        let mut end = MAX_TEXT_BYTES;
+        while !text.is_char_boundary(end) {
+            end -= 1;
+        }
+        text.truncate(end);
+    }
+}
+
+fn cut_str(text: &str) -> String {
+    let mut text = text.to_owned();
+    cut(&mut text);
+    text
 }
 
 /// An entity with the parts its id names: an alert ref, or `kafka://<bootstrap>/<topic>/<p>/<o>`.

@@ -43,11 +43,13 @@ impl PeerRegistry {
     /// The schema text the source gateway holds for `id` on the topic.
     pub(crate) async fn schema(&self, id: u32) -> Result<String, FetchError> {
         let call = async {
+            // An answer is at most a schema of MAX_ANSWER_BYTES, as over HTTP.
             let client = self
                 .gateway
                 .connect()
                 .await
-                .map_err(|e| FetchError::Unavailable(e.to_string()))?;
+                .map_err(|e| FetchError::Unavailable(e.to_string()))?
+                .with_max_message_bytes(super::client::MAX_ANSWER_BYTES + 4096);
             let request = v1::GetSchemaRequest {
                 topic: self.topic.clone(),
                 id: Some(id),
@@ -69,7 +71,8 @@ impl PeerRegistry {
         if answer.id != id || !answer.format.eq_ignore_ascii_case("avro") {
             return Err(FetchError::Garbage(format!(
                 "asked for schema id {id}, the source gateway answered id {} ({})",
-                answer.id, answer.format
+                answer.id,
+                alertmesh_alert::echo::line(&answer.format, 64)
             )));
         }
         Ok(answer.schema)

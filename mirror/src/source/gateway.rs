@@ -78,6 +78,17 @@ pub(crate) async fn connect(
             pb::DescribeGatewayRequest {},
         )
         .await?;
+    // The name goes into refs, topic names, this gateway's own description and logs: a
+    // source that names itself with anything but a gateway name is refused.
+    if alertmesh_alert::naming::check_gateway_name(&description.name).is_err() {
+        return Err(Error::Refused {
+            source_name: peer.label.clone(),
+            reason: format!(
+                "the gateway names itself \"{}\", not 1-249 characters of [a-zA-Z0-9._-]",
+                alertmesh_alert::echo::shown(&description.name, 64)
+            ),
+        });
+    }
     peer.name = description.name;
     peer.label = spec.source_label(Some(&peer.name));
     let topics = peer

@@ -212,3 +212,63 @@ fn hostile_headers_stay_bounded_and_readable() {
     assert_eq!(out.used[0].id, "catalog:x/1");
     assert!(out.agents.is_empty());
 }
+
+/// A peer's graph of few, huge strings: each is cut, and the whole graph holds at most
+/// `MAX_GRAPH_BYTES` of text (the counts alone would allow gigabytes).
+#[test]
+fn a_peer_graph_of_long_strings_is_bounded_in_bytes() {
+    let mut g = Graph::new("am://c/t/0/0", 2000);
+    let long = |tag: usize| format!("{tag}:{}", "é".repeat(1 << 14));
+    let peer = v1::ProvenanceGraph {
+        entities: (0..200)
+            .map(|i| v1::ProvEntity {
+                id: long(i),
+                key: long(i),
+                unresolved_reason: long(i),
+                hops: long(i),
+                ..Default::default()
+            })
+            .collect(),
+        edges: (0..4000)
+            .map(|i| v1::ProvEdge {
+                kind: "derived_from".into(),
+                from: long(i),
+                to: long(i + 1),
+            })
+            .collect(),
+        activities: (0..100)
+            .map(|i| v1::ProvActivity {
+                id: long(i),
+                parameters: long(i),
+                ..Default::default()
+            })
+            .collect(),
+        used: (0..100).map(|i| v1::ProvUsed { id: long(i) }).collect(),
+        ..Default::default()
+    };
+    g.merge(peer);
+    let out = g.finish();
+    assert!(out.node_limited, "cut short, and says so");
+    let mut text = 0;
+    for e in &out.entities {
+        for s in [&e.id, &e.key, &e.unresolved_reason, &e.hops] {
+            assert!(s.len() <= MAX_TEXT_BYTES, "{} bytes", s.len());
+            text += s.len();
+        }
+    }
+    for e in &out.edges {
+        assert!(e.from.len() <= MAX_TEXT_BYTES && e.to.len() <= MAX_TEXT_BYTES);
+        text += e.kind.len() + e.from.len() + e.to.len();
+    }
+    for a in &out.activities {
+        assert!(a.parameters.len() <= MAX_TEXT_BYTES);
+        text += a.id.len() + a.parameters.len();
+    }
+    for u in &out.used {
+        text += u.id.len();
+    }
+    assert!(text <= MAX_GRAPH_BYTES, "{text} bytes of text kept");
+    assert!(!out.entities.is_empty() && !out.edges.is_empty());
+    // Cut at a character boundary: still valid UTF-8 all the way.
+    assert!(out.entities[0].key.ends_with('é'));
+}
