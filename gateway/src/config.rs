@@ -124,6 +124,8 @@ pub struct Limits {
     pub max_connections_per_ip: usize,
     /// `Fetch` reads (each with a Kafka consumer of its own) in progress, gateway-wide.
     pub max_fetches: usize,
+    /// Durable cursors one principal (token subject, or `anonymous`) may hold.
+    pub max_cursors_per_principal: usize,
     pub max_subscriptions: usize,
     /// Open subscriptions one gRPC connection may hold.
     pub max_subscriptions_per_connection: usize,
@@ -306,6 +308,14 @@ impl Config {
                 1_000_000,
             ) as usize,
             max_fetches: r.uint(&mut lim, "limits", "max_fetches", 32, 1, 10_000) as usize,
+            max_cursors_per_principal: r.uint(
+                &mut lim,
+                "limits",
+                "max_cursors_per_principal",
+                1_000,
+                1,
+                1_000_000,
+            ) as usize,
             max_subscriptions: r.uint(&mut lim, "limits", "max_subscriptions", 1_000, 1, 1_000_000)
                 as usize,
             max_subscriptions_per_connection: r.uint(

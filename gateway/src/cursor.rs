@@ -35,14 +35,25 @@ struct Value {
 #[derive(Debug)]
 pub(crate) struct CursorStore {
     kafka: Kafka,
+    /// Cursors one principal may hold: every one is kept in memory by every replica and in
+    /// the compacted topic for good, and anyone who may read a public topic may commit.
+    max_per_principal: usize,
     cancel: CancellationToken,
     loaded: OnceCell<Arc<Loaded>>,
 }
 
 struct Loaded {
-    /// Per cursor: the Kafka offset of the record that set it, and its positions.
-    map: Mutex<HashMap<Key, (i64, Positions)>>,
+    map: Mutex<Cursors>,
     producer: FutureProducer,
+}
+
+/// What the cursor topic holds, as read so far.
+#[derive(Debug, Default)]
+struct Cursors {
+    /// Per cursor: the Kafka offset of the record that set it, and its positions.
+    by_key: HashMap<Key, (i64, Positions)>,
+    /// Cursors per principal.
+    held: HashMap<String, usize>,
 }
 
 impl std::fmt::Debug for Loaded {
@@ -55,24 +66,62 @@ impl Loaded {
     /// Applies a cursor record unless a newer one for the same cursor is already known.
     fn apply(&self, key: Key, offset: i64, positions: Option<Positions>) {
         let mut map = self.map.lock().unwrap_or_else(|p| p.into_inner());
-        if map.get(&key).is_some_and(|(seen, _)| *seen >= offset) {
-            return;
-        }
-        match positions {
-            Some(p) => map.insert(key, (offset, p)),
-            None => map.remove(&key),
-        };
+        map.apply(key, offset, positions);
     }
 
     /// After the topic went back: the cursors it held are gone, and their positions
     /// named offsets of the old numbering; the topic is read again from its start.
     fn forget(&self) {
-        self.map.lock().unwrap_or_else(|p| p.into_inner()).clear();
+        *self.map.lock().unwrap_or_else(|p| p.into_inner()) = Cursors::default();
     }
 
     fn get(&self, key: &Key) -> Positions {
         let map = self.map.lock().unwrap_or_else(|p| p.into_inner());
-        map.get(key).map(|(_, p)| p.clone()).unwrap_or_default()
+        map.by_key
+            .get(key)
+            .map(|(_, p)| p.clone())
+            .unwrap_or_default()
+    }
+
+    fn admits(&self, key: &Key, max: usize) -> bool {
+        let map = self.map.lock().unwrap_or_else(|p| p.into_inner());
+        map.admits(key, max)
+    }
+}
+
+impl Cursors {
+    /// Applies a cursor record unless a newer one for the same cursor is already known.
+    fn apply(&mut self, key: Key, offset: i64, positions: Option<Positions>) {
+        if self
+            .by_key
+            .get(&key)
+            .is_some_and(|(seen, _)| *seen >= offset)
+        {
+            return;
+        }
+        let principal = key.0.clone();
+        match positions {
+            Some(p) => {
+                if self.by_key.insert(key, (offset, p)).is_none() {
+                    *self.held.entry(principal).or_default() += 1;
+                }
+            }
+            None => {
+                if self.by_key.remove(&key).is_some() {
+                    if let Some(n) = self.held.get_mut(&principal) {
+                        *n -= 1;
+                        if *n == 0 {
+                            self.held.remove(&principal);
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// Whether `key` may be committed: it exists, or its principal holds fewer than `max`.
+    fn admits(&self, key: &Key, max: usize) -> bool {
+        self.by_key.contains_key(key) || self.held.get(&key.0).copied().unwrap_or(0) < max
     }
 }
 
@@ -93,9 +142,10 @@ pub(crate) fn check_name(name: &str) -> Result<()> {
 }
 
 impl CursorStore {
-    pub(crate) fn new(kafka: Kafka, cancel: CancellationToken) -> Self {
+    pub(crate) fn new(kafka: Kafka, max_per_principal: usize, cancel: CancellationToken) -> Self {
         CursorStore {
             kafka,
+            max_per_principal,
             cancel,
             loaded: OnceCell::new(),
         }
@@ -123,6 +173,13 @@ impl CursorStore {
         check_name(name)?;
         let loaded = self.loaded().await?;
         let key = (principal.to_owned(), name.to_owned(), topic.to_owned());
+        if !loaded.admits(&key, self.max_per_principal) {
+            return Err(Error::ResourceExhausted(format!(
+                "{principal} holds {} cursors already (limits.max_cursors_per_principal); \
+                 commit to one of them instead of a new name",
+                self.max_per_principal
+            )));
+        }
         let mut state = loaded.get(&key);
         state.extend(offsets.iter().map(|(p, o)| (*p, *o)));
         let key_json = serde_json::to_string(&[&key.0, &key.1, &key.2])
@@ -163,18 +220,21 @@ impl CursorStore {
             .map_err(Error::from_kafka)?;
         consumer.assign(&tpl).map_err(Error::from_kafka)?;
         let loaded = Arc::new(Loaded {
-            map: Mutex::new(HashMap::new()),
+            map: Mutex::new(Cursors::default()),
             producer,
         });
         let (ready_tx, mut ready_rx) = watch::channel(false);
-        let (l, cancel) = (Arc::clone(&loaded), self.cancel.clone());
+        // Its own token: a load that fails stops its follower, and the next call starts
+        // another rather than leaving one more thread behind each time.
+        let cancel = self.cancel.child_token();
+        let (l, follower) = (Arc::clone(&loaded), cancel.clone());
         let back = Back {
             kafka: self.kafka.clone(),
             runtime: tokio::runtime::Handle::current(),
         };
         thread::Builder::new()
             .name("cursor-store".into())
-            .spawn(move || follow(consumer, &back, l, ready_tx, cancel))
+            .spawn(move || follow(consumer, &back, l, ready_tx, follower))
             .map_err(|e| Error::Internal(format!("cannot start cursor reader: {e}")))?;
         let ready =
             tokio::time::timeout(self.kafka.timeout() * 2, ready_rx.wait_for(|ready| *ready))
@@ -183,6 +243,7 @@ impl CursorStore {
         if ready {
             Ok(loaded)
         } else {
+            cancel.cancel();
             Err(Error::Unavailable(format!(
                 "cannot load cursors from topic {topic:?}"
             )))
@@ -299,3 +360,37 @@ fn recover(
 
 /// Logs of unreadable records, which a peer, a producer or a failing cluster can repeat.
 static UNREADABLE: alertmesh_mirror::limit::RateLimit = alertmesh_mirror::limit::RateLimit::new();
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key(principal: &str, name: &str) -> Key {
+        (principal.into(), name.into(), "ztf".into())
+    }
+
+    #[test]
+    fn a_principal_holds_at_most_max_cursors_and_one_removed_makes_room() {
+        let mut c = Cursors::default();
+        let at = |o: i64| Some(HashMap::from([(0, o)]));
+        c.apply(key("alice", "a"), 0, at(1));
+        c.apply(key("alice", "b"), 1, at(1));
+        // A new commit of a cursor she holds, and another principal's, take no room.
+        c.apply(key("alice", "a"), 2, at(2));
+        c.apply(key("bob", "a"), 3, at(1));
+        assert_eq!(c.held["alice"], 2);
+        assert!(c.admits(&key("alice", "a"), 2), "an existing cursor");
+        assert!(!c.admits(&key("alice", "c"), 2), "a third one");
+        assert!(c.admits(&key("bob", "c"), 2));
+        // An older record of a cursor changes nothing; a tombstone makes room.
+        c.apply(key("alice", "a"), 1, None);
+        assert!(!c.admits(&key("alice", "c"), 2));
+        c.apply(key("alice", "a"), 4, None);
+        assert!(c.admits(&key("alice", "c"), 2));
+        c.apply(key("alice", "b"), 5, None);
+        assert!(
+            !c.held.contains_key("alice"),
+            "nothing kept for a principal with none"
+        );
+    }
+}

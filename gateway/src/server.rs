@@ -80,7 +80,11 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
             streams.clone(),
             tasks.clone(),
         ),
-        cursors: CursorStore::new(kafka.clone(), streams.clone()),
+        cursors: CursorStore::new(
+            kafka.clone(),
+            config.limits.max_cursors_per_principal,
+            streams.clone(),
+        ),
         decoder: Arc::clone(&decoder),
         registry: Arc::clone(&config.alert.registry),
         limits: config.limits.clone(),

@@ -128,3 +128,43 @@ async fn cursor_commits_merge_per_partition_and_unset_partitions_use_start() -> 
     assert_eq!(want.len(), 10 + 11 + 15);
     check_exactly(&got.alerts, &want, "lasair")
 }
+
+/// Anyone who may read a topic may commit cursors, and each one is kept by every replica
+/// and in the compacted topic for good: a principal holds at most
+/// `limits.max_cursors_per_principal`, also after a restart (counted again from the topic).
+#[tokio::test]
+async fn a_principal_holds_at_most_max_cursors_per_principal() -> Result<()> {
+    let mut site = Mesh::new("lasair")
+        .topic(ZTF_TOPIC, 3)
+        .ztf_alerts()
+        .extra("[limits]\nmax_cursors_per_principal = 3\n")
+        .start()
+        .await?;
+    let commit = |name: &str| CommitCursorRequest {
+        name: name.to_owned(),
+        topic: ZTF_TOPIC.to_owned(),
+        offsets: partition_offsets(&[(0, 1)]),
+    };
+    let mut client = site.gateway.client().await?;
+    for name in ["a", "b", "c"] {
+        client.commit_cursor(commit(name)).await?;
+    }
+    for round in ["before", "after"] {
+        let refused = client.commit_cursor(commit("d")).await.unwrap_err();
+        ensure!(
+            refused.code() == tonic::Code::ResourceExhausted,
+            "{round} the restart: {refused:?}"
+        );
+        ensure!(
+            refused
+                .message()
+                .contains("limits.max_cursors_per_principal"),
+            "{refused:?}"
+        );
+        // The cursors it holds still move.
+        client.commit_cursor(commit("a")).await?;
+        site.gateway.restart().await?;
+        client = site.gateway.client().await?;
+    }
+    Ok(())
+}

@@ -102,6 +102,7 @@ fn limits_default_and_are_bounded() {
     assert_eq!(c.limits.max_connections, 4096);
     assert_eq!(c.limits.max_connections_per_ip, 256);
     assert_eq!(c.limits.max_fetches, 32);
+    assert_eq!(c.limits.max_cursors_per_principal, 1000);
     assert_eq!(c.limits.max_subscriptions_per_connection, 100);
     assert_eq!(c.limits.max_subscriptions_per_principal, 250);
     assert_eq!(c.limits.reader_budget_mib, 512);
@@ -115,7 +116,7 @@ fn limits_default_and_are_bounded() {
 
     let bad = format!(
         "{MINIMAL}[limits]\nreader_connections = 0\nmax_batch_alerts = -1\nmax_connections = 0\n\
-         max_connections_per_ip = 0\nmax_fetches = 100000\n"
+         max_connections_per_ip = 0\nmax_fetches = 100000\nmax_cursors_per_principal = 0\n"
     );
     let all = Config::parse(&bad, &[]).unwrap_err().join("\n");
     assert!(
@@ -133,6 +134,10 @@ fn limits_default_and_are_bounded() {
     );
     assert!(
         all.contains("limits.max_fetches: 100000 is out of range"),
+        "{all}"
+    );
+    assert!(
+        all.contains("limits.max_cursors_per_principal: 0 is out of range"),
         "{all}"
     );
 

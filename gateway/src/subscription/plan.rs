@@ -334,6 +334,7 @@ mod tests {
             max_connections: 100,
             max_connections_per_ip: 100,
             max_fetches: 8,
+            max_cursors_per_principal: 10,
             max_subscriptions: 10,
             max_subscriptions_per_connection: 10,
             max_subscriptions_per_principal: 10,
