@@ -31,6 +31,7 @@ use tokio_util::task::TaskTracker;
 
 use crate::config::{Config, QueryConfig};
 use crate::error::{Error, Result};
+use crate::subscription::quota::Quotas;
 use pool::Pool;
 pub(crate) use row::parse_ref;
 use sql::{Kind, Shape};
@@ -58,6 +59,11 @@ pub(crate) struct Queries {
     /// Open query streams, bounded like subscriptions (`limits.max_subscriptions`).
     streams: Arc<Semaphore>,
     max_streams: usize,
+    /// Query streams per connection and per principal, with the subscriptions' limits
+    /// (counted apart from them).
+    quotas: Quotas,
+    /// How long a stream waits for a client that takes nothing (`limits.unread_drop_ms`).
+    unread_drop: std::time::Duration,
     cancel: CancellationToken,
     tasks: TaskTracker,
 }
@@ -115,6 +121,12 @@ impl Queries {
             max_batch_bytes: config.limits.max_batch_bytes,
             streams: Arc::new(Semaphore::new(config.limits.max_subscriptions)),
             max_streams: config.limits.max_subscriptions,
+            quotas: Quotas::new(
+                "query streams",
+                config.limits.max_subscriptions_per_connection,
+                config.limits.max_subscriptions_per_principal,
+            ),
+            unread_drop: config.limits.unread_drop,
             cancel,
             tasks,
         }
@@ -156,7 +168,14 @@ impl Queries {
     }
 
     /// Checks `req` and starts its stream (the caller is authorized for the query).
-    pub(crate) async fn open(&self, req: v1::QueryRequest) -> Result<Batches> {
+    /// `connection` is the client's peer address and `principal` the caller's when it
+    /// presented a token: what its share of query streams is counted by.
+    pub(crate) async fn open(
+        &self,
+        req: v1::QueryRequest,
+        connection: Option<std::net::SocketAddr>,
+        principal: Option<&str>,
+    ) -> Result<Batches> {
         let declared = Arc::clone(self.get(&req.name)?);
         let q = &declared.config;
         if req.limit == Some(0) {
@@ -206,6 +225,7 @@ impl Queries {
                 self.max_streams
             ))
         })?;
+        let held = self.quotas.acquire(connection, principal)?;
         let described = declared.describe().await?;
         let after = after.map(|a| described.check(a)).transpose()?;
         let batch = match req.max_batch_alerts as usize {
@@ -228,15 +248,17 @@ impl Queries {
             follow: req.follow,
             json: req.output == v1::Output::Json as i32,
             binding,
+            unread_drop: self.unread_drop,
         };
         // Filters are checked against the columns before the stream starts, so a bad
         // one is the call's status.
         plan.statement(&declared.config, &described.shape, batch as i64)?;
-        let (tx, rx) = mpsc::channel(2);
+        // Two batches, and room for the status that ends the stream.
+        let (tx, rx) = mpsc::channel(stream::OUT_SLOTS + 1);
         let run = stream::run(declared, described, plan, tx, self.cancel.clone());
         self.tasks.spawn(async move {
             run.await;
-            drop(permit);
+            drop((permit, held));
         });
         Ok(rx)
     }

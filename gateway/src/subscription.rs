@@ -26,7 +26,7 @@ use crate::tail::Tails;
 
 mod plan;
 mod progress;
-mod quota;
+pub(crate) mod quota;
 mod select;
 mod stream;
 
@@ -94,6 +94,7 @@ impl Subscriptions {
         Subscriptions {
             permits: Arc::new(Semaphore::new(limits.max_subscriptions)),
             quotas: quota::Quotas::new(
+                "subscriptions",
                 limits.max_subscriptions_per_connection,
                 limits.max_subscriptions_per_principal,
             ),

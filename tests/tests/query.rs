@@ -858,6 +858,96 @@ async fn revoking_the_token_ends_an_open_follow_query() -> Result<()> {
     Ok(())
 }
 
+/// Query streams count against the subscriptions' per-connection limit (apart from
+/// subscriptions), and a client that takes nothing for `limits.unread_drop_ms` has its
+/// stream ended with RESOURCE_EXHAUSTED after what was queued, losing nothing: its last
+/// resume token continues where it stopped.
+#[tokio::test]
+async fn query_streams_have_a_share_per_connection_and_an_unread_deadline() -> Result<()> {
+    let Some(pg) = Postgres::start_or_skip().await? else {
+        return Ok(());
+    };
+    pg.psql(&fixture_sql(20))?;
+    // 40 MB of wide rows: more than the HTTP/2 windows hold for a client that reads nothing.
+    pg.psql(
+        "insert into wide select i, 'W' || i, repeat('x', 100000) from generate_series(41, 400) i;",
+    )?;
+    let broker = Broker::start("query-quota").await?;
+    let spec = GatewaySpec::new("lasair", &broker.bootstrap())
+        .extra(&config(&pg, 300))
+        .extra(
+            "[limits]\nmax_subscriptions_per_connection = 2\nunread_pause_ms = 500\n\
+             unread_drop_ms = 1500\n",
+        );
+    let gateway = Gateway::start(&spec).await?;
+
+    let mut client = gateway.client().await?;
+    let mut follow = request("objects");
+    follow.follow = true;
+    let first = client.query(follow.clone()).await?.into_inner();
+    let _second = client.query(follow.clone()).await?.into_inner();
+    let refused = client.query(follow.clone()).await.unwrap_err();
+    ensure!(refused.code() == Code::ResourceExhausted, "{refused:?}");
+    ensure!(
+        refused.message().contains("query streams")
+            && refused
+                .message()
+                .contains("limits.max_subscriptions_per_connection"),
+        "{refused:?}"
+    );
+    // Another connection has its own share.
+    let mut other = gateway.client().await?;
+    drop(other.query(follow.clone()).await?.into_inner());
+    // A stream that ends gives its place back.
+    drop(first);
+    let deadline = Instant::now() + WAIT;
+    loop {
+        match client.query(follow.clone()).await {
+            Ok(_) => break,
+            Err(s) if s.code() == Code::ResourceExhausted && Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            Err(s) => bail!("the ended stream's place did not come back: {s:?}"),
+        }
+    }
+
+    // A client that reads nothing.
+    let mut reader = gateway.client().await?;
+    let mut wide = request("wide");
+    wide.max_batch_alerts = 1;
+    let mut stream = reader.query(wide.clone()).await?.into_inner();
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    let (mut ids, mut token) = (Vec::new(), String::new());
+    let end = loop {
+        match tokio::time::timeout(WAIT, stream.message()).await? {
+            Ok(Some(batch)) => {
+                for a in &batch.alerts {
+                    ids.push(json(a)?["id"].as_i64().unwrap_or_default());
+                }
+                token = batch.resume_token;
+            }
+            Ok(None) => bail!("the stream ended without an error after {} rows", ids.len()),
+            Err(status) => break status,
+        }
+    };
+    ensure!(end.code() == Code::ResourceExhausted, "{end:?}");
+    ensure!(end.message().contains("limits.unread_drop_ms"), "{end:?}");
+    ensure!(
+        !ids.is_empty() && ids.len() < 400,
+        "{} rows before the end",
+        ids.len()
+    );
+    // Nothing lost: the last token continues after the last row received.
+    wide.resume_token = token;
+    let rest = query(&mut reader, wide, usize::MAX, WAIT).await;
+    ensure!(matches!(rest.end, Some(Ok(()))), "{:?}", rest.end);
+    for a in &rest.alerts {
+        ids.push(json(a)?["id"].as_i64().unwrap_or_default());
+    }
+    assert_eq!(ids, (1..=400).collect::<Vec<i64>>());
+    Ok(())
+}
+
 #[tokio::test]
 async fn large_rows_come_in_batches_near_max_batch_bytes() -> Result<()> {
     let Some(s) = site().await? else {

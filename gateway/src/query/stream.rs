@@ -46,7 +46,13 @@ pub(crate) struct Plan {
     pub(crate) follow: bool,
     pub(crate) json: bool,
     pub(crate) binding: Binding,
+    /// A client that takes nothing for this long ends its stream (`limits.unread_drop_ms`).
+    pub(crate) unread_drop: std::time::Duration,
 }
+
+/// Batches a stream may have queued for its client; its channel holds one more slot, for
+/// the status that ends it.
+pub(crate) const OUT_SLOTS: usize = 2;
 
 impl Plan {
     /// The statement for the next `n` rows (checked when the stream opens).
@@ -218,6 +224,40 @@ async fn read_statements(
     }
 }
 
+/// Sends `batch` once the client has taken all but one of those queued, so that a slot
+/// stays free for the final status; false when the stream must end. A client that takes
+/// nothing for `unread_drop` (a `follow` stream would hold its batches and statements
+/// for ever) gets RESOURCE_EXHAUSTED after what is queued, and resumes with the last
+/// resume token it received.
+async fn send_batch(
+    tx: &mpsc::Sender<Result<v1::QueryBatch, tonic::Status>>,
+    batch: v1::QueryBatch,
+    unread_drop: std::time::Duration,
+) -> bool {
+    match tokio::time::timeout(unread_drop, tx.reserve_many(OUT_SLOTS)).await {
+        Ok(Ok(mut permits)) => match permits.next() {
+            Some(permit) => {
+                permit.send(Ok(batch));
+                true
+            }
+            None => false,
+        },
+        Ok(Err(_)) => false,
+        Err(_) => {
+            tracing::info!(
+                after_s = unread_drop.as_secs(),
+                "query client not reading; stream ended"
+            );
+            let _ = tx.try_send(Err(tonic::Status::resource_exhausted(format!(
+                "the client read nothing for {} s (limits.unread_drop_ms); the query stream \
+                 was ended to free its buffers: resume with the last resume token received",
+                unread_drop.as_secs()
+            ))));
+            false
+        }
+    }
+}
+
 /// Writes `rows` as batches and sends them; returns the JSON bytes sent, or `None` when
 /// the stream must end (the client left, or a row could not be converted). Each row is
 /// written once as the batch element it is sent as ([`row::RowWriter`]).
@@ -258,7 +298,7 @@ async fn send_rows(
             ..v1::QueryBatch::default()
         };
         batch.framed.push_run(buf.freeze(), chunk.len());
-        if tx.send(Ok(batch)).await.is_err() {
+        if !send_batch(tx, batch, plan.unread_drop).await {
             return None;
         }
     }

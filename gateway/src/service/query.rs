@@ -23,7 +23,10 @@ pub(super) async fn query(
         &declared.config.name,
         declared.config.public,
     )?;
-    let rx = queries.open(req.into_inner()).await?;
+    // Counted per connection, and per principal when the caller presented a token.
+    let token = who.token.is_some().then_some(who.principal.name.as_str());
+    let connection = req.remote_addr();
+    let rx = queries.open(req.into_inner(), connection, token).await?;
     let auth = svc.parts.auth.clone();
     Ok(Response::new(guard(auth, &who, rx, &svc.parts.tasks)))
 }

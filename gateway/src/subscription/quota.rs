@@ -1,6 +1,6 @@
-//! Open subscriptions per connection and per principal: one client, or one token, cannot
-//! take every slot of the gateway. Callers without a token are not one principal: they
-//! are counted per connection only.
+//! Open subscriptions (and, counted apart, query streams) per connection and per
+//! principal: one client, or one token, cannot take every slot of the gateway. Callers
+//! without a token are not one principal: they are counted per connection only.
 
 use std::collections::HashMap;
 use std::hash::Hash;
@@ -12,7 +12,9 @@ use crate::error::{Error, Result};
 /// The limits and the current counts (touched once when a subscription opens and once
 /// when it ends, never per alert).
 #[derive(Debug)]
-pub(super) struct Quotas {
+pub(crate) struct Quotas {
+    /// What is counted, for messages: "subscriptions", "query streams".
+    what: &'static str,
     per_connection: usize,
     per_principal: usize,
     open: Arc<Mutex<Counts>>,
@@ -26,15 +28,16 @@ struct Counts {
 
 /// One open subscription, counted until dropped.
 #[derive(Debug)]
-pub(super) struct Held {
+pub(crate) struct Held {
     open: Arc<Mutex<Counts>>,
     connection: Option<SocketAddr>,
     principal: Option<String>,
 }
 
 impl Quotas {
-    pub(super) fn new(per_connection: usize, per_principal: usize) -> Self {
+    pub(crate) fn new(what: &'static str, per_connection: usize, per_principal: usize) -> Self {
         Quotas {
+            what,
             per_connection,
             per_principal,
             open: Arc::default(),
@@ -44,7 +47,7 @@ impl Quotas {
     /// Counts a subscription of `principal` (`None`: a caller without a token) on
     /// `connection` (the peer address; `None` when the transport has none), or refuses it
     /// with the limit it would exceed.
-    pub(super) fn acquire(
+    pub(crate) fn acquire(
         &self,
         connection: Option<SocketAddr>,
         principal: Option<&str>,
@@ -53,15 +56,17 @@ impl Quotas {
         let on_conn = connection.map_or(0, |c| counts.connections.get(&c).copied().unwrap_or(0));
         if on_conn >= self.per_connection {
             return Err(Error::ResourceExhausted(format!(
-                "this connection already has {on_conn} subscriptions open \
-                 (limits.max_subscriptions_per_connection); end one before opening another"
+                "this connection already has {on_conn} {} open \
+                 (limits.max_subscriptions_per_connection); end one before opening another",
+                self.what
             )));
         }
         let of_principal = principal.map_or(0, |p| counts.principals.get(p).copied().unwrap_or(0));
         if of_principal >= self.per_principal {
             return Err(Error::ResourceExhausted(format!(
-                "the caller already has {of_principal} subscriptions open \
-                 (limits.max_subscriptions_per_principal); end one before opening another"
+                "the caller already has {of_principal} {} open \
+                 (limits.max_subscriptions_per_principal); end one before opening another",
+                self.what
             )));
         }
         if let Some(c) = connection {
@@ -117,7 +122,7 @@ mod tests {
 
     #[test]
     fn a_connection_cannot_take_more_than_its_share() {
-        let q = Quotas::new(2, 100);
+        let q = Quotas::new("subscriptions", 2, 100);
         let a = q.acquire(addr(1), Some("alice")).unwrap();
         let _b = q.acquire(addr(1), Some("bob")).unwrap();
         let msg = refused(q.acquire(addr(1), Some("carol")));
@@ -133,7 +138,7 @@ mod tests {
 
     #[test]
     fn a_principal_cannot_take_more_than_its_share_over_connections() {
-        let q = Quotas::new(100, 2);
+        let q = Quotas::new("subscriptions", 100, 2);
         let a = q.acquire(addr(1), Some("alice")).unwrap();
         let _b = q.acquire(addr(2), Some("alice")).unwrap();
         let msg = refused(q.acquire(addr(3), Some("alice")));
@@ -148,7 +153,7 @@ mod tests {
 
     #[test]
     fn callers_without_a_token_are_counted_per_connection_only() {
-        let q = Quotas::new(2, 1);
+        let q = Quotas::new("subscriptions", 2, 1);
         let _held: Vec<Held> = (0..5).map(|i| q.acquire(addr(i), None).unwrap()).collect();
         let _a = q.acquire(addr(9), None).unwrap();
         let _b = q.acquire(addr(9), None).unwrap();
@@ -157,7 +162,7 @@ mod tests {
 
     #[test]
     fn ended_subscriptions_leave_no_entries() {
-        let q = Quotas::new(5, 5);
+        let q = Quotas::new("subscriptions", 5, 5);
         let held: Vec<Held> = (0..5)
             .map(|i| q.acquire(addr(i), Some("x")).unwrap())
             .collect();
