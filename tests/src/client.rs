@@ -166,6 +166,25 @@ pub async fn take(
     Ok(alerts)
 }
 
+/// Reads `stream` past whatever it still delivers until it ends, for at most `within`:
+/// the error it ended with (a clean end is an error here too, as is a stream still open).
+pub async fn end_status<T>(stream: &mut Streaming<T>, within: Duration) -> Result<Status> {
+    let ended = tokio::time::timeout(within, async {
+        loop {
+            match stream.message().await {
+                Ok(Some(_)) => continue,
+                other => return other,
+            }
+        }
+    })
+    .await;
+    match ended {
+        Err(_) => bail!("the stream was still open after {within:?}"),
+        Ok(Ok(_)) => bail!("the stream ended without an error"),
+        Ok(Err(status)) => Ok(status),
+    }
+}
+
 /// `am://<gateway>/<topic>/<partition>/<offset>`.
 pub fn alert_ref(gateway: &str, topic: &str, partition: i32, offset: i64) -> String {
     format!("am://{gateway}/{topic}/{partition}/{offset}")

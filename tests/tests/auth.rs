@@ -9,7 +9,7 @@ use alertmesh_proto::v1::{
 };
 use alertmesh_tests::auth::{self, jti_of, Pki, Secure, SecureSpec};
 use alertmesh_tests::cli::json_lines;
-use alertmesh_tests::client::{collect, earliest, latest, request, until_now};
+use alertmesh_tests::client::{collect, earliest, end_status, latest, request, until_now};
 use alertmesh_tests::fixtures::{now_ms, ztf_records};
 use alertmesh_tests::{Broker, ZTF_TOPIC};
 use anyhow::{ensure, Context, Result};
@@ -487,18 +487,8 @@ async fn admin_issues_over_the_api_and_revocation_closes_an_open_stream() -> Res
         })
         .await?;
     let revoked_at = Instant::now();
-    let ended = tokio::time::timeout(Duration::from_secs(10), async {
-        loop {
-            match stream.message().await {
-                Ok(Some(_)) => continue,
-                other => return other,
-            }
-        }
-    })
-    .await
-    .context("the stream did not end within 10 s of the revocation")?;
+    let status = end_status(&mut stream, Duration::from_secs(10)).await?;
     let took = revoked_at.elapsed();
-    let status = ended.expect_err("the stream ended with an error");
     ensure!(status.code() == Code::Unauthenticated, "{status:?}");
     ensure!(status.message().contains("revoked"), "{status:?}");
     ensure!(took < Duration::from_secs(5), "took {took:?}");
