@@ -80,12 +80,12 @@ impl Decoder {
 
     /// Decodes a payload holding exactly one alert.
     pub fn decode(&self, format: Format, payload: &[u8]) -> Result<Alert> {
-        exactly_one(format, self.decode_all(format, payload)?)
+        exactly_one(format, self.decode_with(format, payload, None, 2)?)
     }
 
     /// Decodes every alert of a payload (an OCF file may hold many records).
     pub fn decode_all(&self, format: Format, payload: &[u8]) -> Result<Vec<Alert>> {
-        self.decode_with(format, payload, None)
+        self.decode_with(format, payload, None, usize::MAX)
     }
 
     /// Decodes a payload holding exactly one alert, only the fields of `projection`
@@ -96,7 +96,10 @@ impl Decoder {
         payload: &[u8],
         projection: &Projection,
     ) -> Result<Alert> {
-        exactly_one(format, self.decode_with(format, payload, Some(projection))?)
+        exactly_one(
+            format,
+            self.decode_with(format, payload, Some(projection), 2)?,
+        )
     }
 
     /// Decodes every alert of a payload, only the fields of `projection`.
@@ -106,18 +109,21 @@ impl Decoder {
         payload: &[u8],
         projection: &Projection,
     ) -> Result<Vec<Alert>> {
-        self.decode_with(format, payload, Some(projection))
+        self.decode_with(format, payload, Some(projection), usize::MAX)
     }
 
+    /// The alerts of a payload, at most `at_most` of them.
     fn decode_with(
         &self,
         format: Format,
         payload: &[u8],
         projection: Option<&Projection>,
+        at_most: usize,
     ) -> Result<Vec<Alert>> {
         match format {
             Format::AvroOcf => {
-                let (schema, values) = ocf::decode(payload, &self.ocf_schemas, projection)?;
+                let (schema, values) =
+                    ocf::decode(payload, &self.ocf_schemas, projection, at_most)?;
                 Ok(values
                     .into_iter()
                     .map(|v| Alert::new(v, Some(schema.clone())))
@@ -162,10 +168,7 @@ fn exactly_one(format: Format, mut alerts: Vec<Alert>) -> Result<Alert> {
         }),
         (Some(_), false) => Err(Error::Decode {
             format: format.as_str(),
-            reason: format!(
-                "{} records in payload; expected exactly one",
-                alerts.len() + 1
-            ),
+            reason: "more than one record in payload; expected exactly one".into(),
         }),
     }
 }

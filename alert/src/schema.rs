@@ -17,7 +17,7 @@ use apache_avro::types::Value;
 use apache_avro::GenericSingleObjectReader;
 
 pub use self::split::combine_split_schemas;
-use crate::projection::{Plan, Projection};
+use crate::projection::{Plan, Projection, Trie};
 use crate::{Error, Result};
 
 /// A parsed writer schema with everything needed to decode records written with it.
@@ -25,6 +25,11 @@ pub struct WriterSchema {
     schema: Schema,
     fingerprint: u64,
     decoder: GenericSingleObjectReader,
+    /// The full decoder on compiled shapes: it builds the values apache-avro would, but
+    /// bounds what zero-byte items (nulls, empty records) an array or map may add over all
+    /// its blocks, where apache-avro bounds only each block's count (a few hostile bytes,
+    /// one block after another announcing 4 Mi nulls, asked it for gigabytes).
+    full: Option<Plan>,
     /// Compiled projection plans, by projection id (bounded: cleared when full).
     plans: RwLock<Vec<(u64, Arc<Plan>)>>,
 }
@@ -69,10 +74,12 @@ impl WriterSchema {
             .map_err(|e| Error::Schema {
                 reason: e.to_string(),
             })?;
+        let full = Plan::compile(&schema, &Trie::whole()).ok();
         Ok(WriterSchema {
             schema,
             fingerprint,
             decoder,
+            full,
             plans: RwLock::default(),
         })
     }
@@ -109,7 +116,10 @@ impl WriterSchema {
 
     /// Decodes one bare Avro datum from the front of `input`, advancing it.
     pub(crate) fn decode_datum(&self, input: &mut &[u8]) -> std::result::Result<Value, String> {
-        self.decoder.read_value(input).map_err(|e| e.to_string())
+        match &self.full {
+            Some(plan) => plan.read(input).map_err(String::from),
+            None => self.decoder.read_value(input).map_err(|e| e.to_string()),
+        }
     }
 
     /// The plan of `projection` for this schema, compiled on first use.

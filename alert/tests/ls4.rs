@@ -136,10 +136,11 @@ fn a_huge_announced_block_count_is_an_error_not_an_abort() {
         alertmesh_alert::limit_avro_allocations(),
         alertmesh_alert::MAX_AVRO_ITEMS
     );
+    // An error (the data runs out long before the count), not a 43 GB reservation.
     let err = alertmesh_alert::decode_bare(&schema, &hostile)
         .unwrap_err()
         .to_string();
-    assert!(err.contains("allocate") || err.contains("maximum"), "{err}");
+    assert!(err.contains("malformed avro payload"), "{err}");
     // An array announcing 2^22 + 1 doubles with none present: refused before reserving.
     let mut over = vec![0x02, 0x00]; // id 1, s null
     over.extend([0x82, 0x80, 0x80, 0x04]); // block count 2^22 + 1 (zigzag varint)

@@ -116,12 +116,13 @@ fn read_header<'a>(input: &mut Bytes<'a>) -> Result<Header<'a>> {
     })
 }
 
-/// Decodes every record of a container file, in full or (with a projection) only the
-/// projected fields.
+/// Decodes the records of a container file (at most `at_most`: a caller that wants one
+/// stops at the second), in full or (with a projection) only the projected fields.
 pub(crate) fn decode(
     payload: &[u8],
     cache: &SchemaCache,
     projection: Option<&Projection>,
+    at_most: usize,
 ) -> Result<(Arc<WriterSchema>, Vec<Value>)> {
     let mut input = Bytes { rest: payload };
     let header = read_header(&mut input)?;
@@ -137,8 +138,20 @@ pub(crate) fn decode(
             return Err(malformed("sync marker mismatch after a block"));
         }
         let data = decompress(header.codec, block)?;
+        // Every record of an alert schema takes at least a byte, so a block cannot hold
+        // more records than bytes (one of an empty schema); the count is the writer's word,
+        // and records that take no bytes would otherwise be added until memory runs out.
+        if count > data.len().max(1) {
+            return Err(malformed(format!(
+                "a block announces {count} records in {} bytes",
+                data.len()
+            )));
+        }
         let mut rest: &[u8] = &data;
         for _ in 0..count {
+            if records.len() == at_most {
+                return Ok((schema, records));
+            }
             records.push(match &plan {
                 Some(plan) => plan.read(&mut rest).map_err(malformed)?,
                 None => schema.decode_datum(&mut rest).map_err(malformed)?,

@@ -112,3 +112,89 @@ fn truncated_and_garbage_payloads_are_errors() {
     assert!(decoder.decode(Format::AvroOcf, b"Obj\x01\x02\x00").is_err());
     assert!(decoder.decode(Format::Json, b"{").is_err());
 }
+
+/// An OCF file of `schema` (codec null) whose blocks are given as (record count, data).
+fn ocf_with_blocks(schema: &str, blocks: &[(i64, Vec<u8>)]) -> Vec<u8> {
+    fn long(out: &mut Vec<u8>, n: i64) {
+        let mut z = ((n << 1) ^ (n >> 63)) as u64;
+        loop {
+            let b = (z & 0x7f) as u8;
+            z >>= 7;
+            if z == 0 {
+                out.push(b);
+                return;
+            }
+            out.push(b | 0x80);
+        }
+    }
+    let sync = [7u8; 16];
+    let mut out = b"Obj\x01".to_vec();
+    long(&mut out, 1);
+    long(&mut out, "avro.schema".len() as i64);
+    out.extend(b"avro.schema");
+    long(&mut out, schema.len() as i64);
+    out.extend(schema.as_bytes());
+    long(&mut out, 0);
+    out.extend(sync);
+    for (count, data) in blocks {
+        long(&mut out, *count);
+        long(&mut out, data.len() as i64);
+        out.extend(data);
+        out.extend(sync);
+    }
+    out
+}
+
+/// Tiny hostile payloads (anyone who may produce to a topic writes them) that once made a
+/// decode take memory until the process died: records of an empty schema (no bytes each),
+/// counted 2^62 in one block; an array of nulls spread over blocks of 4 Mi each (apache-avro
+/// bounds only each block's count). Both are errors now, at once.
+#[test]
+fn records_and_items_that_take_no_bytes_are_bounded() {
+    let decoder = Decoder::new();
+    let empty = r#"{"type":"record","name":"r","fields":[]}"#;
+    let bomb = ocf_with_blocks(empty, &[(1 << 62, vec![])]);
+    assert!(bomb.len() < 120, "{} bytes", bomb.len());
+    let err = decoder
+        .decode_all(Format::AvroOcf, &bomb)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("announces"), "{err}");
+    // One such record is a record.
+    let one = ocf_with_blocks(empty, &[(1, vec![])]);
+    assert_eq!(decoder.decode_all(Format::AvroOcf, &one).unwrap().len(), 1);
+
+    let nulls = r#"{"type":"record","name":"r","fields":[
+        {"name":"xs","type":{"type":"array","items":"null"}}]}"#;
+    // 4 Mi - 1 nulls per block (varint 0xfe 0xff 0xff 0x03), 250 blocks, then the end.
+    let mut datum = Vec::new();
+    for _ in 0..250 {
+        datum.extend([0xfe, 0xff, 0xff, 0x03]);
+    }
+    datum.push(0);
+    let bomb = ocf_with_blocks(nulls, &[(1, datum)]);
+    assert!(bomb.len() < 1200);
+    let err = decoder
+        .decode(Format::AvroOcf, &bomb)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("empty items"), "{err}");
+}
+
+/// A payload that must hold one alert is not decoded past its second record.
+#[test]
+fn a_single_alert_decode_stops_at_the_second_record() {
+    let decoder = Decoder::new();
+    let schema = r#"{"type":"record","name":"r","fields":[{"name":"id","type":"long"}]}"#;
+    // A million one-byte records.
+    let bomb = ocf_with_blocks(schema, &[(1 << 20, vec![2; 1 << 20])]);
+    let err = decoder
+        .decode(Format::AvroOcf, &bomb)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("more than one record"), "{err}");
+    assert_eq!(
+        decoder.decode_all(Format::AvroOcf, &bomb).unwrap().len(),
+        1 << 20
+    );
+}

@@ -23,6 +23,14 @@ pub(crate) struct Trie {
 }
 
 impl Trie {
+    /// The whole value: a plan of it is a full decoder.
+    pub(crate) fn whole() -> Self {
+        Trie {
+            whole: true,
+            children: BTreeMap::new(),
+        }
+    }
+
     pub(crate) fn new<'p>(paths: impl IntoIterator<Item = &'p FieldPath>) -> Self {
         let mut root = Trie::default();
         for path in paths {
