@@ -476,15 +476,28 @@ pub(crate) fn authorize_query(
         .map_err(|e| auth.refuse(RefusalReason::scope, e.into()))
 }
 
-/// Checks that `caller` holds `admin`. Without `[auth]` no one does.
+/// Checks that `caller` holds `admin` in a token this gateway issued. Without `[auth]` no
+/// one does. A trusted peer vouches for its own users' reads here, not for who administers
+/// this gateway: its tokens grant no admin (else whoever runs the peer could mint tokens
+/// of this gateway with any scope, or revoke its users).
 pub(crate) fn require_admin(auth: Option<&Auth>, caller: &Caller) -> Result<()> {
     let Some(auth) = auth else {
         return Err(Error::PermissionDenied(
             "this gateway has no [auth] section, so it has no admin; configure auth first".into(),
         ));
     };
-    if caller.token.is_none() {
+    let Some(token) = &caller.token else {
         return Err(auth.token_missing("admin calls need a token with the admin scope"));
+    };
+    if token.issuer != auth.gateway {
+        return Err(auth.refuse(
+            RefusalReason::scope,
+            Error::PermissionDenied(format!(
+                "admin calls need a token issued by this gateway ({}); a token issued by peer \
+                 {:?} grants no admin here",
+                auth.gateway, token.issuer
+            )),
+        ));
     }
     caller
         .principal

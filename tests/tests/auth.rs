@@ -446,9 +446,38 @@ async fn mutual_tls_needs_a_mesh_certificate_and_peer_tokens_need_the_peers_cert
     let mut client = lasair.client(Some(&fink_cert), Some(&peer_token)).await?;
     ensure!(read_all(&mut client, ZTF_TOPIC).await? == 45);
 
+    // A peer vouches for reads, not for who administers lasair: a token fink issues with
+    // the admin scope, with fink's own certificate, is refused by lasair's admin calls.
+    let out = fink
+        .creds(&[
+            "issue", "--sub", "fink", "--scope", "admin", "--ttl", "1h", "--aud", "lasair",
+        ])
+        .await?;
+    ensure!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let peer_admin = String::from_utf8(out.stdout)?.trim().to_owned();
+    let mut client = lasair.client(Some(&fink_cert), Some(&peer_admin)).await?;
+    let refused = client
+        .issue_credential(IssueCredentialRequest {
+            subject: "eve".into(),
+            scopes: vec!["admin".into()],
+            ttl_seconds: 600,
+            audience: String::new(),
+        })
+        .await
+        .unwrap_err();
+    ensure!(refused.code() == Code::PermissionDenied, "{refused:?}");
+    ensure!(
+        refused.message().contains("issued by this gateway"),
+        "{refused:?}"
+    );
+
     // Both refusals by identity are counted under their reasons.
     let metrics = lasair.metrics(&fink_cert).await?;
-    for reason in ["client_certificate", "peer_identity"] {
+    for reason in ["client_certificate", "peer_identity", "scope"] {
         let n = metrics.value("alertmesh_auth_refused_total", &[("reason", reason)]);
         ensure!(n == 1.0, "{reason}: {n} refusals counted, want 1");
     }
