@@ -494,6 +494,35 @@ async fn a_hostile_gateway_cannot_make_subscribe_raw_write_outside_its_folder() 
         let written = files_under(tmp.path());
         assert!(written.is_empty(), "{topic:?} wrote {written:?}");
     }
+    // A valid name, but not the topic asked for: its files would overwrite that topic's.
+    let url = hostile::Gateway {
+        topic: "ztf.other".into(),
+        message: String::new(),
+    }
+    .start()
+    .await?;
+    let run = run_cli(&[
+        "subscribe",
+        "--gateway",
+        &url,
+        "--topic",
+        "ztf.alerts",
+        "--from",
+        "earliest",
+        "--format",
+        "raw",
+        "--out",
+        &out.display().to_string(),
+    ])
+    .await?;
+    let stderr = String::from_utf8_lossy(&run.stderr);
+    assert!(!run.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("an alert of topic \"ztf.other\""),
+        "{stderr}"
+    );
+    let written = files_under(tmp.path());
+    assert!(written.is_empty(), "wrote {written:?}");
     Ok(())
 }
 

@@ -1,6 +1,6 @@
 //! The client commands. Each returns one error line for the caller to print.
 
-use std::io::{self, Write};
+use std::io::{self, IsTerminal, Write};
 use std::path::PathBuf;
 
 use alertmesh_alert::{BytesMode, Decoder, Format, JsonOptions};
@@ -84,6 +84,16 @@ pub(super) async fn subscribe(args: SubscribeArgs) -> Result<(), String> {
             match (&args.format, &args.out) {
                 (OutputFormat::Raw, Some(dir)) => {
                     let path = raw_path(dir, a)?;
+                    // Files are named by topic: one of another topic would overwrite what
+                    // an earlier subscription to that topic saved in the same directory.
+                    if a.topic != args.topic {
+                        return Err(format!(
+                            "the gateway sent an alert of topic \"{}\" on a subscription to \
+                             {:?}; nothing more is written",
+                            field(&a.topic),
+                            args.topic
+                        ));
+                    }
                     std::fs::write(&path, &a.payload)
                         .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
                     files += 1;
@@ -249,6 +259,13 @@ pub(super) async fn fetch(
         (OutputFormat::Raw, Some(path)) => {
             return std::fs::write(&path, &alert.payload)
                 .map_err(|e| format!("cannot write {}: {e}", path.display()))
+        }
+        // Binary on a terminal could hold escape sequences the terminal acts on.
+        (OutputFormat::Raw, None) if io::stdout().is_terminal() => {
+            return Err(
+                "--format raw writes the payload's bytes: redirect them to a file or use --out"
+                    .into(),
+            )
         }
         (OutputFormat::Raw, None) => io::stdout().lock().write_all(&alert.payload),
         (OutputFormat::Json, _) => writeln!(io::stdout().lock(), "{}", decoded_json(&alert)),

@@ -120,7 +120,11 @@ type Described = (Gateway, v1::GatewayDescription, u64);
 /// names, is it asked again with the token, to list them.
 async fn describe(gateway: &Gateway) -> Result<(v1::GatewayDescription, u64), String> {
     let once = |g: Gateway| async move {
-        let mut client = g.connect().await.map_err(|e| e.to_string())?;
+        let mut client = g
+            .connect()
+            .await
+            .map_err(|e| e.to_string())?
+            .with_max_message_bytes(MAX_DESCRIPTION_BYTES);
         let response = client
             .grpc()
             .describe_gateway(v1::DescribeGatewayRequest {})
@@ -136,6 +140,10 @@ async fn describe(gateway: &Gateway) -> Result<(v1::GatewayDescription, u64), St
     }
     once(with_token).await
 }
+
+/// Largest description taken from a gateway of a walk (one with thousands of topics
+/// takes a few hundred KB): a walk keeps up to 256 of them.
+const MAX_DESCRIPTION_BYTES: usize = 2 << 20;
 
 /// Walks the mesh breadth-first from `home`, through every gateway's mirror sources.
 /// Returns each reachable gateway's description with the [`Gateway`] it was reached as,
@@ -200,39 +208,50 @@ pub(super) async fn directory(gateway: GatewayArg, as_json: bool) -> Result<(), 
             })
             .to_string()
         } else {
-            let mut s = format!("{} ({url}, alertmesh {})\n", d.name, d.version);
+            // Every value comes from the gateway: each is one line of its own (a newline
+            // inside one would print lines that look like another gateway's).
+            let f = |text: &str| field(text);
+            let mut s = format!("{} ({}, alertmesh {})\n", f(&d.name), f(url), f(&d.version));
             for e in &d.endpoints {
-                s.push_str(&format!("  endpoint {:<5} {}\n", e.kind, e.url));
+                s.push_str(&format!("  endpoint {:<5} {}\n", f(&e.kind), f(&e.url)));
             }
             for a in &d.auth {
-                let params: Vec<String> =
-                    a.params.iter().map(|(k, v)| format!("{k}={v}")).collect();
-                s.push_str(&format!("  auth     {} {}\n", a.kind, params.join(" ")));
+                let params: Vec<String> = a
+                    .params
+                    .iter()
+                    .map(|(k, v)| format!("{}={}", f(k), f(v)))
+                    .collect();
+                s.push_str(&format!("  auth     {} {}\n", f(&a.kind), params.join(" ")));
             }
             for t in &d.topics {
                 s.push_str(&format!(
                     "  topic    {} ({} {}, {} partitions)\n",
-                    t.name, t.namespace, t.format, t.partitions
+                    f(&t.name),
+                    f(&t.namespace),
+                    f(&t.format),
+                    t.partitions
                 ));
                 if !t.schema_ids.is_empty() {
                     let ids: Vec<String> = t.schema_ids.iter().map(u32::to_string).collect();
                     s.push_str(&format!(
                         "           schema ids {} at {}\n",
                         ids.join(", "),
-                        t.schema_registry
+                        f(&t.schema_registry)
                     ));
                 }
             }
             if *hidden > 0 {
                 s.push_str(&format!(
                     "  topics   {hidden} more need a token for {} (--token)\n",
-                    d.name
+                    f(&d.name)
                 ));
             }
             for p in &d.peers {
                 s.push_str(&format!(
                     "  peer     {} {} ({})\n",
-                    p.name, p.url, p.relation
+                    f(&p.name),
+                    f(&p.url),
+                    f(&p.relation)
                 ));
             }
             terminal_text(&s)

@@ -1,7 +1,7 @@
 //! `alertmesh provenance REF`: asks a gateway for the provenance graph behind a ref and
 //! prints it as a tree (`text`), W3C PROV-JSON (`prov-json`) or Graphviz (`dot`).
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::io::Write;
 
 use alertmesh_alert::AlertRef;
@@ -69,7 +69,12 @@ pub(super) async fn provenance(gateway: GatewayArg, req: Request<'_>) -> Result<
             home.for_name(&name)
         }
     };
-    let mut client = called.connect().await.map_err(|e| e.to_string())?;
+    // A gateway's graph holds at most 32 MiB of text; more is not a graph it would send.
+    let mut client = called
+        .connect()
+        .await
+        .map_err(|e| e.to_string())?
+        .with_max_message_bytes(64 << 20);
     let graph = client
         .grpc()
         .provenance(v1::ProvenanceRequest {
@@ -110,10 +115,13 @@ fn edge_label(kind: &str) -> &str {
 
 /// One line per node reached from the root, indented as a tree; a node met again is
 /// named, not expanded. The flags follow.
+///
+/// The graph comes from a gateway, so its size is the gateway's to choose: the tree is
+/// walked with a stack of its own (not recursion), each node's edges and description are
+/// looked up once, and it is at most [`MAX_TREE_DEPTH`] levels deep.
 pub(super) fn text(g: &v1::ProvenanceGraph) -> String {
     let mut out = String::new();
-    let mut seen = HashSet::new();
-    line(g, &g.root, "", "", &mut seen, &mut out);
+    Tree::new(g).write(&mut out);
     if g.depth_limited {
         out.push_str("stopped: depth limit reached (--depth)\n");
     }
@@ -133,74 +141,118 @@ pub(super) fn text(g: &v1::ProvenanceGraph) -> String {
     out.trim_end().to_owned()
 }
 
-fn describe(g: &v1::ProvenanceGraph, id: &str) -> String {
-    if let Some(e) = g.entities.iter().find(|e| e.id == id) {
-        let mut s = format!("{}  {}", e.id, e.kind);
-        if !e.key.is_empty() {
-            s.push_str(&format!("  {}", e.key));
-        }
-        if let Some(t) = e.timestamp.as_ref().map(rfc3339) {
-            if let Some(t) = t.as_str() {
-                s.push_str(&format!("  {t}"));
-            }
-        }
-        if e.resolved && e.origin == e.id {
-            s.push_str("  (entered the mesh here)");
-        }
-        if !e.resolved {
-            s.push_str(&format!("  [unresolved: {}]", e.unresolved_reason));
-        }
-        return s;
-    }
-    if let Some(a) = g.activities.iter().find(|a| a.id == id) {
-        let mut s = format!("{} {}", a.name, a.version).trim().to_owned();
-        if !a.parameters.is_empty() {
-            s.push_str(&format!(" {}", a.parameters));
-        }
-        return s;
-    }
-    if let Some(a) = g.agents.iter().find(|a| a.id == id) {
-        return format!("{} ({})", a.id, a.kind);
-    }
-    id.to_owned()
+/// Levels of the text tree shown below the root (a walk follows at most 64 links, each
+/// two or three levels here).
+const MAX_TREE_DEPTH: usize = 256;
+
+/// A graph indexed for writing it as a tree.
+struct Tree<'g> {
+    g: &'g v1::ProvenanceGraph,
+    /// Per node, the edges it leaves by, in the graph's order; an activity's inputs that
+    /// are also the record's derivation are left out (shown once, there).
+    children: HashMap<&'g str, Vec<&'g v1::ProvEdge>>,
+    entities: HashMap<&'g str, &'g v1::ProvEntity>,
+    activities: HashMap<&'g str, &'g v1::ProvActivity>,
+    agents: HashMap<&'g str, &'g v1::ProvAgent>,
 }
 
-fn line(
-    g: &v1::ProvenanceGraph,
-    id: &str,
-    label: &str,
-    indent: &str,
-    seen: &mut HashSet<String>,
-    out: &mut String,
-) {
-    let again = !seen.insert(id.to_owned());
-    out.push_str(&format!(
-        "{label}{}{}\n",
-        describe(g, id),
-        if again { "  (shown above)" } else { "" }
-    ));
-    if again {
-        return;
+impl<'g> Tree<'g> {
+    fn new(g: &'g v1::ProvenanceGraph) -> Self {
+        let derived: HashSet<&str> = g
+            .edges
+            .iter()
+            .filter(|e| e.kind == "derived_from")
+            .map(|e| e.to.as_str())
+            .collect();
+        let mut children: HashMap<&str, Vec<&v1::ProvEdge>> = HashMap::new();
+        for e in &g.edges {
+            if !(e.kind == "used" && derived.contains(e.to.as_str())) {
+                children.entry(e.from.as_str()).or_default().push(e);
+            }
+        }
+        // The first of equal ids wins, as a search in order would find it.
+        let mut entities = HashMap::new();
+        for e in &g.entities {
+            entities.entry(e.id.as_str()).or_insert(e);
+        }
+        let mut activities = HashMap::new();
+        for a in &g.activities {
+            activities.entry(a.id.as_str()).or_insert(a);
+        }
+        let mut agents = HashMap::new();
+        for a in &g.agents {
+            agents.entry(a.id.as_str()).or_insert(a);
+        }
+        Tree {
+            g,
+            children,
+            entities,
+            activities,
+            agents,
+        }
     }
-    // An activity's inputs that are also the record's derivation are shown once, there.
-    let derived: HashSet<&str> = g
-        .edges
-        .iter()
-        .filter(|e| e.kind == "derived_from")
-        .map(|e| e.to.as_str())
-        .collect();
-    let children: Vec<&v1::ProvEdge> = g
-        .edges
-        .iter()
-        .filter(|e| e.from == id)
-        .filter(|e| !(e.kind == "used" && derived.contains(e.to.as_str())))
-        .collect();
-    for (i, e) in children.iter().enumerate() {
-        let last = i + 1 == children.len();
-        let branch = if last { "└─ " } else { "├─ " };
-        let next = format!("{indent}{}", if last { "   " } else { "│  " });
-        let label = format!("{indent}{branch}{}: ", edge_label(&e.kind));
-        line(g, &e.to, &label, &next, seen, out);
+
+    fn write(&self, out: &mut String) {
+        let mut seen: HashSet<&str> = HashSet::new();
+        // (node, its label, the indent of its children, its depth), next on top.
+        let mut stack = vec![(self.g.root.as_str(), String::new(), String::new(), 0usize)];
+        while let Some((id, label, indent, depth)) = stack.pop() {
+            let again = !seen.insert(id);
+            // One line per node, whatever its strings hold (a newline in one would print
+            // a line that looks like another node's).
+            out.push_str(&format!(
+                "{label}{}{}\n",
+                alertmesh_alert::echo::line(&self.describe(id), 4096),
+                if again { "  (shown above)" } else { "" }
+            ));
+            let children = match self.children.get(id) {
+                Some(c) if !again => c,
+                _ => continue,
+            };
+            if depth == MAX_TREE_DEPTH {
+                out.push_str(&format!("{indent}└─ … (deeper links not shown)\n"));
+                continue;
+            }
+            for (i, e) in children.iter().enumerate().rev() {
+                let last = i + 1 == children.len();
+                let branch = if last { "└─ " } else { "├─ " };
+                let next = format!("{indent}{}", if last { "   " } else { "│  " });
+                let label = format!("{indent}{branch}{}: ", edge_label(&e.kind));
+                stack.push((e.to.as_str(), label, next, depth + 1));
+            }
+        }
+    }
+
+    fn describe(&self, id: &str) -> String {
+        if let Some(e) = self.entities.get(id) {
+            let mut s = format!("{}  {}", e.id, e.kind);
+            if !e.key.is_empty() {
+                s.push_str(&format!("  {}", e.key));
+            }
+            if let Some(t) = e.timestamp.as_ref().map(rfc3339) {
+                if let Some(t) = t.as_str() {
+                    s.push_str(&format!("  {t}"));
+                }
+            }
+            if e.resolved && e.origin == e.id {
+                s.push_str("  (entered the mesh here)");
+            }
+            if !e.resolved {
+                s.push_str(&format!("  [unresolved: {}]", e.unresolved_reason));
+            }
+            return s;
+        }
+        if let Some(a) = self.activities.get(id) {
+            let mut s = format!("{} {}", a.name, a.version).trim().to_owned();
+            if !a.parameters.is_empty() {
+                s.push_str(&format!(" {}", a.parameters));
+            }
+            return s;
+        }
+        if let Some(a) = self.agents.get(id) {
+            return format!("{} ({})", a.id, a.kind);
+        }
+        id.to_owned()
     }
 }
 
@@ -403,11 +455,12 @@ pub(super) fn dot(g: &v1::ProvenanceGraph) -> String {
             quoted(&u.id)
         ));
     }
+    let tree = Tree::new(g);
     for a in &g.activities {
         s.push_str(&format!(
             "  {} [shape=box, fillcolor=\"#9FB1FC\", label={}];\n",
             quoted(&a.id),
-            quoted(&describe(g, &a.id))
+            quoted(&tree.describe(&a.id))
         ));
     }
     for a in &g.agents {

@@ -168,3 +168,65 @@ fn dot_declares_every_node_and_escapes_labels() {
         assert_eq!(unescaped.matches('"').count() % 2, 0, "{l}");
     }
 }
+
+/// A gateway chooses the graph: a chain 100 000 links deep or a star of 100 000 edges is
+/// written (the chain cut at MAX_TREE_DEPTH levels) without recursion and without
+/// searching the whole graph per node.
+#[test]
+fn a_huge_graph_from_a_gateway_is_written_in_bounded_depth() {
+    let n = 100_000;
+    let node = |i: usize| format!("am://g/t/0/{i}");
+    let chain = v1::ProvenanceGraph {
+        root: node(0),
+        edges: (0..n)
+            .map(|i| v1::ProvEdge {
+                kind: "derived_from".into(),
+                from: node(i),
+                to: node(i + 1),
+            })
+            .collect(),
+        ..Default::default()
+    };
+    let out = text(&chain);
+    assert_eq!(
+        out.lines().count(),
+        MAX_TREE_DEPTH + 2,
+        "root, levels, the cut"
+    );
+    assert!(
+        out.ends_with("… (deeper links not shown)"),
+        "{}",
+        &out[out.len() - 200..]
+    );
+    let star = v1::ProvenanceGraph {
+        root: node(0),
+        edges: (1..=n)
+            .map(|i| v1::ProvEdge {
+                kind: "derived_from".into(),
+                from: node(0),
+                to: node(i),
+            })
+            .collect(),
+        ..Default::default()
+    };
+    assert_eq!(text(&star).lines().count(), n + 1);
+    assert!(dot(&star).contains(&node(n)));
+}
+
+/// A node's strings come from gateways: a newline in one stays inside its line.
+#[test]
+fn a_newline_in_a_node_cannot_forge_a_line() {
+    let g = v1::ProvenanceGraph {
+        root: "am://g/t/0/0".into(),
+        entities: vec![v1::ProvEntity {
+            id: "am://g/t/0/0".into(),
+            kind: "alert\nam://lasair/ztf/0/1  alert  (entered the mesh here)".into(),
+            resolved: true,
+            ..Default::default()
+        }],
+        ..Default::default()
+    };
+    let out = text(&g);
+    assert_eq!(out.lines().count(), 1, "{out}");
+    assert!(out.contains("\\n"), "{out}");
+}
