@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import bz2
 import io
 import json
+import lzma
 import re
+import zlib
 from typing import Any
 
 import fastavro
@@ -85,13 +88,13 @@ def decode_payload(payload: bytes, fmt: str) -> dict[str, Any]:
             (its schema lives in a registry; subscribe with ``decode="gateway"``).
     """
     if fmt == "avro-ocf":
+        check_container(payload)
         try:
-            records = list(fastavro.reader(io.BytesIO(payload)))
+            record = next(iter(fastavro.reader(io.BytesIO(payload))), None)
         except Exception as e:  # fastavro raises several unrelated types
             raise DecodeError(f"not a valid Avro object container file: {e}") from e
-        if not records:
+        if record is None:
             raise DecodeError("the Avro object container file holds no record")
-        record = records[0]
         if not isinstance(record, dict):
             raise DecodeError("the Avro record is not a record type")
         return record
@@ -107,3 +110,167 @@ def decode_payload(payload: bytes, fmt: str) -> dict[str, Any]:
         f"cannot decode format {fmt!r} on the client (Confluent-framed Avro needs the "
         "registry's schema); use decode='gateway'"
     )
+
+
+#: Most bytes one container block may decompress to (as the gateway's decoder allows).
+MAX_BLOCK_BYTES = 64 << 20
+
+_MAGIC = b"Obj\x01"
+
+
+class _Bytes:
+    """Avro's binary encoding, read from the front of a payload."""
+
+    def __init__(self, data: bytes) -> None:
+        self.data = data
+        self.pos = 0
+
+    def long(self) -> int:
+        shift, n = 0, 0
+        while True:
+            if self.pos >= len(self.data) or shift > 63:
+                raise DecodeError("truncated or overlong Avro number")
+            b = self.data[self.pos]
+            self.pos += 1
+            n |= (b & 0x7F) << shift
+            if not b & 0x80:
+                return (n >> 1) ^ -(n & 1)
+            shift += 7
+
+    def take(self, n: int) -> bytes:
+        if n < 0 or self.pos + n > len(self.data):
+            raise DecodeError("truncated Avro object container file")
+        out = self.data[self.pos : self.pos + n]
+        self.pos += n
+        return out
+
+
+def _zero_bytes(schema: Any, named: dict[str, Any], seen: frozenset[str] = frozenset()) -> bool:
+    """Whether a value of ``schema`` can take no bytes on the wire (a null, an empty record)."""
+    if isinstance(schema, str):
+        if schema in named and schema not in seen:
+            return _zero_bytes(named[schema], named, seen | {schema})
+        return schema == "null"
+    if isinstance(schema, list):
+        return False  # a union's branch index takes a byte
+    if not isinstance(schema, dict):
+        return False
+    kind = schema.get("type")
+    name = schema.get("name")
+    if isinstance(name, str) and kind in ("record", "error", "fixed", "enum"):
+        named.setdefault(name, schema)
+    if kind in ("record", "error"):
+        return all(_zero_bytes(f.get("type"), named, seen) for f in schema.get("fields", []))
+    if kind == "fixed":
+        return schema.get("size") == 0
+    if isinstance(kind, (str, list, dict)) and kind not in ("array", "map", "enum"):
+        return _zero_bytes(kind, named, seen)
+    return False
+
+
+def _arrays_of_nothing(schema: Any, named: dict[str, Any]) -> bool:
+    """Whether ``schema`` has an array or map whose items may take no bytes."""
+    stack = [schema]
+    visited: set[int] = set()
+    while stack:
+        s = stack.pop()
+        if id(s) in visited:
+            continue
+        visited.add(id(s))
+        if isinstance(s, list):
+            stack.extend(s)
+        elif isinstance(s, dict):
+            kind = s.get("type")
+            if kind == "array" and _zero_bytes(s.get("items"), named):
+                return True
+            if kind == "map" and _zero_bytes(s.get("values"), named):
+                return True
+            if isinstance(kind, (list, dict)):
+                stack.append(kind)
+            stack.extend(f.get("type") for f in s.get("fields", []) if isinstance(f, dict))
+            stack.extend(s[k] for k in ("items", "values") if k in s)
+    return False
+
+
+def _inflated(codec: str, block: bytes) -> int:
+    """The decompressed size of ``block``, at most ``MAX_BLOCK_BYTES + 1``."""
+    limit = MAX_BLOCK_BYTES + 1
+    try:
+        if codec == "null":
+            return len(block)
+        if codec == "deflate":
+            return len(zlib.decompressobj(-15).decompress(block, limit))
+        if codec == "bzip2":
+            return len(bz2.BZ2Decompressor().decompress(block, limit))
+        if codec == "xz":
+            return len(lzma.LZMADecompressor().decompress(block, limit))
+        if codec == "snappy":
+            # The block starts with its decompressed length, as a varint.
+            n, shift = 0, 0
+            for b in block[:5]:
+                n |= (b & 0x7F) << shift
+                if not b & 0x80:
+                    return n
+                shift += 7
+            raise DecodeError("malformed snappy block")
+    except (zlib.error, OSError, lzma.LZMAError, EOFError) as e:
+        raise DecodeError(f"a compressed block does not decompress: {e}") from e
+    raise DecodeError(
+        f"cannot check blocks of codec {codec!r} on the client; use decode='gateway'"
+    )
+
+
+def check_container(payload: bytes) -> None:
+    """Refuses an Avro container file that fastavro could not decode in bounded memory.
+
+    The payload comes from Kafka through a gateway: anyone who may write to the topic
+    chose it. fastavro inflates every block whole and believes every count, so a few bytes
+    can ask it for gigabytes: a block that decompresses past ``MAX_BLOCK_BYTES``, a block
+    announcing more records than it has bytes (records of an empty schema take none), or a
+    schema with arrays or maps of items that take no bytes (nulls) are refused here, as the
+    gateway's own decoder refuses them; ``decode="gateway"`` decodes on the gateway.
+    """
+    r = _Bytes(payload)
+    if r.take(4) != _MAGIC:
+        raise DecodeError("not an Avro object container file (bad magic)")
+    meta: dict[str, bytes] = {}
+    while True:
+        count = r.long()
+        if count == 0:
+            break
+        if count < 0:
+            r.long()
+            count = -count
+        for _ in range(count):
+            key = r.take(r.long())
+            meta[key.decode("utf-8", "replace")] = r.take(r.long())
+    sync = r.take(16)
+    codec = meta.get("avro.codec", b"null").decode("utf-8", "replace") or "null"
+    try:
+        schema = json.loads(meta.get("avro.schema", b""))
+    except ValueError as e:
+        raise DecodeError(f"the container's schema is not JSON: {e}") from e
+    if _arrays_of_nothing(schema, {}):
+        raise DecodeError(
+            "the writer schema has an array or map of values that take no bytes (such as "
+            "null), whose counts cannot be bounded on the client; use decode='gateway'"
+        )
+    while r.pos < len(payload):
+        records = r.long()
+        size = r.long()
+        block = r.take(size)
+        if r.take(16) != sync:
+            raise DecodeError("sync marker mismatch after a block")
+        inflated = _inflated(codec, block)
+        if inflated > MAX_BLOCK_BYTES:
+            raise DecodeError(f"a block decompresses past {MAX_BLOCK_BYTES} bytes")
+        if records < 0 or records > max(inflated, 1):
+            raise DecodeError(f"a block announces {records} records in {inflated} bytes")
+
+
+def shown(text: object, limit: int = 256) -> str:
+    """Text from a gateway as a log line shows it: quoted and escaped (no control
+    characters reach a terminal), cut after ``limit`` characters."""
+    text = "" if text is None else str(text)
+    cut = text[:limit]
+    return repr(cut) + (f"...({len(text)} chars)" if len(text) > limit else "")

@@ -15,7 +15,7 @@ import grpc
 
 from alertmesh._proto import alertmesh_pb2 as pb
 from alertmesh._proto import alertmesh_pb2_grpc as pb_grpc
-from alertmesh.decode import from_gateway_json
+from alertmesh.decode import from_gateway_json, shown
 from alertmesh.errors import from_rpc_error, is_transient
 from alertmesh.models import Alert
 from alertmesh.stream import Backoff, CancellableStream
@@ -117,7 +117,7 @@ class QueryStream(CancellableStream):
                 delay = self._backoff.delay()
                 log.warning(
                     "alertmesh: query %s interrupted (%s: %s); resuming in %.1fs",
-                    self._request.name, err.code().name, err.details(), delay,
+                    self._request.name, err.code().name, shown(err.details()), delay,
                 )
                 self.reconnects += 1
                 if self._closed.wait(delay):

@@ -25,7 +25,7 @@ import grpc
 
 from alertmesh._proto import alertmesh_pb2 as pb
 from alertmesh._proto import alertmesh_pb2_grpc as pb_grpc
-from alertmesh.decode import decode_payload, from_gateway_json, mesh_key, omit_cutouts
+from alertmesh.decode import decode_payload, from_gateway_json, mesh_key, omit_cutouts, shown
 from alertmesh.errors import DecodeError, from_rpc_error, is_transient
 from alertmesh.models import Alert, Skipped
 from alertmesh.positions import offsets_pb, timestamp
@@ -186,7 +186,7 @@ class Subscription(CancellableStream):
                 delay = self._backoff.delay()
                 log.warning(
                     "alertmesh: stream of %s interrupted (%s: %s); reconnecting in %.1fs",
-                    request.topic, err.code().name, err.details(), delay,
+                    request.topic, err.code().name, shown(err.details()), delay,
                 )
                 self.reconnects += 1
                 if self._replicas:
@@ -204,7 +204,7 @@ class Subscription(CancellableStream):
         if self._on_skipped is not None:
             self._on_skipped(s)
         else:
-            log.warning("alertmesh: gateway skipped %s: %s", s.ref, s.reason)
+            log.warning("alertmesh: gateway skipped %s: %s", shown(s.ref), shown(s.reason))
 
     def _convert(self, m: pb.Alert) -> Alert:
         alert = Alert.from_pb(m)

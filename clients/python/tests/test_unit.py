@@ -190,3 +190,56 @@ def test_directory_sends_the_token_only_to_the_configured_gateway() -> None:
     finally:
         for server in servers:
             server.stop(None)
+
+
+def _ocf(schema: str, blocks: list[tuple[int, bytes]], codec: str = "null") -> bytes:
+    """An Avro container file of ``schema`` whose blocks are (record count, data)."""
+
+    def long(n: int) -> bytes:
+        z = ((n << 1) ^ (n >> 63)) & ((1 << 64) - 1)
+        out = bytearray()
+        while True:
+            b, z = z & 0x7F, z >> 7
+            if not z:
+                out.append(b)
+                return bytes(out)
+            out.append(b | 0x80)
+
+    def text(t: bytes) -> bytes:
+        return long(len(t)) + t
+
+    sync = bytes([7] * 16)
+    out = b"Obj\x01" + long(2) + text(b"avro.schema") + text(schema.encode())
+    out += text(b"avro.codec") + text(codec.encode()) + long(0) + sync
+    for count, data in blocks:
+        out += long(count) + long(len(data)) + data + sync
+    return out
+
+
+def test_hostile_containers_are_refused_before_fastavro_reads_them() -> None:
+    """Payloads of a few bytes that once asked fastavro for gigabytes (anyone who may write
+    to a topic chooses them): a clear DecodeError each, in bounded memory."""
+    import zlib
+
+    from alertmesh.decode import decode_payload
+    from alertmesh.errors import DecodeError
+
+    empty = '{"type":"record","name":"r","fields":[]}'
+    with pytest.raises(DecodeError, match="announces"):
+        decode_payload(_ocf(empty, [(1 << 62, b"")]), "avro-ocf")
+    nulls = '{"type":"record","name":"r","fields":[{"name":"xs","type":{"type":"array","items":"null"}}]}'
+    with pytest.raises(DecodeError, match="take no bytes"):
+        decode_payload(_ocf(nulls, [(1, bytes([0xFE, 0xFF, 0xFF, 0x03]) * 250 + b"\0")]), "avro-ocf")
+    # 100 MB of zeros in a bytes field, deflated to about 100 KB.
+    blob = '{"type":"record","name":"r","fields":[{"name":"b","type":"bytes"}]}'
+    deflate = zlib.compressobj(9, zlib.DEFLATED, -15)
+    n = 100 << 20
+    datum = bytes([0x80, 0x80, 0x80, 0x64]) + bytes(n)  # zigzag varint of 100 MiB, then the bytes
+    block = deflate.compress(datum) + deflate.flush()
+    assert len(block) < 200_000
+    with pytest.raises(DecodeError, match="decompresses past"):
+        decode_payload(_ocf(blob, [(1, block)], "deflate"), "avro-ocf")
+    # A real alert still decodes, and only its first record is read.
+    fixtures = Path(__file__).resolve().parents[3] / "alert" / "tests" / "fixtures"
+    for path in sorted(fixtures.rglob("*.avro"))[:20]:
+        assert isinstance(decode_payload(path.read_bytes(), "avro-ocf"), dict), path
