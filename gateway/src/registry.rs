@@ -47,6 +47,14 @@ const MAX_FAILURES: usize = 4096;
 /// hostile registry answers) cannot grow memory without bound.
 const MAX_LEARNED: usize = 10_000;
 
+/// Schema text learned from registries at most, in bytes: each answer may be 1 MiB, so
+/// the count alone would let a hostile registry fill gigabytes. (Unit tests reach a
+/// smaller one with a few schemas.)
+#[cfg(not(test))]
+const MAX_LEARNED_BYTES: usize = 64 << 20;
+#[cfg(test)]
+const MAX_LEARNED_BYTES: usize = 1 << 20;
+
 /// The id of a `[[mappings]]` schema with this fingerprint.
 pub(crate) fn mapped_id(fingerprint: u64) -> u32 {
     MAPPED_IDS.start + (fingerprint % u64::from(MAPPED_IDS.start)) as u32
@@ -126,13 +134,20 @@ pub(crate) struct Schemas {
     inner: Arc<Inner>,
 }
 
+/// A schema id and the registries (by index) that failed to give it.
+type FailedLookup = (u32, Vec<usize>);
+
 #[derive(Debug)]
 struct Inner {
     registries: Vec<RegistryClient>,
     known: RwLock<BTreeMap<u32, Known>>,
     /// One lock per id being fetched: the first caller fetches, the others wait for it.
     flights: Mutex<HashMap<u32, Arc<tokio::sync::Mutex<()>>>>,
-    failures: Mutex<HashMap<u32, (Instant, String)>>,
+    /// Failed lookups, by id and the registries asked (a miss in one registry says
+    /// nothing of another's ids).
+    failures: Mutex<HashMap<FailedLookup, (Instant, String)>>,
+    /// Bytes of schema text learned from registries so far.
+    learned_bytes: std::sync::atomic::AtomicUsize,
     /// Grows when a mirror without `destination` names the topic it writes (see
     /// [`Schemas::watch_mirrors`]).
     topics: RwLock<BTreeMap<String, TopicSchemas>>,
@@ -266,6 +281,7 @@ impl Schemas {
                 known: RwLock::new(known),
                 flights: Mutex::default(),
                 failures: Mutex::default(),
+                learned_bytes: std::sync::atomic::AtomicUsize::new(0),
                 topics: RwLock::new(topics),
                 pending: Mutex::new(pending),
                 destinations: OnceLock::new(),
@@ -484,7 +500,7 @@ impl Inner {
         };
         {
             let failures = self.failures.lock().unwrap_or_else(|p| p.into_inner());
-            if let Some((at, reason)) = failures.get(&id) {
+            if let Some((at, reason)) = failures.get(&(id, registries.to_vec())) {
                 if at.elapsed() < RETRY_AFTER {
                     self.metrics.count(LookupResult::recently_failed);
                     return Err(if reason.is_empty() {
@@ -505,9 +521,24 @@ impl Inner {
                         "more than {MAX_LEARNED} schema ids learned; not keeping more"
                     ));
                 }
+                Ok(text)
+                    if self
+                        .learned_bytes
+                        .load(std::sync::atomic::Ordering::Relaxed)
+                        + text.len()
+                        > MAX_LEARNED_BYTES =>
+                {
+                    self.metrics.count(LookupResult::garbage);
+                    last = FetchError::Garbage(format!(
+                        "more than {} MiB of schema text learned; not keeping more",
+                        MAX_LEARNED_BYTES >> 20
+                    ));
+                }
                 Ok(text) => match WriterSchema::parse(&text) {
                     Ok(parsed) => {
                         self.metrics.count(LookupResult::ok);
+                        self.learned_bytes
+                            .fetch_add(text.len(), std::sync::atomic::Ordering::Relaxed);
                         let k = known_of(
                             Arc::new(parsed.schema().clone()),
                             Some(text),
@@ -544,7 +575,7 @@ impl Inner {
         if failures.len() >= MAX_FAILURES {
             failures.clear();
         }
-        failures.insert(id, (Instant::now(), reason.clone()));
+        failures.insert((id, registries.to_vec()), (Instant::now(), reason.clone()));
         Err(if reason.is_empty() {
             AlertError::UnknownSchemaId(id)
         } else {

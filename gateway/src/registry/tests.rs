@@ -263,6 +263,26 @@ mod served {
         }
     }
 
+    /// Learned schema text is bounded in bytes, not only in count (a hostile registry may
+    /// answer every id with a schema of up to 1 MiB).
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn learned_schemas_are_bounded_in_bytes() {
+        let large = |i: u32| {
+            format!(
+                r#"{{"type":"record","name":"alert{i}","doc":"{}","fields":[{{"name":"diaSourceId","type":"long"}}]}}"#,
+                "x".repeat(400 << 10)
+            )
+        };
+        let registry = start((901..=903).map(|i| (i, large(i))).collect(), Mode::Serve).await;
+        let schemas = Schemas::new(&config(&registry.url, None)).unwrap();
+        assert!(schemas.resolve(901).is_ok());
+        assert!(schemas.resolve(902).is_ok());
+        let err = schemas.resolve(903).unwrap_err().to_string();
+        assert!(err.contains("MiB of schema text learned"), "{err}");
+        // What was learned stays served.
+        assert!(schemas.resolve(901).is_ok());
+    }
+
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_registry_that_never_answers_times_out() {
         let registry = start(BTreeMap::new(), Mode::Hang).await;
