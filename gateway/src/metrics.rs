@@ -142,6 +142,7 @@ pub(crate) struct Metrics {
     pub archive_rows: Family<ArchiveLabels, Counter>,
     pub archive_lag: Family<ArchiveLabels, Gauge>,
     pub archive_errors: Family<ArchiveLabels, Counter>,
+    pub archive_undecodable: Family<ArchiveLabels, Counter>,
     pub published: Family<TopicLabels, Counter>,
     pub publish_batches: Family<TopicLabels, Counter>,
     pub publish_duplicates: Family<TopicLabels, Counter>,
@@ -234,6 +235,11 @@ impl Metrics {
             "archive_errors",
             "Times an archive's ingest stopped on an error and restarted, by archive",
             self.archive_errors.clone(),
+        );
+        r.register(
+            "archive_undecodable",
+            "Records archived whose payload did not decode (stored with NULL columns), by archive",
+            self.archive_undecodable.clone(),
         );
         r.register(
             "publish_records",

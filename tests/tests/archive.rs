@@ -365,6 +365,54 @@ async fn an_archive_of_the_ztf_fixtures_answers_like_psql_with_the_original_aler
     Ok(())
 }
 
+/// A payload that does not decode (a producer wrote anything) is still archived, with
+/// NULL columns, and counted and logged rather than passed over silently; one that would
+/// ask a decoder for gigabytes is one of them.
+#[tokio::test]
+async fn undecodable_payloads_are_archived_with_null_columns_and_counted() -> Result<()> {
+    let Some(pg) = Postgres::start_or_skip().await? else {
+        return Ok(());
+    };
+    let broker = Broker::start("archive-undecodable").await?;
+    broker.create_topic(TOPIC, 1).await?;
+    let mut records = ztf_records(1, now_ms() - 60_000, 10)?;
+    records.truncate(2);
+    // An OCF file of an empty record schema whose block announces 2^62 records.
+    let schema = br#"{"type":"record","name":"r","fields":[]}"#;
+    let mut bomb = b"Obj\x01\x02\x16avro.schema".to_vec();
+    bomb.push((schema.len() * 2) as u8);
+    bomb.extend(schema);
+    bomb.push(0);
+    bomb.extend([7u8; 16]);
+    bomb.extend([0xfe, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x7f, 0x00]);
+    bomb.extend([7u8; 16]);
+    for payload in [bytes::Bytes::from_static(b"not avro"), bomb.into()] {
+        let mut r = records[0].clone();
+        r.payload = payload;
+        records.push(r);
+    }
+    broker.produce_all(TOPIC, &records).await?;
+    let mut gateway = Gateway::start(&spec(&broker, &pg, 16)).await?;
+    wait_rows(&pg, 4).await?;
+    let stored = psql_rows(
+        &pg,
+        "select kafka_offset, candid is null, length(payload) from ztf_alerts order by kafka_offset",
+    )?;
+    let nulls: Vec<&str> = stored.iter().map(|r| r[1].as_str()).collect();
+    assert_eq!(nulls, ["f", "f", "t", "t"], "{stored:?}");
+    assert_eq!(stored[2][2], "8", "the payload is kept as it came");
+    gateway
+        .wait_metrics("undecodable counted", |m| {
+            m.value(
+                "alertmesh_archive_undecodable_total",
+                &[("archive", "ztf_archive")],
+            ) == 2.0
+        })
+        .await?;
+    ensure!(gateway.exited().is_none(), "the gateway stopped");
+    Ok(())
+}
+
 #[tokio::test]
 async fn the_archive_is_exactly_once_across_kill_9_during_ingest() -> Result<()> {
     let Some(pg) = Postgres::start_or_skip().await? else {

@@ -106,9 +106,26 @@ pub(crate) struct Row {
 }
 
 impl Row {
-    /// Bytes the row holds, for batching by size.
+    /// Bytes the row holds, for batching by size: everything a producer chose (headers
+    /// and text extracted from a compressed payload can be far larger than the payload).
     pub(crate) fn size(&self) -> usize {
-        128 + self.payload.len() + self.key.as_ref().map_or(0, Vec::len)
+        let text = |s: &Option<String>| s.as_ref().map_or(0, String::len);
+        let bytes = |b: &Option<Vec<u8>>| b.as_ref().map_or(0, Vec::len);
+        let cells: usize = self
+            .cells
+            .iter()
+            .map(|c| match c {
+                Cell::Text(t) => 24 + text(t),
+                _ => 16,
+            })
+            .sum();
+        128 + self.payload.len()
+            + bytes(&self.key)
+            + bytes(&self.headers)
+            + text(&self.schema)
+            + text(&self.object_id)
+            + self.r#ref.len()
+            + cells
     }
 
     pub(crate) fn params(&self) -> Vec<&(dyn ToSql + Sync)> {
@@ -164,7 +181,9 @@ impl Extractor {
     }
 
     /// The row of `alert` (the wire alert of a record, as Subscribe's native output).
-    pub(crate) fn row(&self, alert: v1::Alert) -> Row {
+    /// The row of `alert`, and why its payload did not decode when it did not (the row is
+    /// written all the same: its bytes and Kafka metadata, with NULL columns).
+    pub(crate) fn row(&self, alert: v1::Alert) -> (Row, Option<String>) {
         let decoded = self
             .decoder
             .decode_projected(self.format, &alert.payload, &self.projection)
@@ -189,6 +208,7 @@ impl Extractor {
                 None,
             ),
         };
+        let undecodable = decoded.as_ref().err().map(ToString::to_string);
         // A record keyed by its mesh key (`ZTF:ZTF18...`) names its object even when its
         // payload does not decode.
         let object_id = object_id.or_else(|| {
@@ -202,7 +222,7 @@ impl Extractor {
             }
             .encode_to_vec()
         });
-        Row {
+        let row = Row {
             object_id,
             partition: alert.partition,
             offset: alert.offset,
@@ -215,7 +235,8 @@ impl Extractor {
             key: alert.key.map(|k| k.to_vec()),
             headers,
             cells,
-        }
+        };
+        (row, undecodable)
     }
 }
 
@@ -242,6 +263,28 @@ mod tests {
             Cell::Text(Some("a\u{fffd}b".into()))
         );
         assert_eq!(Cell::of(ColumnKind::Bool, &Value::Null), Cell::Bool(None));
+    }
+
+    /// A batch is bounded by what its rows hold: a record of no payload and 1 MB of
+    /// headers, or a small payload whose text column inflated to megabytes, counts as such.
+    #[test]
+    fn a_row_counts_its_headers_and_extracted_text() {
+        let row = |headers: usize, text: usize| Row {
+            object_id: None,
+            partition: 0,
+            offset: 0,
+            timestamp_ms: None,
+            r#ref: "am://g/t/0/0".into(),
+            payload: Vec::new(),
+            schema: None,
+            key: None,
+            headers: Some(vec![0; headers]),
+            cells: vec![Cell::Text(Some("x".repeat(text))), Cell::Int(Some(1))],
+        };
+        let small = row(0, 0).size();
+        assert!(small < 512, "{small}");
+        assert!(row(1 << 20, 0).size() > 1 << 20);
+        assert!(row(0, 4 << 20).size() > 4 << 20);
     }
 }
 
@@ -288,10 +331,11 @@ mod fixture_tests {
             .decode_projected(ex.format, &payload, &ex.projection)
             .is_ok());
         let started = std::time::Instant::now();
-        let row = ex.row(v1::Alert {
+        let (row, undecodable) = ex.row(v1::Alert {
             payload: payload.into(),
             ..v1::Alert::default()
         });
+        assert_eq!(undecodable, None);
         eprintln!("one row in {:?}", started.elapsed());
         assert!(matches!(row.cells[0], Cell::Int(Some(_))));
         assert!(matches!(row.cells[1], Cell::Float(Some(_))));

@@ -162,6 +162,11 @@ async fn once(job: &Job) -> Result<std::convert::Infallible, Failure> {
     let reader = Reader {
         next,
         lag: job.metrics.archive_lag.get_or_create(&labels).clone(),
+        undecodable: job
+            .metrics
+            .archive_undecodable
+            .get_or_create(&labels)
+            .clone(),
         consumer,
         topic: a.topic.clone(),
         ctx,
@@ -235,6 +240,8 @@ struct Reader {
     /// The next offset per partition: where the table ends, then past what was read.
     next: BTreeMap<i32, i64>,
     lag: prometheus_client::metrics::gauge::Gauge,
+    /// Rows whose payload did not decode (stored with NULL columns).
+    undecodable: prometheus_client::metrics::counter::Counter,
     consumer: crate::kafka::GatewayConsumer,
     topic: String,
     ctx: Arc<AlertContext>,
@@ -268,7 +275,18 @@ impl Reader {
                     let record: Record = Record::from_kafka(&m, &self.ctx, &mut arena);
                     let alert = self.ctx.alert(&record);
                     self.next.insert(record.partition, record.offset + 1);
-                    let row = self.extractor.row(alert);
+                    let (row, undecodable) = self.extractor.row(alert);
+                    if let Some(reason) = undecodable {
+                        self.undecodable.inc();
+                        if let Some(suppressed) = UNDECODABLE.admit() {
+                            tracing::warn!(
+                                archive_ref = %row.r#ref,
+                                error = %alertmesh_alert::echo::shown(&reason, 256),
+                                suppressed,
+                                "archived a payload that does not decode (NULL columns)"
+                            );
+                        }
+                    }
                     bytes += row.size();
                     batch.push(row);
                 }
@@ -315,3 +333,6 @@ impl Reader {
         self.lag.set(lag);
     }
 }
+
+/// Logs of undecodable payloads, which a producer can repeat.
+static UNDECODABLE: alertmesh_mirror::limit::RateLimit = alertmesh_mirror::limit::RateLimit::new();

@@ -229,7 +229,14 @@ async fn send(
         Handled::Copied(_) => Handled::Copied(out.timestamp),
         other => other,
     };
-    let bytes = out.payload.len();
+    // Headers and key count with the payload: they go out in the same record.
+    let bytes = out.payload.len()
+        + out.key.as_ref().map_or(0, Vec::len)
+        + out
+            .headers
+            .iter()
+            .map(|(k, v)| 16 + k.len() + v.as_ref().map_or(0, Vec::len))
+            .sum::<usize>();
     let headers = headers(&out);
     loop {
         let mut record = FutureRecord::to(topic)

@@ -197,7 +197,6 @@ impl Remote {
                     skip_before[p as usize] = None;
                 }
                 let payload = Bytes::copy_from_slice(m.payload().unwrap_or_default());
-                bytes += payload.len();
                 let headers: provenance::Headers = m
                     .headers()
                     .map(|hs| {
@@ -207,6 +206,14 @@ impl Remote {
                     })
                     .unwrap_or_default();
                 let schema = provenance::header(&headers, headers::SCHEMA).map(str::to_owned);
+                // What the record holds, headers and key too: a producer can put megabytes
+                // there with an empty payload.
+                bytes += payload.len()
+                    + m.key().map_or(0, <[u8]>::len)
+                    + headers
+                        .iter()
+                        .map(|(k, v)| 16 + k.len() + v.as_ref().map_or(0, Vec::len))
+                        .sum::<usize>();
                 batch.push(SourceRecord {
                     partition: p,
                     offset: m.offset(),
