@@ -226,9 +226,11 @@ impl Extractor {
             object_id,
             partition: alert.partition,
             offset: alert.offset,
-            timestamp_ms: alert
-                .timestamp
-                .map(|t| t.seconds * 1000 + i64::from(t.nanos) / 1_000_000),
+            timestamp_ms: alert.timestamp.and_then(|t| {
+                t.seconds
+                    .checked_mul(1000)?
+                    .checked_add(i64::from(t.nanos) / 1_000_000)
+            }),
             r#ref: text(&alert.r#ref),
             payload: alert.payload.to_vec(),
             schema: (!alert.schema.is_empty()).then(|| text(&alert.schema)),

@@ -222,9 +222,15 @@ impl Peer {
 /// A streamed alert in the mirror's terms. `am-source` is rebuilt from the peer's name,
 /// topic, partition and offset so it always matches the prefix recovery looks for.
 fn record(alert: pb::Alert, gateway: &str, prefix: &str) -> SourceRecord {
-    let timestamp = alert
-        .timestamp
-        .map(|t| t.seconds * 1000 + i64::from(t.nanos) / 1_000_000);
+    // The peer's word: a time Kafka cannot hold (before 1970, or past i64 milliseconds)
+    // is left out, and the copy gets its produce time, rather than a produce that fails
+    // on every retry.
+    let timestamp = alert.timestamp.and_then(|t| {
+        t.seconds
+            .checked_mul(1000)?
+            .checked_add(i64::from(t.nanos) / 1_000_000)
+            .filter(|ms| *ms >= 0)
+    });
     SourceRecord {
         partition: alert.partition,
         offset: alert.offset,
@@ -248,3 +254,25 @@ fn record(alert: pb::Alert, gateway: &str, prefix: &str) -> SourceRecord {
 
 /// Logs of records the source skipped, which a peer, a producer or a failing cluster can repeat.
 static SKIPPED: crate::limit::RateLimit = crate::limit::RateLimit::new();
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A peer's timestamps are its word: one Kafka cannot hold is left out (the copy gets
+    /// its produce time), never an overflow or a produce that fails on every retry.
+    #[test]
+    fn timestamps_a_kafka_record_cannot_hold_are_left_out() {
+        let at = |seconds: i64, nanos: i32| {
+            let alert = pb::Alert {
+                timestamp: Some(prost_types::Timestamp { seconds, nanos }),
+                ..pb::Alert::default()
+            };
+            record(alert, "lasair", "am://lasair/ztf").timestamp
+        };
+        assert_eq!(at(1_700_000_000, 5_000_000), Some(1_700_000_000_005));
+        assert_eq!(at(i64::MAX / 10, 0), None);
+        assert_eq!(at(-5, 0), None);
+        assert_eq!(at(0, 0), Some(0));
+    }
+}
