@@ -22,6 +22,8 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 fn main() -> ExitCode {
     // Before anything decodes Avro: apache-avro keeps the first limit set in the process.
     alertmesh_alert::limit_avro_allocations();
+    // Header names that are not UTF-8 are left out and reported where records are read.
+    alertmesh_mirror::kafka_headers::quiet_header_name_panics();
     let cli = Cli::parse();
     let serving = matches!(cli.command, Command::Serve { .. });
     init_tracing(if serving { "info" } else { "warn" });

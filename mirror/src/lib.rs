@@ -27,6 +27,7 @@ pub mod backoff;
 pub mod convert;
 mod destination;
 pub mod job;
+pub mod kafka_headers;
 pub mod limit;
 pub mod provenance;
 mod quiet;

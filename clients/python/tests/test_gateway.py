@@ -175,3 +175,87 @@ def test_errors_carry_the_gateways_message(gw: Gateway) -> None:
         list(gw.subscribe(TOPIC, **ALL, where="candidate.magpsf <"))
     with Gateway(f"http://127.0.0.1:{free_port()}", timeout=3) as nobody, pytest.raises(Unavailable):
         nobody.topics()
+
+
+def _crc32c(data: bytes) -> int:
+    crc = 0xFFFFFFFF
+    for b in data:
+        crc ^= b
+        for _ in range(8):
+            crc = (crc >> 1) ^ (0x82F63B78 if crc & 1 else 0)
+    return crc ^ 0xFFFFFFFF
+
+
+def _varint(n: int) -> bytes:
+    z = (n << 1) ^ (n >> 63)
+    out = bytearray()
+    while True:
+        b, z = z & 0x7F, z >> 7
+        if not z:
+            out.append(b)
+            return bytes(out)
+        out.append(b | 0x80)
+
+
+def produce_raw(bootstrap: str, topic: str, partition: int, value: bytes,
+                headers: list[tuple[bytes, bytes]]) -> None:
+    """Produces one record with a Produce request written here (v3, record batch v2), so
+    header names can be any bytes: client libraries only take text names."""
+    import socket
+    import struct
+    import time
+
+    def kstr(t: bytes) -> bytes:
+        return struct.pack(">h", len(t)) + t
+
+    body = b"\x00" + _varint(0) + _varint(0) + _varint(-1)  # attributes, ts delta, offset delta, null key
+    body += _varint(len(value)) + value + _varint(len(headers))
+    for k, v in headers:
+        body += _varint(len(k)) + k + _varint(len(v)) + v
+    record = _varint(len(body)) + body
+    now = int(time.time() * 1000)
+    after_crc = struct.pack(">hiqqqhii", 0, 0, now, now, -1, -1, -1, 1) + record
+    batch_tail = struct.pack(">ib", 0, 2) + struct.pack(">I", _crc32c(after_crc)) + after_crc
+    batch = struct.pack(">qi", 0, len(batch_tail)) + batch_tail
+    request = struct.pack(">hhi", 0, 3, 1) + kstr(b"alertmesh-test")
+    request += struct.pack(">h", -1) + struct.pack(">hi", -1, 10_000)  # no transaction, acks all
+    request += struct.pack(">i", 1) + kstr(topic.encode()) + struct.pack(">i", 1)
+    request += struct.pack(">ii", partition, len(batch)) + batch
+    host, port = bootstrap.rsplit(":", 1)
+    with socket.create_connection((host, int(port)), timeout=30) as sock:
+        sock.sendall(struct.pack(">i", len(request)) + request)
+        size = struct.unpack(">i", sock.recv(4, socket.MSG_WAITALL))[0]
+        answer = sock.recv(size, socket.MSG_WAITALL)
+    # correlation id, topics (1), name, partitions (1), partition, error code
+    name_len = struct.unpack(">h", answer[8:10])[0]
+    at = 10 + name_len + 4
+    error = struct.unpack(">h", answer[at + 4 : at + 6])[0]
+    assert error == 0, f"produce error {error}"
+
+
+def test_a_header_name_that_is_not_utf8_is_left_out_and_the_stream_goes_on(tmp_path: Path) -> None:
+    """Any Kafka producer may write a header name that is not UTF-8 (librdkafka does not
+    check). The record is served without that header, the others kept, and the topic's
+    readers go on: rdkafka's unwrap of the name once killed the reader thread, so the
+    stream stalled and every restart met the record again."""
+    from harness import fixture_files, start_stack
+
+    files = fixture_files()[:2]
+    stack = start_stack(tmp_path, files)
+    try:
+        produce_raw(
+            stack.bootstrap, TOPIC, 0, files[0].read_bytes(),
+            [(b"\xffname", b"x"), (b"am-note", b"kept")],
+        )
+        with Gateway(stack.url) as gw:
+            alerts = list(gw.subscribe(TOPIC, **ALL, decode="none"))
+            assert len(alerts) == 3
+            hostile = [a for a in alerts if ("am-note", b"kept") in a.headers]
+            assert len(hostile) == 1, [a.headers for a in alerts]
+            assert all(not k.startswith("\ufffd") and "name" not in k for k, _ in hostile[0].headers), hostile[0].headers
+            # The gateway still serves the topic, and said what it left out.
+            assert len(list(gw.subscribe(TOPIC, **ALL, decode="none"))) == 3
+        log = (tmp_path / "gateway.log").read_text()
+        assert "not utf-8" in log and "panicked" not in log, log[-2000:]
+    finally:
+        stack.stop()

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use alertmesh_alert::headers;
 use rdkafka::consumer::Consumer;
 use rdkafka::error::KafkaError;
-use rdkafka::message::{Headers, Message};
+use rdkafka::message::Message;
 use rdkafka::{Offset, TopicPartitionList};
 
 use super::plan::id_key;
@@ -148,13 +148,12 @@ pub(crate) fn read(
                 last_progress = Instant::now();
                 next = m.offset() + 1;
                 let Some(hs) = m.headers() else { continue };
+                let (hs, _) = alertmesh_mirror::kafka_headers::readable(hs);
                 let (mut agent, mut id) = (None, None);
-                for h in hs.iter() {
-                    match h.key {
-                        headers::AGENT => agent = h.value.and_then(|v| std::str::from_utf8(v).ok()),
-                        headers::PUBLISH_ID => {
-                            id = h.value.and_then(|v| std::str::from_utf8(v).ok())
-                        }
+                for (key, value) in hs {
+                    match key {
+                        headers::AGENT => agent = value.and_then(|v| std::str::from_utf8(v).ok()),
+                        headers::PUBLISH_ID => id = value.and_then(|v| std::str::from_utf8(v).ok()),
                         _ => {}
                     }
                 }

@@ -5,7 +5,7 @@
 use std::collections::VecDeque;
 
 use bytes::BytesMut;
-use rdkafka::message::{BorrowedMessage, Headers, Message};
+use rdkafka::message::{BorrowedMessage, Message};
 
 use super::parts::HeaderList;
 use super::pool::{ChunkPool, POOL};
@@ -98,7 +98,21 @@ impl Arena {
         // librdkafka once.
         let mut headers = HeaderList::default();
         if let Some(hs) = m.headers() {
-            headers.extend(hs.iter().map(|h| (h.key, h.value)));
+            let left_out = alertmesh_mirror::kafka_headers::for_each_readable(hs, |k, v| {
+                headers.extend(std::iter::once((k, v)));
+            });
+            if left_out > 0 {
+                if let Some(suppressed) = UNREADABLE_HEADERS.admit() {
+                    tracing::warn!(
+                        topic = %ctx.topic,
+                        partition = m.partition(),
+                        offset = m.offset(),
+                        left_out,
+                        suppressed,
+                        "record has header names that are not utf-8; served without them"
+                    );
+                }
+            }
         }
         self.write(
             ctx,
@@ -222,6 +236,10 @@ impl Drop for Arena {
         }
     }
 }
+
+/// Logs of records with header names that are not UTF-8, which a producer can repeat.
+static UNREADABLE_HEADERS: alertmesh_mirror::limit::RateLimit =
+    alertmesh_mirror::limit::RateLimit::new();
 
 #[cfg(test)]
 mod tests {

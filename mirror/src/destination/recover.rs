@@ -14,7 +14,7 @@ use rdkafka::consumer::Consumer as _;
 
 use crate::quiet::{Consumer, QuietContext};
 use rdkafka::error::KafkaError;
-use rdkafka::message::{Headers, Message};
+use rdkafka::message::Message;
 use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 
 use super::destination_error;
@@ -25,19 +25,14 @@ use crate::{Result, ResumePositions};
 pub(crate) trait Observer {
     /// Takes the headers of the record at `offset` of `topic` (read in offset order per
     /// partition); returns whether it is a copy of this mirror's source.
-    fn observe(
-        &mut self,
-        topic: &str,
-        offset: i64,
-        headers: &rdkafka::message::BorrowedHeaders,
-    ) -> bool;
+    fn observe(&mut self, topic: &str, offset: i64, headers: &[(&str, Option<&[u8]>)]) -> bool;
 }
 
 impl Observer for ResumePositions {
-    fn observe(&mut self, _: &str, _: i64, hs: &rdkafka::message::BorrowedHeaders) -> bool {
+    fn observe(&mut self, _: &str, _: i64, hs: &[(&str, Option<&[u8]>)]) -> bool {
         let mut found = false;
-        for h in hs.iter().filter(|h| h.key == headers::SOURCE) {
-            if let Some(v) = h.value {
+        for (_, value) in hs.iter().filter(|(k, _)| *k == headers::SOURCE) {
+            if let Some(v) = value {
                 found |= ResumePositions::observe(self, v);
             }
         }
@@ -46,13 +41,8 @@ impl Observer for ResumePositions {
 }
 
 impl Observer for QueryResume {
-    fn observe(
-        &mut self,
-        topic: &str,
-        offset: i64,
-        hs: &rdkafka::message::BorrowedHeaders,
-    ) -> bool {
-        let value = |name: &str| hs.iter().find(|h| h.key == name).and_then(|h| h.value);
+    fn observe(&mut self, topic: &str, offset: i64, hs: &[(&str, Option<&[u8]>)]) -> bool {
+        let value = |name: &str| hs.iter().find(|(k, _)| *k == name).and_then(|(_, v)| *v);
         match value(headers::SOURCE) {
             Some(source) => self.observe_at(topic, offset, source, value(headers::RESUME)),
             None => false,
@@ -216,7 +206,8 @@ fn read_round<O: Observer>(
                     continue;
                 };
                 let Some(hs) = m.headers() else { continue };
-                found[i] |= positions.observe(m.topic(), m.offset(), hs);
+                let (hs, _) = crate::kafka_headers::readable(hs);
+                found[i] |= positions.observe(m.topic(), m.offset(), &hs);
             }
         }
     }

@@ -10,7 +10,7 @@ use rdkafka::consumer::Consumer as _;
 
 use crate::quiet::{Consumer, QuietContext, LOST};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
-use rdkafka::message::{Headers, Message};
+use rdkafka::message::Message;
 use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 use tokio::sync::mpsc;
 
@@ -197,14 +197,27 @@ impl Remote {
                     skip_before[p as usize] = None;
                 }
                 let payload = Bytes::copy_from_slice(m.payload().unwrap_or_default());
-                let headers: provenance::Headers = m
-                    .headers()
-                    .map(|hs| {
-                        hs.iter()
-                            .map(|h| (h.key.to_owned(), h.value.map(<[u8]>::to_vec)))
+                let headers: provenance::Headers = match m.headers() {
+                    None => Vec::new(),
+                    Some(hs) => {
+                        let (readable, left_out) = crate::kafka_headers::readable(hs);
+                        if left_out > 0 {
+                            if let Some(suppressed) = UNREADABLE_HEADERS.admit() {
+                                tracing::warn!(
+                                    partition = p,
+                                    offset = m.offset(),
+                                    left_out,
+                                    suppressed,
+                                    "source record has header names that are not utf-8; copied without them"
+                                );
+                            }
+                        }
+                        readable
+                            .into_iter()
+                            .map(|(k, v)| (k.to_owned(), v.map(<[u8]>::to_vec)))
                             .collect()
-                    })
-                    .unwrap_or_default();
+                    }
+                };
                 let schema = provenance::header(&headers, headers::SCHEMA).map(str::to_owned);
                 // What the record holds, headers and key too: a producer can put megabytes
                 // there with an empty payload.
@@ -371,3 +384,6 @@ impl Remote {
             .collect())
     }
 }
+
+/// Logs of source records with header names that are not UTF-8, which a producer can repeat.
+static UNREADABLE_HEADERS: crate::limit::RateLimit = crate::limit::RateLimit::new();
