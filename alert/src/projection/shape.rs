@@ -145,6 +145,7 @@ impl Shapes {
         if depth > MAX_DEPTH {
             return Err(too_deep());
         }
+        w.charge(std::mem::size_of::<Value>())?;
         Ok(match self.get(id)? {
             Shape::Null => Value::Null,
             Shape::Boolean => Value::Boolean(w.boolean()?),
@@ -159,12 +160,21 @@ impl Shapes {
             Shape::Long(kind) => long_value(*kind, w.long()?),
             Shape::Float => Value::Float(f32::from_le_bytes(w.array()?)),
             Shape::Double => Value::Double(f64::from_le_bytes(w.array()?)),
-            Shape::Bytes => Value::Bytes(w.bytes()?.to_vec()),
-            Shape::String => Value::String(w.string()?.to_owned()),
+            Shape::Bytes => {
+                let b = w.bytes()?;
+                w.charge(b.len())?;
+                Value::Bytes(b.to_vec())
+            }
+            Shape::String => {
+                let s = w.string()?;
+                w.charge(s.len())?;
+                Value::String(s.to_owned())
+            }
             Shape::Fixed(n) => Value::Fixed(*n, w.take(*n)?.to_vec()),
             Shape::Enum(symbols) => {
                 let i = w.index(symbols.len())?;
                 let symbol = symbols.get(i).ok_or_else(|| Fail::from("bad enum index"))?;
+                w.charge(symbol.len())?;
                 Value::Enum(i as u32, symbol.clone())
             }
             Shape::Union(branches) => {
@@ -177,6 +187,7 @@ impl Shapes {
             Shape::Record(fields) => {
                 let mut out = Vec::with_capacity(fields.len());
                 for (name, f) in fields.iter() {
+                    w.charge(name.len() + std::mem::size_of::<String>())?;
                     out.push((name.clone(), self.decode(*f, w, depth + 1)?));
                 }
                 Value::Record(out)
@@ -184,6 +195,9 @@ impl Shapes {
             Shape::Array(item) => {
                 let mut items = Vec::new();
                 decode_blocks(w, |w, hint| {
+                    // Room is charged as it is reserved: nested arrays each reserve their
+                    // block's count (up to the bytes left) before any item is read.
+                    w.charge(hint.saturating_mul(std::mem::size_of::<Value>()))?;
                     items.reserve(hint);
                     items.push(self.decode(*item, w, depth + 1)?);
                     Ok(items.len())
@@ -194,8 +208,10 @@ impl Shapes {
                 let mut entries = std::collections::HashMap::new();
                 let mut n = 0;
                 decode_blocks(w, |w, hint| {
+                    w.charge(hint.saturating_mul(std::mem::size_of::<(String, Value)>()))?;
                     entries.reserve(hint);
                     let key = w.string()?.to_owned();
+                    w.charge(key.len() + std::mem::size_of::<String>())?;
                     entries.insert(key, self.decode(*value, w, depth + 1)?);
                     n += 1;
                     Ok(n)

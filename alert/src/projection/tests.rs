@@ -136,3 +136,43 @@ fn plans_are_cached_per_schema_and_projection() {
     assert!(Arc::ptr_eq(&a, &ws.plan(&projection.clone()).unwrap()));
     assert!(!Arc::ptr_eq(&a, &ws.plan(&paths(&["id"])).unwrap()));
 }
+
+/// Values that take a byte or a few on the wire but far more decoded, repeated: an enum of
+/// a 300 KB symbol 400 000 times (120 GB decoded), and 200 000 arrays of 65 536 nulls each
+/// (a few bytes per array, 3 MB decoded). Each decode is refused within its budget (64
+/// bytes decoded per byte read, at least 64 MiB) instead of taking the process's memory.
+#[test]
+fn decoded_values_are_bounded_by_the_datum_size() {
+    let symbol = "S".repeat(300_000);
+    let enums = WriterSchema::parse(&format!(
+        r#"{{"type":"record","name":"r","fields":[{{"name":"xs","type":{{"type":"array",
+        "items":{{"type":"enum","name":"e","symbols":["{symbol}"]}}}}}}]}}"#
+    ))
+    .unwrap();
+    let mut datum = vec![0x80, 0xea, 0x30]; // a block of 400 000 items (zigzag varint)
+    datum.extend(std::iter::repeat_n(0u8, 400_000));
+    datum.push(0);
+    let err = decode_bare(&Arc::new(enums), &datum)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("far more memory"), "{err}");
+
+    let nested = Arc::new(
+        WriterSchema::parse(
+            r#"{"type":"record","name":"r","fields":[{"name":"xs","type":{"type":"array",
+            "items":{"type":"array","items":"null"}}}]}"#,
+        )
+        .unwrap(),
+    );
+    let mut datum = vec![0x80, 0xb5, 0x18]; // 200 000 inner arrays
+    for _ in 0..200_000 {
+        datum.extend([0x80, 0x80, 0x08, 0x00]); // 65 536 nulls, then the end
+    }
+    datum.push(0);
+    let err = decode_bare(&nested, &datum).unwrap_err().to_string();
+    assert!(err.contains("far more memory"), "{err}");
+    // A few of them decode.
+    let mut small = vec![0x04];
+    small.extend([0x80, 0x80, 0x08, 0x00, 0x80, 0x80, 0x08, 0x00, 0x00]);
+    assert!(decode_bare(&nested, &small).is_ok());
+}

@@ -10,7 +10,16 @@ pub(crate) type Fail = Cow<'static, str>;
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Wire<'a> {
     rest: &'a [u8],
+    /// Bytes the values decoded from it may still take (see [`Wire::charge`]).
+    budget: usize,
 }
+
+/// The least memory the values of one read may take, whatever its size.
+const MIN_BUDGET: usize = 64 << 20;
+/// Memory the values of one read may take per byte read: a value that takes one byte on
+/// the wire (an enum of a long symbol, a record of long field names, an empty array) can
+/// take far more decoded, and a hostile datum repeats it.
+const BUDGET_PER_BYTE: usize = 64;
 
 fn truncated() -> Fail {
     Fail::from("truncated datum")
@@ -18,7 +27,20 @@ fn truncated() -> Fail {
 
 impl<'a> Wire<'a> {
     pub(crate) fn new(bytes: &'a [u8]) -> Self {
-        Wire { rest: bytes }
+        Wire {
+            rest: bytes,
+            budget: MIN_BUDGET.max(bytes.len().saturating_mul(BUDGET_PER_BYTE)),
+        }
+    }
+
+    /// Takes `n` bytes of the decoded values' budget, or fails: a datum whose values would
+    /// take many times its own size in memory is refused, not built.
+    #[inline]
+    pub(crate) fn charge(&mut self, n: usize) -> Result<(), Fail> {
+        self.budget = self.budget.checked_sub(n).ok_or_else(|| {
+            Fail::from("the decoded values would take far more memory than the datum holds")
+        })?;
+        Ok(())
     }
 
     /// The bytes not read yet.
