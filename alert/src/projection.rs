@@ -42,8 +42,9 @@ impl Projection {
     /// Exactly these paths (no key or position paths are added).
     pub fn new(paths: impl IntoIterator<Item = FieldPath>) -> Projection {
         let mut unique: Vec<FieldPath> = Vec::new();
+        let mut seen = std::collections::HashSet::new();
         for path in paths {
-            if !unique.contains(&path) {
+            if seen.insert(path.clone()) {
                 unique.push(path);
             }
         }

@@ -98,14 +98,25 @@ impl Expr {
 
     /// Appends the field paths it reads to `out`, skipping those already there.
     pub fn fields<'a>(&'a self, out: &mut Vec<&'a FieldPath>) {
+        let mut seen: std::collections::HashSet<&FieldPath> = out.iter().copied().collect();
+        self.collect_fields(out, &mut seen);
+    }
+
+    fn collect_fields<'a>(
+        &'a self,
+        out: &mut Vec<&'a FieldPath>,
+        seen: &mut std::collections::HashSet<&'a FieldPath>,
+    ) {
         match self {
             Expr::Compare { path, .. } | Expr::IsNull { path, .. } => {
-                if !out.contains(&path) {
+                if seen.insert(path) {
                     out.push(path);
                 }
             }
-            Expr::And(items) | Expr::Or(items) => items.iter().for_each(|e| e.fields(out)),
-            Expr::Not(inner) => inner.fields(out),
+            Expr::And(items) | Expr::Or(items) => {
+                items.iter().for_each(|e| e.collect_fields(out, seen))
+            }
+            Expr::Not(inner) => inner.collect_fields(out, seen),
         }
     }
 

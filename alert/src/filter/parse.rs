@@ -14,11 +14,16 @@ use crate::path::FieldPath;
 use crate::{Error, Result};
 
 const MAX_DEPTH: usize = 64;
+/// Most comparisons one filter makes. A filter runs on every alert of a stream and its
+/// fields are looked up in every payload: a request of a megabyte could otherwise ask for
+/// a hundred thousand per alert (a database query takes at most 4096 values as well).
+pub(crate) const MAX_COMPARISONS: usize = 4096;
 
 struct Parser<'a> {
     src: &'a str,
     pos: usize,
     depth: usize,
+    comparisons: usize,
 }
 
 /// Parses a predicate such as `candidate.magpsf < 18.5 && candidate.ndethist >= 3`.
@@ -27,6 +32,7 @@ pub(crate) fn parse(src: &str) -> Result<Expr> {
         src,
         pos: 0,
         depth: 0,
+        comparisons: 0,
     };
     let expr = p.or()?;
     p.skip_ws();
@@ -133,6 +139,10 @@ impl<'a> Parser<'a> {
     }
 
     fn comparison(&mut self) -> Result<Expr> {
+        self.comparisons += 1;
+        if self.comparisons > MAX_COMPARISONS {
+            return Err(self.error("at most 4096 comparisons in one filter"));
+        }
         self.skip_ws();
         let start = self.pos;
         let len = self

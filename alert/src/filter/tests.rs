@@ -176,3 +176,20 @@ fn filters_compose_ids_cones_and_predicates() {
     );
     assert!(Filter::object_ids(&["ZTF:bad"], &registry).is_err());
 }
+
+/// A filter runs on every alert of a stream: one of more than 4096 comparisons (a request
+/// of a megabyte holds 150 000) is a syntax error naming the limit, and collecting the
+/// fields of the largest allowed one takes no quadratic time.
+#[test]
+fn filters_have_at_most_4096_comparisons() {
+    let many = |n: usize| {
+        (0..n)
+            .map(|i| format!("f{i} < 1"))
+            .collect::<Vec<_>>()
+            .join(" || ")
+    };
+    let ok = Predicate::parse(&many(4096)).unwrap();
+    assert_eq!(ok.fields().len(), 4096);
+    let err = Predicate::parse(&many(150_000)).unwrap_err().to_string();
+    assert!(err.contains("at most 4096 comparisons"), "{err}");
+}

@@ -291,7 +291,9 @@ fn explicit_offsets(list: &v1::PartitionOffsets) -> Result<Vec<(i32, i64)>> {
                 .into(),
         ));
     }
-    let mut out: Vec<(i32, i64)> = Vec::new();
+    let mut out: Vec<(i32, i64)> = Vec::with_capacity(list.offsets.len());
+    // A set, not a scan of `out`: a request may list a hundred thousand partitions.
+    let mut listed = std::collections::HashSet::with_capacity(list.offsets.len());
     for po in &list.offsets {
         if po.offset < 0 {
             return Err(Error::InvalidArgument(format!(
@@ -299,7 +301,7 @@ fn explicit_offsets(list: &v1::PartitionOffsets) -> Result<Vec<(i32, i64)>> {
                 po.offset, po.partition
             )));
         }
-        if out.iter().any(|(p, _)| *p == po.partition) {
+        if !listed.insert(po.partition) {
             return Err(Error::InvalidArgument(format!(
                 "partition {} is listed twice in the start offsets",
                 po.partition
