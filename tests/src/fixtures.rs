@@ -100,6 +100,21 @@ pub fn synthetic_records(n: usize, size: usize, partitions: i32, base_ms: i64) -
         .collect()
 }
 
+/// One Avro object container file of one record written with `schema`.
+pub fn ocf(
+    schema: &str,
+    fields: Vec<(&str, alertmesh_alert::apache_avro::types::Value)>,
+) -> Vec<u8> {
+    use alertmesh_alert::apache_avro::{types::Value, Schema, Writer};
+    let schema = Schema::parse_str(schema).expect("test schema");
+    let mut w = Writer::new(&schema, Vec::new());
+    w.append(Value::Record(
+        fields.into_iter().map(|(k, v)| (k.to_owned(), v)).collect(),
+    ))
+    .expect("test record");
+    w.into_inner().expect("test ocf")
+}
+
 /// Milliseconds since the Unix epoch, now.
 pub fn now_ms() -> i64 {
     std::time::SystemTime::now()

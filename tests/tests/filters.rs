@@ -16,7 +16,7 @@ use serde_json::Value;
 use tonic::Code;
 
 struct Site {
-    _broker: Broker,
+    broker: Broker,
     gateway: Gateway,
 }
 
@@ -47,10 +47,7 @@ async fn keyless_site() -> Result<Site> {
     broker.produce_all(ZTF_TOPIC, &records).await?;
     let spec = GatewaySpec::new("lasair", &broker.bootstrap()).topic(ZTF_TOPIC, "ZTF", "avro-ocf");
     let gateway = Gateway::start(&spec).await?;
-    Ok(Site {
-        _broker: broker,
-        gateway,
-    })
+    Ok(Site { broker, gateway })
 }
 
 fn bounded(topic: &str) -> SubscribeRequest {
@@ -186,6 +183,50 @@ async fn json_output_decodes_alerts_and_reports_undecodable_records() -> Result<
         m.value("alertmesh_alerts_skipped_total", &[("topic", ZTF_TOPIC)]),
         1.0
     );
+    Ok(())
+}
+
+/// Once a stream's filter fits the topic's alerts, a record of another writer schema that
+/// lacks the filter's fields (anyone who may produce to the topic writes one) is skipped
+/// and reported: it does not end the stream, nor every resumption of it.
+#[tokio::test]
+async fn a_record_of_another_schema_is_skipped_not_the_end_of_a_filtered_stream() -> Result<()> {
+    use alertmesh_alert::apache_avro::types::Value as Avro;
+    let site = keyless_site().await?;
+    let other = alertmesh_tests::fixtures::ocf(
+        r#"{"type":"record","name":"x","fields":[{"name":"y","type":"long"}]}"#,
+        vec![("y", Avro::Long(7))],
+    );
+    let produced = site
+        .broker
+        .produce_all(
+            ZTF_TOPIC,
+            &[Record {
+                partition: 0,
+                key: None,
+                payload: other.into(),
+                headers: Vec::new(),
+                timestamp_ms: now_ms(),
+            }],
+        )
+        .await?;
+    let mut req = bounded(ZTF_TOPIC);
+    req.filter = "candidate.magpsf < 16.5".into();
+    let mut client = site.gateway.client().await?;
+    let mut stream = client.subscribe(req).await?.into_inner();
+    let (mut kept, mut skipped) = (0, Vec::new());
+    while let Some(batch) = tokio::time::timeout(WAIT, stream.message()).await?? {
+        kept += batch.alerts.len();
+        skipped.extend(batch.skipped);
+    }
+    assert!(kept > 0 && kept < 45, "{kept}");
+    let other_ref = format!("am://lasair/{ZTF_TOPIC}/0/{}", produced[0].offset);
+    let reason = skipped
+        .iter()
+        .find(|s| s.r#ref == other_ref)
+        .map(|s| s.reason.clone())
+        .with_context(|| format!("{other_ref} not reported: {skipped:?}"))?;
+    assert!(reason.contains("does not apply"), "{reason}");
     Ok(())
 }
 

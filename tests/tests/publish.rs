@@ -701,17 +701,7 @@ async fn a_retry_sent_to_another_replica_writes_nothing() -> Result<()> {
 const AVRO_SCHEMA: &str = r#"{"type":"record","name":"Class","fields":[
     {"name":"class","type":"string"},{"name":"score","type":"double"}]}"#;
 
-/// One Avro object container file of one record written with `schema`.
-fn ocf(schema: &str, fields: Vec<(&str, alertmesh_alert::apache_avro::types::Value)>) -> Vec<u8> {
-    use alertmesh_alert::apache_avro::{types::Value, Schema, Writer};
-    let schema = Schema::parse_str(schema).expect("test schema");
-    let mut w = Writer::new(&schema, Vec::new());
-    w.append(Value::Record(
-        fields.into_iter().map(|(k, v)| (k.to_owned(), v)).collect(),
-    ))
-    .expect("test record");
-    w.into_inner().expect("test ocf")
-}
+use alertmesh_tests::fixtures::ocf;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_avro_topic_takes_records_its_schema_reads_and_names_the_field_of_others() -> Result<()>

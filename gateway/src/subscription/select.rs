@@ -150,7 +150,8 @@ impl Selection {
         Ok(())
     }
 
-    /// Decides each record's fate; fails when the filter does not fit a writer schema.
+    /// Decides each record's fate; fails when the filter fits no writer schema the stream
+    /// has met.
     pub(super) fn evaluate(&self, records: &[Record]) -> Result<Vec<Outcome>> {
         records.iter().map(|r| self.one(r)).collect()
     }
@@ -165,7 +166,23 @@ impl Selection {
             Err(e) => return Ok(Outcome::Skip(e.to_string())),
         };
         if let Some(schema) = alert.schema() {
-            self.check(schema)?;
+            if let Err(e) = self.check(schema) {
+                // A filter that fits none of the schemas the stream has met is a mistake
+                // in the request (a field misspelt), told at once. Once it fits one, a
+                // record of another schema that lacks its fields is skipped and reported:
+                // a producer writing one such record must not end every filtered stream of
+                // the topic, and every resumption of them.
+                let fits_one = !self
+                    .checked
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .is_empty();
+                return if fits_one {
+                    Ok(Outcome::Skip(e.to_string()))
+                } else {
+                    Err(e)
+                };
+            }
             let mut seen = self.seen.lock().unwrap_or_else(|p| p.into_inner());
             if seen
                 .as_ref()
