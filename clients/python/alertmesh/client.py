@@ -42,6 +42,10 @@ DEFAULT_URL = "http://127.0.0.1:50051"
 #: Most gateways a directory walk visits: a hostile gateway can name any number of peers.
 MAX_GATEWAYS = 256
 
+#: Largest answer taken from a gateway another gateway named (a description of thousands
+#: of topics takes a few hundred KB; a walk keeps up to MAX_GATEWAYS of them).
+MAX_PEER_ANSWER_BYTES = 2 << 20
+
 PathLike = str | os.PathLike[str]
 
 
@@ -168,7 +172,8 @@ class Gateway:
         urls = _urls(url)
         if (cert is None) != (key is None):
             raise ValueError("a client certificate needs both cert and key")
-        opts = [*_CHANNEL_OPTIONS, *options]
+        # One value per key, the caller's over the defaults (gRPC takes the first of two).
+        opts = list({**dict(_CHANNEL_OPTIONS), **dict(options)}.items())
         self._channels: list[grpc.Channel] = []
         for u in urls:
             parts = urlsplit(u if "://" in u else f"http://{u}")
@@ -366,9 +371,11 @@ class Gateway:
 
     def _peer(self, url: str) -> Gateway:
         """A client of ``url``, an address another gateway supplied: never with this
-        gateway's token; with its TLS files only when ``url`` is https://."""
+        gateway's token; with its TLS files only when ``url`` is https://; taking answers
+        of at most ``MAX_PEER_ANSWER_BYTES`` (a walk keeps every description it gets)."""
         ca, cert, key = self._tls if url.startswith("https://") else (None, None, None)
-        return Gateway(url, ca=ca, cert=cert, key=key, timeout=self.timeout, options=self._options)
+        options = [*self._options, ("grpc.max_receive_message_length", MAX_PEER_ANSWER_BYTES)]
+        return Gateway(url, ca=ca, cert=cert, key=key, timeout=self.timeout, options=options)
 
     def provenance(self, ref: str, *, depth: int | None = None, timeout: float | None = None) -> ProvenanceGraph:
         """The provenance graph behind an alert ref (as ``alertmesh provenance``): the records

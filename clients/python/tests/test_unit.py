@@ -163,7 +163,9 @@ class _Describer(pb_grpc.AlertMeshServicer):
     def DescribeGateway(self, request: pb.DescribeGatewayRequest, context: grpc.ServicerContext) -> pb.GatewayDescription:
         self.metadata.append({m.key: m.value for m in context.invocation_metadata()})
         peers = [pb.Peer(name=f"peer{i}", url=u, relation="mirror-source") for i, u in enumerate(self.peers)]
-        return pb.GatewayDescription(name=self.name, version="x", peers=peers)
+        return pb.GatewayDescription(name=self.name, version=self.version, peers=peers)
+
+    version = "x"
 
 
 def test_directory_sends_the_token_only_to_the_configured_gateway() -> None:
@@ -187,6 +189,12 @@ def test_directory_sends_the_token_only_to_the_configured_gateway() -> None:
         assert [u for u, _ in d.unreachable] == ["http://127.0.0.1:1"]
         assert [m.get("authorization") for m in home.metadata] == ["Bearer secret-token"]
         assert [m.get("authorization") for m in peer.metadata] == [None]
+        # A peer's description is taken up to 2 MiB (the walk keeps each one it gets).
+        peer.version = "v" * (3 << 20)
+        with Gateway(urls[0]) as gw:
+            d = gw.directory()
+        assert d.names() == ["home"]
+        assert [u for u, _ in d.unreachable] == [urls[1]], d.unreachable
     finally:
         for server in servers:
             server.stop(None)
