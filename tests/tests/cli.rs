@@ -444,6 +444,24 @@ fn files_under(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
     out
 }
 
+/// `alertmesh subscribe --topic ztf.alerts --from earliest --format raw --out <out>`.
+async fn subscribe_raw(url: &str, out: &std::path::Path) -> Result<std::process::Output> {
+    run_cli(&[
+        "subscribe",
+        "--gateway",
+        url,
+        "--topic",
+        "ztf.alerts",
+        "--from",
+        "earliest",
+        "--format",
+        "raw",
+        "--out",
+        &out.display().to_string(),
+    ])
+    .await
+}
+
 #[tokio::test]
 async fn a_hostile_gateway_cannot_make_subscribe_raw_write_outside_its_folder() -> Result<()> {
     let tmp = tempfile::tempdir()?;
@@ -461,20 +479,7 @@ async fn a_hostile_gateway_cannot_make_subscribe_raw_write_outside_its_folder() 
         }
         .start()
         .await?;
-        let run = run_cli(&[
-            "subscribe",
-            "--gateway",
-            &url,
-            "--topic",
-            "ztf.alerts",
-            "--from",
-            "earliest",
-            "--format",
-            "raw",
-            "--out",
-            &out.display().to_string(),
-        ])
-        .await?;
+        let run = subscribe_raw(&url, &out).await?;
         let stderr = String::from_utf8_lossy(&run.stderr);
         assert!(!run.status.success(), "{topic:?}: subscribe succeeded");
         assert_eq!(stderr.trim_end().lines().count(), 1, "{topic:?}: {stderr}");
@@ -501,20 +506,7 @@ async fn a_hostile_gateway_cannot_make_subscribe_raw_write_outside_its_folder() 
     }
     .start()
     .await?;
-    let run = run_cli(&[
-        "subscribe",
-        "--gateway",
-        &url,
-        "--topic",
-        "ztf.alerts",
-        "--from",
-        "earliest",
-        "--format",
-        "raw",
-        "--out",
-        &out.display().to_string(),
-    ])
-    .await?;
+    let run = subscribe_raw(&url, &out).await?;
     let stderr = String::from_utf8_lossy(&run.stderr);
     assert!(!run.status.success(), "{stderr}");
     assert!(

@@ -35,6 +35,18 @@ DERIVED_TOPIC = "fink.lcfit"
 DERIVED_SCHEMA = REPO / "deploy" / "demo" / "schemas" / "fink.lcfit.json"
 
 
+def avro_long(n: int) -> bytes:
+    """``n`` as Avro and Kafka write a long: zig-zag, then a base-128 varint."""
+    z = ((n << 1) ^ (n >> 63)) & ((1 << 64) - 1)
+    out = bytearray()
+    while True:
+        b, z = z & 0x7F, z >> 7
+        if not z:
+            out.append(b)
+            return bytes(out)
+        out.append(b | 0x80)
+
+
 def free_port() -> int:
     """A TCP port of 127.0.0.1 that nothing listens on right now."""
     with socket.socket() as s:

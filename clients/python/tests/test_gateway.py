@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from alertmesh import Alert, Gateway, InvalidArgument, NotFound, Unavailable
-from harness import GATEWAY_NAME, TOPIC, Stack, free_port
+from harness import GATEWAY_NAME, TOPIC, Stack, avro_long, free_port
 
 ALL: dict[str, Any] = {"start": "earliest", "end": "now"}
 
@@ -186,17 +186,6 @@ def _crc32c(data: bytes) -> int:
     return crc ^ 0xFFFFFFFF
 
 
-def _varint(n: int) -> bytes:
-    z = (n << 1) ^ (n >> 63)
-    out = bytearray()
-    while True:
-        b, z = z & 0x7F, z >> 7
-        if not z:
-            out.append(b)
-            return bytes(out)
-        out.append(b | 0x80)
-
-
 def produce_raw(bootstrap: str, topic: str, partition: int, value: bytes,
                 headers: list[tuple[bytes, bytes]]) -> None:
     """Produces one record with a Produce request written here (v3, record batch v2), so
@@ -208,11 +197,11 @@ def produce_raw(bootstrap: str, topic: str, partition: int, value: bytes,
     def kstr(t: bytes) -> bytes:
         return struct.pack(">h", len(t)) + t
 
-    body = b"\x00" + _varint(0) + _varint(0) + _varint(-1)  # attributes, ts delta, offset delta, null key
-    body += _varint(len(value)) + value + _varint(len(headers))
+    body = b"\x00" + avro_long(0) + avro_long(0) + avro_long(-1)  # attributes, ts delta, offset delta, null key
+    body += avro_long(len(value)) + value + avro_long(len(headers))
     for k, v in headers:
-        body += _varint(len(k)) + k + _varint(len(v)) + v
-    record = _varint(len(body)) + body
+        body += avro_long(len(k)) + k + avro_long(len(v)) + v
+    record = avro_long(len(body)) + body
     now = int(time.time() * 1000)
     after_crc = struct.pack(">hiqqqhii", 0, 0, now, now, -1, -1, -1, 1) + record
     batch_tail = struct.pack(">ib", 0, 2) + struct.pack(">I", _crc32c(after_crc)) + after_crc

@@ -202,16 +202,7 @@ def test_directory_sends_the_token_only_to_the_configured_gateway() -> None:
 
 def _ocf(schema: str, blocks: list[tuple[int, bytes]], codec: str = "null") -> bytes:
     """An Avro container file of ``schema`` whose blocks are (record count, data)."""
-
-    def long(n: int) -> bytes:
-        z = ((n << 1) ^ (n >> 63)) & ((1 << 64) - 1)
-        out = bytearray()
-        while True:
-            b, z = z & 0x7F, z >> 7
-            if not z:
-                out.append(b)
-                return bytes(out)
-            out.append(b | 0x80)
+    from harness import avro_long as long
 
     def text(t: bytes) -> bytes:
         return long(len(t)) + t
