@@ -114,12 +114,16 @@ fn jitter() -> f64 {
     (h.finish() >> 11) as f64 / (1u64 << 53) as f64
 }
 
-/// Whether a failed stream is worth reopening: the gateway went away or restarted.
+/// Whether a failed stream is worth reopening: the gateway went away or restarted, or
+/// ended the stream because this program took nothing from it for a while.
 /// `UNAVAILABLE` covers refused connections and shutdowns; a connection cut mid-stream
-/// surfaces as `INTERNAL` or `UNKNOWN` with an HTTP/2 or socket message.
+/// surfaces as `INTERNAL` or `UNKNOWN` with an HTTP/2 or socket message; a stream whose
+/// client read nothing for `limits.unread_drop_ms` ends with `RESOURCE_EXHAUSTED` saying
+/// so, and resumes where it stopped when the program reads again.
 pub fn is_transient(status: &Status) -> bool {
     match status.code() {
         Code::Unavailable => true,
+        Code::ResourceExhausted => status.message().contains("read nothing for"),
         Code::Internal | Code::Unknown => {
             let m = status.message().to_ascii_lowercase();
             [
@@ -458,6 +462,12 @@ mod tests {
         assert!(!is_transient(&Status::internal("decoder failed")));
         assert!(!is_transient(&Status::unauthenticated("token revoked")));
         assert!(!is_transient(&Status::invalid_argument("bad filter")));
+        assert!(is_transient(&Status::resource_exhausted(
+            "the client read nothing for 120 s (limits.unread_drop_ms); the subscription was ended"
+        )));
+        assert!(!is_transient(&Status::resource_exhausted(
+            "gateway lasair serves at most 1000 subscriptions at once; retry later"
+        )));
     }
 
     fn alert(partition: i32, offset: i64) -> v1::Alert {

@@ -88,16 +88,22 @@ def from_rpc_error(err: grpc.RpcError) -> AlertmeshError:
 
 
 def is_transient(err: grpc.RpcError) -> bool:
-    """Whether a failed stream is worth reopening: the gateway went away or restarted.
+    """Whether a failed stream is worth reopening: the gateway went away or restarted, or
+    ended the stream because this program took nothing from it for a while.
 
     ``UNAVAILABLE`` covers refused connections and gateway shutdowns; a connection reset
     mid-stream surfaces as ``INTERNAL`` or ``UNKNOWN`` with an HTTP/2 or socket message.
+    A gateway ends a stream whose client read nothing for ``limits.unread_drop_ms`` (to
+    free its buffers) with ``RESOURCE_EXHAUSTED``: a notebook that paused between alerts
+    resumes where it stopped when it reads again.
     """
     if not isinstance(err, grpc.Call):
         return False
     code = err.code()
     if code == grpc.StatusCode.UNAVAILABLE:
         return True
+    if code == grpc.StatusCode.RESOURCE_EXHAUSTED:
+        return "read nothing for" in (err.details() or "")
     if code in (grpc.StatusCode.INTERNAL, grpc.StatusCode.UNKNOWN):
         details = (err.details() or "").lower()
         return any(

@@ -242,3 +242,49 @@ def test_hostile_containers_are_refused_before_fastavro_reads_them() -> None:
     fixtures = Path(__file__).resolve().parents[3] / "alert" / "tests" / "fixtures"
     for path in sorted(fixtures.rglob("*.avro"))[:20]:
         assert isinstance(decode_payload(path.read_bytes(), "avro-ocf"), dict), path
+
+
+class _Ended(grpc.RpcError, grpc.Call):  # type: ignore[misc]
+    """A stream's final status, as gRPC raises it."""
+
+    def __init__(self, code: grpc.StatusCode, details: str) -> None:
+        self._code, self._details = code, details
+
+    def code(self) -> grpc.StatusCode:
+        return self._code
+
+    def details(self) -> str:
+        return self._details
+
+    def initial_metadata(self) -> None:
+        return None
+
+    def trailing_metadata(self) -> None:
+        return None
+
+    def is_active(self) -> bool:
+        return False
+
+    def time_remaining(self) -> None:
+        return None
+
+    def cancel(self) -> bool:
+        return False
+
+    def add_callback(self, callback: object) -> bool:
+        return False
+
+
+def test_a_stream_ended_for_not_reading_is_resumed() -> None:
+    """A notebook that pauses longer than the gateway's unread deadline gets its stream
+    back where it stopped; other RESOURCE_EXHAUSTED answers are errors."""
+    from alertmesh.errors import is_transient
+
+    paused = _Ended(
+        grpc.StatusCode.RESOURCE_EXHAUSTED,
+        "the client read nothing for 120 s (limits.unread_drop_ms); the query stream was ended",
+    )
+    assert is_transient(paused)
+    full = _Ended(grpc.StatusCode.RESOURCE_EXHAUSTED, "gateway lasair serves at most 1000 subscriptions")
+    assert not is_transient(full)
+    assert is_transient(_Ended(grpc.StatusCode.UNAVAILABLE, "connection refused"))
