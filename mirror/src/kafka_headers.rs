@@ -1,7 +1,7 @@
 //! A Kafka record's headers, read without trusting their names.
 //!
 //! rdkafka 0.39 unwraps every header name as UTF-8 (`BorrowedHeaders::try_get`), so a
-//! producer that writes a name that is not (any librdkafka or Java client can) made it
+//! producer that writes a name that is not (the librdkafka C API and Go clients can) made it
 //! panic in whatever thread read the record: a subscription's reader (its stream then
 //! stalled, and every restart met the record again), the publish id index, a mirror.
 //! Each header is read on its own here, and one whose name is not UTF-8 is left out and
