@@ -25,7 +25,7 @@ run decode_filter env BENCH_SECONDS=0.2 cargo test -q -p alertmesh-alert --bench
 run registry_decode env BENCH_SECONDS=0.2 BENCH_REGISTRY_ROUNDS=1 cargo test -q -p alertmesh-gateway --lib registry_decode_bench -- --ignored --nocapture
 run bench_subscribe "$bin/bench_subscribe" --n-1k 3000 --n-64k 60 --live-1k 300 --live-64k 20 \
   --subscribers 4 --rounds 1 --warmup 0
-run bench_auth "$bin/bench_auth" 500 8192 1
+run bench_auth "$bin/bench_auth" --n 500 --size 8192 --rounds 1
 run bench_mirror "$bin/bench_mirror" --n 3000 --size-kib 4 --rounds 1 --lag-seconds 2 \
   --lag-rate-1k 200 --lag-rate-64k 50
 run bench_archive env PG_BIN="${PG_BIN:-$(./scripts/postgres.sh)}" "$bin/bench_archive" --n 500 --rounds 1

@@ -191,8 +191,8 @@ load_start=$(load)
 run decode_filter $cargo bench -q -p alertmesh-alert --bench decode_filter
 run registry_decode $cargo test --release -q -p alertmesh-gateway --lib registry_decode_bench -- --ignored --nocapture
 run bench_subscribe "$bin/bench_subscribe"
-run bench_auth "$bin/bench_auth" ${BENCH_AUTH_N:-100000} ${BENCH_AUTH_SIZE:-1024} ${BENCH_AUTH_ROUNDS:-9}
-run bench_auth_64k "$bin/bench_auth" ${BENCH_AUTH_N_64K:-2000} 65536 ${BENCH_AUTH_ROUNDS:-9}
+run bench_auth "$bin/bench_auth" --n ${BENCH_AUTH_N:-100000} --size ${BENCH_AUTH_SIZE:-1024} --rounds ${BENCH_AUTH_ROUNDS:-9}
+run bench_auth_64k "$bin/bench_auth" --n ${BENCH_AUTH_N_64K:-2000} --size 65536 --rounds ${BENCH_AUTH_ROUNDS:-9}
 run bench_mirror "$bin/bench_mirror"
 run bench_archive "$bin/bench_archive"
 ALERTMESH_TEST_KAFKA=apache run bench_replicas "$bin/bench_replicas"

@@ -145,104 +145,109 @@ async fn main() -> Result<()> {
     let mut cpu_per_alert: Vec<(String, f64)> = Vec::new();
     for (i, &(size, n)) in args.n.iter().enumerate() {
         let kib = size / 1024;
-        // Past: N records, then both readers in alternating order.
-        let topic = format!("bench.past.{kib}k");
-        let records = synthetic_records(n as usize, size, PARTITIONS, now_ms() - 60_000);
-        broker.produce_all(&topic, &records).await?;
-        drop(records);
-        let mut row = Row {
-            what: format!("past {kib} KB x {n}"),
-            direct: Vec::new(),
-            gateway: Vec::new(),
-        };
-        let cpu = Cpu {
-            broker: broker.pid(),
-            gateway: pid,
-        };
-        // Unmeasured rounds first: both readers then start warm (allocator, page cache,
-        // the gateway's buffer pool), as a long-running service is.
-        for _ in 0..args.warmup {
-            direct_past(&broker.bootstrap(), &topic, PARTITIONS, n).await?;
-            gateway_past(&gateway, &topic, n).await?;
+        // A size asked for with no alerts (`--n-64k 0`, `--live-1k 0`) is left out.
+        if n > 0 {
+            // Past: N records, then both readers in alternating order.
+            let topic = format!("bench.past.{kib}k");
+            let records = synthetic_records(n as usize, size, PARTITIONS, now_ms() - 60_000);
+            broker.produce_all(&topic, &records).await?;
+            drop(records);
+            let mut row = Row {
+                what: format!("past {kib} KB x {n}"),
+                direct: Vec::new(),
+                gateway: Vec::new(),
+            };
+            let cpu = Cpu {
+                broker: broker.pid(),
+                gateway: pid,
+            };
+            // Unmeasured rounds first: both readers then start warm (allocator, page cache,
+            // the gateway's buffer pool), as a long-running service is.
+            for _ in 0..args.warmup {
+                direct_past(&broker.bootstrap(), &topic, PARTITIONS, n).await?;
+                gateway_past(&gateway, &topic, n).await?;
+            }
+            let gateway_cpu_before = cpu_time(Some(pid)).unwrap_or_default();
+            for round in 0..args.rounds {
+                let direct = || async {
+                    let before = cpu.sample();
+                    let (d, first) =
+                        direct_past(&broker.bootstrap(), &topic, PARTITIONS, n).await?;
+                    anyhow::Ok((d, format!("first {first:.0?}, cpu {}", cpu.since(before))))
+                };
+                let through_gateway = || async {
+                    let before = cpu.sample();
+                    let (g, first) = gateway_past(&gateway, &topic, n).await?;
+                    anyhow::Ok((g, format!("first {first:.0?}, cpu {}", cpu.since(before))))
+                };
+                let ((d, d_cpu), (g, g_cpu)) = if round % 2 == 0 {
+                    let d = direct().await?;
+                    (d, through_gateway().await?)
+                } else {
+                    let g = through_gateway().await?;
+                    (direct().await?, g)
+                };
+                eprintln!(
+                    "{}: round {round}: direct {:.0?} ({d_cpu}), gateway {:.0?} ({g_cpu})",
+                    row.what, d.elapsed, g.elapsed
+                );
+                row.direct.push(d);
+                row.gateway.push(g);
+            }
+            // The gateway is idle while the direct consumer reads: its CPU over the rounds is
+            // what it spent on its own.
+            cpu_per_alert.push((
+                row.what.clone(),
+                (cpu_time(Some(pid)).unwrap_or_default() - gateway_cpu_before).as_secs_f64()
+                    / (n * args.rounds as u64) as f64,
+            ));
+            rows.push(row);
         }
-        let gateway_cpu_before = cpu_time(Some(pid)).unwrap_or_default();
-        for round in 0..args.rounds {
-            let direct = || async {
-                let before = cpu.sample();
-                let (d, first) = direct_past(&broker.bootstrap(), &topic, PARTITIONS, n).await?;
-                anyhow::Ok((d, format!("first {first:.0?}, cpu {}", cpu.since(before))))
-            };
-            let through_gateway = || async {
-                let before = cpu.sample();
-                let (g, first) = gateway_past(&gateway, &topic, n).await?;
-                anyhow::Ok((g, format!("first {first:.0?}, cpu {}", cpu.since(before))))
-            };
-            let ((d, d_cpu), (g, g_cpu)) = if round % 2 == 0 {
-                let d = direct().await?;
-                (d, through_gateway().await?)
-            } else {
-                let g = through_gateway().await?;
-                (direct().await?, g)
-            };
-            eprintln!(
-                "{}: round {round}: direct {:.0?} ({d_cpu}), gateway {:.0?} ({g_cpu})",
-                row.what, d.elapsed, g.elapsed
-            );
-            row.direct.push(d);
-            row.gateway.push(g);
-        }
-        // The gateway is idle while the direct consumer reads: its CPU over the rounds is
-        // what it spent on its own.
-        cpu_per_alert.push((
-            row.what.clone(),
-            (cpu_time(Some(pid)).unwrap_or_default() - gateway_cpu_before).as_secs_f64()
-                / (n * args.rounds as u64) as f64,
-        ));
-        rows.push(row);
-
         // Live: fresh records each round; the direct consumer starts at the old end.
         let topic = format!("bench.live.{kib}k");
         let n = args.live[i];
-        let mut next: BTreeMap<i32, i64> = (0..PARTITIONS).map(|p| (p, 0)).collect();
-        let mut row = Row {
-            what: format!("live {kib} KB x {n} x {}", args.subscribers),
-            direct: Vec::new(),
-            gateway: Vec::new(),
-        };
-        let mut live_cpu = Duration::ZERO;
-        for round in 0..args.rounds {
-            let records = synthetic_records(n as usize, size, PARTITIONS, now_ms());
-            let before = cpu_time(Some(pid)).unwrap_or_default();
-            let from = next.clone();
-            let run = live_fanout(
-                &gateway,
-                &broker.bootstrap(),
-                &topic,
-                &from,
-                args.subscribers,
-                n,
-                || async {
-                    let produced = broker.produce_all(&topic, &records).await?;
-                    for p in &produced {
-                        next.insert(p.record.partition, p.offset + 1);
-                    }
-                    Ok(produced.len() as u64)
-                },
-            )
-            .await?;
-            live_cpu += cpu_time(Some(pid)).unwrap_or_default() - before;
-            eprintln!(
-                "{}: round {round}: direct {:?}, all subscribers {:?}",
-                row.what, run.direct.elapsed, run.gateway.elapsed
-            );
-            row.direct.push(run.direct);
-            row.gateway.push(run.gateway);
+        if n > 0 {
+            let mut next: BTreeMap<i32, i64> = (0..PARTITIONS).map(|p| (p, 0)).collect();
+            let mut row = Row {
+                what: format!("live {kib} KB x {n} x {}", args.subscribers),
+                direct: Vec::new(),
+                gateway: Vec::new(),
+            };
+            let mut live_cpu = Duration::ZERO;
+            for round in 0..args.rounds {
+                let records = synthetic_records(n as usize, size, PARTITIONS, now_ms());
+                let before = cpu_time(Some(pid)).unwrap_or_default();
+                let from = next.clone();
+                let run = live_fanout(
+                    &gateway,
+                    &broker.bootstrap(),
+                    &topic,
+                    &from,
+                    args.subscribers,
+                    n,
+                    || async {
+                        let produced = broker.produce_all(&topic, &records).await?;
+                        for p in &produced {
+                            next.insert(p.record.partition, p.offset + 1);
+                        }
+                        Ok(produced.len() as u64)
+                    },
+                )
+                .await?;
+                live_cpu += cpu_time(Some(pid)).unwrap_or_default() - before;
+                eprintln!(
+                    "{}: round {round}: direct {:?}, all subscribers {:?}",
+                    row.what, run.direct.elapsed, run.gateway.elapsed
+                );
+                row.direct.push(run.direct);
+                row.gateway.push(run.gateway);
+            }
+            cpu_per_alert.push((
+                row.what.clone(),
+                live_cpu.as_secs_f64() / (n * args.rounds as u64 * args.subscribers as u64) as f64,
+            ));
+            rows.push(row);
         }
-        cpu_per_alert.push((
-            row.what.clone(),
-            live_cpu.as_secs_f64() / (n * args.rounds as u64 * args.subscribers as u64) as f64,
-        ));
-        rows.push(row);
     }
 
     let metrics = gateway.metrics().await?;
