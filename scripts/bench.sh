@@ -7,7 +7,7 @@
 # Sizes are the benchmarks' documented defaults; their environment variables change them
 # (BENCH_ROUNDS, BENCH_N_1K, ... for bench_subscribe; BENCH_MIRROR_N, ... for bench_mirror;
 # BENCH_SECONDS for decode_filter and registry_decode; BENCH_REGISTRY_ROUNDS for
-# registry_decode; BENCH_AUTH_N, BENCH_AUTH_SIZE, BENCH_AUTH_ROUNDS for
+# registry_decode; BENCH_AUTH_N, BENCH_AUTH_SIZE, BENCH_AUTH_ROUNDS, BENCH_AUTH_WARMUP for
 # bench_auth, BENCH_AUTH_N_64K for bench_auth_64k (the same at 64 KB); BENCH_ARCHIVE_N, BENCH_ARCHIVE_ROUNDS for bench_archive; BENCH_REPLICAS_N,
 # BENCH_REPLICAS_SIZE_KIB, BENCH_REPLICAS_ROUNDS for bench_replicas, which runs on Apache Kafka;
 # BENCH_MIRROR_MM2_N_1K, ... for bench_mirror_mm2; BENCH_PUBLISH_N, BENCH_PUBLISH_BATCH,
