@@ -73,6 +73,11 @@ impl Caller {
         }
     }
 
+    /// A caller without any credential where one is required: public topics only.
+    pub(crate) fn public_only() -> Self {
+        Caller::without_token(true)
+    }
+
     /// A caller without a token on a gateway with `[auth]`: with `require`, it has no
     /// scope (public topics remain readable); without, it reads every topic.
     fn without_token(require: bool) -> Self {
@@ -85,6 +90,23 @@ impl Caller {
             token: None,
         }
     }
+}
+
+/// The gateway's name when `tls.client_ca` is set without `[auth]`: the client certificate
+/// is then the only credential, so a gRPC call without one is refused
+/// ([`layer::AuthLayer`]) and the registry API serves it public topics only. Without this,
+/// nothing checked: the handshake lets a client without a certificate in, for the token
+/// check that `[auth]` adds.
+pub(crate) fn certificate_only(config: &crate::config::Config) -> Option<Arc<str>> {
+    let mtls = config.tls.as_ref().is_some_and(|t| t.client_ca.is_some());
+    (mtls && config.auth.is_none()).then(|| Arc::from(config.gateway.name.as_str()))
+}
+
+/// The refusal of a call that came without the client certificate `gateway` requires.
+pub(crate) fn certificate_missing(gateway: &str) -> Error {
+    Error::Unauthenticated(format!(
+        "gateway {gateway} requires a client certificate signed by its mesh ca; pass --cert and --key"
+    ))
 }
 
 /// Unix seconds now.
@@ -233,10 +255,7 @@ impl Auth {
         if self.mtls && client_cert.is_none() {
             return Err(self.refuse(
                 RefusalReason::client_certificate,
-                Error::Unauthenticated(format!(
-                    "gateway {} requires a client certificate signed by its mesh ca; pass --cert and --key",
-                    self.gateway
-                )),
+                certificate_missing(&self.gateway),
             ));
         }
         self.caller(authorization, client_cert, self.config.require)

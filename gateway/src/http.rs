@@ -33,6 +33,9 @@ pub(crate) struct Parts {
     pub(crate) cluster: Cluster,
     /// This gateway's keys, when `[auth]` is configured.
     pub(crate) auth: Option<Arc<Auth>>,
+    /// Without `[auth]`, whether the client certificate is the only credential
+    /// ([`crate::auth::certificate_only`]).
+    pub(crate) certificate_only: bool,
     /// Cancelled when the gateway starts stopping.
     pub(crate) stopping: CancellationToken,
     /// The schemas served by the registry API.
@@ -85,6 +88,7 @@ pub(crate) async fn serve<L>(
     let schema_api = api::routes(api::Api {
         schemas: parts.schemas.clone(),
         auth: parts.auth.clone(),
+        certificate_only: parts.certificate_only,
     });
     let shared = Arc::new(Http { parts, registry });
     let app = Router::new()

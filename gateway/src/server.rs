@@ -202,6 +202,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
         mirrors: Arc::clone(&mirrors),
         cluster,
         auth: auth.clone(),
+        certificate_only: crate::auth::certificate_only(&config).is_some(),
         stopping: streams.clone(),
         schemas,
     };
@@ -238,7 +239,10 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
             limits.request_buffer_bytes,
             limits.request_timeout,
         ))
-        .layer(crate::auth::layer::AuthLayer::new(auth))
+        .layer(crate::auth::layer::AuthLayer::new(
+            auth,
+            crate::auth::certificate_only(&config),
+        ))
         .add_service(health_service)
         .add_service(service);
     // Small alerts should not wait for Nagle's algorithm.

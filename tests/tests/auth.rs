@@ -729,3 +729,57 @@ async fn the_grpc_tls_port_drops_bad_handshakes_and_a_silent_one_blocks_nobody()
     );
     Ok(())
 }
+
+/// `tls.client_ca` without `[auth]`: certificates are the only credential, so a gRPC
+/// client without one is refused (it was served everything: the handshake lets such a
+/// client in for the token check that `[auth]` adds, and without `[auth]` nothing
+/// checked). With a mesh certificate it reads; health stays open.
+#[tokio::test]
+async fn client_ca_without_auth_still_requires_a_client_certificate() -> Result<()> {
+    let pki = Pki::new()?;
+    let broker = Broker::start("certonly").await?;
+    broker.create_topic(ZTF_TOPIC, 1).await?;
+    broker
+        .produce_all(ZTF_TOPIC, &ztf_records(1, now_ms() - 3_600_000, 1000)?)
+        .await?;
+    let server = pki.client("lasair")?;
+    let tls = format!(
+        "[tls]\ncert = {:?}\nkey = {:?}\nclient_ca = {:?}\n",
+        server.cert.display().to_string(),
+        server.key.display().to_string(),
+        pki.ca().display().to_string()
+    );
+    let spec = alertmesh_tests::GatewaySpec::new("lasair", &broker.bootstrap())
+        .topic(ZTF_TOPIC, "ZTF", "avro-ocf")
+        .extra(&tls)
+        .ready(alertmesh_tests::Ready::GrpcPort);
+    let gw = alertmesh_tests::Gateway::start(&spec).await?;
+    let url = format!("https://{}", gw.grpc_addr());
+
+    let mut anonymous = auth::client(&url, &pki.ca(), None, None).await?;
+    let result = read_all(&mut anonymous, ZTF_TOPIC).await;
+    expect_refused(
+        "no client certificate, no [auth]",
+        result,
+        Code::Unauthenticated,
+        "requires a client certificate signed by its mesh ca",
+        "",
+    )?;
+    let fetched = anonymous
+        .fetch(FetchRequest {
+            r#ref: format!("am://lasair/{ZTF_TOPIC}/0/0"),
+        })
+        .await;
+    ensure!(
+        fetched.as_ref().err().map(tonic::Status::code) == Some(Code::Unauthenticated),
+        "Fetch without a certificate: {fetched:?}"
+    );
+
+    let member = pki.client("alice")?;
+    let mut client = auth::client(&url, &pki.ca(), Some(&member), None).await?;
+    let n = read_all(&mut client, ZTF_TOPIC)
+        .await
+        .map_err(|s| anyhow::anyhow!("with a mesh certificate: {s:?}"))?;
+    ensure!(n == 45, "read {n} alerts with a mesh certificate, want 45");
+    Ok(())
+}

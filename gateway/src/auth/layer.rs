@@ -15,15 +15,21 @@ use super::Auth;
 
 const HEALTH_PREFIX: &str = "/grpc.health.v1.Health/";
 
-/// Adds authentication to a service stack; without `[auth]` it passes calls through.
+/// Adds authentication to a service stack; without `[auth]` it passes calls through,
+/// except those without a client certificate where `tls.client_ca` requires one
+/// ([`super::certificate_only`]).
 #[derive(Debug, Clone)]
 pub(crate) struct AuthLayer {
     auth: Option<Arc<Auth>>,
+    certificate_only: Option<Arc<str>>,
 }
 
 impl AuthLayer {
-    pub(crate) fn new(auth: Option<Arc<Auth>>) -> Self {
-        AuthLayer { auth }
+    pub(crate) fn new(auth: Option<Arc<Auth>>, certificate_only: Option<Arc<str>>) -> Self {
+        AuthLayer {
+            auth,
+            certificate_only,
+        }
     }
 }
 
@@ -34,6 +40,7 @@ impl<S> Layer<S> for AuthLayer {
         Authenticate {
             inner,
             auth: self.auth.clone(),
+            certificate_only: self.certificate_only.clone(),
         }
     }
 }
@@ -43,9 +50,18 @@ impl<S> Layer<S> for AuthLayer {
 pub(crate) struct Authenticate<S> {
     inner: S,
     auth: Option<Arc<Auth>>,
+    certificate_only: Option<Arc<str>>,
 }
 
 type Req = http::Request<tonic::body::Body>;
+
+/// The leaf certificate (DER) the client of `req`'s connection presented, if any.
+fn client_cert(req: &Req) -> Option<Vec<u8>> {
+    req.extensions()
+        .get::<TlsConnectInfo<TcpConnectInfo>>()
+        .and_then(|info| info.peer_certs())
+        .and_then(|certs| certs.first().map(|c| c.to_vec()))
+}
 type Resp = http::Response<tonic::body::Body>;
 
 impl<S> Service<Req> for Authenticate<S>
@@ -65,22 +81,28 @@ where
         // The clone is not ready; the ready one serves this call (tower's usual swap).
         let clone = self.inner.clone();
         let mut inner = std::mem::replace(&mut self.inner, clone);
-        let Some(auth) = self.auth.clone() else {
-            return Box::pin(inner.call(req));
-        };
         if req.uri().path().starts_with(HEALTH_PREFIX) {
             return Box::pin(inner.call(req));
         }
+        let Some(auth) = self.auth.clone() else {
+            if let Some(gateway) = &self.certificate_only {
+                if client_cert(&req).is_none() {
+                    tracing::debug!(
+                        path = req.uri().path(),
+                        "call without a client certificate refused"
+                    );
+                    let refused = tonic::Status::from(super::certificate_missing(gateway));
+                    return Box::pin(async move { Ok(refused.into_http()) });
+                }
+            }
+            return Box::pin(inner.call(req));
+        };
         Box::pin(async move {
             let authorization = req
                 .headers()
                 .get(http::header::AUTHORIZATION)
                 .map(|v| v.to_str().unwrap_or("\u{0}invalid"));
-            let cert = req
-                .extensions()
-                .get::<TlsConnectInfo<TcpConnectInfo>>()
-                .and_then(|info| info.peer_certs())
-                .and_then(|certs| certs.first().map(|c| c.to_vec()));
+            let cert = client_cert(&req);
             match auth.authenticate(authorization, cert.as_deref()).await {
                 Ok(caller) => {
                     req.extensions_mut().insert(caller);

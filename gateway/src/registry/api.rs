@@ -35,6 +35,10 @@ const CONTENT_TYPE: &str = "application/vnd.schemaregistry.v1+json";
 pub(crate) struct Api {
     pub(crate) schemas: Schemas,
     pub(crate) auth: Option<Arc<Auth>>,
+    /// Without `[auth]`, whether `tls.client_ca` makes the client certificate the only
+    /// credential ([`crate::auth::certificate_only`]): a caller without one reads public
+    /// topics only.
+    pub(crate) certificate_only: bool,
 }
 
 /// The API's routes, to merge into the side port's router.
@@ -67,14 +71,16 @@ fn ok(value: serde_json::Value) -> Response {
     answer(StatusCode::OK, value.to_string())
 }
 
-/// Who is asking: `None` on a gateway without `[auth]` (everyone reads everything).
+/// Who is asking: `None` on a gateway without `[auth]` (everyone reads everything, but
+/// where certificates are the only credential, a caller without one reads public topics).
 async fn caller(
     api: &Api,
     headers: &HeaderMap,
     cert: &ClientCert,
 ) -> Result<Option<Caller>, Response> {
     let Some(auth) = &api.auth else {
-        return Ok(None);
+        let public_only = api.certificate_only && cert.0.is_none();
+        return Ok(public_only.then(Caller::public_only));
     };
     let authorization = headers
         .get(header::AUTHORIZATION)
