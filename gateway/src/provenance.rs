@@ -54,6 +54,24 @@ pub(crate) struct Provenance {
 /// What the walk may read of this gateway: the caller's Fetch scope per topic.
 pub(crate) type Authorize<'a> = &'a (dyn Fn(&str) -> Result<()> + Sync);
 
+/// What a walk may do for its caller.
+#[derive(Clone, Copy)]
+pub(crate) struct Access<'a> {
+    /// Which of this gateway's records it may read.
+    pub(crate) local: Authorize<'a>,
+    /// Whether it may ask other gateways (with this gateway's mirror credentials). A
+    /// gateway that requires tokens does not ask its peers for a caller without one: that
+    /// caller would read, through this gateway, what the peers grant this gateway.
+    pub(crate) peers: bool,
+}
+
+/// Why a ref of another gateway was left unresolved for a caller without a token.
+fn peers_not_asked(gateway: &str) -> String {
+    format!(
+        "gateway {gateway} is asked only for callers with a token (this gateway requires tokens)"
+    )
+}
+
 /// The bounds of one walk.
 #[derive(Debug, Clone, Copy)]
 struct Bounds {
@@ -69,8 +87,9 @@ impl Provenance {
         root: &str,
         max_depth: Option<u32>,
         timeout_ms: u32,
-        authorize: Authorize<'_>,
+        access: Access<'_>,
     ) -> Result<v1::ProvenanceGraph> {
+        let authorize = access.local;
         let r: AlertRef = root
             .parse()
             .map_err(|e: alertmesh_alert::Error| Error::InvalidArgument(e.to_string()))?;
@@ -93,15 +112,17 @@ impl Provenance {
             let links = graph.add_record(&alert, &self.gateway);
             queue.extend(&mut graph, links.next, 1);
             origins.extend(links.origins.into_iter().map(|n| (n, 1)));
+        } else if !access.peers {
+            return Err(Error::Unauthenticated(format!(
+                "{}: pass a token",
+                peers_not_asked(&r.gateway)
+            )));
         } else {
             queue.extend(&mut graph, [root.to_owned()], 0);
         }
         loop {
             while let Some((next, depth)) = queue.refs.pop_front() {
-                if let Some(links) = self
-                    .visit(&mut graph, &next, depth, bounds, authorize)
-                    .await
-                {
+                if let Some(links) = self.visit(&mut graph, &next, depth, bounds, access).await {
                     queue.extend(&mut graph, links.next, depth + 1);
                     origins.extend(links.origins.into_iter().map(|n| (n, depth + 1)));
                 }
@@ -124,8 +145,9 @@ impl Provenance {
         next: &str,
         depth: u32,
         bounds: Bounds,
-        authorize: Authorize<'_>,
+        access: Access<'_>,
     ) -> Option<graph::Links> {
+        let authorize = access.local;
         if graph.contains(next) {
             return None;
         }
@@ -149,6 +171,7 @@ impl Provenance {
         if let Some((gateway, _, _)) = crate::query::parse_ref(next) {
             let read = match gateway == self.gateway {
                 true => Err("a row of this gateway's query: read it with fetch".to_owned()),
+                false if !access.peers => Err(peers_not_asked(gateway)),
                 false => match tokio::time::timeout(left, self.remote_row(gateway, next)).await {
                     Ok(read) => read,
                     Err(_) => {
@@ -195,6 +218,10 @@ impl Provenance {
                     None
                 }
             };
+        }
+        if !access.peers {
+            graph.unresolved(next, &peers_not_asked(&r.gateway));
+            return None;
         }
         let remaining_depth = bounds.max_depth - depth;
         match tokio::time::timeout(left, self.remote(&r, next, remaining_depth, left)).await {

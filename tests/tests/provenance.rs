@@ -221,7 +221,7 @@ async fn mesh() -> Result<Mesh> {
     let ampel = Secure::start(
         &pki,
         SecureSpec::new("ampel", &ampel_broker.bootstrap())
-            .topic(AT_AMPEL, false)
+            .topic(AT_AMPEL, true)
             .extra(&class_topic)
             .extra(&secure_mirror(
                 "from-fink",
@@ -397,6 +397,44 @@ async fn provenance_walks_three_secure_gateways_back_to_the_raw_survey_record() 
         .await
         .expect_err("no fetch scope");
     ensure!(denied.code() == tonic::Code::PermissionDenied, "{denied:?}");
+
+    // A caller without a token (ampel requires tokens) does not get ampel to ask its
+    // peers with its own mirror credentials: a ref on another gateway is refused, and
+    // from ampel's public copy the walk stops at ampel.
+    let mut tokenless = m.ampel().client(Some(&bob), None).await?;
+    for other in [&at_fink, &origin] {
+        let refused = tokenless
+            .provenance(v1::ProvenanceRequest {
+                r#ref: other.to_string(),
+                ..Default::default()
+            })
+            .await
+            .expect_err("no token, a ref on another gateway");
+        ensure!(
+            refused.code() == tonic::Code::Unauthenticated
+                && refused.message().contains("callers with a token"),
+            "{other}: {refused:?}"
+        );
+    }
+    let own = tokenless
+        .provenance(v1::ProvenanceRequest {
+            r#ref: copy.clone(),
+            ..Default::default()
+        })
+        .await?
+        .into_inner();
+    ensure!(entity(&own, &copy)?.resolved, "{own:?}");
+    let stop = entity(&own, &at_fink)?;
+    ensure!(
+        !stop.resolved && stop.unresolved_reason.contains("callers with a token"),
+        "{stop:?}"
+    );
+    ensure!(
+        own.entities
+            .iter()
+            .all(|e| e.resolved_by != "fink" && e.resolved_by != "lasair"),
+        "{own:?}"
+    );
 
     // The command line: a tree with RFC 3339 times, PROV-JSON, Graphviz.
     let text = m.cli(&root, "text").await?;

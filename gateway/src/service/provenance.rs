@@ -7,6 +7,7 @@ use tonic::{Request, Response, Status};
 
 use super::GatewayService;
 use crate::auth::{authorize_topic, caller};
+use crate::provenance::Access;
 
 pub(super) async fn provenance(
     svc: &GatewayService,
@@ -15,14 +16,16 @@ pub(super) async fn provenance(
     let who = caller(&req);
     let auth = svc.parts.auth.as_deref();
     let request = req.into_inner();
+    let tokenless = auth.is_some_and(|a| a.require()) && who.token.is_none();
     // A ref that does not parse is reported by the walk, after the check Fetch makes.
-    if request.r#ref.parse::<alertmesh_alert::AlertRef>().is_err()
-        && auth.is_some_and(|a| a.require())
-        && who.token.is_none()
-    {
+    if request.r#ref.parse::<alertmesh_alert::AlertRef>().is_err() && tokenless {
         authorize_topic(auth, &who, Action::Fetch, "")?;
     }
     let authorize = |topic: &str| authorize_topic(auth, &who, Action::Fetch, topic);
+    let access = Access {
+        local: &authorize,
+        peers: !tokenless,
+    };
     let graph = svc
         .parts
         .provenance
@@ -30,7 +33,7 @@ pub(super) async fn provenance(
             &request.r#ref,
             request.max_depth,
             request.timeout_ms,
-            &authorize,
+            access,
         )
         .await?;
     Ok(Response::new(graph))
