@@ -179,7 +179,9 @@ impl CredentialStore {
     }
 
     async fn produce(&self, key: &str, value: &[u8]) -> Result<()> {
+        // Partition 0, where the store reads (see `Kafka::ensure_state_topic`).
         let record = FutureRecord::to(self.kafka.credentials_topic())
+            .partition(0)
             .key(key)
             .payload(value);
         self.producer
@@ -321,7 +323,10 @@ impl Restore {
                 .collect()
         };
         for (key, value) in &entries {
-            let record = FutureRecord::to(&self.topic).key(key).payload(value);
+            let record = FutureRecord::to(&self.topic)
+                .partition(0)
+                .key(key)
+                .payload(value);
             self.runtime
                 .block_on(self.producer.send(record, self.kafka.timeout()))
                 .map_err(|(e, _)| Error::from_kafka(e))?;

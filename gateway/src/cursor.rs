@@ -189,7 +189,9 @@ impl CursorStore {
         };
         let value_json =
             serde_json::to_string(&value).map_err(|e| Error::Internal(e.to_string()))?;
+        // Partition 0, where cursors are read (see `Kafka::ensure_state_topic`).
         let record = FutureRecord::to(self.kafka.cursor_topic())
+            .partition(0)
             .key(&key_json)
             .payload(&value_json);
         let delivery = loaded

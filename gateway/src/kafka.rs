@@ -341,6 +341,33 @@ impl Kafka {
                 }
             }
         }
+        // State is read from partition 0 alone, in order, and written there: a topic made
+        // by hand with more partitions may hold records that earlier versions wrote to the
+        // others (revocations among them), which would be ignored without a word.
+        let (kafka, name) = (self.clone(), topic.to_owned());
+        let partitions = tokio::task::spawn_blocking(move || {
+            let consumer = kafka.consumer(64)?;
+            let started = std::time::Instant::now();
+            loop {
+                match kafka.partitions(&consumer, &name) {
+                    // A topic just created may not be in every broker's metadata yet.
+                    Err(Error::NotFound(_)) if started.elapsed() < kafka.timeout() => {
+                        std::thread::sleep(Duration::from_millis(100));
+                    }
+                    found => return found,
+                }
+            }
+        })
+        .await
+        .map_err(|e| Error::Internal(e.to_string()))??;
+        if partitions != [0] {
+            return Err(Error::FailedPrecondition(format!(
+                "{what} topic {topic:?} has {} partitions; the gateway keeps its {what} in one \
+                 (it creates the topic so when it is missing): recreate it with one partition \
+                 and cleanup.policy=compact, or name another topic",
+                partitions.len()
+            )));
+        }
         Ok(())
     }
 

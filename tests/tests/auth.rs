@@ -783,3 +783,24 @@ async fn client_ca_without_auth_still_requires_a_client_certificate() -> Result<
     ensure!(n == 45, "read {n} alerts with a mesh certificate, want 45");
     Ok(())
 }
+
+/// The credentials topic is read from partition 0 alone: a topic made by hand with more
+/// partitions held revocations the gateway never saw (the key's hash put them on the
+/// others), so such a topic is refused at start with what to do, not used.
+#[tokio::test]
+async fn a_credentials_topic_with_several_partitions_is_refused_at_start() -> Result<()> {
+    let pki = Pki::new()?;
+    let broker = Broker::start("threeparts").await?;
+    broker.create_topic("_alertmesh.credentials", 3).await?;
+    let started = Secure::start(&pki, SecureSpec::new("lasair", &broker.bootstrap())).await;
+    let err = match started {
+        Ok(_) => anyhow::bail!("a gateway started on a credentials topic of 3 partitions"),
+        Err(e) => format!("{e:#}"),
+    };
+    ensure!(
+        err.contains("credentials topic \"_alertmesh.credentials\" has 3 partitions")
+            && err.contains("recreate it with one partition"),
+        "{err}"
+    );
+    Ok(())
+}
