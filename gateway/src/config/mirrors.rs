@@ -197,13 +197,28 @@ pub(super) fn read(
         }
         let mut schema_registry = super::registry::read(r, &mut src, &sat, base);
         if let Some(reg) = &mut schema_registry {
-            // A gateway's registry API takes the same token as its gRPC port.
-            reg.token_file = token_file.clone();
-            if reg.credentials.is_some() && token_file.is_some() {
-                r.error(
-                    &format!("{sat}.schema_registry_credentials"),
-                    "a gateway source's registry is asked with its token_file; drop the credentials",
-                );
+            // A gateway's registry API (its side port) takes the same token as its gRPC
+            // port; the token goes to that gateway's host only, and not in clear where the
+            // gateway itself is reached over TLS. Another registry is asked without it.
+            let source_host = gateway.as_deref().and_then(url_host);
+            let same_host = source_host.is_some() && source_host == url_host(&reg.url);
+            if same_host && token_file.is_some() {
+                let gateway_tls = gateway
+                    .as_deref()
+                    .is_some_and(|g| g.starts_with("https://"));
+                if gateway_tls && !reg.url.starts_with("https://") {
+                    r.error(
+                        &format!("{sat}.schema_registry"),
+                        "the source gateway is reached over https: its registry API too (the token goes with each request)",
+                    );
+                }
+                reg.token_file = token_file.clone();
+                if reg.credentials.is_some() {
+                    r.error(
+                        &format!("{sat}.schema_registry_credentials"),
+                        "a gateway source's registry is asked with its token_file; drop the credentials",
+                    );
+                }
             }
         }
         let source = match (gateway, kafka) {
@@ -403,4 +418,11 @@ fn read_mappings(
         }
     }
     out
+}
+
+/// The host of an http(s) URL, lower case and without IPv6 brackets.
+fn url_host(url: &str) -> Option<String> {
+    let uri: http::Uri = url.parse().ok()?;
+    let host = uri.host()?.trim_start_matches('[').trim_end_matches(']');
+    Some(host.to_ascii_lowercase())
 }

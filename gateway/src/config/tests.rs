@@ -595,6 +595,46 @@ fn schema_registry_keys_are_checked_on_topics_and_mirror_sources() {
         c.mirrors[0].schema_registry.as_ref().unwrap().url,
         "http://10.0.0.1:8081"
     );
+
+    // A gateway source's token goes to its own registry API, never to another host's.
+    let dir = std::env::temp_dir().join(format!("alertmesh-regtoken-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("peer.jwt"), "t").unwrap();
+    std::fs::write(dir.join("ca.pem"), "").unwrap();
+    let gateway_source = |registry: &str| {
+        format!(
+            "{MINIMAL}[[mirrors]]\nname = \"m\"\ndestination = \"lsst.copy\"\n[mirrors.source]\n\
+             gateway = \"https://Rubin-GW:50051\"\ntopic = \"alerts\"\ntoken_file = \"peer.jwt\"\n\
+             ca = \"ca.pem\"\nschema_registry = \"{registry}\"\nschema_registry_ca = \"ca.pem\"\n"
+        )
+    };
+    let token_of = |registry: &str| {
+        let c = Config::parse_at(&gateway_source(registry), &[], &dir).unwrap();
+        c.mirrors[0]
+            .schema_registry
+            .as_ref()
+            .unwrap()
+            .token_file
+            .clone()
+    };
+    assert_eq!(
+        token_of("https://rubin-gw:9465"),
+        Some(dir.join("peer.jwt")),
+        "its own registry API"
+    );
+    assert_eq!(
+        token_of("https://schemas.example:443"),
+        None,
+        "another host"
+    );
+    let all = Config::parse_at(&gateway_source("http://rubin-gw:9465"), &[], &dir)
+        .unwrap_err()
+        .join("\n");
+    assert!(
+        all.contains("mirrors[0].source.schema_registry: the source gateway is reached over https"),
+        "{all}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[test]
