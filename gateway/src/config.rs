@@ -447,6 +447,18 @@ impl Config {
         let registry = alert.as_ref().map(|a| &*a.registry);
         let mirrors = mirrors::read(r, &mut root, base, registry, &local);
         let (auth, tls) = security::read(r, &mut root, base, listen, allow_plaintext);
+        // A peer trusted under this gateway's own name would have its keys taken for the
+        // gateway's own: the peer could then sign tokens as this gateway, admin included.
+        if let (Some(auth), Some(me)) = (&auth, &name) {
+            for (i, p) in auth.trusted_peers.iter().enumerate() {
+                if &p.name == me {
+                    r.error(
+                        &format!("auth.trusted_peers[{i}].name"),
+                        &format!("{me:?} is this gateway's own name (gateway.name), not a peer's"),
+                    );
+                }
+            }
+        }
         let (databases, queries) = queries::read(r, &mut root, base, registry);
 
         let topics = r.array_of_tables(&mut root, "topics");

@@ -315,7 +315,7 @@ http_listen = "127.0.0.1:9464"
 bootstrap = "127.0.0.1:9092"
 [auth]
 require = "yes"
-trusted_peers = [{ name = "fink", jwks_url = "http://fink/jwks.json" }]
+trusted_peers = [{ name = "fink", jwks_url = "http://fink/jwks.json" }, { name = "lasair", jwks_url = "https://127.0.0.1:1/jwks.json" }]
 colour = 1
 [[topics]]
 name = "ztf.alerts"
@@ -329,6 +329,7 @@ public = 1
         "auth.require: must be true or false",
         "auth.trusted_peers[0].jwks_url: \"http://fink/jwks.json\" is not an https:// URL",
         "auth.trusted_peers[0].ca: missing key",
+        "auth.trusted_peers[1].name: \"lasair\" is this gateway's own name",
         "auth.colour: unknown key",
         "topics[0].public: must be true or false",
     ] {
