@@ -360,6 +360,27 @@ impl Kafka {
         })
         .await
         .map_err(|e| Error::Internal(e.to_string()))??;
+        // A topic made by hand with the delete policy drops records with its retention:
+        // revocations would lapse while their tokens still run (up to a year).
+        let policy = admin
+            .describe_configs([&rdkafka::admin::ResourceSpecifier::Topic(topic)], &opts)
+            .await
+            .ok()
+            .and_then(|rs| rs.into_iter().next()?.ok())
+            .and_then(|r| {
+                r.entries
+                    .into_iter()
+                    .find(|e| e.name == "cleanup.policy")?
+                    .value
+            });
+        if let Some(policy) = policy.filter(|p| !p.contains("compact")) {
+            tracing::warn!(
+                topic,
+                policy,
+                "the {what} topic is not compacted: its records are dropped with its retention; \
+                 set cleanup.policy=compact on it"
+            );
+        }
         if partitions != [0] {
             return Err(Error::FailedPrecondition(format!(
                 "{what} topic {topic:?} has {} partitions; the gateway keeps its {what} in one \

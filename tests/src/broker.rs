@@ -249,11 +249,24 @@ impl Broker {
 
     /// Creates `topic` with `partitions` partitions and waits until metadata shows them.
     pub async fn create_topic(&self, topic: &str, partitions: i32) -> Result<()> {
+        self.create_topic_with(topic, partitions, &[]).await
+    }
+
+    /// [`create_topic`](Self::create_topic) with topic configs (`cleanup.policy`, ...).
+    pub async fn create_topic_with(
+        &self,
+        topic: &str,
+        partitions: i32,
+        configs: &[(&str, &str)],
+    ) -> Result<()> {
         let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
             .set("bootstrap.servers", self.bootstrap())
             .create()?;
         let replication = self.nodes.len().clamp(1, 3) as i32;
-        let new = NewTopic::new(topic, partitions, TopicReplication::Fixed(replication));
+        let mut new = NewTopic::new(topic, partitions, TopicReplication::Fixed(replication));
+        for (k, v) in configs {
+            new = new.set(k, v);
+        }
         let options = AdminOptions::new().operation_timeout(Some(Duration::from_secs(10)));
         for result in admin.create_topics([&new], &options).await? {
             match result {

@@ -804,3 +804,26 @@ async fn a_credentials_topic_with_several_partitions_is_refused_at_start() -> Re
     );
     Ok(())
 }
+
+/// A credentials topic that is not compacted drops revocations with its retention: the
+/// gateway says so at start (a topic it creates itself is compacted, and draws no word).
+#[tokio::test]
+async fn a_credentials_topic_that_is_not_compacted_is_reported_at_start() -> Result<()> {
+    let pki = Pki::new()?;
+    let broker = Broker::start("uncompacted").await?;
+    let own = Secure::start(&pki, SecureSpec::new("fink", &broker.bootstrap())).await?;
+    let warning = "the credentials topic is not compacted";
+    ensure!(
+        !own.gateway.stderr_tail(400).contains(warning),
+        "a topic the gateway made: {}",
+        own.gateway.stderr_tail(40)
+    );
+    drop(own);
+    let other = Broker::start("uncompacted2").await?;
+    other
+        .create_topic_with("_alertmesh.credentials", 1, &[("cleanup.policy", "delete")])
+        .await?;
+    let gw = Secure::start(&pki, SecureSpec::new("lasair", &other.bootstrap())).await?;
+    gw.gateway.wait_stderr(warning).await?;
+    Ok(())
+}
