@@ -33,9 +33,10 @@ pub(crate) struct Parts {
     pub(crate) cluster: Cluster,
     /// This gateway's keys, when `[auth]` is configured.
     pub(crate) auth: Option<Arc<Auth>>,
-    /// Without `[auth]`, whether the client certificate is the only credential
-    /// ([`crate::auth::certificate_only`]).
-    pub(crate) certificate_only: bool,
+    /// Without `[auth]`, where the client certificate is the only credential
+    /// ([`crate::auth::certificate_only`]): the public topics, all a caller without one
+    /// may read.
+    pub(crate) certificate_only: Option<Arc<std::collections::HashSet<String>>>,
     /// Cancelled when the gateway starts stopping.
     pub(crate) stopping: CancellationToken,
     /// The schemas served by the registry API.
@@ -88,7 +89,7 @@ pub(crate) async fn serve<L>(
     let schema_api = api::routes(api::Api {
         schemas: parts.schemas.clone(),
         auth: parts.auth.clone(),
-        certificate_only: parts.certificate_only,
+        certificate_only: parts.certificate_only.clone(),
     });
     let shared = Arc::new(Http { parts, registry });
     let app = Router::new()

@@ -202,7 +202,16 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
         mirrors: Arc::clone(&mirrors),
         cluster,
         auth: auth.clone(),
-        certificate_only: crate::auth::certificate_only(&config).is_some(),
+        certificate_only: crate::auth::certificate_only(&config).map(|_| {
+            Arc::new(
+                config
+                    .topics
+                    .iter()
+                    .filter(|t| t.public)
+                    .map(|t| t.name.clone())
+                    .collect(),
+            )
+        }),
         stopping: streams.clone(),
         schemas,
     };

@@ -681,3 +681,75 @@ fn keyed(mut records: Vec<Record>, alerts: &[(u32, Alert)]) -> Result<Vec<Record
     }
     Ok(records)
 }
+
+/// `tls.client_ca` without `[auth]`: the client certificate is the only credential, so the
+/// registry API serves a caller without one the public topics' schemas only (it served
+/// every topic's), and one with a mesh certificate all of them.
+#[tokio::test]
+async fn without_auth_the_registry_api_serves_callers_without_a_certificate_public_topics_only(
+) -> Result<()> {
+    use alertmesh_tests::auth::Pki;
+    use alertmesh_tests::metrics::https_get_with_token;
+    let pki = Pki::new()?;
+    let broker = Broker::start("certonly").await?;
+    let server = pki.client("rubin")?;
+    let topics = ["lsst.open", "lsst.private"]
+        .iter()
+        .map(|t| {
+            format!(
+                "[[topics]]\nname = {t:?}\nnamespace = \"LSST:dia\"\nformat = \"avro-confluent\"\npublic = {}\n\n",
+                *t == "lsst.open"
+            )
+        })
+        .collect::<String>();
+    let spec = GatewaySpec::new("rubin", &broker.bootstrap())
+        .extra(&format!(
+            "[alert]\nschema_dir = {:?}\n\n{topics}[tls]\ncert = {:?}\nkey = {:?}\nclient_ca = {:?}\n",
+            lsst_fixtures().join("schema").display().to_string(),
+            server.cert.display().to_string(),
+            server.key.display().to_string(),
+            pki.ca().display().to_string()
+        ))
+        .ready(alertmesh_tests::Ready::GrpcPort);
+    let gw = Gateway::start(&spec).await?;
+    let ca = alertmesh_auth::tls::load_certs(&pki.ca())?;
+    let member = pki.client("alice")?;
+    let identity = (
+        alertmesh_auth::tls::load_certs(&member.cert)?,
+        alertmesh_auth::tls::load_key(&member.key)?,
+    );
+    let anonymous = alertmesh_auth::tls::client_config(&ca, None)?;
+    let with_cert = alertmesh_auth::tls::client_config(&ca, Some(identity))?;
+    let addr = gw.http_addr();
+
+    let (status, body) = https_get_with_token(&addr, "/subjects", anonymous.clone(), None).await?;
+    ensure!(
+        status == 200 && body == r#"["lsst.open-value"]"#,
+        "without a certificate: {status} {body}"
+    );
+    let (status, body) = https_get_with_token(
+        &addr,
+        "/subjects/lsst.private-value/versions",
+        anonymous.clone(),
+        None,
+    )
+    .await?;
+    ensure!(
+        status == 404,
+        "a private subject without a certificate: {status} {body}"
+    );
+    let (status, body) = https_get_with_token(&addr, "/subjects", with_cert.clone(), None).await?;
+    ensure!(
+        status == 200 && body == r#"["lsst.open-value","lsst.private-value"]"#,
+        "with a mesh certificate: {status} {body}"
+    );
+    let (status, body) = https_get_with_token(
+        &addr,
+        "/subjects/lsst.private-value/versions",
+        with_cert,
+        None,
+    )
+    .await?;
+    ensure!(status == 200 && body == "[1,2,3]", "{status} {body}");
+    Ok(())
+}

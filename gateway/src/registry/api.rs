@@ -35,10 +35,10 @@ const CONTENT_TYPE: &str = "application/vnd.schemaregistry.v1+json";
 pub(crate) struct Api {
     pub(crate) schemas: Schemas,
     pub(crate) auth: Option<Arc<Auth>>,
-    /// Without `[auth]`, whether `tls.client_ca` makes the client certificate the only
-    /// credential ([`crate::auth::certificate_only`]): a caller without one reads public
-    /// topics only.
-    pub(crate) certificate_only: bool,
+    /// Without `[auth]`, where `tls.client_ca` makes the client certificate the only
+    /// credential ([`crate::auth::certificate_only`]): the public topics, the only ones a
+    /// caller without a certificate reads.
+    pub(crate) certificate_only: Option<Arc<std::collections::HashSet<String>>>,
 }
 
 /// The API's routes, to merge into the side port's router.
@@ -79,7 +79,7 @@ async fn caller(
     cert: &ClientCert,
 ) -> Result<Option<Caller>, Response> {
     let Some(auth) = &api.auth else {
-        let public_only = api.certificate_only && cert.0.is_none();
+        let public_only = api.certificate_only.is_some() && cert.0.is_none();
         return Ok(public_only.then(Caller::public_only));
     };
     let authorization = headers
@@ -120,7 +120,14 @@ fn may_read(api: &Api, caller: Option<&Caller>, topic: &str) -> bool {
         (Some(auth), Some(caller)) => {
             auth.is_public(topic) || caller.principal.require(Action::Subscribe, topic).is_ok()
         }
-        _ => true,
+        // No `[auth]`, but a caller without the certificate `tls.client_ca` requires.
+        (None, Some(caller)) => {
+            api.certificate_only
+                .as_ref()
+                .is_some_and(|public| public.contains(topic))
+                || caller.principal.require(Action::Subscribe, topic).is_ok()
+        }
+        (_, None) => true,
     }
 }
 
