@@ -458,6 +458,34 @@ pub(crate) fn authorize_topic(
         .map_err(|e| auth.refuse(RefusalReason::scope, e.into()))
 }
 
+/// Whether `caller` may see `topic` in listings: without `[auth]` every topic, else the
+/// public ones and those its scopes cover with any action (uncounted: not a refusal).
+pub(crate) fn may_see_topic(auth: Option<&Auth>, caller: &Caller, topic: &str) -> bool {
+    let Some(auth) = auth else { return true };
+    if auth.is_public(topic) {
+        return true;
+    }
+    if caller.token.is_none() && auth.require() {
+        return false;
+    }
+    [Action::Subscribe, Action::Fetch, Action::Publish]
+        .into_iter()
+        .any(|a| caller.principal.may(a, topic))
+}
+
+/// Whether `caller` may use the query `name` ([`authorize_query`] without counting a
+/// refusal: for listings).
+pub(crate) fn authorize_query_quietly(
+    auth: Option<&Auth>,
+    caller: &Caller,
+    name: &str,
+    public: bool,
+) -> bool {
+    let Some(auth) = auth else { return true };
+    public
+        || !(caller.token.is_none() && auth.require()) && caller.principal.may(Action::Query, name)
+}
+
 /// Checks that `caller` may publish to `topic`. Public topics are readable without a
 /// token, never writable: with `[auth]` publishing always takes a token with
 /// `publish:<topic glob>`. Without `[auth]` everyone may.

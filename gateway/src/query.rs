@@ -132,10 +132,20 @@ impl Queries {
         }
     }
 
-    /// The declared query `name`.
-    pub(crate) fn get(&self, name: &str) -> Result<&Arc<Declared>> {
+    /// The declared query `name`. Not found, the error lists the queries `visible` admits
+    /// (those the caller may use: a private query's name is not told to everyone).
+    pub(crate) fn get(
+        &self,
+        name: &str,
+        visible: &dyn Fn(&QueryConfig) -> bool,
+    ) -> Result<&Arc<Declared>> {
         self.declared.get(name).ok_or_else(|| {
-            let known: Vec<&str> = self.declared.keys().map(String::as_str).collect();
+            let known: Vec<&str> = self
+                .declared
+                .values()
+                .filter(|d| visible(&d.config))
+                .map(|d| d.config.name.as_str())
+                .collect();
             Error::NotFound(format!(
                 "unknown query {name:?}; this gateway serves: {}",
                 if known.is_empty() {
@@ -176,7 +186,8 @@ impl Queries {
         connection: Option<std::net::SocketAddr>,
         principal: Option<&str>,
     ) -> Result<Batches> {
-        let declared = Arc::clone(self.get(&req.name)?);
+        // Looked up and authorized by the caller already: an error here lists nothing.
+        let declared = Arc::clone(self.get(&req.name, &|_| false)?);
         let q = &declared.config;
         if req.limit == Some(0) {
             return Err(Error::InvalidArgument(
@@ -466,5 +477,36 @@ impl Declared {
                 dbe.message()
             ))
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn an_unknown_query_lists_only_the_queries_the_caller_may_use() {
+        let text = "[gateway]\nname = \"lasair\"\nlisten = \"127.0.0.1:50051\"\n\
+             http_listen = \"127.0.0.1:9464\"\n[kafka]\nbootstrap = \"127.0.0.1:9092\"\n\
+             [[databases]]\nname = \"db\"\nurl = \"postgres://u@127.0.0.1:1/d\"\n\
+             [[queries]]\nname = \"open\"\ndatabase = \"db\"\ntable = \"t\"\npublic = true\n\
+             namespace = \"ZTF\"\nkey = \"k\"\norder = \"id\"\ncolumns = [\"k\", \"id\"]\n\
+             [[queries]]\nname = \"secret\"\ndatabase = \"db\"\ntable = \"t\"\n\
+             namespace = \"ZTF\"\nkey = \"k\"\norder = \"id\"\ncolumns = [\"k\", \"id\"]\n";
+        let config = Config::parse(text, &[]).expect("config");
+        let queries = Queries::new(&config, CancellationToken::new(), TaskTracker::new());
+        let public_only = |q: &QueryConfig| q.public;
+        let err = queries.get("nope", &public_only).expect_err("unknown");
+        let text = err.to_string();
+        assert!(
+            text.contains("serves: open") && !text.contains("secret"),
+            "{text}"
+        );
+        let err = queries.get("nope", &|_| false).expect_err("unknown");
+        assert!(err.to_string().contains("serves: no queries"), "{err}");
+        assert!(
+            queries.get("secret", &public_only).is_ok(),
+            "found, whatever is listed"
+        );
     }
 }

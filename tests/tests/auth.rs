@@ -271,6 +271,43 @@ async fn scoped_token_subscribes_and_public_topics_need_no_token() -> Result<()>
         .await?
         .into_inner();
     ensure!(alert.offset == 0);
+    // Listings show what a token grants: its topics and the public ones, not every
+    // private topic (with its schemas) to any token's holder.
+    let listed = |topics: Vec<alertmesh_proto::v1::TopicInfo>| {
+        let mut names: Vec<String> = topics.into_iter().map(|t| t.name).collect();
+        names.sort();
+        names
+    };
+    let names = listed(
+        client
+            .list_topics(ListTopicsRequest {})
+            .await?
+            .into_inner()
+            .topics,
+    );
+    ensure!(names == [PUBLIC_TOPIC, ZTF_TOPIC], "{names:?}");
+    let elsewhere = gw.issue("carol", &["subscribe:lsst.*"], "1h").await?;
+    let carol = pki.client("carol")?;
+    let mut other = gw.client(Some(&carol), Some(&elsewhere)).await?;
+    let names = listed(
+        other
+            .list_topics(ListTopicsRequest {})
+            .await?
+            .into_inner()
+            .topics,
+    );
+    ensure!(
+        names == [PUBLIC_TOPIC],
+        "a token for other topics: {names:?}"
+    );
+    let described = other
+        .describe_gateway(alertmesh_proto::v1::DescribeGatewayRequest {})
+        .await?
+        .into_inner();
+    ensure!(
+        listed(described.topics) == [PUBLIC_TOPIC],
+        "described to a token for other topics"
+    );
     // The CLI with --token, --ca, --cert and --key over https.
     let token_file = gw.keys_dir.with_file_name("alice.jwt");
     std::fs::write(&token_file, &token)?;

@@ -51,8 +51,13 @@ impl Fink {
             .topic(ZTF_TOPIC, false)
             .extra(&extra);
         let gw = Secure::start(&pki, spec).await?;
+        // A classifier: reads the alerts, publishes its classes (listings show it both).
         let token = gw
-            .issue("fink", &["publish:fink.*", "subscribe:fink.*"], "1h")
+            .issue(
+                "fink",
+                &["publish:fink.*", "subscribe:fink.*", "subscribe:ztf.*"],
+                "1h",
+            )
             .await?;
         let cert = pki.client("fink")?;
         Ok(Fink {

@@ -4,7 +4,7 @@ use alertmesh_proto::v1;
 use tonic::{Request, Response, Status};
 
 use super::GatewayService;
-use crate::auth::{caller, Caller};
+use crate::auth::{authorize_query_quietly, caller, Caller};
 use crate::catalog::TOPICS_NEED_TOKEN;
 use crate::config::TopicConfig;
 
@@ -60,16 +60,14 @@ pub(super) async fn describe_gateway(
     Ok(with_hidden(description, hidden))
 }
 
-/// The exposed topics, and how many are hidden: a caller without a token on a gateway
-/// that requires one only sees the public ones.
+/// The exposed topics the caller may use, and how many are hidden: the public ones, and
+/// those its scopes cover (with any action), so a caller without a token on a gateway that
+/// requires one sees the public ones, and a token's holder what it grants.
 async fn topics(svc: &GatewayService, caller: &Caller) -> (Vec<v1::TopicInfo>, usize) {
-    let auth = svc.parts.auth.as_deref();
     let all = svc.parts.catalog.topics();
     let visible: Vec<&TopicConfig> = all
         .iter()
-        .filter(|t| {
-            !auth.is_some_and(|a| a.require() && caller.token.is_none() && !a.is_public(&t.name))
-        })
+        .filter(|t| crate::auth::may_see_topic(svc.parts.auth.as_deref(), caller, &t.name))
         .collect();
     let hidden = all.len() - visible.len();
     let mut described = svc.parts.catalog.describe(&visible).await;
@@ -86,15 +84,19 @@ async fn topics(svc: &GatewayService, caller: &Caller) -> (Vec<v1::TopicInfo>, u
     (described, hidden)
 }
 
-/// The declared queries the caller may see: as for topics, a caller without a token on a
-/// gateway that requires one sees only the public ones.
+/// The declared queries the caller may use: the public ones, and those its scopes cover.
 fn queries(svc: &GatewayService, caller: &Caller) -> Vec<v1::QueryInfo> {
     let auth = svc.parts.auth.as_deref();
-    let hide = auth.is_some_and(|a| a.require() && caller.token.is_none());
+    let visible =
+        |q: &crate::config::QueryConfig| authorize_query_quietly(auth, caller, &q.name, q.public);
     let queries = &svc.parts.queries;
     queries
         .infos()
         .into_iter()
-        .filter(|q| !hide || queries.get(&q.name).is_ok_and(|d| d.config.public))
+        .filter(|q| {
+            queries
+                .get(&q.name, &visible)
+                .is_ok_and(|d| visible(&d.config))
+        })
         .collect()
 }

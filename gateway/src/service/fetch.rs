@@ -24,7 +24,10 @@ pub(super) async fn fetch(
             .into());
         }
         let queries = &svc.parts.queries;
-        let declared = queries.get(name)?;
+        let visible = |q: &crate::config::QueryConfig| {
+            crate::auth::authorize_query_quietly(auth, &who, &q.name, q.public)
+        };
+        let declared = queries.get(name, &visible)?;
         authorize_query(auth, &who, name, declared.config.public)?;
         return Ok(Response::new(queries.fetch(declared, order).await?));
     }

@@ -8,7 +8,7 @@ use tonic::{Request, Response, Status};
 
 use super::GatewayService;
 use crate::auth::stream::{guard, Guarded};
-use crate::auth::{authorize_query, caller};
+use crate::auth::{authorize_query, authorize_query_quietly, caller};
 
 pub(super) async fn query(
     svc: &GatewayService,
@@ -16,7 +16,10 @@ pub(super) async fn query(
 ) -> Result<Response<Guarded<v1::QueryBatch>>, Status> {
     let who = caller(&req);
     let queries = &svc.parts.queries;
-    let declared = queries.get(&req.get_ref().name)?;
+    let auth = svc.parts.auth.as_deref();
+    let visible =
+        |q: &crate::config::QueryConfig| authorize_query_quietly(auth, &who, &q.name, q.public);
+    let declared = queries.get(&req.get_ref().name, &visible)?;
     authorize_query(
         svc.parts.auth.as_deref(),
         &who,

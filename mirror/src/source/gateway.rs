@@ -102,7 +102,11 @@ pub(crate) async fn connect(
         if !topics.queries.iter().any(|q| q.name == query.name) {
             return Err(Error::Refused {
                 source_name: peer.label.clone(),
-                reason: "the gateway does not serve this query (to these credentials)".into(),
+                reason: format!(
+                    "the gateway does not serve this query, or these credentials have no \
+                     permission for it (a token needs query:{})",
+                    query.name
+                ),
             });
         }
         let info = SourceInfo {
@@ -119,7 +123,11 @@ pub(crate) async fn connect(
         .find(|t| t.name == source.topic)
         .ok_or_else(|| Error::Refused {
             source_name: peer.label.clone(),
-            reason: "the gateway does not expose this topic (to these credentials)".into(),
+            reason: format!(
+                "the gateway does not expose this topic, or these credentials have no \
+                 permission for it (a token needs subscribe:{})",
+                source.topic
+            ),
         })?;
     if topic.partitions <= 0 {
         return Err(failure(
