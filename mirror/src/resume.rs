@@ -43,11 +43,13 @@ pub fn parse_source(prefix: &str, value: &[u8]) -> Option<(i32, i64)> {
     position(text.strip_prefix(prefix)?.strip_prefix('/')?)
 }
 
-/// `<partition>/<offset>`, both non-negative.
+/// `<partition>/<offset>`, both non-negative, and an offset that has a next one (a value
+/// read back from the destination was written from a source's answer: `i64::MAX` there
+/// would wrap the next offset around).
 fn position(rest: &str) -> Option<(i32, i64)> {
     let (partition, offset) = rest.split_once('/')?;
     let partition: i32 = partition.parse().ok().filter(|p| *p >= 0)?;
-    let offset: i64 = offset.parse().ok().filter(|o| *o >= 0)?;
+    let offset: i64 = offset.parse().ok().filter(|o| (0..i64::MAX).contains(o))?;
     Some((partition, offset))
 }
 
@@ -309,6 +311,20 @@ fn parse_resume(resume: Option<&[u8]>) -> Result<(u64, u64, &str), String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_source_offset_without_a_next_one_is_not_a_position() {
+        let mut r = ResumePositions::new("am://lasair/ztf");
+        assert!(!r.observe(format!("am://lasair/ztf/0/{}", i64::MAX).as_bytes()));
+        assert_eq!(r.next_offset(0), None);
+        let last = i64::MAX - 1;
+        assert!(r.observe(format!("am://lasair/ztf/0/{last}").as_bytes()));
+        assert_eq!(r.next_offset(0), Some(i64::MAX));
+        assert_eq!(
+            parse_kafka_source("t", format!("kafka://h:1/t/0/{}", i64::MAX).as_bytes()),
+            None
+        );
+    }
 
     #[test]
     fn the_copy_with_the_highest_seq_sets_where_a_query_resumes() {

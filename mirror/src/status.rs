@@ -149,7 +149,8 @@ impl StatusCell {
     /// One source record handled and acknowledged.
     pub(crate) fn handled(&self, partition: i32, offset: i64, done: Handled) {
         let mut inner = self.lock();
-        inner.positions.insert(partition, offset + 1);
+        // A peer's offset is its word: the largest one must not wrap around.
+        inner.positions.insert(partition, offset.saturating_add(1));
         let s = &mut inner.status;
         match done {
             Handled::Copied(ts) => {
