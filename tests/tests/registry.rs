@@ -529,15 +529,7 @@ async fn the_registry_api_follows_each_topics_auth_on_a_gateway_that_requires_mu
             &keyed(framed(&alerts, now_ms() - 10_000)?, &alerts)?,
         )
         .await?;
-    let topics = ["lsst.open", "lsst.private"]
-        .iter()
-        .map(|t| {
-            format!(
-                "[[topics]]\nname = {t:?}\nnamespace = \"LSST:dia\"\nformat = \"avro-confluent\"\npublic = {}\n\n",
-                *t == "lsst.open"
-            )
-        })
-        .collect::<String>();
+    let topics = open_and_private_topics();
     // gRPC requires a client certificate (tls.client_ca) and a token for lsst.private.
     let spec = SecureSpec::new("rubin", &broker.bootstrap()).extra(&format!(
         "[alert]\nschema_dir = {:?}\n\n{topics}",
@@ -693,15 +685,7 @@ async fn without_auth_the_registry_api_serves_callers_without_a_certificate_publ
     let pki = Pki::new()?;
     let broker = Broker::start("certonly").await?;
     let server = pki.client("rubin")?;
-    let topics = ["lsst.open", "lsst.private"]
-        .iter()
-        .map(|t| {
-            format!(
-                "[[topics]]\nname = {t:?}\nnamespace = \"LSST:dia\"\nformat = \"avro-confluent\"\npublic = {}\n\n",
-                *t == "lsst.open"
-            )
-        })
-        .collect::<String>();
+    let topics = open_and_private_topics();
     let spec = GatewaySpec::new("rubin", &broker.bootstrap())
         .extra(&format!(
             "[alert]\nschema_dir = {:?}\n\n{topics}[tls]\ncert = {:?}\nkey = {:?}\nclient_ca = {:?}\n",
@@ -752,4 +736,17 @@ async fn without_auth_the_registry_api_serves_callers_without_a_certificate_publ
     .await?;
     ensure!(status == 200 && body == "[1,2,3]", "{status} {body}");
     Ok(())
+}
+
+/// `[[topics]]` for `lsst.open` (public) and `lsst.private`, both `avro-confluent`.
+fn open_and_private_topics() -> String {
+    ["lsst.open", "lsst.private"]
+        .iter()
+        .map(|t| {
+            format!(
+                "[[topics]]\nname = {t:?}\nnamespace = \"LSST:dia\"\nformat = \"avro-confluent\"\npublic = {}\n\n",
+                *t == "lsst.open"
+            )
+        })
+        .collect()
 }
