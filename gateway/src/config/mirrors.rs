@@ -352,14 +352,51 @@ pub(super) fn read(
         r.unknown(src, &sat);
         r.unknown(t, &at);
         if let (Some(name), Some(start), Some(source)) = (name, start, source) {
+            let spec = MirrorSpec {
+                translate,
+                name,
+                destination,
+                start,
+                source,
+            };
+            // A Kafka source without `destination` writes the topic of its source's name:
+            // two such mirrors (or one and a named destination) would share a topic, and
+            // each one's recovery would take the other's positions for its own.
+            if let Some(d) = default_destination(&spec) {
+                if let Err(e) = check_destination(d) {
+                    r.error(
+                        &format!("{at}.destination"),
+                        &format!("the default, {d:?}: {e}"),
+                    );
+                }
+                if let Some(why) = super::internal_topic(d, local.internal_topics) {
+                    r.error(&format!("{at}.destination"), &format!("the default: {why}"));
+                }
+            }
+            let mine = spec.destination.as_deref().or(default_destination(&spec));
+            if let Some(d) = mine {
+                let shared = out.iter().position(|m| {
+                    let theirs = m
+                        .spec
+                        .destination
+                        .as_deref()
+                        .or(default_destination(&m.spec));
+                    theirs == Some(d)
+                        && (spec.destination.is_none() || m.spec.destination.is_none())
+                });
+                if let Some(j) = shared {
+                    r.error(
+                        &format!("{at}.destination"),
+                        &format!(
+                            "{d:?} is already the destination of mirrors[{j}] (a kafka source \
+                             without destination writes its topic's name); each mirror needs \
+                             its own topic: set destination"
+                        ),
+                    );
+                }
+            }
             out.push(MirrorConfig {
-                spec: MirrorSpec {
-                    translate,
-                    name,
-                    destination,
-                    start,
-                    source,
-                },
+                spec,
                 token_file,
                 ca,
                 cert,
@@ -370,6 +407,16 @@ pub(super) fn read(
         }
     }
     out
+}
+
+/// The topic a mirror without `destination` writes, where the configuration alone says it:
+/// a Kafka source's topic name (a gateway source's default names the peer, known once it
+/// answers).
+fn default_destination(spec: &MirrorSpec) -> Option<&str> {
+    match (&spec.destination, &spec.source) {
+        (None, Source::Kafka(k)) => Some(k.topic.as_str()),
+        _ => None,
+    }
 }
 
 fn digest(table: &toml::Table) -> u64 {

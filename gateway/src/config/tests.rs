@@ -349,6 +349,53 @@ fn with_kafka_mirror(source: &str, topic: &str, extra: &str) -> String {
 }
 
 #[test]
+fn kafka_mirrors_without_destination_may_not_share_a_topic() {
+    let mirror = |name: &str, bootstrap: &str, topic: &str, destination: Option<&str>| {
+        format!(
+            "[[mirrors]]\nname = \"{name}\"\n{}\n[mirrors.source]\nkafka = \"{bootstrap}\"\n\
+             topic = \"{topic}\"\nnamespace = \"ZTF\"\nformat = \"avro-ocf\"\n",
+            destination.map_or(String::new(), |d| format!("destination = \"{d}\""))
+        )
+    };
+    // Two clusters' `alerts`, both into the local `alerts`.
+    let text = format!(
+        "{MINIMAL}{}{}",
+        mirror("a", "10.0.0.1:9092", "alerts", None),
+        mirror("b", "10.0.0.2:9092", "alerts", None)
+    );
+    let all = Config::parse(&text, &[]).unwrap_err().join("\n");
+    assert!(
+        all.contains("mirrors[1].destination: \"alerts\" is already the destination of mirrors[0]"),
+        "{all}"
+    );
+    // A named destination and a default one.
+    let text = format!(
+        "{MINIMAL}{}{}",
+        mirror("a", "10.0.0.1:9092", "x", Some("alerts")),
+        mirror("b", "10.0.0.2:9092", "alerts", None)
+    );
+    let all = Config::parse(&text, &[]).unwrap_err().join("\n");
+    assert!(
+        all.contains("is already the destination of mirrors[0]"),
+        "{all}"
+    );
+    // A default destination that is a state topic of the gateway.
+    let text = format!(
+        "{MINIMAL}{}",
+        mirror("a", "10.0.0.1:9092", "_alertmesh.cursors", None)
+    );
+    let all = Config::parse(&text, &[]).unwrap_err().join("\n");
+    assert!(all.contains("mirrors[0].destination: the default"), "{all}");
+    // Each into its own topic: fine.
+    let text = format!(
+        "{MINIMAL}{}{}",
+        mirror("a", "10.0.0.1:9092", "alerts", None),
+        mirror("b", "10.0.0.2:9092", "alerts", Some("alerts.b"))
+    );
+    Config::parse(&text, &[]).expect("distinct destinations");
+}
+
+#[test]
 fn a_destination_without_room_for_its_dead_letter_topic_is_refused() {
     // 246-249 characters are topic names, but <destination>.dlq would not be one: such a
     // mirror passed --check and then failed every cycle.
