@@ -75,10 +75,16 @@ async fn prepare(
         .destination
         .clone()
         .unwrap_or_else(|| info.default_destination.clone());
-    if let Err(e) = check_destination(&destination) {
+    let checked = check_destination(&destination)
+        .map_err(|e| e.to_string())
+        .and_then(|()| match spec.destination {
+            Some(_) => Ok(()),
+            None => check_default_destination(&destination),
+        });
+    if let Err(reason) = checked {
         return Err(Error::Spec {
             name: spec.name.clone(),
-            reason: e.to_string(),
+            reason,
         });
     }
     status.update(|s| {
@@ -141,4 +147,32 @@ async fn recover_query(env: &MirrorEnv, destination: &str, prefix: &str) -> Resu
         .check()
         .map_err(|(topic, reason)| destination::destination_error(&topic, reason))?;
     Ok(resume)
+}
+
+/// A default destination is named after the source (a peer gateway's own name): one
+/// starting with `_` would write into the topics Kafka and the gateway keep for themselves
+/// (`__consumer_offsets`, `_alertmesh.cursors`, ...), which the configuration refuses as a
+/// named destination.
+fn check_default_destination(destination: &str) -> std::result::Result<(), String> {
+    if destination.starts_with('_') {
+        return Err(format!(
+            "the default destination {destination:?} (named after the source) starts with '_', \
+             as internal and state topics do: set destination"
+        ));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod default_destination_tests {
+    use super::check_default_destination;
+
+    #[test]
+    fn a_default_destination_may_not_look_like_an_internal_topic() {
+        assert!(check_default_destination("lasair.ztf.alerts").is_ok());
+        for internal in ["_alertmesh.cursors", "__consumer_offsets", "_x.alerts"] {
+            let err = check_default_destination(internal).unwrap_err();
+            assert!(err.contains("set destination"), "{err}");
+        }
+    }
 }
