@@ -349,6 +349,11 @@ class Gateway:
         queue = [self._peer_urls(found[0][1], seen, max_gateways)]
         while queue:
             for url in queue.pop(0):
+                if not url.strip():
+                    # An empty address would mean $ALERTMESH_GATEWAY or the local default:
+                    # a peer entry must not make the walk describe the user's own gateway.
+                    unreachable.append((url, "the peer entry has no URL"))
+                    continue
                 try:
                     with self._peer(url) as peer:
                         info = peer.describe()

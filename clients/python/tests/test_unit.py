@@ -168,7 +168,7 @@ class _Describer(pb_grpc.AlertMeshServicer):
     version = "x"
 
 
-def test_directory_sends_the_token_only_to_the_configured_gateway() -> None:
+def test_directory_sends_the_token_only_to_the_configured_gateway(monkeypatch: pytest.MonkeyPatch) -> None:
     servers, describers, urls = [], [], []
     for name in ("home", "peer"):
         d = _Describer(name)
@@ -179,14 +179,17 @@ def test_directory_sends_the_token_only_to_the_configured_gateway() -> None:
         servers.append(server)
         describers.append(d)
     home, peer = describers
-    # The peer names the home gateway back, and an address where nothing listens.
+    # The peer names the home gateway back, an address where nothing listens, and no
+    # address at all (which must not mean $ALERTMESH_GATEWAY: the user's own gateway).
     home.peers = [urls[1]]
-    peer.peers = [urls[0], "http://127.0.0.1:1"]
+    peer.peers = [urls[0], "http://127.0.0.1:1", ""]
+    monkeypatch.setenv("ALERTMESH_GATEWAY", urls[0].replace("127.0.0.1", "localhost"))
     try:
         with Gateway(urls[0], token="secret-token") as gw:
             d = gw.directory()
         assert d.names() == ["home", "peer"]
-        assert [u for u, _ in d.unreachable] == ["http://127.0.0.1:1"]
+        assert [u for u, _ in d.unreachable] == ["http://127.0.0.1:1", ""]
+        assert d.unreachable[1][1] == "the peer entry has no URL"
         assert [m.get("authorization") for m in home.metadata] == ["Bearer secret-token"]
         assert [m.get("authorization") for m in peer.metadata] == [None]
         # A peer's description is taken up to 2 MiB (the walk keeps each one it gets).
