@@ -2,7 +2,6 @@
 //! authentication methods a gateway advertises in `DescribeGateway`.
 
 use std::collections::HashMap;
-use std::net::SocketAddr;
 use std::sync::Arc;
 
 use alertmesh_auth::{CredentialRecord, Revocation, Scope, TokenRequest};
@@ -27,10 +26,8 @@ pub(crate) struct Admin {
     /// Token authentication, when `[auth]` is configured.
     pub(crate) auth: Option<Arc<Auth>>,
     pub(crate) gateway: String,
-    /// Where the HTTP side port serves the JWKS.
-    pub(crate) http_listen: SocketAddr,
-    /// Whether the side port is HTTPS.
-    pub(crate) tls: bool,
+    /// The URL of the HTTP side port, where it serves the JWKS.
+    pub(crate) http_url: String,
 }
 
 impl Admin {
@@ -145,14 +142,13 @@ impl Admin {
                 params: HashMap::new(),
             }];
         };
-        let scheme = if self.tls { "https" } else { "http" };
         let mut methods = vec![v1::AuthMethod {
             kind: "jwt".into(),
             params: HashMap::from([
                 ("issuer".to_owned(), self.gateway.clone()),
                 (
                     "jwks_url".to_owned(),
-                    format!("{scheme}://{}/.well-known/jwks.json", self.http_listen),
+                    format!("{}/.well-known/jwks.json", self.http_url),
                 ),
                 ("required".to_owned(), auth.require().to_string()),
             ]),

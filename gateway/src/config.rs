@@ -101,6 +101,26 @@ pub struct GatewayConfig {
     pub share_mirrors: bool,
 }
 
+impl GatewayConfig {
+    /// The URL others reach the HTTP side port at (`DescribeGateway`, the JWKS and schema
+    /// registry URLs): `http_listen`, or where that binds every address (`0.0.0.0`, `::`,
+    /// where no one can connect to), the host of `advertised_url` with its port.
+    pub fn advertised_http_url(&self, tls: bool) -> String {
+        let scheme = if tls { "https" } else { "http" };
+        let addr = self.http_listen;
+        let advertised_host = || {
+            let uri: http::Uri = self.advertised_url.parse().ok()?;
+            uri.host().map(str::to_owned)
+        };
+        match advertised_host() {
+            Some(host) if addr.ip().is_unspecified() => {
+                format!("{scheme}://{host}:{}", addr.port())
+            }
+            _ => format!("{scheme}://{addr}"),
+        }
+    }
+}
+
 /// `[kafka]`: the local cluster.
 #[derive(Debug, Clone)]
 pub struct KafkaConfig {

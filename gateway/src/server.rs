@@ -119,8 +119,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
     let service = service::server(service::Parts {
         gateway: gw.name.clone(),
         advertised_url: gw.advertised_url.clone(),
-        http_listen: gw.http_listen,
-        tls: config.tls.is_some(),
+        http_url: gw.advertised_http_url(config.tls.is_some()),
         auth: auth.clone(),
         catalog: Arc::clone(&catalog),
         subscriptions,
@@ -157,8 +156,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
         admin: Admin {
             auth: auth.clone(),
             gateway: gw.name.clone(),
-            http_listen: gw.http_listen,
-            tls: config.tls.is_some(),
+            http_url: gw.advertised_http_url(config.tls.is_some()),
         },
         mirrors: Arc::clone(&mirrors),
         schemas: schemas.clone(),

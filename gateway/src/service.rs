@@ -13,7 +13,6 @@
 //! - `schema.rs`: `GetSchema`.
 //! - `request_limit.rs`: what a client can make the gateway buffer while a request arrives.
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -57,9 +56,9 @@ pub(crate) struct Parts {
     pub(crate) gateway: String,
     /// The URL peers and users reach the gRPC port at.
     pub(crate) advertised_url: String,
-    pub(crate) http_listen: SocketAddr,
-    /// Whether both ports use TLS.
-    pub(crate) tls: bool,
+    /// The URL others reach the HTTP side port at (see
+    /// [`GatewayConfig::advertised_http_url`](crate::config::GatewayConfig::advertised_http_url)).
+    pub(crate) http_url: String,
     pub(crate) auth: Option<Arc<Auth>>,
     pub(crate) catalog: Arc<Catalog>,
     pub(crate) subscriptions: Arc<Subscriptions>,

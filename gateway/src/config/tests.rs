@@ -915,3 +915,32 @@ fn database_tls_files_are_checked_like_the_gateways_own() {
         "{problems}"
     );
 }
+
+#[test]
+fn the_side_port_is_advertised_at_an_address_others_can_reach() {
+    let with = |listen: &str, http: &str, advertised: &str| {
+        let text = MINIMAL
+            .replace(
+                "127.0.0.1:50051\"",
+                &format!("{listen}\"\nallow_plaintext = true{advertised}"),
+            )
+            .replace("127.0.0.1:9464\"", &format!("{http}\""));
+        Config::parse(&text, &[]).unwrap().gateway
+    };
+    // Bound to one address: that one.
+    let g = with("127.0.0.1:50051", "127.0.0.1:9464", "");
+    assert_eq!(g.advertised_http_url(false), "http://127.0.0.1:9464");
+    // Bound to every address: the gRPC URL's host, with the side port's port.
+    let g = with(
+        "0.0.0.0:50051",
+        "0.0.0.0:9464",
+        "\nadvertised_url = \"https://lasair.example:443\"",
+    );
+    assert_eq!(g.advertised_http_url(true), "https://lasair.example:9464");
+    let g = with(
+        "[::]:50051",
+        "[::]:9464",
+        "\nadvertised_url = \"https://[2001:db8::1]:50051\"",
+    );
+    assert_eq!(g.advertised_http_url(true), "https://[2001:db8::1]:9464");
+}

@@ -37,7 +37,6 @@ pub(super) async fn describe_gateway(
     req: Request<v1::DescribeGatewayRequest>,
 ) -> Result<Response<v1::GatewayDescription>, Status> {
     let parts = &svc.parts;
-    let http_scheme = if parts.tls { "https" } else { "http" };
     let (topics, hidden) = topics(svc, &caller(&req)).await;
     let description = Response::new(v1::GatewayDescription {
         name: parts.gateway.clone(),
@@ -49,7 +48,7 @@ pub(super) async fn describe_gateway(
             },
             v1::Endpoint {
                 kind: "http".into(),
-                url: format!("{http_scheme}://{}", parts.http_listen),
+                url: parts.http_url.clone(),
             },
         ],
         topics,
@@ -71,14 +70,13 @@ async fn topics(svc: &GatewayService, caller: &Caller) -> (Vec<v1::TopicInfo>, u
         .collect();
     let hidden = all.len() - visible.len();
     let mut described = svc.parts.catalog.describe(&visible).await;
-    let scheme = if svc.parts.tls { "https" } else { "http" };
     let with_schemas = svc.parts.schemas.topics_with_schemas();
     for (t, config) in described.iter_mut().zip(&visible) {
         t.publishable = config.publish;
         t.publish_schema = config.schema.as_ref().map(|s| s.text()).unwrap_or_default();
         if with_schemas.contains(&t.name) {
             t.schema_ids = svc.parts.schemas.topic_ids(&t.name);
-            t.schema_registry = format!("{scheme}://{}", svc.parts.http_listen);
+            t.schema_registry = svc.parts.http_url.clone();
         }
     }
     (described, hidden)
