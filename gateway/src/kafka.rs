@@ -376,7 +376,8 @@ impl Kafka {
         if let Some(policy) = policy.filter(|p| !p.contains("compact")) {
             tracing::warn!(
                 topic,
-                policy,
+                // Kafka's answer: echoed capped and escaped.
+                policy = %alertmesh_alert::echo::shown(&policy, 64),
                 "the {what} topic is not compacted: its records are dropped with its retention; \
                  set cleanup.policy=compact on it"
             );
