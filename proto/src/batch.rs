@@ -219,6 +219,16 @@ pub(crate) fn merge_skipped(
     })
 }
 
+impl prost::Name for AlertBatch {
+    const NAME: &'static str = "AlertBatch";
+    const PACKAGE: &'static str = "alertmesh.v1";
+}
+
+impl prost::Name for QueryBatch {
+    const NAME: &'static str = "QueryBatch";
+    const PACKAGE: &'static str = "alertmesh.v1";
+}
+
 impl prost::Message for AlertBatch {
     fn encode_raw(&self, buf: &mut impl BufMut) {
         for alert in &self.alerts {

@@ -12,6 +12,7 @@ pub mod v1 {
 }
 
 mod batch;
+pub mod bound;
 pub mod codec;
 pub mod tags;
 pub mod view;

@@ -39,7 +39,16 @@ pub enum ViewError {
     WireType { tag: u32, wire_type: WireType },
     #[error("an alert field is longer than the alert")]
     Truncated,
+    #[error(transparent)]
+    Refused(#[from] crate::bound::Refused),
+    #[error("a batch of more than {MAX_BATCH_ELEMENTS} alerts or skipped records")]
+    TooMany,
 }
+
+/// The most alerts, and the most skipped records, one batch may carry: ten times the
+/// most a gateway sends. A view takes 32 bytes per alert, so 64 MiB of two-byte empty
+/// alerts would otherwise take a gigabyte.
+pub const MAX_BATCH_ELEMENTS: usize = 1_000_000;
 
 /// One encoded `alertmesh.v1.Alert`.
 #[derive(Clone, PartialEq, Debug)]
@@ -101,8 +110,11 @@ impl AlertView {
                         TOPIC => f.topic = text(value, "topic")?,
                         TIMESTAMP => {
                             let t = prost_types::Timestamp::decode(value)?;
-                            f.timestamp_ms =
-                                Some(t.seconds * 1000 + i64::from(t.nanos) / 1_000_000);
+                            // The sender's word: a time past i64 milliseconds is left out.
+                            f.timestamp_ms = t
+                                .seconds
+                                .checked_mul(1000)
+                                .and_then(|ms| ms.checked_add(i64::from(t.nanos) / 1_000_000));
                         }
                         KEY => f.key = Some(value),
                         PAYLOAD => f.payload = value,
@@ -128,9 +140,11 @@ impl AlertView {
         Ok(f)
     }
 
-    /// The alert decoded into an owned message.
-    pub fn to_alert(&self) -> Result<Alert, DecodeError> {
-        Alert::decode(self.bytes.clone())
+    /// The alert decoded into an owned message, unless it would take more memory than
+    /// [`crate::bound::MAX_DECODED_BYTES`] (an alert of millions of empty headers).
+    pub fn to_alert(&self) -> Result<Alert, ViewError> {
+        crate::bound::check::<Alert>(&self.bytes)?;
+        Ok(Alert::decode(self.bytes.clone())?)
     }
 }
 
@@ -181,6 +195,22 @@ fn text<'a>(value: &'a [u8], field: &'static str) -> Result<&'a str, ViewError> 
 
 use crate::batch::{encode_skipped, merge_skipped};
 use crate::tags::batch::{ALERTS, SKIPPED};
+
+impl AlertBatchView {
+    /// Decodes a batch as [`Message::decode`] does, but ends with [`ViewError::TooMany`]
+    /// as soon as it counts more than [`MAX_BATCH_ELEMENTS`] alerts or skipped records.
+    pub fn decode_bounded(mut buf: impl Buf) -> Result<AlertBatchView, ViewError> {
+        let mut view = AlertBatchView::default();
+        while buf.has_remaining() {
+            let (tag, wire_type) = encoding::decode_key(&mut buf)?;
+            view.merge_field(tag, wire_type, &mut buf, DecodeContext::default())?;
+            if view.alerts.len().max(view.skipped.len()) > MAX_BATCH_ELEMENTS {
+                return Err(ViewError::TooMany);
+            }
+        }
+        Ok(view)
+    }
+}
 
 impl Message for AlertBatchView {
     fn encode_raw(&self, buf: &mut impl BufMut) {
@@ -332,5 +362,28 @@ mod tests {
             bytes: Bytes::from(bad),
         };
         assert!(view.fields().is_err());
+    }
+
+    /// A sender's timestamp past i64 milliseconds is left out, not wrapped; an alert of
+    /// millions of empty headers is refused before it is decoded.
+    #[test]
+    fn hostile_timestamps_and_header_floods_are_refused_not_decoded() {
+        let mut a = alert(1, vec![]);
+        a.timestamp = Some(prost_types::Timestamp {
+            seconds: i64::MAX / 10,
+            nanos: 0,
+        });
+        let view = AlertView {
+            bytes: Bytes::from(a.encode_to_vec()),
+        };
+        assert_eq!(view.fields().unwrap().timestamp_ms, None);
+
+        let flood = [0x3a_u8, 0x00].repeat(8 << 20);
+        let view = AlertView {
+            bytes: Bytes::from(flood),
+        };
+        assert!(matches!(view.to_alert(), Err(ViewError::Refused(_))));
+        // Read lazily, the same headers cost nothing up front.
+        assert_eq!(view.fields().unwrap().headers().take(3).count(), 3);
     }
 }

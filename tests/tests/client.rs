@@ -217,6 +217,23 @@ struct Hostile {
     seen: Seen,
     /// Whether it serves `Provenance` (a gateway from before it answers UNIMPLEMENTED).
     provenance: bool,
+    /// The call it answers with millions of empty elements, if any.
+    flood: Option<Flood>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Flood {
+    Subscribe,
+    ListTopics,
+}
+
+/// Empty alerts (or topics) sent as one `AlertBatch` (or listing): two bytes each on the
+/// wire, some hundreds each decoded (~2.5 GB for these).
+const FLOOD: usize = 8 << 20;
+
+/// `FLOOD` empty elements of field 1, as one run of encoded bytes.
+fn flood_of_field_1() -> bytes::Bytes {
+    bytes::Bytes::from([0x0a_u8, 0x00].repeat(FLOOD))
 }
 
 impl Hostile {
@@ -228,14 +245,23 @@ impl Hostile {
 
 #[tonic::async_trait]
 impl alert_mesh_server::AlertMesh for Hostile {
-    type SubscribeStream = tokio_stream::Empty<Result<v1::AlertBatch, tonic::Status>>;
+    type SubscribeStream =
+        tokio_stream::Iter<std::vec::IntoIter<Result<v1::AlertBatch, tonic::Status>>>;
 
     async fn subscribe(
         &self,
         req: tonic::Request<v1::SubscribeRequest>,
     ) -> Result<tonic::Response<Self::SubscribeStream>, tonic::Status> {
         self.record("Subscribe", &req);
-        Ok(tonic::Response::new(tokio_stream::empty()))
+        let mut batches = Vec::new();
+        if self.flood == Some(Flood::Subscribe) {
+            // Sent as pre-encoded alerts: building 8 million `Alert`s here would cost the
+            // test what the flood is meant to cost its receiver.
+            let mut batch = v1::AlertBatch::default();
+            batch.framed.push_run(flood_of_field_1(), FLOOD);
+            batches.push(Ok(batch));
+        }
+        Ok(tonic::Response::new(tokio_stream::iter(batches)))
     }
     type QueryStream = tokio_stream::Empty<Result<v1::QueryBatch, tonic::Status>>;
     async fn query(
@@ -264,7 +290,19 @@ impl alert_mesh_server::AlertMesh for Hostile {
         req: tonic::Request<v1::ListTopicsRequest>,
     ) -> Result<tonic::Response<v1::ListTopicsResponse>, tonic::Status> {
         self.record("ListTopics", &req);
-        Ok(tonic::Response::new(v1::ListTopicsResponse::default()))
+        let mut topics = vec![v1::TopicInfo {
+            name: "ztf".into(),
+            partitions: 1,
+            ..Default::default()
+        }];
+        if self.flood == Some(Flood::ListTopics) {
+            // A million empty topics: 2 MB on the wire, over 300 MB decoded.
+            topics.resize(1_000_001, v1::TopicInfo::default());
+        }
+        Ok(tonic::Response::new(v1::ListTopicsResponse {
+            topics,
+            ..Default::default()
+        }))
     }
     async fn describe_gateway(
         &self,
@@ -400,6 +438,7 @@ async fn provenance_and_directory_never_send_the_token_to_an_address_a_gateway_s
         source: None,
         seen: lab_seen.clone(),
         provenance: true,
+        flood: None,
     })
     .await?;
     // A peer claiming the configured gateway's own name must not take its place.
@@ -410,6 +449,7 @@ async fn provenance_and_directory_never_send_the_token_to_an_address_a_gateway_s
         source: None,
         seen: impostor_seen.clone(),
         provenance: true,
+        flood: None,
     })
     .await?;
     let home_seen = Seen::default();
@@ -430,6 +470,7 @@ async fn provenance_and_directory_never_send_the_token_to_an_address_a_gateway_s
         source: Some("am://lab/ztf.alerts/0/5".into()),
         seen: home_seen.clone(),
         provenance: true,
+        flood: None,
     })
     .await?;
     let dir = tempfile::tempdir()?;
@@ -542,6 +583,7 @@ async fn a_provenance_walk_reads_a_peer_without_provenance_with_fetch() -> Resul
         source: Some("kafka://k:9092/ztf.raw/0/5".into()),
         seen: seen.clone(),
         provenance: false,
+        flood: None,
     })
     .await?;
     let broker = Broker::start("home").await?;
@@ -598,5 +640,86 @@ async fn a_provenance_walk_reads_a_peer_without_provenance_with_fetch() -> Resul
             && calls.iter().any(|(rpc, _)| *rpc == "Fetch"),
         "{calls:?}"
     );
+    Ok(())
+}
+
+/// A hostile gateway's answers of millions of empty elements (two bytes each on the wire,
+/// hundreds in memory) are refused before they are decoded, with the reason: the client
+/// gets RESOURCE_EXHAUSTED for a subscription and a listing.
+#[tokio::test]
+async fn floods_of_empty_elements_are_refused_before_decoding() -> Result<()> {
+    for flood in [Flood::Subscribe, Flood::ListTopics] {
+        let addr = serve(Hostile {
+            name: "hostile".into(),
+            peers: Vec::new(),
+            source: None,
+            seen: Seen::default(),
+            provenance: false,
+            flood: Some(flood),
+        })
+        .await?;
+        let gateway = Gateway::new(&format!("http://{addr}"), &Options::default())?;
+        let mut client = gateway.connect().await?;
+        let status = match flood {
+            Flood::Subscribe => {
+                let mut stream = client.subscribe_once(request("ztf")).await?;
+                match stream.message().await {
+                    Err(s) => s,
+                    Ok(b) => bail!("a flood was decoded: {:?} alerts", b.map(|b| b.len())),
+                }
+            }
+            Flood::ListTopics => match client.list_topics().await {
+                Err(alertmesh_client::Error::Status(s)) => s,
+                other => bail!("a flood was decoded: {:?}", other.map(|t| t.len())),
+            },
+        };
+        ensure!(
+            status.code() == Code::ResourceExhausted && status.message().contains("256 MiB"),
+            "{flood:?}: {status:?}"
+        );
+    }
+    Ok(())
+}
+
+/// A gateway mirroring a hostile peer's topic: the peer's flood is refused, the mirror
+/// reports why and copies nothing, and the gateway's memory stays far below what the
+/// flood would take decoded.
+#[tokio::test]
+async fn a_mirror_refuses_a_peers_flood_and_says_why() -> Result<()> {
+    let addr = serve(Hostile {
+        name: "hostile".into(),
+        peers: Vec::new(),
+        source: None,
+        seen: Seen::default(),
+        provenance: false,
+        flood: Some(Flood::Subscribe),
+    })
+    .await?;
+    let broker = Broker::start("flooded").await?;
+    let mirror = format!(
+        "[[mirrors]]\nname = \"from-hostile\"\ndestination = \"copies\"\nstart = \"earliest\"\n\
+         [mirrors.source]\ngateway = \"http://{addr}\"\ntopic = \"ztf\"\n"
+    );
+    let spec = alertmesh_tests::GatewaySpec::new("flooded", &broker.bootstrap()).extra(&mirror);
+    let gateway = alertmesh_tests::Gateway::start(&spec).await?;
+    let pid = gateway.pid().context("gateway pid")?;
+    let deadline = tokio::time::Instant::now() + WAIT;
+    let mut peak = 0;
+    loop {
+        peak = peak.max(alertmesh_tests::process::rss_bytes(pid)?);
+        let m = gateway.mirror_status().await?;
+        let m = m.first().context("no mirror")?;
+        if m.error.contains("256 MiB") {
+            ensure!(m.copied == 0, "{m:?}");
+            break;
+        }
+        ensure!(
+            tokio::time::Instant::now() < deadline,
+            "the flood was not refused: {m:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // Decoded, the flood's 8 million alerts take ~2.5 GB.
+    ensure!(peak < 1 << 30, "the gateway grew to {} MiB", peak >> 20);
     Ok(())
 }

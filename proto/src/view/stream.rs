@@ -15,7 +15,7 @@ use prost::Message as _;
 use tonic::codegen::{http, Body, StdError};
 use tonic::{Code, Status};
 
-use super::AlertBatchView;
+use super::{AlertBatchView, ViewError};
 use crate::v1::SubscribeRequest;
 
 const PATH: &str = "/alertmesh.v1.AlertMesh/Subscribe";
@@ -198,8 +198,10 @@ impl Frames {
             frames: self,
             left: len,
         };
-        let batch = AlertBatchView::decode(&mut message)
-            .map_err(|e| Status::internal(format!("malformed AlertBatch: {e}")));
+        let batch = AlertBatchView::decode_bounded(&mut message).map_err(|e| match e {
+            ViewError::TooMany => Status::resource_exhausted(e.to_string()),
+            e => Status::internal(format!("malformed AlertBatch: {e}")),
+        });
         // A message decoded in error may have been left part read.
         let rest = message.left;
         self.advance(rest);
@@ -278,6 +280,7 @@ impl Buf for Message<'_> {
 mod tests {
     use super::*;
     use crate::v1::{Alert, AlertBatch, Skipped};
+    use crate::view::MAX_BATCH_ELEMENTS;
 
     fn batch(first: i64, n: i64) -> AlertBatch {
         AlertBatch {
@@ -377,5 +380,34 @@ mod tests {
                 .len(),
             2
         );
+    }
+
+    /// Two bytes on the wire per empty alert or skipped record: a batch of more than the
+    /// limit is refused as it is counted, not after a gigabyte of views.
+    #[test]
+    fn millions_of_empty_alerts_or_skipped_records_are_refused() {
+        for tag in [0x0a_u8, 0x12] {
+            let elements = MAX_BATCH_ELEMENTS + 1;
+            let body = [tag, 0x00].repeat(elements);
+            let mut wire = vec![0u8];
+            wire.extend_from_slice(&(body.len() as u32).to_be_bytes());
+            wire.extend_from_slice(&body);
+            let mut frames = Frames::default();
+            for piece in wire.chunks(16 << 10) {
+                frames.push(Bytes::copy_from_slice(piece));
+            }
+            let err = frames.next_message(usize::MAX).unwrap_err();
+            assert_eq!(err.code(), Code::ResourceExhausted, "{err:?}");
+            assert!(err.message().contains("1000000"), "{}", err.message());
+            // One fewer is a batch.
+            let body = [tag, 0x00].repeat(MAX_BATCH_ELEMENTS);
+            let mut wire = vec![0u8];
+            wire.extend_from_slice(&(body.len() as u32).to_be_bytes());
+            wire.extend_from_slice(&body);
+            let mut frames = Frames::default();
+            frames.push(Bytes::from(wire));
+            let view = frames.next_message(usize::MAX).unwrap().unwrap();
+            assert_eq!(view.alerts.len() + view.skipped.len(), MAX_BATCH_ELEMENTS);
+        }
     }
 }
