@@ -906,3 +906,92 @@ async fn a_mirror_refused_for_its_token_runs_once_the_token_file_is_replaced() -
     check_exactly_once(&source, "am://lasair/ztf.alerts", &copied)?;
     Ok(())
 }
+
+/// The destination's producer refuses the largest alerts (`message.max.bytes` below
+/// them): each is dead-lettered without its payload, its `am-source` and `am-error` saying
+/// which and why, and the mirror copies the rest on in order instead of failing on the
+/// first one forever.
+#[tokio::test]
+async fn records_the_destination_refuses_are_dead_lettered_and_the_mirror_goes_on() -> Result<()> {
+    // Between the fixtures' sizes: most are 64-65 KB, some 66 KB (the limit counts the
+    // key, the headers and the record's framing too).
+    const LIMIT: usize = 65_600;
+    let survey = Broker::start("survey").await?;
+    survey.create_topic(RAW, 3).await?;
+    survey.produce_all(RAW, &survey_records(0, 45)?).await?;
+    let mirror = format!(
+        "[[mirrors]]\nname = \"ztf-raw\"\ndestination = {ALERTS:?}\n[mirrors.source]\nkafka = {:?}\ntopic = {RAW:?}\nnamespace = \"ZTF\"\nformat = \"avro-ocf\"\n\
+         [kafka.properties]\n\"message.max.bytes\" = \"{LIMIT}\"\n",
+        survey.bootstrap()
+    );
+    let lasair = site("lasair", &[ALERTS], &[mirror]).await?;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let status = loop {
+        let m = lasair.gateway.mirror_status().await?;
+        if m[0].copied + m[0].dead_lettered >= 45 {
+            break m[0].clone();
+        }
+        ensure!(Instant::now() < deadline, "the mirror stopped: {:?}", m[0]);
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    };
+    let (n_copied, n_dead) = (status.copied as usize, status.dead_lettered as usize);
+    ensure!(
+        n_copied + n_dead == 45 && n_copied > 0 && n_dead > 0 && status.state == "running",
+        "{status:?}"
+    );
+    let copied = settle(&lasair.broker, ALERTS, 3, n_copied).await?;
+    let dead = settle(&lasair.broker, &format!("{ALERTS}.dlq"), 3, n_dead).await?;
+    ensure!(
+        copied.len() == n_copied && dead.len() == n_dead,
+        "{} copied, {} dead-lettered: {status:?}",
+        copied.len(),
+        dead.len()
+    );
+    ensure!(copied.iter().all(|c| c.payload.len() < LIMIT));
+    for d in &dead {
+        ensure!(d.payload.is_empty(), "a dead letter kept its payload");
+        ensure!(
+            d.headers
+                .get("am-error")
+                .is_some_and(|e| e.contains("the destination refused the record")),
+            "{:?}",
+            d.headers
+        );
+        ensure!(d.key.as_deref().is_some_and(|k| k.starts_with("ZTF:")));
+    }
+    // Every source record is in one of the two topics, once, and each copy is whole; a
+    // dead letter's `am-source` finds its payload in the source.
+    let source = dump(&survey, RAW, 3).await?;
+    let am_source = copied[0].headers.get("am-source").context("am-source")?;
+    let prefix = am_source
+        .rsplitn(3, '/')
+        .nth(2)
+        .context("am-source shape")?
+        .to_owned();
+    let mut all = copied.clone();
+    for d in &dead {
+        let s = d.headers.get("am-source").context("am-source")?;
+        let found = source
+            .iter()
+            .find(|r| *s == format!("{prefix}/{}/{}", r.partition, r.offset))
+            .with_context(|| format!("no source record for {s}"))?;
+        // The largest fixtures, not any record of the same size as one copied.
+        ensure!(
+            found.payload.len() > LIMIT - 1_000,
+            "{s} ({} bytes) was refused",
+            found.payload.len()
+        );
+        all.push(Found {
+            payload: found.payload.clone(),
+            ..d.clone()
+        });
+    }
+    // In source order, as the two topics hold them between them.
+    all.sort_by_key(|f| {
+        let s = f.headers.get("am-source").cloned().unwrap_or_default();
+        let mut parts = s.rsplitn(3, '/');
+        let offset: i64 = parts.next().and_then(|o| o.parse().ok()).unwrap_or(-1);
+        (f.partition, offset)
+    });
+    check_exactly_once(&source, &prefix, &all)
+}

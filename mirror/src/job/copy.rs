@@ -6,12 +6,21 @@
 //! partition can land after the gap; the next cycle's recovery then resumes right after the
 //! last record that did land.
 //!
+//! Recovery resumes after the furthest record found in either the destination or its
+//! dead-letter topic, so without transactions nothing may land in one while an earlier
+//! record bound for the other can still fail: the loop waits for pending deliveries
+//! whenever the next record goes to the other topic (dead letters are rare).
+//!
+//! A record the destination refuses for what it is (larger than its size limit) would fail
+//! every cycle: it is remembered ([`Refused`]), and the next cycle dead-letters it without
+//! its payload, its `am-source` and `am-error` saying where it is and why.
+//!
 //! A transactional sink (a shared mirror's work unit) commits what it sent every
 //! [`COMMIT_EVERY`] and whenever the in-flight bounds are reached; status positions move
 //! at commits only. A failed commit ends the cycle: the next one's `init_transactions`
 //! aborts what was left open, and recovery reads only committed copies.
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -44,9 +53,43 @@ pub(super) struct Topics {
     pub(super) dlq: String,
 }
 
+/// Source records the destination refused for what they are, by (partition, offset),
+/// with the reason: kept across the cycles of one mirror, so the next one dead-letters them.
+#[derive(Debug, Default)]
+pub(crate) struct Refused(HashMap<(i32, i64), String>);
+
+/// A bound on what [`Refused`] keeps: each entry costs a failed cycle first, but a source
+/// of nothing but oversized records must not grow it without end.
+const MAX_REFUSED: usize = 10_000;
+
+impl Refused {
+    fn note(&mut self, partition: i32, offset: i64, reason: String) {
+        if self.0.len() < MAX_REFUSED {
+            self.0.insert((partition, offset), reason);
+        }
+    }
+}
+
+/// Errors about the record itself, which sending it again cannot fix.
+fn refuses_the_record(code: Option<RDKafkaErrorCode>) -> bool {
+    matches!(
+        code,
+        Some(RDKafkaErrorCode::MessageSizeTooLarge | RDKafkaErrorCode::InvalidRecord)
+    )
+}
+
+/// A failed delivery.
+struct Failure {
+    reason: String,
+    /// The destination refused the record itself (see [`refuses_the_record`]).
+    refused: bool,
+}
+
 /// One handled source record awaiting its delivery (none for a dropped record).
 struct Pending {
     delivery: Option<DeliveryFuture>,
+    /// Whether it goes to the dead-letter topic.
+    dead_letter: bool,
     partition: i32,
     offset: i64,
     handled: Handled,
@@ -57,6 +100,9 @@ struct Pending {
 struct Queue {
     items: VecDeque<Pending>,
     bytes: usize,
+    /// Pending deliveries to the destination and to the dead-letter topic.
+    copies: usize,
+    dead_letters: usize,
 }
 
 impl Queue {
@@ -65,7 +111,7 @@ impl Queue {
     }
 
     /// Waits for the oldest delivery; never completes when nothing is pending.
-    async fn next(&mut self) -> std::result::Result<(), String> {
+    async fn next(&mut self) -> std::result::Result<(), Failure> {
         let Some(front) = self.items.front_mut() else {
             return std::future::pending().await;
         };
@@ -73,22 +119,78 @@ impl Queue {
             None => Ok(()),
             Some(delivery) => match delivery.await {
                 Ok(Ok(_)) => Ok(()),
-                Ok(Err((e, _))) => Err(e.to_string()),
-                Err(_) => Err("the producer was dropped".into()),
+                Ok(Err((e, _))) => Err(Failure {
+                    refused: refuses_the_record(e.rdkafka_error_code()),
+                    reason: e.to_string(),
+                }),
+                Err(_) => Err(Failure {
+                    reason: "the producer was dropped".into(),
+                    refused: false,
+                }),
             },
+        }
+    }
+
+    /// Whether a delivery to the other topic than `dead_letter` says is pending.
+    fn pending_elsewhere(&self, dead_letter: bool) -> bool {
+        if dead_letter {
+            self.copies > 0
+        } else {
+            self.dead_letters > 0
+        }
+    }
+
+    fn counter(&mut self, p: &Pending) -> &mut usize {
+        if p.dead_letter {
+            &mut self.dead_letters
+        } else {
+            &mut self.copies
+        }
+    }
+
+    fn push(&mut self, p: Pending) {
+        self.bytes += p.bytes;
+        if p.delivery.is_some() {
+            *self.counter(&p) += 1;
+        }
+        self.items.push_back(p);
+    }
+
+    fn pop(&mut self) -> Option<Pending> {
+        let p = self.items.pop_front()?;
+        self.bytes -= p.bytes;
+        if p.delivery.is_some() {
+            *self.counter(&p) -= 1;
+        }
+        Some(p)
+    }
+
+    /// The reason of the oldest record's failed delivery, noted in `refused` when the
+    /// destination refused a copy of it for what it is.
+    fn failed(&self, failure: Failure, refused: &mut Refused) -> String {
+        match self.items.front() {
+            Some(p) if failure.refused && !p.dead_letter => {
+                refused.note(p.partition, p.offset, failure.reason.clone());
+                format!(
+                    "delivery failed: {} (source partition {} offset {}: the next cycle \
+                     dead-letters it without its payload)",
+                    failure.reason, p.partition, p.offset
+                )
+            }
+            _ => format!("delivery failed: {}", failure.reason),
         }
     }
 
     /// Records the oldest as done.
     fn pop_done(&mut self, status: &StatusCell) {
-        if let Some(p) = self.items.pop_front() {
-            self.bytes -= p.bytes;
+        if let Some(p) = self.pop() {
             status.handled(p.partition, p.offset, p.handled);
         }
     }
 }
 
 /// Copies until cancelled (`Ok`) or an error (`Err`, after in-flight deliveries finished).
+#[allow(clippy::too_many_arguments)] // the parts of one cycle, each used throughout
 pub(super) async fn run(
     sink: &Sink,
     topics: &Topics,
@@ -97,6 +199,7 @@ pub(super) async fn run(
     status: &StatusCell,
     cancel: &CancellationToken,
     timeout: Duration,
+    refused: &mut Refused,
 ) -> Result<()> {
     let Sink {
         producer,
@@ -115,38 +218,40 @@ pub(super) async fn run(
         tokio::select! {
             biased;
             _ = cancel.cancelled() => {
-                finish(producer, &mut queue, status, timeout, &topics.destination, open).await?;
+                finish(producer, &mut queue, status, timeout, &topics.destination, open, refused).await?;
                 return Ok(());
             }
             _ = commits.tick(), if open => {
-                commit(producer, &mut queue, status, timeout, &topics.destination).await?;
+                commit(producer, &mut queue, status, timeout, &topics.destination, refused).await?;
                 open = false;
             }
             _ = check.tick() => if lost.is_lost() {
                 // A producer that lost its cluster is not kept (see `quiet`); what it did
                 // not deliver is sent again by the next cycle, after recovery.
                 producer.purge(PurgeConfig::default().queue().inflight());
-                let _ = drain(producer, &mut queue, status, timeout, &topics.destination).await;
+                let _ = drain(producer, &mut queue, status, timeout, &topics.destination, refused).await;
                 return Err(failed(LOST.to_owned()));
             },
             done = queue.next(), if !txn => match done {
                 Ok(()) => queue.pop_done(status),
-                Err(reason) => {
+                Err(failure) => {
+                    let reason = queue.failed(failure, refused);
                     // Nothing after a failed record may land: purge what is still queued.
                     producer.purge(PurgeConfig::default().queue());
-                    let _ = drain(producer, &mut queue, status, timeout, &topics.destination).await;
-                    return Err(failed(format!("delivery failed: {reason}")));
+                    queue.pop();
+                    let _ = drain(producer, &mut queue, status, timeout, &topics.destination, refused).await;
+                    return Err(failed(reason));
                 }
             },
             batch = batches.recv(), if room => {
                 let records = match batch {
                     Some(Ok(records)) => records,
                     Some(Err(e)) => {
-                        finish(producer, &mut queue, status, timeout, &topics.destination, open).await?;
+                        finish(producer, &mut queue, status, timeout, &topics.destination, open, refused).await?;
                         return Err(e);
                     }
                     None => {
-                        finish(producer, &mut queue, status, timeout, &topics.destination, open).await?;
+                        finish(producer, &mut queue, status, timeout, &topics.destination, open, refused).await?;
                         return Err(Error::Source {
                             source_name: "source".into(),
                             reason: "the reader stopped".into(),
@@ -161,12 +266,37 @@ pub(super) async fn run(
                     open = true;
                 }
                 for (partition, offset, outcome) in outcomes {
-                    let pending = send(producer, topics, &mut queue, status, partition, offset, outcome).await?;
-                    queue.bytes += pending.bytes;
-                    queue.items.push_back(pending);
+                    let outcome = match outcome {
+                        Outcome::Copy(out) => match refused.0.get(&(partition, offset)) {
+                            Some(reason) => stripped_dead_letter(out, reason),
+                            None => Outcome::Copy(out),
+                        },
+                        other => other,
+                    };
+                    let mut outcome = outcome;
+                    let pending = loop {
+                        let dead_letter = matches!(outcome, Outcome::DeadLetter(..));
+                        if !txn && !matches!(outcome, Outcome::Cycle) && queue.pending_elsewhere(dead_letter) {
+                            drain(producer, &mut queue, status, timeout, &topics.destination, refused).await?;
+                        }
+                        match send(producer, topics, &mut queue, status, partition, offset, outcome).await? {
+                            Sent::Pending(pending) => break pending,
+                            Sent::Failed(failure) => {
+                                let reason = queue.failed(failure, refused);
+                                producer.purge(PurgeConfig::default().queue());
+                                queue.pop();
+                                let _ = drain(producer, &mut queue, status, timeout, &topics.destination, refused).await;
+                                return Err(failed(reason));
+                            }
+                            // The producer refused it before sending (over its
+                            // message.max.bytes): dead-lettered at once, in order.
+                            Sent::Refused(out, reason) => outcome = stripped_dead_letter(out, &reason),
+                        }
+                    };
+                    queue.push(pending);
                 }
                 if open && !queue.has_room() {
-                    commit(producer, &mut queue, status, timeout, &topics.destination).await?;
+                    commit(producer, &mut queue, status, timeout, &topics.destination, refused).await?;
                     open = false;
                 }
             }
@@ -197,6 +327,15 @@ async fn convert(
         })
 }
 
+/// What became of one outcome given to the producer.
+enum Sent {
+    Pending(Pending),
+    /// A copy the producer refused for what it is, handed back to be dead-lettered.
+    Refused(Outgoing, String),
+    /// Waiting for room in the producer's queue, the oldest pending delivery failed.
+    Failed(Failure),
+}
+
 /// Enqueues one outcome with the producer (waiting for deliveries while its queue is full).
 async fn send(
     producer: &Producer,
@@ -206,16 +345,18 @@ async fn send(
     partition: i32,
     offset: i64,
     outcome: Outcome,
-) -> Result<Pending> {
+) -> Result<Sent> {
+    let dead_letter = matches!(outcome, Outcome::DeadLetter(..));
     let (topic, out, handled) = match outcome {
         Outcome::Cycle => {
-            return Ok(Pending {
+            return Ok(Sent::Pending(Pending {
                 delivery: None,
+                dead_letter,
                 partition,
                 offset,
                 handled: Handled::Cycle,
                 bytes: 0,
-            })
+            }))
         }
         Outcome::Copy(out) => (&topics.destination, out, Handled::Copied(None)),
         Outcome::DeadLetter(out, reason) => {
@@ -251,28 +392,52 @@ async fn send(
         }
         match producer.send_result(record) {
             Ok(delivery) => {
-                return Ok(Pending {
+                return Ok(Sent::Pending(Pending {
                     delivery: Some(delivery),
+                    dead_letter,
                     partition,
                     offset,
                     handled,
                     bytes,
-                })
+                }))
             }
             Err((e, _)) if e.rdkafka_error_code() == Some(RDKafkaErrorCode::QueueFull) => {
                 if queue.items.is_empty() {
                     tokio::time::sleep(Duration::from_millis(10)).await;
                 } else {
-                    queue
-                        .next()
-                        .await
-                        .map_err(|r| destination_error(topic, format!("delivery failed: {r}")))?;
+                    if let Err(failure) = queue.next().await {
+                        return Ok(Sent::Failed(failure));
+                    }
                     queue.pop_done(status);
                 }
+            }
+            Err((e, _)) if refuses_the_record(e.rdkafka_error_code()) && !dead_letter => {
+                return Ok(Sent::Refused(out, e.to_string()));
             }
             Err((e, _)) => return Err(kafka_error(topic, "cannot produce", &e)),
         }
     }
+}
+
+/// A copy the destination refused, as a dead letter: its key and headers, `am-error`
+/// saying why, and no payload (the dead-letter topic would refuse it too); `am-source`
+/// names the source record, which still holds it.
+fn stripped_dead_letter(out: Outgoing, reason: &str) -> Outcome {
+    let reason = format!("the destination refused the record: {reason}");
+    let mut headers = out.headers;
+    headers.retain(|(k, _)| k != alertmesh_alert::headers::ERROR);
+    headers.push((
+        alertmesh_alert::headers::ERROR.into(),
+        Some(reason.clone().into_bytes()),
+    ));
+    Outcome::DeadLetter(
+        Outgoing {
+            payload: bytes::Bytes::new(),
+            headers,
+            ..out
+        },
+        reason,
+    )
 }
 
 fn headers(out: &Outgoing) -> OwnedHeaders {
@@ -295,11 +460,12 @@ async fn finish(
     timeout: Duration,
     destination: &str,
     open: bool,
+    refused: &mut Refused,
 ) -> Result<()> {
     if open {
-        commit(producer, queue, status, timeout, destination).await
+        commit(producer, queue, status, timeout, destination, refused).await
     } else {
-        drain(producer, queue, status, timeout, destination).await
+        drain(producer, queue, status, timeout, destination, refused).await
     }
 }
 
@@ -310,6 +476,7 @@ async fn commit(
     status: &StatusCell,
     timeout: Duration,
     destination: &str,
+    refused: &mut Refused,
 ) -> Result<()> {
     let p = producer.clone();
     // Committing flushes and waits for the broker: blocking work.
@@ -318,7 +485,7 @@ async fn commit(
         .map_err(|e| destination_error(destination, format!("commit task failed: {e}")))?
         .map_err(|e| kafka_error(destination, "cannot commit", &e))?;
     // Every delivery has completed: the commit succeeds only when all did.
-    drain(producer, queue, status, timeout, destination).await
+    drain(producer, queue, status, timeout, destination, refused).await
 }
 
 /// Waits (bounded by `timeout`) for every pending delivery, recording the acknowledged ones.
@@ -328,17 +495,16 @@ async fn drain(
     status: &StatusCell,
     timeout: Duration,
     destination: &str,
+    refused: &mut Refused,
 ) -> Result<()> {
     let deadline = Instant::now() + timeout;
     while !queue.items.is_empty() {
         match tokio::time::timeout_at(deadline, queue.next()).await {
             Ok(Ok(())) => queue.pop_done(status),
-            Ok(Err(reason)) => {
+            Ok(Err(failure)) => {
+                let reason = queue.failed(failure, refused);
                 producer.purge(PurgeConfig::default().queue());
-                return Err(destination_error(
-                    destination,
-                    format!("delivery failed: {reason}"),
-                ));
+                return Err(destination_error(destination, reason));
             }
             Err(_) => {
                 return Err(destination_error(

@@ -23,6 +23,7 @@ pub(super) async fn run(
     status: &StatusCell,
     cancel: &CancellationToken,
     unit: Option<&Unit>,
+    refused: &mut copy::Refused,
 ) -> Result<()> {
     // Nothing has been produced before copying starts, so a cancel there just returns.
     let fenced = match unit {
@@ -59,6 +60,7 @@ pub(super) async fn run(
         status,
         cancel,
         env.timeout,
+        refused,
     )
     .await
 }
