@@ -4,13 +4,14 @@
 use std::collections::HashMap;
 
 use alertmesh_proto::v1::CommitCursorRequest;
+use alertmesh_tests::apache::Flavor;
 use alertmesh_tests::client::{
     check_exactly, earliest, partition_offsets, request, start_offsets, start_time, subscribe_all,
     until_now, until_time,
 };
 use alertmesh_tests::mesh::FIXTURE_STEP_MS;
 use alertmesh_tests::{Mesh, Site, WAIT, ZTF_TOPIC};
-use anyhow::{ensure, Result};
+use anyhow::{ensure, Context as _, Result};
 
 async fn ztf_site(name: &str) -> Result<Site> {
     Mesh::new(name)
@@ -392,4 +393,85 @@ async fn a_start_time_before_1970_reads_from_the_earliest() -> Result<()> {
         got.alerts.len()
     );
     check_exactly(&got.alerts, &site.all_produced(), "lasair")
+}
+
+/// Deletes the records of `partition` below `offset` (as retention would), returning the
+/// partition's new first offset.
+async fn delete_below(bootstrap: &str, topic: &str, partition: i32, offset: i64) -> Result<i64> {
+    use rdkafka::admin::{AdminClient, AdminOptions};
+    use rdkafka::client::DefaultClientContext;
+    use rdkafka::{ClientConfig, Offset, TopicPartitionList};
+    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .create()?;
+    let mut tpl = TopicPartitionList::new();
+    tpl.add_partition_offset(topic, partition, Offset::Offset(offset))?;
+    let done = admin
+        .delete_records(&tpl, &AdminOptions::new().operation_timeout(Some(WAIT)))
+        .await?;
+    let e = done
+        .find_partition(topic, partition)
+        .context("no answer for the partition")?;
+    e.error()?;
+    match e.offset() {
+        Offset::Offset(o) => Ok(o),
+        other => anyhow::bail!("new first offset {other:?}"),
+    }
+}
+
+/// Records deleted before a read reaches them (by retention, here by delete-records) are
+/// reported, not passed over in silence: a start before what Kafka still holds gets a
+/// `skipped` entry naming the missing offsets, then every alert that is left.
+#[tokio::test]
+async fn a_start_before_what_kafka_still_holds_reports_the_gap() -> Result<()> {
+    if Flavor::from_env() != Flavor::Apache {
+        eprintln!(
+            "skipped: Tansu has no DeleteRecords (nor retention a test can wait for); runs \
+             with ALERTMESH_TEST_KAFKA=apache"
+        );
+        return Ok(());
+    }
+    let site = ztf_site("lasair").await?;
+    let first = delete_below(&site.broker.bootstrap(), ZTF_TOPIC, 1, 6).await?;
+    ensure!(first == 6, "partition 1 now starts at {first}");
+    let mut client = site.gateway.client().await?;
+    for resume in [false, true] {
+        let mut req = request(ZTF_TOPIC);
+        if resume {
+            // A mirror's or a client's resume positions: the same report.
+            req.start = earliest();
+            req.resume = partition_offsets(&[(1, 2), (2, 14)]);
+        } else {
+            req.start = start_offsets(&[(1, 2), (2, 14)]);
+        }
+        req.end = until_now();
+        let mut stream = client.subscribe(req).await?.into_inner();
+        let (mut alerts, mut skipped) = (Vec::new(), Vec::new());
+        while let Some(batch) = tokio::time::timeout(WAIT, stream.message()).await?? {
+            alerts.extend(batch.alerts);
+            skipped.extend(batch.skipped);
+        }
+        ensure!(
+            skipped.len() == 1
+                && skipped[0].r#ref == format!("am://lasair/{ZTF_TOPIC}/1/2")
+                && skipped[0].reason.contains("offsets 2 to 5 of partition 1")
+                && skipped[0].reason.contains("goes on from 6"),
+            "resume {resume}: {skipped:?}"
+        );
+        let want = site.produced_where(|p| {
+            (p.record.partition == 1 && p.offset >= 6)
+                || (p.record.partition == 2 && p.offset >= 14)
+                || (resume && p.record.partition == 0)
+        });
+        check_exactly(&alerts, &want, "lasair")?;
+    }
+    // A start at or after the first offset held reports nothing.
+    let mut req = request(ZTF_TOPIC);
+    req.start = start_offsets(&[(1, 6)]);
+    req.end = until_now();
+    let mut stream = client.subscribe(req).await?.into_inner();
+    while let Some(batch) = tokio::time::timeout(WAIT, stream.message()).await?? {
+        ensure!(batch.skipped.is_empty(), "{:?}", batch.skipped);
+    }
+    Ok(())
 }
