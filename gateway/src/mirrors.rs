@@ -64,6 +64,27 @@ impl Job {
     }
 }
 
+/// The topics the configuration says who writes: mirrors' destinations (named, or a Kafka
+/// source's topic) and the topics clients publish into. A mirror whose destination is
+/// named after its source gateway may not take one of them.
+fn claims(config: &Config) -> alertmesh_mirror::claims::Claims {
+    let claims = alertmesh_mirror::claims::Claims::default();
+    for t in config.topics.iter().filter(|t| t.publish) {
+        claims.reserve(&t.name, "clients publishing derived results");
+    }
+    for m in &config.mirrors {
+        let named = match (&m.spec.destination, &m.spec.source) {
+            (Some(d), _) => Some(d),
+            (None, Source::Kafka(k)) => Some(&k.topic),
+            (None, Source::Gateway(_)) => None,
+        };
+        if let Some(topic) = named {
+            claims.reserve(topic, &alertmesh_mirror::claims::mirror(&m.spec.name));
+        }
+    }
+    claims
+}
+
 fn token_stamps(config: &MirrorConfig) -> Stamps {
     Stamps::new(config.token_file.iter().cloned().collect())
 }
@@ -85,6 +106,7 @@ pub(crate) fn start(
         cancel: cancel.clone(),
         replica: config.gateway.replica_id.clone(),
         shared: config.gateway.share_mirrors,
+        claims: claims(config),
     };
     let jobs = config
         .mirrors

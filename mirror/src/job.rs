@@ -151,6 +151,7 @@ async fn run(spec: MirrorSpec, env: MirrorEnv, status: StatusCell, cancel: Cance
     } else {
         cycles(&spec, &env, &converter, &status, &cancel, None).await;
     }
+    env.claims.release(&crate::claims::mirror(&spec.name));
     status.set_state(MirrorState::Stopped);
     tracing::info!("mirror stopped");
 }

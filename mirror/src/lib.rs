@@ -15,6 +15,7 @@
 //! - [`share`]: replicas of one gateway share each mirror's partitions through a Kafka
 //!   consumer group, each partition copied by a transactional producer whose id fences
 //!   the partition's previous owner.
+//! - [`claims`]: which mirror writes a topic named after a peer (the peer picks its name).
 //! - [`backoff`]: capped exponential backoff with jitter between recovery cycles.
 //! - [`limit`]: rate limits for log lines that a peer or a failing cluster can repeat.
 //! - [`watch`]: notices changed configuration and credential files (a `failed` mirror
@@ -24,6 +25,7 @@
 //!   marks a client that lost its cluster so that it is renewed, never reconnected.
 
 pub mod backoff;
+pub mod claims;
 pub mod convert;
 mod destination;
 pub mod job;

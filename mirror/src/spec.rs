@@ -144,6 +144,8 @@ pub struct MirrorEnv {
     /// consumer group, with transactional producers (see [`crate::share`]); otherwise this
     /// process copies every partition of every mirror.
     pub shared: bool,
+    /// The topics this gateway's mirrors and publishers write (see [`crate::claims`]).
+    pub claims: crate::claims::Claims,
 }
 
 impl fmt::Debug for MirrorEnv {

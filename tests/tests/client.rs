@@ -723,3 +723,48 @@ async fn a_mirror_refuses_a_peers_flood_and_says_why() -> Result<()> {
     ensure!(peak < 1 << 30, "the gateway grew to {} MiB", peak >> 20);
     Ok(())
 }
+
+/// A peer names itself so that a mirror's default destination (`<peer>.<topic>`) is a
+/// topic clients publish into: the mirror refuses to write there and says why, instead
+/// of mixing the peer's records into the derived results.
+#[tokio::test]
+async fn a_peer_cannot_name_itself_into_a_topic_another_writer_has() -> Result<()> {
+    let addr = serve(Hostile {
+        name: "classes".into(),
+        peers: Vec::new(),
+        source: None,
+        seen: Seen::default(),
+        provenance: false,
+        flood: None,
+    })
+    .await?;
+    let broker = Broker::start("claimed").await?;
+    let toml = format!(
+        "[[topics]]\nname = \"classes.ztf\"\nnamespace = \"ZTF\"\nformat = \"json\"\npublish = true\n\n\
+         [[mirrors]]\nname = \"from-peer\"\nstart = \"earliest\"\n\
+         [mirrors.source]\ngateway = \"http://{addr}\"\ntopic = \"ztf\"\n"
+    );
+    let spec = alertmesh_tests::GatewaySpec::new("claimed", &broker.bootstrap()).extra(&toml);
+    let gateway = alertmesh_tests::Gateway::start(&spec).await?;
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let m = gateway.mirror_status().await?;
+        let m = m.first().context("no mirror")?;
+        if m.state == "failed" {
+            ensure!(
+                m.error.contains("\"classes.ztf\"")
+                    && m.error.contains("clients publishing")
+                    && m.error.contains("set destination"),
+                "{m:?}"
+            );
+            ensure!(m.copied == 0, "{m:?}");
+            break;
+        }
+        ensure!(
+            tokio::time::Instant::now() < deadline,
+            "the mirror did not refuse: {m:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    Ok(())
+}

@@ -89,6 +89,18 @@ async fn prepare(
             reason,
         });
     }
+    if spec.destination.is_none() {
+        // Named after what the source says it is: never a topic another writer has.
+        env.claims
+            .claim(&destination, &crate::claims::mirror(&spec.name))
+            .map_err(|owner| Error::Spec {
+                name: spec.name.clone(),
+                reason: format!(
+                    "the default destination {destination:?} (named after the source) is \
+                     written by {owner}: set destination"
+                ),
+            })?;
+    }
     status.update(|s| {
         s.source = spec.source_label(info.gateway_name.as_deref());
         s.destination = destination.clone();

@@ -65,6 +65,7 @@ pub fn env(gateway: &str, local: &Broker) -> (MirrorEnv, CancellationToken) {
         cancel: cancel.clone(),
         replica: "test".into(),
         shared: false,
+        claims: Default::default(),
     };
     (env, cancel)
 }
