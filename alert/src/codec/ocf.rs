@@ -178,6 +178,15 @@ fn decompress(codec: Codec, block: &[u8]) -> Result<std::borrow::Cow<'_, [u8]>> 
         Codec::Snappy if snappy_len(block).is_none_or(|n| n > MAX_BLOCK_BYTES) => Err(malformed(
             "snappy block is malformed or decompresses past 64 MiB",
         )),
+        // apache-avro inflates these without a bound (and panics on a damaged bzip2 or xz
+        // block): read here through the same libraries, stopping past the limit.
+        Codec::Zstandard(_) => {
+            let reader = zstd::stream::read::Decoder::new(block)
+                .map_err(|e| malformed(format!("bad zstandard block: {e}")))?;
+            bounded(reader, "zstandard")
+        }
+        Codec::Bzip2(_) => bounded(bzip2::read::BzDecoder::new(block), "bzip2"),
+        Codec::Xz(_) => bounded(liblzma::read::XzDecoder::new(block), "xz"),
         other => {
             let mut buf = block.to_vec();
             other
@@ -189,6 +198,26 @@ fn decompress(codec: Codec, block: &[u8]) -> Result<std::borrow::Cow<'_, [u8]>> 
             Ok(buf.into())
         }
     }
+}
+
+/// What `reader` inflates to, refused past [`MAX_BLOCK_BYTES`] without reading further.
+pub(super) fn bounded(
+    reader: impl std::io::Read,
+    codec: &str,
+) -> Result<std::borrow::Cow<'static, [u8]>> {
+    use std::io::Read as _;
+    let mut out = Vec::new();
+    reader
+        .take(MAX_BLOCK_BYTES as u64 + 1)
+        .read_to_end(&mut out)
+        .map_err(|e| malformed(format!("bad {codec} block: {e}")))?;
+    if out.len() > MAX_BLOCK_BYTES {
+        return Err(malformed(format!(
+            "{codec} block decompresses past {} MiB",
+            MAX_BLOCK_BYTES >> 20
+        )));
+    }
+    Ok(out.into())
 }
 
 /// The decompressed length a snappy block announces (a plain varint at its start).

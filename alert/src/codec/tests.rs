@@ -198,3 +198,64 @@ fn a_single_alert_decode_stops_at_the_second_record() {
         1 << 20
     );
 }
+
+/// A container file with `codec` named in its header (`avro.codec`).
+fn ocf_with_codec(schema: &str, codec: &str, blocks: &[(i64, Vec<u8>)]) -> Vec<u8> {
+    let plain = ocf_with_blocks(schema, blocks);
+    // The header's map of one entry becomes a map of two: the codec goes in after it.
+    let schema_entry_end = plain
+        .windows(schema.len())
+        .position(|w| w == schema.as_bytes())
+        .unwrap()
+        + schema.len();
+    let mut out = plain[..4].to_vec();
+    out.push(4); // two entries (zigzag)
+    out.extend(&plain[5..schema_entry_end]);
+    out.push((("avro.codec".len() as u8) << 1) & 0x7f);
+    out.extend(b"avro.codec");
+    out.push(((codec.len() as u8) << 1) & 0x7f);
+    out.extend(codec.as_bytes());
+    out.extend(&plain[schema_entry_end..]);
+    out
+}
+
+/// A block that inflates past 64 MiB is refused whatever its codec, without inflating
+/// all of it (80 MiB of zeros are a few KB of zstandard); a damaged bzip2, xz or
+/// zstandard block is an error, never a panic.
+#[test]
+fn compressed_blocks_are_bounded_and_damaged_ones_are_errors() {
+    let decoder = Decoder::new();
+    let zeros = vec![0u8; 80 << 20];
+    let block = zstd::stream::encode_all(&zeros[..], 1).unwrap();
+    assert!(block.len() < 64 << 10, "{} bytes", block.len());
+    let bomb = ocf_with_codec(SCHEMA, "zstandard", &[(1, block)]);
+    let e = decoder
+        .decode(Format::AvroOcf, &bomb)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("zstandard block decompresses past 64 MiB"),
+        "{e}"
+    );
+
+    for codec in ["bzip2", "xz", "zstandard"] {
+        let damaged = ocf_with_codec(SCHEMA, codec, &[(1, vec![0x42; 100])]);
+        let e = decoder
+            .decode(Format::AvroOcf, &damaged)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains(codec), "{codec}: {e}");
+    }
+    // The bound holds for any reader, however much it would give.
+    let e = super::ocf::bounded(std::io::repeat(0), "endless")
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("past 64 MiB"), "{e}");
+
+    // A block of each codec that stays within the bound still decodes.
+    let bytes = encode(&alert(3), Target::Ocf(Codec::Xz(Default::default()))).unwrap();
+    assert_eq!(
+        decoder.decode(Format::AvroOcf, &bytes).unwrap().value(),
+        alert(3).value()
+    );
+}
