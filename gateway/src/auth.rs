@@ -491,10 +491,21 @@ pub(crate) fn authorize_query_quietly(
 /// `publish:<topic glob>`. Without `[auth]` everyone may.
 pub(crate) fn authorize_publish(auth: Option<&Auth>, caller: &Caller, topic: &str) -> Result<()> {
     let Some(auth) = auth else { return Ok(()) };
-    if caller.token.is_none() {
+    let Some(token) = &caller.token else {
         return Err(auth.token_missing(&format!(
             "publishing to topic {topic:?} needs a token with the scope publish:{topic}"
         )));
+    };
+    // A trusted peer vouches for its users' reads, not for what is written here.
+    if token.issuer != auth.gateway {
+        return Err(auth.refuse(
+            RefusalReason::scope,
+            Error::PermissionDenied(format!(
+                "publishing needs a token issued by this gateway ({}); a token issued by peer \
+                 {:?} grants reads only",
+                auth.gateway, token.issuer
+            )),
+        ));
     }
     caller
         .principal

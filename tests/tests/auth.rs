@@ -424,7 +424,10 @@ async fn mutual_tls_needs_a_mesh_certificate_and_peer_tokens_need_the_peers_cert
         &pki,
         SecureSpec::new("lasair", &broker.bootstrap())
             .topic(ZTF_TOPIC, false)
-            .trust("fink", &fink.jwks_url()),
+            .trust("fink", &fink.jwks_url())
+            .extra(
+                "[[topics]]\nname = \"lasair.classes\"\nnamespace = \"ZTF\"\nformat = \"json\"\npublish = true\n",
+            ),
     )
     .await?;
     let token = lasair.issue("alice", &["subscribe:ztf.*"], "1h").await?;
@@ -518,6 +521,46 @@ async fn mutual_tls_needs_a_mesh_certificate_and_peer_tokens_need_the_peers_cert
         let n = metrics.value("alertmesh_auth_refused_total", &[("reason", reason)]);
         ensure!(n == 1.0, "{reason}: {n} refusals counted, want 1");
     }
+
+    // Nor for what is written here: a peer token with a publish scope, with fink's own
+    // certificate, publishes nothing.
+    let out = fink
+        .creds(&[
+            "issue",
+            "--sub",
+            "fink",
+            "--scope",
+            "publish:lasair.classes",
+            "--ttl",
+            "1h",
+            "--aud",
+            "lasair",
+        ])
+        .await?;
+    ensure!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let peer_publish = String::from_utf8(out.stdout)?.trim().to_owned();
+    let mut client = lasair.client(Some(&fink_cert), Some(&peer_publish)).await?;
+    let refused = client
+        .publish(alertmesh_proto::v1::PublishRequest {
+            topic: "lasair.classes".into(),
+            records: vec![alertmesh_proto::v1::PublishRecord {
+                key: "ZTF:ZTF18aaaaaaa".into(),
+                payload: br#"{"class":"SN"}"#.to_vec().into(),
+                derived_from: vec![format!("am://lasair/{ZTF_TOPIC}/0/0")],
+                publish_id: "fink-1".into(),
+                ..Default::default()
+            }],
+        })
+        .await
+        .unwrap_err();
+    ensure!(
+        refused.code() == Code::PermissionDenied && refused.message().contains("grants reads only"),
+        "{refused:?}"
+    );
     Ok(())
 }
 
