@@ -226,11 +226,15 @@ impl Provenance {
         let remaining_depth = bounds.max_depth - depth;
         match tokio::time::timeout(left, self.remote(&r, next, remaining_depth, left)).await {
             Ok(Ok(Remote::Graph(g))) => {
-                graph.merge(g);
+                let mine = graph.merge(g, &self.gateway);
                 if !graph.contains(next) {
                     graph.unresolved(next, &format!("gateway {} did not return it", r.gateway));
                 }
-                None
+                // Read here, with the caller's own access.
+                (!mine.is_empty()).then_some(graph::Links {
+                    next: mine,
+                    origins: Vec::new(),
+                })
             }
             Ok(Ok(Remote::Record(alert))) if alert.r#ref == next => {
                 Some(graph.add_record(&alert, &r.gateway))

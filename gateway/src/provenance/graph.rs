@@ -317,9 +317,21 @@ impl Graph {
     }
 
     /// Merges a graph another gateway returned: its entities (a resolved entity replaces an
-    /// unresolved one), nodes, edges and flags, within this graph's bounds.
-    pub(crate) fn merge(&mut self, other: v1::ProvenanceGraph) {
+    /// unresolved one), nodes, edges and flags, within this graph's bounds. Records of
+    /// gateway `own` (this one) are not taken from a peer, which read them with its own
+    /// credentials (the caller may not hold them) or made them up: their refs not in the
+    /// graph yet are returned, for this gateway to read itself.
+    pub(crate) fn merge(&mut self, other: v1::ProvenanceGraph, own: &str) -> Vec<String> {
+        let mut mine = Vec::new();
         for e in other.entities {
+            if entity_gateway(&e.id) == own
+                || crate::query::parse_ref(&e.id).is_some_and(|(g, _, _)| g == own)
+            {
+                if !self.contains(&e.id) && !mine.contains(&e.id) {
+                    mine.push(e.id);
+                }
+                continue;
+            }
             self.put_entity(e);
         }
         for a in other.activities {
@@ -342,6 +354,7 @@ impl Graph {
             out.cycle = true;
             out.cycle_refs = other.cycle_refs;
         }
+        mine
     }
 
     /// The result, with a cycle among derivations and copies reported when there is one.

@@ -141,7 +141,7 @@ fn merged_graphs_resolve_placeholders_and_keep_flags() {
     let mut other = Graph::new("am://b/t/0/0", 100);
     other.add_record(&alert("am://a/t/0/0", &[]), "a");
     other.flags().depth_limited = true;
-    g.merge(other.finish());
+    assert!(g.merge(other.finish(), "c").is_empty());
     let g = g.finish();
     assert_eq!(g.entities.len(), 1);
     assert!(g.entities[0].resolved && g.entities[0].resolved_by == "a");
@@ -246,7 +246,7 @@ fn a_peer_graph_of_long_strings_is_bounded_in_bytes() {
         used: (0..100).map(|i| v1::ProvUsed { id: long(i) }).collect(),
         ..Default::default()
     };
-    g.merge(peer);
+    g.merge(peer, "c");
     let out = g.finish();
     assert!(out.node_limited, "cut short, and says so");
     let mut text = 0;
@@ -271,4 +271,29 @@ fn a_peer_graph_of_long_strings_is_bounded_in_bytes() {
     assert!(!out.entities.is_empty() && !out.edges.is_empty());
     // Cut at a character boundary: still valid UTF-8 all the way.
     assert!(out.entities[0].key.ends_with('é'));
+}
+
+/// A peer's graph may name this gateway's records (a derivation from them): they are not
+/// taken from the peer (read with its credentials, or made up), but handed back for this
+/// gateway to read itself; a peer's word on other gateways' records is merged.
+#[test]
+fn a_peer_does_not_resolve_this_gateways_records() {
+    let mut g = Graph::new("am://b/t/0/0", 100);
+    let mut other = Graph::new("am://b/t/0/0", 100);
+    other.add_record(
+        &alert("am://b/t/0/0", &[("am-derived-from", "am://c/secret/0/7")]),
+        "b",
+    );
+    other.add_record(&alert("am://c/secret/0/7", &[]), "c");
+    other.add_record(&alert("am://a/t/0/1", &[]), "a");
+    other.add_record(&alert("am://c/query:rows/5", &[]), "c");
+    let mine = g.merge(other.finish(), "c");
+    assert_eq!(mine, vec!["am://c/secret/0/7", "am://c/query:rows/5"]);
+    let out = g.finish();
+    let ids: Vec<&str> = out.entities.iter().map(|e| e.id.as_str()).collect();
+    assert!(
+        ids.contains(&"am://b/t/0/0") && ids.contains(&"am://a/t/0/1"),
+        "{ids:?}"
+    );
+    assert!(!ids.iter().any(|i| i.starts_with("am://c/")), "{ids:?}");
 }
