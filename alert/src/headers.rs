@@ -31,6 +31,9 @@ pub const SOURCE: &str = "am-source";
 /// On a record a mirror copied from a database query: where the query stream resumes
 /// after it (`<seq> <skip> <token>`, see the mirror crate's `resume::QueryResume`).
 pub const RESUME: &str = "am-resume";
+/// On a record a mirror copied from a database query: the query, `am://<gateway>/query:<name>`
+/// (its `am-source` names the row, which for an archive's query is an alert of a topic).
+pub const QUERY: &str = "am-query";
 /// Why a record went to a dead-letter topic.
 pub const ERROR: &str = "am-error";
 

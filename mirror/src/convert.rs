@@ -48,7 +48,7 @@ pub struct SourceRecord {
     /// For a gateway source: the mesh key the gateway reported, if any.
     pub mesh_key: Option<String>,
     /// For a query source: the `am-resume` of the copy (see [`crate::resume::QueryResume`]).
-    pub resume: Option<String>,
+    pub resume: Option<QueryCopy>,
 }
 
 /// A record to produce.
@@ -165,11 +165,8 @@ impl Converter {
             source: record.source_ref.clone(),
         };
         let mut headers = provenance::copy_headers(record.headers, &stamp);
-        if let Some(resume) = record.resume {
-            headers.push((
-                alertmesh_alert::headers::RESUME.into(),
-                Some(resume.into_bytes()),
-            ));
+        if let Some(copy) = record.resume {
+            copy.stamp(&mut headers);
         }
         let key_bytes = match record.key {
             Some(k) if k == key.to_string().as_bytes() => k,
@@ -256,14 +253,30 @@ impl Converter {
     }
 }
 
+/// What marks a copy of a query's row, so recovery finds it: `am-query` names the query
+/// (the row's `am-source` may be an alert of another topic, for an archive's query) and
+/// `am-resume` says where its stream goes on after the row.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QueryCopy {
+    /// `am://<gateway>/query:<name>`.
+    pub query: String,
+    /// The `am-resume` value.
+    pub resume: String,
+}
+
+impl QueryCopy {
+    fn stamp(self, headers: &mut Headers) {
+        use alertmesh_alert::headers::{QUERY, RESUME};
+        headers.retain(|(k, _)| k != RESUME && k != QUERY);
+        headers.push((QUERY.into(), Some(self.query.into_bytes())));
+        headers.push((RESUME.into(), Some(self.resume.into_bytes())));
+    }
+}
+
 fn dead_letter(record: SourceRecord, reason: String) -> Outcome {
     let mut headers = provenance::dead_letter_headers(record.headers, &record.source_ref, &reason);
-    if let Some(resume) = record.resume {
-        headers.retain(|(k, _)| k != alertmesh_alert::headers::RESUME);
-        headers.push((
-            alertmesh_alert::headers::RESUME.into(),
-            Some(resume.into_bytes()),
-        ));
+    if let Some(copy) = record.resume {
+        copy.stamp(&mut headers);
     }
     Outcome::DeadLetter(
         Outgoing {

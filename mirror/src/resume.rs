@@ -208,9 +208,23 @@ impl QueryResume {
     /// one with the highest `seq` wins), `Err(why)` if it is a copy whose `am-resume`
     /// cannot be read.
     pub fn observe(&mut self, source: &[u8], resume: Option<&[u8]>) -> Result<bool, String> {
+        self.observe_copy(source, None, resume)
+    }
+
+    /// [`Self::observe`] with the copy's `am-query`: a copy names its query there (an
+    /// archive's rows are alerts, whose `am-source` is their own topic's ref), or, written
+    /// before `am-query` was, by the prefix of its `am-source`.
+    pub fn observe_copy(
+        &mut self,
+        source: &[u8],
+        query: Option<&[u8]>,
+        resume: Option<&[u8]>,
+    ) -> Result<bool, String> {
+        let named = query == Some(self.prefix.as_bytes());
         let Some(row) = std::str::from_utf8(source).ok().filter(|s| {
-            s.strip_prefix(&self.prefix)
-                .is_some_and(|r| r.starts_with('/'))
+            named
+                || s.strip_prefix(&self.prefix)
+                    .is_some_and(|r| r.starts_with('/'))
         }) else {
             return Ok(false);
         };
@@ -233,7 +247,19 @@ impl QueryResume {
         source: &[u8],
         resume: Option<&[u8]>,
     ) -> bool {
-        match self.observe(source, resume) {
+        self.observe_copy_at(topic, offset, source, None, resume)
+    }
+
+    /// [`Self::observe_at`] with the copy's `am-query` (see [`Self::observe_copy`]).
+    pub fn observe_copy_at(
+        &mut self,
+        topic: &str,
+        offset: i64,
+        source: &[u8],
+        query: Option<&[u8]>,
+        resume: Option<&[u8]>,
+    ) -> bool {
+        match self.observe_copy(source, query, resume) {
             Ok(false) => false,
             Ok(true) => {
                 let tail = self.tails.entry(topic.to_owned()).or_default();

@@ -579,3 +579,101 @@ columns = [{ name = "dec", path = "candidate.dec", type = "float8" }]"#,
     );
     Ok(())
 }
+
+/// The records of partition 0 of `topic` with their `am-source` and `am-query` headers.
+async fn copies(broker: &Broker, topic: &str) -> Result<Vec<(String, String)>> {
+    use rdkafka::message::{Headers as _, Message as _};
+    let (bootstrap, topic) = (broker.bootstrap(), topic.to_owned());
+    tokio::task::spawn_blocking(move || {
+        let consumer = alertmesh_tests::kafka::assigned_consumer(
+            &bootstrap,
+            &topic,
+            1,
+            rdkafka::Offset::Beginning,
+        )?;
+        let mut out = Vec::new();
+        alertmesh_tests::kafka::read_to_eof_with(
+            &consumer,
+            1,
+            0,
+            std::time::Duration::from_secs(20),
+            |m| {
+                let header = |name: &str| {
+                    m.headers()
+                        .and_then(|hs| hs.iter().find(|h| h.key == name))
+                        .and_then(|h| h.value)
+                        .map(|v| String::from_utf8_lossy(v).into_owned())
+                        .unwrap_or_default()
+                };
+                out.push((header("am-source"), header("am-query")));
+            },
+        )?;
+        Ok(out)
+    })
+    .await?
+}
+
+/// A mirror of an archive's query on another gateway: its copies' `am-source` are the
+/// archived alerts' refs, and `am-query` names the query, so a restarted mirror finds
+/// where it was and copies nothing twice (it copied the whole result again each time).
+#[tokio::test]
+async fn a_mirror_of_an_archive_query_resumes_after_a_restart_without_copying_twice() -> Result<()>
+{
+    let Some(pg) = Postgres::start_or_skip().await? else {
+        return Ok(());
+    };
+    let broker = Broker::start("archive").await?;
+    broker.create_topic(TOPIC, 2).await?;
+    let records = ztf_records(2, now_ms() - 60_000, 10)?;
+    broker.produce_all(TOPIC, &records).await?;
+    let lasair = Gateway::start(&spec(&broker, &pg, 16)).await?;
+    wait_rows(&pg, records.len()).await?;
+
+    const COPIES: &str = "lasair.history";
+    let fink_broker = Broker::start("fink").await?;
+    let mirror = format!(
+        "[[mirrors]]\nname = \"history\"\ndestination = {COPIES:?}\n[mirrors.source]\n\
+         gateway = {url:?}\nquery = \"ztf_history\"\nfollow = true\n",
+        url = lasair.grpc_url()
+    );
+    let mut fink =
+        Gateway::start(&GatewaySpec::new("fink", &fink_broker.bootstrap()).extra(&mirror)).await?;
+    let n = records.len();
+    let copied = async |fink: &Gateway| -> Result<()> {
+        alertmesh_tests::process::wait_until("the mirror copied the result", WAIT * 3, || async {
+            let m = fink.mirror_status().await.ok()?;
+            (m.first()?.copied >= n as u64).then_some(())
+        })
+        .await
+    };
+    copied(&fink).await?;
+    for restart in 0..2 {
+        fink.kill();
+        fink.start_again().await?;
+        // Running again, recovered; give it time to copy anything it would copy twice.
+        alertmesh_tests::process::wait_until("the mirror runs again", WAIT * 3, || async {
+            let m = fink.mirror_status().await.ok()?;
+            (m.first()?.state == "running").then_some(())
+        })
+        .await?;
+        tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+        let found = copies(&fink_broker, COPIES).await?;
+        ensure!(
+            found.len() == n,
+            "after restart {restart}: {} copies of {n} rows",
+            found.len()
+        );
+        let mut sources: Vec<&str> = found.iter().map(|(s, _)| s.as_str()).collect();
+        sources.sort_unstable();
+        sources.dedup();
+        ensure!(sources.len() == n, "a row was copied twice: {found:?}");
+        for (source, query) in &found {
+            ensure!(
+                source.starts_with(&format!("am://lasair/{TOPIC}/"))
+                    && query == "am://lasair/query:ztf_history",
+                "{source} {query}"
+            );
+        }
+    }
+    Ok(())
+}

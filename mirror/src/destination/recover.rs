@@ -44,7 +44,13 @@ impl Observer for QueryResume {
     fn observe(&mut self, topic: &str, offset: i64, hs: &[(&str, Option<&[u8]>)]) -> bool {
         let value = |name: &str| hs.iter().find(|(k, _)| *k == name).and_then(|(_, v)| *v);
         match value(headers::SOURCE) {
-            Some(source) => self.observe_at(topic, offset, source, value(headers::RESUME)),
+            Some(source) => self.observe_copy_at(
+                topic,
+                offset,
+                source,
+                value(headers::QUERY),
+                value(headers::RESUME),
+            ),
             None => false,
         }
     }

@@ -8,7 +8,7 @@ use tokio::sync::mpsc;
 
 use super::gateway::{failure, status_failure, Peer};
 use super::{Batches, CHANNEL_BATCHES};
-use crate::convert::SourceRecord;
+use crate::convert::{QueryCopy, SourceRecord};
 use crate::resume::QueryResume;
 use crate::{Error, Result};
 
@@ -66,6 +66,7 @@ impl Peer {
         let (tx, rx) = mpsc::channel(CHANNEL_BATCHES);
         let mut to_skip = resume.skip;
         let last_ref = resume.last_ref.clone();
+        let prefix = resume.prefix().to_owned();
         let mut at = Position {
             seq: resume.seq,
             token: resume.token.clone(),
@@ -97,7 +98,7 @@ impl Peer {
                         return;
                     }
                 };
-                let records = rows(&self.name, batch, &mut at, &mut to_skip, &last_ref);
+                let records = rows(&self.name, &prefix, batch, &mut at, &mut to_skip, &last_ref);
                 if !records.is_empty() && tx.send(Ok(records)).await.is_err() {
                     return;
                 }
@@ -110,6 +111,7 @@ impl Peer {
 /// The records of one batch, after dropping what the destination already holds.
 fn rows(
     gateway: &str,
+    query: &str,
     batch: pb::QueryBatch,
     at: &mut Position,
     to_skip: &mut u64,
@@ -138,7 +140,7 @@ fn rows(
         } else {
             QueryResume::header(at.seq, at.since, &at.token)
         };
-        out.push(record(gateway, alert, at.seq, resume));
+        out.push(record(gateway, query, alert, at.seq, resume));
     }
     if !batch.resume_token.is_empty() {
         at.token = batch.resume_token;
@@ -148,7 +150,7 @@ fn rows(
 }
 
 /// A row alert in the mirror's terms; its ref is its `am-source`.
-fn record(gateway: &str, alert: pb::Alert, seq: u64, resume: String) -> SourceRecord {
+fn record(gateway: &str, query: &str, alert: pb::Alert, seq: u64, resume: String) -> SourceRecord {
     SourceRecord {
         partition: 0,
         offset: i64::try_from(seq).unwrap_or(i64::MAX),
@@ -162,7 +164,10 @@ fn record(gateway: &str, alert: pb::Alert, seq: u64, resume: String) -> SourceRe
         namespace: alert.namespace,
         schema: None,
         mesh_key: Some(alert.mesh_key).filter(|k| !k.is_empty()),
-        resume: Some(resume),
+        resume: Some(QueryCopy {
+            query: query.to_owned(),
+            resume,
+        }),
     }
 }
 
