@@ -340,8 +340,9 @@ class Gateway:
         This gateway is described with its token, so its description shows what the token
         may see. Peers are addresses other gateways supplied: they are described without
         the token (a hostile gateway could name any address), with the TLS files only
-        when their URL is ``https://``. Peers that cannot be reached are listed in
-        ``Directory.unreachable``; at most ``max_gateways`` are visited.
+        when their URL is ``https://``. Peers that cannot be reached, or whose entry has no
+        URL or more than one address, are listed in ``Directory.unreachable``; at most
+        ``max_gateways`` are visited.
         """
         found: list[tuple[str, GatewayInfo]] = [(self.url, self.describe())]
         unreachable: list[tuple[str, str]] = []
@@ -353,6 +354,13 @@ class Gateway:
                     # An empty address would mean $ALERTMESH_GATEWAY or the local default:
                     # a peer entry must not make the walk describe the user's own gateway.
                     unreachable.append((url, "the peer entry has no URL"))
+                    continue
+                if "," in url or any(c.isspace() for c in url):
+                    # A replica list would have one hostile entry send the walk to many
+                    # addresses, past `max_gateways`.
+                    unreachable.append(
+                        (url, "the peer URL is not one address (it holds a comma or whitespace)")
+                    )
                     continue
                 try:
                     with self._peer(url) as peer:
@@ -380,7 +388,8 @@ class Gateway:
         of at most ``MAX_PEER_ANSWER_BYTES`` (a walk keeps every description it gets)."""
         ca, cert, key = self._tls if url.startswith("https://") else (None, None, None)
         options = [*self._options, ("grpc.max_receive_message_length", MAX_PEER_ANSWER_BYTES)]
-        return Gateway(url, ca=ca, cert=cert, key=key, timeout=self.timeout, options=options)
+        # As a list of one, so it is never split into replicas.
+        return Gateway([url], ca=ca, cert=cert, key=key, timeout=self.timeout, options=options)
 
     def provenance(self, ref: str, *, depth: int | None = None, timeout: float | None = None) -> ProvenanceGraph:
         """The provenance graph behind an alert ref (as ``alertmesh provenance``): the records

@@ -145,50 +145,123 @@ class _Bytes:
         return out
 
 
-def _zero_bytes(schema: Any, named: dict[str, Any], seen: frozenset[str] = frozenset()) -> bool:
-    """Whether a value of ``schema`` can take no bytes on the wire (a null, an empty record)."""
-    if isinstance(schema, str):
-        if schema in named and schema not in seen:
-            return _zero_bytes(named[schema], named, seen | {schema})
-        return schema == "null"
-    if isinstance(schema, list):
-        return False  # a union's branch index takes a byte
-    if not isinstance(schema, dict):
-        return False
-    kind = schema.get("type")
-    name = schema.get("name")
-    if isinstance(name, str) and kind in ("record", "error", "fixed", "enum"):
-        named.setdefault(name, schema)
-    if kind in ("record", "error"):
-        return all(_zero_bytes(f.get("type"), named, seen) for f in schema.get("fields", []))
-    if kind == "fixed":
-        return schema.get("size") == 0
-    if isinstance(kind, (str, list, dict)) and kind not in ("array", "map", "enum"):
-        return _zero_bytes(kind, named, seen)
-    return False
+_PRIMITIVES = frozenset({"null", "boolean", "int", "long", "float", "double", "bytes", "string"})
 
 
-def _arrays_of_nothing(schema: Any, named: dict[str, Any]) -> bool:
-    """Whether ``schema`` has an array or map whose items may take no bytes."""
-    stack = [schema]
-    visited: set[int] = set()
-    while stack:
-        s = stack.pop()
-        if id(s) in visited:
+def _full_name(schema: dict[str, Any], namespace: str) -> tuple[str, str]:
+    """(namespace its fields name types in, full name) of a named definition, as Avro
+    (and fastavro) resolve them: a dotted name is full, else the ``namespace`` given,
+    else the enclosing one."""
+    name = schema["name"]
+    if "." in name:
+        return name.rsplit(".", 1)[0], name
+    ns = schema.get("namespace", namespace)
+    return (str(ns), f"{ns}.{name}") if ns else ("", name)
+
+
+def _needs(schema: Any, namespace: str, names: dict[int, str], defined: set[str]) -> set[str] | None:
+    """The named types that must all take no bytes for a value of ``schema`` to take none
+    (an empty set for a null), or ``None`` when it always takes a byte."""
+    while True:
+        if isinstance(schema, str):
+            if schema in _PRIMITIVES:
+                return set() if schema == "null" else None
+            if "." not in schema and namespace and f"{namespace}.{schema}" in defined:
+                return {f"{namespace}.{schema}"}
+            return {schema}  # an undefined name is never zero-byte: nothing defines it
+        if not isinstance(schema, dict):
+            return None  # a union's branch index takes a byte
+        kind = schema.get("type")
+        if kind in ("record", "error", "fixed"):
+            return {names[id(schema)]}
+        if isinstance(kind, (str, dict)) and kind not in ("array", "map", "enum"):
+            schema = kind  # {"type": "null"} and the like
             continue
-        visited.add(id(s))
+        return None  # a count, an enum's index, a union's branch index: a byte at least
+
+
+def _arrays_of_nothing(schema: Any) -> bool:
+    """Whether ``schema`` has an array or map whose items may take no bytes: a null, a
+    fixed of size 0, or a named type that comes to those (a record whose fields do), named
+    wherever in the schema it is defined."""
+    # Every definition and every array's items or map's values, with their namespace,
+    # where fastavro reads them.
+    names: dict[int, str] = {}  # id of a defining dict -> its full name
+    definitions: list[tuple[str, dict[str, Any], str]] = []
+    contents: list[tuple[Any, str]] = []
+    stack: list[tuple[Any, str]] = [(schema, "")]
+    while stack:
+        s, ns = stack.pop()
         if isinstance(s, list):
-            stack.extend(s)
-        elif isinstance(s, dict):
-            kind = s.get("type")
-            if kind == "array" and _zero_bytes(s.get("items"), named):
-                return True
-            if kind == "map" and _zero_bytes(s.get("values"), named):
-                return True
-            if isinstance(kind, (list, dict)):
-                stack.append(kind)
-            stack.extend(f.get("type") for f in s.get("fields", []) if isinstance(f, dict))
-            stack.extend(s[k] for k in ("items", "values") if k in s)
+            stack.extend((b, ns) for b in s)
+            continue
+        if not isinstance(s, dict):
+            continue
+        kind = s.get("type")
+        inner = ns
+        if kind in ("record", "error", "enum", "fixed"):
+            if isinstance(s.get("name"), str):
+                inner, full = _full_name(s, ns)
+            else:
+                full = f"#{id(s)}"  # anonymous (not valid Avro), still judged
+            names[id(s)] = full
+            definitions.append((full, s, inner))
+        if isinstance(kind, (list, dict)):
+            stack.append((kind, ns))
+        fields = s.get("fields")
+        if kind in ("record", "error") and isinstance(fields, list):
+            stack.extend((f.get("type"), inner) for f in fields if isinstance(f, dict))
+        key = "items" if kind == "array" else "values" if kind == "map" else None
+        if key is not None and key in s:
+            contents.append((s[key], ns))
+            stack.append((s[key], ns))
+    defined = {full for full, _, _ in definitions}
+
+    # Which named types take no bytes: the least fixed point, found in one pass over the
+    # dependencies (a record that contains itself never ends, so takes bytes).
+    waiting: list[tuple[str, int]] = []  # (name, dependencies not yet known zero-byte)
+    dependents: dict[str, list[int]] = {}
+    ready: list[str] = []
+    for full, s, ns in definitions:
+        kind = s.get("type")
+        needs: set[str] | None
+        if kind == "fixed":
+            size = s.get("size")
+            needs = None if isinstance(size, int) and size > 0 else set()
+        elif kind in ("record", "error"):
+            needs = set()
+            fields = s.get("fields", [])
+            for f in fields if isinstance(fields, list) else ():
+                n = _needs(f.get("type"), ns, names, defined) if isinstance(f, dict) else None
+                if n is None:
+                    needs = None
+                    break
+                needs |= n
+        else:
+            needs = None
+        if needs is None:
+            continue
+        for n in needs:
+            dependents.setdefault(n, []).append(len(waiting))
+        waiting.append((full, len(needs)))
+        if not needs:
+            ready.append(full)
+    zero: set[str] = set()
+    while ready:
+        full = ready.pop()
+        if full in zero:
+            continue
+        zero.add(full)
+        for i in dependents.get(full, ()):
+            name, left = waiting[i]
+            waiting[i] = (name, left - 1)
+            if left == 1:
+                ready.append(name)
+
+    for items, ns in contents:
+        n = _needs(items, ns, names, defined)
+        if n is not None and n <= zero:
+            return True
     return False
 
 
@@ -227,8 +300,9 @@ def check_container(payload: bytes) -> None:
     chose it. fastavro inflates every block whole and believes every count, so a few bytes
     can ask it for gigabytes: a block that decompresses past ``MAX_BLOCK_BYTES``, a block
     announcing more records than it has bytes (records of an empty schema take none), or a
-    schema with arrays or maps of items that take no bytes (nulls) are refused here, as the
-    gateway's own decoder refuses them; ``decode="gateway"`` decodes on the gateway.
+    schema with arrays or maps of items that take no bytes (nulls, empty records, fixed of
+    size 0, named or inline) are refused here, as the gateway's own decoder refuses them;
+    ``decode="gateway"`` decodes on the gateway.
     """
     r = _Bytes(payload)
     if r.take(4) != _MAGIC:
@@ -250,10 +324,12 @@ def check_container(payload: bytes) -> None:
         schema = json.loads(meta.get("avro.schema", b""))
     except ValueError as e:
         raise DecodeError(f"the container's schema is not JSON: {e}") from e
-    if _arrays_of_nothing(schema, {}):
+    except RecursionError as e:
+        raise DecodeError("the container's schema is nested too deeply to read") from e
+    if _arrays_of_nothing(schema):
         raise DecodeError(
             "the writer schema has an array or map of values that take no bytes (such as "
-            "null), whose counts cannot be bounded on the client; use decode='gateway'"
+            "null or an empty record), whose counts cannot be bounded on the client; use decode='gateway'"
         )
     while r.pos < len(payload):
         records = r.long()

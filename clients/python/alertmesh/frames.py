@@ -43,7 +43,8 @@ def alerts_to_frame(alerts: Iterable[Alert]) -> pandas.DataFrame:
     """Builds a DataFrame with one row per alert (see :func:`flatten`).
 
     Integer columns are ``int64``, or pandas' nullable ``Int64`` when some rows lack the
-    value, so 64-bit ids never pass through a float.
+    value, so 64-bit ids never pass through a float. ``timestamp`` is ``NaT`` for a time
+    pandas cannot hold (before 1677 or after 2262).
     """
     try:
         import pandas as pd
@@ -61,5 +62,7 @@ def alerts_to_frame(alerts: Iterable[Alert]) -> pandas.DataFrame:
             columns[name] = values
     frame = pd.DataFrame(columns, index=pd.RangeIndex(len(rows)))
     if "timestamp" in frame:
-        frame["timestamp"] = pd.to_datetime(frame["timestamp"], utc=True)
+        # pandas holds 1677-2262 only; a producer's time outside that is NaT, not an error
+        # that loses the whole frame.
+        frame["timestamp"] = pd.to_datetime(frame["timestamp"], utc=True, errors="coerce")
     return frame

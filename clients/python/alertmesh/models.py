@@ -4,10 +4,26 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from typing import Any
 
 from alertmesh._proto import alertmesh_pb2 as pb
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+#: The seconds of 0001-01-01T00:00:00Z and 9999-12-31T23:59:59Z, what datetime holds.
+_MIN_SECONDS, _MAX_SECONDS = -62_135_596_800, 253_402_300_799
+
+
+def datetime_of(t: Any) -> datetime | None:
+    """A protobuf ``Timestamp`` as an aware UTC datetime (nanoseconds cut to microseconds),
+    or ``None`` when it is no valid time datetime can hold: before year 1, past year 9999,
+    or nanos outside 0..999999999. A Kafka timestamp is the producer's choice, so this
+    must not raise (it would stop every reader of the stream at that record)."""
+    seconds, nanos = t.seconds, t.nanos
+    if not (_MIN_SECONDS <= seconds <= _MAX_SECONDS and 0 <= nanos <= 999_999_999):
+        return None
+    # Not fromtimestamp: platforms refuse some in-range times (negative ones on Windows).
+    return _EPOCH + timedelta(seconds=seconds, microseconds=nanos // 1000)
 
 
 @dataclass(frozen=True)
@@ -125,6 +141,8 @@ class Alert:
             record's object id; ``None`` when unknown.
         record: the decoded alert (``None`` with ``decode="none"``). Integers are exact;
             ``NaN`` and infinities are floats; with gateway decoding, bytes are base64 text.
+        timestamp: the Kafka timestamp, in UTC; ``None`` when the record has none or its
+            time is outside years 1 to 9999 (the producer chose it).
         payload: the Kafka value, byte for byte (``None`` with gateway decoding).
         kafka_key: the Kafka key as bytes, ``None`` when the record has none.
         headers: Kafka headers in order, values ``None`` when null.
@@ -154,11 +172,7 @@ class Alert:
                 key = kafka_key.decode("utf-8")
             except UnicodeDecodeError:
                 key = None
-        ts = None
-        if m.HasField("timestamp"):
-            ts = datetime.fromtimestamp(m.timestamp.seconds, tz=timezone.utc).replace(
-                microsecond=m.timestamp.nanos // 1000
-            )
+        ts = datetime_of(m.timestamp) if m.HasField("timestamp") else None
         return cls(
             ref=m.ref,
             topic=m.topic,

@@ -13,6 +13,8 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
 
+from alertmesh.models import datetime_of
+
 #: PROV-JSON prefixes of the ids :func:`qname` writes.
 PREFIXES = {
     "alertmesh": "https://github.com/alertmesh/alertmesh/ns#",
@@ -49,6 +51,7 @@ class Entity:
     partition: int = 0
     offset: int = 0
     key: str = ""
+    #: In UTC; ``None`` when unknown or outside years 1 to 9999.
     timestamp: datetime | None = None
     origin: str = ""
     hops: str = ""
@@ -101,10 +104,7 @@ class ProvenanceGraph:
     @classmethod
     def from_pb(cls, g: Any) -> ProvenanceGraph:
         def when(e: Any) -> datetime | None:
-            if not e.HasField("timestamp"):
-                return None
-            t = e.timestamp
-            return datetime.fromtimestamp(t.seconds + t.nanos / 1e9, tz=timezone.utc)
+            return datetime_of(e.timestamp) if e.HasField("timestamp") else None
 
         def params(text: str) -> dict[str, Any] | None:
             if not text:

@@ -291,3 +291,169 @@ def test_a_stream_ended_for_not_reading_is_resumed() -> None:
     full = _Ended(grpc.StatusCode.RESOURCE_EXHAUSTED, "gateway lasair serves at most 1000 subscriptions")
     assert not is_transient(full)
     assert is_transient(_Ended(grpc.StatusCode.UNAVAILABLE, "connection refused"))
+
+
+def _record(fields: list[str], namespace: str = "") -> str:
+    ns = f'"namespace":"{namespace}",' if namespace else ""
+    return '{"type":"record","name":"r",%s"fields":[%s]}' % (ns, ",".join(fields))
+
+
+EMPTY_E = '{"name":"e","type":{"type":"record","name":"E","fields":[]}}'
+
+
+@pytest.mark.parametrize(
+    "schema",
+    [
+        # An empty record defined in one field, an array of it by name in another.
+        _record([EMPTY_E, '{"name":"xs","type":{"type":"array","items":"E"}}']),
+        # The same by full name and by short name, in a namespace.
+        _record([EMPTY_E, '{"name":"xs","type":{"type":"array","items":"ns.E"}}'], "ns"),
+        _record([EMPTY_E, '{"name":"xs","type":{"type":"array","items":"E"}}'], "ns"),
+        # A fixed of size 0, as the values of a map.
+        _record(['{"name":"z","type":{"type":"fixed","name":"Z","size":0}}',
+                 '{"name":"m","type":{"type":"map","values":"Z"}}']),
+        # A record whose fields take no bytes themselves (a nested empty record, a null),
+        # named before its definition.
+        _record(['{"name":"xs","type":{"type":"array","items":"o.E"}}',
+                 '{"name":"e","type":{"type":"record","name":"E","namespace":"o","fields":['
+                 '{"name":"f","type":{"type":"record","name":"F","fields":[]}},'
+                 '{"name":"n","type":"null"},{"name":"g","type":"F"}]}}']),
+        # A dotted name is a full name, whatever the enclosing namespace.
+        _record(['{"name":"e","type":["null",{"type":"record","name":"a.b.E","fields":[]}]}',
+                 '{"name":"m","type":{"type":"map","values":{"type":"array","items":"a.b.E"}}}'], "ns"),
+        # Defined inside the array's items, named again in a map.
+        _record(['{"name":"xs","type":{"type":"array","items":{"type":"record","name":"E","fields":[]}}}',
+                 '{"name":"m","type":{"type":"map","values":"E"}}']),
+    ],
+    ids=["by-name", "full-name", "short-name-in-namespace", "fixed-0-map", "nested-forward",
+         "dotted-name", "inline-then-named"],
+)
+def test_arrays_of_named_types_that_take_no_bytes_are_refused(schema: str) -> None:
+    """A count of 2**62 items that take no bytes would have fastavro build 2**62 values."""
+    from harness import avro_long
+
+    from alertmesh.decode import check_container
+    from alertmesh.errors import DecodeError
+
+    block = avro_long(1 << 62) * 4 + avro_long(0)
+    with pytest.raises(DecodeError, match="take no bytes"):
+        check_container(_ocf(schema, [(1, block)]))
+
+
+def test_named_types_resolve_by_namespace_as_avro_does() -> None:
+    """``E`` inside namespace ``a`` is ``a.E`` (a long), not the empty ``b.E``."""
+    from harness import avro_long
+
+    from alertmesh.decode import decode_payload
+
+    schema = _record([
+        '{"name":"e","type":{"type":"record","name":"E","namespace":"b","fields":[]}}',
+        '{"name":"g","type":{"type":"record","name":"E","fields":[{"name":"x","type":"long"}]}}',
+        '{"name":"xs","type":{"type":"array","items":"E"}}',
+        '{"name":"k","type":{"type":"enum","name":"K","symbols":["only"]}}',
+        '{"name":"ks","type":{"type":"map","values":"K"}}',
+    ], "a")
+    data = avro_long(5) + avro_long(1) + avro_long(7) + avro_long(0) + avro_long(0) + avro_long(0)
+    assert decode_payload(_ocf(schema, [(1, data)]), "avro-ocf") == {
+        "e": {}, "g": {"x": 5}, "xs": [{"x": 7}], "k": "only", "ks": {},
+    }
+
+
+@pytest.mark.parametrize(
+    ("seconds", "nanos"),
+    [
+        (253_402_300_800, 0),  # 10000-01-01
+        (-62_135_596_801, 0),  # before 0001-01-01
+        (1 << 62, 0),
+        (-(1 << 62), 0),
+        (1_577_836_800, -1),
+        (1_577_836_800, 1_000_000_000),
+    ],
+)
+def test_timestamps_out_of_range_are_none(seconds: int, nanos: int) -> None:
+    """The Kafka timestamp is the producer's choice: one that datetime cannot hold must not
+    stop the stream."""
+    from alertmesh.models import Alert
+    from alertmesh.provenance import ProvenanceGraph
+
+    alert = pb.Alert(ref="am://g/t/0/0")
+    alert.timestamp.seconds, alert.timestamp.nanos = seconds, nanos
+    assert Alert.from_pb(alert).timestamp is None
+    graph = pb.ProvenanceGraph(root="am://g/t/0/0", entities=[pb.ProvEntity(id="am://g/t/0/0")])
+    graph.entities[0].timestamp.seconds, graph.entities[0].timestamp.nanos = seconds, nanos
+    assert ProvenanceGraph.from_pb(graph).entities[0].timestamp is None
+
+
+def test_timestamps_in_range_are_exact() -> None:
+    from alertmesh.models import Alert
+    from alertmesh.provenance import ProvenanceGraph
+
+    utc = timezone.utc
+    for (seconds, nanos), expected in [
+        ((1_577_836_800, 123_456_789), datetime(2020, 1, 1, 0, 0, 0, 123_456, tzinfo=utc)),
+        ((253_402_300_799, 999_999_999), datetime(9999, 12, 31, 23, 59, 59, 999_999, tzinfo=utc)),
+        ((-62_135_596_800, 0), datetime(1, 1, 1, tzinfo=utc)),
+        ((-1, 500_000_000), datetime(1969, 12, 31, 23, 59, 59, 500_000, tzinfo=utc)),
+    ]:
+        alert = pb.Alert(ref="am://g/t/0/0")
+        alert.timestamp.seconds, alert.timestamp.nanos = seconds, nanos
+        assert Alert.from_pb(alert).timestamp == expected
+        graph = pb.ProvenanceGraph(root="am://g/t/0/0", entities=[pb.ProvEntity(id="am://g/t/0/0")])
+        graph.entities[0].timestamp.seconds, graph.entities[0].timestamp.nanos = seconds, nanos
+        assert ProvenanceGraph.from_pb(graph).entities[0].timestamp == expected
+    assert Alert.from_pb(pb.Alert(ref="am://g/t/0/0")).timestamp is None
+
+
+def test_a_directory_peer_url_is_one_address() -> None:
+    """A hostile directory entry listing many addresses (as a replica list would) is not
+    tried: it is listed as unreachable, as an entry without a URL is."""
+    servers, describers, urls = [], [], []
+    for name in ("home", "peer"):
+        d = _Describer(name)
+        server = grpc.server(futures.ThreadPoolExecutor(max_workers=2))
+        pb_grpc.add_AlertMeshServicer_to_server(d, server)  # type: ignore[no-untyped-call]
+        urls.append(f"http://127.0.0.1:{server.add_insecure_port('127.0.0.1:0')}")
+        server.start()
+        servers.append(server)
+        describers.append(d)
+    home, peer = describers
+    listed = "http://127.0.0.1:1," + urls[1]
+    home.peers = [listed, f" {urls[1]}", f"{urls[1]}\t"]
+    try:
+        with Gateway(urls[0]) as gw:
+            d = gw.directory()
+        assert d.names() == ["home"], d.gateways
+        assert [u for u, _ in d.unreachable] == home.peers
+        assert all("one address" in reason for _, reason in d.unreachable), d.unreachable
+        assert peer.metadata == []
+    finally:
+        for server in servers:
+            server.stop(None)
+
+
+def test_a_schema_nested_past_the_recursion_limit_is_a_decode_error() -> None:
+    """json.loads of a deeply nested schema raises RecursionError; the check says what is
+    wrong instead."""
+    from alertmesh.decode import check_container
+    from alertmesh.errors import DecodeError
+
+    deep = '{"type":"array","items":' * 100_000 + '"long"' + "}" * 100_000
+    with pytest.raises(DecodeError, match="nested too deeply"):
+        check_container(_ocf(deep, []))
+
+
+def test_a_frame_of_times_pandas_cannot_hold_has_nat_there() -> None:
+    """pandas holds 1677-2262: a producer's year-3000 timestamp is NaT in that row, not an
+    error that loses the whole frame."""
+    pd = pytest.importorskip("pandas")
+    from alertmesh.frames import alerts_to_frame
+    from alertmesh.models import Alert
+
+    alerts = []
+    for seconds in (1_577_836_800, 32_503_680_000):
+        m = pb.Alert(ref=f"am://g/t/0/{seconds}")
+        m.timestamp.seconds = seconds
+        alerts.append(Alert.from_pb(m))
+    frame = alerts_to_frame(alerts)
+    assert frame["timestamp"][0] == pd.Timestamp("2020-01-01", tz="UTC")
+    assert pd.isna(frame["timestamp"][1])
