@@ -104,6 +104,23 @@ pub(crate) async fn connect(
     Ok(client)
 }
 
+/// Asks the server of `db` to cancel what the connection of `token` runs, over a new
+/// connection with the same TLS settings.
+pub(crate) async fn cancel(
+    db: &DatabaseConfig,
+    token: &tokio_postgres::CancelToken,
+) -> Result<(), String> {
+    if db.tls.mode == TlsMode::Disable {
+        token.cancel_query(NoTls).await.map_err(|e| chain(&e))
+    } else {
+        let rustls = tls::client_config(&db.tls).map_err(|e| format!("tls: {e}"))?;
+        token
+            .cancel_query(tls::MakeRustls::new(rustls))
+            .await
+            .map_err(|e| chain(&e))
+    }
+}
+
 fn spawn_connection<F>(connection: F)
 where
     F: std::future::Future<Output = Result<(), tokio_postgres::Error>> + Send + 'static,

@@ -337,11 +337,19 @@ impl Declared {
             .get_or_try_init(|| async {
                 let q = &self.config;
                 let mut conn = self.pool.get().await?;
-                let stmt = conn
-                    .client()
-                    .prepare(&sql::describe(q))
+                // A prepare waits on locks (an ALTER TABLE) and on a cut network like a
+                // statement does: bounded the same way.
+                let bound = self.pool.statement_timeout + self.pool.connect_timeout * 2;
+                let stmt = tokio::time::timeout(bound, conn.client().prepare(&sql::describe(q)))
                     .await
+                    .map_err(|_| {
+                        Error::DatabaseUnavailable(format!(
+                            "database {:?} of query {:?} did not describe the query within {bound:?}",
+                            self.pool.name, q.name
+                        ))
+                    })?
                     .map_err(|e| self.error(e))?;
+                conn.idle();
                 let columns: Vec<(String, Kind)> = q
                     .columns
                     .iter()
@@ -446,6 +454,8 @@ impl Declared {
             read,
             client.batch_execute("COMMIT"),
         );
+        // Answered in full (COMMIT's answer comes last): reusable, even after an error.
+        conn.idle();
         began.map_err(|e| self.error(e))?;
         let rows = rows.map_err(|e| self.error(e))?;
         committed.map_err(|e| self.error(e))?;

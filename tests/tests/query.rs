@@ -976,3 +976,54 @@ fn triples_of(alerts: &[v1::Alert]) -> Result<Vec<i64>> {
         })
         .collect()
 }
+
+/// A client that goes away while its statement runs: the statement is cancelled on the
+/// server, not left running on a connection the next caller would be handed (and wait
+/// behind, holding no slot of its own).
+#[tokio::test]
+async fn a_statement_whose_client_left_is_cancelled_not_left_on_a_pooled_connection() -> Result<()>
+{
+    let Some(pg) = Postgres::start_or_skip().await? else {
+        return Ok(());
+    };
+    pg.psql(&fixture_sql(ROWS))?;
+    let broker = Broker::start("query").await?;
+    let extra = format!(
+        "{}\n[[queries]]\nname = \"sleepier\"\ndatabase = \"slow\"\n\
+         select = \"SELECT o.id, o.object_id FROM objects o, pg_sleep(30) s\"\n\
+         namespace = \"ZTF\"\nkey = \"object_id\"\norder = \"id\"\ncolumns = [\"id\", \"object_id\"]\n\
+         public = true\n",
+        config(&pg, 60_000)
+    );
+    let gateway =
+        Gateway::start(&GatewaySpec::new("lasair", &broker.bootstrap()).extra(&extra)).await?;
+    let running = || -> Result<usize> {
+        Ok(pg
+            .psql(
+                "select count(*) from pg_stat_activity where state = 'active' \
+                 and query like '%pg_sleep(30)%' and pid <> pg_backend_pid()",
+            )?
+            .trim()
+            .parse()?)
+    };
+    let mut client = gateway.client().await?;
+    let stream = client.query(request("sleepier")).await?.into_inner();
+    alertmesh_tests::process::wait_until("the statement runs", WAIT, || async {
+        (running().ok()? == 1).then_some(())
+    })
+    .await?;
+    // The client goes: its stream and its connection close.
+    drop(stream);
+    drop(client);
+    alertmesh_tests::process::wait_until(
+        "the abandoned statement is cancelled",
+        Duration::from_secs(10),
+        || async { (running().ok()? == 0).then_some(()) },
+    )
+    .await?;
+    // The pool still serves.
+    let mut client = gateway.client().await?;
+    let got = query(&mut client, request("objects"), 1, WAIT).await;
+    ensure!(!got.alerts.is_empty(), "{:?}", got.end);
+    Ok(())
+}

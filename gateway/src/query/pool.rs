@@ -27,12 +27,17 @@ pub(crate) struct Pool {
     permits: Arc<Semaphore>,
 }
 
-/// A connection taken from the pool; it goes back when dropped, unless it is closed.
+/// A connection taken from the pool; it goes back when dropped, if it is open and idle
+/// ([`Conn::idle`]). One dropped in the middle of a round trip (the caller gone, a timeout)
+/// still has its statement running on the server: that is cancelled and the connection
+/// closed, or the next caller would wait behind it, holding no slot of its own.
 #[derive(Debug)]
 pub(crate) struct Conn {
     client: Option<Client>,
     pool: Arc<Pool>,
     _permit: OwnedSemaphorePermit,
+    /// Every answer to what was sent on it has arrived.
+    idle: bool,
 }
 
 impl Pool {
@@ -70,6 +75,7 @@ impl Pool {
                         client: Some(c),
                         pool: Arc::clone(self),
                         _permit: permit,
+                        idle: false,
                     })
                 }
                 Some(_) => continue,
@@ -81,6 +87,7 @@ impl Pool {
             client: Some(client),
             pool: Arc::clone(self),
             _permit: permit,
+            idle: false,
         })
     }
 
@@ -93,18 +100,44 @@ impl Conn {
     pub(crate) fn client(&mut self) -> &mut Client {
         self.client.as_mut().expect("present until drop")
     }
+
+    /// Says that every answer to what was sent has arrived: the connection may be reused.
+    pub(crate) fn idle(&mut self) {
+        self.idle = true;
+    }
 }
 
 impl Drop for Conn {
     fn drop(&mut self) {
-        if let Some(c) = self.client.take() {
-            if !c.is_closed() {
-                self.pool
-                    .idle
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .push(c);
-            }
+        let Some(c) = self.client.take() else { return };
+        if c.is_closed() {
+            return;
         }
+        if self.idle {
+            self.pool
+                .idle
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .push(c);
+            return;
+        }
+        // Dropping the client closes the connection, but the server only notices when it
+        // next writes: the statement is cancelled, on a connection of its own, bounded.
+        let token = c.cancel_token();
+        drop(c);
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        let pool = Arc::clone(&self.pool);
+        runtime.spawn(async move {
+            let within = pool.connect_timeout;
+            match tokio::time::timeout(within, crate::postgres::cancel(&pool.database, &token))
+                .await
+            {
+                Ok(Ok(())) => tracing::debug!(database = %pool.name, "cancelled an abandoned statement"),
+                Ok(Err(e)) => tracing::debug!(database = %pool.name, error = %e, "cannot cancel an abandoned statement"),
+                Err(_) => tracing::debug!(database = %pool.name, "cancelling an abandoned statement timed out"),
+            }
+        });
     }
 }
