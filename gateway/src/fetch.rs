@@ -54,16 +54,17 @@ impl Fetcher {
         // Waits its turn (a burst of calls is served a few at a time) before it asks Kafka
         // anything or has a consumer; a turn that does not come within the Kafka timeout
         // is an answer too.
-        let _turn = match tokio::time::timeout(timeout, self.reads.acquire()).await {
-            Ok(Ok(permit)) => permit,
-            Ok(Err(_)) => return Err(Error::Unavailable("the gateway is stopping".into())),
-            Err(_) => {
-                return Err(Error::ResourceExhausted(format!(
-                    "limits.max_fetches reads were busy for {timeout:?} (kafka.timeout_ms); \
+        let turn =
+            match tokio::time::timeout(timeout, Arc::clone(&self.reads).acquire_owned()).await {
+                Ok(Ok(permit)) => permit,
+                Ok(Err(_)) => return Err(Error::Unavailable("the gateway is stopping".into())),
+                Err(_) => {
+                    return Err(Error::ResourceExhausted(format!(
+                        "limits.max_fetches reads were busy for {timeout:?} (kafka.timeout_ms); \
                      retry later"
-                )))
-            }
-        };
+                    )))
+                }
+            };
         let partitions = self.catalog.partitions(&topic.name).await?;
         if !partitions.contains(&r.partition) {
             return Err(Error::NotFound(format!(
@@ -77,64 +78,76 @@ impl Fetcher {
         let (t, p, o) = (topic.name.clone(), r.partition, r.offset);
         let ctx = AlertContext::new(me, &topic);
         let record_ctx = Arc::clone(&ctx);
-        let record = tokio::task::spawn_blocking(move || -> Result<Record> {
-        // Past the high watermark a broker may answer fetches with nothing at all (no
-        // end-of-partition either), so read from the watermark instead and let the end
-        // of the partition say the offset does not exist yet. Some brokers report a
-        // watermark short of the true end, which this also covers.
-        let (_, high) = consumer
-            .fetch_watermarks(&t, p, timeout)
-            .map_err(|e| Error::Unavailable(format!("cannot read offsets of partition {p} of topic {t:?}: {e}")))?;
-        let mut tpl = TopicPartitionList::new();
-        tpl.add_partition_offset(&t, p, Offset::Offset(o.min(high)))
-            .map_err(Error::from_kafka)?;
-        consumer.assign(&tpl).map_err(Error::from_kafka)?;
-        let started = Instant::now();
-        let mut arena = Arena::single();
-        while started.elapsed() < timeout {
-            // A client that lost every broker connection must not fetch again: the
-            // cluster may have been replaced behind the same address, and librdkafka
-            // crashes the gateway when a new cluster answers a fetch by the old topic id
-            // (see `replaced`). So stop before it reconnects: poll in short slices and
-            // give up on the read as soon as the client or the gateway's watch sees the
-            // cluster go.
-            if replaced::is_lost(&consumer) {
-                let _ = consumer.unassign();
-                return Err(Error::Unavailable(format!(
-                    "lost the connection to kafka while reading partition {p} of topic {t:?}"
-                )));
-            }
-            let slice = timeout.saturating_sub(started.elapsed()).min(LOST_CHECK);
-            match consumer.poll(slice) {
-                Some(Ok(m)) => {
-                    let rec = Record::from_kafka(&m, &record_ctx, &mut arena);
-                    if rec.offset == o {
-                        return Ok(rec);
-                    }
-                    if rec.offset > o {
-                        return Err(Error::NotFound(format!(
+        let read = tokio::task::spawn_blocking(move || -> Result<Record> {
+            // Past the high watermark a broker may answer fetches with nothing at all (no
+            // end-of-partition either), so read from the watermark instead and let the end
+            // of the partition say the offset does not exist yet. Some brokers report a
+            // watermark short of the true end, which this also covers.
+            let (_, high) = consumer.fetch_watermarks(&t, p, timeout).map_err(|e| {
+                Error::Unavailable(format!(
+                    "cannot read offsets of partition {p} of topic {t:?}: {e}"
+                ))
+            })?;
+            let mut tpl = TopicPartitionList::new();
+            tpl.add_partition_offset(&t, p, Offset::Offset(o.min(high)))
+                .map_err(Error::from_kafka)?;
+            consumer.assign(&tpl).map_err(Error::from_kafka)?;
+            let started = Instant::now();
+            let mut arena = Arena::single();
+            while started.elapsed() < timeout {
+                // A client that lost every broker connection must not fetch again: the
+                // cluster may have been replaced behind the same address, and librdkafka
+                // crashes the gateway when a new cluster answers a fetch by the old topic id
+                // (see `replaced`). So stop before it reconnects: poll in short slices and
+                // give up on the read as soon as the client or the gateway's watch sees the
+                // cluster go.
+                if replaced::is_lost(&consumer) {
+                    let _ = consumer.unassign();
+                    return Err(Error::Unavailable(format!(
+                        "lost the connection to kafka while reading partition {p} of topic {t:?}"
+                    )));
+                }
+                let slice = timeout.saturating_sub(started.elapsed()).min(LOST_CHECK);
+                match consumer.poll(slice) {
+                    Some(Ok(m)) => {
+                        let rec = Record::from_kafka(&m, &record_ctx, &mut arena);
+                        if rec.offset == o {
+                            return Ok(rec);
+                        }
+                        if rec.offset > o {
+                            return Err(Error::NotFound(format!(
                             "no record at offset {o} of partition {p}: it was removed by retention or compaction"
                         )));
+                        }
                     }
+                    Some(Err(KafkaError::PartitionEOF(_))) => {
+                        return Err(Error::NotFound(format!(
+                            "offset {o} is beyond the end of partition {p} of topic {t:?}"
+                        )))
+                    }
+                    Some(Err(e)) => {
+                        consumer.context().saw(&e);
+                        tracing::debug!(error = %e, "fetch read error");
+                    }
+                    None => {}
                 }
-                Some(Err(KafkaError::PartitionEOF(_))) => {
-                    return Err(Error::NotFound(format!(
-                        "offset {o} is beyond the end of partition {p} of topic {t:?}"
-                    )))
-                }
-                Some(Err(e)) => {
-                    consumer.context().saw(&e);
-                    tracing::debug!(error = %e, "fetch read error");
-                }
-                None => {}
             }
-        }
-        Err(Error::Unavailable(format!(
-            "no answer from kafka for partition {p} of topic {t:?} within {timeout:?}"
-        )))
-    })
-    .await
-    .map_err(|e| Error::Internal(e.to_string()))?;
+            Err(Error::Unavailable(format!(
+                "no answer from kafka for partition {p} of topic {t:?} within {timeout:?}"
+            )))
+        });
+        // The turn ends with the read, not with the caller: a caller that gives up (its
+        // deadline, a provenance walk's budget) leaves the read going on its thread, and
+        // limits.max_fetches counts such reads too. Given back once the thread is free,
+        // so the next read reuses it rather than start another.
+        let record = tokio::spawn(async move {
+            let record = read.await;
+            drop(turn);
+            record
+        })
+        .await
+        .map_err(|e| Error::Internal(e.to_string()))?
+        .map_err(|e| Error::Internal(e.to_string()))?;
         if let Err(Error::Unavailable(_)) = &record {
             kafka.count_error();
         }

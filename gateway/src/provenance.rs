@@ -9,6 +9,8 @@
 
 mod graph;
 
+pub(crate) use graph::MAX_LINKS_PER_RECORD;
+
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;

@@ -9,7 +9,7 @@ use alertmesh_proto::v1;
 
 /// Most refs one record's `am-derived-from` or `am-used` may add: a hostile header must
 /// not grow the graph without bound.
-const MAX_LINKS_PER_RECORD: usize = 1000;
+pub(crate) const MAX_LINKS_PER_RECORD: usize = 1000;
 /// Longest id (a ref, an activity or agent id, a used thing) or text a node keeps, in
 /// bytes; longer ones are cut. Refs are at most ~540 bytes, so only a hostile peer's or
 /// header's strings are cut.
@@ -234,13 +234,18 @@ impl Graph {
             parameters,
         });
         self.edge("generated_by", id, &act);
-        for r in derived_from
+        let refs: Vec<&str> = derived_from
             .iter()
             .flat_map(|d| d.split(','))
             .map(str::trim)
             .filter(|r| !r.is_empty())
-            .take(MAX_LINKS_PER_RECORD)
-        {
+            .take(MAX_LINKS_PER_RECORD + 1)
+            .collect();
+        if refs.len() > MAX_LINKS_PER_RECORD {
+            // A record written elsewhere may name more than are shown: say it is cut.
+            self.out.node_limited = true;
+        }
+        for r in refs.into_iter().take(MAX_LINKS_PER_RECORD) {
             self.edge("derived_from", id, r);
             self.edge("used", &act, r);
             links.next.push(r.to_owned());

@@ -113,6 +113,16 @@ fn record(ctx: &Context<'_>, r: &v1::PublishRecord) -> Result<Planned, String> {
                     am://<gateway>/<topic>/<partition>/<offset> the record was computed from"
             .into());
     }
+    // What provenance shows of one record (crate::provenance::MAX_LINKS_PER_RECORD):
+    // more would be written and never shown.
+    let most = crate::provenance::MAX_LINKS_PER_RECORD;
+    if r.derived_from.len() > most || r.used.len() > most {
+        return Err(format!(
+            ".derived_from and .used: at most {most} entries each (got {} and {})",
+            r.derived_from.len(),
+            r.used.len()
+        ));
+    }
     for (j, d) in r.derived_from.iter().enumerate() {
         d.parse::<AlertRef>()
             .map_err(|e| format!(".derived_from[{j}]: {e}"))?;

@@ -297,3 +297,36 @@ fn a_peer_does_not_resolve_this_gateways_records() {
     );
     assert!(!ids.iter().any(|i| i.starts_with("am://c/")), "{ids:?}");
 }
+
+/// A record (written elsewhere) naming more inputs than a graph shows of one record: the
+/// first ones are shown and the graph says it was cut.
+#[test]
+fn a_record_of_too_many_inputs_is_shown_cut_and_says_so() {
+    let refs: Vec<String> = (0..=MAX_LINKS_PER_RECORD)
+        .map(|i| format!("am://a/t/0/{i}"))
+        .collect();
+    let derived = refs.join(",");
+    for (n, cut) in [
+        (MAX_LINKS_PER_RECORD, false),
+        (MAX_LINKS_PER_RECORD + 1, true),
+    ] {
+        let mut g = Graph::new("am://b/t/0/0", 5000);
+        let header = if cut {
+            derived.clone()
+        } else {
+            refs[..n].join(",")
+        };
+        let links = g.add_record(
+            &alert(
+                "am://b/t/0/0",
+                &[
+                    ("am-derived-from", header.as_str()),
+                    ("am-activity", r#"{"name":"fit"}"#),
+                ],
+            ),
+            "b",
+        );
+        assert_eq!(links.next.len(), MAX_LINKS_PER_RECORD);
+        assert_eq!(g.finish().node_limited, cut, "{n} inputs");
+    }
+}

@@ -139,6 +139,13 @@ fn each_bad_record_refuses_the_batch_naming_record_and_field() {
         ),
         (
             &plain,
+            Box::new(|r| {
+                r.derived_from = vec!["am://lasair/ztf/0/1".into(); 1001];
+            }),
+            "records[1].derived_from and .used: at most 1000 entries each (got 1001 and 1)",
+        ),
+        (
+            &plain,
             Box::new(|r| r.key = "GAIA:123".into()),
             "records[1].key: namespace \"GAIA\" is not registered",
         ),
