@@ -44,10 +44,13 @@ pub(crate) fn rejection(e: &Error) -> PublishRejection {
 
 type SharedIndex = Arc<tokio::sync::Mutex<ids::Index>>;
 
-/// Most records and payload bytes one write round takes from the batches waiting for it
+/// Most records and bytes one write round takes from the batches waiting for it
 /// (well within the producer's queue, 100,000 records and 1 GB by default).
 const MAX_ROUND_RECORDS: usize = 20_000;
 const MAX_ROUND_BYTES: usize = 64 << 20;
+/// Most bytes of checked records waiting for or being written, gateway-wide: a writer
+/// slowed by Kafka cannot make callers (who may give up and send again) fill memory.
+const MAX_QUEUED_BYTES: usize = 256 << 20;
 /// How long a publishable topic's partition list is reused.
 const PARTITIONS_TTL: std::time::Duration = std::time::Duration::from_secs(5);
 
@@ -55,6 +58,18 @@ const PARTITIONS_TTL: std::time::Duration = std::time::Duration::from_secs(5);
 struct Job {
     records: Vec<plan::Planned>,
     reply: oneshot::Sender<Result<Vec<v1::PublishResult>>>,
+    /// Its share of [`MAX_QUEUED_BYTES`], given back once it is answered.
+    _queued: tokio::sync::OwnedSemaphorePermit,
+}
+
+/// What a record takes in a producer's queue and in memory: payload, key and headers.
+fn record_bytes(r: &plan::Planned) -> usize {
+    r.payload.len()
+        + r.key.len()
+        + r.headers
+            .iter()
+            .map(|(k, v)| k.len() + v.len())
+            .sum::<usize>()
 }
 
 /// What `Publish` needs: the exposed topics, the cluster, and the payload checks.
@@ -74,6 +89,8 @@ pub(crate) struct Publisher {
     writers: Mutex<HashMap<String, mpsc::UnboundedSender<Job>>>,
     /// Per publishable topic, its partitions and when they were looked up.
     partition_cache: Mutex<HashMap<String, (std::time::Instant, Vec<i32>)>>,
+    /// Bytes of queued records ([`MAX_QUEUED_BYTES`]).
+    queued: Arc<tokio::sync::Semaphore>,
 }
 
 impl std::fmt::Debug for Publisher {
@@ -107,6 +124,7 @@ impl Publisher {
             partitions: Mutex::new(HashMap::new()),
             writers: Mutex::new(HashMap::new()),
             partition_cache: Mutex::new(HashMap::new()),
+            queued: Arc::new(tokio::sync::Semaphore::new(MAX_QUEUED_BYTES)),
         }
     }
 
@@ -144,11 +162,31 @@ impl Publisher {
             },
             records,
         )?;
+        // A batch is at most a request (1 MiB) plus its headers, far below the budget.
+        let bytes = planned
+            .iter()
+            .map(record_bytes)
+            .sum::<usize>()
+            .clamp(1, MAX_QUEUED_BYTES);
+        let wait = self.cluster.kafka().timeout();
+        let queued = tokio::time::timeout(
+            wait,
+            Arc::clone(&self.queued).acquire_many_owned(bytes as u32),
+        )
+        .await
+        .map_err(|_| {
+            Error::ResourceExhausted(format!(
+                "{} MiB of published records are waiting for Kafka; retry later",
+                MAX_QUEUED_BYTES >> 20
+            ))
+        })?
+        .map_err(|_| Error::ShuttingDown)?;
         let (reply, answer) = oneshot::channel();
         self.writer(topic)
             .send(Job {
                 records: planned,
                 reply,
+                _queued: queued,
             })
             .map_err(|_| Error::ShuttingDown)?;
         let results = answer.await.map_err(|_| Error::ShuttingDown)??;
@@ -185,12 +223,7 @@ impl Publisher {
     /// acknowledgements per round, not per batch, as a producer pipelines its sends.
     async fn write_loop(self: Arc<Self>, topic: String, mut jobs: mpsc::UnboundedReceiver<Job>) {
         while let Some(first) = jobs.recv().await {
-            let size = |j: &Job| {
-                (
-                    j.records.len(),
-                    j.records.iter().map(|r| r.payload.len()).sum(),
-                )
-            };
+            let size = |j: &Job| (j.records.len(), j.records.iter().map(record_bytes).sum());
             let (mut n, mut bytes): (usize, usize) = size(&first);
             let mut round = vec![first];
             while n < MAX_ROUND_RECORDS && bytes < MAX_ROUND_BYTES {
