@@ -410,6 +410,21 @@ async fn scoped_token_subscribes_and_public_topics_need_no_token() -> Result<()>
     Ok(())
 }
 
+/// A token `fink` issues to itself for lasair (a peer token), with `scope`, for an hour.
+async fn fink_token_for_lasair(fink: &Secure, scope: &str) -> Result<String> {
+    let out = fink
+        .creds(&[
+            "issue", "--sub", "fink", "--scope", scope, "--ttl", "1h", "--aud", "lasair",
+        ])
+        .await?;
+    ensure!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Ok(String::from_utf8(out.stdout)?.trim().to_owned())
+}
+
 #[tokio::test]
 async fn mutual_tls_needs_a_mesh_certificate_and_peer_tokens_need_the_peers_certificate(
 ) -> Result<()> {
@@ -453,25 +468,7 @@ async fn mutual_tls_needs_a_mesh_certificate_and_peer_tokens_need_the_peers_cert
     ensure!(refused, "a certificate from another ca was accepted");
 
     // A peer token (issued by fink for lasair) must come with fink's certificate.
-    let out = fink
-        .creds(&[
-            "issue",
-            "--sub",
-            "fink",
-            "--scope",
-            "subscribe:ztf.*",
-            "--ttl",
-            "1h",
-            "--aud",
-            "lasair",
-        ])
-        .await?;
-    ensure!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let peer_token = String::from_utf8(out.stdout)?.trim().to_owned();
+    let peer_token = fink_token_for_lasair(&fink, "subscribe:ztf.*").await?;
     let mallory = pki.client("mallory")?;
     let mut client = lasair.client(Some(&mallory), Some(&peer_token)).await?;
     let result = read_all(&mut client, ZTF_TOPIC).await;
@@ -488,17 +485,7 @@ async fn mutual_tls_needs_a_mesh_certificate_and_peer_tokens_need_the_peers_cert
 
     // A peer vouches for reads, not for who administers lasair: a token fink issues with
     // the admin scope, with fink's own certificate, is refused by lasair's admin calls.
-    let out = fink
-        .creds(&[
-            "issue", "--sub", "fink", "--scope", "admin", "--ttl", "1h", "--aud", "lasair",
-        ])
-        .await?;
-    ensure!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let peer_admin = String::from_utf8(out.stdout)?.trim().to_owned();
+    let peer_admin = fink_token_for_lasair(&fink, "admin").await?;
     let mut client = lasair.client(Some(&fink_cert), Some(&peer_admin)).await?;
     let refused = client
         .issue_credential(IssueCredentialRequest {
@@ -524,25 +511,7 @@ async fn mutual_tls_needs_a_mesh_certificate_and_peer_tokens_need_the_peers_cert
 
     // Nor for what is written here: a peer token with a publish scope, with fink's own
     // certificate, publishes nothing.
-    let out = fink
-        .creds(&[
-            "issue",
-            "--sub",
-            "fink",
-            "--scope",
-            "publish:lasair.classes",
-            "--ttl",
-            "1h",
-            "--aud",
-            "lasair",
-        ])
-        .await?;
-    ensure!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let peer_publish = String::from_utf8(out.stdout)?.trim().to_owned();
+    let peer_publish = fink_token_for_lasair(&fink, "publish:lasair.classes").await?;
     let mut client = lasair.client(Some(&fink_cert), Some(&peer_publish)).await?;
     let refused = client
         .publish(alertmesh_proto::v1::PublishRequest {

@@ -409,6 +409,19 @@ impl alert_mesh_server::AlertMesh for Hostile {
     }
 }
 
+/// A gateway named `name` with no peers, provenance or source, answering `flood` (if any)
+/// with millions of empty elements.
+fn hostile(name: &str, flood: Option<Flood>) -> Hostile {
+    Hostile {
+        name: name.into(),
+        peers: Vec::new(),
+        source: None,
+        seen: Seen::default(),
+        provenance: false,
+        flood,
+    }
+}
+
 /// Serves `gateway` on a free 127.0.0.1 port until the test ends.
 async fn serve(gateway: Hostile) -> Result<SocketAddr> {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
@@ -649,15 +662,7 @@ async fn a_provenance_walk_reads_a_peer_without_provenance_with_fetch() -> Resul
 #[tokio::test]
 async fn floods_of_empty_elements_are_refused_before_decoding() -> Result<()> {
     for flood in [Flood::Subscribe, Flood::ListTopics] {
-        let addr = serve(Hostile {
-            name: "hostile".into(),
-            peers: Vec::new(),
-            source: None,
-            seen: Seen::default(),
-            provenance: false,
-            flood: Some(flood),
-        })
-        .await?;
+        let addr = serve(hostile("hostile", Some(flood))).await?;
         let gateway = Gateway::new(&format!("http://{addr}"), &Options::default())?;
         let mut client = gateway.connect().await?;
         let status = match flood {
@@ -686,15 +691,7 @@ async fn floods_of_empty_elements_are_refused_before_decoding() -> Result<()> {
 /// flood would take decoded.
 #[tokio::test]
 async fn a_mirror_refuses_a_peers_flood_and_says_why() -> Result<()> {
-    let addr = serve(Hostile {
-        name: "hostile".into(),
-        peers: Vec::new(),
-        source: None,
-        seen: Seen::default(),
-        provenance: false,
-        flood: Some(Flood::Subscribe),
-    })
-    .await?;
+    let addr = serve(hostile("hostile", Some(Flood::Subscribe))).await?;
     let broker = Broker::start("flooded").await?;
     let mirror = format!(
         "[[mirrors]]\nname = \"from-hostile\"\ndestination = \"copies\"\nstart = \"earliest\"\n\
@@ -729,15 +726,7 @@ async fn a_mirror_refuses_a_peers_flood_and_says_why() -> Result<()> {
 /// of mixing the peer's records into the derived results.
 #[tokio::test]
 async fn a_peer_cannot_name_itself_into_a_topic_another_writer_has() -> Result<()> {
-    let addr = serve(Hostile {
-        name: "classes".into(),
-        peers: Vec::new(),
-        source: None,
-        seen: Seen::default(),
-        provenance: false,
-        flood: None,
-    })
-    .await?;
+    let addr = serve(hostile("classes", None)).await?;
     let broker = Broker::start("claimed").await?;
     let toml = format!(
         "[[topics]]\nname = \"classes.ztf\"\nnamespace = \"ZTF\"\nformat = \"json\"\npublish = true\n\n\
