@@ -228,12 +228,12 @@ class Gateway:
         for c in self._channels:
             c.close()
 
-    def _unary(self, method: Callable[..., T], request: Any) -> T:
+    def _unary(self, method: Callable[..., T], request: Any, timeout: float | None = None) -> T:
         # `method` is bound to the current replica's stub: the same RPC of the others.
         name = next((n for n, m in vars(self._stub).items() if m is method), None)
         for attempt in range(len(self._stubs)):
             try:
-                return method(request, metadata=self._metadata, timeout=self.timeout)
+                return method(request, metadata=self._metadata, timeout=self.timeout if timeout is None else timeout)
             except grpc.RpcError as err:
                 if name is None or attempt + 1 == len(self._stubs) or not is_transient(err):
                     raise from_rpc_error(err) from None
@@ -310,7 +310,10 @@ class Gateway:
         if cone is not None:
             ra, dec, radius = cone
             req.cone.CopyFrom(pb.Cone(ra=ra, dec=dec, radius=radius))
-        return QueryStream(self._stub, req, metadata=self._metadata, reconnect=reconnect, backoff=backoff)
+        stub, *replicas = self._replicas()
+        return QueryStream(
+            stub, req, replicas=replicas, metadata=self._metadata, reconnect=reconnect, backoff=backoff
+        )
 
     def describe(self) -> GatewayInfo:
         """The gateway's name, version, endpoints, topics, auth methods and peers."""
@@ -409,12 +412,8 @@ class Gateway:
         request = pb.ProvenanceRequest(ref=ref, timeout_ms=int((timeout or 0) * 1000))
         if depth is not None:
             request.max_depth = depth
-        try:
-            rpc_timeout = max(self.timeout or 0, (timeout or 10) + 5)
-            graph = self._stub.Provenance(request, metadata=self._metadata, timeout=rpc_timeout)
-        except grpc.RpcError as err:
-            raise from_rpc_error(err) from None
-        return ProvenanceGraph.from_pb(graph)
+        rpc_timeout = max(self.timeout or 0, (timeout or 10) + 5)
+        return ProvenanceGraph.from_pb(self._unary(self._stub.Provenance, request, timeout=rpc_timeout))
 
     def fetch(self, ref: str, *, decode: bool = True) -> Alert:
         """Resolves an alert ref ``am://<gateway>/<topic>/<partition>/<offset>``.
@@ -575,7 +574,8 @@ class Gateway:
             max_batch_alerts, max_batch_bytes: batch bounds asked of the gateway (0: its default).
             backoff: reconnection delays (default 0.2 s doubling up to 10 s).
             on_skipped: called for each record the gateway could not decode (default: a
-                logged warning); they are also collected in ``Subscription.skipped``.
+                logged warning); the latest 1000 are also kept in ``Subscription.skipped``,
+                their number in ``Subscription.skipped_count``.
 
         The request is sent when iteration starts; errors such as an unknown topic
         (:class:`NotFound`) or a bad filter (:class:`InvalidArgument`) are raised then.

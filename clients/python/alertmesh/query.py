@@ -2,7 +2,9 @@
 
 Every batch carries a resume token. When the stream fails transiently (the gateway
 restarts, the network resets it) the iterator reopens it with the last token, so rows
-continue after the last one delivered, without gaps or repeats.
+continue after the last one delivered, without gaps or repeats. Given the replicas of a
+gateway, each reopening goes to the next replica (a token binds to the gateway's name and
+the query, which replicas share), so a stream whose replica dies continues on another.
 """
 
 from __future__ import annotations
@@ -47,9 +49,9 @@ class QueryStream(CancellableStream):
         metadata: Sequence[tuple[str, str]],
         reconnect: bool,
         backoff: Backoff | None = None,
+        replicas: Sequence[pb_grpc.AlertMeshStub] = (),
     ) -> None:
-        super().__init__()
-        self._stub = stub
+        super().__init__(stub, replicas)
         self._request = request
         self._metadata = tuple(metadata)
         self._limit = request.limit if request.HasField("limit") else None
@@ -120,6 +122,7 @@ class QueryStream(CancellableStream):
                     self._request.name, err.code().name, shown(err.details()), delay,
                 )
                 self.reconnects += 1
+                self._next_replica()
                 if self._closed.wait(delay):
                     return
             finally:

@@ -9,6 +9,7 @@ the same ids: the gateway writes none of them twice, and none is lost.
 from __future__ import annotations
 
 import hashlib
+from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
@@ -17,6 +18,7 @@ from alertmesh.client import Gateway
 from alertmesh.models import Alert
 from alertmesh.positions import EndSpec, StartSpec
 from alertmesh.publish import ActivityLike, Source, activity_of
+from alertmesh.stream import KEPT
 
 
 @dataclass
@@ -32,12 +34,20 @@ class Derived:
 
 @dataclass
 class RunStats:
-    """What one :func:`run_filter` run did."""
+    """What one :func:`run_filter` run did.
+
+    Attributes:
+        alerts: how many alerts were read.
+        published: how many records were published.
+        commits: how many times the cursor was committed.
+        refs: the refs of the latest records published (at most 1000, oldest first): a
+            live run may publish without end.
+    """
 
     alerts: int = 0
     published: int = 0
     commits: int = 0
-    refs: list[str] = field(default_factory=list)
+    refs: deque[str] = field(default_factory=lambda: deque(maxlen=KEPT))
 
 
 def _gateway(g: Gateway | str) -> Gateway:

@@ -16,10 +16,15 @@ import logging
 import random
 import threading
 import time
+import weakref
+from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import Any, Literal, Self
+from typing import TYPE_CHECKING, Any, Literal
+
+if TYPE_CHECKING:  # typing.Self is Python 3.11; the package supports 3.10
+    from typing import Self
 
 import grpc
 
@@ -35,6 +40,10 @@ log = logging.getLogger("alertmesh")
 #: ``gateway``: the gateway decodes (``OUTPUT_JSON``); ``local``: native bytes decoded here
 #: with fastavro; ``none``: native bytes only.
 Decode = Literal["gateway", "local", "none"]
+
+#: How many of the latest skipped records (and a runner's published refs) are kept: a
+#: stream may run for months.
+KEPT = 1000
 
 
 @dataclass
@@ -58,9 +67,18 @@ class Backoff:
 
 class CancellableStream:
     """What every server-streaming iterator of the client shares: iterate once, close from
-    any thread (cancelling the call in flight), and end a ``with`` block by closing."""
+    any thread (cancelling the call in flight), end a ``with`` block by closing, and
+    cancel the call as soon as nothing refers to the stream (a loop left by ``break``).
 
-    def __init__(self) -> None:
+    The stream is its own iterator; the generator it drives holds it through a weak proxy.
+    A generator holding it strongly would make a cycle that only the garbage collector
+    frees, keeping the gateway's subscription open until it runs.
+    """
+
+    def __init__(self, stub: pb_grpc.AlertMeshStub, replicas: Sequence[pb_grpc.AlertMeshStub] = ()) -> None:
+        self._stub = stub
+        # The other replicas of the gateway, tried in turn after each transient failure.
+        self._replicas = list(replicas)
         self._call: Any = None
         self._closed = threading.Event()
         self._iter: Iterator[Alert] | None = None
@@ -68,13 +86,21 @@ class CancellableStream:
     def _run(self) -> Iterator[Alert]:
         raise NotImplementedError
 
-    def __iter__(self) -> Iterator[Alert]:
-        if self._iter is None:
-            self._iter = self._run()
-        return self._iter
+    def _next_replica(self) -> None:
+        """After a transient failure: reopen on the next replica, if there are several."""
+        if self._replicas:
+            self._replicas.append(self._stub)
+            self._stub = self._replicas.pop(0)
+
+    def __iter__(self) -> Self:
+        return self
 
     def __next__(self) -> Alert:
-        return next(iter(self))
+        it = self._iter
+        if it is None:
+            # Through the class: `proxy._run` would bind the method to this object itself.
+            it = self._iter = type(self)._run(weakref.proxy(self))
+        return next(it)
 
     def __enter__(self) -> Self:
         return self
@@ -99,7 +125,9 @@ class Subscription(CancellableStream):
     Attributes:
         positions: per partition, the offset after the last alert delivered: what to
             commit with :meth:`alertmesh.Gateway.commit_cursor` once they are processed.
-        skipped: records the gateway could not decode, as it reported them.
+        skipped: the latest records (at most :data:`KEPT`, 1000) the gateway could not
+            decode, as it reported them, oldest first.
+        skipped_count: how many records the gateway reported skipped in all.
         delivered: how many alerts were yielded.
         reconnects: how many times the stream was reopened.
     """
@@ -116,10 +144,7 @@ class Subscription(CancellableStream):
         on_skipped: Callable[[Skipped], None] | None = None,
         replicas: Sequence[pb_grpc.AlertMeshStub] = (),
     ) -> None:
-        super().__init__()
-        self._stub = stub
-        # The other replicas of the gateway, tried in turn after each transient failure.
-        self._replicas = list(replicas)
+        super().__init__(stub, replicas)
         self._request = request
         self._metadata = tuple(metadata)
         self._decode = decode
@@ -132,7 +157,8 @@ class Subscription(CancellableStream):
         self._on_skipped = on_skipped
         self._started_at = datetime.now(timezone.utc)
         self.positions: dict[int, int] = {}
-        self.skipped: list[Skipped] = []
+        self.skipped: deque[Skipped] = deque(maxlen=KEPT)
+        self.skipped_count = 0
         self.delivered = 0
         self.reconnects = 0
 
@@ -189,10 +215,8 @@ class Subscription(CancellableStream):
                     request.topic, err.code().name, shown(err.details()), delay,
                 )
                 self.reconnects += 1
-                if self._replicas:
-                    # The same stream from another replica: positions are Kafka offsets.
-                    self._replicas.append(self._stub)
-                    self._stub = self._replicas.pop(0)
+                # The same stream from another replica: positions are Kafka offsets.
+                self._next_replica()
                 if self._closed.wait(delay):
                     return
                 request = self._reopen_request()
@@ -201,6 +225,7 @@ class Subscription(CancellableStream):
 
     def _skip(self, s: Skipped) -> None:
         self.skipped.append(s)
+        self.skipped_count += 1
         if self._on_skipped is not None:
             self._on_skipped(s)
         else:

@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+import gc
 import math
+import threading
+import time
+from collections.abc import Iterator
 from concurrent import futures
+from contextlib import contextmanager
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import grpc
 import pytest
 
-from alertmesh import Gateway, NotFound
+from alertmesh import Backoff, Gateway, NotFound, run_filter
 from alertmesh._proto import alertmesh_pb2 as pb
 from alertmesh._proto import alertmesh_pb2_grpc as pb_grpc
 from alertmesh.decode import from_gateway_json, omit_cutouts
@@ -457,3 +462,134 @@ def test_a_frame_of_times_pandas_cannot_hold_has_nat_there() -> None:
     frame = alerts_to_frame(alerts)
     assert frame["timestamp"][0] == pd.Timestamp("2020-01-01", tz="UTC")
     assert pd.isna(frame["timestamp"][1])
+
+
+@contextmanager
+def _serving(servicer: pb_grpc.AlertMeshServicer) -> Iterator[str]:
+    """``servicer`` as a gateway on a free port of 127.0.0.1: its URL."""
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=4))
+    pb_grpc.add_AlertMeshServicer_to_server(servicer, server)  # type: ignore[no-untyped-call]
+    port = server.add_insecure_port("127.0.0.1:0")
+    server.start()
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.stop(None)
+
+
+def _row(i: int) -> pb.Alert:
+    return pb.Alert(ref=f"am://g/q/{i}", offset=i, json=b'{"id": %d}' % i)
+
+
+class _QueryReplica(pb_grpc.AlertMeshServicer):
+    """A replica serving rows 0-5 of a query, two per batch, and only ``batches`` batches in
+    all: then it is gone (UNAVAILABLE to every call). The batch ending at row 3 carries no
+    token, as a gateway need not give one with every batch."""
+
+    def __init__(self, batches: int) -> None:
+        self.batches = batches
+        self.tokens: list[str] = []
+
+    def Query(self, request: pb.QueryRequest, context: grpc.ServicerContext) -> Iterator[pb.QueryBatch]:
+        self.tokens.append(request.resume_token)
+        start = int(request.resume_token[1:]) if request.resume_token else 0
+        for first in range(start, 6, 2):
+            if self.batches == 0:
+                context.abort(grpc.StatusCode.UNAVAILABLE, "replica gone")
+            self.batches -= 1
+            end = first + 2
+            yield pb.QueryBatch(alerts=[_row(i) for i in range(first, end)], resume_token="" if end == 4 else f"t{end}")
+
+
+def test_a_query_whose_replica_dies_resumes_on_the_next_replica() -> None:
+    a, b = _QueryReplica(batches=2), _QueryReplica(batches=100)
+    with _serving(a) as url_a, _serving(b) as url_b, Gateway([url_a, url_b]) as gw:
+        stream = gw.query("q", follow=True, backoff=Backoff(initial=0.01, maximum=0.05))
+        got: list[int] = []
+        reader = threading.Thread(target=lambda: got.extend(r.record["id"] for r in stream), daemon=True)
+        reader.start()
+        reader.join(5)
+        stream.close()
+        reader.join(5)
+    # Rows 2-3 came after the last token: the next replica sends them again, dropped here.
+    assert got == [0, 1, 2, 3, 4, 5]
+    assert b.tokens == ["t2"] and stream.reconnects == 1
+
+
+class _Prov(pb_grpc.AlertMeshServicer):
+    def Provenance(self, request: pb.ProvenanceRequest, context: grpc.ServicerContext) -> pb.ProvenanceGraph:
+        return pb.ProvenanceGraph(root=request.ref, entities=[pb.ProvEntity(id=request.ref)])
+
+
+def test_provenance_moves_to_the_next_replica_as_other_calls_do() -> None:
+    with _serving(_Prov()) as url, Gateway(["http://127.0.0.1:1", url], timeout=5) as gw:
+        assert gw.provenance("am://g/t/0/0").root == "am://g/t/0/0"
+
+
+class _Feed(pb_grpc.AlertMeshServicer):
+    """``Subscribe``: ``skipped`` records reported in batches of 500, then ``alerts`` alerts
+    in batches of 500. ``Publish`` and ``CommitCursor`` accept everything."""
+
+    def __init__(self, alerts: int = 0, skipped: int = 0) -> None:
+        self.alerts, self.skipped = alerts, skipped
+        self.published = 0
+
+    def Subscribe(self, request: pb.SubscribeRequest, context: grpc.ServicerContext) -> Iterator[pb.AlertBatch]:
+        for first in range(0, self.skipped, 500):
+            n = range(first, min(first + 500, self.skipped))
+            yield pb.AlertBatch(skipped=[pb.Skipped(ref=f"am://g/t/0/{i}", reason="bad") for i in n])
+        for first in range(0, self.alerts, 500):
+            n = range(first, min(first + 500, self.alerts))
+            yield pb.AlertBatch(alerts=[pb.Alert(ref=f"am://g/t/0/{i}", offset=i, mesh_key="ZTF:x", json=b"{}") for i in n])
+
+    def Publish(self, request: pb.PublishRequest, context: grpc.ServicerContext) -> pb.PublishResponse:
+        first, self.published = self.published, self.published + len(request.records)
+        return pb.PublishResponse(results=[pb.PublishResult(ref=f"am://g/d/0/{i}") for i in range(first, self.published)])
+
+    def CommitCursor(self, request: pb.CommitCursorRequest, context: grpc.ServicerContext) -> pb.CommitCursorResponse:
+        return pb.CommitCursorResponse(offsets=request.offsets)
+
+
+def test_skipped_records_and_published_refs_keep_a_count_and_the_latest_only() -> None:
+    KEPT = 1000  # the documented bound
+    with _serving(_Feed(alerts=2 * KEPT, skipped=3 * KEPT)) as url, Gateway(url) as gw:
+        sub = gw.subscribe("t", end="now", decode="none", on_skipped=lambda s: None)
+        assert sum(1 for _ in sub) == 2 * KEPT
+        assert sub.skipped_count == 3 * KEPT and len(sub.skipped) == KEPT
+        assert [s.ref for s in sub.skipped][::KEPT - 1] == [f"am://g/t/0/{2 * KEPT}", f"am://g/t/0/{3 * KEPT - 1}"]
+        stats = run_filter(lambda a: {"x": 1}, (gw, "t"), (gw, "d"), "c", {"name": "f"}, end="now", batch=KEPT // 2)
+    assert stats.published == 2 * KEPT and len(stats.refs) == KEPT
+    assert (stats.refs[0], stats.refs[-1]) == (f"am://g/d/0/{KEPT}", f"am://g/d/0/{2 * KEPT - 1}")
+
+
+class _Endless(pb_grpc.AlertMeshServicer):
+    """One row or alert, then nothing until the client goes; ``ended`` is set when the call ends."""
+
+    def __init__(self) -> None:
+        self.ended = threading.Event()
+
+    def _one(self, context: grpc.ServicerContext, batch: object) -> Iterator[object]:
+        context.add_callback(self.ended.set)
+        yield batch
+        while context.is_active():
+            time.sleep(0.01)
+
+    def Subscribe(self, request: pb.SubscribeRequest, context: grpc.ServicerContext) -> Iterator[object]:
+        return self._one(context, pb.AlertBatch(alerts=[pb.Alert(ref="am://g/t/0/0")]))
+
+    def Query(self, request: pb.QueryRequest, context: grpc.ServicerContext) -> Iterator[object]:
+        return self._one(context, pb.QueryBatch(alerts=[_row(0)], resume_token="t1"))
+
+
+@pytest.mark.parametrize("kind", ["subscribe", "query"])
+def test_leaving_a_loop_over_a_stream_cancels_its_call_without_the_garbage_collector(kind: str) -> None:
+    """A notebook cell ``for a in gw.subscribe(...): break`` frees its gateway slot at once."""
+    servicer = _Endless()
+    gc.disable()
+    try:
+        with _serving(servicer) as url, Gateway(url) as gw:
+            for _ in gw.subscribe("t", decode="none") if kind == "subscribe" else gw.query("q", follow=True):
+                break
+            assert servicer.ended.wait(3)
+    finally:
+        gc.enable()
