@@ -255,6 +255,7 @@ impl Queries {
             batch: batch.min(FIRST_BATCH),
             statement_rows: batch.min(FIRST_BATCH),
             batch_cap: batch,
+            batch_bytes: stream::FIRST_BATCH_BYTES.min(self.max_batch_bytes),
             max_batch_bytes: self.max_batch_bytes,
             follow: req.follow,
             json: req.output == v1::Output::Json as i32,

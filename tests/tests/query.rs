@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 use alertmesh_alert::filter::angular_distance;
 use alertmesh_proto::v1::{self, alert_mesh_client::AlertMeshClient};
 use alertmesh_tests::{Broker, Gateway, GatewaySpec, Postgres, WAIT};
-use anyhow::{bail, ensure, Result};
+use anyhow::{bail, ensure, Context as _, Result};
 use tonic::transport::Channel;
 use tonic::Code;
 
@@ -1025,5 +1025,80 @@ async fn a_statement_whose_client_left_is_cancelled_not_left_on_a_pooled_connect
     let mut client = gateway.client().await?;
     let got = query(&mut client, request("objects"), 1, WAIT).await;
     ensure!(!got.alerts.is_empty(), "{:?}", got.end);
+    Ok(())
+}
+
+/// Clients that open query streams over large rows and read nothing (a tiny HTTP/2
+/// window, never released): each stream's batches and statements start small and grow
+/// only while its client takes them. 120 such streams took the gateway from 33 MiB to
+/// 1.4 GiB (three 4 MiB statements and two 1 MiB batches each); now about 260 MiB.
+#[tokio::test]
+async fn query_streams_whose_clients_read_nothing_stay_small() -> Result<()> {
+    use prost::Message as _;
+    let Some(pg) = Postgres::start_or_skip().await? else {
+        return Ok(());
+    };
+    pg.psql(&fixture_sql(ROWS))?;
+    // 40 MB of 100 KB rows.
+    pg.psql(
+        "create table huge (id bigint primary key, object_id text, blob text); \
+         insert into huge select i, 'H' || i, repeat('x', 100000) from generate_series(1, 400) i;",
+    )?;
+    let broker = Broker::start("query").await?;
+    let extra = format!(
+        "{}\n[[queries]]\nname = \"huge\"\ndatabase = \"archive\"\ntable = \"huge\"\n\
+         namespace = \"ZTF\"\nkey = \"object_id\"\norder = \"id\"\n\
+         columns = [\"id\", \"object_id\", \"blob\"]\npublic = true\n",
+        config(&pg, 5_000)
+    );
+    let gateway =
+        Gateway::start(&GatewaySpec::new("lasair", &broker.bootstrap()).extra(&extra)).await?;
+    let pid = gateway.pid().context("gateway pid")?;
+    let addr = gateway.grpc_addr();
+    let before = alertmesh_tests::process::rss_bytes(pid)?;
+    let msg = request("huge").encode_to_vec();
+    let mut body = vec![0u8];
+    body.extend_from_slice(&(msg.len() as u32).to_be_bytes());
+    body.extend_from_slice(&msg);
+    let body = bytes::Bytes::from(body);
+    let (mut held, mut senders) = (Vec::new(), Vec::new());
+    for _ in 0..2 {
+        let tcp = tokio::net::TcpStream::connect(&addr).await?;
+        let (mut send, connection) = h2::client::Builder::new()
+            .initial_window_size(1024)
+            .initial_connection_window_size(1 << 20)
+            .handshake::<_, bytes::Bytes>(tcp)
+            .await?;
+        tokio::spawn(connection);
+        for _ in 0..60 {
+            send = send.ready().await?;
+            let head = alertmesh_tests::h2c::grpc_head(&addr, "/alertmesh.v1.AlertMesh/Query");
+            let (response, mut stream) = send.send_request(head, false)?;
+            stream.send_data(body.clone(), true)?;
+            held.push((response, stream));
+        }
+        senders.push(send);
+    }
+    let mut peak = 0;
+    for _ in 0..40 {
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        peak = peak.max(alertmesh_tests::process::rss_bytes(pid)?);
+    }
+    let grown = peak.saturating_sub(before);
+    eprintln!(
+        "120 unread query streams over 100 KB rows: RSS {} MiB -> {} MiB",
+        before >> 20,
+        peak >> 20
+    );
+    ensure!(grown < 600 << 20, "the gateway grew by {} MiB", grown >> 20);
+    // A client that reads gets the whole result meanwhile.
+    let mut client = gateway.client().await?;
+    let mut stream = client.query(request("huge")).await?.into_inner();
+    let mut n = 0;
+    while let Some(batch) = stream.message().await? {
+        n += batch.alerts.len();
+    }
+    ensure!(n == 400, "{n} rows");
+    drop((held, senders));
     Ok(())
 }

@@ -22,6 +22,9 @@ use tokio_postgres::Row;
 const STATEMENT_ROWS: usize = 10_000;
 const STATEMENT_BYTES: usize = 4 << 20;
 
+/// The bytes of a stream's first batches: a client shows it reads before it gets more.
+pub(crate) const FIRST_BATCH_BYTES: usize = 64 << 10;
+
 /// What a checked request asks for.
 #[derive(Debug)]
 pub(crate) struct Plan {
@@ -42,6 +45,9 @@ pub(crate) struct Plan {
     /// Rows asked for per statement: several batches, so that the round trip and the
     /// statement's start are paid once per several batches, within [`STATEMENT_BYTES`].
     pub(crate) statement_rows: usize,
+    /// The batch size aimed at now: from [`FIRST_BATCH_BYTES`], doubled up to
+    /// `max_batch_bytes` while the client keeps up.
+    pub(crate) batch_bytes: usize,
     pub(crate) max_batch_bytes: usize,
     pub(crate) follow: bool,
     pub(crate) json: bool,
@@ -119,6 +125,8 @@ pub(super) async fn run(
         Arc::clone(&statement_rows),
         rows_tx,
     )));
+    // Statements whose rows were sent.
+    let mut sent = 0u32;
     loop {
         let rows = tokio::select! {
             r = rows_rx.recv() => r,
@@ -141,19 +149,25 @@ pub(super) async fn run(
             }
         };
         let n = rows.len();
-        let Some(bytes) = send_rows(&rows, &declared, &described, &mut plan, &tx).await else {
+        // Batches and statements grow only while the client takes every batch sent before
+        // (its queue is empty again): one that reads nothing holds a few small batches and
+        // statements, not several statements of megabytes, for limits.unread_drop_ms.
+        let drained = sent > 0 && tx.capacity() == tx.max_capacity();
+        if drained {
+            plan.batch_bytes = (plan.batch_bytes * 2).min(plan.max_batch_bytes);
+        }
+        let Some(bytes) = send_rows(rows, &declared, &described, &mut plan, &tx).await else {
             return;
         };
-        drop(rows);
+        sent += 1;
         // Large rows: fewer per batch (at least one) and per statement, keeping memory flat.
         if let Some(per_row) = bytes.checked_div(n).map(|b| b + 1) {
-            plan.batch = plan.batch_cap.min((plan.max_batch_bytes / per_row).max(1));
-            statement_rows.store(
-                STATEMENT_ROWS
-                    .min(STATEMENT_BYTES / per_row)
-                    .max(plan.batch),
-                Ordering::Relaxed,
-            );
+            plan.batch = plan.batch_cap.min((plan.batch_bytes / per_row).max(1));
+            let rows = match drained {
+                true => STATEMENT_ROWS.min(STATEMENT_BYTES / per_row),
+                false => plan.batch,
+            };
+            statement_rows.store(rows.max(plan.batch), Ordering::Relaxed);
         }
     }
 }
@@ -260,9 +274,11 @@ async fn send_batch(
 
 /// Writes `rows` as batches and sends them; returns the JSON bytes sent, or `None` when
 /// the stream must end (the client left, or a row could not be converted). Each row is
-/// written once as the batch element it is sent as ([`row::RowWriter`]).
+/// written once as the batch element it is sent as ([`row::RowWriter`]). The rows are
+/// dropped before the first batch is sent: a row is a slice of the database connection's
+/// read buffer and keeps all of it, while a client that does not read holds the batches.
 async fn send_rows(
-    rows: &[Row],
+    rows: Vec<Row>,
     declared: &Declared,
     described: &Described,
     plan: &mut Plan,
@@ -273,6 +289,7 @@ async fn send_rows(
     let mut bytes = 0;
     // Bytes per element of the last batch, to size the next one's buffer.
     let mut per_row = 256;
+    let mut batches = Vec::with_capacity(rows.len() / plan.batch.max(1) + 1);
     for chunk in rows.chunks(plan.batch.max(1)) {
         let mut buf = BytesMut::with_capacity(chunk.len() * (per_row + per_row / 8 + 16));
         for r in chunk {
@@ -298,6 +315,10 @@ async fn send_rows(
             ..v1::QueryBatch::default()
         };
         batch.framed.push_run(buf.freeze(), chunk.len());
+        batches.push(batch);
+    }
+    drop(rows);
+    for batch in batches {
         if !send_batch(tx, batch, plan.unread_drop).await {
             return None;
         }
