@@ -173,24 +173,28 @@ class _Describer(pb_grpc.AlertMeshServicer):
     version = "x"
 
 
-def test_directory_sends_the_token_only_to_the_configured_gateway(monkeypatch: pytest.MonkeyPatch) -> None:
-    servers, describers, urls = [], [], []
-    for name in ("home", "peer"):
-        d = _Describer(name)
-        server = grpc.server(futures.ThreadPoolExecutor(max_workers=2))
-        pb_grpc.add_AlertMeshServicer_to_server(d, server)  # type: ignore[no-untyped-call]
-        urls.append(f"http://127.0.0.1:{server.add_insecure_port('127.0.0.1:0')}")
-        server.start()
-        servers.append(server)
-        describers.append(d)
-    home, peer = describers
-    # The peer names the home gateway back, an address where nothing listens, and no
-    # address at all (which must not mean $ALERTMESH_GATEWAY: the user's own gateway).
-    home.peers = [urls[1]]
-    peer.peers = [urls[0], "http://127.0.0.1:1", ""]
-    monkeypatch.setenv("ALERTMESH_GATEWAY", urls[0].replace("127.0.0.1", "localhost"))
+@contextmanager
+def _serving(servicer: pb_grpc.AlertMeshServicer) -> Iterator[str]:
+    """``servicer`` as a gateway on a free port of 127.0.0.1: its URL."""
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=4))
+    pb_grpc.add_AlertMeshServicer_to_server(servicer, server)  # type: ignore[no-untyped-call]
+    port = server.add_insecure_port("127.0.0.1:0")
+    server.start()
     try:
-        with Gateway(urls[0], token="secret-token") as gw:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.stop(None)
+
+
+def test_directory_sends_the_token_only_to_the_configured_gateway(monkeypatch: pytest.MonkeyPatch) -> None:
+    home, peer = _Describer("home"), _Describer("peer")
+    with _serving(home) as home_url, _serving(peer) as peer_url:
+        # The peer names the home gateway back, an address where nothing listens, and no
+        # address at all (which must not mean $ALERTMESH_GATEWAY: the user's own gateway).
+        home.peers = [peer_url]
+        peer.peers = [home_url, "http://127.0.0.1:1", ""]
+        monkeypatch.setenv("ALERTMESH_GATEWAY", home_url.replace("127.0.0.1", "localhost"))
+        with Gateway(home_url, token="secret-token") as gw:
             d = gw.directory()
         assert d.names() == ["home", "peer"]
         assert [u for u, _ in d.unreachable] == ["http://127.0.0.1:1", ""]
@@ -199,13 +203,10 @@ def test_directory_sends_the_token_only_to_the_configured_gateway(monkeypatch: p
         assert [m.get("authorization") for m in peer.metadata] == [None]
         # A peer's description is taken up to 2 MiB (the walk keeps each one it gets).
         peer.version = "v" * (3 << 20)
-        with Gateway(urls[0]) as gw:
+        with Gateway(home_url) as gw:
             d = gw.directory()
         assert d.names() == ["home"]
-        assert [u for u, _ in d.unreachable] == [urls[1]], d.unreachable
-    finally:
-        for server in servers:
-            server.stop(None)
+        assert [u for u, _ in d.unreachable] == [peer_url], d.unreachable
 
 
 def _ocf(schema: str, blocks: list[tuple[int, bytes]], codec: str = "null") -> bytes:
@@ -412,28 +413,15 @@ def test_timestamps_in_range_are_exact() -> None:
 def test_a_directory_peer_url_is_one_address() -> None:
     """A hostile directory entry listing many addresses (as a replica list would) is not
     tried: it is listed as unreachable, as an entry without a URL is."""
-    servers, describers, urls = [], [], []
-    for name in ("home", "peer"):
-        d = _Describer(name)
-        server = grpc.server(futures.ThreadPoolExecutor(max_workers=2))
-        pb_grpc.add_AlertMeshServicer_to_server(d, server)  # type: ignore[no-untyped-call]
-        urls.append(f"http://127.0.0.1:{server.add_insecure_port('127.0.0.1:0')}")
-        server.start()
-        servers.append(server)
-        describers.append(d)
-    home, peer = describers
-    listed = "http://127.0.0.1:1," + urls[1]
-    home.peers = [listed, f" {urls[1]}", f"{urls[1]}\t"]
-    try:
-        with Gateway(urls[0]) as gw:
+    home, peer = _Describer("home"), _Describer("peer")
+    with _serving(home) as home_url, _serving(peer) as peer_url:
+        home.peers = ["http://127.0.0.1:1," + peer_url, f" {peer_url}", f"{peer_url}\t"]
+        with Gateway(home_url) as gw:
             d = gw.directory()
         assert d.names() == ["home"], d.gateways
         assert [u for u, _ in d.unreachable] == home.peers
         assert all("one address" in reason for _, reason in d.unreachable), d.unreachable
         assert peer.metadata == []
-    finally:
-        for server in servers:
-            server.stop(None)
 
 
 def test_a_schema_nested_past_the_recursion_limit_is_a_decode_error() -> None:
@@ -462,19 +450,6 @@ def test_a_frame_of_times_pandas_cannot_hold_has_nat_there() -> None:
     frame = alerts_to_frame(alerts)
     assert frame["timestamp"][0] == pd.Timestamp("2020-01-01", tz="UTC")
     assert pd.isna(frame["timestamp"][1])
-
-
-@contextmanager
-def _serving(servicer: pb_grpc.AlertMeshServicer) -> Iterator[str]:
-    """``servicer`` as a gateway on a free port of 127.0.0.1: its URL."""
-    server = grpc.server(futures.ThreadPoolExecutor(max_workers=4))
-    pb_grpc.add_AlertMeshServicer_to_server(servicer, server)  # type: ignore[no-untyped-call]
-    port = server.add_insecure_port("127.0.0.1:0")
-    server.start()
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.stop(None)
 
 
 def _row(i: int) -> pb.Alert:
