@@ -248,31 +248,16 @@ mod tests {
     use prost::bytes::Bytes;
     use prost::Name as _;
 
+    /// A mirrored alert: the view tests' alert with the five headers a mirror stamps.
     fn real_alert(offset: i64) -> Alert {
-        Alert {
-            r#ref: format!("am://lasair/ztf/2/{offset}"),
-            topic: "ztf".into(),
-            partition: 2,
-            offset,
-            timestamp: Some(prost_types::Timestamp {
-                seconds: 1_700_000_000,
-                nanos: 0,
-            }),
-            key: Some(Bytes::from_static(b"ZTF:ZTF18abcdefg")),
-            headers: ["am-source", "am-origin", "am-format", "am-schema", "am-key"]
-                .iter()
-                .map(|k| Header {
-                    key: (*k).into(),
-                    value: Some(Bytes::from_static(b"am://lasair/ztf/2/12345")),
-                })
-                .collect(),
-            payload: Bytes::from(vec![7u8; 100]),
-            format: "avro-ocf".into(),
-            namespace: "ZTF".into(),
-            schema: "ztf-4.02".into(),
-            mesh_key: "ZTF:ZTF18abcdefg".into(),
-            ..Alert::default()
-        }
+        let headers = ["am-source", "am-origin", "am-format", "am-schema", "am-key"]
+            .iter()
+            .map(|k| Header {
+                key: (*k).into(),
+                value: Some(Bytes::from_static(b"am://lasair/ztf/2/12345")),
+            })
+            .collect();
+        crate::view::tests::alert(offset, headers)
     }
 
     /// The largest batch a gateway sends (100,000 alerts, here of small payloads with

@@ -259,11 +259,11 @@ impl Message for AlertBatchView {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::v1::AlertBatch;
 
-    fn alert(offset: i64, headers: Vec<Header>) -> Alert {
+    pub(crate) fn alert(offset: i64, headers: Vec<Header>) -> Alert {
         Alert {
             r#ref: format!("am://lasair/ztf/2/{offset}"),
             topic: "ztf".into(),
