@@ -102,3 +102,13 @@ pub fn read_to_eof_with(
     }
     Ok(stats)
 }
+
+/// The value of header `name` of `m` as text (lossy UTF-8), empty when absent or null.
+pub fn header_text(m: &BorrowedMessage<'_>, name: &str) -> String {
+    use rdkafka::message::Headers as _;
+    m.headers()
+        .and_then(|hs| hs.iter().find(|h| h.key == name))
+        .and_then(|h| h.value)
+        .map(|v| String::from_utf8_lossy(v).into_owned())
+        .unwrap_or_default()
+}

@@ -105,17 +105,26 @@ async fn wait_rows(pg: &Postgres, n: usize) -> Result<()> {
     .await
 }
 
+/// The ZTF fixtures (twice, 45 alerts) in two partitions of `TOPIC`, served by lasair with
+/// their archive, once the archive holds them all.
+async fn archived_fixtures(
+    pg: &Postgres,
+) -> Result<(Broker, Vec<alertmesh_tests::Record>, Gateway)> {
+    let broker = Broker::start("archive").await?;
+    broker.create_topic(TOPIC, 2).await?;
+    let records = ztf_records(2, now_ms() - 60_000, 10)?;
+    broker.produce_all(TOPIC, &records).await?;
+    let gateway = Gateway::start(&spec(&broker, pg, 16)).await?;
+    wait_rows(pg, records.len()).await?;
+    Ok((broker, records, gateway))
+}
+
 #[tokio::test]
 async fn an_archive_of_the_ztf_fixtures_answers_like_psql_with_the_original_alerts() -> Result<()> {
     let Some(pg) = Postgres::start_or_skip().await? else {
         return Ok(());
     };
-    let broker = Broker::start("archive").await?;
-    broker.create_topic(TOPIC, 2).await?;
-    let records = ztf_records(2, now_ms() - 60_000, 10)?;
-    broker.produce_all(TOPIC, &records).await?;
-    let mut gateway = Gateway::start(&spec(&broker, &pg, 16)).await?;
-    wait_rows(&pg, records.len()).await?;
+    let (broker, records, mut gateway) = archived_fixtures(&pg).await?;
     let mut client = gateway.client().await?;
 
     // The extracted columns are the fixtures' own values (manifest candids, per position).
@@ -582,7 +591,6 @@ columns = [{ name = "dec", path = "candidate.dec", type = "float8" }]"#,
 
 /// The records of partition 0 of `topic` with their `am-source` and `am-query` headers.
 async fn copies(broker: &Broker, topic: &str) -> Result<Vec<(String, String)>> {
-    use rdkafka::message::{Headers as _, Message as _};
     let (bootstrap, topic) = (broker.bootstrap(), topic.to_owned());
     tokio::task::spawn_blocking(move || {
         let consumer = alertmesh_tests::kafka::assigned_consumer(
@@ -598,14 +606,8 @@ async fn copies(broker: &Broker, topic: &str) -> Result<Vec<(String, String)>> {
             0,
             std::time::Duration::from_secs(20),
             |m| {
-                let header = |name: &str| {
-                    m.headers()
-                        .and_then(|hs| hs.iter().find(|h| h.key == name))
-                        .and_then(|h| h.value)
-                        .map(|v| String::from_utf8_lossy(v).into_owned())
-                        .unwrap_or_default()
-                };
-                out.push((header("am-source"), header("am-query")));
+                use alertmesh_tests::kafka::header_text;
+                out.push((header_text(m, "am-source"), header_text(m, "am-query")));
             },
         )?;
         Ok(out)
@@ -622,12 +624,7 @@ async fn a_mirror_of_an_archive_query_resumes_after_a_restart_without_copying_tw
     let Some(pg) = Postgres::start_or_skip().await? else {
         return Ok(());
     };
-    let broker = Broker::start("archive").await?;
-    broker.create_topic(TOPIC, 2).await?;
-    let records = ztf_records(2, now_ms() - 60_000, 10)?;
-    broker.produce_all(TOPIC, &records).await?;
-    let lasair = Gateway::start(&spec(&broker, &pg, 16)).await?;
-    wait_rows(&pg, records.len()).await?;
+    let (_broker, records, lasair) = archived_fixtures(&pg).await?;
 
     const COPIES: &str = "lasair.history";
     let fink_broker = Broker::start("fink").await?;

@@ -23,7 +23,7 @@ use anyhow::{bail, ensure, Context, Result};
 use bytes::Bytes;
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::message::{Headers, Message};
+use rdkafka::message::Message;
 use rdkafka::{Offset, TopicPartitionList};
 
 const RAW: &str = "ztf.raw";
@@ -66,13 +66,7 @@ async fn read(bootstrap: &str, isolation: &'static str, partitions: i32) -> Resu
         consumer.assign(&tpl)?;
         let mut out = Vec::new();
         read_to_eof_with(&consumer, partitions, 0, Duration::from_secs(60), |m| {
-            let header = |name: &str| {
-                m.headers()
-                    .and_then(|hs| hs.iter().find(|h| h.key == name))
-                    .and_then(|h| h.value)
-                    .map(|v| String::from_utf8_lossy(v).into_owned())
-                    .unwrap_or_default()
-            };
+            let header = |name: &str| alertmesh_tests::kafka::header_text(m, name);
             out.push(Copy {
                 partition: m.partition(),
                 origin: header("am-origin"),
