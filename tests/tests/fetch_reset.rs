@@ -168,13 +168,22 @@ fn fetch_loop(
     })
 }
 
-/// Two replacements: librdkafka 2.12.1 can still crash in the very moment a client meets
-/// the new cluster (measured: 1 of 14 runs of four replacements each, SIGSEGV in its
-/// metadata cache; the README says so); fewer rounds keep that race rare in CI,
-/// while a gateway that crashed at every replacement, as before the clients were renewed,
-/// still fails here.
+/// Runs on Apache Kafka (`make test-apache`). With Tansu the swap is a race the gateway
+/// narrows but cannot close: a client that reconnects to the new cluster before the
+/// gateway's watch pauses it fetches by the old topic ids, Tansu answers with a zero topic
+/// id and a current-leader hint, and librdkafka 2.12.1 looks that topic up by a null name
+/// (SIGSEGV in `rd_kafka_metadata_cache_find`; measured on Tansu: 1 of 14 local runs of
+/// four swaps; 2 of the last 4 CI runs, of two swaps each). Apache Kafka answers an unknown topic id
+/// with that id and no leader hint, which librdkafka handles.
 #[tokio::test(flavor = "multi_thread")]
 async fn fetches_in_flight_while_kafka_is_replaced_do_not_crash_the_gateway() -> Result<()> {
+    if Flavor::from_env() != Flavor::Apache {
+        eprintln!(
+            "skipped: with Tansu, librdkafka 2.12.1 can crash on its answer to a fetch by a \
+             replaced cluster's topic id; runs with ALERTMESH_TEST_KAFKA=apache"
+        );
+        return Ok(());
+    }
     let mut site = Mesh::new("lasair")
         .topic(ZTF_TOPIC, 2)
         .ztf_alerts()
@@ -186,7 +195,7 @@ async fn fetches_in_flight_while_kafka_is_replaced_do_not_crash_the_gateway() ->
         .map(|p| alert_ref("lasair", ZTF_TOPIC, p.record.partition, p.offset))
         .collect();
     let records = ztf_records(2, now_ms(), 1)?;
-    for round in 0..2 {
+    for round in 0..4 {
         let stop = Arc::new(AtomicBool::new(false));
         let loops: Vec<_> = (0..6)
             .map(|_| fetch_loop(site.gateway.grpc_url(), refs.clone(), stop.clone()))
