@@ -265,6 +265,28 @@ impl Kafka {
         buffer_kib: usize,
         fetch_wait: Duration,
     ) -> Result<GatewayConsumer> {
+        self.make_consumer(buffer_kib, fetch_wait, false)
+    }
+
+    /// A [`consumer_waiting`](Self::consumer_waiting) for a subscriber's own read, which
+    /// must say when records it was to deliver are gone: a position Kafka no longer holds
+    /// (the topic's retention deleted it while the read was behind or parked) stops the
+    /// partition with `AutoOffsetReset` instead of moving silently to the first record
+    /// held; the reader reports the gap ([`reader::ReaderEvent::Gap`]) and goes on.
+    pub(crate) fn consumer_reporting_gaps(
+        &self,
+        buffer_kib: usize,
+        fetch_wait: Duration,
+    ) -> Result<GatewayConsumer> {
+        self.make_consumer(buffer_kib, fetch_wait, true)
+    }
+
+    fn make_consumer(
+        &self,
+        buffer_kib: usize,
+        fetch_wait: Duration,
+        report_gaps: bool,
+    ) -> Result<GatewayConsumer> {
         // librdkafka wants fetch.max.bytes >= message.max.bytes (1 MB by default).
         let fetch_max = (buffer_kib << 10).clamp(1 << 20, 16 << 20);
         let mut c = self.client_config();
@@ -301,9 +323,13 @@ impl Kafka {
                 (buffer_kib << 10).clamp(64 << 10, 4 << 20).to_string(),
             )
             .set("fetch.max.bytes", fetch_max.to_string());
-        // The operator's properties have the last word.
+        // The operator's properties have the last word, but on what a read promises its
+        // subscriber.
         for (k, v) in &self.config.properties {
             c.set(k, v);
+        }
+        if report_gaps {
+            c.set("auto.offset.reset", "error");
         }
         let watch = self.watch();
         let context = KafkaContext {

@@ -152,8 +152,6 @@ impl Subscriptions {
         // the time they reach the end of what is stored.
         let tail = (plan.end != EndAt::Now).then(|| self.tails.get_or_start(&ctx, &partitions));
         let mut first_starts = Vec::new();
-        // Records deleted before the read reached them, reported first.
-        let mut gaps = Vec::new();
         let (mode, streamed, next) = match begin {
             // `latest` up to `now` is empty by definition.
             Begin::Head if plan.end == EndAt::Now => {
@@ -168,13 +166,10 @@ impl Subscriptions {
             Begin::Positions(starts) => {
                 let next = plan::next_offsets(&starts);
                 let parts: Vec<i32> = starts.iter().map(|(p, _)| *p).collect();
+                // A start before what Kafka still holds is reported by the reader, as a
+                // gap (see `ReaderEvent::Gap`).
                 let from = if plan::names_offsets(&starts) {
                     let ends = self.cluster.ends(&topic.name, &parts).await?;
-                    let beginnings = self.cluster.beginnings(&topic.name, &parts).await?;
-                    gaps = plan::gaps(&starts, &beginnings)
-                        .into_iter()
-                        .map(|(partition, from, to)| gap(&ctx, partition, from, to))
-                        .collect();
                     plan::reader_starts(&starts, &ends)
                 } else {
                     starts
@@ -193,14 +188,6 @@ impl Subscriptions {
             .clone()
             .try_reserve_owned()
             .map_err(|_| Error::Internal("a new stream has no room".into()))?;
-        if !gaps.is_empty() {
-            tracing::info!(topic = %topic.name, principal = %principal.name, gaps = gaps.len(), "a read starts before what Kafka still holds");
-            tx.try_send(Ok(v1::AlertBatch {
-                skipped: gaps,
-                ..v1::AlertBatch::default()
-            }))
-            .map_err(|_| Error::Internal("a new stream has no room".into()))?;
-        }
         let span =
             tracing::info_span!("subscription", topic = %topic.name, principal = %principal.name);
         let sub = stream::Subscription::new(

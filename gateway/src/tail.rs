@@ -329,6 +329,8 @@ async fn feed(tail: Arc<Tail>, cluster: Cluster, cancel: CancellationToken) {
                             partition,
                             position,
                         } => tail.reached_end(partition, position),
+                        // Not reported by the tail's client (see `Cluster::start`).
+                        ReaderEvent::Gap { .. } => {}
                         ReaderEvent::Failed(Error::DataLoss(message)) => {
                             went_back(&tail, &cluster.kafka().metrics(), message);
                             break;

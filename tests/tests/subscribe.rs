@@ -2,6 +2,7 @@
 //! where it ends, and that every alert is the Kafka record byte for byte.
 
 use std::collections::HashMap;
+use std::time::Duration;
 
 use alertmesh_proto::v1::CommitCursorRequest;
 use alertmesh_tests::apache::Flavor;
@@ -417,6 +418,93 @@ async fn delete_below(bootstrap: &str, topic: &str, partition: i32, offset: i64)
         Offset::Offset(o) => Ok(o),
         other => anyhow::bail!("new first offset {other:?}"),
     }
+}
+
+/// Records deleted while a stream is under way, before its read reaches them, are reported
+/// too: here a client stops reading long enough for its subscription to be parked (its
+/// Kafka reader stopped), most of a partition is deleted meanwhile, and when the client
+/// reads on, the restarted reader finds its position gone. The stream says which offsets
+/// went and goes on from the first one held; every other alert arrives once, in order.
+#[tokio::test]
+async fn records_deleted_while_a_stream_is_parked_are_reported_not_passed_over() -> Result<()> {
+    if Flavor::from_env() != Flavor::Apache {
+        eprintln!(
+            "skipped: Tansu has no DeleteRecords (nor retention a test can wait for); runs \
+             with ALERTMESH_TEST_KAFKA=apache"
+        );
+        return Ok(());
+    }
+    let site = Mesh::new("lasair")
+        .topic(ZTF_TOPIC, 3)
+        .ztf_alerts()
+        .extra("[limits]\nunread_pause_ms = 500\nunread_drop_ms = 60000")
+        .start()
+        .await?;
+    for copy in 1..10 {
+        let records = alertmesh_tests::fixtures::ztf_records(3, site.base_ms + copy * 100_000, 1)?;
+        site.broker.produce_all(ZTF_TOPIC, &records).await?;
+    }
+    let per_partition = (10 * site.produced.len() / 3) as i64;
+    let mut client = site.gateway.client().await?;
+    let mut req = request(ZTF_TOPIC);
+    req.start = earliest();
+    req.end = until_now();
+    let mut stream = client.subscribe(req).await?.into_inner();
+    let first = tokio::time::timeout(WAIT, stream.message())
+        .await
+        .context("no batch")??
+        .context("stream ended early")?;
+    let mut alerts = first.alerts;
+    let mut skipped = first.skipped;
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    let m = site.gateway.metrics().await?;
+    ensure!(
+        m.value("alertmesh_parked_subscriptions", &[]) == 1.0,
+        "the paused client's subscription was not parked"
+    );
+    // Far beyond what the stream had handed over before it was parked.
+    let cut = per_partition - 5;
+    ensure!(delete_below(&site.broker.bootstrap(), ZTF_TOPIC, 1, cut).await? == cut);
+    while let Some(batch) = tokio::time::timeout(WAIT, stream.message())
+        .await
+        .context("stream stalled after the pause")??
+    {
+        alerts.extend(batch.alerts);
+        skipped.extend(batch.skipped);
+    }
+    ensure!(skipped.len() == 1, "one gap, reported once: {skipped:?}");
+    // Each partition in order and without repeats; partition 1 jumps once, at the gap.
+    let mut next = HashMap::<i32, i64>::new();
+    let mut jumped = None;
+    for a in &alerts {
+        let due = next.entry(a.partition).or_insert(0);
+        if a.offset != *due {
+            ensure!(
+                a.partition == 1 && a.offset == cut && jumped.is_none(),
+                "partition {}: offset {} where {} was due",
+                a.partition,
+                a.offset,
+                due
+            );
+            jumped = Some(*due);
+        }
+        *due = a.offset + 1;
+    }
+    let from = jumped.context("partition 1 did not jump")?;
+    ensure!(
+        skipped[0].r#ref == format!("am://lasair/{ZTF_TOPIC}/1/{from}")
+            && skipped[0]
+                .reason
+                .contains(&format!("offsets {from} to {} of partition 1", cut - 1))
+            && skipped[0].reason.contains(&format!("goes on from {cut}")),
+        "gap {:?}, missing {from}..{cut}",
+        skipped[0]
+    );
+    ensure!(
+        (0..3).all(|p| next.get(&p) == Some(&per_partition)),
+        "every partition read to its end: {next:?} of {per_partition}"
+    );
+    Ok(())
 }
 
 /// Records deleted before a read reaches them (by retention, here by delete-records) are

@@ -105,32 +105,12 @@ impl Cluster {
     /// The end of each partition: the offset its next record will get (Kafka's latest
     /// offset, asked for all partitions in one request).
     pub(crate) async fn ends(&self, topic: &str, partitions: &[i32]) -> Result<HashMap<i32, i64>> {
-        self.watermarks(topic, partitions, Offset::End).await
-    }
-
-    /// Per partition, the first offset Kafka still holds (the log start: earlier ones
-    /// were deleted by retention, or by a delete-records request).
-    pub(crate) async fn beginnings(
-        &self,
-        topic: &str,
-        partitions: &[i32],
-    ) -> Result<HashMap<i32, i64>> {
-        self.watermarks(topic, partitions, Offset::Beginning).await
-    }
-
-    /// Per partition, the offset Kafka lists for `at` (`End` or `Beginning`).
-    async fn watermarks(
-        &self,
-        topic: &str,
-        partitions: &[i32],
-        at: Offset,
-    ) -> Result<HashMap<i32, i64>> {
         let (meta, timeout) = (Arc::clone(&self.meta), self.kafka.timeout());
         let (topic, partitions) = (topic.to_owned(), partitions.to_vec());
         tokio::task::spawn_blocking(move || {
             let mut tpl = TopicPartitionList::new();
             for p in &partitions {
-                tpl.add_partition_offset(&topic, *p, at)
+                tpl.add_partition_offset(&topic, *p, Offset::End)
                     .map_err(Error::from_kafka)?;
             }
             let found = meta
@@ -293,9 +273,15 @@ impl Cluster {
         rctx.count_read();
         for i in 0..n {
             let share: Vec<(i32, StartAt)> = starts.iter().skip(i).step_by(n).copied().collect();
-            let consumer = self
-                .kafka
-                .consumer_waiting(shape.queue_kib / n, fetch_wait)?;
+            let consumer = match kind {
+                ReaderKind::own => self
+                    .kafka
+                    .consumer_reporting_gaps(shape.queue_kib / n, fetch_wait)?,
+                // The tail reads what arrives; it is never behind retention.
+                ReaderKind::tail => self
+                    .kafka
+                    .consumer_waiting(shape.queue_kib / n, fetch_wait)?,
+            };
             reader::spawn(
                 name.clone(),
                 consumer,

@@ -9,7 +9,7 @@ use prometheus_client::metrics::counter::Counter;
 use rdkafka::consumer::Consumer;
 
 use crate::kafka::GatewayConsumer;
-use rdkafka::error::KafkaError;
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::{Offset, TopicPartitionList};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
@@ -29,6 +29,15 @@ pub(crate) enum ReaderEvent {
     Eof {
         partition: i32,
         position: Option<i64>,
+    },
+    /// Offsets `from` up to (not including) `to` of `partition` were deleted (the topic's
+    /// retention) before the reader reached them; it goes on from `to`. Only readers made
+    /// with [`Kafka::consumer_reporting_gaps`](crate::kafka::Kafka::consumer_reporting_gaps)
+    /// report these; others move to the first record held without a word.
+    Gap {
+        partition: i32,
+        from: i64,
+        to: i64,
     },
     /// The reader stopped: Kafka is unreachable or refused the read.
     Failed(Error),
@@ -237,6 +246,45 @@ fn resolve_ends(
     Ok(())
 }
 
+/// After librdkafka stopped a partition whose position is out of the range Kafka holds:
+/// moves every partition whose next offset was deleted to the first offset held, and
+/// returns those gaps as (partition, next offset, first held). A partition that now ends
+/// before its next offset went back (DataLoss, as for a replaced cluster).
+fn skip_deleted(
+    consumer: &GatewayConsumer,
+    topic: &str,
+    place: &mut Place,
+) -> Result<Vec<(i32, i64, i64)>, Error> {
+    let mut gaps = Vec::new();
+    let mut regressions = Vec::new();
+    for (partition, _) in place.starts.clone() {
+        // A read from the beginning that has not reached a record yet promised nothing
+        // (and librdkafka looks the beginning up again).
+        let Some(next) = place.next_of(partition) else {
+            continue;
+        };
+        let (low, high) = consumer
+            .fetch_watermarks(topic, partition, METADATA_TIMEOUT)
+            .map_err(|e| Error::Unavailable(format!("cannot read topic {topic:?}: {e}")))?;
+        if next < low {
+            gaps.push((partition, next, low));
+            place.reached(partition, low);
+        } else if next > high {
+            regressions.push(replaced::Regression {
+                partition,
+                reached: next,
+                end: high,
+            });
+        }
+    }
+    if regressions.is_empty() {
+        Ok(gaps)
+    } else {
+        tracing::warn!(topic, ?regressions, "kafka went back under a reader");
+        Err(replaced::data_loss(topic, &regressions))
+    }
+}
+
 /// Replaces a client that lost every broker connection (see [`replaced`]): the new one
 /// resumes after what was read, unless the cluster cannot be reached (Unavailable) or
 /// went back past a reached position (DataLoss).
@@ -344,6 +392,59 @@ fn run(
                     },
                 ) {
                     return;
+                }
+            }
+            Some(Err(e)) if e.rdkafka_error_code() == Some(RDKafkaErrorCode::AutoOffsetReset) => {
+                // A position Kafka no longer holds (or not yet): librdkafka stopped fetching
+                // that partition and says which one only in its log, so every partition of
+                // the reader is checked, after handing over what was read before it.
+                if !flush(&mut filling, &mut place, &mut out, &consumer) {
+                    return;
+                }
+                let gaps = match skip_deleted(&consumer, &topic, &mut place) {
+                    Ok(gaps) => gaps,
+                    Err(e) => {
+                        if matches!(e, Error::DataLoss(_)) {
+                            metrics.kafka_errors.inc();
+                        }
+                        let _ = out.send_final(ReaderEvent::Failed(e));
+                        return;
+                    }
+                };
+                if gaps.is_empty() {
+                    // Nothing deleted under the reader: the broker's offsets were briefly
+                    // behind (a leader change); fetch again, not in a tight loop.
+                    thread::sleep(Duration::from_millis(100));
+                }
+                for (partition, from, to) in gaps {
+                    tracing::info!(
+                        topic,
+                        partition,
+                        from,
+                        to,
+                        "records deleted before the reader reached them"
+                    );
+                    if !out.send(
+                        &consumer,
+                        ReaderEvent::Gap {
+                            partition,
+                            from,
+                            to,
+                        },
+                    ) {
+                        return;
+                    }
+                }
+                // A client that lost the cluster meanwhile is renewed at the loop's top,
+                // from the same positions.
+                if !replaced::is_lost(&consumer) {
+                    if let Err(e) = place
+                        .resume(&topic)
+                        .and_then(|tpl| consumer.assign(&tpl).map_err(Error::from_kafka))
+                    {
+                        let _ = out.send_final(ReaderEvent::Failed(e));
+                        return;
+                    }
                 }
             }
             Some(Err(e)) => {

@@ -272,23 +272,6 @@ pub(crate) fn reader_starts(
         .collect()
 }
 
-/// Starts at an offset before the first one Kafka still holds: (partition, the offset
-/// asked for, the first one held), in partition order.
-pub(crate) fn gaps(
-    starts: &[(i32, StartAt)],
-    beginnings: &HashMap<i32, i64>,
-) -> Vec<(i32, i64, i64)> {
-    let mut gaps: Vec<(i32, i64, i64)> = starts
-        .iter()
-        .filter_map(|(p, s)| match (s, beginnings.get(p)) {
-            (StartAt::Offset(o), Some(first)) if o < first => Some((*p, *o, *first)),
-            _ => None,
-        })
-        .collect();
-    gaps.sort_unstable();
-    gaps
-}
-
 /// Whether a start names an offset (which may lie past a partition's end).
 pub(crate) fn names_offsets(starts: &[(i32, StartAt)]) -> bool {
     starts.iter().any(|(_, s)| matches!(s, StartAt::Offset(_)))
@@ -591,19 +574,5 @@ mod tests {
         // Delivery still starts where asked.
         assert_eq!(next_offsets(&starts)[&1], i64::MAX);
         assert!(!names_offsets(&[(0, StartAt::End)]));
-    }
-
-    #[test]
-    fn only_offsets_before_the_first_held_are_gaps() {
-        let starts = [
-            (2, StartAt::Offset(3)),
-            (0, StartAt::Offset(1)),
-            (1, StartAt::Offset(9)),
-            (3, StartAt::Beginning),
-            (4, StartAt::Offset(0)),
-        ];
-        let beginnings = HashMap::from([(0, 5), (1, 9), (2, 4), (3, 7)]);
-        // Partition 4 has no answer: nothing is claimed for it.
-        assert_eq!(gaps(&starts, &beginnings), vec![(0, 1, 5), (2, 3, 4)]);
     }
 }

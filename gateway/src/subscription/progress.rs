@@ -132,6 +132,15 @@ impl Progress {
         true
     }
 
+    /// Records before `to` in partition `p` are gone (reported as a gap): the partition
+    /// goes on from there.
+    pub(super) fn skipped_to(&mut self, p: i32, to: i64) {
+        if let Some(i) = self.slot(p) {
+            let part = &mut self.parts[i];
+            part.next = Some(part.next.map_or(to, |n| n.max(to)));
+        }
+    }
+
     /// Counts one delivered alert against the limit; false once the limit is reached.
     pub(super) fn take(&mut self) -> bool {
         match self.remaining.as_mut() {
@@ -205,6 +214,28 @@ mod tests {
         assert!(p.accept(&rec(0, 6, 0)));
         assert_eq!(p.next(0), Some(7));
         assert!(!p.accept(&rec(1, 0, 0)), "partition not subscribed");
+    }
+
+    #[test]
+    fn a_gap_moves_a_partition_on_and_never_back() {
+        let mut p = Progress::new(
+            vec![0, 1],
+            HashMap::from([(0, 5)]),
+            None,
+            EndAt::Never,
+            None,
+        );
+        p.skipped_to(0, 9);
+        assert_eq!(p.next(0), Some(9));
+        assert!(!p.accept(&rec(0, 8, 0)), "inside the gap");
+        assert!(p.accept(&rec(0, 9, 0)));
+        // A gap reported again by a later reader, from an older position: no step back.
+        p.skipped_to(0, 7);
+        assert_eq!(p.next(0), Some(10));
+        p.skipped_to(1, 3);
+        assert_eq!(p.next(1), Some(3), "a partition with no position yet");
+        p.skipped_to(2, 3);
+        assert_eq!(p.next(2), None, "not subscribed");
     }
 
     #[test]

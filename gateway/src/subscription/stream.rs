@@ -286,24 +286,35 @@ impl Subscription {
                 self.deliver(rs, &mut reader).await?;
                 match reader {
                     Some(rx) => Ok(Mode::Own(self.grown(rx)?)),
-                    None => {
-                        // Parked: no reader, small batches from here on; wait for the
-                        // client (the room is only looked at).
-                        self.next_read = None;
-                        self.batch_bytes = FIRST_BATCH_BYTES.min(self.bounds.max_bytes);
-                        self.sent = 0;
-                        // What it holds for its client is charged to the reader budget
-                        // meanwhile, so reads wait rather than add to it.
-                        let held = self.recent.iter().sum::<usize>().div_ceil(1 << 10);
-                        let charged = self.cluster.charge_held(held);
-                        self.metrics.parked_subscriptions.inc();
-                        let room = wait_until_read(&self.out, self.unread).await;
-                        self.metrics.parked_subscriptions.dec();
-                        drop(charged);
-                        drop(room?);
-                        tracing::info!("client reads again; kafka reader restarted");
-                        Ok(Mode::Own(self.own_reader()?))
-                    }
+                    None => self.park().await,
+                }
+            }
+            Some(ReaderEvent::Gap {
+                partition,
+                from,
+                to,
+            }) => {
+                // Reported once: a full read taking over, or a reader restarted after a
+                // pause, finds the same gap from where the stream had got to.
+                let from = self.progress.next(partition).map_or(from, |n| n.max(from));
+                if from >= to {
+                    return Ok(Mode::Own(rx));
+                }
+                tracing::info!(
+                    partition,
+                    from,
+                    to,
+                    "records deleted before the read reached them"
+                );
+                let skipped = vec![super::gap(&self.ctx, partition, from, to)];
+                let mut reader = Some(rx);
+                // Not sent (the client stopped reading): the restarted reader finds it again.
+                if self.send(Runs::default(), skipped, 0, &mut reader).await? {
+                    self.progress.skipped_to(partition, to);
+                }
+                match reader {
+                    Some(rx) => Ok(Mode::Own(rx)),
+                    None => self.park().await,
                 }
             }
             Some(ReaderEvent::Eof {
@@ -328,6 +339,25 @@ impl Subscription {
             Some(ReaderEvent::Failed(e)) => Err(Stop::Failed(e)),
             None => Err(Stop::Failed(Error::Internal("kafka reader stopped".into()))),
         }
+    }
+
+    /// No reader, small batches from here on: waits for the client to read again (the
+    /// room is only looked at), then reads on its own from where the stream got to.
+    async fn park(&mut self) -> Result<Mode, Stop> {
+        self.next_read = None;
+        self.batch_bytes = FIRST_BATCH_BYTES.min(self.bounds.max_bytes);
+        self.sent = 0;
+        // What it holds for its client is charged to the reader budget meanwhile, so
+        // reads wait rather than add to it.
+        let held = self.recent.iter().sum::<usize>().div_ceil(1 << 10);
+        let charged = self.cluster.charge_held(held);
+        self.metrics.parked_subscriptions.inc();
+        let room = wait_until_read(&self.out, self.unread).await;
+        self.metrics.parked_subscriptions.dec();
+        drop(charged);
+        drop(room?);
+        tracing::info!("client reads again; kafka reader restarted");
+        Ok(Mode::Own(self.own_reader()?))
     }
 
     /// The reader to go on with: `rx`. Once the client drains its stream (and the reader
