@@ -16,7 +16,7 @@ TARGET_DIR := $(shell $(CARGO) metadata --format-version 1 --no-deps 2>/dev/null
 # start/end, byte-identical payloads, cursors, credentials and revocation, fetch (also of
 # topics deleted mid-read and a cluster replaced), live tails, mirrors exactly once after
 # kill -9, transactional fencing, and broker failover on 3 nodes.
-APACHE_TESTS := --test subscribe --test cursor --test auth --test fetch --test fetch_reset --test live --test mirror --test transactions --test failover --test replicas
+APACHE_TESTS := --test subscribe --test archive --test cursor --test auth --test fetch --test fetch_reset --test live --test mirror --test transactions --test failover --test replicas
 
 ## A mesh of three institutions on this machine (survey -> lasair -> fink, each a Tansu and a gateway)
 ## fed live with the real ZTF fixture alerts; prints a live summary until Ctrl-C (deploy/demo/run.sh).

@@ -143,6 +143,7 @@ pub(crate) struct Metrics {
     pub archive_lag: Family<ArchiveLabels, Gauge>,
     pub archive_errors: Family<ArchiveLabels, Counter>,
     pub archive_undecodable: Family<ArchiveLabels, Counter>,
+    pub archive_missed: Family<ArchiveLabels, Counter>,
     pub published: Family<TopicLabels, Counter>,
     pub publish_batches: Family<TopicLabels, Counter>,
     pub publish_duplicates: Family<TopicLabels, Counter>,
@@ -240,6 +241,11 @@ impl Metrics {
             "archive_undecodable",
             "Records archived whose payload did not decode (stored with NULL columns), by archive",
             self.archive_undecodable.clone(),
+        );
+        r.register(
+            "archive_missed",
+            "Records an archive never got: deleted from Kafka (the topic's retention) before its ingest read them, by archive",
+            self.archive_missed.clone(),
         );
         r.register(
             "publish_records",

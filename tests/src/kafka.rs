@@ -112,3 +112,34 @@ pub fn header_text(m: &BorrowedMessage<'_>, name: &str) -> String {
         .map(|v| String::from_utf8_lossy(v).into_owned())
         .unwrap_or_default()
 }
+
+/// Deletes the records of `partition` below `offset` (as retention would), returning the
+/// partition's new first offset. Apache Kafka only: Tansu has no DeleteRecords.
+pub async fn delete_below(
+    bootstrap: &str,
+    topic: &str,
+    partition: i32,
+    offset: i64,
+) -> Result<i64> {
+    use rdkafka::admin::{AdminClient, AdminOptions};
+    use rdkafka::client::DefaultClientContext;
+    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .create()?;
+    let mut tpl = TopicPartitionList::new();
+    tpl.add_partition_offset(topic, partition, Offset::Offset(offset))?;
+    let done = admin
+        .delete_records(
+            &tpl,
+            &AdminOptions::new().operation_timeout(Some(crate::WAIT)),
+        )
+        .await?;
+    let e = done
+        .find_partition(topic, partition)
+        .context("no answer for the partition")?;
+    e.error()?;
+    match e.offset() {
+        Offset::Offset(o) => Ok(o),
+        other => bail!("new first offset {other:?}"),
+    }
+}

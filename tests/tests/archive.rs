@@ -6,8 +6,10 @@ use std::collections::BTreeMap;
 
 use alertmesh_alert::filter::angular_distance;
 use alertmesh_proto::v1::{self, alert_mesh_client::AlertMeshClient};
+use alertmesh_tests::apache::Flavor;
 use alertmesh_tests::client::{earliest, request as subscribe_request, subscribe_all, until_now};
 use alertmesh_tests::fixtures::{now_ms, ztf_alerts, ztf_records};
+use alertmesh_tests::kafka::delete_below;
 use alertmesh_tests::{cli::run_cli, Broker, Gateway, GatewaySpec, Postgres, WAIT};
 use anyhow::{ensure, Context, Result};
 use tonic::transport::Channel;
@@ -419,6 +421,79 @@ async fn undecodable_payloads_are_archived_with_null_columns_and_counted() -> Re
         })
         .await?;
     ensure!(gateway.exited().is_none(), "the gateway stopped");
+    Ok(())
+}
+
+/// Records deleted from Kafka before the archive read them (its ingest was down longer
+/// than the topic's retention; here delete-records) are counted and logged, never passed
+/// over in silence, and the ingest goes on from the first record held.
+#[tokio::test]
+async fn records_deleted_before_the_archive_read_them_are_counted_and_it_goes_on() -> Result<()> {
+    if Flavor::from_env() != Flavor::Apache {
+        eprintln!(
+            "skipped: Tansu has no DeleteRecords (nor retention a test can wait for); runs \
+             with ALERTMESH_TEST_KAFKA=apache"
+        );
+        return Ok(());
+    }
+    let Some(pg) = Postgres::start_or_skip().await? else {
+        return Ok(());
+    };
+    let (broker, records, mut gateway) = archived_fixtures(&pg).await?;
+    let held = |p: i32| records.iter().filter(|r| r.partition == p).count() as i64;
+    let (n0, n1) = (held(0), held(1));
+    gateway.kill();
+    // While it is down: as many records again, and most of partition 1's new ones deleted.
+    broker.produce_all(TOPIC, &records).await?;
+    let cut = n1 + n1 / 2;
+    ensure!(delete_below(&broker.bootstrap(), TOPIC, 1, cut).await? == cut);
+    gateway.start_again().await?;
+    let missed = cut - n1;
+    wait_rows(&pg, 2 * records.len() - missed as usize).await?;
+    gateway
+        .wait_metrics("the missed records counted", |m| {
+            m.value(
+                "alertmesh_archive_missed_total",
+                &[("archive", "ztf_archive")],
+            ) == missed as f64
+        })
+        .await?;
+    let per_partition = psql_rows(
+        &pg,
+        "select kafka_partition, count(*), count(distinct kafka_offset), min(kafka_offset), \
+         max(kafka_offset), count(*) filter (where kafka_partition = 1 and kafka_offset >= $n1 and kafka_offset < $cut) \
+         from ztf_alerts group by kafka_partition order by 1"
+            .replace("$n1", &n1.to_string())
+            .replace("$cut", &cut.to_string())
+            .as_str(),
+    )?;
+    let want = [
+        vec![
+            "0".to_owned(),
+            (2 * n0).to_string(),
+            (2 * n0).to_string(),
+            "0".into(),
+            (2 * n0 - 1).to_string(),
+            "0".into(),
+        ],
+        vec![
+            "1".to_owned(),
+            (2 * n1 - missed).to_string(),
+            (2 * n1 - missed).to_string(),
+            "0".into(),
+            (2 * n1 - 1).to_string(),
+            "0".into(),
+        ],
+    ];
+    ensure!(
+        per_partition == want,
+        "rows per partition {per_partition:?}, want {want:?}"
+    );
+    let log = gateway.stderr_tail(200);
+    ensure!(
+        log.contains("records deleted from kafka before the archive read them"),
+        "not logged:\n{log}"
+    );
     Ok(())
 }
 

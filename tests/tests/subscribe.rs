@@ -10,6 +10,7 @@ use alertmesh_tests::client::{
     check_exactly, earliest, partition_offsets, request, start_offsets, start_time, subscribe_all,
     until_now, until_time,
 };
+use alertmesh_tests::kafka::delete_below;
 use alertmesh_tests::mesh::FIXTURE_STEP_MS;
 use alertmesh_tests::{Mesh, Site, WAIT, ZTF_TOPIC};
 use anyhow::{ensure, Context as _, Result};
@@ -394,30 +395,6 @@ async fn a_start_time_before_1970_reads_from_the_earliest() -> Result<()> {
         got.alerts.len()
     );
     check_exactly(&got.alerts, &site.all_produced(), "lasair")
-}
-
-/// Deletes the records of `partition` below `offset` (as retention would), returning the
-/// partition's new first offset.
-async fn delete_below(bootstrap: &str, topic: &str, partition: i32, offset: i64) -> Result<i64> {
-    use rdkafka::admin::{AdminClient, AdminOptions};
-    use rdkafka::client::DefaultClientContext;
-    use rdkafka::{ClientConfig, Offset, TopicPartitionList};
-    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
-        .set("bootstrap.servers", bootstrap)
-        .create()?;
-    let mut tpl = TopicPartitionList::new();
-    tpl.add_partition_offset(topic, partition, Offset::Offset(offset))?;
-    let done = admin
-        .delete_records(&tpl, &AdminOptions::new().operation_timeout(Some(WAIT)))
-        .await?;
-    let e = done
-        .find_partition(topic, partition)
-        .context("no answer for the partition")?;
-    e.error()?;
-    match e.offset() {
-        Offset::Offset(o) => Ok(o),
-        other => anyhow::bail!("new first offset {other:?}"),
-    }
 }
 
 /// Records deleted while a stream is under way, before its read reaches them, are reported

@@ -110,8 +110,10 @@ async fn once(job: &Job) -> Result<std::convert::Infallible, Failure> {
     let kafka = job.kafka.clone();
     let topic = a.topic.clone();
     let (consumer, partitions) = tokio::task::spawn_blocking(move || {
+        // A position Kafka no longer holds stops the read rather than moving on in
+        // silence: the ingest starts again and reports the gap (see `skip_deleted`).
         let consumer = kafka
-            .consumer(4 << 10)
+            .consumer_reporting_gaps(4 << 10, Duration::from_millis(100))
             .map_err(|e| format!("kafka consumer: {e}"))?;
         let partitions = kafka
             .partitions(&consumer, &topic)
@@ -141,7 +143,21 @@ async fn once(job: &Job) -> Result<std::convert::Infallible, Failure> {
         tpl.add_partition_offset(&a.topic, p, offset)
             .map_err(|e| e.to_string())?;
     }
-    consumer.assign(&tpl).map_err(|e| e.to_string())?;
+    let missed = job
+        .metrics
+        .archive_missed
+        .get_or_create(&ArchiveLabels {
+            archive: a.name.clone(),
+        })
+        .clone();
+    let (topic, name) = (a.topic.clone(), a.name.clone());
+    let (consumer, next) = tokio::task::spawn_blocking(move || {
+        skip_deleted(&consumer, &topic, &name, &mut tpl, &mut next, &missed)?;
+        consumer.assign(&tpl).map_err(|e| e.to_string())?;
+        Ok::<_, Failure>((consumer, next))
+    })
+    .await
+    .map_err(|e| e.to_string())??;
     *job.status
         .last_error
         .lock()
@@ -196,6 +212,40 @@ async fn once(job: &Job) -> Result<std::convert::Infallible, Failure> {
         .join()
         .unwrap_or_else(|_| "the archive reader panicked".into());
     Err(format!("archive {:?}: {why}", a.name))
+}
+
+/// Moves each partition whose next offset Kafka no longer holds (the topic's retention
+/// deleted it before the archive read it: the ingest was stopped or behind) to the first
+/// offset held, and says so: a warning naming the offsets, and the count in
+/// `alertmesh_archive_missed_total`. A partition read from the beginning missed nothing.
+fn skip_deleted(
+    consumer: &crate::kafka::GatewayConsumer,
+    topic: &str,
+    archive: &str,
+    tpl: &mut TopicPartitionList,
+    next: &mut BTreeMap<i32, i64>,
+    missed: &prometheus_client::metrics::counter::Counter,
+) -> Result<(), Failure> {
+    for (&partition, at) in next.iter_mut() {
+        let (low, _) = consumer
+            .fetch_watermarks(topic, partition, Duration::from_secs(10))
+            .map_err(|e| format!("cannot read the offsets of topic {topic:?}: {e}"))?;
+        if *at < low {
+            tracing::warn!(
+                archive,
+                topic,
+                partition,
+                from = *at,
+                to = low - 1,
+                "records deleted from kafka before the archive read them; it goes on from the first one held"
+            );
+            missed.inc_by(u64::try_from(low - *at).unwrap_or(0));
+            tpl.set_partition_offset(topic, partition, Offset::Offset(low))
+                .map_err(|e| e.to_string())?;
+            *at = low;
+        }
+    }
+    Ok(())
 }
 
 /// One batch, one transaction: the rows and, with them, the new resume position.
@@ -291,6 +341,19 @@ impl Reader {
                     batch.push(row);
                 }
                 Some(Err(rdkafka::error::KafkaError::PartitionEOF(_))) | None => {}
+                Some(Err(e))
+                    if e.rdkafka_error_code()
+                        == Some(rdkafka::types::RDKafkaErrorCode::AutoOffsetReset) =>
+                {
+                    // What was read before it is read again after the restart, from where
+                    // the table ends.
+                    let _ = self.consumer.unassign();
+                    return format!(
+                        "kafka no longer holds the position it reads in topic {:?}; starting \
+                         again from what the table holds",
+                        self.topic
+                    );
+                }
                 Some(Err(e)) => {
                     tracing::debug!(topic = %self.topic, error = %e, "archive reader: kafka error");
                 }
