@@ -227,6 +227,8 @@ fn skip_deleted(
     missed: &prometheus_client::metrics::counter::Counter,
 ) -> Result<(), Failure> {
     for (&partition, at) in next.iter_mut() {
+        // Only the log start: a broker may report a high watermark short of the true
+        // end (Tansu stops it at the last batch's base offset).
         let (low, _) = consumer
             .fetch_watermarks(topic, partition, Duration::from_secs(10))
             .map_err(|e| format!("cannot read the offsets of topic {topic:?}: {e}"))?;

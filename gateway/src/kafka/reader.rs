@@ -255,17 +255,33 @@ fn skip_deleted(
     topic: &str,
     place: &mut Place,
 ) -> Result<Vec<(i32, i64, i64)>, Error> {
+    // A read from the beginning that has not reached a record yet promised nothing (and
+    // librdkafka looks the beginning up again).
+    let known: Vec<(i32, i64)> = place
+        .starts
+        .iter()
+        .filter_map(|(p, _)| place.next_of(*p).map(|n| (*p, n)))
+        .collect();
+    if known.is_empty() {
+        return Ok(Vec::new());
+    }
+    let parts: Vec<i32> = known.iter().map(|(p, _)| *p).collect();
+    // One request per end for the whole share, tried twice: librdkafka stops each
+    // partition with an error of its own, so several may come in a row.
+    let lookup = |at: Offset| {
+        list_offsets(consumer, topic, &parts, at).or_else(|_| {
+            thread::sleep(Duration::from_millis(200));
+            list_offsets(consumer, topic, &parts, at)
+        })
+    };
+    let lows = lookup(Offset::Beginning)?;
+    let highs = lookup(Offset::End)?;
     let mut gaps = Vec::new();
     let mut regressions = Vec::new();
-    for (partition, _) in place.starts.clone() {
-        // A read from the beginning that has not reached a record yet promised nothing
-        // (and librdkafka looks the beginning up again).
-        let Some(next) = place.next_of(partition) else {
+    for (partition, next) in known {
+        let (Some(&low), Some(&high)) = (lows.get(&partition), highs.get(&partition)) else {
             continue;
         };
-        let (low, high) = consumer
-            .fetch_watermarks(topic, partition, METADATA_TIMEOUT)
-            .map_err(|e| Error::Unavailable(format!("cannot read topic {topic:?}: {e}")))?;
         if next < low {
             gaps.push((partition, next, low));
             place.reached(partition, low);
@@ -283,6 +299,33 @@ fn skip_deleted(
         tracing::warn!(topic, ?regressions, "kafka went back under a reader");
         Err(replaced::data_loss(topic, &regressions))
     }
+}
+
+/// Per partition, the offset Kafka lists for `at` (`Beginning` or `End`), in one request.
+fn list_offsets(
+    consumer: &GatewayConsumer,
+    topic: &str,
+    partitions: &[i32],
+    at: Offset,
+) -> Result<std::collections::HashMap<i32, i64>, Error> {
+    let mut tpl = TopicPartitionList::new();
+    for p in partitions {
+        tpl.add_partition_offset(topic, *p, at)
+            .map_err(Error::from_kafka)?;
+    }
+    let found = consumer
+        .offsets_for_times(tpl, METADATA_TIMEOUT)
+        .map_err(|e| {
+            Error::Unavailable(format!("cannot read the offsets of topic {topic:?}: {e}"))
+        })?;
+    Ok(found
+        .elements_for_topic(topic)
+        .iter()
+        .filter_map(|e| match e.offset() {
+            Offset::Offset(o) => Some((e.partition(), o)),
+            _ => None,
+        })
+        .collect())
 }
 
 /// Replaces a client that lost every broker connection (see [`replaced`]): the new one
@@ -325,6 +368,8 @@ fn run(
         ..Filling::default()
     };
     let mut out = Outbox { tx, runtime };
+    // Stops of partitions (auto.offset.reset) in a row that found nothing deleted.
+    let mut quiet_resets = 0u32;
     // Sends what has been read, if anything; false once the subscriber is gone.
     let flush =
         |filling: &mut Filling, place: &mut Place, out: &mut Outbox, consumer: &GatewayConsumer| {
@@ -412,9 +457,15 @@ fn run(
                     }
                 };
                 if gaps.is_empty() {
-                    // Nothing deleted under the reader: the broker's offsets were briefly
-                    // behind (a leader change); fetch again, not in a tight loop.
-                    thread::sleep(Duration::from_millis(100));
+                    // Nothing deleted under the reader: another partition's stop, already
+                    // dealt with, or the broker's offsets briefly behind (a leader
+                    // change). Fetch again, but not in a tight loop.
+                    quiet_resets += 1;
+                    if quiet_resets > 1 {
+                        thread::sleep(Duration::from_millis(100));
+                    }
+                } else {
+                    quiet_resets = 0;
                 }
                 for (partition, from, to) in gaps {
                     tracing::info!(

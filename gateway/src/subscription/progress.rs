@@ -132,6 +132,12 @@ impl Progress {
         true
     }
 
+    /// Whether partition `p` has delivered all it was asked for (its end, a bounded
+    /// stream's, was reached).
+    pub(super) fn is_done(&self, p: i32) -> bool {
+        self.slot(p).is_some_and(|i| self.parts[i].done)
+    }
+
     /// Records before `to` in partition `p` are gone (reported as a gap): the partition
     /// goes on from there.
     pub(super) fn skipped_to(&mut self, p: i32, to: i64) {
@@ -236,6 +242,7 @@ mod tests {
         assert_eq!(p.next(1), Some(3), "a partition with no position yet");
         p.skipped_to(2, 3);
         assert_eq!(p.next(2), None, "not subscribed");
+        assert!(!p.is_done(0));
     }
 
     #[test]
@@ -268,6 +275,7 @@ mod tests {
         let mut p = Progress::new(vec![0, 1], HashMap::new(), None, EndAt::Now, None);
         p.eof(0, Some(10), 0);
         assert!(!p.finished());
+        assert!(p.is_done(0) && !p.is_done(1));
         p.eof(1, Some(3), 0);
         assert!(p.finished());
         assert_eq!(p.next(0), Some(10));

@@ -296,8 +296,10 @@ impl Subscription {
             }) => {
                 // Reported once: a full read taking over, or a reader restarted after a
                 // pause, finds the same gap from where the stream had got to.
+                // Nor for a partition already read to the stream's end: what went after
+                // that end was never asked for.
                 let from = self.progress.next(partition).map_or(from, |n| n.max(from));
-                if from >= to {
+                if from >= to || self.progress.is_done(partition) {
                     return Ok(Mode::Own(rx));
                 }
                 tracing::info!(
