@@ -113,6 +113,20 @@ pub fn header_text(m: &BorrowedMessage<'_>, name: &str) -> String {
         .unwrap_or_default()
 }
 
+/// Whether the test broker can delete records ([`delete_below`]): Apache Kafka can, Tansu
+/// cannot (nor has it retention a test can wait for). Says so when it cannot, for a test
+/// that then skips.
+pub fn deletes_records() -> bool {
+    let apache = crate::apache::Flavor::from_env() == crate::apache::Flavor::Apache;
+    if !apache {
+        eprintln!(
+            "skipped: Tansu has no DeleteRecords (nor retention a test can wait for); runs \
+             with ALERTMESH_TEST_KAFKA=apache"
+        );
+    }
+    apache
+}
+
 /// Deletes the records of `partition` below `offset` (as retention would), returning the
 /// partition's new first offset. Apache Kafka only: Tansu has no DeleteRecords.
 pub async fn delete_below(

@@ -6,10 +6,9 @@ use std::collections::BTreeMap;
 
 use alertmesh_alert::filter::angular_distance;
 use alertmesh_proto::v1::{self, alert_mesh_client::AlertMeshClient};
-use alertmesh_tests::apache::Flavor;
 use alertmesh_tests::client::{earliest, request as subscribe_request, subscribe_all, until_now};
 use alertmesh_tests::fixtures::{now_ms, ztf_alerts, ztf_records};
-use alertmesh_tests::kafka::delete_below;
+use alertmesh_tests::kafka::{delete_below, deletes_records};
 use alertmesh_tests::{cli::run_cli, Broker, Gateway, GatewaySpec, Postgres, WAIT};
 use anyhow::{ensure, Context, Result};
 use tonic::transport::Channel;
@@ -429,11 +428,7 @@ async fn undecodable_payloads_are_archived_with_null_columns_and_counted() -> Re
 /// over in silence, and the ingest goes on from the first record held.
 #[tokio::test]
 async fn records_deleted_before_the_archive_read_them_are_counted_and_it_goes_on() -> Result<()> {
-    if Flavor::from_env() != Flavor::Apache {
-        eprintln!(
-            "skipped: Tansu has no DeleteRecords (nor retention a test can wait for); runs \
-             with ALERTMESH_TEST_KAFKA=apache"
-        );
+    if !deletes_records() {
         return Ok(());
     }
     let Some(pg) = Postgres::start_or_skip().await? else {

@@ -5,12 +5,11 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use alertmesh_proto::v1::CommitCursorRequest;
-use alertmesh_tests::apache::Flavor;
 use alertmesh_tests::client::{
     check_exactly, earliest, partition_offsets, request, start_offsets, start_time, subscribe_all,
     until_now, until_time,
 };
-use alertmesh_tests::kafka::delete_below;
+use alertmesh_tests::kafka::{delete_below, deletes_records};
 use alertmesh_tests::mesh::FIXTURE_STEP_MS;
 use alertmesh_tests::{Mesh, Site, WAIT, ZTF_TOPIC};
 use anyhow::{ensure, Context as _, Result};
@@ -404,11 +403,7 @@ async fn a_start_time_before_1970_reads_from_the_earliest() -> Result<()> {
 /// went and goes on from the first one held; every other alert arrives once, in order.
 #[tokio::test]
 async fn records_deleted_while_a_stream_is_parked_are_reported_not_passed_over() -> Result<()> {
-    if Flavor::from_env() != Flavor::Apache {
-        eprintln!(
-            "skipped: Tansu has no DeleteRecords (nor retention a test can wait for); runs \
-             with ALERTMESH_TEST_KAFKA=apache"
-        );
+    if !deletes_records() {
         return Ok(());
     }
     let site = Mesh::new("lasair")
@@ -499,11 +494,7 @@ async fn records_deleted_while_a_stream_is_parked_are_reported_not_passed_over()
 /// `skipped` entry naming the missing offsets, then every alert that is left.
 #[tokio::test]
 async fn a_start_before_what_kafka_still_holds_reports_the_gap() -> Result<()> {
-    if Flavor::from_env() != Flavor::Apache {
-        eprintln!(
-            "skipped: Tansu has no DeleteRecords (nor retention a test can wait for); runs \
-             with ALERTMESH_TEST_KAFKA=apache"
-        );
+    if !deletes_records() {
         return Ok(());
     }
     let site = ztf_site("lasair").await?;
