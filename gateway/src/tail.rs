@@ -33,6 +33,9 @@ pub(crate) struct Tail {
     /// Sequence number of the next record to be appended; bumped on every append and
     /// whenever the tail becomes ready.
     head: watch::Sender<u64>,
+    /// Replaced by a tail over more partitions (the topic gained some): its reader stops
+    /// once no subscription uses it.
+    retired: std::sync::atomic::AtomicBool,
 }
 
 #[derive(Debug)]
@@ -68,6 +71,27 @@ pub(crate) enum TailRead {
 }
 
 impl Tail {
+    /// An empty tail of `partitions`, keeping up to `cap_bytes` of records.
+    fn new(alert: Arc<AlertContext>, partitions: Vec<i32>, cap_bytes: usize) -> Self {
+        Tail {
+            alert,
+            partitions,
+            inner: Mutex::new(Inner {
+                records: VecDeque::new(),
+                first_seq: 0,
+                bytes: 0,
+                cap_bytes,
+                low: HashMap::new(),
+                pos: HashMap::new(),
+                caught_up: Vec::new(),
+                cluster: None,
+                reset: None,
+            }),
+            head: watch::Sender::new(0),
+            retired: std::sync::atomic::AtomicBool::new(false),
+        }
+    }
+
     fn lock(&self) -> MutexGuard<'_, Inner> {
         // A panic while holding the lock cannot leave the log inconsistent in a way that
         // matters more than stopping service, so a poisoned lock is simply taken over.
@@ -277,24 +301,26 @@ impl Tails {
         let topic = ctx.topic.as_str();
         let mut map = self.map.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(t) = map.get(topic) {
-            return Arc::clone(t);
+            if partitions.iter().all(|p| t.partitions.contains(p)) {
+                return Arc::clone(t);
+            }
+            // The topic gained partitions since its tail started: a tail over the old ones
+            // would never deliver the new ones' records to a subscription joining it. A new
+            // tail reads them all; the old one serves the subscriptions it has until they
+            // end.
+            tracing::info!(
+                topic,
+                before = t.partitions.len(),
+                now = partitions.len(),
+                "topic has new partitions; its shared tail starts again over all of them"
+            );
+            t.retired.store(true, std::sync::atomic::Ordering::Relaxed);
         }
-        let tail = Arc::new(Tail {
-            alert: Arc::clone(ctx),
-            partitions: partitions.to_vec(),
-            inner: Mutex::new(Inner {
-                records: VecDeque::new(),
-                first_seq: 0,
-                bytes: 0,
-                cap_bytes: self.cap_bytes,
-                low: HashMap::new(),
-                pos: HashMap::new(),
-                caught_up: Vec::new(),
-                cluster: None,
-                reset: None,
-            }),
-            head: watch::Sender::new(0),
-        });
+        let tail = Arc::new(Tail::new(
+            Arc::clone(ctx),
+            partitions.to_vec(),
+            self.cap_bytes,
+        ));
         map.insert(topic.to_owned(), Arc::clone(&tail));
         self.tasks.spawn(feed(
             Arc::clone(&tail),
@@ -313,13 +339,21 @@ async fn feed(tail: Arc<Tail>, cluster: Cluster, cancel: CancellationToken) {
         max_bytes: 1 << 20,
     };
     let mut backoff = Duration::from_millis(200);
-    while !cancel.is_cancelled() {
+    // A retired tail stops once only this task holds it.
+    let unused = |tail: &Arc<Tail>| {
+        tail.retired.load(std::sync::atomic::Ordering::Relaxed) && Arc::strong_count(tail) == 1
+    };
+    while !cancel.is_cancelled() && !unused(&tail) {
         let rx = prepare(&tail, &cluster)
             .await
             .and_then(|starts| cluster.read(&tail.alert, &starts, bounds, ReaderKind::tail));
         match rx {
             Ok(mut rx) => {
                 while let Some(ev) = rx.recv().await {
+                    if unused(&tail) {
+                        tracing::info!(topic = %tail.alert.topic, "retired tail stopped");
+                        return;
+                    }
                     match ev {
                         ReaderEvent::Records(rs) => {
                             backoff = Duration::from_millis(200);
@@ -390,27 +424,13 @@ mod tests {
     use super::*;
 
     fn tail() -> Tail {
-        Tail {
-            alert: Arc::new(AlertContext {
-                gateway: "lasair".into(),
-                topic: "ztf".into(),
-                format: "avro-ocf".into(),
-                namespace: "ZTF".into(),
-            }),
-            partitions: vec![0],
-            inner: Mutex::new(Inner {
-                records: VecDeque::new(),
-                first_seq: 0,
-                bytes: 0,
-                cap_bytes: 1 << 20,
-                low: HashMap::new(),
-                pos: HashMap::new(),
-                caught_up: Vec::new(),
-                cluster: None,
-                reset: None,
-            }),
-            head: watch::Sender::new(0),
-        }
+        let alert = Arc::new(AlertContext {
+            gateway: "lasair".into(),
+            topic: "ztf".into(),
+            format: "avro-ocf".into(),
+            namespace: "ZTF".into(),
+        });
+        Tail::new(alert, vec![0], 1 << 20)
     }
 
     const ALL: BatchBounds = BatchBounds {

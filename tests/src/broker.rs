@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use anyhow::{anyhow, bail, Context, Result};
 use bytes::Bytes;
-use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::admin::{AdminClient, AdminOptions, NewPartitions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
@@ -292,6 +292,39 @@ impl Broker {
             }
         })
         .await?;
+        Ok(())
+    }
+
+    /// Grows `topic` to `total` partitions, waits until metadata shows them, and starts the
+    /// test producer afresh (its metadata names the old count until its next refresh).
+    pub async fn add_partitions(&mut self, topic: &str, total: usize) -> Result<()> {
+        let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
+            .set("bootstrap.servers", self.bootstrap())
+            .create()?;
+        let options = AdminOptions::new().operation_timeout(Some(Duration::from_secs(10)));
+        for result in admin
+            .create_partitions([&NewPartitions::new(topic, total)], &options)
+            .await?
+        {
+            result.map_err(|(t, e)| anyhow!("add partitions to {t}: {e}"))?;
+        }
+        let (bootstrap, name) = (self.bootstrap(), topic.to_owned());
+        wait_until(
+            "new partitions in metadata",
+            Duration::from_secs(20),
+            || {
+                let (bootstrap, name) = (bootstrap.clone(), name.clone());
+                async move {
+                    tokio::task::spawn_blocking(move || partition_count(&bootstrap, &name))
+                        .await
+                        .ok()
+                        .flatten()
+                        .filter(|n| *n == total)
+                }
+            },
+        )
+        .await?;
+        self.producer = producer(&self.bootstrap())?;
         Ok(())
     }
 

@@ -117,12 +117,20 @@ pub fn header_text(m: &BorrowedMessage<'_>, name: &str) -> String {
 /// cannot (nor has it retention a test can wait for). Says so when it cannot, for a test
 /// that then skips.
 pub fn deletes_records() -> bool {
+    apache_only("Tansu has no DeleteRecords (nor retention a test can wait for)")
+}
+
+/// Whether the test broker can add partitions to a topic
+/// ([`Broker::add_partitions`](crate::Broker::add_partitions)): Tansu cannot.
+pub fn adds_partitions() -> bool {
+    apache_only("Tansu cannot add partitions to a topic (CreatePartitions)")
+}
+
+/// Whether the tests run on Apache Kafka; if not, prints why a test skips (`why`).
+fn apache_only(why: &str) -> bool {
     let apache = crate::apache::Flavor::from_env() == crate::apache::Flavor::Apache;
     if !apache {
-        eprintln!(
-            "skipped: Tansu has no DeleteRecords (nor retention a test can wait for); runs \
-             with ALERTMESH_TEST_KAFKA=apache"
-        );
+        eprintln!("skipped: {why}; runs with ALERTMESH_TEST_KAFKA=apache");
     }
     apache
 }

@@ -120,3 +120,45 @@ async fn earliest_on_an_empty_topic_written_meanwhile_misses_nothing() -> Result
     }
     Ok(())
 }
+
+/// A topic that gains partitions: a `latest` subscription made after that reads them all.
+/// The topic's shared tail had started over the old partitions, and a subscription joining
+/// it never saw the new ones' alerts.
+#[tokio::test]
+async fn a_subscription_after_a_topic_gained_partitions_reads_the_new_ones() -> Result<()> {
+    if !alertmesh_tests::kafka::adds_partitions() {
+        return Ok(());
+    }
+    let mut site = Mesh::new("lasair").topic(ZTF_TOPIC, 2).start().await?;
+    let mut client = site.gateway.client().await?;
+    let mut req = request(ZTF_TOPIC);
+    req.start = latest();
+    // The first live subscription starts the topic's tail over two partitions.
+    let mut first = client.subscribe(req.clone()).await?.into_inner();
+    site.gateway
+        .wait_metrics("one open subscription", |m| {
+            m.value("alertmesh_open_subscriptions", &[]) == 1.0
+        })
+        .await?;
+    site.broker.add_partitions(ZTF_TOPIC, 3).await?;
+    let mut second = client.subscribe(req).await?.into_inner();
+    site.gateway
+        .wait_metrics("two open subscriptions", |m| {
+            m.value("alertmesh_open_subscriptions", &[]) == 2.0
+        })
+        .await?;
+    let records = ztf_records(3, now_ms(), 1)?;
+    let produced = site.broker.produce_all(ZTF_TOPIC, &records[..9]).await?;
+    ensure!(
+        produced.iter().any(|p| p.record.partition == 2),
+        "nothing written to the new partition"
+    );
+    let alerts = alertmesh_tests::client::take(&mut second, produced.len(), WAIT).await?;
+    let want: Vec<&Produced> = produced.iter().collect();
+    check_exactly(&alerts, &want, "lasair")?;
+    // The subscription made before goes on over the partitions it was made with (it
+    // learns of new ones when it subscribes again).
+    let old: Vec<&Produced> = produced.iter().filter(|p| p.record.partition < 2).collect();
+    let alerts = alertmesh_tests::client::take(&mut first, old.len(), WAIT).await?;
+    check_exactly(&alerts, &old, "lasair")
+}
