@@ -33,9 +33,10 @@ pub(crate) struct Tail {
     /// Sequence number of the next record to be appended; bumped on every append and
     /// whenever the tail becomes ready.
     head: watch::Sender<u64>,
-    /// Replaced by a tail over more partitions (the topic gained some): its reader stops
-    /// once no subscription uses it.
-    retired: std::sync::atomic::AtomicBool,
+    /// The tail over more partitions that replaced this one (the topic gained some): the
+    /// subscriptions of this one move to it, and this one's reader stops once none is
+    /// left.
+    successor: std::sync::OnceLock<Arc<Tail>>,
 }
 
 #[derive(Debug)]
@@ -88,7 +89,7 @@ impl Tail {
                 reset: None,
             }),
             head: watch::Sender::new(0),
-            retired: std::sync::atomic::AtomicBool::new(false),
+            successor: std::sync::OnceLock::new(),
         }
     }
 
@@ -96,6 +97,25 @@ impl Tail {
         // A panic while holding the lock cannot leave the log inconsistent in a way that
         // matters more than stopping service, so a poisoned lock is simply taken over.
         self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The partitions it reads.
+    pub(crate) fn partitions(&self) -> &[i32] {
+        &self.partitions
+    }
+
+    /// The tail that now serves the topic, if this one was replaced because the topic
+    /// gained partitions (the last of several replacements).
+    pub(crate) fn successor(&self) -> Option<Arc<Tail>> {
+        let mut newest = Arc::clone(self.successor.get()?);
+        while let Some(next) = newest.successor.get().map(Arc::clone) {
+            newest = next;
+        }
+        Some(newest)
+    }
+
+    fn is_retired(&self) -> bool {
+        self.successor.get().is_some()
     }
 
     pub(crate) fn head(&self) -> watch::Receiver<u64> {
@@ -304,24 +324,26 @@ impl Tails {
             if partitions.iter().all(|p| t.partitions.contains(p)) {
                 return Arc::clone(t);
             }
-            // The topic gained partitions since its tail started: a tail over the old ones
-            // would never deliver the new ones' records to a subscription joining it. A new
-            // tail reads them all; the old one serves the subscriptions it has until they
-            // end.
-            tracing::info!(
-                topic,
-                before = t.partitions.len(),
-                now = partitions.len(),
-                "topic has new partitions; its shared tail starts again over all of them"
-            );
-            t.retired.store(true, std::sync::atomic::Ordering::Relaxed);
         }
         let tail = Arc::new(Tail::new(
             Arc::clone(ctx),
             partitions.to_vec(),
             self.cap_bytes,
         ));
-        map.insert(topic.to_owned(), Arc::clone(&tail));
+        if let Some(old) = map.insert(topic.to_owned(), Arc::clone(&tail)) {
+            // The topic gained partitions since its tail started: a tail over the old ones
+            // would never deliver the new ones' records. The new tail reads them all; the
+            // subscriptions of the old one move over (woken, should they be waiting on
+            // it), and its reader stops once they have.
+            tracing::info!(
+                topic,
+                before = old.partitions.len(),
+                now = partitions.len(),
+                "topic has new partitions; its shared tail starts again over all of them"
+            );
+            let _ = old.successor.set(Arc::clone(&tail));
+            old.head.send_modify(|_| {});
+        }
         self.tasks.spawn(feed(
             Arc::clone(&tail),
             self.cluster.clone(),
@@ -340,9 +362,7 @@ async fn feed(tail: Arc<Tail>, cluster: Cluster, cancel: CancellationToken) {
     };
     let mut backoff = Duration::from_millis(200);
     // A retired tail stops once only this task holds it.
-    let unused = |tail: &Arc<Tail>| {
-        tail.retired.load(std::sync::atomic::Ordering::Relaxed) && Arc::strong_count(tail) == 1
-    };
+    let unused = |tail: &Arc<Tail>| tail.is_retired() && Arc::strong_count(tail) == 1;
     while !cancel.is_cancelled() && !unused(&tail) {
         let rx = prepare(&tail, &cluster)
             .await

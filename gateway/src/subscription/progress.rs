@@ -68,6 +68,17 @@ impl Progress {
         &self.partitions
     }
 
+    /// Takes on partitions the topic gained while the stream ran, each from its first
+    /// record (all of them came after the stream began).
+    pub(super) fn add_partitions(&mut self, added: &[i32]) {
+        for p in added {
+            if !self.partitions.contains(p) {
+                self.partitions.push(*p);
+                self.parts.push(Part::default());
+            }
+        }
+    }
+
     /// The slot of partition `p`: partitions are usually 0..n in order, so `p` itself
     /// is tried first.
     fn slot(&self, p: i32) -> Option<usize> {
@@ -243,6 +254,20 @@ mod tests {
         p.skipped_to(2, 3);
         assert_eq!(p.next(2), None, "not subscribed");
         assert!(!p.is_done(0));
+    }
+
+    #[test]
+    fn partitions_taken_on_later_start_unknown_and_are_not_done() {
+        let mut p = Progress::new(vec![0, 1], HashMap::from([(0, 5)]), None, EndAt::Now, None);
+        p.eof(0, Some(5), 0);
+        p.eof(1, Some(2), 0);
+        assert!(p.finished());
+        p.add_partitions(&[1, 3, 2]);
+        assert_eq!(p.partitions(), &[0, 1, 3, 2]);
+        assert_eq!(p.next(3), None);
+        assert!(!p.finished(), "the new partitions are still to be read");
+        assert!(p.accept(&rec(3, 0, 0)));
+        assert_eq!(p.next(3), Some(1));
     }
 
     #[test]

@@ -207,6 +207,11 @@ impl Subscription {
                     _ => std::future::pending().await,
                 }
             };
+            if matches!(mode, Mode::Tail { .. }) && self.follow_growth() {
+                // The new partitions from their start, the others from where the stream
+                // got to, on its own; then it joins the new tail.
+                mode = Mode::Own(self.own_reader()?);
+            }
             mode = match mode {
                 Mode::Done => return Ok(()),
                 Mode::Own(mut rx) => {
@@ -325,6 +330,9 @@ impl Subscription {
             }) => {
                 self.progress.eof(partition, position, now_ms());
                 if self.progress.all_at_eof() && !self.progress.finished() {
+                    if self.follow_growth() {
+                        return Ok(Mode::Own(self.own_reader()?));
+                    }
                     if let Some(tail) = &self.tail {
                         if let Some(seq) = tail
                             .try_join(self.progress.partitions(), &self.progress.next_positions())
@@ -390,6 +398,32 @@ impl Subscription {
     fn drains(&self) -> bool {
         let queued = OUT_SLOTS.saturating_sub(self.out.capacity());
         self.sent.saturating_sub(queued) >= TAKEN_FOR_FULL
+    }
+
+    /// Moves to the topic's new tail if the one it had was replaced because the topic
+    /// gained partitions, and takes those on (from their first record: they came after
+    /// the stream began). True if it did; the caller then reads on its own.
+    fn follow_growth(&mut self) -> bool {
+        let Some(newer) = self.tail.as_ref().and_then(|t| t.successor()) else {
+            return false;
+        };
+        let added: Vec<i32> = newer
+            .partitions()
+            .iter()
+            .copied()
+            .filter(|p| !self.progress.partitions().contains(p))
+            .collect();
+        tracing::info!(
+            added = added.len(),
+            "the topic gained partitions; the stream reads them too"
+        );
+        self.progress.add_partitions(&added);
+        for p in added {
+            self.starts.push((p, StartAt::Beginning));
+            self.first_next.push((p, None));
+        }
+        self.tail = Some(newer);
+        true
     }
 
     /// A small read on its own from the positions reached so far (see [`Cluster::read`]).
