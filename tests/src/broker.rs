@@ -279,8 +279,12 @@ impl Broker {
                 }
             }
         }
-        let bootstrap = self.bootstrap();
-        let topic = topic.to_owned();
+        self.wait_for_partitions(topic, partitions as usize).await
+    }
+
+    /// Waits until metadata shows `topic` with `partitions` partitions.
+    async fn wait_for_partitions(&self, topic: &str, partitions: usize) -> Result<()> {
+        let (bootstrap, topic) = (self.bootstrap(), topic.to_owned());
         wait_until("topic metadata", Duration::from_secs(20), || {
             let (bootstrap, topic) = (bootstrap.clone(), topic.clone());
             async move {
@@ -288,7 +292,7 @@ impl Broker {
                     .await
                     .ok()
                     .flatten()
-                    .filter(|n| *n == partitions as usize)
+                    .filter(|n| *n == partitions)
             }
         })
         .await?;
@@ -308,22 +312,7 @@ impl Broker {
         {
             result.map_err(|(t, e)| anyhow!("add partitions to {t}: {e}"))?;
         }
-        let (bootstrap, name) = (self.bootstrap(), topic.to_owned());
-        wait_until(
-            "new partitions in metadata",
-            Duration::from_secs(20),
-            || {
-                let (bootstrap, name) = (bootstrap.clone(), name.clone());
-                async move {
-                    tokio::task::spawn_blocking(move || partition_count(&bootstrap, &name))
-                        .await
-                        .ok()
-                        .flatten()
-                        .filter(|n| *n == total)
-                }
-            },
-        )
-        .await?;
+        self.wait_for_partitions(topic, total).await?;
         self.producer = producer(&self.bootstrap())?;
         Ok(())
     }
