@@ -481,6 +481,51 @@ async fn follow_streams_rows_inserted_later_once_each() -> Result<()> {
     Ok(())
 }
 
+/// Rows of `objects` PostgreSQL has read for statements so far (sequential and index
+/// scans), from its statistics (sent by each connection about once a second).
+fn rows_read(pg: &alertmesh_tests::Postgres) -> Result<i64> {
+    let out = pg.psql(
+        "select coalesce(seq_tup_read, 0) + coalesce(idx_tup_fetch, 0) \
+         from pg_stat_user_tables where relname = 'objects'",
+    )?;
+    Ok(out.trim().parse()?)
+}
+
+/// A follow stream whose filter matches nothing new does not read the table again at every
+/// poll: once a poll has looked at the rows there were, the next starts after them (it
+/// used to start after the last row sent, so a rare filter on a growing table had each
+/// poll read every row since). A row that matches is still sent.
+#[tokio::test]
+async fn a_follow_poll_that_finds_nothing_does_not_read_the_same_rows_again() -> Result<()> {
+    let Some(s) = site().await? else {
+        return Ok(());
+    };
+    let mut client = s.gateway.client().await?;
+    let mut req = request("objects");
+    req.follow = true;
+    req.r#where = "mag < 0".into();
+    let mut stream = client.query(req).await?.into_inner();
+    // A few polls (every 200 ms) for the first one to have read the table, and the
+    // statistics of the connections to have been sent.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let before = rows_read(&s.pg)?;
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    let during = rows_read(&s.pg)? - before;
+    eprintln!("rows read in 4 s of polls: {during}");
+    // Twenty polls: each reading the 1,000 rows was 20,000.
+    assert!(
+        during < ROWS,
+        "{during} rows read in 4 s of polls that found nothing new"
+    );
+    s.pg.psql(&format!(
+        "insert into objects values ({id}, 'ZTF{id}', 1, 1, -1, 3, 0)",
+        id = ROWS + 1
+    ))?;
+    let ids = follow_ids(&mut stream, 1).await?;
+    assert_eq!(ids, vec![ROWS + 1]);
+    Ok(())
+}
+
 #[tokio::test]
 async fn bad_requests_and_injection_attempts_are_clear_errors_and_touch_nothing() -> Result<()> {
     let Some(s) = site().await? else {

@@ -322,11 +322,16 @@ fn put_bytes(tag: u32, value: &[u8], buf: &mut BytesMut) {
 
 /// The order value of `row` alone (column `order` of `shape`), as [`convert`] reads it.
 pub(crate) fn order_of(row: &Row, shape: &Shape, order: usize) -> Result<Option<OrderValue>> {
-    Ok(match shape.columns[order].1 {
-        Kind::Int2 => get::<i16>(row, order)?.map(|v| OrderValue::Int(v.into())),
-        Kind::Int4 => get::<i32>(row, order)?.map(|v| OrderValue::Int(v.into())),
-        Kind::Int8 => get::<i64>(row, order)?.map(OrderValue::Int),
-        Kind::Text | Kind::AsText => get::<&str>(row, order)?.map(|t| OrderValue::Text(t.into())),
+    order_value(row, shape.columns[order].1, order)
+}
+
+/// Column `i` of `row`, of kind `kind`, as an order value.
+pub(crate) fn order_value(row: &Row, kind: Kind, i: usize) -> Result<Option<OrderValue>> {
+    Ok(match kind {
+        Kind::Int2 => get::<i16>(row, i)?.map(|v| OrderValue::Int(v.into())),
+        Kind::Int4 => get::<i32>(row, i)?.map(|v| OrderValue::Int(v.into())),
+        Kind::Int8 => get::<i64>(row, i)?.map(OrderValue::Int),
+        Kind::Text | Kind::AsText => get::<&str>(row, i)?.map(|t| OrderValue::Text(t.into())),
         Kind::Bool | Kind::Float4 | Kind::Float8 => None,
     })
 }

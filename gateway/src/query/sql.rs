@@ -239,6 +239,36 @@ pub(crate) fn rows(
     })
 }
 
+/// The greatest order value of `q`'s rows after `after`, whatever the client's filter: a
+/// `follow` stream that polled and found nothing new to send has looked at every row up to
+/// there, and its next poll starts after it rather than after the last row it sent (a rare
+/// filter on a growing table would otherwise have every poll read all the rows since). One
+/// row of one column, the order column read as the stream's statements read it.
+pub(crate) fn newest(
+    q: &QueryConfig,
+    order_kind: Kind,
+    order_type: Option<&'static str>,
+    after: Option<&OrderValue>,
+) -> Statement {
+    let mut b = Builder::default();
+    let order = order_column(q);
+    let read = match order_kind {
+        Kind::AsText => format!("{order}::text"),
+        _ => order.clone(),
+    };
+    let mut sql = format!("SELECT {read} FROM {}", source(q));
+    if let Some(after) = after {
+        let p = order_param(&mut b, order_type, after);
+        sql.push_str(&format!(" WHERE {order} > {p}"));
+    }
+    sql.push_str(&format!(" ORDER BY {order} DESC LIMIT 1"));
+    Statement {
+        sql,
+        params: b.params,
+        rows: 1,
+    }
+}
+
 /// The one row of `q` whose order value is `value`.
 pub(crate) fn one(
     q: &QueryConfig,
@@ -626,5 +656,27 @@ mod tests {
             "{}",
             one.sql
         );
+    }
+
+    #[test]
+    fn the_newest_order_value_ignores_the_filter_and_reads_as_the_rows_do() {
+        let (q, _) = query();
+        let s = newest(&q, Kind::Int8, None, Some(&OrderValue::Int(41)));
+        assert_eq!(
+            s.sql,
+            "SELECT \"objects\".\"id\" FROM \"objects\" WHERE \"objects\".\"id\" > $1::int8 \
+             ORDER BY \"objects\".\"id\" DESC LIMIT 1"
+        );
+        assert_eq!(s.params, vec![Param::Int(41)]);
+        let after = OrderValue::Text("2026-12-01 10:00:00.5+00".into());
+        let s = newest(&q, Kind::AsText, Some("timestamptz"), Some(&after));
+        assert!(
+            s.sql.starts_with("SELECT \"objects\".\"id\"::text FROM")
+                && s.sql.contains("> $1::text::timestamptz"),
+            "{}",
+            s.sql
+        );
+        let s = newest(&q, Kind::Int8, None, None);
+        assert!(!s.sql.contains("WHERE") && s.params.is_empty(), "{}", s.sql);
     }
 }

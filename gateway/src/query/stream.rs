@@ -184,11 +184,36 @@ async fn read_statements(
 ) {
     let q = &declared.config;
     let mut read: u64 = 0;
+    // Caught up and following: polling for rows inserted since.
+    let mut polling = false;
+    let selective = fetch.filter.is_some() || fetch.cone.is_some() || fetch.ids.is_some();
+    let order_kind = described.shape.columns[described.order].1;
     loop {
         let want = fetch
             .limit
             .map_or(u64::MAX, |l| l - read)
             .min(statement_rows.load(Ordering::Relaxed) as u64) as i64;
+        // A poll that finds nothing to send has still looked at every row up to the newest
+        // one there was before it: the next starts after that (see `sql::newest`). Without
+        // a filter every row is sent, and the last one sent is as far.
+        let newest = if polling && selective {
+            let stmt = sql::newest(q, order_kind, fetch.order_type, fetch.after.as_ref());
+            let found = tokio::select! {
+                r = declared.run(&stmt) => r,
+                _ = out.closed() => return,
+            };
+            match found {
+                Ok(rows) => rows
+                    .first()
+                    .and_then(|r| row::order_value(r, order_kind, 0).ok().flatten()),
+                Err(e) => {
+                    let _ = out.send(Err(e)).await;
+                    return;
+                }
+            }
+        } else {
+            None
+        };
         let rows = match fetch.statement(q, &described.shape, want) {
             Ok(stmt) => {
                 tokio::select! {
@@ -218,6 +243,9 @@ async fn read_statements(
                 _ => true,
             },
         };
+        if n == 0 && newest.is_some() {
+            fetch.after = newest;
+        }
         read += n as u64;
         if n > 0 && out.send(Ok(rows)).await.is_err() || unordered {
             return;
@@ -229,6 +257,7 @@ async fn read_statements(
             if !fetch.follow {
                 return;
             }
+            polling = true;
             // Caught up: one poll per interval, however many rows arrive.
             tokio::select! {
                 _ = tokio::time::sleep(q.poll_interval) => {}
