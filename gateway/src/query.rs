@@ -259,6 +259,7 @@ impl Queries {
             max_batch_bytes: self.max_batch_bytes,
             follow: req.follow,
             json: req.output == v1::Output::Json as i32,
+            bare_nonfinite: req.json_bare_nonfinite,
             binding,
             unread_drop: self.unread_drop,
         };

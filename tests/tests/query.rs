@@ -481,6 +481,46 @@ async fn follow_streams_rows_inserted_later_once_each() -> Result<()> {
     Ok(())
 }
 
+/// Non-finite doubles come as the bare tokens Python's `json` reads as floats when asked
+/// for (`json_bare_nonfinite`), so that a reader can tell them from a text column holding
+/// the same word, which stays a string; without the option they are strings, as JSON has
+/// no literal for them.
+#[tokio::test]
+async fn nonfinite_doubles_are_bare_tokens_when_asked_and_text_stays_text() -> Result<()> {
+    let Some(s) = site().await? else {
+        return Ok(());
+    };
+    s.pg.psql(&format!(
+        "insert into objects values ({id}, 'NaN', 'Infinity', 0, 'NaN', 1, 0)",
+        id = ROWS + 1
+    ))?;
+    let mut client = s.gateway.client().await?;
+    for bare in [false, true] {
+        let mut req = request("objects");
+        req.r#where = format!("id > {ROWS}");
+        req.output = v1::Output::Json as i32;
+        req.json_bare_nonfinite = bare;
+        let got = query(&mut client, req, 1, WAIT).await;
+        ensure!(got.alerts.len() == 1, "bare {bare}: {got:?}");
+        let a = &got.alerts[0];
+        let json = String::from_utf8(a.json.to_vec())?;
+        let (ra, mag) = if bare {
+            ("\"ra\":Infinity", "\"mag\":NaN")
+        } else {
+            ("\"ra\":\"Infinity\"", "\"mag\":\"NaN\"")
+        };
+        ensure!(
+            a.json_bare_nonfinite == bare
+                && json.contains("\"object_id\":\"NaN\"")
+                && json.contains(ra)
+                && json.contains(mag),
+            "bare {bare}: {json} (says bare: {})",
+            a.json_bare_nonfinite
+        );
+    }
+    Ok(())
+}
+
 /// Rows of `objects` PostgreSQL has read for statements so far (sequential and index
 /// scans), from its statistics (sent by each connection about once a second).
 fn rows_read(pg: &alertmesh_tests::Postgres) -> Result<i64> {

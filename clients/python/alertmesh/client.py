@@ -304,6 +304,9 @@ class Gateway:
             resume_token=resume or "",
             follow=follow,
             max_batch_alerts=max_batch_alerts,
+            # NaN and infinities as tokens json.loads reads as floats, so that a text
+            # column holding "NaN" stays a string.
+            json_bare_nonfinite=True,
         )
         if limit is not None:
             req.limit = limit

@@ -26,7 +26,7 @@ def from_gateway_json(data: bytes, *, bare_nonfinite: bool = False) -> dict[str,
     ``json`` keeps integers as Python ints, so 64-bit ids stay exact. Non-finite doubles
     come as the tokens ``NaN``, ``Infinity`` and ``-Infinity`` when the alert says so
     (``bare_nonfinite``: asked for with ``json_bare_nonfinite``), which ``json`` reads as
-    floats. Otherwise (query rows, gateways that predate the option) they are the strings
+    floats. Otherwise (gateways that predate the option) they are the strings
     ``"NaN"``, ``"Infinity"`` and ``"-Infinity"``, since JSON has no literal for them: those
     are turned into the tokens before parsing, and only when the document holds one (a
     genuine string field holding exactly one of those words is converted too; alert schemas

@@ -102,7 +102,9 @@ class QueryStream(CancellableStream):
                             continue  # delivered before a reconnect
                         self._since_token += 1
                         alert = Alert.from_pb(m)
-                        alert.record = from_gateway_json(m.json if m.json else m.payload)
+                        alert.record = from_gateway_json(
+                            m.json if m.json else m.payload, bare_nonfinite=m.json_bare_nonfinite
+                        )
                         self.delivered += 1
                         yield alert
                     # Only once every row of the batch was taken: a token past rows the

@@ -491,6 +491,30 @@ def test_a_query_whose_replica_dies_resumes_on_the_next_replica() -> None:
     assert b.tokens == ["t2"] and stream.reconnects == 1
 
 
+class _NonFiniteRows(pb_grpc.AlertMeshServicer):
+    """Answers as a gateway does: bare tokens when asked for (and says so), else strings."""
+
+    def __init__(self) -> None:
+        self.asked: list[bool] = []
+
+    def Query(self, request: pb.QueryRequest, context: grpc.ServicerContext) -> Iterator[pb.QueryBatch]:
+        self.asked.append(request.json_bare_nonfinite)
+        if request.json_bare_nonfinite:
+            row = pb.Alert(ref="am://g/q/1", json=b'{"name":"NaN","mag":NaN}', json_bare_nonfinite=True)
+        else:
+            row = pb.Alert(ref="am://g/q/1", json=b'{"name":"NaN","mag":"NaN"}')
+        yield pb.QueryBatch(alerts=[row])
+
+
+def test_query_rows_keep_a_text_nan_a_string_and_a_double_nan_a_float() -> None:
+    gateway = _NonFiniteRows()
+    with _serving(gateway) as url, Gateway(url) as gw:
+        (row,) = list(gw.query("q"))
+    assert gateway.asked == [True]
+    assert row.record["name"] == "NaN"
+    assert isinstance(row.record["mag"], float) and math.isnan(row.record["mag"])
+
+
 class _Prov(pb_grpc.AlertMeshServicer):
     def Provenance(self, request: pb.ProvenanceRequest, context: grpc.ServicerContext) -> pb.ProvenanceGraph:
         return pb.ProvenanceGraph(root=request.ref, entities=[pb.ProvEntity(id=request.ref)])

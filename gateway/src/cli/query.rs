@@ -68,6 +68,8 @@ pub(super) async fn query(args: QueryArgs) -> Result<(), String> {
         resume_token: args.resume.clone().unwrap_or_default(),
         follow: args.follow,
         max_batch_alerts: 0,
+        // Lines of standard JSON: non-finite doubles as strings.
+        json_bare_nonfinite: false,
     };
     let mut client = connect(&args.gateway).await?;
     let stdout = io::stdout();

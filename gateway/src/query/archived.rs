@@ -9,7 +9,7 @@
 use std::sync::Arc;
 
 use alertmesh_alert::filter::Predicate;
-use alertmesh_alert::{BytesMode, Decoder, Format, JsonOptions, Registry, Subject};
+use alertmesh_alert::{BytesMode, Decoder, Format, JsonOptions, NonFinite, Registry, Subject};
 use alertmesh_proto::tags::batch::ALERTS;
 use alertmesh_proto::v1;
 use bytes::{Bytes, BytesMut};
@@ -185,7 +185,7 @@ impl Declared {
         writer: &mut row::RowWriter,
         r: &tokio_postgres::Row,
         d: &Described,
-        json: bool,
+        (json, bare_nonfinite): (bool, bool),
         buf: &mut BytesMut,
     ) -> Result<(OrderValue, usize)> {
         let Some(a) = &self.archive else {
@@ -194,7 +194,7 @@ impl Declared {
         let (order, mut alert) = a.alert(r, d)?;
         let order = OrderValue::Int(order);
         if json {
-            a.to_json(&mut alert);
+            a.to_json(&mut alert, bare_nonfinite);
         }
         // What the batch carries: JSON output is larger than the payload it decodes.
         let size = alert.payload.len() + alert.json.len();
@@ -287,14 +287,19 @@ impl Archived {
     /// JSON output, as Subscribe's: the decoded payload in `json`, no payload, and the
     /// mesh key found by decoding when the Kafka key is not one. A payload that does not
     /// decode stays native (as archived).
-    fn to_json(&self, alert: &mut v1::Alert) {
+    fn to_json(&self, alert: &mut v1::Alert, bare_nonfinite: bool) {
         let Ok(decoded) = self.decoder.decode(self.format, &alert.payload) else {
             return;
         };
         alert.json = Bytes::from(decoded.to_json(JsonOptions {
             bytes: BytesMode::Base64,
-            ..JsonOptions::default()
+            nonfinite: if bare_nonfinite {
+                NonFinite::Bare
+            } else {
+                NonFinite::default()
+            },
         }));
+        alert.json_bare_nonfinite = bare_nonfinite;
         alert.payload = Bytes::new();
         if alert.mesh_key.is_empty() {
             if let Some(k) = Subject::new(&decoded, &self.registry).key {

@@ -2,7 +2,7 @@
 //! NaN and infinities as strings, as JSON output of topics), and its ref.
 
 use alertmesh_proto::tags::alert::{
-    FORMAT, JSON, KEY, MESH_KEY, NAMESPACE, OFFSET, PAYLOAD, REF, TOPIC,
+    FORMAT, JSON, JSON_BARE_NONFINITE, KEY, MESH_KEY, NAMESPACE, OFFSET, PAYLOAD, REF, TOPIC,
 };
 use alertmesh_proto::tags::batch::ALERTS;
 use alertmesh_proto::v1;
@@ -43,14 +43,23 @@ fn float(f: f64) -> Value {
 /// Appends `f` as [`float`]'s value serializes, without building the value. A `real`
 /// (`f32`) is written in its own shortest form, as psql prints it and as the gateway writes
 /// an Avro `float` (`0.1`, not the `0.10000000149011612` of the double nearest it).
-fn put_float<F: serde::Serialize + Into<f64> + Copy>(out: &mut Vec<u8>, f: Option<F>) {
-    match f.map(|v| (v, v.into())) {
+/// With `bare`, a non-finite value is the bare token (`NaN`, not `"NaN"`), as asked for
+/// with `QueryRequest.json_bare_nonfinite`.
+fn put_float<F: serde::Serialize + Into<f64> + Copy>(out: &mut Vec<u8>, f: Option<F>, bare: bool) {
+    let token: &[u8] = match f.map(|v| (v, v.into())) {
         // A finite number: serde_json writes it as its `Number` would be.
-        Some((v, x)) if x.is_finite() => put(out, Some(v)),
-        Some((_, x)) if x.is_nan() => out.extend_from_slice(b"\"NaN\""),
-        Some((_, x)) if x > 0.0 => out.extend_from_slice(b"\"Infinity\""),
-        Some(_) => out.extend_from_slice(b"\"-Infinity\""),
-        None => out.extend_from_slice(b"null"),
+        Some((v, x)) if x.is_finite() => return put(out, Some(v)),
+        Some((_, x)) if x.is_nan() => b"NaN",
+        Some((_, x)) if x > 0.0 => b"Infinity",
+        Some(_) => b"-Infinity",
+        None => return out.extend_from_slice(b"null"),
+    };
+    if bare {
+        out.extend_from_slice(token);
+    } else {
+        out.push(b'"');
+        out.extend_from_slice(token);
+        out.push(b'"');
     }
 }
 
@@ -83,8 +92,8 @@ enum KeyAt<'a> {
 fn write_json<'a>(
     row: &'a Row,
     shape: &Shape,
-    order: usize,
-    key: usize,
+    (order, key): (usize, usize),
+    bare_nonfinite: bool,
     json: &mut Vec<u8>,
 ) -> Result<(OrderValue, KeyAt<'a>)> {
     json.clear();
@@ -128,8 +137,8 @@ fn write_json<'a>(
                 }
                 put(json, v);
             }
-            Kind::Float4 => put_float(json, get::<f32>(row, i)?),
-            Kind::Float8 => put_float(json, get::<f64>(row, i)?),
+            Kind::Float4 => put_float(json, get::<f32>(row, i)?, bare_nonfinite),
+            Kind::Float8 => put_float(json, get::<f64>(row, i)?, bare_nonfinite),
             Kind::Text | Kind::AsText => {
                 let v = get::<&str>(row, i)?;
                 if i == key {
@@ -165,7 +174,8 @@ fn write_json<'a>(
 /// key columns.
 pub(crate) fn convert(row: &Row, shape: &Shape, order: usize, key: usize) -> Result<RowAlert> {
     let mut json = Vec::with_capacity(16 * shape.columns.len() + 16);
-    let (order, key_at) = write_json(row, shape, order, key, &mut json)?;
+    // Fetch of a row ref has no output options: non-finite doubles as strings.
+    let (order, key_at) = write_json(row, shape, (order, key), false, &mut json)?;
     let key = match key_at {
         KeyAt::Text(t) => t.to_owned(),
         KeyAt::Json(r) => String::from_utf8_lossy(&json[r]).into_owned(),
@@ -186,18 +196,26 @@ pub(crate) struct RowWriter {
     topic: String,
     namespace: String,
     json_output: bool,
+    /// Non-finite doubles as bare tokens (`QueryRequest.json_bare_nonfinite`).
+    bare_nonfinite: bool,
     /// The row being written: its JSON, its ref.
     json: Vec<u8>,
     r#ref: Vec<u8>,
 }
 
 impl RowWriter {
-    pub(crate) fn new(gateway: &str, query: &str, namespace: &str, json_output: bool) -> Self {
+    pub(crate) fn new(
+        gateway: &str,
+        query: &str,
+        namespace: &str,
+        (json_output, bare_nonfinite): (bool, bool),
+    ) -> Self {
         RowWriter {
             ref_prefix: format!("am://{gateway}/query:{query}/"),
             topic: format!("query:{query}"),
             namespace: namespace.to_owned(),
             json_output,
+            bare_nonfinite,
             json: Vec::new(),
             r#ref: Vec::new(),
         }
@@ -213,14 +231,16 @@ impl RowWriter {
         buf: &mut BytesMut,
     ) -> Result<(OrderValue, usize)> {
         let mut json = std::mem::take(&mut self.json);
-        let written = write_json(row, shape, order, key, &mut json).map(|(order, key_at)| {
-            let key = match key_at {
-                KeyAt::Text(t) => t.as_bytes(),
-                KeyAt::Json(r) => &json[r],
-            };
-            self.put_element(&order, key, &json, buf);
-            (order, json.len())
-        });
+        let written = write_json(row, shape, (order, key), self.bare_nonfinite, &mut json).map(
+            |(order, key_at)| {
+                let key = match key_at {
+                    KeyAt::Text(t) => t.as_bytes(),
+                    KeyAt::Json(r) => &json[r],
+                };
+                self.put_element(&order, key, &json, buf);
+                (order, json.len())
+            },
+        );
         self.json = json;
         written
     }
@@ -270,7 +290,12 @@ impl RowWriter {
             + field_len(FORMAT, "json".len())
             + str_len(NAMESPACE, self.namespace.len())
             + str_len(JSON, json_len)
-            + str_len(MESH_KEY, mesh_key_len);
+            + str_len(MESH_KEY, mesh_key_len)
+            + if self.bare_nonfinite {
+                encoding::bool::encoded_len(JSON_BARE_NONFINITE, &true)
+            } else {
+                0
+            };
         buf.reserve(field_len(ALERTS, alert_len));
         // Fields in field order, defaults omitted, as prost writes them.
         put_header(ALERTS, alert_len, buf);
@@ -298,6 +323,9 @@ impl RowWriter {
             put_bytes(JSON, json, buf);
         }
         put_mesh_key(MESH_KEY, buf);
+        if self.bare_nonfinite {
+            encoding::bool::encode(JSON_BARE_NONFINITE, &true, buf);
+        }
     }
 }
 
@@ -453,11 +481,11 @@ mod tests {
             f64::NEG_INFINITY,
         ] {
             let mut out = Vec::new();
-            put_float(&mut out, Some(f));
+            put_float(&mut out, Some(f), false);
             assert_eq!(out, serde_json::to_vec(&float(f)).unwrap(), "{f}");
         }
         let mut out = Vec::new();
-        put_float::<f64>(&mut out, None);
+        put_float::<f64>(&mut out, None, false);
         assert_eq!(out, b"null");
         for (f, text) in [
             (0.1f32, "0.1"),
@@ -467,8 +495,20 @@ mod tests {
             (f32::NEG_INFINITY, "\"-Infinity\""),
         ] {
             let mut out = Vec::new();
-            put_float(&mut out, Some(f));
+            put_float(&mut out, Some(f), false);
             assert_eq!(String::from_utf8(out).unwrap(), text, "{f}");
+        }
+        // Bare tokens when asked for; finite values and null as before.
+        for (f, text) in [
+            (Some(f64::NAN), "NaN"),
+            (Some(f64::INFINITY), "Infinity"),
+            (Some(f64::NEG_INFINITY), "-Infinity"),
+            (Some(1.5), "1.5"),
+            (None, "null"),
+        ] {
+            let mut out = Vec::new();
+            put_float(&mut out, f, true);
+            assert_eq!(String::from_utf8(out).unwrap(), text, "{f:?}");
         }
     }
 
@@ -476,8 +516,14 @@ mod tests {
     fn written_rows_are_prosts_encoding_of_their_alerts() {
         use prost::Message as _;
         let json = br#"{"id":-7,"object_id":"ZTF18abc","mag":"NaN"}"#;
-        for (namespace, json_output) in [("ZTF", false), ("ZTF", true), ("", false)] {
-            let mut w = RowWriter::new("lasair", "objects", namespace, json_output);
+        for (namespace, json_output, bare) in [
+            ("ZTF", false, false),
+            ("ZTF", true, false),
+            ("", false, false),
+            ("ZTF", true, true),
+            ("", false, true),
+        ] {
+            let mut w = RowWriter::new("lasair", "objects", namespace, (json_output, bare));
             for (order, key) in [
                 (OrderValue::Int(-7), &b"ZTF18abc"[..]),
                 (OrderValue::Int(0), b""),
@@ -489,7 +535,7 @@ mod tests {
             ] {
                 let mut buf = BytesMut::from(&b"before"[..]);
                 w.put_element(&order, key, json, &mut buf);
-                let alert = alert(
+                let mut alert = alert(
                     "lasair",
                     "objects",
                     namespace,
@@ -500,6 +546,7 @@ mod tests {
                     },
                     json_output,
                 );
+                alert.json_bare_nonfinite = bare;
                 let batch = v1::QueryBatch {
                     alerts: vec![alert],
                     ..v1::QueryBatch::default()
@@ -507,7 +554,7 @@ mod tests {
                 assert_eq!(
                     &buf[b"before".len()..],
                     batch.encode_to_vec().as_slice(),
-                    "{order:?} {key:?} {namespace:?} json {json_output}"
+                    "{order:?} {key:?} {namespace:?} json {json_output} bare {bare}"
                 );
             }
         }

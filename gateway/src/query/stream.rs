@@ -51,6 +51,8 @@ pub(crate) struct Plan {
     pub(crate) max_batch_bytes: usize,
     pub(crate) follow: bool,
     pub(crate) json: bool,
+    /// Non-finite doubles as bare tokens (`QueryRequest.json_bare_nonfinite`).
+    pub(crate) bare_nonfinite: bool,
     pub(crate) binding: Binding,
     /// A client that takes nothing for this long ends its stream (`limits.unread_drop_ms`).
     pub(crate) unread_drop: std::time::Duration,
@@ -314,7 +316,12 @@ async fn send_rows(
     tx: &mpsc::Sender<Result<v1::QueryBatch, tonic::Status>>,
 ) -> Option<usize> {
     let q = &declared.config;
-    let mut writer = row::RowWriter::new(&plan.gateway, &q.name, &q.namespace, plan.json);
+    let mut writer = row::RowWriter::new(
+        &plan.gateway,
+        &q.name,
+        &q.namespace,
+        (plan.json, plan.bare_nonfinite),
+    );
     let mut bytes = 0;
     // Bytes per element of the last batch, to size the next one's buffer.
     let mut per_row = 256;
@@ -322,7 +329,13 @@ async fn send_rows(
     for chunk in rows.chunks(plan.batch.max(1)) {
         let mut buf = BytesMut::with_capacity(chunk.len() * (per_row + per_row / 8 + 16));
         for r in chunk {
-            match declared.write_row(&mut writer, r, described, plan.json, &mut buf) {
+            match declared.write_row(
+                &mut writer,
+                r,
+                described,
+                (plan.json, plan.bare_nonfinite),
+                &mut buf,
+            ) {
                 Ok((order, size)) => {
                     bytes += size;
                     plan.after = Some(order);

@@ -74,7 +74,7 @@ class SubscribeRequest(_message.Message):
     def __init__(self, topic: _Optional[str] = ..., start: _Optional[_Union[Start, _Mapping]] = ..., end: _Optional[_Union[End, _Mapping]] = ..., limit: _Optional[int] = ..., cursor: _Optional[str] = ..., max_batch_alerts: _Optional[int] = ..., max_batch_bytes: _Optional[int] = ..., ids: _Optional[_Iterable[str]] = ..., cone: _Optional[_Union[Cone, _Mapping]] = ..., filter: _Optional[str] = ..., output: _Optional[_Union[Output, str]] = ..., omit_cutouts: bool = ..., resume: _Optional[_Iterable[_Union[PartitionOffset, _Mapping]]] = ..., json_bare_nonfinite: bool = ...) -> None: ...
 
 class QueryRequest(_message.Message):
-    __slots__ = ("name", "where", "cone", "ids", "limit", "output", "resume_token", "follow", "max_batch_alerts")
+    __slots__ = ("name", "where", "cone", "ids", "limit", "output", "resume_token", "follow", "max_batch_alerts", "json_bare_nonfinite")
     NAME_FIELD_NUMBER: _ClassVar[int]
     WHERE_FIELD_NUMBER: _ClassVar[int]
     CONE_FIELD_NUMBER: _ClassVar[int]
@@ -84,6 +84,7 @@ class QueryRequest(_message.Message):
     RESUME_TOKEN_FIELD_NUMBER: _ClassVar[int]
     FOLLOW_FIELD_NUMBER: _ClassVar[int]
     MAX_BATCH_ALERTS_FIELD_NUMBER: _ClassVar[int]
+    JSON_BARE_NONFINITE_FIELD_NUMBER: _ClassVar[int]
     name: str
     where: str
     cone: Cone
@@ -93,7 +94,8 @@ class QueryRequest(_message.Message):
     resume_token: str
     follow: bool
     max_batch_alerts: int
-    def __init__(self, name: _Optional[str] = ..., where: _Optional[str] = ..., cone: _Optional[_Union[Cone, _Mapping]] = ..., ids: _Optional[_Iterable[str]] = ..., limit: _Optional[int] = ..., output: _Optional[_Union[Output, str]] = ..., resume_token: _Optional[str] = ..., follow: bool = ..., max_batch_alerts: _Optional[int] = ...) -> None: ...
+    json_bare_nonfinite: bool
+    def __init__(self, name: _Optional[str] = ..., where: _Optional[str] = ..., cone: _Optional[_Union[Cone, _Mapping]] = ..., ids: _Optional[_Iterable[str]] = ..., limit: _Optional[int] = ..., output: _Optional[_Union[Output, str]] = ..., resume_token: _Optional[str] = ..., follow: bool = ..., max_batch_alerts: _Optional[int] = ..., json_bare_nonfinite: bool = ...) -> None: ...
 
 class QueryBatch(_message.Message):
     __slots__ = ("alerts", "skipped", "resume_token")
