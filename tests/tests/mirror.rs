@@ -995,3 +995,75 @@ async fn records_the_destination_refuses_are_dead_lettered_and_the_mirror_goes_o
     });
     check_exactly_once(&source, &prefix, &all)
 }
+
+/// A Kafka-source mirror whose source topic gains partitions copies them too, from their
+/// first record, without a restart: here a mirror started at `latest` (so nothing written
+/// to the new partition before the mirror noticed it may be passed over).
+#[tokio::test]
+async fn a_kafka_source_that_gains_partitions_is_copied_from_all_of_them() -> Result<()> {
+    if !alertmesh_tests::kafka::adds_partitions() {
+        return Ok(());
+    }
+    let mut survey = Broker::start("survey").await?;
+    survey.create_topic(RAW, 2).await?;
+    let mirror = format!(
+        "[[mirrors]]\nname = \"ztf-raw\"\ndestination = {ALERTS:?}\nstart = \"latest\"\n\
+         [mirrors.source]\nkafka = {:?}\ntopic = {RAW:?}\nnamespace = \"ZTF\"\nformat = \"avro-ocf\"\n",
+        survey.bootstrap()
+    );
+    // A destination with room for the source's growth (one the mirror made would have
+    // the source's two partitions, and the mirror would stop, saying so, until it grew).
+    let broker = Broker::start("lasair").await?;
+    broker.create_topic(ALERTS, 3).await?;
+    let spec = GatewaySpec::new("lasair", &broker.bootstrap())
+        .topic(ALERTS, "ZTF", "avro-ocf")
+        .extra(&mirror);
+    let lasair = Site {
+        gateway: Gateway::start(&spec).await?,
+        broker,
+    };
+    let copied = |n: u64| {
+        let gateway = &lasair.gateway;
+        async move {
+            let deadline = Instant::now() + Duration::from_secs(60);
+            loop {
+                let m = gateway.mirror_status().await?;
+                if m[0].copied >= n {
+                    return anyhow::Ok(m[0].clone());
+                }
+                ensure!(
+                    Instant::now() < deadline,
+                    "the mirror stopped short of {n}: {:?}",
+                    m[0]
+                );
+                tokio::time::sleep(Duration::from_millis(300)).await;
+            }
+        }
+    };
+    // Running (at the end of both partitions) before anything is written.
+    let deadline = Instant::now() + alertmesh_tests::WAIT;
+    while lasair.gateway.mirror_status().await?[0].state != "running" {
+        ensure!(Instant::now() < deadline, "the mirror did not start");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let records = survey_records(0, 30)?;
+    let (old, new): (Vec<Record>, Vec<Record>) = records.into_iter().partition(|r| r.partition < 2);
+    survey.produce_all(RAW, &old).await?;
+    copied(old.len() as u64).await?;
+    survey.add_partitions(RAW, 3).await?;
+    survey.produce_all(RAW, &new).await?;
+    let status = copied((old.len() + new.len()) as u64).await?;
+    ensure!(
+        status.copied == (old.len() + new.len()) as u64 && status.state == "running",
+        "{status:?}"
+    );
+    let found = settle(&lasair.broker, ALERTS, 3, old.len() + new.len()).await?;
+    let third = found.iter().filter(|f| f.partition == 2).count();
+    ensure!(
+        third == new.len(),
+        "{third} of {} copies from the new partition",
+        new.len()
+    );
+    Ok(())
+}

@@ -166,7 +166,16 @@ impl Remote {
             .assign(&tpl)
             .map_err(|e| fail(format!("cannot assign partitions: {e}")))?;
         let prefix = kafka_prefix(&self.source.bootstrap, topic);
+        let mut known = self.partitions;
+        let mut looked = std::time::Instant::now();
         while !tx.is_closed() {
+            // A source topic that gained partitions: they are read too, from their first
+            // record (all of them came after this read began). Not for a replica's single
+            // partition (shared mirrors split the partitions they knew of).
+            if only.is_none() && looked.elapsed() >= GROWTH_CHECK {
+                looked = std::time::Instant::now();
+                known = self.take_on_new_partitions(&consumer, &mut tpl, known)?;
+            }
             let mut batch = Vec::new();
             let mut bytes = 0;
             let mut wait = Duration::from_millis(100);
@@ -248,6 +257,47 @@ impl Remote {
             }
         }
         Ok(())
+    }
+}
+
+/// How often a reader looks for partitions its source topic gained.
+const GROWTH_CHECK: Duration = Duration::from_secs(5);
+
+impl Remote {
+    /// Assigns, from their first record, the partitions the source topic has beyond the
+    /// `known` first ones, adding them to `tpl` (the positions the reader goes on from);
+    /// returns the partition count now read. A failed look-up changes nothing: the next
+    /// one tries again.
+    fn take_on_new_partitions(
+        &self,
+        consumer: &Consumer,
+        tpl: &mut TopicPartitionList,
+        known: usize,
+    ) -> Result<usize> {
+        let topic = &self.source.topic;
+        // Briefly: the reader does not poll meanwhile.
+        let wait = self.timeout.min(Duration::from_secs(2));
+        let Ok(now) = crate::destination::partition_count(consumer, topic, wait) else {
+            return Ok(known);
+        };
+        if now <= known {
+            return Ok(known);
+        }
+        let fail = |reason: String| failure(&self.label, reason);
+        let mut added = TopicPartitionList::new();
+        for p in known..now {
+            let p = i32::try_from(p).map_err(|e| fail(e.to_string()))?;
+            added
+                .add_partition_offset(topic, p, Offset::Beginning)
+                .map_err(|e| fail(e.to_string()))?;
+            tpl.add_partition_offset(topic, p, Offset::Beginning)
+                .map_err(|e| fail(e.to_string()))?;
+        }
+        consumer
+            .incremental_assign(&added)
+            .map_err(|e| fail(format!("cannot assign the new partitions: {e}")))?;
+        tracing::info!(source = %self.label, before = known, now, "the source topic gained partitions; reading them too");
+        Ok(now)
     }
 }
 
