@@ -199,6 +199,7 @@ impl Subscriptions {
                 tail,
                 bounds: plan.bounds,
                 starts: first_starts,
+                whole_topic: !matches!(plan.start, Start::Offsets(_)),
                 unread: stream::Unread {
                     pause: self.limits.unread_pause,
                     drop: self.limits.unread_drop,

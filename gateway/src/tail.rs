@@ -353,6 +353,9 @@ impl Tails {
     }
 }
 
+/// How often a retired tail with nothing to read looks whether it is still used.
+const RETIRED_CHECK: Duration = Duration::from_secs(1);
+
 /// Keeps the tail's reader running: restarts it with capped backoff when Kafka fails,
 /// resuming after the last record read so the log has no gap.
 async fn feed(tail: Arc<Tail>, cluster: Cluster, cancel: CancellationToken) {
@@ -369,7 +372,20 @@ async fn feed(tail: Arc<Tail>, cluster: Cluster, cancel: CancellationToken) {
             .and_then(|starts| cluster.read(&tail.alert, &starts, bounds, ReaderKind::tail));
         match rx {
             Ok(mut rx) => {
-                while let Some(ev) = rx.recv().await {
+                loop {
+                    // A retired tail's partitions may be idle: it looks now and then
+                    // whether its last stream has moved on, not only when records come.
+                    let ev = tokio::select! {
+                        ev = rx.recv() => ev,
+                        () = tokio::time::sleep(RETIRED_CHECK), if tail.is_retired() => {
+                            if unused(&tail) {
+                                tracing::info!(topic = %tail.alert.topic, "retired tail stopped");
+                                return;
+                            }
+                            continue;
+                        }
+                    };
+                    let Some(ev) = ev else { break };
                     if unused(&tail) {
                         tracing::info!(topic = %tail.alert.topic, "retired tail stopped");
                         return;

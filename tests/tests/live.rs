@@ -133,18 +133,22 @@ async fn subscriptions_made_before_and_after_a_topic_grew_read_its_new_partition
     let mut client = site.gateway.client().await?;
     let mut req = request(ZTF_TOPIC);
     req.start = latest();
-    // The first live subscription starts the topic's tail over two partitions.
+    // The first live subscription starts the topic's tail over two partitions; another
+    // names partition 0 alone (from its start), and keeps to it.
     let mut first = client.subscribe(req.clone()).await?.into_inner();
+    let mut only_0 = request(ZTF_TOPIC);
+    only_0.start = alertmesh_tests::client::start_offsets(&[(0, 0)]);
+    let mut only_0 = client.subscribe(only_0).await?.into_inner();
     site.gateway
-        .wait_metrics("one open subscription", |m| {
-            m.value("alertmesh_open_subscriptions", &[]) == 1.0
+        .wait_metrics("two open subscriptions", |m| {
+            m.value("alertmesh_open_subscriptions", &[]) == 2.0
         })
         .await?;
     site.broker.add_partitions(ZTF_TOPIC, 3).await?;
     let mut second = client.subscribe(req).await?.into_inner();
     site.gateway
-        .wait_metrics("two open subscriptions", |m| {
-            m.value("alertmesh_open_subscriptions", &[]) == 2.0
+        .wait_metrics("three open subscriptions", |m| {
+            m.value("alertmesh_open_subscriptions", &[]) == 3.0
         })
         .await?;
     let records = ztf_records(3, now_ms(), 1)?;
@@ -158,5 +162,14 @@ async fn subscriptions_made_before_and_after_a_topic_grew_read_its_new_partition
     check_exactly(&alerts, &want, "lasair")?;
     // The subscription made before takes the new partition on too.
     let alerts = alertmesh_tests::client::take(&mut first, produced.len(), WAIT).await?;
-    check_exactly(&alerts, &want, "lasair")
+    check_exactly(&alerts, &want, "lasair")?;
+    let zero: Vec<&Produced> = produced
+        .iter()
+        .filter(|p| p.record.partition == 0)
+        .collect();
+    let alerts = alertmesh_tests::client::take(&mut only_0, zero.len(), WAIT).await?;
+    check_exactly(&alerts, &zero, "lasair")?;
+    let more = tokio::time::timeout(Duration::from_millis(700), only_0.message()).await;
+    ensure!(more.is_err(), "a stream of partition 0 got more: {more:?}");
+    Ok(())
 }

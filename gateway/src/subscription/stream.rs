@@ -56,6 +56,9 @@ pub(super) struct Parts {
     pub(super) bounds: BatchBounds,
     /// Where its own reader started, for partitions not read yet when it restarts.
     pub(super) starts: Vec<(i32, StartAt)>,
+    /// The stream reads every partition of its topic (it did not name its own), so it
+    /// takes on the partitions the topic gains.
+    pub(super) whole_topic: bool,
     /// How long a client may leave its stream full: then its reader stops, and later the
     /// subscription ends.
     pub(super) unread: Unread,
@@ -100,6 +103,8 @@ pub(super) struct Subscription {
     /// Bytes that fill an outgoing batch now (grows to `bounds.max_bytes`).
     batch_bytes: usize,
     starts: Vec<(i32, StartAt)>,
+    /// See [`Parts::whole_topic`].
+    whole_topic: bool,
     /// Per partition, the next offset it was opened with (see `positions`).
     first_next: Vec<(i32, Option<i64>)>,
     unread: Unread,
@@ -141,6 +146,7 @@ impl Subscription {
             tail,
             bounds,
             starts,
+            whole_topic,
             unread,
         } = parts;
         let m = &metrics;
@@ -166,6 +172,7 @@ impl Subscription {
             batch_bytes: FIRST_BATCH_BYTES.min(bounds.max_bytes),
             first_next,
             starts,
+            whole_topic,
             unread,
             full: false,
             sent: 0,
@@ -251,6 +258,12 @@ impl Subscription {
                     };
                     let mut head = tail.head();
                     head.borrow_and_update();
+                    // Replaced between the check above and subscribing: its wake-up was
+                    // before this receiver, so look again rather than wait on it.
+                    if tail.successor().is_some() {
+                        mode = Mode::Tail { seq };
+                        continue;
+                    }
                     match tail.read(&mut seq, self.bounds) {
                         TailRead::Records(rs) => {
                             self.deliver(rs, &mut None).await?;
@@ -400,19 +413,35 @@ impl Subscription {
         self.sent.saturating_sub(queued) >= TAKEN_FOR_FULL
     }
 
-    /// Moves to the topic's new tail if the one it had was replaced because the topic
-    /// gained partitions, and takes those on (from their first record: they came after
-    /// the stream began). True if it did; the caller then reads on its own.
+    /// Moves to the topic's newest tail if the one it had was replaced because the topic
+    /// gained partitions, and, for a stream of the whole topic, takes on the partitions
+    /// that tail reads and the stream does not (from their first record: they came after
+    /// the stream began; also a stream opened while a new tail was being made, with the
+    /// partition list from just before). True if it did; the caller then reads on its own.
     fn follow_growth(&mut self) -> bool {
-        let Some(newer) = self.tail.as_ref().and_then(|t| t.successor()) else {
+        let Some(tail) = &self.tail else {
             return false;
         };
-        let added: Vec<i32> = newer
-            .partitions()
-            .iter()
-            .copied()
-            .filter(|p| !self.progress.partitions().contains(p))
-            .collect();
+        let newest = tail.successor();
+        let current = newest.as_ref().unwrap_or(tail);
+        let grew =
+            self.whole_topic && current.partitions().len() > self.progress.partitions().len();
+        if newest.is_none() && !grew {
+            return false;
+        }
+        let added: Vec<i32> = if grew {
+            current
+                .partitions()
+                .iter()
+                .copied()
+                .filter(|p| !self.progress.partitions().contains(p))
+                .collect()
+        } else {
+            Vec::new()
+        };
+        if newest.is_none() && added.is_empty() {
+            return false;
+        }
         tracing::info!(
             added = added.len(),
             "the topic gained partitions; the stream reads them too"
@@ -422,7 +451,9 @@ impl Subscription {
             self.starts.push((p, StartAt::Beginning));
             self.first_next.push((p, None));
         }
-        self.tail = Some(newer);
+        if let Some(newest) = newest {
+            self.tail = Some(newest);
+        }
         true
     }
 
