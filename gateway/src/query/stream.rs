@@ -186,7 +186,8 @@ async fn read_statements(
 ) {
     let q = &declared.config;
     let mut read: u64 = 0;
-    // Caught up and following: polling for rows inserted since.
+    // Caught up and following: the next statement polls for rows inserted since (after
+    // a full statement it reads on through a backlog, and needs no look-up).
     let mut polling = false;
     let selective = fetch.filter.is_some() || fetch.cone.is_some() || fetch.ids.is_some();
     let order_kind = described.shape.columns[described.order].1;
@@ -255,11 +256,11 @@ async fn read_statements(
         if fetch.limit.is_some_and(|l| read >= l) {
             return;
         }
-        if (n as i64) < want {
+        polling = (n as i64) < want;
+        if polling {
             if !fetch.follow {
                 return;
             }
-            polling = true;
             // Caught up: one poll per interval, however many rows arrive.
             tokio::select! {
                 _ = tokio::time::sleep(q.poll_interval) => {}
