@@ -111,7 +111,11 @@ summarize() {
       awk '/^(past|live) /{ what = substr($0, 1, 26); sub(/ +$/, "", what);
         n = split(substr($0, 27), f, " "); lo = f[6]; hi = f[6];
         for (i = 7; i <= n; i++) { if (f[i] + 0 < lo + 0) lo = f[i]; if (f[i] + 0 > hi + 0) hi = f[i] }
-        printf "| bench_subscribe | %s, gateway / direct | %s× | %s–%s |\n", what, f[5], lo, hi }' "$file"
+        printf "| bench_subscribe | %s, gateway / direct | %s× | %s–%s |\n", what, f[5], lo, hi }
+        /^relay floor /{ what = substr($0, 13, 14); sub(/ +$/, "", what);
+        n = split(substr($0, 27), f, " "); lo = f[6]; hi = f[6];
+        for (i = 7; i <= n; i++) { if (f[i] + 0 < lo + 0) lo = f[i]; if (f[i] + 0 > hi + 0) hi = f[i] }
+        printf "| bench_subscribe | past %s, bare relay (payloads over loopback TCP) / direct: the floor for the row above | %s× | %s–%s |\n", what, f[5], lo, hi }' "$file"
       ;;
     bench_auth|bench_auth_64k)
       awk '/^ratio /{ m = $0; sub(/.*rounds: /, "", m); sub(/ .*/, "", m);

@@ -66,6 +66,80 @@ pub async fn direct_past(
     .await?
 }
 
+/// The least any relay can cost: a plain rdkafka consumer (as [`direct_past`]) that writes
+/// each payload, length-prefixed, into a loopback TCP connection through a 1 MiB buffer,
+/// read on the other end by this thread. No encoding, no gRPC, no TLS: one copy into a
+/// buffer, the kernel's copies and a second thread, as any gateway needs at least. The
+/// gateway's ratio is to be read against this one's.
+pub async fn relay_past(
+    bootstrap: &str,
+    topic: &str,
+    partitions: i32,
+    n: u64,
+) -> Result<(Run, Duration)> {
+    use std::io::{BufReader, BufWriter, Read, Write};
+    let (bootstrap, topic) = (bootstrap.to_owned(), topic.to_owned());
+    tokio::task::spawn_blocking(move || {
+        let began = Instant::now();
+        let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
+        let addr = listener.local_addr()?;
+        let relay = std::thread::spawn(move || -> Result<()> {
+            // Connected first: a relay that fails then ends the other side's read.
+            let socket = std::net::TcpStream::connect(addr)?;
+            socket.set_nodelay(true)?;
+            let consumer = assigned_consumer(&bootstrap, &topic, partitions, Offset::Beginning)?;
+            let mut out = BufWriter::with_capacity(1 << 20, socket);
+            let mut failed = None;
+            read_to_eof_with(&consumer, partitions, n, MEASURE_TIMEOUT, |m| {
+                let payload = rdkafka::Message::payload(m).unwrap_or_default();
+                let written = out
+                    .write_all(&(payload.len() as u32).to_le_bytes())
+                    .and_then(|()| out.write_all(payload));
+                if let Err(e) = written {
+                    failed.get_or_insert(e);
+                }
+            })?;
+            if let Some(e) = failed {
+                return Err(e.into());
+            }
+            out.flush()?;
+            Ok(())
+        });
+        let (socket, _) = listener.accept()?;
+        let mut input = BufReader::with_capacity(1 << 20, socket);
+        let (mut records, mut bytes, mut first) = (0u64, 0u64, None);
+        let mut payload = Vec::new();
+        let mut len = [0u8; 4];
+        let mut received = || -> std::io::Result<()> {
+            while records < n {
+                input.read_exact(&mut len)?;
+                payload.resize(u32::from_le_bytes(len) as usize, 0);
+                input.read_exact(&mut payload)?;
+                first.get_or_insert_with(|| began.elapsed());
+                records += 1;
+                bytes += payload.len() as u64;
+            }
+            Ok(())
+        };
+        let received = received();
+        let elapsed = began.elapsed();
+        // The relay's own error says more than the end of its stream.
+        relay
+            .join()
+            .map_err(|_| anyhow::anyhow!("relay thread panicked"))??;
+        received.with_context(|| format!("relay stream ended after {records} of {n} records"))?;
+        Ok((
+            Run {
+                records,
+                bytes,
+                elapsed,
+            },
+            first.unwrap_or_default(),
+        ))
+    })
+    .await?
+}
+
 /// Reads `topic` through one gRPC `Subscribe(earliest, end = now)`, expecting `n` alerts;
 /// also returns how long the first alert took (connection and subscription included).
 ///

@@ -1,7 +1,10 @@
 //! Throughput of a gateway against reading Kafka directly, on one Tansu and one release
 //! gateway, for 1 KB and 64 KB payloads:
 //!
-//! - past: a direct rdkafka consumer vs one `Subscribe(earliest, end = now)`;
+//! - past: a direct rdkafka consumer vs one `Subscribe(earliest, end = now)`, and the same
+//!   direct rounds vs a bare relay (that consumer writing the payloads into a loopback TCP
+//!   connection, read on its other end): the least any relay costs on these cores, so the
+//!   `relay floor` row bounds what the gateway's ratio can reach;
 //! - live: 100 subscribers at `latest` while N records are produced, vs a direct consumer.
 //!
 //! Run: `cargo build --release -p alertmesh-gateway && cargo run --release -p
@@ -14,7 +17,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use alertmesh_tests::bench::{
-    cpu_time, direct_past, gateway_past, live_fanout, median, peak_rss_kib, Run,
+    cpu_time, direct_past, gateway_past, live_fanout, median, peak_rss_kib, relay_past, Run,
 };
 use alertmesh_tests::cli::alertmesh_bin;
 use alertmesh_tests::fixtures::{now_ms, synthetic_records};
@@ -157,6 +160,13 @@ async fn main() -> Result<()> {
                 direct: Vec::new(),
                 gateway: Vec::new(),
             };
+            // The same direct rounds against the least a relay costs (`relay_past`): the
+            // gateway's ratio is bounded by this one on the same cores.
+            let mut floor = Row {
+                what: format!("relay floor {kib} KB x {n}"),
+                direct: Vec::new(),
+                gateway: Vec::new(),
+            };
             let cpu = Cpu {
                 broker: broker.pid(),
                 gateway: pid,
@@ -166,6 +176,7 @@ async fn main() -> Result<()> {
             for _ in 0..args.warmup {
                 direct_past(&broker.bootstrap(), &topic, PARTITIONS, n).await?;
                 gateway_past(&gateway, &topic, n).await?;
+                relay_past(&broker.bootstrap(), &topic, PARTITIONS, n).await?;
             }
             let gateway_cpu_before = cpu_time(Some(pid)).unwrap_or_default();
             for round in 0..args.rounds {
@@ -180,21 +191,40 @@ async fn main() -> Result<()> {
                     let (g, first) = gateway_past(&gateway, &topic, n).await?;
                     anyhow::Ok((g, format!("first {first:.0?}, cpu {}", cpu.since(before))))
                 };
-                let ((d, d_cpu), (g, g_cpu)) = if round % 2 == 0 {
-                    let d = direct().await?;
-                    (d, through_gateway().await?)
-                } else {
-                    let g = through_gateway().await?;
-                    (direct().await?, g)
+                let relay = || async {
+                    let before = cpu.sample();
+                    let (r, first) = relay_past(&broker.bootstrap(), &topic, PARTITIONS, n).await?;
+                    anyhow::Ok((r, format!("first {first:.0?}, cpu {}", cpu.since(before))))
+                };
+                // Each reader goes first, second and last in turn.
+                let ((d, d_cpu), (g, g_cpu), (r, r_cpu)) = match round % 3 {
+                    0 => {
+                        let d = direct().await?;
+                        let g = through_gateway().await?;
+                        (d, g, relay().await?)
+                    }
+                    1 => {
+                        let g = through_gateway().await?;
+                        let r = relay().await?;
+                        (direct().await?, g, r)
+                    }
+                    _ => {
+                        let r = relay().await?;
+                        let d = direct().await?;
+                        (d, through_gateway().await?, r)
+                    }
                 };
                 eprintln!(
-                    "{}: round {round}: direct {:.0?} ({d_cpu}), gateway {:.0?} ({g_cpu})",
-                    row.what, d.elapsed, g.elapsed
+                    "{}: round {round}: direct {:.0?} ({d_cpu}), gateway {:.0?} ({g_cpu}), \
+                     relay {:.0?} ({r_cpu})",
+                    row.what, d.elapsed, g.elapsed, r.elapsed
                 );
                 row.direct.push(d);
                 row.gateway.push(g);
+                floor.direct.push(d);
+                floor.gateway.push(r);
             }
-            // The gateway is idle while the direct consumer reads: its CPU over the rounds is
+            // The gateway is idle while the other readers read: its CPU over the rounds is
             // what it spent on its own.
             cpu_per_alert.push((
                 row.what.clone(),
@@ -202,6 +232,7 @@ async fn main() -> Result<()> {
                     / (n * args.rounds as u64) as f64,
             ));
             rows.push(row);
+            rows.push(floor);
         }
         // Live: fresh records each round; the direct consumer starts at the old end.
         let topic = format!("bench.live.{kib}k");
@@ -262,6 +293,10 @@ async fn main() -> Result<()> {
     }
     println!();
     println!("ratio = gateway alerts/s / direct alerts/s, per round, then the median");
+    println!(
+        "relay floor: a bare relay (the direct consumer writing payloads into loopback TCP, \
+         read on its other end) / the same direct rounds: the most any relay reaches here"
+    );
     println!(
         "live: timed from the first produce until all {} subscribers (or the direct consumer) \
          have all N; gateway rates count every subscriber's copy ({} x N)",
