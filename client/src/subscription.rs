@@ -4,9 +4,11 @@
 //! transiently (the gateway restarts, the network cuts it), the subscription reopens it
 //! after a capped exponential backoff. The reopened request asks each partition that has
 //! delivered something to resume at the offset after its last delivered alert (the
-//! `resume` field, which wins over the start and a cursor), and every other partition at
-//! the original start; a `latest` start becomes the time the subscription first opened, so
-//! what arrived while disconnected is not skipped. Alerts at offsets already delivered are
+//! `resume` field, which wins over the start and a cursor), each partition whose start
+//! offset the gateway announced (`AlertBatch.starts`: every partition of a `latest`
+//! stream) to resume there, and any other partition at the original start; a `latest`
+//! start becomes the time the subscription first opened, so what arrived while
+//! disconnected is not skipped. Alerts at offsets already delivered are
 //! dropped here as well, so nothing repeats even if a gateway replays more than asked.
 //! A stream ending at `now` is not reopened: `now` would mean a later time.
 //!
@@ -28,6 +30,10 @@ use crate::{Grpc, Result};
 mod stream;
 
 pub use stream::AlertStream;
+
+/// The most partitions whose start offsets a subscription keeps from its gateway
+/// (`AlertBatch.starts`); Kafka topics have far fewer.
+const MAX_PARTITIONS: usize = 1 << 16;
 
 /// `start = earliest`: the oldest record Kafka still holds.
 pub fn earliest() -> v1::Start {
@@ -247,8 +253,9 @@ impl Subscription {
         self
     }
 
-    /// Per partition, the offset after the last alert delivered: what to commit to a
-    /// cursor once those alerts are processed.
+    /// Per partition, the offset after the last alert delivered, or for a partition that
+    /// delivered nothing yet, where the gateway said the stream starts there
+    /// (`AlertBatch.starts`): what to commit to a cursor once those alerts are processed.
     pub fn positions(&self) -> &BTreeMap<i32, i64> {
         &self.positions
     }
@@ -376,6 +383,19 @@ impl Subscription {
 
     /// Drops what was delivered already, applies the limit and records positions.
     fn accept(&mut self, batch: v1::AlertBatch) -> Batch {
+        // Where the stream starts on partitions that delivered nothing yet: a reopened
+        // stream resumes them there (a new `latest`, or the time the subscription opened,
+        // would pass over records that arrived in between with older timestamps, such
+        // as a mirror's copies). Bounded: a gateway cannot make the map grow without end.
+        for s in &batch.starts {
+            if s.partition >= 0
+                && s.offset >= 0
+                && (self.positions.len() < MAX_PARTITIONS
+                    || self.positions.contains_key(&s.partition))
+            {
+                self.positions.entry(s.partition).or_insert(s.offset);
+            }
+        }
         let mut alerts = Vec::with_capacity(batch.alerts.len());
         for a in batch.alerts {
             if self.limit.is_some_and(|l| self.delivered >= l) {
@@ -542,6 +562,42 @@ mod tests {
         assert_eq!(got, [(0, 12), (1, 4)]);
         assert_eq!(s.delivered(), 5);
         assert!(s.done);
+    }
+
+    #[tokio::test]
+    async fn announced_starts_resume_partitions_that_delivered_nothing() {
+        let mut s = unopened(v1::SubscribeRequest {
+            topic: "t".into(),
+            ..Default::default()
+        });
+        let po = |partition, offset| v1::PartitionOffset { partition, offset };
+        let first = s.accept(v1::AlertBatch {
+            starts: vec![po(0, 10), po(1, 3), po(-1, 5), po(2, -4)],
+            ..Default::default()
+        });
+        assert!(first.alerts.is_empty());
+        s.accept(v1::AlertBatch {
+            alerts: vec![alert(0, 10), alert(0, 11)],
+            // A later announcement moves no position already held.
+            starts: vec![po(0, 2), po(1, 9)],
+            ..Default::default()
+        });
+        let req = s.reopen_request();
+        let resume: Vec<(i32, i64)> = req.resume.iter().map(|p| (p.partition, p.offset)).collect();
+        assert_eq!(resume, [(0, 12), (1, 3)], "nonsense starts are dropped");
+        // Partition 1's records from offset 3 come, whatever their timestamps.
+        let got = s.accept(v1::AlertBatch {
+            alerts: vec![alert(1, 2), alert(1, 3)],
+            ..Default::default()
+        });
+        assert_eq!(got.alerts.len(), 1);
+        assert_eq!(got.alerts[0].offset, 3);
+        // A gateway cannot grow the map without end.
+        s.accept(v1::AlertBatch {
+            starts: (0..2 * MAX_PARTITIONS as i32).map(|p| po(p, 0)).collect(),
+            ..Default::default()
+        });
+        assert_eq!(s.positions().len(), MAX_PARTITIONS);
     }
 
     #[tokio::test]

@@ -3,7 +3,7 @@
 //! while it is in the past and joins the topic's shared tail once it reaches the end,
 //! falling back if it lags behind.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 
@@ -146,12 +146,15 @@ impl Subscriptions {
         let ctx = AlertContext::new(&self.gateway, &topic);
         let partitions = self.catalog.partitions(&topic.name).await?;
         plan.check_partitions(&partitions)?;
-        let begin = self.begin(principal, &plan, &ctx, &partitions).await?;
+        let (begin, resumed) = self.begin(principal, &plan, &ctx, &partitions).await?;
 
         // Subscriptions that may go live get the shared tail started now, so it is ready by
         // the time they reach the end of what is stored.
         let tail = (plan.end != EndAt::Now).then(|| self.tails.get_or_start(&ctx, &partitions));
         let mut first_starts = Vec::new();
+        // Where each partition starts, where that is an offset: the stream's first message
+        // tells the client, which resumes partitions that delivered nothing there.
+        let mut announce = Vec::new();
         let (mode, streamed, next) = match begin {
             // `latest` up to `now` is empty by definition.
             Begin::Head if plan.end == EndAt::Now => {
@@ -161,10 +164,16 @@ impl Subscriptions {
                 let tail = self.tails.get_or_start(&ctx, &partitions);
                 tail.wait_ready(self.cluster.timeout() * 2).await?;
                 let (seq, next) = tail.join_at_head();
+                announce = plan::announced(&next, |_| true);
                 (stream::Mode::Tail { seq }, partitions.clone(), next)
             }
             Begin::Positions(starts) => {
                 let next = plan::next_offsets(&starts);
+                // Offsets a start time found are not exact (Tansu answers with the first
+                // offset; the stream then skips what is older): only the positions given
+                // are announced.
+                let timed = plan.skip_before().is_some();
+                announce = plan::announced(&next, |p| !timed || resumed.contains(&p));
                 let parts: Vec<i32> = starts.iter().map(|(p, _)| *p).collect();
                 // A start before what Kafka still holds is reported by the reader, as a
                 // gap (see `ReaderEvent::Gap`).
@@ -181,7 +190,8 @@ impl Subscriptions {
                 (stream::Mode::Own(rx), parts, next)
             }
         };
-        let progress = Progress::new(streamed, next, plan.skip_before(), plan.end, plan.limit);
+        let progress = Progress::new(streamed, next, plan.skip_before(), plan.end, plan.limit)
+            .resumed(&resumed);
         // Two batches in flight, and room for the final status.
         let (tx, rx) = mpsc::channel(stream::OUT_SLOTS + 1);
         let last = tx
@@ -199,6 +209,7 @@ impl Subscriptions {
                 tail,
                 bounds: plan.bounds,
                 starts: first_starts,
+                announce,
                 whole_topic: !matches!(plan.start, Start::Offsets(_)),
                 unread: stream::Unread {
                     pause: self.limits.unread_pause,
@@ -220,14 +231,15 @@ impl Subscriptions {
     }
 
     /// Where the plan begins: its start, then a cursor's positions, then explicit resume
-    /// positions, which win.
+    /// positions, which win; and the partitions placed by those two.
     async fn begin(
         &self,
         principal: &Principal,
         plan: &Plan,
         ctx: &Arc<AlertContext>,
         partitions: &[i32],
-    ) -> Result<Begin> {
+    ) -> Result<(Begin, HashSet<i32>)> {
+        let mut resumed = HashSet::new();
         let mut begin = match &plan.start {
             Start::Latest => Begin::Head,
             Start::Earliest => Begin::earliest(partitions),
@@ -242,12 +254,14 @@ impl Subscriptions {
             let saved = self.cursors.get(&principal.name, name, &ctx.topic).await?;
             if !saved.is_empty() {
                 begin = self.overlay(ctx, partitions, begin, &saved).await?;
+                resumed.extend(saved.keys().copied());
             }
         }
         if !plan.resume.is_empty() {
             begin = self.overlay(ctx, partitions, begin, &plan.resume).await?;
+            resumed.extend(plan.resume.keys().copied());
         }
-        Ok(begin)
+        Ok((begin, resumed))
     }
 
     /// Partitions with a saved position resume there; the others keep their start (from

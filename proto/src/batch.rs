@@ -18,7 +18,7 @@ use prost::bytes::{Buf, BufMut, Bytes};
 use prost::encoding::{self, DecodeContext, WireType};
 use prost::DecodeError;
 
-use crate::v1::{Alert, Skipped};
+use crate::v1::{Alert, PartitionOffset, Skipped};
 
 /// A batch of alerts of one subscription (see `alertmesh.proto`).
 #[derive(Clone, PartialEq, Default)]
@@ -31,6 +31,8 @@ pub struct AlertBatch {
     /// Alerts already serialised as elements of the `alerts` field, sent after
     /// [`alerts`](Self::alerts). Decoding leaves this empty.
     pub framed: Framed,
+    /// Where the stream starts, per partition (the stream's first message only).
+    pub starts: Vec<PartitionOffset>,
 }
 
 /// Alerts serialised as elements of `AlertBatch.alerts`, each a tag, a length and an
@@ -89,6 +91,7 @@ impl std::fmt::Debug for AlertBatch {
             .field("alerts", &self.alerts)
             .field("skipped", &self.skipped)
             .field("framed", &format_args!("{} alerts", self.framed.alerts()))
+            .field("starts", &self.starts)
             .finish()
     }
 }
@@ -105,7 +108,7 @@ impl AlertBatch {
     }
 }
 
-use crate::tags::batch::{ALERTS, RESUME_TOKEN, SKIPPED};
+use crate::tags::batch::{ALERTS, RESUME_TOKEN, SKIPPED, STARTS};
 
 /// One batch of a `Query` stream (see `alertmesh.proto`): an [`AlertBatch`] on the wire,
 /// plus the token that resumes after its last alert.
@@ -206,6 +209,26 @@ pub(crate) fn encode_skipped(skipped: &[Skipped], buf: &mut impl BufMut) {
     }
 }
 
+/// Writes the `starts` field; shared with [`crate::view::AlertBatchView`].
+pub(crate) fn encode_starts(starts: &[PartitionOffset], buf: &mut impl BufMut) {
+    for s in starts {
+        encoding::message::encode(STARTS, s, buf);
+    }
+}
+
+/// Reads one element of the `starts` field; shared with [`crate::view::AlertBatchView`].
+pub(crate) fn merge_starts(
+    wire_type: WireType,
+    starts: &mut Vec<PartitionOffset>,
+    buf: &mut impl Buf,
+    ctx: DecodeContext,
+) -> Result<(), DecodeError> {
+    encoding::message::merge_repeated(wire_type, starts, buf, ctx).map_err(|mut e| {
+        e.push("AlertBatch", "starts");
+        e
+    })
+}
+
 /// Reads one element of the `skipped` field; shared with [`crate::view::AlertBatchView`].
 pub(crate) fn merge_skipped(
     wire_type: WireType,
@@ -238,6 +261,7 @@ impl prost::Message for AlertBatch {
             buf.put_slice(run);
         }
         encode_skipped(&self.skipped, buf);
+        encode_starts(&self.starts, buf);
     }
 
     fn merge_field(
@@ -254,6 +278,7 @@ impl prost::Message for AlertBatch {
                     e
                 }),
             SKIPPED => merge_skipped(wire_type, &mut self.skipped, buf, ctx),
+            STARTS => merge_starts(wire_type, &mut self.starts, buf, ctx),
             _ => encoding::skip_field(wire_type, tag, buf, ctx),
         }
     }
@@ -262,12 +287,14 @@ impl prost::Message for AlertBatch {
         encoding::message::encoded_len_repeated(ALERTS, &self.alerts)
             + self.framed.len()
             + encoding::message::encoded_len_repeated(SKIPPED, &self.skipped)
+            + encoding::message::encoded_len_repeated(STARTS, &self.starts)
     }
 
     fn clear(&mut self) {
         self.alerts.clear();
         self.skipped.clear();
         self.framed = Framed::default();
+        self.starts.clear();
     }
 }
 
@@ -301,6 +328,10 @@ mod tests {
                 reason: "bad".into(),
             }],
             framed: Framed::default(),
+            starts: vec![PartitionOffset {
+                partition: 1,
+                offset: 40,
+            }],
         };
         batch.framed.push_alert(&alert(2));
         let mut run = Vec::new();
@@ -314,6 +345,7 @@ mod tests {
         assert_eq!(batch.len(), 4);
         assert_eq!(back.alerts, vec![alert(1), alert(2), alert(3), alert(4)]);
         assert_eq!(back.skipped, batch.skipped);
+        assert_eq!(back.starts, batch.starts);
         assert!(back.framed.is_empty());
         assert_eq!(back.len(), 4);
     }
@@ -342,6 +374,7 @@ mod tests {
             alerts: vec![alert(1), alert(2)],
             skipped: batch.skipped.clone(),
             framed: Framed::default(),
+            starts: Vec::new(),
         };
         let mut expected = plain.encode_to_vec();
         encoding::string::encode(RESUME_TOKEN, &"token".to_owned(), &mut expected);

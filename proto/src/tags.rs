@@ -30,6 +30,8 @@ pub mod header {
 pub mod batch {
     pub const ALERTS: u32 = 1;
     pub const SKIPPED: u32 = 2;
+    /// `alertmesh.v1.AlertBatch` only (its field 3 is reserved: `RESUME_TOKEN`).
+    pub const STARTS: u32 = 4;
     /// `alertmesh.v1.QueryBatch` only.
     pub const RESUME_TOKEN: u32 = 3;
 }

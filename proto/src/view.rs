@@ -14,7 +14,7 @@ use prost::bytes::{Buf, BufMut, Bytes};
 use prost::encoding::{self, DecodeContext, WireType};
 use prost::{DecodeError, Message};
 
-use crate::v1::{Alert, Header, Skipped};
+use crate::v1::{Alert, Header, PartitionOffset, Skipped};
 
 mod stream;
 
@@ -26,6 +26,8 @@ pub struct AlertBatchView {
     pub alerts: Vec<AlertView>,
     /// Records the gateway had to decode (for a filter or JSON output) but could not.
     pub skipped: Vec<Skipped>,
+    /// Where the stream starts, per partition (its first message only).
+    pub starts: Vec<PartitionOffset>,
 }
 
 /// Why an alert's fields cannot be read.
@@ -41,7 +43,9 @@ pub enum ViewError {
     Truncated,
     #[error(transparent)]
     Refused(#[from] crate::bound::Refused),
-    #[error("a batch of more than {MAX_BATCH_ELEMENTS} alerts or skipped records")]
+    #[error(
+        "a batch of more than {MAX_BATCH_ELEMENTS} alerts, skipped records or partition starts"
+    )]
     TooMany,
 }
 
@@ -193,8 +197,8 @@ fn text<'a>(value: &'a [u8], field: &'static str) -> Result<&'a str, ViewError> 
     std::str::from_utf8(value).map_err(|_| ViewError::NotUtf8(field))
 }
 
-use crate::batch::{encode_skipped, merge_skipped};
-use crate::tags::batch::{ALERTS, SKIPPED};
+use crate::batch::{encode_skipped, encode_starts, merge_skipped, merge_starts};
+use crate::tags::batch::{ALERTS, SKIPPED, STARTS};
 
 impl AlertBatchView {
     /// Decodes a batch as [`Message::decode`] does, but ends with [`ViewError::TooMany`]
@@ -204,7 +208,8 @@ impl AlertBatchView {
         while buf.has_remaining() {
             let (tag, wire_type) = encoding::decode_key(&mut buf)?;
             view.merge_field(tag, wire_type, &mut buf, DecodeContext::default())?;
-            if view.alerts.len().max(view.skipped.len()) > MAX_BATCH_ELEMENTS {
+            let most = view.alerts.len().max(view.skipped.len());
+            if most.max(view.starts.len()) > MAX_BATCH_ELEMENTS {
                 return Err(ViewError::TooMany);
             }
         }
@@ -218,6 +223,7 @@ impl Message for AlertBatchView {
             encoding::bytes::encode(ALERTS, &alert.bytes, buf);
         }
         encode_skipped(&self.skipped, buf);
+        encode_starts(&self.starts, buf);
     }
 
     fn merge_field(
@@ -240,6 +246,7 @@ impl Message for AlertBatchView {
                 Ok(())
             }
             SKIPPED => merge_skipped(wire_type, &mut self.skipped, buf, ctx),
+            STARTS => merge_starts(wire_type, &mut self.starts, buf, ctx),
             _ => encoding::skip_field(wire_type, tag, buf, ctx),
         }
     }
@@ -250,11 +257,13 @@ impl Message for AlertBatchView {
             .map(|a| encoding::bytes::encoded_len(ALERTS, &a.bytes))
             .sum::<usize>()
             + encoding::message::encoded_len_repeated(SKIPPED, &self.skipped)
+            + encoding::message::encoded_len_repeated(STARTS, &self.starts)
     }
 
     fn clear(&mut self) {
         self.alerts.clear();
         self.skipped.clear();
+        self.starts.clear();
     }
 }
 
@@ -305,11 +314,16 @@ pub(crate) mod tests {
                 reason: "not Avro".into(),
             }],
             framed: Default::default(),
+            starts: vec![PartitionOffset {
+                partition: 0,
+                offset: 12,
+            }],
         };
         let wire = Bytes::from(batch.encode_to_vec());
         let view = AlertBatchView::decode(wire.clone()).unwrap();
         assert_eq!(view.alerts.len(), 2);
         assert_eq!(view.skipped, batch.skipped);
+        assert_eq!(view.starts, batch.starts);
         for (v, a) in view.alerts.iter().zip(&alerts) {
             let f = v.fields().unwrap();
             assert_eq!(f.r#ref, a.r#ref);

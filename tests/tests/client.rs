@@ -87,6 +87,62 @@ async fn a_live_subscription_resumes_across_a_restart_and_a_crash_without_gaps_o
     Ok(())
 }
 
+/// A `latest` subscription whose partition 1 delivered nothing before the gateway went
+/// away: records stamped before the stream opened that reach partition 1 meanwhile (a
+/// mirror catching up copies its source's timestamps) come after the reconnection, and
+/// nothing partition 1 held before the stream opened does.
+#[tokio::test]
+async fn a_latest_subscription_resumes_quiet_partitions_where_it_started() -> Result<()> {
+    let mut site = Mesh::new("lasair")
+        .topic(ZTF_TOPIC, 2)
+        .ztf_alerts()
+        .start()
+        .await?;
+    ensure!(
+        site.produced.iter().any(|p| p.record.partition == 1),
+        "partition 1 holds records from before the stream"
+    );
+    let client = site.gateway.endpoint()?.connect().await?;
+    // Unset start: `latest`. The stream is at the head once the call returns.
+    let mut sub = client
+        .subscribe(request(ZTF_TOPIC))
+        .await?
+        .with_backoff(Backoff::new(
+            Duration::from_millis(100),
+            Duration::from_secs(1),
+        ));
+    let opened = now_ms();
+    let in_partition = |p: i32, ts: i64| -> Result<Vec<_>> {
+        Ok(ztf_records(2, ts, 1000)?
+            .into_iter()
+            .filter(|r| r.partition == p)
+            .take(4)
+            .collect())
+    };
+    let mut produced = site
+        .broker
+        .produce_all(ZTF_TOPIC, &in_partition(0, opened)?)
+        .await?;
+    let mut alerts = take(&mut sub, produced.len()).await?;
+
+    site.gateway.sigterm().await?;
+    let copied = in_partition(1, opened - 3_600_000)?;
+    produced.extend(site.broker.produce_all(ZTF_TOPIC, &copied).await?);
+    produced.extend(
+        site.broker
+            .produce_all(ZTF_TOPIC, &in_partition(0, now_ms())?)
+            .await?,
+    );
+    site.gateway.start_again().await?;
+    alerts.extend(take(&mut sub, produced.len() - alerts.len()).await?);
+    ensure!(sub.reconnects() >= 1, "reconnects: {}", sub.reconnects());
+    check_exactly(&alerts, &produced.iter().collect::<Vec<_>>(), "lasair")?;
+    // Nothing more: a partition replayed from before the stream would come next.
+    let more = tokio::time::timeout(Duration::from_secs(2), sub.next()).await;
+    ensure!(more.is_err(), "an alert beyond those produced: {more:?}");
+    Ok(())
+}
+
 #[tokio::test]
 async fn tls_and_a_token_reach_describe_topics_subscribe_and_fetch() -> Result<()> {
     let pki = Pki::new()?;

@@ -190,7 +190,13 @@ async fn sigterm_ends_open_streams_and_exits_cleanly() -> Result<()> {
         "shutdown took {:?}",
         began.elapsed()
     );
-    // The live stream ended instead of hanging: OK, UNAVAILABLE or a dropped connection.
+    // The live stream ended instead of hanging: OK, UNAVAILABLE or a dropped connection,
+    // after its first message (where it starts, no alerts).
+    let first = tokio::time::timeout(Duration::from_secs(5), stream.message()).await?;
+    assert!(
+        matches!(&first, Ok(Some(b)) if b.alerts.is_empty() && !b.starts.is_empty()),
+        "the first message announces where the stream starts: {first:?}"
+    );
     let end = tokio::time::timeout(Duration::from_secs(5), stream.message()).await?;
     match end {
         Ok(None) => {}

@@ -3,8 +3,9 @@
 A stream that has an end time or no end at all is *resumable*: when the connection fails
 transiently (the gateway restarts, the network resets it), the iterator reopens it with
 capped exponential backoff. The reopened request asks each partition already delivered to
-resume at the offset after its last delivered alert (the ``resume`` field), and every other
-partition at the original start. Alerts at offsets already delivered are dropped on the
+resume at the offset after its last delivered alert (the ``resume`` field), each partition
+whose start offset the gateway announced (``AlertBatch.starts``: every partition of a
+``latest`` stream) to resume there, and any other partition at the original start. Alerts at offsets already delivered are dropped on the
 client as well, so nothing repeats even if the gateway replays more than asked. Given the
 replicas of a gateway, each reopening goes to the next replica, so a stream whose replica
 dies continues on another.
@@ -40,6 +41,10 @@ log = logging.getLogger("alertmesh")
 #: ``gateway``: the gateway decodes (``OUTPUT_JSON``); ``local``: native bytes decoded here
 #: with fastavro; ``none``: native bytes only.
 Decode = Literal["gateway", "local", "none"]
+
+#: The most partitions whose start offsets a stream keeps from its gateway
+#: (``AlertBatch.starts``); Kafka topics have far fewer.
+MAX_PARTITIONS = 1 << 16
 
 #: How many of the latest skipped records (and a runner's published refs) are kept: a
 #: stream may run for months.
@@ -123,8 +128,10 @@ class Subscription(CancellableStream):
     objects; call :meth:`close` (or leave a ``with`` block) to end it early.
 
     Attributes:
-        positions: per partition, the offset after the last alert delivered: what to
-            commit with :meth:`alertmesh.Gateway.commit_cursor` once they are processed.
+        positions: per partition, the offset after the last alert delivered, or for a
+            partition that delivered nothing yet, where the gateway said the stream starts
+            there (``AlertBatch.starts``): what to commit with
+            :meth:`alertmesh.Gateway.commit_cursor` once they are processed.
         skipped: the latest records (at most :data:`KEPT`, 1000) the gateway could not
             decode, as it reported them, oldest first.
         skipped_count: how many records the gateway reported skipped in all.
@@ -192,6 +199,7 @@ class Subscription(CancellableStream):
             try:
                 for batch in call:
                     self._backoff.reset()
+                    self._started(batch.starts)
                     for s in batch.skipped:
                         self._skip(Skipped(s.ref, s.reason))
                     for m in batch.alerts:
@@ -222,6 +230,19 @@ class Subscription(CancellableStream):
                 request = self._reopen_request()
             finally:
                 call.cancel()
+
+    def _started(self, starts: Any) -> None:
+        """Records where the stream starts on partitions that delivered nothing yet: a
+        reopened stream resumes them there. A new ``latest``, or the time the stream opened,
+        would pass over records that arrived in between with older timestamps (a mirror's
+        copies keep their source's). Bounded, so a gateway cannot grow the map without end.
+        """
+        for s in starts:
+            if s.partition < 0 or s.offset < 0:
+                continue
+            if len(self.positions) >= MAX_PARTITIONS and s.partition not in self.positions:
+                continue
+            self.positions.setdefault(s.partition, s.offset)
 
     def _skip(self, s: Skipped) -> None:
         self.skipped.append(s)

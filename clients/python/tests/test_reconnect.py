@@ -118,3 +118,39 @@ def test_live_stream_from_latest_resumes_unseen_partitions(own_stack: Stack, exp
             consumer.stop()
         assert sub.reconnects >= 1
         assert keys(got) == sorted(r["candid"] for r in wanted)
+
+
+def test_latest_stream_resumes_quiet_partitions_at_their_start(own_stack: Stack) -> None:
+    """A partition that delivered nothing before the gateway went away resumes where the
+    stream began: records stamped before the stream opened (a mirror catching up keeps its
+    source's timestamps) that reach it meanwhile still come, and nothing it held before."""
+    from confluent_kafka import Producer
+
+    files = fixture_files()
+    own_stack.replay(files[:6])  # history in every partition
+    own_stack.start_gateway()
+    producer = Producer({"bootstrap.servers": own_stack.bootstrap})
+
+    def produce(paths: list[Path], partition: int, timestamp_ms: int) -> None:
+        for f in paths:
+            producer.produce(TOPIC, value=f.read_bytes(), partition=partition, timestamp=timestamp_ms)
+        assert producer.flush(30) == 0
+
+    with Gateway(own_stack.url) as gw:
+        sub = gw.subscribe(TOPIC, backoff=Backoff(initial=0.1, maximum=1.0))  # latest
+        consumer = Consumer(sub)
+        try:
+            time.sleep(1.5)  # the subscription joins the live tail
+            opened_ms = int(time.time() * 1000)
+            produce(files[6:8], 0, opened_ms)
+            got = consumer.take(2)
+            own_stack.stop_gateway()
+            produce(files[8:12], 1, opened_ms - 3_600_000)
+            produce(files[12:14], 0, int(time.time() * 1000))
+            own_stack.start_gateway()
+            got += consumer.take(6)
+            assert consumer.nothing_more()
+        finally:
+            consumer.stop()
+        assert sub.reconnects >= 1
+        assert keys(got) == sorted(int(f.stem) for f in files[6:14])

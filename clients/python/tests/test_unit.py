@@ -299,6 +299,23 @@ def test_a_stream_ended_for_not_reading_is_resumed() -> None:
     assert is_transient(_Ended(grpc.StatusCode.UNAVAILABLE, "connection refused"))
 
 
+def test_announced_starts_resume_partitions_that_delivered_nothing() -> None:
+    """The offsets a gateway announces as the stream's starts become the resume positions
+    of partitions that delivered nothing; nonsense and excess entries are dropped."""
+    from alertmesh.stream import MAX_PARTITIONS, Subscription
+
+    sub = Subscription(None, pb.SubscribeRequest(topic="t"), metadata=(), decode="none", reconnect=True)  # type: ignore[arg-type]
+    sub.positions[0] = 12  # delivered up to offset 11
+    po = pb.PartitionOffset
+    sub._started([po(partition=0, offset=2), po(partition=1, offset=3), po(partition=-1, offset=5),
+                  po(partition=2, offset=-4)])
+    assert sub.positions == {0: 12, 1: 3}
+    req = sub._reopen_request()
+    assert {(p.partition, p.offset) for p in req.resume} == {(0, 12), (1, 3)}
+    sub._started([po(partition=p, offset=0) for p in range(2 * MAX_PARTITIONS)])
+    assert len(sub.positions) == MAX_PARTITIONS
+
+
 def _record(fields: list[str], namespace: str = "") -> str:
     ns = f'"namespace":"{namespace}",' if namespace else ""
     return '{"type":"record","name":"r",%s"fields":[%s]}' % (ns, ",".join(fields))

@@ -248,6 +248,7 @@ fn message_pieces(batch: v1::AlertBatch, pieces: &mut VecDeque<Bytes>) -> Result
         alerts,
         skipped,
         framed,
+        starts,
     } = batch;
     let head = v1::AlertBatch {
         alerts,
@@ -259,9 +260,10 @@ fn message_pieces(batch: v1::AlertBatch, pieces: &mut VecDeque<Bytes>) -> Result
     head.encode_raw(&mut first);
     pieces.push_back(first.freeze());
     pieces.extend(framed.into_runs());
-    if !skipped.is_empty() {
+    if !skipped.is_empty() || !starts.is_empty() {
         let tail = v1::AlertBatch {
             skipped,
+            starts,
             ..v1::AlertBatch::default()
         };
         pieces.push_back(tail.encode_to_vec().into());
@@ -294,6 +296,10 @@ mod tests {
                 r#ref: "am://g/t/0/4".into(),
                 reason: "not Avro".into(),
             }],
+            starts: vec![v1::PartitionOffset {
+                partition: 2,
+                offset: 17,
+            }],
             ..v1::AlertBatch::default()
         };
         batch.framed.push_alert(&alert(2));
@@ -301,7 +307,7 @@ mod tests {
         let whole = batch.encode_to_vec();
         let mut pieces = VecDeque::new();
         message_pieces(batch.clone(), &mut pieces).unwrap();
-        assert_eq!(pieces.len(), 4, "prefix, two runs, skipped");
+        assert_eq!(pieces.len(), 4, "prefix, two runs, skipped and starts");
         let joined: Vec<u8> = pieces.iter().flat_map(|p| p.iter().copied()).collect();
         assert_eq!(joined[0], 0, "not compressed");
         assert_eq!(&joined[1..5], &(whole.len() as u32).to_be_bytes());
@@ -309,6 +315,7 @@ mod tests {
         let back = v1::AlertBatch::decode(&joined[5..]).unwrap();
         assert_eq!(back.alerts, vec![alert(1), alert(2), alert(3)]);
         assert_eq!(back.skipped, batch.skipped);
+        assert_eq!(back.starts, batch.starts);
     }
 
     #[tokio::test]

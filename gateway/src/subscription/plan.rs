@@ -254,6 +254,24 @@ pub(crate) fn next_offsets(starts: &[(i32, StartAt)]) -> HashMap<i32, i64> {
         .collect()
 }
 
+/// Start offsets as the stream's first message carries them (`AlertBatch.starts`), by
+/// partition: those of `next` whose partition is `exact`.
+pub(crate) fn announced(
+    next: &HashMap<i32, i64>,
+    exact: impl Fn(i32) -> bool,
+) -> Vec<v1::PartitionOffset> {
+    let mut starts: Vec<v1::PartitionOffset> = next
+        .iter()
+        .filter(|(p, _)| exact(**p))
+        .map(|(p, o)| v1::PartitionOffset {
+            partition: *p,
+            offset: *o,
+        })
+        .collect();
+    starts.sort_unstable_by_key(|s| s.partition);
+    starts
+}
+
 /// Where the reader starts: never past a partition's end. Kafka serves nothing past the
 /// end (not even the end-of-partition event that finishes an `end = now` stream), so a
 /// start beyond it reads from the end, and [`next_offsets`] keeps the asked position:
@@ -547,6 +565,20 @@ mod tests {
             Begin::Positions(vec![(0, StartAt::Offset(5)), (1, StartAt::End)])
         );
         assert_eq!(next_offsets(&[(0, StartAt::Beginning)]), HashMap::new());
+    }
+
+    #[test]
+    fn only_exact_start_offsets_are_announced() {
+        let next = HashMap::from([(2, 9), (0, 4), (1, 0)]);
+        let all: Vec<(i32, i64)> = announced(&next, |_| true)
+            .iter()
+            .map(|s| (s.partition, s.offset))
+            .collect();
+        assert_eq!(all, [(0, 4), (1, 0), (2, 9)], "by partition");
+        // A start time's offsets (partition 1 here) are left out; given positions stay.
+        let given = announced(&next, |p| p != 1);
+        assert_eq!(given.len(), 2);
+        assert!(given.iter().all(|s| s.partition != 1));
     }
 
     #[test]

@@ -1,7 +1,7 @@
 //! Per-subscription bookkeeping: which records to deliver, where each partition stands,
 //! and when the stream is complete. Pure and synchronous, shared by both read modes.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use crate::record::Record;
 
@@ -66,6 +66,18 @@ impl Progress {
 
     pub(super) fn partitions(&self) -> &[i32] {
         &self.partitions
+    }
+
+    /// These partitions resume at positions given by the client or its cursor: their
+    /// records are delivered from there whatever their timestamps (a start time only
+    /// places the partitions that have no such position).
+    pub(super) fn resumed(mut self, partitions: &HashSet<i32>) -> Self {
+        for (p, part) in self.partitions.iter().zip(self.parts.iter_mut()) {
+            if partitions.contains(p) {
+                part.started = true;
+            }
+        }
+        self
     }
 
     /// Takes on partitions the topic gained while the stream ran, each from its first
@@ -277,6 +289,20 @@ mod tests {
         assert!(p.accept(&rec(0, 1, 100)));
         // Kafka semantics: once started, later records are delivered whatever their time.
         assert!(p.accept(&rec(0, 2, 90)));
+    }
+
+    #[test]
+    fn resumed_partitions_deliver_from_their_position_whatever_the_start_time() {
+        let next = HashMap::from([(0, 5), (1, 7)]);
+        let mut p = Progress::new(vec![0, 1], next, Some(100), EndAt::Never, None)
+            .resumed(&HashSet::from([1]));
+        // Partition 0 was placed by the start time; partition 1 by the client.
+        assert!(!p.accept(&rec(0, 5, 50)));
+        assert!(
+            p.accept(&rec(1, 7, 50)),
+            "an older record after a resume position"
+        );
+        assert!(!p.accept(&rec(1, 6, 150)), "before the resume position");
     }
 
     #[test]

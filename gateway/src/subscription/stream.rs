@@ -56,6 +56,8 @@ pub(super) struct Parts {
     pub(super) bounds: BatchBounds,
     /// Where its own reader started, for partitions not read yet when it restarts.
     pub(super) starts: Vec<(i32, StartAt)>,
+    /// The start offsets its first message tells the client (`AlertBatch.starts`).
+    pub(super) announce: Vec<v1::PartitionOffset>,
     /// The stream reads every partition of its topic (it did not name its own), so it
     /// takes on the partitions the topic gains.
     pub(super) whole_topic: bool,
@@ -103,6 +105,8 @@ pub(super) struct Subscription {
     /// Bytes that fill an outgoing batch now (grows to `bounds.max_bytes`).
     batch_bytes: usize,
     starts: Vec<(i32, StartAt)>,
+    /// See [`Parts::announce`]; sent before anything else, then empty.
+    announce: Vec<v1::PartitionOffset>,
     /// See [`Parts::whole_topic`].
     whole_topic: bool,
     /// Per partition, the next offset it was opened with (see `positions`).
@@ -146,6 +150,7 @@ impl Subscription {
             tail,
             bounds,
             starts,
+            announce,
             whole_topic,
             unread,
         } = parts;
@@ -172,6 +177,7 @@ impl Subscription {
             batch_bytes: FIRST_BATCH_BYTES.min(bounds.max_bytes),
             first_next,
             starts,
+            announce,
             whole_topic,
             unread,
             full: false,
@@ -185,7 +191,11 @@ impl Subscription {
 
     pub(super) async fn run(mut self, mode: Mode) {
         tracing::debug!("subscription started");
-        match self.drive(mode).await {
+        let ran = match self.announce().await {
+            Ok(()) => self.drive(mode).await,
+            Err(stop) => Err(stop),
+        };
+        match ran {
             Ok(()) => tracing::debug!("subscription complete"),
             Err(Stop::ClientGone) => tracing::debug!("client gone"),
             Err(Stop::Failed(e)) => {
@@ -195,6 +205,23 @@ impl Subscription {
                 }
             }
         }
+    }
+
+    /// Sends the start offsets (`AlertBatch.starts`) as the stream's first message. Not
+    /// counted as a batch sent (see [`Self::drains`]): it says nothing of whether the
+    /// client reads.
+    async fn announce(&mut self) -> Result<(), Stop> {
+        if self.announce.is_empty() {
+            return Ok(());
+        }
+        let starts = std::mem::take(&mut self.announce);
+        self.out
+            .send(Ok(v1::AlertBatch {
+                starts,
+                ..v1::AlertBatch::default()
+            }))
+            .await
+            .map_err(|_| Stop::ClientGone)
     }
 
     async fn drive(&mut self, mut mode: Mode) -> Result<(), Stop> {
@@ -636,6 +663,7 @@ impl Subscription {
             alerts: Vec::new(),
             skipped,
             framed,
+            starts: Vec::new(),
         }));
         self.sent += 1;
         self.alerts_served.inc_by(n);

@@ -202,6 +202,11 @@ impl Peer {
                                 tracing::warn!(source_ref = %skipped.r#ref, reason = %skipped.reason, suppressed, "source skipped a record");
                             }
                         }
+                        // Nothing to copy (the first message says where the stream starts;
+                        // the mirror resumes from what its destination holds).
+                        if batch.alerts.is_empty() {
+                            continue;
+                        }
                         let records = batch
                             .alerts
                             .into_iter()

@@ -184,12 +184,14 @@ class PartitionOffset(_message.Message):
     def __init__(self, partition: _Optional[int] = ..., offset: _Optional[int] = ...) -> None: ...
 
 class AlertBatch(_message.Message):
-    __slots__ = ("alerts", "skipped")
+    __slots__ = ("alerts", "skipped", "starts")
     ALERTS_FIELD_NUMBER: _ClassVar[int]
     SKIPPED_FIELD_NUMBER: _ClassVar[int]
+    STARTS_FIELD_NUMBER: _ClassVar[int]
     alerts: _containers.RepeatedCompositeFieldContainer[Alert]
     skipped: _containers.RepeatedCompositeFieldContainer[Skipped]
-    def __init__(self, alerts: _Optional[_Iterable[_Union[Alert, _Mapping]]] = ..., skipped: _Optional[_Iterable[_Union[Skipped, _Mapping]]] = ...) -> None: ...
+    starts: _containers.RepeatedCompositeFieldContainer[PartitionOffset]
+    def __init__(self, alerts: _Optional[_Iterable[_Union[Alert, _Mapping]]] = ..., skipped: _Optional[_Iterable[_Union[Skipped, _Mapping]]] = ..., starts: _Optional[_Iterable[_Union[PartitionOffset, _Mapping]]] = ...) -> None: ...
 
 class Skipped(_message.Message):
     __slots__ = ("ref", "reason")
