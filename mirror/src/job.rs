@@ -169,13 +169,23 @@ pub(crate) async fn cycles(
     let mut backoff = Backoff::new(RandomState::new().hash_one(&spec.name));
     let mut first = true;
     let mut refused = copy::Refused::default();
+    let starts = crate::resume::Starts::default();
     while !cancel.is_cancelled() {
         if !first {
             status.update(|s| s.reconnects += 1);
         }
         first = false;
         let started = Instant::now();
-        let result = cycle::run(spec, env, converter, status, cancel, unit, &mut refused).await;
+        let result = cycle::run(
+            spec,
+            env,
+            converter,
+            status,
+            cancel,
+            unit,
+            (&mut refused, &starts),
+        )
+        .await;
         let Err(error) = result else { break };
         if cancel.is_cancelled() {
             break;

@@ -68,6 +68,51 @@ fn kafka_topic(prefix: &str) -> Option<&str> {
     Some(rest.rsplit_once('/').map_or(rest, |(_, topic)| topic))
 }
 
+/// Where a source's stream said it started, per partition (a peer gateway's
+/// `AlertBatch.starts`), kept for the life of a mirror job: a stream reopened after an
+/// error resumes a partition it had copied nothing from where it first began, not at a new
+/// `latest` that would pass over what arrived meanwhile. Only in memory: after a restart,
+/// the destination's copies are the only checkpoint.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Starts {
+    inner: std::sync::Arc<std::sync::Mutex<(String, BTreeMap<i32, i64>)>>,
+}
+
+impl Starts {
+    /// The most partitions kept; Kafka topics have far fewer.
+    const MAX_PARTITIONS: usize = 1 << 16;
+
+    /// Records the starts a source with `prefix` announced; a partition keeps its first.
+    pub(crate) fn record(&self, prefix: &str, starts: impl IntoIterator<Item = (i32, i64)>) {
+        let mut guard = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        let (known, next) = &mut *guard;
+        if known != prefix {
+            // Another source (the configuration changed): its numbering is not this one's.
+            *known = prefix.to_owned();
+            next.clear();
+        }
+        for (p, o) in starts {
+            if p >= 0 && o >= 0 && (next.len() < Self::MAX_PARTITIONS || next.contains_key(&p)) {
+                next.entry(p).or_insert(o);
+            }
+        }
+    }
+
+    /// Gives `positions` the recorded start of each partition it has no position for.
+    pub(crate) fn fill(&self, positions: &mut ResumePositions) {
+        let guard = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        let (known, next) = &*guard;
+        if known != positions.prefix() {
+            return;
+        }
+        for (p, o) in next {
+            if positions.next_offset(*p).is_none() {
+                positions.advance(*p, *o);
+            }
+        }
+    }
+}
+
 /// Per source partition, the next source offset a mirror must copy.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ResumePositions {
@@ -516,5 +561,40 @@ mod tests {
         assert_eq!(a.positions(), vec![(0, 7), (1, 9), (2, 1)]);
         a.advance(0, 3);
         assert_eq!(a.next_offset(0), Some(7), "never moves backwards");
+    }
+
+    #[test]
+    fn announced_starts_place_only_partitions_nothing_was_copied_from() {
+        let prefix = gateway_prefix("survey", "ztf.raw");
+        let starts = Starts::default();
+        starts.record(&prefix, [(0, 4), (2, 9), (-1, 3), (1, -2)]);
+        starts.record(&prefix, [(2, 1)]);
+        let mut copied = ResumePositions::new(&prefix);
+        copied.advance(0, 12);
+        starts.fill(&mut copied);
+        assert_eq!(
+            copied.positions(),
+            vec![(0, 12), (2, 9)],
+            "first start kept, nonsense dropped"
+        );
+        // Another source's numbering is not this one's.
+        let mut other = ResumePositions::new(&gateway_prefix("lasair", "ztf.raw"));
+        starts.fill(&mut other);
+        assert!(other.is_empty());
+        starts.record(&gateway_prefix("lasair", "ztf.raw"), [(5, 5)]);
+        let mut again = ResumePositions::new(&prefix);
+        starts.fill(&mut again);
+        assert!(
+            again.is_empty(),
+            "a new source replaced the old one's starts"
+        );
+        // Bounded.
+        starts.record(
+            &prefix,
+            (0..2 * Starts::MAX_PARTITIONS as i32).map(|p| (p, 0)),
+        );
+        let mut many = ResumePositions::new(&prefix);
+        starts.fill(&mut many);
+        assert_eq!(many.positions().len(), Starts::MAX_PARTITIONS);
     }
 }

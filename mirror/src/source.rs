@@ -66,9 +66,10 @@ impl Connected {
         spec: &MirrorSpec,
         positions: &ResumePositions,
         only: Option<i32>,
+        starts: &crate::resume::Starts,
     ) -> Result<Batches> {
         match self {
-            Connected::Gateway(peer) => peer.stream(spec.start, positions).await,
+            Connected::Gateway(peer) => peer.stream(spec.start, positions, starts).await,
             Connected::Kafka(remote) => remote.stream(spec.start, positions, only),
         }
     }

@@ -379,6 +379,61 @@ async fn a_mirror_backs_off_while_its_source_is_gone_and_catches_up_after() -> R
     check_exactly_once(&source, "am://survey/ztf.raw", &copied)
 }
 
+/// A `latest` mirror from a gateway: partition 2 had delivered nothing when the source
+/// gateway went away, and what it received meanwhile is copied once the source is back,
+/// not passed over by a new `latest`; what the source held before the mirror began is not.
+#[tokio::test]
+async fn a_latest_mirror_copies_what_a_quiet_partition_received_while_its_source_was_down(
+) -> Result<()> {
+    let mut survey = survey_with(6).await?;
+    let mirror = gateway_mirror("from-survey", &survey.gateway.grpc_url(), RAW, Some(ALERTS))
+        .replace("start = \"earliest\"", "start = \"latest\"");
+    let lasair = site("lasair", &[ALERTS], &[mirror]).await?;
+    wait_for_state(&lasair, "running").await?;
+    let live: Vec<Record> = survey_records(6, 12)?
+        .into_iter()
+        .filter(|r| r.partition != 2)
+        .collect();
+    survey.broker.produce_all(RAW, &live).await?;
+    settle(&lasair.broker, ALERTS, 3, live.len()).await?;
+
+    survey.gateway.kill();
+    let quiet: Vec<Record> = survey_records(12, 4)?
+        .into_iter()
+        .map(|r| Record { partition: 2, ..r })
+        .collect();
+    survey.broker.produce_all(RAW, &quiet).await?;
+    wait_for_state(&lasair, "backoff").await?;
+    survey.gateway.start_again().await?;
+    let copied = settle(&lasair.broker, ALERTS, 3, live.len() + quiet.len()).await?;
+    // The survey's first 6 records (offsets 0 and 1 of each partition) came before the
+    // mirror began.
+    let source: Vec<Found> = dump(&survey.broker, RAW, 3)
+        .await?
+        .into_iter()
+        .filter(|r| r.offset >= 2)
+        .collect();
+    ensure!(
+        source.len() == live.len() + quiet.len(),
+        "{} source records",
+        source.len()
+    );
+    check_exactly_once(&source, "am://survey/ztf.raw", &copied)
+}
+
+/// Waits until the first mirror of `site` reports `state`.
+async fn wait_for_state(site: &Site, state: &str) -> Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let m = site.gateway.mirror_status().await?;
+        if m.first().is_some_and(|m| m.state == state) {
+            return Ok(());
+        }
+        ensure!(Instant::now() < deadline, "mirror not {state}: {m:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
 /// Sites that each hold `local` alerts of their own in `ztf.alerts` and mirror the listed
 /// peers' `ztf.alerts` into it.
 async fn mesh_of(names: &[&str], sources: &[(usize, usize)], local: usize) -> Result<Vec<Site>> {

@@ -10,7 +10,7 @@ use tokio_util::sync::CancellationToken;
 use super::copy;
 use crate::convert::Converter;
 use crate::destination::{self, dlq_topic};
-use crate::resume::QueryResume;
+use crate::resume::{QueryResume, Starts};
 use crate::share::Unit;
 use crate::status::StatusCell;
 use crate::{source, Error, MirrorEnv, MirrorSpec, MirrorState, Result};
@@ -23,7 +23,7 @@ pub(super) async fn run(
     status: &StatusCell,
     cancel: &CancellationToken,
     unit: Option<&Unit>,
-    refused: &mut copy::Refused,
+    (refused, starts): (&mut copy::Refused, &Starts),
 ) -> Result<()> {
     // Nothing has been produced before copying starts, so a cancel there just returns.
     let fenced = match unit {
@@ -36,7 +36,7 @@ pub(super) async fn run(
     let only = unit.and_then(|u| u.partition);
     let prepared = tokio::select! {
         _ = cancel.cancelled() => return Ok(()),
-        prepared = prepare(spec, env, status, only) => prepared?,
+        prepared = prepare(spec, env, status, only, starts) => prepared?,
     };
     let (batches, destination) = prepared;
     let sink = match fenced {
@@ -71,6 +71,7 @@ async fn prepare(
     env: &MirrorEnv,
     status: &StatusCell,
     only: Option<i32>,
+    starts: &Starts,
 ) -> Result<(source::Batches, String)> {
     let (connected, info) = source::connect(spec, env).await?;
     let destination = spec
@@ -128,7 +129,7 @@ async fn prepare(
         env.timeout,
         info.partitions,
     );
-    let positions = tokio::task::spawn_blocking(move || {
+    let mut positions = tokio::task::spawn_blocking(move || {
         destination::recover(config, &topics, partitions, only, &prefix, timeout)
     })
     .await
@@ -136,8 +137,10 @@ async fn prepare(
         destination::destination_error(&destination, format!("recovery task failed: {e}"))
     })??;
     tracing::info!(positions = ?positions.positions(), "recovered positions from the destination");
+    // Partitions nothing was copied from resume where this job's first stream began.
+    starts.fill(&mut positions);
     status.set_positions(&positions.positions());
-    let batches = connected.stream(spec, &positions, only).await?;
+    let batches = connected.stream(spec, &positions, only, starts).await?;
     Ok((batches, destination))
 }
 

@@ -161,7 +161,12 @@ impl Peer {
 
     /// Subscribes at `positions`, else at `start`, and forwards batches until the stream
     /// ends, fails, or the receiver is dropped.
-    pub(crate) async fn stream(self, start: Start, positions: &ResumePositions) -> Result<Batches> {
+    pub(crate) async fn stream(
+        self,
+        start: Start,
+        positions: &ResumePositions,
+        starts: &crate::resume::Starts,
+    ) -> Result<Batches> {
         let position = match start {
             Start::Earliest => Position::Earliest(pb::Earliest {}),
             Start::Latest => Position::Latest(pb::Latest {}),
@@ -189,6 +194,7 @@ impl Peer {
             .await?;
         let (tx, rx) = mpsc::channel(CHANNEL_BATCHES);
         let prefix = gateway_prefix(&self.name, &self.source.topic);
+        let starts = starts.clone();
         tokio::spawn(async move {
             loop {
                 let next = tokio::select! {
@@ -202,8 +208,12 @@ impl Peer {
                                 tracing::warn!(source_ref = %skipped.r#ref, reason = %skipped.reason, suppressed, "source skipped a record");
                             }
                         }
-                        // Nothing to copy (the first message says where the stream starts;
-                        // the mirror resumes from what its destination holds).
+                        // The first message says where the stream starts: kept for
+                        // the partitions nothing gets copied from before an error.
+                        starts.record(
+                            &prefix,
+                            batch.starts.iter().map(|s| (s.partition, s.offset)),
+                        );
                         if batch.alerts.is_empty() {
                             continue;
                         }
