@@ -92,10 +92,18 @@ impl Starts {
             next.clear();
         }
         for (p, o) in starts {
-            if p >= 0 && o >= 0 && (next.len() < Self::MAX_PARTITIONS || next.contains_key(&p)) {
+            // Positions read back from copies are below i64::MAX too.
+            let sane = p >= 0 && (0..i64::MAX).contains(&o);
+            if sane && (next.len() < Self::MAX_PARTITIONS || next.contains_key(&p)) {
                 next.entry(p).or_insert(o);
             }
         }
+    }
+
+    /// Whether the starts recorded are those of the source `prefix`.
+    pub(crate) fn is_for(&self, prefix: &str) -> bool {
+        let guard = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        guard.0 == prefix
     }
 
     /// Gives `positions` the recorded start of each partition it has no position for.

@@ -146,6 +146,16 @@ impl StatusCell {
         }
     }
 
+    /// The position reached in each partition: after recovery, or after the last record
+    /// handled and acknowledged since (whichever is further on).
+    pub(crate) fn positions(&self) -> Vec<(i32, i64)> {
+        self.lock()
+            .positions
+            .iter()
+            .map(|(p, o)| (*p, *o))
+            .collect()
+    }
+
     /// One source record handled and acknowledged.
     pub(crate) fn handled(&self, partition: i32, offset: i64, done: Handled) {
         let mut inner = self.lock();

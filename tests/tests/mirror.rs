@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use alertmesh_tests::auth::{Pki, Secure, SecureSpec};
 use alertmesh_tests::cli::json_lines;
 use alertmesh_tests::fixtures::{now_ms, ztf_alerts};
-use alertmesh_tests::kafka::{assigned_consumer, read_to_eof_with};
+use alertmesh_tests::kafka::{assigned_consumer, delete_below, deletes_records, read_to_eof_with};
 use alertmesh_tests::{Broker, Gateway, GatewaySpec, Record};
 use anyhow::{bail, ensure, Context, Result};
 use bytes::Bytes;
@@ -418,6 +418,45 @@ async fn a_latest_mirror_copies_what_a_quiet_partition_received_while_its_source
         "{} source records",
         source.len()
     );
+    check_exactly_once(&source, "am://survey/ztf.raw", &copied)
+}
+
+/// Copies that left the destination (deleted here, as retention would age them out) are
+/// not made again when the source comes back: the mirror resumes after what it handled,
+/// not where its stream began. Apache Kafka only (DeleteRecords).
+#[tokio::test]
+async fn a_latest_mirror_does_not_copy_again_what_left_its_destination() -> Result<()> {
+    if !deletes_records() {
+        return Ok(());
+    }
+    let mut survey = survey_with(6).await?;
+    let mirror = gateway_mirror("from-survey", &survey.gateway.grpc_url(), RAW, Some(ALERTS))
+        .replace("start = \"earliest\"", "start = \"latest\"");
+    let lasair = site("lasair", &[ALERTS], &[mirror]).await?;
+    wait_for_state(&lasair, "running").await?;
+    survey
+        .broker
+        .produce_all(RAW, &survey_records(6, 6)?)
+        .await?;
+    settle(&lasair.broker, ALERTS, 3, 6).await?;
+    for p in 0..3 {
+        delete_below(&lasair.broker.bootstrap(), ALERTS, p, 2).await?;
+    }
+    survey.gateway.kill();
+    wait_for_state(&lasair, "backoff").await?;
+    survey.gateway.start_again().await?;
+    survey
+        .broker
+        .produce_all(RAW, &survey_records(12, 3)?)
+        .await?;
+    let copied = settle(&lasair.broker, ALERTS, 3, 3).await?;
+    // Source offsets 0-1 came before the mirror began, 2-3 were copied and deleted.
+    let source: Vec<Found> = dump(&survey.broker, RAW, 3)
+        .await?
+        .into_iter()
+        .filter(|r| r.offset >= 4)
+        .collect();
+    ensure!(source.len() == 3, "{} source records", source.len());
     check_exactly_once(&source, "am://survey/ztf.raw", &copied)
 }
 

@@ -137,7 +137,18 @@ async fn prepare(
         destination::destination_error(&destination, format!("recovery task failed: {e}"))
     })??;
     tracing::info!(positions = ?positions.positions(), "recovered positions from the destination");
-    // Partitions nothing was copied from resume where this job's first stream began.
+    // A partition the destination holds no copy of resumes after what this job handled
+    // there (its copies may have aged out of the destination), else where the job's first
+    // stream began (nothing copied from it yet).
+    let recovered: std::collections::HashSet<i32> =
+        positions.positions().iter().map(|(p, _)| *p).collect();
+    if starts.is_for(positions.prefix()) {
+        for (p, o) in status.positions() {
+            if !recovered.contains(&p) {
+                positions.advance(p, o);
+            }
+        }
+    }
     starts.fill(&mut positions);
     status.set_positions(&positions.positions());
     let batches = connected.stream(spec, &positions, only, starts).await?;

@@ -210,10 +210,12 @@ impl Peer {
                         }
                         // The first message says where the stream starts: kept for
                         // the partitions nothing gets copied from before an error.
-                        starts.record(
-                            &prefix,
-                            batch.starts.iter().map(|s| (s.partition, s.offset)),
-                        );
+                        if !batch.starts.is_empty() {
+                            starts.record(
+                                &prefix,
+                                batch.starts.iter().map(|s| (s.partition, s.offset)),
+                            );
+                        }
                         if batch.alerts.is_empty() {
                             continue;
                         }
